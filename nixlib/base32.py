@@ -1,0 +1,45 @@
+"""Nix's base32 encoding and store-path hash folding.
+
+Nix uses its own base32 alphabet (no e, o, u, t) and emits characters from the
+last 5-bit group to the first, so standard base32 libraries do not apply.
+"""
+
+from __future__ import annotations
+
+ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz"
+_INDEX = {c: i for i, c in enumerate(ALPHABET)}
+
+
+def encoded_length(nbytes: int) -> int:
+    """Number of characters Nix uses for `nbytes` bytes (52 for SHA-256, 32 for 20 bytes)."""
+    return (nbytes * 8 - 1) // 5 + 1
+
+
+def encode(data: bytes) -> str:
+    """Encode bytes as Nix base32, most significant 5-bit group first."""
+    value = int.from_bytes(data, "little")
+    return "".join(ALPHABET[(value >> (5 * n)) & 31] for n in reversed(range(encoded_length(len(data)))))
+
+
+def decode(text: str) -> bytes:
+    """Decode Nix base32; raises ValueError naming the offending character."""
+    nbytes = len(text) * 5 // 8
+    if encoded_length(nbytes) != len(text):
+        raise ValueError(f"invalid Nix base32 length {len(text)}: {text!r}")
+    value = 0
+    for pos, char in enumerate(text):
+        digit = _INDEX.get(char)
+        if digit is None:
+            raise ValueError(f"invalid Nix base32 character {char!r} at position {pos} in {text!r}")
+        value = (value << 5) | digit
+    if value >> (nbytes * 8):
+        raise ValueError(f"Nix base32 value {text!r} has non-zero padding bits")
+    return value.to_bytes(nbytes, "little")
+
+
+def fold(digest: bytes, size: int = 20) -> bytes:
+    """XOR-fold a digest to `size` bytes the way Nix compresses store path hashes."""
+    out = bytearray(size)
+    for i, byte in enumerate(digest):
+        out[i % size] ^= byte
+    return bytes(out)

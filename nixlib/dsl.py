@@ -1,0 +1,258 @@
+"""The Python front door: `output()` and `static()`, and loading an experiment.py into recipes.
+
+`output()` returns a `Step`, which *is* a string: its placeholder path. Every way Python
+builds strings (f-strings, `.format`, `%`, `+`, `str.join`) copies the placeholder into
+the dependant's command, and the reference scanner recovers the dependency from there,
+exactly as Nix string context does. Nothing runs and nothing is stored while the file is
+evaluated; `nw run` turns the steps into recipes and hands them to the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nixlib import context, nar
+from nixlib import env as envmod
+from nixlib.command import CommandSyntaxError, normalise
+from nixlib.errors import NixWorkflowError
+from nixlib.recipe import Input, Recipe, RunOptions, canonical_json
+from nixlib.statmemo import StatMemo
+from nixlib.store import default_root
+
+
+def _root() -> str:
+    return str(default_root().absolute())
+
+
+class Step(str):
+    """A step's placeholder path, carrying the step's definition."""
+
+    command: str
+    name: str | None
+    env: Any
+    pinned: str | None
+    options: RunOptions
+    hash32: str
+    where: str
+
+    def __new__(cls, command: str, name: str | None, env: Any, pinned: str | None, options: RunOptions,
+                where: str) -> Step:
+        if not isinstance(command, str):
+            raise NixWorkflowError(f"{where}: output() takes the command as a string, not {type(command).__name__}")
+        identity = canonical_json([command, name, repr(env), pinned, vars(options)])
+        token, hash32 = context.placeholder(_root(), identity, name or "output")
+        self = super().__new__(cls, token)
+        self.command, self.name, self.env, self.pinned, self.options = command, name, env, pinned, options
+        self.hash32, self.where = hash32, where
+        _DEFINED[hash32] = self
+        return self
+
+
+class Static(str):
+    """A static input: its future store path, plus where it comes from."""
+
+    source: Path | None
+    hash: str
+    where: str
+
+    def __new__(cls, source: Path | None, h: str, where: str) -> Static:
+        self = super().__new__(cls, f"{_root()}/store/{h}")
+        self.source, self.hash, self.where = source, h, where
+        _STATICS[h] = self
+        return self
+
+
+_DEFINED: dict[str, Step] = {}
+_STATICS: dict[str, Static] = {}
+
+
+def _caller() -> str:
+    """file:line of the experiment code that called output()/static(), for error messages."""
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        if not frame.filename.endswith(("nixlib/dsl.py", "nixlib\\dsl.py")):
+            return f"{frame.filename}:{frame.lineno}"
+    return "<unknown>"
+
+
+def output(cmd: str, name: str | None = None, env: Any = None, hash: str | None = None, *, pure: bool = False,
+           sandbox: bool = False, network: bool = True, gpu: bool = False) -> Step:
+    """Declare a step whose `$out` directory is the output of `cmd` run in `env`.
+
+    `hash` pins the step to an existing store object: the step is then never run and the
+    object is served as is (an error if the store lacks it) — for results of long runs
+    that downstream work should build on now.
+    """
+    if hash is not None and not nar.is_nar_hash(hash):
+        raise NixWorkflowError(f"{_caller()}: hash {hash!r} is not a 52-character Nix base32 SHA-256")
+    options = RunOptions(pure=pure, sandbox=sandbox, network=network, gpu=gpu)
+    return Step(cmd, name, env, hash, options, _caller())
+
+
+def static(path: str | os.PathLike | None = None, hash: str | None = None, name: str | None = None) -> Static:
+    """Use a file or directory as an input by content; with `hash`, verify it (or take it from the store)."""
+    where = _caller()
+    if hash is not None and not nar.is_nar_hash(hash):
+        raise NixWorkflowError(f"{where}: static hash {hash!r} is not a 52-character Nix base32 SHA-256")
+    if path is None:
+        if hash is None:
+            raise NixWorkflowError(f"{where}: static() needs a path, a hash, or both")
+        return Static(None, hash, where)
+    source = Path(path)
+    if not source.is_absolute():
+        source = Path(os.getcwd()) / source
+    if not os.path.lexists(source):
+        if hash is not None and (default_root() / "store" / hash).exists():
+            return Static(None, hash, where)
+        raise NixWorkflowError(f"{where}: static input {source} does not exist. Create it, fix the path, or give "
+                               "hash= of an object already in the store.")
+    h = StatMemo(default_root() / "cache" / "statmemo").hash(source)
+    if hash is not None and h != hash:
+        raise NixWorkflowError(f"{where}: static input {source} has hash {h}, but the experiment pins {hash}. "
+                               "The file changed: restore it, or update the pinned hash if the change is intended.")
+    return Static(source, h, where)
+
+
+@dataclass
+class Workflow:
+    """An evaluated experiment: its recipes by name, the named (module-level) ones, and static inputs."""
+
+    recipes: dict[str, Recipe] = field(default_factory=dict)
+    named: list[str] = field(default_factory=list)
+    statics: dict[str, Static] = field(default_factory=dict)
+    host_steps: list[str] = field(default_factory=list)
+
+    def select(self, targets: list[str]) -> list[Recipe]:
+        if not targets:
+            return [self.recipes[n] for n in self.named]
+        unknown = [t for t in targets if t not in self.recipes]
+        if unknown:
+            raise NixWorkflowError(f"no step named {', '.join(repr(u) for u in unknown)}; the experiment defines "
+                                   f"{', '.join(self.recipes) or 'no steps'}")
+        return [self.recipes[t] for t in targets]
+
+
+def load(path: str | os.PathLike) -> Workflow:
+    """Evaluate experiment.py and turn its steps into recipes (nothing runs, nothing is stored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NixWorkflowError(f"experiment file {path} does not exist")
+    _DEFINED.clear()
+    _STATICS.clear()
+    try:
+        namespace = runpy.run_path(str(path), run_name="__nixworkflow__")
+    except NixWorkflowError:
+        raise
+    except Exception as e:  # the user's code failed: show where, not our internals
+        tb = traceback.extract_tb(e.__traceback__)
+        frame = next((f for f in reversed(tb) if f.filename == str(path)), tb[-1])
+        raise NixWorkflowError(f"{frame.filename}:{frame.lineno}: evaluating the experiment failed: "
+                               f"{type(e).__name__}: {e}") from None
+    return _Builder(dict(_named_steps(namespace))).build()
+
+
+def _named_steps(namespace: dict[str, Any]) -> Iterator[tuple[str, Step]]:
+    """Module-level steps, including one level of dicts and lists (`models["small"]` → `models.small`)."""
+    for var, value in namespace.items():
+        if var.startswith("__"):
+            continue
+        if isinstance(value, Step):
+            yield var, value
+        elif isinstance(value, dict):
+            yield from ((f"{var}.{k}", v) for k, v in value.items() if isinstance(v, Step))
+        elif isinstance(value, list | tuple):
+            yield from ((f"{var}.{i}", v) for i, v in enumerate(value) if isinstance(v, Step))
+
+
+class _Builder:
+    """Turns Steps into Recipes, naming each exactly once and resolving references by scanning."""
+
+    def __init__(self, named: dict[str, Step]) -> None:
+        self.workflow = Workflow()
+        self.names: dict[str, str] = {}  # hash32 -> step name
+        self.scanner: context.Scanner[Step] = context.Scanner(_root())
+        for hash32, step in _DEFINED.items():
+            self.scanner.register(hash32, step.name or "output", step)
+        self._assign_names(named)
+        self.envs: dict[str, envmod.ResolvedEnv] = {}
+
+    def _assign_names(self, named: dict[str, Step]) -> None:
+        explicit: dict[str, Step] = {}
+        for step in _DEFINED.values():
+            if step.name is None:
+                continue
+            other = explicit.setdefault(step.name, step)
+            if other is not step and other.command != step.command:
+                raise NixWorkflowError(f"two different steps are named '{step.name}' ({other.where} and {step.where}); "
+                                       "step names must be unique: rename one of them.")
+            self.names[step.hash32] = step.name
+        for var, step in named.items():
+            if step.hash32 not in self.names:
+                self.names[step.hash32] = var
+            self.workflow.named.append(self.names[step.hash32])
+        self.workflow.named = list(dict.fromkeys(self.workflow.named))
+        taken = set(self.names.values())
+        for hash32, step in _DEFINED.items():
+            if hash32 not in self.names:
+                base = step.name or f"step-{hash32[:8]}"
+                self.names[hash32] = base if base not in taken else f"{base}-{hash32[:8]}"
+
+    def build(self) -> Workflow:
+        for hash32 in _DEFINED:
+            self.recipe(_DEFINED[hash32], [])
+        return self.workflow
+
+    def recipe(self, step: Step, path: list[str]) -> Recipe:
+        name = self.names[step.hash32]
+        if name in self.workflow.recipes:
+            return self.workflow.recipes[name]
+        if name in path:
+            raise NixWorkflowError(f"steps form a cycle: {' -> '.join(path + [name])}")
+        try:
+            command = normalise(step.command)
+        except CommandSyntaxError as e:
+            raise NixWorkflowError(f"step '{name}' ({step.where}): {e}. Close the quote or escape it.") from None
+        inputs = [self._input(name, ref, path + [name]) for ref in self._scan(name, step, command)]
+        env = self._env(name, step)
+        recipe = Recipe(name=name, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
+                        options=step.options, pinned=step.pinned)
+        self.workflow.recipes[name] = recipe
+        return recipe
+
+    def _scan(self, name: str, step: Step, command: str) -> list[context.Ref[Step]]:
+        try:
+            return self.scanner.scan(command)
+        except context.UnknownPlaceholder as e:
+            raise NixWorkflowError(
+                f"step '{name}' ({step.where}) references {e.token}, which is no step of this experiment "
+                "(a placeholder from another run or store?). Interpolate the step object itself, or use "
+                "static() for a file."
+            ) from None
+
+    def _input(self, name: str, ref: context.Ref[Step], path: list[str]) -> Input:
+        if ref.target is not None:
+            return Input(ref.token, step=self.recipe(ref.target, path))
+        static = _STATICS.get(str(ref.obj))
+        if static is not None:
+            self.workflow.statics[static.hash] = static
+        elif not (default_root() / "store" / str(ref.obj)).exists():
+            raise NixWorkflowError(f"step '{name}' references store object {ref.obj}, which is not in the store "
+                                   f"at {_root()}. Use static(path) for local files.")
+        return Input(ref.token, obj=ref.obj)
+
+    def _env(self, name: str, step: Step) -> envmod.ResolvedEnv:
+        key = repr(step.env)
+        if key not in self.envs:
+            try:
+                self.envs[key] = envmod.resolve(step.env)
+            except NixWorkflowError as e:
+                raise NixWorkflowError(f"step '{name}' ({step.where}): {e}") from None
+        env = self.envs[key]
+        if env.is_host:
+            self.workflow.host_steps.append(name)
+        return env

@@ -1,0 +1,296 @@
+"""realise(recipe): lookup → lock → run → ingest → record, and the DAG scheduler on top.
+
+This is the one path every front door takes (DESIGN §6). Adapters build a Recipe and,
+when the step is not a shell command of its own (a Snakemake job, a Luigi `run`), an
+Action; everything about keys, locks, the store and lineage happens here.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import getpass
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nixlib import __version__
+from nixlib.errors import Interrupted, NixWorkflowError, StepFailed
+from nixlib.recipe import Recipe
+from nixlib.runner import CHILDREN, Build, Echo, run_shell
+from nixlib.store import Store, force_remove
+
+Action = Callable[[Build, str], Mapping[str, Path]]
+Event = Callable[[str, Recipe, Any], None]
+
+
+@dataclass
+class Result:
+    """What a recipe realised to: its resolved key and output objects."""
+
+    recipe: Recipe
+    resolved_key: str
+    outputs: dict[str, str]
+    cached: bool
+    record: dict[str, Any] | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.recipe.pinned is not None
+
+
+def shell_action(build: Build, command: str) -> Mapping[str, Path]:
+    """The default action: run the command with cwd and $out the output directory."""
+    run_shell(build, command)
+    return {"out": build.out}
+
+
+class Engine:
+    """Realises recipes against one store; results are memoised for the life of the engine."""
+
+    def __init__(self, store: Store, echo: Echo | None = None) -> None:
+        self.store = store
+        self.echo = echo
+        self._results: dict[int, Result] = {}
+
+    # ---- lookup -------------------------------------------------------------------------
+
+    def resolve(self, recipe: Recipe) -> dict[str, str] | None:
+        """token -> object hash for every upstream reference, or None while an upstream is unrealised."""
+        realised: dict[str, str] = {}
+        for i in recipe.inputs:
+            if i.step is None:
+                continue
+            up = self.lookup(i.step)
+            if up is None:
+                return None
+            if i.output not in up.outputs:
+                raise NixWorkflowError(f"step '{recipe.name}' uses output '{i.output}' of '{i.step.name}', "
+                                       f"which only has {', '.join(sorted(up.outputs))}")
+            realised[i.token] = up.outputs[i.output]
+        return realised
+
+    def lookup(self, recipe: Recipe) -> Result | None:
+        """The realisation of `recipe` if it is in the store with intact objects (never runs anything)."""
+        known = self._results.get(id(recipe))
+        if known is not None:
+            return known
+        if recipe.pinned is not None:
+            if not self.store.has(recipe.pinned):
+                return None
+            return self._remember(Result(recipe, recipe.key, {"out": recipe.pinned}, cached=True))
+        realised = self.resolve(recipe)
+        if realised is None:
+            return None
+        rk = recipe.resolved_key(realised)
+        doc = self.store.realisation(rk)
+        if doc is None:
+            return None
+        if self.store.last(recipe.key) != rk:
+            self.store.set_last(recipe.key, rk)
+        return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))
+
+    def _remember(self, result: Result) -> Result:
+        self._results[id(result.recipe)] = result
+        return result
+
+    # ---- realise ------------------------------------------------------------------------
+
+    def realise(self, recipe: Recipe, action: Action | None = None,
+                provenance: Mapping[str, Any] | None = None) -> Result:
+        """Serve `recipe` from the store or run it once (across processes and hosts) and store its outputs."""
+        hit = self.lookup(recipe)
+        if hit is not None:
+            return hit
+        if recipe.pinned is not None:
+            raise NixWorkflowError(
+                f"step '{recipe.name}' is pinned to object {recipe.pinned}, which is not in the store at "
+                f"{self.store.root}. Pinned steps are never run: copy the object into this store, or remove "
+                "the hash to run the step."
+            )
+        realised = self.resolve(recipe)
+        if realised is None:
+            missing = [u.name for u in recipe.upstream() if self.lookup(u) is None]
+            raise NixWorkflowError(f"step '{recipe.name}' cannot run before {', '.join(missing)}: realise them first")
+        rk = recipe.resolved_key(realised)
+        with self.store.lock(rk):
+            doc = self.store.realisation(rk)
+            if doc is not None:
+                return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))
+            doc = self._build(recipe, rk, realised, action or shell_action, provenance or {})
+        return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=False, record=doc))
+
+    def executed_command(self, recipe: Recipe, realised: Mapping[str, str]) -> str:
+        """The command as it runs: every reference replaced by the real path of its object."""
+        command = recipe.command
+        for i in sorted(recipe.inputs, key=lambda i: len(i.token), reverse=True):
+            obj = i.obj or realised[i.token]
+            command = command.replace(i.token, str(self.store.object_path(obj)))
+        return command
+
+    def _build(self, recipe: Recipe, rk: str, realised: Mapping[str, str], action: Action,
+               provenance: Mapping[str, Any]) -> dict[str, Any]:
+        tmp = self.store.new_tmp(recipe.name)
+        build = Build(
+            name=recipe.name, out=tmp / "out", state=self.store.state_dir(recipe.key), tmp=tmp / "tmp",
+            log=self.store.log_path(rk), store_root=self.store.root, env_paths=recipe.env_paths,
+            options=recipe.options, echo=self.echo,
+        )
+        build.out.mkdir()
+        build.tmp.mkdir()
+        build.log.write_bytes(b"")
+        command = self.executed_command(recipe, realised)
+        start = time.time()
+        try:
+            produced = action(build, command)
+            end = time.time()
+            paths = self._check_outputs(recipe, produced, build)
+            with self.store.gc_guard():
+                outputs = {name: self.store.ingest(p, move=p.is_relative_to(tmp)) for name, p in paths.items()}
+                doc = self._record(recipe, rk, realised, command, outputs, start, end, provenance)
+                self.store.record_realisation(doc)
+            return doc
+        finally:
+            force_remove(tmp)
+            with contextlib.suppress(OSError):
+                build.state.rmdir()  # keep $state only when the step left something in it
+
+    def _check_outputs(self, recipe: Recipe, produced: Mapping[str, Path], build: Build) -> dict[str, Path]:
+        missing = [o for o in recipe.outputs if o not in produced or not os.path.lexists(produced[o])]
+        if missing:
+            raise StepFailed(recipe.name, "its command succeeded but did not create the declared output(s) "
+                             + ", ".join(missing), str(build.log))
+        return {o: Path(produced[o]) for o in recipe.outputs}
+
+    def _record(self, recipe: Recipe, rk: str, realised: Mapping[str, str], command: str,
+                outputs: dict[str, str], start: float, end: float, provenance: Mapping[str, Any]) -> dict[str, Any]:
+        inputs = []
+        for i in recipe.inputs:
+            entry: dict[str, Any] = {"object": i.obj or realised[i.token]}
+            if i.step is not None:
+                up = self.lookup(i.step)
+                entry.update(step=i.step.name, output=i.output, recipe_key=i.step.key,
+                             resolved_key=up.resolved_key if up else None, pinned=i.step.pinned is not None)
+            inputs.append(entry)
+        return {
+            "v": 1, "name": recipe.name, "resolved_key": rk, "recipe_key": recipe.key,
+            "recipe": recipe.document(lambda i: f"step:{i.step.key}!{i.output}" if i.step else f"obj:{i.obj}"),
+            "outputs": outputs, "command": command, "inputs": inputs, "files": dict(recipe.files),
+            "env": {"identity": recipe.env, "paths": list(recipe.env_paths)},
+            "options": vars(recipe.options), "start": start, "end": end, "duration": round(end - start, 6),
+            "exit": 0, "host": socket.gethostname(), "user": getpass.getuser(), "tool": f"nixworkflow {__version__}",
+            "log": str(self.store.log_path(rk)), "provenance": dict(provenance),
+        }
+
+    # ---- graphs -------------------------------------------------------------------------
+
+    def run_graph(self, targets: Iterable[Recipe], jobs: int = 1, keep_going: bool = False,
+                  on_event: Event | None = None) -> dict[Recipe, Result | BaseException]:
+        """Realise `targets` and their upstream closure, `jobs` at a time.
+
+        A failure stops its dependants; other running steps finish, and with `keep_going` every step
+        that does not depend on a failure still runs. Ctrl-C stops every process group started and
+        raises Interrupted; the store is left exactly as before the interrupted steps.
+        """
+        return _Scheduler(self, topological(targets), jobs, keep_going, on_event or (lambda *a: None)).run()
+
+
+def topological(targets: Iterable[Recipe]) -> list[Recipe]:
+    """Targets and everything upstream, dependencies first; a cycle is an error naming its steps."""
+    order: list[Recipe] = []
+    state: dict[int, int] = {}  # 1 visiting, 2 done
+
+    def visit(r: Recipe, path: list[str]) -> None:
+        mark = state.get(id(r))
+        if mark == 2:
+            return
+        if mark == 1:
+            cycle = path[path.index(r.name):] + [r.name]
+            raise NixWorkflowError(f"steps form a cycle: {' -> '.join(cycle)}. A step cannot use its own output, "
+                                   "directly or through other steps.")
+        state[id(r)] = 1
+        for up in r.upstream():
+            visit(up, path + [r.name])
+        state[id(r)] = 2
+        order.append(r)
+
+    for t in targets:
+        visit(t, [])
+    return order
+
+
+class _Scheduler:
+    """Runs ready steps on a thread pool; cache hits are answered on the main thread without a thread hop."""
+
+    def __init__(self, engine: Engine, order: list[Recipe], jobs: int, keep_going: bool, on_event: Event) -> None:
+        self.engine, self.order, self.keep_going, self.on_event = engine, order, keep_going, on_event
+        self.jobs = max(1, jobs)
+        self.results: dict[Recipe, Result | BaseException] = {}
+        self.waiting = {r: {id(u) for u in r.upstream()} for r in order}
+        self.dependants: dict[int, list[Recipe]] = {}
+        for r in order:
+            for u in r.upstream():
+                self.dependants.setdefault(id(u), []).append(r)
+        self.ready = [r for r in order if not self.waiting[r]]
+        self.failed = False
+
+    def run(self) -> dict[Recipe, Result | BaseException]:
+        with cf.ThreadPoolExecutor(self.jobs, thread_name_prefix="nw-step") as pool:
+            running: dict[cf.Future, Recipe] = {}
+            try:
+                while self.ready or running:
+                    self._start_ready(pool, running)
+                    if not running:
+                        continue
+                    done, _ = cf.wait(running, timeout=0.25, return_when=cf.FIRST_COMPLETED)
+                    for fut in done:
+                        recipe = running.pop(fut)
+                        self._finish(recipe, fut.exception() or fut.result())
+            except KeyboardInterrupt:
+                CHILDREN.terminate()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise Interrupted("interrupted: running steps were stopped and nothing partial was stored") from None
+        for r in self.order:
+            if r not in self.results:
+                self._skip(r, "an earlier step failed")
+        return self.results
+
+    def _start_ready(self, pool: cf.ThreadPoolExecutor, running: dict[cf.Future, Recipe]) -> None:
+        while self.ready and len(running) < self.jobs:
+            recipe = self.ready.pop(0)
+            if self.failed and not self.keep_going:
+                self._skip(recipe, "an earlier step failed")
+                continue
+            hit = self.engine.lookup(recipe)
+            if hit is not None:
+                self._finish(recipe, hit)
+                continue
+            self.on_event("start", recipe, None)
+            running[pool.submit(self.engine.realise, recipe)] = recipe
+
+    def _finish(self, recipe: Recipe, outcome: Result | BaseException) -> None:
+        self.results[recipe] = outcome
+        if isinstance(outcome, BaseException):
+            self.failed = True
+            self.on_event("failed", recipe, outcome)
+            self._skip_dependants(recipe)
+            return
+        self.on_event("cached" if outcome.cached else "done", recipe, outcome)
+        for d in self.dependants.get(id(recipe), []):
+            self.waiting[d].discard(id(recipe))
+            if not self.waiting[d] and d not in self.results:
+                self.ready.append(d)
+
+    def _skip_dependants(self, recipe: Recipe) -> None:
+        for d in self.dependants.get(id(recipe), []):
+            if d not in self.results:
+                self._skip(d, f"it depends on '{recipe.name}', which failed")
+                self._skip_dependants(d)
+
+    def _skip(self, recipe: Recipe, why: str) -> None:
+        self.results[recipe] = NixWorkflowError(f"step '{recipe.name}' was not run: {why}")
+        self.on_event("skipped", recipe, why)

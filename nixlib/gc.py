@@ -1,0 +1,136 @@
+"""Garbage collection and verification of the store.
+
+Roots are the links users keep (./nix-workflow-output/*, registered in gcroots/). A root
+keeps its object, the realisation that made it, and that realisation's whole upstream
+lineage (records and objects), so a kept result stays explainable and cheap to extend.
+Everything else goes, including stale records and the leftovers of dead builders.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import filelock
+
+from nixlib import nar
+from nixlib.store import Store, force_remove
+
+
+@dataclass
+class GcPlan:
+    """What a collection keeps and removes."""
+
+    keep_objects: set[str] = field(default_factory=set)
+    keep_records: set[str] = field(default_factory=set)
+    remove: list[Path] = field(default_factory=list)
+
+
+def plan(store: Store) -> GcPlan:
+    """Decide what to keep from the roots; lists every path that would be removed."""
+    p = GcPlan()
+    for h in store.rooted_objects():
+        _keep_object(store, h, p)
+    r = store.root
+    p.remove += [r / "store" / h for h in _names(r / "store") if h not in p.keep_objects]
+    for name in _names(r / "realisations"):
+        if name.removesuffix(".json") not in p.keep_records:
+            p.remove += [r / "realisations" / name, store.log_path(name.removesuffix(".json"))]
+    p.remove += [r / "origins" / h for h in _names(r / "origins") if h not in p.keep_objects]
+    for name in _names(r / "recipes"):
+        if name.endswith(".last") and (r / "recipes" / name).read_text().strip() not in p.keep_records:
+            key = name.removesuffix(".last")
+            p.remove += [r / "recipes" / name, r / "recipes" / f"{key}.json"]
+    p.remove += [e for e in (r / "gcroots").iterdir() if not _live_root(e)]
+    p.remove += list(_dead_tmp(store))
+    return p
+
+
+def _keep_object(store: Store, h: str, p: GcPlan) -> None:
+    if h in p.keep_objects:
+        return
+    p.keep_objects.add(h)
+    for doc in store.origins(h):
+        if doc["resolved_key"] in p.keep_records:
+            continue
+        p.keep_records.add(doc["resolved_key"])
+        for i in doc.get("inputs", []):
+            _keep_object(store, i["object"], p)
+        for fh in doc.get("files", {}).values():
+            _keep_object(store, fh, p)
+
+
+def _names(d: Path) -> list[str]:
+    try:
+        return os.listdir(d)
+    except FileNotFoundError:
+        return []
+
+
+def _live_root(entry: Path) -> bool:
+    try:
+        link = os.readlink(entry)
+        return os.path.islink(link) and os.path.exists(link)
+    except OSError:
+        return False
+
+
+def _dead_tmp(store: Store) -> Iterator[Path]:
+    """Scratch directories of builders on this host whose process no longer exists."""
+    host = socket.gethostname()
+    for name in _names(store.root / "tmp"):
+        parts = name.split("-")
+        if name.startswith(f"{host}-") and len(parts) > 2:
+            pid = name[len(host) + 1:].split("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                yield store.root / "tmp" / name
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def collect(store: Store, dry_run: bool = False) -> GcPlan:
+    """Remove everything unreachable from the roots (under the store's exclusive GC lock)."""
+    with store.gc_guard(exclusive=True):
+        p = plan(store)
+        if not dry_run:
+            for path in p.remove:
+                force_remove(path)
+            _remove_idle_locks(store)
+    return p
+
+
+def _remove_idle_locks(store: Store) -> None:
+    for name in _names(store.root / "locks"):
+        if name == "gc.lock":
+            continue
+        lock = filelock.FileLock(store.root / "locks" / name, timeout=0)
+        try:
+            with lock:
+                pass
+        except filelock.Timeout:
+            continue
+        (store.root / "locks" / name).unlink(missing_ok=True)
+
+
+def verify(store: Store) -> tuple[int, list[tuple[str, str, Path | None]]]:
+    """Re-hash every object (no memo); quarantine mismatches. Returns (checked, [(name, actual, moved to)])."""
+    bad = []
+    names = _names(store.root / "store")
+    for h in names:
+        actual = nar.nar_hash(store.object_path(h))
+        if actual != h:
+            bad.append((h, actual, store.quarantine(h)))
+        else:
+            store.memo.remember(store.object_path(h), h)
+    return len(names), bad

@@ -1,0 +1,364 @@
+"""Nix archive (NAR) serialisation and hashing, byte-compatible with `nix-store --dump`.
+
+Objects are named by the SHA-256 of their NAR so that `nix-hash --type sha256 --base32`
+of a store object prints its own name. Serialisation is streamed into a sink in bounded
+chunks, so hashing a multi-GB file or tree runs in constant memory.
+
+Speed matters because every output is hashed (bench/README-hash.md has the numbers):
+
+- a large file is read in 4 MiB chunks, the next one on a helper thread while the sink
+  hashes the current one (both release the GIL), so reading overlaps hashing;
+- a tree of small files costs four syscalls per file (open, fstat, read, close, as in
+  Nix); entry types come from scandir's d_type, so no lstat per entry. Past a few thousand
+  files the rest of the walk is split with a forked helper process that serialises every
+  other batch of files into a pipe: threads cannot overlap these microsecond syscalls
+  because each one hands the GIL over, processes can.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import stat
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from operator import attrgetter
+from pathlib import Path
+from typing import BinaryIO, NoReturn
+
+from nixlib import base32
+
+Sink = Callable[[bytes], object]
+"""Receives the NAR in order, as bytes objects it may keep."""
+
+_FLUSH = 1 << 20  # header and small-file bytes gathered before the sink sees them
+_CHUNK = 1 << 22  # read size for large files; hashlib releases the GIL for buffers this big
+_READ_AHEAD = 16 << 20  # files at least this big are read on a thread while the sink hashes
+_SPLIT_AFTER = 2048  # files serialised in-process before the rest of a tree is split
+_BATCH = 256  # walk segments per batch; batches alternate between this process and the helper
+_FAILED = (1 << 64) - 1  # frame length announcing the helper's error report
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # never follow, never block on a FIFO
+
+
+def _str(data: bytes) -> bytes:
+    """A NAR string: u64 little-endian length, bytes, zero padding to 8."""
+    return len(data).to_bytes(8, "little") + data + b"\0" * (-len(data) % 8)
+
+
+_MAGIC = _str(b"nix-archive-1")
+_OPEN, _CLOSE = _str(b"("), _str(b")")
+_FILE = _OPEN + _str(b"type") + _str(b"regular") + _str(b"contents")
+_EXEC_FILE = _OPEN + _str(b"type") + _str(b"regular") + _str(b"executable") + _str(b"") + _str(b"contents")
+_SYMLINK = _OPEN + _str(b"type") + _str(b"symlink") + _str(b"target")
+_DIRECTORY = _OPEN + _str(b"type") + _str(b"directory")
+_ENTRY = _str(b"entry") + _OPEN + _str(b"name")
+_NODE = _str(b"node")
+_PAD = [b"\0" * n for n in range(8)]
+
+Segment = tuple[bytes, bytes | None]
+"""Literal NAR bytes, then the path of a regular file whose node follows them (or None)."""
+
+
+# --- the walk: everything but file contents -------------------------------------------
+
+_by_name = attrgetter("name")
+
+
+def _entries(path: bytes) -> list[os.DirEntry[bytes]]:
+    """Directory entries sorted bytewise by name, the order Nix writes them in."""
+    with os.scandir(path) as it:
+        return sorted(it, key=_by_name)
+
+
+def _leaf(path: bytes, is_symlink: bool) -> bytes:
+    """The node of a symlink (its target is stored, never followed); anything else is refused, as Nix does."""
+    if not is_symlink:
+        raise ValueError(f"cannot archive {os.fsdecode(path)}: not a regular file, directory or symlink")
+    return _SYMLINK + _str(os.readlink(path)) + _CLOSE
+
+
+def _segments(root: bytes) -> Iterator[Segment]:
+    """The NAR of `root` as segments in stream order.
+
+    Only file contents need reads, so the walk yields everything else as literal bytes and
+    can run in another process than the reads. It is iterative (a stack of directory
+    iterators) to keep per-file overhead low and to allow any depth.
+    """
+    mode = os.lstat(root).st_mode
+    if stat.S_ISREG(mode):
+        yield _MAGIC, root
+        return
+    if not stat.S_ISDIR(mode):
+        yield _MAGIC + _leaf(root, stat.S_ISLNK(mode)), None
+        return
+    prefix = _MAGIC + _DIRECTORY
+    stack = [iter(_entries(root))]
+    while stack:
+        for entry in stack[-1]:
+            prefix += _ENTRY + _str(entry.name) + _NODE
+            if entry.is_file(follow_symlinks=False):
+                yield prefix, entry.path
+                prefix = _CLOSE
+            elif entry.is_dir(follow_symlinks=False):
+                prefix += _DIRECTORY
+                stack.append(iter(_entries(entry.path)))
+                break
+            else:
+                prefix += _leaf(entry.path, entry.is_symlink()) + _CLOSE
+        else:
+            stack.pop()
+            prefix += (_CLOSE + _CLOSE) if stack else _CLOSE  # the directory, then the entry holding it
+    yield prefix, None
+
+
+# --- file contents -----------------------------------------------------------------------
+
+
+def _shrank(path: bytes) -> OSError:
+    return OSError(f"file shrank while being archived: {os.fsdecode(path)}")
+
+
+def _read_exact(fd: int, size: int, path: bytes) -> bytes:
+    """`size` bytes from `fd`, usually in one read (no read at all for an empty file)."""
+    data = os.read(fd, size) if size else b""
+    while len(data) < size:
+        more = os.read(fd, size - len(data))
+        if not more:
+            raise _shrank(path)
+        data += more
+    return data
+
+
+def _chunks(fd: int, size: int, path: bytes) -> Iterator[bytes]:
+    while size:
+        data = os.read(fd, min(_CHUNK, size))
+        if not data:
+            raise _shrank(path)
+        size -= len(data)
+        yield data
+
+
+def _stream(fd: int, size: int, sink: Sink, path: bytes) -> None:
+    """Feed a large file to the sink; from 16 MiB on, the next chunk is read while this one is hashed."""
+    chunks = _chunks(fd, size, path)
+    if size < _READ_AHEAD:
+        for data in chunks:
+            sink(data)
+        return
+    from concurrent.futures import ThreadPoolExecutor  # 8 ms to import: only when needed
+
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(next, chunks, None)
+        while (data := ahead.result()) is not None:
+            ahead = pool.submit(next, chunks, None)
+            sink(data)
+
+
+class _Writer:
+    """Gathers headers and small files so the sink sees few, large updates."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.buf = bytearray()
+
+    def put(self, data: bytes) -> None:
+        if len(data) >= _FLUSH:
+            self.flush()
+            self.sink(data)
+            return
+        self.buf += data
+        if len(self.buf) >= _FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            self.sink(bytes(self.buf))
+            self.buf.clear()
+
+    def regular(self, path: bytes) -> None:
+        """Append the node of a regular file: open, fstat, read, close."""
+        fd = os.open(path, _OPEN_FLAGS)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(f"{os.fsdecode(path)} changed type while being archived")
+            size = st.st_size
+            self.buf += _EXEC_FILE if st.st_mode & stat.S_IXUSR else _FILE
+            self.buf += size.to_bytes(8, "little")
+            if size <= _FLUSH:
+                self.buf += _read_exact(fd, size, path)
+            else:
+                self.flush()
+                _stream(fd, size, self.sink, path)
+        finally:
+            os.close(fd)
+        self.put(_PAD[-size % 8] + _CLOSE)
+
+    def segments(self, segments: Iterable[Segment]) -> None:
+        for prefix, path in segments:
+            self.put(prefix)
+            if path is not None:
+                self.regular(path)
+
+
+# --- splitting a large tree over two processes -------------------------------------------
+
+
+def _can_split() -> bool:
+    """Fork only where it is cheap and safe: POSIX, two usable CPUs, and no other Python
+    thread (a forked child would inherit locks held by threads that do not exist in it)."""
+    if not hasattr(os, "fork") or threading.active_count() != 1:
+        return False
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cpus > 1
+
+
+def _batches(segments: Iterator[Segment]) -> Iterator[list[Segment]]:
+    while batch := list(islice(segments, _BATCH)):
+        yield batch
+
+
+def _split(segments: Iterator[Segment], writer: _Writer) -> None:
+    """Serialise the rest of `segments` on two cores, in order.
+
+    A forked helper continues from the same point of the walk (its copy of the generator).
+    The two processes take turns by batch: the helper serialises odd batches into a pipe
+    while this one serialises even batches and copies the helper's bytes in between.
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:  # e.g. no memory to fork a large process: do it alone
+        os.close(read_fd)
+        os.close(write_fd)
+        writer.segments(segments)
+        return
+    if pid == 0:
+        os.close(read_fd)
+        _helper(segments, write_fd)
+    os.close(write_fd)
+    finished = False
+    try:
+        with open(read_fd, "rb", buffering=_FLUSH) as pipe:
+            for turn, batch in enumerate(_batches(segments)):
+                if turn % 2 == 0:
+                    writer.segments(batch)
+                else:
+                    _copy_frames(pipe, writer)
+        finished = True
+    finally:
+        if not finished:
+            os.kill(pid, signal.SIGKILL)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # SIGCHLD ignored by the application: already reaped
+            pass
+
+
+def _helper(segments: Iterator[Segment], write_fd: int) -> NoReturn:
+    """The forked side of `_split`: frames of odd batches, an empty frame after each; never returns."""
+    status = 1
+    try:
+        with open(write_fd, "wb", buffering=_FLUSH) as pipe:
+
+            def frame(data: bytes) -> None:
+                pipe.write(len(data).to_bytes(8, "little"))
+                pipe.write(data)
+
+            try:
+                for turn, batch in enumerate(_batches(segments)):
+                    if turn % 2:
+                        writer = _Writer(frame)
+                        writer.segments(batch)
+                        writer.flush()
+                        frame(b"")
+                        pipe.flush()
+            except Exception as exc:  # reported to the parent, which raises it
+                pipe.write(_FAILED.to_bytes(8, "little"))
+                frame(json.dumps(_describe(exc)).encode())
+        status = 0
+    finally:
+        os._exit(status)
+
+
+def _describe(exc: Exception) -> dict[str, object]:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return {"errno": exc.errno, "strerror": exc.strerror, "filename": os.fsdecode(exc.filename or "")}
+    return {"message": str(exc), "type": type(exc).__name__}
+
+
+def _raise_reported(report: dict[str, object]) -> NoReturn:
+    if "errno" in report:
+        raise OSError(report["errno"], report["strerror"], report["filename"] or None)
+    if report.get("type") == "ValueError":
+        raise ValueError(report["message"])
+    raise OSError(f"NAR helper process failed: {report['message']}")
+
+
+def _read_n(pipe: BinaryIO, n: int) -> bytes:
+    data = pipe.read(n)
+    if len(data) != n:
+        raise OSError("NAR helper process exited before finishing its part")
+    return data
+
+
+def _copy_frames(pipe: BinaryIO, writer: _Writer) -> None:
+    """Copy one batch of the helper's output into the writer."""
+    while size := int.from_bytes(_read_n(pipe, 8), "little"):
+        if size == _FAILED:
+            size = int.from_bytes(_read_n(pipe, 8), "little")
+            _raise_reported(json.loads(_read_n(pipe, size)))
+        writer.put(_read_n(pipe, size))
+
+
+# --- public API ----------------------------------------------------------------------------
+
+
+def dump(path: str | os.PathLike, sink: Sink) -> None:
+    """Stream the NAR serialisation of `path` into `sink` (symlinks are not followed)."""
+    writer = _Writer(sink)
+    segments = _segments(os.fsencode(path))
+    files = 0
+    for prefix, file in segments:
+        writer.put(prefix)
+        if file is not None:
+            writer.regular(file)
+            files += 1
+            if files == _SPLIT_AFTER and _can_split():
+                _split(segments, writer)
+                break
+    writer.flush()
+
+
+def nar_digest(path: str | os.PathLike, algorithm: str = "sha256") -> bytes:
+    """Digest of the NAR of `path` (sha256 unless told; Nix also knows sha1, md5, sha512)."""
+    h = hashlib.new(algorithm)
+    dump(path, h.update)
+    return h.digest()
+
+
+def nar_hash(path: str | os.PathLike) -> str:
+    """Nix base32 SHA-256 of the NAR of `path`: what `nix-hash --type sha256 --base32` prints."""
+    return base32.encode(nar_digest(path))
+
+
+def is_nar_hash(text: str) -> bool:
+    """True for a 52-character Nix base32 string (a store object name)."""
+    return len(text) == 52 and all(c in base32.ALPHABET for c in text)
+
+
+def file_paths(root: Path) -> list[Path]:
+    """Every path inside `root` (itself included), parents before children."""
+    out = [root]
+    if root.is_dir() and not root.is_symlink():
+        for dirpath, dirnames, filenames in os.walk(root):
+            out.extend(Path(dirpath, n) for n in dirnames + filenames)
+    return out
+
+
+if __name__ == "__main__":
+    print(nar_hash(sys.argv[1]))

@@ -1,0 +1,108 @@
+"""Recipes and their two keys.
+
+A recipe is the canonical description of a step. Its *recipe key* is computable before
+anything runs (upstream steps enter by their own recipe keys); its *resolved key*
+replaces upstream steps by the content hashes of what they actually produced, so a
+changed upstream that reproduces identical bytes leaves every downstream key unchanged
+(early cutoff). Neither key contains the store root, a working directory, a time or a
+host name, so the same step keys the same in any checkout, store location or machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nixlib import base32
+
+VERSION = 1
+HOST_ENV: dict[str, Any] = {"kind": "host"}
+
+
+def canonical_json(value: Any) -> str:
+    """UTF-8-safe JSON with sorted keys and no insignificant whitespace."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def digest(value: Any) -> str:
+    """Nix base32 SHA-256 of a value's canonical JSON."""
+    return base32.encode(hashlib.sha256(canonical_json(value).encode()).digest())
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a step runs; deliberately not part of its key (a sandbox does not change what a step means)."""
+
+    pure: bool = False
+    sandbox: bool = False
+    network: bool = True
+    gpu: bool = False
+
+
+@dataclass(frozen=True)
+class Input:
+    """A reference in the command: `token` stands for `output` of `step`, or for object `obj`."""
+
+    token: str
+    step: Recipe | None = None
+    output: str = "out"
+    obj: str | None = None
+
+
+@dataclass(eq=False)
+class Recipe:
+    """One step, as every front door hands it to the engine."""
+
+    name: str
+    command: str
+    inputs: list[Input] = field(default_factory=list)
+    env: Mapping[str, Any] = field(default_factory=lambda: dict(HOST_ENV))
+    env_paths: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ("out",)
+    files: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
+    pinned: str | None = None
+    _key: str | None = field(default=None, repr=False)
+
+    def upstream(self) -> list[Recipe]:
+        """Distinct upstream recipes, in order of first reference."""
+        seen: dict[int, Recipe] = {}
+        for i in self.inputs:
+            if i.step is not None:
+                seen.setdefault(id(i.step), i.step)
+        return list(seen.values())
+
+    def document(self, ref: Callable[[Input], str]) -> dict[str, Any]:
+        """The keyed document, with each reference rendered by `ref`."""
+        command = self.command
+        for i in sorted(self.inputs, key=lambda i: len(i.token), reverse=True):
+            command = command.replace(i.token, "@{" + ref(i) + "}")
+        return {
+            "v": VERSION,
+            "command": command,
+            "env": self.env,
+            "files": dict(self.files),
+            "outputs": sorted(self.outputs),
+            "extra": self.extra,
+        }
+
+    @property
+    def key(self) -> str:
+        """The recipe key: input-addressed, upstream steps entering by their recipe keys."""
+        if self._key is None:
+            self._key = digest(self.document(_by_recipe))
+        return self._key
+
+    def resolved_key(self, realised: Mapping[str, str]) -> str:
+        """The key for lookups, given `realised`: token -> object hash for every step reference."""
+        return digest(self.document(lambda i: "obj:" + (i.obj or realised[i.token])))
+
+
+def _by_recipe(i: Input) -> str:
+    if i.step is None:
+        return "obj:" + str(i.obj)
+    return f"step:{i.step.key}!{i.output}"

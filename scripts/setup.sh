@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything `make demo` and `make test` need: as root on Debian the system
+# packages (Nix, bubblewrap, hyperfine), then a virtual environment with the project.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
+command -v bwrap >/dev/null || need_apt+=(bubblewrap)
+command -v hyperfine >/dev/null || need_apt+=(hyperfine)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing ${need_apt[*]} with apt-get" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: please install ${need_apt[*]} (Debian: sudo apt-get install ${need_apt[*]});" \
+         "steps with host envs work without Nix" >&2
+  fi
+fi
+
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -e "$stamp" ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[snakemake,luigi,test]'
+  touch "$stamp"
+fi
