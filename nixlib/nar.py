@@ -25,7 +25,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO, NoReturn
@@ -38,7 +38,7 @@ Sink = Callable[[bytes], object]
 _FLUSH = 1 << 20  # header and small-file bytes gathered before the sink sees them
 _CHUNK = 1 << 22  # read size for large files; hashlib releases the GIL for buffers this big
 _READ_AHEAD = 16 << 20  # files at least this big are read on a thread while the sink hashes
-_SPLIT_AFTER = 2048  # files serialised in-process before the rest of a tree is split
+_SPLIT_AFTER = 2048  # segments (about one per file) serialised before the rest of a tree is split
 _BATCH = 256  # walk segments per batch; batches alternate between this process and the helper
 _FAILED = (1 << 64) - 1  # frame length announcing the helper's error report
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # never follow, never block on a FIFO
@@ -196,13 +196,17 @@ class _Writer:
                 _stream(fd, size, self.sink, path)
         finally:
             os.close(fd)
-        self.put(_PAD[-size % 8] + _CLOSE)
+        self.buf += _PAD[-size % 8] + _CLOSE
 
     def segments(self, segments: Iterable[Segment]) -> None:
+        """The hot loop for trees of small files, hence the local `buf` (flush() keeps the object)."""
+        buf = self.buf
         for prefix, path in segments:
-            self.put(prefix)
+            buf += prefix
             if path is not None:
                 self.regular(path)
+            if len(buf) >= _FLUSH:
+                self.flush()
 
 
 # --- splitting a large tree over two processes -------------------------------------------
@@ -230,6 +234,11 @@ def _split(segments: Iterator[Segment], writer: _Writer) -> None:
     while this one serialises even batches and copies the helper's bytes in between.
     """
     read_fd, write_fd = os.pipe()
+    try:
+        import fcntl
+        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (ImportError, AttributeError, OSError):
+        pass
     try:
         pid = os.fork()
     except OSError:  # e.g. no memory to fork a large process: do it alone
@@ -322,15 +331,14 @@ def dump(path: str | os.PathLike, sink: Sink) -> None:
     """Stream the NAR serialisation of `path` into `sink` (symlinks are not followed)."""
     writer = _Writer(sink)
     segments = _segments(os.fsencode(path))
-    files = 0
-    for prefix, file in segments:
-        writer.put(prefix)
-        if file is not None:
-            writer.regular(file)
-            files += 1
-            if files == _SPLIT_AFTER and _can_split():
-                _split(segments, writer)
-                break
+    writer.segments(islice(segments, _SPLIT_AFTER))
+    following = next(segments, None)
+    if following is not None:
+        rest = chain([following], segments)
+        if _can_split():
+            _split(rest, writer)
+        else:
+            writer.segments(rest)
     writer.flush()
 
 

@@ -109,8 +109,22 @@ class Store:
         return dest
 
     def ingest(self, path: str | os.PathLike, move: bool = False) -> str:
-        """Add a file or tree to the store; returns its NAR hash. `move` consumes `path` (same filesystem)."""
-        staged = Path(path) if move else self._stage_copy(Path(path))
+        """Add a file or tree to the store; returns its NAR hash. `move` consumes `path` (same filesystem);
+        otherwise a copy is sealed, so the source stays as it is."""
+        if move:
+            return self._publish(Path(path))
+        if not os.path.lexists(path):
+            raise NixWorkflowError(f"cannot add {path} to the store: no such file or directory")
+        scratch = self.new_tmp("ingest")
+        try:
+            staged = scratch / "object"
+            copy_tree(Path(path), staged, writable=True)
+            return self._publish(staged)
+        finally:
+            force_remove(scratch)
+
+    def _publish(self, staged: Path) -> str:
+        """Seal, hash and rename a staged object into place; an intact existing copy wins."""
         _seal(staged)
         h = nar.nar_hash(staged)
         dest = self.object_path(h)
@@ -128,13 +142,6 @@ class Store:
             dest.chmod(0o555)
         self.memo.remember(dest, h)
         return h
-
-    def _stage_copy(self, src: Path) -> Path:
-        if not os.path.lexists(src):
-            raise NixWorkflowError(f"cannot add {src} to the store: no such file or directory")
-        staged = self.new_tmp("ingest") / src.name
-        copy_tree(src, staged, writable=True)
-        return staged
 
     # ---- records ------------------------------------------------------------------------
 
