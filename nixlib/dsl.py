@@ -81,16 +81,17 @@ def _caller() -> str:
 
 
 def output(cmd: str, name: str | None = None, env: Any = None, hash: str | None = None, *, pure: bool = False,
-           sandbox: bool = False, network: bool = True, gpu: bool = False) -> Step:
+           sandbox: bool = False, network: bool = True, gpu: bool = False, resumable: bool = False) -> Step:
     """Declare a step whose `$out` directory is the output of `cmd` run in `env`.
 
     `hash` pins the step to an existing store object: the step is then never run and the
     object is served as is (an error if the store lacks it) — for results of long runs
-    that downstream work should build on now.
+    that downstream work should build on now. `resumable` gives the step a persistent
+    `$state` directory (checkpoints) that survives failures and interrupts.
     """
     if hash is not None and not nar.is_nar_hash(hash):
         raise NixWorkflowError(f"{_caller()}: hash {hash!r} is not a 52-character Nix base32 SHA-256")
-    options = RunOptions(pure=pure, sandbox=sandbox, network=network, gpu=gpu)
+    options = RunOptions(pure=pure, sandbox=sandbox, network=network, gpu=gpu, resumable=resumable)
     return Step(cmd, name, env, hash, options, _caller())
 
 

@@ -8,7 +8,6 @@ Action; everything about keys, locks, the store and lineage happens here.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import getpass
 import os
 import socket
@@ -90,8 +89,6 @@ class Engine:
         doc = self.store.realisation(rk)
         if doc is None:
             return None
-        if self.store.last(recipe.key) != rk:
-            self.store.set_last(recipe.key, rk)
         return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))
 
     def _remember(self, result: Result) -> Result:
@@ -135,14 +132,12 @@ class Engine:
     def _build(self, recipe: Recipe, rk: str, realised: Mapping[str, str], action: Action,
                provenance: Mapping[str, Any]) -> dict[str, Any]:
         tmp = self.store.new_tmp(recipe.name)
+        state = self.store.state_dir(recipe.key) if recipe.options.resumable else None
         build = Build(
-            name=recipe.name, out=tmp / "out", state=self.store.state_dir(recipe.key), tmp=tmp / "tmp",
-            log=self.store.log_path(rk), store_root=self.store.root, env_paths=recipe.env_paths,
-            options=recipe.options, echo=self.echo,
+            name=recipe.name, out=tmp / "out", state=state, tmp=tmp, log=self.store.log_path(rk),
+            store_root=self.store.root, env_paths=recipe.env_paths, options=recipe.options, echo=self.echo,
         )
         build.out.mkdir()
-        build.tmp.mkdir()
-        build.log.write_bytes(b"")
         command = self.executed_command(recipe, realised)
         start = time.time()
         try:
@@ -156,8 +151,6 @@ class Engine:
             return doc
         finally:
             force_remove(tmp)
-            with contextlib.suppress(OSError):
-                build.state.rmdir()  # keep $state only when the step left something in it
 
     def _check_outputs(self, recipe: Recipe, produced: Mapping[str, Path], build: Build) -> dict[str, Path]:
         missing = [o for o in recipe.outputs if o not in produced or not os.path.lexists(produced[o])]

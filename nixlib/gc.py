@@ -41,9 +41,8 @@ def plan(store: Store) -> GcPlan:
             p.remove += [r / "realisations" / name, store.log_path(name.removesuffix(".json"))]
     p.remove += [r / "origins" / h for h in _names(r / "origins") if h not in p.keep_objects]
     for name in _names(r / "recipes"):
-        if name.endswith(".last") and (r / "recipes" / name).read_text().strip() not in p.keep_records:
-            key = name.removesuffix(".last")
-            p.remove += [r / "recipes" / name, r / "recipes" / f"{key}.json"]
+        if store.last(name.removesuffix(".json")) not in p.keep_records:
+            p.remove.append(r / "recipes" / name)
     p.remove += [e for e in (r / "gcroots").iterdir() if not _live_root(e)]
     p.remove += list(_dead_tmp(store))
     return p

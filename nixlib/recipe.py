@@ -40,6 +40,7 @@ class RunOptions:
     sandbox: bool = False
     network: bool = True
     gpu: bool = False
+    resumable: bool = False  # gets a persistent $state directory that survives failures and interrupts
 
 
 @dataclass(frozen=True)

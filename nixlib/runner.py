@@ -43,7 +43,7 @@ class Build:
 
     name: str
     out: Path
-    state: Path
+    state: Path | None
     tmp: Path
     log: Path
     store_root: Path
@@ -64,9 +64,10 @@ class Build:
                 base[var] = ":".join(dirs + inherited)
             elif var == "PATH":
                 base[var] = ""
+        if self.state is not None:
+            base["state"] = str(self.state)
         base.update(
             out=str(self.out),
-            state=str(self.state),
             TMPDIR=str(self.tmp),
             NIX_WORKFLOW_STORE=str(self.store_root),
             NIX_WORKFLOW_STEP=self.name,
@@ -133,7 +134,7 @@ def run_shell(build: Build, command: str) -> None:
     if CHILDREN.stopping.is_set():
         raise Interrupted("interrupted before the step started")
     argv = argv_for(build, command)
-    with open(build.log, "ab") as log:
+    with open(build.log, "wb") as log:
         log.write(f"$ {command}\n".encode())
         log.flush()
         proc = subprocess.Popen(

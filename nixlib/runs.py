@@ -55,7 +55,7 @@ class Progress:
             self._clear()
             texts = {"start": "running", "cached": "cached", "failed": f"FAILED: {info}", "skipped": f"skipped: {info}"}
             message = _done_text(info) if kind == "done" else texts[kind]
-            if kind != "cached" or not self.tty:
+            if kind in ("failed", "skipped") or not (self.quiet or (kind == "cached" and self.tty)):
                 print(f"nw: {recipe.name}: {message}", file=sys.stderr, flush=True)
             self._draw()
 

@@ -148,22 +148,20 @@ class Store:
     def _record_path(self, kind: str, key: str) -> Path:
         return self.root / kind / f"{key}.json"
 
-    def write_record(self, kind: str, key: str, doc: dict[str, Any]) -> Path:
-        """Write an immutable JSON record atomically; an existing record wins (first writer)."""
+    def write_record(self, kind: str, key: str, doc: dict[str, Any], replace: bool = False) -> Path:
+        """Write a JSON record atomically (temp file + rename). Records are immutable unless `replace`:
+        callers hold the key's lock, so a concurrent second writer can only write the same facts.
+
+        Records are not fsynced: the objects they name are (before the record exists), and a record
+        lost or truncated by a crash reads as absent, which only costs a re-run."""
         path = self._record_path(kind, key)
+        if not replace and path.exists():
+            return path
         tmp = self.root / "tmp" / f".{key}.{os.getpid()}.{secrets.token_hex(4)}.json"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=1, sort_keys=True, ensure_ascii=False)
             f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o444)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+        os.replace(tmp, path)
         return path
 
     def read_record(self, kind: str, key: str) -> dict[str, Any] | None:
@@ -187,21 +185,20 @@ class Store:
         for h in doc["outputs"].values():
             origin = self.root / "origins" / h
             origin.mkdir(exist_ok=True)
-            (origin / rk).touch()
-        self.write_record("recipes", doc["recipe_key"], {"recipe_key": doc["recipe_key"], "recipe": doc["recipe"]})
-        self.set_last(doc["recipe_key"], rk)
+            os.close(os.open(origin / rk, os.O_CREAT | os.O_WRONLY, 0o644))
+        self.set_last(doc["recipe_key"], rk, doc["recipe"])
 
-    def set_last(self, recipe_key: str, resolved_key: str) -> None:
-        """Remember which resolved key a recipe last realised to (a mutable pointer, replaced atomically)."""
-        tmp = self.root / "tmp" / f".{recipe_key}.{os.getpid()}.{secrets.token_hex(4)}.last"
-        tmp.write_text(resolved_key)
-        os.replace(tmp, self.root / "recipes" / f"{recipe_key}.last")
+    def set_last(self, recipe_key: str, resolved_key: str, recipe: dict[str, Any] | None = None) -> None:
+        """Point a recipe key at the resolved key it last realised to (the record is replaced atomically)."""
+        if recipe is None:
+            old = self.read_record("recipes", recipe_key)
+            recipe = old.get("recipe") if old else None
+        self.write_record("recipes", recipe_key, {"recipe_key": recipe_key, "recipe": recipe,
+                                                  "last_resolved_key": resolved_key}, replace=True)
 
     def last(self, recipe_key: str) -> str | None:
-        try:
-            return (self.root / "recipes" / f"{recipe_key}.last").read_text().strip()
-        except FileNotFoundError:
-            return None
+        doc = self.read_record("recipes", recipe_key)
+        return doc.get("last_resolved_key") if doc else None
 
     def origins(self, h: str) -> list[dict[str, Any]]:
         """Realisations that produced object `h`, newest first."""
@@ -222,7 +219,7 @@ class Store:
         path = self.root / "locks" / f"{key}.lock"
         if os.environ.get("NIX_WORKFLOW_LOCKS") == "soft":  # NFS without working flock
             return filelock.SoftFileLock(path, mode=0o666)
-        return filelock.FileLock(path, mode=0o666)
+        return filelock.FileLock(path, mode=0o666, preserve_lock_file=True)
 
     @contextlib.contextmanager
     def gc_guard(self, exclusive: bool = False) -> Iterator[None]:
