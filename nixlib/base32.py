@@ -6,6 +6,8 @@ last 5-bit group to the first, so standard base32 libraries do not apply.
 
 from __future__ import annotations
 
+import hashlib
+
 ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz"
 _INDEX = {c: i for i, c in enumerate(ALPHABET)}
 
@@ -43,3 +45,15 @@ def fold(digest: bytes, size: int = 20) -> bytes:
     for i, byte in enumerate(digest):
         out[i % size] ^= byte
     return bytes(out)
+
+
+def store_path(kind: str, inner_hex: str, name: str, store_dir: str = "/nix/store") -> str:
+    """The store path Nix derives from a fingerprint `<kind>:sha256:<inner_hex>:<store_dir>:<name>`.
+
+    `kind` is "source" for a recursively added path (inner = NAR sha256), "text" for
+    builtins.toFile (inner = sha256 of the text) and "output:out" for fixed outputs (inner =
+    sha256 of "fixed:out:<method>sha256:<hash>:"). Used to check our hashes against Nix's own paths.
+    """
+    fingerprint = f"{kind}:sha256:{inner_hex}:{store_dir}:{name}"
+    digest = hashlib.sha256(fingerprint.encode()).digest()
+    return f"{store_dir}/{encode(fold(digest))}-{name}"

@@ -247,10 +247,10 @@ class _Builder:
         return Input(ref.token, obj=ref.obj)
 
     def _env(self, name: str, step: Step) -> envmod.ResolvedEnv:
-        key = repr(step.env)
+        key = repr((step.env, envmod.context_of(step.command)))  # interpolated tools join the env
         if key not in self.envs:
             try:
-                self.envs[key] = envmod.resolve(step.env)
+                self.envs[key] = envmod.resolve_for(step.env, step.command)
             except NixWorkflowError as e:
                 raise NixWorkflowError(f"step '{name}' ({step.where}): {e}") from None
         env = self.envs[key]

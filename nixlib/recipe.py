@@ -82,7 +82,7 @@ class Recipe:
         command = self.command
         for i in sorted(self.inputs, key=lambda i: len(i.token), reverse=True):
             command = command.replace(i.token, "@{" + ref(i) + "}")
-        return {
+        doc = {
             "v": VERSION,
             "command": command,
             "env": self.env,
@@ -90,6 +90,13 @@ class Recipe:
             "outputs": sorted(self.outputs),
             "extra": self.extra,
         }
+        # Inputs the command does not mention (a Python step reads its inputs itself; a Luigi
+        # requires() that the command never interpolates) must still key the step. Only added
+        # when present, so every recipe without such inputs keeps its key.
+        unmentioned = sorted({"@{" + ref(i) + "}" for i in self.inputs if i.token not in self.command})
+        if unmentioned:
+            doc["uses"] = unmentioned
+        return doc
 
     @property
     def key(self) -> str:

@@ -1,4 +1,4 @@
-"""Finding the real Nix tools: a missing Nix skips a test, or fails it when NW_REQUIRE_NIX=1 (CI)."""
+"""One rule for tests that need the real Nix CLI: skip when it is missing, unless CI says it must be there."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import shutil
 
 import pytest
 
+INSTALL_HINT = "install Nix (Debian/Ubuntu: apt-get install nix-bin)"
+
 
 def require_nix(tool: str = "nix-hash") -> str:
-    """Path of a Nix CLI tool; skip (or fail under NW_REQUIRE_NIX=1) when it is not installed."""
+    """Path of the Nix tool `tool`; skips the test without it, or fails it when NW_REQUIRE_NIX=1."""
     path = shutil.which(tool)
     if path:
         return path
-    message = f"{tool} not found: install Nix (Debian: apt-get install nix-bin)"
+    reason = f"{tool} is not on PATH: {INSTALL_HINT}"
     if os.environ.get("NW_REQUIRE_NIX") == "1":
-        pytest.fail(message + " — NW_REQUIRE_NIX=1 makes a missing Nix a failure")
-    pytest.skip(message)
+        pytest.fail(f"{reason} (NW_REQUIRE_NIX=1 makes a missing Nix a failure)")
+    pytest.skip(reason)

@@ -1,0 +1,203 @@
+"""Luigi adapter overhead against plain Luigi, measured in one run (ratios are what matter).
+
+    .venv/bin/python bench/bench_luigi.py [--tasks 1000] [--cold-tasks 300] [--runs 7]
+
+1. All cached: a 1,000-task graph (100 `Data` tasks, 900 `Work` tasks each requiring one of
+   them, under a WrapperTask), once as plain tasks with LocalTargets and once as NixTasks.
+   Each run is a fresh interpreter timing `luigi.build([All()], local_scheduler=True)` only
+   (imports and class definitions excluded), so no in-process memo helps.
+2. Cold: N independent tasks each writing 1 kB (distinct contents), from an empty store / output directory:
+   plain `run()` vs NixTask `produce(out)` (the adapter and engine overhead), and a plain task
+   running a shell command with subprocess vs a NixTask `command()` running the same one.
+
+Plain and NixTask runs alternate, so a busy machine slows both alike. Medians are reported.
+Results and the exact command go to bench/README-luigi.md by hand; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import luigi
+
+REPO = Path(__file__).resolve().parent.parent
+KB = "x" * 1024
+
+
+# ---- the graphs (imported by the child processes) ------------------------------------------
+
+
+def define(kind: str, n: int) -> type[luigi.Task]:
+    """The wrapper task of graph `kind` with `n` tasks."""
+    from luigi_nixworkflow import NixTask
+
+    if kind == "plain-cached":
+        class Data(luigi.Task):
+            i = luigi.IntParameter()
+
+            def output(self):
+                return luigi.LocalTarget(f"out/data{self.i}")
+
+            def run(self):
+                with self.output().open("w") as f:
+                    f.write(KB)
+
+        class Work(luigi.Task):
+            i = luigi.IntParameter()
+
+            def requires(self):
+                return Data(self.i % 100)
+
+            def output(self):
+                return luigi.LocalTarget(f"out/work{self.i}")
+
+            def run(self):
+                with self.input().open() as src, self.output().open("w") as dst:
+                    dst.write(src.read())
+
+    elif kind == "nix-cached":
+        class Data(NixTask):
+            i = luigi.IntParameter()
+
+            def produce(self, out):
+                (out / "data").write_text(KB + str(self.i))
+
+        class Work(NixTask):
+            i = luigi.IntParameter()
+
+            def requires(self):
+                return Data(self.i % 100)
+
+            def command(self):
+                return f"cat {self.input()}/data > {self.output()}/work"
+
+    elif kind == "plain-python":
+        class Work(luigi.Task):
+            i = luigi.IntParameter()
+
+            def output(self):
+                return luigi.LocalTarget(f"out/work{self.i}")
+
+            def run(self):
+                with self.output().open("w") as f:
+                    f.write(f"{self.i:<1024}")
+
+    elif kind == "nix-python":
+        class Work(NixTask):
+            i = luigi.IntParameter()
+
+            def produce(self, out):
+                (out / "v").write_text(f"{self.i:<1024}")
+
+    elif kind == "plain-shell":
+        class Work(luigi.Task):
+            i = luigi.IntParameter()
+
+            def output(self):
+                return luigi.LocalTarget(f"out/work{self.i}")
+
+            def run(self):
+                with self.output().temporary_path() as path:
+                    subprocess.run(["/bin/sh", "-c", f"head -c 1020 /dev/zero > {path}; echo {self.i} >> {path}"],
+                                   check=True)
+
+    elif kind == "nix-shell":
+        class Work(NixTask):
+            i = luigi.IntParameter()
+
+            def command(self):
+                return f"head -c 1020 /dev/zero > {self.output()}/v; echo {self.i} >> {self.output()}/v"
+
+    first = 100 if kind.endswith("cached") else 0
+
+    class All(luigi.WrapperTask):
+        def requires(self):
+            return [Work(i) for i in range(n - first)]
+
+    return All
+
+
+def child(kind: str, n: int) -> None:
+    """Run one timed luigi.build in this (fresh) interpreter and print its duration."""
+    import logging
+
+    logging.disable(logging.WARNING)
+    wrapper = define(kind, n)
+    start = time.perf_counter()
+    ok = luigi.build([wrapper()], local_scheduler=True, log_level="ERROR")
+    took = time.perf_counter() - start
+    if not ok:
+        raise SystemExit(f"{kind}: luigi.build failed")
+    print(json.dumps({"seconds": took}))
+
+
+# ---- the driver ----------------------------------------------------------------------------
+
+
+def timed(kind: str, n: int, work: Path, fresh: bool) -> float:
+    if fresh:
+        for sub in ("out", "store"):
+            if (work / sub).exists():
+                subprocess.run(["chmod", "-R", "u+w", str(work / sub)], check=True)
+                shutil.rmtree(work / sub)
+    env = dict(os.environ, NIX_WORKFLOW_STORE=str(work / "store"), PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, __file__, "--child", kind, str(n)], cwd=work, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def compare(pair: tuple[str, str], n: int, runs: int, fresh: bool) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {k: [] for k in pair}
+    with tempfile.TemporaryDirectory(prefix="nw-bench-luigi-") as tmp:
+        dirs = {k: Path(tmp) / k for k in pair}
+        for d in dirs.values():
+            d.mkdir()
+        if not fresh:  # build once, then time the all-cached runs
+            for k in pair:
+                timed(k, n, dirs[k], fresh=True)
+        for _ in range(runs):
+            for k in pair:
+                times[k].append(timed(k, n, dirs[k], fresh))
+        subprocess.run(["chmod", "-R", "u+w", tmp], check=False)  # store objects are read-only
+    return times
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", type=int, default=1000, help="tasks in the cached graph")
+    p.add_argument("--cold-tasks", type=int, default=300, help="tasks in each cold run")
+    p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]))
+        return
+    med = statistics.median
+    cached = compare(("plain-cached", "nix-cached"), args.tasks, args.runs, fresh=False)
+    plain, nix = med(cached["plain-cached"]), med(cached["nix-cached"])
+    print(f"## all cached, {args.tasks} tasks, luigi.build, median of {args.runs}")
+    print(f"plain Luigi (LocalTarget):  {plain:.3f} s")
+    print(f"NixTask:                    {nix:.3f} s   ratio {nix / plain:.2f}x  (goal <= 1.5x)")
+    n = args.cold_tasks
+    cold_runs = max(3, args.runs // 2)
+    print(f"\n## cold, {n} independent tasks writing 1 kB, median of {cold_runs}")
+    for a, b in (("plain-python", "nix-python"), ("plain-shell", "nix-shell")):
+        t = compare((a, b), n, cold_runs, fresh=True)
+        pa, pb = med(t[a]) / n * 1000, med(t[b]) / n * 1000
+        print(f"{a:13s} {pa:6.2f} ms/task   {b:11s} {pb:6.2f} ms/task   overhead {pb - pa:+.2f} ms/task "
+              f"(goal <= +5 ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Luigi adapter: `NixTask` and `NixTarget`, mixed freely with plain Luigi tasks.
+
+A task that subclasses NixTask gets a Nix-pinned runtime, a content-addressed output in the
+nixworkflow store, lineage records, and is never run twice for the same inputs (across
+workers and hosts sharing the store); the tasks around it stay plain Luigi.
+"""
+
+from __future__ import annotations
+
+from luigi_nixworkflow import settings, translate
+from luigi_nixworkflow.settings import nixworkflow
+from luigi_nixworkflow.target import NixTarget
+from luigi_nixworkflow.task import NixTask
+from luigi_nixworkflow.translate import static
+
+__all__ = ["NixTask", "NixTarget", "nixworkflow", "reset", "static"]
+
+
+def reset() -> None:
+    """Forget every per-process memo: settings, engines, envs, placeholders, sources, owners.
+
+    Settings and results are otherwise read once per process; call this after changing luigi.cfg,
+    NIX_WORKFLOW_STORE or files in a long-lived interpreter (tests, notebooks)."""
+    settings.reset()
+    translate.reset()

@@ -1,0 +1,171 @@
+"""Where NixTasks find their store, engine and envs.
+
+Settings come from a `[nixworkflow]` section of luigi.cfg (or `--nixworkflow-env NAME` on the
+`luigi` command line): `store`, `config` (the side-car nixworkflow.yaml) and `env` (the default
+env's name). Everything here is memoised per process because `complete()` runs many times in
+every worker; `reset()` forgets it all (tests, long-lived interpreters that change settings).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import luigi
+
+from nixlib import env as envmod
+from nixlib.config import FILENAME as CONFIG_FILE
+from nixlib.config import Config, find_config, load_config
+from nixlib.engine import Engine
+from nixlib.errors import NixWorkflowError
+from nixlib.recipe import RunOptions
+from nixlib.store import Store, default_root
+
+logger = logging.getLogger("luigi-interface")
+
+
+class nixworkflow(luigi.Config):  # noqa: N801 - Luigi names config sections after the class
+    """The `[nixworkflow]` section of luigi.cfg."""
+
+    store = luigi.OptionalParameter(default=None, description="store root (default: $NIX_WORKFLOW_STORE or "
+                                    "/nix-workflow)")
+    config = luigi.OptionalParameter(default=None, description="path of nixworkflow.yaml (default: "
+                                     "./nixworkflow.yaml when it exists)")
+    env = luigi.OptionalParameter(default=None, description="name of the env (in nixworkflow.yaml) of NixTasks "
+                                  "that give none")
+
+
+_SETTINGS: list[nixworkflow] = []
+_ROOTS: dict[str | None, str] = {}
+_ENGINES: dict[str, Engine] = {}
+_CONFIGS: dict[str, Config] = {}
+_CHOICES: dict[tuple[type, str], EnvChoice] = {}
+_ENVS: dict[str, envmod.ResolvedEnv] = {}
+_WARNED: set[str] = set()
+
+
+def reset() -> None:
+    """Forget settings, engines and resolved envs (they are otherwise read once per process)."""
+    for memo in (_SETTINGS, _ROOTS, _ENGINES, _CONFIGS, _CHOICES, _ENVS, _WARNED):
+        memo.clear()
+    envmod.clear_memo()
+
+
+def settings() -> nixworkflow:
+    if not _SETTINGS:
+        _SETTINGS.append(nixworkflow())
+    return _SETTINGS[0]
+
+
+def store_root() -> str:
+    """The store root as placeholders spell it (absolute, no trailing slash); follows NIX_WORKFLOW_STORE."""
+    variable = os.environ.get("NIX_WORKFLOW_STORE")
+    root = _ROOTS.get(variable)
+    if root is None:
+        root = _ROOTS[variable] = str(Path(settings().store or default_root()).absolute())
+    return root
+
+
+def engine(root: str | None = None) -> Engine:
+    """One engine per store root and process: its memo of realised results serves every complete()."""
+    root = root or store_root()
+    found = _ENGINES.get(root)
+    if found is None:
+        found = _ENGINES[root] = Engine(Store(root), echo=_echo)
+    return found
+
+
+def _echo(step: str, line: str) -> None:
+    logger.info("[%s] %s", step, line)
+
+
+# ---- envs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvChoice:
+    """Where a task's env comes from: the spec to resolve, and the run options its config entry sets."""
+
+    spec: Any
+    options: RunOptions
+    origin: str
+
+
+def resolve_env(cls: type, command: str = "") -> tuple[envmod.ResolvedEnv, RunOptions]:
+    """The task's env, resolved, plus the Nix tools its command interpolates
+    (`f"{tools['train']}/bin/train"`, as in experiment.py), and its run options."""
+    family = cls.get_task_family()
+    choice = choose_env(cls)
+    memo_key = repr((choice.spec, envmod.context_of(command)))
+    resolved = _ENVS.get(memo_key)
+    if resolved is None:
+        try:
+            resolved = envmod.resolve_for(choice.spec, command)
+        except Exception as e:  # env errors are the user's to fix: name the task and where its env comes from
+            raise NixWorkflowError(f"task {family}: its env ({choice.origin}) cannot be used: {e}") from None
+        _ENVS[memo_key] = resolved
+    if resolved.is_host and family not in _WARNED:
+        _WARNED.add(family)
+        logger.warning("nixworkflow: task %s runs with the host environment, not pinned by Nix (%s)", family,
+                       choice.origin)
+    return resolved, choice.options
+
+
+def choose_env(cls: type) -> EnvChoice:
+    """The class's `env` (a spec, or a name in nixworkflow.yaml); else the yaml's `steps:` entry for the
+    task family; else `[nixworkflow] env` of luigi.cfg; else the yaml's default env; else the host."""
+    memo_key = (cls, os.getcwd())
+    known = _CHOICES.get(memo_key)
+    if known is None:
+        known = _CHOICES[memo_key] = _choose(cls)
+    return known
+
+
+def _choose(cls: type) -> EnvChoice:
+    family = cls.get_task_family()
+    spec = cls.env
+    if spec is not None and not isinstance(spec, str):
+        return EnvChoice(spec, RunOptions(), f"{family}.env")
+    if spec == "host":
+        return EnvChoice(None, RunOptions(), f"{family}.env = 'host'")
+    config = _config(cls)
+    name = spec
+    if name is None and config is not None and family in config.steps:
+        name = config.steps[family]
+    name = name or settings().env
+    if name is None:
+        if config is None:
+            return EnvChoice(None, RunOptions(), f"no env given and no {CONFIG_FILE}")
+        return EnvChoice(config.env(), config.options(), f"the default env of {config.path}")
+    if config is None:
+        raise NixWorkflowError(f"task {family} uses the env {name!r}, but there is no {CONFIG_FILE} next to its "
+                               f"module or in {os.getcwd()} (nor a [nixworkflow] config in luigi.cfg) to define "
+                               "it. Define it there, or give the task an Env spec.")
+    try:
+        return EnvChoice(config.env(name), config.options(name), f"env {name!r} of {config.path}")
+    except NixWorkflowError as e:
+        raise NixWorkflowError(f"task {family}: {e}") from None
+
+
+def _config(cls: type) -> Any:
+    """The nixworkflow.yaml that applies to a task class: [nixworkflow] config, else the one next to the
+    class's module, else the one in the working directory; None when there is none."""
+    configured = settings().config
+    if configured:
+        path = Path(configured)
+        if not path.is_file():
+            raise NixWorkflowError(f"[nixworkflow] config names {configured}, which does not exist")
+    else:
+        module = getattr(sys.modules.get(cls.__module__), "__file__", None)
+        candidates = ([find_config(Path(module).parent)] if module else []) + [find_config(os.getcwd())]
+        path = next((c for c in candidates if c is not None), None)
+        if path is None:
+            return None
+    memo_key = str(path.absolute())
+    if memo_key not in _CONFIGS:
+        _CONFIGS[memo_key] = load_config(path)
+    return _CONFIGS[memo_key]

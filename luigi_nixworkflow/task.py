@@ -1,0 +1,268 @@
+"""NixTask: a Luigi task whose output is a content-addressed store object.
+
+A subclass gives `command()` (a shell string) or `produce(out)` (Python), and optionally an
+`env`. The adapter turns the task into a `nixlib.recipe.Recipe`; `complete()` is
+`Engine.lookup` and `run()` is `Engine.realise`, which takes the store's per-key lock, so two
+workers (or two task ids with one recipe) never run the same recipe twice, on any host that
+shares the store. Nothing here hashes, locks or writes to the store by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+import luigi
+from luigi.task import flatten, getpaths
+
+from luigi_nixworkflow import settings, translate
+from luigi_nixworkflow.target import NixTarget
+from nixlib import context
+from nixlib.engine import Result
+from nixlib.errors import NixWorkflowError
+from nixlib.recipe import Recipe
+from nixlib.runner import Build
+
+logger = logging.getLogger("luigi-interface")
+_PROVIDED = ("run", "output", "complete")
+
+
+class NixTask(luigi.Task):
+    """A Luigi task run through nixworkflow: pinned env, cached by content, recorded in the store.
+
+    Subclasses define exactly one of:
+
+    - `command(self) -> str`: a shell command. Interpolate `self.input()` targets and
+      `self.output()` (which becomes `$out`, the output directory; the command also runs in it).
+    - `produce(self, out: Path) -> None`: Python run in the worker's interpreter, writing into
+      `out`. The env pins the *subprocesses* it starts (PATH etc. are the env's while it runs),
+      not the interpreter running it.
+
+    Class attributes: `env` (an Env spec, or the name of one in nixworkflow.yaml; default: the
+    yaml's `steps:` entry for the task family, else `[nixworkflow] env` of luigi.cfg, else the
+    yaml's default env, else the host), `version` (replaces the code digest), and `pure`,
+    `sandbox`, `network`, `gpu` (how the command runs; default: as the env's yaml entry says).
+    """
+
+    env: ClassVar[Any] = None
+    version: ClassVar[str | None] = None
+    # None: as the env's entry in nixworkflow.yaml says, else pure=False, sandbox=False, network=True, gpu=False
+    pure: ClassVar[bool | None] = None
+    sandbox: ClassVar[bool | None] = None
+    network: ClassVar[bool | None] = None
+    gpu: ClassVar[bool | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        overridden = [name for name in _PROVIDED if name in cls.__dict__]
+        if overridden:
+            raise TypeError(f"{cls.__qualname__} overrides {', '.join(overridden)}(): a NixTask provides these "
+                            "(run() realises it through the store). Define command() or produce(out) instead.")
+
+    @classmethod
+    def get_params(cls) -> list[tuple[str, luigi.Parameter]]:
+        """Luigi walks dir(cls) on every instantiation (several times); a class's parameters are fixed
+        when it is defined, and a cached complete() instantiates every upstream task, so keep them."""
+        known = cls.__dict__.get("_nw_params")
+        if known is None:
+            known = super().get_params()
+            cls._nw_params = known  # type: ignore[attr-defined]
+        return list(known)
+
+    # ---- what subclasses define ---------------------------------------------------------
+
+    def command(self) -> str:
+        """The shell command producing the output directory (`$out`, also its working directory)."""
+        raise NotImplementedError
+
+    def produce(self, out: Path) -> None:
+        """Write the output into the directory `out` (Python steps)."""
+        raise NotImplementedError
+
+    # ---- Luigi's interface --------------------------------------------------------------
+
+    def output(self) -> NixTarget:
+        return NixTarget(self)
+
+    def complete(self) -> bool:
+        """Asks the store (memoised per process once true; never runs anything)."""
+        return self.nix_result() is not None
+
+    def deps(self) -> list[luigi.Task]:
+        """requires(), plus tasks whose outputs command() interpolates without requiring them."""
+        deps = list(self.nix_requires())
+        if _kind(type(self)) == "shell":
+            known = {d.task_id for d in deps}
+            deps += [t for t in translate.referenced(self, settings.store_root()) if t.task_id not in known]
+        return deps
+
+    def input(self) -> Any:
+        """The outputs of requires(); requires() is called once per task (instantiating Luigi tasks is
+        not cheap, and complete(), deps() and command() all need them)."""
+        return getpaths(self._nw_required())
+
+    def nix_requires(self) -> list[luigi.Task]:
+        """flatten(requires()), computed once per task."""
+        known = self.__dict__.get("_nw_flat")
+        if known is None:
+            known = self._nw_flat = flatten(self._nw_required())
+        return known
+
+    def _nw_required(self) -> Any:
+        if "_nw_requires" not in self.__dict__:
+            self._nw_requires = self.requires()
+        return self._nw_requires
+
+    def run(self) -> None:
+        """Realise the recipe: served from the store, or run once under the store's lock and recorded."""
+        self.__dict__.pop("_nw_recipe", None)  # inputs are hashed again now that they all exist
+        recipe = self.nix_recipe(strict=True)
+        assert recipe is not None
+        engine = settings.engine()
+        _add_sources(self, recipe)
+        action = None if _kind(type(self)) == "shell" else self._python_action
+        result = engine.realise(recipe, action=action, provenance=self._provenance())
+        self._remember(result)
+        if result.cached:
+            logger.info("nixworkflow: %s served from the store (%s)", self.task_id,
+                        engine.store.object_path(result.outputs["out"]))
+
+    # ---- nixworkflow --------------------------------------------------------------------
+
+    def nix_placeholder(self, root: str | None = None) -> str:
+        """The token that stands for this task's output before it exists."""
+        root = root or settings.store_root()
+        known = self.__dict__.get("_nw_placeholder")
+        if known is not None and known[0] == root:
+            return known[1]
+        token, hash32 = context.placeholder(root, self.task_id, self.task_family)
+        translate.scanner(root).register(hash32, self.task_family, self)
+        self._nw_placeholder = (root, token)
+        return token
+
+    def nix_recipe(self, strict: bool = False) -> Recipe | None:
+        """The recipe (memoised per store root); None while a plain upstream output is missing."""
+        root = settings.store_root()
+        known = self.__dict__.get("_nw_recipe")
+        if known is not None and known[0] == root:
+            return known[1]
+        if self.__dict__.get("_nw_busy"):
+            raise NixWorkflowError(f"task {self.task_id} uses its own output through other tasks' commands: "
+                                   "tasks form a cycle")
+        self._nw_busy = True
+        try:
+            recipe = translate.build(self, root, _kind(type(self)))
+        except translate.Pending as e:
+            if strict:
+                raise NixWorkflowError(f"task {self.task_id} cannot run: its input {e} does not exist") from None
+            return None
+        finally:
+            self._nw_busy = False
+        self._nw_recipe = (root, recipe)
+        return recipe
+
+    def nix_result(self) -> Result | None:
+        """The store's realisation of this task, if any (None while its own recipe is being computed)."""
+        if self.__dict__.get("_nw_busy"):
+            return None
+        recipe = self.nix_recipe()
+        if recipe is None:
+            return None
+        result = settings.engine().lookup(recipe)
+        if result is not None and self.__dict__.get("_nw_owned") is not result:
+            self._remember(result)
+        return result
+
+    def _remember(self, result: Result) -> None:
+        translate.remember_owner(result.outputs["out"], self)
+        self._nw_owned = result
+
+    def _provenance(self) -> dict[str, Any]:
+        return {"front_door": "luigi", "task_id": self.task_id, "task_family": self.task_family,
+                "params": self.to_str_params(only_significant=True)}
+
+    def _python_action(self, build: Build, command: str) -> Mapping[str, Path]:
+        """Run produce(out) in this process, with the env's variables and output teed to the step log."""
+        with open(build.log, "a", encoding="utf-8") as log, _environ(build.environ()), _tee(log):
+            print(f"$ {command}  # {type(self).__module__}.{type(self).__qualname__}", file=log, flush=True)
+            try:
+                self.produce(build.out)
+            except BaseException:
+                log.write(traceback.format_exc())
+                raise
+        return {"out": build.out}
+
+
+def _kind(cls: type[NixTask]) -> str:
+    shell = cls.command is not NixTask.command
+    python = cls.produce is not NixTask.produce
+    if shell == python:
+        raise NixWorkflowError(f"NixTask {cls.__qualname__} must define exactly one of command() (a shell step) "
+                               f"or produce(out) (a Python step); it defines {'both' if shell else 'neither'}")
+    if python and cls.sandbox:
+        raise NixWorkflowError(f"NixTask {cls.__qualname__}: sandbox applies to command() steps; produce(out) "
+                               "runs inside the Luigi worker")
+    return "shell" if shell else "python"
+
+
+def _add_sources(task: NixTask, recipe: Recipe) -> None:
+    """Copy the static files and LocalTargets the command reads into the store, checking their hashes."""
+    store = settings.engine().store
+    for i in recipe.inputs:
+        if i.obj is None or store.has(i.obj):
+            continue
+        source = translate.SOURCES.get(i.obj)
+        if source is None:
+            raise NixWorkflowError(f"task {task.task_id}: store object {i.obj} is missing from {store.root}")
+        h = store.ingest(source)
+        if h != i.obj:
+            raise NixWorkflowError(f"task {task.task_id}: {source} changed while the pipeline ran (hash {h}, "
+                                   f"expected {i.obj}); run it again")
+
+
+@contextlib.contextmanager
+def _environ(variables: Mapping[str, str]) -> Iterator[None]:
+    """The step's environment for the duration of produce(): subprocesses it starts see the env's PATH."""
+    saved = {name: os.environ.get(name) for name in set(os.environ) | set(variables)
+             if os.environ.get(name) != variables.get(name)}
+    _apply({name: variables.get(name) for name in saved})
+    try:
+        yield
+    finally:
+        _apply(saved)
+
+
+def _apply(changes: Mapping[str, str | None]) -> None:
+    """Set (or, for None, unset) only the variables that differ: each change is a putenv."""
+    for name, value in changes.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+class _Tee:
+    def __init__(self, *streams: IO[str]) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for s in self.streams:
+            s.flush()
+
+
+@contextlib.contextmanager
+def _tee(log: IO[str]) -> Iterator[None]:
+    """print() in produce() goes to the worker's console and to the step's log."""
+    with contextlib.redirect_stdout(_Tee(sys.stdout, log)), contextlib.redirect_stderr(_Tee(sys.stderr, log)):
+        yield

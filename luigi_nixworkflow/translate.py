@@ -1,0 +1,325 @@
+"""A NixTask as a Recipe: what the engine keys, looks up and runs.
+
+The key covers the task family, its significant parameters (canonical JSON), a digest of its
+code, its env identity, the content of plain upstream LocalTargets and, through recipe inputs
+with step references, its upstream NixTasks (their recipe keys before they exist, their
+content hashes once realised: early cutoff comes from `Recipe.resolved_key`). Luigi's own
+task_id covers only the parameters, which is why it cannot be the cache key.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import datetime
+import decimal
+import enum
+import functools
+import inspect
+import os
+import re
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
+
+import luigi
+from luigi.task import flatten
+
+from luigi_nixworkflow import settings
+from luigi_nixworkflow.target import RENDERING
+from nixlib import context
+from nixlib.command import CommandSyntaxError, normalise
+from nixlib.errors import NixWorkflowError
+from nixlib.recipe import Input, Recipe, RunOptions, canonical_json, digest
+
+if TYPE_CHECKING:
+    from luigi_nixworkflow.task import NixTask
+
+# Where each object a command may reference comes from, so run() can add it to the store:
+# static() files and LocalTargets of plain upstream tasks, by NAR hash.
+SOURCES: dict[str, Path] = {}
+# NixTasks by the object they realised to, so a store path interpolated into a command is
+# keyed as that task's output (stable before and after realisation), not as a loose object.
+OWNERS: dict[str, dict[str, NixTask]] = {}
+_SCANNERS: dict[str, context.Scanner[NixTask]] = {}
+_SKIP_MODULES = frozenset({"luigi", "luigi_nixworkflow"})
+
+
+def reset() -> None:
+    for memo in (SOURCES, OWNERS, _SCANNERS):
+        memo.clear()
+
+
+class Pending(Exception):  # noqa: N818 - a state, not an error: the recipe cannot be computed *yet*
+    """An input does not exist yet (a plain upstream task has not written its LocalTarget)."""
+
+
+def scanner(root: str) -> context.Scanner[NixTask]:
+    found = _SCANNERS.get(root)
+    if found is None:
+        found = _SCANNERS[root] = context.Scanner(root)
+    return found
+
+
+def static(path: str | os.PathLike) -> str:
+    """A file or directory used by content (a tool, a config): its future store path, for commands.
+
+    The key depends on the content, not on where the checkout lives; run() copies it into the
+    store before the command runs, so the command reads exactly the bytes that were hashed.
+    """
+    source = Path(path).absolute()
+    if not os.path.lexists(source):
+        raise NixWorkflowError(f"static input {source} does not exist")
+    root = settings.store_root()
+    h = settings.engine(root).store.memo.hash(source)
+    SOURCES[h] = source
+    return f"{root}/store/{h}"
+
+
+# ---- the recipe --------------------------------------------------------------------------
+
+
+def build(task: NixTask, root: str, kind: str) -> Recipe:
+    """The task's recipe; raises Pending while a plain upstream output is missing."""
+    cls = type(task)
+    extra: dict[str, Any] = {"luigi": {"family": task.task_family, "params": params(task), "code": code_digest(cls)}}
+    deps = task.nix_requires()
+    upstream, files, local, opaque = _upstream(root, deps)
+    mentioned: set[str] = set()
+    if kind == "shell":
+        command, inputs = _shell(task, root, local, deps, mentioned)
+    else:
+        command, inputs = f"python {task.task_family}.produce", []
+    for up in upstream:
+        recipe = up.nix_recipe()
+        if recipe is None:
+            raise Pending(up.task_id)
+        if up.task_id not in mentioned:  # required but not interpolated: keyed all the same
+            inputs.append(Input(up.nix_placeholder(root), step=recipe))
+    env, configured = settings.resolve_env(cls, command)
+    options = RunOptions(**{o: getattr(configured, o) if getattr(cls, o) is None else getattr(cls, o)
+                            for o in ("pure", "sandbox", "network", "gpu")})
+    if kind == "python":  # produce() runs inside the worker: no sandbox can wrap it
+        options = dataclasses.replace(options, sandbox=False)
+    if opaque:
+        extra["opaque"] = opaque
+    return Recipe(name=task.task_id, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
+                  files=dict(sorted(files.items())), extra=extra, options=options)
+
+
+def _upstream(root: str, deps: list[luigi.Task]) -> tuple[list[NixTask], dict[str, str], dict[str, str], list[Any]]:
+    """Required NixTasks; content hashes of plain tasks' LocalTargets by logical name and by the path as
+    written; and the identity of plain outputs that cannot be hashed."""
+    from luigi_nixworkflow.task import NixTask
+
+    nix: list[NixTask] = []
+    files: dict[str, str] = {}
+    local: dict[str, str] = {}
+    opaque: list[dict[str, Any]] = []
+    store = settings.engine(root).store
+    for dep in deps:
+        if isinstance(dep, NixTask):
+            nix.append(dep)
+            continue
+        for target in flatten(dep.output()):
+            if isinstance(target, luigi.LocalTarget):
+                if not os.path.lexists(target.path):
+                    raise Pending(f"{dep.task_id} ({target.path})")
+                h = store.memo.hash(target.path)
+                SOURCES.setdefault(h, Path(target.path).absolute())
+                files[logical_name(target.path)] = local[target.path] = h
+            else:  # a database table, a remote file: only its identity can enter the key
+                opaque.append({"task": dep.task_id, "target": type(target).__name__,
+                               "path": str(getattr(target, "path", ""))})
+    return nix, files, local, opaque
+
+
+def logical_name(path: str) -> str:
+    """A LocalTarget's name in the key: relative to the working directory when inside it, so the
+    same pipeline in another checkout keys the same."""
+    absolute = os.path.abspath(path)
+    rel = os.path.relpath(absolute)
+    return absolute if rel.startswith("..") else rel
+
+
+# ---- shell commands ----------------------------------------------------------------------
+
+
+def _shell(task: NixTask, root: str, local: Mapping[str, str], deps: list[luigi.Task],
+           mentioned: set[str]) -> tuple[str, list[Input]]:
+    """The normalised command and an input per reference in it; adds the referenced tasks to `mentioned`."""
+    text = render(task, root)
+    for path, h in local.items():  # a LocalTarget's path in the command reads its hashed copy instead
+        text = _path_re(path).sub(f"{root}/store/{h}", text)
+    try:
+        text = normalise(text)
+    except CommandSyntaxError as e:
+        raise NixWorkflowError(f"task {task.task_id}: command(): {e}. Close the quote or escape it.") from None
+    inputs: dict[str, Input] = {}
+    for ref in scan(task, root, text):
+        if ref.token in inputs:
+            continue
+        up = ref.target or (None if ref.obj in SOURCES else owner(ref.obj, deps))
+        mentioned.update([up.task_id] if ref.target else OWNERS.get(ref.obj or "", ()))
+        if up is not None:
+            recipe = up.nix_recipe()
+            if recipe is None:
+                raise Pending(up.task_id)
+            inputs[ref.token] = Input(ref.token, step=recipe)
+        else:
+            _check_object(task, root, str(ref.obj))
+            inputs[ref.token] = Input(ref.token, obj=ref.obj)
+    return text, list(inputs.values())
+
+
+def render(task: NixTask, root: str) -> str:
+    """command() with the task's own output spelled `$out` (the shell expands it in the build dir).
+
+    While it renders, every NixTarget is its placeholder, realised or not: the command, and so the
+    recipe key, is the same before and after the upstream tasks run (the engine substitutes the
+    store paths when it runs the command)."""
+    token = RENDERING.set(True)
+    try:
+        text = task.command()
+    finally:
+        RENDERING.reset(token)
+    if not isinstance(text, str):
+        raise NixWorkflowError(f"task {task.task_id}: command() must return a shell string, not "
+                               f"{type(text).__name__}")
+    return text.replace(task.nix_placeholder(root), "$out")
+
+
+@functools.lru_cache(maxsize=4096)
+def _path_re(path: str) -> re.Pattern[str]:
+    variants = sorted({path, os.path.abspath(path)}, key=len, reverse=True)
+    return re.compile(r"(?<![\w./-])(?:" + "|".join(map(re.escape, variants)) + r")(?![\w.-])")
+
+
+def scan(task: NixTask, root: str, text: str) -> list[context.Ref[NixTask]]:
+    try:
+        return scanner(root).scan(text)
+    except context.UnknownPlaceholder as e:
+        raise NixWorkflowError(
+            f"task {task.task_id}: command() references {e.token}, which is the output of no task known to this "
+            "process (copied from another run?). Interpolate the task's output itself, e.g. "
+            "f\"{self.input()}\", and list the task in requires()."
+        ) from None
+
+
+def referenced(task: NixTask, root: str) -> list[NixTask]:
+    """NixTasks whose outputs the command interpolates: Luigi must schedule them first."""
+    found: dict[str, NixTask] = {}
+    deps = task.nix_requires()
+    for ref in scanner(root).scan(render(task, root)):
+        up = ref.target or owner(ref.obj, deps)
+        if up is not None and up is not task:
+            found.setdefault(up.task_id, up)
+    return list(found.values())
+
+
+def owner(h: str | None, deps: list[luigi.Task]) -> NixTask | None:
+    """The NixTask that realised object `h`, preferring one of `deps` (the task's requires())."""
+    owners = OWNERS.get(h or "")
+    if not owners:
+        return None
+    if len(owners) > 1:
+        for dep in deps:
+            if dep.task_id in owners:
+                return owners[dep.task_id]
+    return next(iter(owners.values()))
+
+
+def remember_owner(h: str, task: NixTask) -> None:
+    OWNERS.setdefault(h, {}).setdefault(task.task_id, task)
+
+
+def _check_object(task: NixTask, root: str, h: str) -> None:
+    if h not in SOURCES and not settings.engine(root).store.has(h):
+        raise NixWorkflowError(f"task {task.task_id}: command() references store object {h}, which is not in the "
+                               f"store at {root}. Use static(path) for local files.")
+
+
+# ---- parameters and code -----------------------------------------------------------------
+
+
+class _NotCanonical(Exception):  # noqa: N818 - internal signal, turned into a NixWorkflowError
+    pass
+
+
+def params(task: luigi.Task) -> dict[str, Any]:
+    """Significant parameters as canonical JSON values; a value without one is an error naming it."""
+    out: dict[str, Any] = {}
+    for name, param in _params_of(type(task)):
+        if not param.significant:
+            continue
+        value = task.param_kwargs[name]
+        try:
+            out[name] = _canonical(value)
+            canonical_json(out[name])
+        except (_NotCanonical, ValueError):
+            out[name] = _typed(task, name, param, value)
+    return out
+
+
+@functools.cache
+def _params_of(cls: type[luigi.Task]) -> list[tuple[str, luigi.Parameter]]:
+    """Luigi's get_params() walks dir(cls) on every call; a class's parameters never change."""
+    return cls.get_params()
+
+
+def _canonical(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, datetime.date | datetime.time | datetime.timedelta | decimal.Decimal | PurePath):
+        return {"type": type(value).__name__, "value": str(value)}
+    if isinstance(value, enum.Enum):
+        return {"type": type(value).__name__, "value": value.name}
+    raise _NotCanonical
+
+
+def _typed(task: luigi.Task, name: str, param: luigi.Parameter, value: Any) -> Any:
+    """A typed Luigi parameter serialises its values canonically; the untyped one only strings."""
+    if type(param) is not luigi.Parameter:
+        try:
+            text = param.serialize(value)
+        except Exception:
+            text = None
+        if isinstance(text, str) and " at 0x" not in text:
+            return {"serialized": text}
+    raise NixWorkflowError(
+        f"task {task.task_family}: parameter '{name}' has a value of type {type(value).__name__} ({value!r:.80}) "
+        "that cannot be serialised canonically, so it cannot enter the cache key. Pass a JSON-like value "
+        "(str, number, bool, list, dict with str keys) or use a typed luigi Parameter for it."
+    )
+
+
+@functools.cache
+def code_digest(cls: type) -> str:
+    """A digest of the task class's code (and of its own base classes), comments and layout ignored.
+
+    `version` on the class replaces it: for code inspect cannot see (a REPL, exec), or to keep
+    results across edits the author knows change nothing.
+    """
+    version = getattr(cls, "version", None)
+    if version is not None:
+        return "version:" + str(version)
+    sources = []
+    for c in cls.__mro__:
+        if c is object or c.__module__.split(".")[0] in _SKIP_MODULES:
+            continue
+        try:
+            source = inspect.getsource(c)
+        except (OSError, TypeError):
+            raise NixWorkflowError(
+                f"cannot read the source code of task class {c.__qualname__} (module {c.__module__}), which the "
+                "cache key must cover. Set `version = \"1\"` on the class and change it whenever the code changes."
+            ) from None
+        sources.append(ast.dump(ast.parse(textwrap.dedent(source))))
+    return digest(sources)

@@ -1,0 +1,70 @@
+"""The Nix evaluation cache: an unchanged env or experiment.nix is never evaluated twice.
+
+An entry is keyed by what was asked (the spec, which Nix evaluates) and is valid while
+every local file the evaluation read still has the content it had: the files come from
+the evaluation itself (nixlib.nix traces imports and reads, Nix logs copied sources), and
+their content is checked through the store's stat memo, so a hit costs a few `lstat`s and
+no Nix process. Store paths need no check: they are content-addressed. Entries live in
+`<store root>/cache/nix-eval/` as one JSON file each, written atomically; an unreadable
+entry is a miss, never an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from nixlib.recipe import canonical_json, digest
+from nixlib.statmemo import StatMemo
+
+VERSION = 1
+ABSENT = "-"
+
+
+class EvalCache:
+    """Evaluation results by request, validated against the content of the files they read."""
+
+    def __init__(self, root: Path) -> None:
+        self.directory = root / "cache" / "nix-eval"
+        self.memo = StatMemo(root / "cache" / "statmemo")
+
+    def _path(self, request: Any) -> Path:
+        return self.directory / f"{digest({'v': VERSION, 'request': request})}.json"
+
+    def get(self, request: Any, still_valid: Callable[[Any], bool] = lambda _: True) -> Any | None:
+        """The cached value for `request`, if every file it depended on is unchanged."""
+        try:
+            entry = json.loads(self._path(request).read_text())
+        except (OSError, ValueError):
+            return None
+        if entry.get("request") != json.loads(canonical_json(request)):
+            return None
+        deps: dict[str, str] = entry.get("deps", {})
+        if any(self.content(p) != h for p, h in deps.items()):
+            return None
+        value = entry.get("value")
+        return value if still_valid(value) else None
+
+    def put(self, request: Any, value: Any, deps: Iterable[str]) -> None:
+        """Remember `value`; an unwritable cache only costs speed."""
+        entry = {"request": request, "value": value, "deps": {p: self.content(p) for p in deps}}
+        path = self._path(request)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(canonical_json(entry))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+
+    def content(self, path: str) -> str:
+        """NAR hash of a local file or tree (through the stat memo), or ABSENT."""
+        if not os.path.lexists(path):
+            return ABSENT
+        try:
+            return self.memo.hash(path)
+        except OSError:
+            return ABSENT

@@ -1,0 +1,239 @@
+"""Calling the real Nix CLI: evaluate expressions, instantiate and realise derivations.
+
+Nothing here re-implements Nix: `nix-instantiate` evaluates (and writes `.drv` files),
+`nix-store --realise` builds and registers GC roots. This module only prepares the
+processes (settings, search path, the pinning guard) and turns Nix's output and errors
+into values and one-paragraph messages.
+
+Settings for root without a daemon: a root user on a machine where Nix was installed
+without a daemon (Debian's `nix-bin`, CI containers) cannot build with the default
+`build-users-group = nixbld` unless that group exists with members, usually has no
+binary cache reachable, and cannot use Nix's sandbox for `/bin/sh` builders. When we run
+as root, no daemon socket exists and /etc/nix/nix.conf does not set `build-users-group`,
+the Nix processes we spawn get `build-users-group =`, `substituters =`, `sandbox = false`
+and `experimental-features = nix-command flakes` prepended to NIX_CONFIG (the user's
+own NIX_CONFIG lines come after, so they win). Everyone else uses their Nix as configured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nixlib.errors import NixWorkflowError
+
+LIB_DIR = Path(__file__).resolve().parent / "nix"
+STORE_DIR = os.environ.get("NIX_STORE_DIR", "/nix/store")
+DAEMON_SOCKET = Path(os.environ.get("NIX_DAEMON_SOCKET_PATH", "/nix/var/nix/daemon-socket/socket"))
+ROOT_NO_DAEMON_CONFIG = ("build-users-group =\nsubstituters =\nsandbox = false\n"
+                         "experimental-features = nix-command flakes")
+INSTALL_HINT = ("Install Nix: `sh <(curl -L https://nixos.org/nix/install)` (or on Debian/Ubuntu "
+                "`apt-get install nix-bin`). Steps with host envs (no env, or env='host') still run without Nix.")
+UNPINNED_MARK = "nixworkflow-unpinned: "
+_SHOW_TRACE_HINT = "(use '--show-trace' to show detailed location information)"
+_DEP_TRACE = re.compile(r"^trace: nixworkflow-dep:(.*)$")
+_COPIED = re.compile(r"^copied source '(.*)' -> '")
+_EVALUATING = re.compile(r"^evaluating file '(.*)'$")
+_DRV_OUTPUTS = re.compile(r'\("([^"]+)","([^"]*)","[^"]*","[^"]*"\)')
+
+
+class NixMissing(NixWorkflowError):
+    """The Nix CLI is not installed (or not on PATH)."""
+
+
+class NixFailed(NixWorkflowError):
+    """Nix ran and reported an error (evaluation or build)."""
+
+
+class Calls:
+    """How many Nix processes this process started (for tests and the benchmark)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def add(self) -> None:
+        with self.lock:
+            self.count += 1
+
+
+CALLS = Calls()
+
+
+def tool(name: str, needed_for: str = "") -> str:
+    """The path of a Nix CLI tool, or a NixMissing error saying how to install Nix."""
+    path = shutil.which(name)
+    if path is None:
+        purpose = f" to {needed_for}" if needed_for else ""
+        raise NixMissing(f"Nix is needed{purpose}, but `{name}` is not on PATH. {INSTALL_HINT}")
+    return path
+
+
+def _conf_sets(key: str) -> bool:
+    conf = Path(os.environ.get("NIX_CONF_DIR", "/etc/nix")) / "nix.conf"
+    try:
+        text = conf.read_text()
+    except OSError:
+        return False
+    return any(line.split("=", 1)[0].strip() == key for line in text.splitlines() if "=" in line)
+
+
+def needs_root_settings() -> bool:
+    """Root, no daemon, and no build users configured: builds need ROOT_NO_DAEMON_CONFIG."""
+    return os.geteuid() == 0 and not DAEMON_SOCKET.exists() and not _conf_sets("build-users-group")
+
+
+def environ(pinned: bool = True) -> dict[str, str]:
+    """The environment of a Nix process: settings for root without a daemon, and the search path.
+
+    With `pinned`, NIX_PATH is emptied so `<nixpkgs>` (a channel: not pinned) fails; the
+    nixworkflow library is always reachable as `<nixworkflow>` through `-I`.
+    """
+    env = dict(os.environ)
+    if needs_root_settings():
+        env["NIX_CONFIG"] = ROOT_NO_DAEMON_CONFIG + "\n" + env.get("NIX_CONFIG", "")
+    if pinned:
+        env["NIX_PATH"] = ""
+    return env
+
+
+def search_path_args() -> list[str]:
+    return ["-I", f"nixworkflow={LIB_DIR}"]
+
+
+def _run(argv: Sequence[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    CALLS.add()
+    try:
+        return subprocess.run(list(argv), env=env, text=True, capture_output=True, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise NixMissing(f"Nix is needed, but `{argv[0]}` cannot be run. {INSTALL_HINT}") from None
+
+
+@dataclass
+class Evaluation:
+    """A value Nix computed, and the local (non-store) files the evaluation read."""
+
+    value: Any
+    deps: list[str]
+
+
+def evaluate(nix_file: Path, args: dict[str, Any], what: str, allow_unpinned: bool = False) -> Evaluation:
+    """`nix-instantiate --eval --strict --json` of `nix_file` called with `args` (as JSON).
+
+    The evaluation writes the `.drv` files of every derivation it touches (read-write mode),
+    so they can be realised later. Files read are found from the guard's traces and Nix's
+    debug log (`evaluating file`, `copied source`), for the evaluation cache.
+    """
+    argv = [tool("nix-instantiate", f"evaluate {what}"), "--eval", "--strict", "--json", "--read-write-mode",
+            *search_path_args(), str(nix_file), "--argstr", "json", json.dumps(args)]
+    env = environ(pinned=not allow_unpinned)
+    proc = _run([*argv, "-vvvv"], env)
+    if proc.returncode != 0:
+        raise NixFailed(f"evaluating {what} with Nix failed:\n{_explain(argv, env, proc.stderr)}")
+    deps, traces = _parse_log(proc.stderr)
+    if traces:
+        print("\n".join(traces), file=sys.stderr)
+    try:
+        return Evaluation(json.loads(proc.stdout), deps)
+    except json.JSONDecodeError as e:  # pragma: no cover - Nix always prints JSON on success
+        raise NixFailed(f"Nix printed no JSON when evaluating {what}: {e}") from None
+
+
+def _parse_log(stderr: str) -> tuple[list[str], list[str]]:
+    """(local files the evaluation depended on, the user's own `builtins.trace` lines)."""
+    deps: dict[str, None] = {}
+    traces: list[str] = []
+    for line in stderr.splitlines():
+        m = _DEP_TRACE.match(line) or _COPIED.match(line) or _EVALUATING.match(line)
+        if m:
+            path = m.group(1)
+            if not path.startswith(STORE_DIR + "/"):
+                deps[path] = None
+        elif line.startswith("trace: "):
+            traces.append(line)
+    return list(deps), traces
+
+
+def _explain(argv: list[str], env: dict[str, str], stderr: str) -> str:
+    """Nix's own error message (file and line included). Errors thrown by nixworkflow's library
+    (`output` arguments, the unpinned-source guard) or by `throw` carry no position: for those,
+    Nix is run again with --show-trace to find the innermost position in the user's files."""
+    message = _error_block(stderr)
+    if _SHOW_TRACE_HINT in message or UNPINNED_MARK in message:
+        where = _user_position(_run([*argv, "--show-trace"], env).stderr)
+        message = message.replace(_SHOW_TRACE_HINT, "").replace(UNPINNED_MARK, "").rstrip()
+        if where and where not in message:
+            message += f"\n\n       at {where}"
+    if UNPINNED_MARK in stderr or "was not found in the Nix search path" in message:
+        message += ("\n\nPin every source: fetchTarball/fetchurl with sha256, fetchGit with rev, flakes with a "
+                    "revision, and no <nixpkgs> (a channel). To run unpinned anyway, pass --allow-unpinned "
+                    "(or set NIX_WORKFLOW_ALLOW_UNPINNED=1): the run is then not reproducible.")
+    return message
+
+
+def _error_block(stderr: str) -> str:
+    """From the first `error:` line on, without Nix's debug chatter."""
+    lines = stderr.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("error:")), None)
+    if start is None:
+        return stderr.strip() or "(Nix printed no message)"
+    kept = [line for line in lines[start:] if not _is_debug(line)]
+    return "\n".join(kept).rstrip()
+
+
+_DEBUG_PREFIXES = ("evaluating file", "copied source", "trace: nixworkflow-dep:", "download thread", "acquiring ",
+                   "locking path", "lock acquired", "lock released", "did not find cache entry", "using cache entry",
+                   "starting download", "finished download", "got header", "curl:", "verify TLS", "downloading '",
+                   "instantiated '", "processing attribute", "warning: you did not specify '--add-root'")
+
+
+def _is_debug(line: str) -> bool:
+    return line.startswith(_DEBUG_PREFIXES)
+
+
+def _user_position(stderr: str) -> str | None:
+    """The innermost `at FILE:LINE:COL` of a --show-trace outside nixworkflow's own Nix files."""
+    found = None
+    for m in re.finditer(r"^\s*at (/[^\n]*?):(\d+):(\d+):$", stderr, re.M):
+        if not m.group(1).startswith(str(LIB_DIR)):
+            found = f"{m.group(1)}:{m.group(2)}:{m.group(3)}"
+            break
+    return found
+
+
+def drv_outputs(drv: str) -> dict[str, str]:
+    """Output name -> store path of a derivation, read from its `.drv` file (no Nix process)."""
+    try:
+        head = Path(drv).read_text(errors="replace").split("],", 1)[0]
+    except OSError:
+        return {}
+    return {m.group(1): m.group(2) for m in _DRV_OUTPUTS.finditer(head)}
+
+
+def realise(targets: Sequence[str], root: Path, what: str) -> list[str]:
+    """Build (or check) `targets` (.drv paths or store paths) and register indirect GC roots at `root`,
+    `root-2`, …; returns the output paths Nix printed."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    argv = [tool("nix-store", f"build {what}"), "--realise", *targets, "--add-root", str(root), "--indirect"]
+    proc = _run(argv, environ(pinned=True))
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
+        raise NixFailed(f"building {what} with Nix failed:\n{tail}")
+    return [line for line in proc.stdout.splitlines() if line.startswith("/")]
+
+
+def fingerprint() -> str:
+    """Which Nix evaluates (binary path, size, mtime): part of the evaluation cache key, since an
+    upgraded Nix may evaluate differently. A stat, not a process: cache hits must not start Nix."""
+    path = os.path.realpath(tool("nix-instantiate"))
+    st = os.stat(path)
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}:{STORE_DIR}"

@@ -1,0 +1,185 @@
+"""The Nix front door: `nw run experiment.nix` evaluates the file with the real Nix and hands the
+steps to the same recipe builder as experiment.py.
+
+`nix-instantiate --eval --strict --json` of `nixlib/nix/front.nix` returns one record per
+top-level attribute: a step's command (its string context discarded), the store paths in that
+context (the `${tool}` derivations), its options, and the token its `outPath` stands for. Here
+each Nix token becomes the Python placeholder of its step, each static token the store path of
+its object, and every step a `nixlib.dsl.Step`; `nixlib.dsl` then builds the recipes exactly as
+for experiment.py, so a step keys the same whichever language declared it. The evaluation is
+cached (nixlib.evalcache) by the content of every local file it read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nixlib import dsl, nix
+from nixlib.env import Env, _system, allow_unpinned
+from nixlib.errors import NixWorkflowError
+from nixlib.evalcache import EvalCache
+from nixlib.recipe import RunOptions
+from nixlib.statmemo import StatMemo
+from nixlib.store import default_root
+
+_STEP_TOKEN = re.compile(r"/nix-workflow-step/[0-9a-f]{64}-[A-Za-z0-9_+?=.-]*")
+_STATIC_TOKEN = re.compile(r"/nix-workflow-static/([0-9abcdfghijklmnpqrsvwxyz]{52})(?:/(\d+):)?")
+
+
+@dataclass
+class _Decl:
+    """One step as Nix declared it, with the name and location nw reports it under."""
+
+    record: dict[str, Any]
+    attr: str
+    where: str
+
+
+def load(path: str | os.PathLike) -> dsl.Workflow:
+    """Evaluate experiment.nix and turn its steps into recipes (nothing runs, nothing is stored)."""
+    path = Path(path).absolute()
+    if not path.is_file():
+        raise NixWorkflowError(f"experiment file {path} does not exist")
+    value = _evaluate(path)
+    if "notAttrs" in value:
+        raise NixWorkflowError(f"{path}: an experiment must evaluate to an attribute set of steps (rec {{ name = "
+                               f"output ...; }}), not a {value['notAttrs']}")
+    decls = _declarations(path, {entry["name"]: entry for entry in value["attrs"]})
+    return _Translator(path, decls).workflow()
+
+
+def _evaluate(path: Path) -> dict[str, Any]:
+    """The front.nix result for `path`, from the evaluation cache when no file it read has changed."""
+    unpinned = allow_unpinned()
+    try:
+        request = {"what": "experiment", "file": str(path), "nix": nix.fingerprint(), "system": _system()}
+    except nix.NixMissing as e:
+        raise nix.NixMissing(f"`nw run {path.name}` evaluates the experiment with Nix. {e}".replace(
+            "Steps with host envs (no env, or env='host') still run without Nix.",
+            "Experiments written in Python (experiment.py) with host envs still run without Nix.")) from None
+    cache = EvalCache(default_root().absolute())
+    if not unpinned:
+        cached = cache.get(request, _contexts_exist)
+        if cached is not None:
+            return cached
+    args = {"file": str(path), "allowUnpinned": unpinned}
+    evaluation = nix.evaluate(nix.LIB_DIR / "front.nix", args, str(path), unpinned)
+    if not unpinned:
+        cache.put(request, evaluation.value, [str(path), str(nix.LIB_DIR), *evaluation.deps])
+    return evaluation.value
+
+
+def _contexts_exist(value: Any) -> bool:
+    """A cached evaluation is usable only while the `.drv` files and sources it wrote are still in the Nix store."""
+    try:
+        records = [d["step"] for d in value["attrs"] if "step" in d]
+        records += [r for d in value["attrs"] if "group" in d for r in d["group"].values()]
+        return all(os.path.exists(p) for r in records for p in r["context"] + r["env"])
+    except (TypeError, KeyError, AttributeError):
+        return False
+
+
+def _declarations(path: Path, attrs: dict[str, Any]) -> dict[str, _Decl]:
+    """Top-level attribute -> declaration; any attribute that is not a step is an error naming it."""
+    decls: dict[str, _Decl] = {}
+    wrong: list[str] = []
+    for attr, entry in attrs.items():
+        where = _where(path, entry.get("pos"))
+        if "step" in entry:
+            decls[attr] = _Decl(entry["step"], attr, where)
+        elif "group" in entry:
+            decls.update({f"{attr}.{k}": _Decl(r, f"{attr}.{k}", where) for k, r in entry["group"].items()})
+        else:
+            wrong.append(f"'{attr}' ({where}) is {entry['notStep']}")
+    if wrong:
+        raise NixWorkflowError(f"{path}: every top-level attribute of an experiment must be a step (output ...) or "
+                               f"a set or list of steps, but {'; '.join(wrong)}. Move helpers into a `let` binding.")
+    return decls
+
+
+def _where(path: Path, pos: dict[str, Any] | None) -> str:
+    return f"{pos['file']}:{pos['line']}" if pos else str(path)
+
+
+class _Translator:
+    """Nix records -> dsl Steps (upstream first), then dsl's recipe builder."""
+
+    def __init__(self, path: Path, decls: dict[str, _Decl]) -> None:
+        self.path = path
+        self.decls = decls
+        self.by_token = {d.record["token"]: d for d in decls.values()}
+        self.steps: dict[str, dsl.Step] = {}
+        self.memo = StatMemo(default_root() / "cache" / "statmemo")
+
+    def workflow(self) -> dsl.Workflow:
+        dsl._DEFINED.clear()
+        dsl._STATICS.clear()
+        named = {attr: self.step(decl, []) for attr, decl in self.decls.items()}
+        return dsl._Builder(named).build()
+
+    def step(self, decl: _Decl, path: list[str]) -> dsl.Step:
+        token = decl.record["token"]
+        if token in self.steps:
+            return self.steps[token]
+        command = self._statics(decl, self._upstream(decl, decl.record["cmd"], path + [decl.attr]))
+        record = decl.record
+        tools = list(record["context"]) + list(record["env"])
+        env = Env(store_paths=tools, where=decl.where) if tools else None
+        options = RunOptions(pure=record["pure"], sandbox=record["sandbox"], network=record["network"],
+                             gpu=record["gpu"])
+        step = dsl.Step(command, record["name"], env, record["hash"], options, decl.where)
+        self.steps[token] = step
+        return step
+
+    def _upstream(self, decl: _Decl, command: str, path: list[str]) -> str:
+        """Replace each upstream step's Nix token by its Python placeholder."""
+        def placeholder(m: re.Match[str]) -> str:
+            text = m.group(0)
+            token = self._token_in(text)
+            if token is None:
+                raise NixWorkflowError(
+                    f"step '{decl.attr}' ({decl.where}) uses a step that is not a top-level attribute of "
+                    f"{self.path.name} (bound in a `let`?). Make it an attribute of the set the file returns.")
+            return str(self.step(self.by_token[token], path)) + text[len(token):]
+        return _STEP_TOKEN.sub(placeholder, command)
+
+    def _token_in(self, text: str) -> str | None:
+        """The known token a match starts with (the regex's name part may run into the text after it)."""
+        return max((t for t in self.by_token if text.startswith(t)), key=len, default=None)
+
+    def _statics(self, decl: _Decl, command: str) -> str:
+        """Replace each static token (hash, optional length-prefixed source path) by its store path."""
+        out: list[str] = []
+        pos = 0
+        for m in _STATIC_TOKEN.finditer(command):
+            if m.start() < pos:
+                continue
+            h, source, end = m.group(1), None, m.end()
+            if m.group(2) is not None:
+                raw = command[end:].encode()[: int(m.group(2))]
+                source = raw.decode(errors="replace")
+                end += len(source)
+            out.append(command[pos:m.start()])
+            out.append(str(self._static(decl, h, source)))
+            pos = end
+        out.append(command[pos:])
+        return "".join(out)
+
+    def _static(self, decl: _Decl, h: str, source: str | None) -> dsl.Static:
+        where = decl.where
+        if source is None:
+            return dsl.Static(None, h, where)
+        if not os.path.lexists(source):
+            if (default_root() / "store" / h).exists():
+                return dsl.Static(None, h, where)
+            raise NixWorkflowError(f"{where}: static input {source} does not exist. Create it, fix the path, or "
+                                   "drop path to use the object already in the store.")
+        actual = self.memo.hash(source)
+        if actual != h:
+            raise NixWorkflowError(f"{where}: static input {source} has hash {actual}, but the experiment pins {h}. "
+                                   "The file changed: restore it, or update the pinned hash if the change is intended.")
+        return dsl.Static(Path(source), h, where)

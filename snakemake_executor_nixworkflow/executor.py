@@ -1,0 +1,201 @@
+"""The executor: Snakemake's local executor, with every job going through nixlib's engine.
+
+Design (pinned to Snakemake 9.27 / executor interface 9.4): we subclass
+`snakemake.executors.local.Executor` and replace only `run_single_job`. Everything else —
+thread pool, group (pipe/service) jobs, callbacks, benchmark records, Snakemake's own
+`--cache`, the in-process `run_wrapper` for shell:/script: rules and a spawned Snakemake for
+`run:` blocks and shadow rules — is Snakemake's, so a job behaves as with the local executor.
+
+Per job, on a worker thread: resolve its env, build its Recipe, and ask the engine.
+A hit materialises the outputs (and logs, benchmark file) from the store and the job is
+reported successful without running. A miss goes through `Engine.realise` with an Action
+that runs the job exactly as the local executor would (inside the env, see runtime.py), so
+the engine's per-key lock, output check, ingest and realisation record apply unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from snakemake.exceptions import SpawnedJobError, WorkflowError
+from snakemake.executors.local import Executor as LocalExecutor
+from snakemake.executors.local import run_wrapper
+from snakemake.iocontainers import ResourceList
+from snakemake_interface_executor_plugins.settings import CommonSettings
+
+from nixlib.engine import Engine, Result
+from nixlib.env import ResolvedEnv
+from nixlib.errors import NixWorkflowError
+from nixlib.recipe import RunOptions
+from nixlib.runner import Build
+from nixlib.store import Store
+from snakemake_executor_nixworkflow.jobs import RecipeBuilder, cacheable, is_flagged, products, provenance
+from snakemake_executor_nixworkflow.runtime import Runtime, load_side_car
+from snakemake_executor_nixworkflow.settings import ExecutorSettings
+
+common_settings = CommonSettings(
+    non_local_exec=False,
+    implies_no_shared_fs=False,
+    job_deploy_sources=False,
+    pass_envvar_declarations_to_cmd=True,
+    auto_deploy_default_storage_provider=False,
+)
+
+
+class NixWorkflowJobError(WorkflowError):
+    """A job failed for a reason nixworkflow knows (env, missing output, store): reported as a rule error."""
+
+
+class Executor(LocalExecutor):
+    """`snakemake --executor nixworkflow`: pinned envs, lineage and a content-addressed cache per job."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.settings: ExecutorSettings = self.workflow.executor_settings or ExecutorSettings()
+        s = self.settings
+        if s.store is not None:  # nixlib.env keeps its evaluation cache and GC roots under the same root
+            os.environ["NIX_WORKFLOW_STORE"] = str(Path(s.store).absolute())
+        forced = RunOptions(pure=s.pure, sandbox=s.sandbox, network=not s.no_network)
+        try:
+            self.store = Store(s.store)
+            self.engine = Engine(self.store)
+            config = load_side_car(s.config, Path(self.workflow.main_snakefile).parent)
+            self.runtime = Runtime(config, s.env, forced, os.getcwd(), self.store.root,
+                                   tuple(sorted(self.workflow.envvars)))
+            self.check_envs()
+        except NixWorkflowError as e:
+            raise WorkflowError(f"nixworkflow: {e}") from None
+        self.recipes = RecipeBuilder(self.workflow, self.store.memo)
+        if config is None and s.env in (None, "host"):
+            self.logger.warning("nixworkflow: no nixworkflow.yaml next to the Snakefile: jobs run with the host's "
+                                "tools and are recorded as unpinned")
+
+    def check_envs(self) -> None:
+        """Fail before any job runs if a rule of this run names an env the config does not define."""
+        names: dict[str | None, str] = {self.runtime.default_env: "the default env"}
+        for job in self.dag.needrun_jobs():
+            for j in (job if job.is_group() else [job]):
+                names.setdefault(self.runtime.env_name(j), f"rule {j.rule.name}")
+        for name, who in names.items():
+            try:
+                self.runtime.spec(name)
+            except NixWorkflowError as e:
+                raise NixWorkflowError(f"{who} asks for env '{name}': {e}") from None
+
+    # ---- scheduling ---------------------------------------------------------------------
+
+    def run_single_job(self, job: Any):
+        """Prepare in-process jobs on the scheduler thread as the local executor does; run on the pool."""
+        in_process = self.use_threads or (not job.is_shadow and not job.is_run) or job.is_template_engine
+        args = self.job_args_and_prepare(job) if in_process else None
+        return self.pool.submit(self.execute, job, args)
+
+    def execute(self, job: Any, args: tuple | None) -> None:
+        """Serve the job from the store or run it once in its env and store what it produced."""
+        if job.is_norun:  # e.g. `rule all`: nothing runs, no env needed
+            self.cached_or_run(job, run_wrapper, *args)
+            return
+        try:
+            name = self.runtime.env_name(job)
+            env, options = self.runtime.resolve(name), self.runtime.options(name)
+            run = self.runner(job, args, env, options)
+            if self.settings.no_cache or not cacheable(job):
+                run()
+                return
+            recipe = self.recipes.recipe(job, env, options)
+            result = self.engine.realise(recipe, self.action(job, run), provenance(job, self.recipes.where))
+            if result.cached:  # a hit, possibly built by another process while we waited for its lock
+                self.restore(job, result)
+        except NixWorkflowError as e:
+            raise NixWorkflowJobError(str(e), rule=job.rule) from None
+
+    def runner(self, job: Any, args: tuple | None, env: ResolvedEnv, options: RunOptions) -> Callable[[], None]:
+        """A callable that runs the job the way the local executor would, but inside `env`."""
+        from snakemake.shell import shell
+
+        if args is None:  # run: blocks and shadow rules: a Snakemake process per job, started by the env's sh
+            wrapper = self.runtime.shell(env, options, "/bin/sh")
+            return lambda: self.cached_or_run(job, self.spawn_in_env, job, wrapper)
+        if self.runtime.is_plain(env, options):  # nothing to change: spare every job an extra exec
+            return lambda: self.cached_or_run(job, run_wrapper, *args)
+        base = job.resources.get("shell_exec") or shell.get_executable()
+        if base and not os.path.isabs(base):
+            base = shutil.which(base) or base
+        wrapper = self.runtime.shell(env, options, base)
+        return lambda: self.cached_or_run(job, run_wrapper, *with_shell_exec(args, job.resources, wrapper))
+
+    def spawn_in_env(self, job: Any, wrapper: str) -> None:
+        try:
+            subprocess.check_call(self.format_job_exec(job), shell=True, executable=wrapper)
+        except subprocess.CalledProcessError:
+            raise SpawnedJobError() from None
+
+    # ---- the engine's side --------------------------------------------------------------
+
+    def action(self, job: Any, run: Callable[[], None]) -> Callable[[Build, str], Mapping[str, Path]]:
+        """The engine Action of a job: run it in the working directory, then hand over its products."""
+
+        def act(build: Build, command: str) -> Mapping[str, Path]:
+            with open(build.log, "a", encoding="utf-8") as log:
+                log.write(f"snakemake job {job.jobid} (rule {job.rule.name}) in {self.recipes.where.workdir}\n"
+                          f"$ {job.shellcmd if job.rule.shellcmd is not None else command}\n"
+                          "(its output went to Snakemake's console and the rule's log files)\n")
+            run()
+            self.finish_products(job)
+            return products(job, self.recipes.where)
+
+        return act
+
+    def finish_products(self, job: Any) -> None:
+        """What Snakemake's post-processing would add anyway, done before the products are stored so the
+        stored objects equal the working-directory files: empty logs, `touch()` outputs, the timestamp
+        file of directory outputs. `ensure()` checks run here so a bad output is never stored."""
+        for f in job.log:
+            if not os.path.exists(f):
+                f.touch_or_create()
+        for f in job.output:
+            if f in job.touch_output and not os.path.exists(f):
+                f.touch_or_create()
+            if f.is_directory and os.path.isdir(f) and not os.path.lexists(os.path.join(f, ".snakemake_timestamp")):
+                open(os.path.join(f, ".snakemake_timestamp"), "w").close()
+        ensured = [f for f in job.output if is_flagged(f, "ensure")]
+        if ensured:
+            self.workflow.async_run(self.dag.handle_ensure(job, ensured))
+
+    def restore(self, job: Any, result: Result) -> None:
+        """Put a cached job's products back into the working directory."""
+        for name, path in products(job, self.recipes.where).items():
+            h = result.outputs.get(name)
+            if h is not None:
+                self.store.materialise(h, path, mode=self.settings.link_mode)
+        self.logger.info(f"nixworkflow: restored the outputs of rule {job.rule.name} (jobid {job.jobid}) "
+                         f"from the store, realisation {result.resolved_key}")
+
+    def _callback(self, job_info: Any, future: Any) -> None:
+        """Report our own errors like Snakemake's: the message, not the executor's stack frames."""
+        error = future.exception()
+        if isinstance(error, NixWorkflowJobError):
+            error.__traceback__ = None
+        super()._callback(job_info, future)
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.runtime.close()
+
+    def cancel(self) -> None:
+        super().cancel()
+        self.runtime.close()
+
+
+def with_shell_exec(args: tuple, resources: ResourceList, wrapper: str) -> list:
+    """`run_wrapper`'s arguments with the job's resources replaced by a copy whose `shell_exec` is `wrapper`."""
+    copy = ResourceList(fromdict={**dict(resources.items()), "shell_exec": wrapper})
+    out = list(args)
+    index = next(i for i, a in enumerate(out) if a is resources)
+    out[index] = copy
+    return out

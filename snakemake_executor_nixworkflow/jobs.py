@@ -1,0 +1,215 @@
+"""A Snakemake job as a nixlib Recipe: what enters its key, and where its outputs live.
+
+What is keyed (so a job is re-used exactly when re-running it would do the same thing):
+the rule's code (the formatted, normalised shell command; a script's, notebook's or template's
+content; a wrapper's identifier; a `run:` block's source), params, wildcards, the content hash of
+every input file (memoised by stat signature, so unchanged large inputs are not re-read), the
+env identity, the output, log and benchmark paths, and for code that can read the workflow config
+at run time (script, notebook, wrapper, run:) a digest of that config. Absolute working and
+Snakefile directories are replaced by placeholders, so a clone elsewhere keys the same.
+
+What is deliberately not keyed: threads and resources (scheduling, not meaning; a command that
+interpolates `{threads}` keys on it through its text), the rule name (renaming a rule does not
+change what it computes), timestamps and host names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from nixlib import base32
+from nixlib.command import CommandSyntaxError, normalise
+from nixlib.env import ResolvedEnv
+from nixlib.recipe import Recipe, RunOptions, digest
+from nixlib.statmemo import StatMemo
+
+# Output flags whose files are not plain products of the job: a pipe or service is never a file
+# at rest, and an `update` output's old content is an input the key cannot see.
+UNCACHEABLE_FLAGS = ("pipe", "service", "update")
+LOG_PREFIX = "log:"
+BENCHMARK_PREFIX = "benchmark:"
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-able rendering of params and wildcards (Namedlists keep their names, paths become text)."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "_allitems"):  # snakemake Namedlist: names and order both matter
+        return [[name, jsonable(v)] for name, v in value._allitems()]
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [jsonable(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    return repr(value)
+
+
+def sha(data: bytes) -> str:
+    return base32.encode(hashlib.sha256(data).digest())
+
+
+def is_flagged(f: Any, flag: str) -> bool:
+    flags = getattr(f, "flags", None)
+    return bool(flags) and flag in flags
+
+
+def cacheable(job: Any) -> bool:
+    """Jobs whose outputs are plain files and directories at rest; others run as with the local executor."""
+    if job.is_norun or not job.output:
+        return False
+    if any(is_flagged(f, flag) for f in job.output for flag in UNCACHEABLE_FLAGS):
+        return False
+    if any(job.is_pipe_or_service_input(f) for f in job.input):
+        return False
+    return str(job.resources.get("nix_cache", "1")).lower() not in ("0", "false", "no", "off")
+
+
+class Relocator:
+    """Replaces the absolute working and Snakefile directories with placeholders in keyed text."""
+
+    def __init__(self, workdir: str, basedir: str) -> None:
+        pairs = [(os.path.abspath(workdir), "@{workdir}"), (os.path.abspath(basedir), "@{basedir}")]
+        self.pairs = sorted({p for p in pairs if p[0] != "/"}, key=lambda p: len(p[0]), reverse=True)
+        self.workdir = os.path.abspath(workdir)
+
+    def text(self, value: str) -> str:
+        for path, token in self.pairs:
+            value = value.replace(path, token)
+        return value
+
+    def path(self, path: str) -> str:
+        """A file's logical name: the path as the Snakefile names it (relative paths stay relative, so
+        `../tools/x` keys the same in every clone); an absolute path inside the working directory
+        becomes relative, one under the Snakefile directory gets a placeholder."""
+        if not os.path.isabs(path):
+            return os.path.normpath(path)
+        absolute = os.path.normpath(path)
+        if absolute.startswith(self.workdir + os.sep):
+            return os.path.relpath(absolute, self.workdir)
+        return self.text(absolute)
+
+
+class RecipeBuilder:
+    """Builds the Recipe of a job; one per workflow run (it caches the config digest)."""
+
+    def __init__(self, workflow: Any, memo: StatMemo, workdir: str | None = None) -> None:
+        self.workflow = workflow
+        self.memo = memo
+        self.where = Relocator(workdir or os.getcwd(), str(workflow.basedir))
+        self._config: str | None = None
+
+    def config_digest(self) -> str:
+        if self._config is None:
+            self._config = digest(jsonable(dict(self.workflow.config)))
+        return self._config
+
+    def recipe(self, job: Any, env: ResolvedEnv, options: RunOptions) -> Recipe:
+        kind, command, code = self.code(job)
+        meta: dict[str, Any] = {
+            "kind": kind,
+            "params": jsonable(job.params),
+            "wildcards": jsonable(job.wildcards),
+            "input": self.named_paths(job.input),
+        }
+        if code is not None:
+            meta["code"] = code
+        if kind != "shell":
+            meta["config"] = self.config_digest()
+        software = self.software(job)
+        if software:
+            meta["software"] = software
+        return Recipe(
+            name=job.rule.name,
+            command=self.where.text(command),
+            env=env.identity,
+            env_paths=env.paths,
+            outputs=tuple(products(job, self.where)),
+            files=dict(self.input_hashes(job)),
+            extra={"snakemake": meta},
+            options=options,
+        )
+
+    def named_paths(self, files: Any) -> list[list[Any]]:
+        """[name, path or [paths]] in order: scripts see `snakemake.input` by name and position."""
+        out: list[list[Any]] = []
+        for name, f in files._allitems():
+            value = [self.where.path(str(x)) for x in f] if isinstance(f, list) else self.where.path(str(f))
+            out.append([name, value])
+        return out
+
+    def input_hashes(self, job: Any) -> Iterator[tuple[str, str]]:
+        for f in dict.fromkeys(str(f) for f in job.input):
+            yield self.where.path(f), self.memo.hash(f)
+
+    def code(self, job: Any) -> tuple[str, str, str | None]:
+        """(kind, command text, code digest) of the job."""
+        rule = job.rule
+        if rule.shellcmd is not None:
+            from snakemake.shell import shell
+
+            cmd = job.shellcmd
+            try:
+                cmd = normalise(cmd)
+            except CommandSyntaxError:
+                cmd = cmd.strip()  # the shell will report it; the key still follows the text
+            prefix = shell._process_prefix or ""
+            return "shell", cmd, digest([prefix, shell._process_suffix]) if prefix or shell._process_suffix else None
+        for kind in ("script", "notebook", "cwl"):
+            path = getattr(rule, kind)
+            if path is not None:
+                return kind, f"{kind}: {path}", self.source_digest(job, path)
+        if rule.wrapper is not None:
+            return "wrapper", f"wrapper: {job.format_wildcards(rule.wrapper)}", None
+        if rule.template_engine is not None:
+            return "template", f"template_engine: {rule.template_engine}", None
+        return "run", "run:", sha((rule.run_func_src or "").encode())
+
+    def source_digest(self, job: Any, path: str) -> str:
+        source = job._path_to_source_file(path)
+        with self.workflow.sourcecache.open(source, "rb") as f:
+            return sha(f.read())
+
+    def software(self, job: Any) -> dict[str, str]:
+        """Conda and container deployments of the job, when Snakemake deploys them."""
+        from snakemake.settings.types import DeploymentMethod
+
+        methods = self.workflow.deployment_settings.deployment_method
+        out: dict[str, str] = {}
+        if DeploymentMethod.CONDA in methods and job.conda_env:
+            out["conda"] = sha(job.conda_env.content)
+        if DeploymentMethod.APPTAINER in methods and job.container_img_url:
+            out["container"] = str(job.container_img_url)
+        return out
+
+
+def provenance(job: Any, where: Relocator) -> dict[str, Any]:
+    """Snakemake's view of a realisation, recorded beside the engine's own provenance."""
+    return {
+        "front_door": "snakemake",
+        "rule": job.rule.name,
+        "wildcards": dict(job.wildcards_dict),
+        "jobid": job.jobid,
+        "snakefile": where.path(str(job.rule.snakefile)),
+        "workdir": where.workdir,
+        "log": [str(f) for f in job.log],
+        "benchmark": str(job.benchmark) if job.benchmark else None,
+        "threads": job.threads,
+        "shellcmd": job.shellcmd if job.rule.shellcmd is not None else None,
+    }
+
+
+def products(job: Any, where: Relocator) -> dict[str, Path]:
+    """Recipe output name -> working-directory path, for every file the job leaves behind. Outputs are
+    named by their path; logs and the benchmark file are prefixed, so no path can collide with them."""
+    out = {where.path(str(f)): Path(f) for f in job.output}
+    for f in job.log:
+        out[LOG_PREFIX + where.path(str(f))] = Path(f)
+    if job.benchmark:
+        out[BENCHMARK_PREFIX + where.path(str(job.benchmark))] = Path(job.benchmark)
+    return out

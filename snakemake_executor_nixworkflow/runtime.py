@@ -1,0 +1,175 @@
+"""Which env a job runs in, and how its processes see that env.
+
+A rule's env is, in order: its `nix_env` resource (overridable with `--set-resources
+RULE:nix_env=NAME`), the `steps:` entry for the rule name in nixworkflow.yaml,
+`--nixworkflow-env`, the config's default `env:`; without any of them the host (unpinned).
+
+Snakemake's `shell()` starts every shell:, script: and wrapper: command with
+`Popen(cmd, shell=True, executable=resources.shell_exec or the default shell, env=os.environ+...)`.
+`os.environ` is process-wide, so it cannot carry a per-job PATH in a threaded executor; the
+per-job `shell_exec` resource can. For each (env, options, shell) we write a tiny `sh` script
+named like the shell it wraps (so Snakemake still adds `set -euo pipefail` for bash) that puts
+the env's `bin/` (and pkg-config/man paths) in front of PATH, or in pure mode replaces the
+environment by an allow-list, optionally enters nixlib's bubblewrap sandbox, and then execs the
+shell (the env's own `bash`/`sh` when it has one). Spawned jobs (`run:` blocks, shadow rules)
+use the same kind of script as the shell that starts their Snakemake process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import tempfile
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from nixlib import env as nixenv
+from nixlib.env import ResolvedEnv
+from nixlib.errors import NixWorkflowError
+from nixlib.recipe import RunOptions
+from nixlib.runner import PURE_ALLOW, SEARCH_PATHS, Build
+
+CONFIG_NAME = "nixworkflow.yaml"
+# Besides nixlib's allow-list, a pure job keeps what Snakemake itself sets for a job.
+SNAKEMAKE_VARS = (
+    "OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS", "TMPDIR", "TMP", "TEMP", "TEMPDIR", "NIX_WORKFLOW_STORE",
+)
+
+
+def load_side_car(path: Path | None, snakefile_dir: Path) -> Any | None:
+    """The side-car config (`nixworkflow.yaml` next to the Snakefile unless given), or None without one."""
+    from nixlib.config import load_config
+
+    explicit = path is not None
+    path = Path(path) if explicit else snakefile_dir / CONFIG_NAME
+    if not path.exists():
+        if explicit:
+            raise NixWorkflowError(f"the config {path} given with --nixworkflow-config does not exist")
+        return None
+    return load_config(path)
+
+
+class Runtime:
+    """Env resolution (once per env name, thread-safe) and the per-env shell wrappers."""
+
+    def __init__(self, config: Any | None, default_env: str | None, forced: RunOptions, workdir: str,
+                 store_root: Path, keep_vars: tuple[str, ...] = ()) -> None:
+        self.config = config
+        self.keep_vars = keep_vars  # the workflow's `envvars:`: a pure job still gets what it declares
+        self.default_env = default_env
+        self.forced = forced  # options switched on from the command line, on top of the config's
+        self.workdir = workdir
+        self.store_root = store_root
+        self._envs: dict[str | None, ResolvedEnv | NixWorkflowError] = {}
+        self._locks: dict[str | None, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._dir = Path(tempfile.mkdtemp(prefix="nixworkflow-shells-"))
+
+    # ---- envs ---------------------------------------------------------------------------
+
+    def env_name(self, job: Any) -> str | None:
+        """The env a job asks for (None: the config's default env, or the host without a config)."""
+        name = job.resources.get("nix_env")
+        if name not in (None, ""):
+            return str(name)
+        if self.config is not None and job.rule.name in self.config.steps:
+            return self.config.steps[job.rule.name]
+        return self.default_env
+
+    def spec(self, name: str | None) -> Any:
+        """The env spec for `name` from the side-car config; raises naming the known envs if there is none."""
+        if self.config is None:
+            if name in (None, "host"):
+                return None
+            raise NixWorkflowError(f"env '{name}' is requested but there is no {CONFIG_NAME} next to the Snakefile "
+                                   "(or given with --nixworkflow-config) to define it")
+        if name == "host" and "host" not in self.config.envs:
+            return None
+        return self.config.env(name)
+
+    def options(self, name: str | None) -> RunOptions:
+        """Run options: the env entry's (pure, sandbox, network, gpu), with the command line's switched on top."""
+        base = RunOptions() if self.config is None or (name == "host" and "host" not in self.config.envs) \
+            else self.config.options(name)
+        f = self.forced
+        return replace(base, pure=base.pure or f.pure, sandbox=base.sandbox or f.sandbox,
+                       network=base.network and f.network, gpu=base.gpu or f.gpu)
+
+    def resolve(self, name: str | None) -> ResolvedEnv:
+        """Evaluate and realise env `name` once; later jobs (and a failure) are served from memory."""
+        with self._lock:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock:
+            known = self._envs.get(name)
+            if known is None:
+                try:
+                    known = nixenv.resolve(self.spec(name))
+                except NixWorkflowError as e:
+                    known = NixWorkflowError(f"env '{name or 'default'}' cannot be used: {e}")
+                self._envs[name] = known
+        if isinstance(known, NixWorkflowError):
+            raise known
+        return known
+
+    # ---- processes ----------------------------------------------------------------------
+
+    def is_plain(self, env: ResolvedEnv, options: RunOptions) -> bool:
+        """True when a job sees exactly the host's environment (no env paths, not pure, no sandbox)."""
+        return not (env.paths or options.pure or options.sandbox)
+
+    def shell(self, env: ResolvedEnv, options: RunOptions, base: str | None) -> str:
+        """Path of the wrapper that runs the shell `base` inside `env` with `options`."""
+        base = base or "/bin/sh"
+        name = os.path.basename(base)
+        own = [f"{p}/bin/{name}" for p in env.paths if os.access(f"{p}/bin/{name}", os.X_OK)]
+        text = self.script(env, options, own[0] if own else base)
+        path = self._dir / hashlib.sha256(text.encode()).hexdigest()[:24] / name
+        with self._lock:
+            if not path.exists():
+                path.parent.mkdir(exist_ok=True)
+                tmp = path.with_name(f".{name}.tmp")
+                tmp.write_text(text)
+                tmp.chmod(0o755)
+                os.replace(tmp, path)
+        return str(path)
+
+    def script(self, env: ResolvedEnv, options: RunOptions, shell: str) -> str:
+        argv = self.sandboxed([shell], options)
+        search = {var: [f"{p}/{sub}" for p in env.paths if os.path.isdir(f"{p}/{sub}")]
+                  for var, sub in SEARCH_PATHS.items() if sub is not None}
+        lines = ["#!/bin/sh"]
+        if options.pure:
+            keep = " ".join(dict.fromkeys(PURE_ALLOW + SNAKEMAKE_VARS + self.keep_vars))
+            assigns = [shlex.quote(f"{var}={':'.join(dirs)}") for var, dirs in search.items() if dirs]
+            lines += [
+                "set -- " + " ".join(shlex.quote(a) for a in argv) + ' "$@"',
+                f"for v in {keep}; do",
+                '  eval "if [ -n \\"\\${$v+x}\\" ]; then set -- \\"$v=\\${$v}\\" \\"\\$@\\"; fi"',
+                "done",
+                "exec /usr/bin/env -i " + " ".join(assigns + ([] if search["PATH"] else ["PATH="])) + ' "$@"',
+            ]
+        else:
+            lines += [f"{var}={shlex.quote(':'.join(dirs))}${{{var}:+:${var}}}; export {var}"
+                      for var, dirs in search.items() if dirs]
+            lines.append("exec " + " ".join(shlex.quote(a) for a in argv) + ' "$@"')
+        return "\n".join(lines) + "\n"
+
+    def sandboxed(self, argv: list[str], options: RunOptions) -> list[str]:
+        """`argv` inside nixlib's bubblewrap sandbox when asked: the working directory and a scratch
+        directory writable, everything else read-only, a private /tmp, network and GPUs per options."""
+        if not options.sandbox:
+            return argv
+        from nixlib.sandbox import wrap
+
+        scratch = self._dir / "tmp"
+        build = Build(name="snakemake", out=Path(self.workdir), state=None, tmp=scratch,  # type: ignore[arg-type]
+                      log=scratch / "log", store_root=self.store_root, options=options)
+        return wrap(argv, build)
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)

@@ -1,0 +1,99 @@
+"""`--nixworkflow-*` options of the executor.
+
+Snakemake turns each field into a CLI option `--nixworkflow-<field>`, a profile key and
+(with `env_var`) a `SNAKEMAKE_NIXWORKFLOW_<FIELD>` variable. No `from __future__ import
+annotations` here: the plugin registry inspects `field.type` as a real type (`bool` fields
+become flags); optional fields name their type in `metadata["type"]`, which the registry
+prefers (it cannot call a `X | None` union).
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
+
+LINK_MODES = ("auto", "copy", "reflink", "hardlink", "symlink")
+
+
+@dataclass
+class ExecutorSettings(ExecutorSettingsBase):
+    """What a user of `snakemake --executor nixworkflow` can set; nothing here enters a recipe key."""
+
+    store: Path | None = field(
+        default=None,
+        metadata={
+            "help": "Store root shared by every pipeline that should share results "
+            "(default: $NIX_WORKFLOW_STORE, else /nix-workflow).",
+            "env_var": True,
+            "type": Path,
+            "required": False,
+        },
+    )
+    config: Path | None = field(
+        default=None,
+        metadata={
+            "help": "Side-car configuration defining the Nix envs rules run in "
+            "(default: nixworkflow.yaml next to the Snakefile; without it every rule runs with the host's tools, "
+            "recorded as unpinned).",
+            "env_var": True,
+            "type": Path,
+            "required": False,
+        },
+    )
+    env: str | None = field(
+        default=None,
+        metadata={
+            "help": "Env (a name under `envs:` in nixworkflow.yaml, or host) for rules that name none "
+            "(default: the config's `env:`). A rule picks its env with `resources: nix_env=\"NAME\"`, "
+            "`--set-resources RULE:nix_env=NAME` or the config's `steps: {RULE: NAME}`.",
+            "env_var": True,
+            "type": str,
+            "required": False,
+        },
+    )
+    link_mode: str = field(
+        default="auto",
+        metadata={
+            "help": "How cached outputs are put back into the working directory: auto (reflink where the "
+            "filesystem can, else copy), copy, reflink, hardlink (read-only files shared with the store) or "
+            "symlink (into the read-only store).",
+            "env_var": True,
+            "required": False,
+            "choices": LINK_MODES,
+        },
+    )
+    pure: bool = field(
+        default=False,
+        metadata={
+            "help": "Run jobs with only the env on PATH and an allow-list of variables (HOME, locale, TMPDIR, "
+            "thread counts...), so a rule cannot silently use a host tool (also per env: `pure: true`).",
+            "env_var": True,
+            "required": False,
+        },
+    )
+    sandbox: bool = field(
+        default=False,
+        metadata={
+            "help": "Run each job inside bubblewrap: the host filesystem read-only except the working "
+            "directory, a private /tmp (also per env in nixworkflow.yaml: `sandbox: true`).",
+            "env_var": True,
+            "required": False,
+        },
+    )
+    no_network: bool = field(
+        default=False,
+        metadata={
+            "help": "Sandboxed jobs get no network (also per env in nixworkflow.yaml: `network: false`).",
+            "env_var": True,
+            "required": False,
+        },
+    )
+    no_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "Run every job in its env without looking up or recording anything in the store "
+            "(per rule: `resources: nix_cache=0`).",
+            "env_var": True,
+            "required": False,
+        },
+    )

@@ -1,0 +1,133 @@
+"""The optional bubblewrap sandbox: network off unless allowed, nothing writable but $out, $state, $TMPDIR."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nixlib import sandbox
+from nixlib.recipe import RunOptions
+from nixlib.runner import Build
+from tests.helpers import nw
+
+
+def _bwrap_problem() -> str | None:
+    """Why bubblewrap cannot run here, or None."""
+    path = shutil.which("bwrap")
+    if path is None:
+        return "bubblewrap is not installed (apt-get install bubblewrap)"
+    probe = subprocess.run([path, "--unshare-all", "--ro-bind", "/", "/", "--dev", "/dev", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"bubblewrap cannot create namespaces here (no user namespaces?): {probe.stderr.strip()}"
+    return None
+
+
+needs_bwrap = pytest.mark.skipif(_bwrap_problem() is not None, reason=str(_bwrap_problem()))
+
+
+@pytest.fixture
+def server() -> Iterator[int]:
+    """A TCP server on the host's 127.0.0.1 that answers 'hello' to every connection."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"hello\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+CONNECT = ("python3 -c 'import socket,sys\\ntry:\\n s=socket.create_connection((\"127.0.0.1\", {port}), 2)\\n"
+           " print(s.recv(6).decode().strip())\\nexcept OSError as e:\\n print(\"blocked\", e.errno)' > $out/net")
+
+
+@needs_bwrap
+def test_sandbox_blocks_the_network_unless_allowed(tmp_path: Path, server: int) -> None:
+    connect = CONNECT.format(port=server)
+    exp = tmp_path / "exp.py"
+    # options are not part of a recipe key (a sandbox does not change what a step means), so each
+    # variant gets its own no-op `:` prefix to be a step of its own
+    exp.write_text("from nixlib import output\n"
+                   f"loose = output(''': loose; {connect}''', name='loose')\n"
+                   f"boxed = output(''': boxed; {connect}''', sandbox=True, network=False, name='boxed')\n"
+                   f"boxed_net = output(''': boxed_net; {connect}''', sandbox=True, name='boxed_net')\n")
+    nw("run", str(exp), check=True)
+    assert Path("nix-workflow-output/loose/net").read_text() == "hello\n"
+    assert Path("nix-workflow-output/boxed/net").read_text().startswith("blocked")
+    assert Path("nix-workflow-output/boxed_net/net").read_text() == "hello\n"  # network=True shares it
+
+
+@needs_bwrap
+def test_sandbox_blocks_writes_outside_out(tmp_path: Path, store_root: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write_all = (f"mkdir -p {outside} && echo x > {outside}/leak-$NIX_WORKFLOW_STEP; "
+                 "{ echo x > $NIX_WORKFLOW_STORE/store/intrusion; } 2>$out/store-error; "
+                 "echo t > $TMPDIR/t && cat $TMPDIR/t > $out/tmp; echo s > $state/s && echo kept > $out/state; "
+                 "echo o > $out/o")
+    exp = tmp_path / "exp.py"
+    exp.write_text("from nixlib import output\n"
+                   f"boxed = output(''': boxed; {write_all}''', sandbox=True, resumable=True, name='boxed')\n"
+                   f"loose = output(''': loose; {write_all}''', resumable=True, name='loose')\n")
+    nw("run", str(exp), "boxed", check=True)
+    out = Path("nix-workflow-output/boxed")
+    assert not (outside / "leak-boxed").exists()  # the sandbox's /tmp is private: nothing reached the host
+    assert "Read-only file system" in (out / "store-error").read_text()
+    assert not (store_root / "store" / "intrusion").exists()
+    assert (out / "tmp").read_text() == "t\n" and (out / "state").read_text() == "kept\n"
+    assert (out / "o").read_text() == "o\n"
+    nw("run", str(exp), "loose", check=True)  # the same command without the sandbox does write outside
+    assert (outside / "leak-loose").exists()
+
+
+def _build(tmp_path: Path, **options: bool) -> Build:
+    return Build(name="s", out=tmp_path / "b" / "out", state=None, tmp=tmp_path / "b", log=tmp_path / "log",
+                 store_root=tmp_path / "store", options=RunOptions(sandbox=True, **options))
+
+
+def test_wrap_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "bwrap", lambda: "/usr/bin/bwrap")
+    monkeypatch.setattr(sandbox, "gpu_devices", lambda: ["/dev/nvidia0", "/dev/nvidiactl", "/dev/dri"])
+    argv = ["/bin/sh", "-c", "true"]
+    loose_net = sandbox.wrap(argv, _build(tmp_path))
+    assert "--share-net" in loose_net and "--dev-bind" not in loose_net
+    assert loose_net[-4:] == ["--", *argv]
+    closed = sandbox.wrap(argv, _build(tmp_path, network=False, gpu=True))
+    assert "--share-net" not in closed and "--unshare-all" in closed
+    binds = [closed[i + 1] for i, a in enumerate(closed) if a == "--dev-bind"]
+    assert binds == ["/dev/nvidia0", "/dev/nvidiactl", "/dev/dri"]
+    ro = [closed[i + 1] for i, a in enumerate(closed) if a == "--ro-bind"]
+    rw = [closed[i + 1] for i, a in enumerate(closed) if a == "--bind"]
+    assert ro == ["/", str(tmp_path / "store")] and rw == [str(tmp_path / "b"), str(tmp_path / "b" / "out")]
+
+
+def test_missing_bubblewrap_is_a_clear_step_failure(tmp_path: Path) -> None:
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    exp = tmp_path / "exp.py"
+    exp.write_text("from nixlib import output\nboxed = output('echo x > $out/x', sandbox=True)\n")
+    proc = nw("run", str(exp), env={"PATH": str(bare)})
+    assert proc.returncode == 1
+    assert "bubblewrap (bwrap) is not on PATH" in proc.stderr and "apt-get install bubblewrap" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,266 @@
+"""`snakemake --executor nixworkflow` through the real Snakemake command line.
+
+Every job of the workflow below appends a line to $NW_TEST_LOG (a file outside the working
+directory), so "executed exactly once" and "nothing executed" are counted from side effects.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, nw
+
+pytest.importorskip("snakemake")
+
+pytestmark = pytest.mark.slow
+
+SNAKEFILE = '''
+import os
+
+SAMPLES = ["a", "b"]
+
+
+rule all:
+    input: "results/summary.txt", "results/tree", "results/report.txt", "results/lines.txt"
+
+
+rule gen:
+    output: "data/{s}.txt"
+    log: "logs/gen_{s}.log"
+    benchmark: "bench/gen_{s}.tsv"
+    params: greeting="sample"
+    shell: 'echo gen-{wildcards.s} >> "$NW_TEST_LOG"; echo {params.greeting} {wildcards.s} > {output}; echo made > {log}'
+
+
+rule double:
+    input: "data/{s}.txt"
+    output: temp("tmp/{s}.double")
+    shell: 'echo double-{wildcards.s} >> "$NW_TEST_LOG"; sleep 0.2; cat {input} {input} > {output}'
+
+
+rule summary:
+    input: expand("tmp/{s}.double", s=SAMPLES)
+    output: protected("results/summary.txt")
+    shell: 'echo summary >> "$NW_TEST_LOG"; cat {input} > {output}'
+
+
+rule tree:
+    input: "data/a.txt"
+    output: directory("results/tree")
+    shell: 'echo tree >> "$NW_TEST_LOG"; mkdir -p {output}/sub; cp {input} {output}/sub/a.txt'
+
+
+rule report:
+    input: "results/summary.txt"
+    output: "results/report.txt"
+    script: "report.py"
+
+
+rule lines:
+    input: "results/summary.txt"
+    output: "results/lines.txt"
+    run:
+        with open(os.environ["NW_TEST_LOG"], "a") as f:
+            f.write("lines\\n")
+        with open(input[0]) as i, open(output[0], "w") as o:
+            o.write(str(len(i.readlines())) + "\\n")
+'''
+
+REPORT = '''
+import os
+with open(os.environ["NW_TEST_LOG"], "a") as f:
+    f.write("report\\n")
+with open(snakemake.input[0]) as i, open(snakemake.output[0], "w") as o:
+    o.write(i.read().upper())
+'''
+
+EVERY_JOB = Counter({"gen-a": 1, "gen-b": 1, "double-a": 1, "double-b": 1, "summary": 1, "tree": 1, "report": 1,
+                     "lines": 1})
+PRODUCTS = ["data/a.txt", "data/b.txt", "logs/gen_a.log", "results/summary.txt", "results/tree/sub/a.txt",
+            "results/report.txt", "results/lines.txt"]
+
+
+def snakemake(workdir: Path, *args: str, nixworkflow: bool = True, env: dict[str, str] | None = None,
+              timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real `snakemake` CLI (this interpreter's) in `workdir`."""
+    argv = [sys.executable, "-m", "snakemake", "-c", "2", "--nocolor"]
+    if nixworkflow:
+        argv += ["--executor", "nixworkflow"]
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    return subprocess.run(argv + list(args), cwd=workdir, env=full_env, text=True, capture_output=True,
+                          timeout=timeout)
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert proc.returncode == 0, f"snakemake failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def executions(log: Path) -> Counter[str]:
+    return Counter(log.read_text().split()) if log.exists() else Counter()
+
+
+def workflow(where: Path, log: Path) -> Path:
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "Snakefile").write_text(SNAKEFILE)
+    (where / "report.py").write_text(REPORT)
+    return where
+
+
+def remove_products(where: Path) -> None:
+    """Delete every output (protected ones are read-only) and Snakemake's metadata."""
+    for name in ("data", "logs", "bench", "results", "tmp", ".snakemake"):
+        path = where / name
+        if path.exists():
+            for p in path.rglob("*"):
+                if not p.is_symlink():
+                    p.chmod(p.stat().st_mode | stat.S_IWUSR)
+            shutil.rmtree(path)
+
+
+def read_only(path: Path) -> bool:
+    return not path.stat().st_mode & 0o222
+
+
+def snapshot(where: Path) -> dict[str, bytes]:
+    return {p: (where / p).read_bytes() for p in PRODUCTS}
+
+
+@pytest.fixture
+def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "executions.log"
+    monkeypatch.setenv("NW_TEST_LOG", str(path))
+    return path
+
+
+def test_cold_run_then_everything_restored_byte_identical(tmp_path: Path, log: Path) -> None:
+    wf = workflow(tmp_path / "wf", log)
+    ok(snakemake(wf))
+    assert executions(log) == EVERY_JOB
+    first = snapshot(wf)
+    assert not (wf / "tmp").exists() or not any((wf / "tmp").iterdir()), "temp outputs are removed as usual"
+    assert read_only(wf / "results/summary.txt"), "protected outputs are write-protected"
+
+    remove_products(wf)
+    proc = ok(snakemake(wf))
+    assert executions(log) == EVERY_JOB, "nothing may execute again"
+    assert snapshot(wf) == first
+    assert proc.stderr.count("nixworkflow: restored the outputs") == sum(EVERY_JOB.values())
+    assert (wf / "bench/gen_a.tsv").read_text().startswith("s\th:m:s"), "the benchmark file is restored"
+    assert (wf / "results/tree/.snakemake_timestamp").exists()
+    assert read_only(wf / "results/summary.txt")
+    assert not (wf / "tmp").exists() or not any((wf / "tmp").iterdir())
+
+    ok(snakemake(wf))  # up to date: Snakemake itself schedules nothing
+    assert executions(log) == EVERY_JOB
+
+
+def test_clone_elsewhere_sharing_the_store_executes_nothing(tmp_path: Path, log: Path) -> None:
+    ok(snakemake(workflow(tmp_path / "one", log)))
+    clone = workflow(tmp_path / "elsewhere" / "two", log)
+    ok(snakemake(clone))
+    assert executions(log) == EVERY_JOB
+    assert snapshot(clone) == snapshot(tmp_path / "one")
+
+
+def test_edited_rule_with_identical_output_restores_downstream(tmp_path: Path, log: Path) -> None:
+    wf = workflow(tmp_path / "wf", log)
+    ok(snakemake(wf))
+    snakefile = wf / "Snakefile"
+    snakefile.write_text(SNAKEFILE.replace("shell: 'echo gen-", "shell: 'true; echo gen-"))
+    ok(snakemake(wf))  # Snakemake re-runs gen (its code changed) and, by default, everything downstream
+    again = executions(log) - EVERY_JOB
+    assert again == Counter({"gen-a": 1, "gen-b": 1}), f"only the edited rule may run again, not {again}"
+
+
+def test_two_processes_on_two_clones_execute_every_job_once(tmp_path: Path, log: Path) -> None:
+    one, two = workflow(tmp_path / "one", log), workflow(tmp_path / "two", log)
+    argv = [sys.executable, "-m", "snakemake", "-c", "2", "--nocolor", "--executor", "nixworkflow"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen(argv, cwd=wf, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for wf in (one, two)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out
+    assert executions(log) == EVERY_JOB
+    assert snapshot(one) == snapshot(two)
+
+
+def test_failing_job_stores_nothing_and_fails(tmp_path: Path, log: Path, store_root: Path) -> None:
+    wf = workflow(tmp_path / "wf", log)
+    (wf / "Snakefile").write_text(SNAKEFILE.replace("cat {input} > {output}'", "cat {input} > {output}; exit 3'"))
+    proc = snakemake(wf, "results/summary.txt")
+    assert proc.returncode != 0
+    assert "Error in rule summary" in proc.stdout + proc.stderr
+    assert not (wf / "results/summary.txt").exists()
+    names = {doc_name(p) for p in (store_root / "realisations").iterdir()}
+    assert "summary" not in names and {"gen", "double"} <= names
+
+
+def test_job_missing_its_declared_output_is_an_error_and_stores_nothing(tmp_path: Path, log: Path,
+                                                                         store_root: Path) -> None:
+    wf = workflow(tmp_path / "wf", log)
+    (wf / "Snakefile").write_text(SNAKEFILE.replace(
+        "mkdir -p {output}/sub; cp {input} {output}/sub/a.txt'", "true'").replace(
+        'directory("results/tree")', '"results/tree.txt"'))
+    proc = snakemake(wf, "results/tree.txt")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "did not create the declared output(s) results/tree.txt" in out
+    assert "tree" not in {doc_name(p) for p in (store_root / "realisations").iterdir()}
+
+
+def doc_name(path: Path) -> str:
+    import json
+
+    return json.loads(path.read_text())["name"]
+
+
+def test_no_cache_runs_everything_and_records_nothing(tmp_path: Path, log: Path, store_root: Path) -> None:
+    wf = workflow(tmp_path / "wf", log)
+    ok(snakemake(wf, "--nixworkflow-no-cache"))
+    assert executions(log) == EVERY_JOB
+    assert not any((store_root / "realisations").iterdir())
+
+
+def test_lineage_of_a_working_directory_file(tmp_path: Path, log: Path) -> None:
+    wf = workflow(tmp_path / "wf", log)
+    ok(snakemake(wf))
+    proc = nw("lineage", "results/report.txt", cwd=wf, check=True)
+    text = proc.stdout
+    assert text.startswith("report ")
+    assert "script: report.py" in text
+    assert "summary [results/summary.txt]" in text
+    assert "double [tmp/a.double]" in text and "gen [data/a.txt]" in text
+    assert "echo gen-" in text and "[env: host]" in text
+
+
+def test_outputs_match_the_local_executor(tmp_path: Path, log: Path) -> None:
+    local = workflow(tmp_path / "local", log)
+    ok(snakemake(local, nixworkflow=False))
+    mine = workflow(tmp_path / "mine", log)
+    ok(snakemake(mine))
+    assert snapshot(local) == snapshot(mine)
+    for p in PRODUCTS:
+        a, b = (local / p).stat(), (mine / p).stat()
+        assert stat.S_IMODE(a.st_mode) == stat.S_IMODE(b.st_mode), p
+
+
+def test_restored_outputs_are_newer_than_inputs(tmp_path: Path, log: Path) -> None:
+    """A cached re-run leaves a tree Snakemake considers up to date (no re-run is triggered)."""
+    wf = workflow(tmp_path / "wf", log)
+    ok(snakemake(wf))
+    remove_products(wf)
+    time.sleep(0.05)
+    ok(snakemake(wf))
+    proc = ok(snakemake(wf, "--dry-run"))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
