@@ -181,6 +181,8 @@ def _env_text(env: dict[str, Any]) -> str:
     ident = env["identity"]
     if ident.get("kind") == "host":
         return "host (not pinned: the host's PATH and tools)"
+    if ident.get("kind") == "nix":  # the derivations (identity); the realised paths follow, one per line
+        return "pinned by Nix: " + " ".join(ident.get("drvs", []) + ident.get("paths", []))
     return json.dumps(ident, sort_keys=True)
 
 

@@ -81,7 +81,7 @@ def _caller() -> str:
 
 
 def output(cmd: str, name: str | None = None, env: Any = None, hash: str | None = None, *, pure: bool = False,
-           sandbox: bool = False, network: bool = True, gpu: bool = False, resumable: bool = False) -> Step:
+           sandbox: bool = False, network: bool | None = None, gpu: bool = False, resumable: bool = False) -> Step:
     """Declare a step whose `$out` directory is the output of `cmd` run in `env`.
 
     `hash` pins the step to an existing store object: the step is then never run and the
@@ -143,8 +143,7 @@ def load(path: str | os.PathLike) -> Workflow:
     path = Path(path)
     if not path.is_file():
         raise NixWorkflowError(f"experiment file {path} does not exist")
-    _DEFINED.clear()
-    _STATICS.clear()
+    forget()
     try:
         namespace = runpy.run_path(str(path), run_name="__nixworkflow__")
     except NixWorkflowError:
@@ -154,7 +153,18 @@ def load(path: str | os.PathLike) -> Workflow:
         frame = next((f for f in reversed(tb) if f.filename == str(path)), tb[-1])
         raise NixWorkflowError(f"{frame.filename}:{frame.lineno}: evaluating the experiment failed: "
                                f"{type(e).__name__}: {e}") from None
-    return _Builder(dict(_named_steps(namespace))).build()
+    return build(dict(_named_steps(namespace)))
+
+
+def forget() -> None:
+    """Start a new evaluation: steps and statics defined before are no longer part of the workflow."""
+    _DEFINED.clear()
+    _STATICS.clear()
+
+
+def build(named: dict[str, Step]) -> Workflow:
+    """Recipes for every step defined since `forget()`, named by `named` where given (any front door)."""
+    return _Builder(named).build()
 
 
 def _named_steps(namespace: dict[str, Any]) -> Iterator[tuple[str, Step]]:

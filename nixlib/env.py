@@ -24,9 +24,11 @@ written both ways has the same env identity and the same recipe key.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
+import socket
 import sys
 import threading
 import traceback
@@ -322,13 +324,18 @@ def _drvs_exist(value: Any) -> bool:
 def resolve(spec: Any) -> ResolvedEnv:
     """Resolve an env spec; None and "host" mean the host runtime (recorded as unpinned).
 
-    Accepts an `Env`, a `ResolvedEnv` (returned as is), None/"host", or a mapping in the
-    nixworkflow.yaml form (`{"packages": [...], "nixpkgs": {...}}`, `{"file": ...}`, ...).
+    Accepts an `Env`, one package of an env (`env["name"]`), a list of these (their union), a
+    `ResolvedEnv` (returned as is), None/"host", or a mapping in the nixworkflow.yaml form
+    (`{"packages": [...], "nixpkgs": {...}}`, `{"file": ...}`, ...).
     """
     if spec is None or spec == "host":
         return HOST
     if isinstance(spec, ResolvedEnv):
         return spec
+    if isinstance(spec, Tool):
+        spec = Env(store_paths=[spec.drv], where=f"package '{spec.name}'")
+    if isinstance(spec, list | tuple):
+        return _union([resolve(s) for s in spec])
     if isinstance(spec, Mapping):
         spec = Env(**_mapping_args(spec))
     if not isinstance(spec, Env):
@@ -339,11 +346,24 @@ def resolve(spec: Any) -> ResolvedEnv:
     return _realised(drvs, list(spec.store_paths), spec.where)
 
 
+def _union(envs: list[ResolvedEnv]) -> ResolvedEnv:
+    """Several envs as one: all their derivations and paths (host parts add nothing)."""
+    pinned = [e for e in envs if not e.is_host]
+    if not pinned:
+        return HOST
+    drvs = sorted({d for e in pinned for d in e.identity.get("drvs", [])})
+    plain = sorted({p for e in pinned for p in e.identity.get("paths", [])})
+    identity: dict[str, Any] = {"kind": "nix", "drvs": drvs, **({"paths": plain} if plain else {})}
+    return ResolvedEnv(identity, tuple(dict.fromkeys(p for e in pinned for p in e.paths)))
+
+
 def resolve_for(spec: Any, command: str) -> ResolvedEnv:
     """The env of a step: its spec plus the tools its command interpolates (string context)."""
     tools = context_of(command)
     if not tools:
         return resolve(spec)
+    if not isinstance(spec, Env | Mapping | None | str):
+        return _union([resolve(spec), resolve(Env(store_paths=tools, where="the command's interpolated tools"))])
     if spec is None or spec == "host" or (isinstance(spec, Env) and spec.host):
         spec = Env(store_paths=tools, where="the command's interpolated tools")
     elif isinstance(spec, Mapping):
@@ -369,7 +389,7 @@ def _realised(drvs: list[str], explicit: list[str], where: str) -> ResolvedEnv:
     if plain:
         identity["paths"] = sorted(plain)
     key = digest(identity)
-    memo_key = f"{_root()}:{key}"
+    memo_key = f"{_root()}:{digest([drvs, plain])}"  # order matters: it is the PATH order
     with _LOCK:
         if memo_key in _RESOLVED:
             return _RESOLVED[memo_key]
@@ -388,14 +408,16 @@ def _realised(drvs: list[str], explicit: list[str], where: str) -> ResolvedEnv:
 
 
 def _gcroot(key: str) -> Path:
-    """Where the Nix GC root of an env lives: `<store root>/nix-gcroots/<identity digest>`."""
-    directory = _root() / GCROOTS
-    if not directory.is_dir():
-        directory.mkdir(parents=True, exist_ok=True)
-        try:
-            directory.chmod(0o1777)
-        except OSError:
-            pass
+    """Where the Nix GC root of an env lives: `<store root>/nix-gcroots/<host>/<identity digest>`.
+
+    Per host, because each host's Nix registers (and collects) its own roots: a store shared over
+    NFS must not make one host believe an env is rooted because another host rooted it."""
+    directory = _root() / GCROOTS / socket.gethostname()
+    for d in (directory.parent, directory):
+        if not d.is_dir():
+            d.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                d.chmod(0o1777)
     return directory / key
 
 

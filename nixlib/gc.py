@@ -3,13 +3,16 @@
 Roots are the links users keep (./nix-workflow-output/*, registered in gcroots/). A root
 keeps its object, the realisation that made it, and that realisation's whole upstream
 lineage (records and objects), so a kept result stays explainable and cheap to extend.
-Everything else goes, including stale records and the leftovers of dead builders.
+Everything else goes, including stale records, the leftovers of dead builders, and the
+Nix GC roots of envs that no kept realisation used (so `nix-collect-garbage` may then
+reclaim those envs).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +20,11 @@ from pathlib import Path
 import filelock
 
 from nixlib import nar
+from nixlib.env import GCROOTS as NIX_GCROOTS
+from nixlib.recipe import digest
 from nixlib.store import Store, force_remove
+
+GRACE_SECONDS = 24 * 3600
 
 
 @dataclass
@@ -45,7 +52,24 @@ def plan(store: Store) -> GcPlan:
             p.remove.append(r / "recipes" / name)
     p.remove += [e for e in (r / "gcroots").iterdir() if not _live_root(e)]
     p.remove += list(_dead_tmp(store))
+    p.remove += list(_stale_nix_roots(store, p.keep_records))
     return p
+
+
+def _stale_nix_roots(store: Store, keep_records: set[str]) -> Iterator[Path]:
+    """Nix GC roots of envs that no kept realisation used. Roots younger than a day are kept: a run may
+    have built an env whose steps have not been recorded yet."""
+    used = set()
+    for rk in keep_records:
+        doc = store.read_record("realisations", rk)
+        if doc is not None:
+            used.add(digest(doc["env"]["identity"]))
+    now = time.time()
+    for host_dir in _subdirs(store.root / NIX_GCROOTS):
+        for name in _names(host_dir):
+            entry = host_dir / name
+            if name.split("-")[0] not in used and now - entry.lstat().st_mtime > GRACE_SECONDS:
+                yield entry
 
 
 def _keep_object(store: Store, h: str, p: GcPlan) -> None:
@@ -60,6 +84,10 @@ def _keep_object(store: Store, h: str, p: GcPlan) -> None:
             _keep_object(store, i["object"], p)
         for fh in doc.get("files", {}).values():
             _keep_object(store, fh, p)
+
+
+def _subdirs(d: Path) -> list[Path]:
+    return [d / n for n in _names(d) if (d / n).is_dir()]
 
 
 def _names(d: Path) -> list[str]:

@@ -134,6 +134,7 @@ def evaluate(nix_file: Path, args: dict[str, Any], what: str, allow_unpinned: bo
     debug log (`evaluating file`, `copied source`), for the evaluation cache.
     """
     argv = [tool("nix-instantiate", f"evaluate {what}"), "--eval", "--strict", "--json", "--read-write-mode",
+            "--extra-experimental-features", "nix-command flakes",  # getFlake, for flake references
             *search_path_args(), str(nix_file), "--argstr", "json", json.dumps(args)]
     env = environ(pinned=not allow_unpinned)
     proc = _run([*argv, "-vvvv"], env)

@@ -116,10 +116,9 @@ class _Translator:
         self.memo = StatMemo(default_root() / "cache" / "statmemo")
 
     def workflow(self) -> dsl.Workflow:
-        dsl._DEFINED.clear()
-        dsl._STATICS.clear()
+        dsl.forget()
         named = {attr: self.step(decl, []) for attr, decl in self.decls.items()}
-        return dsl._Builder(named).build()
+        return dsl.build(named)
 
     def step(self, decl: _Decl, path: list[str]) -> dsl.Step:
         token = decl.record["token"]

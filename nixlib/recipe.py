@@ -38,7 +38,7 @@ class RunOptions:
 
     pure: bool = False
     sandbox: bool = False
-    network: bool = True
+    network: bool | None = None  # None: unrestricted when loose, off inside the sandbox (True opens it there)
     gpu: bool = False
     resumable: bool = False  # gets a persistent $state directory that survives failures and interrupts
 

@@ -3,8 +3,9 @@
 A sandboxed step sees the host filesystem read-only (so `/nix/store`, the workflow store
 with its inputs, and host tools of unpinned envs are there, but nothing can be changed),
 a private empty `/tmp`, and writable `$out`, `$state` and its own `$TMPDIR`. It runs in new
-namespaces (user, pid, ipc, uts, cgroup, and network unless `network=True`: then only a
-loopback device exists, so nothing on the host or the internet is reachable). `gpu=True`
+namespaces (user, pid, ipc, uts, cgroup, and network unless the step says `network=True`:
+a new network namespace has only its own loopback device, so neither the host's services nor
+the internet are reachable). `gpu=True`
 passes the GPU device nodes (/dev/nvidia*, /dev/dri, /dev/kfd) through; the driver libraries
 are already visible in the read-only host filesystem (/usr/lib, /run/opengl-driver).
 

@@ -48,6 +48,11 @@ def _now_ns() -> int:
     return time.time_ns()
 
 
+def _absolute(path: str | os.PathLike) -> str:
+    """The memo key: absolute and normalised, but symlinks are not resolved (a NAR stores them)."""
+    return os.fsdecode(os.path.abspath(os.fsdecode(path)))
+
+
 def _record(rel: bytes, st: os.stat_result, target: bytes) -> bytes:
     mode = st.st_mode
     fields = (len(rel), stat.S_IFMT(mode) >> 12, bool(mode & stat.S_IXUSR), st.st_size,
@@ -105,27 +110,27 @@ class StatMemo:
 
     def hash(self, path: str | os.PathLike) -> str:
         """The Nix base32 NAR hash of `path`, from the memo when its signature is unchanged."""
-        target = os.path.abspath(path)
+        target = _absolute(path)
         started = _now_ns()
         current = scan(target)
         known = self._load(target)
         if known is not None and known.get("signature") == current.signature:
             return known["nar_hash"]
         h = nar.nar_hash(target)
-        self._record(target, current, started, h)
+        self._save(target, current, started, h)
         return h
 
     def remember(self, path: str | os.PathLike, nar_hash: str) -> None:
         """Record a hash computed elsewhere (the store calls this after ingesting an object)."""
         if not nar.is_nar_hash(nar_hash):
             raise ValueError(f"not a Nix base32 SHA-256: {nar_hash!r}")
-        target = os.path.abspath(path)
+        target = _absolute(path)
         started = _now_ns()
-        self._record(target, scan(target), started, nar_hash)
+        self._save(target, scan(target), started, nar_hash)
 
     def memo_file(self, path: str | os.PathLike) -> Path:
         """Where the memo of `path` lives: named by host and absolute path, never by content."""
-        key = hashlib.sha256(self.host.encode() + b"\0" + os.fsencode(os.path.abspath(path))).hexdigest()
+        key = hashlib.sha256(self.host.encode() + b"\0" + os.fsencode(_absolute(path))).hexdigest()
         return self.directory / f"{key}.json"
 
     def _load(self, target: str) -> dict | None:
@@ -138,7 +143,7 @@ class StatMemo:
                  and nar.is_nar_hash(data["nar_hash"]))
         return data if valid else None
 
-    def _record(self, target: str, current: Scan, started: int, nar_hash: str) -> None:
+    def _save(self, target: str, current: Scan, started: int, nar_hash: str) -> None:
         if current.newest_ns >= started - self.racy_ns:
             return  # racily clean: a change in the same clock tick could hide behind this signature
         entry = {"v": _VERSION, "host": self.host, "path": target, "signature": current.signature,

@@ -157,6 +157,9 @@ def test_tool_interpolation_joins_the_env(pinned: dict[str, str]) -> None:
     both = resolve_for(Env(packages=["greet"], nixpkgs=pinned), command)
     assert both.identity["drvs"] == sorted([hello.drv, tools["greet"].drv])
     assert str(Env(packages=["hello"], nixpkgs=pinned)) == hello
+    assert resolve(hello) == by_context  # one package as a spec
+    assert resolve([hello, tools["greet"]]) == resolve(tools)  # a list is the union
+    assert resolve_for([tools["greet"]], command).identity == both.identity
     with pytest.raises(NixWorkflowError, match="has 2 packages"):
         str(tools)
     with pytest.raises(NixWorkflowError, match="no package 'nope' \\(it has hello, greet\\)"):
@@ -234,3 +237,25 @@ def test_a_tool_that_fails_to_build_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(NixWorkflowError) as info:
         resolve(Env(packages=["greet"], nixpkgs={"path": str(src)}))
     assert "building the env at" in str(info.value) and "compiling greet failed: missing header" in str(info.value)
+
+
+@pytest.mark.nix
+def test_flake_reference_needs_a_lock_and_then_gives_the_same_drvs(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    require_nix("nix-instantiate")
+    monkeypatch.delenv("NIX_WORKFLOW_ALLOW_UNPINNED", raising=False)
+    flake = tmp_path / "flake"
+    nixsets.package_set(flake / "set", VERSIONS)
+    (flake / "flake.nix").write_text("""{
+  outputs = { self }: {
+    legacyPackages = builtins.listToAttrs
+      (map (s: { name = s; value = import ./set { }; }) [ "x86_64-linux" "aarch64-linux" ]);
+  };
+}
+""")
+    nar_hash = subprocess.run([require_nix("nix"), "--extra-experimental-features", "nix-command", "hash", "path",
+                               str(flake)], capture_output=True, text=True, check=True).stdout.strip()
+    with pytest.raises(UnpinnedSource, match="no revision"):
+        resolve(Env(packages=["hello"], nixpkgs=f"path:{flake}"))
+    locked = resolve(Env(packages=["hello"], nixpkgs=f"path:{flake}?narHash={nar_hash}"))
+    assert locked.identity["drvs"] == nixsets.instantiate(f"(import {flake / 'set'} {{}}).hello")

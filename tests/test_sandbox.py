@@ -70,12 +70,12 @@ def test_sandbox_blocks_the_network_unless_allowed(tmp_path: Path, server: int) 
     # variant gets its own no-op `:` prefix to be a step of its own
     exp.write_text("from nixlib import output\n"
                    f"loose = output(''': loose; {connect}''', name='loose')\n"
-                   f"boxed = output(''': boxed; {connect}''', sandbox=True, network=False, name='boxed')\n"
-                   f"boxed_net = output(''': boxed_net; {connect}''', sandbox=True, name='boxed_net')\n")
+                   f"boxed = output(''': boxed; {connect}''', sandbox=True, name='boxed')\n"
+                   f"boxed_net = output(''': boxed_net; {connect}''', sandbox=True, network=True, name='boxed_net')\n")
     nw("run", str(exp), check=True)
     assert Path("nix-workflow-output/loose/net").read_text() == "hello\n"
-    assert Path("nix-workflow-output/boxed/net").read_text().startswith("blocked")
-    assert Path("nix-workflow-output/boxed_net/net").read_text() == "hello\n"  # network=True shares it
+    assert Path("nix-workflow-output/boxed/net").read_text().startswith("blocked")  # off by default in a sandbox
+    assert Path("nix-workflow-output/boxed_net/net").read_text() == "hello\n"  # network=True opens it
 
 
 @needs_bwrap
@@ -110,10 +110,11 @@ def test_wrap_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(sandbox, "bwrap", lambda: "/usr/bin/bwrap")
     monkeypatch.setattr(sandbox, "gpu_devices", lambda: ["/dev/nvidia0", "/dev/nvidiactl", "/dev/dri"])
     argv = ["/bin/sh", "-c", "true"]
-    loose_net = sandbox.wrap(argv, _build(tmp_path))
-    assert "--share-net" in loose_net and "--dev-bind" not in loose_net
-    assert loose_net[-4:] == ["--", *argv]
-    closed = sandbox.wrap(argv, _build(tmp_path, network=False, gpu=True))
+    with_net = sandbox.wrap(argv, _build(tmp_path, network=True))
+    assert "--share-net" in with_net and "--dev-bind" not in with_net
+    assert with_net[-4:] == ["--", *argv]
+    assert "--share-net" not in sandbox.wrap(argv, _build(tmp_path, network=False))
+    closed = sandbox.wrap(argv, _build(tmp_path, gpu=True))
     assert "--share-net" not in closed and "--unshare-all" in closed
     binds = [closed[i + 1] for i, a in enumerate(closed) if a == "--dev-bind"]
     assert binds == ["/dev/nvidia0", "/dev/nvidiactl", "/dev/dri"]

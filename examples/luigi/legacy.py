@@ -5,7 +5,7 @@
 Every task re-runs whenever its file is missing, whatever produced the file, and nothing
 records which code, tools or inputs made it. step1.py and step2.py migrate it to NixTask.
 
-    PYTHONPATH=. luigi --module legacy legacy.Report --local-scheduler
+    PYTHONPATH=examples/luigi:. luigi --module legacy legacy.Report --local-scheduler
 """
 
 import csv

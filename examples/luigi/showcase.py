@@ -4,7 +4,7 @@ The same tools as examples/showcase/experiment.py, entered by content through st
 keys do not depend on where this checkout lives. Dependencies are ordinary Luigi requires();
 the commands interpolate the upstream outputs, which become store paths when they run.
 
-    PYTHONPATH=.:examples/luigi luigi --module showcase showcase.Compare --local-scheduler --workers 2
+    PYTHONPATH=examples/luigi:. luigi --module showcase showcase.Compare --local-scheduler --workers 2
 """
 
 from pathlib import Path

@@ -14,7 +14,7 @@ What changed, per task:
 Both NixTasks run with the host environment here; give them `env = "name"` (nixworkflow.yaml)
 or `env = Env(...)` to pin their tools with Nix.
 
-    PYTHONPATH=. luigi --module step1 step1.Report --local-scheduler
+    PYTHONPATH=examples/luigi:. luigi --module step1 step1.Report --local-scheduler
 """
 
 import csv

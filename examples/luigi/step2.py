@@ -1,18 +1,20 @@
-"""Migration, step 2: every task is a NixTask. Only the external input stays plain.
+"""Migration, step 2: every task is a NixTask.
 
-    Measurements (NixTask, Python) -> Clean (shell) -> Stats (Python) -> Report (shell)
+    Measurements (Python) -> Clean (shell) -> Stats (Python, step 1's) -> Report (shell)
 
-The outputs are store objects now: nothing is written to ./out, every result is recorded
-(`nw show`, `nw lineage` on any output path), and a second run, in any checkout sharing the
-store, runs nothing. Report's command interpolates `self.input() / "stats.json"`: a path
-inside Stats' output directory.
+The outputs are store objects now: nothing is written to ./out, every result is recorded,
+each task's output is linked at ./nix-workflow-output/<task_id>, and a second run, in any
+checkout sharing the store, runs nothing. Report's command interpolates
+`self.input() / "stats.json"`, a path inside Stats' output directory, and a script of this
+directory by content (`static()`), so editing the script re-runs Report.
 
-    PYTHONPATH=. luigi --module step2 step2.Report --local-scheduler
-    nw lineage "$(PYTHONPATH=. python -c 'import step2; print(step2.Report().output().path)')"
+    PYTHONPATH=examples/luigi:. luigi --module step2 step2.Report --local-scheduler
+    nw lineage nix-workflow-output/step2.Report__99914b932b/report.md
 """
 
 import csv
 import random
+from pathlib import Path
 
 import luigi
 from step1 import Stats as Step1Stats
@@ -20,7 +22,7 @@ from step1 import Stats as Step1Stats
 from luigi_nixworkflow import NixTask, static
 
 luigi.namespace("step2", scope=__name__)
-HERE = __import__("pathlib").Path(__file__).parent
+HERE = Path(__file__).parent
 
 
 class Measurements(NixTask):

@@ -44,7 +44,7 @@ let
         inherit name hash;
         pure = flag a "pure" false;
         sandbox = flag a "sandbox" false;
-        network = flag a "network" true;
+        network = if a.network or null == null then null else flag a "network" true;
         gpu = flag a "gpu" false;
       };
       token = "/nix-workflow-step/" + hashString "sha256" (toJSON record) + "-"

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `snakemake --executor nixworkflow` against Snakemake's default local executor, on a Snakefile of N
+# independent jobs that each sleep S seconds and write 1 MB (distinct content per job):
+#   1. cold run (empty store), 200 jobs, S=0:          nixworkflow / local            goal <= 1.3
+#   2. all outputs deleted, 200 jobs, S=0.01:          nixworkflow cached / local     goal <= 0.5
+#   3. all outputs deleted, 20 jobs, S=1:              nixworkflow cached / local     goal <= 0.05
+# Everything runs with -c 2 and Snakemake's default scheduler; medians of hyperfine runs, ratios
+# computed from one run of this script.
+#   bash bench/bench_snakemake.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-5}
+SM="$PWD/.venv/bin/snakemake"
+work=$(mktemp -d /tmp/nw-bench-snakemake.XXXXXX)
+trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+export NIX_WORKFLOW_STORE="$work/store"
+
+cat > "$work/Snakefile" <<'EOF'
+N = int(config.get("n", 200))
+SLEEP = config.get("sleep", 0)
+
+rule all:
+    input: expand("out/{i}.bin", i=range(N))
+
+rule make:
+    output: "out/{i}.bin"
+    params: sleep=SLEEP
+    shell: "sleep {params.sleep}; (echo {wildcards.i}; head -c 1048576 /dev/zero) > {output}"
+EOF
+
+cd "$work"
+run() {  # NAME CONFIG PREPARE-LOCAL PREPARE-NW RUNS
+  local name=$1 config=$2 prep_local=$3 prep_nw=$4 runs=$5
+  hyperfine --style basic --runs "$runs" --export-json "$work/$name.json" \
+    --prepare "$prep_local" -n "local" "$SM -c 2 --config $config" \
+    --prepare "$prep_nw" -n "nixworkflow" "$SM -c 2 --config $config --executor nixworkflow" >/dev/null
+}
+clean="rm -rf out .snakemake"
+
+run cold "n=200 sleep=0" "$clean" "$clean store" "$RUNS"
+
+"$SM" -c 2 --config n=200 sleep=0.01 --executor nixworkflow >/dev/null 2>&1  # fill the store once
+run cached10ms "n=200 sleep=0.01" "$clean" "$clean" "$RUNS"
+
+"$SM" -c 2 --config n=20 sleep=1 --executor nixworkflow >/dev/null 2>&1
+run cached1s "n=20 sleep=1" "$clean" "$clean" 3
+
+python3 - "$work" <<'PY'
+import json, statistics, sys
+work = sys.argv[1]
+rows = [("cold", "cold run, 200 jobs x 1 MB", "nixworkflow (cold) / local", 1.3),
+        ("cached10ms", "outputs deleted, 200 jobs of 10 ms x 1 MB", "nixworkflow (cached) / local (re-executing)", 0.5),
+        ("cached1s", "outputs deleted, 20 jobs of 1 s x 1 MB", "nixworkflow (cached) / local (re-executing)", 0.05)]
+print("| scenario | local median (s) | nixworkflow median (s) | ratio | goal |\n|---|---|---|---|---|")
+for key, label, what, goal in rows:
+    res = {r["command"]: statistics.median(r["times"]) for r in json.load(open(f"{work}/{key}.json"))["results"]}
+    ratio = res["nixworkflow"] / res["local"]
+    verdict = "met" if ratio <= goal else "missed"
+    print(f"| {label} | {res['local']:.2f} | {res['nixworkflow']:.2f} | {ratio:.2f} ({what}) | <= {goal} ({verdict}) |")
+PY
