@@ -240,7 +240,8 @@ class _Lexer:
                 self.pos = i + 2
                 return
             end = min(i + 2, len(src))
-            text.append(src[i:end])
+            # A backslash ending the input is literal; escape it so that no moved word lands after it.
+            text.append(src[i:end] if end == i + 2 else "\\\\")
             value.append(src[i + 1 : end] or "\\")
         elif c == "'":
             end = self.end_single(i)
@@ -400,9 +401,15 @@ def tokenize(cmd: str) -> list[Token]:
     """Split a command into words, operators and redirections, the line-break rules already applied.
 
     Comments are dropped and a line break appears (as an operator token ``"\\n"``) only where it
-    separates two commands. Raises CommandSyntaxError for unterminated quotes and expansions.
+    separates two commands. A redirection's text is its operator and target without the blanks
+    between them (a blank is kept only where gluing would change the operator, as in ``< <(ls)``).
+    Raises CommandSyntaxError for unterminated quotes and expansions.
     """
-    return _fold_line_breaks(_Lexer(cmd).run())
+    try:
+        raw = _Lexer(cmd).run()
+    except RecursionError:
+        raise CommandSyntaxError("expansions nested too deeply", cmd, 0) from None
+    return _fold_line_breaks(raw)
 
 
 def _render(tokens: list[Token]) -> str:

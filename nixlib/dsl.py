@@ -19,7 +19,7 @@ from typing import Any
 
 from nixlib import context, nar
 from nixlib import env as envmod
-from nixlib.command import CommandSyntaxError, normalise
+from nixlib.command import CommandSyntaxError, normalise, shell_form
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import Input, Recipe, RunOptions, canonical_json
 from nixlib.statmemo import StatMemo
@@ -225,13 +225,13 @@ class _Builder:
         if name in path:
             raise NixWorkflowError(f"steps form a cycle: {' -> '.join(path + [name])}")
         try:
-            command = normalise(step.command)
+            command, shell = normalise(step.command), shell_form(step.command)
         except CommandSyntaxError as e:
             raise NixWorkflowError(f"step '{name}' ({step.where}): {e}. Close the quote or escape it.") from None
         inputs = [self._input(name, ref, path + [name]) for ref in self._scan(name, step, command)]
         env = self._env(name, step)
         recipe = Recipe(name=name, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
-                        options=step.options, pinned=step.pinned)
+                        options=step.options, pinned=step.pinned, shell=shell)
         self.workflow.recipes[name] = recipe
         return recipe
 

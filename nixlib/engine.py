@@ -122,8 +122,9 @@ class Engine:
         return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=False, record=doc))
 
     def executed_command(self, recipe: Recipe, realised: Mapping[str, str]) -> str:
-        """The command as it runs: every reference replaced by the real path of its object."""
-        command = recipe.command
+        """The command as it runs (its shell form, not the reordered canonical form that is keyed), every
+        reference replaced by the real path of its object."""
+        command = recipe.shell or recipe.command
         for i in sorted(recipe.inputs, key=lambda i: len(i.token), reverse=True):
             obj = i.obj or realised[i.token]
             command = command.replace(i.token, str(self.store.object_path(obj)))

@@ -67,6 +67,7 @@ class Recipe:
     extra: Mapping[str, Any] = field(default_factory=dict)
     options: RunOptions = field(default_factory=RunOptions)
     pinned: str | None = None
+    shell: str | None = None  # what runs (command.shell_form: nothing reordered); `command` is what is keyed
     _key: str | None = field(default=None, repr=False)
 
     def upstream(self) -> list[Recipe]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import subprocess
@@ -164,6 +165,10 @@ def test_whitespace_and_continuations_fold() -> None:
     assert normalise("'a\\\nb'") == "'a\\\nb'"  # single quotes keep everything
 
 
+def test_backslash_ending_the_input_stays_literal_when_moved() -> None:
+    assert normalise("cmd --b=1 --a=x\\") == "cmd --a=x\\\\ --b=1"
+
+
 def test_line_breaks_the_shell_ignores_vanish() -> None:
     assert normalise("a &&\n b ||\n c |\n d") == "a && b || c | d"
     assert normalise("(\n a\n b\n)") == "( a\nb\n)"
@@ -251,6 +256,11 @@ def test_unterminated_constructs(cmd: str, position: int, what: str) -> None:
     assert info.value.position == position
 
 
+def test_absurd_nesting_is_a_syntax_error_not_a_crash() -> None:
+    with pytest.raises(CommandSyntaxError, match="nested too deeply"):
+        tokenize("$(" * 3000 + ")" * 3000)
+
+
 # --- generated commands ---------------------------------------------------------------------------
 
 KEYS = st.sampled_from(["a", "b", "lr", "epochs", "data", "batch-size", "x.y", "n_1", "Z"])
@@ -295,7 +305,7 @@ def scripts(draw: st.DrawFn, cmd: st.SearchStrategy[str] | None = None, ops: st.
     for _ in range(draw(st.integers(0, 3))):
         nxt = draw(cmd)
         text += draw(ops) + (f"( {nxt} )" if draw(st.booleans()) else nxt)
-    return draw(st.sampled_from(["", "\n", "  "])) + text + draw(st.sampled_from(["", "\n", "\n\n"]))
+    return draw(st.sampled_from(["", "\n", "  "])) + text + draw(st.sampled_from(["", "\n", "\n\n", "\n: x\\"]))
 
 
 def _segments(tokens: list[Token]) -> list[list[Token]]:
@@ -341,7 +351,9 @@ def test_normalise_only_permutes_words_within_each_simple_command(cmd: str) -> N
     st.randoms(use_true_random=False),
     st.sampled_from(["", " file", " > out", " && next", " -- --b=1 --a=1", " -x"]),
 )
-def test_permuting_distinct_keys_never_changes_the_result(opts: list[tuple[str, str]], rnd, tail: str) -> None:
+def test_permuting_distinct_keys_never_changes_the_result(
+    opts: list[tuple[str, str]], rnd: random.Random, tail: str
+) -> None:
     words = [f"--{k}={v}" for k, v in opts]
     shuffled = words[:]
     rnd.shuffle(shuffled)

@@ -232,3 +232,12 @@ def test_unwritable_store_location_is_a_clear_error(tmp_path: Path) -> None:
     proc = nw("--store", str(blocker / "store"), "run", str(SHOWCASE))
     assert proc.returncode == 1
     assert "cannot create the store" in proc.stderr and "mkdir -m 1777" in proc.stderr
+
+
+def test_steps_run_as_written_while_keys_ignore_option_order(tmp_path: Path) -> None:
+    # `-version` would be a sorted "bundle" in the canonical form; the step must still see it as written
+    exp = tmp_path / "exp.py"
+    write(exp, "from nixlib import output\na = output('''\n  sh -c 'echo \"$@\" > $out/args' sh -version\n"
+               "    --z=1 --a=2\n''')\n")
+    nw("run", str(exp), check=True)
+    assert Path("nix-workflow-output/a/args").read_text() == "-version --z=1 --a=2\n"
