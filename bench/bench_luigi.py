@@ -135,6 +135,9 @@ def child(kind: str, n: int) -> None:
     if kind == "nix-breakdown":
         breakdown(n)
         return
+    if kind == "nix-cold-breakdown":
+        cold_breakdown(n)
+        return
     wrapper = define(kind, n)
     start = time.perf_counter()
     ok = luigi.build([wrapper()], local_scheduler=True, log_level="ERROR")
@@ -158,6 +161,46 @@ def breakdown(n: int) -> None:
     assert all(engine.lookup(r) is not None for r in recipes)
     looked = time.perf_counter()
     print(json.dumps({"recipes": keyed - start, "lookups": looked - keyed}))
+
+
+def cold_breakdown(n: int) -> None:
+    """Where a cold NixTask's time goes: wall time inside the adapter's and the engine's main calls
+    (instrumented by wrapping them; nested calls are also counted in their callers)."""
+    import collections
+
+    from luigi_nixworkflow import settings, task
+    from nixlib import engine, store
+
+    spent: collections.Counter[str] = collections.Counter()
+
+    def wrap(owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def timed_call(*a: Any, **k: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original(*a, **k)
+            finally:
+                spent[label] += time.perf_counter() - start
+
+        setattr(owner, name, timed_call)
+
+    for owner, name, label in (
+        (task.NixTask, "complete", "adapter: complete() (recipe + lookup)"),
+        (task.NixTask, "run", "adapter: run() in all"),
+        (task.NixTask, "_python_action", "adapter: produce() with env and log"),
+        (settings, "link_output", "adapter: output link + GC root"),
+        (engine.Engine, "realise", "engine: realise() in all"),
+        (store.Store, "ingest", "engine: ingest (seal, fsync, hash, rename)"),
+        (store.Store, "record_realisation", "engine: realisation + recipe records"),
+        (engine, "force_remove", "engine: remove the build directory"),
+    ):
+        wrap(owner, name, label)
+    wrapper = define("nix-python", n)
+    start = time.perf_counter()
+    luigi.build([wrapper()], local_scheduler=True, log_level="ERROR")
+    spent["luigi.build in all"] = time.perf_counter() - start
+    print(json.dumps({k: v / n * 1000 for k, v in spent.items()}))
 
 
 def fs_costs(directory: Path, runs: int = 100) -> tuple[float, float]:
@@ -219,20 +262,37 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=1000, help="tasks in the cached graph")
     p.add_argument("--cold-tasks", type=int, default=300, help="tasks in each cold run")
     p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--only", choices=("cached", "cold"), help="run one of the two parts")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]))
         return
+    if args.only != "cold":
+        cached_part(args)
+    if args.only != "cached":
+        cold_part(args)
+
+
+def spread(times: list[float]) -> str:
+    return f"(min {min(times):.3f}, max {max(times):.3f})"
+
+
+def cached_part(args: argparse.Namespace) -> None:
     med = statistics.median
     cached = compare(("plain-cached", "nix-cached"), args.tasks, args.runs, fresh=False)
     plain, nix = med(cached["plain-cached"]), med(cached["nix-cached"])
     print(f"## all cached, {args.tasks} tasks, luigi.build, median of {args.runs}")
-    print(f"plain Luigi (LocalTarget):  {plain:.3f} s")
-    print(f"NixTask:                    {nix:.3f} s   ratio {nix / plain:.2f}x  (goal <= 1.5x)")
+    print(f"plain Luigi (LocalTarget):  {plain:.3f} s  {spread(cached['plain-cached'])}")
+    print(f"NixTask:                    {nix:.3f} s  {spread(cached['nix-cached'])}   ratio {nix / plain:.2f}x  "
+          "(goal <= 1.5x)")
     parts = compare(("nix-breakdown",), args.tasks, args.runs, fresh=False, prepare="nix-cached")["nix-breakdown"]
     print(f"  of which, outside Luigi: computing {args.tasks} recipes {med(p['recipes'] for p in parts):.3f} s, "
           f"store lookups {med(p['lookups'] for p in parts):.3f} s")
+
+
+def cold_part(args: argparse.Namespace) -> None:
+    med = statistics.median
     n = args.cold_tasks
     cold_runs = max(3, args.runs // 2)
     with tempfile.TemporaryDirectory(prefix="nw-bench-fs-") as tmp:
@@ -245,6 +305,10 @@ def main() -> None:
         pa, pb = med(t[a]) / n * 1000, med(t[b]) / n * 1000
         print(f"{a:13s} {pa:6.2f} ms/task   {b:11s} {pb:6.2f} ms/task   overhead {pb - pa:+.2f} ms/task "
               f"(goal <= +5 ms)")
+    parts = compare(("nix-cold-breakdown",), n, 1, fresh=True)["nix-cold-breakdown"][0]
+    print("where a cold NixTask (produce) goes, ms/task, one instrumented run:")
+    for label, ms in sorted(parts.items(), key=lambda kv: -kv[1]):
+        print(f"  {ms:6.2f}  {label}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """Where NixTasks find their store, engine and envs.
 
 Settings come from a `[nixworkflow]` section of luigi.cfg (or `--nixworkflow-env NAME` on the
-`luigi` command line): `store`, `config` (the side-car nixworkflow.yaml) and `env` (the default
-env's name). Everything here is memoised per process because `complete()` runs many times in
+`luigi` command line): `store`, `config` (the side-car nixworkflow.yaml), `env` (the default
+env's name) and `out_link`. Everything here is memoised per process because `complete()` runs many times in
 every worker; `reset()` forgets it all (tests, long-lived interpreters that change settings).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
@@ -37,6 +38,8 @@ class nixworkflow(luigi.Config):  # noqa: N801 - Luigi names config sections aft
                                      "./nixworkflow.yaml when it exists)")
     env = luigi.OptionalParameter(default=None, description="name of the env (in nixworkflow.yaml) of NixTasks "
                                   "that give none")
+    out_link = luigi.Parameter(default="nix-workflow-output", description="directory where each NixTask that runs "
+                               "links its output as DIR/<task_id>, a root that `nw gc` keeps ('' or 'none': no links)")
 
 
 _SETTINGS: list[nixworkflow] = []
@@ -46,11 +49,13 @@ _CONFIGS: dict[str, Config] = {}
 _CHOICES: dict[tuple[type, str], EnvChoice] = {}
 _ENVS: dict[str, envmod.ResolvedEnv] = {}
 _WARNED: set[str] = set()
+_LINK_DIRS: set[Path] = set()
+_COUNTER = itertools.count()
 
 
 def reset() -> None:
     """Forget settings, engines and resolved envs (they are otherwise read once per process)."""
-    for memo in (_SETTINGS, _ROOTS, _ENGINES, _CONFIGS, _CHOICES, _ENVS, _WARNED):
+    for memo in (_SETTINGS, _ROOTS, _ENGINES, _CONFIGS, _CHOICES, _ENVS, _WARNED, _LINK_DIRS):
         memo.clear()
     envmod.clear_memo()
 
@@ -66,7 +71,11 @@ def store_root() -> str:
     variable = os.environ.get("NIX_WORKFLOW_STORE")
     root = _ROOTS.get(variable)
     if root is None:
-        root = _ROOTS[variable] = str(Path(settings().store or default_root()).absolute())
+        configured = settings().store
+        root = _ROOTS[variable] = str(Path(configured or default_root()).absolute())
+        if configured and variable != root:  # the rest of nixlib (env GC roots, eval cache) follows it too
+            os.environ["NIX_WORKFLOW_STORE"] = root
+            _ROOTS[root] = root
     return root
 
 
@@ -77,6 +86,21 @@ def engine(root: str | None = None) -> Engine:
     if found is None:
         found = _ENGINES[root] = Engine(Store(root), echo=_echo)
     return found
+
+
+def link_output(task_id: str, obj: Path) -> None:
+    """Link a realised output at <out_link>/<task_id> and register it as a GC root (replaced atomically)."""
+    directory = settings().out_link
+    if not directory or directory.lower() == "none":
+        return
+    link = Path(directory).absolute() / task_id
+    if link.parent not in _LINK_DIRS:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        _LINK_DIRS.add(link.parent)
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.{next(_COUNTER)}")
+    os.symlink(obj, tmp)
+    os.replace(tmp, link)
+    engine().store.add_root(link)
 
 
 def _echo(step: str, line: str) -> None:

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
@@ -52,7 +52,7 @@ class NixTask(luigi.Task):
 
     env: ClassVar[Any] = None
     version: ClassVar[str | None] = None
-    # None: as the env's entry in nixworkflow.yaml says, else pure=False, sandbox=False, network=True, gpu=False
+    # None: as the env's entry in nixworkflow.yaml says, else the engine's defaults (loose, no sandbox)
     pure: ClassVar[bool | None] = None
     sandbox: ClassVar[bool | None] = None
     network: ClassVar[bool | None] = None
@@ -121,7 +121,8 @@ class NixTask(luigi.Task):
 
     def run(self) -> None:
         """Realise the recipe: served from the store, or run once under the store's lock and recorded."""
-        self.__dict__.pop("_nw_recipe", None)  # inputs are hashed again now that they all exist
+        for memo in ("_nw_recipe", "_nw_owned"):  # inputs are hashed again now that they all exist
+            self.__dict__.pop(memo, None)
         recipe = self.nix_recipe(strict=True)
         assert recipe is not None
         engine = settings.engine()
@@ -129,6 +130,7 @@ class NixTask(luigi.Task):
         action = None if _kind(type(self)) == "shell" else self._python_action
         result = engine.realise(recipe, action=action, provenance=self._provenance())
         self._remember(result)
+        settings.link_output(self.task_id, engine.store.object_path(result.outputs["out"]))
         if result.cached:
             logger.info("nixworkflow: %s served from the store (%s)", self.task_id,
                         engine.store.object_path(result.outputs["out"]))
@@ -139,25 +141,38 @@ class NixTask(luigi.Task):
         """The token that stands for this task's output before it exists."""
         root = root or settings.store_root()
         known = self.__dict__.get("_nw_placeholder")
-        if known is not None and known[0] == root:
-            return known[1]
-        token, hash32 = context.placeholder(root, self.task_id, self.task_family)
-        translate.scanner(root).register(hash32, self.task_family, self)
-        self._nw_placeholder = (root, token)
-        return token
+        if known is None or known[0] != root:
+            cls = type(self)  # two classes may share a family (and so a task_id): their placeholders must differ
+            token, hash32 = context.placeholder(root, f"{cls.__module__}.{cls.__qualname__}:{self.task_id}",
+                                                self.task_family)
+            known = self._nw_placeholder = (root, token, hash32)
+        scanner = translate.scanner(root)
+        if known[2] not in scanner.targets:  # (also after unpickling into a spawned worker process)
+            scanner.register(known[2], self.task_family, self)
+        return known[1]
 
     def nix_recipe(self, strict: bool = False) -> Recipe | None:
-        """The recipe (memoised per store root); None while a plain upstream output is missing."""
+        """The recipe (memoised per store root); None while a plain upstream output is missing.
+
+        Upstream recipes are built first, dependencies before dependants, without recursion: a
+        Luigi chain (`Daily(day)` requires `Daily(day - 1)`) may be thousands of tasks deep."""
         root = settings.store_root()
-        known = self.__dict__.get("_nw_recipe")
-        if known is not None and known[0] == root:
-            return known[1]
+        known = _memo(self, "_nw_recipe", root)
+        if known is not None:
+            return known
+        for up in _postorder(self, lambda t: _memo(t, "_nw_recipe", root) is None)[:-1]:
+            up._nw_build(root, strict=False)
+        return self._nw_build(root, strict)
+
+    def _nw_build(self, root: str, strict: bool) -> Recipe | None:
+        """Build and memoise the recipe; `strict` (run()) means: runnable now, or an error."""
         if self.__dict__.get("_nw_busy"):
             raise NixWorkflowError(f"task {self.task_id} uses its own output through other tasks' commands: "
                                    "tasks form a cycle")
         self._nw_busy = True
         try:
-            recipe = translate.build(self, root, _kind(type(self)))
+            recipe = translate.build(self, root, _kind(type(self)), runnable=strict)
+            recipe.key  # noqa: B018 - keys too are computed dependencies first (Recipe.key recurses)
         except translate.Pending as e:
             if strict:
                 raise NixWorkflowError(f"task {self.task_id} cannot run: its input {e} does not exist") from None
@@ -168,20 +183,24 @@ class NixTask(luigi.Task):
         return recipe
 
     def nix_result(self) -> Result | None:
-        """The store's realisation of this task, if any (None while its own recipe is being computed)."""
-        if self.__dict__.get("_nw_busy"):
-            return None
-        recipe = self.nix_recipe()
-        if recipe is None:
-            return None
-        result = settings.engine().lookup(recipe)
-        if result is not None and self.__dict__.get("_nw_owned") is not result:
-            self._remember(result)
-        return result
+        """The store's realisation of this task, if any (None while its own recipe is being computed).
 
-    def _remember(self, result: Result) -> None:
+        Upstream tasks not yet known to be realised are looked up first, dependencies first: the first
+        one missing means this one cannot be realised either, and no lookup recurses deeply."""
+        if self.__dict__.get("_nw_busy") or self.nix_recipe() is None:
+            return None
+        root, engine = settings.store_root(), settings.engine()
+        for task in _postorder(self, lambda t: _memo(t, "_nw_owned", root) is None):
+            recipe = _memo(task, "_nw_recipe", root)
+            result = engine.lookup(recipe) if recipe is not None else None
+            if result is None:
+                return None
+            task._remember(result, root)
+        return _memo(self, "_nw_owned", root)
+
+    def _remember(self, result: Result, root: str | None = None) -> None:
         translate.remember_owner(result.outputs["out"], self)
-        self._nw_owned = result
+        self._nw_owned = (root or settings.store_root(), result)
 
     def _provenance(self) -> dict[str, Any]:
         return {"front_door": "luigi", "task_id": self.task_id, "task_family": self.task_family,
@@ -197,6 +216,31 @@ class NixTask(luigi.Task):
                 log.write(traceback.format_exc())
                 raise
         return {"out": build.out}
+
+
+def _memo(task: NixTask, name: str, root: str) -> Any:
+    """A per-task memo entry (root, value), valid for the store root it was made for."""
+    known = task.__dict__.get(name)
+    return known[1] if known is not None and known[0] == root else None
+
+
+def _postorder(task: NixTask, unknown: Callable[[NixTask], bool]) -> list[NixTask]:
+    """`task` and the NixTasks it requires, transitively, for which `unknown` holds (the walk does not
+    go past known ones): dependencies first, `task` last. Iterative, so chains of any depth work."""
+    order: list[NixTask] = []
+    seen: set[str] = set()
+    stack: list[tuple[NixTask, bool]] = [(task, False)]
+    while stack:
+        current, expanded = stack.pop()
+        if expanded:
+            order.append(current)
+            continue
+        if current.task_id in seen:
+            continue
+        seen.add(current.task_id)
+        stack.append((current, True))
+        stack.extend((d, False) for d in current.nix_requires() if isinstance(d, NixTask) and unknown(d))
+    return order
 
 
 def _kind(cls: type[NixTask]) -> str:
@@ -248,8 +292,13 @@ def _apply(changes: Mapping[str, str | None]) -> None:
 
 
 class _Tee:
+    """Writes to several text streams; anything else (fileno, isatty, encoding) is the first one's."""
+
     def __init__(self, *streams: IO[str]) -> None:
         self.streams = streams
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.streams[0], name)
 
     def write(self, text: str) -> int:
         for s in self.streams:

@@ -16,6 +16,7 @@ import decimal
 import enum
 import functools
 import inspect
+import math
 import os
 import re
 import textwrap
@@ -29,9 +30,9 @@ from luigi.task import flatten
 from luigi_nixworkflow import settings
 from luigi_nixworkflow.target import RENDERING
 from nixlib import context
-from nixlib.command import CommandSyntaxError, normalise
+from nixlib.command import CommandSyntaxError, normalise, shell_form
 from nixlib.errors import NixWorkflowError
-from nixlib.recipe import Input, Recipe, RunOptions, canonical_json, digest
+from nixlib.recipe import Input, Recipe, RunOptions, digest
 
 if TYPE_CHECKING:
     from luigi_nixworkflow.task import NixTask
@@ -80,15 +81,18 @@ def static(path: str | os.PathLike) -> str:
 # ---- the recipe --------------------------------------------------------------------------
 
 
-def build(task: NixTask, root: str, kind: str) -> Recipe:
-    """The task's recipe; raises Pending while a plain upstream output is missing."""
+def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe:
+    """The task's recipe; raises Pending while a plain upstream output is missing. Only a `runnable`
+    recipe carries the shell form of its command (what runs; not keyed, so complete() skips it)."""
     cls = type(task)
     extra: dict[str, Any] = {"luigi": {"family": task.task_family, "params": params(task), "code": code_digest(cls)}}
+    settings.choose_env(cls)  # a misnamed env is an error now, even while inputs are still missing
     deps = task.nix_requires()
     upstream, files, local, opaque = _upstream(root, deps)
     mentioned: set[str] = set()
+    shell: str | None = None
     if kind == "shell":
-        command, inputs = _shell(task, root, local, deps, mentioned)
+        command, shell, inputs = _shell(task, root, local, deps, mentioned, runnable)
     else:
         command, inputs = f"python {task.task_family}.produce", []
     for up in upstream:
@@ -105,7 +109,7 @@ def build(task: NixTask, root: str, kind: str) -> Recipe:
     if opaque:
         extra["opaque"] = opaque
     return Recipe(name=task.task_id, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
-                  files=dict(sorted(files.items())), extra=extra, options=options)
+                  files=dict(sorted(files.items())), extra=extra, options=options, shell=shell)
 
 
 def _upstream(root: str, deps: list[luigi.Task]) -> tuple[list[NixTask], dict[str, str], dict[str, str], list[Any]]:
@@ -146,14 +150,15 @@ def logical_name(path: str) -> str:
 # ---- shell commands ----------------------------------------------------------------------
 
 
-def _shell(task: NixTask, root: str, local: Mapping[str, str], deps: list[luigi.Task],
-           mentioned: set[str]) -> tuple[str, list[Input]]:
-    """The normalised command and an input per reference in it; adds the referenced tasks to `mentioned`."""
+def _shell(task: NixTask, root: str, local: Mapping[str, str], deps: list[luigi.Task], mentioned: set[str],
+           runnable: bool) -> tuple[str, str | None, list[Input]]:
+    """The canonical command (keyed), its shell form (run: nothing reordered) and an input per reference
+    in them; adds the referenced tasks to `mentioned`."""
     text = render(task, root)
     for path, h in local.items():  # a LocalTarget's path in the command reads its hashed copy instead
         text = _path_re(path).sub(f"{root}/store/{h}", text)
     try:
-        text = normalise(text)
+        text, shell = normalise(text), shell_form(text) if runnable else None
     except CommandSyntaxError as e:
         raise NixWorkflowError(f"task {task.task_id}: command(): {e}. Close the quote or escape it.") from None
     inputs: dict[str, Input] = {}
@@ -161,7 +166,10 @@ def _shell(task: NixTask, root: str, local: Mapping[str, str], deps: list[luigi.
         if ref.token in inputs:
             continue
         up = ref.target or (None if ref.obj in SOURCES else owner(ref.obj, deps))
-        mentioned.update([up.task_id] if ref.target else OWNERS.get(ref.obj or "", ()))
+        if ref.target is not None:
+            mentioned.add(ref.target.task_id)
+        else:  # a pasted store path names every task that produced that object
+            mentioned.update(OWNERS.get(str(ref.obj), {}).keys())
         if up is not None:
             recipe = up.nix_recipe()
             if recipe is None:
@@ -170,7 +178,7 @@ def _shell(task: NixTask, root: str, local: Mapping[str, str], deps: list[luigi.
         else:
             _check_object(task, root, str(ref.obj))
             inputs[ref.token] = Input(ref.token, obj=ref.obj)
-    return text, list(inputs.values())
+    return text, shell, list(inputs.values())
 
 
 def render(task: NixTask, root: str) -> str:
@@ -250,28 +258,23 @@ class _NotCanonical(Exception):  # noqa: N818 - internal signal, turned into a N
 def params(task: luigi.Task) -> dict[str, Any]:
     """Significant parameters as canonical JSON values; a value without one is an error naming it."""
     out: dict[str, Any] = {}
-    for name, param in _params_of(type(task)):
+    for name, param in type(task).get_params():  # (NixTask caches get_params per class)
         if not param.significant:
             continue
         value = task.param_kwargs[name]
         try:
             out[name] = _canonical(value)
-            canonical_json(out[name])
-        except (_NotCanonical, ValueError):
+        except _NotCanonical:
             out[name] = _typed(task, name, param, value)
     return out
-
-
-@functools.cache
-def _params_of(cls: type[luigi.Task]) -> list[tuple[str, luigi.Parameter]]:
-    """Luigi's get_params() walks dir(cls) on every call; a class's parameters never change."""
-    return cls.get_params()
 
 
 def _canonical(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
+        if not math.isfinite(value):  # JSON has no NaN or infinity
+            raise _NotCanonical
         return value
     if isinstance(value, list | tuple):
         return [_canonical(v) for v in value]

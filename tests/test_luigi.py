@@ -18,7 +18,7 @@ import luigi_nixworkflow
 from luigi_nixworkflow import NixTarget, NixTask
 from nixlib.errors import NixWorkflowError
 from nixlib.store import Store
-from tests.helpers import tree_snapshot
+from tests.helpers import nw, tree_snapshot
 
 
 @pytest.fixture(autouse=True)
@@ -247,3 +247,68 @@ def test_command_may_reference_a_task_outside_requires_when_resolvable(fresh_lui
     assert build(UsesHelperUnrequired()).status == luigi.execution_summary.LuigiStatusCode.SUCCESS
     assert (UsesHelperUnrequired().output() / "answer").open().read() == "42\n"
     assert runs(fresh_luigi) == {"helper": 1}
+
+
+class SeesItsEnvironment(NixTask):
+    def produce(self, out: Path) -> None:
+        assert os.environ["out"] == str(out) and os.environ["NIX_WORKFLOW_STEP"] == self.task_id
+        print("printed by produce")
+        (out / "tmpdir").write_text(os.environ["TMPDIR"])
+
+
+def test_produce_runs_with_the_step_environment_then_restores_it(store_root: Path) -> None:
+    before = dict(os.environ)
+    assert build(SeesItsEnvironment()).status == luigi.execution_summary.LuigiStatusCode.SUCCESS
+    assert dict(os.environ) == before
+    result = SeesItsEnvironment().nix_result()
+    assert result is not None and result.record is not None
+    assert "printed by produce" in Path(result.record["log"]).read_text()
+    assert (SeesItsEnvironment().output() / "tmpdir").open().read().startswith(f"{store_root}/tmp/")
+
+
+def test_outputs_are_linked_kept_by_gc_and_explained_by_lineage(store_root: Path) -> None:
+    build(Count())
+    link = Path("nix-workflow-output") / Count().task_id
+    assert link.is_symlink() and os.readlink(link) == Count().output().path
+    gc = nw("gc", check=True)
+    assert Path(Count().output().path).is_dir(), gc.stderr
+    lineage = nw("lineage", str(link / "count.txt"), check=True).stdout
+    assert "Count_2_" in lineage and "Upper__" in lineage and "python Count.produce" in lineage
+    assert "raw.txt (file)" in lineage  # the plain upstream's LocalTarget, by content
+
+
+class Daily(NixTask):
+    """The classic Luigi chain: each day requires the previous one."""
+
+    day = luigi.IntParameter()
+
+    def requires(self) -> list[Daily]:
+        return [Daily(self.day - 1)] if self.day > 0 else []
+
+    def command(self) -> str:
+        previous = "".join(f"cat {t}/v > {self.output()}/v; " for t in self.input())
+        return previous + f"echo {self.day} >> {self.output()}/v"
+
+
+def test_a_chain_deeper_than_the_recursion_limit_is_keyed_and_checked(store_root: Path) -> None:
+    import sys
+
+    depth = sys.getrecursionlimit() + 500
+    top = Daily(depth)
+    assert not top.complete()  # no RecursionError: recipes and lookups go dependencies first
+    assert top.nix_recipe() is not None and Daily(depth - 1).nix_recipe() is not None
+    build(Daily(2))
+    again()
+    assert Daily(3).nix_result() is None and Daily(2).complete()
+
+
+class Args(NixTask):
+    def command(self) -> str:
+        return f"python3 -c 'import sys; print(*sys.argv[1:])' --b=2 --a=1 > {self.output()}/args"
+
+
+def test_the_command_runs_as_written_and_is_keyed_canonically(store_root: Path) -> None:
+    build(Args())
+    assert (Args().output() / "args").open().read() == "--b=2 --a=1\n"
+    recipe = Args().nix_recipe()
+    assert recipe is not None and "--a=1 --b=2" in recipe.command

@@ -234,13 +234,24 @@ def test_code_change_reruns_the_task_and_equal_output_cuts_off(procs: Processes,
     assert lines(env) == {"v1": 1, "v2": 1, "v3": 1, "next": 2}
 
 
-def test_luigi_command_line_reads_the_nixworkflow_section(procs: Processes, env: dict[str, str],
-                                                         tmp_path: Path) -> None:
-    """`--nixworkflow-store DIR` (or `[nixworkflow] store` in luigi.cfg) chooses the store."""
-    other = tmp_path / "other-store"
-    proc = procs.start([LUIGI, "--module", "nwgraph", "Total", "--local-scheduler", "--nixworkflow-store",
-                        str(other), *STRICT], env)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
+def test_luigi_cfg_section_names_store_config_and_default_env(procs: Processes, env: dict[str, str],
+                                                              tmp_path: Path) -> None:
+    """`[nixworkflow]` in luigi.cfg (or `--nixworkflow-*` on the command line): store, config file, env."""
+    other, config, cfg = tmp_path / "other-store", tmp_path / "envs.yaml", tmp_path / "luigi.cfg"
+    config.write_text("envs:\n  legacy: host\n")
+    cfg.write_text(f"[nixworkflow]\nstore = {other}\nconfig = {config}\nenv = legacy\n")
+    with_cfg = dict(env, LUIGI_CONFIG_PATH=str(cfg))
+
+    def luigi(*args: str) -> tuple[int, str]:
+        proc = procs.start([LUIGI, "--module", "nwgraph", "Total", "--local-scheduler", *STRICT, *args], with_cfg)
+        out, _ = proc.communicate(timeout=60)
+        return proc.returncode, out
+
+    code, out = luigi("--nixworkflow-env", "gpu")  # the command line overrides luigi.cfg
+    assert code == 4 and "no env named 'gpu' (envs: legacy)" in out, out  # 4: --retcode-scheduling-error
+    assert not (other / "realisations").exists() or not any((other / "realisations").iterdir())
+    code, out = luigi()
+    assert code == 0 and "This progress looks :)" in out, out
     assert len(list((other / "realisations").iterdir())) == 5
+    assert f"env 'legacy' of {config}" in out  # the host warning names where the env came from
     assert not (Path(env["NIX_WORKFLOW_STORE"]) / "realisations").exists()
