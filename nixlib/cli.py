@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
                            "here, a path under ./nix-workflow-output/, a file a step produced, or a key.")
         q.add_argument("what", metavar="NAME|PATH")
         q.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "lineage":
+            q.add_argument("--depth", type=int, default=50, help="levels of upstream steps to show (default 50)")
         q.add_argument("--out-link", default="nix-workflow-output", metavar="DIR", help=argparse.SUPPRESS)
         q.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
 
@@ -190,7 +192,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     from nixlib.lineage import render, tree
 
     store, doc = _record(args)
-    node = tree(store, doc)
+    node = tree(store, doc, depth=args.depth)
     print(json.dumps(node, indent=2) if args.json else "\n".join(render(store, node)))
     return 0
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from nixlib import __version__
 from nixlib.errors import Interrupted, NixWorkflowError, StepFailed
-from nixlib.recipe import Recipe
+from nixlib.recipe import Recipe, topological
 from nixlib.runner import CHILDREN, Build, Echo, run_shell
 from nixlib.store import Store, force_remove
 
@@ -191,30 +191,6 @@ class Engine:
         raises Interrupted; the store is left exactly as before the interrupted steps.
         """
         return _Scheduler(self, topological(targets), jobs, keep_going, on_event or (lambda *a: None)).run()
-
-
-def topological(targets: Iterable[Recipe]) -> list[Recipe]:
-    """Targets and everything upstream, dependencies first; a cycle is an error naming its steps."""
-    order: list[Recipe] = []
-    state: dict[int, int] = {}  # 1 visiting, 2 done
-
-    def visit(r: Recipe, path: list[str]) -> None:
-        mark = state.get(id(r))
-        if mark == 2:
-            return
-        if mark == 1:
-            cycle = path[path.index(r.name):] + [r.name]
-            raise NixWorkflowError(f"steps form a cycle: {' -> '.join(cycle)}. A step cannot use its own output, "
-                                   "directly or through other steps.")
-        state[id(r)] = 1
-        for up in r.upstream():
-            visit(up, path + [r.name])
-        state[id(r)] = 2
-        order.append(r)
-
-    for t in targets:
-        visit(t, [])
-    return order
 
 
 class _Scheduler:

@@ -73,17 +73,17 @@ def _stale_nix_roots(store: Store, keep_records: set[str]) -> Iterator[Path]:
 
 
 def _keep_object(store: Store, h: str, p: GcPlan) -> None:
-    if h in p.keep_objects:
-        return
-    p.keep_objects.add(h)
-    for doc in store.origins(h):
-        if doc["resolved_key"] in p.keep_records:
+    """Keep `h` and, through the realisations that produced it, everything upstream (iteratively)."""
+    todo = [h]
+    while todo:
+        obj = todo.pop()
+        if obj in p.keep_objects:
             continue
-        p.keep_records.add(doc["resolved_key"])
-        for i in doc.get("inputs", []):
-            _keep_object(store, i["object"], p)
-        for fh in doc.get("files", {}).values():
-            _keep_object(store, fh, p)
+        p.keep_objects.add(obj)
+        for doc in store.origins(obj):
+            if doc["resolved_key"] not in p.keep_records:
+                p.keep_records.add(doc["resolved_key"])
+                todo += [i["object"] for i in doc.get("inputs", [])] + list(doc.get("files", {}).values())
 
 
 def _subdirs(d: Path) -> list[Path]:

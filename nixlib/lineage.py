@@ -59,8 +59,9 @@ def find_record(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> dict[
                            f"directory, a path under ./{OUT_DIR}/, a file a step produced, or a key")
 
 
-def tree(store: Store, doc: dict[str, Any], seen: set[str] | None = None) -> dict[str, Any]:
-    """The upstream tree of a realisation, down to static inputs; shared subtrees are expanded once."""
+def tree(store: Store, doc: dict[str, Any], seen: set[str] | None = None, depth: int = 100) -> dict[str, Any]:
+    """The upstream tree of a realisation, down to static inputs or `depth` levels; shared subtrees are
+    expanded once."""
     seen = set() if seen is None else seen
     node: dict[str, Any] = {"name": doc["name"], "resolved_key": doc["resolved_key"], "outputs": doc["outputs"],
                             "command": doc["command"], "env": doc["env"], "provenance": doc.get("provenance", {}),
@@ -68,18 +69,21 @@ def tree(store: Store, doc: dict[str, Any], seen: set[str] | None = None) -> dic
     if doc["resolved_key"] in seen:
         node["repeated"] = True
         return node
+    if depth <= 0:
+        node["truncated"] = True
+        return node
     seen.add(doc["resolved_key"])
     for i in doc.get("inputs", []):
         up = store.read_record("realisations", i["resolved_key"]) if i.get("resolved_key") else None
         if up is not None and not i.get("pinned"):
-            node["inputs"].append(tree(store, up, seen))
+            node["inputs"].append(tree(store, up, seen, depth - 1))
         else:
             kind = "pinned" if i.get("pinned") else "static"
             node["inputs"].append({"name": i.get("step") or kind, "kind": kind, "object": i["object"]})
     for name, h in doc.get("files", {}).items():
         origins = store.origins(h)
         if origins:
-            node["inputs"].append(tree(store, origins[0], seen) | {"file": name})
+            node["inputs"].append(tree(store, origins[0], seen, depth - 1) | {"file": name})
         else:
             node["inputs"].append({"name": name, "kind": "file", "object": h})
     return node
@@ -96,7 +100,8 @@ def render(store: Store, node: dict[str, Any], prefix: str = "", last: bool = Tr
     else:
         env = node["env"]["identity"].get("kind", "nix")
         lines = [f"{prefix}{branch}{label} {objects}", f"{prefix}{'' if top else ('    ' if last else '│   ')}"
-                 f"  $ {node['command']}  [env: {env}]" + (" (shown above)" if node.get("repeated") else "")]
+                 f"  $ {node['command']}  [env: {env}]" + (" (shown above)" if node.get("repeated") else "")
+                 + (" (deeper levels not shown: use --depth)" if node.get("truncated") else "")]
     child_prefix = prefix + ("" if top else ("    " if last else "│   "))
     kids = node.get("inputs", [])
     for n, kid in enumerate(kids):

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from nixlib import base32
+from nixlib.errors import NixWorkflowError
 
 VERSION = 1
 HOST_ENV: dict[str, Any] = {"kind": "host"}
@@ -53,7 +54,7 @@ class Input:
     obj: str | None = None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class Recipe:
     """One step, as every front door hands it to the engine."""
 
@@ -69,6 +70,9 @@ class Recipe:
     pinned: str | None = None
     shell: str | None = None  # what runs (command.shell_form: nothing reordered); `command` is what is keyed
     _key: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:  # not the dataclass repr: that would recurse through every upstream recipe
+        return f"Recipe(name={self.name!r}, command={self.command[:60]!r})"
 
     def upstream(self) -> list[Recipe]:
         """Distinct upstream recipes, in order of first reference."""
@@ -102,13 +106,42 @@ class Recipe:
     @property
     def key(self) -> str:
         """The recipe key: input-addressed, upstream steps entering by their recipe keys."""
-        if self._key is None:
-            self._key = digest(self.document(_by_recipe))
+        if self._key is None:  # upstream first, without recursion: chains may be thousands of steps long
+            for r in topological([self], done=lambda r: r._key is not None):
+                r._key = digest(r.document(_by_recipe))
         return self._key
 
     def resolved_key(self, realised: Mapping[str, str]) -> str:
         """The key for lookups, given `realised`: token -> object hash for every step reference."""
         return digest(self.document(lambda i: "obj:" + (i.obj or realised[i.token])))
+
+
+def topological(targets: Iterable[Recipe], done: Callable[[Recipe], bool] = lambda r: False) -> list[Recipe]:
+    """Targets and everything upstream, dependencies first (iteratively: no recursion limit on depth).
+    Recipes for which `done` holds are neither listed nor looked through. A cycle is an error naming it."""
+    order: list[Recipe] = []
+    state: dict[int, int] = {}  # 1 on the stack, 2 listed
+    for target in targets:
+        if state.get(id(target)) or done(target):
+            continue
+        state[id(target)] = 1
+        stack = [(target, iter(target.upstream()))]
+        while stack:
+            node, ups = stack[-1]
+            up = next((u for u in ups if state.get(id(u)) != 2 and not done(u)), None)
+            if up is None:
+                stack.pop()
+                state[id(node)] = 2
+                order.append(node)
+            elif state.get(id(up)) == 1:
+                names = [n.name for n, _ in stack]
+                at = next(i for i, (n, _) in enumerate(stack) if n is up)
+                raise NixWorkflowError(f"steps form a cycle: {' -> '.join(names[at:] + [up.name])}. A step cannot "
+                                       "use its own output, directly or through other steps.")
+            else:
+                state[id(up)] = 1
+                stack.append((up, iter(up.upstream())))
+    return order
 
 
 def _by_recipe(i: Input) -> str:

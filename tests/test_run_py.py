@@ -241,3 +241,17 @@ def test_steps_run_as_written_while_keys_ignore_option_order(tmp_path: Path) -> 
                "    --z=1 --a=2\n''')\n")
     nw("run", str(exp), check=True)
     assert Path("nix-workflow-output/a/args").read_text() == "-version --z=1 --a=2\n"
+
+
+def test_a_chain_deeper_than_the_recursion_limit_runs_and_is_collected(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.py"  # the limit is lowered for the whole `nw` process to keep the chain short
+    write(exp, "import sys\nfrom nixlib import output\nsys.setrecursionlimit(250)\n"
+               "prev = output('echo 0 > $out/v')\n"
+               "for i in range(1, 400):\n"
+               "    prev = output(f'cat {prev}/v > $out/v; echo {i} >> $out/v', name=f's{i}')\n"
+               "last = prev\n")
+    nw("run", str(exp), "-q", timeout=600, check=True)
+    assert "cached 400" in nw("run", str(exp), "-q", check=True).stderr
+    assert Path("nix-workflow-output/s399/v").read_text().split() == [str(i) for i in range(400)]
+    assert "deeper levels not shown" in nw("lineage", "s399", "--depth", "3", check=True).stdout
+    assert "removed 0 path(s)" in nw("gc", check=True).stderr
