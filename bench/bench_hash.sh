@@ -56,9 +56,6 @@ check "$tree" "$py" -m nixlib.statmemo "$tree" "$memo"
 check "$big" "$py" -m nixlib.statmemo "$big" "$memo"
 [ "$(ls "$memo" | wc -l)" = 2 ] || { echo "bench_hash: the stat memo did not record both inputs" >&2; exit 1; }
 
-# Variants of the tree hash: never split (one process), always split (the helper even on a busy machine).
-single="import sys, nixlib.nar as n; n._SPLIT_AFTER = 1 << 62; print(n.nar_hash(sys.argv[1]))"
-forced="import sys, nixlib.nar as n; n._can_split = lambda: True; print(n.nar_hash(sys.argv[1]))"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 hf() {  # hf NAME COMMAND...: median timings of a set of commands into $work/NAME.json
   local name=$1; shift
@@ -66,8 +63,6 @@ hf() {  # hf NAME COMMAND...: median timings of a set of commands into $work/NAM
 }
 hf file "nix-hash --type sha256 --base32 $big" "$py -m nixlib.nar $big"
 hf tree "nix-hash --type sha256 --base32 $tree" "$py -m nixlib.nar $tree"
-hf tree1 "nix-hash --type sha256 --base32 $tree" "$py -c '$single' $tree"
-hf tree2 "nix-hash --type sha256 --base32 $tree" "$py -c '$forced' $tree"
 hf memo "nix-hash --type sha256 --base32 $tree" "$py -m nixlib.statmemo $tree $memo"
 hf bigmemo "nix-hash --type sha256 --base32 $big" "$py -m nixlib.statmemo $big $memo"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
@@ -78,8 +73,6 @@ work, load_before, load_after, runs = sys.argv[1:]
 rows = [
     ("file", "512 MiB file", "`python -m nixlib.nar`", 0.85),
     ("tree", "50,000 small files", "`python -m nixlib.nar`", 1.0),
-    ("tree1", "50,000 small files", "`nixlib.nar`, never split (one process)", None),
-    ("tree2", "50,000 small files", "`nixlib.nar`, always split (two processes)", None),
     ("memo", "50,000 small files, unchanged", "`python -m nixlib.statmemo` (memo hit)", 10.0),
     ("bigmemo", "512 MiB file, unchanged", "`python -m nixlib.statmemo` (memo hit)", None),
 ]

@@ -10,10 +10,9 @@ Speed matters because every output is hashed (bench/README-hash.md has the numbe
   thread reading the next chunk while this one is hashed gained 8 % with an idle core and
   lost 5 % without one: not kept.)
 - a tree of small files costs four syscalls per file (open, fstat, read, close, as in
-  Nix); entry types come from scandir's d_type, so no lstat per entry. Past a few thousand
-  files, if a CPU is idle, the rest of the walk is split with a forked helper process that
-  serialises every other batch of files into a pipe: threads cannot overlap these
-  microsecond syscalls because each one hands the GIL over; processes can.
+  Nix); entry types come from scandir's d_type, so no lstat per entry. (Threads cannot
+  overlap these microsecond syscalls, as each hands the GIL over; a forked helper process
+  could, but made hashing depend on fork safety and on the machine's load: not kept.)
 """
 
 from __future__ import annotations
@@ -23,10 +22,8 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from itertools import chain, islice
 from operator import attrgetter
 from pathlib import Path
-from typing import BinaryIO, NoReturn
 
 from nixlib import base32
 
@@ -35,9 +32,6 @@ Sink = Callable[[bytes], object]
 
 _FLUSH = 1 << 20  # header and small-file bytes gathered before the sink sees them
 _CHUNK = 1 << 20  # read size for large files: large enough for few syscalls, small enough to stay in cache
-_SPLIT_AFTER = 2048  # segments (about one per file) serialised before the rest of a tree is split
-_BATCH = 256  # walk segments per batch; batches alternate between this process and the helper
-_FAILED = (1 << 64) - 1  # frame length announcing the helper's error report
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # never follow, never block on a FIFO
 
 
@@ -97,7 +91,8 @@ def _segments(root: bytes) -> Iterator[Segment]:
     stack = [iter(_entries(root))]
     while stack:
         for entry in stack[-1]:
-            prefix += _ENTRY + _str(entry.name) + _NODE
+            name = entry.name
+            prefix += _ENTRY + len(name).to_bytes(8, "little") + name + _PAD[-len(name) % 8] + _NODE
             if entry.is_file(follow_symlinks=False):
                 yield prefix, entry.path
                 prefix = _CLOSE
@@ -186,7 +181,9 @@ class _Writer:
                 _stream(fd, size, self.sink, path)
                 self.put(_PAD[-size % 8] + _CLOSE)
                 return
-            contents = _read_exact(fd, size, path) if size else b""
+            contents = os.read(fd, size) if size else b""
+            if len(contents) < size:  # a short read: rare, but allowed
+                contents += _read_exact(fd, size - len(contents), path)
         finally:
             os.close(fd)
         trailer = _PAD[-size % 8] + _CLOSE
@@ -205,154 +202,13 @@ class _Writer:
                 self.flush()
 
 
-# --- splitting a large tree over two processes -------------------------------------------
-
-
-def _single_threaded() -> bool:
-    """No other thread in this process, C-level ones included where /proc shows them."""
-    try:
-        return len(os.listdir("/proc/self/task")) == 1
-    except OSError:
-        threading = sys.modules.get("threading")  # not imported: no thread was started through it
-        return threading is None or threading.active_count() == 1
-
-
-def _can_split() -> bool:
-    """Fork only where it is cheap, safe and useful: POSIX; a single thread (a forked child
-    would inherit locks held by threads that do not exist in it); and a CPU left idle by the
-    1-minute load average, since on a busy machine the helper only adds its overhead."""
-    if not hasattr(os, "fork") or not _single_threaded():
-        return False
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        load = 0.0
-    return load < cpus - 0.5
-
-
-def _batches(segments: Iterator[Segment]) -> Iterator[list[Segment]]:
-    while batch := list(islice(segments, _BATCH)):
-        yield batch
-
-
-def _split(segments: Iterator[Segment], writer: _Writer) -> None:
-    """Serialise the rest of `segments` on two cores, in order.
-
-    A forked helper continues from the same point of the walk (its copy of the generator).
-    The two processes take turns by batch: the helper serialises odd batches into a pipe
-    while this one serialises even batches and copies the helper's bytes in between.
-    """
-    read_fd, write_fd = os.pipe()
-    try:
-        import fcntl
-        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 1 << 20)
-    except (ImportError, AttributeError, OSError):
-        pass
-    try:
-        pid = os.fork()
-    except OSError:  # e.g. no memory to fork a large process: do it alone
-        os.close(read_fd)
-        os.close(write_fd)
-        writer.segments(segments)
-        return
-    if pid == 0:
-        os.close(read_fd)
-        _helper(segments, write_fd)
-    os.close(write_fd)
-    finished = False
-    try:
-        with open(read_fd, "rb", buffering=_FLUSH) as pipe:
-            for turn, batch in enumerate(_batches(segments)):
-                if turn % 2 == 0:
-                    writer.segments(batch)
-                else:
-                    _copy_frames(pipe, writer)
-        finished = True
-    finally:
-        if not finished:
-            os.kill(pid, 9)  # SIGKILL: the helper holds nothing worth a clean exit
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:  # SIGCHLD ignored by the application: already reaped
-            pass
-
-
-def _helper(segments: Iterator[Segment], write_fd: int) -> NoReturn:
-    """The forked side of `_split`: frames of odd batches, an empty frame after each; never returns."""
-    status = 1
-    try:
-        with open(write_fd, "wb", buffering=_FLUSH) as pipe:
-
-            def frame(data: bytes) -> None:
-                pipe.write(len(data).to_bytes(8, "little"))
-                pipe.write(data)
-
-            try:
-                for turn, batch in enumerate(_batches(segments)):
-                    if turn % 2:
-                        writer = _Writer(frame)
-                        writer.segments(batch)
-                        writer.flush()
-                        frame(b"")
-                        pipe.flush()
-            except Exception as exc:  # reported to the parent, which raises it
-                import json
-
-                pipe.write(_FAILED.to_bytes(8, "little"))
-                frame(json.dumps(_describe(exc)).encode())
-        status = 0
-    finally:
-        os._exit(status)
-
-
-def _describe(exc: Exception) -> dict[str, object]:
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return {"errno": exc.errno, "strerror": exc.strerror, "filename": os.fsdecode(exc.filename or "")}
-    return {"message": str(exc), "type": type(exc).__name__}
-
-
-def _raise_reported(report: dict[str, object]) -> NoReturn:
-    if "errno" in report:
-        raise OSError(report["errno"], report["strerror"], report["filename"] or None)
-    if report.get("type") == "ValueError":
-        raise ValueError(report["message"])
-    raise OSError(f"NAR helper process failed: {report['message']}")
-
-
-def _read_n(pipe: BinaryIO, n: int) -> bytes:
-    data = pipe.read(n)
-    if len(data) != n:
-        raise OSError("NAR helper process exited before finishing its part")
-    return data
-
-
-def _copy_frames(pipe: BinaryIO, writer: _Writer) -> None:
-    """Copy one batch of the helper's output into the writer."""
-    while size := int.from_bytes(_read_n(pipe, 8), "little"):
-        if size == _FAILED:
-            import json
-
-            size = int.from_bytes(_read_n(pipe, 8), "little")
-            _raise_reported(json.loads(_read_n(pipe, size)))
-        writer.put(_read_n(pipe, size))
-
-
 # --- public API ----------------------------------------------------------------------------
 
 
 def dump(path: str | os.PathLike, sink: Sink) -> None:
     """Stream the NAR serialisation of `path` into `sink` (symlinks are not followed)."""
     writer = _Writer(sink)
-    segments = _segments(os.fsencode(path))
-    writer.segments(islice(segments, _SPLIT_AFTER))
-    following = next(segments, None)
-    if following is not None:
-        rest = chain([following], segments)
-        if _can_split():
-            _split(rest, writer)
-        else:
-            writer.segments(rest)
+    writer.segments(_segments(os.fsencode(path)))
     writer.flush()
 
 

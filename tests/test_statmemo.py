@@ -204,3 +204,12 @@ def test_module_entry_point(tree: Path, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "nixlib.statmemo", str(tree), str(tmp_path / "m")], check=True,
                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO))).stdout
     assert out.strip() == nar.nar_hash(tree)
+
+
+def test_bytes_and_undecodable_paths(tmp_path: Path, memo: StatMemo, dumps: DumpCounter, later: None) -> None:
+    odd = os.fsencode(tmp_path) + b"/caf\xe9 \xff"  # Latin-1 bytes: not UTF-8
+    os.mkdir(odd)
+    with open(odd + b"/f", "wb") as f:
+        f.write(b"x")
+    assert memo.hash(odd) == memo.hash(os.fsdecode(odd)) == nar.nar_hash(odd)
+    assert dumps.calls == 2
