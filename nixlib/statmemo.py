@@ -120,13 +120,17 @@ class StatMemo:
         self._save(target, current, started, h)
         return h
 
-    def remember(self, path: str | os.PathLike, nar_hash: str) -> None:
-        """Record a hash computed elsewhere (the store calls this after ingesting an object)."""
+    def remember(self, path: str | os.PathLike, nar_hash: str, sealed: bool = False) -> None:
+        """Record a hash computed elsewhere (the store calls this after ingesting an object).
+
+        `sealed` vouches that nothing writes to `path` any more (a store object: read-only, its
+        writer's process group gone), so the racy-timestamp guard is not needed; without it, every
+        fresh object would be hashed again in full on its first cache hit."""
         if not nar.is_nar_hash(nar_hash):
             raise ValueError(f"not a Nix base32 SHA-256: {nar_hash!r}")
         target = _absolute(path)
         started = _now_ns()
-        self._save(target, scan(target), started, nar_hash)
+        self._save(target, scan(target), started, nar_hash, racy_ok=sealed)
 
     def memo_file(self, path: str | os.PathLike) -> Path:
         """Where the memo of `path` lives: named by host and absolute path, never by content."""
@@ -143,8 +147,8 @@ class StatMemo:
                  and nar.is_nar_hash(data["nar_hash"]))
         return data if valid else None
 
-    def _save(self, target: str, current: Scan, started: int, nar_hash: str) -> None:
-        if current.newest_ns >= started - self.racy_ns:
+    def _save(self, target: str, current: Scan, started: int, nar_hash: str, racy_ok: bool = False) -> None:
+        if not racy_ok and current.newest_ns >= started - self.racy_ns:
             return  # racily clean: a change in the same clock tick could hide behind this signature
         entry = {"v": _VERSION, "host": self.host, "path": target, "signature": current.signature,
                  "nar_hash": nar_hash}

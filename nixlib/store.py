@@ -140,7 +140,7 @@ class Store:
             return h
         if dest.is_dir() and not dest.is_symlink():
             dest.chmod(0o555)
-        self.memo.remember(dest, h)
+        self.memo.remember(dest, h, sealed=True)
         return h
 
     # ---- records ------------------------------------------------------------------------
@@ -159,7 +159,7 @@ class Store:
             return path
         tmp = self.root / "tmp" / f".{key}.{os.getpid()}.{secrets.token_hex(4)}.json"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1, sort_keys=True, ensure_ascii=False)
+            f.write(json.dumps(doc, sort_keys=True, ensure_ascii=False))
             f.write("\n")
         os.replace(tmp, path)
         return path

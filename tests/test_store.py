@@ -130,3 +130,15 @@ def test_unknown_link_mode_is_an_error(tmp_path: Path) -> None:
     f.write_text("x")
     with pytest.raises(NixWorkflowError, match="unknown link mode 'weird'"):
         store.materialise(store.ingest(f), tmp_path / "y", "weird")
+
+
+def test_a_fresh_object_is_not_hashed_again_on_its_first_hit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path / "s")
+    f = tmp_path / "big.bin"
+    f.write_bytes(b"x" * 100_000)
+    h = store.ingest(f)
+    dumps = []
+    real_dump = nar.dump
+    monkeypatch.setattr(nar, "dump", lambda path, sink: (dumps.append(path), real_dump(path, sink)))
+    assert store.has(h)
+    assert dumps == []
