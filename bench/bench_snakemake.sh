@@ -16,7 +16,7 @@ trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 export NIX_WORKFLOW_STORE="$work/store"
 
 cat > "$work/Snakefile" <<'EOF'
-N = int(config.get("n", 200))
+N = int(config.get("jobs", 200))
 SLEEP = config.get("sleep", 0)
 
 rule all:
@@ -29,21 +29,30 @@ rule make:
 EOF
 
 cd "$work"
-run() {  # NAME CONFIG PREPARE-LOCAL PREPARE-NW RUNS
+run() {  # NAME CONFIG PREPARE-LOCAL PREPARE-NW RUNS [EXTRA HYPERFINE ARGS...]
   local name=$1 config=$2 prep_local=$3 prep_nw=$4 runs=$5
+  shift 5
   hyperfine --style basic --runs "$runs" --export-json "$work/$name.json" \
     --prepare "$prep_local" -n "local" "$SM -c 2 --config $config" \
-    --prepare "$prep_nw" -n "nixworkflow" "$SM -c 2 --config $config --executor nixworkflow" >/dev/null
+    --prepare "$prep_nw" -n "nixworkflow" "$SM -c 2 --config $config --executor nixworkflow" "$@" >/dev/null
 }
 clean="rm -rf out .snakemake"
 
-run cold "n=200 sleep=0" "$clean" "$clean store" "$RUNS"
+run cold "jobs=200 sleep=0" "$clean" "$clean store" "$RUNS" \
+  --prepare "$clean store" -n "nixworkflow-hardlink" \
+  "$SM -c 2 --config jobs=200 sleep=0 --executor nixworkflow --nixworkflow-link-mode hardlink"
 
-"$SM" -c 2 --config n=200 sleep=0.01 --executor nixworkflow >/dev/null 2>&1  # fill the store once
-run cached10ms "n=200 sleep=0.01" "$clean" "$clean" "$RUNS"
-
-"$SM" -c 2 --config n=20 sleep=1 --executor nixworkflow >/dev/null 2>&1
-run cached1s "n=20 sleep=1" "$clean" "$clean" 3
+# The cached runs also time Snakemake with nothing to do (outputs present): its start-up and DAG work,
+# the floor under any executor.
+cached() {  # NAME CONFIG RUNS
+  local name=$1 config=$2 runs=$3
+  "$SM" -c 2 --config $config --executor nixworkflow >/dev/null 2>&1  # fill the store once
+  run "$name" "$config" "$clean" "$clean" "$runs" \
+    --prepare "$clean; $SM -c 2 --config $config --executor nixworkflow >/dev/null 2>&1" -n "nothing to do" \
+    "$SM -c 2 --config $config --executor nixworkflow"
+}
+cached cached10ms "jobs=200 sleep=0.01" "$RUNS"
+cached cached1s "jobs=20 sleep=1" 3
 
 python3 - "$work" <<'PY'
 import json, statistics, sys
@@ -57,4 +66,12 @@ for key, label, what, goal in rows:
     ratio = res["nixworkflow"] / res["local"]
     verdict = "met" if ratio <= goal else "missed"
     print(f"| {label} | {res['local']:.2f} | {res['nixworkflow']:.2f} | {ratio:.2f} ({what}) | <= {goal} ({verdict}) |")
+    if "nothing to do" in res:
+        floor = res["nothing to do"]
+        print(f"| {label}: Snakemake with nothing to do | | {floor:.2f} | {floor / res['local']:.2f} "
+              "(start-up and DAG work alone) | |")
+    if "nixworkflow-hardlink" in res:
+        hl = res["nixworkflow-hardlink"]
+        print(f"| {label}, --nixworkflow-link-mode hardlink | {res['local']:.2f} | {hl:.2f} | {hl / res['local']:.2f} "
+              "(outputs shared with the store, not copied) | |")
 PY

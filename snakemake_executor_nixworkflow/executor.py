@@ -15,9 +15,12 @@ the engine's per-key lock, output check, ingest and realisation record apply unc
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import functools
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,10 +33,10 @@ from snakemake_interface_executor_plugins.settings import CommonSettings
 
 from nixlib.engine import Engine, Result
 from nixlib.env import ResolvedEnv
-from nixlib.errors import NixWorkflowError
-from nixlib.recipe import RunOptions
+from nixlib.errors import NixWorkflowError, StepFailed
+from nixlib.recipe import Recipe, RunOptions
 from nixlib.runner import Build
-from nixlib.store import Store
+from nixlib.store import Store, copy_tree, force_remove
 from snakemake_executor_nixworkflow.jobs import RecipeBuilder, cacheable, is_flagged, products, provenance
 from snakemake_executor_nixworkflow.runtime import Runtime, load_side_car
 from snakemake_executor_nixworkflow.settings import ExecutorSettings
@@ -60,7 +63,7 @@ class Executor(LocalExecutor):
         s = self.settings
         if s.store is not None:  # nixlib.env keeps its evaluation cache and GC roots under the same root
             os.environ["NIX_WORKFLOW_STORE"] = str(Path(s.store).absolute())
-        forced = RunOptions(pure=s.pure, sandbox=s.sandbox, network=not s.no_network)
+        forced = RunOptions(pure=s.pure, sandbox=s.sandbox, network=True if s.network else None)
         try:
             self.store = Store(s.store)
             self.engine = Engine(self.store)
@@ -71,6 +74,8 @@ class Executor(LocalExecutor):
         except NixWorkflowError as e:
             raise WorkflowError(f"nixworkflow: {e}") from None
         self.recipes = RecipeBuilder(self.workflow, self.store.memo)
+        # Engine calls run here: each holds a running job, then (briefly) the storing of its products.
+        self.storing = cf.ThreadPoolExecutor(max_workers=2 * self.workers, thread_name_prefix="nixworkflow-store")
         if config is None and s.env in (None, "host"):
             self.logger.warning("nixworkflow: no nixworkflow.yaml next to the Snakefile: jobs run with the host's "
                                 "tools and are recorded as unpinned")
@@ -107,12 +112,46 @@ class Executor(LocalExecutor):
             if self.settings.no_cache or not cacheable(job):
                 run()
                 return
-            recipe = self.recipes.recipe(job, env, options)
-            result = self.engine.realise(recipe, self.action(job, run), provenance(job, self.recipes.where))
-            if result.cached:  # a hit, possibly built by another process while we waited for its lock
-                self.restore(job, result)
+            self.realise(job, self.recipes.recipe(job, env, options), run)
         except NixWorkflowError as e:
             raise NixWorkflowJobError(str(e), rule=job.rule) from None
+
+    def realise(self, job: Any, recipe: Recipe, run: Callable[[], None]) -> None:
+        """Hand the job to the engine; return as soon as its outcome is known to Snakemake.
+
+        The engine runs on a storing thread. A hit (possibly built by another process while we waited
+        for the recipe's lock) is restored here. On a miss the Action runs the job and stages copies of
+        its products; from then on the job is done for Snakemake (its core is free for the next job)
+        while the engine, still holding the recipe's lock, seals, hashes and records the staged copies.
+        A failure to store after that is a warning, never a failed job: the store is a cache."""
+        hit = self.engine.lookup(recipe)  # the common case of a re-run, answered without a thread hop
+        if hit is not None:
+            self.restore(job, hit)
+            return
+        ran = threading.Event()
+        done = threading.Event()
+
+        def store() -> Result:
+            try:
+                return self.engine.realise(recipe, self.action(job, run, ran, done),
+                                           provenance(job, self.recipes.where))
+            finally:
+                done.set()
+
+        future = self.storing.submit(store)
+        done.wait()
+        if ran.is_set():
+            future.add_done_callback(functools.partial(self.stored, job))
+            return
+        result = future.result()  # a hit, or the job's failure
+        if result.cached:
+            self.restore(job, result)
+
+    def stored(self, job: Any, future: cf.Future) -> None:
+        error = future.exception()
+        if error is not None:
+            self.logger.warning(f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}) succeeded but its outputs "
+                                f"could not be stored, so it will run again next time: {error}")
 
     def runner(self, job: Any, args: tuple | None, env: ResolvedEnv, options: RunOptions) -> Callable[[], None]:
         """A callable that runs the job the way the local executor would, but inside `env`."""
@@ -137,19 +176,42 @@ class Executor(LocalExecutor):
 
     # ---- the engine's side --------------------------------------------------------------
 
-    def action(self, job: Any, run: Callable[[], None]) -> Callable[[Build, str], Mapping[str, Path]]:
-        """The engine Action of a job: run it in the working directory, then hand over its products."""
+    def action(self, job: Any, run: Callable[[], None], ran: threading.Event,
+               done: threading.Event) -> Callable[[Build, str], Mapping[str, Path]]:
+        """The engine Action of a job: run it in the working directory, stage its products in the build's
+        scratch space (copies, or hard links with --nixworkflow-link-mode hardlink) and signal `done`."""
 
         def act(build: Build, command: str) -> Mapping[str, Path]:
+            run()
+            self.finish_products(job)
+            produced = products(job, self.recipes.where)
+            missing = [name for name, path in produced.items() if not os.path.lexists(path)]
+            if missing:
+                raise StepFailed(job.rule.name, "its command succeeded but did not create the declared output(s) "
+                                 + ", ".join(missing))
+            staged = {name: self.stage(job, path, build.tmp / f"product-{i}")
+                      for i, (name, path) in enumerate(produced.items())}
+            ran.set()
+            done.set()  # Snakemake's part is over; what follows happens while its next job runs
             with open(build.log, "a", encoding="utf-8") as log:
                 log.write(f"snakemake job {job.jobid} (rule {job.rule.name}) in {self.recipes.where.workdir}\n"
                           f"$ {job.shellcmd if job.rule.shellcmd is not None else command}\n"
                           "(its output went to Snakemake's console and the rule's log files)\n")
-            run()
-            self.finish_products(job)
-            return products(job, self.recipes.where)
+            return staged
 
         return act
+
+    def stage(self, job: Any, path: Path, staged: Path) -> Path:
+        """A private copy of a product that the engine moves into the store: Snakemake may delete (temp)
+        or change (touch, protect) the working-directory file before the store is done with it."""
+        if self.link_mode(job, path) == "hardlink":
+            try:
+                copy_tree(path, staged, writable=True, link="hardlink")
+                return staged
+            except OSError:  # another filesystem: copy
+                force_remove(staged)
+        copy_tree(path, staged, writable=True)
+        return staged
 
     def finish_products(self, job: Any) -> None:
         """What Snakemake's post-processing would add anyway, done before the products are stored so the
@@ -167,12 +229,21 @@ class Executor(LocalExecutor):
         if ensured:
             self.workflow.async_run(self.dag.handle_ensure(job, ensured))
 
+    def link_mode(self, job: Any, path: Path) -> str:
+        """How a product is shared with the store. Protected outputs are always copies: Snakemake's
+        protect() chmods through symlinks and gives every file of a directory the directory's mode,
+        which would change a shared store object (its executable bits are part of its hash)."""
+        mode = self.settings.link_mode
+        if mode in ("hardlink", "symlink") and str(path) in {str(f) for f in job.protected_output}:
+            return "copy"
+        return mode
+
     def restore(self, job: Any, result: Result) -> None:
         """Put a cached job's products back into the working directory."""
         for name, path in products(job, self.recipes.where).items():
             h = result.outputs.get(name)
             if h is not None:
-                self.store.materialise(h, path, mode=self.settings.link_mode)
+                self.store.materialise(h, path, mode=self.link_mode(job, path))
         self.logger.info(f"nixworkflow: restored the outputs of rule {job.rule.name} (jobid {job.jobid}) "
                          f"from the store, realisation {result.resolved_key}")
 
@@ -185,16 +256,30 @@ class Executor(LocalExecutor):
 
     def shutdown(self) -> None:
         super().shutdown()
+        self.storing.shutdown(wait=True)  # outputs already produced are stored before Snakemake exits
         self.runtime.close()
 
     def cancel(self) -> None:
         super().cancel()
+        self.storing.shutdown(wait=False, cancel_futures=True)
         self.runtime.close()
+
+
+class ShellPath(str):
+    """The wrapper's path as a `shell_exec` resource. Snakemake 9.27 writes it into the preamble of Python
+    `script:` files as `shell.executable({shell_exec})`, without quotes; formatted, this path is a Python
+    string literal, and it pickles (into that preamble) as a plain str."""
+
+    def __format__(self, spec: str) -> str:
+        return repr(str(self))
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return (str, (str(self),))
 
 
 def with_shell_exec(args: tuple, resources: ResourceList, wrapper: str) -> list:
     """`run_wrapper`'s arguments with the job's resources replaced by a copy whose `shell_exec` is `wrapper`."""
-    copy = ResourceList(fromdict={**dict(resources.items()), "shell_exec": wrapper})
+    copy = ResourceList(fromdict={**dict(resources.items()), "shell_exec": ShellPath(wrapper)})
     out = list(args)
     index = next(i for i, a in enumerate(out) if a is resources)
     out[index] = copy

@@ -74,9 +74,11 @@ class Relocator:
     """Replaces the absolute working and Snakefile directories with placeholders in keyed text."""
 
     def __init__(self, workdir: str, basedir: str) -> None:
-        pairs = [(os.path.abspath(workdir), "@{workdir}"), (os.path.abspath(basedir), "@{basedir}")]
-        self.pairs = sorted({p for p in pairs if p[0] != "/"}, key=lambda p: len(p[0]), reverse=True)
         self.workdir = os.path.abspath(workdir)
+        pairs = {os.path.abspath(basedir): "@{basedir}", self.workdir: "@{workdir}"}  # one directory: workdir
+        # Longest first, so a Snakefile directory inside the working directory is matched as itself.
+        self.pairs = sorted(((path, token) for path, token in pairs.items() if path != "/"),
+                            key=lambda p: (-len(p[0]), p[1]))
 
     def text(self, value: str) -> str:
         for path, token in self.pairs:
@@ -144,8 +146,10 @@ class RecipeBuilder:
         return out
 
     def input_hashes(self, job: Any) -> Iterator[tuple[str, str]]:
+        """Content hash of every input. A symlinked input is hashed by what it points to (its content is
+        what the job reads; the link's own text would not change when the data behind it does)."""
         for f in dict.fromkeys(str(f) for f in job.input):
-            yield self.where.path(f), self.memo.hash(f)
+            yield self.where.path(f), self.memo.hash(os.path.realpath(f))
 
     def code(self, job: Any) -> tuple[str, str, str | None]:
         """(kind, command text, code digest) of the job."""

@@ -17,6 +17,7 @@ use the same kind of script as the shell that starts their Snakemake process.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shlex
@@ -69,6 +70,7 @@ class Runtime:
         self._locks: dict[str | None, threading.Lock] = {}
         self._lock = threading.Lock()
         self._dir = Path(tempfile.mkdtemp(prefix="nixworkflow-shells-"))
+        atexit.register(self.close)  # also when Snakemake stops before shutting its executor down
 
     # ---- envs ---------------------------------------------------------------------------
 
@@ -98,7 +100,7 @@ class Runtime:
             else self.config.options(name)
         f = self.forced
         return replace(base, pure=base.pure or f.pure, sandbox=base.sandbox or f.sandbox,
-                       network=base.network and f.network, gpu=base.gpu or f.gpu)
+                       network=True if f.network else base.network, gpu=base.gpu or f.gpu)
 
     def resolve(self, name: str | None) -> ResolvedEnv:
         """Evaluate and realise env `name` once; later jobs (and a failure) are served from memory."""
@@ -113,7 +115,7 @@ class Runtime:
                     known = NixWorkflowError(f"env '{name or 'default'}' cannot be used: {e}")
                 self._envs[name] = known
         if isinstance(known, NixWorkflowError):
-            raise known
+            raise NixWorkflowError(str(known))  # a fresh exception per job: jobs fail on several threads
         return known
 
     # ---- processes ----------------------------------------------------------------------

@@ -80,10 +80,11 @@ class ExecutorSettings(ExecutorSettingsBase):
             "required": False,
         },
     )
-    no_network: bool = field(
+    network: bool = field(
         default=False,
         metadata={
-            "help": "Sandboxed jobs get no network (also per env in nixworkflow.yaml: `network: false`).",
+            "help": "Let sandboxed jobs use the network (a sandboxed job has none by default; per env in "
+            "nixworkflow.yaml: `network: true`). Jobs outside the sandbox always have it.",
             "env_var": True,
             "required": False,
         },

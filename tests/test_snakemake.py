@@ -38,7 +38,8 @@ rule gen:
     log: "logs/gen_{s}.log"
     benchmark: "bench/gen_{s}.tsv"
     params: greeting="sample"
-    shell: 'echo gen-{wildcards.s} >> "$NW_TEST_LOG"; echo {params.greeting} {wildcards.s} > {output}; echo made > {log}'
+    shell:
+        'echo gen-{wildcards.s} >> "$NW_TEST_LOG"; echo {params.greeting} {wildcards.s} > {output}; echo made > {log}'
 
 
 rule double:
@@ -63,6 +64,11 @@ rule report:
     input: "results/summary.txt"
     output: "results/report.txt"
     script: "report.py"
+
+
+rule announce:
+    input: "results/summary.txt"
+    shell: 'echo announce >> "$NW_TEST_LOG"'
 
 
 rule lines:
@@ -176,7 +182,8 @@ def test_edited_rule_with_identical_output_restores_downstream(tmp_path: Path, l
     wf = workflow(tmp_path / "wf", log)
     ok(snakemake(wf))
     snakefile = wf / "Snakefile"
-    snakefile.write_text(SNAKEFILE.replace("shell: 'echo gen-", "shell: 'true; echo gen-"))
+    snakefile.write_text(SNAKEFILE.replace("'echo gen-", "'true; echo gen-"))
+    assert "true; echo gen-" in snakefile.read_text()
     ok(snakemake(wf))  # Snakemake re-runs gen (its code changed) and, by default, everything downstream
     again = executions(log) - EVERY_JOB
     assert again == Counter({"gen-a": 1, "gen-b": 1}), f"only the edited rule may run again, not {again}"
@@ -264,3 +271,98 @@ def test_restored_outputs_are_newer_than_inputs(tmp_path: Path, log: Path) -> No
     ok(snakemake(wf))
     proc = ok(snakemake(wf, "--dry-run"))
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_jobs_without_outputs_run_every_time(tmp_path: Path, log: Path) -> None:
+    wf = workflow(tmp_path / "wf", log)
+    ok(snakemake(wf, "announce"))
+    ok(snakemake(wf, "announce"))
+    assert executions(log)["announce"] == 2
+
+
+PIPES = '''
+rule all:
+    input: "counted.txt"
+
+rule produce:
+    output: pipe("stream.txt")
+    shell: 'echo produce >> "$NW_TEST_LOG"; seq 1 1000 > {output}'
+
+rule count:
+    input: "stream.txt"
+    output: "counted.txt"
+    shell: 'echo count >> "$NW_TEST_LOG"; wc -l < {input} > {output}'
+'''
+
+
+def test_pipe_groups_run_as_with_the_local_executor(tmp_path: Path, log: Path, store_root: Path) -> None:
+    """Jobs joined by a pipe run together, uncached (a pipe is never a file at rest)."""
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    (wf / "Snakefile").write_text(PIPES)
+    ok(snakemake(wf))
+    assert (wf / "counted.txt").read_text().strip() == "1000"
+    assert executions(log) == {"produce": 1, "count": 1}
+    assert not any((store_root / "realisations").iterdir())
+
+
+SYMLINKED = '''
+rule copy:
+    input: "in.txt"
+    output: "out.txt"
+    shell: 'echo copy >> "$NW_TEST_LOG"; cp {input} {output}'
+'''
+
+
+def test_symlinked_input_is_keyed_by_the_data_behind_it(tmp_path: Path, log: Path) -> None:
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    (wf / "Snakefile").write_text(SYMLINKED)
+    data = tmp_path / "data.txt"
+    data.write_text("one\n")
+    (wf / "in.txt").symlink_to(data)
+    ok(snakemake(wf))
+    data.write_text("two\n")
+    ok(snakemake(wf, "--forcerun", "copy"))
+    assert (wf / "out.txt").read_text() == "two\n"
+    assert executions(log) == {"copy": 2}
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "symlink"])
+def test_link_modes_restore_the_same_bytes_and_keep_the_store_intact(tmp_path: Path, log: Path,
+                                                                      store_root: Path, mode: str) -> None:
+    wf = workflow(tmp_path / "wf", log)
+    ok(snakemake(wf, "--nixworkflow-link-mode", mode))
+    first = snapshot(wf)
+    if mode == "hardlink":  # fresh outputs are not copied either: the file is the read-only store object
+        assert (wf / "data/a.txt").stat().st_nlink == 2 and read_only(wf / "data/a.txt")
+    remove_products(wf)
+    ok(snakemake(wf, "--nixworkflow-link-mode", mode))
+    assert executions(log) == EVERY_JOB
+    assert snapshot(wf) == first
+    if mode == "symlink":
+        assert os.path.realpath(wf / "data/a.txt").startswith(str(store_root / "store"))
+    protected = wf / "results/summary.txt"  # Snakemake chmods protected outputs: never shared with the store
+    assert not protected.is_symlink() and protected.stat().st_nlink == 1 and read_only(protected)
+    verify = nw("verify", cwd=wf)
+    assert verify.returncode == 0 and " 0 corrupt" in verify.stdout + verify.stderr
+    ok(snakemake(wf, "--nixworkflow-link-mode", mode, "--dry-run"))
+
+
+ABSOLUTE = '''
+rule stamp:
+    output: "stamp.txt"
+    shell: 'echo stamp >> "$NW_TEST_LOG"; cat {workflow.basedir}/data.txt $PWD/data.txt > {output}'
+'''
+
+
+def test_absolute_paths_of_the_checkout_do_not_key_a_job(tmp_path: Path, log: Path) -> None:
+    """`{workflow.basedir}` expands to each clone's own directory: keyed as a placeholder, so clones share."""
+    for clone in ("one", "elsewhere/two"):
+        wf = tmp_path / clone
+        wf.mkdir(parents=True)
+        (wf / "Snakefile").write_text(ABSOLUTE)
+        (wf / "data.txt").write_text("data\n")
+        ok(snakemake(wf))
+        assert (wf / "stamp.txt").read_text() == "data\ndata\n"
+    assert executions(log) == {"stamp": 1}

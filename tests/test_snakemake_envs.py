@@ -34,7 +34,9 @@ rule one:
 rule two:
     output: "two.txt"
     resources: nix_env="v2"
-    shell: 'echo two >> "$NW_TEST_LOG"; hello > {output}; if command -v python3 >/dev/null; then echo host-python >> {output}; fi'
+    shell:
+        'echo two >> "$NW_TEST_LOG"; hello > {output}; '
+        'if command -v python3 >/dev/null; then echo host-python >> {output}; fi'
 '''
 
 CONFIG = """\
@@ -89,6 +91,42 @@ def test_rules_run_in_their_nix_envs_and_env_changes_rekey(envs_workflow: Path, 
     ok(snakemake(wf, "--forcerun", "one"))
     assert (wf / "one.txt").read_text() == "hello 1.0\n"
     assert executions(log) == {"one": 2, "two": 1}
+
+
+SCRIPT = '''
+import subprocess
+from snakemake.shell import shell
+said = subprocess.run(["hello"], capture_output=True, text=True, check=True).stdout
+shell("hello >> {snakemake.output[0]}")
+with open(snakemake.output[0], "a") as f:
+    f.write(said)
+'''
+
+
+def test_python_scripts_and_run_blocks_see_their_env(envs_workflow: Path, log: Path) -> None:
+    wf = envs_workflow
+    (wf / "say.py").write_text(SCRIPT)
+    (wf / "Snakefile").write_text(SNAKEFILE + '''
+rule script:
+    output: "script.txt"
+    script: "say.py"
+
+rule block:
+    output: "block.txt"
+    run:
+        shell("hello > {output}")
+''')
+    ok(snakemake(wf, "script.txt", "block.txt", "--nixworkflow-pure"))
+    assert (wf / "script.txt").read_text() == "hello 1.0\nhello 1.0\n"
+    assert (wf / "block.txt").read_text() == "hello 1.0\n"
+
+
+def test_steps_in_the_config_choose_a_rules_env(envs_workflow: Path, log: Path) -> None:
+    wf = envs_workflow
+    config = wf / "nixworkflow.yaml"
+    config.write_text(config.read_text() + "steps:\n  one: v2\n")
+    ok(snakemake(wf, "one.txt"))
+    assert (wf / "one.txt").read_text() == "hello 2.0\n"
 
 
 def test_pure_mode_hides_host_tools(envs_workflow: Path, log: Path) -> None:
