@@ -23,7 +23,7 @@ PY
 
 cd "$work"
 hyperfine --style basic --warmup 1 --runs 5 --export-json "$work/cold.json" \
-  --prepare "rm -rf '$work/store' '$work/plain' '$work/nix-workflow-output'" \
+  --prepare "rm -rf '$work/store' '$work/plain' '$work/nix-workflow-output'; sync" \
   -n "plain sh, $N commands" "sh $work/plain.sh" \
   -n "nw run, $N steps cold (-j 1)" "$NW run pipeline.py -q -j 1" >/dev/null
 "$NW" run pipeline.py -q -j 2 2>/dev/null
