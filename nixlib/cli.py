@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
                      "that does not depend on it")
     run.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
                      help="directory of output links (default: ./nix-workflow-output)")
-    run.add_argument("-q", "--quiet", action="store_true", help="do not echo step output (it is still logged)")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="print only failures and the final summary (step output is still logged)")
     run.add_argument("--allow-unpinned", action="store_true", help="accept unpinned Nix sources (<nixpkgs>, "
                      "URLs without sha256) in envs; the run is then not reproducible")
     run.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
