@@ -255,3 +255,17 @@ def test_a_chain_deeper_than_the_recursion_limit_runs_and_is_collected(tmp_path:
     assert Path("nix-workflow-output/s399/v").read_text().split() == [str(i) for i in range(400)]
     assert "deeper levels not shown" in nw("lineage", "s399", "--depth", "3", check=True).stdout
     assert "removed 0 path(s)" in nw("gc", check=True).stderr
+
+
+def test_resumable_step_keeps_its_state_across_a_failure(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.py"
+    write(exp, "from nixlib import output\n"
+               "train = output('''\n"
+               "  if [ -f $state/epoch1 ]; then cp $state/epoch1 $out/model; else echo ckpt > $state/epoch1; exit 1; fi\n"
+               "''', resumable=True)\n"
+               "plain = output('test -z \"$state\" && echo no-state > $out/s')\n")
+    first = nw("run", str(exp), "-k")
+    assert first.returncode == 1 and "step 'train' failed" in first.stderr
+    assert Path("nix-workflow-output/plain/s").read_text() == "no-state\n"
+    nw("run", str(exp), check=True)  # resumes from its checkpoint instead of starting over
+    assert Path("nix-workflow-output/train/model").read_text() == "ckpt\n"
