@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                         description="Remove objects, records and logs that no output link keeps alive. A kept "
                         "output keeps its whole lineage.")
     gc.add_argument("-n", "--dry-run", action="store_true", help="only list what would be removed")
+    gc.add_argument("--min-age", type=float, default=3600, metavar="SECONDS",
+                    help="keep objects and records younger than this, as a pipeline still running has not linked "
+                    "its outputs yet (default: 3600)")
     gc.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
     v = sub.add_parser("verify", help="re-hash every object; quarantine any that does not match its name")
     v.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
@@ -217,7 +220,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 def cmd_gc(args: argparse.Namespace) -> int:
     from nixlib import gc
 
-    p = gc.collect(_store(), dry_run=args.dry_run)
+    p = gc.collect(_store(), dry_run=args.dry_run, min_age=args.min_age)
     verb = "would remove" if args.dry_run else "removed"
     for path in p.remove:
         print(f"{verb} {path}")

@@ -25,6 +25,7 @@ from nixlib.recipe import digest
 from nixlib.store import Store, force_remove
 
 GRACE_SECONDS = 24 * 3600
+MIN_AGE = 3600.0  # objects and records this recent are kept: their run may not have linked them yet
 
 
 @dataclass
@@ -36,12 +37,23 @@ class GcPlan:
     remove: list[Path] = field(default_factory=list)
 
 
-def plan(store: Store) -> GcPlan:
-    """Decide what to keep from the roots; lists every path that would be removed."""
+def plan(store: Store, min_age: float = MIN_AGE) -> GcPlan:
+    """Decide what to keep from the roots; lists every path that would be removed.
+
+    Objects and realisations younger than `min_age` seconds are roots too: a pipeline that is still
+    running has stored its steps but links its outputs only when it ends."""
     p = GcPlan()
+    r = store.root
     for h in store.rooted_objects():
         _keep_object(store, h, p)
-    r = store.root
+    for h in _younger(r / "store", min_age):
+        _keep_object(store, h, p)
+    for name in _younger(r / "realisations", min_age):
+        doc = store.read_record("realisations", name.removesuffix(".json"))
+        if doc is not None:
+            p.keep_records.add(doc["resolved_key"])
+            for h in doc["outputs"].values():
+                _keep_object(store, h, p)
     p.remove += [r / "store" / h for h in _names(r / "store") if h not in p.keep_objects]
     for name in _names(r / "realisations"):
         if name.removesuffix(".json") not in p.keep_records:
@@ -86,6 +98,11 @@ def _keep_object(store: Store, h: str, p: GcPlan) -> None:
                 todo += [i["object"] for i in doc.get("inputs", [])] + list(doc.get("files", {}).values())
 
 
+def _younger(d: Path, seconds: float) -> list[str]:
+    now = time.time()
+    return [n for n in _names(d) if now - os.lstat(d / n).st_mtime < seconds]
+
+
 def _subdirs(d: Path) -> list[Path]:
     return [d / n for n in _names(d) if (d / n).is_dir()]
 
@@ -126,10 +143,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def collect(store: Store, dry_run: bool = False) -> GcPlan:
+def collect(store: Store, dry_run: bool = False, min_age: float = MIN_AGE) -> GcPlan:
     """Remove everything unreachable from the roots (under the store's exclusive GC lock)."""
     with store.gc_guard(exclusive=True):
-        p = plan(store)
+        p = plan(store, min_age)
         if not dry_run:
             for path in p.remove:
                 force_remove(path)

@@ -140,6 +140,7 @@ class Store:
             return h
         if dest.is_dir() and not dest.is_symlink():
             dest.chmod(0o555)
+        os.utime(dest, follow_symlinks=False)  # the object's mtime says when it entered the store (gc's min age)
         self.memo.remember(dest, h, sealed=True)
         return h
 

@@ -261,7 +261,8 @@ def test_resumable_step_keeps_its_state_across_a_failure(tmp_path: Path) -> None
     exp = tmp_path / "exp.py"
     write(exp, "from nixlib import output\n"
                "train = output('''\n"
-               "  if [ -f $state/epoch1 ]; then cp $state/epoch1 $out/model; else echo ckpt > $state/epoch1; exit 1; fi\n"
+               "  if [ -f $state/epoch1 ]; then cp $state/epoch1 $out/model\n"
+               "  else echo ckpt > $state/epoch1; exit 1; fi\n"
                "''', resumable=True)\n"
                "plain = output('test -z \"$state\" && echo no-state > $out/s')\n")
     first = nw("run", str(exp), "-k")
