@@ -37,10 +37,6 @@ class Result:
     cached: bool
     record: dict[str, Any] | None = None
 
-    @property
-    def pinned(self) -> bool:
-        return self.recipe.pinned is not None
-
 
 def shell_action(build: Build, command: str) -> Mapping[str, Path]:
     """The default action: run the command with cwd and $out the output directory."""

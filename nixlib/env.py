@@ -124,10 +124,6 @@ class Env:
             raise NixWorkflowError(f"env at {self.where}: host=True cannot be combined with packages, file or "
                                    "store paths")
 
-    @classmethod
-    def of_host(cls) -> Env:
-        return cls(host=True)
-
     def request(self) -> dict[str, Any]:
         """What Nix is asked to evaluate: the cache key of the evaluation (canonical, absolute paths)."""
         return {"packages": [p.split(".") for p in self.packages], "source": self.nixpkgs, "file": self.file,
