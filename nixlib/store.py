@@ -58,6 +58,8 @@ class Store:
             try:
                 self.root.mkdir(parents=True)
                 self.root.chmod(0o1777)
+            except FileExistsError:
+                pass  # another process created it first; checked below like any existing root
             except OSError as e:
                 raise NixWorkflowError(
                     f"cannot create the store at {self.root}: {e.strerror}. Create it once with "

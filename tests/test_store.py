@@ -142,3 +142,20 @@ def test_a_fresh_object_is_not_hashed_again_on_its_first_hit(tmp_path: Path, mon
     monkeypatch.setattr(nar, "dump", lambda path, sink: (dumps.append(path), real_dump(path, sink)))
     assert store.has(h)
     assert dumps == []
+
+
+def test_a_root_created_concurrently_by_another_process_is_used(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "shared"
+    root.mkdir()  # the other process wins the race between our check and our mkdir
+    real_is_dir = Path.is_dir
+    seen: list[Path] = []
+
+    def not_yet(self: Path) -> bool:
+        if self == root and not seen:
+            seen.append(self)
+            return False
+        return real_is_dir(self)
+
+    monkeypatch.setattr(Path, "is_dir", not_yet)
+    assert Store(root).root == root and seen
