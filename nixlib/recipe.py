@@ -19,7 +19,9 @@ from typing import Any
 from nixlib import base32
 from nixlib.errors import NixWorkflowError
 
-VERSION = 1
+# Bumped whenever what a key means changes: 2 = steps run under strict shell semantics (errexit,
+# nounset, pipefail) and must produce non-empty outputs, so results realised under 1 are never served.
+VERSION = 2
 HOST_ENV: dict[str, Any] = {"kind": "host"}
 
 
@@ -42,6 +44,7 @@ class RunOptions:
     network: bool | None = None  # None: unrestricted when loose, off inside the sandbox (True opens it there)
     gpu: bool = False
     resumable: bool = False  # gets a persistent $state directory that survives failures and interrupts
+    allow_empty: bool = False  # an empty output (empty file, directory with no entries) is intended, not a failure
 
 
 @dataclass(frozen=True)
