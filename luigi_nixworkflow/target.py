@@ -2,14 +2,19 @@
 
 Before the task is realised a target *is* its placeholder (`str()`, `.path`, `os.fspath`), so
 interpolating it into another task's command carries the dependency, exactly like the Python
-front door's `output()`; once realised it is the read-only store object. It is never written
-through: a task writes only into its build's output directory while it runs.
+front door's `output()`; once realised it is the read-only store object. While the task's own
+produce() runs, its target is the build's output (`$out` of the running build), so
+`open(self.output().path, "w")` and `self.output().open("w")` write where the engine will hash
+and store. A placeholder is never a writable path (it lies beneath a regular file, see
+nixlib.context), and writing through a target outside its task's run is an error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from contextvars import ContextVar
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import luigi
@@ -21,6 +26,14 @@ if TYPE_CHECKING:
 
 # True while the adapter renders a command(): targets are then always their placeholders.
 RENDERING: ContextVar[bool] = ContextVar("nixworkflow_rendering", default=False)
+BUILDING = "_nw_building"  # task attribute: the output path of its build while its produce() runs
+
+
+def building_out(task: NixTask) -> Path | None:
+    """Where `task` writes its output now: the running build's `$out`, or None outside its run.
+
+    An attribute of the task instance (not a context variable) so threads produce() starts see it too."""
+    return task.__dict__.get(BUILDING)
 
 
 class NixTarget(luigi.Target):
@@ -32,9 +45,13 @@ class NixTarget(luigi.Target):
 
     @property
     def path(self) -> str:
-        """The store object once realised (read-only), the placeholder before (and inside command())."""
+        """The build's output while the task's produce() runs; else the store object once realised
+        (read-only), the placeholder before (and inside command())."""
         from luigi_nixworkflow import settings
 
+        building = building_out(self.task)
+        if building is not None:
+            return "/".join((str(building), *self.parts))
         result = None if RENDERING.get() else self.task.nix_result()
         if result is None:
             base = self.task.nix_placeholder()
@@ -43,20 +60,42 @@ class NixTarget(luigi.Target):
         return "/".join((base, *self.parts))
 
     def exists(self) -> bool:
+        if building_out(self.task) is not None:
+            return os.path.lexists(self.path)
         if self.task.nix_result() is None:
             return False
         return not self.parts or os.path.lexists(self.path)
 
     def open(self, mode: str = "r") -> IO[Any]:
-        """Read a file of the realised output."""
+        """Read a file of the realised output; while the task's produce() runs, write its output."""
         if set(mode) & set("wax+"):
-            raise NixWorkflowError(
-                f"{self!r} is read-only: a NixTask writes only into its output directory while it runs "
-                "($out in command(), the `out` argument of produce(out)); store objects never change"
-            )
+            return self._open_for_writing(mode)
         if not self.exists():
             raise FileNotFoundError(f"{self!r} does not exist: the task is not realised (or has no such file)")
         return open(self.path, mode)
+
+    def _open_for_writing(self, mode: str) -> IO[Any]:
+        """Only the running task writes, and only into its build: opening the target itself makes the
+        output one file (replacing the still-empty output directory); a path inside it gets its parents."""
+        out = building_out(self.task)
+        if out is None:
+            raise NixWorkflowError(
+                f"{self!r} is written outside its task's run: a NixTask's output is written only by its own "
+                "produce() while it runs (self.output().open('w'), open(self.output().path, 'w') or the `out` "
+                "argument) or by its command() ($out); a realised output is a read-only store object"
+            )
+        path = self.path
+        if not self.parts:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)  # only ever succeeds on the empty directory the engine prepared
+            if os.path.isdir(path):
+                raise NixWorkflowError(
+                    f"{self!r}: the output is already a directory with files in it, so it cannot also be written as "
+                    "one file. Write a file inside it instead: (self.output() / 'name').open('w')"
+                )
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        return open(path, mode)
 
     def join(self, *parts: str | os.PathLike[str]) -> NixTarget:
         """A path inside the output directory."""

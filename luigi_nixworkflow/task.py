@@ -10,6 +10,8 @@ shares the store. Nothing here hashes, locks or writes to the store by itself.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 import os
 import sys
@@ -21,11 +23,11 @@ from typing import IO, Any, ClassVar
 import luigi
 from luigi.task import flatten, getpaths
 
-from luigi_nixworkflow import settings, translate
-from luigi_nixworkflow.target import NixTarget
+from luigi_nixworkflow import children, settings, translate
+from luigi_nixworkflow.target import BUILDING, NixTarget
 from nixlib import context
-from nixlib.engine import Result
-from nixlib.errors import NixWorkflowError
+from nixlib.engine import Result, shell_action
+from nixlib.errors import NixWorkflowError, StepFailed
 from nixlib.recipe import Recipe
 from nixlib.runner import Build
 
@@ -41,8 +43,12 @@ class NixTask(luigi.Task):
     - `command(self) -> str`: a shell command. Interpolate `self.input()` targets and
       `self.output()` (which becomes `$out`, the output directory; the command also runs in it).
     - `produce(self, out: Path) -> None`: Python run in the worker's interpreter, writing into
-      `out`. The env pins the *subprocesses* it starts (PATH etc. are the env's while it runs),
-      not the interpreter running it.
+      the directory `out`; or `produce(self) -> None`, writing the output at `self.output().path`
+      (a single file: `open(self.output().path, "w")`, `self.output().open("w")`; or a directory it
+      creates). The env pins the *subprocesses* it starts (PATH etc. are the env's while it runs),
+      not the interpreter running it; processes it leaves running are killed when it returns.
+
+    An output with nothing in it fails the task unless the class sets `allow_empty = True`.
 
     Class attributes: `env` (an Env spec, or the name of one in nixworkflow.yaml; default: the
     yaml's `steps:` entry for the task family, else `[nixworkflow] env` of luigi.cfg, else the
@@ -57,6 +63,7 @@ class NixTask(luigi.Task):
     sandbox: ClassVar[bool | None] = None
     network: ClassVar[bool | None] = None
     gpu: ClassVar[bool | None] = None
+    allow_empty: ClassVar[bool] = False  # an empty output (no file in the directory, an empty file) is intended
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -127,7 +134,7 @@ class NixTask(luigi.Task):
         assert recipe is not None
         engine = settings.engine()
         _add_sources(self, recipe)
-        action = None if _kind(type(self)) == "shell" else self._python_action
+        action = self._shell_action if _kind(type(self)) == "shell" else self._python_action
         result = engine.realise(recipe, action=action, provenance=self._provenance())
         self._remember(result)
         settings.link_output(self.task_id, engine.store.object_path(result.outputs["out"]))
@@ -206,16 +213,67 @@ class NixTask(luigi.Task):
         return {"front_door": "luigi", "task_id": self.task_id, "task_family": self.task_family,
                 "params": self.to_str_params(only_significant=True)}
 
+    def _shell_action(self, build: Build, command: str) -> Mapping[str, Path]:
+        produced = shell_action(build, command)
+        _require_output(self, build)
+        return produced
+
     def _python_action(self, build: Build, command: str) -> Mapping[str, Path]:
-        """Run produce(out) in this process, with the env's variables and output teed to the step log."""
-        with open(build.log, "a", encoding="utf-8") as log, _environ(build.environ()), _tee(log):
-            print(f"$ {command}  # {type(self).__module__}.{type(self).__qualname__}", file=log, flush=True)
-            try:
-                self.produce(build.out)
-            except BaseException:
-                log.write(traceback.format_exc())
-                raise
+        """Run produce() in this process, with the env's variables and output teed to the step log; while it
+        runs, self.output() is the build's output; what it leaves running is killed before anything is hashed."""
+        takes_out = _takes_out(type(self))
+        if takes_out:
+            build.out.mkdir(exist_ok=True)
+        else:  # produce() makes the output itself (a file or a directory) at self.output().path
+            with contextlib.suppress(FileNotFoundError):
+                build.out.rmdir()
+        leftovers = children.watch(build.marker)
+        self.__dict__[BUILDING] = build.out
+        try:
+            with open(build.log, "a", encoding="utf-8") as log, _environ({**build.environ(), **leftovers.variables}), \
+                    _tee(log):
+                print(f"$ {command}  # {type(self).__module__}.{type(self).__qualname__}", file=log, flush=True)
+                try:
+                    self._produce(build, takes_out)
+                except BaseException:
+                    log.write(traceback.format_exc())
+                    raise
+        finally:
+            self.__dict__.pop(BUILDING, None)
+            killed = children.stop_leftovers(leftovers, self.task_id)
+        if killed:
+            note = (f"nixworkflow: {self.task_id}: killed {len(killed)} process(es) produce() left running (pids "
+                    f"{', '.join(map(str, killed))}); a step ends when all of its processes end: wait for what "
+                    "produce() starts")
+            logger.warning("%s", note)
+            with open(build.log, "a", encoding="utf-8") as log:
+                print(note, file=log)
+        _require_output(self, build)
         return {"out": build.out}
+
+    def _produce(self, build: Build, takes_out: bool) -> None:
+        try:
+            result = self.produce(build.out) if takes_out else self.produce()  # type: ignore[call-arg]
+        except IsADirectoryError as e:
+            if str(build.out) not in (_abs(e.filename), _abs(e.filename2)):
+                raise
+            raise NixWorkflowError(
+                f"task {self.task_id}: produce(out) opened its output directory {build.out} as a file. The output of "
+                "produce(self, out) is the directory `out`: write files inside it (out / 'name'). To make the "
+                "output one file, define produce(self) without `out` and write open(self.output().path, 'w')."
+            ) from None
+        except FileNotFoundError as e:
+            if os.path.lexists(build.out) or not _abs(e.filename).startswith(f"{build.out}/"):
+                raise
+            raise NixWorkflowError(
+                f"task {self.task_id}: produce() wrote {e.filename}, inside its output, but produce(self) makes its "
+                "output itself and the directory does not exist yet. Create it first (os.makedirs(self.output()"
+                ".path)), write through (self.output() / 'name').open('w'), or define produce(self, out) to get a "
+                "ready output directory `out`."
+            ) from None
+        if inspect.isgenerator(result):
+            result.close()
+            raise _yields_error(type(self))
 
 
 def _memo(task: NixTask, name: str, root: str) -> Any:
@@ -243,6 +301,11 @@ def _postorder(task: NixTask, unknown: Callable[[NixTask], bool]) -> list[NixTas
     return order
 
 
+def _abs(name: Any) -> str:
+    """An OSError's file name, absolute (empty if it has none)."""
+    return os.path.abspath(os.fsdecode(name)) if isinstance(name, str | bytes | os.PathLike) else ""
+
+
 def _kind(cls: type[NixTask]) -> str:
     shell = cls.command is not NixTask.command
     python = cls.produce is not NixTask.produce
@@ -252,7 +315,45 @@ def _kind(cls: type[NixTask]) -> str:
     if python and cls.sandbox:
         raise NixWorkflowError(f"NixTask {cls.__qualname__}: sandbox applies to command() steps; produce(out) "
                                "runs inside the Luigi worker")
+    if python and inspect.isgeneratorfunction(cls.produce):
+        raise _yields_error(cls)
     return "shell" if shell else "python"
+
+
+def _yields_error(cls: type[NixTask]) -> NixWorkflowError:
+    return NixWorkflowError(
+        f"NixTask {cls.__qualname__}: produce() yields (Luigi dynamic dependencies), which a NixTask does not "
+        "support yet: the yielded tasks would never run and the output would be keyed without them. Return the "
+        "tasks from requires() instead, or keep this task a plain luigi.Task."
+    )
+
+
+@functools.cache
+def _takes_out(cls: type[NixTask]) -> bool:
+    """produce(self, out) gets a ready output directory; produce(self) makes its output itself."""
+    try:
+        params = list(inspect.signature(cls.produce).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
+
+
+def _require_output(task: NixTask, build: Build) -> None:
+    """A step that wrote nothing failed, unless the task says an empty output is intended: an empty object
+    cached as a success would surface later, downstream, as a misleading missing file."""
+    out = build.out
+    empty = not os.path.lexists(out) or (out.is_dir() and not out.is_symlink() and not any(out.iterdir())) \
+        or (out.is_file() and not out.is_symlink() and out.stat().st_size == 0)
+    if not empty:
+        return
+    if type(task).allow_empty:
+        if not os.path.lexists(out):
+            out.mkdir()  # produce(self) that made nothing: the intended empty output is an empty directory
+        return
+    where = "$out" if _kind(type(task)) == "shell" else "its output (`out`, or self.output().path)"
+    raise StepFailed(task.task_id, f"NixTask {task.task_family} wrote nothing into {where}, so there is no result "
+                     "to store. Write the output, or set `allow_empty = True` on the class if an empty output is "
+                     "intended", str(build.log))
 
 
 def _add_sources(task: NixTask, recipe: Recipe) -> None:

@@ -32,6 +32,7 @@ from luigi_nixworkflow.target import RENDERING
 from nixlib import context
 from nixlib.command import CommandSyntaxError, normalise, shell_form
 from nixlib.errors import NixWorkflowError
+from nixlib.names import check_step_name
 from nixlib.recipe import Input, Recipe, RunOptions, digest
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
     """The task's recipe; raises Pending while a plain upstream output is missing. Only a `runnable`
     recipe carries the shell form of its command (what runs; not keyed, so complete() skips it)."""
     cls = type(task)
+    check_step_name(task.task_id, f"Luigi task {task.task_family} (its task_id names the step and its output link)")
     extra: dict[str, Any] = {"luigi": {"family": task.task_family, "params": params(task), "code": code_digest(cls)}}
     settings.choose_env(cls)  # a misnamed env is an error now, even while inputs are still missing
     deps = task.nix_requires()
@@ -106,6 +108,8 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
                             for o in ("pure", "sandbox", "network", "gpu")})
     if kind == "python":  # produce() runs inside the worker: no sandbox can wrap it
         options = dataclasses.replace(options, sandbox=False)
+    if getattr(cls, "allow_empty", False):
+        options = dataclasses.replace(options, allow_empty=True)
     if opaque:
         extra["opaque"] = opaque
     return Recipe(name=task.task_id, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import select
 import signal
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
                          "is linked at ./nix-workflow-output/NAME and kept by `nw gc`.")
     run.add_argument("file", help="experiment.py or experiment.nix")
     run.add_argument("targets", nargs="*", metavar="TARGET", help="step names (default: every top-level step)")
-    run.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="steps run at once (default: cores)")
+    run.add_argument("-j", "--jobs", type=_at_least_one, default=os.cpu_count() or 1,
+                     help="steps run at once (default: cores)")
     run.add_argument("-k", "--keep-going", action="store_true", help="after a failure, still run every step "
                      "that does not depend on it")
     run.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
@@ -66,29 +70,72 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("what", metavar="NAME|PATH")
         q.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "lineage":
-            q.add_argument("--depth", type=int, default=50, help="levels of upstream steps to show (default 50)")
+            q.add_argument("--depth", type=_not_negative, default=50,
+                           help="levels of upstream steps to show (default 50)")
         q.add_argument("--out-link", default="nix-workflow-output", metavar="DIR", help=argparse.SUPPRESS)
         q.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
 
     gc = sub.add_parser("gc", help="remove what no root (output link) keeps",
-                        description="Remove objects, records and logs that no output link keeps alive. A kept "
-                        "output keeps its whole lineage.")
+                        description="Remove objects, records and logs that no output link keeps alive, and the "
+                        "leftovers of dead processes. A kept output keeps its whole lineage; whatever a running "
+                        "`nw run`, Snakemake executor or Luigi worker has looked up or produced is kept while it "
+                        "runs (temp roots), so gc is safe beside running pipelines.")
     gc.add_argument("-n", "--dry-run", action="store_true", help="only list what would be removed")
-    gc.add_argument("--min-age", type=float, default=3600, metavar="SECONDS",
-                    help="keep objects and records younger than this, as a pipeline still running has not linked "
-                    "its outputs yet (default: 3600)")
+    gc.add_argument("--min-age", type=_seconds, default=3600, metavar="SECONDS",
+                    help="also keep objects and records younger than this, an extra safety margin (default: 3600; "
+                    "running pipelines are protected by their temp roots whatever the value)")
     gc.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
-    v = sub.add_parser("verify", help="re-hash every object; quarantine any that does not match its name")
+    v = sub.add_parser("verify", help="check objects, records, indexes, your caches and permissions",
+                       description="Re-hash every object (a corrupt one is quarantined), check every record (shape, "
+                       "digest, trusted writer, objects present), the origins and recipes indexes, your stat-memo "
+                       "and evaluation-cache entries, and permissions. Prints one line per problem; exit 1 if any. "
+                       "Other users' untrusted records are listed as ignored, not as problems.")
+    v.add_argument("--repair", action="store_true", help="fix what you may: quarantine corrupt objects, remove your "
+                   "invalid records and stale index entries, rebuild missing index entries, drop invalid cache "
+                   "entries, make your objects read-only")
     v.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    store_dir = getattr(args, "store_sub", None) or args.store
-    if store_dir:
-        os.environ["NIX_WORKFLOW_STORE"] = str(Path(store_dir).absolute())
+def _at_least_one(text: str) -> int:
+    """argparse type for -j: a whole number >= 1 (argparse prints the ArgumentTypeError as a usage error)."""
+    return _whole(text, 1)
+
+
+def _not_negative(text: str) -> int:
+    return _whole(text, 0)
+
+
+def _whole(text: str, least: int) -> int:
     try:
+        n = int(text)
+    except ValueError:
+        n = least - 1
+    if n < least:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least {least}, not {text!r}")
+    return n
+
+
+def _seconds(text: str) -> float:
+    """argparse type for --min-age: seconds >= 0 (`nan` would make every age comparison false)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds of at least 0, not {text!r}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit codes: 0 success; 1 a user error, printed as one paragraph (a NixWorkflowError, or
+    an OSError no command explained: the path, the reason and the operation); 2 bad arguments (argparse);
+    130 interrupted; 70 an internal error — a bug in nw, printed with its traceback and a request to report it,
+    never disguised as a user error."""
+    args = _parser().parse_args(argv)
+    try:
+        sub_store = getattr(args, "store_sub", None)
+        _use_store(sub_store if sub_store is not None else args.store)
         return COMMANDS[args.cmd](args)
     except Interrupted as e:
         print(f"nw: {e}", file=sys.stderr)
@@ -99,6 +146,55 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nw: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        if isinstance(e, BrokenPipeError) and _stdout_closed():
+            return 1  # `nw show x | head`: the reader has gone; nothing to report
+        print(f"error: {_os_error(e)}", file=sys.stderr)
+        return 1
+    except Exception:  # noqa: BLE001 - a bug: show it in full, but as a bug, with a clean exit code
+        print(f"nw: internal error (a bug in nw, not in your input). Please report it with the command you ran "
+              f"and this output:\n{traceback.format_exc()}", file=sys.stderr, end="")
+        return 70
+
+
+def _use_store(store_dir: str | None) -> None:
+    """Point NIX_WORKFLOW_STORE at --store DIR. A missing parent is refused: a typo must not create a new store
+    somewhere unexpected (the store itself is created on first use, like the default one)."""
+    if store_dir is None:
+        return
+    if not store_dir:
+        raise NixWorkflowError("--store needs a directory (got an empty string)")
+    root = Path(store_dir).absolute()
+    if not root.exists() and not root.parent.exists():  # a parent that is a file: the store says so, with advice
+        raise NixWorkflowError(f"--store {store_dir}: the directory it would be created in, {root.parent}, does not "
+                               f"exist. Fix the path, or create it first (mkdir -p {root.parent}).")
+    os.environ["NIX_WORKFLOW_STORE"] = str(root)
+
+
+def _os_error(e: OSError) -> str:
+    """One paragraph for an OSError that escaped a command: the reason, the path(s) and the operation that failed
+    (the innermost function, since the error itself does not say whether it was reading, creating or renaming)."""
+    paths = " -> ".join(str(p) for p in (e.filename, e.filename2) if p is not None)
+    reason = e.strerror or str(e) or type(e).__name__
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" (in {tb[-1].name}, {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    subject = f"{paths}: " if paths else ""
+    return (f"{subject}{reason}{where}. Check that the path exists, is of the expected kind (file or directory) and "
+            "that you may access it; then run the command again.")
+
+
+def _stdout_closed() -> bool:
+    """True when stdout is a pipe whose reader has gone (poll reports an error on it); stdout then points at
+    /dev/null, so exiting flushes nothing into the broken pipe."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        closed = any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no poll, or stdout is not a real file
+        return False
+    if closed:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return closed
 
 
 def _store() -> Any:
@@ -108,12 +204,18 @@ def _store() -> Any:
 
 
 def cmd_hash(args: argparse.Namespace) -> int:
-    from nixlib import nar
+    from nixlib import nar, trees
 
     for p in args.paths:
         if not os.path.lexists(p):
             raise NixWorkflowError(f"cannot hash {p}: no such file or directory")
-        print(nar.nar_hash(p))
+        try:
+            print(nar.nar_hash(p))
+        except trees.UnstorableFile as e:  # /dev/zero, a FIFO, a socket: refused before anything is read
+            raise e.doing("hash") from None
+        except OSError as e:
+            raise NixWorkflowError(f"cannot hash {p}: {e.strerror or e}"
+                                   f"{f' ({e.filename})' if e.filename and e.filename != p else ''}") from None
     return 0
 
 
@@ -149,21 +251,30 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _record(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    from nixlib.lineage import find_record
+def _record(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The store and what NAME|PATH names (lineage.Found): by the step's record in the last run, not its bytes."""
+    from nixlib.lineage import find
 
     store = _store()
-    return store, find_record(store, args.what, Path(args.out_link))
+    return store, find(store, args.what, Path(args.out_link))
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store, doc = _record(args)
+    store, found = _record(args)
+    doc = found.doc
+    if doc is None:
+        return _show_unsuccessful(found, Path(args.out_link), args.json)
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
         return 0
     env = doc["env"]
     lines = [
-        f"step:         {doc['name']}",
+        f"step:         {found.name}",
+        *([f"status:       {found.status} in the last run"] if found.entry else []),
+        *([f"realised by:  step '{doc['name']}' (the same recipe under another name)"]
+          if doc["name"] != found.name else []),
+        *([f"found by:     content (also produced by realisation(s) {', '.join(found.others)})"]
+          if found.others else []),
         *[f"output {k}:{' ' * max(1, 6 - len(k))}{store.object_path(h)}" for k, h in doc["outputs"].items()],
         f"recipe key:   {doc['recipe_key']}",
         f"resolved key: {doc['resolved_key']}",
@@ -183,6 +294,25 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_unsuccessful(found: Any, out_dir: Path, as_json: bool) -> int:
+    """`nw show` of a step that failed or was skipped in the last run: its status, error and log."""
+    entry = found.entry or {}
+    info = {"name": found.name, "status": found.status, "error": entry.get("error"), "log": entry.get("log"),
+            "recipe_key": entry.get("recipe_key")}
+    if as_json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return 0
+    earlier = out_dir / found.name
+    lines = [f"step:         {found.name}", f"status:       {found.status} in the last run",
+             f"error:        {info['error'] or 'none recorded'}",
+             f"log:          {info['log'] or 'none (the step did not start)'}",
+             f"recipe key:   {info['recipe_key']}"]
+    if os.path.islink(earlier):
+        lines.append(f"output link:  {earlier} still points at an earlier run's result: {os.readlink(earlier)}")
+    print("\n".join(lines))
+    return 0
+
+
 def _env_text(env: dict[str, Any]) -> str:
     ident = env["identity"]
     if ident.get("kind") == "host":
@@ -195,21 +325,26 @@ def _env_text(env: dict[str, Any]) -> str:
 def cmd_lineage(args: argparse.Namespace) -> int:
     from nixlib.lineage import render, tree
 
-    store, doc = _record(args)
-    node = tree(store, doc, depth=args.depth)
+    store, found = _record(args)
+    if found.doc is None:  # no realisation, so no recorded inputs: say what happened to the step
+        entry = found.entry or {}
+        node = {"name": found.name, "status": found.status, "error": entry.get("error"), "log": entry.get("log")}
+        print(json.dumps(node, indent=2) if args.json else f"{found.name} ({found.status} in the last run: "
+              f"{entry.get('error') or 'no error recorded'})" + (f"\n  log: {node['log']}" if node["log"] else ""))
+        return 0
+    node = tree(store, found.doc, depth=args.depth)
+    node["name"] = found.name
     print(json.dumps(node, indent=2) if args.json else "\n".join(render(store, node)))
     return 0
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from nixlib.lineage import last_run
-
-    entry = last_run(Path(args.out_link)).get(args.what)
-    if entry and entry.get("log") and os.path.exists(entry["log"]):
-        log = entry["log"]
-    else:
-        _, doc = _record(args)
-        log = doc["log"]
+    _, found = _record(args)
+    entry = found.entry or {}
+    log = entry.get("log") or (found.doc or {}).get("log")
+    if not log:
+        raise NixWorkflowError(f"step '{found.name}' has no log: it {found.status} before it started "
+                               f"({entry.get('error') or 'no error recorded'})")
     try:
         sys.stdout.write(Path(log).read_text(errors="replace"))
     except FileNotFoundError:
@@ -222,21 +357,32 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     p = gc.collect(_store(), dry_run=args.dry_run, min_age=args.min_age)
     verb = "would remove" if args.dry_run else "removed"
+    failed = {path for path, _ in p.failed}
     for path in p.remove:
-        print(f"{verb} {path}")
-    print(f"{verb} {len(p.remove)} path(s); kept {len(p.keep_objects)} object(s) and "
+        if path not in failed:
+            print(f"{verb} {path}")
+    for path, why in p.failed:
+        print(f"nw gc: could not remove {path}: {why} (another user's file: only they or root can remove it)",
+              file=sys.stderr)
+    for h, rk in p.reindexed:
+        print(f"nw gc: re-indexed origins/{h}/{rk} (missing after an interrupted run)", file=sys.stderr)
+    print(f"{verb} {len(p.remove) - len(failed)} path(s); kept {len(p.keep_objects)} object(s) and "
           f"{len(p.keep_records)} realisation(s)", file=sys.stderr)
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from nixlib import gc
+    from nixlib.verify import verify
 
-    checked, bad = gc.verify(_store())
-    for h, actual, moved in bad:
-        print(f"corrupt: {h} hashes to {actual}; moved to {moved}")
-    print(f"checked {checked} object(s), {len(bad)} corrupt", file=sys.stderr)
-    return 1 if bad else 0
+    r = verify(_store(), repair=args.repair)
+    for line in r.ignored + r.problems:
+        print(line)
+    for line in r.repaired:
+        print(f"repaired: {line}")
+    print(f"checked {r.objects} object(s), {len(r.corrupt)} corrupt; {r.records} record(s); "
+          f"{len(r.problems)} problem(s)" + (f", {len(r.repaired)} repaired" if args.repair else "")
+          + (f"; ignored {len(r.ignored)} entry(ies) of untrusted users" if r.ignored else ""), file=sys.stderr)
+    return 1 if r.unrepaired else 0
 
 
 COMMANDS = {"run": cmd_run, "hash": cmd_hash, "show": cmd_show, "lineage": cmd_lineage, "log": cmd_log,

@@ -45,7 +45,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["CommandSyntaxError", "Token", "tokenize", "normalise", "is_normalised", "shell_form"]
+from nixlib.errors import NixWorkflowError
+
+__all__ = ["CommandSyntaxError", "CommandTooLong", "MAX_COMMAND_BYTES", "Token", "check_length", "tokenize",
+           "normalise", "is_normalised", "shell_form"]
 
 Kind = Literal["word", "operator", "redirect"]
 
@@ -189,7 +192,7 @@ class _Lexer:
     def redirect(self, prefix: str, start: int) -> None:
         op = next(o for o in _REDIRECT_OPERATORS if self.src.startswith(o, self.pos))
         if op in ("<<", "<<-"):
-            rest = re.sub(r"(\n[ \t]*)+\Z", "", self.src[start:])
+            rest = _drop_trailing_blank_lines(self.src[start:])
             self.pos = len(self.src)
             self.emit(Token(rest, rest, "redirect", start))
             return
@@ -369,6 +372,15 @@ class _Lexer:
         raise self.error("unterminated parameter expansion ${...} starting", start)
 
 
+def _drop_trailing_blank_lines(text: str) -> str:
+    """``text`` without its trailing run of line breaks and blank lines (what ``(\\n[ \\t]*)+\\Z`` would
+    remove), in linear time: that regular expression backtracks quadratically over many blank lines."""
+    stripped = text.rstrip(" \t\n")
+    tail = text[len(stripped):]
+    cut = tail.find(_NEWLINE)
+    return text if cut < 0 else stripped + tail[:cut]
+
+
 def _decode_ansi(body: str) -> str:
     """Decode the common escapes of ``$'...'``; rarer ones stay raw, which only makes a word less movable."""
     return re.sub(r"\\(.)", lambda m: _ANSI_ESCAPES.get(m.group(1), m.group(0)), body, flags=re.DOTALL)
@@ -395,6 +407,29 @@ def _fold_line_breaks(raw: list[Token]) -> list[Token]:
 
 def _is_newline(tok: Token) -> bool:
     return tok.kind == "operator" and tok.text == _NEWLINE
+
+
+MAX_COMMAND_BYTES = 120_000
+"""The longest command a step may have. Linux passes it to the shell as one argument, and refuses (E2BIG)
+one longer than MAX_ARG_STRLEN, 131,072 bytes; the rest is headroom for what runs it (strict mode) and for
+store paths replacing references."""
+
+
+class CommandTooLong(NixWorkflowError):
+    """A step's command is longer than the operating system lets a process receive as one argument."""
+
+
+def check_length(step: str, cmd: str) -> None:
+    """Refuse a command that could only fail with E2BIG when run, before any work is spent on it."""
+    size = len(cmd.encode("utf-8", "surrogateescape"))
+    if size > MAX_COMMAND_BYTES:
+        raise CommandTooLong(
+            f"step '{step}': its command is {size:,} bytes long, more than the {MAX_COMMAND_BYTES:,} a step can "
+            "run (Linux hands a command to the shell as one argument of at most 131,072 bytes). Put the script "
+            "in a file, make it an input (in Python `script = static('script.sh')`, then "
+            "`output(f'bash {script}')`; in Nix a path such as ./script.sh) and keep the command short; pass "
+            "large data as an input file too, not inline."
+        )
 
 
 def tokenize(cmd: str) -> list[Token]:

@@ -20,6 +20,8 @@ existing pipeline gains pinned runtimes without an edit:
 
 Relative paths are taken from the file's directory. Every mistake is reported with the file,
 line and key path (`nixworkflow.yaml:7: envs.train.packages: ...`), before any step runs.
+The file must be UTF-8, at most 1 MiB, nested at most 64 levels and at most 1,000,000 values
+once aliases are expanded; only YAML's standard tags are accepted (no `!!python/...`).
 
     cfg = load_config("nixworkflow.yaml")     # or find_config(directory) -> Path | None
     cfg.env()        # the default Env, or None (host)
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,10 +49,23 @@ TOP_KEYS = ("nixpkgs", "env", "envs", "steps")
 ENV_KEYS = ("packages", "nixpkgs", "file", "attr", "store_paths", "pure", "sandbox", "network", "gpu")
 SOURCE_KEYS = ("path", "url", "sha256", "flake", "args")
 OPTION_KEYS = ("pure", "sandbox", "network", "gpu")
+# Limits that keep a hostile or broken file from hanging or crashing every run (an alias bomb, a 600k-entry
+# file on the pure-Python parser, 5,000-deep nesting). A real config names envs and maps step names to them.
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 64
+MAX_VALUES = 1_000_000
+# libyaml's parser is ~10x faster than PyYAML's pure-Python one; both give the same node tree.
+_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TAGS = frozenset(k for k in yaml.SafeLoader.yaml_constructors if k) | {"tag:yaml.org,2002:merge"}
 
 
 class ConfigError(NixWorkflowError):
     """A malformed nixworkflow.yaml; the message names the file, line and key."""
+
+    def __init__(self, message: str) -> None:
+        # Keys and values from the file are quoted in messages: a newline or control character in one must not
+        # break the message's single paragraph.
+        super().__init__("".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message))
 
 
 @dataclass
@@ -100,22 +116,129 @@ def find_config(directory: str | os.PathLike) -> Path | None:
 def load_config(path: str | os.PathLike) -> Config:
     """Parse and check a nixworkflow.yaml (no Nix runs; envs are evaluated when resolved)."""
     path = Path(path).absolute()
+    return _Reader(path).config(_parse(path, _read(path)))
+
+
+def _read(path: Path) -> str:
+    """The file's text: UTF-8 (a BOM is allowed), read without blocking on a FIFO and never past the size limit."""
     try:
-        text = path.read_text()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ConfigError(f"{path}: not a regular file; {FILENAME} must be a file")
+            data = f.read(MAX_BYTES + 1)
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; {FILENAME} must be a file") from None
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_BYTES >> 20} MiB, the limit for {FILENAME} (it names envs and "
+                          "maps step names to them; nothing in it needs to be this big)")
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigError(f"{path}:{line}:{column}: not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as "
+                          "UTF-8") from None
+
+
+def _parse(path: Path, text: str) -> yaml.Node | None:
+    """The YAML node tree, checked against the limits before anything walks or constructs it."""
+    loader = None
+    try:
+        loader = _LOADER(text)  # the pure-Python reader already rejects control characters here
+        root = loader.get_single_node()
     except yaml.YAMLError as e:
-        raise ConfigError(_yaml_error(path, e)) from None
-    return _Reader(path).config(root)
+        raise ConfigError(_yaml_error(path, text, e)) from None
+    except RecursionError:  # only the pure-Python parser recurses; libyaml stops at its own depth limit
+        line = f":{loader.get_mark().line + 1}" if hasattr(loader, "get_mark") else ""
+        raise ConfigError(f"{path}{line}: not valid YAML: nested too deeply (the limit is {MAX_DEPTH} levels)"
+                          ) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if root is not None:
+        _check_tree(path, root)
+    return root
 
 
-def _yaml_error(path: Path, e: yaml.YAMLError) -> str:
+def _check_tree(path: Path, root: yaml.Node) -> None:
+    """Depth, tags, recursive aliases and the expanded size, in one iterative pass over the distinct nodes.
+    An alias is the same node object met again: its size and height come from the memo, it is not re-walked."""
+    if root.tag not in _TAGS:
+        raise _bad_tag(path, root)
+    done: dict[int, tuple[int, int]] = {}  # id(collection node) -> (values once expanded, height)
+    open_: set[int] = set()  # the collections on the path from the root to the current node
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)] if _children(root) is not None else []
+    while stack:
+        node, finished = stack.pop()
+        children = _children(node) or []
+        if finished:
+            open_.discard(id(node))
+            _measure(path, node, children, done)
+            continue
+        if id(node) in done:
+            continue
+        if len(open_) >= MAX_DEPTH:
+            raise ConfigError(f"{_at(path, node)}: nested more than {MAX_DEPTH} levels deep")
+        open_.add(id(node))
+        stack.append((node, True))
+        for child in reversed(children):
+            if child.tag not in _TAGS:
+                raise _bad_tag(path, child)
+            if isinstance(child, yaml.ScalarNode) or id(child) in done:
+                continue
+            if id(child) in open_:
+                raise ConfigError(f"{_at(path, child)}: an alias refers to a value that contains it (a recursive "
+                                  "alias); an alias may only repeat a value defined before it")
+            stack.append((child, False))
+
+
+def _measure(path: Path, node: yaml.Node, children: list[yaml.Node], done: dict[int, tuple[int, int]]) -> None:
+    """Record a finished collection's expanded size and height; too big or too deep (through aliases) is an error."""
+    size, height = 1, 1
+    for child in children:
+        s, h = (1, 0) if isinstance(child, yaml.ScalarNode) else done[id(child)]
+        size += s
+        height = max(height, h + 1)
+    if size > MAX_VALUES:
+        raise ConfigError(f"{_at(path, node)}: more than {MAX_VALUES:,} values once its aliases are expanded "
+                          "(an alias bomb?); repeat fewer values by alias")
+    if height > MAX_DEPTH:
+        raise ConfigError(f"{_at(path, node)}: nested more than {MAX_DEPTH} levels deep (through aliases)")
+    done[id(node)] = (size, height)
+
+
+def _bad_tag(path: Path, node: yaml.Node) -> ConfigError:
+    tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+    return ConfigError(f"{_at(path, node)}: unsupported tag {tag} (only YAML's standard types are allowed)")
+
+
+def _at(path: Path, node: yaml.Node) -> str:
+    return f"{path}:{node.start_mark.line + 1}"
+
+
+def _children(node: yaml.Node) -> list[yaml.Node] | None:
+    """A collection's child nodes (a mapping's keys and values); None for a scalar."""
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    return None
+
+
+def _yaml_error(path: Path, text: str, e: yaml.YAMLError) -> str:
+    """One line: file:line:column and the parser's problem (a reader error has only a character, not a mark)."""
+    if isinstance(e, yaml.reader.ReaderError):
+        char = chr(e.character) if isinstance(e.character, int) else str(e.character)
+        line = text.count("\n", 0, max(text.find(char), 0)) + 1
+        return f"{path}:{line}: not valid YAML: {e.reason} (character #x{ord(char[:1] or ' '):04x})"
     mark = getattr(e, "problem_mark", None)
     where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-    problem = getattr(e, "problem", None) or str(e)
-    return f"{where}: not valid YAML: {problem}"
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context = getattr(e, "context", None)
+    return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")
 
 
 class _Reader:
@@ -130,6 +253,21 @@ class _Reader:
 
     def where(self, node: yaml.Node) -> str:
         return f"{self.path}:{node.start_mark.line + 1}"
+
+    def construct(self, node: yaml.Node, key: str) -> Any:
+        """The node's Python value; a value its tag cannot hold (`!!int abc`, `!!bool maybe`) names its line."""
+        try:
+            return _construct(node)
+        except Exception as e:  # noqa: BLE001 - any failure here is the user's value, never our state
+            problem = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            raise self.fail(node, key, f"not a valid {tag} ({problem})") from None
+
+    def name(self, node: yaml.Node, key: str) -> str:
+        """A mapping key used as a name (env, step): any non-empty scalar, as written (`2024:` names '2024')."""
+        if isinstance(node, yaml.ScalarNode) and node.value:
+            return str(node.value)
+        raise self.fail(node, key, "expected a name")
 
     def mapping(self, node: yaml.Node, key: str, allowed: tuple[str, ...]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         if not isinstance(node, yaml.MappingNode):
@@ -149,7 +287,7 @@ class _Reader:
 
     def scalar(self, node: yaml.Node, key: str, kind: type, what: str) -> Any:
         if isinstance(node, yaml.ScalarNode):
-            value = _construct(node)
+            value = self.construct(node, key)
             if isinstance(value, kind) and not (kind is str and value == ""):
                 return value
         raise self.fail(node, key, f"expected {what}")
@@ -174,7 +312,10 @@ class _Reader:
             if not isinstance(envs, yaml.MappingNode):
                 raise self.fail(envs, "envs", "expected a mapping of env names to envs")
             for k, v in envs.value:
-                cfg.envs[str(k.value)] = self.entry(v, f"envs.{k.value}", source)
+                name = self.name(k, "envs")
+                if name in cfg.envs:
+                    raise self.fail(k, f"envs.{name}", "given twice")
+                cfg.envs[name] = self.entry(v, f"envs.{name}", source)
         if "steps" in top:
             cfg.steps = self.steps(top["steps"][1], cfg)
         return cfg
@@ -184,11 +325,14 @@ class _Reader:
             raise self.fail(node, "steps", "expected a mapping of step names to env names")
         out: dict[str, str] = {}
         for k, v in node.value:
-            env = self.scalar(v, f"steps.{k.value}", str, "an env name")
+            step = self.name(k, "steps")
+            if step in out:
+                raise self.fail(k, f"steps.{step}", "given twice")
+            env = self.scalar(v, f"steps.{step}", str, "an env name")
             if env not in cfg.envs:
-                raise self.fail(v, f"steps.{k.value}", f"no env named '{env}' under envs "
+                raise self.fail(v, f"steps.{step}", f"no env named '{env}' under envs "
                                 f"(envs: {', '.join(sorted(cfg.envs)) or 'none'})")
-            out[str(k.value)] = env
+            out[step] = env
         return out
 
     def entry(self, node: yaml.Node, key: str, source: Any) -> _Entry:
@@ -238,7 +382,7 @@ class _Reader:
         out: dict[str, Any] = {}
         for name, (_, v) in fields.items():
             if name == "args":
-                out[name] = _construct(v)
+                out[name] = self.construct(v, f"{key}.args")
                 continue
             out[name] = self.scalar(v, f"{key}.{name}", str, "a string")
         if "sha256" in out and "url" not in out:
@@ -260,4 +404,6 @@ def _detail(e: Exception, where: str) -> str:
 
 def _construct(node: yaml.Node) -> Any:
     """The plain Python value of a node (YAML's own typing: `true` is a bool, `3` an int)."""
-    return yaml.SafeLoader("").construct_object(node, deep=True)
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str":
+        return node.value  # the common case, without a constructor
+    return yaml.constructor.SafeConstructor().construct_object(node, deep=True)

@@ -1,26 +1,38 @@
 """Placeholders and the reference scanner: how interpolation creates dependencies.
 
 A step's output is known before it exists only as a *placeholder*: a path-like token
-`<store root>/store/<32 nix32 chars>-<name>`. Any string operation (f-strings, `.format`,
+`<store root>/placeholders/<32 nix32 chars>-<name>`. Any string operation (f-strings, `.format`,
 `%`, `+`, Nix `${}`) copies the token verbatim, so scanning a command for tokens recovers
 every dependency without the user declaring it. Realised objects appear as
 `<store root>/store/<52 nix32 chars>` and are references too: they are content-addressed
 inputs (static files, pinned results).
+
+A placeholder looks like a path, so code will try to write to it (`open(target.path, "w")`).
+It must never name a location inside `store/` (only ingest creates entries there) nor any
+location that can be created: `<store root>/placeholders` is an empty, read-only *regular file*
+(`seal_placeholders`), so opening or creating anything beneath it fails with ENOTDIR, for root
+too. Tokens of the old form `<store root>/store/<32 chars>-<name>` are still recognised, as
+unknown placeholders: nothing mints them any more.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from nixlib import base32
+from nixlib.errors import NixWorkflowError
 
 T = TypeVar("T")
 
 _NIX32 = f"[{base32.ALPHABET}]"
 _NAME_RE = re.compile(r"[A-Za-z0-9_+?=.-]*")
+PLACEHOLDERS = "placeholders"  # a regular file in the store root; tokens are paths beneath it
 
 
 def placeholder_hash(identity: str) -> str:
@@ -37,7 +49,36 @@ def safe_name(name: str) -> str:
 def placeholder(root: str, identity: str, name: str) -> tuple[str, str]:
     """Mint (token, hash32) for a step; the token is what interpolation copies around."""
     h = placeholder_hash(identity)
-    return f"{root}/store/{h}-{safe_name(name)}", h
+    return f"{root}/{PLACEHOLDERS}/{h}-{safe_name(name)}", h
+
+
+def seal_placeholders(root: str | os.PathLike[str]) -> None:
+    """Make `<root>/placeholders` an empty read-only regular file, so no placeholder is a writable path.
+
+    Called where the store's layout is made. Creating a file or directory beneath a regular file
+    fails with ENOTDIR whoever tries; an empty directory left there (by code that wrote to a
+    placeholder before the store existed) is replaced, anything else is an error to fix by hand."""
+    path = os.path.join(root, PLACEHOLDERS)
+    for _ in range(2):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444))
+            except FileExistsError:
+                continue  # another process made it first: check what it made
+            return
+        if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+                continue
+        break
+    raise NixWorkflowError(
+        f"{path} must be an empty regular file (it makes placeholder paths unwritable), but something else is "
+        "there, probably written by code that used a placeholder as a path. Move it away and run again."
+    )
 
 
 @dataclass(frozen=True)
@@ -65,7 +106,10 @@ class Scanner(Generic[T]):
     def __init__(self, root: str) -> None:
         self.root = root.rstrip("/")
         self.targets: dict[str, tuple[str, T]] = {}
-        self._re = re.compile(re.escape(self.root) + rf"/store/({_NIX32}{{52}}(?!{_NIX32})|{_NIX32}{{32}}-)")
+        # group 1: an object (52 chars); group 2: a placeholder hash (current form, or the old one under
+        # store/, which nothing mints any more and so is always an unknown placeholder)
+        self._re = re.compile(re.escape(self.root) + rf"/(?:store/({_NIX32}{{52}})(?!{_NIX32})|"
+                              rf"{PLACEHOLDERS}/({_NIX32}{{32}})-|store/({_NIX32}{{32}})-)")
 
     def register(self, hash32: str, name: str, target: T) -> None:
         self.targets[hash32] = (safe_name(name), target)
@@ -74,11 +118,10 @@ class Scanner(Generic[T]):
         """Every reference in `text`, in order; raises UnknownPlaceholder for foreign tokens."""
         refs: list[Ref[T]] = []
         for m in self._re.finditer(text):
-            found = m.group(1)
-            if not found.endswith("-"):
-                refs.append(Ref(m.start(), m.end(), m.group(0), obj=found))
+            if m.group(1) is not None:
+                refs.append(Ref(m.start(), m.end(), m.group(0), obj=m.group(1)))
                 continue
-            known = self.targets.get(found[:-1])
+            known = self.targets.get(m.group(2)) if m.group(2) is not None else None
             if known is None or not text.startswith(known[0], m.end()):
                 name = _NAME_RE.match(text, m.end())
                 raise UnknownPlaceholder(m.group(0) + (name.group(0) if name else ""))

@@ -20,7 +20,8 @@ from typing import Any
 from nixlib import context, nar
 from nixlib import env as envmod
 from nixlib.command import CommandSyntaxError, normalise, shell_form
-from nixlib.errors import NixWorkflowError
+from nixlib.errors import NixWorkflowError, check_readable
+from nixlib.names import check_step_name
 from nixlib.recipe import Input, Recipe, RunOptions, canonical_json
 from nixlib.statmemo import StatMemo
 from nixlib.store import default_root
@@ -45,6 +46,8 @@ class Step(str):
                 where: str) -> Step:
         if not isinstance(command, str):
             raise NixWorkflowError(f"{where}: output() takes the command as a string, not {type(command).__name__}")
+        if name is not None:
+            check_step_name(name, where)
         identity = canonical_json([command, name, repr(env), pinned, vars(options)])
         token, hash32 = context.placeholder(_root(), identity, name or "output")
         self = super().__new__(cls, token)
@@ -81,17 +84,20 @@ def _caller() -> str:
 
 
 def output(cmd: str, name: str | None = None, env: Any = None, hash: str | None = None, *, pure: bool = False,
-           sandbox: bool = False, network: bool | None = None, gpu: bool = False, resumable: bool = False) -> Step:
+           sandbox: bool = False, network: bool | None = None, gpu: bool = False, resumable: bool = False,
+           allow_empty: bool = False) -> Step:
     """Declare a step whose `$out` directory is the output of `cmd` run in `env`.
 
     `hash` pins the step to an existing store object: the step is then never run and the
     object is served as is (an error if the store lacks it) — for results of long runs
     that downstream work should build on now. `resumable` gives the step a persistent
-    `$state` directory (checkpoints) that survives failures and interrupts.
+    `$state` directory (checkpoints) that survives failures and interrupts. A step whose `$out`
+    is left empty fails (it usually means the command did not do its work) unless `allow_empty`.
     """
     if hash is not None and not nar.is_nar_hash(hash):
         raise NixWorkflowError(f"{_caller()}: hash {hash!r} is not a 52-character Nix base32 SHA-256")
-    options = RunOptions(pure=pure, sandbox=sandbox, network=network, gpu=gpu, resumable=resumable)
+    options = RunOptions(pure=pure, sandbox=sandbox, network=network, gpu=gpu, resumable=resumable,
+                         allow_empty=allow_empty)
     return Step(cmd, name, env, hash, options, _caller())
 
 
@@ -112,7 +118,7 @@ def static(path: str | os.PathLike | None = None, hash: str | None = None, name:
             return Static(None, hash, where)
         raise NixWorkflowError(f"{where}: static input {source} does not exist. Create it, fix the path, or give "
                                "hash= of an object already in the store.")
-    h = StatMemo(default_root() / "cache" / "statmemo").hash(source)
+    h = StatMemo.for_store(default_root()).hash(source)
     if hash is not None and h != hash:
         raise NixWorkflowError(f"{where}: static input {source} has hash {h}, but the experiment pins {hash}. "
                                "The file changed: restore it, or update the pinned hash if the change is intended.")
@@ -141,14 +147,16 @@ class Workflow:
 def load(path: str | os.PathLike) -> Workflow:
     """Evaluate experiment.py and turn its steps into recipes (nothing runs, nothing is stored)."""
     path = Path(path)
-    if not path.is_file():
-        raise NixWorkflowError(f"experiment file {path} does not exist")
+    check_readable(path, "experiment file")
     forget()
     try:
         namespace = runpy.run_path(str(path), run_name="__nixworkflow__")
     except NixWorkflowError:
         raise
     except Exception as e:  # the user's code failed: show where, not our internals
+        if isinstance(e, SyntaxError) and e.filename:  # from compiling: its own position, not runpy's frame
+            raise NixWorkflowError(f"{e.filename}:{e.lineno}: evaluating the experiment failed: SyntaxError: "
+                                   f"{e.msg}") from None
         tb = traceback.extract_tb(e.__traceback__)
         frame = next((f for f in reversed(tb) if f.filename == str(path)), tb[-1])
         raise NixWorkflowError(f"{frame.filename}:{frame.lineno}: evaluating the experiment failed: "
@@ -203,7 +211,8 @@ class _Builder:
                                        "step names must be unique: rename one of them.")
             self.names[step.hash32] = step.name
         for var, step in named.items():
-            if step.hash32 not in self.names:
+            if step.hash32 not in self.names:  # a dict key or Nix attribute becomes the name: `models.../x`
+                check_step_name(var, step.where)
                 self.names[step.hash32] = var
             self.workflow.named.append(self.names[step.hash32])
         self.workflow.named = list(dict.fromkeys(self.workflow.named))

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nixlib import __version__
+from nixlib import __version__, faults, temproots
 from nixlib.errors import Interrupted, NixWorkflowError, StepFailed
+from nixlib.intact import check_inputs_intact
 from nixlib.recipe import Recipe, topological
 from nixlib.runner import CHILDREN, Build, Echo, run_shell
 from nixlib.store import Store, force_remove
@@ -75,6 +76,7 @@ class Engine:
         if known is not None:
             return known
         if recipe.pinned is not None:
+            temproots.of(self.store.root).add([recipe.pinned])  # a temp root before the check: gc keeps it
             if not self.store.has(recipe.pinned):
                 return None
             return self._remember(Result(recipe, recipe.key, {"out": recipe.pinned}, cached=True))
@@ -82,6 +84,7 @@ class Engine:
         if realised is None:
             return None
         rk = recipe.resolved_key(realised)
+        temproots.of(self.store.root).add([rk])  # before reading: gc keeps the record, its outputs and upstream
         doc = self.store.realisation(rk)
         if doc is None:
             return None
@@ -110,6 +113,7 @@ class Engine:
             missing = [u.name for u in recipe.upstream() if self.lookup(u) is None]
             raise NixWorkflowError(f"step '{recipe.name}' cannot run before {', '.join(missing)}: realise them first")
         rk = recipe.resolved_key(realised)
+        _protect_statics(self.store, recipe)
         with self.store.lock(rk):
             doc = self.store.realisation(rk)
             if doc is not None:
@@ -140,11 +144,18 @@ class Engine:
         try:
             produced = action(build, command)
             end = time.time()
+            faults.point("step-ran")
+            check_inputs_intact(self.store, recipe, realised, build)
             paths = self._check_outputs(recipe, produced, build)
             with self.store.gc_guard():
-                outputs = {name: self.store.ingest(p, move=p.is_relative_to(tmp)) for name, p in paths.items()}
+                outputs = {name: self.store.ingest(p, move=p.is_relative_to(tmp),
+                                                   label=f"output '{name}' of step '{recipe.name}'")
+                           for name, p in paths.items()}
+                faults.point("ingested")
                 doc = self._record(recipe, rk, realised, command, outputs, start, end, provenance)
                 self.store.record_realisation(doc)
+                temproots.of(self.store.root).add([rk, *outputs.values()], guarded=True)  # kept until linked
+                faults.point("recorded")
             return doc
         finally:
             force_remove(tmp)
@@ -154,7 +165,15 @@ class Engine:
         if missing:
             raise StepFailed(recipe.name, "its command succeeded but did not create the declared output(s) "
                              + ", ".join(missing), str(build.log))
-        return {o: Path(produced[o]) for o in recipe.outputs}
+        paths = {o: Path(produced[o]) for o in recipe.outputs}
+        empty = [] if recipe.options.allow_empty else [(o, what) for o, p in paths.items() if (what := _emptiness(p))]
+        if empty:  # `$out` exists before the step runs, so "exists" alone would cache a step that wrote nothing
+            described = ", ".join(f"'{o}' ({what})" for o, what in empty)
+            raise StepFailed(recipe.name, f"it finished without error but its declared output {described} is empty, "
+                             "which usually means it did not do its work; nothing was stored. If an empty output "
+                             "is intended, declare it on the step: allow_empty=True (output() in experiment.py) or "
+                             "allowEmpty = true; (output in experiment.nix)", str(build.log))
+        return paths
 
     def _record(self, recipe: Recipe, rk: str, realised: Mapping[str, str], command: str,
                 outputs: dict[str, str], start: float, end: float, provenance: Mapping[str, Any]) -> dict[str, Any]:
@@ -187,6 +206,32 @@ class Engine:
         raises Interrupted; the store is left exactly as before the interrupted steps.
         """
         return _Scheduler(self, topological(targets), jobs, keep_going, on_event or (lambda *a: None)).run()
+
+
+def _protect_statics(store: Store, recipe: Recipe) -> None:
+    """Register a step's static input objects as temp roots, then check they are still there (gc may have
+    removed one between the front door's ingest and now): a clear error instead of a failing command."""
+    statics = [i.obj for i in recipe.inputs if i.obj]
+    if not statics:
+        return
+    temproots.of(store.root).add(statics)
+    missing = [h for h in statics if not os.path.lexists(store.object_path(h))]
+    if missing:
+        raise NixWorkflowError(f"step '{recipe.name}' cannot run: its input object(s) {', '.join(missing)} were "
+                               f"removed from the store at {store.root} (by `nw gc`?) before it started; run again")
+
+
+def _emptiness(path: Path) -> str | None:
+    """What makes an output empty (a directory with no entries, a zero-byte file), or None if it is not."""
+    try:
+        if path.is_symlink():
+            return None
+        if path.is_dir():
+            with os.scandir(path) as entries:
+                return None if next(entries, None) is not None else "a directory with no entries"
+        return "a zero-byte file" if path.stat().st_size == 0 else None
+    except OSError:
+        return None  # unreadable: ingest reports it with its own message
 
 
 class _Scheduler:

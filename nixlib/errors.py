@@ -7,6 +7,9 @@ traceback and exits non-zero.
 
 from __future__ import annotations
 
+import os
+import stat
+
 
 class NixWorkflowError(Exception):
     """An error caused by input the user can fix."""
@@ -24,3 +27,28 @@ class StepFailed(NixWorkflowError):
 
 class Interrupted(NixWorkflowError):
     """The run was stopped by Ctrl-C or SIGTERM; nothing partial entered the store."""
+
+
+def check_readable(path: str | os.PathLike, what: str) -> None:
+    """Raise a one-paragraph NixWorkflowError unless `path` is a regular file this user can read.
+
+    Front doors call this before handing a file to Python or Nix, whose own reports of a missing,
+    unreadable or directory path are a raw `[Errno 2]` or a traceback. Opened non-blocking, so a FIFO
+    given by mistake is reported, not waited on."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NixWorkflowError(f"{what} {path} does not exist") from None
+    except PermissionError:
+        raise NixWorkflowError(f"{what} {path} cannot be read: permission denied. Check the permissions of the file "
+                               "and of the directories above it.") from None
+    except OSError as e:
+        raise NixWorkflowError(f"{what} {path} cannot be read: {e.strerror or e}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+    finally:
+        os.close(fd)
+    if stat.S_ISDIR(mode):
+        raise NixWorkflowError(f"{what} {path} is a directory; give the path of the file itself")
+    if not stat.S_ISREG(mode):
+        raise NixWorkflowError(f"{what} {path} is not a regular file")

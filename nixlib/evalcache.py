@@ -4,9 +4,11 @@ An entry is keyed by what was asked (the spec, which Nix evaluates) and is valid
 every local file the evaluation read still has the content it had: the files come from
 the evaluation itself (nixlib.nix traces imports and reads, Nix logs copied sources), and
 their content is checked through the store's stat memo, so a hit costs a few `lstat`s and
-no Nix process. Store paths need no check: they are content-addressed. Entries live in
-`<store root>/cache/nix-eval/` as one JSON file each, written atomically; an unreadable
-entry is a miss, never an error.
+no Nix process. Store paths need no check: they are content-addressed. Entries live in the
+running user's private cache (`<store root>/cache/<uid>/nix-eval/`, see
+statmemo.user_cache_dir) as one JSON file each, written atomically; an unreadable entry, or
+one not owned by the running user, is a miss, never an error (a planted entry once made a
+victim's step run another user's tool).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nixlib.recipe import canonical_json, digest
-from nixlib.statmemo import StatMemo
+from nixlib.statmemo import StatMemo, user_cache_dir
 
 VERSION = 1
 ABSENT = "-"
@@ -28,8 +30,8 @@ class EvalCache:
     """Evaluation results by request, validated against the content of the files they read."""
 
     def __init__(self, root: Path) -> None:
-        self.directory = root / "cache" / "nix-eval"
-        self.memo = StatMemo(root / "cache" / "statmemo")
+        self.directory = user_cache_dir(root, "nix-eval")
+        self.memo = StatMemo.for_store(root)
 
     def _path(self, request: Any) -> Path:
         return self.directory / f"{digest({'v': VERSION, 'request': request})}.json"
@@ -37,8 +39,14 @@ class EvalCache:
     def get(self, request: Any, still_valid: Callable[[Any], bool] = lambda _: True) -> Any | None:
         """The cached value for `request`, if every file it depended on is unchanged."""
         try:
-            entry = json.loads(self._path(request).read_text())
+            fd = os.open(self._path(request), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            with open(fd, "rb") as f:
+                if os.fstat(f.fileno()).st_uid != os.getuid():
+                    return None  # planted by another user: never believed
+                entry = json.loads(f.read())
         except (OSError, ValueError):
+            return None
+        if not isinstance(entry, dict) or not isinstance(entry.get("deps", {}), dict):
             return None
         if entry.get("request") != json.loads(canonical_json(request)):
             return None

@@ -22,10 +22,9 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from operator import attrgetter
 from pathlib import Path
 
-from nixlib import base32
+from nixlib import base32, trees
 
 Sink = Callable[[bytes], object]
 """Receives the NAR in order, as bytes objects it may keep."""
@@ -51,61 +50,62 @@ _NODE = _str(b"node")
 _PAD = [b"\0" * n for n in range(8)]
 _S_IXUSR = stat.S_IXUSR  # the only mode bit a NAR keeps
 
-Segment = tuple[bytes, bytes | None]
-"""Literal NAR bytes, then the path of a regular file whose node follows them (or None)."""
+Segment = tuple[bytes, int | None, bytes | None]
+"""Literal NAR bytes, then the directory descriptor and name of a regular file whose node follows them
+(or None, None). The descriptor is valid until the next segment is asked for."""
 
 
 # --- the walk: everything but file contents -------------------------------------------
 
-_by_name = attrgetter("name")
 
-
-def _entries(path: bytes) -> list[os.DirEntry[bytes]]:
-    """Directory entries sorted bytewise by name, the order Nix writes them in."""
-    with os.scandir(path) as it:
-        return sorted(it, key=_by_name)
-
-
-def _leaf(path: bytes, is_symlink: bool) -> bytes:
+def _leaf(dir_fd: int | None, name: bytes, mode: int, root: bytes, names: list[bytes]) -> bytes:
     """The node of a symlink (its target is stored, never followed); anything else is refused, as Nix does."""
-    if not is_symlink:
-        raise ValueError(f"cannot archive {os.fsdecode(path)}: not a regular file, directory or symlink")
-    return _SYMLINK + _str(os.readlink(path)) + _CLOSE
+    if not stat.S_ISLNK(mode):
+        raise trees.unstorable(root, names, mode, "archive")
+    return _SYMLINK + _str(os.readlink(name, dir_fd=dir_fd)) + _CLOSE
 
 
 def _segments(root: bytes) -> Iterator[Segment]:
     """The NAR of `root` as segments in stream order.
 
-    Only file contents need reads, so the walk yields everything else as literal bytes and
-    can run in another process than the reads. It is iterative (a stack of directory
-    iterators) to keep per-file overhead low and to allow any depth.
+    Only file contents need reads, so the walk yields everything else as literal bytes. It is
+    iterative (a stack of sorted directory listings) and relative to directory descriptors, so
+    a tree may be of any depth and its paths longer than PATH_MAX.
     """
     mode = os.lstat(root).st_mode
     if stat.S_ISREG(mode):
-        yield _MAGIC, root
+        yield _MAGIC, None, root
         return
     if not stat.S_ISDIR(mode):
-        yield _MAGIC + _leaf(root, stat.S_ISLNK(mode)), None
+        yield _MAGIC + _leaf(None, root, mode, root, []), None, None
         return
     prefix = _MAGIC + _DIRECTORY
-    stack = [iter(_entries(root))]
-    while stack:
-        for entry in stack[-1]:
-            name = entry.name
-            prefix += _ENTRY + len(name).to_bytes(8, "little") + name + _PAD[-len(name) % 8] + _NODE
-            if entry.is_file(follow_symlinks=False):
-                yield prefix, entry.path
-                prefix = _CLOSE
-            elif entry.is_dir(follow_symlinks=False):
-                prefix += _DIRECTORY
-                stack.append(iter(_entries(entry.path)))
-                break
+    names: list[bytes] = []  # the path below root, for error messages only
+    with trees.DirChain(root) as chain:
+        stack = [iter(trees.sorted_entries(chain.fd))]
+        while stack:
+            fd = chain.fd
+            for name, entry in stack[-1]:
+                prefix += _ENTRY + len(name).to_bytes(8, "little") + name + _PAD[-len(name) % 8] + _NODE
+                if entry.is_file(follow_symlinks=False):
+                    yield prefix, fd, name
+                    prefix = _CLOSE
+                elif entry.is_dir(follow_symlinks=False):
+                    prefix += _DIRECTORY
+                    chain.push(name)
+                    names.append(name)
+                    stack.append(iter(trees.sorted_entries(chain.fd)))
+                    break
+                else:
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                    prefix += _leaf(fd, name, mode, root, [*names, name]) + _CLOSE
             else:
-                prefix += _leaf(entry.path, entry.is_symlink()) + _CLOSE
-        else:
-            stack.pop()
-            prefix += (_CLOSE + _CLOSE) if stack else _CLOSE  # the directory, then the entry holding it
-    yield prefix, None
+                stack.pop()
+                if stack:
+                    chain.pop()
+                    names.pop()
+                prefix += (_CLOSE + _CLOSE) if stack else _CLOSE  # the directory, then the entry holding it
+    yield prefix, None, None
 
 
 # --- file contents -----------------------------------------------------------------------
@@ -166,9 +166,9 @@ class _Writer:
             self.parts.clear()
             self.size = 0
 
-    def regular(self, path: bytes) -> None:
+    def regular(self, path: bytes, dir_fd: int | None = None) -> None:
         """Append the node of a regular file: open, fstat, read, close (the hot path of small files)."""
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
         try:
             st = os.fstat(fd)
             mode, size = st.st_mode, st.st_size
@@ -193,11 +193,11 @@ class _Writer:
     def segments(self, segments: Iterable[Segment]) -> None:
         """The hot loop for trees of small files."""
         parts = self.parts  # flush() empties this list in place
-        for prefix, path in segments:
+        for prefix, dir_fd, name in segments:
             parts.append(prefix)
             self.size += len(prefix)
-            if path is not None:
-                self.regular(path)
+            if name is not None:
+                self.regular(name, dir_fd)
             if self.size >= _FLUSH:
                 self.flush()
 
@@ -230,12 +230,8 @@ def is_nar_hash(text: str) -> bool:
 
 
 def file_paths(root: Path) -> list[Path]:
-    """Every path inside `root` (itself included), parents before children."""
-    out = [root]
-    if root.is_dir() and not root.is_symlink():
-        for dirpath, dirnames, filenames in os.walk(root):
-            out.extend(Path(dirpath, n) for n in dirnames + filenames)
-    return out
+    """Every path inside `root` (itself included), parents before children (kept for callers; see trees)."""
+    return trees.file_paths(root)
 
 
 if __name__ == "__main__":

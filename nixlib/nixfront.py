@@ -20,8 +20,9 @@ from typing import Any
 
 from nixlib import dsl, nix
 from nixlib.env import Env, _system, allow_unpinned
-from nixlib.errors import NixWorkflowError
+from nixlib.errors import NixWorkflowError, check_readable
 from nixlib.evalcache import EvalCache
+from nixlib.names import check_step_name
 from nixlib.recipe import RunOptions
 from nixlib.statmemo import StatMemo
 from nixlib.store import default_root
@@ -42,14 +43,30 @@ class _Decl:
 def load(path: str | os.PathLike) -> dsl.Workflow:
     """Evaluate experiment.nix and turn its steps into recipes (nothing runs, nothing is stored)."""
     path = Path(path).absolute()
-    if not path.is_file():
-        raise NixWorkflowError(f"experiment file {path} does not exist")
-    value = _evaluate(path)
+    check_readable(path, "experiment file")
+    _check_utf8(path)
+    try:
+        value = _evaluate(path)
+    except UnicodeDecodeError as e:  # a file the experiment imports put non-UTF-8 bytes into a command or name
+        raise NixWorkflowError(f"{path}: Nix's result of evaluating it is not UTF-8 text ({e.reason} at byte "
+                               f"{e.start}): a file it imports holds non-UTF-8 bytes in a string. Save every .nix "
+                               "file as UTF-8.") from None
     if "notAttrs" in value:
         raise NixWorkflowError(f"{path}: an experiment must evaluate to an attribute set of steps (rec {{ name = "
                                f"output ...; }}), not a {value['notAttrs']}")
     decls = _declarations(path, {entry["name"]: entry for entry in value["attrs"]})
     return _Translator(path, decls).workflow()
+
+
+def _check_utf8(path: Path) -> None:
+    """An experiment.nix must be UTF-8: Nix would pass other bytes into commands, which nw handles as text."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise NixWorkflowError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save the experiment "
+                               "as UTF-8") from None
 
 
 def _evaluate(path: Path) -> dict[str, Any]:
@@ -95,6 +112,8 @@ def _declarations(path: Path, attrs: dict[str, Any]) -> dict[str, _Decl]:
             decls.update({f"{attr}.{k}": _Decl(r, f"{attr}.{k}", where) for k, r in entry["group"].items()})
         else:
             wrong.append(f"'{attr}' ({where}) is {entry['notStep']}")
+    for decl in decls.values():  # `"../x" = output ...` is legal Nix; the name it gives must be a plain file name
+        check_step_name(decl.record.get("name") or decl.attr, decl.where)
     if wrong:
         raise NixWorkflowError(f"{path}: every top-level attribute of an experiment must be a step (output ...) or "
                                f"a set or list of steps, but {'; '.join(wrong)}. Move helpers into a `let` binding.")
@@ -113,7 +132,7 @@ class _Translator:
         self.decls = decls
         self.by_token = {d.record["token"]: d for d in decls.values()}
         self.steps: dict[str, dsl.Step] = {}
-        self.memo = StatMemo(default_root() / "cache" / "statmemo")
+        self.memo = StatMemo.for_store(default_root())
 
     def workflow(self) -> dsl.Workflow:
         dsl.forget()
@@ -129,7 +148,7 @@ class _Translator:
         tools = list(record["context"]) + list(record["env"])
         env = Env(store_paths=tools, where=decl.where) if tools else None
         options = RunOptions(pure=record["pure"], sandbox=record["sandbox"], network=record["network"],
-                             gpu=record["gpu"])
+                             gpu=record["gpu"], allow_empty=record.get("allowEmpty", False))
         step = dsl.Step(command, record["name"], env, record["hash"], options, decl.where)
         self.steps[token] = step
         return step

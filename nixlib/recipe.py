@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nixlib import base32
+from nixlib.command import check_length
 from nixlib.errors import NixWorkflowError
 
 # Bumped whenever what a key means changes: 2 = steps run under strict shell semantics (errexit,
@@ -74,6 +75,10 @@ class Recipe:
     shell: str | None = None  # what runs (command.shell_form: nothing reordered); `command` is what is keyed
     _key: str | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.pinned is None:  # a pinned step never runs: only a command that runs must fit in one argument
+            check_length(self.name, self.shell or self.command)
+
     def __repr__(self) -> str:  # not the dataclass repr: that would recurse through every upstream recipe
         return f"Recipe(name={self.name!r}, command={self.command[:60]!r})"
 
@@ -104,6 +109,10 @@ class Recipe:
         unmentioned = sorted({"@{" + ref(i) + "}" for i in self.inputs if i.token not in self.command})
         if unmentioned:
             doc["uses"] = unmentioned
+        # What counts as success is part of what a step means: a step that may leave its output empty
+        # must never serve that empty result to the same command declared without allow_empty.
+        if self.options.allow_empty:
+            doc["allow_empty"] = True
         return doc
 
     @property

@@ -1,13 +1,16 @@
-"""Running one step: its environment, its process group, its log, and stopping it.
+"""Running one step: its environment, its shell, its processes, its log, and stopping it.
 
-Each command runs in a process group of its own so that Ctrl-C or SIGTERM to `nw` can
-stop the whole tree a step started (shells, interpreters, their children) and nothing
-keeps writing after the run reports it stopped.
+A shell step runs under bash strict mode (`bash -euo pipefail -c CMD`, as Snakemake's shell
+rules and Nix builders do): any failing command, any failing part of a pipe and any unset
+variable fails the step. Each command runs in a session of its own so that Ctrl-C or SIGTERM
+to `nw` can stop the whole tree a step started; when its main process exits, whatever it left
+running (background jobs, daemons) is killed before its outputs are hashed (nixlib.reaper).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -15,8 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from nixlib.errors import Interrupted, StepFailed
+from nixlib import reaper
+from nixlib.errors import Interrupted, NixWorkflowError, StepFailed
 from nixlib.recipe import RunOptions
 
 Echo = Callable[[str, str], None]
@@ -51,6 +56,10 @@ class Build:
     options: RunOptions = field(default_factory=RunOptions)
     variables: dict[str, str] = field(default_factory=dict)
     echo: Echo | None = None
+    marker: str = field(default_factory=reaper.new_marker)  # carried by every process of this step
+    # Descriptors the step's processes inherit, e.g. the per-key lock's: a flock stays held while any
+    # holder lives, so even orphans of a killed runner keep a re-run of the recipe waiting.
+    keep_fds: tuple[int, ...] = ()
 
     def environ(self) -> dict[str, str]:
         """The step's environment: pure keeps only the allow-list, impure prepends the env to the host's."""
@@ -73,6 +82,8 @@ class Build:
             NIX_WORKFLOW_STEP=self.name,
         )
         base.update(self.variables)
+        base.update(reaper.inherited_markers(os.environ))  # an enclosing step still finds our processes
+        base[self.marker] = "1"
         return base
 
 
@@ -119,9 +130,25 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
+STRICT = ("-e", "-u", "-o", "pipefail")  # errexit, nounset, pipefail: bash strict mode
+
+
+def shell_for(build: Build) -> str:
+    """The bash a step runs with: the env's own when it has one (pinned with the env), else the host's."""
+    for p in build.env_paths:
+        if os.access(f"{p}/bin/bash", os.X_OK):
+            return f"{p}/bin/bash"
+    for candidate in ("/bin/bash", shutil.which("bash")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise NixWorkflowError(f"step '{build.name}' is a shell command, which runs under bash strict mode, but there is "
+                           "no bash: add bash to the step's env (packages = [\"bash\"]) or install it on the host")
+
+
 def argv_for(build: Build, command: str) -> list[str]:
-    """The argv that runs `command`: `/bin/sh -c`, wrapped in bubblewrap when the step asks for a sandbox."""
-    argv = ["/bin/sh", "-c", command]
+    """The argv that runs `command`: `bash -euo pipefail -c`, wrapped in bubblewrap when the step asks for a
+    sandbox. Options, not a `set` line prepended to the command, so `$0` and line numbers are the command's."""
+    argv = [shell_for(build), *STRICT, "-c", command]
     if build.options.sandbox:
         from nixlib.sandbox import wrap
 
@@ -130,16 +157,19 @@ def argv_for(build: Build, command: str) -> list[str]:
 
 
 def run_shell(build: Build, command: str) -> None:
-    """Run `command` with cwd=$out, streaming its merged stdout/stderr to the log and the echo."""
+    """Run `command` with cwd=$out, streaming its merged stdout/stderr to the log and the echo. Returns (or
+    raises) only once every process of the step has ended: leftovers are killed and noted in the log."""
     if CHILDREN.stopping.is_set():
         raise Interrupted("interrupted before the step started")
     argv = argv_for(build, command)
+    env = build.environ()
+    env[reaper.run_marker()] = "1"
     with open(build.log, "wb") as log:
         log.write(f"$ {command}\n".encode())
         log.flush()
         proc = subprocess.Popen(
-            argv, cwd=build.out, env=build.environ(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            argv, cwd=build.out, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=build.keep_fds,
         )
         CHILDREN.add(proc)
         try:
@@ -154,9 +184,26 @@ def run_shell(build: Build, command: str) -> None:
             if proc.poll() is None:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
+            _reap(build, proc.pid, log)
     if CHILDREN.stopping.is_set() and code != 0:
         raise Interrupted(f"step '{build.name}' was stopped")
     if code < 0:
         raise StepFailed(build.name, f"killed by signal {signal.Signals(-code).name}", str(build.log))
     if code != 0:
         raise StepFailed(build.name, f"command exited with status {code}", str(build.log))
+
+
+def _reap(build: Build, group: int, log: BinaryIO) -> None:
+    """Kill what the step left running and say so in its log (its output may be incomplete: a process
+    that was still writing when the step's command exited)."""
+    try:
+        killed = reaper.reap(build.marker, group)
+    except reaper.StuckProcesses as e:
+        raise StepFailed(build.name, f"processes it started ({e}) did not end after SIGKILL (stuck in the kernel?), "
+                         "so its outputs were not stored", str(build.log)) from None
+    if killed:
+        note = (f"nixworkflow: killed {killed} process(es) the step left running when its command exited; a step "
+                "ends when all of its processes end: wait for background jobs (`wait`) before the command ends\n")
+        log.write(note.encode())
+        if build.echo:
+            build.echo(build.name, note.rstrip("\n"))

@@ -14,9 +14,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from nixlib import faults, temproots
 from nixlib.engine import Engine, Result
-from nixlib.errors import NixWorkflowError
+from nixlib.errors import NixWorkflowError, StepFailed
 from nixlib.lineage import LAST_RUN
+from nixlib.names import name_problem
 from nixlib.recipe import Recipe
 from nixlib.store import Store
 
@@ -92,6 +94,7 @@ def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argpa
     finally:
         progress.finish()
         if results:
+            faults.point("before-links")
             _link_outputs(store, workflow, results, Path(args.out_link))
     failed = [r for r, o in results.items() if isinstance(o, BaseException)]
     for r in failed:
@@ -102,7 +105,9 @@ def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argpa
 
 
 def _ingest_statics(store: Store, workflow: Any) -> None:
-    """Copy static inputs into the store (only now, after evaluation succeeded), checking their hashes."""
+    """Copy static inputs into the store (only now, after evaluation succeeded), checking their hashes. They are
+    temp roots first, so `nw gc` keeps them (present or about to be added) while this run lives."""
+    temproots.of(store.root).add(static.hash for static in workflow.statics.values())
     for static in workflow.statics.values():
         if store.has(static.hash):
             continue
@@ -124,9 +129,9 @@ def _link_outputs(store: Store, workflow: Any, results: dict[Recipe, Result | Ba
             entry.update(status="cached" if outcome.cached else "done", resolved_key=outcome.resolved_key,
                          log=str(store.log_path(outcome.resolved_key)))
             if recipe.name in workflow.named:
-                _link(store, out_dir / recipe.name, store.object_path(outcome.outputs["out"]))
-        else:
-            entry.update(status="failed", error=str(outcome))
+                _link(store, out_dir, recipe.name, store.object_path(outcome.outputs["out"]))
+        else:  # kept for `nw show`/`nw log`: a step that did not succeed is reported as such, not as unknown
+            entry.update(status="skipped" if _was_skipped(outcome) else "failed", error=str(outcome))
             log = getattr(outcome, "log", None)
             if log:
                 entry["log"] = log
@@ -143,7 +148,20 @@ def _read_summary(out_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _link(store: Store, link: Path, target: Path) -> None:
+def _was_skipped(outcome: BaseException) -> bool:
+    """True for a step the scheduler did not start because a step it depends on (or an earlier one) failed."""
+    return not isinstance(outcome, StepFailed) and "was not run:" in str(outcome)
+
+
+def _link(store: Store, out_dir: Path, name: str, target: Path) -> None:
+    """Point out_dir/NAME at `target`. The front doors refuse bad names where a step is defined; this is the
+    last line of defence: a name that is not one plain file name never becomes a link (outside out_dir, or
+    replacing a user's file)."""
+    problem = name_problem(name)
+    if problem is not None:
+        print(f"warning: step {name!r} is not linked under {out_dir}: {problem}", file=sys.stderr)
+        return
+    link = out_dir / name
     tmp = link.with_name(f".{link.name}.{os.getpid()}")
     if os.path.lexists(tmp):
         tmp.unlink()

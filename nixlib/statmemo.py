@@ -15,6 +15,11 @@ its ctime. As git does with "racily clean" entries, a tree with an entry newer t
 One small JSON file per (host, absolute path): inode numbers are per host, so hosts sharing
 a store over NFS keep separate memos. Files are written atomically; an unreadable or
 corrupt memo is a miss and an unwritable directory only costs speed, never correctness.
+
+A memo entry is believed without re-hashing, so it is private to its user: a store's memo
+lives in `<root>/cache/<uid>/statmemo` (a directory only that user can write), or under
+$XDG_CACHE_HOME when another user squatted that name; an entry file not owned by the
+running user is ignored (another user's entry made a victim use the wrong bytes).
 """
 
 from __future__ import annotations
@@ -26,15 +31,13 @@ import stat
 import struct
 import sys
 import time
-from operator import attrgetter
 from pathlib import Path
 from typing import NamedTuple
 
-from nixlib import nar
+from nixlib import nar, trees
 
 _VERSION = 1
 _RECORD = struct.Struct("<IBBqqqQQI")  # name length, type, exec, size, mtime, ctime, inode, device, target length
-_by_name = attrgetter("name")
 
 
 class Scan(NamedTuple):
@@ -60,11 +63,6 @@ def _record(rel: bytes, st: os.stat_result, target: bytes) -> bytes:
     return _RECORD.pack(*fields) + rel + target
 
 
-def _entries(directory: bytes) -> list[os.DirEntry[bytes]]:
-    with os.scandir(directory) as it:
-        return sorted(it, key=_by_name)
-
-
 def scan(path: str | os.PathLike) -> Scan:
     """lstat every entry under `path` (symlinks are not followed) into one digest.
 
@@ -76,23 +74,61 @@ def scan(path: str | os.PathLike) -> Scan:
     st = os.lstat(root)
     records = [_record(b"", st, os.readlink(root) if stat.S_ISLNK(st.st_mode) else b"")]
     newest = max(st.st_mtime_ns, st.st_ctime_ns)
-    pending = [(root, b"")] if stat.S_ISDIR(st.st_mode) else []
-    while pending:
-        directory, rel = pending.pop()
-        prefix = rel + b"/" if rel else b""
-        for entry in _entries(directory):
-            st = entry.stat(follow_symlinks=False)
-            child = prefix + entry.name
-            link = stat.S_ISLNK(st.st_mode)
-            records.append(_record(child, st, os.readlink(entry.path) if link else b""))
-            newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
-            if stat.S_ISDIR(st.st_mode):
-                pending.append((entry.path, child))
-        if len(records) >= 4096:  # bounded memory for huge trees
-            digest.update(b"".join(records))
-            records.clear()
+    if not stat.S_ISDIR(st.st_mode):
+        digest.update(b"".join(records))
+        return Scan(digest.hexdigest(), newest)
+    # Depth first, last subdirectory first, relative to directory descriptors: any depth, any path length.
+    with trees.DirChain(root) as chain:
+        todo: list[list[bytes]] = [[]]
+        rels = [b""]
+        while True:  # entered a directory: record its entries, then find the next one to enter
+            fd, prefix = chain.fd, rels[-1] + b"/" if rels[-1] else b""
+            for name, entry in trees.sorted_entries(fd):
+                st = entry.stat(follow_symlinks=False)
+                link = stat.S_ISLNK(st.st_mode)
+                records.append(_record(prefix + name, st, os.readlink(name, dir_fd=fd) if link else b""))
+                newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
+                if stat.S_ISDIR(st.st_mode):
+                    todo[-1].append(name)
+            if len(records) >= 4096:  # bounded memory for huge trees
+                digest.update(b"".join(records))
+                records.clear()
+            while len(todo) > 1 and not todo[-1]:
+                todo.pop()
+                rels.pop()
+                chain.pop()
+            if not todo[-1]:
+                break
+            name = todo[-1].pop()
+            chain.push(name)
+            rels.append((rels[-1] + b"/" if rels[-1] else b"") + name)
+            todo.append([])
     digest.update(b"".join(records))
     return Scan(digest.hexdigest(), newest)
+
+
+def user_cache_dir(root: str | os.PathLike, name: str) -> Path:
+    """This user's private cache `name` for the store at `root`: `<root>/cache/<uid>/<name>` when that
+    directory is ours and writable by nobody else, else `$XDG_CACHE_HOME/nixworkflow/<root digest>/<name>`."""
+    shared = Path(root) / "cache" / str(os.getuid())
+    if _own_private_dir(shared):
+        return shared / name
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    tag = hashlib.sha256(os.fsencode(os.path.abspath(root))).hexdigest()[:16]
+    return Path(base) / "nixworkflow" / tag / name
+
+
+def _own_private_dir(path: Path) -> bool:
+    """Create `path` (0700) if missing; True if it is a real directory of ours that others cannot write."""
+    try:
+        os.mkdir(path, 0o700)
+    except OSError:
+        pass
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
 
 
 class StatMemo:
@@ -103,6 +139,11 @@ class StatMemo:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.host = os.uname().nodename
+
+    @classmethod
+    def for_store(cls, root: str | os.PathLike) -> StatMemo:
+        """The running user's memo for the store at `root` (never shared with other users)."""
+        return cls(user_cache_dir(root, "statmemo"))
 
     def signature(self, path: str | os.PathLike) -> str:
         """Digest over the lstat fields of every entry of the tree at `path`."""
@@ -139,7 +180,11 @@ class StatMemo:
 
     def _load(self, target: str) -> dict | None:
         try:
-            data = json.loads(self.memo_file(target).read_bytes())
+            fd = os.open(self.memo_file(target), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            with open(fd, "rb") as f:
+                if os.fstat(f.fileno()).st_uid != os.getuid():
+                    return None  # planted by another user: never believed
+                data = json.loads(f.read(1 << 20))
         except (OSError, ValueError):
             return None
         valid = (isinstance(data, dict) and data.get("v") == _VERSION and data.get("host") == self.host

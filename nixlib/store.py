@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import secrets
-import shutil
 import socket
 import stat
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +25,9 @@ from typing import Any
 
 import filelock
 
-from nixlib import nar
+from nixlib import context, faults, locks, nar, records, trees, trust
 from nixlib.errors import NixWorkflowError
-from nixlib.statmemo import StatMemo
+from nixlib.statmemo import StatMemo, user_cache_dir
 
 DEFAULT_ROOT = "/nix-workflow"
 SUBDIRS = ("store", "realisations", "recipes", "origins", "state", "tmp", "locks", "gcroots", "logs", "cache",
@@ -42,14 +41,48 @@ def default_root() -> Path:
     return Path(os.environ.get("NIX_WORKFLOW_STORE") or DEFAULT_ROOT)
 
 
+def read_raw(path: Path) -> tuple[int, bytes]:
+    """(owner uid, bytes) of a record file. Never follows a symlink, never blocks on a FIFO, and never reads
+    more than records.MAX_BYTES; raises OSError or records.InvalidRecord."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise records.InvalidRecord("not a regular file")
+        data = f.read(records.MAX_BYTES + 1)
+    if len(data) > records.MAX_BYTES:
+        raise records.InvalidRecord(f"larger than {records.MAX_BYTES} bytes")
+    return st.st_uid, data
+
+
+def parse_raw(data: bytes) -> Any:
+    """The JSON value of a record's bytes; records.InvalidRecord if they are not UTF-8 JSON."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise records.InvalidRecord(f"not JSON ({str(e)[:80]})") from None
+
+
+_reported: set[str] = set()
+
+
+def _report_invalid(path: Path, why: str, prefix: str = "ignoring invalid record") -> None:
+    """Say once per process that a record is not used, and why (it is treated as absent)."""
+    message = f"{prefix} {path}: {why}" if prefix != "warning" else f"warning: {why}"
+    if message not in _reported:
+        _reported.add(message)
+        print(message, file=sys.stderr)
+
+
 class Store:
     """A store root and the operations on it; cheap to construct, safe to share across threads."""
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root or default_root()).absolute()
         self._ensure_layout()
-        self.memo = StatMemo(self.root / "cache" / "statmemo")
+        self.memo = StatMemo.for_store(self.root)
         self.host = socket.gethostname()
+        self._trusted: frozenset[int] | None = None
 
     # ---- layout -------------------------------------------------------------------------
 
@@ -76,6 +109,10 @@ class Store:
                     pass
                 except OSError as e:
                     raise self._unwritable(e) from None
+        try:  # placeholders name paths beneath this regular file: never a writable location
+            context.seal_placeholders(self.root)
+        except OSError as e:
+            raise self._unwritable(e) from None
         if not os.access(self.root / "tmp", os.W_OK | os.X_OK):
             raise self._unwritable(OSError(errno.EACCES, "permission denied"))
 
@@ -93,6 +130,8 @@ class Store:
 
     def has(self, h: str) -> bool:
         """True if object `h` is present and re-hashes to its name (memoised by stat signature)."""
+        if not records.is_name(h):
+            return False  # never let a name that is not an object name become a path
         path = self.object_path(h)
         if not os.path.lexists(path):
             return False
@@ -102,94 +141,253 @@ class Store:
         return False
 
     def quarantine(self, h: str) -> Path | None:
-        """Move a corrupt object aside so it is never served; returns where it went."""
+        """Move a corrupt object aside so it is never served; returns where it went, or None if it is gone or
+        cannot be moved (another user's object in the sticky store/: `has` still treats it as absent, and
+        only its owner or root can move it). Moving a directory to another parent needs write permission on
+        the directory itself, so a sealed one we own is opened (u+w) for the move and sealed again."""
+        src = self.object_path(h)
         dest = self.root / "quarantine" / f"{h}.{int(time.time())}.{secrets.token_hex(3)}"
         try:
-            os.rename(self.object_path(h), dest)
+            os.rename(src, dest)
+            return dest
         except FileNotFoundError:
             return None
-        return dest
-
-    def ingest(self, path: str | os.PathLike, move: bool = False) -> str:
-        """Add a file or tree to the store; returns its NAR hash. `move` consumes `path` (same filesystem);
-        otherwise a copy is sealed, so the source stays as it is."""
-        if move:
-            return self._publish(Path(path))
-        if not os.path.lexists(path):
-            raise NixWorkflowError(f"cannot add {path} to the store: no such file or directory")
-        scratch = self.new_tmp("ingest")
+        except PermissionError:
+            pass
         try:
-            staged = scratch / "object"
-            copy_tree(Path(path), staged, writable=True)
-            return self._publish(staged)
-        finally:
-            force_remove(scratch)
+            st = os.lstat(src)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                return None
+            os.chmod(src, st.st_mode | stat.S_IWUSR)
+            try:
+                os.rename(src, dest)
+            except OSError:
+                os.chmod(src, st.st_mode)
+                return None
+            os.chmod(dest, st.st_mode)
+            return dest
+        except OSError:
+            return None
+
+    def ingest(self, path: str | os.PathLike, move: bool = False, label: str | None = None) -> str:
+        """Add a file or tree to the store; returns its NAR hash. `move` consumes `path` (same filesystem);
+        otherwise a copy is sealed, so the source stays as it is. `label` names what is stored in errors
+        (e.g. "output 'out' of step 'fit'")."""
+        try:
+            if move:
+                return self._publish(Path(path))
+            if not os.path.lexists(path):
+                raise NixWorkflowError(f"cannot add {path} to the store: no such file or directory")
+            scratch = self.new_tmp("ingest")
+            try:
+                staged = scratch / "object"
+                copy_tree(Path(path), staged, writable=True)
+                return self._publish(staged)
+            finally:
+                force_remove(scratch)
+        except trees.UnstorableFile as e:
+            raise e if label is None else e.within(label) from None
 
     def _publish(self, staged: Path) -> str:
-        """Seal, hash and rename a staged object into place; an intact existing copy wins."""
+        """Seal, hash and publish a staged object; an intact existing copy wins.
+
+        An object is read-only from the moment its name exists: a directory is moved into store/ under a
+        hidden name that is never an object name (trees.stage_name), sealed there, then renamed within
+        store/ (which needs no write permission on the directory itself). A kill in between leaves only
+        that hidden name, which `trees.dead_stage_leftovers` finds for gc."""
         _seal(staged)
         h = nar.nar_hash(staged)
         dest = self.object_path(h)
         if self.has(h):
             force_remove(staged)
             return h
+        if staged.is_dir() and not staged.is_symlink():
+            hidden = self.root / "store" / trees.stage_name()
+            os.rename(staged, hidden)
+            staged = hidden
+            try:
+                os.chmod(hidden, 0o555)
+                os.utime(hidden)  # the object's mtime says when it entered the store (gc's min age)
+            except BaseException:
+                force_remove(hidden)
+                raise
+        faults.point("ingest-staged")
         try:
             _place(staged, dest)
         except FileExistsError:
             force_remove(staged)
             if not self.has(h):
-                raise NixWorkflowError(f"object {h} appeared corrupt while being added; run `nw verify`") from None
+                raise self._stuck(h) from None
             return h
-        if dest.is_dir() and not dest.is_symlink():
-            dest.chmod(0o555)
-        os.utime(dest, follow_symlinks=False)  # the object's mtime says when it entered the store (gc's min age)
+        except BaseException:
+            force_remove(staged)
+            raise
+        if not dest.is_dir() or dest.is_symlink():
+            os.utime(dest, follow_symlinks=False)
         self.memo.remember(dest, h, sealed=True)
         return h
 
+    def _stuck(self, h: str) -> NixWorkflowError:
+        """A corrupt object that could not be moved aside blocks publishing the intact one."""
+        try:
+            owner = f"uid {os.lstat(self.object_path(h)).st_uid}"
+        except OSError:
+            owner = "another process"
+        return NixWorkflowError(
+            f"object {h} in {self.root / 'store'} is corrupt and could not be moved aside (it belongs to "
+            f"{owner}), so the intact copy just produced cannot replace it. Ask its owner or root to run "
+            "`nw verify --repair` (or `nw verify`) on this store, then run again."
+        )
+
     # ---- records ------------------------------------------------------------------------
+    # Records live in world-writable directories, so none is used before it is checked: its owner must be a
+    # trusted writer (nixlib.trust), its content a valid, intact record (nixlib.records). A user who cannot
+    # write the shared name (another user's file is there) writes `<key>.<uid>.json` beside it.
 
-    def _record_path(self, kind: str, key: str) -> Path:
-        return self.root / kind / f"{key}.json"
+    @property
+    def trusted(self) -> frozenset[int]:
+        """The uids whose records this process serves: its own, root's, and the configured trusted users."""
+        if self._trusted is None:
+            self._trusted = trust.trusted_uids(self.root)
+        return self._trusted
 
-    def write_record(self, kind: str, key: str, doc: dict[str, Any], replace: bool = False) -> Path:
-        """Write a JSON record atomically (temp file + rename). Records are immutable unless `replace`:
-        callers hold the key's lock, so a concurrent second writer can only write the same facts.
+    def record_paths(self, kind: str, key: str) -> list[Path]:
+        """Where a record of `key` may be, in lookup order: the shared name, then each trusted user's own
+        name (this user's first). Empty for a key that is not a valid name (it never becomes a path)."""
+        if kind not in records.KINDS or not records.is_name(key):
+            return []
+        d, me = self.root / kind, os.getuid()
+        return [d / f"{key}.json"] + [d / f"{key}.{uid}.json" for uid in [me, *sorted(self.trusted - {me})]]
+
+    def record_files(self, kind: str) -> Iterator[tuple[str | None, Path]]:
+        """Every entry of a record directory as (key, path); key is None for names that are not records."""
+        d = self.root / kind
+        try:
+            names = os.listdir(d)
+        except OSError:
+            return
+        for name in names:
+            parsed = records.parse_file_name(name)
+            yield (parsed[0] if parsed else None), d / name
+
+    def load_record(self, kind: str, key: str, path: Path) -> dict[str, Any] | None:
+        """The record at `path` if a trusted user wrote it and it is a valid, intact record of `key`.
+        A trusted but invalid record is reported once per process (`ignoring invalid record PATH: why`)."""
+        try:
+            owner, data = read_raw(path)
+        except FileNotFoundError:
+            return None
+        except (OSError, records.InvalidRecord) as e:
+            _report_invalid(path, str(e) if isinstance(e, records.InvalidRecord) else (e.strerror or str(e)))
+            return None
+        if owner not in self.trusted:
+            return None  # another user's record: not ours to believe (see docs/trust.md)
+        try:
+            return records.check(kind, key, parse_raw(data))
+        except records.InvalidRecord as e:
+            _report_invalid(path, str(e))
+            return None
+
+    def read_record(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The first trusted, valid record of `key` (objects not checked: see `realisation`)."""
+        return next(self._valid_records(kind, key), None)
+
+    def _valid_records(self, kind: str, key: str) -> Iterator[dict[str, Any]]:
+        for path in self.record_paths(kind, key):
+            doc = self.load_record(kind, key, path)
+            if doc is not None:
+                yield doc
+
+    def realisation(self, resolved_key: str) -> dict[str, Any] | None:
+        """The realisation of a resolved key: the first trusted, valid record whose objects are all intact."""
+        for doc in self._valid_records("realisations", resolved_key):
+            if all(self.has(h) for h in doc["outputs"].values()):
+                return doc
+        return None
+
+    def write_record(self, kind: str, key: str, doc: dict[str, Any], replace: bool = False) -> Path | None:
+        """Write a record (sealed with its digest) atomically: temp file + rename, read-only. An existing
+        valid record of a trusted writer is kept unless `replace`; an invalid one of ours is replaced; one of
+        another user's is never touched (ours goes to `<key>.<uid>.json`). Returns where it is, or None if
+        both names are taken by other users (warned; the step simply re-runs next time).
 
         Records are not fsynced: the objects they name are (before the record exists), and a record
         lost or truncated by a crash reads as absent, which only costs a re-run."""
-        path = self._record_path(kind, key)
-        if not replace and path.exists():
-            return path
-        tmp = self.root / "tmp" / f".{key}.{os.getpid()}.{secrets.token_hex(4)}.json"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(doc, sort_keys=True, ensure_ascii=False))
-            f.write("\n")
-        os.replace(tmp, path)
-        return path
+        if kind not in records.KINDS or not records.is_name(key):
+            raise ValueError(f"not a record: {kind}/{key}")
+        sealed = records.seal(doc)
+        me = os.getuid()
+        paths = self.record_paths(kind, key)[:2]
+        for path in paths:
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                st = None
+            if st is not None and not replace and self.load_record(kind, key, path) is not None:
+                return path  # a trusted writer recorded it already: records are immutable
+            if st is not None and st.st_uid != me:
+                continue
+            try:
+                self._write_at(path, key, sealed)
+                return path
+            except PermissionError:
+                continue  # another user's file appeared there meanwhile (sticky directory)
+        _report_invalid(paths[0], f"cannot record {kind}/{key}: {' and '.join(str(p) for p in paths)} belong to "
+                        "other users; it will be derived again next time (ask the store's administrator to remove "
+                        "them)", prefix="warning")
+        return None
 
-    def read_record(self, kind: str, key: str) -> dict[str, Any] | None:
+    def _write_at(self, path: Path, key: str, doc: dict[str, Any]) -> None:
+        tmp = self.root / "tmp" / f"{self.host}-{os.getpid()}-{key}.{secrets.token_hex(4)}.json"  # gc: dead pid
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444)
         try:
-            with open(self._record_path(kind, key), encoding="utf-8") as f:
-                return json.load(f)
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
-    def realisation(self, resolved_key: str) -> dict[str, Any] | None:
-        """The realisation of a resolved key if it exists and all its objects are intact."""
-        doc = self.read_record("realisations", resolved_key)
-        if doc is None or not all(self.has(h) for h in doc["outputs"].values()):
-            return None
-        return doc
+            with open(fd, "w", encoding="utf-8") as f:
+                f.write(json.dumps(doc, sort_keys=True, ensure_ascii=False))
+                f.write("\n")
+            faults.point("record-temp-written")
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def record_realisation(self, doc: dict[str, Any]) -> None:
-        """Write a realisation, index its outputs by object, and point its recipe at it."""
+        """Write a realisation, index its outputs by object, and point its recipe at it. The caller holds the
+        key's lock and found nothing servable, so any existing record of ours is replaced (a dangling or
+        invalid record is repaired by the re-run). The indexes are best effort: records are the truth."""
         rk = doc["resolved_key"]
-        self.write_record("realisations", rk, doc)
+        self.write_record("realisations", rk, doc, replace=True)
+        faults.point("realisation-written")
         for h in doc["outputs"].values():
-            origin = self.root / "origins" / h
-            origin.mkdir(exist_ok=True)
-            os.close(os.open(origin / rk, os.O_CREAT | os.O_WRONLY, 0o644))
-        self.set_last(doc["recipe_key"], rk, doc["recipe"])
+            self._index_origin(h, rk)
+        faults.point("origins-written")
+        with contextlib.suppress(OSError):
+            self.set_last(doc["recipe_key"], rk, doc["recipe"])
+
+    def _index_origin(self, h: str, rk: str) -> None:
+        """Add `origins/<h>/<rk>` (or, when another user's directory is in the way, `origins/<h>.<uid>/<rk>`);
+        nothing another user made first ever blocks, and readers check every entry against a trusted record."""
+        if not (records.is_name(h) and records.is_name(rk)):
+            return
+        for d in self.origin_dirs(h)[:2]:
+            try:
+                try:
+                    d.mkdir()
+                    d.chmod(0o1777)  # every user may add the records that produced this object
+                except FileExistsError:
+                    pass
+                if os.path.lexists(d / rk):
+                    return
+                os.close(os.open(d / rk, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o444))
+                return
+            except OSError:
+                continue
+
+    def origin_dirs(self, h: str) -> list[Path]:
+        """The index directories of object `h`: the shared one, then each trusted user's own (this user's first)."""
+        me = os.getuid()
+        d = self.root / "origins"
+        return [d / h] + [d / f"{h}.{uid}" for uid in [me, *sorted(self.trusted - {me})]]
 
     def set_last(self, recipe_key: str, resolved_key: str, recipe: dict[str, Any] | None = None) -> None:
         """Point a recipe key at the resolved key it last realised to (the record is replaced atomically)."""
@@ -200,39 +398,56 @@ class Store:
                                                   "last_resolved_key": resolved_key}, replace=True)
 
     def last(self, recipe_key: str) -> str | None:
+        """The resolved key a recipe key last realised to, from a trusted, valid recipes/ record."""
         doc = self.read_record("recipes", recipe_key)
-        return doc.get("last_resolved_key") if doc else None
+        return doc["last_resolved_key"] if doc else None
 
     def origins(self, h: str) -> list[dict[str, Any]]:
-        """Realisations that produced object `h`, newest first."""
-        try:
-            keys = os.listdir(self.root / "origins" / h)
-        except FileNotFoundError:
+        """Trusted, valid realisations that produced object `h`, newest first."""
+        if not records.is_name(h):
             return []
-        docs = [d for k in keys if (d := self.read_record("realisations", k)) is not None]
-        return sorted(docs, key=lambda d: d.get("end", 0), reverse=True)
+        keys: set[str] = set()
+        for d in self.origin_dirs(h):
+            with contextlib.suppress(OSError):
+                keys.update(os.listdir(d))
+        docs = []
+        for k in sorted(keys):
+            doc = next((d for d in self._valid_records("realisations", k) if h in d["outputs"].values()), None)
+            if doc is not None:
+                docs.append(doc)
+        return sorted(docs, key=lambda d: d["end"], reverse=True)
 
     def log_path(self, resolved_key: str) -> Path:
-        return self.root / "logs" / f"{resolved_key}.log"
+        """The log of a key's run: `logs/<key>.log`, or this user's own name when another user's file (or
+        symlink) holds that name, so nobody can make a run fail or write through a planted path."""
+        uid = os.getuid()
+        candidates = [self.root / "logs" / f"{resolved_key}.log", self.root / "logs" / f"{resolved_key}.{uid}.log"]
+        for path in candidates:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                return path
+            if st.st_uid == uid and stat.S_ISREG(st.st_mode):
+                return path
+        private = user_cache_dir(self.root, "logs")
+        with contextlib.suppress(OSError):
+            private.mkdir(parents=True, exist_ok=True)
+        return private / f"{resolved_key}.log"
 
     # ---- locks, scratch space -----------------------------------------------------------
 
-    def lock(self, key: str) -> filelock.BaseFileLock:
-        """The per-key lock: held while a key is built so no two processes run the same recipe."""
-        path = self.root / "locks" / f"{key}.lock"
-        if os.environ.get("NIX_WORKFLOW_LOCKS") == "soft":  # NFS without working flock
-            return filelock.SoftFileLock(path, mode=0o666)
-        return filelock.FileLock(path, mode=0o666, preserve_lock_file=True)
+    def lock(self, key: str) -> locks.FlockLock | filelock.BaseFileLock:
+        """The per-key lock: held while a key is built so no two processes run the same recipe. Usable by every
+        user of a shared store; a lock file another user made unopenable falls back to a per-user one."""
+        if not records.is_name(key):
+            raise ValueError(f"not a key: {key!r}")
+        return locks.lock(self.root / "locks" / f"{key}.lock")
 
     @contextlib.contextmanager
     def gc_guard(self, exclusive: bool = False) -> Iterator[None]:
         """Shared while writing objects and records; exclusive while collecting garbage."""
-        fd = os.open(self.root / "locks" / "gc.lock", os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        with locks.flocked(self.root / "locks" / "gc.lock", shared=not exclusive):
             yield
-        finally:
-            os.close(fd)
 
     def new_tmp(self, label: str) -> Path:
         """A fresh scratch directory named after this host and process, so leftovers of dead builders are
@@ -242,9 +457,24 @@ class Store:
         return path
 
     def state_dir(self, recipe_key: str) -> Path:
-        path = self.root / "state" / recipe_key
-        path.mkdir(exist_ok=True)
-        return path
+        """The persistent $state of a resumable step: `state/<key>`, or (when another user holds that name)
+        `state/<key>.<uid>`, or this user's private cache; only ever a directory this user owns."""
+        if not records.is_name(recipe_key):
+            raise ValueError(f"not a key: {recipe_key!r}")
+        uid = os.getuid()
+        candidates = [self.root / "state" / recipe_key, self.root / "state" / f"{recipe_key}.{uid}",
+                      user_cache_dir(self.root, "state") / recipe_key]
+        for path in candidates:
+            with contextlib.suppress(OSError):
+                path.mkdir(parents=path == candidates[-1], exist_ok=True)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == uid:
+                return path
+        raise NixWorkflowError(f"cannot create a $state directory for recipe {recipe_key}: "
+                               f"{', '.join(map(str, candidates))} are taken or not writable")
 
     # ---- materialisation and roots ------------------------------------------------------
 
@@ -256,21 +486,41 @@ class Store:
         src, dest = self.object_path(h), Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.parent / f".nw-{dest.name}.{secrets.token_hex(4)}"
-        if mode == "symlink":
-            os.symlink(src, tmp)
-        else:
-            copy_tree(src, tmp, writable=True, link=mode)
-        _replace(tmp, dest)
+        try:
+            if mode == "symlink":
+                os.symlink(src, tmp)
+            else:
+                copy_tree(src, tmp, writable=True, link=mode)
+            _replace(tmp, dest)
+        except BaseException:
+            force_remove(tmp)
+            raise
 
-    def add_root(self, link: str | os.PathLike) -> Path:
-        """Register `link` (a symlink the user keeps, e.g. ./nix-workflow-output/NAME) as a GC root."""
+    def add_root(self, link: str | os.PathLike) -> Path | None:
+        """Register `link` (a symlink the user keeps, e.g. ./nix-workflow-output/NAME) as a GC root. Only an entry
+        this user owns counts as registered (another user's could vanish); if the name is taken by another user,
+        `<name>.<uid>` is used; None (warned) if both are."""
         link = Path(link).absolute()
-        entry = self.root / "gcroots" / hashlib.sha256(str(link).encode()).hexdigest()[:32]
-        if not (entry.is_symlink() and os.readlink(entry) == str(link)):
+        name, uid = hashlib.sha256(str(link).encode()).hexdigest()[:32], os.getuid()
+        for entry in (self.root / "gcroots" / name, self.root / "gcroots" / f"{name}.{uid}"):
+            try:
+                st = os.lstat(entry)
+            except FileNotFoundError:
+                st = None
+            if st is not None and st.st_uid != uid:
+                continue
+            if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(entry) == str(link):
+                return entry
             tmp = entry.with_name(entry.name + f".{secrets.token_hex(3)}")
             os.symlink(link, tmp)
-            os.replace(tmp, entry)
-        return entry
+            try:
+                os.replace(tmp, entry)
+                return entry
+            except OSError:
+                os.unlink(tmp)
+        _report_invalid(self.root / "gcroots" / name, f"cannot register {link} as a gc root: its entries in "
+                        f"{self.root / 'gcroots'} belong to other users", prefix="warning")
+        return None
 
     def rooted_objects(self) -> dict[str, list[str]]:
         """Object hash -> the root links that keep it; stale root entries are ignored."""
@@ -288,21 +538,10 @@ class Store:
 
 
 def _seal(path: Path) -> None:
-    """Make a staged object read-only (0444/0555, dirs 0555 except the top, sealed after its rename) and
-    flush its bytes to disk, so the rename that publishes it never exposes unsynced content."""
-    for p in reversed(nar.file_paths(path)):
-        st = os.lstat(p)
-        if stat.S_ISREG(st.st_mode):
-            os.chmod(p, 0o555 if st.st_mode & stat.S_IXUSR else 0o444)
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        elif stat.S_ISDIR(st.st_mode) and p != path:
-            os.chmod(p, 0o555)
-        elif not (stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-            raise NixWorkflowError(f"cannot store {p}: only regular files, directories and symlinks can be stored")
+    """Make a staged object read-only (files 0444/0555, directories 0555 except the top, which the caller
+    seals where no object name can see it yet) and flush its bytes to disk, so the rename that publishes
+    it never exposes writable or unsynced content. Any depth (see nixlib.trees)."""
+    trees.seal(path)
 
 
 def _place(staged: Path, dest: Path) -> None:
@@ -310,8 +549,8 @@ def _place(staged: Path, dest: Path) -> None:
     if staged.is_dir() and not staged.is_symlink():
         try:
             os.rename(staged, dest)
-        except OSError as e:
-            if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+        except OSError as e:  # EPERM, not EEXIST, when another user's object has the name in sticky store/
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY) or os.path.lexists(dest):
                 raise FileExistsError(dest) from None
             raise
     else:
@@ -330,46 +569,16 @@ def _replace(tmp: Path, dest: Path) -> None:
 
 
 def force_remove(path: Path) -> None:
-    """Remove a file or tree even if it was sealed read-only."""
-    if not os.path.lexists(path):
-        return
-    if path.is_dir() and not path.is_symlink():
-        for p in nar.file_paths(path):
-            if p.is_dir() and not p.is_symlink():
-                os.chmod(p, 0o700)
-        shutil.rmtree(path)
-    else:
-        path.unlink()
+    """Remove a file or tree even if it was sealed read-only, at any depth and path length."""
+    trees.remove(path)
 
 
 def _copy_file(src: str, dst: str, link: str) -> None:
-    if link == "hardlink":
-        os.link(src, dst)
-        return
-    if link in ("auto", "reflink"):
-        with open(src, "rb") as s, open(dst, "wb") as d:
-            try:
-                fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
-                return
-            except OSError:
-                if link == "reflink":
-                    raise NixWorkflowError(
-                        f"cannot reflink {src}: the filesystem does not support it (use --link-mode auto)"
-                    ) from None
-    shutil.copyfile(src, dst)
+    """Kept for callers: copy (or reflink, or hardlink) one file; see nixlib.trees.copy."""
+    trees.copy(src, dst, writable=True, link=link)
 
 
 def copy_tree(src: Path, dst: Path, writable: bool, link: str = "auto") -> None:
-    """Copy a file, symlink or tree keeping only what a NAR keeps (contents, exec bit, symlink targets)."""
-    st = os.lstat(src)
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(src), dst)
-    elif stat.S_ISDIR(st.st_mode):
-        os.mkdir(dst, 0o755 if writable else 0o555)
-        for name in sorted(os.listdir(src)):
-            copy_tree(src / name, dst / name, writable, link)
-    else:
-        _copy_file(str(src), str(dst), link)
-        if link != "hardlink":
-            exe = st.st_mode & stat.S_IXUSR
-            os.chmod(dst, (0o755 if exe else 0o644) if writable else (0o555 if exe else 0o444))
+    """Copy a file, symlink or tree keeping only what a NAR keeps (contents, exec bit, symlink targets),
+    at any depth and path length."""
+    trees.copy(src, dst, writable, link)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,9 @@ class RecipeBuilder:
             outputs=tuple(products(job, self.where)),
             files=dict(self.input_hashes(job)),
             extra={"snakemake": meta},
-            options=options,
+            # Snakemake defines what a job must produce: an empty file (touch(), an empty log) is a valid
+            # output there, and a missing one is its own MissingOutputException; only exit status counts.
+            options=replace(options, allow_empty=True),
         )
 
     def named_paths(self, files: Any) -> list[list[Any]]:

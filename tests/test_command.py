@@ -7,12 +7,14 @@ import re
 import shutil
 import subprocess
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nixlib.command import CommandSyntaxError, Token, is_normalised, normalise, shell_form, tokenize
+from tests.helpers import nw
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SHELL = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -468,3 +470,41 @@ def test_normalise_gives_each_command_the_same_arguments(cmd: str) -> None:
     before = _argv_per_command(shell_form(cmd))
     after = _argv_per_command(normalise(cmd))
     assert [Counter(args) for args in before] == [Counter(args) for args in after]
+
+
+# --- long commands (issue 8 item 7): linear normalisation, refused before they could hit E2BIG ---------
+
+
+def test_a_100k_heredoc_with_blank_lines_normalises() -> None:
+    """The trailing-blank-lines regex backtracked quadratically: 48 KB of blank lines took 89 s."""
+    body = "\n \n" * 34_000 + "x\n\t\n"
+    cmd = "cat <<EOF > $out/f\n" + body + "EOF\n \n\n"
+    assert len(cmd) > 100_000
+    assert normalise(cmd) == cmd.rstrip(" \n")
+    assert shell_form(cmd) == cmd.rstrip(" \n")
+
+
+@given(st.text(alphabet=" \t\nab", max_size=30))
+def test_heredoc_tail_is_trimmed_as_the_regex_said(text: str) -> None:
+    from nixlib.command import _drop_trailing_blank_lines
+
+    assert _drop_trailing_blank_lines(text) == re.sub(r"(\n[ \t]*)+\Z", "", text)
+
+
+def test_a_command_too_long_for_one_argument_is_refused_naming_the_step() -> None:
+    from nixlib.command import MAX_COMMAND_BYTES, CommandTooLong
+    from nixlib.recipe import Recipe
+
+    Recipe(name="fits", command="echo " + "x" * (MAX_COMMAND_BYTES - 5))
+    with pytest.raises(CommandTooLong, match=r"step 'big': its command is 200,005 bytes .* Put the script in a file"):
+        Recipe(name="big", command="echo " + "x" * 200_000)
+
+
+def test_nw_run_refuses_a_200k_command_up_front(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.py"
+    exp.write_text("from nixlib import output\nbig = output('echo ' + 'x' * 200_000 + ' > $out/f')\n")
+    run = nw("run", str(exp))
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert re.search(r"step 'big': its command is 200,01\d bytes long", run.stderr)
+    assert "Put the script in a file" in run.stderr
+    assert "E2BIG" not in run.stderr and "Argument list too long" not in run.stderr

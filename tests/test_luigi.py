@@ -118,9 +118,9 @@ def test_nixtarget_api(store_root: Path) -> None:
         (target / "count.txt").open("w")
     with pytest.raises(NixWorkflowError, match="relative path"):
         target / "../escape"
-    pending = Count(times=3).output()  # not realised: its placeholder, under the store root
+    pending = Count(times=3).output()  # not realised: its placeholder, under the store root but not in store/
     assert not pending.exists()
-    assert str(pending).startswith(f"{store_root}/store/") and str(pending).endswith("-Count")
+    assert str(pending).startswith(f"{store_root}/placeholders/") and str(pending).endswith("-Count")
     with pytest.raises(FileNotFoundError):
         pending.open()
 

@@ -264,7 +264,7 @@ def test_resumable_step_keeps_its_state_across_a_failure(tmp_path: Path) -> None
                "  if [ -f $state/epoch1 ]; then cp $state/epoch1 $out/model\n"
                "  else echo ckpt > $state/epoch1; exit 1; fi\n"
                "''', resumable=True)\n"
-               "plain = output('test -z \"$state\" && echo no-state > $out/s')\n")
+               "plain = output('test -z \"${state:-}\" && echo no-state > $out/s')\n")
     first = nw("run", str(exp), "-k")
     assert first.returncode == 1 and "step 'train' failed" in first.stderr
     assert Path("nix-workflow-output/plain/s").read_text() == "no-state\n"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,7 +85,7 @@ def test_sandbox_blocks_writes_outside_out(tmp_path: Path, store_root: Path) -> 
     outside = tmp_path / "outside"
     outside.mkdir()
     write_all = (f"mkdir -p {outside} && echo x > {outside}/leak-$NIX_WORKFLOW_STEP; "
-                 "{ echo x > $NIX_WORKFLOW_STORE/store/intrusion; } 2>$out/store-error; "
+                 "{ echo x > $NIX_WORKFLOW_STORE/store/intrusion; } 2>$out/store-error || true; "
                  "echo t > $TMPDIR/t && cat $TMPDIR/t > $out/tmp; echo s > $state/s && echo kept > $out/state; "
                  "echo o > $out/o")
     exp = tmp_path / "exp.py"
@@ -120,7 +122,11 @@ def test_wrap_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert binds == ["/dev/nvidia0", "/dev/nvidiactl", "/dev/dri"]
     ro = [closed[i + 1] for i, a in enumerate(closed) if a == "--ro-bind"]
     rw = [closed[i + 1] for i, a in enumerate(closed) if a == "--bind"]
-    assert ro == ["/", str(tmp_path / "store")] and rw == [str(tmp_path / "b"), str(tmp_path / "b" / "out")]
+    assert "/" not in ro and "/home" not in ro and "/root" not in ro and "/run" not in ro  # no host root, homes, /run
+    assert str(tmp_path / "store" / "store") in ro  # the store's objects (inputs) read-only
+    assert rw == [str(tmp_path / "b"), str(tmp_path / "b" / "out")]
+    assert "/etc/shadow" not in closed and "/etc" not in closed
+    assert closed.index("--remount-ro") > max(i for i, a in enumerate(closed) if a in ("--bind", "--ro-bind"))
 
 
 def test_missing_bubblewrap_is_a_clear_step_failure(tmp_path: Path) -> None:
@@ -132,3 +138,76 @@ def test_missing_bubblewrap_is_a_clear_step_failure(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "bubblewrap (bwrap) is not on PATH" in proc.stderr and "apt-get install bubblewrap" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def unix_server() -> Iterator[Path]:
+    """A Unix socket server on the host, in a temp dir outside /tmp (so not hidden by a private /tmp alone)."""
+    directory = Path(tempfile.mkdtemp(prefix="nw-sock-", dir="/var/tmp" if os.access("/var/tmp", os.W_OK) else None))
+    path = directory / "s"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"hello\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield path
+    stop.set()
+    thread.join()
+    listener.close()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+UNIX_CONNECT = ("python3 -c 'import socket\\ntry:\\n s=socket.socket(socket.AF_UNIX); s.connect(\"{path}\")\\n"
+                " print(s.recv(6).decode().strip())\\nexcept OSError as e:\\n print(\"blocked\", e.errno)' > $out/sock")
+
+
+@needs_bwrap
+def test_sandbox_hides_home_host_sockets_and_secrets(tmp_path: Path, unix_server: Path) -> None:
+    home = Path.home()
+    secret = home / f".nw-sandbox-test-{os.getpid()}-{tmp_path.name}"
+    secret.write_text("private\n")
+    try:
+        probe = (f"{{ cat {secret} || echo hidden; }} > $out/home 2>/dev/null; "
+                 "{ cat /etc/shadow || echo hidden; } > $out/shadow 2>/dev/null; "
+                 + UNIX_CONNECT.format(path=unix_server))
+        exp = tmp_path / "exp.py"
+        exp.write_text("from nixlib import output\n"
+                       f"loose = output(''': loose; {probe}''', name='loose')\n"
+                       f"boxed = output(''': boxed; {probe}''', sandbox=True, name='boxed')\n")
+        nw("run", str(exp), check=True)
+    finally:
+        secret.unlink()
+    loose, boxed = Path("nix-workflow-output/loose"), Path("nix-workflow-output/boxed")
+    assert (loose / "home").read_text() == "private\n"  # the probe works: without the sandbox all is reachable
+    assert (loose / "sock").read_text() == "hello\n"
+    assert (boxed / "home").read_text() == "hidden\n"  # the user's home is not in the sandbox
+    assert (boxed / "sock").read_text().startswith("blocked")  # nor are host Unix sockets outside the store
+    if os.getuid() == 0:  # only root could read it anyway
+        assert (loose / "shadow").read_text() != "hidden\n"
+        assert (boxed / "shadow").read_text() == "hidden\n"
+
+
+@needs_bwrap
+def test_sandbox_still_runs_host_tools(tmp_path: Path) -> None:
+    """The curated filesystem is enough for ordinary tools: users, the loader cache, python, a scratch home."""
+    exp = tmp_path / "exp.py"
+    exp.write_text("from nixlib import output\n"
+                   "boxed = output('''id -un > $out/user; python3 -c 'print(6*7)' > $out/py; "
+                   "mkdir -p $HOME/.cache && echo c > $HOME/.cache/x && cat $HOME/.cache/x > $out/home; "
+                   "echo t > /tmp/t && cat /tmp/t > $out/tmp''', sandbox=True)\n")
+    nw("run", str(exp), check=True)
+    out = Path("nix-workflow-output/boxed")
+    assert (out / "py").read_text() == "42\n" and (out / "home").read_text() == "c\n"
+    assert (out / "tmp").read_text() == "t\n" and (out / "user").read_text().strip()

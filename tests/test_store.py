@@ -94,11 +94,21 @@ def test_corrupted_object_is_quarantined_and_never_served(tmp_path: Path) -> Non
 
 
 def test_records_are_immutable_first_writer_wins(tmp_path: Path) -> None:
+    from nixlib.engine import Engine
+    from nixlib.recipe import Recipe
+
     store = Store(tmp_path / "s")
-    store.write_record("realisations", "k", {"n": 1})
-    store.write_record("realisations", "k", {"n": 2})
-    assert store.read_record("realisations", "k") == {"n": 1}
-    assert not os.access(store.root / "realisations" / "k.json", os.W_OK) or os.getuid() == 0
+    first = Engine(store).realise(Recipe("a", "echo a > $out/a"))
+    original = store.read_record("realisations", first.resolved_key)
+    assert original is not None and original["command"].startswith("echo a")
+    store.write_record("realisations", first.resolved_key, dict(original, command="something else"))
+    assert store.read_record("realisations", first.resolved_key) == original
+    path = store.root / "realisations" / f"{first.resolved_key}.json"
+    assert not os.access(path, os.W_OK) or os.getuid() == 0
+    path.unlink()
+    path.write_text("{not json")  # an invalid record is replaced by the next write
+    store.write_record("realisations", first.resolved_key, original)
+    assert store.read_record("realisations", first.resolved_key) == original
 
 
 @pytest.mark.parametrize("mode", ["auto", "copy", "symlink", "hardlink"])

@@ -5,7 +5,10 @@
 #     data  = static { path = ./data.csv; hash = "<nw hash data.csv>"; };
 #     model = output "${train}/bin/train --data=${data} --out=$out";
 #     score = output { cmd = "${evaluate}/bin/evaluate ${model}/model.json"; name = "score"; gpu = true; };
+#     marker = output { cmd = "test -s ${score}/score.json"; allowEmpty = true; };
 #   }
+#
+# A step that leaves `$out` empty fails unless it says `allowEmpty = true;` (an empty output is intended).
 #
 # A step evaluates to a set whose `outPath` is a token: interpolating a step into another
 # step's command copies the token, which is how `nw` finds the dependency (Python maps each
@@ -17,7 +20,7 @@ let
     unsafeDiscardStringContext concatStringsSep filter stringLength match;
 
   fail = msg: throw "nixworkflow: ${msg}";
-  outputArgs = [ "cmd" "name" "env" "hash" "pure" "sandbox" "network" "gpu" ];
+  outputArgs = [ "cmd" "name" "env" "hash" "pure" "sandbox" "network" "gpu" "allowEmpty" ];
   staticArgs = [ "hash" "path" "name" ];
 
   checkArgs = fn: allowed: a:
@@ -46,6 +49,7 @@ let
         sandbox = flag a "sandbox" false;
         network = if a.network or null == null then null else flag a "network" true;
         gpu = flag a "gpu" false;
+        allowEmpty = flag a "allowEmpty" false;
       };
       token = "/nix-workflow-step/" + hashString "sha256" (toJSON record) + "-"
         + (if name == null then "output" else name);

@@ -1,0 +1,40 @@
+"""Crash injection for tests: `point(name)` SIGKILLs this process when NIX_WORKFLOW_FAULT names that point.
+
+The engine calls `point` between every two steps of running, storing and recording a result, so the
+crash tests can kill a real `nw run`, Snakemake or Luigi process at each phase and then check that the
+store is consistent. `NIX_WORKFLOW_FAULT=NAME` kills at the first pass through NAME, `NAME:N` at the
+N-th (counted per process). Unset, a point costs one dict lookup: the variable is read once, at import.
+
+Points (in the order a step passes them): step-ran, ingest-staged (inside the object publication code,
+where its owner placed it), ingested, record-temp-written, realisation-written, origins-written,
+recorded, before-links (nw run only).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+_ARMED: dict[str, int] = {}
+_lock = threading.Lock()
+
+
+def _arm(spec: str) -> None:
+    name, _, count = spec.partition(":")
+    if name:
+        _ARMED[name] = int(count) if count.isdigit() and int(count) > 0 else 1
+
+
+_arm(os.environ.get("NIX_WORKFLOW_FAULT", ""))
+
+
+def point(name: str) -> None:
+    """Die here (SIGKILL, as a power cut or the OOM killer would) if this point is armed and due."""
+    if name not in _ARMED:
+        return
+    with _lock:
+        _ARMED[name] -= 1
+        due = _ARMED[name] == 0
+    if due:
+        os.kill(os.getpid(), signal.SIGKILL)

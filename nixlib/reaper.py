@@ -1,0 +1,304 @@
+"""A step ends when all of its processes end: finding and killing what a step left running.
+
+A shell step's main process can exit while processes it started live on: `cmd &`, a
+`setsid` daemon, a double-forked helper. They could keep writing into `$out` after it was
+hashed, or into `$state` while a re-run of the same recipe uses it. Three mechanisms:
+
+- **Markers.** Every process of a step carries two environment variables whose *names* are
+  unique: `NW_STEP_<hex>` (this step) and `NW_RUN_<hex>` (this runner process). A child
+  inherits them whatever it does with its process group or session. Names, not values, so a
+  step that runs `nw` itself keeps its parent's markers beside its own, and the outer step
+  still finds everything underneath. `/proc/PID/environ` shows a process's environment as
+  it was executed, which is exactly what it inherited.
+- **Reaping after the main process exits** (`reap`): its process group is killed, then every
+  process carrying the step's marker (or still in its group or session) is SIGKILLed until
+  none remain; only then are outputs hashed. The runner is a child subreaper
+  (PR_SET_CHILD_SUBREAPER), so the step's orphans become its children: the common case (no
+  leftovers) is decided from this process's own children list and the group, without
+  scanning /proc, and killed orphans are reaped instead of left as zombies.
+- **A watchdog per runner process** (`run_marker`): a small process in its own session whose
+  stdin is a pipe only the runner holds. When the runner dies, by any cause including
+  SIGKILL, the pipe reaches EOF and the watchdog kills every process with the runner's
+  marker. A runner that exits normally says goodbye first and the watchdog just exits.
+
+What escapes: a process that clears its environment (`env -i`) *and* leaves the step's
+session; processes of other users (a setuid program). cgroups would close that gap; they need
+delegation from systemd that a plain user process does not have.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+RUN_PREFIX = "NW_RUN_"
+STEP_PREFIX = "NW_STEP_"
+_PR_SET_CHILD_SUBREAPER = 36
+_PROC = "/proc"
+
+# The watchdog: waits for EOF on stdin; without the runner's goodbye, kills every process that carries
+# the marker, looking again until none is left (a dying process may have forked once more).
+_WATCHDOG = r"""
+import os, signal, sys, time
+needle = b"\0" + sys.argv[1].encode() + b"="
+data = sys.stdin.buffer.read()
+if data.endswith(b"bye"):
+    sys.exit(0)
+for attempt in range(500):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/" + entry + "/environ", "rb") as f:
+                    if needle in b"\0" + f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    if not found:
+        break
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    time.sleep(0.02)
+"""
+
+
+def new_marker(prefix: str = STEP_PREFIX) -> str:
+    """A fresh marker variable name (128 random bits)."""
+    return prefix + secrets.token_hex(16)
+
+
+def inherited_markers(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The markers this process inherited (from an enclosing step or runner), to pass on even in pure mode."""
+    return {k: v for k, v in environ.items() if k.startswith((RUN_PREFIX, STEP_PREFIX))}
+
+
+# ---- the runner: subreaper and watchdog ------------------------------------------------------------
+
+class _Runner:
+    """Per-process state: this runner's marker and its watchdog (remade in a forked child)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pid = -1
+        self.marker = ""
+        self.pipe: int | None = None
+        self.subreaper = False
+
+
+_RUNNER = _Runner()
+
+
+def run_marker() -> str:
+    """This runner's marker; the first call in a process makes it a subreaper and starts its watchdog."""
+    r = _RUNNER
+    with r.lock:
+        if r.pid != os.getpid():
+            r.pid = os.getpid()
+            r.marker = new_marker(RUN_PREFIX)
+            r.subreaper = _become_subreaper()
+            r.pipe = _start_watchdog(r.marker)
+        return r.marker
+
+
+def mark_runner_environ() -> str:
+    """For front doors that start step processes themselves (Snakemake's shell(), a Luigi produce()): put
+    this runner's marker into os.environ, so every process started from now on dies with the runner."""
+    marker = run_marker()
+    os.environ[marker] = "1"
+    return marker
+
+
+def _become_subreaper() -> bool:
+    """Orphans of our steps are re-parented to us (not to init), so we can find and reap them."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _start_watchdog(marker: str) -> int | None:
+    """Start the watchdog; returns the write end of its stdin (None if it cannot start: then a killed
+    runner's steps are not stopped, but nothing else changes)."""
+    env = {k: v for k, v in os.environ.items() if k != marker}
+    try:
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHDOG, marker], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/", env=env,
+                                start_new_session=True, close_fds=True)
+    except OSError:
+        return None
+    assert proc.stdin is not None
+    fd = os.dup(proc.stdin.fileno())  # non-inheritable (PEP 446): steps never hold the write end
+    proc.stdin.close()
+    proc.returncode = 0  # never waited for here: it outlives us on purpose; keep Popen from tracking it
+    atexit.register(_goodbye, fd)
+    return fd
+
+
+def _goodbye(fd: int) -> None:
+    """A normal exit: tell the watchdog so it leaves alone what it would kill after a crash."""
+    if _RUNNER.pid != os.getpid():
+        return
+    try:
+        os.write(fd, b"bye")
+        os.close(fd)
+    except OSError:
+        pass
+
+
+# ---- reaping a step ---------------------------------------------------------------------------------
+
+class StuckProcesses(Exception):
+    """Processes of a step that did not die after SIGKILL within the deadline (uninterruptible I/O)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(", ".join(map(str, pids)))
+        self.pids = pids
+
+
+def reap(marker: str, group: int, deadline: float = 30.0) -> int:
+    """Kill every process of a step whose main process (pid `group`, leader of its own session) has exited
+    and been waited for; returns how many were killed. Returns only once none of them can run any more.
+
+    Members are found by the step's marker, and by its process group and session as long as the number
+    `group` is not a live pid again (Linux keeps a pid number allocated while a group or session uses it)."""
+    killed: set[tuple[int, int]] = set()
+    end = time.monotonic() + deadline
+    delay = 0.001
+    while True:
+        if os.path.lexists(f"{_PROC}/{group}"):
+            group = -1  # the number was reused (pid_max can be small): group and session no longer name the step
+        if _fast_clear(marker, group):
+            break
+        alive, zombies = _members(marker, group, killed)
+        _reap_adopted(zombies)
+        if not alive:
+            break
+        for pid, start in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+            killed.add((pid, start))
+        if group > 0:
+            _signal_group(group, signal.SIGKILL)  # members forked since the scan
+        if time.monotonic() > end:
+            raise StuckProcesses(sorted(pid for pid, _ in alive))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return len(killed)
+
+
+def _fast_clear(marker: str, group: int) -> bool:
+    """True when nothing of the step can be left: its group is empty and none of our children (orphans come
+    to us, the subreaper) carries its marker. Without subreaper we cannot tell cheaply: False."""
+    if not _RUNNER.subreaper or _RUNNER.pid != os.getpid():
+        return False
+    if group > 0:
+        try:
+            os.killpg(group, 0)
+            return False
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return False
+    children = _children()
+    if children is None:
+        return False
+    for pid in children:
+        st = _stat(pid)
+        if st is None:
+            continue
+        state, _, pgid, sid, _ = st
+        if pgid == group or sid == group:
+            return False  # alive, or a zombie of the step to collect
+        if state not in (b"Z", b"X") and _has_marker(pid, marker):
+            return False
+    return True
+
+
+def _children() -> list[int] | None:
+    """This process's children (every thread's list), or None without /proc/PID/task/TID/children."""
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"{_PROC}/self/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open(f"{_PROC}/self/task/{tid}/children", "rb") as f:
+                out += [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            continue  # the thread ended
+        except OSError:
+            return None
+    return out
+
+
+def _members(marker: str, group: int, killed: set[tuple[int, int]]
+             ) -> tuple[list[tuple[int, int]], list[int]]:
+    """Scan /proc: (live processes of the step as (pid, start time), zombies of ours that belong to it)."""
+    me = os.getpid()
+    alive: list[tuple[int, int]] = []
+    zombies: list[int] = []
+    for entry in os.listdir(_PROC):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        pid = int(entry)
+        st = _stat(pid)
+        if st is None:
+            continue
+        state, ppid, pgid, sid, start = st
+        ours = pgid == group or sid == group or (pid, start) in killed
+        if state in (b"Z", b"X"):
+            if ours and ppid == me:
+                zombies.append(pid)
+        elif ours or _has_marker(pid, marker):
+            alive.append((pid, start))
+    return alive, zombies
+
+
+def _reap_adopted(pids: list[int]) -> None:
+    """Collect the exit status of orphans of the step that were re-parented to us. Only these pids: a
+    wait for any child would steal the status of another thread's subprocess."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def _stat(pid: int) -> tuple[bytes, int, int, int, int] | None:
+    """(state, ppid, pgid, session, start time) of a process, or None if it is gone."""
+    try:
+        with open(f"{_PROC}/{pid}/stat", "rb") as f:
+            data = f.read()
+        rest = data[data.rindex(b")") + 2:].split()
+        return rest[0], int(rest[1]), int(rest[2]), int(rest[3]), int(rest[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _has_marker(pid: int, marker: str) -> bool:
+    try:
+        with open(f"{_PROC}/{pid}/environ", "rb") as f:
+            return b"\0" + marker.encode() + b"=" in b"\0" + f.read()
+    except OSError:
+        return False
+
+
+def _signal_group(group: int, sig: int) -> None:
+    try:
+        os.killpg(group, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,460 @@
+"""Walks over file trees that work at any depth and any path length.
+
+A step may leave a tree thousands of levels deep, whose paths are far longer than PATH_MAX
+(4096 bytes): recursive walks die with RecursionError and path-based calls with
+ENAMETOOLONG, half-way through, leaving scratch behind. So every walk here is a loop over
+an explicit stack, and every call is relative to an open directory descriptor (`openat`,
+`fstatat`, `unlinkat`, ...), so no path longer than one name is ever passed to the kernel.
+
+Only the deepest `_KEEP_OPEN` directories of the chain stay open (a 10,000-deep tree must
+not exhaust the descriptor limit); a closed one is reopened through ".." on the way back up
+and checked to be the very directory that was left.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import socket
+import stat
+import sys
+from collections.abc import Iterator
+from operator import itemgetter
+from pathlib import Path
+
+from nixlib.errors import NixWorkflowError
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # never follow, never block on a FIFO
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_KEEP_OPEN = 64
+_FICLONE = 0x40049409
+_COPY_CHUNK = 1 << 20
+STAGE_PREFIX = ".stage-"
+"""Names in store/ starting with this are objects being published (see `stage_name`), never objects."""
+
+
+class UnstorableFile(NixWorkflowError, ValueError):
+    """A tree holds a FIFO, socket or device: a NAR (and so a store object) cannot hold one."""
+
+    def __init__(self, path: str | bytes | os.PathLike, mode: int, rel: str = "", action: str = "store",
+                 label: str | None = None) -> None:
+        self.path, self.mode, self.rel, self.action = os.fsdecode(path), mode, rel, action
+        what, subject = (self.path, "it") if label is None else (label, rel or "it")
+        advice = " Remove it, or replace it with a regular file, before the step ends." if label else ""
+        super().__init__(
+            f"cannot {action} {what}: {subject} is {kind_of(mode)}, which is not a regular file, directory or "
+            f"symlink, the only kinds of file a NAR (and so a store object, like a Nix store path) holds.{advice}"
+        )
+
+    def within(self, label: str) -> UnstorableFile:
+        """The same error told about `label` (e.g. "output 'out' of step 'fit'"), the path relative to it."""
+        return UnstorableFile(self.path, self.mode, self.rel, "store", label)
+
+    def doing(self, action: str) -> UnstorableFile:
+        """The same error for another action (e.g. "hash")."""
+        return UnstorableFile(self.path, self.mode, self.rel, action)
+
+
+def kind_of(mode: int) -> str:
+    """A file type in words, for error messages."""
+    for test, words in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return words
+    return "a file of unknown type"
+
+
+def unstorable(root: str | bytes | os.PathLike, names: list, mode: int, action: str = "store") -> UnstorableFile:
+    """The error for a special file at `names` (a list of path components) below `root`."""
+    rel = os.path.join(*map(os.fsdecode, names)) if names else ""
+    return UnstorableFile(os.path.join(os.fsdecode(root), rel) if rel else root, mode, rel, action)
+
+
+class DirChain:
+    """The open directories from a tree's root down to the one being walked (see the module docstring)."""
+
+    def __init__(self, root: str | bytes | os.PathLike, fd: int | None = None) -> None:
+        self.fds = [os.open(root, _DIR_FLAGS) if fd is None else fd]
+        self.ids: list[tuple[int, int] | None] = [None]
+        self.closed = 0  # fds[:closed] are closed; ids[i] says which directory fds[i] was
+
+    @property
+    def fd(self) -> int:
+        return self.fds[-1]
+
+    def __len__(self) -> int:
+        return len(self.fds)
+
+    def push(self, name: str | bytes) -> int:
+        """Open subdirectory `name` of the current directory (never through a symlink) and enter it."""
+        self.fds.append(os.open(name, _DIR_FLAGS, dir_fd=self.fds[-1]))
+        self.ids.append(None)
+        if len(self.fds) - self.closed > _KEEP_OPEN:
+            i = self.closed
+            st = os.fstat(self.fds[i])
+            self.ids[i] = (st.st_dev, st.st_ino)
+            os.close(self.fds[i])
+            self.fds[i] = -1
+            self.closed += 1
+        return self.fds[-1]
+
+    def pop(self) -> int:
+        """Leave the current directory; returns the descriptor of its parent, reopened if it was closed."""
+        child = self.fds.pop()
+        self.ids.pop()
+        try:
+            if self.fds[-1] < 0:
+                fd = os.open("..", _DIR_FLAGS, dir_fd=child)
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) != self.ids[-1]:
+                    os.close(fd)
+                    raise OSError(errno.ESTALE, "a directory was moved while its tree was being walked")
+                self.fds[-1] = fd
+                self.closed -= 1
+        finally:
+            os.close(child)
+        return self.fds[-1]
+
+    def close(self) -> None:
+        for fd in self.fds:
+            if fd >= 0:
+                os.close(fd)
+        self.fds = [-1]
+
+    def __enter__(self) -> DirChain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_first = itemgetter(0)
+_encode = str.encode
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # what os.fsencode uses
+
+
+def sorted_entries(fd: int) -> list[tuple[bytes, os.DirEntry[str]]]:
+    """Entries of an open directory with their names as bytes, sorted bytewise (the order of a NAR; names
+    read through a descriptor come as str, whose order differs for undecodable bytes)."""
+    with os.scandir(fd) as it:
+        entries = list(it)
+    names = [_encode(e.name, _FS_ENCODING, _FS_ERRORS) for e in entries]
+    return sorted(zip(names, entries, strict=True), key=_first)
+
+
+def _names(fd: int) -> tuple[list[str], list[str]]:
+    """(subdirectories, everything else) of an open directory, read fully before anything is changed."""
+    dirs: list[str] = []
+    others: list[str] = []
+    with os.scandir(fd) as it:
+        for e in it:
+            (dirs if e.is_dir(follow_symlinks=False) else others).append(e.name)
+    return dirs, others
+
+
+# ---- removal ------------------------------------------------------------------------------
+
+
+def _unlock(name: str, fd: int) -> None:
+    """Make a directory we are about to empty listable and writable (it may have been sealed read-only)."""
+    try:
+        os.chmod(name, 0o700, dir_fd=fd)
+    except PermissionError:
+        pass  # not ours: removing may still work (root, or it was writable anyway)
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Remove a file or tree, even a sealed read-only one, at any depth; a missing path is not an error."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    if (st.st_mode & stat.S_IRWXU) != stat.S_IRWXU:
+        os.chmod(path, 0o700)
+    with DirChain(path) as chain:
+        dirs, others = _names(chain.fd)
+        todo: list[list[str]] = [dirs]
+        names: list[str] = []  # name of each entered directory below the root
+        for name in others:
+            os.unlink(name, dir_fd=chain.fd)
+        while todo:
+            if todo[-1]:
+                name = todo[-1].pop()
+                _unlock(name, chain.fd)
+                chain.push(name)
+                names.append(name)
+                dirs, others = _names(chain.fd)
+                for other in others:
+                    os.unlink(other, dir_fd=chain.fd)
+                todo.append(dirs)
+                continue
+            todo.pop()
+            if names:
+                parent = chain.pop()
+                os.rmdir(names.pop(), dir_fd=parent)
+    os.rmdir(path)
+
+
+# ---- sealing ------------------------------------------------------------------------------
+
+
+def _seal_file(name: str, fd: int) -> None:
+    """Read-only (keeping the owner-execute bit, the only one a NAR keeps) and flushed to disk."""
+    ffd = os.open(name, _READ_FLAGS, dir_fd=fd)
+    try:
+        mode = os.fstat(ffd).st_mode
+        os.fchmod(ffd, 0o555 if mode & stat.S_IXUSR else 0o444)
+        os.fsync(ffd)
+    finally:
+        os.close(ffd)
+
+
+def seal(path: str | os.PathLike) -> None:
+    """Make a staged file or tree read-only and flush its bytes, so that publishing it never exposes a
+    writable or unsynced object. The top directory is left writable: the caller seals it where no
+    object name can see it yet. Raises UnstorableFile for a FIFO, socket or device anywhere in it."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return
+    if stat.S_ISREG(st.st_mode):
+        _seal_file(os.fspath(path), None)  # type: ignore[arg-type]
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise unstorable(path, [], st.st_mode)
+    if (st.st_mode & 0o700) != 0o700:
+        os.chmod(path, 0o755)  # the top is sealed by the caller after it is moved, which needs u+w
+    with DirChain(path) as chain:
+        todo = [_seal_entries(chain.fd, path, [])]
+        names: list[str] = []
+        while todo:
+            if not todo[-1]:
+                todo.pop()
+                if names:
+                    names.pop()
+                    chain.pop()
+                continue
+            name = todo[-1].pop()
+            os.chmod(name, 0o555, dir_fd=chain.fd)  # before entering: it may not even be readable yet
+            chain.push(name)
+            names.append(name)
+            todo.append(_seal_entries(chain.fd, path, names))
+
+
+def _seal_entries(fd: int, root: str | os.PathLike, names: list[str]) -> list[str]:
+    """Seal the files of one directory; return its subdirectories (to be sealed next)."""
+    dirs: list[str] = []
+    with os.scandir(fd) as it:
+        entries = list(it)
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            dirs.append(e.name)
+        elif e.is_file(follow_symlinks=False):
+            _seal_file(e.name, fd)
+        elif not e.is_symlink():
+            raise unstorable(root, [*names, e.name], e.stat(follow_symlinks=False).st_mode)
+    return dirs
+
+
+# ---- copying ------------------------------------------------------------------------------
+
+
+def _copy_fd(src: int, dst: int, link: str, what: str) -> None:
+    """Contents of one open file into another: a reflink where possible (or demanded), else a copy."""
+    if link in ("auto", "reflink"):
+        try:
+            fcntl.ioctl(dst, _FICLONE, src)
+            return
+        except OSError:
+            if link == "reflink":
+                raise NixWorkflowError(
+                    f"cannot reflink {what}: the filesystem does not support it (use --link-mode auto)"
+                ) from None
+    try:
+        while os.copy_file_range(src, dst, _COPY_CHUNK):
+            pass
+        return
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
+            raise
+    while data := os.read(src, _COPY_CHUNK):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(dst, view):]
+
+
+def _file_mode(mode: int, writable: bool) -> int:
+    exe = mode & stat.S_IXUSR
+    return (0o755 if exe else 0o644) if writable else (0o555 if exe else 0o444)
+
+
+def _copy_file(name: str, sfd: int | None, dfd: int | None, dst_name: str, writable: bool, link: str) -> None:
+    if link == "hardlink":
+        os.link(name, dst_name, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+        return
+    s = os.open(name, _READ_FLAGS, dir_fd=sfd)
+    try:
+        mode = os.fstat(s).st_mode
+        if not stat.S_ISREG(mode):
+            raise unstorable(name, [], mode, "copy")
+        d = os.open(dst_name, _WRITE_FLAGS, 0o600, dir_fd=dfd)
+        try:
+            _copy_fd(s, d, link, name)
+            os.fchmod(d, _file_mode(mode, writable))
+        finally:
+            os.close(d)
+    finally:
+        os.close(s)
+
+
+def copy(src: str | os.PathLike, dst: str | os.PathLike, writable: bool, link: str = "auto") -> None:
+    """Copy a file, symlink or tree keeping only what a NAR keeps (contents, exec bit, symlink targets).
+    `dst` must not exist. `link` is auto (reflink, else copy), reflink, copy or hardlink (files only)."""
+    st = os.lstat(src)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src), dst)
+        return
+    if stat.S_ISREG(st.st_mode):
+        _copy_file(os.fspath(src), None, None, os.fspath(dst), writable, link)  # type: ignore[arg-type]
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise unstorable(src, [], st.st_mode, "copy")
+    dir_mode = 0o755 if writable else 0o555
+    os.mkdir(dst, 0o700)
+    with DirChain(src) as s, DirChain(dst) as d:
+        todo = [_copy_entries(s.fd, d.fd, src, [], writable, link)]
+        names: list[str] = []
+        while todo:
+            if todo[-1]:
+                name = todo[-1].pop()
+                os.mkdir(name, 0o700, dir_fd=d.fd)
+                s.push(name)
+                d.push(name)
+                names.append(name)
+                todo.append(_copy_entries(s.fd, d.fd, src, names, writable, link))
+                continue
+            todo.pop()
+            os.fchmod(d.fd, dir_mode)
+            if names:
+                names.pop()
+                s.pop()
+                d.pop()
+
+
+def _copy_entries(sfd: int, dfd: int, root: str | os.PathLike, names: list[str], writable: bool,
+                  link: str) -> list[str]:
+    """Copy the files and symlinks of one directory; return its subdirectories (to be copied next)."""
+    with os.scandir(sfd) as it:
+        entries = list(it)
+    dirs: list[str] = []
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            dirs.append(e.name)
+        elif e.is_symlink():
+            os.symlink(os.readlink(e.name, dir_fd=sfd), e.name, dir_fd=dfd)
+        elif e.is_file(follow_symlinks=False):
+            _copy_file(e.name, sfd, dfd, e.name, writable, link)
+        else:
+            raise unstorable(root, [*names, e.name], e.stat(follow_symlinks=False).st_mode, "copy")
+    return dirs
+
+
+# ---- listing ------------------------------------------------------------------------------
+
+
+def file_paths(root: Path) -> list[Path]:
+    """Every path inside `root` (itself included), parents before children; iterative, so any depth.
+    Paths longer than PATH_MAX are listed but cannot be opened by path: prefer the walks above."""
+    out = [root]
+    if not root.is_dir() or root.is_symlink():
+        return out
+    with DirChain(root) as chain:
+        todo: list[list[str]] = [sorted(os.listdir(chain.fd), reverse=True)]
+        here = [root]
+        while todo:
+            if not todo[-1]:
+                todo.pop()
+                here.pop()
+                if todo:
+                    chain.pop()
+                continue
+            name = todo[-1].pop()
+            path = here[-1] / name
+            out.append(path)
+            if stat.S_ISDIR(os.stat(name, dir_fd=chain.fd, follow_symlinks=False).st_mode):
+                chain.push(name)
+                here.append(path)
+                todo.append(sorted(os.listdir(chain.fd), reverse=True))
+    return out
+
+
+def stat_tree(root: str | os.PathLike) -> Iterator[tuple[Path, os.stat_result]]:
+    """(path, lstat) of `root` and everything in it, parents first, at any depth: the stat calls are
+    relative to directory descriptors, so a path longer than PATH_MAX is reported, not an error."""
+    root = Path(root)
+    st = os.lstat(root)
+    yield root, st
+    if not stat.S_ISDIR(st.st_mode):
+        return
+    with DirChain(root) as chain:
+        todo: list[list[str]] = [[]]
+        here = [root]
+        while True:
+            fd = chain.fd
+            with os.scandir(fd) as it:
+                entries = sorted(it, key=lambda e: e.name, reverse=True)
+            for e in entries:
+                est = e.stat(follow_symlinks=False)
+                yield here[-1] / e.name, est
+                if stat.S_ISDIR(est.st_mode):
+                    todo[-1].append(e.name)
+            while len(todo) > 1 and not todo[-1]:
+                todo.pop()
+                here.pop()
+                chain.pop()
+            if not todo[-1]:
+                return
+            name = todo[-1].pop()
+            chain.push(name)
+            here.append(here[-1] / name)
+            todo.append([])
+
+
+# ---- staged objects in store/ -------------------------------------------------------------
+
+
+def stage_name() -> str:
+    """A hidden name in store/ for an object about to be published: never an object name (those are 52
+    base32 characters), and naming this host and process so that leftovers of a dead one are found."""
+    return f"{STAGE_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_stage_leftovers(store_root: str | os.PathLike) -> Iterator[Path]:
+    """Staged objects in `store_root`/store left by processes of this host that no longer exist (a kill
+    between staging and publishing); remove them with `force_remove`. Another host's are left alone."""
+    prefix = f"{STAGE_PREFIX}{socket.gethostname()}-"
+    directory = Path(store_root) / "store"
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.startswith(prefix):
+            pid = name[len(prefix):].split("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                yield directory / name

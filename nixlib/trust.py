@@ -1,0 +1,89 @@
+"""Who a run trusts: which writers' records it may serve.
+
+A shared store's record directories are world-writable (1777, like /tmp), so a file's
+content says nothing about who wrote it; its owner does (in a sticky directory nobody can
+replace another user's file, and nobody but root can make a file owned by someone else).
+A run trusts records owned by:
+
+- the user running it, and root;
+- users named in `<store root>/trusted-users`, honoured only if that file is a regular file
+  owned by root (the administrator of a shared store) or by the running user, and writable
+  by nobody else;
+- users named in NIX_WORKFLOW_TRUSTED_USERS (the running user's own choice).
+
+Both lists hold user names or numeric uids, separated by whitespace or commas; `#` starts a
+comment. Everything else is ignored (treated as absent, so the step re-runs). See docs/trust.md.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+import sys
+from pathlib import Path
+
+ENV = "NIX_WORKFLOW_TRUSTED_USERS"
+FILE = "trusted-users"
+_warned: set[str] = set()
+
+
+def trusted_uids(root: Path) -> frozenset[int]:
+    """The uids whose records a run against the store at `root` trusts."""
+    uids = {os.getuid(), 0}
+    uids |= parse(os.environ.get(ENV, ""), ENV)
+    text = _read_admin_file(Path(root) / FILE)
+    if text is not None:
+        uids |= parse(text, str(Path(root) / FILE))
+    return frozenset(uids)
+
+
+def parse(text: str, source: str) -> set[int]:
+    """uids named in `text` (names or numbers); unknown names are warned about once and skipped."""
+    uids: set[int] = set()
+    for line in text.splitlines():
+        for word in line.split("#", 1)[0].replace(",", " ").split():
+            uid = _uid(word)
+            if uid is None:
+                _warn(f"warning: {source} names unknown user '{word}'; ignored")
+            else:
+                uids.add(uid)
+    return uids
+
+
+def _uid(word: str) -> int | None:
+    if word.isdigit() and word.isascii():
+        return int(word)
+    try:
+        return pwd.getpwnam(word).pw_uid
+    except KeyError:
+        return None
+
+
+def _read_admin_file(path: Path) -> str | None:
+    """The trusted-users file's text if root or the running user wrote it and nobody else can change it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with open(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, os.getuid()) or st.st_mode & 0o022:
+            _warn(f"warning: ignoring {path}: it must be a regular file owned by root (or you) and writable by "
+                  "nobody else")
+            return None
+        return f.read(1 << 20).decode("utf-8", errors="replace")
+
+
+def user_name(uid: int) -> str:
+    """A user's name for messages (the uid if it has none)."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _warn(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        print(message, file=sys.stderr)

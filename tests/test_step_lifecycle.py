@@ -1,0 +1,218 @@
+"""A step succeeds only under strict shell semantics, and ends only when all of its processes end.
+
+Issue 8 items 1 and 4, issue 9 item 7 (inputs): each test here failed on the engine that ran
+steps with `/bin/sh -c` and only signalled the process group while the shell lived.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from nixlib import nar
+from tests.helpers import REPO, nw
+
+
+def marker() -> str:
+    """A string unique to this test, put in the command lines of the processes a step starts."""
+    return f"nwmark{uuid.uuid4().hex}"
+
+
+def marked(mark: str) -> list[int]:
+    """Live processes whose command line contains `mark` (zombies have an empty one)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if mark.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def experiment(tmp_path: Path, body: str) -> Path:
+    exp = tmp_path / "exp.py"
+    exp.write_text("from nixlib import output\n" + body)
+    return exp
+
+
+def realisations(store_root: Path) -> list[Path]:
+    return sorted((store_root / "realisations").glob("*.json"))
+
+
+# ---- strict shell semantics ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    "cat missing.txt | sort > $out/y; echo done > $out/z",  # a failure in the middle of a pipe
+    "false\necho done > $out/z",  # the first line of a multi-line command
+    "echo $no_such_variable > $out/y; echo done > $out/z",  # an unset variable
+], ids=["pipe", "first-line", "unset-variable"])
+def test_a_failing_command_fails_the_step_and_is_not_cached(tmp_path: Path, store_root: Path, command: str) -> None:
+    exp = experiment(tmp_path, f"s = output('''{command}''', name='s')\n")
+    first = nw("run", str(exp))
+    assert first.returncode == 1 and "step 's' failed" in first.stderr, first.stderr
+    assert realisations(store_root) == []
+    assert not Path("nix-workflow-output/s").exists()
+    again = nw("run", str(exp))
+    assert again.returncode == 1 and "s: running" in again.stderr  # runs again: nothing was cached
+
+
+def test_strict_mode_can_be_switched_off_inside_a_command(tmp_path: Path) -> None:
+    exp = experiment(tmp_path, "lax = output('''set +o pipefail; cat missing.txt | sort > $out/y; "
+                               "echo done > $out/z''', name='lax')\n"
+                               "laxer = output('''set +euo pipefail; false; echo ${unset_var} > $out/y; "
+                               "echo done > $out/z''', name='laxer')\n")
+    nw("run", str(exp), check=True)
+    assert Path("nix-workflow-output/lax/z").read_text() == "done\n"
+    assert Path("nix-workflow-output/laxer/z").read_text() == "done\n"
+
+
+# ---- a step ends when all of its processes end ----------------------------------------------------
+
+LEFTOVERS = {
+    # each opens its file before the step's command exits and writes into it 0.5 s later
+    "background": "( exec 3>>late; sleep 0.5; echo late >&3; : {mark} ) >/dev/null 2>&1 &",
+    "setsid-daemon": "setsid sh -c 'exec 3>>late; sleep 0.5; echo late >&3' {mark} >/dev/null 2>&1 &",
+    "double-fork": "( ( exec 3>>late; sleep 0.5; echo late >&3; : {mark} ) & ) >/dev/null 2>&1",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LEFTOVERS))
+def test_leftover_processes_are_killed_before_the_output_is_stored(tmp_path: Path, store_root: Path,
+                                                                    kind: str) -> None:
+    if kind == "setsid-daemon" and shutil.which("setsid") is None:
+        pytest.skip("setsid (util-linux) is not installed")
+    mark = marker()
+    command = f"echo early > $out/early; : > late; {LEFTOVERS[kind].format(mark=mark)}"
+    exp = experiment(tmp_path, f"w = output('''{command}''', name='w')\n")
+    nw("run", str(exp), check=True)
+    assert marked(mark) == []  # the step's processes all ended before `nw run` returned
+    out = Path("nix-workflow-output/w")
+    obj = out.resolve()
+    time.sleep(0.7)  # long enough for a surviving writer to have written
+    assert nar.nar_hash(obj) == obj.name  # the stored object is exactly what was hashed
+    verify = nw("verify", check=True)
+    assert "0 problem(s)" in verify.stdout + verify.stderr
+    assert "late" not in (out / "late").read_text()
+    log = (store_root / "logs").glob("*.log")
+    assert any("killed" in p.read_text() and "left running" in p.read_text() for p in log)
+
+
+def test_a_step_without_leftovers_logs_no_kill(tmp_path: Path, store_root: Path) -> None:
+    exp = experiment(tmp_path, "w = output('''(echo waited > $out/x) & wait''', name='w')\n")
+    nw("run", str(exp), check=True)
+    assert Path("nix-workflow-output/w/x").read_text() == "waited\n"
+    assert not any("killed" in p.read_text() for p in (store_root / "logs").glob("*.log"))
+
+
+COUNT_ORPHANS = (  # processes carrying the marker in another session than this step's own
+    "import os\n"
+    "m = os.environ['NW_TEST_MARK'].encode()\n"
+    "me = os.getsid(0)\n"
+    "n = 0\n"
+    "for p in filter(str.isdigit, os.listdir('/proc')):\n"
+    "    try:\n"
+    "        n += m in open(f'/proc/{p}/cmdline', 'rb').read() and os.getsid(int(p)) != me\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "print(n)\n"
+)
+
+
+def test_kill_9_of_nw_kills_the_steps_processes_and_the_rerun_runs_alone(tmp_path: Path, store_root: Path) -> None:
+    if shutil.which("setsid") is None:
+        pytest.skip("setsid (util-linux) is not installed")
+    mark = marker()
+    started, go = tmp_path / "started", tmp_path / "go"
+    (tmp_path / "count.py").write_text(COUNT_ORPHANS)
+    exp = experiment(tmp_path, f"""s = output('''
+if [ -e {go} ]; then
+  NW_TEST_MARK={mark} {sys.executable} {tmp_path / "count.py"} > $out/orphans
+else
+  ( while :; do sleep 0.05; done; : {mark} ) >/dev/null 2>&1 &
+  setsid sh -c 'while :; do sleep 0.05; done' {mark} >/dev/null 2>&1 &
+  echo started > {started}
+  sleep 30
+fi
+: {mark}''', name='s')
+""")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with open(tmp_path / "nw.err", "wb") as err:
+        runner = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", str(exp)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        assert wait_until(lambda: started.exists() and len(marked(mark)) >= 3), (tmp_path / "nw.err").read_text()
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+    go.touch()
+    rerun = nw("run", str(exp), check=True)  # at once: an orphan of the killed run would still be running
+    assert Path("nix-workflow-output/s/orphans").read_text() == "0\n", rerun.stderr
+    assert wait_until(lambda: marked(mark) == [], timeout=3.0), "processes of the killed step survive"
+    assert len(realisations(store_root)) == 1
+
+
+# ---- inputs are not writable by a step --------------------------------------------------------------
+
+def test_a_step_that_changes_its_input_object_fails_and_the_object_is_quarantined(tmp_path: Path,
+                                                                                  store_root: Path) -> None:
+    exp = experiment(tmp_path, "a = output('echo base > $out/v', name='a')\n"
+                               "b = output(f'chmod -R u+w {a} && echo evil >> {a}/v && cat {a}/v > $out/v', "
+                               "name='b')\n")
+    proc = nw("run", str(exp))
+    assert proc.returncode == 1 and "changed its input object" in proc.stderr, proc.stderr
+    assert not Path("nix-workflow-output/b").exists()
+    quarantined = list((store_root / "quarantine").iterdir())  # the changed object is set aside, never served
+    assert len(quarantined) == 1 and (quarantined[0] / "v").read_text() == "base\nevil\n"
+    assert not any((store_root / "store" / q.name.split(".")[0]).exists() for q in quarantined)
+    rerun = nw("run", str(exp), "a", check=True)  # its producer runs again and restores the true bytes
+    assert "a: running" in rerun.stderr
+    assert Path("nix-workflow-output/a/v").read_text() == "base\n"
+
+
+def test_a_front_door_that_marks_its_environment_takes_its_processes_with_it(tmp_path: Path) -> None:
+    """For runners whose steps are not started by run_shell (a Snakemake executor, a Luigi worker):
+    after mark_runner_environ(), what they start dies when they are killed with SIGKILL."""
+    mark = marker()
+    script = ("import os, signal, subprocess, sys\n"
+              "from nixlib import reaper\n"
+              "reaper.mark_runner_environ()\n"
+              f"subprocess.Popen(['sh', '-c', 'sleep 30; : {mark}'], start_new_session=True)\n"
+              f"subprocess.Popen(['setsid', 'sh', '-c', 'sleep 30; : {mark}'])\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    subprocess.run([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
+    assert wait_until(lambda: marked(mark) == [], timeout=3.0), "processes survive their runner"
+
+
+def test_keep_fds_are_inherited_by_the_steps_processes(tmp_path: Path) -> None:
+    """What lets a step's processes hold the per-key lock (a flock lives while any holder lives)."""
+    from nixlib.runner import Build, run_shell
+
+    lock = tmp_path / "k.lock"
+    fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        build = Build(name="s", out=tmp_path / "out", state=None, tmp=tmp_path, log=tmp_path / "log",
+                      store_root=tmp_path / "store", keep_fds=(fd,))
+        build.out.mkdir()
+        run_shell(build, f"readlink /proc/$$/fd/{fd} > $out/held")
+    finally:
+        os.close(fd)
+    assert (build.out / "held").read_text().strip() == str(lock)
