@@ -18,3 +18,9 @@ lint: setup
 
 bench: setup
 	bash bench/run-all.sh
+
+# Every runnable workflow of Snakemake's own test suite, local vs --executor nixworkflow vs re-run from the
+# store; writes docs/snakemake-compat.md and fails on a regression (a sample runs in `make test`).
+.PHONY: compat
+compat: setup
+	$(PY) -m tests.snakemake_compat

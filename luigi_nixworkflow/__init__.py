@@ -7,7 +7,7 @@ workers and hosts sharing the store); the tasks around it stay plain Luigi.
 
 from __future__ import annotations
 
-from luigi_nixworkflow import settings, translate
+from luigi_nixworkflow import settings, task, translate
 from luigi_nixworkflow.settings import nixworkflow
 from luigi_nixworkflow.target import NixTarget
 from luigi_nixworkflow.task import NixTask
@@ -17,9 +17,10 @@ __all__ = ["NixTask", "NixTarget", "nixworkflow", "reset", "static"]
 
 
 def reset() -> None:
-    """Forget every per-process memo: settings, engines, envs, placeholders, sources, owners.
+    """Forget every per-process memo: settings, engines, envs, placeholders, sources, owners, forced runs.
 
     Settings and results are otherwise read once per process; call this after changing luigi.cfg,
     NIX_WORKFLOW_STORE or files in a long-lived interpreter (tests, notebooks)."""
     settings.reset()
     translate.reset()
+    task.reset()

@@ -1,13 +1,15 @@
 """Where NixTasks find their store, engine and envs.
 
-Settings come from a `[nixworkflow]` section of luigi.cfg (or `--nixworkflow-env NAME` on the
-`luigi` command line): `store`, `config` (the side-car nixworkflow.yaml), `env` (the default
-env's name) and `out_link`. Everything here is memoised per process because `complete()` runs many times in
-every worker; `reset()` forgets it all (tests, long-lived interpreters that change settings).
+Settings come from a `[nixworkflow]` section of luigi.cfg, each key overridden by an environment
+variable (`NIX_WORKFLOW_ENV=gpu`): `store`, `config` (the side-car nixworkflow.yaml), `env` (the
+default env's name), `out_link` and `force`. Everything here is memoised per process because
+`complete()` runs many times in every worker; `reset()` forgets it all
+(tests, long-lived interpreters that change settings).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -29,17 +31,39 @@ from nixlib.store import Store, default_root
 logger = logging.getLogger("luigi-interface")
 
 
-class nixworkflow(luigi.Config):  # noqa: N801 - Luigi names config sections after the class
-    """The `[nixworkflow]` section of luigi.cfg."""
+@dataclass(frozen=True)
+class nixworkflow:  # noqa: N801 - named after its luigi.cfg section
+    """The `[nixworkflow]` section of luigi.cfg, each key overridden by its NIX_WORKFLOW_* variable.
 
-    store = luigi.OptionalParameter(default=None, description="store root (default: $NIX_WORKFLOW_STORE or "
-                                    "/nix-workflow)")
-    config = luigi.OptionalParameter(default=None, description="path of nixworkflow.yaml (default: "
-                                     "./nixworkflow.yaml when it exists)")
-    env = luigi.OptionalParameter(default=None, description="name of the env (in nixworkflow.yaml) of NixTasks "
-                                  "that give none")
-    out_link = luigi.Parameter(default="nix-workflow-output", description="directory where each NixTask that runs "
-                               "links its output as DIR/<task_id>, a root that `nw gc` keeps ('' or 'none': no links)")
+    Deliberately not a luigi.Config: Luigi would add a global `--nixworkflow-*` flag per key, and
+    argparse's abbreviations of every other flag (`--n 20` for `--n-days`) would become ambiguous
+    in every module that merely imports this package."""
+
+    store: str | None = None  # store root (default: $NIX_WORKFLOW_STORE or /nix-workflow)
+    config: str | None = None  # path of nixworkflow.yaml (default: ./nixworkflow.yaml next to the module or here)
+    env: str | None = None  # name of the env (in nixworkflow.yaml) of NixTasks that give none
+    out_link: str = "nix-workflow-output"  # where NixTasks' outputs are linked ('' or 'none': no links)
+    force: tuple[str, ...] = ()  # task families (or '*') run again even when the store has their result
+
+    @classmethod
+    def read(cls) -> nixworkflow:
+        """luigi.cfg's [nixworkflow] section; NIX_WORKFLOW_CONFIG, _ENV, _OUT_LINK and _FORCE override it
+        (the store keeps its own order: luigi.cfg's `store`, else $NIX_WORKFLOW_STORE)."""
+        cfg = luigi.configuration.get_config()
+
+        def get(key: str, default: str | None) -> str | None:
+            variable = os.environ.get(f"NIX_WORKFLOW_{key.upper()}")
+            if variable is not None and key != "store":
+                return variable
+            return cfg.get("nixworkflow", key, default)
+
+        force = get("force", "") or ""
+        return cls(store=get("store", None) or None, config=get("config", None) or None, env=get("env", None) or None,
+                   out_link=get("out_link", "nix-workflow-output") or "",
+                   force=tuple(f.strip() for f in force.replace(",", " ").split() if f.strip()))
+
+    def forced(self, family: str) -> bool:
+        return "*" in self.force or family in self.force
 
 
 _SETTINGS: list[nixworkflow] = []
@@ -49,20 +73,20 @@ _CONFIGS: dict[str, Config] = {}
 _CHOICES: dict[tuple[type, str], EnvChoice] = {}
 _ENVS: dict[str, envmod.ResolvedEnv] = {}
 _WARNED: set[str] = set()
-_LINK_DIRS: set[Path] = set()
+_ROOTED: set[Path] = set()
 _COUNTER = itertools.count()
 
 
 def reset() -> None:
     """Forget settings, engines and resolved envs (they are otherwise read once per process)."""
-    for memo in (_SETTINGS, _ROOTS, _ENGINES, _CONFIGS, _CHOICES, _ENVS, _WARNED, _LINK_DIRS):
+    for memo in (_SETTINGS, _ROOTS, _ENGINES, _CONFIGS, _CHOICES, _ENVS, _WARNED, _ROOTED):
         memo.clear()
     envmod.clear_memo()
 
 
 def settings() -> nixworkflow:
     if not _SETTINGS:
-        _SETTINGS.append(nixworkflow())
+        _SETTINGS.append(nixworkflow.read())
     return _SETTINGS[0]
 
 
@@ -88,19 +112,28 @@ def engine(root: str | None = None) -> Engine:
     return found
 
 
-def link_output(task_id: str, obj: Path) -> None:
-    """Link a realised output at <out_link>/<task_id> and register it as a GC root (replaced atomically)."""
+def link_output(name: str, obj: Path) -> None:
+    """Link a realised output at <out_link>/<name> and register it as a GC root (replaced atomically).
+
+    Called whenever a task is found complete, not only when it runs: the working tree then always
+    shows the current results, and `nw gc` keeps what the current graph uses. A link already right
+    costs one readlink."""
     directory = settings().out_link
     if not directory or directory.lower() == "none":
         return
-    link = Path(directory).absolute() / task_id
-    if link.parent not in _LINK_DIRS:
-        link.parent.mkdir(parents=True, exist_ok=True)
-        _LINK_DIRS.add(link.parent)
+    link = Path(directory).absolute() / name
+    with contextlib.suppress(OSError):
+        if os.readlink(link) == str(obj) and link in _ROOTED:
+            return
     tmp = link.with_name(f".{link.name}.{os.getpid()}.{next(_COUNTER)}")
-    os.symlink(obj, tmp)
+    try:
+        os.symlink(obj, tmp)
+    except FileNotFoundError:  # (also when someone removed the directory while this process ran)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(obj, tmp)
     os.replace(tmp, link)
     engine().store.add_root(link)
+    _ROOTED.add(link)
 
 
 def _echo(step: str, line: str) -> None:

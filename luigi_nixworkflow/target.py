@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import luigi
+from luigi.local_target import LocalFileSystem
 
+from luigi_nixworkflow import settings
 from nixlib.errors import NixWorkflowError
 
 if TYPE_CHECKING:
@@ -36,8 +38,13 @@ def building_out(task: NixTask) -> Path | None:
     return task.__dict__.get(BUILDING)
 
 
-class NixTarget(luigi.Target):
-    """A NixTask's output directory, or a path inside it (`target / "model.json"`)."""
+class NixTarget(luigi.target.FileSystemTarget):
+    """A NixTask's output directory, or a path inside it (`target / "model.json"`).
+
+    A FileSystemTarget (on the local filesystem), as RangeDaily, bulk_complete and luigi.contrib
+    helpers expect; its path is computed on each access, so the base class's __init__ is not used."""
+
+    fs = LocalFileSystem()
 
     def __init__(self, task: NixTask, parts: tuple[str, ...] = ()) -> None:
         self.task = task
@@ -47,8 +54,6 @@ class NixTarget(luigi.Target):
     def path(self) -> str:
         """The build's output while the task's produce() runs; else the store object once realised
         (read-only), the placeholder before (and inside command())."""
-        from luigi_nixworkflow import settings
-
         building = building_out(self.task)
         if building is not None:
             return "/".join((str(building), *self.parts))

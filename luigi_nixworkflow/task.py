@@ -1,7 +1,8 @@
 """NixTask: a Luigi task whose output is a content-addressed store object.
 
-A subclass gives `command()` (a shell string) or `produce(out)` (Python), and optionally an
-`env`. The adapter turns the task into a `nixlib.recipe.Recipe`; `complete()` is
+A subclass gives `command()` (a shell string) or `produce(out)` (Python), or keeps the legacy
+shape, its own `run()` and `output()` (LocalTargets: see legacy.py), and optionally an `env`.
+The adapter turns the task into a `nixlib.recipe.Recipe`; `complete()` is
 `Engine.lookup` and `run()` is `Engine.realise`, which takes the store's per-key lock, so two
 workers (or two task ids with one recipe) never run the same recipe twice, on any host that
 shares the store. Nothing here hashes, locks or writes to the store by itself.
@@ -23,7 +24,7 @@ from typing import IO, Any, ClassVar
 import luigi
 from luigi.task import flatten, getpaths
 
-from luigi_nixworkflow import children, settings, translate
+from luigi_nixworkflow import children, dynamic, legacy, settings, translate
 from luigi_nixworkflow.target import BUILDING, NixTarget
 from nixlib import context
 from nixlib.engine import Result, shell_action
@@ -32,7 +33,14 @@ from nixlib.recipe import Recipe
 from nixlib.runner import Build
 
 logger = logging.getLogger("luigi-interface")
-_PROVIDED = ("run", "output", "complete")
+RUNNING = "_nw_running"  # task attribute: its own run() is executing now (inside the engine's action)
+_FORCED: set[str] = set()  # task ids forced to run that this process has run (they are complete now)
+_UNMANAGED_WARNED: set[type] = set()
+
+
+def reset() -> None:
+    """Forget which forced tasks this process ran (a forced family runs again after this)."""
+    _FORCED.clear()
 
 
 class NixTask(luigi.Task):
@@ -66,11 +74,13 @@ class NixTask(luigi.Task):
     allow_empty: ClassVar[bool] = False  # an empty output (no file in the directory, an empty file) is intended
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A class that defines its own run() (the legacy shape) gets it wrapped: Luigi's call realises the
+        task through the store, whose action then calls the class's own run() (and super().run() calls
+        from inside it reach the base class's own run(), not the store again)."""
         super().__init_subclass__(**kwargs)
-        overridden = [name for name in _PROVIDED if name in cls.__dict__]
-        if overridden:
-            raise TypeError(f"{cls.__qualname__} overrides {', '.join(overridden)}(): a NixTask provides these "
-                            "(run() realises it through the store). Define command() or produce(out) instead.")
+        own = cls.__dict__.get("run")
+        if own is not None and not getattr(own, "_nw_wrapper", False):
+            cls.run = _wrap_run(own)  # type: ignore[method-assign]
 
     @classmethod
     def get_params(cls) -> list[tuple[str, luigi.Parameter]]:
@@ -98,13 +108,35 @@ class NixTask(luigi.Task):
         return NixTarget(self)
 
     def complete(self) -> bool:
-        """Asks the store (memoised per process once true; never runs anything)."""
-        return self.nix_result() is not None
+        """Asks the store (never runs anything). Found complete, the task's outputs (and those of the
+        NixTasks it depends on) are presented: linked, and a legacy task's files restored from the store.
+        A task forced by `[nixworkflow] force` is not complete until this process has run it."""
+        if not self.nix_managed():
+            return luigi.Task.complete(self)
+        if settings.settings().forced(self.task_family) and self.task_id not in _FORCED:
+            return False
+        result = self.nix_result()
+        if result is None:
+            return False
+        self._nw_present_all()
+        return True
+
+    @property
+    def batchable(self) -> bool:
+        """Never batched: Luigi would run one task for a batch (`batch_method=max`) and mark the others done,
+        but each NixTask is its own cached result, so each runs (or is served) by itself."""
+        return False
+
+    @classmethod
+    def bulk_complete(cls, parameter_tuples: Any) -> list[Any]:
+        """Which of the parameter tuples are complete, each asked to the store (RangeDaily and friends use
+        this rather than listing files: a file on disk is not a result the store vouches for)."""
+        return luigi.task.MixinNaiveBulkComplete.bulk_complete.__func__(cls, parameter_tuples)  # type: ignore
 
     def deps(self) -> list[luigi.Task]:
         """requires(), plus tasks whose outputs command() interpolates without requiring them."""
         deps = list(self.nix_requires())
-        if _kind(type(self)) == "shell":
+        if self.nix_kind() == "shell":
             known = {d.task_id for d in deps}
             deps += [t for t in translate.referenced(self, settings.store_root()) if t.task_id not in known]
         return deps
@@ -127,20 +159,90 @@ class NixTask(luigi.Task):
         return self._nw_requires
 
     def run(self) -> None:
-        """Realise the recipe: served from the store, or run once under the store's lock and recorded."""
-        for memo in ("_nw_recipe", "_nw_owned"):  # inputs are hashed again now that they all exist
+        """Realise the recipe: served from the store, or run once under the store's lock and recorded.
+
+        Forced (`[nixworkflow] force`, or an overridden complete() that said "not complete" although the
+        store has the result for these inputs), it runs again and its result replaces the stored one."""
+        if not self.nix_managed():
+            self._nw_run_own()
+            return
+        for memo in ("_nw_recipe", "_nw_owned", "_nw_presented"):  # inputs are hashed again now that they exist
             self.__dict__.pop(memo, None)
         recipe = self.nix_recipe(strict=True)
         assert recipe is not None
         engine = settings.engine()
         _add_sources(self, recipe)
-        action = self._shell_action if _kind(type(self)) == "shell" else self._python_action
-        result = engine.realise(recipe, action=action, provenance=self._provenance())
+        force = self._nw_forced(recipe)
+        kind = self.nix_kind()
+        action = {"shell": self._shell_action, "python": self._python_action, "legacy": self._legacy_action}[kind]
+        provenance = self._provenance()
+        if _dynamic(type(self)):  # filled while run() runs: the yielded tasks and their content
+            provenance["dynamic"] = self._nw_seen = []
+        result = engine.realise(recipe, action=action, provenance=provenance, force=force)
+        if force:
+            _FORCED.add(self.task_id)
         self._remember(result)
-        settings.link_output(self.task_id, engine.store.object_path(result.outputs["out"]))
+        self._nw_present(result)
         if result.cached:
             logger.info("nixworkflow: %s served from the store (%s)", self.task_id,
                         engine.store.object_path(result.outputs["out"]))
+
+    def nix_kind(self) -> str:
+        """"shell" (command()), "python" (produce()) or "legacy" (its own run() and output())."""
+        return _kind(type(self))
+
+    def nix_managed(self) -> bool:
+        """False for a legacy task whose output() holds targets the store cannot hold (an HdfsTarget, a
+        database table): it then behaves as a plain Luigi task (warned once per class)."""
+        known = self.__dict__.get("_nw_managed")
+        if known is None:
+            known = self.nix_kind() != "legacy" or legacy.local_targets(self) is not None
+            self._nw_managed = known
+            if not known and type(self) not in _UNMANAGED_WARNED:
+                _UNMANAGED_WARNED.add(type(self))
+                logger.warning("nixworkflow: %s runs as a plain Luigi task, not cached nor recorded: its output() "
+                               "returns %s, and only LocalTargets can be stored", self.task_family,
+                               legacy.describe(self.output()))
+        return known
+
+    def _nw_forced(self, recipe: Recipe) -> bool:
+        """Run again although the store has the result? Asked by the settings, or by a complete() override
+        that returned False (Luigi calls run() only then) while the store holds this recipe's result."""
+        if settings.settings().forced(self.task_family):
+            return True
+        found = settings.engine().lookup(recipe)
+        if found is not None and _dynamic(type(self)) and dynamic.stale(found.record):
+            return True  # a task it yielded last time has changed since
+        return type(self).complete is not NixTask.complete and found is not None
+
+    def _nw_present_all(self) -> None:
+        """Present this task's outputs and those of every NixTask it depends on, once per process."""
+        root = settings.store_root()
+        for task in _postorder(self, lambda t: _memo(t, "_nw_presented", root) is None):
+            result = _memo(task, "_nw_owned", root)
+            if result is not None:
+                task._nw_present(result)
+
+    def _nw_present(self, result: Result) -> None:
+        """Link each output (a GC root) and restore a legacy task's files where they differ from the store."""
+        store = settings.engine().store
+        for name, h in sorted(result.outputs.items()):
+            settings.link_output(self.task_id if name == "out" else f"{self.task_id}.{name}", store.object_path(h))
+        if self.nix_kind() == "legacy":
+            for path in legacy.restore(self, store, result.outputs):
+                logger.info("nixworkflow: %s: restored %s from the store", self.task_id, path)
+        self._nw_presented = (settings.store_root(), True)
+
+    def _nw_run_own(self) -> None:
+        """Call the class's own run() (legacy shape); super().run() inside it reaches the base's own run().
+        A run() that yields is driven to its end here (dynamic.drive), or stops at a task not yet complete."""
+        self.__dict__[RUNNING] = True
+        try:
+            result = self.run()
+            if inspect.isgenerator(result):
+                dynamic.drive(result, self.__dict__.get("_nw_seen", []))
+        finally:
+            self.__dict__.pop(RUNNING, None)
 
     # ---- nixworkflow --------------------------------------------------------------------
 
@@ -200,7 +302,7 @@ class NixTask(luigi.Task):
         for task in _postorder(self, lambda t: _memo(t, "_nw_owned", root) is None):
             recipe = _memo(task, "_nw_recipe", root)
             result = engine.lookup(recipe) if recipe is not None else None
-            if result is None:
+            if result is None or (_dynamic(type(task)) and dynamic.stale(result.record)):
                 return None
             task._remember(result, root)
         return _memo(self, "_nw_owned", root)
@@ -219,37 +321,66 @@ class NixTask(luigi.Task):
         return produced
 
     def _python_action(self, build: Build, command: str) -> Mapping[str, Path]:
-        """Run produce() in this process, with the env's variables and output teed to the step log; while it
-        runs, self.output() is the build's output; what it leaves running is killed before anything is hashed."""
+        """Run produce() in this process; while it runs, self.output() is the build's output."""
         takes_out = _takes_out(type(self))
         if takes_out:
             build.out.mkdir(exist_ok=True)
         else:  # produce() makes the output itself (a file or a directory) at self.output().path
             with contextlib.suppress(FileNotFoundError):
                 build.out.rmdir()
-        leftovers = children.watch(build.marker)
         self.__dict__[BUILDING] = build.out
+        try:
+            self._in_step(build, command, "produce()", lambda: self._produce(build, takes_out))
+        finally:
+            self.__dict__.pop(BUILDING, None)
+        _require_output(self, build)
+        return {"out": build.out}
+
+    def _legacy_action(self, build: Build, command: str) -> Mapping[str, Path]:
+        """Run the class's own run(), which writes its LocalTargets in place as in plain Luigi; the engine
+        then ingests copies of them. What a previous run left at those paths is moved aside first (and put
+        back if this run fails), so a file run() did not write can never be stored as its result."""
+        for dep in self.nix_requires():  # what run() reads is exactly what was keyed
+            if isinstance(dep, NixTask) and dep.nix_managed() and dep.nix_kind() == "legacy":
+                found = dep.nix_result()
+                if found is not None:
+                    dep._nw_present(found)
+        outputs = legacy.paths(self)
+        moved = legacy.move_aside(outputs)
+        succeeded = False
+        try:
+            self._in_step(build, command, "run()", self._nw_run_own)
+            legacy.check_written(self, outputs, type(self).allow_empty, str(build.log))
+            succeeded = True
+        finally:
+            legacy.settle(moved, succeeded)
+        return dict(zip(legacy.output_names(len(outputs)), outputs, strict=True))
+
+    def _in_step(self, build: Build, command: str, what: str, body: Callable[[], None]) -> None:
+        """Run `body` in this process as the step: the env's variables (PATH: its tools), output teed to the
+        step log, and whatever it leaves running killed before anything is hashed."""
+        leftovers = children.watch(build.marker)
         try:
             with open(build.log, "a", encoding="utf-8") as log, _environ({**build.environ(), **leftovers.variables}), \
                     _tee(log):
                 print(f"$ {command}  # {type(self).__module__}.{type(self).__qualname__}", file=log, flush=True)
                 try:
-                    self._produce(build, takes_out)
+                    body()
+                except dynamic.NeedsDependencies:
+                    print("(stopped: it yielded tasks that are not complete; Luigi runs them first)", file=log)
+                    raise
                 except BaseException:
                     log.write(traceback.format_exc())
                     raise
         finally:
-            self.__dict__.pop(BUILDING, None)
             killed = children.stop_leftovers(leftovers, self.task_id)
         if killed:
-            note = (f"nixworkflow: {self.task_id}: killed {len(killed)} process(es) produce() left running (pids "
+            note = (f"nixworkflow: {self.task_id}: killed {len(killed)} process(es) {what} left running (pids "
                     f"{', '.join(map(str, killed))}); a step ends when all of its processes end: wait for what "
-                    "produce() starts")
+                    f"{what} starts")
             logger.warning("%s", note)
             with open(build.log, "a", encoding="utf-8") as log:
                 print(note, file=log)
-        _require_output(self, build)
-        return {"out": build.out}
 
     def _produce(self, build: Build, takes_out: bool) -> None:
         try:
@@ -273,7 +404,7 @@ class NixTask(luigi.Task):
             ) from None
         if inspect.isgenerator(result):
             result.close()
-            raise _yields_error(type(self))
+            raise _yields_error(type(self), "produce()")
 
 
 def _memo(task: NixTask, name: str, root: str) -> Any:
@@ -307,24 +438,74 @@ def _abs(name: Any) -> str:
 
 
 def _kind(cls: type[NixTask]) -> str:
+    """"shell", "python" or "legacy" (the class's own run() and output()); a mix is an error naming the fix."""
     shell = cls.command is not NixTask.command
     python = cls.produce is not NixTask.produce
+    own_run = getattr(cls.run, "_nw_wrapper", False)
+    own_output = cls.output is not NixTask.output
+    name = cls.__qualname__
+    if own_run:
+        if shell or python:
+            raise NixWorkflowError(f"NixTask {name} defines run() and {'command()' if shell else 'produce()'}: keep "
+                                   "one. run() with output() is the plain Luigi shape; command()/produce() the "
+                                   "store-native one (its output is a NixTarget)")
+        if not own_output:
+            raise NixWorkflowError(f"NixTask {name} defines run() but not output(): declare what run() writes with "
+                                   "output() (LocalTargets, as in plain Luigi), or rename run() to produce(self), "
+                                   "which writes self.output()")
+        return "legacy"
+    if own_output:
+        raise NixWorkflowError(f"NixTask {name} overrides output() but has no run() of its own: a task that "
+                               "declares its output() writes it in run(), as in plain Luigi; command()/produce() "
+                               "write the NixTarget output NixTask provides")
     if shell == python:
-        raise NixWorkflowError(f"NixTask {cls.__qualname__} must define exactly one of command() (a shell step) "
-                               f"or produce(out) (a Python step); it defines {'both' if shell else 'neither'}")
+        raise NixWorkflowError(f"NixTask {name} must define exactly one of command() (a shell step), "
+                               f"produce(out) (a Python step) or run() with output() (the plain Luigi shape); it "
+                               f"defines {'both command() and produce()' if shell else 'none of them'}")
     if python and cls.sandbox:
-        raise NixWorkflowError(f"NixTask {cls.__qualname__}: sandbox applies to command() steps; produce(out) "
+        raise NixWorkflowError(f"NixTask {name}: sandbox applies to command() steps; produce(out) "
                                "runs inside the Luigi worker")
     if python and inspect.isgeneratorfunction(cls.produce):
-        raise _yields_error(cls)
+        raise _yields_error(cls, "produce()")
     return "shell" if shell else "python"
 
 
-def _yields_error(cls: type[NixTask]) -> NixWorkflowError:
+def _wrap_run(own: Callable[..., Any]) -> Callable[..., Any]:
+    """run() as Luigi calls it: through the store, unless the task's own run() is already executing
+    (then this is a super().run() from a subclass's run(), which must reach the base's own code).
+    A yielding run() stays a generator for Luigi: tasks it yields that are not complete go to Luigi."""
+
+    if inspect.isgeneratorfunction(own):
+        @functools.wraps(own)
+        def run(self: NixTask) -> Any:
+            if self.__dict__.get(RUNNING):
+                return (yield from own(self))
+            while True:
+                try:
+                    return NixTask.run(self)
+                except dynamic.NeedsDependencies as e:
+                    yield e.requirements  # Luigi runs them (and calls run() again), or answers if complete
+    else:
+        @functools.wraps(own)
+        def run(self: NixTask) -> Any:
+            if self.__dict__.get(RUNNING):
+                return own(self)
+            return NixTask.run(self)
+
+    run._nw_wrapper = True  # type: ignore[attr-defined]
+    return run
+
+
+def _dynamic(cls: type[NixTask]) -> bool:
+    """A legacy task whose run() yields (dynamic dependencies)."""
+    return inspect.isgeneratorfunction(getattr(cls.run, "__wrapped__", None))
+
+
+def _yields_error(cls: type[NixTask], where: str) -> NixWorkflowError:
     return NixWorkflowError(
-        f"NixTask {cls.__qualname__}: produce() yields (Luigi dynamic dependencies), which a NixTask does not "
-        "support yet: the yielded tasks would never run and the output would be keyed without them. Return the "
-        "tasks from requires() instead, or keep this task a plain luigi.Task."
+        f"NixTask {cls.__qualname__}: {where} yields (Luigi dynamic dependencies), which produce() does not "
+        "support: the yielded tasks would never run and the output would be keyed without them. Return the tasks "
+        "from requires() instead, or use the plain Luigi shape (run() with output()), where yield works."
     )
 
 

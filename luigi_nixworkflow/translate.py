@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import luigi
 from luigi.task import flatten
+from luigi.task_register import Register
 
-from luigi_nixworkflow import settings
+from luigi_nixworkflow import legacy, settings
 from luigi_nixworkflow.target import RENDERING
 from nixlib import context
 from nixlib.command import CommandSyntaxError, normalise, shell_form
@@ -45,11 +46,12 @@ SOURCES: dict[str, Path] = {}
 # keyed as that task's output (stable before and after realisation), not as a loose object.
 OWNERS: dict[str, dict[str, NixTask]] = {}
 _SCANNERS: dict[str, context.Scanner[NixTask]] = {}
+_CONFIG_VALUES: dict[type, dict[str, Any]] = {}  # per process: luigi.cfg is read once, as Luigi does
 _SKIP_MODULES = frozenset({"luigi", "luigi_nixworkflow"})
 
 
 def reset() -> None:
-    for memo in (SOURCES, OWNERS, _SCANNERS):
+    for memo in (SOURCES, OWNERS, _SCANNERS, _CONFIG_VALUES):
         memo.clear()
 
 
@@ -82,19 +84,37 @@ def static(path: str | os.PathLike) -> str:
 # ---- the recipe --------------------------------------------------------------------------
 
 
+def is_nix(task: Any) -> bool:
+    """A NixTask whose result the store holds (not a legacy one with outputs the store cannot hold).
+
+    Duck-typed, so this module never imports task.py (task.py imports it)."""
+    managed = getattr(task, "nix_managed", None)
+    return managed is not None and managed()
+
+
 def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe:
     """The task's recipe; raises Pending while a plain upstream output is missing. Only a `runnable`
     recipe carries the shell form of its command (what runs; not keyed, so complete() skips it)."""
     cls = type(task)
     check_step_name(task.task_id, f"Luigi task {task.task_family} (its task_id names the step and its output link)")
-    extra: dict[str, Any] = {"luigi": {"family": task.task_family, "params": params(task), "code": code_digest(cls)}}
+    luigi_part: dict[str, Any] = {"family": task.task_family, "params": params(task), "code": code_digest(cls)}
+    configs = config_values(cls)
+    if configs:
+        luigi_part["configs"] = configs
+    extra: dict[str, Any] = {"luigi": luigi_part}
     settings.choose_env(cls)  # a misnamed env is an error now, even while inputs are still missing
     deps = task.nix_requires()
     upstream, files, local, opaque = _upstream(root, deps)
     mentioned: set[str] = set()
     shell: str | None = None
+    outputs: tuple[str, ...] = ("out",)
     if kind == "shell":
         command, shell, inputs = _shell(task, root, local, deps, mentioned, runnable)
+    elif kind == "legacy":
+        written = legacy.paths(task)
+        outputs = legacy.output_names(len(written))
+        luigi_part["outputs"] = [logical_name(str(p)) for p in written]
+        command, inputs = f"python {task.task_family}.run", []
     else:
         command, inputs = f"python {task.task_family}.produce", []
     for up in upstream:
@@ -102,45 +122,66 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
         if recipe is None:
             raise Pending(up.task_id)
         if up.task_id not in mentioned:  # required but not interpolated: keyed all the same
-            inputs.append(Input(up.nix_placeholder(root), step=recipe))
+            inputs += step_inputs(up, recipe, root)
     env, configured = settings.resolve_env(cls, command)
     options = RunOptions(**{o: getattr(configured, o) if getattr(cls, o) is None else getattr(cls, o)
                             for o in ("pure", "sandbox", "network", "gpu")})
-    if kind == "python":  # produce() runs inside the worker: no sandbox can wrap it
+    if kind != "shell":  # run() and produce() run inside the worker: no sandbox can wrap them
         options = dataclasses.replace(options, sandbox=False)
     if getattr(cls, "allow_empty", False):
         options = dataclasses.replace(options, allow_empty=True)
     if opaque:
         extra["opaque"] = opaque
     return Recipe(name=task.task_id, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
-                  files=dict(sorted(files.items())), extra=extra, options=options, shell=shell)
+                  outputs=outputs, files=dict(sorted(files.items())), extra=extra, options=options, shell=shell)
+
+
+def step_inputs(up: NixTask, recipe: Recipe, root: str) -> list[Input]:
+    """One input per output of an upstream NixTask (a legacy one may declare several files)."""
+    token = up.nix_placeholder(root)
+    return [Input(token if name == "out" else f"{token}!{name}", step=recipe, output=name) for name in recipe.outputs]
 
 
 def _upstream(root: str, deps: list[luigi.Task]) -> tuple[list[NixTask], dict[str, str], dict[str, str], list[Any]]:
-    """Required NixTasks; content hashes of plain tasks' LocalTargets by logical name and by the path as
-    written; and the identity of plain outputs that cannot be hashed."""
-    from luigi_nixworkflow.task import NixTask
-
-    nix: list[NixTask] = []
+    """NixTasks this task depends on, directly or through plain tasks (a WrapperTask, a plain task between
+    two NixTasks); content hashes of plain tasks' LocalTargets by logical name and by the path as written;
+    and the identity of plain outputs that cannot be hashed. The walk goes through plain tasks (their
+    requires()) and stops at NixTasks, whose own keys cover what is upstream of them. A LocalTarget of a
+    required task that is missing means the recipe is Pending; one further up is keyed as absent (Luigi
+    never looks behind a complete task, so a cleaned-up intermediate file is legitimate)."""
+    nix: dict[str, NixTask] = {}
     files: dict[str, str] = {}
     local: dict[str, str] = {}
     opaque: list[dict[str, Any]] = []
     store = settings.engine(root).store
-    for dep in deps:
-        if isinstance(dep, NixTask):
-            nix.append(dep)
+    seen: set[str] = set()
+    stack = [(dep, True) for dep in reversed(deps)]
+    while stack:
+        dep, direct = stack.pop()
+        if dep.task_id in seen:
+            continue
+        seen.add(dep.task_id)
+        if is_nix(dep):
+            nix.setdefault(dep.task_id, dep)
             continue
         for target in flatten(dep.output()):
             if isinstance(target, luigi.LocalTarget):
+                name = logical_name(target.path)
                 if not os.path.lexists(target.path):
-                    raise Pending(f"{dep.task_id} ({target.path})")
+                    if direct:
+                        raise Pending(f"{dep.task_id} ({target.path})")
+                    files[name] = "absent"
+                    continue
                 h = store.memo.hash(target.path)
                 SOURCES.setdefault(h, Path(target.path).absolute())
-                files[logical_name(target.path)] = local[target.path] = h
+                files[name] = h
+                if direct:
+                    local[target.path] = h
             else:  # a database table, a remote file: only its identity can enter the key
                 opaque.append({"task": dep.task_id, "target": type(target).__name__,
                                "path": str(getattr(target, "path", ""))})
-    return nix, files, local, opaque
+        stack.extend((d, False) for d in reversed(flatten(dep.requires())))
+    return list(nix.values()), files, local, opaque
 
 
 def logical_name(path: str) -> str:
@@ -182,6 +223,20 @@ def _shell(task: NixTask, root: str, local: Mapping[str, str], deps: list[luigi.
         else:
             _check_object(task, root, str(ref.obj))
             inputs[ref.token] = Input(ref.token, obj=ref.obj)
+    for up in deps:  # a legacy NixTask's LocalTargets in the command: its outputs, as the store holds them
+        if not is_nix(up) or up.nix_kind() != "legacy":
+            continue
+        written = [t.path for t in legacy.local_targets(up) or []]
+        if not any(_path_re(path).search(text) for path in written):
+            continue
+        recipe = up.nix_recipe()
+        if recipe is None:
+            raise Pending(up.task_id)
+        for i, path in zip(step_inputs(up, recipe, root), written, strict=True):
+            text = _path_re(path).sub(lambda _m, t=i.token: t, text)
+            shell = None if shell is None else _path_re(path).sub(lambda _m, t=i.token: t, shell)
+            inputs[i.token] = i
+        mentioned.add(up.task_id)
     return text, shell, list(inputs.values())
 
 
@@ -268,8 +323,10 @@ def params(task: luigi.Task) -> dict[str, Any]:
         value = task.param_kwargs[name]
         try:
             out[name] = _canonical(value)
+            continue
         except _NotCanonical:
-            out[name] = _typed(task, name, param, value)
+            pass
+        out[name] = _typed(task, name, param, value)  # (outside the except: its error chains nothing internal)
     return out
 
 
@@ -317,7 +374,13 @@ def code_digest(cls: type) -> str:
     version = getattr(cls, "version", None)
     if version is not None:
         return "version:" + str(version)
-    sources = []
+    return digest([ast.dump(tree) for tree in _sources(cls)])
+
+
+@functools.cache
+def _sources(cls: type) -> tuple[ast.Module, ...]:
+    """The parsed source of the class and of its own base classes (not Luigi's, not ours)."""
+    trees = []
     for c in cls.__mro__:
         if c is object or c.__module__.split(".")[0] in _SKIP_MODULES:
             continue
@@ -328,5 +391,44 @@ def code_digest(cls: type) -> str:
                 f"cannot read the source code of task class {c.__qualname__} (module {c.__module__}), which the "
                 "cache key must cover. Set `version = \"1\"` on the class and change it whenever the code changes."
             ) from None
-        sources.append(ast.dump(ast.parse(textwrap.dedent(source))))
-    return digest(sources)
+        trees.append(ast.parse(textwrap.dedent(source)))
+    return tuple(trees)
+
+
+@functools.cache
+def _identifiers(cls: type) -> frozenset[str]:
+    """Every name and attribute name the class's code mentions (None when its source cannot be read)."""
+    try:
+        trees = _sources(cls)
+    except NixWorkflowError:
+        return frozenset()
+    names: set[str] = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                names.add(node.attr)
+    return frozenset(names)
+
+
+def config_classes(cls: type) -> list[type[luigi.Config]]:
+    """The luigi.Config classes whose values the task reads: those its code names (`MyConfig().value`),
+    plus those it declares in `configs = (MyConfig,)` (for values read by helpers outside the class)."""
+    declared = list(getattr(cls, "configs", None) or ())
+    for c in declared:
+        if not (isinstance(c, type) and issubclass(c, luigi.Config)):
+            raise NixWorkflowError(f"task {cls.__qualname__}: `configs` lists {c!r}, which is not a luigi.Config class")
+    names = _identifiers(cls)
+    found = [c for c in Register._reg if isinstance(c, type) and issubclass(c, luigi.Config)
+             and c.__module__.split(".")[0] not in _SKIP_MODULES and c.__name__ in names]
+    return list(dict.fromkeys([*declared, *found]))
+
+
+def config_values(cls: type) -> dict[str, Any]:
+    """The current values of the Config classes the task reads (luigi.cfg, environment), by family: they
+    enter the key, so changing `[MyConfig] threshold` re-runs the tasks that read it."""
+    known = _CONFIG_VALUES.get(cls)
+    if known is None:
+        known = _CONFIG_VALUES[cls] = {c.get_task_family(): params(c()) for c in config_classes(cls)}
+    return known

@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                                 "content-addressed caching.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", metavar="DIR", help="store root (default: $NIX_WORKFLOW_STORE or /nix-workflow)")
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run an experiment.py or experiment.nix",
@@ -57,7 +58,21 @@ def _parser() -> argparse.ArgumentParser:
                      help="print only failures and the final summary (step output is still logged)")
     run.add_argument("--allow-unpinned", action="store_true", help="accept unpinned Nix sources (<nixpkgs>, "
                      "URLs without sha256) in envs; the run is then not reproducible")
+    run.add_argument("-n", "--dry-run", action="store_true", help="only say which steps would run, which are "
+                     "cached and which are pinned; nothing runs and the store is unchanged")
+    run.add_argument("--force", action="store_true", help="run the TARGETs even if they are cached (their upstream "
+                     "steps are served as usual); the new realisation replaces the old one, and a different result "
+                     "for the identical recipe is reported as non-determinism")
+    run.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
     run.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
+    from nixlib import remotecli  # the remote cache's options and commands (docs/remote.md)
+
+    remotecli.add_run_options(run)
+    remotecli.add_parsers(sub)
+    run.epilog = ("examples:\n  nw run -n experiment.py              what would run, what is cached, what is pinned\n"
+                  "  nw run --force experiment.py fit     run step fit again although it is cached")
+    run.formatter_class = argparse.RawDescriptionHelpFormatter
+    _query_parsers(sub)
 
     h = sub.add_parser("hash", help="print the Nix base32 SHA-256 of a path's NAR (as nix-hash --type sha256 --base32)")
     h.add_argument("paths", nargs="+", metavar="PATH")
@@ -94,7 +109,72 @@ def _parser() -> argparse.ArgumentParser:
                    "invalid records and stale index entries, rebuild missing index entries, drop invalid cache "
                    "entries, make your objects read-only")
     v.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
+    w = sub.add_parser("view", help="browse runs, steps, logs and outputs in a web page (read-only, 127.0.0.1)",
+                       description="Serve a read-only page on 127.0.0.1 that draws the runs of this directory "
+                       "(live while `nw run` is running) and every record in the store (Snakemake and Luigi runs "
+                       "too): Recipe and Content views, each step's command, env, inputs, outputs, timings, log and "
+                       "files. Prints the URL; Ctrl-C stops it. Nothing is written and no network is used.")
+    w.add_argument("--port", type=_not_negative, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free)")
+    w.add_argument("--no-browser", action="store_true", help="do not open a web browser, only print the URL")
+    w.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
+                   help="the output-link directory whose runs to show (default: ./nix-workflow-output)")
+    w.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
     return p
+
+
+def _version() -> str:
+    from nixlib import __version__
+
+    return f"nw (nixworkflow) {__version__}"
+
+
+def _query_parsers(sub: Any) -> None:
+    """dag, status, why, diff and check: questions about an experiment or its records; nothing is stored."""
+    def add(name: str, text: str, description: str, example: str) -> argparse.ArgumentParser:
+        q = sub.add_parser(name, help=text, description=description, epilog=f"example:\n  {example}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        q.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
+                       help="directory of output links and of the last-run summary (default: ./nix-workflow-output)")
+        q.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
+        return q
+
+    dag = add("dag", "print the graph of an experiment (dot, mermaid or json), marking cached and to-run steps",
+              "Evaluate the experiment and print its steps and dependencies, each marked with its state against "
+              "the store (cached, to run, pinned, running elsewhere). Nothing runs. Pipe dot into Graphviz for a "
+              "picture; paste mermaid into Markdown.", "nw dag experiment.py --format dot | dot -Tsvg > dag.svg")
+    dag.add_argument("file", help="experiment.py or experiment.nix")
+    dag.add_argument("targets", nargs="*", metavar="TARGET", help="only these steps and their upstream")
+    dag.add_argument("--format", choices=("dot", "mermaid", "json"), default="dot", help="output format (default dot)")
+    status = add("status", "each step's state against the store, without running anything",
+                 "Evaluate the experiment and say for each step whether it is cached, would run, is pinned, is being "
+                 "run by another process now (its lock is held), and whether it failed in the last `nw run` here.",
+                 "nw status experiment.py")
+    status.add_argument("file", help="experiment.py or experiment.nix")
+    status.add_argument("targets", nargs="*", metavar="TARGET", help="only these steps and their upstream")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    why = add("why", "why a step would run (or re-ran): which part of its recipe changed",
+              "Compare a step's recipe now with the nearest realisation it had: the one of the last `nw run` here, "
+              "else the last realisation of the same recipe, else the newest recorded under the same name. Names "
+              "the parts that differ: command, env paths, an input's content or recipe, another parameter. A step "
+              "that is cached now but re-ran in the last run is compared with the realisation it had before.",
+              "nw why model_base            (the experiment file of the last run here is used)")
+    why.add_argument("step", metavar="STEP")
+    why.add_argument("-f", "--file", help="experiment file (default: the one the last `nw run` here ran)")
+    why.add_argument("--json", action="store_true", help="machine-readable output")
+    diff = add("diff", "compare two steps' recipes, env, inputs and output files",
+               "A and B are step names of the last `nw run` here, output paths, or keys (a resolved key names one "
+               "run of a step, so a step can be compared across runs). Prints the recipe parts that differ, then "
+               "output files that differ, with a unified diff of text files.", "nw diff model_small model_base")
+    diff.add_argument("a", metavar="A")
+    diff.add_argument("b", metavar="B")
+    diff.add_argument("--json", action="store_true", help="machine-readable output")
+    check = add("check", "re-run recorded steps in a scratch area and compare bytes with the stored result",
+                "Like nix-build --check: re-run each STEP's recorded command with its recorded inputs and env in "
+                "a scratch directory, then compare its output with the stored object. Prints 'deterministic' or "
+                "the files that differ; exit 1 if any step differs. The store is not changed.",
+                "nw check model_base dataset")
+    check.add_argument("steps", nargs="+", metavar="STEP")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _at_least_one(text: str) -> int:
@@ -224,21 +304,133 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise NixWorkflowError("-j/--jobs must be at least 1")
     if args.allow_unpinned:
         os.environ["NIX_WORKFLOW_ALLOW_UNPINNED"] = "1"
+    if args.force and not args.targets:
+        raise NixWorkflowError("--force needs the steps to run again: nw run --force FILE STEP…")
+    from nixlib.remotecli import configure
+
+    configure(args, Path(args.file).parent)  # --remote, NIX_WORKFLOW_REMOTE, `remote:` in nixworkflow.yaml
     store = _store()
-    path = Path(args.file)
-    if path.suffix == ".nix":
-        from nixlib.nixfront import load
-    else:
-        from nixlib.dsl import load
-    workflow = load(path)
+    workflow = _load(args.file)
     targets = workflow.select(args.targets)
-    if workflow.host_steps:
+    args.force = targets if args.force else []
+    if workflow.host_steps and not args.dry_run:
         print(f"warning: {len(workflow.host_steps)} step(s) run with the host environment, not pinned by Nix: "
               f"{', '.join(workflow.host_steps[:8])}{' …' if len(workflow.host_steps) > 8 else ''}", file=sys.stderr)
     from nixlib.runs import run_workflow
 
     _term_as_interrupt()
     return run_workflow(store, workflow, targets, args)
+
+
+def _load(file: str) -> Any:
+    """Evaluate experiment.py or experiment.nix into a Workflow (nothing runs, nothing is stored)."""
+    if Path(file).suffix == ".nix":
+        from nixlib.nixfront import load
+    else:
+        from nixlib.dsl import load
+    return load(Path(file))
+
+
+def cmd_dag(args: argparse.Namespace) -> int:
+    from nixlib import dag, plan
+
+    store = _store()
+    workflow = _load(args.file)
+    sys.stdout.write(dag.render(plan.states(store, workflow, workflow.select(args.targets), Path(args.out_link)),
+                                args.format))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from nixlib import plan
+
+    store = _store()
+    workflow = _load(args.file)
+    steps = plan.states(store, workflow, workflow.select(args.targets), Path(args.out_link))
+    if args.json:
+        print(json.dumps([s.as_json() for s in steps], indent=2, sort_keys=True))
+        return 0
+    width = max((len(plan.label(s)) for s in steps), default=0)
+    for s in steps:
+        failed = f"; last run: {s.last_error}" if s.last_status == "failed" and s.state != plan.CACHED else ""
+        print(f"{plan.label(s):<{width}}  {s.name}  ({s.why}{failed})")
+    return 0
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    from nixlib import plan
+    from nixlib.lineage import last_run
+
+    store = _store()
+    out_dir = Path(args.out_link)
+    summary = last_run(out_dir)
+    entry = summary.get(args.step)
+    file = args.file or (entry.get("experiment") if isinstance(entry, dict) else None)
+    if not file:
+        hint = plan.suggest(args.step, list(summary))
+        raise NixWorkflowError(f"no step '{args.step}' in the last `nw run` here ({out_dir}).{hint} Give the "
+                               f"experiment file: nw why {args.step} --file experiment.py")
+    workflow = _load(file)
+    plan.check_targets(workflow, [args.step])
+    sources = {h: str(s.source) for h, s in workflow.statics.items() if s.source is not None}
+    report = plan.why(store, workflow.recipes[args.step], out_dir, sources)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    print(report["verdict"])
+    for line in report["differences"]:
+        print(f"  {line}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from nixlib import diff
+    from nixlib.lineage import find_record
+
+    store = _store()
+    docs = [find_record(store, what, Path(args.out_link)) for what in (args.a, args.b)]
+    sides = [diff.side_of_record(d, f"{w} ({d['name']})") for d, w in zip(docs, (args.a, args.b), strict=True)]
+    recipe = diff.recipe_differences(*sides)
+    outputs: list[str] = []
+    for name in sorted(set(docs[0]["outputs"]) | set(docs[1]["outputs"])):
+        a, b = docs[0]["outputs"].get(name), docs[1]["outputs"].get(name)
+        if a != b:
+            outputs.append(f"output '{name}': {a} → {b}")
+            if a and b and store.has(a) and store.has(b):
+                outputs += ["  " + x for x in diff.output_differences(store.object_path(a), store.object_path(b),
+                                                                      args.a, args.b)]
+    if args.json:
+        print(json.dumps({"a": docs[0], "b": docs[1], "recipe": recipe, "outputs": outputs}, indent=2,
+                         sort_keys=True))
+        return 0
+    for label, d in zip(("A", "B"), docs, strict=True):
+        print(f"{label}: step '{d['name']}', key {d['resolved_key']}, ran "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(d['start']))}\n   $ {d['command']}")
+    print("recipe:" + ("" if recipe else " same command, env, inputs and parameters"))
+    print("\n".join(f"  {line}" for line in recipe) if recipe else "", end="\n" if recipe else "")
+    print("outputs:" + ("" if outputs else " identical"))
+    print("\n".join(f"  {line}" for line in outputs) if outputs else "", end="\n" if outputs else "")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from nixlib import diff
+    from nixlib.lineage import find_record
+
+    store = _store()
+    _term_as_interrupt()
+    report = {}
+    for what in args.steps:
+        doc = find_record(store, what, Path(args.out_link))
+        report[what] = diff.check(store, doc)
+        if not args.json:
+            lines = report[what]
+            print(f"{what}: deterministic" if not lines else
+                  f"{what}: NOT deterministic: its re-run differs from the stored result:\n"
+                  + "\n".join(f"  {x}" for x in lines))
+    if args.json:
+        print(json.dumps({w: {"deterministic": not d, "differences": d} for w, d in report.items()}, indent=2))
+    return 1 if any(report.values()) else 0
 
 
 def _term_as_interrupt() -> None:
@@ -339,9 +531,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    _, found = _record(args)
+    store, found = _record(args)
     entry = found.entry or {}
-    log = entry.get("log") or (found.doc or {}).get("log")
+    log = _log_of(store, found.doc) if found.doc else entry.get("log")
     if not log:
         raise NixWorkflowError(f"step '{found.name}' has no log: it {found.status} before it started "
                                f"({entry.get('error') or 'no error recorded'})")
@@ -350,6 +542,15 @@ def cmd_log(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         raise NixWorkflowError(f"the log of '{args.what}' ({log}) is gone (removed by `nw gc`?)") from None
     return 0
+
+
+def _log_of(store: Any, doc: dict[str, Any]) -> str:
+    """A record's log, opened only if it names a file directly in the store's logs/ (a record is data, not a
+    path to follow); otherwise the log path this user would have for the record's key."""
+    named = doc.get("log")
+    if isinstance(named, str) and os.path.dirname(named) == str(store.root / "logs"):
+        return named
+    return str(store.log_path(doc["resolved_key"]))
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -386,7 +587,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "hash": cmd_hash, "show": cmd_show, "lineage": cmd_lineage, "log": cmd_log,
-            "gc": cmd_gc, "verify": cmd_verify}
+            "gc": cmd_gc, "verify": cmd_verify, "dag": cmd_dag, "status": cmd_status, "why": cmd_why,
+            "diff": cmd_diff, "check": cmd_check}
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from nixlib.view.server import serve
+
+    return serve(_store(), Path(args.out_link), args.port, open_browser=not args.no_browser)
+
+
+COMMANDS["view"] = cmd_view
+
+
+def _remote_cmd(name: str) -> Any:
+    """`nw push`, `nw pull`, `nw key` (nixlib.remotecli): imported only when used (boto3, cryptography)."""
+    def run(args: argparse.Namespace) -> int:
+        from nixlib import remotecli
+
+        return getattr(remotecli, name)(args)
+    return run
+
+
+COMMANDS.update(push=_remote_cmd("cmd_push"), pull=_remote_cmd("cmd_pull"), key=_remote_cmd("cmd_key"))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -45,7 +45,8 @@ from nixlib.errors import NixWorkflowError
 from nixlib.recipe import RunOptions
 
 FILENAME = "nixworkflow.yaml"
-TOP_KEYS = ("nixpkgs", "env", "envs", "steps")
+TOP_KEYS = ("nixpkgs", "env", "envs", "steps", "remote")
+REMOTE_KEYS = ("url", "push", "trusted-public-keys", "secret-key-file")  # see docs/remote.md
 ENV_KEYS = ("packages", "nixpkgs", "file", "attr", "store_paths", "pure", "sandbox", "network", "gpu")
 SOURCE_KEYS = ("path", "url", "sha256", "flake", "args")
 OPTION_KEYS = ("pure", "sandbox", "network", "gpu")
@@ -82,6 +83,7 @@ class Config:
     default: _Entry = field(default_factory=lambda: _Entry(None, RunOptions()))
     envs: dict[str, _Entry] = field(default_factory=dict)
     steps: dict[str, str] = field(default_factory=dict)
+    remote: dict[str, Any] = field(default_factory=dict)  # `remote:` (url, push, trusted-public-keys, secret-key-file)
 
     def _entry(self, name: str | None) -> _Entry:
         if name is None:
@@ -318,7 +320,27 @@ class _Reader:
                 cfg.envs[name] = self.entry(v, f"envs.{name}", source)
         if "steps" in top:
             cfg.steps = self.steps(top["steps"][1], cfg)
+        if "remote" in top:
+            cfg.remote = self.remote(top["remote"][1])
         return cfg
+
+    def remote(self, node: yaml.Node) -> dict[str, Any]:
+        """`remote: URL`, or a mapping with url, push, trusted-public-keys and secret-key-file (a local path)."""
+        if isinstance(node, yaml.ScalarNode):
+            return {"url": self.scalar(node, "remote", str, "a remote URL (s3://BUCKET/PREFIX or file:///DIR)")}
+        fields = self.mapping(node, "remote", REMOTE_KEYS)
+        if "url" not in fields:
+            raise self.fail(node, "remote", "needs url (s3://BUCKET/PREFIX or file:///DIR)")
+        out: dict[str, Any] = {"url": self.scalar(fields["url"][1], "remote.url", str, "a remote URL")}
+        if "push" in fields:
+            out["push"] = self.scalar(fields["push"][1], "remote.push", bool, "true or false")
+        if "trusted-public-keys" in fields:
+            out["trusted-public-keys"] = self.strings(fields["trusted-public-keys"][1], "remote.trusted-public-keys",
+                                                      "public keys NAME:BASE64")
+        if "secret-key-file" in fields:
+            out["secret-key-file"] = self.local(self.scalar(fields["secret-key-file"][1], "remote.secret-key-file",
+                                                            str, "a path to a secret key file"))
+        return out
 
     def steps(self, node: yaml.Node, cfg: Config) -> dict[str, str]:
         if not isinstance(node, yaml.MappingNode):

@@ -9,6 +9,7 @@ evaluated; `nw run` turns the steps into recipes and hands them to the engine.
 
 from __future__ import annotations
 
+import difflib
 import os
 import runpy
 import traceback
@@ -83,6 +84,18 @@ def _caller() -> str:
     return "<unknown>"
 
 
+def _caller_dir() -> Path:
+    """The directory of the file that called static(): relative paths are taken from there, as Nix takes a path
+    from the file it is written in, so `nw run` gives the same inputs from any working directory. Code with no
+    file (`python -c`, an interactive session) falls back to the current directory."""
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        if not frame.filename.endswith(("nixlib/dsl.py", "nixlib\\dsl.py")):
+            if os.path.isfile(frame.filename):
+                return Path(frame.filename).absolute().parent
+            break
+    return Path(os.getcwd())
+
+
 def output(cmd: str, name: str | None = None, env: Any = None, hash: str | None = None, *, pure: bool = False,
            sandbox: bool = False, network: bool | None = None, gpu: bool = False, resumable: bool = False,
            allow_empty: bool = False) -> Step:
@@ -102,7 +115,9 @@ def output(cmd: str, name: str | None = None, env: Any = None, hash: str | None 
 
 
 def static(path: str | os.PathLike | None = None, hash: str | None = None, name: str | None = None) -> Static:
-    """Use a file or directory as an input by content; with `hash`, verify it (or take it from the store)."""
+    """Use a file or directory as an input by content; with `hash`, verify it (or take it from the store).
+    A relative `path` is taken from the directory of the file that calls static() (the experiment's), not
+    from the current directory."""
     where = _caller()
     if hash is not None and not nar.is_nar_hash(hash):
         raise NixWorkflowError(f"{where}: static hash {hash!r} is not a 52-character Nix base32 SHA-256")
@@ -112,12 +127,16 @@ def static(path: str | os.PathLike | None = None, hash: str | None = None, name:
         return Static(None, hash, where)
     source = Path(path)
     if not source.is_absolute():
-        source = Path(os.getcwd()) / source
+        source = _caller_dir() / source
     if not os.path.lexists(source):
         if hash is not None and (default_root() / "store" / hash).exists():
             return Static(None, hash, where)
-        raise NixWorkflowError(f"{where}: static input {source} does not exist. Create it, fix the path, or give "
-                               "hash= of an object already in the store.")
+        beside = Path(os.getcwd()) / path
+        hint = (f" (relative paths are taken from the experiment file's directory, {source.parent}, not the current "
+                f"directory: {beside} exists; give an absolute path to use it)"
+                if not Path(path).is_absolute() and os.path.lexists(beside) else "")
+        raise NixWorkflowError(f"{where}: static input {source} does not exist{hint}. Create it, fix the path, or "
+                               "give hash= of an object already in the store.")
     h = StatMemo.for_store(default_root()).hash(source)
     if hash is not None and h != hash:
         raise NixWorkflowError(f"{where}: static input {source} has hash {h}, but the experiment pins {hash}. "
@@ -139,8 +158,10 @@ class Workflow:
             return [self.recipes[n] for n in self.named]
         unknown = [t for t in targets if t not in self.recipes]
         if unknown:
-            raise NixWorkflowError(f"no step named {', '.join(repr(u) for u in unknown)}; the experiment defines "
-                                   f"{', '.join(self.recipes) or 'no steps'}")
+            close = {u: difflib.get_close_matches(u, list(self.recipes), n=3, cutoff=0.6) for u in unknown}
+            hints = "".join(f" Did you mean {' or '.join(repr(c) for c in close[u])}?" for u in unknown if close[u])
+            raise NixWorkflowError(f"no step named {', '.join(repr(u) for u in unknown)}.{hints} The experiment "
+                                   f"defines {', '.join(self.recipes) or 'no steps'}.")
         return [self.recipes[t] for t in targets]
 
 
@@ -161,7 +182,11 @@ def load(path: str | os.PathLike) -> Workflow:
         frame = next((f for f in reversed(tb) if f.filename == str(path)), tb[-1])
         raise NixWorkflowError(f"{frame.filename}:{frame.lineno}: evaluating the experiment failed: "
                                f"{type(e).__name__}: {e}") from None
-    return build(dict(_named_steps(namespace)))
+    workflow = build(dict(_named_steps(namespace)))
+    if not workflow.recipes:
+        raise NixWorkflowError(f"{path} defines no steps: an experiment declares each step with output() and assigns "
+                               "it to a module-level name, e.g. `data = output('echo 1,2 > $out/data.csv')`")
+    return workflow
 
 
 def forget() -> None:

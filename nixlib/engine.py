@@ -37,6 +37,7 @@ class Result:
     outputs: dict[str, str]
     cached: bool
     record: dict[str, Any] | None = None
+    previous: dict[str, Any] | None = None  # a forced run: the record it replaced (None if there was none)
 
 
 def shell_action(build: Build, command: str) -> Mapping[str, Path]:
@@ -52,6 +53,7 @@ class Engine:
         self.store = store
         self.echo = echo
         self._results: dict[int, Result] = {}
+        self.remote = _remote()  # a configured remote cache (nixlib.remote), asked on a local miss
 
     # ---- lookup -------------------------------------------------------------------------
 
@@ -86,6 +88,8 @@ class Engine:
         rk = recipe.resolved_key(realised)
         temproots.of(self.store.root).add([rk])  # before reading: gc keeps the record, its outputs and upstream
         doc = self.store.realisation(rk)
+        if doc is None and self.remote is not None:
+            doc = self.remote.substitute(self.store, rk)  # verified, then recorded locally; None on any problem
         if doc is None:
             return None
         return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))
@@ -97,16 +101,22 @@ class Engine:
     # ---- realise ------------------------------------------------------------------------
 
     def realise(self, recipe: Recipe, action: Action | None = None,
-                provenance: Mapping[str, Any] | None = None) -> Result:
-        """Serve `recipe` from the store or run it once (across processes and hosts) and store its outputs."""
-        hit = self.lookup(recipe)
+                provenance: Mapping[str, Any] | None = None, force: bool = False) -> Result:
+        """Serve `recipe` from the store or run it once (across processes and hosts) and store its outputs.
+        `force` runs it even if it is in the store; its new realisation replaces the old record."""
+        hit = None if force and recipe.pinned is None else self.lookup(recipe)
         if hit is not None:
             return hit
         if recipe.pinned is not None:
+            from nixlib.plan import quarantined  # a corrupt pinned object was moved aside: say so
+
+            moved = quarantined(self.store, recipe.pinned)
             raise NixWorkflowError(
                 f"step '{recipe.name}' is pinned to object {recipe.pinned}, which is not in the store at "
-                f"{self.store.root}. Pinned steps are never run: copy the object into this store, or remove "
-                "the hash to run the step."
+                f"{self.store.root}"
+                + (f": it was quarantined as corrupt (its content no longer matched its hash; moved to {moved[-1]})"
+                   if moved else "")
+                + ". Pinned steps are never run: copy the object into this store, or remove the hash to run the step."
             )
         realised = self.resolve(recipe)
         if realised is None:
@@ -116,10 +126,13 @@ class Engine:
         _protect_statics(self.store, recipe)
         with self.store.lock(rk):
             doc = self.store.realisation(rk)
-            if doc is not None:
+            if doc is not None and not force:
                 return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))
+            previous = (doc or self.store.read_record("realisations", rk)) if force else None
             doc = self._build(recipe, rk, realised, action or shell_action, provenance or {})
-        return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=False, record=doc))
+        if self.remote is not None:
+            self.remote.after_build(self.store, doc)  # pushes if asked; a failure is a warning
+        return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=False, record=doc, previous=previous))
 
     def executed_command(self, recipe: Recipe, realised: Mapping[str, str]) -> str:
         """The command as it runs (its shell form, not the reordered canonical form that is keyed), every
@@ -198,14 +211,26 @@ class Engine:
     # ---- graphs -------------------------------------------------------------------------
 
     def run_graph(self, targets: Iterable[Recipe], jobs: int = 1, keep_going: bool = False,
-                  on_event: Event | None = None) -> dict[Recipe, Result | BaseException]:
+                  on_event: Event | None = None, force: Iterable[Recipe] = ()) -> dict[Recipe, Result | BaseException]:
         """Realise `targets` and their upstream closure, `jobs` at a time.
 
         A failure stops its dependants; other running steps finish, and with `keep_going` every step
         that does not depend on a failure still runs. Ctrl-C stops every process group started and
-        raises Interrupted; the store is left exactly as before the interrupted steps.
+        raises Interrupted; the store is left exactly as before the interrupted steps. Steps in `force`
+        run even if they are in the store.
         """
-        return _Scheduler(self, topological(targets), jobs, keep_going, on_event or (lambda *a: None)).run()
+        scheduler = _Scheduler(self, topological(targets), jobs, keep_going, on_event or (lambda *a: None))
+        scheduler.force = {id(r) for r in force}
+        return scheduler.run()
+
+
+def _remote() -> Any:
+    """The remote cache NIX_WORKFLOW_REMOTE configures, or None; its module is imported only when one is."""
+    if not os.environ.get("NIX_WORKFLOW_REMOTE"):
+        return None
+    from nixlib import remote
+
+    return remote.configured()
 
 
 def _protect_statics(store: Store, recipe: Recipe) -> None:
@@ -248,6 +273,7 @@ class _Scheduler:
                 self.dependants.setdefault(id(u), []).append(r)
         self.ready = [r for r in order if not self.waiting[r]]
         self.failed = False
+        self.force: set[int] = set()
 
     def run(self) -> dict[Recipe, Result | BaseException]:
         with cf.ThreadPoolExecutor(self.jobs, thread_name_prefix="nw-step") as pool:
@@ -276,12 +302,13 @@ class _Scheduler:
             if self.failed and not self.keep_going:
                 self._skip(recipe, "an earlier step failed")
                 continue
-            hit = self.engine.lookup(recipe)
+            forced = id(recipe) in self.force and recipe.pinned is None
+            hit = None if forced else self.engine.lookup(recipe)
             if hit is not None:
                 self._finish(recipe, hit)
                 continue
             self.on_event("start", recipe, None)
-            running[pool.submit(self.engine.realise, recipe)] = recipe
+            running[pool.submit(self.engine.realise, recipe, force=forced)] = recipe
 
     def _finish(self, recipe: Recipe, outcome: Result | BaseException) -> None:
         self.results[recipe] = outcome

@@ -73,7 +73,7 @@ def plan(store: Store, min_age: float = MIN_AGE) -> GcPlan:
             if key not in p.keep_records or not servable:
                 p.remove.append(path)
     p.remove += [path for key, path in store.record_files("realisations") if key is None]
-    p.remove += _logs(store, set(recs.files) - p.keep_records)
+    p.remove += _logs(store, set(recs.files) - p.keep_records - live)  # a live process may be rebuilding a key
     p.remove += _stale_origins(r, p)
     p.remove += _stale_recipes(store, p.keep_records)
     p.remove += [e for e in _entries(r / "gcroots") if not _live_root(e)]

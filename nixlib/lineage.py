@@ -75,6 +75,9 @@ def step_named(what: str, out_dir: Path, summary: dict[str, Any]) -> str | None:
 def find(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> Found:
     """Resolve NAME|PATH|KEY: a step of the last `nw run` here (by the realisation it had in that run, or its
     failure), a key, or, for any other path, the step that produced its content."""
+    if not what.strip():
+        raise NixWorkflowError("an empty name was given: give a step name from the last `nw run` in this directory, "
+                               f"a path under ./{OUT_DIR}/, a file a step produced, or a key")
     summary = last_run(out_dir)
     name = step_named(what, out_dir, summary)
     if name is not None:

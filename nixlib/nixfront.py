@@ -55,6 +55,9 @@ def load(path: str | os.PathLike) -> dsl.Workflow:
         raise NixWorkflowError(f"{path}: an experiment must evaluate to an attribute set of steps (rec {{ name = "
                                f"output ...; }}), not a {value['notAttrs']}")
     decls = _declarations(path, {entry["name"]: entry for entry in value["attrs"]})
+    if not decls:
+        raise NixWorkflowError(f"{path} defines no steps: an experiment is an attribute set of steps, e.g. "
+                               '`{ data = output "echo 1,2 > $out/data.csv"; }`')
     return _Translator(path, decls).workflow()
 
 

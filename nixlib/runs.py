@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +22,47 @@ from nixlib.lineage import LAST_RUN
 from nixlib.names import name_problem
 from nixlib.recipe import Recipe
 from nixlib.store import Store
+from nixlib.view.history import RunJournal
 
 
 class Progress:
-    """A live `done / cached / running / failed` line on a terminal, plain event lines otherwise."""
+    """A live `done / cached / running / failed` line naming the running steps and how long each has run, on a
+    terminal (redrawn every second); otherwise plain event lines and, every NW_PROGRESS_INTERVAL seconds
+    (default 60), a `still running: NAME (ELAPSED)` line, so a CI log shows what a long run is waiting for."""
 
     def __init__(self, total: int, quiet: bool) -> None:
         self.total, self.quiet = total, quiet
         self.counts = {"done": 0, "cached": 0, "running": 0, "failed": 0, "skipped": 0}
         self.tty = sys.stderr.isatty()
         self.lock = threading.Lock()
+        self.started: dict[str, float] = {}  # running step -> when it started
+        self.stop = threading.Event()
+        interval = 1.0 if self.tty else _interval()
+        if interval > 0:
+            threading.Thread(target=self._tick, args=(interval,), name="nw-progress", daemon=True).start()
 
     def line(self) -> str:
         c = self.counts
         return (f"[{c['done'] + c['cached'] + c['failed'] + c['skipped']}/{self.total}] done {c['done']} · cached "
                 f"{c['cached']} · running {c['running']} · failed {c['failed']}"
-                + (f" · skipped {c['skipped']}" if c["skipped"] else ""))
+                + (f" · skipped {c['skipped']}" if c["skipped"] else "")
+                + (f": {self.running()}" if self.started else ""))
+
+    def running(self) -> str:
+        """The running steps, longest-running first, with their elapsed time (at most three named)."""
+        now = time.monotonic()
+        steps = sorted(self.started.items(), key=lambda kv: kv[1])
+        named = ", ".join(f"{name} ({_elapsed(now - t)})" for name, t in steps[:3])
+        return named + (f" and {len(steps) - 3} more" if len(steps) > 3 else "")
+
+    def _tick(self, interval: float) -> None:
+        while not self.stop.wait(interval):
+            with self.lock:
+                if self.tty:
+                    self._clear()
+                    self._draw()
+                elif self.started and not self.quiet:
+                    print(f"nw: still running: {self.running()}", file=sys.stderr, flush=True)
 
     def echo(self, step: str, text: str) -> None:
         if self.quiet:
@@ -50,9 +76,11 @@ class Progress:
         with self.lock:
             if kind == "start":
                 self.counts["running"] += 1
+                self.started[recipe.name] = time.monotonic()
             else:
                 if kind in ("done", "failed"):
                     self.counts["running"] = max(0, self.counts["running"] - 1)
+                self.started.pop(recipe.name, None)
                 self.counts[kind] += 1
             self._clear()
             texts = {"start": "running", "cached": "cached", "failed": f"FAILED: {info}", "skipped": f"skipped: {info}"}
@@ -71,9 +99,26 @@ class Progress:
             sys.stderr.flush()
 
     def finish(self) -> None:
+        self.stop.set()
         with self.lock:
             self._clear()
             print(f"nw: {self.line()}", file=sys.stderr, flush=True)
+
+
+def _interval() -> float:
+    try:
+        return float(os.environ.get("NW_PROGRESS_INTERVAL", "60"))
+    except ValueError:
+        return 60.0
+
+
+def _elapsed(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _done_text(result: Result) -> str:
@@ -81,27 +126,103 @@ def _done_text(result: Result) -> str:
     return f"done in {record.get('duration', 0):.2f} s"
 
 
+CWD_NOTE = (" Steps run with their output directory ($out) as the working directory, so a relative path such as "
+            "data.csv means $out/data.csv: give input files with static() in experiment.py (or a path in "
+            "experiment.nix) and reference upstream steps by interpolating them.")
+
+
 def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argparse.Namespace) -> int:
-    """Realise `targets`, link every named step that succeeded, and report; returns the exit status."""
+    """Realise `targets`, link every named step that succeeded, and report; returns the exit status.
+    With args.dry_run only say what would happen; args.force names steps to run even if cached."""
+    out_dir = Path(args.out_link)
+    if getattr(args, "dry_run", False):
+        return _dry_run(store, workflow, targets, out_dir, getattr(args, "force", []), getattr(args, "json", False))
+    check_out_dir(out_dir)
     _ingest_statics(store, workflow)
     from nixlib.engine import topological
 
     progress = Progress(len(topological(targets)), args.quiet)
     engine = Engine(store, echo=progress.echo)
+    journal = RunJournal(out_dir, store.root, engine, topological(targets))  # what `nw view` shows live
     results: dict[Recipe, Result | BaseException] = {}
     try:
-        results = engine.run_graph(targets, jobs=args.jobs, keep_going=args.keep_going, on_event=progress.event)
+        results = engine.run_graph(targets, jobs=args.jobs, keep_going=args.keep_going,
+                                   on_event=journal.wrap(progress.event),
+                                   force=getattr(args, "force", []))
     finally:
         progress.finish()
+        journal.finish()
         if results:
             faults.point("before-links")
-            _link_outputs(store, workflow, results, Path(args.out_link))
+            _link_outputs(store, workflow, results, out_dir, str(Path(args.file).absolute()))
+    _report_forced(store, results)
     failed = [r for r, o in results.items() if isinstance(o, BaseException)]
     for r in failed:
         outcome = results[r]
         if not str(outcome).endswith("which failed") and "was not run" not in str(outcome):
-            print(f"error: {outcome}", file=sys.stderr)
+            note = CWD_NOTE if isinstance(outcome, StepFailed) and "exited with status" in str(outcome) else ""
+            print(f"error: {outcome}{note}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse, before any step runs, an output-link directory that cannot be created or written: otherwise the
+    failure would come after every step ran, and no output would be linked (or kept by `nw gc`)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".nw-probe.{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise NixWorkflowError(f"the output-link directory {out_dir} cannot be written ({e.strerror or e}"
+                               f"{f': {e.filename}' if e.filename and str(e.filename) != str(out_dir) else ''}); "
+                               "nothing was run. Fix its permissions or choose another with --out-link DIR.") from None
+
+
+def _dry_run(store: Store, workflow: Any, targets: list[Recipe], out_dir: Path, force: list[Recipe],
+             as_json: bool) -> int:
+    """`nw run --dry-run`: each step's state, nothing run and nothing stored (statics are not even ingested)."""
+    from nixlib import plan
+
+    steps = plan.states(store, workflow, targets, out_dir)
+    forced = {r.name for r in force}
+    for s in steps:
+        if s.name in forced and s.state == plan.CACHED:
+            s.state, s.why = plan.RUN, "forced (--force), although its realisation is in the store"
+    if as_json:
+        print(json.dumps([s.as_json() for s in steps], indent=2, sort_keys=True))
+        return 0
+    for s in steps:
+        print(f"{'would run' if s.state == plan.RUN else s.state:<17} {s.name}  ({s.why})")
+    counts = {state: sum(s.state == state for s in steps) for state in (plan.RUN, plan.CACHED, plan.PINNED)}
+    print(f"nw: dry run: {counts[plan.RUN]} would run, {counts[plan.CACHED]} cached, {counts[plan.PINNED]} pinned; "
+          "nothing was run", file=sys.stderr)
+    return 0
+
+
+def _report_forced(store: Store, results: dict[Recipe, Result | BaseException]) -> None:
+    """For each forced step: did re-running the identical recipe reproduce its recorded outputs?"""
+    from nixlib.diff import output_differences
+
+    for recipe, outcome in results.items():
+        if not isinstance(outcome, Result) or outcome.previous is None:
+            continue
+        old = outcome.previous["outputs"]
+        if old == outcome.outputs:
+            print(f"nw: {recipe.name}: forced re-run reproduced the recorded output (deterministic)", file=sys.stderr)
+            continue
+        lines = []
+        for name in sorted(set(old) | set(outcome.outputs)):
+            a, b = old.get(name), outcome.outputs.get(name)
+            if a == b:
+                continue
+            lines.append(f"  output '{name}': {a} → {b}")
+            if a and b and os.path.lexists(store.object_path(a)):
+                lines += ["    " + x for x in output_differences(store.object_path(a), store.object_path(b),
+                                                                  "before", "now")]
+        print(f"warning: step '{recipe.name}' is not deterministic: re-running its identical recipe (key "
+              f"{outcome.resolved_key}) produced different output; the new realisation replaces the old one.\n"
+              + "\n".join(lines), file=sys.stderr)
 
 
 def _ingest_statics(store: Store, workflow: Any) -> None:
@@ -119,15 +240,27 @@ def _ingest_statics(store: Store, workflow: Any) -> None:
                                    f"{static.hash}); run again")
 
 
-def _link_outputs(store: Store, workflow: Any, results: dict[Recipe, Result | BaseException], out_dir: Path) -> None:
-    """Point out_dir/NAME at each named step's output (a GC root) and record the run for `nw log`/`nw show`."""
+def _link_outputs(store: Store, workflow: Any, results: dict[Recipe, Result | BaseException], out_dir: Path,
+                  experiment: str | None = None) -> None:
+    """Point out_dir/NAME at each named step's output (a GC root) and record the run for `nw log`/`nw show`
+    (and, for `nw why`, the experiment file and the realisation each step had before this run)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = _read_summary(out_dir)
     for recipe, outcome in results.items():
         entry: dict[str, Any] = {"recipe_key": recipe.key, "store": str(store.root)}
+        if experiment:
+            entry["experiment"] = experiment
         if isinstance(outcome, Result):
             entry.update(status="cached" if outcome.cached else "done", resolved_key=outcome.resolved_key,
                          log=str(store.log_path(outcome.resolved_key)))
+            before = summary.get(recipe.name)
+            before = before if isinstance(before, dict) else {}
+            previous = before.get("resolved_key") if before.get("resolved_key") != outcome.resolved_key \
+                else before.get("previous_key")
+            if isinstance(previous, str):
+                entry["previous_key"] = previous
+            if outcome.previous is not None:
+                entry["forced"] = True
             if recipe.name in workflow.named:
                 _link(store, out_dir, recipe.name, store.object_path(outcome.outputs["out"]))
         else:  # kept for `nw show`/`nw log`: a step that did not succeed is reported as such, not as unknown

@@ -10,11 +10,13 @@ The protocol that closes "gc planned, then a process found the object, then gc d
 appended while the process holds the gc guard shared, and only then does the process read the record or
 check the object. `nw gc` holds the guard exclusive from planning to deleting, so either the name was
 appended before gc planned (gc sees it and keeps it), or gc had finished (the object is gone, the check
-fails, and the step counts as a miss: it runs again). A file whose flock gc can take has a dead owner
-and is removed.
+fails, and the step counts as a miss: it runs again). The file is removed when the process exits
+normally; a file whose flock gc can take has a dead owner (killed) and gc removes it. A forked child
+(a Luigi worker process) shares its parent's file and lock.
 
 Cost: one fd for the file and one for the guard per process and store; a registration of names not yet
-registered by this process is flock + write + unlock, anything already registered costs nothing.
+registered by this process is flock + write + unlock (+ one stat), anything already registered costs
+nothing.
 """
 
 from __future__ import annotations

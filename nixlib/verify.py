@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nixlib import nar, records, statmemo, trust
+from nixlib import nar, records, statmemo, trees, trust
 from nixlib.errors import NixWorkflowError
 from nixlib.evalcache import VERSION as EVAL_VERSION
 from nixlib.recipe import digest
@@ -141,8 +141,7 @@ def _objects(c: _Check) -> None:
 
 def _object_modes(c: _Check, obj: Path) -> None:
     """An object must be read-only all the way down (files 0444/0555, directories 0555)."""
-    for p in nar.file_paths(obj):
-        st = os.lstat(p)
+    for p, st in trees.stat_tree(obj):  # descriptor-relative: objects deeper than PATH_MAX are checked too
         if stat.S_ISLNK(st.st_mode):
             continue
         mode = stat.S_IMODE(st.st_mode)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything `make demo` and `make test` need: as root on Debian the system
-# packages (Nix, bubblewrap, hyperfine), then a virtual environment with the project.
+# packages (Nix, bubblewrap, hyperfine, chromium), then a virtual environment with the project.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,7 @@ need_apt=()
 command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
 command -v bwrap >/dev/null || need_apt+=(bubblewrap)
 command -v hyperfine >/dev/null || need_apt+=(hyperfine)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)          # the `nw view` browser tests (Playwright)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
@@ -22,6 +23,6 @@ fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -e "$stamp" ]; then
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[snakemake,luigi,test]'
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[snakemake,luigi,remote,test]'
   touch "$stamp"
 fi

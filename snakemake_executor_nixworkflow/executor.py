@@ -34,10 +34,20 @@ from snakemake_interface_executor_plugins.settings import CommonSettings
 from nixlib.engine import Engine, Result
 from nixlib.env import ResolvedEnv
 from nixlib.errors import NixWorkflowError, StepFailed
+from nixlib.reaper import mark_runner_environ
 from nixlib.recipe import Recipe, RunOptions
 from nixlib.runner import Build
 from nixlib.store import Store, copy_tree, force_remove
-from snakemake_executor_nixworkflow.jobs import RecipeBuilder, cacheable, is_flagged, products, provenance
+from snakemake_executor_nixworkflow import internals
+from snakemake_executor_nixworkflow.jobs import (
+    BENCHMARK_PREFIX,
+    LOG_PREFIX,
+    RecipeBuilder,
+    cacheable,
+    is_flagged,
+    products,
+    provenance,
+)
 from snakemake_executor_nixworkflow.runtime import Runtime, load_side_car
 from snakemake_executor_nixworkflow.settings import ExecutorSettings
 
@@ -59,6 +69,7 @@ class Executor(LocalExecutor):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        mark_runner_environ()  # every job process Snakemake starts from now on dies with this executor
         self.settings: ExecutorSettings = self.workflow.executor_settings or ExecutorSettings()
         s = self.settings
         if s.store is not None:  # nixlib.env keeps its evaluation cache and GC roots under the same root
@@ -81,11 +92,14 @@ class Executor(LocalExecutor):
                                 "tools and are recorded as unpinned")
 
     def check_envs(self) -> None:
-        """Fail before any job runs if a rule of this run names an env the config does not define."""
+        """Fail before any job runs if a rule of this run names an env the config does not define. Only
+        literal `nix_env` values are checked here: a resource function is evaluated by Snakemake when its
+        job is about to run (its upstream files may not exist yet), and an unknown env then fails that job."""
         names: dict[str | None, str] = {self.runtime.default_env: "the default env"}
         for job in self.dag.needrun_jobs():
             for j in (job if job.is_group() else [job]):
-                names.setdefault(self.runtime.env_name(j), f"rule {j.rule.name}")
+                name = self.runtime.choose(internals.static_resource(j.rule, "nix_env"), j.rule.name)
+                names.setdefault(name, f"rule {j.rule.name}")
         for name, who in names.items():
             try:
                 self.runtime.spec(name)
@@ -103,7 +117,10 @@ class Executor(LocalExecutor):
     def execute(self, job: Any, args: tuple | None) -> None:
         """Serve the job from the store or run it once in its env and store what it produced."""
         if job.is_norun:  # e.g. `rule all`: nothing runs, no env needed
-            self.cached_or_run(job, run_wrapper, *args)
+            if args is None:  # a shadow rule without code: spawned, as the local executor does
+                self.cached_or_run(job, self.spawn_job, job)
+            else:
+                self.cached_or_run(job, run_wrapper, *args)
             return
         try:
             name = self.runtime.env_name(job)
@@ -123,35 +140,56 @@ class Executor(LocalExecutor):
         for the recipe's lock) is restored here. On a miss the Action runs the job and stages copies of
         its products; from then on the job is done for Snakemake (its core is free for the next job)
         while the engine, still holding the recipe's lock, seals, hashes and records the staged copies.
-        A failure to store after that is a warning, never a failed job: the store is a cache."""
-        hit = self.engine.lookup(recipe)  # the common case of a re-run, answered without a thread hop
-        if hit is not None:
-            self.restore(job, hit)
-            return
+        A failure to store after that is a warning, never a failed job: the store is a cache.
+
+        A job Snakemake forces (`--forceall`, `-R`, `--forcerun`, `-f`) always runs; its result replaces
+        the recorded one, and a different result is reported as non-determinism. So does a hit that cannot
+        be served as it is (see `restore`)."""
+        force = internals.forced(self.dag, job)
+        previous = self.engine.lookup(recipe)  # the common case of a re-run, answered without a thread hop
+        if previous is not None and not force:
+            if self.restore(job, previous):
+                return
+            force = True
         ran = threading.Event()
         done = threading.Event()
+        prov = provenance(job, self.recipes.where)
 
         def store() -> Result:
             try:
-                return self.engine.realise(recipe, self.action(job, run, ran, done),
-                                           provenance(job, self.recipes.where))
+                return self.engine.realise(recipe, self.action(job, run, ran, done, prov), prov, force=force)
             finally:
                 done.set()
 
         future = self.storing.submit(store)
         done.wait()
         if ran.is_set():
-            future.add_done_callback(functools.partial(self.stored, job))
+            future.add_done_callback(functools.partial(self.stored, job, previous))
             return
         result = future.result()  # a hit, or the job's failure
-        if result.cached:
-            self.restore(job, result)
+        if result.cached and not self.restore(job, result):
+            raise NixWorkflowError(f"rule {job.rule.name} (jobid {job.jobid}): the stored result of another "
+                                   "process cannot be restored here; run again")
 
-    def stored(self, job: Any, future: cf.Future) -> None:
+    def stored(self, job: Any, previous: Result | None, future: cf.Future) -> None:
+        """After a job's products are stored: a failure is a warning; a result that differs from the one
+        recorded before for the same key is reported as non-determinism, naming the files that differ."""
         error = future.exception()
         if error is not None:
             self.logger.warning(f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}) succeeded but its outputs "
                                 f"could not be stored, so it will run again next time: {error}")
+            return
+        result = future.result()
+        old = result.previous["outputs"] if result.previous else previous.outputs if previous else None
+        if old is None:
+            return
+        differ = differing(self.store, old, result.outputs)
+        if differ:
+            shown = ", ".join(differ[:10]) + (f" and {len(differ) - 10} more" if len(differ) > 10 else "")
+            self.logger.warning(
+                f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}) is not deterministic: re-run with the same "
+                f"inputs, code and env, it wrote different content to {shown} than the recorded realisation "
+                f"{result.resolved_key}; the new result replaces it")
 
     def runner(self, job: Any, args: tuple | None, env: ResolvedEnv, options: RunOptions) -> Callable[[], None]:
         """A callable that runs the job the way the local executor would, but inside `env`."""
@@ -176,13 +214,20 @@ class Executor(LocalExecutor):
 
     # ---- the engine's side --------------------------------------------------------------
 
-    def action(self, job: Any, run: Callable[[], None], ran: threading.Event,
-               done: threading.Event) -> Callable[[Build, str], Mapping[str, Path]]:
+    def action(self, job: Any, run: Callable[[], None], ran: threading.Event, done: threading.Event,
+               prov: dict[str, Any]) -> Callable[[Build, str], Mapping[str, Path]]:
         """The engine Action of a job: run it in the working directory, stage its products in the build's
-        scratch space (copies, or hard links with --nixworkflow-link-mode hardlink) and signal `done`."""
+        scratch space (copies, or hard links with --nixworkflow-link-mode hardlink) and signal `done`.
+        For a checkpoint, files it writes without declaring them are noted in `prov` (recorded with the
+        realisation): such a checkpoint cannot be restored, since Snakemake's DAG is re-evaluated from it."""
 
         def act(build: Build, command: str) -> Mapping[str, Path]:
+            before = tree_state(self.recipes.where.workdir) if internals.is_checkpoint(job) else None
             run()
+            if before is not None:
+                extra = undeclared(before, tree_state(self.recipes.where.workdir), self.declared())
+                if extra:
+                    prov["undeclared_writes"] = extra[:20]
             self.finish_products(job)
             produced = products(job, self.recipes.where)
             missing = [name for name, path in produced.items() if not os.path.lexists(path)]
@@ -223,11 +268,19 @@ class Executor(LocalExecutor):
         for f in job.output:
             if f in job.touch_output and not os.path.exists(f):
                 f.touch_or_create()
-            if f.is_directory and os.path.isdir(f) and not os.path.lexists(os.path.join(f, ".snakemake_timestamp")):
-                open(os.path.join(f, ".snakemake_timestamp"), "w").close()
+            stamp = os.path.join(f, internals.TIMESTAMP)
+            if f.is_directory and internals.carries_timestamp(f) and not os.path.lexists(stamp):
+                open(stamp, "w").close()
         ensured = [f for f in job.output if is_flagged(f, "ensure")]
         if ensured:
             self.workflow.async_run(self.dag.handle_ensure(job, ensured))
+
+    def declared(self) -> set[str]:
+        """Every file the DAG's jobs declare (outputs, logs, benchmarks), as working-directory-relative names:
+        what a checkpoint may see appear while it runs without it being an undeclared write of its own."""
+        where = self.recipes.where
+        return {name.split(":", 1)[-1] if name.startswith((LOG_PREFIX, BENCHMARK_PREFIX)) else name
+                for j in list(self.dag.jobs) for name in products(j, where)}
 
     def link_mode(self, job: Any, path: Path) -> str:
         """How a product is shared with the store. Protected outputs are always copies: Snakemake's
@@ -238,14 +291,31 @@ class Executor(LocalExecutor):
             return "copy"
         return mode
 
-    def restore(self, job: Any, result: Result) -> None:
-        """Put a cached job's products back into the working directory."""
-        for name, path in products(job, self.recipes.where).items():
+    def restore(self, job: Any, result: Result) -> bool:
+        """Put a cached job's products back into the working directory; False (nothing left behind) when
+        the result cannot stand in for running the job: a checkpoint that wrote files it did not declare
+        (they are not in the store), or a symlink output whose target does not exist here."""
+        extra = ((result.record or {}).get("provenance") or {}).get("undeclared_writes")
+        if extra:
+            self.logger.warning(f"nixworkflow: checkpoint {job.rule.name} writes files it does not declare "
+                                f"({', '.join(map(str, extra[:3]))}...), which the store cannot restore: it runs "
+                                "again (declare them, e.g. as a directory() output, to restore it)")
+            return False
+        produced = products(job, self.recipes.where)
+        for name, path in produced.items():
             h = result.outputs.get(name)
             if h is not None:
                 self.store.materialise(h, path, mode=self.link_mode(job, path))
+        dangling = [str(p) for p in produced.values() if os.path.islink(p) and not os.path.exists(p)]
+        if dangling:
+            for path in produced.values():
+                force_remove(path)
+            self.logger.warning(f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}): the stored output(s) "
+                                f"{', '.join(dangling)} are symlinks whose targets do not exist here: it runs again")
+            return False
         self.logger.info(f"nixworkflow: restored the outputs of rule {job.rule.name} (jobid {job.jobid}) "
                          f"from the store, realisation {result.resolved_key}")
+        return True
 
     def _callback(self, job_info: Any, future: Any) -> None:
         """Report our own errors like Snakemake's: the message, not the executor's stack frames."""
@@ -263,6 +333,51 @@ class Executor(LocalExecutor):
         super().cancel()
         self.storing.shutdown(wait=False, cancel_futures=True)
         self.runtime.close()
+
+
+def tree_state(root: str) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every file under `root` except Snakemake's own `.snakemake/`."""
+    state: dict[str, tuple[int, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if dirpath == root and ".snakemake" in dirnames:
+            dirnames.remove(".snakemake")
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            state[os.path.relpath(path, root)] = (st.st_mtime_ns, st.st_size)
+    return state
+
+
+def undeclared(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], declared: set[str]) -> list[str]:
+    """Files created or changed between two states that are not (inside) a declared product."""
+    out = []
+    for path, state in sorted(after.items()):
+        if before.get(path) == state or path.endswith(internals.TIMESTAMP):
+            continue
+        parts = path.split(os.sep)
+        if not any(os.sep.join(parts[:i]) in declared for i in range(1, len(parts) + 1)):
+            out.append(path)
+    return out
+
+
+def differing(store: Store, old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """The products (and the files inside directory products) whose content differs between two results."""
+    from nixlib.diff import differing_files, file_map
+
+    out: list[str] = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if a == b:
+            continue
+        if a is None or b is None:
+            out.append(name)
+            continue
+        inner = differing_files(file_map(store.object_path(a)), file_map(store.object_path(b)))
+        out += [name if line.startswith(". (") else f"{name}/{line}" for line in inner] or [name]
+    return out
 
 
 class ShellPath(str):

@@ -8,13 +8,20 @@ env identity, the output, log and benchmark paths, and for code that can read th
 at run time (script, notebook, wrapper, run:) a digest of that config. Absolute working and
 Snakefile directories are replaced by placeholders, so a clone elsewhere keys the same.
 
-What is deliberately not keyed: threads and resources (scheduling, not meaning; a command that
-interpolates `{threads}` keys on it through its text), the rule name (renaming a rule does not
-change what it computes), timestamps and host names.
+Threads and resources: a shell command keys on them through its text (`{threads}` is formatted
+into it); code that runs in Python or another language (script, notebook, wrapper, `run:`, template)
+can read `snakemake.threads`/`snakemake.resources` anywhere, which no analysis can rule out, so for
+those rules both are always keyed (except `tmpdir`, a host path, and the executor's own resources).
+A Python `script:` is keyed with every local module it imports (a file or package next to it,
+transitively), since Snakemake puts the script's directory on its import path.
+
+What is deliberately not keyed: threads and resources of shell rules, the rule name (renaming a
+rule does not change what it computes), timestamps and host names.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 from collections.abc import Iterator, Mapping
@@ -27,6 +34,7 @@ from nixlib.command import CommandSyntaxError, normalise
 from nixlib.env import ResolvedEnv
 from nixlib.recipe import Recipe, RunOptions, digest
 from nixlib.statmemo import StatMemo
+from snakemake_executor_nixworkflow import internals
 
 # Output flags whose files are not plain products of the job: a pipe or service is never a file
 # at rest, and an `update` output's old content is an input the key cannot see.
@@ -124,6 +132,8 @@ class RecipeBuilder:
             meta["code"] = code
         if kind != "shell":
             meta["config"] = self.config_digest()
+            meta["threads"] = job.threads
+            meta["resources"] = jsonable(internals.keyed_resources(job))
         software = self.software(job)
         if software:
             meta["software"] = software
@@ -178,9 +188,15 @@ class RecipeBuilder:
         return "run", "run:", sha((rule.run_func_src or "").encode())
 
     def source_digest(self, job: Any, path: str) -> str:
+        """The code file's content; for a local Python script, also every local module it imports."""
         source = job._path_to_source_file(path)
         with self.workflow.sourcecache.open(source, "rb") as f:
-            return sha(f.read())
+            data = f.read()
+        local = source.get_path_or_uri(secret_free=True) if hasattr(source, "get_path_or_uri") else None
+        if not (isinstance(local, str) and local.endswith(".py") and os.path.isfile(local)):
+            return sha(data)
+        modules = local_modules(data, os.path.dirname(os.path.abspath(local)))
+        return digest([sha(data), modules]) if modules else sha(data)
 
     def software(self, job: Any) -> dict[str, str]:
         """Conda and container deployments of the job, when Snakemake deploys them."""
@@ -193,6 +209,49 @@ class RecipeBuilder:
         if DeploymentMethod.APPTAINER in methods and job.container_img_url:
             out["container"] = str(job.container_img_url)
         return out
+
+
+def imported_names(source: bytes) -> set[str]:
+    """Top-level module names a Python file imports (absolute imports, anywhere in the file)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def local_modules(source: bytes, directory: str) -> dict[str, str]:
+    """name -> content hash of every module or package file in `directory` that `source` imports,
+    followed transitively (a helper importing another helper next to it)."""
+    found: dict[str, str] = {}
+    todo = [source]
+    while todo:
+        for name in imported_names(todo.pop()):
+            for path in module_files(directory, name):
+                rel = os.path.relpath(path, directory)
+                if rel not in found:
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    found[rel] = sha(data)
+                    todo.append(data)
+    return dict(sorted(found.items()))
+
+
+def module_files(directory: str, name: str) -> list[str]:
+    """The files of local module `name`: `name.py`, or every .py file of package `name/`."""
+    single = os.path.join(directory, name + ".py")
+    if os.path.isfile(single):
+        return [single]
+    package = os.path.join(directory, name)
+    if not os.path.isfile(os.path.join(package, "__init__.py")):
+        return []
+    return sorted(os.path.join(d, f) for d, _, files in os.walk(package) for f in files if f.endswith(".py"))
 
 
 def provenance(job: Any, where: Relocator) -> dict[str, Any]:

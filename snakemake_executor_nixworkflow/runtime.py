@@ -21,7 +21,6 @@ import atexit
 import hashlib
 import os
 import shlex
-import shutil
 import tempfile
 import threading
 from dataclasses import replace
@@ -33,6 +32,7 @@ from nixlib.env import ResolvedEnv
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import RunOptions
 from nixlib.runner import PURE_ALLOW, SEARCH_PATHS, Build
+from nixlib.store import force_remove
 
 CONFIG_NAME = "nixworkflow.yaml"
 # Besides nixlib's allow-list, a pure job keeps what Snakemake itself sets for a job.
@@ -75,12 +75,16 @@ class Runtime:
     # ---- envs ---------------------------------------------------------------------------
 
     def env_name(self, job: Any) -> str | None:
-        """The env a job asks for (None: the config's default env, or the host without a config)."""
-        name = job.resources.get("nix_env")
-        if name not in (None, ""):
-            return str(name)
-        if self.config is not None and job.rule.name in self.config.steps:
-            return self.config.steps[job.rule.name]
+        """The env a job asks for (None: the config's default env, or the host without a config). Reads the
+        job's evaluated resources: call it only when the job is about to run (resources are lazy)."""
+        return self.choose(job.resources.get("nix_env"), job.rule.name)
+
+    def choose(self, nix_env: Any, rule: str) -> str | None:
+        """The env of rule `rule` whose `nix_env` resource is `nix_env` (None or "" when unset)."""
+        if nix_env not in (None, ""):
+            return str(nix_env)
+        if self.config is not None and rule in self.config.steps:
+            return self.config.steps[rule]
         return self.default_env
 
     def spec(self, name: str | None) -> Any:
@@ -174,4 +178,4 @@ class Runtime:
         return wrap(argv, build)
 
     def close(self) -> None:
-        shutil.rmtree(self._dir, ignore_errors=True)
+        force_remove(self._dir)  # iterative: any depth

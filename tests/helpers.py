@@ -23,15 +23,17 @@ def nw(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, t
 
 def tree_snapshot(root: Path) -> dict[str, bytes | str]:
     """Every path under a store root with its content (files) or link target, for 'store unchanged' checks.
-    Caches, locks and scratch space are excluded: they are not the store's contents."""
+    Caches, locks, scratch space and temp roots are excluded: they are not the store's contents."""
     snap: dict[str, bytes | str] = {}
     if not root.exists():
         return snap
     for dirpath, dirnames, filenames in os.walk(root):
         rel = os.path.relpath(dirpath, root)
-        if rel.split(os.sep)[0] in ("cache", "locks", "tmp"):
+        if rel.split(os.sep)[0] in ("cache", "locks", "tmp", "temproots"):
             continue
         for name in filenames + dirnames:
+            if rel == "." and name == "temproots":  # created by the first process that registers one
+                continue
             p = Path(dirpath, name)
             if p.is_symlink():
                 snap[str(p.relative_to(root))] = "-> " + os.readlink(p)

@@ -15,7 +15,7 @@ from tests.nixcheck import require_nix
 EXPERIMENT = """from pathlib import Path
 from nixlib import output, static
 Path('raw.csv').write_text('a,b\\n1,2\\n')
-raw = static('raw.csv')
+raw = static(Path.cwd() / 'raw.csv')
 clean = output(f'sort {raw} > $out/clean.csv; echo cleaned')
 model = output(f'wc -l {clean}/clean.csv > $out/model.txt')
 """

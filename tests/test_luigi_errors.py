@@ -146,11 +146,25 @@ def test_both_or_neither_step_kind(store: Path) -> None:
     refused(Neither(), store, "neither")
 
 
-def test_overriding_run_is_refused_at_class_creation() -> None:
-    with pytest.raises(TypeError, match="overrides run\\(\\)"):
-        class Legacy(NixTask):  # noqa: F841
-            def run(self) -> None:
-                pass
+def test_run_without_output_or_with_command_is_a_clear_error(store: Path) -> None:
+    """run() is the plain Luigi shape (issue 10): it needs output(), and it cannot be mixed with command()."""
+
+    class RunOnly(NixTask):
+        def run(self) -> None:
+            pass
+
+    class RunAndCommand(NixTask):
+        def output(self) -> luigi.LocalTarget:
+            return luigi.LocalTarget("x")
+
+        def run(self) -> None:
+            pass
+
+        def command(self) -> str:
+            return "true"
+
+    refused(RunOnly(), store, "defines run\\(\\) but not output\\(\\).*LocalTargets")
+    refused(RunAndCommand(), store, "defines run\\(\\) and command\\(\\): keep one")
 
 
 def test_code_inspect_cannot_see_needs_a_version(store: Path) -> None:

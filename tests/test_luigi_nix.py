@@ -71,3 +71,28 @@ def test_envs_from_nixworkflow_yaml_pin_commands_and_python_subprocesses(tmp_pat
     new = Greets().nix_recipe()
     assert new is not None and new.key != old_key and not Greets().complete()
     assert HelloInPython().complete()
+
+
+class HelloLegacy(NixTask):
+    """The plain Luigi shape (issue 10): its own run() and output(), the env's tools on PATH while it runs."""
+
+    env = "hello"
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget("said.txt")
+
+    def run(self) -> None:
+        said = subprocess.run(["hello"], capture_output=True, text=True, check=True).stdout
+        with self.output().open("w") as f:
+            f.write(said + os.environ["PATH"])
+
+
+def test_legacy_run_has_the_envs_tools_on_path(tmp_path: Path) -> None:
+    require_nix("nix-instantiate")
+    pkgs = nixsets.package_set(tmp_path / "pkgs", {"hello": "1.0", "greet": "1.0"})
+    Path("nixworkflow.yaml").write_text(CONFIG.format(pkgs=pkgs))
+    assert luigi.build([HelloLegacy()], local_scheduler=True, log_level="WARNING")
+    said, path = Path("said.txt").read_text().split("\n", 1)
+    assert said == "hello 1.0" and path.startswith("/nix/store/") and path.endswith("-hello/bin")
+    recipe = HelloLegacy().nix_recipe()
+    assert recipe is not None and recipe.env["kind"] == "nix"

@@ -236,18 +236,19 @@ def test_code_change_reruns_the_task_and_equal_output_cuts_off(procs: Processes,
 
 def test_luigi_cfg_section_names_store_config_and_default_env(procs: Processes, env: dict[str, str],
                                                               tmp_path: Path) -> None:
-    """`[nixworkflow]` in luigi.cfg (or `--nixworkflow-*` on the command line): store, config file, env."""
+    """`[nixworkflow]` in luigi.cfg (each key overridden by its NIX_WORKFLOW_* variable): store, config, env."""
     other, config, cfg = tmp_path / "other-store", tmp_path / "envs.yaml", tmp_path / "luigi.cfg"
     config.write_text("envs:\n  legacy: host\n")
     cfg.write_text(f"[nixworkflow]\nstore = {other}\nconfig = {config}\nenv = legacy\n")
     with_cfg = dict(env, LUIGI_CONFIG_PATH=str(cfg))
 
-    def luigi(*args: str) -> tuple[int, str]:
-        proc = procs.start([LUIGI, "--module", "nwgraph", "Total", "--local-scheduler", *STRICT, *args], with_cfg)
+    def luigi(**variables: str) -> tuple[int, str]:
+        proc = procs.start([LUIGI, "--module", "nwgraph", "Total", "--local-scheduler", *STRICT],
+                           dict(with_cfg, **variables))
         out, _ = proc.communicate(timeout=60)
         return proc.returncode, out
 
-    code, out = luigi("--nixworkflow-env", "gpu")  # the command line overrides luigi.cfg
+    code, out = luigi(NIX_WORKFLOW_ENV="gpu")  # the environment overrides luigi.cfg
     assert code == 4 and "no env named 'gpu' (envs: legacy)" in out, out  # 4: --retcode-scheduling-error
     assert not (other / "realisations").exists() or not any((other / "realisations").iterdir())
     code, out = luigi()

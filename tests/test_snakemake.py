@@ -123,12 +123,13 @@ def workflow(where: Path, log: Path) -> Path:
 
 
 def remove_products(where: Path) -> None:
-    """Delete every output (protected ones are read-only) and Snakemake's metadata."""
+    """Delete every output and Snakemake's metadata as `rm -rf` does: read-only files need no chmod, only
+    directories do (a chmod of a file hard-linked with the store would change the store object)."""
     for name in ("data", "logs", "bench", "results", "tmp", ".snakemake"):
         path = where / name
         if path.exists():
-            for p in path.rglob("*"):
-                if not p.is_symlink():
+            for p in [path, *path.rglob("*")]:
+                if p.is_dir() and not p.is_symlink():
                     p.chmod(p.stat().st_mode | stat.S_IWUSR)
             shutil.rmtree(path)
 

@@ -13,7 +13,7 @@ from tests.helpers import nw
 
 EXPERIMENT = """from pathlib import Path
 from nixlib import output, static
-raw = static('raw.txt')
+raw = static(Path.cwd() / 'raw.txt')
 a = output(f'cat {raw} > $out/a.txt')
 """
 

@@ -1,0 +1,123 @@
+"""The legacy shape: a NixTask that keeps its own run() and output() (LocalTargets, as plain Luigi).
+
+run() writes its LocalTargets in place, as Luigi does; the engine then ingests copies of them
+(outputs `out`, `out1`, … in the order `luigi.task.flatten(output())` gives). On a hit each
+declared file is restored from the store: a fresh writable copy (reflinked where the filesystem
+can), replaced atomically, never a link into the store that an edit could corrupt. This module
+only knows about paths and the store; task.py decides when to call it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import luigi
+from luigi.task import flatten
+
+from nixlib.errors import NixWorkflowError, StepFailed
+from nixlib.store import Store, force_remove
+
+ASIDE = ".nw-previous-"  # prefix of a file a re-run moved out of its way (put back if the run fails)
+
+
+def local_targets(task: luigi.Task) -> list[luigi.LocalTarget] | None:
+    """The task's declared outputs when every one is a LocalTarget (the store can hold them), else None."""
+    targets = flatten(task.output())
+    if not targets or not all(isinstance(t, luigi.LocalTarget) for t in targets):
+        return None
+    return targets
+
+
+def output_names(count: int) -> tuple[str, ...]:
+    """The engine's output names for `count` declared targets, in flatten() order."""
+    return ("out", *(f"out{i}" for i in range(1, count)))
+
+
+def paths(task: luigi.Task) -> list[Path]:
+    """Absolute paths of the declared LocalTargets (checked to be distinct and not nested)."""
+    targets = local_targets(task)
+    assert targets is not None
+    found = [Path(os.path.abspath(t.path)) for t in targets]
+    for i, p in enumerate(found):
+        for q in found[i + 1:]:
+            if p == q or p in q.parents or q in p.parents:
+                raise NixWorkflowError(f"task {task.task_id}: output() declares {p} and {q}, one inside the other; "
+                                       "declare each file or directory once")
+    return found
+
+
+def move_aside(outputs: list[Path]) -> list[tuple[Path, Path]]:
+    """Rename what a previous run left at the output paths, so a run that does not write one of its
+    outputs can never have that old file ingested as its result."""
+    moved = []
+    for p in outputs:
+        if os.path.lexists(p):
+            aside = p.with_name(f"{ASIDE}{p.name}.{secrets.token_hex(4)}")
+            os.rename(p, aside)
+            moved.append((p, aside))
+    return moved
+
+
+def settle(moved: list[tuple[Path, Path]], succeeded: bool) -> None:
+    """After the run: drop the old files; if it failed, put back each old one it did not replace."""
+    for p, aside in moved:
+        if not succeeded and not os.path.lexists(p):
+            with contextlib.suppress(OSError):
+                os.rename(aside, p)
+                continue
+        force_remove(aside)
+
+
+def check_written(task: luigi.Task, outputs: list[Path], allow_empty: bool, log: str) -> None:
+    """Every declared output exists and (unless allow_empty) is not empty, named by its path."""
+    missing = [str(p) for p in outputs if not os.path.lexists(p)]
+    if missing:
+        raise StepFailed(task.task_id, f"run() returned without writing its declared output(s) {', '.join(missing)}; "
+                         "nothing was stored", log)
+    if allow_empty:
+        return
+    empty = [str(p) for p in outputs if _empty(p)]
+    if empty:
+        raise StepFailed(task.task_id, f"run() wrote nothing into {', '.join(empty)} (an empty file or directory), "
+                         "so there is no result to store. Write the output, or set `allow_empty = True` on the class "
+                         "if an empty output is intended", log)
+
+
+def _empty(p: Path) -> bool:
+    if p.is_symlink():
+        return False
+    if p.is_dir():
+        return not any(p.iterdir())
+    return p.stat().st_size == 0
+
+
+def restore(task: luigi.Task, store: Store, outputs: dict[str, str], link_mode: str = "auto") -> list[Path]:
+    """Put each declared output back to exactly what the store holds for it (a fresh copy, atomically),
+    where it is missing or differs; returns what was restored. Unchanged files are left alone."""
+    restored = []
+    for name, p in zip(output_names(len(outputs)), paths(task), strict=True):
+        h = outputs[name]
+        if _holds(store, p, h):
+            continue
+        store.materialise(h, p, mode=link_mode)
+        restored.append(p)
+    return restored
+
+
+def _holds(store: Store, p: Path, h: str) -> bool:
+    """True if `p` has exactly the content of object `h` (hashed, memoised by stat)."""
+    if not os.path.lexists(p):
+        return False
+    try:
+        return store.memo.hash(p) == h
+    except (OSError, NixWorkflowError):
+        return False
+
+
+def describe(targets: Any) -> str:
+    """Types of the targets output() returned, for messages."""
+    return ", ".join(sorted({type(t).__name__ for t in flatten(targets)})) or "nothing"

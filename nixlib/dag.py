@@ -1,0 +1,52 @@
+"""`nw dag`: an experiment's graph as Graphviz dot, Mermaid or JSON, each step marked with its state against
+the store (cached, to run, pinned, running elsewhere), for CI logs, docs and `dot -Tsvg`. Nothing runs."""
+
+from __future__ import annotations
+
+import json
+
+from nixlib.plan import CACHED, PINNED, PINNED_MISSING, RUN, RUNNING, StepState
+
+FORMATS = ("dot", "mermaid", "json")
+_COLOURS = {CACHED: "#c8e6c9", RUN: "#fff59d", PINNED: "#bbdefb", PINNED_MISSING: "#ffcdd2", RUNNING: "#ffe0b2"}
+_CLASSES = {CACHED: "cached", RUN: "torun", PINNED: "pinned", PINNED_MISSING: "missing", RUNNING: "running"}
+
+
+def render(steps: list[StepState], fmt: str) -> str:
+    """The graph of `steps` (dependencies first) in `fmt`."""
+    return {"dot": _dot, "mermaid": _mermaid, "json": _json}[fmt](steps)
+
+
+def _dot(steps: list[StepState]) -> str:
+    lines = ["digraph nixworkflow {", "  rankdir=LR;", '  node [shape=box, style="rounded,filled", fontname="sans"];']
+    for s in steps:
+        label = f"{s.name}\\n{s.state}"
+        lines.append(f"  {_q(s.name)} [label={_q(label, raw=True)}, fillcolor={_q(_COLOURS[s.state])}];")
+    for s in steps:
+        lines += [f"  {_q(u)} -> {_q(s.name)};" for u in s.upstream]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _q(text: str, raw: bool = False) -> str:
+    """A dot double-quoted string (`raw` keeps `\\n` escapes as line breaks)."""
+    body = text.replace('"', '\\"') if raw else text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{body}"'
+
+
+def _mermaid(steps: list[StepState]) -> str:
+    ids = {s.name: f"s{n}" for n, s in enumerate(steps)}
+    lines = ["flowchart LR"]
+    for s in steps:
+        text = f"{s.name}<br/>{s.state}".replace('"', "#quot;")
+        lines.append(f'  {ids[s.name]}["{text}"]:::{_CLASSES[s.state]}')
+    for s in steps:
+        lines += [f"  {ids[u]} --> {ids[s.name]}" for u in s.upstream if u in ids]
+    lines += [f"  classDef {cls} fill:{_COLOURS[state]},stroke:#555" for state, cls in _CLASSES.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _json(steps: list[StepState]) -> str:
+    nodes = [s.as_json() for s in steps]
+    edges = [{"from": u, "to": s.name} for s in steps for u in s.upstream]
+    return json.dumps({"nodes": nodes, "edges": edges}, indent=2, sort_keys=True) + "\n"

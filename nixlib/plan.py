@@ -1,0 +1,227 @@
+"""What a run would do, without running anything: each step's state against the store (`nw run --dry-run`,
+`nw status`, `nw dag`), and why a step would run (`nw why`).
+
+Everything here only reads: the store's records and objects (through the engine's lookup, which checks every
+record and object exactly as a real run would), the per-key locks (tested, never waited on) and the last-run
+summary in the output-link directory. No step runs and nothing is added to the store.
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno
+import fcntl
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nixlib import locks
+from nixlib.engine import Engine
+from nixlib.errors import NixWorkflowError
+from nixlib.lineage import last_run
+from nixlib.recipe import Recipe, topological
+from nixlib.store import Store
+
+# Each state, as `nw status` and `nw dag` name it.
+CACHED, RUN, PINNED, PINNED_MISSING, RUNNING = "cached", "to run", "pinned", "pinned, missing", "running elsewhere"
+
+
+@dataclass
+class StepState:
+    """One step's state against the store. `resolved_key` is known once every upstream step is realised."""
+
+    name: str
+    state: str
+    recipe_key: str
+    resolved_key: str | None
+    upstream: list[str]
+    top_level: bool
+    why: str
+    last_status: str | None = None  # its status in the last `nw run` here (done, cached, failed, skipped)
+    last_error: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def local_engine(store: Store) -> Engine:
+    """An engine that only looks: a configured remote cache is not asked, since substituting from it would add
+    to the store. A query describes the local store."""
+    engine = Engine(store)
+    engine.remote = None
+    return engine
+
+
+def states(store: Store, workflow: Any, targets: list[Recipe], out_dir: Path) -> list[StepState]:
+    """The state of `targets` and everything upstream, dependencies first."""
+    engine = local_engine(store)
+    summary = last_run(out_dir)
+    result = []
+    for recipe in topological(targets):
+        result.append(_state(store, engine, recipe, recipe.name in workflow.named, summary.get(recipe.name)))
+    return result
+
+
+def _state(store: Store, engine: Engine, recipe: Recipe, top: bool, entry: Any) -> StepState:
+    hit = engine.lookup(recipe)
+    ups = [u.name for u in recipe.upstream()]
+    last = entry if isinstance(entry, dict) else {}
+    common = {"name": recipe.name, "recipe_key": recipe.key, "upstream": ups, "top_level": top,
+              "last_status": last.get("status"), "last_error": last.get("error")}
+    if recipe.pinned is not None:
+        if hit is not None:
+            return StepState(state=PINNED, resolved_key=None, why=f"pinned to object {recipe.pinned}, which is in "
+                             "the store", outputs=dict(hit.outputs), **common)
+        return StepState(state=PINNED_MISSING, resolved_key=None, why=pinned_missing(store, recipe), **common)
+    if hit is not None:
+        return StepState(state=CACHED, resolved_key=hit.resolved_key, why="its realisation is in the store",
+                         outputs=dict(hit.outputs), **common)
+    realised = engine.resolve(recipe)
+    if realised is None:
+        waiting = [u.name for u in recipe.upstream() if engine.lookup(u) is None]
+        return StepState(state=RUN, resolved_key=None, why=f"runs after {', '.join(waiting)}, which must run "
+                         "first", **common)
+    rk = recipe.resolved_key(realised)
+    if lock_held(store, rk):
+        return StepState(state=RUNNING, resolved_key=rk, why="another process holds its lock and is running it now",
+                         **common)
+    return StepState(state=RUN, resolved_key=rk, why="no realisation of its recipe with these inputs is in the store",
+                     **common)
+
+
+def pinned_missing(store: Store, recipe: Recipe) -> str:
+    """Why a pinned step cannot be served, saying so when its object was quarantined as corrupt."""
+    moved = quarantined(store, str(recipe.pinned))
+    if moved:
+        return (f"pinned to object {recipe.pinned}, which was quarantined as corrupt (its content no longer matched "
+                f"its hash; moved to {moved[-1]}): restore a good copy into the store, or remove the hash to run "
+                "the step")
+    return (f"pinned to object {recipe.pinned}, which is not in the store at {store.root}: copy the object into "
+            "this store, or remove the hash to run the step")
+
+
+def quarantined(store: Store, h: str) -> list[Path]:
+    """Where corrupt copies of object `h` were moved (`quarantine/<h>.<time>.<random>`), oldest first."""
+    try:
+        names = sorted(n for n in os.listdir(store.root / "quarantine") if n.startswith(f"{h}."))
+    except OSError:
+        return []
+    return [store.root / "quarantine" / n for n in names]
+
+
+def lock_held(store: Store, key: str) -> bool:
+    """True if another process holds the per-key lock of `key`, i.e. is realising it now. Tested with a
+    non-blocking shared flock on the existing lock files (never created here, never waited on)."""
+    if os.environ.get("NIX_WORKFLOW_LOCKS") == "soft":  # a soft lock is held while its file exists
+        return os.path.lexists(store.root / "locks" / f"{key}.lock")
+    for path in locks.candidates(store.root / "locks" / f"{key}.lock"):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return True
+        finally:
+            os.close(fd)
+    return False
+
+
+def suggest(name: str, known: list[str]) -> str:
+    """` Did you mean 'x'?` for a misspelt step name, or an empty string."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+
+
+def label(s: StepState) -> str:
+    """The state as one line of `nw status`: the state, then the last run's failure if it failed."""
+    text = s.state
+    if s.last_status == "failed" and s.state != CACHED:
+        text += " (failed last time)"
+    return text
+
+
+def check_targets(workflow: Any, names: list[str]) -> None:
+    """An error with a "did you mean" for every name that is no step of the workflow."""
+    unknown = [t for t in names if t not in workflow.recipes]
+    if unknown:
+        hints = "".join(suggest(u, list(workflow.recipes)) for u in unknown)
+        raise NixWorkflowError(f"no step named {', '.join(repr(u) for u in unknown)}.{hints} The experiment defines "
+                               f"{', '.join(workflow.recipes) or 'no steps'}.")
+
+
+# ---- nw why ---------------------------------------------------------------------------------------
+
+
+def why(store: Store, recipe: Recipe, out_dir: Path, sources: dict[str, str] | None = None) -> dict[str, Any]:
+    """Why `recipe` would run, or why it re-ran in the last run, as {name, state, compared_with, key,
+    differences, verdict}.
+
+    The *nearest* realisation it is compared with is, in order: the realisation the step had in the last
+    `nw run` here (the last-run summary), the last realisation of the same recipe key (recipes/ index), and
+    the newest realisation recorded under the same step name. A step that is cached now but re-ran in the
+    last run is compared with the realisation it had in the run before (kept in the summary as previous_key).
+    """
+    from nixlib import diff
+
+    engine = local_engine(store)
+    entry = last_run(out_dir).get(recipe.name)
+    entry = entry if isinstance(entry, dict) else {}
+    state = _state(store, engine, recipe, True, entry)
+    current = diff.side_of_recipe(recipe, engine, "now", sources)
+    report: dict[str, Any] = {"name": recipe.name, "state": state.state, "compared_with": None, "key": None,
+                              "differences": []}
+    if state.state in (PINNED, PINNED_MISSING):
+        return report | {"verdict": f"'{recipe.name}' is pinned: it never runs. {state.why}"}
+    if state.state == CACHED:
+        previous = entry.get("previous_key") if entry.get("resolved_key") == state.resolved_key else None
+        old = _record(store, previous)
+        if entry.get("status") == "done" and entry.get("forced"):
+            return report | {"verdict": f"'{recipe.name}' is cached now; it re-ran in the last run because it was "
+                             "forced (nw run --force)"}
+        if entry.get("status") != "done" or old is None:
+            return report | {"verdict": f"'{recipe.name}' would not run: its realisation {state.resolved_key} is in "
+                             "the store"}
+        now = _record(store, state.resolved_key) or {}
+        differences = diff.recipe_differences(diff.side_of_record(old, "before"), diff.side_of_record(now, "last run"))
+        return report | {"compared_with": "its realisation in the run before the last", "key": previous,
+                         "differences": differences, "verdict": f"'{recipe.name}' is cached now; it re-ran in the "
+                         "last run because its recipe differed from the run before:"}
+    how, old = nearest(store, recipe, entry)
+    if old is None:
+        return report | {"verdict": f"'{recipe.name}' would run: no realisation of a step named '{recipe.name}' "
+                         f"is recorded in the store at {store.root} (it never ran here, or `nw gc` removed it)"}
+    differences = diff.recipe_differences(diff.side_of_record(old, "before"), current)
+    if not differences and old["resolved_key"] == state.resolved_key:
+        differences = ["its recipe and inputs are unchanged, but the output objects of that realisation are gone "
+                       "from the store (removed by `nw gc`, or quarantined as corrupt by `nw verify`)"]
+    verb = "is running elsewhere" if state.state == RUNNING else "would run"
+    return report | {"compared_with": how, "key": old["resolved_key"], "differences": differences,
+                     "verdict": f"'{recipe.name}' {verb}: compared with {how} ({old['resolved_key']}):"}
+
+
+def nearest(store: Store, recipe: Recipe, entry: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """The realisation a step is compared with, and how it was chosen (see `why`)."""
+    doc = _record(store, entry.get("resolved_key"))
+    if doc is not None:
+        return "its realisation in the last `nw run` here", doc
+    doc = _record(store, store.last(recipe.key))
+    if doc is not None:
+        return "the last realisation of the same recipe", doc
+    named = [d for key, path in store.record_files("realisations") if key
+             and (d := store.load_record("realisations", key, path)) is not None and d.get("name") == recipe.name]
+    if named:
+        return f"the newest realisation recorded for a step named '{recipe.name}'", max(named, key=lambda d: d["end"])
+    return "", None
+
+
+def _record(store: Store, key: Any) -> dict[str, Any] | None:
+    from nixlib import nar
+
+    return store.read_record("realisations", key) if isinstance(key, str) and nar.is_nar_hash(key) else None

@@ -1,0 +1,385 @@
+"""Remote caches: substitute realisations from, and push them to, storage without a shared filesystem.
+
+A remote is laid out like a Nix binary cache (docs/remote.md):
+
+    nar/<object hash>.nar.xz          an object's NAR stream, xz-compressed (`.nar`: uncompressed)
+    realisations/<resolved key>.json  the realisation record (as in the store, sealed by its digest) plus
+                                      `sig`: `KEYNAME:BASE64`, ed25519 over the canonical JSON of the rest
+
+Nothing read from a remote is believed on the way in: a record is used only if its signature is by a key in
+`trusted-public-keys` and it passes the store's record validation; an object only once its NAR stream hashes
+to its name, and it enters the store only through ingest (which re-hashes what was unpacked). A pulled record
+is written through the store's normal writer, so it becomes this user's record, its provenance saying where
+it was substituted from and who signed it. A remote that cannot be reached costs one warning; the run goes on
+with local work.
+
+Configuration (the command line sets the same variables, so every front door in the process sees them):
+`NIX_WORKFLOW_REMOTE` (URL), `NIX_WORKFLOW_TRUSTED_KEYS`, `NIX_WORKFLOW_SECRET_KEY_FILE`, `NIX_WORKFLOW_PUSH`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import lzma
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from nixlib import faults, nar, narread, records, signing, temproots
+from nixlib.errors import NixWorkflowError
+from nixlib.recipe import canonical_json
+from nixlib.remotes import Backend, RemoteDown, open_backend
+from nixlib.store import Store, force_remove
+
+ENV_URL = "NIX_WORKFLOW_REMOTE"
+ENV_TRUSTED = "NIX_WORKFLOW_TRUSTED_KEYS"
+ENV_SECRET = "NIX_WORKFLOW_SECRET_KEY_FILE"
+ENV_PUSH = "NIX_WORKFLOW_PUSH"
+ENV_COMPRESSION = "NIX_WORKFLOW_REMOTE_COMPRESSION"  # xz (default) or none
+_XZ_PRESET = 1  # fast; NARs of outputs are often already compressed data
+_CHUNK = 1 << 20
+
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+
+
+def warn(message: str) -> None:
+    """Print a warning once per process."""
+    with _warn_lock:
+        if message in _warned:
+            return
+        _warned.add(message)
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+class Rejected(Exception):
+    """Something on the remote failed verification: not used, never stored."""
+
+
+class Remote:
+    """One configured remote: what this process trusts from it and whether it pushes to it."""
+
+    def __init__(self, url: str, trusted: str = "", secret_key_file: str | None = None, push: bool = False,
+                 compression: str = "xz") -> None:
+        self.url = url
+        self.backend: Backend = open_backend(url)
+        self.trusted = signing.parse_public_keys(trusted)
+        self.secret = signing.load_secret(secret_key_file) if secret_key_file else None
+        self.push_enabled = push
+        if compression not in ("xz", "none"):
+            raise NixWorkflowError(f"{ENV_COMPRESSION}={compression!r}: choose xz or none")
+        self.suffix = ".nar.xz" if compression == "xz" else ".nar"
+        self.down = False
+        self._missing: set[str] = set()
+        self._bad_objects: set[str] = set()
+        self._lock = threading.Lock()
+
+    # ---- health -------------------------------------------------------------------------
+
+    def _went_down(self, e: RemoteDown) -> None:
+        self.down = True
+        warn(f"remote {self.url} is unavailable ({str(e)[:300]}); continuing without it (steps run locally and "
+             "nothing is pushed)")
+
+    # ---- records ------------------------------------------------------------------------
+
+    def fetch_record(self, rk: str) -> tuple[dict[str, Any], str] | None:
+        """(the remote realisation of `rk`, the trusted key that signed it), or None if absent or not believed.
+        Raises RemoteDown."""
+        stream = self.backend.get(f"realisations/{rk}.json")
+        if stream is None:
+            return None
+        with contextlib.closing(stream):
+            data = stream.read(records.MAX_BYTES + 1)
+        where = f"{self.url}/realisations/{rk}.json"
+        try:
+            if len(data) > records.MAX_BYTES:
+                raise records.InvalidRecord("too large")
+            doc = json.loads(data.decode("utf-8"))
+            if not isinstance(doc, dict):
+                raise records.InvalidRecord("not a JSON object")
+            sig = doc.pop("sig", None)
+            signer = signing.verify(canonical_json(doc).encode(), sig, self.trusted)
+            if signer is None:
+                why = "it is not signed" if sig is None else f"its signature ({str(sig).partition(':')[0][:60]}) " \
+                      "is not by a trusted key or does not match"
+                warn(f"ignoring remote record {where}: {why} (trusted keys: {', '.join(self.trusted) or 'none'}; "
+                     f"add the writer's public key to {ENV_TRUSTED} or trusted-public-keys to use it)")
+                return None
+            return records.check("realisations", rk, doc), signer
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            warn(f"ignoring invalid remote record {where}: {str(e)[:200]}")
+            return None
+
+    def signed(self, doc: dict[str, Any]) -> bytes:
+        """The remote form of a record: sealed, plus `sig` over its canonical JSON."""
+        if self.secret is None:
+            raise NixWorkflowError(f"pushing to {self.url} needs a secret key to sign records: make one with "
+                                   f"`nw key generate NAME`, then pass --secret-key-file FILE or set {ENV_SECRET}")
+        body = records.seal(doc)
+        return (json.dumps(body | {"sig": self.secret.sign(canonical_json(body).encode())}, sort_keys=True)
+                + "\n").encode()
+
+    # ---- substitution -------------------------------------------------------------------
+
+    def substitute(self, store: Store, rk: str) -> dict[str, Any] | None:
+        """On a local miss: the realisation of `rk` pulled from the remote and recorded locally, or None
+        (absent, not trusted, corrupt, or the remote is down: each warned once, never an error)."""
+        if self.down or rk in self._missing or not records.is_name(rk):
+            return None
+        try:
+            return self._substitute(store, rk)
+        except RemoteDown as e:
+            self._went_down(e)
+        except Rejected as e:
+            warn(f"not using {rk} from {self.url}: {e}; it will be built locally")
+        with self._lock:
+            self._missing.add(rk)
+        return None
+
+    def _substitute(self, store: Store, rk: str) -> dict[str, Any] | None:
+        found = self.fetch_record(rk)
+        if found is None:
+            with self._lock:
+                self._missing.add(rk)
+            return None
+        doc, signer = found
+        outputs = list(doc["outputs"].values())
+        temproots.of(store.root).add([rk, *outputs])  # gc keeps what we are about to add
+        with store.lock(rk):
+            local = store.realisation(rk)
+            if local is not None:
+                return local
+            for h in outputs:
+                self.fetch_object(store, h)
+            provenance = dict(doc["provenance"]) | {"substituted": {"from": self.url, "signed_by": signer}}
+            with store.gc_guard():
+                if all(store.has(h) for h in outputs):
+                    store.record_realisation({k: v for k, v in doc.items() if k != "digest"} |
+                                             {"provenance": provenance})
+            return store.realisation(rk)
+
+    def fetch_object(self, store: Store, h: str) -> None:
+        """Download object `h` into the store unless it is there; Rejected if it does not hash to its name
+        (then nothing is stored), RemoteDown if it cannot be fetched, Rejected if the remote lacks it."""
+        if store.has(h):
+            return
+        stream, key = self._open_object(h)
+        scratch = store.new_tmp("pull")
+        try:
+            with contextlib.closing(stream):
+                staged = scratch / "object"
+                try:
+                    got = narread.restore(_reader(stream, key.endswith(".xz")), staged)
+                except (narread.NarError, lzma.LZMAError) as e:
+                    self._reject_object(h)
+                    raise Rejected(f"object {key} is not a valid archive ({str(e)[:200]})") from None
+                except OSError as e:
+                    raise NixWorkflowError(f"cannot unpack {key} into {scratch}: {e.strerror or e}") from None
+                except Exception as e:  # noqa: BLE001 - the client library's transfer errors: the remote failed us
+                    raise RemoteDown(f"downloading {key}: {str(e)[:200]}") from None
+            if got != h:
+                self._reject_object(h)
+                raise Rejected(f"object {key} hashes to {got}, not to its name (corrupt on the remote)")
+            with store.gc_guard():
+                stored = store.ingest(staged, move=True)
+            if stored != h:  # cannot happen with a canonical archive; never serve it under the wrong name
+                raise Rejected(f"object {key} unpacked to {stored}, not to its name")
+        finally:
+            force_remove(scratch)
+
+    def _open_object(self, h: str) -> tuple[BinaryIO, str]:
+        for suffix in dict.fromkeys((self.suffix, ".nar.xz", ".nar")):
+            stream = self.backend.get(f"nar/{h}{suffix}")
+            if stream is not None:
+                return stream, f"nar/{h}{suffix}"
+        raise Rejected(f"its object {h} is missing from the remote")
+
+    def _reject_object(self, h: str) -> None:
+        with self._lock:
+            self._bad_objects.add(h)  # a push may replace it with a good copy (objects are content-addressed)
+
+    # ---- push ---------------------------------------------------------------------------
+
+    def after_build(self, store: Store, doc: dict[str, Any]) -> None:
+        """Push a fresh realisation if pushing is on; a failure is a warning (the run has already succeeded)."""
+        if not self.push_enabled or self.down:
+            return
+        try:
+            self.push(store, doc)
+        except RemoteDown as e:
+            self._went_down(e)
+        except NixWorkflowError as e:
+            warn(f"not pushing to {self.url}: {e}")
+
+    def push(self, store: Store, doc: dict[str, Any]) -> bool:
+        """Upload a realisation's objects, then its signed record (last, so a record never names a missing
+        object). False if the remote already had a record of this key (first writer wins)."""
+        body = self.signed(doc)
+        for h in doc["outputs"].values():
+            self.push_object(store, h)
+        faults.point("remote-objects-pushed")
+        return self._put_bytes(store, f"realisations/{doc['resolved_key']}.json", body)
+
+    def push_object(self, store: Store, h: str) -> bool:
+        """Upload object `h` as a compressed NAR unless the remote has it (a copy that failed its hash here
+        is replaced). Compressed to a temp file first, so memory stays bounded and the upload is one atomic
+        put (multipart for large objects)."""
+        key = f"nar/{h}{self.suffix}"
+        repair = h in self._bad_objects
+        if not repair and self.backend.exists(key):
+            return False
+        if not store.has(h):
+            raise NixWorkflowError(f"object {h} is not in the store at {store.root} (removed by `nw gc`?); run the "
+                                   "step again to push it")
+        scratch = store.new_tmp("push")
+        try:
+            packed = scratch / "nar"
+            with open(packed, "wb") as f:
+                if self.suffix == ".nar.xz":
+                    comp = lzma.LZMACompressor(preset=_XZ_PRESET)
+                    nar.dump(store.object_path(h), lambda b: f.write(comp.compress(b)))
+                    f.write(comp.flush())
+                else:
+                    nar.dump(store.object_path(h), f.write)
+            done = self.backend.put(str(packed), key, replace=repair)
+        finally:
+            force_remove(scratch)
+        if repair:
+            with self._lock:
+                self._bad_objects.discard(h)
+        return done
+
+    def _put_bytes(self, store: Store, key: str, data: bytes) -> bool:
+        scratch = store.new_tmp("push")
+        try:
+            (scratch / "record").write_bytes(data)
+            return self.backend.put(str(scratch / "record"), key)
+        finally:
+            force_remove(scratch)
+
+    # ---- closures (nw push / nw pull) ---------------------------------------------------
+
+    def push_closure(self, store: Store, doc: dict[str, Any]) -> Iterator[tuple[str, str, bool]]:
+        """Push a realisation and its whole lineage (upstream realisations, static input objects); yields
+        (name, key, pushed) per realisation."""
+        for d in lineage_records(store, doc):
+            for i in d["inputs"]:
+                if i.get("resolved_key") is None and store.has(i["object"]):
+                    self.push_object(store, i["object"])
+            yield d["name"], d["resolved_key"], self.push(store, d)
+
+    def pull_closure(self, store: Store, rk: str) -> Iterator[tuple[str, str, str]]:
+        """Pull a realisation and its lineage from the remote; yields (name, key, "pulled"/"here"/why not)."""
+        seen: set[str] = set()
+        todo = [rk]
+        while todo:
+            key = todo.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            doc = store.realisation(key)
+            status = "here"
+            if doc is None:
+                doc = self._pull_one(store, key)
+                status = "pulled" if doc is not None else "not on the remote (or not trusted: see warnings)"
+            yield (doc or {}).get("name", "?"), key, status
+            for i in (doc or {}).get("inputs", []):
+                if i.get("resolved_key"):
+                    todo.append(i["resolved_key"])
+                else:
+                    with contextlib.suppress(Rejected):
+                        self.fetch_object(store, i["object"])
+
+    def _pull_one(self, store: Store, rk: str) -> dict[str, Any] | None:
+        try:
+            return self._substitute(store, rk)
+        except Rejected as e:
+            warn(f"not using {rk} from {self.url}: {e}")
+            return None
+
+
+def lineage_records(store: Store, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """A realisation and every upstream realisation it used, upstream first (each once)."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def visit(d: dict[str, Any]) -> None:
+        if d["resolved_key"] in out:
+            return
+        for i in d["inputs"]:
+            rk = i.get("resolved_key")
+            up = store.read_record("realisations", rk) if rk else None
+            if up is not None:
+                visit(up)
+        out[d["resolved_key"]] = d
+
+    visit(doc)
+    return list(out.values())
+
+
+def _reader(stream: BinaryIO, xz: bool) -> narread.Read:
+    """A read(n) over a (possibly xz-compressed) stream. Decompression is capped per call, so a small
+    compressed chunk that expands enormously never sits in memory whole."""
+    if not xz:
+        return stream.read
+    buf = bytearray()
+    unxz = lzma.LZMADecompressor()
+
+    def read(n: int) -> bytes:
+        while len(buf) < n and not unxz.eof:
+            if unxz.needs_input:
+                chunk = stream.read(_CHUNK)
+                if not chunk:
+                    break
+                buf.extend(unxz.decompress(chunk, max_length=_CHUNK))
+            else:
+                buf.extend(unxz.decompress(b"", max_length=_CHUNK))
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
+
+    return read
+
+
+_CACHE: dict[tuple[str, ...], Remote | None] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def settings() -> tuple[str, ...]:
+    return tuple(os.environ.get(v, "") for v in (ENV_URL, ENV_TRUSTED, ENV_SECRET, ENV_PUSH, ENV_COMPRESSION))
+
+
+def configured() -> Remote | None:
+    """The remote this process's environment configures (memoised per setting), or None."""
+    key = settings()
+    if not key[0]:
+        return None
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            url, trusted, secret, push, compression = key
+            _CACHE[key] = Remote(url, trusted, secret or None, push.lower() in ("1", "true", "yes"),
+                                 compression or "xz")
+        remote = _CACHE[key]
+    if remote is not None and not remote.trusted:
+        warn(f"remote {remote.url} is configured but no trusted public keys are ({ENV_TRUSTED} or "
+             "trusted-public-keys): nothing will be substituted from it")
+    return remote
+
+
+def apply_settings(url: str | None = None, trusted: list[str] | None = None, secret_key_file: str | None = None,
+                   push: bool | None = None, override: bool = False) -> None:
+    """Set the environment variables that configure the remote (command line: override; config: defaults only),
+    so every front door and child process of this run sees one configuration."""
+    values = {ENV_URL: url, ENV_TRUSTED: " ".join(trusted) if trusted else None, ENV_SECRET: secret_key_file,
+              ENV_PUSH: None if push is None else ("1" if push else "0")}
+    for name, value in values.items():
+        if value is not None and (override or not os.environ.get(name)):
+            os.environ[name] = value
+
+
+def resolve_key_file(path: str | os.PathLike) -> str:
+    return str(Path(path).expanduser().absolute())

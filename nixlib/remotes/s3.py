@@ -1,0 +1,114 @@
+"""A remote in S3-compatible storage: `s3://bucket/prefix`, through boto3 (the AWS SDK, which every S3 server
+is tested against; credentials and endpoint come the usual AWS ways: environment, ~/.aws, instance roles,
+`AWS_ENDPOINT_URL`, or `?endpoint=URL&region=R` in the remote URL, as in Nix's s3:// store URLs).
+
+Writes are conditional (`If-None-Match: *`), so on servers that support it (AWS S3 since 2024, SeaweedFS,
+MinIO, Ceph RGW) the first writer of a name wins atomically and a later writer's upload is dropped. A server
+that ignores the condition gets check-then-put: a race may keep the later of two valid uploads. Uploads are
+atomic on S3: a single PUT is visible whole or not at all, and a multipart upload (objects over 64 MiB, sent
+in 16 MiB parts so memory stays bounded) is invisible until it is completed and is aborted on any failure.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, urlsplit
+
+from nixlib import faults
+from nixlib.errors import NixWorkflowError
+from nixlib.remotes import RemoteDown
+
+PART = int(os.environ.get("NIX_WORKFLOW_S3_PART_SIZE") or 16 << 20)  # S3's minimum part is 5 MiB
+SINGLE_PUT_MAX = int(os.environ.get("NIX_WORKFLOW_S3_SINGLE_PUT_MAX") or 64 << 20)
+_ABSENT = ("NoSuchKey", "404", "NotFound")
+
+
+class S3Backend:
+    guarantee = ("first writer wins atomically where the server honours conditional writes (If-None-Match: *; "
+                 "AWS S3, SeaweedFS, MinIO); elsewhere check-then-put (a race may keep the later of two valid uploads)")
+
+    def __init__(self, url: str) -> None:
+        import boto3
+        import botocore.exceptions
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
+        parts = urlsplit(url)
+        if not parts.netloc:
+            raise NixWorkflowError(f"remote {url!r}: an s3:// URL needs a bucket: s3://BUCKET/PREFIX")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        self.url, self.bucket, self.prefix = url, parts.netloc, parts.path.strip("/")
+        self._errors = botocore.exceptions
+        session = boto3.session.Session(profile_name=query.get("profile"))
+        config = Config(connect_timeout=3, read_timeout=60, retries={"max_attempts": 2, "mode": "standard"},
+                        signature_version=None if session.get_credentials() else UNSIGNED)
+        self.client: Any = session.client("s3", endpoint_url=query.get("endpoint"), config=config,
+                                          region_name=query.get("region") or session.region_name or "us-east-1")
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _down(self, e: Exception) -> RemoteDown:
+        if isinstance(e, self._errors.ClientError):
+            err = e.response.get("Error", {})
+            return RemoteDown(f"{err.get('Code')}: {err.get('Message') or 'request refused'} (bucket {self.bucket})")
+        return RemoteDown(str(e))
+
+    def _absent(self, e: Exception) -> bool:
+        return isinstance(e, self._errors.ClientError) and str(e.response.get("Error", {}).get("Code")) in _ABSENT
+
+    def get(self, key: str) -> BinaryIO | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except Exception as e:  # noqa: BLE001 - every botocore failure is either "absent" or "down"
+            if self._absent(e):
+                return None
+            raise self._down(e) from None
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except Exception as e:  # noqa: BLE001
+            if self._absent(e):
+                return False
+            raise self._down(e) from None
+
+    def put(self, path: str, key: str, replace: bool = False) -> bool:
+        if not replace and self.exists(key):
+            return False
+        cond = {} if replace else {"IfNoneMatch": "*"}
+        try:
+            if os.path.getsize(path) <= SINGLE_PUT_MAX:
+                with open(path, "rb") as f:
+                    self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=f, **cond)
+            else:
+                self._multipart(path, self._key(key), cond)
+            return True
+        except Exception as e:  # noqa: BLE001
+            if isinstance(e, self._errors.ClientError) and e.response.get("Error", {}).get("Code") in (
+                    "PreconditionFailed", "ConditionalRequestConflict"):
+                return False  # another writer was first: theirs stands
+            raise self._down(e) from None
+
+    def _multipart(self, path: str, key: str, cond: dict[str, str]) -> None:
+        """Upload in parts, one in memory at a time; nothing is visible until complete, aborted on failure."""
+        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        try:
+            parts = []
+            with open(path, "rb") as f:
+                while chunk := f.read(PART):
+                    n = len(parts) + 1
+                    etag = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=n,
+                                                   Body=chunk)["ETag"]
+                    parts.append({"ETag": etag, "PartNumber": n})
+                    faults.point("remote-upload-partial")
+            self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload,
+                                                  MultipartUpload={"Parts": parts}, **cond)
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
+            except Exception:  # noqa: BLE001, S110 - best effort; the server expires abandoned uploads
+                pass
+            raise

@@ -1,0 +1,281 @@
+"""What `nw view` shows, read from the store's validated records and the runs' journals.
+
+Every answer is built from data, never from a path found in data: a key or object name from a
+journal, a summary or a request is used only after `records.is_name` accepts it, records are read
+through the store's trusted readers, objects are served only while they re-hash to their name, and
+a path inside an object is walked one component at a time without following any symlink.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import stat
+from pathlib import Path
+from typing import Any
+
+from nixlib import records
+from nixlib.lineage import last_run
+from nixlib.statmemo import user_cache_dir
+from nixlib.store import Store
+from nixlib.view.history import journals
+
+PREVIEW_BYTES = 256 << 10
+LOG_TAIL = 64 << 10
+TABLE_ROWS = 200
+IMAGES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+          ".webp": "image/webp", ".svg": "image/svg+xml"}
+
+
+class Refused(Exception):
+    """A request the viewer will not answer; `status` is the HTTP status, the message says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ViewData:
+    """Read-only queries over one store and one output-link directory."""
+
+    def __init__(self, store: Store, out_dir: Path) -> None:
+        self.store = store
+        self.out_dir = Path(out_dir).absolute()
+        self.host = socket.gethostname()
+
+    # ---- runs ---------------------------------------------------------------------------
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Recent runs here (newest first), then every step recorded in the store (any front door)."""
+        out = []
+        for doc in journals(self.out_dir):
+            statuses = [self._status(doc, e) for e in doc["steps"].values() if isinstance(e, dict)]
+            out.append({"id": str(doc.get("id")), "label": "nw run", "started": doc.get("started"),
+                        "ended": doc.get("ended"), "live": self._live(doc), "steps": len(statuses),
+                        "counts": {s: statuses.count(s) for s in sorted(set(statuses))}})
+        if not out and last_run(self.out_dir):
+            out.append({"id": "last", "label": "last nw run", "steps": len(last_run(self.out_dir)), "live": False})
+        out.append({"id": "store", "label": "all records in the store", "live": False})
+        return out
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """The graph of a run: nodes (steps) with status, keys, outputs and upstream node ids."""
+        if run_id == "store":
+            return self._store_graph()
+        if run_id == "last":
+            return self._summary_graph(last_run(self.out_dir))
+        doc = next((d for d in journals(self.out_dir) if str(d.get("id")) == run_id), None)
+        if doc is None:
+            raise Refused(404, f"no run {run_id!r} in {self.out_dir}")
+        nodes = []
+        for name, entry in doc["steps"].items():
+            if not isinstance(entry, dict):
+                continue
+            upstream = [u for u in entry.get("upstream", []) if isinstance(u, str) and u in doc["steps"]]
+            nodes.append(self._node(str(name), entry, self._status(doc, entry), upstream))
+        return {"id": run_id, "live": self._live(doc), "started": doc.get("started"), "ended": doc.get("ended"),
+                "nodes": nodes}
+
+    def _live(self, doc: dict[str, Any]) -> bool:
+        if doc.get("ended") is not None:
+            return False
+        return doc.get("host") != self.host or _alive(doc.get("pid"))
+
+    def _status(self, doc: dict[str, Any], entry: dict[str, Any]) -> str:
+        status = str(entry.get("status", "unknown"))
+        if status in ("pending", "running") and not self._live(doc):
+            return "interrupted"  # its run was killed before it could say so
+        return status
+
+    def _node(self, name: str, entry: dict[str, Any], status: str, upstream: list[str]) -> dict[str, Any]:
+        rk = entry.get("resolved_key")
+        node: dict[str, Any] = {"id": name, "name": name, "status": status, "upstream": upstream,
+                                "resolved_key": rk if records.is_name(rk) else None}
+        for field in ("start", "end"):
+            if isinstance(entry.get(field), (int, float)):
+                node[field] = entry[field]
+        if isinstance(entry.get("error"), str):
+            node["error"] = entry["error"]
+        if status in ("done", "cached") and node["resolved_key"]:
+            doc = self.store.read_record("realisations", node["resolved_key"])
+            if doc is not None:
+                node.update(outputs=doc["outputs"], duration=doc["duration"], start=doc["start"], end=doc["end"])
+            else:
+                node["status"] = "gone"  # its record was collected (or is not trusted here)
+        return node
+
+    def _summary_graph(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """A run known only by `.nw-last-run.json` (older runs): upstream from each realisation's inputs."""
+        nodes = []
+        for name, entry in summary.items():
+            if not isinstance(entry, dict):
+                continue
+            node = self._node(str(name), entry, str(entry.get("status", "unknown")), [])
+            doc = self.store.read_record("realisations", node["resolved_key"]) if node["resolved_key"] else None
+            if doc is not None:
+                node["upstream"] = sorted({i["step"] for i in doc["inputs"] if i.get("step") in summary})
+            nodes.append(node)
+        return {"id": "last", "live": False, "nodes": nodes}
+
+    def _store_graph(self) -> dict[str, Any]:
+        """Every trusted, valid realisation in the store (Snakemake and Luigi runs, other checkouts):
+        upstream by recorded key, and for files known only by content, by the realisations that made them."""
+        docs: dict[str, dict[str, Any]] = {}
+        for key, path in self.store.record_files("realisations"):
+            if key is None or key in docs:
+                continue
+            doc = self.store.load_record("realisations", key, path)
+            if doc is not None:
+                docs[key] = doc
+        producers: dict[str, list[str]] = {}
+        for key, doc in docs.items():
+            for h in doc["outputs"].values():
+                producers.setdefault(h, []).append(key)
+        nodes = []
+        for key, doc in docs.items():
+            up = {i["resolved_key"] for i in doc["inputs"] if i.get("resolved_key") in docs}
+            for h in doc["files"].values():
+                up.update(producers.get(h, []))
+            up.discard(key)
+            nodes.append({"id": key, "name": doc["name"], "status": "done", "resolved_key": key,
+                          "outputs": doc["outputs"], "upstream": sorted(up), "start": doc["start"],
+                          "end": doc["end"], "duration": doc["duration"]})
+        return {"id": "store", "live": False, "nodes": nodes}
+
+    # ---- one step -----------------------------------------------------------------------
+
+    def step(self, key: str) -> dict[str, Any]:
+        """A realisation's provenance: commands, env, inputs, outputs, timings, host and user."""
+        doc = self.store.read_record("realisations", _name(key, "key"))
+        if doc is None:
+            raise Refused(404, f"no trusted, valid realisation {key} in {self.store.root}")
+        recipe = doc.get("recipe") if isinstance(doc.get("recipe"), dict) else {}
+        return {"name": doc["name"], "resolved_key": key, "recipe_key": doc["recipe_key"],
+                "command": doc["command"], "canonical": recipe.get("command"), "env": doc["env"],
+                "inputs": doc["inputs"], "files": doc["files"], "outputs": doc["outputs"], "start": doc["start"],
+                "end": doc["end"], "duration": doc["duration"], "exit": doc["exit"], "host": doc["host"],
+                "user": doc["user"], "tool": doc["tool"], "options": doc["options"],
+                "provenance": doc["provenance"]}
+
+    def log(self, key: str) -> dict[str, Any]:
+        """The tail of a key's log, from the store's logs/ (or this user's log cache) only: a regular file,
+        never a symlink, written by a trusted user."""
+        key = _name(key, "key")
+        root = self.store.root / "logs"
+        candidates = [root / f"{key}.log"] + [root / f"{key}.{uid}.log" for uid in sorted(self.store.trusted)]
+        candidates.append(user_cache_dir(self.store.root, "logs") / f"{key}.log")
+        for path in candidates:
+            text = self._read_tail(path)
+            if text is not None:
+                return text
+        return {"text": "", "size": 0, "missing": True}
+
+    def _read_tail(self, path: Path) -> dict[str, Any] | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        with open(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_uid not in self.store.trusted:
+                return None
+            f.seek(max(0, st.st_size - LOG_TAIL))
+            data = f.read(LOG_TAIL)
+        return {"text": data.decode("utf-8", "replace"), "size": st.st_size, "truncated": st.st_size > LOG_TAIL}
+
+    # ---- objects ------------------------------------------------------------------------
+
+    def _locate(self, obj: str, rel: str) -> tuple[Path, os.stat_result]:
+        """The entry `rel` inside object `obj`, walked without following symlinks; Refused for anything else."""
+        obj = _name(obj, "object")
+        if not self.store.has(obj):
+            raise Refused(404, f"object {obj} is not in the store (or does not re-hash to its name)")
+        path = self.store.object_path(obj)
+        parts = [p for p in rel.split("/") if p]
+        if any(p in (".", "..") or "\0" in p for p in parts):
+            raise Refused(400, "a path inside an object may not contain '.' or '..' components")
+        st = os.lstat(path)
+        for n, part in enumerate(parts):
+            if not stat.S_ISDIR(st.st_mode):
+                raise Refused(400, f"{'/'.join(parts[:n]) or 'the object'} is not a directory")
+            path = path / part
+            try:
+                st = os.lstat(path)
+            except OSError:
+                raise Refused(404, f"no {'/'.join(parts[:n + 1])} in object {obj}") from None
+        return path, st
+
+    def files(self, obj: str, rel: str) -> dict[str, Any]:
+        """A directory listing, or a preview of a file (text, table, JSON, image) inside an object."""
+        path, st = self._locate(obj, rel)
+        if stat.S_ISLNK(st.st_mode):
+            return {"type": "symlink", "target": os.readlink(path)}  # shown, never followed
+        if stat.S_ISDIR(st.st_mode):
+            entries = []
+            with os.scandir(path) as it:
+                for e in it:
+                    est = e.stat(follow_symlinks=False)
+                    kind = "dir" if stat.S_ISDIR(est.st_mode) else "symlink" if stat.S_ISLNK(est.st_mode) else "file"
+                    entries.append({"name": e.name, "type": kind, "size": est.st_size})
+            return {"type": "dir", "entries": sorted(entries, key=lambda e: (e["type"] != "dir", e["name"]))}
+        return self._preview(path, st, rel)
+
+    def _preview(self, path: Path, st: os.stat_result, rel: str) -> dict[str, Any]:
+        suffix = Path(rel or path.name).suffix.lower()
+        base = {"type": "file", "size": st.st_size}
+        if suffix in IMAGES:
+            return base | {"preview": "image"}
+        data = self._read_file(path, PREVIEW_BYTES)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            if b"\0" in data[:4096]:
+                return base | {"preview": "binary"}
+            text = data.decode("utf-8", "replace")
+        truncated = st.st_size > len(data)
+        if suffix in (".csv", ".tsv"):
+            rows = list(csv.reader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ","))
+            return base | {"preview": "table", "rows": rows[:TABLE_ROWS], "more": truncated or len(rows) > TABLE_ROWS}
+        if suffix == ".json" and not truncated:
+            try:
+                return base | {"preview": "json", "text": json.dumps(json.loads(text), indent=2)}
+            except ValueError:
+                pass
+        return base | {"preview": "text", "text": text, "more": truncated}
+
+    def raw(self, obj: str, rel: str) -> tuple[bytes, str]:
+        """An image inside an object, for <img>: only the image types, only regular files."""
+        path, st = self._locate(obj, rel)
+        ctype = IMAGES.get(Path(rel).suffix.lower())
+        if ctype is None or not stat.S_ISREG(st.st_mode):
+            raise Refused(400, "only image files are served raw")
+        return self._read_file(path, 32 << 20), ctype
+
+    @staticmethod
+    def _read_file(path: Path, limit: int) -> bytes:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise Refused(400, "not a regular file")
+            return f.read(limit)
+
+
+def _name(value: str, what: str) -> str:
+    if not records.is_name(value):
+        raise Refused(400, f"not a {what}: expected 52 characters of Nix base32")
+    return value
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

