@@ -69,15 +69,18 @@ def content(task: luigi.Task) -> Any:
     return found
 
 
+def yielded(record: dict[str, Any] | None) -> list[tuple[luigi.Task | None, dict[str, Any]]]:
+    """The tasks a record lists as yielded (None where one can no longer be instantiated), with their entries."""
+    found: list[tuple[luigi.Task | None, dict[str, Any]]] = []
+    for entry in ((record or {}).get("provenance") or {}).get("dynamic") or []:
+        try:
+            task = Register.get_task_cls(entry["family"]).from_str_params(entry["params"])
+        except Exception:  # a task that no longer exists, or cannot be instantiated
+            task = None
+        found.append((task, entry))
+    return found
+
+
 def stale(record: dict[str, Any] | None) -> bool:
     """True if a yielded task the record lists no longer has the content it had when the result was made."""
-    listed = ((record or {}).get("provenance") or {}).get("dynamic") or []
-    for entry in listed:
-        try:
-            cls = Register.get_task_cls(entry["family"])
-            task = cls.from_str_params(entry["params"])
-            if content(task) != entry["content"]:
-                return True
-        except Exception:  # a task that no longer exists, or cannot be instantiated: run again
-            return True
-    return False
+    return any(task is None or content(task) != entry["content"] for task, entry in yielded(record))

@@ -38,9 +38,14 @@ _FORCED: set[str] = set()  # task ids forced to run that this process has run (t
 _UNMANAGED_WARNED: set[type] = set()
 
 
+_GENERATION = [0]  # bumped by reset(): outputs presented before are presented again (files may be gone)
+
+
 def reset() -> None:
-    """Forget which forced tasks this process ran (a forced family runs again after this)."""
+    """Forget which forced tasks this process ran (a forced family runs again after this) and which
+    outputs it presented (task instances outlive a reset in Luigi's instance cache)."""
     _FORCED.clear()
+    _GENERATION[0] += 1
 
 
 class NixTask(luigi.Task):
@@ -218,7 +223,8 @@ class NixTask(luigi.Task):
     def _nw_present_all(self) -> None:
         """Present this task's outputs and those of every NixTask it depends on, once per process."""
         root = settings.store_root()
-        for task in _postorder(self, lambda t: _memo(t, "_nw_presented", root) is None):
+        generation = f"{root}#{_GENERATION[0]}"
+        for task in _postorder(self, lambda t: _memo(t, "_nw_presented", generation) is None):
             result = _memo(task, "_nw_owned", root)
             if result is not None:
                 task._nw_present(result)
@@ -231,7 +237,11 @@ class NixTask(luigi.Task):
         if self.nix_kind() == "legacy":
             for path in legacy.restore(self, store, result.outputs):
                 logger.info("nixworkflow: %s: restored %s from the store", self.task_id, path)
-        self._nw_presented = (settings.store_root(), True)
+        self._nw_presented = (f"{settings.store_root()}#{_GENERATION[0]}", True)
+        if _dynamic(type(self)):  # what its run() yielded is not in requires(): present it too
+            for task, _ in dynamic.yielded(result.record):
+                if isinstance(task, NixTask) and task.nix_managed() and task.nix_result() is not None:
+                    task._nw_present_all()
 
     def _nw_run_own(self) -> None:
         """Call the class's own run() (legacy shape); super().run() inside it reaches the base's own run().

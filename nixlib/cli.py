@@ -113,7 +113,8 @@ def _parser() -> argparse.ArgumentParser:
                        description="Serve a read-only page on 127.0.0.1 that draws the runs of this directory "
                        "(live while `nw run` is running) and every record in the store (Snakemake and Luigi runs "
                        "too): Recipe and Content views, each step's command, env, inputs, outputs, timings, log and "
-                       "files. Prints the URL; Ctrl-C stops it. Nothing is written and no network is used.")
+                       "files. Prints the URL; Ctrl-C stops it. Read-only: no step runs, no record is written, no "
+                       "network is used (the page and its graph library ship with nw).")
     w.add_argument("--port", type=_not_negative, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free)")
     w.add_argument("--no-browser", action="store_true", help="do not open a web browser, only print the URL")
     w.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",

@@ -20,18 +20,21 @@ def render(steps: list[StepState], fmt: str) -> str:
 def _dot(steps: list[StepState]) -> str:
     lines = ["digraph nixworkflow {", "  rankdir=LR;", '  node [shape=box, style="rounded,filled", fontname="sans"];']
     for s in steps:
-        label = f"{s.name}\\n{s.state}"
-        lines.append(f"  {_q(s.name)} [label={_q(label, raw=True)}, fillcolor={_q(_COLOURS[s.state])}];")
+        label = f'"{_escape(s.name)}\\n{_escape(s.state)}"'  # \n: a line break in the node
+        lines.append(f"  {_q(s.name)} [label={label}, fillcolor={_q(_COLOURS[s.state])}];")
     for s in steps:
         lines += [f"  {_q(u)} -> {_q(s.name)};" for u in s.upstream]
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def _q(text: str, raw: bool = False) -> str:
-    """A dot double-quoted string (`raw` keeps `\\n` escapes as line breaks)."""
-    body = text.replace('"', '\\"') if raw else text.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{body}"'
+def _q(text: str) -> str:
+    """A dot double-quoted string."""
+    return f'"{_escape(text)}"'
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _mermaid(steps: list[StepState]) -> str:

@@ -12,6 +12,7 @@ several steps produced those bytes they are listed instead of one being picked.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import dataclass, field
@@ -89,8 +90,10 @@ def find(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> Found:
     path = Path(what)
     if os.path.lexists(path):
         return _by_content(store, what, path)
-    raise NixWorkflowError(f"no step or path named '{what}': give a step name from the last `nw run` in this "
-                           f"directory, a path under ./{OUT_DIR}/, a file a step produced, or a key")
+    close = difflib.get_close_matches(what, list(summary), n=3, cutoff=0.6)  # a typo of a step name
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise NixWorkflowError(f"no step or path named '{what}'.{hint} Give a step name from the last `nw run` in this "
+                           f"directory, a path under ./{OUT_DIR}/, a file a step produced, or a key.")
 
 
 def find_record(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ def configure(args: argparse.Namespace, directory: Path) -> None:
     from nixlib.config import find_config, load_config
 
     path = find_config(directory)
-    if path is not None:
+    if path is not None and _mentions_remote(path):  # `nw run FILE.py` otherwise never reads the file
         cfg = load_config(path).remote
         if cfg:
             remote.apply_settings(cfg["url"], cfg.get("trusted-public-keys"), cfg.get("secret-key-file"),
@@ -127,6 +128,13 @@ def configure(args: argparse.Namespace, directory: Path) -> None:
     remote.apply_settings(getattr(args, "remote", None), None,
                           str(Path(secret).expanduser().absolute()) if secret else None,
                           getattr(args, "push", None), override=True)
+
+
+def _mentions_remote(path: Path) -> bool:
+    try:
+        return re.search(rb"^remote\s*:", path.read_bytes()[:1 << 20], re.MULTILINE) is not None
+    except OSError:
+        return True  # let the config loader report it
 
 
 def _remote(what: str) -> Any:
@@ -146,6 +154,8 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     configure(args, Path.cwd())
     target = _remote("push")
+    if target.secret is None:
+        target.signed({})  # raises the error that says how to make and pass a key
     store, out_dir = Store(), Path(args.out_link)
     whats = args.what or [name for name, e in lineage.last_run(out_dir).items()
                           if isinstance(e, dict) and e.get("status") in ("done", "cached")]

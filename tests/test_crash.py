@@ -163,7 +163,7 @@ def test_luigi_worker_killed_before_the_origins_index(tmp_path: Path, store_root
     modules.mkdir()
     (modules / "nwcrash.py").write_text(LUIGI_GRAPH.format(count=count))
     env = dict(os.environ, PYTHONPATH=f"{modules}{os.pathsep}{REPO}")
-    argv = [str(Path(sys.executable).with_name("luigi")), "--module", "nwcrash", "C", "--local-scheduler",
+    argv = [str(Path(sys.executable).with_name("luigi")), "--module", "nwcrash", "C", "--local-scheduler", "--no-lock",
             "--retcode-task-failed", "3", "--retcode-unhandled-exception", "5"]
     killed(argv, "realisation-written:2", env=env)  # B's record is written, its index entry is not
     check_store(store_root)

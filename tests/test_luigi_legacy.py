@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import stat
 import sys
 from collections import Counter
@@ -24,6 +25,7 @@ from tests.helpers import nw
 PIPELINE = '''
 import json
 import os
+import shutil
 
 import luigi
 
@@ -211,3 +213,39 @@ def test_run_without_writing_an_output_stores_nothing_and_keeps_the_old_file(tmp
     finally:
         sys.path.remove(str(code))
         sys.modules.pop("forgetful", None)
+
+
+class Words(luigi_nixworkflow.NixTask):
+    """Legacy shape, two declared files."""
+
+    def output(self) -> list[luigi.LocalTarget]:
+        return [luigi.LocalTarget("words/a.txt"), luigi.LocalTarget("words/b.txt")]
+
+    def run(self) -> None:
+        for target, text in zip(self.output(), ("one two three\n", "four\n"), strict=True):
+            with target.open("w") as f:
+                f.write(text)
+
+
+class CountWords(luigi_nixworkflow.NixTask):
+    """Store-native shape, interpolating the legacy task's LocalTarget paths: both styles in one graph."""
+
+    def requires(self) -> luigi.Task:
+        return Words()
+
+    def command(self) -> str:
+        a, b = self.input()
+        return f"cat {a.path} {b.path} | wc -w > $out/n"
+
+
+def test_a_command_reading_a_legacy_tasks_files_reads_the_stored_copies(store_root: Path) -> None:
+    build(CountWords())
+    assert (CountWords().output() / "n").open().read().strip() == "4"
+    recipe = CountWords().nix_recipe()
+    assert recipe is not None and "words/" not in recipe.command  # the paths became references
+    assert sorted(i.output for i in recipe.inputs) == ["out", "out1"]
+    shutil.rmtree("words")
+    Path("nix-workflow-output").rename("old-links")
+    build(CountWords())  # served; Words' files come back as well
+    assert Path("words/b.txt").read_text() == "four\n"
+    assert os.path.islink(f"nix-workflow-output/{Words().task_id}.out1")

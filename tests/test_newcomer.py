@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,18 @@ def test_a_typo_in_a_target_gets_did_you_mean(tmp_path: Path) -> None:
         proc = nw(*cmd, str(exp), "model_bse")
         assert proc.returncode == 1, proc.stderr
         assert "no step named 'model_bse'. Did you mean 'model_base'" in proc.stderr, proc.stderr
+
+
+def test_a_typo_in_a_step_reference_of_the_last_run_gets_did_you_mean(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.py"
+    exp.write_text("from nixlib import output\nmodel_base = output('echo 1 > $out/x')\n")
+    nw("run", str(exp), check=True)
+    for cmd in (("show",), ("log",), ("lineage",), ("check",), ("diff", "model_base")):
+        proc = nw(*cmd, "modelbase")
+        assert proc.returncode == 1, proc.stderr
+        assert "no step or path named 'modelbase'. Did you mean 'model_base'?" in proc.stderr, proc.stderr
+    proc = nw("why", "model_bas")
+    assert proc.returncode == 1 and "Did you mean 'model_base'?" in proc.stderr, proc.stderr
 
 
 def test_a_failed_step_says_it_ran_in_its_output_directory(tmp_path: Path) -> None:
@@ -105,3 +119,21 @@ def test_the_progress_names_running_steps_and_their_elapsed_time(tmp_path: Path)
     still = [line for line in proc.stderr.splitlines() if line.startswith("nw: still running: ")]
     assert still and all(line.startswith("nw: still running: slow_step (") and line.endswith("s)")
                          for line in still), proc.stderr
+
+
+def test_a_python_syntax_error_points_at_the_experiment_file_and_line(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.py"
+    exp.write_text("from nixlib import output\na = output('echo 1 > $out/x'\nb = 2\n")
+    proc = nw("status", str(exp))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: {exp}:2: evaluating the experiment failed: SyntaxError"), proc.stderr
+
+
+def test_output_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.py"
+    exp.write_text("from nixlib import output\nloud = output('seq 1 200000; echo 1 > $out/x')\n")
+    nw("run", "-q", str(exp), check=True)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    proc = subprocess.run(f"{sys.executable} -m nixlib.cli log loud | head -1", shell=True, env=env, text=True,
+                          capture_output=True, timeout=60)
+    assert proc.stdout.splitlines()[0].startswith("$ seq 1 200000") and proc.stderr == "", proc.stderr

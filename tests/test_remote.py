@@ -4,6 +4,7 @@ through the real `nw` CLI, against a real S3 server (SeaweedFS's `weed`, from th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import lzma
 import os
@@ -107,18 +108,20 @@ class Remote:
         else:
             import boto3
 
-            self.bucket = f"nw-{secrets.token_hex(6)}"
+            self.bucket, self.prefix = "nw-cache", f"t{secrets.token_hex(6)}"  # one bucket: each costs volumes
             self.client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                                        aws_access_key_id="nw-test", aws_secret_access_key="nw-test")
-            self.client.create_bucket(Bucket=self.bucket)
-            self.url = f"s3://{self.bucket}/cache?endpoint={endpoint}"
+            with contextlib.suppress(self.client.exceptions.BucketAlreadyOwnedByYou,
+                                     self.client.exceptions.BucketAlreadyExists):
+                self.client.create_bucket(Bucket=self.bucket)
+            self.url = f"s3://{self.bucket}/{self.prefix}?endpoint={endpoint}"
 
     def keys(self) -> list[str]:
         if self.kind == "file":
             return sorted(str(p.relative_to(self.dir)) for p in self.dir.rglob("*")
                           if p.is_file() and p.parent.name != "tmp")
-        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix="cache/")
-        return sorted(o["Key"].removeprefix("cache/") for o in listed.get("Contents", []))
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.prefix}/")
+        return sorted(o["Key"].removeprefix(f"{self.prefix}/") for o in listed.get("Contents", []))
 
     def write(self, key: str, data: bytes) -> None:
         if self.kind == "file":
@@ -126,12 +129,12 @@ class Remote:
             path.chmod(0o644)
             path.write_bytes(data)
         else:
-            self.client.put_object(Bucket=self.bucket, Key=f"cache/{key}", Body=data)
+            self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{key}", Body=data)
 
     def read(self, key: str) -> bytes:
         if self.kind == "file":
             return (self.dir / key).read_bytes()
-        return self.client.get_object(Bucket=self.bucket, Key=f"cache/{key}")["Body"].read()
+        return self.client.get_object(Bucket=self.bucket, Key=f"{self.prefix}/{key}")["Body"].read()
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -266,6 +269,8 @@ def test_killed_upload_leaves_nothing_visible(tmp_path: Path, remote: Remote, ke
     b.run(exp, step="data")  # nothing to substitute: B builds, without errors
     assert ran(count) == ["data", "data"]
     # the interrupted push is completed explicitly; a fresh host then runs nothing
+    a.nw("run", str(exp), "data", "-q", check=True)  # cached: links it, so `nw push data` finds it
+    assert ran(count) == ["data", "data"]
     pushed = a.nw("push", "--remote", remote.url, "--secret-key-file", keys["k1"], "data", check=True)
     assert "pushed: data" in pushed.stdout
     again = a.nw("push", "--remote", remote.url, "--secret-key-file", keys["k1"], "data", check=True)
@@ -293,10 +298,25 @@ def test_unreachable_remote_warns_once_and_runs_locally(tmp_path: Path, remote: 
     if remote.kind == "file":
         remote.url = f"file://{tmp_path / 'not-mounted'}"
     else:
-        remote.url = f"s3://{remote.bucket}/cache?endpoint=http://127.0.0.1:{_free_base(1)}"
+        remote.url = f"s3://{remote.bucket}/{remote.prefix}?endpoint=http://127.0.0.1:{_free_base(1)}"
     a = Host(tmp_path, "a", remote, keys["k1.pub"])
     result = a.run(exp, "--push", "--secret-key-file", keys["k1"])
     assert ran(count) == ["data", "model"]
     assert result.stderr.count("is unavailable") == 1, result.stderr
-    failed = a.nw("pull", str(exp), "--remote", remote.url)
+    failed = Host(tmp_path, "b", remote, keys["k1.pub"]).nw("pull", str(exp), "--remote", remote.url)
     assert failed.returncode == 1 and "unavailable" in failed.stderr
+
+
+def test_remote_configured_in_nixworkflow_yaml(tmp_path: Path, keys: dict[str, str]) -> None:
+    """`remote:` next to the experiment configures URL, push, signing and trusted keys; nothing on the command
+    line or in the environment."""
+    exp, count = experiment(tmp_path)
+    (tmp_path / "remote").mkdir()
+    (tmp_path / "nixworkflow.yaml").write_text(
+        f"remote:\n  url: file://{tmp_path / 'remote'}\n  push: true\n  secret-key-file: {keys['k1']}\n"
+        f"  trusted-public-keys: ['{keys['k1.pub']}']\n")
+    env = {"NIX_WORKFLOW_STORE": str(tmp_path / "store-a")}
+    nw("run", str(exp), "-q", cwd=tmp_path, env=env, check=True)
+    assert len(list((tmp_path / "remote" / "realisations").iterdir())) == 2
+    nw("run", str(exp), "-q", cwd=tmp_path, env={"NIX_WORKFLOW_STORE": str(tmp_path / "store-b")}, check=True)
+    assert ran(count) == ["data", "model"]

@@ -204,7 +204,8 @@ BAD_INPUTS = {
                            "step 'a' is pinned to object 0qgahv652jm7czy0qjzp5wzkk5dm8ykfj7vwbyqw2390dgmnglr6"),
     "static hash mismatch": ("from pathlib import Path\nfrom nixlib import output, static\n"
                              "Path('d.csv').write_text('x')\n"
-                             "d = static(Path.cwd() / 'd.csv', hash='0qgahv652jm7czy0qjzp5wzkk5dm8ykfj7vwbyqw2390dgmnglr6')\n",
+                             "d = static(Path.cwd() / 'd.csv', "
+                             "hash='0qgahv652jm7czy0qjzp5wzkk5dm8ykfj7vwbyqw2390dgmnglr6')\n",
                              "pins 0qgahv652jm7czy0qjzp5wzkk5dm8ykfj7vwbyqw2390dgmnglr6"),
     "unterminated quote": ("from nixlib import output\nok = output('echo fine')\nbroken = output('echo \"oops')\n",
                            "step 'broken'"),

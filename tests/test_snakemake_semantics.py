@@ -317,20 +317,28 @@ def cores(wf: Path, n: int, *extra: str) -> None:
     ok(snakemake(wf, "-c", str(n), *extra))
 
 
-def test_threads_resources_and_local_modules_of_run_and_script_rules_are_keyed(tmp_path: Path) -> None:
+def test_threads_and_resources_of_run_and_script_rules_are_keyed(tmp_path: Path) -> None:
+    """After a `-c 1` run and deleting the outputs, `-c 3` (or `--set-resources`) must not restore what
+    `run:`/`script:` code computed from the old threads or resources."""
     files = {"Snakefile": READS, "scripts/job.py": JOB, "scripts/helper.py": "VALUE = 'one'\n"}
     wf = write(tmp_path / "wf", files)
     cores(wf, 1)
     assert [(wf / f).read_text() for f in ("threads.txt", "mem.txt", "script.txt")] == ["1", "100", "one 1"]
-
     wipe(wf, "threads.txt", "mem.txt", "script.txt")
     cores(wf, 3, "--set-resources", "mem:mem_mb=200")
     assert [(wf / f).read_text() for f in ("threads.txt", "mem.txt", "script.txt")] == ["3", "200", "one 2"]
 
+
+def test_a_local_module_a_script_imports_is_keyed(tmp_path: Path) -> None:
+    """Editing `helper.py` next to a script (imported by it) must not restore the stale output."""
+    files = {"Snakefile": READS, "scripts/job.py": JOB, "scripts/helper.py": "VALUE = 'one'\n"}
+    wf = write(tmp_path / "wf", files)
+    cores(wf, 2, "script.txt")
+    assert (wf / "script.txt").read_text() == "one 2"
     wipe(wf, "script.txt")
     (wf / "scripts/helper.py").write_text("VALUE = 'two'\n")
-    cores(wf, 3, "--set-resources", "mem:mem_mb=200")
-    assert (wf / "script.txt").read_text() == "two 2", "an edited local module must not restore stale output"
+    cores(wf, 2, "script.txt")
+    assert (wf / "script.txt").read_text() == "two 2"
 
 
 def test_unchanged_threads_and_resources_still_restore(tmp_path: Path, store_root: Path) -> None:

@@ -171,6 +171,8 @@ def test_nothing_outside_the_store_is_served(ran: Path) -> None:
             answers.append(get(f"{base}api/files?object={bad}&path="))
             answers.append(get(f"{base}api/step?key={bad}"))
             answers.append(get(f"{base}api/log?key={bad}"))
+        for run_id in ["../../../etc/passwd", "..%2f..%2fsecret", str(secret), "1-1/../../x", "planted"]:
+            answers.append(get(f"{base}api/run?id={run_id}"))
         for url_path in ["static/../server.py", "static/%2e%2e/server.py", "%2e%2e/%2e%2e/etc/passwd",
                          "vendor/../../../etc/passwd", "/etc/passwd", "static/", "api/../static/app.js"]:
             answers.append(get(base + url_path))
@@ -181,6 +183,9 @@ def test_nothing_outside_the_store_is_served(ran: Path) -> None:
         assert link == {"type": "symlink", "target": "/etc/passwd"}
         assert get(f"{base}api/raw?object={obj}&path=passwd.png")[0] == 400
         assert get(f"{base}api/files?object={obj}&path=/sub/note.txt")[0] == 200  # absolute = inside the object
+        # a journal planted as a symlink to a file outside is not read
+        (ran / "nix-workflow-output" / ".nw-runs" / "1-1.json").symlink_to(secret)
+        assert get(f"{base}api/run?id=1-1")[0] == 404 and len(api(base + "api/runs")) == 2
         # a log planted as a symlink to a file outside the store is not read
         planted = root / "logs" / f"{rk[:-1]}{'0' if rk[-1] != '0' else '1'}.log"
         planted.symlink_to(secret)
@@ -268,3 +273,27 @@ def test_port_in_use_is_a_clear_error(isolated: Path) -> None:
         port = base.rsplit(":", 1)[1].strip("/")
         proc = nw("view", "--no-browser", "--port", port, timeout=20)
     assert proc.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in proc.stderr and "--port" in proc.stderr
+
+
+def test_only_the_newest_runs_are_kept(ran: Path) -> None:
+    runs = ran / "nix-workflow-output" / ".nw-runs"
+    for n in range(25):
+        (runs / f"{n + 1}-1.json").write_text('{"steps": {}, "ended": 1}')
+    nw("run", "experiment.py", cwd=ran, check=True)
+    kept = {p.name for p in runs.iterdir()}
+    real = {name for name in kept if not name.endswith("-1.json")}
+    assert len(real) == 2 and kept == real | {f"{n}-1.json" for n in range(8, 26)}  # the oldest 7 went
+
+
+def test_failed_and_skipped_steps_with_the_failure_log(isolated: Path) -> None:
+    cwd = Path.cwd()
+    write_pipeline(cwd, "bad = output(f'echo boom; cat {report}/report.txt; exit 3', name='bad')\n"
+                        "after = output(f'cat {bad}/x > $out/y', name='after')\n")
+    assert nw("run", "experiment.py", cwd=cwd).returncode == 1
+    with view_server(cwd) as base:
+        run = api(base + "api/runs")[0]
+        assert run["counts"] == {"done": 4, "failed": 1, "skipped": 1}
+        nodes = graph(base, run["id"])
+        assert nodes["bad"]["status"] == "failed" and "bad" in nodes["bad"]["error"]
+        assert nodes["after"]["status"] == "skipped" and nodes["after"]["upstream"] == ["bad"]
+        assert "boom" in api(f"{base}api/log?key={nodes['bad']['resolved_key']}")["text"]

@@ -150,3 +150,23 @@ def test_running_step_turns_done_without_reload(page: Any, tmp_path: Path) -> No
     finally:
         flag.touch()
         assert run.wait(30) == 0, run.stderr.read()
+
+
+def test_grouping_collapses_and_expands_a_family(page: Any) -> None:
+    cwd = Path.cwd()
+    (cwd / "experiment.py").write_text(
+        "from nixlib import output\n"
+        "raw = output('echo 1 > $out/x', name='raw')\n"
+        + "".join(f"fit_{i} = output(f'echo {i} > $out/y; cat {{raw}}/x > $out/z', name='fit_{i}')\n" for i in range(3))
+        + "best = output(f'cat {fit_0}/y {fit_1}/y {fit_2}/y > $out/z', name='best')\n")
+    nw("run", "experiment.py", cwd=cwd, check=True)
+    with view_server(cwd) as base:
+        page.goto(base)
+        wait_js(page, "window.nwView.cy.nodes().length === 5")
+        page.check("#group")
+        wait_js(page, "window.nwView.cy.nodes().length === 3")
+        assert sorted(v["label"] for v in nodes(page).values()) == ["best", "fit ×3", "raw"]
+        edges = page.evaluate("window.nwView.cy.edges().map(e => e.source().id() + '>' + e.target().id()).sort()")
+        assert edges == ["g:fit>s:best", "s:raw>g:fit"]
+        click_node(page, "g:fit")  # a click opens the group again
+        wait_js(page, "window.nwView.cy.nodes().length === 5")

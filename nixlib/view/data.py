@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import re
 import socket
 import stat
 from pathlib import Path
@@ -21,9 +22,10 @@ from nixlib import records
 from nixlib.lineage import last_run
 from nixlib.statmemo import user_cache_dir
 from nixlib.store import Store
-from nixlib.view.history import journals
+from nixlib.view.history import RUNS_DIR, journals, read_journal
 
 PREVIEW_BYTES = 256 << 10
+RUN_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,10}")  # a journal's name: <start ms>-<pid>
 LOG_TAIL = 64 << 10
 TABLE_ROWS = 200
 IMAGES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
@@ -67,7 +69,7 @@ class ViewData:
             return self._store_graph()
         if run_id == "last":
             return self._summary_graph(last_run(self.out_dir))
-        doc = next((d for d in journals(self.out_dir) if str(d.get("id")) == run_id), None)
+        doc = read_journal(self.out_dir / RUNS_DIR / f"{run_id}.json") if RUN_ID.fullmatch(run_id) else None
         if doc is None:
             raise Refused(404, f"no run {run_id!r} in {self.out_dir}")
         nodes = []

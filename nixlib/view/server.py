@@ -116,8 +116,9 @@ def make_server(store: Store, out_dir: Path, port: int = 0) -> ThreadingHTTPServ
     try:
         server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     except (OSError, OverflowError) as e:
-        raise NixWorkflowError(f"nw view cannot listen on 127.0.0.1:{port}: {getattr(e, 'strerror', None) or e}. Choose another "
-                               "port with --port N (0 picks a free one).") from None
+        reason = getattr(e, "strerror", None) or e
+        raise NixWorkflowError(f"nw view cannot listen on 127.0.0.1:{port}: {reason}. Choose another port with "
+                               "--port N (0 picks a free one).") from None
     server.daemon_threads = True
     return server
 
