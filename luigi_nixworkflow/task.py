@@ -26,7 +26,7 @@ from luigi.task import flatten, getpaths
 
 from luigi_nixworkflow import children, dynamic, legacy, settings, translate
 from luigi_nixworkflow.target import BUILDING, NixTarget
-from nixlib import context
+from nixlib import context, temproots
 from nixlib.engine import Result, shell_action
 from nixlib.errors import NixWorkflowError, StepFailed
 from nixlib.recipe import Recipe
@@ -77,6 +77,9 @@ class NixTask(luigi.Task):
     network: ClassVar[bool | None] = None
     gpu: ClassVar[bool | None] = None
     allow_empty: ClassVar[bool] = False  # an empty output (no file in the directory, an empty file) is intended
+    # A persistent `$state` directory (os.environ["state"] in produce()) that survives failures and interrupts,
+    # keyed by everything that determines the result: a changed input starts afresh.
+    resumable: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A class that defines its own run() (the legacy shape) gets it wrapped: Luigi's call realises the
@@ -550,6 +553,8 @@ def _require_output(task: NixTask, build: Build) -> None:
 def _add_sources(task: NixTask, recipe: Recipe) -> None:
     """Copy the static files and LocalTargets the command reads into the store, checking their hashes."""
     store = settings.engine().store
+    # Registered as temp roots first, so a concurrent `nw gc` keeps them from here on.
+    temproots.of(store.root).add([i.obj for i in recipe.inputs if i.obj is not None])
     for i in recipe.inputs:
         if i.obj is None or store.has(i.obj):
             continue

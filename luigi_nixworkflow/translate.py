@@ -130,6 +130,8 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
         options = dataclasses.replace(options, sandbox=False)
     if getattr(cls, "allow_empty", False):
         options = dataclasses.replace(options, allow_empty=True)
+    if getattr(cls, "resumable", False):  # a persistent $state keyed by the resolved key (nixlib.checkpoints)
+        options = dataclasses.replace(options, resumable=True)
     if opaque:
         extra["opaque"] = opaque
     return Recipe(name=task.task_id, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,

@@ -64,16 +64,29 @@ def _parser() -> argparse.ArgumentParser:
                      "steps are served as usual); the new realisation replaces the old one, and a different result "
                      "for the identical recipe is reported as non-determinism")
     run.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
+    run.add_argument("-K", "--keep-failed", action="store_true", help="keep a failed step's build directory (its "
+                     "$out as the step left it) under <store>/failed/ and print its path; never served, removed by "
+                     "`nw gc` once older than --min-age")
     run.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
     from nixlib import remotecli  # the remote cache's options and commands (docs/remote.md)
 
     remotecli.add_run_options(run)
+    from nixlib import slurm  # `--slurm`: cache misses as Slurm jobs (docs/slurm.md)
+
+    slurm.add_run_options(run)
     remotecli.add_parsers(sub)
     run.epilog = ("examples:\n  nw run -n experiment.py              what would run, what is cached, what is pinned\n"
                   "  nw run --force experiment.py fit     run step fit again although it is cached")
     run.formatter_class = argparse.RawDescriptionHelpFormatter
     _query_parsers(sub)
 
+    cp = sub.add_parser("checkpoints", help="list the checkpoints a step published (docs/resume.md)",
+                        description="List the checkpoints STEP published for its current inputs (name, object, "
+                        "path), oldest first, whether or not the step has finished. Nothing runs.")
+    cp.add_argument("step", metavar="STEP")
+    cp.add_argument("-f", "--file", help="experiment file (default: the one the last `nw run` here ran)")
+    cp.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
+                    help="directory of output links and of the last-run summary (default: ./nix-workflow-output)")
     h = sub.add_parser("hash", help="print the Nix base32 SHA-256 of a path's NAR (as nix-hash --type sha256 --base32)")
     h.add_argument("paths", nargs="+", metavar="PATH")
 
@@ -599,6 +612,23 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 
 COMMANDS["view"] = cmd_view
+
+
+def cmd_checkpoints(args: argparse.Namespace) -> int:
+    from nixlib import checkpoints, plan
+    from nixlib.lineage import last_run
+
+    entry = last_run(Path(args.out_link)).get(args.step)
+    file = args.file or (entry.get("experiment") if isinstance(entry, dict) else None)
+    if not file:
+        raise NixWorkflowError(f"no step '{args.step}' in the last `nw run` here ({args.out_link}). Give the "
+                               f"experiment file: nw checkpoints {args.step} --file experiment.py")
+    workflow = _load(file)
+    plan.check_targets(workflow, [args.step])
+    return checkpoints.list_checkpoints(_store(), workflow.recipes[args.step])
+
+
+COMMANDS["checkpoints"] = cmd_checkpoints
 
 
 def _remote_cmd(name: str) -> Any:

@@ -57,6 +57,36 @@ class Step(str):
         _DEFINED[hash32] = self
         return self
 
+    def checkpoint(self, name: str) -> Step:
+        """Checkpoint `name` of this step, as an input of another step: it is served as soon as this step
+        publishes it (this step must be declared with checkpoints=True; docs/resume.md)."""
+        return Checkpoint(self, name, _caller())
+
+
+class Checkpoint(Step):
+    """A reference to one checkpoint of a step (`model.checkpoint("epoch-2")`); interpolated like a step."""
+
+    producer: Step
+    checkpoint: str
+
+    def __new__(cls, producer: Step, name: str, where: str) -> Checkpoint:  # type: ignore[misc]
+        from nixlib import checkpoints
+
+        problem = checkpoints.name_problem(name) if isinstance(name, str) else "it is not a string"
+        if problem is not None:
+            raise NixWorkflowError(f"{where}: {name!r} cannot name a checkpoint: {problem}")
+        if not producer.options.checkpoints or producer.pinned is not None:
+            raise NixWorkflowError(f"{where}: checkpoint {name!r} of a step that publishes none: declare the step "
+                                   "with checkpoints=True (a step pinned with hash= publishes none)")
+        identity = canonical_json(["checkpoint", producer.hash32, name])
+        token, hash32 = context.placeholder(_root(), identity, "output")  # the scanner matches unnamed steps so
+        self = str.__new__(cls, token)
+        self.command, self.name, self.env, self.pinned = "", None, None, None
+        self.options, self.hash32, self.where = RunOptions(), hash32, where
+        self.producer, self.checkpoint = producer, name
+        _DEFINED[hash32] = self
+        return self
+
 
 class Static(str):
     """A static input: its future store path, plus where it comes from."""
@@ -98,19 +128,21 @@ def _caller_dir() -> Path:
 
 def output(cmd: str, name: str | None = None, env: Any = None, hash: str | None = None, *, pure: bool = False,
            sandbox: bool = False, network: bool | None = None, gpu: bool = False, resumable: bool = False,
-           allow_empty: bool = False) -> Step:
+           allow_empty: bool = False, checkpoints: bool = False) -> Step:
     """Declare a step whose `$out` directory is the output of `cmd` run in `env`.
 
     `hash` pins the step to an existing store object: the step is then never run and the
     object is served as is (an error if the store lacks it) — for results of long runs
     that downstream work should build on now. `resumable` gives the step a persistent
-    `$state` directory (checkpoints) that survives failures and interrupts. A step whose `$out`
+    `$state` directory (checkpoints) that survives failures and interrupts, keyed by everything
+    that determines its result (a changed input starts afresh; docs/resume.md). A step whose `$out`
     is left empty fails (it usually means the command did not do its work) unless `allow_empty`.
+    `checkpoints` lets the step publish named snapshots while it runs (`$NW_CHECKPOINTS`, docs/resume.md).
     """
     if hash is not None and not nar.is_nar_hash(hash):
         raise NixWorkflowError(f"{_caller()}: hash {hash!r} is not a 52-character Nix base32 SHA-256")
     options = RunOptions(pure=pure, sandbox=sandbox, network=network, gpu=gpu, resumable=resumable,
-                         allow_empty=allow_empty)
+                         allow_empty=allow_empty, checkpoints=checkpoints)
     return Step(cmd, name, env, hash, options, _caller())
 
 
@@ -244,7 +276,8 @@ class _Builder:
         taken = set(self.names.values())
         for hash32, step in _DEFINED.items():
             if hash32 not in self.names:
-                base = step.name or f"step-{hash32[:8]}"
+                base = f"{self.names[step.producer.hash32]}@{step.checkpoint}" if isinstance(step, Checkpoint) \
+                    else step.name or f"step-{hash32[:8]}"
                 self.names[hash32] = base if base not in taken else f"{base}-{hash32[:8]}"
 
     def build(self) -> Workflow:
@@ -258,6 +291,12 @@ class _Builder:
             return self.workflow.recipes[name]
         if name in path:
             raise NixWorkflowError(f"steps form a cycle: {' -> '.join(path + [name])}")
+        if isinstance(step, Checkpoint):
+            from nixlib.checkpoints import CheckpointRecipe
+
+            ref = CheckpointRecipe(name, self.recipe(step.producer, path + [name]), step.checkpoint)
+            self.workflow.recipes[name] = ref
+            return ref
         try:
             command, shell = normalise(step.command), shell_form(step.command)
         except CommandSyntaxError as e:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nixlib import __version__, faults, temproots
+from nixlib import __version__, checkpoints, faults, temproots
 from nixlib.errors import Interrupted, NixWorkflowError, StepFailed
 from nixlib.intact import check_inputs_intact
 from nixlib.recipe import Recipe, topological
@@ -54,6 +54,8 @@ class Engine:
         self.echo = echo
         self._results: dict[int, Result] = {}
         self.remote = _remote()  # a configured remote cache (nixlib.remote), asked on a local miss
+        self.keep_failed = False  # `nw run --keep-failed`: a failed step's build directory is moved aside, not removed
+        self.action: Action = shell_action  # for steps without their own (`nw run --slurm`: nixlib.slurm)
 
     # ---- lookup -------------------------------------------------------------------------
 
@@ -77,6 +79,8 @@ class Engine:
         known = self._results.get(id(recipe))
         if known is not None:
             return known
+        if isinstance(recipe, checkpoints.CheckpointRecipe):
+            return self._lookup_checkpoint(recipe)
         if recipe.pinned is not None:
             temproots.of(self.store.root).add([recipe.pinned])  # a temp root before the check: gc keeps it
             if not self.store.has(recipe.pinned):
@@ -94,6 +98,18 @@ class Engine:
             return None
         return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))
 
+    def _lookup_checkpoint(self, ref: checkpoints.CheckpointRecipe) -> Result | None:
+        """A published checkpoint of the producer as it would run now (its inputs realised), or None."""
+        realised = self.resolve(ref.producer)
+        if realised is None:
+            return None
+        key = checkpoints.checkpoint_key(ref.producer.resolved_key(realised), ref.checkpoint)
+        temproots.of(self.store.root).add([key])  # before reading, as for any realisation
+        doc = self.store.realisation(key)
+        if doc is None:
+            return None
+        return self._remember(Result(ref, key, dict(doc["outputs"]), cached=True, record=doc))
+
     def _remember(self, result: Result) -> Result:
         self._results[id(result.recipe)] = result
         return result
@@ -107,6 +123,9 @@ class Engine:
         hit = None if force and recipe.pinned is None else self.lookup(recipe)
         if hit is not None:
             return hit
+        if isinstance(recipe, checkpoints.CheckpointRecipe):  # never run: published by its producer, or absent
+            raise NixWorkflowError(f"checkpoint '{recipe.checkpoint}' of step '{recipe.producer.name}' has not been "
+                                   "published for the producer's current inputs: run the producer first")
         if recipe.pinned is not None:
             from nixlib.plan import quarantined  # a corrupt pinned object was moved aside: say so
 
@@ -124,12 +143,14 @@ class Engine:
             raise NixWorkflowError(f"step '{recipe.name}' cannot run before {', '.join(missing)}: realise them first")
         rk = recipe.resolved_key(realised)
         _protect_statics(self.store, recipe)
-        with self.store.lock(rk):
+        with self.store.lock(rk) as lock:
             doc = self.store.realisation(rk)
             if doc is not None and not force:
                 return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))
             previous = (doc or self.store.read_record("realisations", rk)) if force else None
-            doc = self._build(recipe, rk, realised, action or shell_action, provenance or {})
+            held = getattr(lock, "held_fd", lambda: None)()
+            doc = self._build(recipe, rk, realised, action or self.action, provenance or {},
+                              keep_fds=() if held is None else (held,))
         if self.remote is not None:
             self.remote.after_build(self.store, doc)  # pushes if asked; a failure is a warning
         return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=False, record=doc, previous=previous))
@@ -144,18 +165,19 @@ class Engine:
         return command
 
     def _build(self, recipe: Recipe, rk: str, realised: Mapping[str, str], action: Action,
-               provenance: Mapping[str, Any]) -> dict[str, Any]:
+               provenance: Mapping[str, Any], keep_fds: tuple[int, ...] = ()) -> dict[str, Any]:
         tmp = self.store.new_tmp(recipe.name)
-        state = self.store.state_dir(recipe.key) if recipe.options.resumable else None
+        state = checkpoints.state_dir(self.store, rk) if recipe.options.resumable else None  # by resolved key
         build = Build(
             name=recipe.name, out=tmp / "out", state=state, tmp=tmp, log=self.store.log_path(rk),
             store_root=self.store.root, env_paths=recipe.env_paths, options=recipe.options, echo=self.echo,
+            keep_fds=keep_fds,
         )
         build.out.mkdir()
         command = self.executed_command(recipe, realised)
         start = time.time()
         try:
-            produced = action(build, command)
+            produced = self._run_action(recipe, rk, realised, action, build, command, start, provenance)
             end = time.time()
             faults.point("step-ran")
             check_inputs_intact(self.store, recipe, realised, build)
@@ -165,13 +187,64 @@ class Engine:
                                                    label=f"output '{name}' of step '{recipe.name}'")
                            for name, p in paths.items()}
                 faults.point("ingested")
-                doc = self._record(recipe, rk, realised, command, outputs, start, end, provenance)
+                doc = self._record(recipe, rk, realised, command, outputs, start, end,
+                                   {**provenance, **build.provenance})
                 self.store.record_realisation(doc)
                 temproots.of(self.store.root).add([rk, *outputs.values()], guarded=True)  # kept until linked
                 faults.point("recorded")
+            if state is not None:
+                checkpoints.drop_state(state)  # completed: nothing to resume (gc removes it after a crash here)
             return doc
+        except Exception as e:
+            if self.keep_failed and not isinstance(e, Interrupted):
+                self._keep_failed(recipe, tmp, e)
+            raise
         finally:
             force_remove(tmp)
+
+    def _run_action(self, recipe: Recipe, rk: str, realised: Mapping[str, str], action: Action, build: Build,
+                    command: str, start: float, provenance: Mapping[str, Any]) -> Mapping[str, Path]:
+        """Run the step; each checkpoint a step with checkpoints publishes is sealed and recorded meanwhile, and
+        once more when it ends, however it ends (nixlib.checkpoints)."""
+        if not recipe.options.checkpoints:
+            return action(build, command)
+
+        def publish(name: str, path: Path) -> None:
+            self._checkpoint(recipe, rk, realised, command, start, {**provenance, **build.provenance}, name, path)
+
+        def note(text: str) -> None:
+            if self.echo:
+                self.echo(recipe.name, f"nixworkflow: {text}")
+
+        watcher = checkpoints.Watcher(build.tmp / checkpoints.DIR, publish, note)
+        watcher.start()
+        build.variables["NW_CHECKPOINTS"] = str(watcher.directory)
+        try:
+            return action(build, command)
+        finally:
+            watcher.stop()
+
+    def _checkpoint(self, recipe: Recipe, rk: str, realised: Mapping[str, str], command: str, start: float,
+                    provenance: Mapping[str, Any], name: str, path: Path) -> None:
+        """Seal published checkpoint `name` into the store with its own realisation (checkpoint_key(rk, name))."""
+        what = None if recipe.options.allow_empty else _emptiness(path)
+        if what:
+            raise NixWorkflowError(f"it is empty ({what})")
+        with self.store.gc_guard():
+            h = self.store.ingest(path, label=f"checkpoint '{name}' of step '{recipe.name}'")
+            step_doc = self._record(recipe, rk, realised, command, {"out": h}, start, time.time(), provenance)
+            doc = checkpoints.checkpoint_record(step_doc, name, h)
+            self.store.record_realisation(doc)
+            temproots.of(self.store.root).add([doc["resolved_key"], h], guarded=True)
+        if self.echo:
+            self.echo(recipe.name, f"nixworkflow: checkpoint '{name}' stored as {h}")
+
+    def _keep_failed(self, recipe: Recipe, tmp: Path, error: Exception) -> None:
+        """`--keep-failed`: move the failed step's scratch directory aside and name it in the error."""
+        kept = checkpoints.keep_failed(self.store, tmp, recipe.name)
+        if kept is not None:
+            error.args = (f"{error} Its build directory is kept at {kept} ($out as the step left it is {kept}/out; "
+                          "--keep-failed); it is never served, and `nw gc` removes it.",)
 
     def _check_outputs(self, recipe: Recipe, produced: Mapping[str, Path], build: Build) -> dict[str, Path]:
         missing = [o for o in recipe.outputs if o not in produced or not os.path.lexists(produced[o])]
@@ -224,6 +297,16 @@ class Engine:
         return scheduler.run()
 
 
+def _interrupted(running: Iterable[Recipe]) -> str:
+    """The interrupt message: what was stopped, what was kept, and how to resume."""
+    text = "interrupted: running steps were stopped and nothing partial was stored"
+    kept = checkpoints.resumable_names(running)
+    if kept:
+        text += (f"; the $state of resumable step(s) {', '.join(kept)} was kept: run the same command again to resume "
+                 "(a step whose inputs or recipe changed starts afresh)")
+    return text
+
+
 def _remote() -> Any:
     """The remote cache NIX_WORKFLOW_REMOTE configures, or None; its module is imported only when one is."""
     if not os.environ.get("NIX_WORKFLOW_REMOTE"):
@@ -266,10 +349,11 @@ class _Scheduler:
         self.engine, self.order, self.keep_going, self.on_event = engine, order, keep_going, on_event
         self.jobs = max(1, jobs)
         self.results: dict[Recipe, Result | BaseException] = {}
-        self.waiting = {r: {id(u) for u in r.upstream()} for r in order}
+        self.waiting = {r: {id(u) for u in checkpoints.waits_for(r)} for r in order}
         self.dependants: dict[int, list[Recipe]] = {}
+        self.watching: list[checkpoints.CheckpointRecipe] = []  # checkpoints served as soon as published
         for r in order:
-            for u in r.upstream():
+            for u in checkpoints.waits_for(r):
                 self.dependants.setdefault(id(u), []).append(r)
         self.ready = [r for r in order if not self.waiting[r]]
         self.failed = False
@@ -279,9 +363,12 @@ class _Scheduler:
         with cf.ThreadPoolExecutor(self.jobs, thread_name_prefix="nw-step") as pool:
             running: dict[cf.Future, Recipe] = {}
             try:
-                while self.ready or running:
+                while self.ready or running or self.watching:
                     self._start_ready(pool, running)
+                    self._check_watched()
                     if not running:
+                        if self.watching and not self.ready:
+                            time.sleep(0.1)  # a checkpoint whose producer is not running yet (or just ended)
                         continue
                     done, _ = cf.wait(running, timeout=0.25, return_when=cf.FIRST_COMPLETED)
                     for fut in done:
@@ -290,7 +377,7 @@ class _Scheduler:
             except KeyboardInterrupt:
                 CHILDREN.terminate()
                 pool.shutdown(wait=True, cancel_futures=True)
-                raise Interrupted("interrupted: running steps were stopped and nothing partial was stored") from None
+                raise Interrupted(_interrupted(running.values())) from None
         for r in self.order:
             if r not in self.results:
                 self._skip(r, "an earlier step failed")
@@ -302,6 +389,9 @@ class _Scheduler:
             if self.failed and not self.keep_going:
                 self._skip(recipe, "an earlier step failed")
                 continue
+            if isinstance(recipe, checkpoints.CheckpointRecipe):
+                self.watching.append(recipe)  # never run: `_check_watched` serves it once published
+                continue
             forced = id(recipe) in self.force and recipe.pinned is None
             hit = None if forced else self.engine.lookup(recipe)
             if hit is not None:
@@ -309,6 +399,26 @@ class _Scheduler:
                 continue
             self.on_event("start", recipe, None)
             running[pool.submit(self.engine.realise, recipe, force=forced)] = recipe
+
+    def _check_watched(self) -> None:
+        """Serve each watched checkpoint its producer has published; fail it once the producer ended without."""
+        for ref in list(self.watching):
+            ended = self.results.get(ref.producer)  # read before looking: a producer records before it ends
+            hit = self.engine.lookup(ref)
+            if hit is None and ended is None:
+                continue
+            self.watching.remove(ref)
+            if hit is not None:
+                self._finish(ref, hit)
+            elif isinstance(ended, BaseException):
+                self._skip(ref, f"step '{ref.producer.name}' did not succeed and had not published checkpoint "
+                                f"'{ref.checkpoint}'")
+                self._skip_dependants(ref)
+            else:
+                self._finish(ref, NixWorkflowError(
+                    f"step '{ref.producer.name}' finished without publishing checkpoint '{ref.checkpoint}' (for its "
+                    f"current inputs), which step(s) {', '.join(d.name for d in self.dependants.get(id(ref), []))} "
+                    "use: check the checkpoint's name (`nw checkpoints STEP` lists what it published)"))
 
     def _finish(self, recipe: Recipe, outcome: Result | BaseException) -> None:
         self.results[recipe] = outcome

@@ -11,7 +11,9 @@ realisations/), never from the origins index: a kill between a record and its in
 make gc drop a rooted output's record and upstream. Records naming a missing object are garbage.
 Everything else goes too: stale index entries, leftovers of dead processes of this host (build
 scratch and record temp files in tmp/, hidden staging names in store/, temp-root files), and the Nix
-GC roots of envs that no kept realisation used (so `nix-collect-garbage` may then reclaim them).
+GC roots of envs that no kept realisation used (so `nix-collect-garbage` may then reclaim them), the
+`$state` of resumable steps that completed or went unused for `--min-age` (never one a live process uses),
+and `--keep-failed` build directories older than `--min-age` (nixlib.checkpoints).
 The whole plan and deletion run under the store's gc guard held exclusive.
 """
 
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nixlib import locks, records, temproots, trees
+from nixlib import checkpoints, locks, records, temproots, trees
 from nixlib.env import GCROOTS as NIX_GCROOTS
 from nixlib.recipe import digest
 from nixlib.store import Store, force_remove, parse_raw, read_raw
@@ -79,6 +81,8 @@ def plan(store: Store, min_age: float = MIN_AGE) -> GcPlan:
     p.remove += [e for e in _entries(r / "gcroots") if not _live_root(e)]
     p.remove += dead_roots
     p.remove += list(_dead_tmp(store))
+    p.remove += checkpoints.state_garbage(store, set(recs.docs), live, min_age)  # completed, or unused and unrooted
+    p.remove += checkpoints.failed_garbage(store, min_age)  # `nw run --keep-failed` build directories
     p.remove += list(trees.dead_stage_leftovers(r))
     p.remove += list(_stale_nix_roots(store, recs, p.keep_records))
     return p

@@ -101,6 +101,12 @@ class FlockLock:
                 return
             os.close(fd)  # removed (gc of idle locks) or replaced while we waited: lock the new file
 
+    def held_fd(self) -> int | None:
+        """The descriptor of the newest acquisition: a step's processes inherit it, so the lock stays held
+        while anything of the step still runs, even if the runner itself was killed."""
+        with self._guard:
+            return self._fds[-1] if self._fds else None
+
     def release(self) -> None:
         with self._guard:
             fd = self._fds.pop() if self._fds else None

@@ -43,7 +43,7 @@ def check_step_name(name: Any, where: str | None = None) -> str:
     if problem is None:
         return name
     prefix = f"{where}: " if where else ""
-    shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
+    shown = repr(name) if len(repr(name)) <= 300 else repr(name)[:297] + "..."
     raise NixWorkflowError(
         f"{prefix}step name {shown} is not allowed: {problem}. A step's name becomes its output link "
         "nix-workflow-output/NAME, so it must be a plain file name: not empty, not '.' or '..', with no '/' and "

@@ -151,7 +151,8 @@ class _Translator:
         tools = list(record["context"]) + list(record["env"])
         env = Env(store_paths=tools, where=decl.where) if tools else None
         options = RunOptions(pure=record["pure"], sandbox=record["sandbox"], network=record["network"],
-                             gpu=record["gpu"], allow_empty=record.get("allowEmpty", False))
+                             gpu=record["gpu"], allow_empty=record.get("allowEmpty", False),
+                             resumable=record.get("resumable", False), checkpoints=record.get("checkpoints", False))
         step = dsl.Step(command, record["name"], env, record["hash"], options, decl.where)
         self.steps[token] = step
         return step

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from nixlib import reaper
 from nixlib.errors import Interrupted, NixWorkflowError, StepFailed
@@ -60,6 +60,8 @@ class Build:
     # Descriptors the step's processes inherit, e.g. the per-key lock's: a flock stays held while any
     # holder lives, so even orphans of a killed runner keep a re-run of the recipe waiting.
     keep_fds: tuple[int, ...] = ()
+    # What the action adds to the realisation's provenance (e.g. nixlib.slurm: the Slurm job id).
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def environ(self) -> dict[str, str]:
         """The step's environment: pure keeps only the allow-list, impure prepends the env to the host's."""

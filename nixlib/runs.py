@@ -143,6 +143,11 @@ def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argpa
 
     progress = Progress(len(topological(targets)), args.quiet)
     engine = Engine(store, echo=progress.echo)
+    engine.keep_failed = getattr(args, "keep_failed", False)
+    if getattr(args, "slurm_option", None) is not None:  # `nw run` (not every caller has the options)
+        from nixlib import slurm
+
+        engine.action = slurm.action_from_args(args, (r.name for r in topological(targets))) or engine.action
     journal = RunJournal(out_dir, store.root, engine, topological(targets))  # what `nw view` shows live
     results: dict[Recipe, Result | BaseException] = {}
     try:

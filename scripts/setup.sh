@@ -9,6 +9,8 @@ command -v nix-instantiate >/dev/null || need_apt+=(nix-bin)
 command -v bwrap >/dev/null || need_apt+=(bubblewrap)
 command -v hyperfine >/dev/null || need_apt+=(hyperfine)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)          # the `nw view` browser tests (Playwright)
+[ -x /usr/sbin/slurmctld ] || need_apt+=(slurm-wlm)     # the `--slurm` tests: a one-node Slurm cluster
+[ -x /usr/sbin/munged ] || need_apt+=(munge)             # (started by tests/slurm_cluster.py as root)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2

@@ -11,17 +11,24 @@ A hit materialises the outputs (and logs, benchmark file) from the store and the
 reported successful without running. A miss goes through `Engine.realise` with an Action
 that runs the job exactly as the local executor would (inside the env, see runtime.py), so
 the engine's per-key lock, output check, ingest and realisation record apply unchanged.
+A job Snakemake forces runs and replaces its record; a hit that cannot stand in for the job (a
+checkpoint that wrote undeclared files, a symlink output that would dangle) runs too. What this
+relies on in Snakemake's internals is in internals.py.
 """
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import functools
 import os
+import shlex
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +131,7 @@ class Executor(LocalExecutor):
             return
         try:
             name = self.runtime.env_name(job)
-            env, options = self.runtime.resolve(name), self.runtime.options(name)
+            env, options = self.runtime.resolve(name), with_resumable(job, self.runtime.options(name))
             run = self.runner(job, args, env, options)
             if self.settings.no_cache or not cacheable(job):
                 run()
@@ -196,14 +203,14 @@ class Executor(LocalExecutor):
         from snakemake.shell import shell
 
         if args is None:  # run: blocks and shadow rules: a Snakemake process per job, started by the env's sh
-            wrapper = self.runtime.shell(env, options, "/bin/sh")
+            wrapper = with_state(job, self.runtime.shell(env, options, "/bin/sh"), options)
             return lambda: self.cached_or_run(job, self.spawn_in_env, job, wrapper)
-        if self.runtime.is_plain(env, options):  # nothing to change: spare every job an extra exec
+        if self.runtime.is_plain(env, options) and not options.resumable:  # spare every job an extra exec
             return lambda: self.cached_or_run(job, run_wrapper, *args)
         base = job.resources.get("shell_exec") or shell.get_executable()
         if base and not os.path.isabs(base):
             base = shutil.which(base) or base
-        wrapper = self.runtime.shell(env, options, base)
+        wrapper = with_state(job, self.runtime.shell(env, options, base), options)
         return lambda: self.cached_or_run(job, run_wrapper, *with_shell_exec(args, job.resources, wrapper))
 
     def spawn_in_env(self, job: Any, wrapper: str) -> None:
@@ -222,6 +229,7 @@ class Executor(LocalExecutor):
         realisation): such a checkpoint cannot be restored, since Snakemake's DAG is re-evaluated from it."""
 
         def act(build: Build, command: str) -> Mapping[str, Path]:
+            link_state(job, build.state)
             before = tree_state(self.recipes.where.workdir) if internals.is_checkpoint(job) else None
             run()
             if before is not None:
@@ -375,7 +383,10 @@ def differing(store: Store, old: Mapping[str, str], new: Mapping[str, str]) -> l
         if a is None or b is None:
             out.append(name)
             continue
-        inner = differing_files(file_map(store.object_path(a)), file_map(store.object_path(b)))
+        try:
+            inner = differing_files(file_map(store.object_path(a)), file_map(store.object_path(b)))
+        except OSError:  # the old object is gone (collected, quarantined): the output as a whole
+            inner = []
         out += [name if line.startswith(". (") else f"{name}/{line}" for line in inner] or [name]
     return out
 
@@ -390,6 +401,47 @@ class ShellPath(str):
 
     def __reduce__(self) -> tuple[type, tuple[str]]:
         return (str, (str(self),))
+
+
+def with_resumable(job: Any, options: RunOptions) -> RunOptions:
+    """A rule asks for a persistent `$state` with the resource `nix_resumable=1` (keyed by the job's resolved
+    key: a changed input starts afresh). Not with the sandbox, which would not let the job write to it."""
+    if str(job.resources.get("nix_resumable", "0")).lower() in ("0", "false", "no", "off", ""):
+        return options
+    if options.sandbox:
+        raise NixWorkflowError(f"rule {job.rule.name} asks for nix_resumable, which is not available inside the "
+                               "sandbox for Snakemake jobs: drop nix_resumable or run this rule's env without sandbox")
+    return replace(options, resumable=True)
+
+
+_STATE_LINKS = Path(tempfile.mkdtemp(prefix="nixworkflow-state-"))
+atexit.register(force_remove, _STATE_LINKS)
+
+
+def with_state(job: Any, wrapper: str, options: RunOptions) -> str:
+    """For a resumable job, a wrapper (named like the shell it wraps, so Snakemake still adds its strict mode
+    for bash) that sets `$state` to a per-job link, which `link_state` points at the job's state directory
+    once the engine has made it (its path depends on the resolved key)."""
+    if not options.resumable:
+        return wrapper
+    d = _STATE_LINKS / str(job.jobid)
+    d.mkdir(exist_ok=True)
+    path = d / os.path.basename(wrapper)
+    path.write_text(f"#!/bin/sh\nstate={shlex.quote(str(d / 'state'))}; export state\n"
+                    f"exec {shlex.quote(wrapper)} \"$@\"\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def link_state(job: Any, state: Path | None) -> None:
+    """Point the job's `$state` link (see `with_state`) at the state directory the engine made."""
+    if state is None:
+        return
+    link = _STATE_LINKS / str(job.jobid) / "state"
+    tmp = link.with_name(".state.tmp")
+    force_remove(tmp)
+    os.symlink(state, tmp)
+    os.replace(tmp, link)
 
 
 def with_shell_exec(args: tuple, resources: ResourceList, wrapper: str) -> list:

@@ -55,7 +55,7 @@ def is_checkpoint(job: Any) -> bool:
 
 # Resources that say where or how a job is scheduled on this machine, not what it computes: `tmpdir` is a
 # host path, `_nodes` a cluster count; nix_env/nix_cache are the executor's own (the env is keyed by identity).
-UNKEYED_RESOURCES = frozenset({"tmpdir", "_nodes", "nix_env", "nix_cache"})
+UNKEYED_RESOURCES = frozenset({"tmpdir", "_nodes", "nix_env", "nix_cache", "nix_resumable"})
 
 
 def keyed_resources(job: Any) -> dict[str, Any]:

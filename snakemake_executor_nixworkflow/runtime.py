@@ -150,7 +150,8 @@ class Runtime:
                   for var, sub in SEARCH_PATHS.items() if sub is not None}
         lines = ["#!/bin/sh"]
         if options.pure:
-            keep = " ".join(dict.fromkeys(PURE_ALLOW + SNAKEMAKE_VARS + self.keep_vars))
+            own = ("state",) if options.resumable else ()  # set by the executor's per-job wrapper
+            keep = " ".join(dict.fromkeys(PURE_ALLOW + SNAKEMAKE_VARS + self.keep_vars + own))
             assigns = [shlex.quote(f"{var}={':'.join(dirs)}") for var, dirs in search.items() if dirs]
             lines += [
                 "set -- " + " ".join(shlex.quote(a) for a in argv) + ' "$@"',

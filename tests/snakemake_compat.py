@@ -89,14 +89,16 @@ class Case:
     skip: str | None = None  # why the case cannot run here
 
     def argv(self, executor: bool, config_file: Path | None) -> list[str]:
-        argv = [sys.executable, "-m", "snakemake", "--nocolor", *self.args]
+        extra = []
         if not any(a in ("-c", "--cores", "-j", "--jobs") or a.startswith(("-c", "--cores=")) for a in self.args):
-            argv += ["-c", "3"]
+            extra += ["-c", "3"]
         if config_file is not None:
-            argv += ["--configfile", str(config_file)]
+            extra += ["--configfile", str(config_file)]
         if executor:
-            argv += ["--executor", "nixworkflow"]
-        return argv
+            extra += ["--executor", "nixworkflow"]
+        args = list(self.args)
+        at = args.index("--") if "--" in args else len(args)  # options go before a `--` target separator
+        return [sys.executable, "-m", "snakemake", "--nocolor", *args[:at], *extra, *args[at:]]
 
 
 def cases(tests: Path) -> list[Case]:
@@ -203,6 +205,12 @@ class Outcome:
     executor: Run | None = None
     rerun: Run | None = None
     local_rerun: Run | None = None
+    stored: int = 0  # realisations in the store after the executor's run
+
+    @property
+    def restored(self) -> int:
+        """Jobs the re-run served from the store (each says so on Snakemake's log)."""
+        return self.rerun.output.count("nixworkflow: restored the outputs") if self.rerun else 0
 
     @property
     def regression(self) -> str | None:
@@ -219,7 +227,7 @@ class Outcome:
         if self.case.skip:
             return f"skipped ({self.case.skip})"
         if self.local is None or not self.local.ok:
-            return "fails with the local executor"
+            return f"fails with the local executor ({self.local.why if self.local else 'not run'})"
         if self.regression:
             return "REGRESSION"
         if self.rerun is not None and not self.rerun.ok:
@@ -323,6 +331,7 @@ def run_case(case: Case, scratch: Path) -> Outcome:
     outcome.executor = snakemake(case, mine, store, True, config_file)
     if not outcome.executor.ok:
         return outcome
+    outcome.stored = sum(1 for _ in (store / "realisations").glob("*.json")) if (store / "realisations").is_dir() else 0
     delete_created(mine, original)
     outcome.rerun = snakemake(case, mine, store, True, config_file)
     if not outcome.rerun.ok:
@@ -353,14 +362,16 @@ def table(outcomes: list[Outcome], version: str) -> str:
         "with arguments expressible on the command line, or that need conda, containers, a network, "
         "cloud storage or notebooks.",
         "",
-        "| workflow | local | executor | re-run from store | status |",
-        "|---|---|---|---|---|",
+        "| workflow | local | executor | re-run from store | jobs restored | status |",
+        "|---|---|---|---|---|---|",
     ]
     for o in sorted(outcomes, key=lambda o: (o.case.skip is not None, o.case.name)):
         if o.case.skip:
             continue
         cells = [_cell(r) for r in (o.local, o.executor, o.rerun)]
-        lines.append(f"| {o.case.name} | {' | '.join(cells)} | {o.status} |")
+        restored = str(o.restored) if o.rerun is not None else "–"
+        status = o.status.replace("|", "/")[:160]
+        lines.append(f"| {o.case.name} | {' | '.join(cells)} | {restored} | {status} |")
     skipped = sorted(o.case.name for o in outcomes if o.case.skip)
     lines += ["", f"Skipped ({len(skipped)}): " + ", ".join(skipped), ""]
     return "\n".join(lines)
@@ -391,7 +402,8 @@ def main(argv: list[str]) -> int:
         for future in cf.as_completed(futures):
             o = future.result()
             outcomes.append(o)
-            print(f"{o.case.name}: {o.status}" + (f" — {o.regression}" if o.regression else ""), flush=True)
+            why = o.regression or (o.local.why if o.local and not o.local.ok else "")
+            print(f"{o.case.name}: {o.status}" + (f" — {why}" if why else ""), flush=True)
     if not only:
         (REPO / "docs" / "snakemake-compat.md").write_text(table(outcomes, installed_version()))
     bad = [o for o in outcomes if o.regression]

@@ -52,6 +52,8 @@ def test_snakemake_workflow(name: str, cases: dict[str, compat.Case], tmp_path: 
     failed = next((r for r in (outcome.executor, outcome.rerun) if r is not None and not r.ok), None)
     assert outcome.regression is None, f"{outcome.regression}\n{failed.output[-3000:] if failed else ''}"
     assert outcome.rerun is not None and outcome.rerun.ok, f"re-run from the store failed: {outcome.rerun}"
+    if outcome.stored:  # the re-run after deleting the outputs is served from the store, not re-executed
+        assert outcome.restored > 0, f"nothing was restored from the store:\n{outcome.rerun.output[-3000:]}"
 
 
 def test_comparison_fails_on_a_wrong_result(cases: dict[str, compat.Case], tmp_path: Path) -> None:

@@ -216,3 +216,33 @@ def test_keep_fds_are_inherited_by_the_steps_processes(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert (build.out / "held").read_text().strip() == str(lock)
+
+
+def test_the_key_lock_stays_held_while_an_escaped_process_of_a_killed_step_lives(tmp_path: Path) -> None:
+    """A process that hides from the reaper (no marker: `env -i`; own session: `setsid`) still holds the step's
+    per-key lock, which it inherited: a re-run after `kill -9` of `nw` waits for it instead of running the same
+    recipe beside it."""
+    if shutil.which("setsid") is None:
+        pytest.skip("setsid (util-linux) is not installed")
+    started, go, ended = tmp_path / "started", tmp_path / "go", tmp_path / "ended"
+    exp = experiment(tmp_path, f"""s = output('''
+if [ -e {go} ]; then
+  test -e {ended} && echo after > $out/order || echo beside > $out/order
+else
+  env -i setsid sh -c 'sleep 2; touch {ended}' >/dev/null 2>&1 < /dev/null &
+  echo started > {started}
+  sleep 30
+fi''', name='s')
+""")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    runner = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", str(exp)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(started.exists)
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+    go.touch()
+    assert not ended.exists(), "the escaped process ended before the re-run started: the test proves nothing"
+    nw("run", str(exp), check=True)
+    assert Path("nix-workflow-output/s/order").read_text() == "after\n"

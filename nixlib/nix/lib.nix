@@ -9,6 +9,8 @@
 #   }
 #
 # A step that leaves `$out` empty fails unless it says `allowEmpty = true;` (an empty output is intended).
+# A long step may say `resumable = true;`: it gets a `$state` directory that survives failures and
+# interrupts, keyed by everything that determines its result (so a changed input starts afresh).
 #
 # A step evaluates to a set whose `outPath` is a token: interpolating a step into another
 # step's command copies the token, which is how `nw` finds the dependency (Python maps each
@@ -20,7 +22,7 @@ let
     unsafeDiscardStringContext concatStringsSep filter stringLength match;
 
   fail = msg: throw "nixworkflow: ${msg}";
-  outputArgs = [ "cmd" "name" "env" "hash" "pure" "sandbox" "network" "gpu" "allowEmpty" ];
+  outputArgs = [ "cmd" "name" "env" "hash" "pure" "sandbox" "network" "gpu" "allowEmpty" "resumable" "checkpoints" ];
   staticArgs = [ "hash" "path" "name" ];
 
   checkArgs = fn: allowed: a:
@@ -50,6 +52,8 @@ let
         network = if a.network or null == null then null else flag a "network" true;
         gpu = flag a "gpu" false;
         allowEmpty = flag a "allowEmpty" false;
+        resumable = flag a "resumable" false;
+        checkpoints = flag a "checkpoints" false;
       };
       token = "/nix-workflow-step/" + hashString "sha256" (toJSON record) + "-"
         + (if name == null then "output" else name);

@@ -1,0 +1,275 @@
+"""`nw run --slurm`: cache misses run as Slurm batch jobs; everything else stays in the submitting process.
+
+The engine does lookup, lock, ingest and record as for a local run; only the action differs. The job
+runs the exact argv and environment a local run would use (nixlib.runner: `bash -euo pipefail -c CMD`,
+cwd and $out the build directory, the step's PATH and variables, bubblewrap when sandboxed), launched
+with `env -i` so nothing of the node's or Slurm's environment leaks in. Its output directory lives in
+the store's scratch space, so the store root (and /nix/store for Nix envs) must be on a filesystem the
+nodes share; the submitting process, which holds the recipe's lock for the whole job, stores the
+outputs. A hit never reaches Slurm (the scheduler answers it before any action runs), two runs of one
+recipe submit it once (the store's lock), `-j N` bounds jobs in flight (one thread waits per job), and
+Ctrl-C or SIGTERM cancels the submitted jobs (`scancel`) and waits for them to end before anything is
+removed. The Slurm job id is recorded in the realisation's provenance (`slurm.job_id`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from nixlib.errors import Interrupted, NixWorkflowError, StepFailed
+
+if TYPE_CHECKING:  # the runner is imported when a job is submitted: `nw --help` builds this module's options
+    from nixlib.runner import Build
+
+# Job states after which no process of the job runs any more (COMPLETING is not one: processes are still killed).
+FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
+                      "DEADLINE", "OUT_OF_MEMORY", "SPECIAL_EXIT", "REVOKED"})
+POLL_FIRST, POLL_MAX = 0.1, 5.0  # seconds between `scontrol show job` calls: fast for short steps, gentle after
+QUERY_PATIENCE = 120.0  # how long `scontrol` may fail in a row (a busy or restarting slurmctld) before giving up
+CANCEL_WAIT = 60.0  # after scancel: how long to wait for the job's processes to end
+# What the job's own environment decides on the node, not the submitting host: which job and resources it has
+# (a command may size its threads by SLURM_CPUS_PER_TASK) and which GPUs Slurm gave it.
+FROM_JOB = ("SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_PARTITION", "SLURM_JOB_NODELIST", "SLURMD_NODENAME",
+            "SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE", "SLURM_MEM_PER_NODE", "SLURM_MEM_PER_CPU", "SLURM_GPUS",
+            "SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
+            "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL")
+
+
+def add_run_options(run: argparse.ArgumentParser) -> None:
+    """The `nw run` options that send cache misses to Slurm."""
+    g = run.add_argument_group("Slurm", "run cache misses as Slurm jobs (docs/slurm.md); hits never reach Slurm")
+    g.add_argument("--slurm", action="store_true", help="submit each step that is not cached as a Slurm batch job "
+                   "(sbatch) and store its outputs here; needs the store and /nix/store on a shared filesystem")
+    g.add_argument("--slurm-partition", metavar="NAME", help="sbatch --partition")
+    g.add_argument("--slurm-time", metavar="TIME", help="sbatch --time, e.g. 30 or 2:00:00 (per step)")
+    g.add_argument("--slurm-cpus", type=int, metavar="N", help="sbatch --cpus-per-task")
+    g.add_argument("--slurm-mem", metavar="SIZE", help="sbatch --mem, e.g. 4G")
+    g.add_argument("--slurm-gpus", metavar="N", help="sbatch --gpus, e.g. 1 or a100:2")
+    g.add_argument("--slurm-option", action="append", default=[], metavar="ARG",
+                   help="any other sbatch option, e.g. --slurm-option=--account=lab (repeatable)")
+    g.add_argument("--slurm-step", action="append", default=[], metavar="STEP=ARG",
+                   help="an sbatch option for one step's job only, after the others (so it wins), e.g. "
+                   "--slurm-step train=--gpus=2 --slurm-step train=--mem=64G (repeatable)")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What every job of a run asks Slurm for."""
+
+    partition: str | None = None
+    time: str | None = None
+    cpus: int | None = None
+    mem: str | None = None
+    gpus: str | None = None
+    extra: tuple[str, ...] = ()
+
+    def sbatch_args(self) -> list[str]:
+        given = {"--partition": self.partition, "--time": self.time, "--cpus-per-task": self.cpus,
+                 "--mem": self.mem, "--gpus": self.gpus}
+        return [f"{flag}={value}" for flag, value in given.items() if value is not None] + list(self.extra)
+
+
+def action_from_args(args: argparse.Namespace, steps: Iterable[str]) -> SlurmAction | None:
+    """The action `nw run` uses: a SlurmAction with --slurm, None (run locally) without; refuses --slurm-* alone
+    and a --slurm-step naming none of `steps`."""
+    opts = SlurmOptions(args.slurm_partition, args.slurm_time, args.slurm_cpus, args.slurm_mem, args.slurm_gpus,
+                        tuple(args.slurm_option))
+    per_step = _per_step(args.slurm_step, set(steps))
+    if not getattr(args, "slurm", False):
+        if opts != SlurmOptions() or per_step:
+            raise NixWorkflowError("the --slurm-* options only apply to Slurm jobs: add --slurm to run cache misses "
+                                   "on Slurm, or drop them to run every step here")
+        return None
+    if opts.cpus is not None and opts.cpus < 1:
+        raise NixWorkflowError(f"--slurm-cpus must be at least 1, not {opts.cpus}")
+    for tool in ("sbatch", "scontrol", "scancel"):
+        if shutil.which(tool) is None:
+            raise NixWorkflowError(f"--slurm needs the Slurm client commands, but `{tool}` is not on PATH: run on a "
+                                   "host that can submit jobs (a login node), or install the Slurm client (Debian: "
+                                   "apt-get install slurm-client) configured for your cluster; nothing was run")
+    return SlurmAction(opts, per_step)
+
+
+def _per_step(given: Iterable[str], steps: set[str]) -> dict[str, tuple[str, ...]]:
+    """--slurm-step STEP=ARG values by step; an unknown step is an error, not a silently ignored option."""
+    found: dict[str, tuple[str, ...]] = {}
+    for item in given:
+        step, sep, arg = item.partition("=")
+        if not sep or not arg.startswith("-"):
+            raise NixWorkflowError(f"--slurm-step {item!r}: expected STEP=SBATCH_OPTION, e.g. --slurm-step "
+                                   "train=--gpus=1")
+        if step not in steps:
+            known = ", ".join(sorted(steps)[:12]) + (" …" if len(steps) > 12 else "")
+            raise NixWorkflowError(f"--slurm-step {item!r}: this run has no step '{step}' (its steps: {known}); "
+                                   "nothing was run")
+        found[step] = (*found.get(step, ()), arg)
+    return found
+
+
+class SlurmAction:
+    """An engine Action that runs a step as one Slurm batch job and returns once no process of it runs."""
+
+    def __init__(self, options: SlurmOptions, per_step: Mapping[str, tuple[str, ...]] | None = None) -> None:
+        self.options = options
+        self.per_step = dict(per_step or {})  # step name -> its own sbatch options (after the run's: they win)
+
+    def __call__(self, build: Build, command: str) -> Mapping[str, Path]:
+        from nixlib.runner import CHILDREN
+
+        if CHILDREN.stopping.is_set():
+            raise Interrupted("interrupted before the step started")
+        with open(build.log, "wb") as log:
+            log.write(f"$ {command}\n".encode())
+            log.flush()
+            job = self._submit(build, command)
+            build.provenance["slurm"] = {"job_id": job}
+            _note(build, log, f"nixworkflow: submitted as Slurm job {job}")
+            state, exit_code = self._wait(build, job, log)
+        if state != "COMPLETED" or exit_code != "0:0":
+            raise StepFailed(build.name, _failure(job, state, exit_code), str(build.log))
+        return {"out": build.out}
+
+    def _submit(self, build: Build, command: str) -> str:
+        script = build.tmp / "slurm-job.sh"
+        script.write_text(job_script(build, command))
+        argv = ["sbatch", "--parsable", "--no-requeue", f"--job-name=nw-{build.name}",
+                f"--output={build.tmp / 'slurm-job.out'}", f"--chdir={build.out}", *self.options.sbatch_args(),
+                *self.per_step.get(build.name, ()), str(script)]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise NixWorkflowError(f"step '{build.name}' could not be submitted to Slurm: sbatch failed ({e}); "
+                                   "nothing was stored") from None
+        lines = proc.stdout.strip().splitlines()  # the id (`ID;CLUSTER` on a federation) is the last line
+        job = lines[-1].split(";")[0] if lines else ""
+        if proc.returncode != 0 or not job.isdigit():
+            why = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}").replace("\n", " ")
+            raise NixWorkflowError(f"step '{build.name}' could not be submitted to Slurm: {why}. Check the --slurm-* "
+                                   "options (partition, time, memory) against `sinfo`; nothing was stored")
+        return job
+
+    def _wait(self, build: Build, job: str, log: BinaryIO) -> tuple[str, str]:
+        """Poll until the job has finished, copying its output to the step's log as it comes; on an interrupt
+        (or any error here) cancel it and wait until its processes are gone, so nothing writes to $out after."""
+        from nixlib.runner import CHILDREN
+
+        output = _Follower(build.tmp / "slurm-job.out", build, log)
+        delay, failing_since = POLL_FIRST, None
+        finished = False
+        try:
+            while True:
+                state, exit_code = job_state(job)
+                output.copy()
+                if state in FINISHED or state == "PURGED":  # purged: finished long ago, outcome unknown (a failure)
+                    finished = True
+                    return state, exit_code
+                if state == "":  # scontrol failed: slurmctld busy or restarting; keep asking for a while
+                    failing_since = failing_since or time.monotonic()
+                    if time.monotonic() - failing_since > QUERY_PATIENCE:
+                        raise StepFailed(build.name, f"Slurm job {job}: its state could not be read for "
+                                         f"{QUERY_PATIENCE:.0f} s (`scontrol show job {job}` fails); it was cancelled",
+                                         str(build.log))
+                else:
+                    failing_since = None
+                if CHILDREN.stopping.wait(delay):
+                    raise Interrupted(f"step '{build.name}' was stopped (Slurm job {job} cancelled)")
+                delay = min(delay * 1.25, POLL_MAX)
+        finally:
+            if not finished:
+                cancel(job)
+            output.copy()
+
+
+class _Follower:
+    """Appends what the job wrote to its output file since the last call to the step's log and echo."""
+
+    def __init__(self, path: Path, build: Build, log: BinaryIO) -> None:
+        self.path, self.build, self.log = path, build, log
+        self.offset = 0
+        self.partial = b""
+
+    def copy(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        self.offset += len(data)
+        self.log.write(data)
+        self.log.flush()
+        if self.build.echo:
+            *lines, self.partial = (self.partial + data).split(b"\n")
+            for line in lines:
+                self.build.echo(self.build.name, line.decode(errors="replace"))
+
+
+def job_script(build: Build, command: str) -> str:
+    """The batch script: exec the argv a local run would use with exactly its environment (`env -i`)."""
+    from nixlib.runner import argv_for
+
+    env = {k: v for k, v in build.environ().items() if k not in FROM_JOB}
+    assigns = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(env.items()))
+    from_job = " ".join(f'${{{k}+"{k}=${k}"}}' for k in FROM_JOB)  # each only if the job has it
+    argv = " ".join(shlex.quote(a) for a in argv_for(build, command))
+    return ("#!/bin/sh\n"
+            f"# nixworkflow step {build.name}: runs as `nw run` would run it here (cwd $out, strict bash)\n"
+            f"cd {shlex.quote(str(build.out))} || exit 1\n"
+            f"exec /usr/bin/env -i {assigns} {from_job} {argv}\n")
+
+
+def job_state(job: str) -> tuple[str, str]:
+    """(JobState, ExitCode) of a job from `scontrol show job`; ("", "") when scontrol fails, ("PURGED", "")
+    when slurmctld no longer knows it (it finished more than MinJobAge ago)."""
+    try:
+        proc = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return "", ""
+    if proc.returncode != 0:
+        return ("PURGED", "") if "Invalid job id" in proc.stderr else ("", "")
+    state = re.search(r"\bJobState=(\S+)", proc.stdout)
+    code = re.search(r"\bExitCode=(\S+)", proc.stdout)
+    return (state.group(1) if state else "", code.group(1) if code else "")
+
+
+def cancel(job: str) -> None:
+    """scancel the job and wait (bounded) until slurmctld says it has finished: its processes are gone."""
+    subprocess.run(["scancel", job], capture_output=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
+    deadline = time.monotonic() + CANCEL_WAIT
+    while time.monotonic() < deadline:
+        state, _ = job_state(job)
+        if state in FINISHED or state == "PURGED":
+            return
+        time.sleep(0.2)
+
+
+def _failure(job: str, state: str, exit_code: str) -> str:
+    """Why the job counts as failed, in the user's words."""
+    status, _, sig = exit_code.partition(":")
+    if state == "COMPLETED" or (state == "FAILED" and status not in ("", "0")):
+        return f"command exited with status {status} (Slurm job {job})"
+    hints = {"TIMEOUT": "it ran out of time: raise --slurm-time",
+             "OUT_OF_MEMORY": "it ran out of memory: raise --slurm-mem",
+             "CANCELLED": "it was cancelled (scancel, or by an administrator)",
+             "PURGED": "slurmctld no longer knows it, so whether it succeeded is unknown",
+             "NODE_FAIL": "its node failed"}
+    detail = hints.get(state, f"it ended in state {state}" + (f" (signal {sig})" if sig not in ("", "0") else ""))
+    return f"Slurm job {job} did not complete: {detail}; nothing was stored"
+
+
+def _note(build: Build, log: BinaryIO, text: str) -> None:
+    log.write((text + "\n").encode())
+    log.flush()
+    if build.echo:
+        build.echo(build.name, text)
+
