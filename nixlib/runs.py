@@ -78,9 +78,9 @@ class Progress:
                 self.counts["running"] += 1
                 self.started[recipe.name] = time.monotonic()
             else:
-                if kind in ("done", "failed"):
+                # A started step may also end "cached" (another process realised it while we waited for its lock).
+                if self.started.pop(recipe.name, None) is not None:
                     self.counts["running"] = max(0, self.counts["running"] - 1)
-                self.started.pop(recipe.name, None)
                 self.counts[kind] += 1
             self._clear()
             texts = {"start": "running", "cached": "cached", "failed": f"FAILED: {info}", "skipped": f"skipped: {info}"}

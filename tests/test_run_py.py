@@ -271,3 +271,17 @@ def test_resumable_step_keeps_its_state_across_a_failure(tmp_path: Path) -> None
     assert Path("nix-workflow-output/plain/s").read_text() == "no-state\n"
     nw("run", str(exp), check=True)  # resumes from its checkpoint instead of starting over
     assert Path("nix-workflow-output/train/model").read_text() == "ckpt\n"
+
+
+def test_progress_counts_a_started_step_that_ends_cached_as_no_longer_running() -> None:
+    """A step can start, wait for its key's lock and then be served (another process realised it meanwhile)."""
+    from nixlib.recipe import Recipe
+    from nixlib.runs import Progress
+
+    progress, a, b = Progress(2, quiet=True), Recipe("a", "true"), Recipe("b", "true")
+    progress.event("start", a, None)
+    progress.event("start", b, None)
+    progress.event("cached", a, None)
+    assert progress.counts["running"] == 1 and progress.counts["cached"] == 1
+    progress.event("failed", b, RuntimeError("boom"))
+    assert progress.counts["running"] == 0 and progress.counts["failed"] == 1
