@@ -2,7 +2,8 @@
 
 Settings come from a `[nixworkflow]` section of luigi.cfg, each key overridden by an environment
 variable (`NIX_WORKFLOW_ENV=gpu`): `store`, `config` (the side-car nixworkflow.yaml), `env` (the
-default env's name), `out_link` and `force`. Everything here is memoised per process because
+default env's name), `out_link` and `force`; and the remote cache's `remote`, `push`, `secret_key_file`
+and `trusted_public_keys` (docs/remote.md). Everything here is memoised per process because
 `complete()` runs many times in every worker; `reset()` forgets it all
 (tests, long-lived interpreters that change settings).
 """
@@ -82,6 +83,29 @@ def reset() -> None:
     for memo in (_SETTINGS, _ROOTS, _ENGINES, _CONFIGS, _CHOICES, _ENVS, _WARNED, _ROOTED):
         memo.clear()
     envmod.clear_memo()
+    for variable, value in _EXPORTED.items():  # the remote settings luigi.cfg exported, unless changed since
+        if os.environ.get(variable) == value:
+            del os.environ[variable]
+    _EXPORTED.clear()
+
+
+_REMOTE_KEYS = {"remote": "NIX_WORKFLOW_REMOTE", "push": "NIX_WORKFLOW_PUSH",
+                "secret_key_file": "NIX_WORKFLOW_SECRET_KEY_FILE", "trusted_public_keys": "NIX_WORKFLOW_TRUSTED_KEYS"}
+_EXPORTED: dict[str, str] = {}
+
+
+def export_remote_settings() -> None:
+    """luigi.cfg's [nixworkflow] remote, push, secret_key_file and trusted_public_keys become the NIX_WORKFLOW_*
+    variables the engine reads (docs/remote.md), unless the variable is set (the environment wins, as for every
+    key here); worker processes inherit them. A relative key file is taken from the working directory."""
+    cfg = luigi.configuration.get_config()
+    for key, variable in _REMOTE_KEYS.items():
+        value = (cfg.get("nixworkflow", key, None) or "").strip()
+        if not value or os.environ.get(variable):
+            continue
+        if key == "secret_key_file":
+            value = str(Path(value).expanduser().absolute())
+        os.environ[variable] = _EXPORTED[variable] = value
 
 
 def settings() -> nixworkflow:
@@ -108,6 +132,7 @@ def engine(root: str | None = None) -> Engine:
     root = root or store_root()
     found = _ENGINES.get(root)
     if found is None:
+        export_remote_settings()  # the engine asks the remote NIX_WORKFLOW_REMOTE names on a local miss
         found = _ENGINES[root] = Engine(Store(root), echo=_echo)
     return found
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import sys
 import threading
@@ -85,9 +86,12 @@ class Watcher:
             self.scan()
 
     def scan(self) -> None:
-        for name in sorted(_names(self.directory)):
-            if name in self.done or name.startswith(".") or name.endswith(".tmp"):
-                continue
+        """Store what was published since the last scan, in the order it was published (the rename sets the
+        entry's ctime; equal times go by name, epoch-9 before epoch-10), so the records' order is the
+        publication order that `nw checkpoints` and `$NW_LATEST_CHECKPOINT` rely on."""
+        fresh = [n for n in _names(self.directory) if n not in self.done and not n.startswith(".")
+                 and not n.endswith(".tmp")]
+        for name in sorted(fresh, key=lambda n: (_ctime_ns(self.directory / n), _natural(n))):
             self.done.add(name)
             problem = name_problem(name)
             if problem is not None:
@@ -124,6 +128,23 @@ def published(store: Store, resolved_key: str) -> dict[str, dict[str, Any]]:
                 and checkpoint_key(resolved_key, mark["name"]) == key and store.has(doc["outputs"]["out"]):
             found[mark["name"]] = doc
     return dict(sorted(found.items(), key=lambda kv: kv[1]["end"]))
+
+
+def latest_variables(store: Store, resolved_key: str) -> dict[str, str]:
+    """For a resumable step with checkpoints about to run as `resolved_key`: `NW_LATEST_CHECKPOINT` (the object
+    path) and `NW_LATEST_CHECKPOINT_NAME` of the checkpoint it published last for exactly this key (an earlier,
+    interrupted or failed run of the same computation), so it can resume from there; none when it published
+    nothing. Registered as a temp root first, so `nw gc` keeps it while the step reads it."""
+    temproots.of(store.root).add([resolved_key])
+    found = published(store, resolved_key)
+    if not found:
+        return {}
+    name, doc = list(found.items())[-1]
+    h = doc["outputs"]["out"]
+    temproots.of(store.root).add([h])
+    if not store.has(h):  # collected between the listing and the root: start from $state alone
+        return {}
+    return {"NW_LATEST_CHECKPOINT": str(store.object_path(h)), "NW_LATEST_CHECKPOINT_NAME": name}
 
 
 def state_dir(store: Store, resolved_key: str) -> Path:
@@ -197,6 +218,18 @@ def _walk(path: Path) -> Iterator[Path]:
             yield Path(dirpath, n)
 
 
+def _ctime_ns(path: Path) -> int:
+    try:
+        return os.lstat(path).st_ctime_ns
+    except OSError:
+        return 0
+
+
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    """A sort key putting epoch-9 before epoch-10."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
+
+
 def _mtime(path: Path) -> float:
     try:
         return os.lstat(path).st_mtime
@@ -231,6 +264,48 @@ def list_checkpoints(store: Store, recipe: Any) -> int:
         h = doc["outputs"]["out"]
         print(f"{name}\t{h}\t{store.object_path(h)}")
     return 0
+
+
+def pin(store: Store, recipe: Any, checkpoint: str | None, nix: bool) -> int:
+    """`nw pin STEP [--checkpoint NAME]`: the object STEP's output (or its checkpoint NAME) realised to for its
+    current inputs, and the line that locks it in the experiment file (served as that object, never run)."""
+    from nixlib.engine import Engine
+
+    what = f"step '{recipe.name}'" if checkpoint is None else f"checkpoint '{checkpoint}' of step '{recipe.name}'"
+    target = recipe if checkpoint is None else _checkpoint_ref(recipe, checkpoint)
+    hit = Engine(store).lookup(target)
+    if hit is None:
+        known = ", ".join(published(store, recipe.resolved_key(r))) if checkpoint and (
+            r := Engine(store).resolve(recipe)) is not None else ""
+        raise NixWorkflowError(f"{what} has no result in the store for its current inputs, so there is nothing to pin "
+                               "yet: " + (f"it published only {known}; check the name (`nw checkpoints STEP`)"
+                                          if known else "run the experiment first"))
+    h = hit.outputs["out"]
+    print(h)
+    print(f"{what} is object {store.object_path(h)}; " + _pin_line(recipe.name, checkpoint, h, nix), file=sys.stderr)
+    return 0
+
+
+def _checkpoint_ref(recipe: Any, name: str) -> CheckpointRecipe:
+    problem = name_problem(name)
+    if problem is not None:
+        raise NixWorkflowError(f"{name!r} cannot name a checkpoint: {problem}")
+    if not recipe.options.checkpoints or recipe.pinned is not None:
+        raise NixWorkflowError(f"step '{recipe.name}' publishes no checkpoints (it is not declared with checkpoints, "
+                               "or it is pinned): pin the step itself with `nw pin STEP`")
+    return CheckpointRecipe(f"{recipe.name}@{name}", recipe, name)
+
+
+def _pin_line(step: str, checkpoint: str | None, h: str, nix: bool) -> str:
+    """What to write in the experiment file (Python or Nix) so that it uses exactly object `h`."""
+    if checkpoint is None:
+        line = f'hash = "{h}";' if nix else f'hash="{h}"'
+        where = "in its `output { … }` set" if nix else "as an argument of its output(…)"
+        return f"to lock it (served as is, never run), add {where}:\n    {line}"
+    line = (f'{step}.checkpoint {{ name = "{checkpoint}"; hash = "{h}"; }}' if nix
+            else f'{step}.checkpoint("{checkpoint}", hash="{h}")')
+    return (f"to lock it (served as is; '{step}' then need not run), write in place of {step}.checkpoint(…):\n"
+            f"    {line}")
 
 
 class CheckpointRecipe(Recipe):

@@ -87,6 +87,16 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("-f", "--file", help="experiment file (default: the one the last `nw run` here ran)")
     cp.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
                     help="directory of output links and of the last-run summary (default: ./nix-workflow-output)")
+    pin = sub.add_parser("pin", help="print the object a step (or one checkpoint) realised to, and the line locking "
+                         "it in the experiment file", description="Print the object hash of STEP's output (or of its "
+                         "checkpoint NAME) for its current inputs on stdout, and on stderr the line that locks it in "
+                         "the experiment file: a step or checkpoint with that hash is served as is, never run. "
+                         "Nothing runs.")
+    pin.add_argument("step", metavar="STEP")
+    pin.add_argument("--checkpoint", metavar="NAME", help="pin checkpoint NAME of STEP instead of its output")
+    pin.add_argument("-f", "--file", help="experiment file (default: the one the last `nw run` here ran)")
+    pin.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
+                     help="directory of output links and of the last-run summary (default: ./nix-workflow-output)")
     h = sub.add_parser("hash", help="print the Nix base32 SHA-256 of a path's NAR (as nix-hash --type sha256 --base32)")
     h.add_argument("paths", nargs="+", metavar="PATH")
 
@@ -629,6 +639,23 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
 
 
 COMMANDS["checkpoints"] = cmd_checkpoints
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    from nixlib import checkpoints, plan
+    from nixlib.lineage import last_run
+
+    entry = last_run(Path(args.out_link)).get(args.step)
+    file = args.file or (entry.get("experiment") if isinstance(entry, dict) else None)
+    if not file:
+        raise NixWorkflowError(f"no step '{args.step}' in the last `nw run` here ({args.out_link}). Give the "
+                               f"experiment file: nw pin {args.step} --file experiment.py")
+    workflow = _load(file)
+    plan.check_targets(workflow, [args.step])
+    return checkpoints.pin(_store(), workflow.recipes[args.step], args.checkpoint, Path(file).suffix == ".nix")
+
+
+COMMANDS["pin"] = cmd_pin
 
 
 def _remote_cmd(name: str) -> Any:

@@ -57,10 +57,11 @@ class Step(str):
         _DEFINED[hash32] = self
         return self
 
-    def checkpoint(self, name: str) -> Step:
+    def checkpoint(self, name: str, hash: str | None = None) -> Step:
         """Checkpoint `name` of this step, as an input of another step: it is served as soon as this step
-        publishes it (this step must be declared with checkpoints=True; docs/resume.md)."""
-        return Checkpoint(self, name, _caller())
+        publishes it (this step must be declared with checkpoints=True; docs/resume.md). With `hash` (what
+        `nw pin STEP --checkpoint NAME` prints) it is that object: served as is, and this step is not needed."""
+        return Checkpoint(self, name, _caller(), hash)
 
 
 class Checkpoint(Step):
@@ -69,19 +70,24 @@ class Checkpoint(Step):
     producer: Step
     checkpoint: str
 
-    def __new__(cls, producer: Step, name: str, where: str) -> Checkpoint:  # type: ignore[misc]
+    def __new__(cls, producer: Step, name: str, where: str,  # type: ignore[misc]
+                pinned: str | None = None) -> Checkpoint:
         from nixlib import checkpoints
 
         problem = checkpoints.name_problem(name) if isinstance(name, str) else "it is not a string"
         if problem is not None:
             raise NixWorkflowError(f"{where}: {name!r} cannot name a checkpoint: {problem}")
-        if not producer.options.checkpoints or producer.pinned is not None:
+        if pinned is not None and not nar.is_nar_hash(pinned):
+            raise NixWorkflowError(f"{where}: hash {pinned!r} of checkpoint {name!r} is not a 52-character Nix "
+                                   "base32 SHA-256 (`nw pin STEP --checkpoint NAME` prints it)")
+        if pinned is None and (not producer.options.checkpoints or producer.pinned is not None):
             raise NixWorkflowError(f"{where}: checkpoint {name!r} of a step that publishes none: declare the step "
-                                   "with checkpoints=True (a step pinned with hash= publishes none)")
-        identity = canonical_json(["checkpoint", producer.hash32, name])
+                                   "with checkpoints=True (a step pinned with hash= publishes none; pin the "
+                                   "checkpoint itself with hash=)")
+        identity = canonical_json(["checkpoint", producer.hash32, name] + ([pinned] if pinned else []))
         token, hash32 = context.placeholder(_root(), identity, "output")  # the scanner matches unnamed steps so
         self = str.__new__(cls, token)
-        self.command, self.name, self.env, self.pinned = "", None, None, None
+        self.command, self.name, self.env, self.pinned = "", None, None, pinned
         self.options, self.hash32, self.where = RunOptions(), hash32, where
         self.producer, self.checkpoint = producer, name
         _DEFINED[hash32] = self
@@ -294,6 +300,11 @@ class _Builder:
         if isinstance(step, Checkpoint):
             from nixlib.checkpoints import CheckpointRecipe
 
+            if step.pinned is not None:  # locked by `nw pin`: that object, whatever the producer does now
+                ref = Recipe(name=name, command=f"checkpoint {step.checkpoint} of {self.names[step.producer.hash32]}",
+                             pinned=step.pinned)
+                self.workflow.recipes[name] = ref
+                return ref
             ref = CheckpointRecipe(name, self.recipe(step.producer, path + [name]), step.checkpoint)
             self.workflow.recipes[name] = ref
             return ref

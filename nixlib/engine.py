@@ -219,6 +219,8 @@ class Engine:
         watcher = checkpoints.Watcher(build.tmp / checkpoints.DIR, publish, note)
         watcher.start()
         build.variables["NW_CHECKPOINTS"] = str(watcher.directory)
+        if recipe.options.resumable:  # resume from what an earlier run of exactly this computation published
+            build.variables.update(checkpoints.latest_variables(self.store, rk))
         try:
             return action(build, command)
         finally:

@@ -28,6 +28,7 @@ from nixlib.statmemo import StatMemo
 from nixlib.store import default_root
 
 _STEP_TOKEN = re.compile(r"/nix-workflow-step/[0-9a-f]{64}-[A-Za-z0-9_+?=.-]*")
+_CHECKPOINT_TOKEN = re.compile(r"/nix-workflow-checkpoint/(none|[0-9abcdfghijklmnpqrsvwxyz]{52})/(\d+):")
 _STATIC_TOKEN = re.compile(r"/nix-workflow-static/([0-9abcdfghijklmnpqrsvwxyz]{52})(?:/(\d+):)?")
 
 
@@ -158,7 +159,8 @@ class _Translator:
         return step
 
     def _upstream(self, decl: _Decl, command: str, path: list[str]) -> str:
-        """Replace each upstream step's Nix token by its Python placeholder."""
+        """Replace each checkpoint reference, then each upstream step's Nix token, by its Python placeholder."""
+        command = self._checkpoints(decl, command, path)
         def placeholder(m: re.Match[str]) -> str:
             text = m.group(0)
             token = self._token_in(text)
@@ -168,6 +170,29 @@ class _Translator:
                     f"{self.path.name} (bound in a `let`?). Make it an attribute of the set the file returns.")
             return str(self.step(self.by_token[token], path)) + text[len(token):]
         return _STEP_TOKEN.sub(placeholder, command)
+
+    def _checkpoints(self, decl: _Decl, command: str, path: list[str]) -> str:
+        """Replace each `model.checkpoint "NAME"` (lib.nix: pin, length-prefixed name, then the producer's
+        token) by the placeholder of the same dsl.Checkpoint as Python's `model.checkpoint("NAME")`."""
+        out: list[str] = []
+        pos = 0
+        for m in _CHECKPOINT_TOKEN.finditer(command):
+            if m.start() < pos:
+                continue
+            name = command[m.end():].encode()[: int(m.group(2))].decode(errors="replace")
+            rest = command[m.end() + len(name):]
+            token = self._token_in(rest)
+            if token is None:
+                raise NixWorkflowError(
+                    f"step '{decl.attr}' ({decl.where}) uses checkpoint '{name}' of a step that is not a top-level "
+                    f"attribute of {self.path.name} (bound in a `let`?). Make it an attribute of the set the file "
+                    "returns.")
+            producer = self.step(self.by_token[token], path)
+            pin = None if m.group(1) == "none" else m.group(1)
+            out += [command[pos:m.start()], str(dsl.Checkpoint(producer, name, decl.where, pin))]
+            pos = m.end() + len(name) + len(token)
+        out.append(command[pos:])
+        return "".join(out)
 
     def _token_in(self, text: str) -> str | None:
         """The known token a match starts with (the regex's name part may run into the text after it)."""

@@ -27,12 +27,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from nixlib import faults, nar, narread, records, signing, temproots
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import canonical_json
-from nixlib.remotes import Backend, RemoteDown, open_backend
+from nixlib.remote_progress import Transfer
+from nixlib.remotes import Backend, RemoteDown, Stream, open_backend
 from nixlib.store import Store, force_remove
 
 ENV_URL = "NIX_WORKFLOW_REMOTE"
@@ -170,6 +171,9 @@ class Remote:
             return
         stream, key = self._open_object(h)
         scratch = store.new_tmp("pull")
+        transfer = Transfer("pulling", f"{self.url.split('?')[0]}/{key}", stream.size)
+        stream.on_read = transfer.add  # progress on a terminal, for large objects
+        ok = False
         try:
             with contextlib.closing(stream):
                 staged = scratch / "object"
@@ -189,10 +193,12 @@ class Remote:
                 stored = store.ingest(staged, move=True)
             if stored != h:  # cannot happen with a canonical archive; never serve it under the wrong name
                 raise Rejected(f"object {key} unpacked to {stored}, not to its name")
+            ok = True
         finally:
+            transfer.finish(ok)
             force_remove(scratch)
 
-    def _open_object(self, h: str) -> tuple[BinaryIO, str]:
+    def _open_object(self, h: str) -> tuple[Stream, str]:
         for suffix in dict.fromkeys((self.suffix, ".nar.xz", ".nar")):
             stream = self.backend.get(f"nar/{h}{suffix}")
             if stream is not None:
@@ -246,7 +252,13 @@ class Remote:
                     f.write(comp.flush())
                 else:
                     nar.dump(store.object_path(h), f.write)
-            done = self.backend.put(str(packed), key, replace=repair)
+            transfer = Transfer("pushing", f"{self.url.split('?')[0]}/{key}", packed.stat().st_size)
+            sent = False
+            try:
+                done = self.backend.put(str(packed), key, replace=repair, progress=transfer.add)
+                sent = True
+            finally:
+                transfer.finish(sent)
         finally:
             force_remove(scratch)
         if repair:
@@ -321,7 +333,7 @@ def lineage_records(store: Store, doc: dict[str, Any]) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def _reader(stream: BinaryIO, xz: bool) -> narread.Read:
+def _reader(stream: Stream, xz: bool) -> narread.Read:
     """A read(n) over a (possibly xz-compressed) stream. Decompression is capped per call, so a small
     compressed chunk that expands enormously never sits in memory whole."""
     if not xz:

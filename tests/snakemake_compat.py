@@ -46,6 +46,14 @@ NEEDS = ("conda:", "container:", "singularity:", "envmodules:", "wrapper:", "not
          "http://", "https://", "ftp://", "zenodo", "cwl:")
 
 
+# Cases whose re-run from the store is known not to match, each for a documented reason (docs/snakemake.md).
+# Only the re-run is excused: the executor's own run must still pass.
+KNOWN = {
+    "priority": "every job also appends to order.out, which no rule declares: undeclared files are not "
+                "restored, so a fully restored re-run leaves no order.out",
+}
+
+
 def installed_version() -> str:
     from importlib.metadata import version
 
@@ -218,7 +226,8 @@ class Outcome:
             return None
         if self.executor is None or not self.executor.ok:
             return f"--executor nixworkflow: {self.executor.why if self.executor else 'not run'}"
-        if self.rerun is not None and not self.rerun.ok and (self.local_rerun is None or self.local_rerun.ok):
+        if self.rerun is not None and not self.rerun.ok and (self.local_rerun is None or self.local_rerun.ok) \
+                and self.case.name not in KNOWN:
             return f"re-run from the store: {self.rerun.why}"
         return None
 
@@ -230,6 +239,8 @@ class Outcome:
             return f"fails with the local executor ({self.local.why if self.local else 'not run'})"
         if self.regression:
             return "REGRESSION"
+        if self.rerun is not None and not self.rerun.ok and self.case.name in KNOWN:
+            return f"passes; re-run from the store: known limitation ({KNOWN[self.case.name]})"
         if self.rerun is not None and not self.rerun.ok:
             return "passes; re-run fails with the local executor too"
         return "passes"

@@ -174,3 +174,78 @@ def test_checkpoints_in_nix(tmp_path: Path, store_root: Path) -> None:
     out = nw("checkpoints", "train", "--file", str(exp), check=True).stdout
     [(name, _, path)] = [line.split("\t") for line in out.splitlines()]
     assert name == "e1" and (Path(path) / "w").read_text() == "one\n"
+
+
+HANDSHAKE = (PUBLISH + 'publish epoch-1 one; publish epoch-2 two\n'
+             'for _ in $(seq 1200); do [ -f "$1/evaluated" ] && break; sleep 0.05; done\n'
+             '[ -f "$1/evaluated" ] || { echo "evaluate never ran"; exit 1; }\n'
+             'publish epoch-3 three; echo final > $out/model\n')
+
+
+def test_a_nix_step_consumes_a_checkpoint_as_pythons_does(tmp_path: Path, store_root: Path) -> None:
+    """`train.checkpoint "epoch-2"` (and `checkpoint train "epoch-3"`) in experiment.nix: the dependant runs while
+    train still runs (train waits for it: the handshake), and the same experiment in Python is then entirely
+    served, so both front doors map a checkpoint to the same dependency and keys."""
+    from tests.nixcheck import require_nix
+
+    require_nix("nix-instantiate")
+    script = tmp_path / "train.sh"
+    script.write_text("#!/bin/bash\nset -euo pipefail\n" + HANDSHAKE)
+    script.chmod(0o755)
+    evaluate = "cat {}/weights > $out/score; touch " + f"{tmp_path}/evaluated"
+    nix = tmp_path / "experiment.nix"
+    nix_evaluate = evaluate.format('${train.checkpoint "epoch-2"}')
+    nix.write_text("let inherit ((import <nixworkflow>).lib) output checkpoint; in rec {\n"
+                   f'  train = output {{ cmd = "{script} {tmp_path}"; checkpoints = true; }};\n'
+                   f"  evaluate = output ''{nix_evaluate}'';\n"
+                   '  late = output "cat ${checkpoint train "epoch-3"}/weights > $out/w";\n'
+                   "}\n")
+    run = nw("run", "-j", "2", str(nix))
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = Path("nix-workflow-output")
+    assert (out / "evaluate" / "score").read_text() == "two\n"
+    assert (out / "late" / "w").read_text() == "three\n"
+    assert (out / "train" / "model").read_text() == "final\n"
+
+    py = tmp_path / "experiment.py"
+    py.write_text("from nixlib import output\n"
+                  f"train = output('{script} {tmp_path}', checkpoints=True)\n"
+                  f"evaluate = output('{evaluate}'.format(train.checkpoint('epoch-2')))\n"
+                  "late = output(f'cat {train.checkpoint(\"epoch-3\")}/weights > $out/w')\n")
+    again = nw("run", "-j", "2", str(py), check=True)
+    assert "done 0 · cached 5" in again.stderr, again.stderr
+
+
+def test_nix_refuses_a_checkpoint_of_a_step_without_checkpoints(tmp_path: Path) -> None:
+    from tests.nixcheck import require_nix
+
+    require_nix("nix-instantiate")
+    nix = tmp_path / "experiment.nix"
+    nix.write_text("let inherit ((import <nixworkflow>).lib) output; in rec {\n"
+                   '  train = output "echo 1 > $out/m";\n'
+                   '  evaluate = output "cat ${train.checkpoint "epoch-2"}/m > $out/s";\n'
+                   "}\n")
+    run = nw("run", str(nix))
+    assert run.returncode != 0
+    assert 'checkpoint "epoch-2" of a step that publishes none: declare the step with checkpoints = true' \
+        in run.stderr, run.stderr
+
+
+def test_a_resumed_step_gets_its_latest_published_checkpoint(tmp_path: Path, store_root: Path) -> None:
+    """A resumable step with checkpoints that failed after publishing z-first, then a-second (the latest,
+    though its name sorts first; both are stored after the step ended, in one scan), finds a-second in
+    $NW_LATEST_CHECKPOINT on its next run; a first run, and a run on other inputs, find none. Checkpoints
+    published in one scan are also listed in publication order (epoch-9 before epoch-10 on a tie)."""
+    exp = experiment(tmp_path, 'echo "latest=${NW_LATEST_CHECKPOINT_NAME:-none}" >> "$2/seen"\n'
+                               'if [ -n "${NW_LATEST_CHECKPOINT:-}" ]; then\n'
+                               '  cat "$NW_LATEST_CHECKPOINT/weights" > $out/model; exit 0; fi\n'
+                               'publish epoch-9 "nine"; publish epoch-10 "ten"; sleep 0.05\n'
+                               'publish z-first "one"; sleep 0.05; publish a-second "two from $(cat $1)"; exit 1\n')
+    exp.write_text(exp.read_text().replace("checkpoints=True", "checkpoints=True, resumable=True"))
+    assert nw("run", str(exp)).returncode == 1
+    assert list(listed(exp)) == ["epoch-9", "epoch-10", "z-first", "a-second"]
+    nw("run", str(exp), check=True)
+    assert (Path("nix-workflow-output") / "train" / "model").read_text() == "two from d1\n"
+    (tmp_path / "data.txt").write_text("d2\n")  # other inputs: the checkpoints of d1 are not offered
+    assert nw("run", str(exp)).returncode == 1
+    assert (tmp_path / "seen").read_text() == "latest=none\nlatest=a-second\nlatest=none\n"

@@ -19,7 +19,8 @@ from tests.nixcheck import require_nix
 pytestmark = pytest.mark.nix
 
 SHOWCASE = REPO / "examples" / "showcase"
-STEPS = 11
+STEPS = 13  # steps that run (predict/eval_base_epoch2 use the checkpoint model_base publishes)
+SERVED = STEPS + 1  # and model_base@epoch-2, counted as served once published
 LIB = "inherit ((import <nixworkflow>).lib) output static;"
 
 
@@ -40,13 +41,13 @@ def test_showcase_runs_offline_then_is_fully_cached(tmp_path: Path) -> None:
     log = tmp_path / "nix-calls"
     shim = nixsets.nix_shim(tmp_path / "shim", log)
     first = nw("run", str(SHOWCASE / "experiment.nix"), "-j", "2", env=shim, check=True)
-    assert f"done {STEPS}" in first.stderr and "warning" not in first.stderr
+    assert f"done {STEPS} · cached 1" in first.stderr and "warning" not in first.stderr
     comparison = json.loads(Path("nix-workflow-output/comparison/comparison.json").read_text())
     assert len(comparison["results"]) == 3 and all(r["n"] == 500 for r in comparison["results"])
 
     seen = len(nixsets.calls(log))
     second = nw("run", str(SHOWCASE / "experiment.nix"), env=shim, check=True)
-    assert f"cached {STEPS}" in second.stderr and "done 0" in second.stderr
+    assert f"cached {SERVED}" in second.stderr and "done 0" in second.stderr
     assert nixsets.calls(log)[seen:] == []  # evaluation cached, tools present and rooted: no Nix at all
 
     # `nw show` lists the exact store paths of the tools, as the real Nix computes them
@@ -57,7 +58,7 @@ def test_showcase_runs_offline_then_is_fully_cached(tmp_path: Path) -> None:
 
     # the Python version with the same tools through an Env keys every step the same: nothing re-runs
     py = nw("run", str(SHOWCASE / "experiment_env.py"), env=shim, check=True)
-    assert f"cached {STEPS}" in py.stderr and "done 0" in py.stderr
+    assert f"cached {SERVED}" in py.stderr and "done 0" in py.stderr
 
 
 def test_same_step_in_nix_and_python_has_the_same_recipe_key(tmp_path: Path) -> None:

@@ -320,3 +320,62 @@ def test_remote_configured_in_nixworkflow_yaml(tmp_path: Path, keys: dict[str, s
     assert len(list((tmp_path / "remote" / "realisations").iterdir())) == 2
     nw("run", str(exp), "-q", cwd=tmp_path, env={"NIX_WORKFLOW_STORE": str(tmp_path / "store-b")}, check=True)
     assert ran(count) == ["data", "model"]
+
+
+def on_terminal(host: Host, *args: str, env: dict[str, str]) -> str:
+    """Run the real CLI with stderr on a pseudo-terminal (as in an interactive shell); what it wrote there."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "nixlib.cli", *args], cwd=host.cwd, stdout=subprocess.DEVNULL,
+                            stderr=slave, env=dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent),
+                                                   **host.env, **env))
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every writer of the terminal has gone
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif proc.poll() is not None:
+                break
+    finally:
+        os.close(master)
+        proc.wait(30)
+    assert proc.returncode == 0, out.decode(errors="replace")
+    return out.decode(errors="replace")
+
+
+def test_transfer_progress_on_a_terminal_only(tmp_path: Path, remote: Remote, keys: dict[str, str]) -> None:
+    """Large transfers print progress lines on a terminal (here every object counts as large and every chunk
+    gets a line); the same runs with stderr on a pipe print none."""
+    exp = tmp_path / "exp.py"
+    exp.write_text("from nixlib import output\n"
+                   "big = output('head -c 3000000 /dev/urandom > $out/blob')\n")
+    show = {"NIX_WORKFLOW_PROGRESS_MIN_BYTES": "0", "NIX_WORKFLOW_PROGRESS_EVERY": "0"}
+    a, b, c = (Host(tmp_path, n, remote, keys["k1.pub"]) for n in "abc")
+    pushed = on_terminal(a, "run", str(exp), "-q", "--remote", remote.url, "--push", "--secret-key-file", keys["k1"],
+                         env=show)
+    (obj,) = [k for k in remote.keys() if k.startswith("nar/")]
+    assert f"nw: pushing {remote.url.split('?')[0]}/{obj} (2.9 MiB)" in pushed, pushed
+    assert f"{obj}: done, 2.9 MiB in" in pushed, pushed
+    pulled = on_terminal(b, "run", str(exp), "-q", "--remote", remote.url, env=show)
+    assert f"nw: pulling {remote.url.split('?')[0]}/{obj} (2.9 MiB)" in pulled, pulled
+    assert " of 2.9 MiB (" in pulled and f"{obj}: done, 2.9 MiB in" in pulled, pulled  # intermediate lines too
+    assert b.objects() == a.objects()
+
+    quiet = c.run(exp, env=show)  # stderr is a pipe: not a word about transfers
+    assert c.objects() == a.objects()
+    assert "pulling" not in quiet.stderr and "\r" not in quiet.stderr, quiet.stderr
+    exp.write_text("from nixlib import output\n"
+                   "big = output('head -c 2000000 /dev/urandom > $out/blob')\n")
+    pushed_quietly = c.run(exp, "--push", "--secret-key-file", keys["k1"], env=show)
+    assert sum(k.startswith("nar/") for k in remote.keys()) == 2  # it did upload
+    assert "pushing" not in pushed_quietly.stderr and "\r" not in pushed_quietly.stderr, pushed_quietly.stderr

@@ -15,7 +15,8 @@ import pytest
 from tests.helpers import REPO, nw, tree_snapshot
 
 SHOWCASE = REPO / "examples" / "showcase" / "experiment.py"
-STEPS = 11
+STEPS = 13  # steps that run (predict/eval_base_epoch2 use the checkpoint model_base publishes)
+SERVED = STEPS + 1  # and model_base@epoch-2, counted as served once published
 
 
 def write(path: Path, text: str) -> Path:
@@ -34,13 +35,15 @@ def runs(count_file: Path) -> int:
 
 def test_showcase_runs_then_is_fully_cached(tmp_path: Path) -> None:
     first = nw("run", str(SHOWCASE), "-j", "2", check=True)
-    assert f"done {STEPS}" in first.stderr
+    assert f"done {STEPS} · cached 1" in first.stderr
+    early = json.loads(Path("nix-workflow-output/eval_base_epoch2/metrics.json").read_text())
+    assert early["n"] == 500  # model_base's epoch-2 checkpoint, evaluated
     comparison = json.loads(Path("nix-workflow-output/comparison/comparison.json").read_text())
     assert len(comparison["results"]) == 3 and all(r["n"] == 500 for r in comparison["results"])
     data = Path("nix-workflow-output/dataset/data.csv").read_text().splitlines()
     assert len(data) == 501
     second = nw("run", str(SHOWCASE), check=True)
-    assert f"cached {STEPS}" in second.stderr and "done 0" in second.stderr
+    assert f"cached {SERVED}" in second.stderr and "done 0" in second.stderr
     assert "[dataset]" not in second.stdout  # nothing executed, so no step printed anything
 
 

@@ -24,7 +24,7 @@ SAMPLE = [
     "same_wildcard", "unpack_dict", "unpack_list", "no_temp", "shell", "globwildcards", "keyword_list",
     "ruledeps", "local_import", "touch", "config", "update_config", "config_replacing", "wildcard_keyword",
     "temp_expand", "wildcard_count_ambiguity", "name_override", "multiple_includes", "empty_include",
-    "yaml_config",
+    "yaml_config", "lazy_resources",
 ]
 
 

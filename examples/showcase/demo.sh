@@ -44,3 +44,8 @@ say "nw show model_base     (the exact Nix store paths the step ran with)"
 
 say "nw run experiment_env.py  (Python with the Nix-built tools: the same recipe keys, nothing runs)"
 "$NW" run experiment_env.py -q
+
+say "nw checkpoints model_base  (published while it trained; predict_base_epoch2 started on epoch-2 meanwhile)"
+"$NW" checkpoints model_base
+say "nw pin model_base --checkpoint epoch-2  (its object, and the line that locks it in experiment.nix)"
+"$NW" pin model_base --checkpoint epoch-2 --file experiment.nix

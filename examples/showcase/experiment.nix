@@ -1,4 +1,5 @@
-# The seed's showcase experiment in Nix: data -> three trainings -> inference -> evaluation -> comparison.
+# The seed's showcase experiment in Nix: data -> three trainings -> inference -> evaluation -> comparison,
+# and an early evaluation of a checkpoint that model_base publishes while it trains.
 #
 #   nw run experiment.nix            (nw puts nixworkflow's library on the search path as <nixworkflow>)
 #
@@ -24,11 +25,15 @@ rec {
       --data=${dataset}/data.csv
       --epochs=5 --lr=0.01 --batch-size=128
   '';
-  model_base = output ''
-    ${train_bin}/bin/train
-      --data=${dataset}/data.csv
-      --epochs=10 --lr=0.001 --batch-size=32
-  '';
+  # publishes epoch-1 … epoch-10 while it trains (docs/resume.md)
+  model_base = output {
+    cmd = ''
+      ${train_bin}/bin/train
+        --data=${dataset}/data.csv
+        --epochs=10 --lr=0.001 --batch-size=32
+    '';
+    checkpoints = true;
+  };
   model_large = output ''
     ${train_bin}/bin/train
       --data=${dataset}/data.csv
@@ -64,6 +69,18 @@ rec {
   eval_large = output ''
     ${evaluate_bin}/bin/evaluate
       --predictions=${predict_large}/predictions.csv
+      --ground-truth=${dataset}/data.csv
+  '';
+
+  # model_base as it was after 2 of its 10 epochs: runs as soon as training publishes epoch-2, while it goes on.
+  predict_base_epoch2 = output ''
+    ${inference_bin}/bin/inference
+      --model=${model_base.checkpoint "epoch-2"}/model.json
+      --data=${dataset}/data.csv
+  '';
+  eval_base_epoch2 = output ''
+    ${evaluate_bin}/bin/evaluate
+      --predictions=${predict_base_epoch2}/predictions.csv
       --ground-truth=${dataset}/data.csv
   '';
 

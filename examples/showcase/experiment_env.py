@@ -28,7 +28,7 @@ model_base = output(f"""
   {train}/bin/train
     --data={dataset}/data.csv
     --epochs=10 --lr=0.001 --batch-size=32
-""")
+""", checkpoints=True)
 model_large = output(f"""
   {train}/bin/train
     --data={dataset}/data.csv
@@ -45,5 +45,10 @@ eval_base = output(f"{evaluate}/bin/evaluate --predictions={predict_base}/predic
                    f"--ground-truth={dataset}/data.csv")
 eval_large = output(f"{evaluate}/bin/evaluate --predictions={predict_large}/predictions.csv "
                     f"--ground-truth={dataset}/data.csv")
+
+predict_base_epoch2 = output(f"{inference}/bin/inference --model={model_base.checkpoint('epoch-2')}/model.json "
+                             f"--data={dataset}/data.csv")
+eval_base_epoch2 = output(f"{evaluate}/bin/evaluate --predictions={predict_base_epoch2}/predictions.csv "
+                          f"--ground-truth={dataset}/data.csv")
 
 comparison = output(f"{compare}/bin/compare --result={eval_small} --result={eval_base} --result={eval_large}")

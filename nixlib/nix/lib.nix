@@ -12,6 +12,12 @@
 # A long step may say `resumable = true;`: it gets a `$state` directory that survives failures and
 # interrupts, keyed by everything that determines its result (so a changed input starts afresh).
 #
+# A step with `checkpoints = true;` publishes named snapshots while it runs (docs/resume.md); another step
+# uses one with `model.checkpoint "epoch-2"` (the same as Python's `model.checkpoint("epoch-2")`; a function,
+# because a set's attribute names must be known when it is built, and checkpoint names are not), or with
+# `checkpoint model "epoch-2"`. `model.checkpoint { name = "epoch-2"; hash = "…"; }` locks it to the object
+# `nw pin model --checkpoint epoch-2` printed: served as is, and `model` is then not needed.
+#
 # A step evaluates to a set whose `outPath` is a token: interpolating a step into another
 # step's command copies the token, which is how `nw` finds the dependency (Python maps each
 # token to its step and computes the recipe key, so a step keys the same as in experiment.py).
@@ -60,7 +66,25 @@ let
     in
     if hash != null && !(isHash hash) then fail "output: hash \"${toString hash}\" is not a 52-character Nix base32 SHA-256"
     else if name != null && !(isString name) then fail "output: name must be a string"
-    else { outPath = token; __nixworkflow = record // { inherit token; }; };
+    else let step = { outPath = token; __nixworkflow = record // { inherit token; }; checkpoint = checkpoint step; };
+    in step;
+
+  # A checkpoint reference names its producer by the producer's token (which it ends with); the name
+  # is length-prefixed and the pin is `none` or a hash, so `nw` reads all three back from any command.
+  checkpoint = step: arg:
+    let
+      a = if isString arg then { name = arg; } else if isAttrs arg then checkArgs "checkpoint" [ "name" "hash" ] arg
+        else fail "checkpoint takes a name or { name; hash ? null; }";
+      name = if isString (a.name or null) && a.name != "" then a.name else fail "checkpoint: name must be a non-empty string";
+      hash = a.hash or null;
+      r = step.__nixworkflow or (fail "checkpoint: its first argument must be a step (output ...)");
+      pin = if hash == null then "none" else if isHash hash then hash
+        else fail "checkpoint: hash \"${toString hash}\" is not a 52-character Nix base32 SHA-256";
+    in
+    if hash == null && (!r.checkpoints || r.hash != null) then
+      fail ("checkpoint \"${name}\" of a step that publishes none: declare the step with checkpoints = true; "
+        + "(a step pinned with hash publishes none; pin the checkpoint itself with { name; hash; })")
+    else { outPath = "/nix-workflow-checkpoint/${pin}/${toString (stringLength name)}:${name}${r.token}"; };
 
   # A static input is named by its content hash; the path (when given) travels inside the token,
   # length-prefixed, so a static bound in a `let` still reaches `nw` through the commands using it.
@@ -75,5 +99,5 @@ let
     { outPath = "/nix-workflow-static/${hash}${suffix}"; __nixworkflowStatic = { inherit hash path; }; };
 in
 {
-  inherit output static;
+  inherit output static checkpoint;
 }

@@ -7,7 +7,8 @@ replace an earlier one unless asked (`replace=True`, used only to repair an obje
 
 from __future__ import annotations
 
-from typing import BinaryIO, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from nixlib.errors import NixWorkflowError
@@ -18,18 +19,40 @@ class RemoteDown(Exception):
     without it after one warning."""
 
 
+class Stream:
+    """A download: read(n) and close(), its size when the backend knows it, and an optional per-read callback
+    (transfer progress) so callers need not wrap every stream they are handed."""
+
+    def __init__(self, raw: Any, size: int | None) -> None:
+        self.raw, self.size = raw, size
+        self.on_read: Callable[[int], None] | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        if self.on_read is not None:
+            self.on_read(len(data))
+        return data
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+Progress = Callable[[int], None]  # called with the number of bytes just sent
+
+
 class Backend(Protocol):
     url: str
     guarantee: str  # one sentence for docs and `nw push`: what first-writer-wins means on this kind
 
-    def get(self, key: str) -> BinaryIO | None:
+    def get(self, key: str) -> Stream | None:
         """A readable stream of `key`, or None if absent."""
 
     def exists(self, key: str) -> bool:
         """True if `key` is present."""
 
-    def put(self, path: str, key: str, replace: bool = False) -> bool:
-        """Upload the local file `path` as `key`; False (nothing written) if `key` exists and not `replace`."""
+    def put(self, path: str, key: str, replace: bool = False, progress: Progress | None = None) -> bool:
+        """Upload the local file `path` as `key`; False (nothing written) if `key` exists and not `replace`.
+        `progress(n)` is told of bytes sent as they go (as finely as the transport allows)."""
 
 
 def open_backend(url: str) -> Backend:

@@ -13,14 +13,12 @@ import contextlib
 import errno
 import os
 import secrets
-import shutil
 import socket
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from nixlib import faults
-from nixlib.remotes import RemoteDown
+from nixlib.remotes import Progress, RemoteDown, Stream
 
 
 class FileBackend:
@@ -39,9 +37,10 @@ class FileBackend:
         if not self.root.is_dir():
             raise RemoteDown(f"{self.root} is not a directory (not mounted? create it with mkdir -p {self.root})")
 
-    def get(self, key: str) -> BinaryIO | None:
+    def get(self, key: str) -> Stream | None:
         try:
-            return open(self._path(key), "rb")  # noqa: SIM115 - the caller closes the stream
+            f = open(self._path(key), "rb")  # noqa: SIM115 - the caller closes the stream
+            return Stream(f, os.fstat(f.fileno()).st_size)
         except FileNotFoundError:
             self._check_root()
             return None
@@ -54,7 +53,7 @@ class FileBackend:
         self._check_root()
         return False
 
-    def put(self, path: str, key: str, replace: bool = False) -> bool:
+    def put(self, path: str, key: str, replace: bool = False, progress: Progress | None = None) -> bool:
         self._check_root()
         dest = self._path(key)
         tmpdir = self.root / "tmp"
@@ -66,8 +65,11 @@ class FileBackend:
         tmp = tmpdir / f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(6)}"
         try:
             with open(path, "rb") as src, open(tmp, "xb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-                faults.point("remote-upload-partial")
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+                    faults.point("remote-upload-partial")
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(tmp, 0o444)

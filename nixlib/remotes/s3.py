@@ -12,12 +12,12 @@ in 16 MiB parts so memory stays bounded) is invisible until it is completed and 
 from __future__ import annotations
 
 import os
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from nixlib import faults
 from nixlib.errors import NixWorkflowError
-from nixlib.remotes import RemoteDown
+from nixlib.remotes import Progress, RemoteDown, Stream
 
 PART = int(os.environ.get("NIX_WORKFLOW_S3_PART_SIZE") or 16 << 20)  # S3's minimum part is 5 MiB
 SINGLE_PUT_MAX = int(os.environ.get("NIX_WORKFLOW_S3_SINGLE_PUT_MAX") or 64 << 20)
@@ -58,9 +58,10 @@ class S3Backend:
     def _absent(self, e: Exception) -> bool:
         return isinstance(e, self._errors.ClientError) and str(e.response.get("Error", {}).get("Code")) in _ABSENT
 
-    def get(self, key: str) -> BinaryIO | None:
+    def get(self, key: str) -> Stream | None:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            found = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return Stream(found["Body"], found.get("ContentLength"))
         except Exception as e:  # noqa: BLE001 - every botocore failure is either "absent" or "down"
             if self._absent(e):
                 return None
@@ -75,16 +76,19 @@ class S3Backend:
                 return False
             raise self._down(e) from None
 
-    def put(self, path: str, key: str, replace: bool = False) -> bool:
+    def put(self, path: str, key: str, replace: bool = False, progress: Progress | None = None) -> bool:
         if not replace and self.exists(key):
             return False
         cond = {} if replace else {"IfNoneMatch": "*"}
         try:
-            if os.path.getsize(path) <= SINGLE_PUT_MAX:
+            size = os.path.getsize(path)
+            if size <= SINGLE_PUT_MAX:
                 with open(path, "rb") as f:
                     self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=f, **cond)
+                if progress is not None:
+                    progress(size)
             else:
-                self._multipart(path, self._key(key), cond)
+                self._multipart(path, self._key(key), cond, progress)
             return True
         except Exception as e:  # noqa: BLE001
             if isinstance(e, self._errors.ClientError) and e.response.get("Error", {}).get("Code") in (
@@ -92,7 +96,7 @@ class S3Backend:
                 return False  # another writer was first: theirs stands
             raise self._down(e) from None
 
-    def _multipart(self, path: str, key: str, cond: dict[str, str]) -> None:
+    def _multipart(self, path: str, key: str, cond: dict[str, str], progress: Progress | None) -> None:
         """Upload in parts, one in memory at a time; nothing is visible until complete, aborted on failure."""
         upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
         try:
@@ -103,6 +107,8 @@ class S3Backend:
                     etag = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=n,
                                                    Body=chunk)["ETag"]
                     parts.append({"ETag": etag, "PartNumber": n})
+                    if progress is not None:
+                        progress(len(chunk))
                     faults.point("remote-upload-partial")
             self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload,
                                                   MultipartUpload={"Parts": parts}, **cond)
