@@ -149,8 +149,17 @@ class Engine:
                 return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))
             previous = (doc or self.store.read_record("realisations", rk)) if force else None
             held = getattr(lock, "held_fd", lambda: None)()
-            doc = self._build(recipe, rk, realised, action or self.action, provenance or {},
-                              keep_fds=() if held is None else (held,))
+            if self.remote is not None and not force:  # another host building it: wait for its result (remote.md)
+                doc = self.remote.claim(self.store, rk)
+                if doc is not None:
+                    return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))
+            try:
+                doc = self._build(recipe, rk, realised, action or self.action, provenance or {},
+                                  keep_fds=() if held is None else (held,))
+            except BaseException:
+                if self.remote is not None:
+                    self.remote.release(rk)  # the lease this process may hold: other hosts need not wait
+                raise
         if self.remote is not None:
             self.remote.after_build(self.store, doc)  # pushes if asked; a failure is a warning
         return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=False, record=doc, previous=previous))

@@ -11,7 +11,8 @@ Nothing read from a remote is believed on the way in: a record is used only if i
 to its name, and it enters the store only through ingest (which re-hashes what was unpacked). A pulled record
 is written through the store's normal writer, so it becomes this user's record, its provenance saying where
 it was substituted from and who signed it. A remote that cannot be reached costs one warning; the run goes on
-with local work.
+with local work. Before building a miss, a pushing host leases the key on the remote, and a host that finds
+another's live lease waits for its record (nixlib/remote_lease.py).
 
 Configuration (the command line sets the same variables, so every front door in the process sees them):
 `NIX_WORKFLOW_REMOTE` (URL), `NIX_WORKFLOW_TRUSTED_KEYS`, `NIX_WORKFLOW_SECRET_KEY_FILE`, `NIX_WORKFLOW_PUSH`.
@@ -25,11 +26,12 @@ import lzma
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nixlib import faults, nar, narread, records, signing, temproots
+from nixlib import faults, nar, narread, records, remote_lease, signing, temproots
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import canonical_json
 from nixlib.remote_progress import Transfer
@@ -77,6 +79,7 @@ class Remote:
         self.down = False
         self._missing: set[str] = set()
         self._bad_objects: set[str] = set()
+        self._leases: dict[str, tuple[remote_lease.Lease, Path]] = {}  # held by this process: lease, its scratch
         self._lock = threading.Lock()
 
     # ---- health -------------------------------------------------------------------------
@@ -142,7 +145,8 @@ class Remote:
             self._missing.add(rk)
         return None
 
-    def _substitute(self, store: Store, rk: str) -> dict[str, Any] | None:
+    def _substitute(self, store: Store, rk: str, locked: bool = False) -> dict[str, Any] | None:
+        """Fetch, verify and record `rk`; `locked`: the caller already holds the store's lock of `rk`."""
         found = self.fetch_record(rk)
         if found is None:
             with self._lock:
@@ -151,7 +155,7 @@ class Remote:
         doc, signer = found
         outputs = list(doc["outputs"].values())
         temproots.of(store.root).add([rk, *outputs])  # gc keeps what we are about to add
-        with store.lock(rk):
+        with contextlib.nullcontext() if locked else store.lock(rk):
             local = store.realisation(rk)
             if local is not None:
                 return local
@@ -163,6 +167,83 @@ class Remote:
                     store.record_realisation({k: v for k, v in doc.items() if k != "digest"} |
                                              {"provenance": provenance})
             return store.realisation(rk)
+
+    # ---- leases (nixlib/remote_lease.py) ------------------------------------------------
+
+    def claim(self, store: Store, rk: str) -> dict[str, Any] | None:
+        """Right before building a local miss (the store's lock of `rk` held): if another host holds a live
+        lease on `rk`, wait (bounded) for its record and return it substituted; otherwise None — build — after
+        taking the lease when this process pushes (so other hosts wait for its result instead of building too)."""
+        if self.down or not records.is_name(rk):
+            return None
+        try:
+            return self._claim(store, rk)
+        except RemoteDown as e:
+            self._went_down(e)
+        except Rejected as e:
+            warn(f"not using {rk} from {self.url}: {e}; it will be built locally")
+        return None
+
+    def _claim(self, store: Store, rk: str) -> dict[str, Any] | None:
+        deadline = time.monotonic() + remote_lease.longest_wait()
+        told = False
+        first = True
+        vanished = 0
+        while True:
+            if not (first and rk in self._missing):  # the lookup just before found no record: skip one GET
+                doc = self._substitute(store, rk, locked=True)
+                if doc is not None:
+                    return doc
+            first = False
+            if self._take_lease(store, rk, replace=False):
+                return None
+            lease = remote_lease.read(self.backend, rk)
+            if lease is None:
+                vanished += 1
+                if self._may_lease() and vanished < 3:
+                    continue  # released just now: look for its record, then try again
+                return None
+            if not remote_lease.live(lease):
+                self._take_lease(store, rk, replace=True)  # a crashed holder's: take it over (not atomic)
+                return None
+            if time.monotonic() >= deadline:
+                warn(f"waited {remote_lease.longest_wait():.0f} s for {remote_lease.holder(lease)} to build {rk} "
+                     f"(lease on {self.url}, NIX_WORKFLOW_LEASE_WAIT); building it here too")
+                return None
+            if not told:
+                told = True
+                print(f"nw: {remote_lease.holder(lease)} is building {rk[:12]}… (lease on {self.url}); waiting "
+                      "for its result", file=sys.stderr, flush=True)
+            time.sleep(min(remote_lease.poll_interval(), max(deadline - time.monotonic(), 0.0)))
+
+    def _may_lease(self) -> bool:
+        """Only a process that will push its result leases: others would make hosts wait for nothing."""
+        return self.push_enabled and self.secret is not None
+
+    def _take_lease(self, store: Store, rk: str, replace: bool) -> bool:
+        if not self._may_lease():
+            return False
+        scratch = store.new_tmp("lease")
+        lease = remote_lease.Lease(self.backend, scratch, rk)
+        try:
+            taken = lease.take(replace)
+        except BaseException:
+            force_remove(scratch)
+            raise
+        if not taken:
+            force_remove(scratch)
+            return False
+        with self._lock:
+            self._leases[rk] = (lease, scratch)
+        return True
+
+    def release(self, rk: str) -> None:
+        """Give up this process's lease on `rk` (after pushing its record, or when its build failed)."""
+        with self._lock:
+            held = self._leases.pop(rk, None)
+        if held is not None:
+            held[0].release()
+            force_remove(held[1])
 
     def fetch_object(self, store: Store, h: str) -> None:
         """Download object `h` into the store unless it is there; Rejected if it does not hash to its name
@@ -213,14 +294,17 @@ class Remote:
 
     def after_build(self, store: Store, doc: dict[str, Any]) -> None:
         """Push a fresh realisation if pushing is on; a failure is a warning (the run has already succeeded)."""
-        if not self.push_enabled or self.down:
-            return
         try:
-            self.push(store, doc)
-        except RemoteDown as e:
-            self._went_down(e)
-        except NixWorkflowError as e:
-            warn(f"not pushing to {self.url}: {e}")
+            if not self.push_enabled or self.down:
+                return
+            try:
+                self.push(store, doc)
+            except RemoteDown as e:
+                self._went_down(e)
+            except NixWorkflowError as e:
+                warn(f"not pushing to {self.url}: {e}")
+        finally:
+            self.release(doc["resolved_key"])  # after the record: a waiting host then finds it
 
     def push(self, store: Store, doc: dict[str, Any]) -> bool:
         """Upload a realisation's objects, then its signed record (last, so a record never names a missing

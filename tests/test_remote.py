@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import lzma
 import os
+import queue
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -261,12 +264,16 @@ def test_tampered_record_is_ignored(tmp_path: Path, remote: Remote, keys: dict[s
 def test_killed_upload_leaves_nothing_visible(tmp_path: Path, remote: Remote, keys: dict[str, str]) -> None:
     exp, count = experiment(tmp_path)
     a, b = Host(tmp_path, "a", remote, keys["k1.pub"]), Host(tmp_path, "b", remote, keys["k1.pub"])
-    # killed in the middle of the first object's upload (S3: every upload multipart, killed after a part)
+    # killed in the middle of the first object's upload (S3: every upload multipart, killed after a part); the
+    # first upload is the lease A takes before building, the second the object
     killed = a.run(exp, "--push", "--secret-key-file", keys["k1"], step="data", check=False,
-                   env={"NIX_WORKFLOW_FAULT": "remote-upload-partial", "NIX_WORKFLOW_S3_SINGLE_PUT_MAX": "0"})
+                   env={"NIX_WORKFLOW_FAULT": "remote-upload-partial:2", "NIX_WORKFLOW_S3_SINGLE_PUT_MAX": "0",
+                        "NIX_WORKFLOW_LEASE_SECONDS": "1"})
     assert killed.returncode == -9, killed.stderr
-    assert remote.keys() == []
-    b.run(exp, step="data")  # nothing to substitute: B builds, without errors
+    assert ran(count) == ["data"]
+    (lease,) = remote.keys()  # no object, no record: only the lease of the killed host, which expires
+    assert lease.startswith("leases/")
+    b.run(exp, step="data", env={"NIX_WORKFLOW_LEASE_POLL": "0.1"})  # nothing to substitute: B builds
     assert ran(count) == ["data", "data"]
     # the interrupted push is completed explicitly; a fresh host then runs nothing
     a.nw("run", str(exp), "data", "-q", check=True)  # cached: links it, so `nw push data` finds it
@@ -379,3 +386,99 @@ def test_transfer_progress_on_a_terminal_only(tmp_path: Path, remote: Remote, ke
     pushed_quietly = c.run(exp, "--push", "--secret-key-file", keys["k1"], env=show)
     assert sum(k.startswith("nar/") for k in remote.keys()) == 2  # it did upload
     assert "pushing" not in pushed_quietly.stderr and "\r" not in pushed_quietly.stderr, pushed_quietly.stderr
+
+
+# ---- leases: two hosts missing the same step at once -------------------------------------------------------
+
+def lease_experiment(tmp: Path) -> tuple[Path, Path, Path]:
+    """One step that logs each execution and then waits for a `go` file (so the test decides when it ends)."""
+    count, go = tmp / "count", tmp / "go"
+    exp = tmp / "slow.py"
+    exp.write_text("from nixlib import output\n"
+                   f"data = output('echo data >> {count}; while [ ! -e {go} ]; do sleep 0.05; done; "
+                   "echo hello > $out/x')\n")
+    return exp, count, go
+
+
+def put_lease(remote: Remote, rk: str, expires: float) -> None:
+    body = json.dumps({"host": "elsewhere", "pid": 1, "user": "someone", "token": "t", "expires": expires}).encode()
+    if remote.kind == "file":
+        (remote.dir / "leases").mkdir(exist_ok=True)
+        (remote.dir / "leases" / f"{rk}.json").write_bytes(body)
+    else:
+        remote.write(f"leases/{rk}.json", body)
+
+
+FAST_LEASES = {"NIX_WORKFLOW_LEASE_POLL": "0.1"}
+
+
+def test_second_host_waits_for_the_lease_holder_and_substitutes(tmp_path: Path, remote: Remote,
+                                                                keys: dict[str, str]) -> None:
+    exp, count, go = lease_experiment(tmp_path)
+    a, b = Host(tmp_path, "a", remote, keys["k1.pub"]), Host(tmp_path, "b", remote, keys["k1.pub"])
+
+    def start(host: Host, *extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", str(exp), "-q", "--remote", remote.url,
+                                 *extra], cwd=host.cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent), **host.env,
+                                         **FAST_LEASES))
+
+    first = start(a, "--push", "--secret-key-file", keys["k1"])
+    second = None
+    try:
+        deadline = time.monotonic() + 60
+        while not any(k.startswith("leases/") for k in remote.keys()):  # A has taken the lease and is building
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.05)
+        second = start(b, "--push", "--secret-key-file", keys["k1"])  # B misses too, and would push
+        assert second.stderr is not None
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in second.stderr], daemon=True).start()
+        said = ""
+        while "waiting for its result" not in said:  # B has found A's live lease and waits (not built: see count)
+            said += lines.get(timeout=30)
+        assert "is building" in said and ran(count) == ["data"], said
+        go.touch()  # A finishes, pushes its record, releases the lease; B substitutes it
+        assert first.wait(60) == 0 and second.wait(60) == 0, (first.communicate(), second.communicate())
+    finally:
+        go.touch()
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+    assert ran(count) == ["data"]  # built once, on A
+    assert (b.cwd / "nix-workflow-output/data/x").read_text() == "hello\n"
+    assert '"signed_by": "k1"' in b.nw("show", "data", check=True).stdout
+    assert not any(k.startswith("leases/") for k in remote.keys())  # released
+
+
+def resolved_key(host: Host, exp: Path) -> str:
+    """The step's resolved key, from a run on a scratch host with no remote."""
+    host.nw("run", str(exp), "-q", check=True)
+    return json.loads(host.nw("show", "data", "--json", check=True).stdout)["resolved_key"]
+
+
+def test_wait_for_a_lease_is_bounded_and_an_expired_lease_is_taken_over(tmp_path: Path, remote: Remote,
+                                                                          keys: dict[str, str]) -> None:
+    exp, count, go = lease_experiment(tmp_path)
+    go.touch()
+    rk = resolved_key(Host(tmp_path, "scratch", remote, keys["k1.pub"]), exp)
+    put_lease(remote, rk, time.time() + 3600)  # a live lease whose holder never delivers
+    b = Host(tmp_path, "b", remote, keys["k1.pub"])
+    waited = b.run(exp, env=dict(FAST_LEASES, NIX_WORKFLOW_LEASE_WAIT="0.3"))
+    assert ran(count) == ["data", "data"] and "building it here too" in waited.stderr, waited.stderr
+
+    put_lease(remote, rk, time.time() - 1)  # expired: its holder crashed
+    c = Host(tmp_path, "c", remote, keys["k1.pub"])
+    took = c.run(exp, "--push", "--secret-key-file", keys["k1"], env=FAST_LEASES)
+    assert ran(count) == ["data"] * 3 and "is building" not in took.stderr, took.stderr
+    assert f"realisations/{rk}.json" in remote.keys()
+    assert f"leases/{rk}.json" not in remote.keys()  # taken over, then released after the push
+
+
+def test_a_failed_build_releases_its_lease(tmp_path: Path, remote: Remote, keys: dict[str, str]) -> None:
+    exp = tmp_path / "fails.py"
+    exp.write_text("from nixlib import output\ndata = output('echo partial > $out/x; exit 3')\n")
+    a = Host(tmp_path, "a", remote, keys["k1.pub"])
+    failed = a.run(exp, "--push", "--secret-key-file", keys["k1"], check=False)
+    assert failed.returncode != 0
+    assert remote.keys() == [], remote.keys()  # no record, no object, and no lease left to make others wait

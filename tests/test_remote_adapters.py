@@ -104,7 +104,8 @@ def test_luigi_host_b_executes_nothing_host_a_pushed(tmp_path: Path, remote: Rem
     assert log.read_text().split() == ["data", "model"], err  # host B executed nothing
     assert (b / "nix-workflow-output/Model__99914b932b/y").read_text() == "HELLO\n"
     assert os.readlink(b / "nix-workflow-output/Data__99914b932b/l") == "x"
-    shown = nw("show", "nix-workflow-output/Model__99914b932b/y", cwd=b, env={"NIX_WORKFLOW_STORE": str(tmp_path / "store-b")}, check=True).stdout
+    shown = nw("show", "nix-workflow-output/Model__99914b932b/y", cwd=b,
+               env={"NIX_WORKFLOW_STORE": str(tmp_path / "store-b")}, check=True).stdout
     assert '"signed_by": "k1"' in shown
 
 

@@ -54,6 +54,9 @@ class Backend(Protocol):
         """Upload the local file `path` as `key`; False (nothing written) if `key` exists and not `replace`.
         `progress(n)` is told of bytes sent as they go (as finely as the transport allows)."""
 
+    def delete(self, key: str) -> None:
+        """Remove `key` if present (used only for leases, never for objects or records)."""
+
 
 def open_backend(url: str) -> Backend:
     """The backend for a remote URL: `s3://bucket/prefix[?endpoint=URL&region=R]` or `file:///dir`."""

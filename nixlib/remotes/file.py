@@ -80,6 +80,14 @@ class FileBackend:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise RemoteDown(f"cannot remove {self._path(key)}: {e.strerror}") from None
+
     def _publish(self, tmp: Path, dest: Path, replace: bool) -> bool:
         if replace:
             os.replace(tmp, dest)

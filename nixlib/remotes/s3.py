@@ -96,6 +96,13 @@ class S3Backend:
                 return False  # another writer was first: theirs stands
             raise self._down(e) from None
 
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as e:  # noqa: BLE001
+            if not self._absent(e):
+                raise self._down(e) from None
+
     def _multipart(self, path: str, key: str, cond: dict[str, str], progress: Progress | None) -> None:
         """Upload in parts, one in memory at a time; nothing is visible until complete, aborted on failure."""
         upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]

@@ -1,0 +1,125 @@
+"""Leases on a remote: `leases/<resolved key>` says "host H, process P is building this recipe until T".
+
+Without them, two hosts that miss the same recipe at once both build it, and the second upload is dropped
+(first writer wins). A lease is created with the backend's put-if-absent (S3 `If-None-Match: *`, link(2) on a
+file:// remote), so of two hosts only one gets it; the other waits for the holder's record and substitutes it.
+A lease is a courtesy, never a source of truth: it carries no result and is never trusted for one. So every
+failure mode ends in "build it here": a waiter gives up after a bounded wait (with a warning), an expired
+lease (a crashed or partitioned holder) is taken over, and a holder that fails releases its lease.
+
+The holder renews its lease every third of its lifetime from a daemon thread while it builds, so a build may
+last longer than the lease; hosts' clocks must agree to well within a lease's lifetime (default 5 minutes).
+
+Settings: NIX_WORKFLOW_LEASE_SECONDS (lifetime, default 300), NIX_WORKFLOW_LEASE_WAIT (longest wait for
+another host's lease, default 3600 s), NIX_WORKFLOW_LEASE_POLL (how often a waiter looks, default 5 s).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from nixlib.remotes import Backend, RemoteDown
+
+
+def _seconds(variable: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(variable, default))
+    except ValueError:
+        return default
+    return value if value >= 0 else default
+
+
+def lifetime() -> float:
+    return max(_seconds("NIX_WORKFLOW_LEASE_SECONDS", 300), 1.0)
+
+
+def longest_wait() -> float:
+    return _seconds("NIX_WORKFLOW_LEASE_WAIT", 3600)
+
+
+def poll_interval() -> float:
+    return max(_seconds("NIX_WORKFLOW_LEASE_POLL", 5), 0.05)
+
+
+class Lease:
+    """A lease this process holds (or tries to take) on one resolved key."""
+
+    def __init__(self, backend: Backend, scratch: Path, rk: str) -> None:
+        self.backend, self.scratch, self.rk = backend, scratch, rk
+        self.key = f"leases/{rk}.json"
+        self.token = secrets.token_hex(8)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _body(self) -> bytes:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = str(os.getuid())
+        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "user": user, "token": self.token,
+                           "expires": time.time() + lifetime()}).encode()
+
+    def _write(self, replace: bool) -> bool:
+        path = self.scratch / f"lease-{self.token}"
+        try:
+            path.write_bytes(self._body())
+            return self.backend.put(str(path), self.key, replace=replace)
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def take(self, replace: bool = False) -> bool:
+        """Create the lease (put-if-absent; `replace`: take over an expired one) and keep renewing it."""
+        if not self._write(replace):
+            return False
+        self._thread = threading.Thread(target=self._renew, name=f"nw-lease-{self.rk[:8]}", daemon=True)
+        self._thread.start()
+        return True
+
+    def _renew(self) -> None:
+        while not self._stop.wait(lifetime() / 3):
+            with contextlib.suppress(RemoteDown, OSError):  # a missed renewal at worst lets another host build too
+                self._write(replace=True)
+
+    def release(self) -> None:
+        """Stop renewing and remove the lease if it is still ours (best effort: it expires anyway)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        with contextlib.suppress(RemoteDown, OSError):
+            current = read(self.backend, self.rk)
+            if current is not None and current.get("token") == self.token:
+                self.backend.delete(self.key)
+
+
+def read(backend: Backend, rk: str) -> dict[str, Any] | None:
+    """The lease on `rk`, or None. A lease that cannot be parsed counts as absent (leases are never trusted for
+    anything but waiting, and a garbled one must not make a host wait)."""
+    stream = backend.get(f"leases/{rk}.json")
+    if stream is None:
+        return None
+    with contextlib.closing(stream):
+        data = stream.read(4096)
+    try:
+        doc = json.loads(data)
+        float(doc["expires"])
+        return doc if isinstance(doc, dict) else None
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def live(doc: dict[str, Any] | None) -> bool:
+    return doc is not None and float(doc["expires"]) > time.time()
+
+
+def holder(doc: dict[str, Any]) -> str:
+    return f"{str(doc.get('user', '?'))[:40]}@{str(doc.get('host', '?'))[:80]} (pid {str(doc.get('pid', '?'))[:12]})"
