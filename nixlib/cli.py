@@ -624,35 +624,36 @@ def cmd_view(args: argparse.Namespace) -> int:
 COMMANDS["view"] = cmd_view
 
 
-def cmd_checkpoints(args: argparse.Namespace) -> int:
-    from nixlib import checkpoints, plan
+def _step_of_last_run(args: argparse.Namespace, command: str) -> tuple[Any, Any]:
+    """The workflow and recipe of STEP: from --file, else from the experiment of the last `nw run` here."""
+    from nixlib import plan
     from nixlib.lineage import last_run
 
     entry = last_run(Path(args.out_link)).get(args.step)
     file = args.file or (entry.get("experiment") if isinstance(entry, dict) else None)
     if not file:
         raise NixWorkflowError(f"no step '{args.step}' in the last `nw run` here ({args.out_link}). Give the "
-                               f"experiment file: nw checkpoints {args.step} --file experiment.py")
+                               f"experiment file: nw {command} {args.step} --file experiment.py")
     workflow = _load(file)
     plan.check_targets(workflow, [args.step])
-    return checkpoints.list_checkpoints(_store(), workflow.recipes[args.step])
+    return file, workflow.recipes[args.step]
+
+
+def cmd_checkpoints(args: argparse.Namespace) -> int:
+    from nixlib import checkpoints
+
+    _, recipe = _step_of_last_run(args, "checkpoints")
+    return checkpoints.list_checkpoints(_store(), recipe)
 
 
 COMMANDS["checkpoints"] = cmd_checkpoints
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
-    from nixlib import checkpoints, plan
-    from nixlib.lineage import last_run
+    from nixlib import checkpoints
 
-    entry = last_run(Path(args.out_link)).get(args.step)
-    file = args.file or (entry.get("experiment") if isinstance(entry, dict) else None)
-    if not file:
-        raise NixWorkflowError(f"no step '{args.step}' in the last `nw run` here ({args.out_link}). Give the "
-                               f"experiment file: nw pin {args.step} --file experiment.py")
-    workflow = _load(file)
-    plan.check_targets(workflow, [args.step])
-    return checkpoints.pin(_store(), workflow.recipes[args.step], args.checkpoint, Path(file).suffix == ".nix")
+    file, recipe = _step_of_last_run(args, "pin")
+    return checkpoints.pin(_store(), recipe, args.checkpoint, Path(file).suffix == ".nix")
 
 
 COMMANDS["pin"] = cmd_pin

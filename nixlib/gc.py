@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nixlib import checkpoints, locks, records, temproots, trees
+from nixlib import checkpoints, locks, pids, records, temproots, trees
 from nixlib.env import GCROOTS as NIX_GCROOTS
 from nixlib.recipe import digest
 from nixlib.store import Store, force_remove, parse_raw, read_raw
@@ -179,7 +179,7 @@ def _dead_tmp(store: Store) -> Iterator[Path]:
     for name in _names(d):
         if name.startswith(f"{host}-"):
             pid = name[len(host) + 1:].split("-")[0]
-            if pid.isdigit() and not temproots.pid_alive(int(pid)):
+            if pid.isdigit() and not pids.alive(int(pid)):
                 yield d / name
         elif name.startswith(".") and name.endswith(".json") and _age(d / name, now) > GRACE_SECONDS:
             yield d / name

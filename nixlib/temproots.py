@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from nixlib import locks, nar
+from nixlib import locks, nar, pids
 
 DIR = "temproots"
 _BY_ROOT: dict[Path, TempRoots] = {}
@@ -196,16 +196,7 @@ def _owner_alive(fd: int, entry: str) -> bool:
     except OSError:  # no flock on this filesystem: a file of this host is judged by its pid, others are kept
         host = socket.gethostname()
         pid = entry[len(host) + 1:].split("-")[0] if entry.startswith(f"{host}-") else ""
-        return not pid.isdigit() or pid_alive(int(pid))
+        return not pid.isdigit() or pids.alive(int(pid))
     return False
 
 
-def pid_alive(pid: int) -> bool:
-    """True if a process with this pid exists on this host (or may: it belongs to another user)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

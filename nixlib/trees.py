@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from operator import itemgetter
 from pathlib import Path
 
+from nixlib import pids
 from nixlib.errors import NixWorkflowError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -434,14 +435,6 @@ def stage_name() -> str:
     return f"{STAGE_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def dead_stage_leftovers(store_root: str | os.PathLike) -> Iterator[Path]:
@@ -456,5 +449,5 @@ def dead_stage_leftovers(store_root: str | os.PathLike) -> Iterator[Path]:
     for name in names:
         if name.startswith(prefix):
             pid = name[len(prefix):].split("-")[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pids.alive(int(pid)):
                 yield directory / name

@@ -18,7 +18,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from nixlib import records
+from nixlib import pids, records
 from nixlib.lineage import last_run
 from nixlib.statmemo import user_cache_dir
 from nixlib.store import Store
@@ -84,7 +84,7 @@ class ViewData:
     def _live(self, doc: dict[str, Any]) -> bool:
         if doc.get("ended") is not None:
             return False
-        return doc.get("host") != self.host or _alive(doc.get("pid"))
+        return doc.get("host") != self.host or pids.alive(doc.get("pid"))
 
     def _status(self, doc: dict[str, Any], entry: dict[str, Any]) -> str:
         status = str(entry.get("status", "unknown"))
@@ -271,13 +271,3 @@ def _name(value: str, what: str) -> str:
     return value
 
 
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
