@@ -97,6 +97,73 @@ class Executor(LocalExecutor):
         if config is None and s.env in (None, "host"):
             self.logger.warning("nixworkflow: no nixworkflow.yaml next to the Snakefile: jobs run with the host's "
                                 "tools and are recorded as unpinned")
+        self.upfront = self.restore_upfront()
+
+    # ---- cached jobs, before the scheduler ------------------------------------------------
+
+    def restore_upfront(self) -> int:
+        """Restore every job the store can serve before Snakemake's scheduler starts, and finish it in the
+        DAG as the scheduler would: such a job skips Snakemake's per-job cycle (a job-selection round,
+        prepare, post-processing, a rate-limiter round), which is what a cached re-run otherwise costs.
+        Only what the scheduler would run is considered (the DAG's needrun jobs: params changes and
+        `--rerun-triggers` are Snakemake's), in dependency order as jobs become ready; forced jobs,
+        checkpoints, shadow and group jobs and every miss are left to the scheduler, unchanged."""
+        if self.settings.no_cache or self.workflow.dryrun or self.workflow.touch:
+            return 0
+        finished = self.workflow.async_run(self._restore_upfront())
+        restored = sum(not job.is_norun for job in finished)
+        if restored:
+            self.logger.info(f"nixworkflow: {restored} job(s) restored from the store before scheduling")
+        return len(finished)
+
+    async def _restore_upfront(self) -> list[Any]:
+        tried: set[Any] = set()
+        finished: list[Any] = []
+        while True:
+            batch = [job for job in internals.ready_jobs(self.dag) if job not in tried]
+            if not batch:
+                return finished
+            tried.update(batch)
+            finished += [job for job in batch if await self._restored_upfront(job)]
+
+    async def _restored_upfront(self, job: Any) -> bool:
+        """Restore and finish one ready job; False (the scheduler handles it) for anything but a plain hit."""
+        if job.is_group() or job.is_shadow or internals.is_checkpoint(job) or internals.forced(self.dag, job) \
+                or internals.snakemake_cached(self.workflow, job):
+            return False
+        if job.is_norun:  # e.g. `rule all` once everything it asks for is there: nothing runs
+            if job.output or job.log:
+                return False
+        else:
+            try:
+                internals.reevaluate(job)
+                if not cacheable(job):
+                    return False
+                name = self.runtime.env_name(job)
+                env, options = self.runtime.resolve(name), with_resumable(job, self.runtime.options(name))
+                previous = self.engine.lookup(self.recipes.recipe(job, env, options))
+                if previous is None:
+                    return False
+                await internals.prepare_upfront(job)
+                if not self.restore(job, previous):
+                    return False
+            except Exception as e:  # noqa: BLE001 - any trouble: the scheduler's path reports it properly
+                self.logger.debug(f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}) left to the scheduler: {e}")
+                return False
+        try:
+            await internals.postprocess_upfront(job)
+        except Exception as e:  # noqa: BLE001 - e.g. a failed output check: reported by the scheduler's path
+            self.logger.debug(f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}) left to the scheduler: {e}")
+            return False
+        await internals.mark_finished(self.dag, job)
+        return True
+
+    def run_jobs(self, jobs: list[Any]) -> None:
+        """Count the jobs restored up front in Snakemake's progress once the scheduler exists."""
+        if self.upfront:
+            internals.count_finished(getattr(self.workflow, "scheduler", None), self.upfront)
+            self.upfront = 0
+        super().run_jobs(jobs)
 
     def check_envs(self) -> None:
         """Fail before any job runs if a rule of this run names an env the config does not define. Only

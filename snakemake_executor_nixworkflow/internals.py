@@ -61,3 +61,51 @@ UNKEYED_RESOURCES = frozenset({"tmpdir", "_nodes", "nix_env", "nix_cache", "nix_
 def keyed_resources(job: Any) -> dict[str, Any]:
     """The evaluated resources of a job that code reading `snakemake.resources`/`resources` can see."""
     return {str(k): v for k, v in job.resources.items() if k not in UNKEYED_RESOURCES}
+
+
+# ---- finishing cached jobs before the scheduler's per-job cycle (executor.Executor.restore_upfront) ----------
+# Snakemake builds the DAG, then creates the executor, then schedules: one ILP job selection, `prepare()`,
+# post-processing and DAG update per round of ready jobs. A job the store can serve does not need that cycle:
+# the executor restores it at start-up and finishes it the way JobScheduler._finish_jobs does, so Snakemake's
+# metadata, temp-file handling and readiness of downstream jobs are exactly as after a run.
+
+
+def ready_jobs(dag: Any) -> list[Any]:
+    """The jobs whose inputs are all there (the DAG's `ready_jobs`, updated by `finish_upfront`)."""
+    return list(dag.ready_jobs)
+
+
+def reevaluate(job: Any) -> None:
+    """Make a job's params and resources be evaluated again now that its inputs exist, as the scheduler does
+    before selecting it (they may have been evaluated with upstream files still missing)."""
+    job.reset_params_and_resources()
+
+
+async def prepare_upfront(job: Any) -> None:
+    """What Snakemake does before a job runs: remove stale outputs, create output directories."""
+    await job.prepare()
+
+
+async def postprocess_upfront(job: Any) -> None:
+    """Post-process a job whose outputs are in place as the scheduler does after a successful run: log and
+    touch handling, the output check, protection, Snakemake's metadata record."""
+    await job.postprocess(store_in_storage=True, handle_log=True, handle_touch=True, ignore_missing_output=False)
+
+
+async def mark_finished(dag: Any, job: Any) -> None:
+    """Mark a post-processed job finished in the DAG (which makes its dependents ready and handles temp
+    files), as the scheduler does for a job it ran."""
+    dag.register_running({job})
+    await dag.finish(job, update_checkpoint_dependencies=True)
+
+
+def snakemake_cached(workflow: Any, job: Any) -> bool:
+    """A job of a rule under Snakemake's own between-workflow cache (`--cache`): left to the scheduler, where
+    the local executor's `cached_or_run` serves it."""
+    return workflow.workflow_settings.cache is not None and bool(getattr(job.rule, "cache", None))
+
+
+def count_finished(scheduler: Any, n: int) -> None:
+    """Add jobs finished before scheduling to the scheduler's progress count ("x of y steps done")."""
+    if scheduler is not None and hasattr(scheduler, "finished_jobs"):
+        scheduler.finished_jobs += n

@@ -61,3 +61,72 @@ def test_dag_marks_forced_jobs_in_their_reason() -> None:
 
     source = inspect.getsource(DAG.update_needrun)
     assert "reason.forced = True" in source and "forcerules" in inspect.getsource(DAG.__init__)
+
+
+# ---- restoring cached jobs before the scheduler (internals.ready_jobs ... count_finished) -------------------
+
+
+def _snakemake_classes() -> tuple[type, type, type]:
+    import snakemake.api  # noqa: F401  (snakemake.dag imports cleanly only after the package's entry point)
+    from snakemake.dag import DAG
+    from snakemake.jobs import Job
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    return DAG, Job, JobScheduler
+
+
+def test_dag_exposes_ready_jobs_and_finishes_only_running_jobs() -> None:
+    """`ready_jobs` is the DAG's set of runnable jobs; `finish` removes the job from `_running` (so a job
+    finished up front must be registered running first) and updates its dependents' readiness."""
+    import inspect
+
+    dag_class, _, _ = _snakemake_classes()
+    assert isinstance(inspect.getattr_static(dag_class, "ready_jobs"), property)
+    finish = inspect.getsource(dag_class.finish)
+    assert "self._running.remove(job)" in finish and "self.update_ready(" in finish
+    assert "update_checkpoint_dependencies" in inspect.signature(dag_class.finish).parameters
+    register = inspect.getsource(dag_class.register_running)
+    assert "self._running.update(jobs)" in register and "self._ready_jobs -= jobs" in register
+
+
+def test_scheduler_finishes_a_job_as_internals_does() -> None:
+    """The scheduler resets params/resources before selecting, and finishes a successful job with
+    `postprocess(...)` then `dag.finish(...)`, counting it in `finished_jobs`: what `reevaluate`,
+    `postprocess_upfront`, `mark_finished` and `count_finished` repeat for jobs restored up front."""
+    import inspect
+
+    _, job_class, scheduler_class = _snakemake_classes()
+    schedule = inspect.getsource(scheduler_class.schedule)
+    assert "job.reset_params_and_resources()" in schedule
+    finish_jobs = inspect.getsource(scheduler_class._finish_jobs)
+    for needle in ("await job.postprocess(", "handle_log=True", "await self.workflow.dag.finish(",
+                   "self.finished_jobs += len(job)"):
+        assert needle in finish_jobs, needle
+    params = inspect.signature(job_class.postprocess).parameters
+    assert {"store_in_storage", "handle_log", "handle_touch", "ignore_missing_output"} <= set(params)
+    assert inspect.iscoroutinefunction(job_class.prepare) and inspect.iscoroutinefunction(job_class.postprocess)
+    assert callable(job_class.reset_params_and_resources)
+
+
+def test_snakemake_cached_matches_the_local_executors_cache_check() -> None:
+    """The local executor serves a rule from Snakemake's `--cache` when `workflow_settings.cache` is set and the
+    rule has `cache`; such jobs are left to it."""
+    import inspect
+
+    from snakemake.executors.local import Executor
+
+    source = inspect.getsource(Executor.acached_or_run)
+    assert "self.workflow.workflow_settings.cache is not None" in source and "job.rule.cache" in source
+    workflow = SimpleNamespace(workflow_settings=SimpleNamespace(cache=None))
+    job = SimpleNamespace(rule=SimpleNamespace(cache=True))
+    assert internals.snakemake_cached(workflow, job) is False
+    workflow.workflow_settings.cache = []
+    assert internals.snakemake_cached(workflow, job) is True
+    assert internals.snakemake_cached(workflow, SimpleNamespace(rule=SimpleNamespace(cache=False))) is False
+
+
+def test_count_finished_adds_to_the_schedulers_progress() -> None:
+    scheduler = SimpleNamespace(finished_jobs=2)
+    internals.count_finished(scheduler, 3)
+    assert scheduler.finished_jobs == 5
+    internals.count_finished(None, 3)  # no scheduler yet: nothing to count

@@ -1,0 +1,114 @@
+"""Issue 11 item 3: cached jobs are restored before Snakemake's scheduler starts, through the real CLI.
+
+A job the store can serve is restored and finished at the executor's start-up, so it skips Snakemake's
+per-job cycle (job selection, prepare, post-processing rounds). These tests pin that it happens, that
+Snakemake's bookkeeping stays right (its next run has nothing to do), and that nothing Snakemake decides
+to run for its own reasons (forcing, a params change) is restored instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_snakemake import executions, ok, snakemake
+from tests.test_snakemake_semantics import wipe, write
+
+pytest.importorskip("snakemake")
+
+pytestmark = pytest.mark.slow
+
+UPFRONT = "job(s) restored from the store before scheduling"
+SELECTED = "Select jobs to execute"  # Snakemake's scheduler logs this before each job-selection round
+
+CHAIN = '''
+rule all:
+    input: "out/c.txt"
+
+rule a:
+    output: "out/a.txt"
+    shell: 'echo a >> "$NW_TEST_LOG"; echo a > {output}'
+
+rule b:
+    input: "out/a.txt"
+    output: "out/b.txt"
+    params: word=config.get("word", "one")
+    shell: 'echo b >> "$NW_TEST_LOG"; (cat {input}; echo {params.word}) > {output}'
+
+rule c:
+    input: "out/b.txt"
+    output: "out/c.txt"
+    shell: 'echo c >> "$NW_TEST_LOG"; (cat {input}; echo c) > {output}'
+'''
+
+
+@pytest.fixture
+def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "executions.log"
+    monkeypatch.setenv("NW_TEST_LOG", str(path))
+    return path
+
+
+def test_a_fully_cached_chain_is_restored_before_scheduling(tmp_path: Path, log: Path) -> None:
+    """Every job of a chain is restored up front (dependents once their inputs are back): the scheduler never
+    selects a job, nothing runs, and Snakemake's metadata makes its next run a no-op."""
+    wf = write(tmp_path / "wf", {"Snakefile": CHAIN})
+    ok(snakemake(wf))
+    expected = {name: (wf / f"out/{name}.txt").read_text() for name in "abc"}
+    wipe(wf, "out")
+    proc = ok(snakemake(wf))
+    assert executions(log) == {"a": 1, "b": 1, "c": 1}, "nothing runs again"
+    assert f"3 {UPFRONT}" in proc.stderr
+    assert proc.stderr.count("nixworkflow: restored the outputs") == 3
+    assert SELECTED not in proc.stderr, "restored jobs must not go through Snakemake's job selection"
+    assert {name: (wf / f"out/{name}.txt").read_text() for name in "abc"} == expected
+    again = ok(snakemake(wf, nixworkflow=False))
+    assert "Nothing to be done" in again.stdout + again.stderr, "Snakemake's records of the restored jobs"
+
+
+def test_a_params_change_still_runs_and_only_what_is_cached_is_restored_up_front(tmp_path: Path, log: Path) -> None:
+    """A params change (Snakemake's rerun trigger, and part of the key) makes `b` and its dependent run,
+    while `a`, unchanged, is restored before scheduling."""
+    wf = write(tmp_path / "wf", {"Snakefile": CHAIN})
+    ok(snakemake(wf))
+    wipe(wf, "out")
+    proc = ok(snakemake(wf, "--config", "word=two"))
+    assert executions(log) == {"a": 1, "b": 2, "c": 2}
+    assert f"1 {UPFRONT}" in proc.stderr
+    assert (wf / "out/c.txt").read_text() == "a\ntwo\nc\n"
+
+
+def test_a_params_change_with_outputs_present_runs_again(tmp_path: Path, log: Path) -> None:
+    """Outputs present, params changed: Snakemake re-runs `b` (and `c`); nothing is restored instead."""
+    wf = write(tmp_path / "wf", {"Snakefile": CHAIN})
+    ok(snakemake(wf))
+    proc = ok(snakemake(wf, "--config", "word=two"))
+    assert executions(log) == {"a": 1, "b": 2, "c": 2}
+    assert UPFRONT not in proc.stderr
+    assert (wf / "out/c.txt").read_text() == "a\ntwo\nc\n"
+
+
+@pytest.mark.parametrize("flags", [["--forceall"], ["-R", "b"]], ids=["forceall", "R"])
+def test_forced_jobs_run_even_when_cached_and_outputs_are_deleted(tmp_path: Path, log: Path,
+                                                                  flags: list[str]) -> None:
+    """A forced job is never restored up front; jobs Snakemake does not force still are."""
+    wf = write(tmp_path / "wf", {"Snakefile": CHAIN})
+    ok(snakemake(wf))
+    wipe(wf, "out")
+    proc = ok(snakemake(wf, *flags))
+    runs = executions(log)
+    assert runs["b"] == 2, "the forced job must execute"
+    if flags == ["--forceall"]:
+        assert runs == {"a": 2, "b": 2, "c": 2} and UPFRONT not in proc.stderr
+    else:
+        assert runs["a"] == 1 and f"1 {UPFRONT}" in proc.stderr, "a (not forced) is restored before scheduling"
+
+
+def test_dry_run_restores_nothing(tmp_path: Path, log: Path) -> None:
+    """`-n` shows what would run and writes nothing, even when the store could serve every job."""
+    wf = write(tmp_path / "wf", {"Snakefile": CHAIN})
+    ok(snakemake(wf))
+    wipe(wf, "out")
+    proc = ok(snakemake(wf, "-n"))
+    assert UPFRONT not in proc.stderr and not (wf / "out").exists()
