@@ -67,6 +67,16 @@ common_settings = CommonSettings(
 )
 
 
+def export_remote_settings(s: ExecutorSettings) -> None:
+    """The remote-cache options, handed to the engine the way every front door configures it: the
+    NIX_WORKFLOW_* variables (an option given on the command line or in a profile wins over the environment)."""
+    for var, value in (("NIX_WORKFLOW_REMOTE", s.remote), ("NIX_WORKFLOW_TRUSTED_KEYS", s.trusted_keys),
+                       ("NIX_WORKFLOW_SECRET_KEY_FILE", s.secret_key_file and Path(s.secret_key_file).absolute()),
+                       ("NIX_WORKFLOW_PUSH", "1" if s.push else None)):
+        if value:
+            os.environ[var] = str(value)
+
+
 class NixWorkflowJobError(WorkflowError):
     """A job failed for a reason nixworkflow knows (env, missing output, store): reported as a rule error."""
 
@@ -81,6 +91,7 @@ class Executor(LocalExecutor):
         s = self.settings
         if s.store is not None:  # nixlib.env keeps its evaluation cache and GC roots under the same root
             os.environ["NIX_WORKFLOW_STORE"] = str(Path(s.store).absolute())
+        export_remote_settings(s)
         forced = RunOptions(pure=s.pure, sandbox=s.sandbox, network=True if s.network else None)
         try:
             self.store = Store(s.store)

@@ -89,6 +89,45 @@ class ExecutorSettings(ExecutorSettingsBase):
             "required": False,
         },
     )
+    remote: str | None = field(
+        default=None,
+        metadata={
+            "help": "Remote cache URL (s3://BUCKET/PREFIX?endpoint=URL or file:///DIR): jobs missing from the store "
+            "are substituted from it when a trusted key signed them (default: $NIX_WORKFLOW_REMOTE; see "
+            "docs/remote.md).",
+            "env_var": True,
+            "type": str,
+            "required": False,
+        },
+    )
+    trusted_keys: str | None = field(
+        default=None,
+        metadata={
+            "help": "Public keys (NAME:BASE64, space-separated) whose signed records the remote may serve "
+            "(default: $NIX_WORKFLOW_TRUSTED_KEYS).",
+            "env_var": True,
+            "type": str,
+            "required": False,
+        },
+    )
+    push: bool = field(
+        default=False,
+        metadata={
+            "help": "Push the results of jobs that ran to the remote, signed with --nixworkflow-secret-key-file.",
+            "env_var": True,
+            "required": False,
+        },
+    )
+    secret_key_file: Path | None = field(
+        default=None,
+        metadata={
+            "help": "Secret key (from `nw key generate`) that signs pushed records (default: "
+            "$NIX_WORKFLOW_SECRET_KEY_FILE).",
+            "env_var": True,
+            "type": Path,
+            "required": False,
+        },
+    )
     no_cache: bool = field(
         default=False,
         metadata={

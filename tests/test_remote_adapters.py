@@ -40,6 +40,13 @@ def test_snakemake_host_b_executes_nothing_host_a_pushed(tmp_path: Path, log: Pa
     assert executions(log) == EVERY_JOB, "host B must execute nothing"
     assert snapshot(b) == snapshot(a)
 
+    # The same through the executor's own settings instead of the environment (a profile or the command line).
+    c = workflow(tmp_path / "c" / "wf", log)
+    ok(snakemake(c, "--nixworkflow-remote", shared["NIX_WORKFLOW_REMOTE"], "--nixworkflow-trusted-keys",
+                 shared["NIX_WORKFLOW_TRUSTED_KEYS"], env={"NIX_WORKFLOW_STORE": str(tmp_path / "store-c")}))
+    assert executions(log) == EVERY_JOB, "host C must execute nothing"
+    assert snapshot(c) == snapshot(a)
+
 
 # ---- Luigi: the remote configured in luigi.cfg [nixworkflow] -------------------------------------------------
 
