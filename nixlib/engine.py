@@ -106,6 +106,8 @@ class Engine:
         key = checkpoints.checkpoint_key(ref.producer.resolved_key(realised), ref.checkpoint)
         temproots.of(self.store.root).add([key])  # before reading, as for any realisation
         doc = self.store.realisation(key)
+        if doc is None and self.remote is not None:  # published on another host and pushed there
+            doc = self.remote.substitute(self.store, key)
         if doc is None:
             return None
         return self._remember(Result(ref, key, dict(doc["outputs"]), cached=True, record=doc))
@@ -247,6 +249,8 @@ class Engine:
             doc = checkpoints.checkpoint_record(step_doc, name, h)
             self.store.record_realisation(doc)
             temproots.of(self.store.root).add([doc["resolved_key"], h], guarded=True)
+        if self.remote is not None:  # pushed like any result (when pushing is on), so other hosts can use it
+            self.remote.after_build(self.store, doc)
         if self.echo:
             self.echo(recipe.name, f"nixworkflow: checkpoint '{name}' stored as {h}")
 

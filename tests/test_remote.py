@@ -216,6 +216,26 @@ def test_host_b_reruns_nothing_host_a_pushed(tmp_path: Path, remote: Remote, key
     assert b.nw("verify", check=True).returncode == 0
 
 
+def test_checkpoints_are_pushed_and_substituted_like_any_result(tmp_path: Path, remote: Remote,
+                                                               keys: dict[str, str]) -> None:
+    """A step that consumes another's checkpoint: on host B both the producer and its checkpoint come from the
+    remote (found missing on the showcase: B failed with "finished without publishing checkpoint")."""
+    count = tmp_path / "count"
+    exp = tmp_path / "exp.py"
+    exp.write_text(
+        "from nixlib import output\n"
+        f"train = output('echo train >> {count}; mkdir -p $NW_CHECKPOINTS/e1.tmp; echo one > $NW_CHECKPOINTS/e1.tmp/w; "
+        "mv $NW_CHECKPOINTS/e1.tmp $NW_CHECKPOINTS/e1; echo final > $out/w', checkpoints=True)\n"
+        f"early = output(f'echo early >> {count}; cat {{train.checkpoint(\"e1\")}}/w > $out/w')\n")
+    a, b = Host(tmp_path, "a", remote, keys["k1.pub"]), Host(tmp_path, "b", remote, keys["k1.pub"])
+    a.run(exp, "--push", "--secret-key-file", keys["k1"], "-j", "2")
+    assert sorted(ran(count)) == ["early", "train"]
+    assert sum(k.startswith("realisations/") for k in remote.keys()) == 3  # train, train@e1, early
+    second = b.run(exp, "-j", "2")
+    assert sorted(ran(count)) == ["early", "train"], second.stderr  # B executed nothing
+    assert (b.cwd / "nix-workflow-output/early/w").read_text() == "one\n"
+
+
 def test_corrupt_object_on_remote_is_rejected_and_rebuilt(tmp_path: Path, remote: Remote,
                                                           keys: dict[str, str]) -> None:
     exp, count = experiment(tmp_path)
