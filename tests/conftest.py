@@ -3,6 +3,8 @@ checkout's ./nix-workflow-output."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,15 +13,20 @@ NIX_CONFIG = "build-users-group =\nsubstituters =\nsandbox = false\nexperimental
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private store root and a private current directory for each test."""
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private store root and a private current directory for each test. The environment is restored
+    afterwards: an in-process `nw` call (`cli.main`) sets variables for its own run (--allow-unpinned,
+    --store, remote settings) that must not leak into the next test of the same worker."""
+    saved = dict(os.environ)
     root = tmp_path / "nw-store"
     monkeypatch.setenv("NIX_WORKFLOW_STORE", str(root))
     monkeypatch.setenv("NIX_CONFIG", NIX_CONFIG)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    return root
+    yield root
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture
