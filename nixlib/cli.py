@@ -336,6 +336,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = _store()
     workflow = _load(args.file)
     targets = workflow.select(args.targets)
+    from nixlib import slurm
+
+    slurm.configure(args, Path(args.file).parent, workflow.recipes)  # `slurm:` in nixworkflow.yaml, --(no-)slurm
     args.force = targets if args.force else []
     if workflow.host_steps and not args.dry_run:
         print(f"warning: {len(workflow.host_steps)} step(s) run with the host environment, not pinned by Nix: "

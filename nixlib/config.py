@@ -17,6 +17,11 @@ existing pipeline gains pinned runtimes without an edit:
       legacy: host
     steps:                         # step (rule, task) name -> env name
       train_model: train
+    slurm:                         # `nw run`: cache misses as Slurm jobs (docs/slurm.md)
+      enabled: true                # as --slurm (--no-slurm overrides); omitted: only with --slurm
+      partition: batch             # defaults for every job: partition, time, cpus, mem, gpus, options
+      steps:
+        train_model: {partition: gpu, gpus: 1, mem: 64G, time: "12:00:00"}
 
 Relative paths are taken from the file's directory. Every mistake is reported with the file,
 line and key path (`nixworkflow.yaml:7: envs.train.packages: ...`), before any step runs.
@@ -33,20 +38,26 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from nixlib import slurm
 from nixlib.env import Env, _check_pinned
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import RunOptions
+from nixlib.slurm import SlurmConfig, SlurmOptions
 
 FILENAME = "nixworkflow.yaml"
-TOP_KEYS = ("nixpkgs", "env", "envs", "steps", "remote")
+TOP_KEYS = ("nixpkgs", "env", "envs", "steps", "remote", "slurm")
 REMOTE_KEYS = ("url", "push", "trusted-public-keys", "secret-key-file")  # see docs/remote.md
+SLURM_JOB_KEYS = ("partition", "time", "cpus", "mem", "gpus", "options")  # see docs/slurm.md (`nw run --slurm`)
+SLURM_KEYS = ("enabled", *SLURM_JOB_KEYS, "steps")
 ENV_KEYS = ("packages", "nixpkgs", "file", "attr", "store_paths", "pure", "sandbox", "network", "gpu")
 SOURCE_KEYS = ("path", "url", "sha256", "flake", "args")
 OPTION_KEYS = ("pure", "sandbox", "network", "gpu")
@@ -84,6 +95,7 @@ class Config:
     envs: dict[str, _Entry] = field(default_factory=dict)
     steps: dict[str, str] = field(default_factory=dict)
     remote: dict[str, Any] = field(default_factory=dict)  # `remote:` (url, push, trusted-public-keys, secret-key-file)
+    slurm: SlurmConfig | None = None  # `slurm:` (used by `nw run`; the Snakemake adapter has Snakemake's resources)
 
     def _entry(self, name: str | None) -> _Entry:
         if name is None:
@@ -113,6 +125,16 @@ def find_config(directory: str | os.PathLike) -> Path | None:
     """`directory/nixworkflow.yaml` if it exists."""
     candidate = Path(directory) / FILENAME
     return candidate if candidate.is_file() else None
+
+
+def mentions(path: Path, key: str) -> bool:
+    """Whether the file has a top-level `key:` line. `nw run FILE.py` reads nixworkflow.yaml only for the sections
+    it uses (remote, slurm): a file written for the adapters, or broken elsewhere, does not stop it otherwise."""
+    try:
+        return re.search(rb"^" + re.escape(key.encode()) + rb"\s*:", path.read_bytes()[:MAX_BYTES + 1],
+                         re.MULTILINE) is not None
+    except OSError:
+        return True  # let the loader report it
 
 
 def load_config(path: str | os.PathLike) -> Config:
@@ -322,7 +344,71 @@ class _Reader:
             cfg.steps = self.steps(top["steps"][1], cfg)
         if "remote" in top:
             cfg.remote = self.remote(top["remote"][1])
+        if "slurm" in top:
+            cfg.slurm = self.slurm(top["slurm"][1])
         return cfg
+
+    def slurm(self, node: yaml.Node) -> SlurmConfig:
+        """`slurm: true|false`, or a mapping: enabled, the job settings for every step, and `steps:` with each
+        step's own settings (docs/slurm.md). Values are checked by the rules the --slurm-* options follow."""
+        if isinstance(node, yaml.ScalarNode):
+            enabled = self.scalar(node, "slurm", bool, "true, false or a mapping with enabled, partition, time, "
+                                  "cpus, mem, gpus, options and steps")
+            return SlurmConfig(self.path, enabled, self.where(node))
+        fields = self.mapping(node, "slurm", SLURM_KEYS)
+        enabled, enabled_at = None, ""
+        if "enabled" in fields:
+            enabled = self.scalar(fields["enabled"][1], "slurm.enabled", bool, "true or false")
+            enabled_at = self.where(fields["enabled"][1])
+        steps: dict[str, SlurmOptions] = {}
+        lines: dict[str, str] = {}
+        if "steps" in fields:
+            listed = fields["steps"][1]
+            if not isinstance(listed, yaml.MappingNode):
+                raise self.fail(listed, "slurm.steps", "expected a mapping of step names to their Slurm settings "
+                                f"({', '.join(SLURM_JOB_KEYS)})")
+            for k, v in listed.value:
+                step = self.name(k, "slurm.steps")
+                if step in steps:
+                    raise self.fail(k, f"slurm.steps.{step}", "given twice")
+                steps[step] = self.job(self.mapping(v, f"slurm.steps.{step}", SLURM_JOB_KEYS), f"slurm.steps.{step}")
+                lines[step] = self.where(k)
+        return SlurmConfig(self.path, enabled, enabled_at, self.job(fields, "slurm"), steps, lines)
+
+    def job(self, fields: dict[str, tuple[yaml.Node, yaml.Node]], key: str) -> SlurmOptions:
+        """One set of job settings. Time, memory and GPUs are taken as written: YAML would read `2:00:00` as the
+        sexagesimal integer 7200, which sbatch would take as 7200 minutes."""
+        def text(name: str, check: Callable[[str], str | None]) -> str | None:
+            if name not in fields:
+                return None
+            node = fields[name][1]
+            if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
+                raise self.fail(node, f"{key}.{name}", "expected a single value")
+            problem = check(str(node.value))
+            if problem:
+                raise self.fail(node, f"{key}.{name}", problem)
+            return str(node.value)
+
+        cpus = None
+        if "cpus" in fields:
+            node = fields["cpus"][1]
+            if not isinstance(node, yaml.ScalarNode):
+                raise self.fail(node, f"{key}.cpus", "expected a whole number of at least 1")
+            cpus = self.construct(node, f"{key}.cpus")
+            problem = slurm.cpus_problem(cpus)
+            if problem:
+                raise self.fail(node, f"{key}.cpus", problem)
+        extra: tuple[str, ...] = ()
+        if "options" in fields:
+            extra = tuple(self.strings(fields["options"][1], f"{key}.options", "sbatch options"))
+            items = fields["options"][1].value if isinstance(fields["options"][1], yaml.SequenceNode) else None
+            for i, option in enumerate(extra):
+                if slurm.option_problem(option):
+                    culprit = items[i] if items else fields["options"][1]
+                    raise self.fail(culprit, f"{key}.options" + (f"[{i}]" if items else ""),
+                                    str(slurm.option_problem(option)))
+        return SlurmOptions(text("partition", slurm.partition_problem), text("time", slurm.time_problem), cpus,
+                            text("mem", slurm.mem_problem), text("gpus", slurm.gpus_problem), extra)
 
     def remote(self, node: yaml.Node) -> dict[str, Any]:
         """`remote: URL`, or a mapping with url, push, trusted-public-keys and secret-key-file (a local path)."""

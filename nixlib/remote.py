@@ -135,15 +135,22 @@ class Remote:
         (absent, not trusted, corrupt, or the remote is down: each warned once, never an error)."""
         if self.down or rk in self._missing or not records.is_name(rk):
             return None
-        try:
+        with self._tolerated(rk):
             return self._substitute(store, rk)
+        with self._lock:  # reached only when the remote failed us: do not ask again for this key
+            self._missing.add(rk)
+        return None
+
+    @contextlib.contextmanager
+    def _tolerated(self, rk: str) -> Iterator[None]:
+        """A remote that is down or serves something that fails verification costs a warning, never the run:
+        the caller goes on as if the remote had nothing for `rk` (it is built locally)."""
+        try:
+            yield
         except RemoteDown as e:
             self._went_down(e)
         except Rejected as e:
             warn(f"not using {rk} from {self.url}: {e}; it will be built locally")
-        with self._lock:
-            self._missing.add(rk)
-        return None
 
     def _substitute(self, store: Store, rk: str, locked: bool = False) -> dict[str, Any] | None:
         """Fetch, verify and record `rk`; `locked`: the caller already holds the store's lock of `rk`."""
@@ -176,12 +183,8 @@ class Remote:
         taking the lease when this process pushes (so other hosts wait for its result instead of building too)."""
         if self.down or not records.is_name(rk):
             return None
-        try:
+        with self._tolerated(rk):
             return self._claim(store, rk)
-        except RemoteDown as e:
-            self._went_down(e)
-        except Rejected as e:
-            warn(f"not using {rk} from {self.url}: {e}; it will be built locally")
         return None
 
     def _claim(self, store: Store, rk: str) -> dict[str, Any] | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,14 +61,23 @@ number, so a leaked key can be retired by dropping it from the trusted list.
 """
 
 
+def _add_remote_options(parser: argparse.ArgumentParser, remote_help: str = REMOTE_HELP,
+                        secret_help: str | None = None, store: bool = True) -> None:
+    """The options `nw run`, `nw push` and `nw pull` share: --remote, --secret-key-file (when the command signs)
+    and the per-subcommand --store (`nw push --store DIR`, as every other subcommand takes it; `nw run` has its own)."""
+    parser.add_argument("--remote", metavar="URL", help=remote_help)
+    if secret_help is not None:
+        parser.add_argument("--secret-key-file", metavar="FILE", help=secret_help)
+    if store:
+        parser.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
+
+
 def add_run_options(run: argparse.ArgumentParser) -> None:
     """`nw run --remote URL [--push] [--secret-key-file FILE]`."""
-    run.add_argument("--remote", metavar="URL", help=REMOTE_HELP + "; steps missing locally are fetched from it "
-                     "(verified) before anything runs")
+    _add_remote_options(run, REMOTE_HELP + "; steps missing locally are fetched from it (verified) before anything "
+                        "runs", "key that signs pushed records (default: $NIX_WORKFLOW_SECRET_KEY_FILE)", store=False)
     run.add_argument("--push", action="store_true", default=None, help="push each step that runs to the remote, "
                      "signed (needs --secret-key-file; default: $NIX_WORKFLOW_PUSH or `push:` under `remote:`)")
-    run.add_argument("--secret-key-file", metavar="FILE", help="key that signs pushed records (default: "
-                     "$NIX_WORKFLOW_SECRET_KEY_FILE)")
 
 
 def add_parsers(sub: Any) -> None:
@@ -82,11 +90,9 @@ def add_parsers(sub: Any) -> None:
                           "under ./nix-workflow-output/, a file a step produced, or a key; default: every step of "
                           "the last run here.", epilog=PUSH_EPILOG, formatter_class=fmt)
     push.add_argument("what", nargs="*", metavar="WHAT")
-    push.add_argument("--remote", metavar="URL", help=REMOTE_HELP)
-    push.add_argument("--secret-key-file", metavar="FILE", help="key that signs the records (default: "
-                      "$NIX_WORKFLOW_SECRET_KEY_FILE, else `secret-key-file:` under `remote:`)")
+    _add_remote_options(push, secret_help="key that signs the records (default: $NIX_WORKFLOW_SECRET_KEY_FILE, "
+                        "else `secret-key-file:` under `remote:`)")
     push.add_argument("--out-link", default="nix-workflow-output", metavar="DIR", help=argparse.SUPPRESS)
-    push.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
 
     pull = sub.add_parser("pull", help="download verified realisations from a remote cache (runs nothing)",
                           description="Fetch results from a remote cache into the store without running anything: "
@@ -95,9 +101,8 @@ def add_parsers(sub: Any) -> None:
                           "key and each object must re-hash to its name; anything else is skipped with a warning.",
                           epilog=PULL_EPILOG, formatter_class=fmt)
     pull.add_argument("what", nargs="+", metavar="FILE [TARGET...] | KEY...")
-    pull.add_argument("--remote", metavar="URL", help=REMOTE_HELP)
+    _add_remote_options(pull)
     pull.add_argument("--allow-unpinned", action="store_true", help=argparse.SUPPRESS)
-    pull.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
 
     key = sub.add_parser("key", help="make or inspect signing keys for remote caches",
                          description="Make an ed25519 key pair for signing pushed records, or print the public key "
@@ -116,25 +121,17 @@ def add_parsers(sub: Any) -> None:
 def configure(args: argparse.Namespace, directory: Path) -> None:
     """Apply `remote:` from DIRECTORY/nixworkflow.yaml (defaults) and the command line (overrides)."""
     from nixlib import remote
-    from nixlib.config import find_config, load_config
+    from nixlib.config import find_config, load_config, mentions
 
     path = find_config(directory)
-    if path is not None and _mentions_remote(path):  # `nw run FILE.py` otherwise never reads the file
+    if path is not None and mentions(path, "remote"):  # `nw run FILE.py` otherwise never reads the file
         cfg = load_config(path).remote
         if cfg:
             remote.apply_settings(cfg["url"], cfg.get("trusted-public-keys"), cfg.get("secret-key-file"),
                                   cfg.get("push"))
     secret = getattr(args, "secret_key_file", None)
-    remote.apply_settings(getattr(args, "remote", None), None,
-                          str(Path(secret).expanduser().absolute()) if secret else None,
+    remote.apply_settings(getattr(args, "remote", None), None, remote.resolve_key_file(secret) if secret else None,
                           getattr(args, "push", None), override=True)
-
-
-def _mentions_remote(path: Path) -> bool:
-    try:
-        return re.search(rb"^remote\s*:", path.read_bytes()[:1 << 20], re.MULTILINE) is not None
-    except OSError:
-        return True  # let the config loader report it
 
 
 def _remote(what: str) -> Any:
@@ -198,15 +195,12 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def _pull_workflow(store: Any, target: Any, path: Path, args: argparse.Namespace) -> list[str]:
+    from nixlib.cli import _load  # the loader `nw run` uses (experiment.py or experiment.nix)
     from nixlib.engine import Engine, topological
 
     if args.allow_unpinned:
         os.environ["NIX_WORKFLOW_ALLOW_UNPINNED"] = "1"
-    if path.suffix == ".nix":
-        from nixlib.nixfront import load
-    else:
-        from nixlib.dsl import load
-    workflow = load(path)
+    workflow = _load(str(path))
     engine = Engine(store)
     lines = []
     for recipe in topological(workflow.select(args.what[1:])):

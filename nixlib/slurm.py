@@ -15,13 +15,14 @@ removed. The Slurm job id is recorded in the realisation's provenance (`slurm.jo
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -46,9 +47,12 @@ FROM_JOB = ("SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_PARTITION", "SLURM_JOB_
 
 def add_run_options(run: argparse.ArgumentParser) -> None:
     """The `nw run` options that send cache misses to Slurm."""
-    g = run.add_argument_group("Slurm", "run cache misses as Slurm jobs (docs/slurm.md); hits never reach Slurm")
-    g.add_argument("--slurm", action="store_true", help="submit each step that is not cached as a Slurm batch job "
-                   "(sbatch) and store its outputs here; needs the store and /nix/store on a shared filesystem")
+    g = run.add_argument_group("Slurm", "run cache misses as Slurm jobs (docs/slurm.md); hits never reach Slurm. "
+                               "Defaults and per-step settings: `slurm:` in nixworkflow.yaml beside the experiment")
+    g.add_argument("--slurm", action=argparse.BooleanOptionalAction, default=None,
+                   help="submit each step that is not cached as a Slurm batch job (sbatch) and store its outputs "
+                   "here; needs the store and /nix/store on a shared filesystem (default: `enabled:` under `slurm:` "
+                   "in nixworkflow.yaml, else off; --no-slurm runs every step here)")
     g.add_argument("--slurm-partition", metavar="NAME", help="sbatch --partition")
     g.add_argument("--slurm-time", metavar="TIME", help="sbatch --time, e.g. 30 or 2:00:00 (per step)")
     g.add_argument("--slurm-cpus", type=int, metavar="N", help="sbatch --cpus-per-task")
@@ -61,9 +65,62 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
                    "--slurm-step train=--gpus=2 --slurm-step train=--mem=64G (repeatable)")
 
 
+# ---- checking values (the command line and nixworkflow.yaml share these rules) ------------------------------
+
+_TIME = re.compile(r"(?:\d+(?::\d+){0,2}|\d+-\d+(?::\d+){0,2}|infinite|unlimited)", re.IGNORECASE)
+_MEM = re.compile(r"\d+[KMGT]?", re.IGNORECASE)
+_GPUS = re.compile(r"(?:[A-Za-z0-9_.-]+:)?\d+")
+# sbatch options that would break what `nw run` promises: a requeued or array job runs a second copy writing into
+# the same $out, --wrap replaces the job script, --wait makes sbatch block instead of returning the job id.
+REFUSED = {"--requeue": "Slurm could start a second copy writing into the same $out",
+           "--array": "every array task would write into the same $out",
+           "--wrap": "the job must run the script nw writes", "--wait": "nw waits for the job itself"}
+REFUSED_SHORT = {"-a": "--array", "-W": "--wait"}
+
+
+def time_problem(value: str) -> str | None:
+    if _TIME.fullmatch(value):
+        return None
+    return (f"{value!r} is not a Slurm time: give minutes (90), MM:SS, HH:MM:SS (2:00:00), D-HH, D-HH:MM or "
+            "D-HH:MM:SS (quote it in YAML: time: \"2:00:00\")")
+
+
+def mem_problem(value: str) -> str | None:
+    return None if _MEM.fullmatch(value) else f"{value!r} is not a memory size: give megabytes (4096) or a " \
+        "number with K, M, G or T (4G)"
+
+
+def gpus_problem(value: str) -> str | None:
+    return None if _GPUS.fullmatch(value) else f"{value!r} is not a GPU count: give a number (1) or TYPE:N (a100:2)"
+
+
+def partition_problem(value: str) -> str | None:
+    if value and value.isprintable() and not value.startswith("-") and not any(c.isspace() for c in value):
+        return None
+    return f"{value!r} is not a partition name (one word, or several separated by commas)"
+
+
+def option_problem(value: str) -> str | None:
+    """Why `value` cannot be an extra sbatch option: not an option, or one that breaks nw's job control."""
+    if not value.startswith("-") or not value.isprintable():
+        return f"{value!r} is not an sbatch option (expected e.g. --account=lab, one option per item)"
+    if value.startswith("--"):
+        name = value.split("=", 1)[0]  # sbatch also takes an unambiguous prefix: --req is --requeue
+        flag = next((f for f in REFUSED if len(name) >= 5 and f.startswith(name)), None)
+    else:
+        flag = REFUSED_SHORT.get(value[:2])
+    return f"{value!r} cannot be used: {REFUSED[flag]}" if flag else None
+
+
+def cpus_problem(value: object) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return None
+    return f"{value!r} is not a CPU count: give a whole number of at least 1"
+
+
 @dataclass(frozen=True)
 class SlurmOptions:
-    """What every job of a run asks Slurm for."""
+    """What a job asks Slurm for, from one source (the command line, or one entry of nixworkflow.yaml)."""
 
     partition: str | None = None
     time: str | None = None
@@ -72,31 +129,103 @@ class SlurmOptions:
     gpus: str | None = None
     extra: tuple[str, ...] = ()
 
+    def named(self) -> dict[str, str | int | None]:
+        return {"--partition": self.partition, "--time": self.time, "--cpus-per-task": self.cpus,
+                "--mem": self.mem, "--gpus": self.gpus}
+
     def sbatch_args(self) -> list[str]:
-        given = {"--partition": self.partition, "--time": self.time, "--cpus-per-task": self.cpus,
-                 "--mem": self.mem, "--gpus": self.gpus}
-        return [f"{flag}={value}" for flag, value in given.items() if value is not None] + list(self.extra)
+        return layered([self])
+
+
+def layered(layers: Sequence[SlurmOptions]) -> list[str]:
+    """sbatch options from several sources, lowest precedence first. A named setting (partition, time, cpus,
+    mem, gpus) is given once, by the highest layer that sets it, among that layer's options; each layer's extra
+    options follow its named ones. sbatch keeps the last occurrence of an option, so a higher layer wins over
+    everything below it, whether the lower one named the setting or gave it as an extra option."""
+    top: dict[str, int] = {}
+    for i, layer in enumerate(layers):
+        for flag, value in layer.named().items():
+            if value is not None:
+                top[flag] = i
+    argv: list[str] = []
+    for i, layer in enumerate(layers):
+        argv += [f"{flag}={value}" for flag, value in layer.named().items() if top.get(flag) == i]
+        argv += layer.extra
+    return argv
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    """`slurm:` of a nixworkflow.yaml (nixlib.config reads and checks it): whether `nw run` uses Slurm without
+    --slurm, and the settings for every job and per step name."""
+
+    path: Path
+    enabled: bool | None = None  # None: not said (Slurm only with --slurm)
+    enabled_at: str = ""  # file:line of `enabled`, for messages
+    default: SlurmOptions = SlurmOptions()
+    steps: Mapping[str, SlurmOptions] = field(default_factory=dict)
+    step_lines: Mapping[str, str] = field(default_factory=dict)  # step -> file:line of its entry
+
+
+def configure(args: argparse.Namespace, directory: Path, steps: Iterable[str]) -> None:
+    """Read `slurm:` from DIRECTORY/nixworkflow.yaml (the experiment's directory) into args.slurm_config and decide
+    args.slurm: the command line (--slurm / --no-slurm) wins over `enabled:`. A step name under `steps:` that the
+    experiment does not have is an error here, before anything runs: a typo must not silently drop a step's
+    resources (its job would then fail for lack of memory or time, hours later)."""
+    from nixlib.config import ConfigError, find_config, load_config, mentions
+
+    path = find_config(directory)
+    cfg = load_config(path).slurm if path is not None and mentions(path, "slurm") else None
+    args.slurm_config = cfg
+    if cfg is None:
+        return
+    names = set(steps)
+    for step, where in cfg.step_lines.items():
+        if step not in names:
+            close = difflib.get_close_matches(step, sorted(names), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else \
+                f"its steps: {', '.join(sorted(names)[:12])}{' …' if len(names) > 12 else ''}"
+            raise ConfigError(f"{where}: slurm.steps.{step}: the experiment has no step '{step}' ({hint}); "
+                              "nothing was run")
+    if getattr(args, "slurm", None) is None and cfg.enabled is not None:
+        args.slurm = cfg.enabled
+        args.slurm_from_config = True
 
 
 def action_from_args(args: argparse.Namespace, steps: Iterable[str]) -> SlurmAction | None:
-    """The action `nw run` uses: a SlurmAction with --slurm, None (run locally) without; refuses --slurm-* alone
-    and a --slurm-step naming none of `steps`."""
+    """The action `nw run` uses: a SlurmAction with --slurm (or `enabled: true` in nixworkflow.yaml), None (run
+    locally) without; refuses --slurm-* alone, bad values and a --slurm-step naming none of `steps`."""
     opts = SlurmOptions(args.slurm_partition, args.slurm_time, args.slurm_cpus, args.slurm_mem, args.slurm_gpus,
                         tuple(args.slurm_option))
     per_step = _per_step(args.slurm_step, set(steps))
+    cfg: SlurmConfig | None = getattr(args, "slurm_config", None)
     if not getattr(args, "slurm", False):
         if opts != SlurmOptions() or per_step:
             raise NixWorkflowError("the --slurm-* options only apply to Slurm jobs: add --slurm to run cache misses "
                                    "on Slurm, or drop them to run every step here")
         return None
-    if opts.cpus is not None and opts.cpus < 1:
-        raise NixWorkflowError(f"--slurm-cpus must be at least 1, not {opts.cpus}")
+    _check_cli(opts)
     for tool in ("sbatch", "scontrol", "scancel"):
         if shutil.which(tool) is None:
-            raise NixWorkflowError(f"--slurm needs the Slurm client commands, but `{tool}` is not on PATH: run on a "
-                                   "host that can submit jobs (a login node), or install the Slurm client (Debian: "
-                                   "apt-get install slurm-client) configured for your cluster; nothing was run")
-    return SlurmAction(opts, per_step)
+            why = f" (`enabled: true` under `slurm:` at {cfg.enabled_at}; --no-slurm runs every step here)" \
+                if cfg is not None and getattr(args, "slurm_from_config", False) else ""
+            raise NixWorkflowError(f"--slurm needs the Slurm client commands, but `{tool}` is not on PATH{why}: run "
+                                   "on a host that can submit jobs (a login node), or install the Slurm client "
+                                   "(Debian: apt-get install slurm-client) configured for your cluster; nothing "
+                                   "was run")
+    return SlurmAction(opts, per_step, cfg)
+
+
+def _check_cli(opts: SlurmOptions) -> None:
+    """The command line's values, checked by the rules nixworkflow.yaml's are, before anything runs."""
+    checks = [("--slurm-partition", opts.partition, partition_problem), ("--slurm-time", opts.time, time_problem),
+              ("--slurm-mem", opts.mem, mem_problem), ("--slurm-gpus", opts.gpus, gpus_problem)]
+    problems = [f"{flag}: {check(value)}" for flag, value, check in checks if value is not None and check(value)]
+    if opts.cpus is not None and cpus_problem(opts.cpus):
+        problems.append(f"--slurm-cpus must be at least 1, not {opts.cpus}")
+    problems += [f"--slurm-option: {option_problem(o)}" for o in opts.extra if option_problem(o)]
+    if problems:
+        raise NixWorkflowError("; ".join(problems) + "; nothing was run")
 
 
 def _per_step(given: Iterable[str], steps: set[str]) -> dict[str, tuple[str, ...]]:
@@ -107,6 +236,8 @@ def _per_step(given: Iterable[str], steps: set[str]) -> dict[str, tuple[str, ...
         if not sep or not arg.startswith("-"):
             raise NixWorkflowError(f"--slurm-step {item!r}: expected STEP=SBATCH_OPTION, e.g. --slurm-step "
                                    "train=--gpus=1")
+        if option_problem(arg):
+            raise NixWorkflowError(f"--slurm-step {item!r}: {option_problem(arg)}; nothing was run")
         if step not in steps:
             known = ", ".join(sorted(steps)[:12]) + (" …" if len(steps) > 12 else "")
             raise NixWorkflowError(f"--slurm-step {item!r}: this run has no step '{step}' (its steps: {known}); "
@@ -118,9 +249,17 @@ def _per_step(given: Iterable[str], steps: set[str]) -> dict[str, tuple[str, ...
 class SlurmAction:
     """An engine Action that runs a step as one Slurm batch job and returns once no process of it runs."""
 
-    def __init__(self, options: SlurmOptions, per_step: Mapping[str, tuple[str, ...]] | None = None) -> None:
+    def __init__(self, options: SlurmOptions, per_step: Mapping[str, tuple[str, ...]] | None = None,
+                 config: SlurmConfig | None = None) -> None:
         self.options = options
         self.per_step = dict(per_step or {})  # step name -> its own sbatch options (after the run's: they win)
+        self.config = config
+
+    def sbatch_args(self, step: str) -> list[str]:
+        """The resources of `step`'s job. Precedence, highest first: --slurm-step, the other --slurm-* options,
+        the step's entry under `slurm: steps:` in nixworkflow.yaml, then the file's `slurm:` defaults."""
+        layers = [self.config.default, self.config.steps.get(step, SlurmOptions())] if self.config else []
+        return layered([*layers, self.options, SlurmOptions(extra=self.per_step.get(step, ()))])
 
     def __call__(self, build: Build, command: str) -> Mapping[str, Path]:
         from nixlib.runner import CHILDREN
@@ -142,8 +281,8 @@ class SlurmAction:
         script = build.tmp / "slurm-job.sh"
         script.write_text(job_script(build, command))
         argv = ["sbatch", "--parsable", "--no-requeue", f"--job-name=nw-{build.name}",
-                f"--output={build.tmp / 'slurm-job.out'}", f"--chdir={build.out}", *self.options.sbatch_args(),
-                *self.per_step.get(build.name, ()), str(script)]
+                f"--output={build.tmp / 'slurm-job.out'}", f"--chdir={build.out}", *self.sbatch_args(build.name),
+                str(script)]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as e:
@@ -153,8 +292,9 @@ class SlurmAction:
         job = lines[-1].split(";")[0] if lines else ""
         if proc.returncode != 0 or not job.isdigit():
             why = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}").replace("\n", " ")
-            raise NixWorkflowError(f"step '{build.name}' could not be submitted to Slurm: {why}. Check the --slurm-* "
-                                   "options (partition, time, memory) against `sinfo`; nothing was stored")
+            raise NixWorkflowError(f"step '{build.name}' could not be submitted to Slurm: {why}. Check its resources "
+                                   "(the --slurm-* options, `slurm:` in nixworkflow.yaml) against `sinfo`; nothing "
+                                   "was stored")
         return job
 
     def _wait(self, build: Build, job: str, log: BinaryIO) -> tuple[str, str]:
@@ -258,8 +398,8 @@ def _failure(job: str, state: str, exit_code: str) -> str:
     status, _, sig = exit_code.partition(":")
     if state == "COMPLETED" or (state == "FAILED" and status not in ("", "0")):
         return f"command exited with status {status} (Slurm job {job})"
-    hints = {"TIMEOUT": "it ran out of time: raise --slurm-time",
-             "OUT_OF_MEMORY": "it ran out of memory: raise --slurm-mem",
+    hints = {"TIMEOUT": "it ran out of time: raise --slurm-time (or `time:` under `slurm:` in nixworkflow.yaml)",
+             "OUT_OF_MEMORY": "it ran out of memory: raise --slurm-mem (or `mem:` under `slurm:`)",
              "CANCELLED": "it was cancelled (scancel, or by an administrator)",
              "PURGED": "slurmctld no longer knows it, so whether it succeeded is unknown",
              "NODE_FAIL": "its node failed"}

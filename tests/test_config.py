@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from nixlib import slurm
 from nixlib.config import ConfigError, find_config, load_config
 from nixlib.env import Env
 from nixlib.recipe import RunOptions
+from nixlib.slurm import SlurmAction, SlurmConfig, SlurmOptions, layered
 from tests.helpers import nw, tree_snapshot
 
 PIN = {"url": "https://example.org/nixpkgs.tar.gz", "sha256": "0" * 52}
@@ -132,3 +138,139 @@ def test_malformed_config_in_a_run_is_an_error_before_any_step(tmp_path: Path, s
     assert f"{tmp_path / 'nixworkflow.yaml'}:4: envs.train.sandbx: unknown key (did you mean 'sandbox'?)" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert tree_snapshot(store_root) == before
+
+
+# ---- slurm: (nw run --slurm; docs/slurm.md) ------------------------------------------------------------------
+
+SLURM = """\
+slurm:
+  enabled: true
+  partition: batch
+  time: 1:30:00            # unquoted: YAML 1.1 would read the sexagesimal integer 5400
+  cpus: 2
+  mem: 4096
+  options: [--account=lab]
+  steps:
+    train:
+      partition: gpu,gpu2
+      gpus: a100:2
+      mem: 64G
+      time: 2-12
+      options: --constraint=ib
+    2024: {cpus: 8}
+"""
+
+
+def test_slurm_section(tmp_path: Path) -> None:
+    path = write(tmp_path / "nixworkflow.yaml", SLURM)
+    cfg = load_config(path).slurm
+    assert cfg is not None and cfg.enabled is True and cfg.enabled_at == f"{path}:2"
+    assert cfg.default == SlurmOptions("batch", "1:30:00", 2, "4096", None, ("--account=lab",))
+    assert cfg.steps == {"train": SlurmOptions("gpu,gpu2", "2-12", None, "64G", "a100:2", ("--constraint=ib",)),
+                         "2024": SlurmOptions(cpus=8)}
+    assert cfg.step_lines == {"train": f"{path}:9", "2024": f"{path}:15"}
+    assert load_config(write(path, "slurm: false\n")).slurm == SlurmConfig(path, False, f"{path}:1")
+    assert load_config(write(path, "slurm: {partition: x}\n")).slurm == SlurmConfig(
+        path, None, "", SlurmOptions(partition="x"))
+    assert load_config(write(path, "env: host\n")).slurm is None
+
+
+SLURM_BAD = {
+    "cpus zero": ("slurm:\n  cpus: 0\n", 2, "slurm.cpus: 0 is not a CPU count"),
+    "cpus a bool": ("slurm:\n  cpus: true\n", 2, "slurm.cpus: True is not a CPU count"),
+    "cpus a list": ("slurm:\n  cpus: [1]\n", 2, "slurm.cpus: expected a whole number"),
+    "time in hours": ("slurm:\n  steps:\n    train:\n      time: 2h\n", 4,
+                      "slurm.steps.train.time: '2h' is not a Slurm time"),
+    "time empty": ("slurm:\n  time:\n", 2, "slurm.time: expected a single value"),
+    "mem with a B": ("slurm:\n  mem: 4GB\n", 2, "slurm.mem: '4GB' is not a memory size"),
+    "gpus words": ("slurm:\n  gpus: two\n", 2, "slurm.gpus: 'two' is not a GPU count"),
+    "partition two words": ("slurm:\n  partition: gpu batch\n", 2, "slurm.partition: 'gpu batch' is not a partition"),
+    "option not an option": ("slurm:\n  options:\n    - --account=lab\n    - account=lab\n", 4,
+                             "slurm.options[1]: 'account=lab' is not an sbatch option"),
+    "requeue": ("slurm:\n  steps:\n    a:\n      options: [--requeue]\n", 4,
+                "slurm.steps.a.options[0]: '--requeue' cannot be used: Slurm could start a second copy"),
+    "array by prefix": ("slurm:\n  options: --arr=1-3\n", 2, "slurm.options: '--arr=1-3' cannot be used"),
+    "array short": ("slurm:\n  options: [-a1-3]\n", 2, "'-a1-3' cannot be used"),
+    "misspelled key": ("slurm:\n  steps:\n    a:\n      partiton: gpu\n", 4,
+                       "slurm.steps.a.partiton: unknown key (did you mean 'partition'?)"),
+    "enabled not a bool": ("slurm:\n  enabled: maybe\n", 2, "slurm.enabled: expected true or false"),
+    "slurm a number": ("slurm: 3\n", 1, "slurm: expected true, false or a mapping"),
+    "steps a list": ("slurm:\n  steps: [a]\n", 2, "slurm.steps: expected a mapping of step names"),
+    "step given twice": ("slurm:\n  steps:\n    a: {cpus: 1}\n    a: {cpus: 2}\n", 4, "slurm.steps.a: given twice"),
+    "step entry not a mapping": ("slurm:\n  steps:\n    a: gpu\n", 3, "slurm.steps.a: expected a mapping with keys"),
+    "enabled per step": ("slurm:\n  steps:\n    a: {enabled: true}\n", 3, "slurm.steps.a.enabled: unknown key"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SLURM_BAD))
+def test_malformed_slurm_section_names_file_line_and_key(tmp_path: Path, case: str) -> None:
+    text, line, message = SLURM_BAD[case]
+    path = write(tmp_path / "nixworkflow.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}:{line}: "), str(info.value)
+    assert message in str(info.value)
+
+
+_SETTINGS = {"partition": st.sampled_from(["gpu", "a,b", "x y", "-p", ""]),
+             "time": st.sampled_from(["90", "1:30:00", "2-12", "2h", "UNLIMITED", "1:2:3:4"]) | st.integers(),
+             "cpus": st.integers(-2, 9) | st.booleans() | st.sampled_from(["2", "two", None]),
+             "mem": st.sampled_from(["4G", "4096", "4GB", "1.5G", "0"]), "gpus": st.sampled_from(["1", "a100:2", "x"]),
+             "options": st.lists(st.sampled_from(["--account=lab", "--requeue", "-a1", "x", "--qos=hi"]), max_size=3)}
+_JOB = st.fixed_dictionaries({}, optional=_SETTINGS) | st.sampled_from([None, "gpu", 3, []])
+_SLURM_DOC = st.fixed_dictionaries({}, optional={"enabled": st.booleans() | st.sampled_from(["yes", 1]),
+                                                 "steps": st.dictionaries(st.sampled_from(["a", "b", "2"]), _JOB,
+                                                                          max_size=3), **_SETTINGS})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=_SLURM_DOC | st.booleans() | st.sampled_from([None, 3, "on", []]))
+def test_any_slurm_section_loads_checked_or_fails_cleanly(tmp_path: Path, doc: object) -> None:
+    """Whatever `slurm:` holds, loading either fails with file:line: slurm… or gives settings every value of which
+    passes the --slurm-* rules (so it reaches sbatch as it was written)."""
+    path = write(tmp_path / "nixworkflow.yaml", yaml.safe_dump({"slurm": doc}))
+    try:
+        cfg = load_config(path).slurm
+    except ConfigError as e:
+        assert re.match(rf"{re.escape(str(path))}:\d+: slurm", str(e)), str(e)
+        return
+    assert cfg is not None
+    for opts in [cfg.default, *cfg.steps.values()]:
+        checks = [(opts.partition, slurm.partition_problem), (opts.time, slurm.time_problem),
+                  (opts.mem, slurm.mem_problem), (opts.gpus, slurm.gpus_problem)]
+        assert all(check(v) is None for v, check in checks if v is not None)
+        assert opts.cpus is None or (type(opts.cpus) is int and opts.cpus >= 1)
+        assert all(slurm.option_problem(o) is None for o in opts.extra)
+
+
+# Precedence (docs/slurm.md): --slurm-step > --slurm-* > `slurm: steps: STEP:` > `slurm:`. sbatch keeps an option's
+# last occurrence, so the effective value of a setting is its last one in the argv.
+_FLAGS = {"partition": "--partition", "time": "--time", "cpus": "--cpus-per-task"}
+_LAYER = st.builds(SlurmOptions, partition=st.sampled_from([None, "p1", "p2"]), time=st.sampled_from([None, "5", "9"]),
+                   cpus=st.sampled_from([None, 1, 2]), extra=st.lists(st.sampled_from(
+                       ["--partition=x1", "--time=77", "--cpus-per-task=3", "--qos=q"]), max_size=2).map(tuple))
+
+
+@given(layers=st.lists(_LAYER, min_size=1, max_size=4))
+def test_the_highest_layer_that_sets_a_value_wins(layers: list[SlurmOptions]) -> None:
+    argv = layered(layers)
+    for field, flag in _FLAGS.items():
+        expected = None
+        for layer in reversed(layers):  # the highest layer deciding: its extra options come after its named ones
+            given = [a.split("=", 1)[1] for a in layer.extra if a.startswith(flag + "=")]
+            if given or getattr(layer, field) is not None:
+                expected = given[-1] if given else str(getattr(layer, field))
+                break
+        effective = [a.split("=", 1)[1] for a in argv if a.startswith(flag + "=")]
+        assert (effective[-1] if effective else None) == expected, argv
+        assert sum(a.startswith(flag + "=") for a in argv) <= sum(  # each named setting given once at most
+            a.startswith(flag + "=") for layer in layers for a in layer.extra) + 1
+
+
+def test_slurm_action_orders_the_four_sources() -> None:
+    cfg = SlurmConfig(Path("nixworkflow.yaml"), True, "", SlurmOptions(time="10", cpus=1, extra=("--qos=low",)),
+                      {"train": SlurmOptions(cpus=4, mem="8G", extra=("--qos=high",))})
+    action = SlurmAction(SlurmOptions(mem="16G"), {"train": ("--mem=32G",)}, cfg)
+    assert action.sbatch_args("train") == ["--time=10", "--qos=low", "--cpus-per-task=4", "--qos=high",
+                                           "--mem=16G", "--mem=32G"]
+    assert action.sbatch_args("other") == ["--time=10", "--cpus-per-task=1", "--qos=low", "--mem=16G"]

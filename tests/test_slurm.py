@@ -18,6 +18,7 @@ import pytest
 
 from tests import slurm_cluster as cluster_fixtures
 from tests.helpers import REPO, nw, tree_snapshot
+from tests.nixcheck import require_nix
 from tests.slurm_cluster import SbatchCounter
 
 slurm_cluster = cluster_fixtures.slurm_cluster  # the fixtures, for pytest to find
@@ -160,6 +161,123 @@ def test_slurm_without_the_client_commands_is_a_clear_error(tmp_path: Path) -> N
     proc = nw("run", str(_experiment(tmp_path)), "--slurm", env={"PATH": str(empty)})
     assert proc.returncode == 1 and "`sbatch` is not on PATH" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not Path("nix-workflow-output/a").exists()
+
+
+# ---- `slurm:` in nixworkflow.yaml ---------------------------------------------------------------------------
+
+ENV_STEP = ("{n} = output('echo \"$SLURM_CPUS_PER_TASK ${{SLURM_MEM_PER_NODE:-}}\" > $out/res; "
+            "echo {n} {tag} > $out/t')\n")
+
+
+def _resource_experiment(tmp_path: Path, yaml_text: str, tag: str = "1") -> Path:
+    (tmp_path / "nixworkflow.yaml").write_text(yaml_text)
+    return _experiment(tmp_path, "from nixlib import output\n" + "".join(
+        ENV_STEP.format(n=n, tag=tag) for n in ("small", "big")))
+
+
+def _job(name: str, cluster: cluster_fixtures.SlurmCluster) -> str:
+    return cluster.client("scontrol", "show", "job", "-o", _record(name)["provenance"]["slurm"]["job_id"]).stdout
+
+
+def test_yaml_resources_reach_each_job_and_hits_never_reach_slurm(tmp_path: Path, sbatch_counter: SbatchCounter,
+                                                                   isolated: Path) -> None:
+    """`enabled: true` runs on Slurm without --slurm; defaults and a step's own settings reach sbatch (as the job's
+    allocation shows); an unquoted 1:30:00 is 90 minutes, not YAML's sexagesimal 5400; a re-run submits nothing."""
+    exp = _resource_experiment(tmp_path, "slurm:\n  enabled: true\n  cpus: 1\n  mem: 100\n  time: 1:30:00\n  steps:\n"
+                               "    big: {partition: debug, cpus: 2, mem: 200M, options: [--comment=nwbig]}\n")
+    proc = nw("run", str(exp), env=sbatch_counter.env, check=True)
+    assert sbatch_counter.count() == 2, proc.stderr
+    assert Path("nix-workflow-output/small/res").read_text() == "1 100\n"
+    assert Path("nix-workflow-output/big/res").read_text() == "2 200\n"
+    small, big = _job("small", sbatch_counter.cluster), _job("big", sbatch_counter.cluster)
+    assert "TimeLimit=01:30:00" in small and "NumCPUs=1 " in small and "MinMemoryNode=100M" in small, small
+    assert all(f in big for f in ("TimeLimit=01:30:00", "NumCPUs=2 ", "MinMemoryNode=200M", "Partition=debug",
+                                  "Comment=nwbig")), big
+    shutil.rmtree("nix-workflow-output")
+    again = nw("run", str(exp), env=sbatch_counter.env, check=True)
+    assert sbatch_counter.count() == 2 and "cached 2" in again.stderr, again.stderr
+
+
+def test_precedence_cli_step_over_cli_over_yaml_step_over_yaml(tmp_path: Path, sbatch_counter: SbatchCounter) -> None:
+    yaml_text = "slurm:\n  cpus: 1\n  steps:\n    big: {cpus: 2}\n"
+    exp = _resource_experiment(tmp_path, yaml_text)
+    nw("run", str(exp), "--slurm", env=sbatch_counter.env, check=True)  # the step's entry over the file's default
+    assert Path("nix-workflow-output/small/res").read_text().split()[0] == "1"
+    assert Path("nix-workflow-output/big/res").read_text().split()[0] == "2"
+    exp = _resource_experiment(tmp_path, yaml_text, tag="2")  # new commands: resources are not in the key
+    nw("run", str(exp), "--slurm", "--slurm-cpus", "1", "--slurm-step", "small=--cpus-per-task=2",
+       env=sbatch_counter.env, check=True)
+    assert Path("nix-workflow-output/big/res").read_text().split()[0] == "1"  # --slurm-cpus over the step's entry
+    assert Path("nix-workflow-output/small/res").read_text().split()[0] == "2"  # --slurm-step over --slurm-cpus
+    assert sbatch_counter.count() == 4
+
+
+def test_a_partition_slurm_does_not_have_is_sbatchs_error_and_stores_nothing(
+        tmp_path: Path, sbatch_counter: SbatchCounter, isolated: Path) -> None:
+    (tmp_path / "nixworkflow.yaml").write_text("slurm:\n  steps:\n    bad: {partition: nosuch}\n")
+    exp = _experiment(tmp_path, "from nixlib import output\nbad = output('echo x > $out/v')\n")
+    before = tree_snapshot(isolated)
+    proc = nw("run", str(exp), "--slurm", env=sbatch_counter.env)
+    assert proc.returncode == 1 and "step 'bad' could not be submitted to Slurm" in proc.stderr, proc.stderr
+    assert "nosuch" in proc.stderr or "invalid partition" in proc.stderr.lower(), proc.stderr
+    assert not any(p.startswith(("store/", "realisations/")) for p in tree_snapshot(isolated) if p not in before)
+
+
+def test_bad_yaml_slurm_values_are_named_by_file_line_and_key_before_anything_runs(tmp_path: Path) -> None:
+    yaml_path = tmp_path / "nixworkflow.yaml"
+    yaml_path.write_text("slurm:\n  enabled: true\n  steps:\n    a:\n      mem: 4GB\n")
+    proc = nw("run", str(_experiment(tmp_path)))
+    assert proc.returncode == 1, proc.stderr
+    assert f"{yaml_path}:5: slurm.steps.a.mem: '4GB' is not a memory size" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not Path("nix-workflow-output/a").exists()
+
+    yaml_path.write_text("slurm:\n  steps:\n    a: {cpus: 1}\n    bb: {cpus: 2}\n")
+    proc = nw("run", str(_experiment(tmp_path)), "--slurm")
+    assert proc.returncode == 1 and f"{yaml_path}:4: slurm.steps.bb: the experiment has no step 'bb' (did you mean " \
+        "'b'?)" in proc.stderr, proc.stderr
+    assert not Path("nix-workflow-output/a").exists()
+
+
+def test_bad_command_line_values_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    exp = str(_experiment(tmp_path))
+    for argv, words in ((["--slurm-time", "2h"], "--slurm-time: '2h' is not a Slurm time"),
+                        (["--slurm-option=--requeue"], "'--requeue' cannot be used"),
+                        (["--slurm-step", "a=--wait"], "'--wait' cannot be used")):
+        proc = nw("run", exp, "--slurm", *argv)
+        assert proc.returncode == 1 and words in proc.stderr, proc.stderr
+    assert not Path("nix-workflow-output/a").exists()
+
+
+def test_enabled_in_yaml_without_slurm_here_says_where_and_no_slurm_runs_here(tmp_path: Path) -> None:
+    yaml_path = tmp_path / "nixworkflow.yaml"
+    yaml_path.write_text("# Slurm for everyone who runs this experiment\nslurm: {enabled: true, cpus: 2}\n")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    counting = tmp_path / "sbatch-never"
+    (empty / "sbatch").write_text(f"#!/bin/sh\necho called >> {counting}\nexit 1\n")
+    (empty / "sbatch").chmod(0o755)  # sbatch alone: scontrol and scancel are missing
+    proc = nw("run", str(_experiment(tmp_path)), env={"PATH": str(empty)})
+    assert proc.returncode == 1 and f"`enabled: true` under `slurm:` at {yaml_path}:2" in proc.stderr, proc.stderr
+    assert "--no-slurm" in proc.stderr and not counting.exists() and not Path("nix-workflow-output/a").exists()
+    exp = _experiment(tmp_path, "from nixlib import output\na = output('echo \"${SLURM_JOB_ID:-here}\" > $out/job')\n")
+    nw("run", str(exp), "--no-slurm", check=True)
+    assert Path("nix-workflow-output/a/job").read_text() == "here\n"  # ran in this process, not in a Slurm job
+
+
+def test_showcase_nix_on_slurm_then_rerun_submits_nothing(sbatch_counter: SbatchCounter) -> None:
+    """Issue 12: `nw run examples/showcase/experiment.nix --slurm` runs (Nix envs, a checkpoint consumed while its
+    producer trains) and a re-run after deleting the output links submits nothing."""
+    require_nix("nix-instantiate")
+    showcase = REPO / "examples" / "showcase" / "experiment.nix"
+    first = nw("run", str(showcase), "--slurm", "-j", "2", env=sbatch_counter.env, check=True, timeout=900)
+    assert sbatch_counter.count() == 13 and "done 13 · cached 1" in first.stderr, first.stderr  # as test_nix_front
+    assert _record("comparison")["provenance"]["slurm"]["job_id"].isdigit()
+    results = json.loads(Path("nix-workflow-output/comparison/comparison.json").read_text())["results"]
+    assert len(results) == 3
+    shutil.rmtree("nix-workflow-output")
+    again = nw("run", str(showcase), "--slurm", env=sbatch_counter.env, check=True, timeout=900)
+    assert sbatch_counter.count() == 13 and "cached 14" in again.stderr and "done 0" in again.stderr, again.stderr
+    assert json.loads(Path("nix-workflow-output/comparison/comparison.json").read_text())["results"] == results
 
 
 def _wait_for(probe, timeout: float = 60) -> str:  # type: ignore[no-untyped-def]
