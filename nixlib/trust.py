@@ -21,6 +21,7 @@ import os
 import pwd
 import stat
 import sys
+from collections.abc import Container
 from pathlib import Path
 
 ENV = "NIX_WORKFLOW_TRUSTED_USERS"
@@ -63,16 +64,35 @@ def _uid(word: str) -> int | None:
 def _read_admin_file(path: Path) -> str | None:
     """The trusted-users file's text if root or the running user wrote it and nobody else can change it."""
     try:
+        got = read_owned(path, (0, os.getuid()), 1 << 20, private=True)
+    except NotTrusted:
+        _warn(f"warning: ignoring {path}: it must be a regular file owned by root (or you) and writable by "
+              "nobody else")
+        return None
+    return None if got is None else got[0].decode("utf-8", errors="replace")
+
+
+class NotTrusted(Exception):
+    """A file that exists but is not a regular file of a trusted owner (or is writable by others)."""
+
+
+def read_owned(path: Path, owners: Container[int], limit: int, *, private: bool = False,
+               tail: bool = False) -> tuple[bytes, os.stat_result] | None:
+    """The first (with `tail`, the last) `limit` bytes of `path` and its stat, if it is a regular file owned by
+    one of `owners` (and, with `private`, writable by nobody else). A symlink is never followed and the checks
+    are made on the opened file, so nothing can be swapped in between. None when it cannot be opened (absent,
+    a symlink, unreadable); NotTrusted when it can but fails a check."""
+    try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     with open(fd, "rb") as f:
         st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, os.getuid()) or st.st_mode & 0o022:
-            _warn(f"warning: ignoring {path}: it must be a regular file owned by root (or you) and writable by "
-                  "nobody else")
-            return None
-        return f.read(1 << 20).decode("utf-8", errors="replace")
+        if not stat.S_ISREG(st.st_mode) or st.st_uid not in owners or (private and st.st_mode & 0o022):
+            raise NotTrusted(str(path))
+        if tail:
+            f.seek(max(0, st.st_size - limit))
+        return f.read(limit), st
 
 
 def user_name(uid: int) -> str:

@@ -50,9 +50,9 @@ def write_pipeline(cwd: Path, extra: str = "") -> Path:
 
 
 @contextlib.contextmanager
-def view_server(cwd: Path, *args: str) -> Iterator[str]:
+def view_server(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """`nw view --no-browser --port 0` as a real process; yields the URL it prints on its first line."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(env or os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "view", "--no-browser", "--port", "0", *args],
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

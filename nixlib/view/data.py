@@ -22,7 +22,8 @@ from nixlib import pids, records
 from nixlib.lineage import last_run
 from nixlib.statmemo import user_cache_dir
 from nixlib.store import Store
-from nixlib.view.history import RUNS_DIR, journals, read_journal
+from nixlib.trust import NotTrusted, read_owned
+from nixlib.view.history import find_journal, journals
 
 PREVIEW_BYTES = 256 << 10
 RUN_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,10}")  # a journal's name: <start ms>-<pid>
@@ -55,8 +56,9 @@ class ViewData:
         out = []
         for doc in journals(self.out_dir):
             statuses = [self._status(doc, e) for e in doc["steps"].values() if isinstance(e, dict)]
-            out.append({"id": str(doc.get("id")), "label": "nw run", "started": doc.get("started"),
-                        "ended": doc.get("ended"), "live": self._live(doc), "steps": len(statuses),
+            out.append({"id": str(doc.get("id")), "label": str(doc.get("tool") or "nw run"),
+                        "started": doc.get("started"), "ended": doc.get("ended"), "live": self._live(doc),
+                        "steps": len(statuses),
                         "counts": {s: statuses.count(s) for s in sorted(set(statuses))}})
         if not out and last_run(self.out_dir):
             out.append({"id": "last", "label": "last nw run", "steps": len(last_run(self.out_dir)), "live": False})
@@ -69,7 +71,7 @@ class ViewData:
             return self._store_graph()
         if run_id == "last":
             return self._summary_graph(last_run(self.out_dir))
-        doc = read_journal(self.out_dir / RUNS_DIR / f"{run_id}.json") if RUN_ID.fullmatch(run_id) else None
+        doc = find_journal(self.out_dir, run_id) if RUN_ID.fullmatch(run_id) else None
         if doc is None:
             raise Refused(404, f"no run {run_id!r} in {self.out_dir}")
         nodes = []
@@ -177,15 +179,12 @@ class ViewData:
 
     def _read_tail(self, path: Path) -> dict[str, Any] | None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
+            got = read_owned(path, self.store.trusted, LOG_TAIL, tail=True)
+        except NotTrusted:
             return None
-        with open(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_uid not in self.store.trusted:
-                return None
-            f.seek(max(0, st.st_size - LOG_TAIL))
-            data = f.read(LOG_TAIL)
+        if got is None:
+            return None
+        data, st = got
         return {"text": data.decode("utf-8", "replace"), "size": st.st_size, "truncated": st.st_size > LOG_TAIL}
 
     # ---- objects ------------------------------------------------------------------------

@@ -19,58 +19,107 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 RUNS_DIR = ".nw-runs"
+# Front doors that call the engine themselves journal in their working directory: Luigi in .nw-runs (its output-link
+# directory is the user's to empty), Snakemake under .snakemake/ (where its checkpoints' write checks do not look).
+LUIGI_RUNS = Path(RUNS_DIR)
+SNAKEMAKE_RUNS = Path(".snakemake") / "nw-runs"
 KEEP = 20
 FLUSH_EVERY = 0.3  # seconds: a live view is at most this stale, and a 1,000-step cached run writes a few files
+STATES = ("pending", "running", "done", "cached", "failed", "skipped", "interrupted")
 
 
 class RunJournal:
-    """Records one run's steps and their states in the out-link directory while it runs."""
+    """Records one run's steps and their states while it runs: `nw run` passes its whole graph (`order`) and
+    its scheduler's events; Snakemake and Luigi add steps as they discover them (`add`) and report states
+    through `note`, or let `watch` follow an Engine's lookups and realisations.
 
-    def __init__(self, out_dir: Path, store_root: Path, engine: Any, order: list[Any]) -> None:
+    Cheap by construction: states change in memory, a background thread rewrites the file at most every
+    FLUSH_EVERY seconds (never fsynced), and any failure to write is ignored. A process forked from the one
+    that made the journal (a Luigi worker process) appends its events to `<id>.events` instead, one short
+    O_APPEND write each, which readers apply on top of the journal."""
+
+    def __init__(self, out_dir: Path, store_root: Path, engine: Any = None, order: Iterable[Any] = (), *,
+                 tool: str = "nw run", runs_dir: Path | None = None,
+                 name: Callable[[Any], str] | None = None) -> None:
         self.engine = engine
+        self.name_of = name or (lambda recipe: recipe.name)
         self.started = time.time()
-        self.dir = Path(out_dir) / RUNS_DIR
-        self.path = self.dir / f"{int(self.started * 1000)}-{os.getpid()}.json"
-        self.lock = threading.Lock()
+        self.pid = os.getpid()
+        self.dir = Path(runs_dir) if runs_dir is not None else Path(out_dir) / RUNS_DIR
+        self.path = self.dir / f"{int(self.started * 1000)}-{self.pid}.json"
+        self.lock = threading.RLock()
         self.doc: dict[str, Any] = {
-            "v": 1, "id": self.path.stem, "host": socket.gethostname(), "pid": os.getpid(),
+            "v": 1, "id": self.path.stem, "host": socket.gethostname(), "pid": self.pid, "tool": tool,
             "started": self.started, "ended": None, "store": str(store_root),
-            "steps": {r.name: {"status": "pending", "recipe_key": r.key,
-                               "upstream": sorted({u.name for u in r.upstream()})} for r in order},
+            "steps": {self.name_of(r): {"status": "pending", "recipe_key": r.key,
+                                        "upstream": sorted({self.name_of(u) for u in r.upstream()})} for r in order},
         }
         self.dirty = False
         self.last_write = 0.0
         self.broken = False
         self.stop = threading.Event()
         self._write()
-        self.flusher = threading.Thread(target=self._flush_loop, name="nw-journal", daemon=True)
-        self.flusher.start()
+        _flush_later(self)
 
-    def event(self, kind: str, recipe: Any, info: Any) -> None:
-        """Note a scheduler event (start, done, cached, failed, skipped) for `recipe`."""
+    # ---- what a front door calls ----------------------------------------------------------
+
+    def add(self, name: str, upstream: Iterable[str] = (), recipe_key: str | None = None) -> None:
+        """A step as it becomes known (pending until a state is noted); a known step only gains missing upstream."""
+        if os.getpid() != self.pid:
+            return
         with self.lock:
-            entry = self.doc["steps"].setdefault(recipe.name, {"recipe_key": recipe.key, "upstream": []})
-            entry["status"] = "running" if kind == "start" else kind
-            now = time.time()
-            if kind == "start":
-                entry["start"] = now
-                rk = self._resolved_key(recipe)
-                if rk:
-                    entry["resolved_key"] = rk
+            entry = self.doc["steps"].get(name)
+            if entry is None:
+                entry = self.doc["steps"][name] = {"status": "pending", "upstream": sorted(set(upstream))}
+            elif upstream and not entry.get("upstream"):
+                entry["upstream"] = sorted(set(upstream))
             else:
-                entry["end"] = now
-            if kind in ("done", "cached") and getattr(info, "resolved_key", None):
-                entry["resolved_key"] = info.resolved_key
-            if kind in ("failed", "skipped"):
-                entry["error"] = str(info)[:2000]
+                return
+            if recipe_key:
+                entry["recipe_key"] = recipe_key
             self.dirty = True
-            urgent = kind in ("start", "failed") or now - self.last_write >= FLUSH_EVERY
+
+    def note(self, name: str, status: str, resolved_key: str | None = None, error: str | None = None,
+             upstream: Iterable[str] | None = None) -> None:
+        """A step's new state (running, done, cached, failed, skipped), with its key once known (and its upstream,
+        for a step not added before)."""
+        now = time.time()
+        change: dict[str, Any] = {"status": status, "start" if status == "running" else "end": now}
+        if resolved_key:
+            change["resolved_key"] = resolved_key
+        if error is not None:
+            change["error"] = error[:2000]
+        if os.getpid() != self.pid:
+            self._append(name, change | ({"upstream": sorted(set(upstream))} if upstream else {}))
+            return
+        if upstream:
+            self.add(name, upstream)
+        with self.lock:
+            entry = self.doc["steps"].setdefault(name, {"upstream": []})
+            entry.update(change)
+            self.dirty = True
+            urgent = status in ("running", "failed") or now - self.last_write >= FLUSH_EVERY
         if urgent:
             self._write()
+
+    def event(self, kind: str, recipe: Any, info: Any) -> None:
+        """Note a scheduler event (start, done, cached, failed, skipped) for `recipe` (Engine's on_event)."""
+        try:
+            name = self.name_of(recipe)
+            if kind == "start":
+                upstream = [self.name_of(u) for u in recipe.upstream()]
+                self.note(name, "running", self._resolved_key(recipe), upstream=upstream)
+            elif kind in ("done", "cached"):
+                self.note(name, kind, getattr(info, "resolved_key", None))
+            else:
+                self.note(name, kind, getattr(info, "resolved_key", None), error=str(info))
+        except Exception:  # noqa: BLE001 - a journal detail must never fail a run
+            pass
 
     def wrap(self, on_event: Any) -> Any:
         """An event callback that notes the event here, then passes it on (to the progress line)."""
@@ -79,8 +128,47 @@ class RunJournal:
             on_event(kind, recipe, info)
         return both
 
+    def watch(self, engine: Any) -> None:
+        """Follow `engine` (for front doors that call lookup/realise themselves): a lookup that misses adds its
+        step as pending, one that hits marks a step not yet started cached; realise() reports running, then
+        done, cached or failed. The engine behaves exactly as before; a journal error is swallowed."""
+        lookup, realise = engine.lookup, engine.realise
+
+        def journaled_lookup(recipe: Any) -> Any:
+            result = lookup(recipe)
+            if os.getpid() == self.pid:  # a forked worker's checks of its inputs are not states
+                try:
+                    self._looked_up(recipe, result)
+                except Exception:  # noqa: BLE001
+                    pass
+            return result
+
+        def journaled_realise(recipe: Any, *args: Any, **kwargs: Any) -> Any:
+            self.event("start", recipe, None)
+            try:
+                result = realise(recipe, *args, **kwargs)
+            except BaseException as e:
+                self.event("failed", recipe, e)
+                raise
+            self.event("cached" if result.cached else "done", recipe, result)
+            return result
+
+        engine.lookup, engine.realise = journaled_lookup, journaled_realise
+
+    def _looked_up(self, recipe: Any, result: Any) -> None:
+        name = self.name_of(recipe)
+        entry = self.doc["steps"].get(name)
+        if result is None:
+            if entry is None:
+                self.add(name, [self.name_of(u) for u in recipe.upstream()], recipe.key)
+        elif entry is None or entry.get("status") == "pending":
+            self.add(name, [self.name_of(u) for u in recipe.upstream()], recipe.key)
+            self.note(name, "cached", result.resolved_key)
+
     def _resolved_key(self, recipe: Any) -> str | None:
         """The key a starting step runs under (its log is logs/<key>.log), so the viewer can tail it live."""
+        if self.engine is None:
+            return None
         try:
             realised = self.engine.resolve(recipe)
             return recipe.resolved_key(realised) if realised is not None else None
@@ -89,7 +177,10 @@ class RunJournal:
 
     def finish(self) -> None:
         """Mark the run ended (steps still pending or running were interrupted) and prune old runs."""
+        if os.getpid() != self.pid or self.stop.is_set():
+            return
         self.stop.set()
+        _OPEN.discard(self)
         with self.lock:
             self.doc["ended"] = time.time()
             for entry in self.doc["steps"].values():
@@ -99,10 +190,16 @@ class RunJournal:
         self._write()
         self._prune()
 
-    def _flush_loop(self) -> None:
-        while not self.stop.wait(FLUSH_EVERY):
-            if self.dirty:
-                self._write()
+    def _append(self, name: str, change: dict[str, Any]) -> None:
+        """A forked process's event: one line appended to `<id>.events` (never the journal it shares)."""
+        line = (json.dumps({"step": name, **change}, sort_keys=True) + "\n").encode()
+        with contextlib.suppress(OSError):
+            fd = os.open(self.path.with_suffix(".events"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
 
     def _write(self) -> None:
         if self.broken:
@@ -124,8 +221,29 @@ class RunJournal:
             names = sorted((n for n in os.listdir(self.dir) if n.endswith(".json") and not n.startswith(".")),
                            key=_started)
             for name in names[:-KEEP]:
-                with contextlib.suppress(OSError):
-                    (self.dir / name).unlink()
+                for path in (self.dir / name, (self.dir / name).with_suffix(".events")):
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+
+
+_OPEN: set[RunJournal] = set()  # journals of this process still running, flushed by one shared thread
+_FLUSHER: list[threading.Thread] = []
+
+
+def _flush_later(journal: RunJournal) -> None:
+    """Have the shared flusher rewrite `journal` while it is dirty (one thread however many journals)."""
+    _OPEN.add(journal)
+    if not _FLUSHER or not _FLUSHER[0].is_alive():
+        _FLUSHER[:] = [threading.Thread(target=_flush_loop, name="nw-journal", daemon=True)]
+        _FLUSHER[0].start()
+
+
+def _flush_loop() -> None:
+    while True:
+        time.sleep(FLUSH_EVERY)
+        for journal in list(_OPEN):
+            if journal.dirty and os.getpid() == journal.pid:
+                journal._write()
 
 
 def _started(name: str) -> int:
@@ -133,30 +251,74 @@ def _started(name: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
+def journal_dirs(out_dir: Path) -> list[Path]:
+    """Where runs are journalled: `nw run`'s beside its output links, Luigi's and Snakemake's in the current
+    directory (their working directory)."""
+    dirs = [Path(out_dir).absolute() / RUNS_DIR, Path.cwd() / LUIGI_RUNS, Path.cwd() / SNAKEMAKE_RUNS]
+    return list(dict.fromkeys(dirs))
+
+
 def journals(out_dir: Path) -> list[dict[str, Any]]:
-    """The journals of recent runs in `out_dir`, newest first; unreadable or malformed ones are skipped."""
-    d = Path(out_dir) / RUNS_DIR
-    try:
-        names = [n for n in os.listdir(d) if n.endswith(".json") and not n.startswith(".")]
-    except OSError:
-        return []
+    """The journals of recent runs (see journal_dirs), newest first; unreadable or malformed ones are skipped."""
+    found = []
+    for d in journal_dirs(out_dir):
+        try:
+            found += [(n, d) for n in os.listdir(d) if n.endswith(".json") and not n.startswith(".")]
+        except OSError:
+            continue
     docs = []
-    for name in sorted(names, key=_started, reverse=True):
+    for name, d in sorted(found, key=lambda nd: _started(nd[0]), reverse=True):
         doc = read_journal(d / name)
         if doc is not None:
             docs.append(doc)
     return docs
 
 
+def find_journal(out_dir: Path, run_id: str) -> dict[str, Any] | None:
+    """The journal of run `run_id` (already checked to be `<digits>-<digits>`), wherever it was written."""
+    for d in journal_dirs(out_dir):
+        doc = read_journal(d / f"{run_id}.json")
+        if doc is not None:
+            return doc
+    return None
+
+
 def read_journal(path: Path) -> dict[str, Any] | None:
-    """A journal's JSON if it has the expected shape (a dict of steps); never follows a symlink."""
+    """A journal's JSON if it has the expected shape (a dict of steps), with the events its forked workers
+    appended applied on top; never follows a symlink."""
+    data = _read(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        with open(fd, "rb") as f:
-            data = f.read(16 << 20)
-        doc = json.loads(data.decode("utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        doc = json.loads(data.decode("utf-8")) if data is not None else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("steps"), dict):
         return None
+    for line in (_read(path.with_suffix(".events")) or b"").splitlines():
+        _apply(doc["steps"], line)
     return doc
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as f:
+            return f.read(16 << 20)
+    except OSError:
+        return None
+
+
+def _apply(steps: dict[str, Any], line: bytes) -> None:
+    """One appended event (a JSON object naming its step and new state); anything malformed is skipped."""
+    try:
+        event = json.loads(line)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return
+    if not isinstance(event, dict) or not isinstance(event.get("step"), str) or event.get("status") not in STATES:
+        return
+    entry = steps.setdefault(event.pop("step"), {"upstream": []})
+    if not isinstance(entry, dict):
+        return
+    entry.update({k: v for k, v in event.items() if k in ("status", "start", "end", "resolved_key", "error")})
+    upstream = event.get("upstream")
+    if not entry.get("upstream") and isinstance(upstream, list) and all(isinstance(u, str) for u in upstream):
+        entry["upstream"] = upstream

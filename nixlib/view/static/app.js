@@ -358,7 +358,8 @@ $("run").onchange = (ev) => { state.runId = ev.target.value; state.chosen = true
 function runLabel(r) {
   if (r.id === "store" || r.id === "last") return r.label;
   const counts = Object.entries(r.counts || {}).map(([k, v]) => `${v} ${k}`).join(", ");
-  return `${when(r.started)}${r.live ? " (running)" : ""} — ${r.steps} steps: ${counts}`;
+  const tool = r.label && r.label !== "nw run" ? `${r.label}: ` : ""; // Snakemake and Luigi runs say so
+  return `${tool}${when(r.started)}${r.live ? " (running)" : ""} — ${r.steps} steps: ${counts}`;
 }
 
 async function loadRuns() {

@@ -1,0 +1,35 @@
+"""A Luigi run's tasks and their states, live, for `nw view` (nixlib.view.history.RunJournal).
+
+Luigi discovers tasks while it schedules, by asking each whether it is complete, which for a NixTask
+is an Engine lookup; running one is Engine.realise. So the journal follows the process's engine:
+a lookup that misses adds the task (named by its task_id, upstream by the tasks its recipe uses) as
+pending, one that hits marks it cached, and a realisation says running, then done, cached or failed.
+A task run by a forked worker process (`--workers N`) reports from there (RunJournal appends its
+events). The journal lives in `.nw-runs/` of the working directory, one per process and store root,
+and is marked ended when the process exits. Journalling never fails or slows a run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from pathlib import Path
+from typing import Any
+
+from nixlib.view.history import LUIGI_RUNS, RunJournal
+
+logger = logging.getLogger("luigi-interface")
+
+
+def attach(engine: Any, out_link: str) -> RunJournal | None:
+    """Journal what `engine` does for this process's tasks; nothing when output links are off ('' or 'none')."""
+    if not out_link or out_link.lower() == "none":
+        return None
+    try:
+        journal = RunJournal(Path.cwd(), engine.store.root, engine, tool="luigi", runs_dir=Path.cwd() / LUIGI_RUNS)
+        journal.watch(engine)
+        atexit.register(journal.finish)
+        return journal
+    except Exception as e:  # noqa: BLE001 - the viewer's journal must never stop a run
+        logger.debug("nixworkflow: this run is not journalled for nw view: %s", e)
+        return None
