@@ -9,6 +9,8 @@ release changes it.
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 TIMESTAMP = ".snakemake_timestamp"  # the file that carries a directory() output's mtime for Snakemake
@@ -75,6 +77,15 @@ def ready_jobs(dag: Any) -> list[Any]:
     return list(dag.ready_jobs)
 
 
+def is_ready(dag: Any, job: Any) -> bool:
+    return job in dag.ready_jobs
+
+
+def dependants(dag: Any, job: Any) -> list[Any]:
+    """The jobs that consume outputs of `job` (of each job of a group), as `DAG.finish` walks them."""
+    return [j for member in (job if job.is_group() else [job]) for j in dag.depending[member]]
+
+
 def reevaluate(job: Any) -> None:
     """Make a job's params and resources be evaluated again now that its inputs exist, as the scheduler does
     before selecting it (they may have been evaluated with upstream files still missing)."""
@@ -94,9 +105,25 @@ async def postprocess_upfront(job: Any) -> None:
 
 async def mark_finished(dag: Any, job: Any) -> None:
     """Mark a post-processed job finished in the DAG (which makes its dependents ready and handles temp
-    files), as the scheduler does for a job it ran."""
+    files), as the scheduler does for a job it ran. Calls the DAG class's `finish`, not the per-instance hook
+    of `after_finish`: the restoring pass that finishes jobs this way loops over newly ready jobs itself."""
     dag.register_running({job})
-    await dag.finish(job, update_checkpoint_dependencies=True)
+    await type(dag).finish(dag, job, update_checkpoint_dependencies=True)
+
+
+def after_finish(dag: Any, hook: Callable[[Any], Awaitable[None]]) -> None:
+    """Have `await hook(job)` run each time the scheduler has finished a job in the DAG. The scheduler's
+    `_finish_jobs` post-processes each job it ran and then awaits `dag.finish(job, ...)` (which readies the
+    job's dependents), on its own thread and under its lock, before its next job selection: the hook sees the
+    dependents ready and can finish some of them before they are selected."""
+    finish = dag.finish
+
+    async def finish_then_hook(job: Any, *args: Any, **kwargs: Any) -> Any:
+        result = await finish(job, *args, **kwargs)
+        await hook(job)
+        return result
+
+    dag.finish = finish_then_hook
 
 
 def snakemake_cached(workflow: Any, job: Any) -> bool:
@@ -105,7 +132,24 @@ def snakemake_cached(workflow: Any, job: Any) -> bool:
     return workflow.workflow_settings.cache is not None and bool(getattr(job.rule, "cache", None))
 
 
-def count_finished(scheduler: Any, n: int) -> None:
-    """Add jobs finished before scheduling to the scheduler's progress count ("x of y steps done")."""
+def count_finished(scheduler: Any, n: int, show: bool = False) -> None:
+    """Add jobs finished outside the scheduler to its progress count ("x of y steps done"); `show` prints the
+    progress line as the scheduler does after each job it finishes (it printed its own before the hook ran)."""
     if scheduler is not None and hasattr(scheduler, "finished_jobs"):
         scheduler.finished_jobs += n
+        if show and getattr(scheduler, "print_progress", False):
+            scheduler.progress()
+
+
+def cli_args() -> Any | None:
+    """The command line Snakemake parsed for this run (profile values included), or None when Snakemake was
+    started through its Python API. A backend's own settings (`--slurm-*`) are read from it through the plugin
+    registry, as Snakemake reads the settings of the executor it runs; it lives as the local `args` of
+    `snakemake.cli.args_to_api`, on the stack while that function builds and runs the workflow."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "args_to_api" and frame.f_globals.get("__name__") == "snakemake.cli":
+            return frame.f_locals.get("args")
+        frame = frame.f_back
+    return None
+

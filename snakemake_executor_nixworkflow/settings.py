@@ -7,8 +7,10 @@ become flags); optional fields name their type in `metadata["type"]`, which the 
 prefers (it cannot call a `X | None` union).
 """
 
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
 
@@ -137,3 +139,46 @@ class ExecutorSettings(ExecutorSettingsBase):
             "required": False,
         },
     )
+    backend: str | None = field(
+        default=None,
+        metadata={
+            "help": "Run cache misses through this remote executor plugin, e.g. slurm (with its own options, "
+            "`--slurm-*`, and profile unchanged): hits are restored here without submitting anything, each miss "
+            "is submitted by that plugin, runs in its env on the node and is stored here under the recipe's "
+            "lock (docs/slurm.md). Default: run misses here, like Snakemake's local executor.",
+            # not from the environment: a batch job inherits the submitting shell's variables, and the Snakemake
+            # that runs a job on the node must not submit it again
+            "env_var": False,
+            "type": str,
+            "required": False,
+        },
+    )
+
+    def __post_init__(self) -> None:
+        """Snakemake reads an executor plugin's common settings (local or cluster run) before it creates the
+        executor, but after it has parsed these settings: so a backend is put in place here."""
+        from snakemake_executor_nixworkflow import backend
+
+        backend.activate(self.backend)
+
+
+# The nixworkflow settings of a run whose `workflow.executor_settings` are the backend plugin's own (which the
+# backend's code reads), by id of the workflow (a Workflow is not hashable), forgotten with it.
+_SETTINGS: dict[int, ExecutorSettings] = {}
+
+
+def register(workflow: Any, settings: ExecutorSettings) -> None:
+    """Remember the nixworkflow settings of `workflow` while its executor settings are a backend's."""
+    key = id(workflow)
+    if key not in _SETTINGS:
+        weakref.finalize(workflow, _SETTINGS.pop, key, None)
+    _SETTINGS[key] = settings
+
+
+def settings_of(workflow: Any) -> ExecutorSettings:
+    """The nixworkflow settings of a run: registered by a backend, else Snakemake's executor settings."""
+    registered = _SETTINGS.get(id(workflow))
+    if registered is not None:
+        return registered
+    settings = workflow.executor_settings
+    return settings if isinstance(settings, ExecutorSettings) else ExecutorSettings()

@@ -130,3 +130,86 @@ def test_count_finished_adds_to_the_schedulers_progress() -> None:
     internals.count_finished(scheduler, 3)
     assert scheduler.finished_jobs == 5
     internals.count_finished(None, 3)  # no scheduler yet: nothing to count
+
+
+def test_cli_args_are_snakemakes_parsed_command_line_with_every_plugins_options(tmp_path: Path) -> None:
+    """A Snakefile is read while `snakemake.cli.args_to_api` runs, as the executor is created: what
+    cli_args() returns there carries a backend plugin's own options (here the Slurm plugin's), parsed."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    (tmp_path / "Snakefile").write_text(
+        "from snakemake_executor_nixworkflow import internals\n"
+        "args = internals.cli_args()\n"
+        "open('seen', 'w').write(f'{args.executor} {args.slurm_qos} {args.slurm_status_attempts}')\n"
+        "rule all:\n    output: 'x'\n    shell: 'touch {output}'\n")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-c1", "--executor", "nixworkflow",
+                           "--slurm-qos", "short", "--slurm-status-attempts", "7"], cwd=tmp_path, text=True,
+                          capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "seen").read_text() == "nixworkflow short 7"
+    assert internals.cli_args() is None  # not under Snakemake's command line (its Python API, a test)
+
+
+def test_scheduler_finishes_jobs_through_the_dag_instances_finish() -> None:
+    """The scheduler awaits `self.workflow.dag.finish(...)` after post-processing each job it ran, looked up on
+    the DAG instance: what `after_finish` hooks (and `mark_finished` bypasses, calling the class's method)."""
+    import inspect
+
+    _, _, scheduler_class = _snakemake_classes()
+    finish_jobs = inspect.getsource(scheduler_class._finish_jobs)
+    assert finish_jobs.index("await job.postprocess(") < finish_jobs.index("await self.workflow.dag.finish(")
+
+
+def test_after_finish_runs_the_hook_after_the_dags_finish_and_mark_finished_does_not() -> None:
+    import asyncio
+
+    calls: list[str] = []
+
+    class Dag:
+        def register_running(self, jobs: set[str]) -> None:
+            calls.append(f"running {sorted(jobs)}")
+
+        async def finish(self, job: str, update_checkpoint_dependencies: bool = True) -> None:
+            calls.append(f"finish {job}")
+
+    async def hook(job: str) -> None:
+        calls.append(f"hook {job}")
+
+    dag = Dag()
+    internals.after_finish(dag, hook)
+    asyncio.run(dag.finish("a", update_checkpoint_dependencies=True))
+    asyncio.run(internals.mark_finished(dag, "b"))
+    assert calls == ["finish a", "hook a", "running ['b']", "finish b"]
+
+
+def test_count_finished_can_print_the_schedulers_progress() -> None:
+    shown: list[int] = []
+    scheduler = SimpleNamespace(finished_jobs=1, print_progress=True)
+    scheduler.progress = lambda: shown.append(scheduler.finished_jobs)
+    internals.count_finished(scheduler, 2, show=True)
+    assert shown == [3]
+    scheduler.print_progress = False  # --quiet progress: nothing printed
+    internals.count_finished(scheduler, 1, show=True)
+    assert shown == [3] and scheduler.finished_jobs == 4
+    assert "self.finished_jobs" in __import__("inspect").getsource(_snakemake_classes()[2].progress)
+
+
+def test_dag_finish_readies_the_jobs_of_depending() -> None:
+    """`DAG.finish` walks `self.depending[job]` for the jobs it may make ready, and `ready_jobs` is the set they
+    enter: what `dependants` and `is_ready` read after a job is finished."""
+    import inspect
+
+    dag_class, _, _ = _snakemake_classes()
+    assert "self.depending[job]" in inspect.getsource(dag_class.finish)
+    class Job:
+        def is_group(self) -> bool:
+            return False
+
+    member = Job()
+    dag = SimpleNamespace(depending={member: {"b": {"x.txt"}, "c": {"y.txt"}}}, ready_jobs={"b"})
+    assert internals.dependants(dag, member) == ["b", "c"]
+    assert internals.is_ready(dag, "b") and not internals.is_ready(dag, "c")

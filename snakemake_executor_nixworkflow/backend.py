@@ -1,0 +1,287 @@
+"""`--nixworkflow-backend NAME`: cache misses run through another executor plugin (Slurm, cluster-generic, ...).
+
+A backend is any installed remote executor plugin, named as for `--executor`. Its own options and profile
+keys (`--slurm-*`) keep working: the nixworkflow plugin takes the backend's place in Snakemake's plugin
+registry (its executor class and common settings: a cluster run, not a local one) and runs it wrapped,
+the way snakemake-executor-plugin-shared-local wraps the local executor:
+`type("Executor", (BackendMixin, backend.executor), {})`.
+
+Who does what:
+- the submitting Snakemake (`--executor nixworkflow --nixworkflow-backend slurm`): nixworkflow's local
+  executor restores every hit before the scheduler starts (nothing is submitted for them); each job the
+  scheduler then hands over is looked up again and, on a miss, realised by the engine under the recipe's
+  lock whose Action submits the job through the backend and waits for its outcome. So the lock is held
+  from before the submission until the outputs are stored: two runs sharing the store submit a job once
+  between them, and the second is served the first one's result. The backend's job id is recorded in
+  the realisation's provenance (`{"slurm": {"job_id": "123"}}`); failures are reported by the backend,
+  exactly as without nixworkflow, and nothing is stored.
+- every Snakemake the backend starts for a job passes it on with the backend's own arguments, except
+  that each `--executor X` becomes `--executor nixworkflow --nixworkflow-backend X` (Slurm's
+  `slurm-jobstep`), and the innermost one, which runs the job, uses `--executor nixworkflow
+  --nixworkflow-no-cache`: the job runs in its rule's Nix env, and the submitting process stores it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import shlex
+import threading
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from snakemake_interface_common.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+from nixlib.errors import NixWorkflowError
+from snakemake_executor_nixworkflow import internals
+from snakemake_executor_nixworkflow.settings import ExecutorSettings, register, settings_of
+
+PLUGIN = "nixworkflow"
+NOT_BACKENDS = ("local", "dryrun", "touch", PLUGIN)
+# What the Snakemake on a node needs to run a job in its env (the store holds the env evaluation cache);
+# the remote cache, pushing and link modes concern storing, which happens in the submitting process.
+ONWARD = ("store", "config", "env", "pure", "sandbox", "network")
+
+_original: tuple[Any, Any] | None = None  # the plugin's own executor class and common settings
+_classes: dict[str, type] = {}
+
+
+def activate(name: str | None) -> None:
+    """Make the nixworkflow plugin run `name` as its backend (None: run jobs here, the default)."""
+    global _original
+    if name is None and _original is None:
+        return
+    plugin = ExecutorPluginRegistry().get_plugin(PLUGIN)
+    if _original is None:
+        _original = (plugin.executor, plugin.common_settings)
+    if name is None:
+        plugin.executor, plugin.common_settings = _original
+        return
+    base = backend_plugin(name)
+    plugin.executor = executor_class(name)
+    plugin.common_settings = base.common_settings
+
+
+def backend_plugin(name: str) -> Any:
+    """The installed remote executor plugin `name`, or a WorkflowError saying what to install or choose."""
+    registry = ExecutorPluginRegistry()
+    if name in NOT_BACKENDS:
+        raise WorkflowError(f"nixworkflow: --nixworkflow-backend {name}: a backend is a remote executor plugin "
+                            "(e.g. slurm, cluster-generic); leave the option out to run jobs on this machine")
+    if not registry.is_installed(name):
+        raise WorkflowError(f"nixworkflow: --nixworkflow-backend {name}: no Snakemake executor plugin '{name}' is "
+                            f"installed (pip install {registry.get_plugin_package_name(name)})")
+    plugin = registry.get_plugin(name)
+    if plugin.common_settings.local_exec:
+        raise WorkflowError(f"nixworkflow: --nixworkflow-backend {name}: '{name}' runs jobs locally; a backend is a "
+                            "remote executor plugin (e.g. slurm, cluster-generic)")
+    return plugin
+
+
+def executor_class(name: str) -> type:
+    """The backend's executor class with nixworkflow in front of it."""
+    if name not in _classes:
+        base = backend_plugin(name).executor
+        _classes[name] = type("Executor", (BackendMixin, base), {"nixworkflow_backend": name})
+    return _classes[name]
+
+
+def backend_settings(name: str) -> Any:
+    """The backend's own settings, from Snakemake's command line and profile as if it were `--executor`."""
+    plugin = backend_plugin(name)
+    args = internals.cli_args()
+    if args is not None:
+        settings = plugin.get_settings(args)
+    elif plugin.settings_cls is not None:  # Snakemake's Python API: the backend's defaults
+        settings = plugin.settings_cls()
+    else:
+        settings = None
+    if getattr(settings, "array_jobs", None):
+        raise WorkflowError("nixworkflow: array jobs (--slurm-array-jobs) are not supported with "
+                            "--nixworkflow-backend: leave the option out (each miss is submitted as its own job)")
+    return settings
+
+
+def onward_args(words: list[str], settings: ExecutorSettings) -> list[str]:
+    """The arguments a backend gives the Snakemake it starts for a job, made to keep nixworkflow in the chain:
+    an inner executor X becomes nixworkflow with backend X; without one (the job runs there) nixworkflow."""
+    out = list(words)
+    for i, word in enumerate(out):
+        if word == "--executor" and i + 1 < len(out):
+            out[i:i + 2] = ["--executor", PLUGIN, "--nixworkflow-backend", out[i + 1]]
+            break
+        if word.startswith("--executor="):
+            out[i:i + 1] = ["--executor", PLUGIN, "--nixworkflow-backend", word.split("=", 1)[1]]
+            break
+    else:
+        out += ["--executor", PLUGIN]
+    return out + node_settings(settings)
+
+
+def node_settings(settings: ExecutorSettings) -> list[str]:
+    """`--nixworkflow-*` arguments of the Snakemake that runs a job on a node: its env settings, and no
+    cache (the submitting process, which holds the recipe's lock, stores the outputs)."""
+    out = ["--nixworkflow-no-cache"]
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if f.name not in ONWARD or value in (None, False):
+            continue
+        flag = "--nixworkflow-" + f.name.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        else:
+            out += [flag, str(Path(value).absolute()) if isinstance(value, Path) else str(value)]
+    return out
+
+
+@dataclass
+class Outcome:
+    """What the backend reported for a submitted job."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    info: SubmittedJobInfo | None = None
+    failed: bool = False
+    msg: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class BackendFailed(NixWorkflowError):
+    """The backend reported the job failed (its report is passed on as it is)."""
+
+
+class BackendMixin:
+    """In front of a backend's executor: hits restored here, misses submitted under the recipe's lock."""
+
+    nixworkflow_backend = ""
+
+    def __init__(self, workflow: Any, logger: Any) -> None:
+        self.nixworkflow = settings_of(workflow)
+        register(workflow, self.nixworkflow)
+        workflow.executor_settings = backend_settings(self.nixworkflow_backend)  # what the backend's code reads
+        self.local: Any = None
+        self.serving: cf.ThreadPoolExecutor | None = None
+        self._waiting: dict[Any, Outcome] = {}
+        self._waiting_lock = threading.Lock()
+        super().__init__(workflow, logger)  # type: ignore[call-arg]
+
+    def __post_init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__post_init__(*args, **kwargs)  # type: ignore[misc]
+        if not self.workflow.is_main_process:  # a Snakemake the backend started: it only passes the job on
+            return
+        from snakemake_executor_nixworkflow.executor import Executor
+
+        self.local = Executor(self.workflow, self.logger)  # restores every hit now, before the scheduler starts
+        nodes = self.workflow.resource_settings.nodes
+        self.serving = cf.ThreadPoolExecutor(max_workers=min(int(nodes or 1), 1024) + 4,
+                                             thread_name_prefix="nixworkflow-backend")
+
+    def additional_general_args(self) -> str:
+        passed = super().additional_general_args()  # type: ignore[misc]
+        words = shlex.split(passed if isinstance(passed, str) else " ".join(passed or []))
+        return shlex.join(onward_args(words, self.nixworkflow))
+
+    # ---- the submitting process -----------------------------------------------------------------
+
+    def run_jobs(self, jobs: list[Any]) -> None:
+        if self.local is None:
+            super().run_jobs(jobs)  # type: ignore[misc]
+            return
+        if self.local.upfront:
+            internals.count_finished(getattr(self.workflow, "scheduler", None), self.local.upfront)
+            self.local.upfront = 0
+        plain = [job for job in jobs if not self.cached(job)]
+        for job in jobs:
+            if job not in plain:
+                assert self.serving is not None
+                self.serving.submit(self.serve, job)
+        if plain:  # not cached (groups, no outputs, nix_cache=0): submitted as they are, still run in their env
+            super().run_jobs(plain)  # type: ignore[misc]
+
+    def cached(self, job: Any) -> bool:
+        from snakemake_executor_nixworkflow.jobs import cacheable
+
+        return not self.nixworkflow.no_cache and not job.is_group() and not job.is_norun and cacheable(job)
+
+    def serve(self, job: Any) -> None:
+        """Restore the job, or submit it under the recipe's lock and store what it produced; then report it."""
+        outcome = Outcome()
+        try:
+            result = self.realise(job, outcome, internals.forced(self.dag, job))
+            if result.cached:
+                self.workflow.async_run(job.prepare())
+                if not self.local.restore(job, result):  # a result that cannot stand in for the job: run it
+                    self.realise(job, outcome, force=True)
+        except BackendFailed:
+            super().report_job_error(outcome.info, msg=outcome.msg, **outcome.kwargs)  # type: ignore[misc]
+            return
+        except Exception as e:  # noqa: BLE001 - reported as the job's failure, with nixworkflow's message
+            self.logger.debug(f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}) failed", exc_info=True)
+            info = outcome.info or SubmittedJobInfo(job)
+            super().report_job_error(info, msg=f"nixworkflow: {e}")  # type: ignore[misc]
+            return
+        super().report_job_success(outcome.info or SubmittedJobInfo(job))  # type: ignore[misc]
+
+    def realise(self, job: Any, outcome: Outcome, force: bool) -> Any:
+        """The engine's realise of the job, whose Action submits it through the backend and waits for it."""
+        from snakemake_executor_nixworkflow.executor import with_resumable
+        from snakemake_executor_nixworkflow.jobs import provenance
+
+        local = self.local
+        name = local.runtime.env_name(job)
+        env, options = local.runtime.resolve(name), with_resumable(job, local.runtime.options(name))
+        recipe = local.recipes.recipe(job, env, options)
+        prov = provenance(job, local.recipes.where)
+
+        def run() -> None:
+            with self._waiting_lock:
+                self._waiting[job] = outcome
+            super(BackendMixin, self).run_jobs([job])  # type: ignore[misc]
+            outcome.done.wait()
+            if outcome.failed:
+                raise BackendFailed(f"rule {job.rule.name}: {outcome.msg}")
+            prov[self.nixworkflow_backend] = {"job_id": str(outcome.info.external_jobid)}
+
+        action = local.action(job, run, threading.Event(), threading.Event(), prov)
+        return local.engine.realise(recipe, action, prov, force=force)
+
+    def report_job_success(self, job_info: SubmittedJobInfo) -> None:
+        if not self.claimed(job_info, failed=False):
+            super().report_job_success(job_info)  # type: ignore[misc]
+
+    def report_job_error(self, job_info: SubmittedJobInfo, msg: str | None = None, **kwargs: Any) -> None:
+        if not self.claimed(job_info, failed=True, msg=msg, kwargs=kwargs):
+            super().report_job_error(job_info, msg=msg, **kwargs)  # type: ignore[misc]
+
+    def claimed(self, job_info: SubmittedJobInfo, failed: bool, msg: str | None = None,
+                kwargs: dict[str, Any] | None = None) -> bool:
+        """Hand the backend's report on a job we wait for to its waiting thread (which reports it once its
+        outputs are stored); False for any other job."""
+        with self._waiting_lock:
+            outcome = self._waiting.pop(job_info.job, None)
+        if outcome is None:
+            return False
+        outcome.info, outcome.failed, outcome.msg, outcome.kwargs = job_info, failed, msg, kwargs or {}
+        outcome.done.set()
+        return True
+
+    def cancel(self) -> None:
+        super().cancel()  # type: ignore[misc]  # the backend cancels its jobs (scancel)
+        with self._waiting_lock:
+            waiting, self._waiting = self._waiting, {}
+        for job, outcome in waiting.items():
+            outcome.info, outcome.failed, outcome.msg = SubmittedJobInfo(job), True, "cancelled"
+            outcome.done.set()
+        if self.serving is not None:  # a thread may wait for a lock another run holds: not waited for
+            self.serving.shutdown(wait=False, cancel_futures=True)
+        if self.local is not None:
+            self.local.cancel()
+
+    def shutdown(self) -> None:
+        if self.serving is not None:
+            self.serving.shutdown(wait=True)  # every job reported, its outputs stored
+        super().shutdown()  # type: ignore[misc]
+        if self.local is not None:
+            self.local.shutdown()
+

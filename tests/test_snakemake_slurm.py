@@ -1,0 +1,151 @@
+"""`snakemake --executor nixworkflow --nixworkflow-backend slurm` against a real one-node Slurm
+(tests/slurm_cluster.py), through the real snakemake-executor-plugin-slurm: hits are restored without any
+`sbatch`, misses are submitted by the Slurm plugin, run on the node in their env and are stored with the
+Slurm job id; the store's lock (not Slurm) dedupes two concurrent runs; a failed job stores nothing.
+
+Submissions are counted by an `sbatch` first on PATH that logs each call and runs the real one. The Slurm
+plugin's jobstep clears the job's SLURM_* variables before its `srun`, so SLURM_CONF (how the test cluster
+is found; a real cluster has /etc/slurm/slurm.conf) is put back by an `srun` wrapper beside it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import slurm_cluster as cluster_fixtures
+from tests.helpers import REPO, nw, tree_snapshot
+from tests.nixcheck import require_nix
+from tests.slurm_cluster import SbatchCounter
+
+pytest.importorskip("snakemake_executor_plugin_slurm")
+
+slurm_cluster = cluster_fixtures.slurm_cluster  # the fixtures, for pytest to find
+sbatch_counter = cluster_fixtures.sbatch_counter
+
+# The options a user of the Slurm plugin has anyway (fast polling for the test), plus the one nixworkflow adds.
+SLURM = ["--executor", "nixworkflow", "--nixworkflow-backend", "slurm", "-j", "4", "--slurm-no-account",
+         "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1"]
+
+# Two independent jobs (submitted together); each writes the id of the Slurm job it runs in.
+SNAKEFILE = """
+rule all:
+    input: expand("out/{x}.txt", x=["one", "two"])
+
+rule w:
+    output: "out/{x}.txt"
+    shell: "echo {wildcards.x} > {output}; echo ${{SLURM_JOB_ID:-not-in-slurm}} >> {output}"
+"""
+
+
+@pytest.fixture
+def slurm(sbatch_counter: SbatchCounter) -> SbatchCounter:
+    srun = shutil.which("srun")
+    assert srun is not None
+    wrapper = sbatch_counter.bin / "srun"
+    wrapper.write_text(f'#!/bin/sh\nSLURM_CONF={sbatch_counter.cluster.conf} exec {srun} "$@"\n')
+    wrapper.chmod(0o755)
+    return sbatch_counter
+
+
+def snakemake(wf: Path, slurm: SbatchCounter, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), **slurm.env)
+    return subprocess.run([sys.executable, "-m", "snakemake", "--nocolor", *SLURM, *args], cwd=wf, env=env,
+                          text=True, capture_output=True, timeout=timeout)
+
+
+def workflow(where: Path, text: str = SNAKEFILE) -> Path:
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "Snakefile").write_text(text)
+    return where
+
+
+def outputs(wf: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(wf)): p.read_bytes() for p in sorted((wf / "out").rglob("*")) if p.is_file()}
+
+
+def test_misses_run_on_slurm_once_and_a_rerun_submits_nothing(tmp_path: Path, slurm: SbatchCounter) -> None:
+    wf = workflow(tmp_path / "wf")
+    proc = snakemake(wf, slurm)
+    assert proc.returncode == 0, proc.stderr
+    assert slurm.count() == 2, proc.stderr  # one sbatch per job; `rule all` runs nowhere
+    first = outputs(wf)
+    for name in ("one", "two"):
+        record = json.loads(nw("show", f"out/{name}.txt", "--json", cwd=wf, check=True).stdout)
+        job = record["provenance"]["slurm"]["job_id"]
+        assert first[f"out/{name}.txt"] == f"{name}\n{job}\n".encode()  # it ran inside the recorded Slurm job
+        state = slurm.cluster.client("scontrol", "show", "job", "-o", job).stdout
+        assert "JobState=COMPLETED" in state, state
+
+    shutil.rmtree(wf / "out")
+    again = snakemake(wf, slurm)
+    assert again.returncode == 0, again.stderr
+    assert slurm.count() == 2, again.stderr  # every job restored in the submitting process: no sbatch at all
+    assert again.stderr.count("nixworkflow: restored the outputs") == 2
+    assert outputs(wf) == first
+
+
+def test_a_failing_job_stores_nothing_and_is_reported_by_the_slurm_plugin(tmp_path: Path, slurm: SbatchCounter,
+                                                                           isolated: Path) -> None:
+    wf = workflow(tmp_path / "wf", 'rule bad:\n    output: "out/bad.txt"\n'
+                                   '    shell: "echo partial > {output}; exit 3"\n')
+    before = tree_snapshot(isolated) if isolated.exists() else {}
+    proc = snakemake(wf, slurm)
+    assert proc.returncode != 0 and slurm.count() == 1
+    assert "Error in rule bad" in proc.stderr and "SLURM-job" in proc.stderr, proc.stderr  # the plugin's report
+    after = tree_snapshot(isolated)
+    added = {p for p in after if p not in before}
+    assert not any(p.startswith(("store/", "realisations/")) for p in added), added
+
+
+def test_two_concurrent_runs_submit_each_job_once_between_them(tmp_path: Path, slurm: SbatchCounter) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO), **slurm.env)
+    runs = []
+    for i in (1, 2):
+        wf = workflow(tmp_path / f"wf{i}")
+        runs.append((wf, subprocess.Popen([sys.executable, "-m", "snakemake", "--nocolor", *SLURM], cwd=wf, env=env,
+                                          text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+    for _, p in runs:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+    assert slurm.count() == 2  # the store's lock, held from before sbatch until stored, dedupes
+    assert outputs(runs[0][0]) == outputs(runs[1][0])
+
+
+@pytest.mark.slow  # about 90 s: the Slurm plugin polls every 1, 11, 21... s while a job of the chain runs
+def test_showcase_runs_on_slurm_and_reruns_with_no_submission(tmp_path: Path, slurm: SbatchCounter) -> None:
+    require_nix("nix-instantiate")
+    examples = tmp_path / "checkout" / "examples"
+    shutil.copytree(REPO / "examples" / "snakemake", examples / "snakemake")
+    shutil.copytree(REPO / "examples" / "showcase", examples / "showcase",
+                    ignore=shutil.ignore_patterns("nix-workflow-output", "__pycache__"))
+    wf = examples / "snakemake"
+    proc = snakemake(wf, slurm, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    submitted = slurm.count()
+    assert submitted >= 5, proc.stderr
+    results = {p.relative_to(wf): p.read_bytes() for p in (wf / "results").rglob("*") if p.is_file()}
+    shutil.rmtree(wf / "results")
+    again = snakemake(wf, slurm)
+    assert again.returncode == 0, again.stderr
+    assert slurm.count() == submitted, again.stderr
+    assert {p.relative_to(wf): p.read_bytes() for p in (wf / "results").rglob("*") if p.is_file()} == results
+
+
+@pytest.mark.parametrize(("backend", "message"), [
+    ("nosuch", "no Snakemake executor plugin 'nosuch' is installed (pip install snakemake-executor-plugin-nosuch)"),
+    ("local", "a backend is a remote executor plugin"),
+])
+def test_a_backend_that_is_not_a_remote_executor_plugin_is_refused(tmp_path: Path, backend: str,
+                                                                    message: str) -> None:
+    wf = workflow(tmp_path / "wf")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-j", "1", "--executor", "nixworkflow",
+                           "--nixworkflow-backend", backend], cwd=wf, text=True, capture_output=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 1 and f"nixworkflow: --nixworkflow-backend {backend}: " in proc.stderr, proc.stderr
+    assert message in proc.stderr and not (wf / "out").exists()
