@@ -19,6 +19,9 @@ Who does what:
   that each `--executor X` becomes `--executor nixworkflow --nixworkflow-backend X` (Slurm's
   `slurm-jobstep`), and the innermost one, which runs the job, uses `--executor nixworkflow
   --nixworkflow-no-cache`: the job runs in its rule's Nix env, and the submitting process stores it.
+- jobs Snakemake runs on the submitting host in a cluster run (`localrules`, `localrule: True`, rules without
+  code) go to nixworkflow's local executor, the one that restored the hits (`internals.run_local_jobs_with`):
+  looked up, run in their env here and stored under the recipe's lock, as with `--executor nixworkflow`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import shlex
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -161,6 +165,7 @@ class BackendMixin:
         register(workflow, self.nixworkflow)
         workflow.executor_settings = backend_settings(self.nixworkflow_backend)  # what the backend's code reads
         self.local: Any = None
+        self.undo_local: Callable[[], None] = lambda: None  # puts back the registry's local executor
         self.serving: cf.ThreadPoolExecutor | None = None
         self._waiting: dict[Any, Outcome] = {}
         self._waiting_lock = threading.Lock()
@@ -173,6 +178,8 @@ class BackendMixin:
         from snakemake_executor_nixworkflow.executor import Executor
 
         self.local = Executor(self.workflow, self.logger)  # restores every hit now, before the scheduler starts
+        # jobs Snakemake runs on this host (localrules) go through it too: cached, in their env, stored
+        self.undo_local = internals.run_local_jobs_with(self.workflow, self.local)
         nodes = self.workflow.resource_settings.nodes
         self.serving = cf.ThreadPoolExecutor(max_workers=min(int(nodes or 1), 1024) + 4,
                                              thread_name_prefix="nixworkflow-backend")
@@ -275,13 +282,15 @@ class BackendMixin:
             outcome.done.set()
         if self.serving is not None:  # a thread may wait for a lock another run holds: not waited for
             self.serving.shutdown(wait=False, cancel_futures=True)
-        if self.local is not None:
+        if self.local is not None:  # also the scheduler's local executor, which the scheduler never cancels
+            self.undo_local()
             self.local.cancel()
 
     def shutdown(self) -> None:
         if self.serving is not None:
             self.serving.shutdown(wait=True)  # every job reported, its outputs stored
         super().shutdown()  # type: ignore[misc]
-        if self.local is not None:
+        if self.local is not None:  # also the scheduler's local executor: its jobs' outputs stored before exit
+            self.undo_local()
             self.local.shutdown()
 

@@ -153,3 +153,27 @@ def cli_args() -> Any | None:
         frame = frame.f_back
     return None
 
+
+
+def run_local_jobs_with(workflow: Any, executor: Any) -> Callable[[], None]:
+    """Have the scheduler being built for `workflow` run its local jobs (`localrules`, `localrule: True`, rules
+    without code) with `executor` instead of Snakemake's local executor. In a cluster run `JobScheduler.__init__`
+    creates the run's executor, then right after it its local executor from the registry's "local" record
+    (`.executor(workflow, logger)`), and hands each `job.is_local` job to that one. Called from the run's
+    executor's constructor, this makes that next call return `executor` (for `workflow` only) and put the record
+    back; the function returned puts it back if the call never came."""
+    from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+    record = ExecutorPluginRegistry().get_plugin("local")
+    original = record.executor
+
+    def undo() -> None:
+        if record.executor is provide:
+            record.executor = original
+
+    def provide(wf: Any, logger: Any) -> Any:
+        undo()
+        return executor if wf is workflow else original(wf, logger)
+
+    record.executor = provide
+    return undo

@@ -213,3 +213,37 @@ def test_dag_finish_readies_the_jobs_of_depending() -> None:
     dag = SimpleNamespace(depending={member: {"b": {"x.txt"}, "c": {"y.txt"}}}, ready_jobs={"b"})
     assert internals.dependants(dag, member) == ["b", "c"]
     assert internals.is_ready(dag, "b") and not internals.is_ready(dag, "c")
+
+
+def test_a_cluster_runs_scheduler_makes_its_local_executor_from_the_registry_right_after_the_runs_executor() -> None:
+    """What `run_local_jobs_with` relies on: in a cluster run `JobScheduler.__init__` creates the run's executor
+    and then, next, its local executor from the registry's "local" record, and hands `job.is_local` jobs to it."""
+    import inspect
+
+    _, _, scheduler_class = _snakemake_classes()
+    init = inspect.getsource(scheduler_class.__init__)
+    cluster = init[init.index("else:", init.index("if self.workflow.local_exec:")):]
+    made, local = cluster.index("self._executor = executor_plugin.executor("), cluster.index('.get_plugin("local")')
+    assert made < local and "self._local_executor = (" in cluster[made:local]
+    assert cluster.index(".executor(", local) < cluster.index("self.workflow,", local)
+    assert "return self._local_executor" in inspect.getsource(scheduler_class.get_executor)
+    assert "executor=self._local_executor or self._executor" in inspect.getsource(scheduler_class.schedule)
+
+
+def test_run_local_jobs_with_serves_the_next_local_executor_once() -> None:
+    from snakemake.executors.local import Executor as LocalExecutor
+    from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+    record = ExecutorPluginRegistry().get_plugin("local")
+    workflow, ours = object(), object()
+    try:
+        internals.run_local_jobs_with(workflow, ours)
+        assert record.executor(workflow, None) is ours
+        assert record.executor is LocalExecutor  # put back by that call: the next run gets Snakemake's
+        undo = internals.run_local_jobs_with(workflow, ours)
+        undo()  # the call never came (e.g. the run ended before its scheduler was built)
+        assert record.executor is LocalExecutor
+        undo()
+        assert record.executor is LocalExecutor
+    finally:
+        record.executor = LocalExecutor

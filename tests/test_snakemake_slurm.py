@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import nixsets
 from tests import slurm_cluster as cluster_fixtures
 from tests.helpers import REPO, nw, tree_snapshot
 from tests.nixcheck import require_nix
@@ -115,6 +116,53 @@ def test_two_concurrent_runs_submit_each_job_once_between_them(tmp_path: Path, s
         assert p.returncode == 0, err
     assert slurm.count() == 2  # the store's lock, held from before sbatch until stored, dedupes
     assert outputs(runs[0][0]) == outputs(runs[1][0])
+
+
+# A local rule (run on the submitting host in a cluster run) in a Nix env, downstream of a rule run on Slurm.
+LOCAL_SNAKEFILE = """
+localrules: gather
+
+rule all:
+    input: "out/gathered.txt"
+
+rule w:
+    output: "out/part.txt"
+    shell: "echo part > {output}; echo ${{SLURM_JOB_ID:-not-in-slurm}} >> {output}"
+
+rule gather:
+    input: "out/part.txt"
+    output: "out/gathered.txt"
+    shell: "nwtool > {output}; cat {input} >> {output}; echo ${{SLURM_JOB_ID:-not-in-slurm}} >> {output}"
+"""
+
+
+def test_a_local_rule_runs_here_in_its_env_is_stored_and_restored(tmp_path: Path, slurm: SbatchCounter) -> None:
+    """Snakemake runs `localrules` with its own local executor in a cluster run; with nixworkflow they go
+    through nixworkflow's: in their Nix env (`nwtool` exists only there), on this host (no Slurm job), stored
+    under the recipe's lock, and restored with the rest on a re-run."""
+    require_nix("nix-instantiate")
+    assert shutil.which("nwtool") is None
+    src = nixsets.package_set(tmp_path / "set" / "pkgs", {"nwtool": "1.0"})
+    url, sha256 = nixsets.tarball(src, tmp_path / "pkgs.tar.gz")
+    wf = workflow(tmp_path / "wf", LOCAL_SNAKEFILE)
+    (wf / "nixworkflow.yaml").write_text(f'nixpkgs: {{url: {url}, sha256: "{sha256}"}}\n'
+                                         "envs:\n  tools: {packages: [nwtool]}\nsteps: {gather: tools}\n")
+    proc = snakemake(wf, slurm)
+    assert proc.returncode == 0, proc.stderr
+    assert slurm.count() == 1, proc.stderr  # rule w only: gather (and all) ran here
+    part = json.loads(nw("show", "out/part.txt", "--json", cwd=wf, check=True).stdout)
+    job = part["provenance"]["slurm"]["job_id"]
+    first = outputs(wf)
+    assert first["out/gathered.txt"] == f"nwtool 1.0\npart\n{job}\nnot-in-slurm\n".encode()
+    gathered = json.loads(nw("show", "out/gathered.txt", "--json", cwd=wf, check=True).stdout)
+    assert "slurm" not in gathered["provenance"], gathered  # realised here, by nixworkflow's local executor
+
+    shutil.rmtree(wf / "out")
+    again = snakemake(wf, slurm)
+    assert again.returncode == 0, again.stderr
+    assert slurm.count() == 1, again.stderr  # nothing submitted
+    assert again.stderr.count("nixworkflow: restored the outputs") == 2, again.stderr
+    assert outputs(wf) == first
 
 
 @pytest.mark.slow  # about 90 s: the Slurm plugin polls every 1, 11, 21... s while a job of the chain runs
