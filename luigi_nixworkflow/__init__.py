@@ -7,11 +7,11 @@ workers and hosts sharing the store); the tasks around it stay plain Luigi.
 
 from __future__ import annotations
 
-from luigi_nixworkflow import settings, task, translate
+from luigi_nixworkflow import keying, registry, settings, task
+from luigi_nixworkflow.registry import static
 from luigi_nixworkflow.settings import nixworkflow
 from luigi_nixworkflow.target import NixTarget
 from luigi_nixworkflow.task import NixTask
-from luigi_nixworkflow.translate import static
 
 __all__ = ["NixTask", "NixTarget", "nixworkflow", "reset", "static"]
 
@@ -22,5 +22,6 @@ def reset() -> None:
     Settings and results are otherwise read once per process; call this after changing luigi.cfg,
     NIX_WORKFLOW_STORE or files in a long-lived interpreter (tests, notebooks)."""
     settings.reset()
-    translate.reset()
+    registry.reset()
+    keying.reset()
     task.reset()

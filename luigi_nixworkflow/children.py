@@ -6,25 +6,22 @@ daemon a command left behind would keep writing into the output while the engine
 stores it. After produce() returns (or fails) every such process is killed, and the output is
 hashed only once none of them can write any more. Two ways find them (Linux /proc):
 
+- processes whose environment carries the build's step marker (os.environ holds it while
+  produce() runs, so every program it starts inherits it, daemons re-parented away from this
+  process included);
 - descendants of this process that did not exist before produce() started (forked helpers such
-  as `multiprocessing` children, which never exec and so carry no marker);
-- processes whose environment carries the build's step marker (nixlib.reaper: os.environ holds
-  it while produce() runs, so every program it starts inherits it, daemons re-parented away
-  from this process included).
+  as `multiprocessing` children, which never exec and so carry no marker in /proc).
 
-The worker also carries nixlib.reaper's run marker while produce() runs, so the reaper's watchdog
-kills these processes when the worker itself is killed. Unlike a shell step, produce() has no
-process group of its own (it is the worker's), so `reaper.reap`, which also kills the step's
-group, cannot be used here. Without /proc nothing is found: the documented rule is still that
-produce() waits for what it starts.
+Finding and killing is nixlib.reaper's (`reap_marked`); this module only knows what was there
+before. The worker also carries the reaper's run marker while produce() runs, so the reaper's
+watchdog kills these processes when the worker itself is killed. Without /proc nothing is found:
+the documented rule is still that produce() waits for what it starts.
 """
 
 from __future__ import annotations
 
 import os
 import resource
-import signal
-import time
 from dataclasses import dataclass
 
 from nixlib import reaper
@@ -57,37 +54,17 @@ def watch(marker: str) -> Watch:
 def stop_leftovers(w: Watch, task: str, grace: float = 5.0) -> list[int]:
     """Kill every process produce() left running and wait until none can write; returns their pids.
 
-    All of them are stopped (SIGSTOP) before any is killed: killed one by one, a shell whose `sleep` died
-    first would run its next command (`echo late > $out/x`) before its own SIGKILL arrived."""
-    stopped: list[int] = []
-    for _ in range(50):  # one may have forked before it was stopped: look again until nothing new
-        new = [pid for pid in _leftovers(w) - set(stopped) if _alive(pid)]
-        if not new:
-            break
-        for pid in new:
-            if _signal(pid, signal.SIGSTOP):
-                stopped.append(pid)
-    killed = [pid for pid in stopped if _signal(pid, signal.SIGKILL)]
-    _wait_dead(killed, grace, task)
-    _collect(killed)
-    return killed
-
-
-def _signal(pid: int, sig: int) -> bool:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _leftovers(w: Watch) -> set[int]:
+    The common case (produce() started nothing, or waited for all of it) costs one walk of this
+    process's children and no /proc scan."""
     me = os.getpid()
-    found = descendants(me) - w.before
-    if found or _child_usage() != w.usage:  # some process ran: look for re-parented ones too
-        found |= _marked(w.marker)
-    found.discard(me)
-    return found
+    if not descendants(me) - w.before and _child_usage() == w.usage:
+        return []
+    try:
+        return reaper.reap_marked(w.marker, exclude=w.before, also=lambda: descendants(me) - w.before,
+                                  deadline=grace)
+    except reaper.StuckProcesses as e:
+        raise NixWorkflowError(f"task {task}: processes {e.pids} that produce() started do not end after "
+                               "SIGKILL; the output is not stored") from None
 
 
 def descendants(pid: int) -> set[int]:
@@ -118,58 +95,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _marked(marker: str) -> set[int]:
-    """Processes of this user whose environment (as they were executed) carries the marker variable."""
-    needle = b"\0" + marker.encode() + b"="
-    found: set[int] = set()
-    try:
-        entries = os.listdir(_PROC)
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"{_PROC}/{entry}/environ", "rb") as f:
-                if needle in b"\0" + f.read():
-                    found.add(int(entry))
-        except OSError:
-            continue
-    return found
-
-
 def _child_usage() -> tuple[float, ...]:
     """Changes whenever a child of this process was reaped (e.g. the shell of `cmd &`)."""
     u = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (u.ru_utime, u.ru_stime, u.ru_minflt, u.ru_majflt, u.ru_nvcsw, u.ru_nivcsw)
-
-
-def _alive(pid: int) -> bool:
-    """Exists and is not a zombie (a zombie can no longer write anything)."""
-    try:
-        with open(f"{_PROC}/{pid}/stat", encoding="ascii", errors="replace") as f:
-            state = f.read().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _collect(pids: list[int]) -> None:
-    """Reap the killed processes that are our children (orphans re-parented to us, the subreaper), so no
-    zombie stays behind in a long-lived worker; only these pids, never "any child"."""
-    for pid in pids:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            continue
-
-
-def _wait_dead(pids: list[int], grace: float, task: str) -> None:
-    deadline = time.monotonic() + grace
-    delay = 0.001
-    while any(_alive(p) for p in pids):
-        if time.monotonic() > deadline:
-            raise NixWorkflowError(f"task {task}: processes {sorted(p for p in pids if _alive(p))} that produce() "
-                                   "started do not end after SIGKILL; the output is not stored")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)

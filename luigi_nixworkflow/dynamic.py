@@ -19,7 +19,7 @@ import luigi
 from luigi.task import DynamicRequirements, flatten
 from luigi.task_register import Register
 
-from luigi_nixworkflow import settings, translate
+from luigi_nixworkflow import registry, settings
 
 
 class NeedsDependencies(Exception):  # noqa: N818 - a state handed to Luigi, not an error
@@ -55,7 +55,7 @@ def describe(task: luigi.Task) -> dict[str, Any]:
 
 def content(task: luigi.Task) -> Any:
     """A NixTask's realised outputs; else the hashes of its LocalTargets (and identities of other targets)."""
-    if translate.is_nix(task):
+    if registry.is_nix(task):
         result = task.nix_result()
         return None if result is None else dict(result.outputs)
     store = settings.engine().store

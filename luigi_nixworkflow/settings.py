@@ -10,8 +10,6 @@ and `trusted_public_keys` (docs/remote.md). Everything here is memoised per proc
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import logging
 import os
 import sys
@@ -21,6 +19,7 @@ from typing import Any
 
 import luigi
 
+from luigi_nixworkflow import journal
 from nixlib import env as envmod
 from nixlib.config import FILENAME as CONFIG_FILE
 from nixlib.config import Config, find_config, load_config
@@ -74,13 +73,11 @@ _CONFIGS: dict[str, Config] = {}
 _CHOICES: dict[tuple[type, str], EnvChoice] = {}
 _ENVS: dict[str, envmod.ResolvedEnv] = {}
 _WARNED: set[str] = set()
-_ROOTED: set[Path] = set()
-_COUNTER = itertools.count()
 
 
 def reset() -> None:
     """Forget settings, engines and resolved envs (they are otherwise read once per process)."""
-    for memo in (_SETTINGS, _ROOTS, _ENGINES, _CONFIGS, _CHOICES, _ENVS, _WARNED, _ROOTED):
+    for memo in (_SETTINGS, _ROOTS, _ENGINES, _CONFIGS, _CHOICES, _ENVS, _WARNED):
         memo.clear()
     envmod.clear_memo()
     for variable, value in _EXPORTED.items():  # the remote settings luigi.cfg exported, unless changed since
@@ -134,31 +131,8 @@ def engine(root: str | None = None) -> Engine:
     if found is None:
         export_remote_settings()  # the engine asks the remote NIX_WORKFLOW_REMOTE names on a local miss
         found = _ENGINES[root] = Engine(Store(root), echo=_echo)
+        journal.attach(found, settings().out_link)  # nw view: this process's tasks and their states, live
     return found
-
-
-def link_output(name: str, obj: Path) -> None:
-    """Link a realised output at <out_link>/<name> and register it as a GC root (replaced atomically).
-
-    Called whenever a task is found complete, not only when it runs: the working tree then always
-    shows the current results, and `nw gc` keeps what the current graph uses. A link already right
-    costs one readlink."""
-    directory = settings().out_link
-    if not directory or directory.lower() == "none":
-        return
-    link = Path(directory).absolute() / name
-    with contextlib.suppress(OSError):
-        if os.readlink(link) == str(obj) and link in _ROOTED:
-            return
-    tmp = link.with_name(f".{link.name}.{os.getpid()}.{next(_COUNTER)}")
-    try:
-        os.symlink(obj, tmp)
-    except FileNotFoundError:  # (also when someone removed the directory while this process ran)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(obj, tmp)
-    os.replace(tmp, link)
-    engine().store.add_root(link)
-    _ROOTED.add(link)
 
 
 def _echo(step: str, line: str) -> None:

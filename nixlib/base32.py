@@ -18,9 +18,16 @@ def encoded_length(nbytes: int) -> int:
 
 
 def encode(data: bytes) -> str:
-    """Encode bytes as Nix base32, most significant 5-bit group first."""
+    """Encode bytes as Nix base32, most significant 5-bit group first.
+
+    Two characters (10 bits) per step from a table: every key and record digest is one of these."""
+    n = encoded_length(len(data))
     value = int.from_bytes(data, "little")
-    return "".join(ALPHABET[(value >> (5 * n)) & 31] for n in reversed(range(encoded_length(len(data)))))
+    pairs = "".join([_PAIRS[(value >> (10 * k)) & 1023] for k in range((n + 1) // 2 - 1, -1, -1)])
+    return pairs[n % 2:]  # an odd count: the leading group of the last pair is the zero above the top
+
+
+_PAIRS = [ALPHABET[i >> 5] + ALPHABET[i & 31] for i in range(1024)]
 
 
 def decode(text: str) -> bytes:

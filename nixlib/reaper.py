@@ -16,6 +16,9 @@ hashed, or into `$state` while a re-run of the same recipe uses it. Three mechan
   (PR_SET_CHILD_SUBREAPER), so the step's orphans become its children: the common case (no
   leftovers) is decided from this process's own children list and the group, without
   scanning /proc, and killed orphans are reaped instead of left as zombies.
+- **Reaping by marker alone** (`reap_marked`): for front doors whose steps run inside their own
+  process (a Luigi produce()), so have no process group to kill; every marked process is stopped
+  before any is killed.
 - **A watchdog per runner process** (`run_marker`): a small process in its own session whose
   stdin is a pipe only the runner holds. When the runner dies, by any cause including
   SIGKILL, the pipe reaches EOF and the watchdog kills every process with the runner's
@@ -37,6 +40,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Collection
 
 RUN_PREFIX = "NW_RUN_"
 STEP_PREFIX = "NW_STEP_"
@@ -184,12 +188,8 @@ def reap(marker: str, group: int, deadline: float = 30.0) -> int:
         _reap_adopted(zombies)
         if not alive:
             break
-        for pid, start in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                continue
-            killed.add((pid, start))
+        starts = dict(alive)
+        killed.update((pid, starts[pid]) for pid in _stop_then_kill(list(starts)))
         if group > 0:
             _signal_group(group, signal.SIGKILL)  # members forked since the scan
         if time.monotonic() > end:
@@ -197,6 +197,76 @@ def reap(marker: str, group: int, deadline: float = 30.0) -> int:
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
     return len(killed)
+
+
+def reap_marked(marker: str, exclude: Collection[int] = (), also: Callable[[], set[int]] | None = None,
+                deadline: float = 30.0) -> list[int]:
+    """Kill every live process that carries `marker` (or that `also()` names), except this process and
+    `exclude`; returns their pids once none of them can run any more (StuckProcesses after `deadline`).
+
+    For front doors whose steps have no process group of their own (a Luigi produce() runs inside the
+    worker): the step's processes are found by marker alone, and every one is stopped before any is
+    killed, looking again until no new one appears, so none can fork away or run its next command (a
+    shell whose `sleep` died first would otherwise `echo late > $out/x` before its own SIGKILL)."""
+    skip = {os.getpid(), *exclude}
+    stopped: list[int] = []
+    for _ in range(50):  # one may have forked before it was stopped: look again until nothing new
+        found = _marked(marker) | (also() if also is not None else set())
+        new = [pid for pid in found - skip - set(stopped) if _alive(pid)]
+        if not new:
+            break
+        stopped += [pid for pid in new if _signal(pid, signal.SIGSTOP)]
+    killed = [pid for pid in stopped if _signal(pid, signal.SIGKILL)]
+    _wait_dead(killed, deadline)
+    _reap_adopted(killed)
+    return killed
+
+
+def _stop_then_kill(pids: list[int]) -> list[int]:
+    """SIGSTOP all, then SIGKILL all: a process killed while its siblings still run cannot be replaced by
+    one of them forking; returns the pids that were signalled (the others were already gone)."""
+    stopped = [pid for pid in pids if _signal(pid, signal.SIGSTOP)]
+    return [pid for pid in stopped if _signal(pid, signal.SIGKILL)]
+
+
+def _marked(marker: str) -> set[int]:
+    """Live or zombie processes whose environment (as they were executed) carries the marker variable."""
+    found: set[int] = set()
+    try:
+        entries = os.listdir(_PROC)
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.isdigit() and _has_marker(int(entry), marker):
+            found.add(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Exists and is not a zombie (a zombie can no longer run or write anything)."""
+    st = _stat(pid)
+    return st is not None and st[0] not in (b"Z", b"X")
+
+
+def _signal(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _wait_dead(pids: list[int], deadline: float) -> None:
+    end = time.monotonic() + deadline
+    delay = 0.001
+    while True:
+        alive = [pid for pid in pids if _alive(pid)]
+        if not alive:
+            return
+        if time.monotonic() > end:
+            raise StuckProcesses(sorted(alive))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _fast_clear(marker: str, group: int) -> bool:

@@ -175,16 +175,23 @@ class StatMemo:
 
     def memo_file(self, path: str | os.PathLike) -> Path:
         """Where the memo of `path` lives: named by host and absolute path, never by content."""
-        key = hashlib.sha256(self.host.encode() + b"\0" + os.fsencode(_absolute(path))).hexdigest()
-        return self.directory / f"{key}.json"
+        return Path(self._memo_path(_absolute(path)))
+
+    def _memo_path(self, target: str) -> str:
+        """memo_file of an absolute path, as a string (a cached lookup checks one object per step: no pathlib)."""
+        key = hashlib.sha256(self.host.encode() + b"\0" + os.fsencode(target)).hexdigest()
+        return f"{self.directory}/{key}.json"
 
     def _load(self, target: str) -> dict | None:
         try:
-            fd = os.open(self.memo_file(target), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd = os.open(self._memo_path(target), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
             with open(fd, "rb") as f:
-                if os.fstat(f.fileno()).st_uid != os.getuid():
+                st = os.fstat(f.fileno())
+                if st.st_uid != os.getuid():
                     return None  # planted by another user: never believed
-                data = json.loads(f.read(1 << 20))
+                if st.st_size >= 1 << 20:
+                    return None  # not a memo entry we wrote (they are ~300 bytes)
+                data = json.loads(f.read(st.st_size + 1))  # (a read of 1 MiB would allocate 1 MiB each time)
         except (OSError, ValueError):
             return None
         valid = (isinstance(data, dict) and data.get("v") == _VERSION and data.get("host") == self.host

@@ -41,7 +41,7 @@ def default_root() -> Path:
     return Path(os.environ.get("NIX_WORKFLOW_STORE") or DEFAULT_ROOT)
 
 
-def read_raw(path: Path) -> tuple[int, bytes]:
+def read_raw(path: Path | str) -> tuple[int, bytes]:
     """(owner uid, bytes) of a record file. Never follows a symlink, never blocks on a FIFO, and never reads
     more than records.MAX_BYTES; raises OSError or records.InvalidRecord."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -49,10 +49,20 @@ def read_raw(path: Path) -> tuple[int, bytes]:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise records.InvalidRecord("not a regular file")
-        data = f.read(records.MAX_BYTES + 1)
+        data = _read_at_most(f, st.st_size, records.MAX_BYTES)
     if len(data) > records.MAX_BYTES:
         raise records.InvalidRecord(f"larger than {records.MAX_BYTES} bytes")
     return st.st_uid, data
+
+
+def _read_at_most(f: Any, size: int, limit: int) -> bytes:
+    """Up to `limit` + 1 bytes of an open file whose fstat said `size`. Asking for the size first, not the
+    limit: a read of 64 MiB allocates 64 MiB before the kernel returns 2 kB (a cached lookup reads one record
+    per step). A file that grew since its fstat is read on, up to the limit, so nothing is cut short."""
+    data = f.read(min(size, limit) + 1)
+    if len(data) > size and len(data) <= limit:
+        data += f.read(limit + 1 - len(data))
+    return data
 
 
 def parse_raw(data: bytes) -> Any:
@@ -66,7 +76,7 @@ def parse_raw(data: bytes) -> Any:
 _reported: set[str] = set()
 
 
-def _report_invalid(path: Path, why: str, prefix: str = "ignoring invalid record") -> None:
+def _report_invalid(path: Path | str, why: str, prefix: str = "ignoring invalid record") -> None:
     """Say once per process that a record is not used, and why (it is treated as absent)."""
     message = f"{prefix} {path}: {why}" if prefix != "warning" else f"warning: {why}"
     if message not in _reported:
@@ -132,7 +142,7 @@ class Store:
         """True if object `h` is present and re-hashes to its name (memoised by stat signature)."""
         if not records.is_name(h):
             return False  # never let a name that is not an object name become a path
-        path = self.object_path(h)
+        path = f"{self.root}/store/{h}"  # object_path, without pathlib: a cached lookup checks one per step
         if not os.path.lexists(path):
             return False
         if self.memo.hash(path) == h:
@@ -254,10 +264,14 @@ class Store:
     def record_paths(self, kind: str, key: str) -> list[Path]:
         """Where a record of `key` may be, in lookup order: the shared name, then each trusted user's own
         name (this user's first). Empty for a key that is not a valid name (it never becomes a path)."""
+        return [Path(p) for p in self._record_paths(kind, key)]
+
+    def _record_paths(self, kind: str, key: str) -> list[str]:
+        """record_paths as strings (each lookup reads a record: no pathlib on that path)."""
         if kind not in records.KINDS or not records.is_name(key):
             return []
-        d, me = self.root / kind, os.getuid()
-        return [d / f"{key}.json"] + [d / f"{key}.{uid}.json" for uid in [me, *sorted(self.trusted - {me})]]
+        d, me = f"{self.root}/{kind}", os.getuid()
+        return [f"{d}/{key}.json"] + [f"{d}/{key}.{uid}.json" for uid in [me, *sorted(self.trusted - {me})]]
 
     def record_files(self, kind: str) -> Iterator[tuple[str | None, Path]]:
         """Every entry of a record directory as (key, path); key is None for names that are not records."""
@@ -270,7 +284,7 @@ class Store:
             parsed = records.parse_file_name(name)
             yield (parsed[0] if parsed else None), d / name
 
-    def load_record(self, kind: str, key: str, path: Path) -> dict[str, Any] | None:
+    def load_record(self, kind: str, key: str, path: Path | str) -> dict[str, Any] | None:
         """The record at `path` if a trusted user wrote it and it is a valid, intact record of `key`.
         A trusted but invalid record is reported once per process (`ignoring invalid record PATH: why`)."""
         try:
@@ -293,7 +307,7 @@ class Store:
         return next(self._valid_records(kind, key), None)
 
     def _valid_records(self, kind: str, key: str) -> Iterator[dict[str, Any]]:
-        for path in self.record_paths(kind, key):
+        for path in self._record_paths(kind, key):
             doc = self.load_record(kind, key, path)
             if doc is not None:
                 yield doc
@@ -501,21 +515,22 @@ class Store:
         this user owns counts as registered (another user's could vanish); if the name is taken by another user,
         `<name>.<uid>` is used; None (warned) if both are."""
         link = Path(link).absolute()
-        name, uid = hashlib.sha256(str(link).encode()).hexdigest()[:32], os.getuid()
-        for entry in (self.root / "gcroots" / name, self.root / "gcroots" / f"{name}.{uid}"):
-            try:
+        text = str(link)
+        name, uid = hashlib.sha256(text.encode()).hexdigest()[:32], os.getuid()
+        for entry in (f"{self.root}/gcroots/{name}", f"{self.root}/gcroots/{name}.{uid}"):  # (no pathlib: a cached
+            try:                                                                              # run registers each)
                 st = os.lstat(entry)
             except FileNotFoundError:
                 st = None
             if st is not None and st.st_uid != uid:
                 continue
-            if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(entry) == str(link):
-                return entry
-            tmp = entry.with_name(entry.name + f".{secrets.token_hex(3)}")
+            if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(entry) == text:
+                return Path(entry)
+            tmp = f"{entry}.{secrets.token_hex(3)}"
             os.symlink(link, tmp)
             try:
                 os.replace(tmp, entry)
-                return entry
+                return Path(entry)
             except OSError:
                 os.unlink(tmp)
         _report_invalid(self.root / "gcroots" / name, f"cannot register {link} as a gc root: its entries in "

@@ -246,3 +246,31 @@ fi''', name='s')
     assert not ended.exists(), "the escaped process ended before the re-run started: the test proves nothing"
     nw("run", str(exp), check=True)
     assert Path("nix-workflow-output/s/order").read_text() == "after\n"
+
+
+def test_reap_marked_stops_every_marked_process_before_killing_and_spares_the_excluded(tmp_path: Path) -> None:
+    """nixlib.reaper.reap_marked (what the Luigi adapter uses for produce(), which has no process group):
+    a shell whose `sleep` is killed must not get to run its next command, a forking loop must not outrun
+    the kill, and an excluded marked process is left alone."""
+    from nixlib import reaper
+
+    mark, variable = marker(), reaper.new_marker()
+    late = tmp_path / "late"
+    env = dict(os.environ, **{variable: "1"})
+    spared = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep(30)  # {mark}"], env=env)
+    victims = [subprocess.Popen(["sh", "-c", f"sleep 30; : {mark}; echo late > {late}"], env=env,
+                                start_new_session=True),
+               subprocess.Popen(["sh", "-c", f"while :; do sleep 0.01 & : {mark}; done"], env=env)]
+    try:
+        assert wait_until(lambda: len(marked(mark)) >= 4)
+        killed = reaper.reap_marked(variable, exclude={spared.pid})
+        assert {v.pid for v in victims} <= set(killed) and spared.pid not in killed
+        assert marked(mark) == [spared.pid]  # nothing marked is left running but the excluded one
+        assert not any(os.path.exists(f"/proc/{v.pid}") for v in victims)  # dead, and reaped by reap_marked
+        time.sleep(0.05)
+        assert not late.exists()
+        assert spared.poll() is None
+    finally:
+        for p in [spared, *victims]:
+            p.kill()
+            p.wait()

@@ -1,0 +1,157 @@
+"""What of a task, besides its inputs, enters its key: significant parameters, class code, Config values.
+
+Luigi's own task_id covers only the parameters (as strings), which is why it is never the cache key.
+Code digests and Config values cannot change within one process (a class is defined once; luigi.cfg
+is read once, as Luigi does), so both are memoised per class.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import decimal
+import enum
+import functools
+import inspect
+import math
+import textwrap
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
+
+import luigi
+from luigi.task_register import Register
+
+from nixlib.errors import NixWorkflowError
+from nixlib.recipe import digest
+
+_CONFIG_VALUES: dict[type, dict[str, Any]] = {}  # per process: luigi.cfg is read once, as Luigi does
+_SKIP_MODULES = frozenset({"luigi", "luigi_nixworkflow"})
+
+
+def reset() -> None:
+    _CONFIG_VALUES.clear()
+
+
+class _NotCanonical(Exception):  # noqa: N818 - internal signal, turned into a NixWorkflowError
+    pass
+
+
+def params(task: luigi.Task) -> dict[str, Any]:
+    """Significant parameters as canonical JSON values; a value without one is an error naming it."""
+    out: dict[str, Any] = {}
+    for name, param in type(task).get_params():  # (NixTask caches get_params per class)
+        if not param.significant:
+            continue
+        value = task.param_kwargs[name]
+        try:
+            out[name] = _canonical(value)
+            continue
+        except _NotCanonical:
+            pass
+        out[name] = _typed(task, name, param, value)  # (outside the except: its error chains nothing internal)
+    return out
+
+
+def _canonical(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):  # JSON has no NaN or infinity
+            raise _NotCanonical
+        return value
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, datetime.date | datetime.time | datetime.timedelta | decimal.Decimal | PurePath):
+        return {"type": type(value).__name__, "value": str(value)}
+    if isinstance(value, enum.Enum):
+        return {"type": type(value).__name__, "value": value.name}
+    raise _NotCanonical
+
+
+def _typed(task: luigi.Task, name: str, param: luigi.Parameter, value: Any) -> Any:
+    """A typed Luigi parameter serialises its values canonically; the untyped one only strings."""
+    if type(param) is not luigi.Parameter:
+        try:
+            text = param.serialize(value)
+        except Exception:
+            text = None
+        if isinstance(text, str) and " at 0x" not in text:
+            return {"serialized": text}
+    raise NixWorkflowError(
+        f"task {task.task_family}: parameter '{name}' has a value of type {type(value).__name__} ({value!r:.80}) "
+        "that cannot be serialised canonically, so it cannot enter the cache key. Pass a JSON-like value "
+        "(str, number, bool, list, dict with str keys) or use a typed luigi Parameter for it."
+    )
+
+
+@functools.cache
+def code_digest(cls: type) -> str:
+    """A digest of the task class's code (and of its own base classes), comments and layout ignored.
+
+    `version` on the class replaces it: for code inspect cannot see (a REPL, exec), or to keep
+    results across edits the author knows change nothing.
+    """
+    version = getattr(cls, "version", None)
+    if version is not None:
+        return "version:" + str(version)
+    return digest([ast.dump(tree) for tree in _sources(cls)])
+
+
+@functools.cache
+def _sources(cls: type) -> tuple[ast.Module, ...]:
+    """The parsed source of the class and of its own base classes (not Luigi's, not ours)."""
+    trees = []
+    for c in cls.__mro__:
+        if c is object or c.__module__.split(".")[0] in _SKIP_MODULES:
+            continue
+        try:
+            source = inspect.getsource(c)
+        except (OSError, TypeError):
+            raise NixWorkflowError(
+                f"cannot read the source code of task class {c.__qualname__} (module {c.__module__}), which the "
+                "cache key must cover. Set `version = \"1\"` on the class and change it whenever the code changes."
+            ) from None
+        trees.append(ast.parse(textwrap.dedent(source)))
+    return tuple(trees)
+
+
+@functools.cache
+def _identifiers(cls: type) -> frozenset[str]:
+    """Every name and attribute name the class's code mentions (None when its source cannot be read)."""
+    try:
+        trees = _sources(cls)
+    except NixWorkflowError:
+        return frozenset()
+    names: set[str] = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                names.add(node.attr)
+    return frozenset(names)
+
+
+def config_classes(cls: type) -> list[type[luigi.Config]]:
+    """The luigi.Config classes whose values the task reads: those its code names (`MyConfig().value`),
+    plus those it declares in `configs = (MyConfig,)` (for values read by helpers outside the class)."""
+    declared = list(getattr(cls, "configs", None) or ())
+    for c in declared:
+        if not (isinstance(c, type) and issubclass(c, luigi.Config)):
+            raise NixWorkflowError(f"task {cls.__qualname__}: `configs` lists {c!r}, which is not a luigi.Config class")
+    names = _identifiers(cls)
+    found = [c for c in Register._reg if isinstance(c, type) and issubclass(c, luigi.Config)
+             and c.__module__.split(".")[0] not in _SKIP_MODULES and c.__name__ in names]
+    return list(dict.fromkeys([*declared, *found]))
+
+
+def config_values(cls: type) -> dict[str, Any]:
+    """The current values of the Config classes the task reads (luigi.cfg, environment), by family: they
+    enter the key, so changing `[MyConfig] threshold` re-runs the tasks that read it."""
+    known = _CONFIG_VALUES.get(cls)
+    if known is None:
+        known = _CONFIG_VALUES[cls] = {c.get_task_family(): params(c()) for c in config_classes(cls)}
+    return known

@@ -1,0 +1,103 @@
+"""Presenting a task's result in the working tree: output links (GC roots) and a legacy task's files.
+
+Done whenever a task is found complete, not only when it runs, so the working tree always shows the
+current results (after an edit is reverted, the link shows the reverted result again) and `nw gc`
+keeps what the current graph uses. Once per task and process; reset() presents everything again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from luigi_nixworkflow import dynamic, graph, legacy, registry, settings, shape
+from nixlib.engine import Result
+
+logger = logging.getLogger("luigi-interface")
+_GENERATION = [0]  # bumped by reset(): outputs presented before are presented again (files may be gone)
+PRESENTED = "_nw_presented"  # task attribute: (stamp, True) once presented
+OWNED = "_nw_owned"  # task attribute: (store root, Result) once the store is known to hold its result
+_ROOTED: set[str] = set()  # links this process registered as GC roots
+_LINK_DIRS: dict[tuple[str, str], str] = {}  # (working directory, out_link) -> the absolute link directory
+_COUNTER = itertools.count()
+
+
+def reset() -> None:
+    """Present every output again (task instances outlive a reset in Luigi's instance cache)."""
+    _GENERATION[0] += 1
+    _ROOTED.clear()
+    _LINK_DIRS.clear()
+
+
+def _stamp() -> str:
+    return f"{settings.store_root()}#{_GENERATION[0]}"
+
+
+def present_all(task: Any) -> None:
+    """Present this task's outputs and those of every NixTask it depends on, once per process."""
+    root, stamp = settings.store_root(), _stamp()
+    for t in graph.postorder(task, lambda t: graph.memo(t, PRESENTED, stamp) is None):
+        result = graph.memo(t, OWNED, root)
+        if result is not None:
+            present(t, result)
+
+
+def present(task: Any, result: Result) -> None:
+    """Link each output (a GC root) and restore a legacy task's files where they differ from the store."""
+    store = settings.engine().store
+    for name, h in sorted(result.outputs.items()):
+        link_output(task.task_id if name == "out" else f"{task.task_id}.{name}", store.object_path(h))
+    if shape.kind(type(task)) == "legacy":
+        for path in legacy.restore(task, store, result.outputs):
+            logger.info("nixworkflow: %s: restored %s from the store", task.task_id, path)
+    task.__dict__[PRESENTED] = (_stamp(), True)
+    if shape.is_dynamic(type(task)):  # what its run() yielded is not in requires(): present it too
+        for yielded, _ in dynamic.yielded(result.record):
+            if registry.is_nix(yielded) and yielded.nix_result() is not None:
+                present_all(yielded)
+
+
+def link_output(name: str, obj: Path) -> None:
+    """Link a realised output at <out_link>/<name> and register it as a GC root (replaced atomically).
+
+    A link already right costs one readlink (and, once per process, the readlink that checks its root):
+    a cached run presents every task, so no pathlib and no writes on that path."""
+    directory = _link_dir()
+    if directory is None:
+        return
+    link, target = f"{directory}/{name}", str(obj)
+    with contextlib.suppress(OSError):
+        if os.readlink(link) == target:  # already right (the common case of a cached run): only its root
+            _add_root(link)
+            return
+    tmp = f"{directory}/.{name}.{os.getpid()}.{next(_COUNTER)}"
+    try:
+        os.symlink(target, tmp)
+    except FileNotFoundError:  # (also when someone removed the directory while this process ran)
+        os.makedirs(directory, exist_ok=True)
+        os.symlink(target, tmp)
+    os.replace(tmp, link)
+    _ROOTED.discard(link)
+    _add_root(link)
+
+
+def _link_dir() -> str | None:
+    """The absolute output-link directory (None: links are off), spelled as the GC roots have always named it."""
+    directory = settings.settings().out_link
+    if not directory or directory.lower() == "none":
+        return None
+    key = (os.getcwd(), directory)
+    found = _LINK_DIRS.get(key)
+    if found is None:
+        found = _LINK_DIRS[key] = str(Path(directory).absolute())
+    return found
+
+
+def _add_root(link: str) -> None:
+    if link not in _ROOTED:
+        settings.engine().store.add_root(link)  # (a readlink when registered: nothing is written)
+        _ROOTED.add(link)

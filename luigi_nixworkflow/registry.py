@@ -1,0 +1,80 @@
+"""Per-process registries the recipes of one Luigi run share: where store objects come from, who made them.
+
+A command interpolates paths, and a path alone does not say what it is: these maps turn a path back
+into a key input. `SOURCES` holds static() files and plain tasks' LocalTargets by NAR hash, so run()
+can add them to the store before the command reads them; `OWNERS` holds NixTasks by the object they
+realised to, so a store path pasted into a command is keyed as that task's output (stable before and
+after realisation); the scanners recognise each task's placeholder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from luigi_nixworkflow import settings
+from nixlib import context
+from nixlib.errors import NixWorkflowError
+
+if TYPE_CHECKING:
+    from luigi_nixworkflow.task import NixTask
+
+SOURCES: dict[str, Path] = {}
+OWNERS: dict[str, dict[str, NixTask]] = {}
+_SCANNERS: dict[str, context.Scanner[NixTask]] = {}
+
+
+def reset() -> None:
+    for memo in (SOURCES, OWNERS, _SCANNERS):
+        memo.clear()
+
+
+def scanner(root: str) -> context.Scanner[NixTask]:
+    found = _SCANNERS.get(root)
+    if found is None:
+        found = _SCANNERS[root] = context.Scanner(root)
+    return found
+
+
+def static(path: str | os.PathLike) -> str:
+    """A file or directory used by content (a tool, a config): its future store path, for commands.
+
+    The key depends on the content, not on where the checkout lives; run() copies it into the
+    store before the command runs, so the command reads exactly the bytes that were hashed.
+    """
+    source = Path(path).absolute()
+    if not os.path.lexists(source):
+        raise NixWorkflowError(f"static input {source} does not exist")
+    root = settings.store_root()
+    h = settings.engine(root).store.memo.hash(source)
+    SOURCES[h] = source
+    return f"{root}/store/{h}"
+
+
+
+def owner(h: str | None, deps: list[Any]) -> NixTask | None:
+    """The NixTask that realised object `h`, preferring one of `deps` (the task's requires())."""
+    owners = OWNERS.get(h or "")
+    if not owners:
+        return None
+    if len(owners) > 1:
+        for dep in deps:
+            if dep.task_id in owners:
+                return owners[dep.task_id]
+    return next(iter(owners.values()))
+
+
+def remember_owner(h: str, task: NixTask) -> None:
+    OWNERS.setdefault(h, {}).setdefault(task.task_id, task)
+
+
+
+def is_task(obj: Any) -> bool:
+    """A NixTask (managed or not). Duck-typed, so no module below task.py imports it."""
+    return callable(getattr(obj, "nix_managed", None))
+
+
+def is_nix(task: Any) -> bool:
+    """A NixTask whose result the store holds (not a legacy one with outputs the store cannot hold)."""
+    return is_task(task) and task.nix_managed()

@@ -1,0 +1,113 @@
+"""The shape of a NixTask class: which style it is written in, and how its own run() is reached.
+
+Three styles: `command()` (shell), `produce()` (Python in the worker) and the legacy one, the class's own
+run() and output() as in plain Luigi. Decided once per class from what the class itself defines; the
+NixTask base marks its defaults with `base`, so this module never needs to import the class.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from luigi_nixworkflow import dynamic
+from nixlib.errors import NixWorkflowError
+
+RUNNING = "_nw_running"  # task attribute: its own run() is executing now (inside the engine's action)
+
+
+def base(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark NixTask's own default of a method a subclass defines to choose its style."""
+    method._nw_base = True  # type: ignore[attr-defined]
+    return method
+
+
+def _own(method: Any) -> bool:
+    """True if a subclass (not NixTask) defines this method."""
+    return not getattr(method, "_nw_base", False)
+
+
+@functools.cache
+def kind(cls: type) -> str:
+    """"shell", "python" or "legacy" (the class's own run() and output()); a mix is an error naming the fix."""
+    shell = _own(cls.command)
+    python = _own(cls.produce)
+    own_run = getattr(cls.run, "_nw_wrapper", False)
+    own_output = _own(cls.output)
+    name = cls.__qualname__
+    if own_run:
+        if shell or python:
+            raise NixWorkflowError(f"NixTask {name} defines run() and {'command()' if shell else 'produce()'}: keep "
+                                   "one. run() with output() is the plain Luigi shape; command()/produce() the "
+                                   "store-native one (its output is a NixTarget)")
+        if not own_output:
+            raise NixWorkflowError(f"NixTask {name} defines run() but not output(): declare what run() writes with "
+                                   "output() (LocalTargets, as in plain Luigi), or rename run() to produce(self), "
+                                   "which writes self.output()")
+        return "legacy"
+    if own_output:
+        raise NixWorkflowError(f"NixTask {name} overrides output() but has no run() of its own: a task that "
+                               "declares its output() writes it in run(), as in plain Luigi; command()/produce() "
+                               "write the NixTarget output NixTask provides")
+    if shell == python:
+        raise NixWorkflowError(f"NixTask {name} must define exactly one of command() (a shell step), "
+                               f"produce(out) (a Python step) or run() with output() (the plain Luigi shape); it "
+                               f"defines {'both command() and produce()' if shell else 'none of them'}")
+    if python and cls.sandbox:
+        raise NixWorkflowError(f"NixTask {name}: sandbox applies to command() steps; produce(out) "
+                               "runs inside the Luigi worker")
+    if python and inspect.isgeneratorfunction(cls.produce):
+        raise yields_error(cls, "produce()")
+    return "shell" if shell else "python"
+
+
+
+def wrap_run(own: Callable[..., Any], through_store: Callable[[Any], Any]) -> Callable[..., Any]:
+    """run() as Luigi calls it: through the store, unless the task's own run() is already executing
+    (then this is a super().run() from a subclass's run(), which must reach the base's own code).
+    A yielding run() stays a generator for Luigi: tasks it yields that are not complete go to Luigi."""
+
+    if inspect.isgeneratorfunction(own):
+        @functools.wraps(own)
+        def run(self: Any) -> Any:
+            if self.__dict__.get(RUNNING):
+                return (yield from own(self))
+            while True:
+                try:
+                    return through_store(self)
+                except dynamic.NeedsDependencies as e:
+                    yield e.requirements  # Luigi runs them (and calls run() again), or answers if complete
+    else:
+        @functools.wraps(own)
+        def run(self: Any) -> Any:
+            if self.__dict__.get(RUNNING):
+                return own(self)
+            return through_store(self)
+
+    run._nw_wrapper = True  # type: ignore[attr-defined]
+    return run
+
+
+def is_dynamic(cls: type) -> bool:
+    """A legacy task whose run() yields (dynamic dependencies)."""
+    return inspect.isgeneratorfunction(getattr(cls.run, "__wrapped__", None))
+
+
+def yields_error(cls: type, where: str) -> NixWorkflowError:
+    return NixWorkflowError(
+        f"NixTask {cls.__qualname__}: {where} yields (Luigi dynamic dependencies), which produce() does not "
+        "support: the yielded tasks would never run and the output would be keyed without them. Return the tasks "
+        "from requires() instead, or use the plain Luigi shape (run() with output()), where yield works."
+    )
+
+
+@functools.cache
+def takes_out(cls: type) -> bool:
+    """produce(self, out) gets a ready output directory; produce(self) makes its output itself."""
+    try:
+        params = list(inspect.signature(cls.produce).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)

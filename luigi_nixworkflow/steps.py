@@ -1,0 +1,183 @@
+"""Running a NixTask's step: the actions the engine calls under the per-key lock, in the worker.
+
+A command() runs as a shell step (nixlib.engine.shell_action); produce() and a legacy run() run in
+this process, with the step's environment, teed into its log, and whatever they leave running killed
+before anything is hashed. Each then checks that the step wrote something. Nothing here decides whether
+a task runs: that is task.py's (asking the engine); this module only runs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from luigi_nixworkflow import children, dynamic, legacy, present, registry, settings, shape, stepio
+from luigi_nixworkflow.target import BUILDING
+from nixlib import temproots
+from nixlib.engine import shell_action
+from nixlib.errors import NixWorkflowError, StepFailed
+from nixlib.recipe import Recipe
+from nixlib.runner import Build
+
+logger = logging.getLogger("luigi-interface")
+
+
+def action(task: Any) -> Callable[[Build, str], Mapping[str, Path]]:
+    """The engine action that runs `task` in its style."""
+    run = {"shell": shell, "python": python, "legacy": legacy_run}[shape.kind(type(task))]
+    return lambda build, command: run(task, build, command)
+
+
+def shell(task: Any, build: Build, command: str) -> Mapping[str, Path]:
+    produced = shell_action(build, command)
+    require_output(task, build)
+    return produced
+
+
+def python(task: Any, build: Build, command: str) -> Mapping[str, Path]:
+    """Run produce() in this process; while it runs, task.output() is the build's output."""
+    takes_out = shape.takes_out(type(task))
+    if takes_out:
+        build.out.mkdir(exist_ok=True)
+    else:  # produce() makes the output itself (a file or a directory) at task.output().path
+        with contextlib.suppress(FileNotFoundError):
+            build.out.rmdir()
+    task.__dict__[BUILDING] = build.out
+    try:
+        in_step(task, build, command, "produce()", lambda: _produce(task, build, takes_out))
+    finally:
+        task.__dict__.pop(BUILDING, None)
+    require_output(task, build)
+    return {"out": build.out}
+
+
+def legacy_run(task: Any, build: Build, command: str) -> Mapping[str, Path]:
+    """Run the class's own run(), which writes its LocalTargets in place as in plain Luigi; the engine
+    then ingests copies of them. What a previous run left at those paths is moved aside first (and put
+    back if this run fails), so a file run() did not write can never be stored as its result."""
+    for dep in task.nix_requires():  # what run() reads is exactly what was keyed
+        if registry.is_nix(dep) and dep.nix_kind() == "legacy":
+            found = dep.nix_result()
+            if found is not None:
+                present.present(dep, found)
+    outputs = legacy.paths(task)
+    moved = legacy.move_aside(outputs)
+    succeeded = False
+    try:
+        in_step(task, build, command, "run()", lambda: run_own(task))
+        legacy.check_written(task, outputs, type(task).allow_empty, str(build.log))
+        succeeded = True
+    finally:
+        legacy.settle(moved, succeeded)
+    return dict(zip(legacy.output_names(len(outputs)), outputs, strict=True))
+
+
+def run_own(task: Any) -> None:
+    """Call the class's own run() (legacy shape); super().run() inside it reaches the base's own run().
+    A run() that yields is driven to its end here (dynamic.drive), or stops at a task not yet complete."""
+    task.__dict__[shape.RUNNING] = True
+    try:
+        result = task.run()
+        if inspect.isgenerator(result):
+            dynamic.drive(result, task.__dict__.get("_nw_seen", []))
+    finally:
+        task.__dict__.pop(shape.RUNNING, None)
+
+
+def in_step(task: Any, build: Build, command: str, what: str, body: Callable[[], None]) -> None:
+    """Run `body` in this process as the step: the env's variables (PATH: its tools), output teed to the
+    step log, and whatever it leaves running killed before anything is hashed."""
+    leftovers = children.watch(build.marker)
+    variables = {**build.environ(), **leftovers.variables}
+    try:
+        with open(build.log, "a", encoding="utf-8") as log, stepio.environ(variables), stepio.tee(log):
+            cls = type(task)
+            print(f"$ {command}  # {cls.__module__}.{cls.__qualname__}", file=log, flush=True)
+            try:
+                body()
+            except dynamic.NeedsDependencies:
+                print("(stopped: it yielded tasks that are not complete; Luigi runs them first)", file=log)
+                raise
+            except BaseException:
+                log.write(traceback.format_exc())
+                raise
+    finally:
+        killed = children.stop_leftovers(leftovers, task.task_id)
+    if killed:
+        note = (f"nixworkflow: {task.task_id}: killed {len(killed)} process(es) {what} left running (pids "
+                f"{', '.join(map(str, killed))}); a step ends when all of its processes end: wait for what "
+                f"{what} starts")
+        logger.warning("%s", note)
+        with open(build.log, "a", encoding="utf-8") as log:
+            print(note, file=log)
+
+
+def _produce(task: Any, build: Build, takes_out: bool) -> None:
+    try:
+        result = task.produce(build.out) if takes_out else task.produce()  # type: ignore[call-arg]
+    except IsADirectoryError as e:
+        if str(build.out) not in (_abs(e.filename), _abs(e.filename2)):
+            raise
+        raise NixWorkflowError(
+            f"task {task.task_id}: produce(out) opened its output directory {build.out} as a file. The output of "
+            "produce(self, out) is the directory `out`: write files inside it (out / 'name'). To make the "
+            "output one file, define produce(self) without `out` and write open(self.output().path, 'w')."
+        ) from None
+    except FileNotFoundError as e:
+        if os.path.lexists(build.out) or not _abs(e.filename).startswith(f"{build.out}/"):
+            raise
+        raise NixWorkflowError(
+            f"task {task.task_id}: produce() wrote {e.filename}, inside its output, but produce(self) makes its "
+            "output itself and the directory does not exist yet. Create it first (os.makedirs(self.output()"
+            ".path)), write through (self.output() / 'name').open('w'), or define produce(self, out) to get a "
+            "ready output directory `out`."
+        ) from None
+    if inspect.isgenerator(result):
+        result.close()
+        raise shape.yields_error(type(task), "produce()")
+
+
+def _abs(name: Any) -> str:
+    """An OSError's file name, absolute (empty if it has none)."""
+    return os.path.abspath(os.fsdecode(name)) if isinstance(name, str | bytes | os.PathLike) else ""
+
+
+def require_output(task: Any, build: Build) -> None:
+    """A step that wrote nothing failed, unless the task says an empty output is intended: an empty object
+    cached as a success would surface later, downstream, as a misleading missing file."""
+    out = build.out
+    empty = not os.path.lexists(out) or (out.is_dir() and not out.is_symlink() and not any(out.iterdir())) \
+        or (out.is_file() and not out.is_symlink() and out.stat().st_size == 0)
+    if not empty:
+        return
+    if type(task).allow_empty:
+        if not os.path.lexists(out):
+            out.mkdir()  # produce(self) that made nothing: the intended empty output is an empty directory
+        return
+    where = "$out" if shape.kind(type(task)) == "shell" else "its output (`out`, or self.output().path)"
+    raise StepFailed(task.task_id, f"NixTask {task.task_family} wrote nothing into {where}, so there is no result "
+                     "to store. Write the output, or set `allow_empty = True` on the class if an empty output is "
+                     "intended", str(build.log))
+
+
+def add_sources(task: Any, recipe: Recipe) -> None:
+    """Copy the static files and LocalTargets the command reads into the store, checking their hashes."""
+    store = settings.engine().store
+    # Registered as temp roots first, so a concurrent `nw gc` keeps them from here on.
+    temproots.of(store.root).add([i.obj for i in recipe.inputs if i.obj is not None])
+    for i in recipe.inputs:
+        if i.obj is None or store.has(i.obj):
+            continue
+        source = registry.SOURCES.get(i.obj)
+        if source is None:
+            raise NixWorkflowError(f"task {task.task_id}: store object {i.obj} is missing from {store.root}")
+        h = store.ingest(source)
+        if h != i.obj:
+            raise NixWorkflowError(f"task {task.task_id}: {source} changed while the pipeline ran (hash {h}, "
+                                   f"expected {i.obj}); run it again")
