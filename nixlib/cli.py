@@ -338,7 +338,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     targets = workflow.select(args.targets)
     from nixlib import slurm
 
-    slurm.configure(args, Path(args.file).parent, workflow.recipes)  # `slurm:` in nixworkflow.yaml, --(no-)slurm
+    slurm.configure(args, Path(args.file).parent, workflow.recipes, workflow.resources)  # nixworkflow.yaml, --slurm
     args.force = targets if args.force else []
     if workflow.host_steps and not args.dry_run:
         print(f"warning: {len(workflow.host_steps)} step(s) run with the host environment, not pinned by Nix: "

@@ -13,17 +13,18 @@ import difflib
 import os
 import runpy
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nixlib import context, nar
+from nixlib import context, nar, slurm
 from nixlib import env as envmod
 from nixlib.command import CommandSyntaxError, normalise, shell_form
 from nixlib.errors import NixWorkflowError, check_readable
 from nixlib.names import check_step_name
 from nixlib.recipe import Input, Recipe, RunOptions, canonical_json
+from nixlib.slurm import SlurmOptions
 from nixlib.statmemo import StatMemo
 from nixlib.store import default_root
 
@@ -42,18 +43,24 @@ class Step(str):
     options: RunOptions
     hash32: str
     where: str
+    resources: Any  # what the step asks Slurm for, as written (checked when named); not part of its identity
 
     def __new__(cls, command: str, name: str | None, env: Any, pinned: str | None, options: RunOptions,
-                where: str) -> Step:
+                where: str, resources: Any = None) -> Step:
         if not isinstance(command, str):
             raise NixWorkflowError(f"{where}: output() takes the command as a string, not {type(command).__name__}")
         if name is not None:
             check_step_name(name, where)
-        identity = canonical_json([command, name, repr(env), pinned, vars(options)])
+        identity = canonical_json([command, name, repr(env), pinned, vars(options)])  # resources: never in it
         token, hash32 = context.placeholder(_root(), identity, name or "output")
+        same = _DEFINED.get(hash32)
+        if same is not None and (same.resources or None) != (resources or None):
+            raise NixWorkflowError(f"{where}: this step is also defined at {same.where} with other resources "
+                                   f"({same.resources!r} there, {resources!r} here); it is one step (the same command "
+                                   "and options), so it has one set of resources: give both the same")
         self = super().__new__(cls, token)
         self.command, self.name, self.env, self.pinned, self.options = command, name, env, pinned, options
-        self.hash32, self.where = hash32, where
+        self.hash32, self.where, self.resources = hash32, where, resources
         _DEFINED[hash32] = self
         return self
 
@@ -88,7 +95,7 @@ class Checkpoint(Step):
         token, hash32 = context.placeholder(_root(), identity, "output")  # the scanner matches unnamed steps so
         self = str.__new__(cls, token)
         self.command, self.name, self.env, self.pinned = "", None, None, pinned
-        self.options, self.hash32, self.where = RunOptions(), hash32, where
+        self.options, self.hash32, self.where, self.resources = RunOptions(), hash32, where, None
         self.producer, self.checkpoint = producer, name
         _DEFINED[hash32] = self
         return self
@@ -134,7 +141,7 @@ def _caller_dir() -> Path:
 
 def output(cmd: str, name: str | None = None, env: Any = None, hash: str | None = None, *, pure: bool = False,
            sandbox: bool = False, network: bool | None = None, gpu: bool = False, resumable: bool = False,
-           allow_empty: bool = False, checkpoints: bool = False) -> Step:
+           allow_empty: bool = False, checkpoints: bool = False, resources: Mapping[str, Any] | None = None) -> Step:
     """Declare a step whose `$out` directory is the output of `cmd` run in `env`.
 
     `hash` pins the step to an existing store object: the step is then never run and the
@@ -144,12 +151,16 @@ def output(cmd: str, name: str | None = None, env: Any = None, hash: str | None 
     that determines its result (a changed input starts afresh; docs/resume.md). A step whose `$out`
     is left empty fails (it usually means the command did not do its work) unless `allow_empty`.
     `checkpoints` lets the step publish named snapshots while it runs (`$NW_CHECKPOINTS`, docs/resume.md).
+    `resources` says what the step's Slurm job needs (`{"gpus": 1, "mem": "64G", "time": "2:00:00", "cpus": 8}`;
+    the keys of `slurm:` in nixworkflow.yaml, docs/slurm.md): used by `nw run --slurm` only, and not part of
+    the step's key, so changing them re-runs nothing.
     """
     if hash is not None and not nar.is_nar_hash(hash):
         raise NixWorkflowError(f"{_caller()}: hash {hash!r} is not a 52-character Nix base32 SHA-256")
     options = RunOptions(pure=pure, sandbox=sandbox, network=network, gpu=gpu, resumable=resumable,
                          allow_empty=allow_empty, checkpoints=checkpoints)
-    return Step(cmd, name, env, hash, options, _caller())
+    return Step(cmd, name, env, hash, options, _caller(), dict(resources) if isinstance(resources, Mapping)
+                else resources)
 
 
 def static(path: str | os.PathLike | None = None, hash: str | None = None, name: str | None = None) -> Static:
@@ -190,6 +201,7 @@ class Workflow:
     named: list[str] = field(default_factory=list)
     statics: dict[str, Static] = field(default_factory=dict)
     host_steps: list[str] = field(default_factory=list)
+    resources: dict[str, SlurmOptions] = field(default_factory=dict)  # step -> its own Slurm resources (checked)
 
     def select(self, targets: list[str]) -> list[Recipe]:
         if not targets:
@@ -313,11 +325,22 @@ class _Builder:
         except CommandSyntaxError as e:
             raise NixWorkflowError(f"step '{name}' ({step.where}): {e}. Close the quote or escape it.") from None
         inputs = [self._input(name, ref, path + [name]) for ref in self._scan(name, step, command)]
+        self._resources(name, step)
         env = self._env(name, step)
         recipe = Recipe(name=name, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
                         options=step.options, pinned=step.pinned, shell=shell)
         self.workflow.recipes[name] = recipe
         return recipe
+
+    def _resources(self, name: str, step: Step) -> None:
+        """Check the step's `resources` (by nixworkflow.yaml's rules) and keep them beside its recipe, by name:
+        they decide where the step runs, not what it computes, so they stay out of the recipe and its key."""
+        try:
+            options = slurm.resources_options(step.resources)
+        except slurm.ResourceProblem as e:
+            raise NixWorkflowError(f"step '{name}' ({step.where}): {e}; nothing was run") from None
+        if options != slurm.SlurmOptions():
+            self.workflow.resources[name] = options
 
     def _scan(self, name: str, step: Step, command: str) -> list[context.Ref[Step]]:
         try:

@@ -146,7 +146,7 @@ class _Translator:
     def step(self, decl: _Decl, path: list[str]) -> dsl.Step:
         token = decl.record["token"]
         if token in self.steps:
-            return self.steps[token]
+            return self._same_resources(decl, self.steps[token])
         command = self._statics(decl, self._upstream(decl, decl.record["cmd"], path + [decl.attr]))
         record = decl.record
         tools = list(record["context"]) + list(record["env"])
@@ -154,8 +154,18 @@ class _Translator:
         options = RunOptions(pure=record["pure"], sandbox=record["sandbox"], network=record["network"],
                              gpu=record["gpu"], allow_empty=record.get("allowEmpty", False),
                              resumable=record.get("resumable", False), checkpoints=record.get("checkpoints", False))
-        step = dsl.Step(command, record["name"], env, record["hash"], options, decl.where)
+        step = dsl.Step(command, record["name"], env, record["hash"], options, decl.where, record.get("resources"))
         self.steps[token] = step
+        return step
+
+    def _same_resources(self, decl: _Decl, step: dsl.Step) -> dsl.Step:
+        """Two attributes declaring one step (the same token: resources are not part of it) must not ask for
+        different resources: which set its job would get would depend on the order nw read them in."""
+        mine = decl.record.get("resources")
+        if (mine or None) != (step.resources or None):
+            raise NixWorkflowError(f"step '{decl.attr}' ({decl.where}) is the same step as the one at {step.where} "
+                                   f"(the same command and options), but asks for other resources ({mine!r} here, "
+                                   f"{step.resources!r} there): a step has one set of resources; give both the same")
         return step
 
     def _upstream(self, decl: _Decl, command: str, path: list[str]) -> str:

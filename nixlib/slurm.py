@@ -21,7 +21,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -137,6 +137,68 @@ class SlurmOptions:
         return layered([self])
 
 
+# ---- a step's own `resources` (experiment.py's output(resources=...), experiment.nix's `resources = {...};`) ---
+
+RESOURCE_KEYS = ("partition", "time", "cpus", "mem", "gpus", "options")  # the keys of a `slurm:` job entry
+
+
+class ResourceProblem(ValueError):
+    """A step's `resources` that cannot be used; the front door adds the step's name and file:line."""
+
+
+def resources_options(value: object) -> SlurmOptions:
+    """A step's `resources` mapping as SlurmOptions, checked by the rules `slurm:` in nixworkflow.yaml and the
+    --slurm-* options follow (the same keys as a yaml job entry). Time, memory and GPUs may be whole numbers
+    (minutes, megabytes, a count), as YAML reads them; anything else must be text. None or {} asks for nothing."""
+    if value is None:
+        return SlurmOptions()
+    if not isinstance(value, Mapping):
+        raise ResourceProblem(f"resources must map {', '.join(RESOURCE_KEYS[:-1])} or options to values (Python: "
+                              f"{{\"gpus\": 1, \"mem\": \"64G\"}}; Nix: {{ gpus = 1; mem = \"64G\"; }}), not "
+                              f"{type(value).__name__}")
+    for key in value:
+        if key not in RESOURCE_KEYS:
+            close = difflib.get_close_matches(str(key), RESOURCE_KEYS, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ResourceProblem(f"resources: unknown key {key!r} ({hint}the keys are {', '.join(RESOURCE_KEYS)})")
+    checks = {"partition": partition_problem, "time": time_problem, "mem": mem_problem, "gpus": gpus_problem}
+    text = {key: _resource_text(key, value.get(key), check, numbers=key != "partition")
+            for key, check in checks.items()}
+    cpus = value.get("cpus")
+    if cpus is not None and cpus_problem(cpus):
+        raise ResourceProblem(f"resources.cpus: {cpus_problem(cpus)}")
+    return SlurmOptions(text["partition"], text["time"], cpus, text["mem"], text["gpus"],
+                        _resource_options(value.get("options")))
+
+
+def _resource_text(key: str, value: object, check: Callable[[str], str | None], numbers: bool) -> str | None:
+    if value is None:
+        return None
+    if numbers and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ResourceProblem(f"resources.{key}: {value!r} is not {'text or a whole number' if numbers else 'text'}")
+    problem = check(value)
+    if problem:
+        raise ResourceProblem(f"resources.{key}: {problem}")
+    return value
+
+
+def _resource_options(value: object) -> tuple[str, ...]:
+    """Extra sbatch options: one string or a list of them, none refused by option_problem."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value if isinstance(value, list | tuple) else None
+    if items is None or not all(isinstance(o, str) for o in items):
+        raise ResourceProblem(f"resources.options: expected an sbatch option or a list of them (e.g. "
+                              f"[\"--account=lab\"]), not {value!r}")
+    for i, option in enumerate(items):
+        problem = option_problem(option)
+        if problem:
+            raise ResourceProblem(f"resources.options[{i}]: {problem}")
+    return tuple(items)
+
+
 def layered(layers: Sequence[SlurmOptions]) -> list[str]:
     """sbatch options from several sources, lowest precedence first. A named setting (partition, time, cpus,
     mem, gpus) is given once, by the highest layer that sets it, among that layer's options; each layer's extra
@@ -167,13 +229,16 @@ class SlurmConfig:
     step_lines: Mapping[str, str] = field(default_factory=dict)  # step -> file:line of its entry
 
 
-def configure(args: argparse.Namespace, directory: Path, steps: Iterable[str]) -> None:
+def configure(args: argparse.Namespace, directory: Path, steps: Iterable[str],
+              resources: Mapping[str, SlurmOptions] | None = None) -> None:
     """Read `slurm:` from DIRECTORY/nixworkflow.yaml (the experiment's directory) into args.slurm_config and decide
     args.slurm: the command line (--slurm / --no-slurm) wins over `enabled:`. A step name under `steps:` that the
     experiment does not have is an error here, before anything runs: a typo must not silently drop a step's
-    resources (its job would then fail for lack of memory or time, hours later)."""
+    resources (its job would then fail for lack of memory or time, hours later). `resources` are the steps' own
+    (the experiment's `resources=`), kept in args.slurm_resources for the action; without --slurm nothing uses them."""
     from nixlib.config import ConfigError, find_config, load_config, mentions
 
+    args.slurm_resources = dict(resources or {})
     path = find_config(directory)
     cfg = load_config(path).slurm if path is not None and mentions(path, "slurm") else None
     args.slurm_config = cfg
@@ -213,7 +278,7 @@ def action_from_args(args: argparse.Namespace, steps: Iterable[str]) -> SlurmAct
                                    "on a host that can submit jobs (a login node), or install the Slurm client "
                                    "(Debian: apt-get install slurm-client) configured for your cluster; nothing "
                                    "was run")
-    return SlurmAction(opts, per_step, cfg)
+    return SlurmAction(opts, per_step, cfg, getattr(args, "slurm_resources", None))
 
 
 def _check_cli(opts: SlurmOptions) -> None:
@@ -250,16 +315,26 @@ class SlurmAction:
     """An engine Action that runs a step as one Slurm batch job and returns once no process of it runs."""
 
     def __init__(self, options: SlurmOptions, per_step: Mapping[str, tuple[str, ...]] | None = None,
-                 config: SlurmConfig | None = None) -> None:
+                 config: SlurmConfig | None = None, resources: Mapping[str, SlurmOptions] | None = None) -> None:
         self.options = options
         self.per_step = dict(per_step or {})  # step name -> its own sbatch options (after the run's: they win)
         self.config = config
+        self.resources = dict(resources or {})  # step name -> what the experiment says the step needs
 
     def sbatch_args(self, step: str) -> list[str]:
         """The resources of `step`'s job. Precedence, highest first: --slurm-step, the other --slurm-* options,
-        the step's entry under `slurm: steps:` in nixworkflow.yaml, then the file's `slurm:` defaults."""
-        layers = [self.config.default, self.config.steps.get(step, SlurmOptions())] if self.config else []
-        return layered([*layers, self.options, SlurmOptions(extra=self.per_step.get(step, ()))])
+        the step's entry under `slurm: steps:` in nixworkflow.yaml, the step's own `resources` in the experiment,
+        then the file's `slurm:` defaults. The experiment's word on one step beats a default for every step (a
+        yaml `mem: 4G` must not shrink the training step's declared 64G); whoever runs it on a particular cluster
+        (the yaml's step entry, the command line) adapts it."""
+        return layered(self.layers(step))
+
+    def layers(self, step: str) -> list[SlurmOptions]:
+        """The sources of `step`'s settings, lowest precedence first (see sbatch_args)."""
+        default = self.config.default if self.config else SlurmOptions()
+        own = self.config.steps.get(step, SlurmOptions()) if self.config else SlurmOptions()
+        return [default, self.resources.get(step, SlurmOptions()), own, self.options,
+                SlurmOptions(extra=self.per_step.get(step, ()))]
 
     def __call__(self, build: Build, command: str) -> Mapping[str, Path]:
         from nixlib.runner import CHILDREN
@@ -293,8 +368,8 @@ class SlurmAction:
         if proc.returncode != 0 or not job.isdigit():
             why = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}").replace("\n", " ")
             raise NixWorkflowError(f"step '{build.name}' could not be submitted to Slurm: {why}. Check its resources "
-                                   "(the --slurm-* options, `slurm:` in nixworkflow.yaml) against `sinfo`; nothing "
-                                   "was stored")
+                                   "(the --slurm-* options, `slurm:` in nixworkflow.yaml, the step's `resources` in "
+                                   "the experiment) against `sinfo`; nothing was stored")
         return job
 
     def _wait(self, build: Build, job: str, log: BinaryIO) -> tuple[str, str]:
@@ -398,8 +473,10 @@ def _failure(job: str, state: str, exit_code: str) -> str:
     status, _, sig = exit_code.partition(":")
     if state == "COMPLETED" or (state == "FAILED" and status not in ("", "0")):
         return f"command exited with status {status} (Slurm job {job})"
-    hints = {"TIMEOUT": "it ran out of time: raise --slurm-time (or `time:` under `slurm:` in nixworkflow.yaml)",
-             "OUT_OF_MEMORY": "it ran out of memory: raise --slurm-mem (or `mem:` under `slurm:`)",
+    hints = {"TIMEOUT": "it ran out of time: raise --slurm-time (or `time` in the step's resources or under `slurm:` "
+                        "in nixworkflow.yaml)",
+             "OUT_OF_MEMORY": "it ran out of memory: raise --slurm-mem (or `mem` in the step's resources or under "
+                              "`slurm:`)",
              "CANCELLED": "it was cancelled (scancel, or by an administrator)",
              "PURGED": "slurmctld no longer knows it, so whether it succeeded is unknown",
              "NODE_FAIL": "its node failed"}

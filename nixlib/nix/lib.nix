@@ -9,6 +9,9 @@
 #   }
 #
 # A step that leaves `$out` empty fails unless it says `allowEmpty = true;` (an empty output is intended).
+# A step may say what its Slurm job needs, `resources = { gpus = 1; mem = "64G"; time = "2:00:00"; cpus = 8; };`
+# (the keys of `slurm:` in nixworkflow.yaml; `nw` checks the values): used by `nw run --slurm` only, and kept out
+# of the step's token and key, so changing them re-runs nothing.
 # A long step may say `resumable = true;`: it gets a `$state` directory that survives failures and
 # interrupts, keyed by everything that determines its result (so a changed input starts afresh).
 #
@@ -28,7 +31,8 @@ let
     unsafeDiscardStringContext concatStringsSep filter stringLength match;
 
   fail = msg: throw "nixworkflow: ${msg}";
-  outputArgs = [ "cmd" "name" "env" "hash" "pure" "sandbox" "network" "gpu" "allowEmpty" "resumable" "checkpoints" ];
+  outputArgs = [ "cmd" "name" "env" "hash" "pure" "sandbox" "network" "gpu" "allowEmpty" "resumable" "checkpoints"
+    "resources" ];
   staticArgs = [ "hash" "path" "name" ];
 
   checkArgs = fn: allowed: a:
@@ -63,10 +67,15 @@ let
       };
       token = "/nix-workflow-step/" + hashString "sha256" (toJSON record) + "-"
         + (if name == null then "output" else name);
+      # Beside the record, not in it: resources are not part of the step's token (nor, in nw, of its key).
+      # `nw` checks them (by nixworkflow.yaml's rules, naming the step); here only what JSON cannot carry.
+      resources = let r = a.resources or null; in
+        if builtins.isFunction r then fail "output: resources must be a set, not a function: resources = { gpus = 1; };"
+        else r;
     in
     if hash != null && !(isHash hash) then fail "output: hash \"${toString hash}\" is not a 52-character Nix base32 SHA-256"
     else if name != null && !(isString name) then fail "output: name must be a string"
-    else let step = { outPath = token; __nixworkflow = record // { inherit token; }; checkpoint = checkpoint step; };
+    else let step = { outPath = token; __nixworkflow = record // { inherit token resources; }; checkpoint = checkpoint step; };
     in step;
 
   # A checkpoint reference names its producer by the producer's token (which it ends with); the name
