@@ -4,7 +4,9 @@ What is proved here: the JSON API draws a run from the store's records and the r
 edges, identical outputs, commands, logs, file previews); a run's steps go from running to done while
 it runs and a killed run reads as interrupted; nothing outside the store is ever served (`..`, encoded
 `%2e%2e`, absolute paths, symlinks inside objects, planted log symlinks, bogus names, a foreign Host);
-a corrupt object is not served; and serving changes nothing in the store.
+a corrupt object is not served; and serving changes nothing in the store. The journal itself is written in
+batches (at most once per flusher pass, never once per step), a rewrite never lets a reader replay an older
+state, a forked worker keeps one descriptor for its events, and an unwritable journal never fails a run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from nixlib.view import history
 from tests.helpers import REPO, nw, tree_snapshot
 
 PNG = base64.b64encode(bytes.fromhex(
@@ -297,3 +300,100 @@ def test_failed_and_skipped_steps_with_the_failure_log(isolated: Path) -> None:
         assert nodes["bad"]["status"] == "failed" and "bad" in nodes["bad"]["error"]
         assert nodes["after"]["status"] == "skipped" and nodes["after"]["upstream"] == ["bad"]
         assert "boom" in api(f"{base}api/log?key={nodes['bad']['resolved_key']}")["text"]
+
+
+# ---- the journal's own cost: batched writes, not one per step ---------------------------------------------------
+
+
+def steps_of(path: Path) -> dict[str, str]:
+    doc = history.read_journal(path)
+    assert doc is not None, path
+    return {name: entry["status"] for name, entry in doc["steps"].items()}
+
+
+def test_journal_is_not_rewritten_per_step_yet_readers_see_every_state(isolated: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """200 quick steps (listed up front like Snakemake's jobs, then running and done like `nw run`'s): the journal
+    is replaced at most once per flusher pass plus once at the end, where it used to be replaced on every start;
+    a reader still sees every step done while the run is live, and the final journal stands alone."""
+    runs = Path.cwd() / "runs"
+    replaced: list[str] = []
+    real_replace = os.replace
+
+    def counting_replace(src: object, dst: object) -> None:
+        replaced.append(str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", counting_replace)
+    passes = history.flush_passes()
+    journal = history.RunJournal(Path.cwd(), isolated, tool="test", runs_dir=runs)
+    names = [f"s{i}" for i in range(200)]
+    for i, name in enumerate(names):
+        journal.add(name, names[i - 1:i], "k" * 52)
+    for name in names:
+        journal.note(name, "running")
+        journal.note(name, "done")
+    # the flusher alone makes the run's state visible: wait until a pass begun after the loop has ended
+    after = history.flush_passes()
+    wait_for(lambda: history.flush_passes() >= after + 2, 5)
+    live = history.read_journal(journal.path)
+    assert live is not None and live["ended"] is None and steps_of(journal.path) == dict.fromkeys(names, "done")
+    journal.finish()
+    writes = replaced.count(str(journal.path))
+    assert 1 <= writes <= history.flush_passes() - passes + 1, (writes, history.flush_passes() - passes)
+    assert steps_of(journal.path) == dict.fromkeys(names, "done") and history.read_journal(journal.path)["ended"]
+    assert sorted(p.name for p in runs.iterdir()) == [journal.path.name]  # its updates are folded in and gone
+
+
+def test_journal_compaction_never_replays_an_older_state(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the appended updates outgrow the journal it is rewritten, naming how much of them it covers: a reader
+    must not apply those older lines over the newer state the rewrite holds (a step flipping running/done)."""
+    monkeypatch.setattr(history, "COMPACT_AT", 0)
+    replaced: list[str] = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (replaced.append(str(dst)), real_replace(src, dst))[1])
+    journal = history.RunJournal(Path.cwd(), isolated, tool="test", runs_dir=Path.cwd() / "runs")
+    journal.add("other")
+    for i in range(42):  # ends failed
+        status = ("running", "done", "failed")[i % 3]
+        journal.note("a", status, error="boom" if status == "failed" else None)
+        journal.flush()
+        assert steps_of(journal.path) == {"other": "pending", "a": status}, i
+    assert replaced.count(str(journal.path)) >= 3  # rewritten mid-run more than once ...
+    assert journal.path.with_suffix(".updates").stat().st_size > 0  # ... with updates before its offset
+    journal.finish()
+    assert steps_of(journal.path) == {"other": "interrupted", "a": "failed"}
+
+
+def test_forked_worker_keeps_one_events_descriptor(isolated: Path) -> None:
+    """A forked worker (Luigi --workers N) appends each event through one descriptor it keeps, not one open per
+    event; the parent's readers apply what it wrote."""
+    journal = history.RunJournal(Path.cwd(), isolated, tool="test", runs_dir=Path.cwd() / "runs")
+    events = str(journal.path.with_suffix(".events"))
+    pid = os.fork()
+    if pid == 0:  # the worker: 50 tasks, then how many descriptors it holds on the events file
+        code = 2
+        try:
+            for i in range(50):
+                journal.note(f"t{i}", "running")
+                journal.note(f"t{i}", "done")
+            fds = [fd for fd in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{fd}") == events]
+            code = 0 if len(fds) == 1 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # 1: the worker closed (and so reopens) it per event
+    journal.flush()
+    assert steps_of(journal.path) == {f"t{i}": "done" for i in range(50)}
+    journal.finish()
+
+
+def test_unwritable_journal_never_fails_the_run(isolated: Path) -> None:
+    (Path.cwd() / "runs").write_text("not a directory")
+    journal = history.RunJournal(Path.cwd(), isolated, tool="test", runs_dir=Path.cwd() / "runs")
+    journal.add("a")
+    journal.note("a", "running")
+    journal.flush()
+    journal.note("a", "done")
+    journal.finish()
+    assert journal.broken and history.read_journal(journal.path) is None

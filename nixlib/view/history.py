@@ -2,10 +2,16 @@
 
 `.nw-last-run.json` is written once a run ends and keeps one entry per step name; the viewer also
 needs the graph of a run while it runs (which steps are pending, running, done) and the runs before
-it. So `nw run` keeps one small file per run in `<out-link dir>/.nw-runs/<start ms>-<pid>.json`
+it. So `nw run` keeps a small journal per run in `<out-link dir>/.nw-runs/<start ms>-<pid>.json`
 (the `.nw-` prefix is reserved there, so no step link can collide with it): every step with its
-status, upstream step names and, once known, its keys. It is rewritten atomically as events arrive
-(at most a few times a second) and the newest KEEP runs are kept.
+status, upstream step names and, once known, its keys. The newest KEEP runs are kept.
+
+Journalling costs next to nothing per step, however many steps: a state changes in memory only.
+A background thread, at most every FLUSH_EVERY seconds, appends one line per step changed since
+its last pass to `<id>.updates` (one write); the whole journal is rewritten only when those lines
+outgrow it (so a 10,000-step run rewrites it a few times, not once per step: total bytes stay linear)
+and once at the end, when the updates file goes. Readers apply the updates past the offset the
+journal names, then the events forked workers appended to `<id>.events`.
 
 The journal is a convenience for the viewer, never a source of truth: a failure to write it is
 ignored, and the viewer validates every key in it before reading the store's own records.
@@ -29,7 +35,8 @@ RUNS_DIR = ".nw-runs"
 LUIGI_RUNS = Path(RUNS_DIR)
 SNAKEMAKE_RUNS = Path(".snakemake") / "nw-runs"
 KEEP = 20
-FLUSH_EVERY = 0.3  # seconds: a live view is at most this stale, and a 1,000-step cached run writes a few files
+FLUSH_EVERY = 0.3  # seconds: a live view is at most this stale
+COMPACT_AT = 1 << 20  # bytes of updates past which the journal is rewritten (if they also outgrow the journal)
 STATES = ("pending", "running", "done", "cached", "failed", "skipped", "interrupted")
 
 
@@ -38,10 +45,12 @@ class RunJournal:
     its scheduler's events; Snakemake and Luigi add steps as they discover them (`add`) and report states
     through `note`, or let `watch` follow an Engine's lookups and realisations.
 
-    Cheap by construction: states change in memory, a background thread rewrites the file at most every
-    FLUSH_EVERY seconds (never fsynced), and any failure to write is ignored. A process forked from the one
-    that made the journal (a Luigi worker process) appends its events to `<id>.events` instead, one short
-    O_APPEND write each, which readers apply on top of the journal."""
+    Cheap by construction: no call writes anything. States change in memory; the shared flusher thread, at
+    most every FLUSH_EVERY seconds, writes the journal the first time, then appends the steps changed since
+    (one write to `<id>.updates`), rewriting the journal only once the updates outgrow it; finish() writes
+    the final state once. Nothing is fsynced and any failure to write is ignored. A process forked from
+    the one that made the journal (a Luigi worker process) appends its events to `<id>.events` instead,
+    one short O_APPEND write each through a descriptor it opens once; readers apply them last."""
 
     def __init__(self, out_dir: Path, store_root: Path, engine: Any = None, order: Iterable[Any] = (), *,
                  tool: str = "nw run", runs_dir: Path | None = None,
@@ -59,12 +68,17 @@ class RunJournal:
             "steps": {self.name_of(r): {"status": "pending", "recipe_key": r.key,
                                         "upstream": sorted({self.name_of(u) for u in r.upstream()})} for r in order},
         }
-        self.dirty = False
-        self.last_write = 0.0
+        self.changed: dict[str, None] = {}  # steps changed since the last flush, in order
+        self.written = -1  # bytes of the journal last written; -1: not written yet
+        self.updates_fd = -1  # <id>.updates, opened on the first append
+        self.appended = 0  # bytes appended to it so far
+        self.covered = 0  # of which the journal last written covers this many (it says so: readers skip them)
+        self.worker_fd: tuple[int, int] | None = None  # (pid, fd of <id>.events) in a forked process
         self.broken = False
         self.stop = threading.Event()
-        self._write()
-        _flush_later(self)
+        with contextlib.suppress(OSError):
+            self.dir.mkdir(parents=True, exist_ok=True)  # where a worker forked before the first write appends
+        _flush_later(self)  # a front door adding steps right after this lands in the first write
 
     # ---- what a front door calls ----------------------------------------------------------
 
@@ -82,7 +96,7 @@ class RunJournal:
                 return
             if recipe_key:
                 entry["recipe_key"] = recipe_key
-            self.dirty = True
+            self.changed[name] = None
 
     def note(self, name: str, status: str, resolved_key: str | None = None, error: str | None = None,
              upstream: Iterable[str] | None = None) -> None:
@@ -102,10 +116,7 @@ class RunJournal:
         with self.lock:
             entry = self.doc["steps"].setdefault(name, {"upstream": []})
             entry.update(change)
-            self.dirty = True
-            urgent = status in ("running", "failed") or now - self.last_write >= FLUSH_EVERY
-        if urgent:
-            self._write()
+            self.changed[name] = None
 
     def event(self, kind: str, recipe: Any, info: Any) -> None:
         """Note a scheduler event (start, done, cached, failed, skipped) for `recipe` (Engine's on_event)."""
@@ -176,74 +187,119 @@ class RunJournal:
             return None
 
     def finish(self) -> None:
-        """Mark the run ended (steps still pending or running were interrupted) and prune old runs."""
+        """Mark the run ended (steps still pending or running were interrupted), write the final state once
+        (the updates file, now covered by it, goes) and prune old runs."""
         if os.getpid() != self.pid or self.stop.is_set():
             return
-        self.stop.set()
         _OPEN.discard(self)
         with self.lock:
+            self.stop.set()
             self.doc["ended"] = time.time()
             for entry in self.doc["steps"].values():
                 if entry.get("status") in ("pending", "running"):
                     entry["status"] = "interrupted"
-            self.dirty = True
-        self._write()
+            self._rewrite()
+            if self.updates_fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(self.updates_fd)
+                self.updates_fd = -1
+                if not self.broken:  # the journal now covers every update
+                    with contextlib.suppress(OSError):
+                        self.path.with_suffix(".updates").unlink()
         self._prune()
 
+    def flush(self) -> None:
+        """The flusher's pass: write the journal the first time, then append the steps changed since the last
+        pass (one write), or rewrite the journal instead once the updates outgrow it."""
+        with self.lock:
+            if self.stop.is_set() or self.broken or (not self.changed and self.written >= 0):
+                return
+            if self.written < 0 or self.appended - self.covered >= max(COMPACT_AT, self.written):
+                self._rewrite()
+                return
+            steps = self.doc["steps"]
+            text = "".join(json.dumps({"step": name, **steps[name]}, sort_keys=True) + "\n" for name in self.changed)
+            self.changed.clear()
+            self._updates(text.encode())
+
+    def _updates(self, data: bytes) -> None:
+        """Append `data` (whole lines) to `<id>.updates` with one write, opening it the first time."""
+        try:
+            if self.updates_fd < 0:
+                self.updates_fd = os.open(self.path.with_suffix(".updates"), os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                                          | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            written = os.write(self.updates_fd, data)
+        except OSError:
+            self.broken = True  # an unwritable directory is reported by the run itself
+            return
+        self.appended += written
+        if written < len(data):
+            self.broken = True  # a short write (disk full): a later line would not start at a line's start
+
     def _append(self, name: str, change: dict[str, Any]) -> None:
-        """A forked process's event: one line appended to `<id>.events` (never the journal it shares)."""
+        """A forked process's event: one line appended to `<id>.events` (never the journal it shares), through a
+        descriptor this process opens once."""
         line = (json.dumps({"step": name, **change}, sort_keys=True) + "\n").encode()
         with contextlib.suppress(OSError):
-            fd = os.open(self.path.with_suffix(".events"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o644)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
+            pid = os.getpid()
+            if self.worker_fd is None or self.worker_fd[0] != pid:
+                self.worker_fd = (pid, os.open(self.path.with_suffix(".events"), os.O_WRONLY | os.O_APPEND
+                                               | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+            os.write(self.worker_fd[1], line)
 
-    def _write(self) -> None:
+    def _rewrite(self) -> None:
+        """Write the whole journal atomically, naming how many bytes of `<id>.updates` it already covers (called
+        with the lock held: every change so far is in it)."""
         if self.broken:
             return
-        with self.lock:
-            text = json.dumps(self.doc, sort_keys=True)
-            self.dirty = False
-            self.last_write = time.time()
-            try:
-                self.dir.mkdir(parents=True, exist_ok=True)
-                tmp = self.dir / f".{self.path.name}.{threading.get_ident()}"
-                tmp.write_text(text)
-                os.replace(tmp, self.path)
-            except OSError:
-                self.broken = True  # an unwritable out-link directory is reported by the run itself
+        text = json.dumps(self.doc | {"updates_from": self.appended}, sort_keys=True)
+        self.changed.clear()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.dir / f".{self.path.name}.{threading.get_ident()}"
+            tmp.write_text(text)
+            os.replace(tmp, self.path)
+        except OSError:
+            self.broken = True  # an unwritable out-link directory is reported by the run itself
+            return
+        self.written, self.covered = len(text), self.appended
 
     def _prune(self) -> None:
         with contextlib.suppress(OSError):
             names = sorted((n for n in os.listdir(self.dir) if n.endswith(".json") and not n.startswith(".")),
                            key=_started)
             for name in names[:-KEEP]:
-                for path in (self.dir / name, (self.dir / name).with_suffix(".events")):
+                for path in (self.dir / name, *((self.dir / name).with_suffix(s) for s in (".updates", ".events"))):
                     with contextlib.suppress(OSError):
                         path.unlink()
 
 
 _OPEN: set[RunJournal] = set()  # journals of this process still running, flushed by one shared thread
 _FLUSHER: list[threading.Thread] = []
+_PASSES = [0]  # the flusher's passes so far (each writes each journal at most once): a bound tests check
 
 
 def _flush_later(journal: RunJournal) -> None:
-    """Have the shared flusher rewrite `journal` while it is dirty (one thread however many journals)."""
+    """Have the shared flusher write `journal` while it runs (one thread however many journals)."""
     _OPEN.add(journal)
     if not _FLUSHER or not _FLUSHER[0].is_alive():
         _FLUSHER[:] = [threading.Thread(target=_flush_loop, name="nw-journal", daemon=True)]
         _FLUSHER[0].start()
 
 
+def flush_passes() -> int:
+    """How many passes the flusher has begun in this process."""
+    return _PASSES[0]
+
+
 def _flush_loop() -> None:
     while True:
         time.sleep(FLUSH_EVERY)
+        _PASSES[0] += 1
         for journal in list(_OPEN):
-            if journal.dirty and os.getpid() == journal.pid:
-                journal._write()
+            if os.getpid() == journal.pid:
+                with contextlib.suppress(Exception):  # the flusher must outlive any journal's trouble
+                    journal.flush()
 
 
 def _started(name: str) -> int:
@@ -293,22 +349,27 @@ def read_journal(path: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("steps"), dict):
         return None
-    for line in (_read(path.with_suffix(".events")) or b"").splitlines():
+    start = doc.pop("updates_from", 0)
+    updates = _read(path.with_suffix(".updates"), start if isinstance(start, int) and start > 0 else 0)
+    for line in (updates or b"").splitlines() + (_read(path.with_suffix(".events")) or b"").splitlines():
         _apply(doc["steps"], line)
     return doc
 
 
-def _read(path: Path) -> bytes | None:
+def _read(path: Path, offset: int = 0) -> bytes | None:
+    """Up to 16 MiB of `path` from `offset`, without following a symlink or blocking on a FIFO."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         with open(fd, "rb") as f:
+            f.seek(offset)
             return f.read(16 << 20)
-    except OSError:
+    except (OSError, OverflowError, ValueError):
         return None
 
 
 def _apply(steps: dict[str, Any], line: bytes) -> None:
-    """One appended event (a JSON object naming its step and new state); anything malformed is skipped."""
+    """One appended line (a JSON object naming its step and its new state, or, from `<id>.updates`, its whole
+    entry); anything malformed is skipped."""
     try:
         event = json.loads(line)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -318,7 +379,8 @@ def _apply(steps: dict[str, Any], line: bytes) -> None:
     entry = steps.setdefault(event.pop("step"), {"upstream": []})
     if not isinstance(entry, dict):
         return
-    entry.update({k: v for k, v in event.items() if k in ("status", "start", "end", "resolved_key", "error")})
+    entry.update({k: v for k, v in event.items()
+                  if k in ("status", "start", "end", "resolved_key", "recipe_key", "error")})
     upstream = event.get("upstream")
     if not entry.get("upstream") and isinstance(upstream, list) and all(isinstance(u, str) for u in upstream):
         entry["upstream"] = upstream
