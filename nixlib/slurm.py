@@ -20,6 +20,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -105,8 +106,8 @@ def option_problem(value: str) -> str | None:
     if not value.startswith("-") or not value.isprintable():
         return f"{value!r} is not an sbatch option (expected e.g. --account=lab, one option per item)"
     if value.startswith("--"):
-        name = value.split("=", 1)[0]  # sbatch also takes an unambiguous prefix: --req is --requeue
-        flag = next((f for f in REFUSED if len(name) >= 5 and f.startswith(name)), None)
+        name = value.split("=", 1)[0]  # sbatch also takes an unambiguous prefix: --ar is --array, --wr --wrap
+        flag = next((f for f in REFUSED if len(name) >= 4 and f.startswith(name)), None)
     else:
         flag = REFUSED_SHORT.get(value[:2])
     return f"{value!r} cannot be used: {REFUSED[flag]}" if flag else None
@@ -455,6 +456,44 @@ def job_state(job: str) -> tuple[str, str]:
     state = re.search(r"\bJobState=(\S+)", proc.stdout)
     code = re.search(r"\bExitCode=(\S+)", proc.stdout)
     return (state.group(1) if state else "", code.group(1) if code else "")
+
+
+def final_state(job: str, stop: threading.Event | None = None) -> tuple[str, str]:
+    """(JobState, ExitCode) of `job` once Slurm says no process of it runs any more, asked of Slurm itself: for
+    a front door told "done" by someone else (the Snakemake Slurm plugin also reports a job whose status it
+    cannot read, UNKNOWN, as a success). A job slurmctld has purged is looked up in `sacct` (if there is
+    accounting); ("PURGED", "") when nobody can say. ("", "") if `stop` is set or scontrol keeps failing."""
+    delay, failing_since = POLL_FIRST, None
+    while True:
+        state, exit_code = job_state(job)
+        if state == "PURGED":
+            return accounted_state(job)
+        if state in FINISHED:
+            return state, exit_code
+        if state == "":
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since > QUERY_PATIENCE:
+                return "", ""
+        else:
+            failing_since = None
+        if stop is None:
+            time.sleep(delay)
+        elif stop.wait(delay):
+            return "", ""
+        delay = min(delay * 1.25, POLL_MAX)
+
+
+def accounted_state(job: str) -> tuple[str, str]:
+    """(State, ExitCode) of a finished job from Slurm's accounting (`sacct`); ("PURGED", "") without it."""
+    try:
+        proc = subprocess.run(["sacct", "-j", job, "-X", "-n", "-P", "-o", "State,ExitCode"], capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return "PURGED", ""
+    fields = proc.stdout.strip().splitlines()[0].split("|") if proc.returncode == 0 and proc.stdout.strip() else []
+    if len(fields) != 2 or fields[0].split()[0] not in FINISHED:  # "CANCELLED by 0": the state is the first word
+        return "PURGED", ""
+    return fields[0].split()[0], fields[1]
 
 
 def cancel(job: str) -> None:

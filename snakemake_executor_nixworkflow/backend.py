@@ -169,6 +169,7 @@ class BackendMixin:
         self.serving: cf.ThreadPoolExecutor | None = None
         self._waiting: dict[Any, Outcome] = {}
         self._waiting_lock = threading.Lock()
+        self._cancelled = threading.Event()  # stops a wait for Slurm to confirm a job (confirm)
         super().__init__(workflow, logger)  # type: ignore[call-arg]
 
     def __post_init__(self, *args: Any, **kwargs: Any) -> None:
@@ -248,10 +249,26 @@ class BackendMixin:
             outcome.done.wait()
             if outcome.failed:
                 raise BackendFailed(f"rule {job.rule.name}: {outcome.msg}")
+            self.confirm(job, str(outcome.info.external_jobid))
             prov[self.nixworkflow_backend] = {"job_id": str(outcome.info.external_jobid)}
 
         action = local.action(job, run, threading.Event(), threading.Event(), prov)
         return local.engine.realise(recipe, action, prov, force=force)
+
+    def confirm(self, job: Any, job_id: str) -> None:
+        """Before anything of a job the backend calls done is staged: ask Slurm itself that it has ended and
+        completed with exit 0. The Slurm plugin also reports a job whose status it cannot read (UNKNOWN) as a
+        success, which may still be running, or have failed, with a stale or partial output in the working
+        directory. Other backends are believed (there is no Slurm to ask)."""
+        if self.nixworkflow_backend != "slurm":
+            return
+        from nixlib.slurm import final_state
+
+        state, exit_code = final_state(job_id, self._cancelled)
+        if state != "COMPLETED" or exit_code != "0:0":
+            seen = f"ended in state {state}, exit code {exit_code}" if state else "could not be confirmed to have ended"
+            raise NixWorkflowError(f"rule {job.rule.name}: the Slurm plugin reported Slurm job {job_id} done, but "
+                                   f"Slurm says it {seen}; its outputs were not stored (run again)")
 
     def report_job_success(self, job_info: SubmittedJobInfo) -> None:
         if not self.claimed(job_info, failed=False):
@@ -274,6 +291,7 @@ class BackendMixin:
         return True
 
     def cancel(self) -> None:
+        self._cancelled.set()
         super().cancel()  # type: ignore[misc]  # the backend cancels its jobs (scancel)
         with self._waiting_lock:
             waiting, self._waiting = self._waiting, {}

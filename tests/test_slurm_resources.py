@@ -72,6 +72,9 @@ def test_every_key_is_taken_with_numbers_for_time_memory_and_gpus() -> None:
     ({"partition": 5}, "resources.partition: 5 is not text"),
     ({"partition": "a b"}, "resources.partition: 'a b' is not a partition name"),
     ({"options": ["--account=lab", "--requeue"]}, "resources.options[1]: '--requeue' cannot be used"),
+    # sbatch takes any unambiguous prefix of a long option: `--ar` is --array and `--wr` is --wrap there
+    ({"options": "--ar=0-3"}, "resources.options[0]: '--ar=0-3' cannot be used: every array task"),
+    ({"options": ["--wr=hostname"]}, "resources.options[0]: '--wr=hostname' cannot be used: the job must run"),
     ({"options": [1]}, "resources.options: expected an sbatch option or a list of them"),
     ("64G", "resources must map partition, time, cpus, mem, gpus or options to values"),
 ])

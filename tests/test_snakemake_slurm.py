@@ -104,6 +104,33 @@ def test_a_failing_job_stores_nothing_and_is_reported_by_the_slurm_plugin(tmp_pa
     assert not any(p.startswith(("store/", "realisations/")) for p in added), added
 
 
+def test_a_job_the_plugin_cannot_see_is_not_stored_before_slurm_says_it_completed(tmp_path: Path,
+                                                                                 slurm: SbatchCounter,
+                                                                                 isolated: Path) -> None:
+    """The Slurm plugin reports a job whose status reads UNKNOWN as a success ("assume it is finished"). Here
+    squeue says UNKNOWN while the job waits and runs; the job then fails. Staged at the plugin's word, the stale
+    file already in the working directory (or the job's partial output) would be stored as the job's result;
+    the backend asks Slurm itself and stores nothing."""
+    real = shutil.which("squeue")
+    assert real is not None
+    squeue = slurm.bin / "squeue"
+    squeue.write_text(f'#!/bin/sh\n{real} "$@" | sed -e "s/|PENDING$/|UNKNOWN/" -e "s/|RUNNING$/|UNKNOWN/" '
+                      '-e "s/|CONFIGURING$/|UNKNOWN/"\n')
+    squeue.chmod(0o755)
+    wf = workflow(tmp_path / "wf", 'rule bad:\n    output: "out/bad.txt"\n'
+                                   '    shell: "echo partial > {output}; sleep 5; exit 3"\n')
+    (wf / "out").mkdir()
+    (wf / "out" / "bad.txt").write_text("stale, written by nobody's job\n")
+    before = tree_snapshot(isolated) if isolated.exists() else {}
+    proc = snakemake(wf, slurm, "--forcerun", "bad")
+    assert slurm.count() == 1, proc.stderr
+    assert proc.returncode != 0, proc.stderr
+    assert "Slurm says it ended in state FAILED" in proc.stderr, proc.stderr  # the plugin said done
+    after = tree_snapshot(isolated)
+    added = {p for p in after if p not in before}
+    assert not any(p.startswith(("store/", "realisations/")) for p in added), added
+
+
 def test_two_concurrent_runs_submit_each_job_once_between_them(tmp_path: Path, slurm: SbatchCounter) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO), **slurm.env)
     runs = []
