@@ -24,6 +24,7 @@ import functools
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -45,7 +46,7 @@ from nixlib.reaper import mark_runner_environ
 from nixlib.recipe import Recipe, RunOptions
 from nixlib.runner import Build
 from nixlib.store import Store, copy_tree, force_remove
-from snakemake_executor_nixworkflow import internals
+from snakemake_executor_nixworkflow import internals, journal
 from snakemake_executor_nixworkflow.jobs import (
     BENCHMARK_PREFIX,
     LOG_PREFIX,
@@ -56,7 +57,7 @@ from snakemake_executor_nixworkflow.jobs import (
     provenance,
 )
 from snakemake_executor_nixworkflow.runtime import Runtime, load_side_car
-from snakemake_executor_nixworkflow.settings import ExecutorSettings
+from snakemake_executor_nixworkflow.settings import ExecutorSettings, settings_of
 
 common_settings = CommonSettings(
     non_local_exec=False,
@@ -65,6 +66,10 @@ common_settings = CommonSettings(
     pass_envvar_declarations_to_cmd=True,
     auto_deploy_default_storage_provider=False,
 )
+
+
+# A hit downstream of a job that ran is restored on the scheduler's thread when it copies at most this much.
+QUICK_BYTES = 64 << 20
 
 
 def export_remote_settings(s: ExecutorSettings) -> None:
@@ -87,7 +92,7 @@ class Executor(LocalExecutor):
     def __post_init__(self) -> None:
         super().__post_init__()
         mark_runner_environ()  # every job process Snakemake starts from now on dies with this executor
-        self.settings: ExecutorSettings = self.workflow.executor_settings or ExecutorSettings()
+        self.settings: ExecutorSettings = settings_of(self.workflow)  # a backend keeps them apart from its own
         s = self.settings
         if s.store is not None:  # nixlib.env keeps its evaluation cache and GC roots under the same root
             os.environ["NIX_WORKFLOW_STORE"] = str(Path(s.store).absolute())
@@ -108,9 +113,10 @@ class Executor(LocalExecutor):
         if config is None and s.env in (None, "host"):
             self.logger.warning("nixworkflow: no nixworkflow.yaml next to the Snakefile: jobs run with the host's "
                                 "tools and are recorded as unpinned")
+        journal.attach(self)  # nw view: this run's jobs and their states, live (journal.py)
         self.upfront = self.restore_upfront()
 
-    # ---- cached jobs, before the scheduler ------------------------------------------------
+    # ---- cached jobs, outside the scheduler's per-job cycle ---------------------------------
 
     def restore_upfront(self) -> int:
         """Restore every job the store can serve before Snakemake's scheduler starts, and finish it in the
@@ -118,26 +124,54 @@ class Executor(LocalExecutor):
         prepare, post-processing, a rate-limiter round), which is what a cached re-run otherwise costs.
         Only what the scheduler would run is considered (the DAG's needrun jobs: params changes and
         `--rerun-triggers` are Snakemake's), in dependency order as jobs become ready; forced jobs,
-        checkpoints, shadow and group jobs and every miss are left to the scheduler, unchanged."""
+        checkpoints, shadow and group jobs and every miss are left to the scheduler, unchanged. From then on,
+        each job the scheduler finishes is followed by the same pass over the dependants it made ready
+        (`restore_after`): a job downstream of one that ran is restored there when its inputs' new content
+        and its recipe resolve to a stored result, without entering the scheduler's cycle either."""
+        self._tried: set[Any] = set()  # jobs looked up once: a miss is the scheduler's, not looked up again here
         if self.settings.no_cache or self.workflow.dryrun or self.workflow.touch:
             return 0
-        finished = self.workflow.async_run(self._restore_upfront())
+        finished = self.workflow.async_run(self._restore_ready())
         restored = sum(not job.is_norun for job in finished)
         if restored:
             self.logger.info(f"nixworkflow: {restored} job(s) restored from the store before scheduling")
+        internals.after_finish(self.dag, self.restore_after)
         return len(finished)
 
-    async def _restore_upfront(self) -> list[Any]:
-        tried: set[Any] = set()
+    async def restore_after(self, job: Any) -> None:
+        """Called by the DAG each time the scheduler has finished `job` (its outputs final, post-processed),
+        before the scheduler's next selection: restore, in one pass, the dependants it made ready that are
+        now hits (their keys need `job`'s outputs, which exist only now). This runs on the scheduler's thread
+        while other jobs may be running, so only hits with little to copy are restored here (`quick`); a
+        larger one is restored by the scheduler's path, on a worker thread, as before."""
+        try:
+            finished = await self._restore_ready(quick=True, after=job)
+        except Exception as e:  # noqa: BLE001 - never break Snakemake's bookkeeping: the scheduler runs them
+            self.logger.debug(f"nixworkflow: dependants of rule {job.rule.name} left to the scheduler: {e}")
+            return
+        if finished:
+            internals.count_finished(getattr(self.workflow, "scheduler", None), len(finished), show=True)
+
+    async def _restore_ready(self, quick: bool = False, after: Any = None) -> list[Any]:
+        """Restore and finish every ready job the store can serve, until no newly ready job is a hit. After a
+        finished job (`after`), only its dependants and theirs are candidates (the scheduler calls this for
+        every job it finishes: a scan of all ready jobs each time would be quadratic), except after a
+        checkpoint, whose completion can add jobs to the DAG."""
         finished: list[Any] = []
+        fresh = None if after is None or internals.is_checkpoint(after) else internals.dependants(self.dag, after)
         while True:
-            batch = [job for job in internals.ready_jobs(self.dag) if job not in tried]
+            candidates = internals.ready_jobs(self.dag) if fresh is None else fresh
+            batch = [job for job in dict.fromkeys(candidates)
+                     if job not in self._tried and internals.is_ready(self.dag, job)]
             if not batch:
                 return finished
-            tried.update(batch)
-            finished += [job for job in batch if await self._restored_upfront(job)]
+            self._tried.update(batch)
+            done = [job for job in batch if await self._restored(job, quick)]
+            finished += done
+            if fresh is not None:
+                fresh = [j for job in done for j in internals.dependants(self.dag, job)]
 
-    async def _restored_upfront(self, job: Any) -> bool:
+    async def _restored(self, job: Any, quick: bool) -> bool:
         """Restore and finish one ready job; False (the scheduler handles it) for anything but a plain hit."""
         if job.is_group() or job.is_shadow or internals.is_checkpoint(job) or internals.forced(self.dag, job) \
                 or internals.snakemake_cached(self.workflow, job):
@@ -153,20 +187,36 @@ class Executor(LocalExecutor):
                 name = self.runtime.env_name(job)
                 env, options = self.runtime.resolve(name), with_resumable(job, self.runtime.options(name))
                 previous = self.engine.lookup(self.recipes.recipe(job, env, options))
-                if previous is None:
+                if previous is None or not self.servable(job, previous):
+                    return False
+                if quick and not self.quick(job, previous):
                     return False
                 await internals.prepare_upfront(job)
-                if not self.restore(job, previous):
+                if not self.put_back(job, previous):
                     return False
             except Exception as e:  # noqa: BLE001 - any trouble: the scheduler's path reports it properly
-                self.logger.debug(f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}) left to the scheduler: {e}")
+                self._left(job, e)
                 return False
         try:
             await internals.postprocess_upfront(job)
         except Exception as e:  # noqa: BLE001 - e.g. a failed output check: reported by the scheduler's path
-            self.logger.debug(f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}) left to the scheduler: {e}")
+            self._left(job, e)
             return False
         await internals.mark_finished(self.dag, job)
+        return True
+
+    def _left(self, job: Any, why: Any) -> None:
+        self.logger.debug(f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}) left to the scheduler: {why}")
+
+    def quick(self, job: Any, result: Result) -> bool:
+        """Whether restoring `result` copies at most QUICK_BYTES (links copy nothing)."""
+        budget = QUICK_BYTES
+        for name, path in products(job, self.recipes.where).items():
+            h = result.outputs.get(name)
+            if h is not None and self.link_mode(job, path) not in ("hardlink", "symlink"):
+                budget -= tree_bytes(self.store.object_path(h), budget + 1)
+                if budget < 0:
+                    return False
         return True
 
     def run_jobs(self, jobs: list[Any]) -> None:
@@ -379,14 +429,22 @@ class Executor(LocalExecutor):
 
     def restore(self, job: Any, result: Result) -> bool:
         """Put a cached job's products back into the working directory; False (nothing left behind) when
-        the result cannot stand in for running the job: a checkpoint that wrote files it did not declare
-        (they are not in the store), or a symlink output whose target does not exist here."""
+        the result cannot stand in for running the job (see `servable` and `put_back`)."""
+        return self.servable(job, result) and self.put_back(job, result)
+
+    def servable(self, job: Any, result: Result) -> bool:
+        """False for a checkpoint that wrote files it did not declare (they are not in the store)."""
         extra = ((result.record or {}).get("provenance") or {}).get("undeclared_writes")
         if extra:
             self.logger.warning(f"nixworkflow: checkpoint {job.rule.name} writes files it does not declare "
                                 f"({', '.join(map(str, extra[:3]))}...), which the store cannot restore: it runs "
                                 "again (declare them, e.g. as a directory() output, to restore it)")
             return False
+        return True
+
+    def put_back(self, job: Any, result: Result) -> bool:
+        """Materialise a hit's products (thread-safe: runs on a storing thread for jobs restored outside the
+        scheduler); False, with nothing left behind, when a restored symlink output would dangle here."""
         produced = products(job, self.recipes.where)
         for name, path in produced.items():
             h = result.outputs.get(name)
@@ -419,6 +477,20 @@ class Executor(LocalExecutor):
         super().cancel()
         self.storing.shutdown(wait=False, cancel_futures=True)
         self.runtime.close()
+
+
+def tree_bytes(path: Path, limit: int) -> int:
+    """Bytes of the files of a file or tree, counted until more than `limit`."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        return st.st_size
+    total = 0
+    for dirpath, _, filenames in os.walk(path):
+        for name in filenames:
+            total += os.lstat(os.path.join(dirpath, name)).st_size
+            if total > limit:
+                return total
+    return total
 
 
 def tree_state(root: str) -> dict[str, tuple[int, int]]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -107,13 +107,16 @@ class Relocator:
 
 
 class RecipeBuilder:
-    """Builds the Recipe of a job; one per workflow run (it caches the config digest)."""
+    """Builds the Recipe of a job; one per workflow run. What jobs of one rule share is computed once per
+    process: the config digest, a `run:` block's digest, the shell prefix's, and a code file's digest (by path
+    and stat signature, so a script edited while the run goes on is read again)."""
 
     def __init__(self, workflow: Any, memo: StatMemo, workdir: str | None = None) -> None:
         self.workflow = workflow
         self.memo = memo
         self.where = Relocator(workdir or os.getcwd(), str(workflow.basedir))
         self._config: str | None = None
+        self._digests: dict[Any, str | None] = {}
 
     def config_digest(self) -> str:
         if self._config is None:
@@ -175,8 +178,7 @@ class RecipeBuilder:
                 cmd = normalise(cmd)
             except CommandSyntaxError:
                 cmd = cmd.strip()  # the shell will report it; the key still follows the text
-            prefix = shell._process_prefix or ""
-            return "shell", cmd, digest([prefix, shell._process_suffix]) if prefix or shell._process_suffix else None
+            return "shell", cmd, self.shell_digest(shell._process_prefix or "", shell._process_suffix)
         for kind in ("script", "notebook", "cwl"):
             path = getattr(rule, kind)
             if path is not None:
@@ -185,18 +187,41 @@ class RecipeBuilder:
             return "wrapper", f"wrapper: {job.format_wildcards(rule.wrapper)}", None
         if rule.template_engine is not None:
             return "template", f"template_engine: {rule.template_engine}", None
-        return "run", "run:", sha((rule.run_func_src or "").encode())
+        return "run", "run:", self.once(("run", rule.run_func_src), lambda: sha((rule.run_func_src or "").encode()))
+
+    def once(self, key: Any, compute: Any) -> Any:
+        """`compute()`, once per key for this process (several storing threads may compute it at once)."""
+        if key not in self._digests:
+            self._digests[key] = compute()
+        return self._digests[key]
+
+    def shell_digest(self, prefix: str, suffix: str | None) -> str | None:
+        """Digest of the shell prefix and suffix (`shell.prefix()` in the Snakefile), None without either."""
+        return self.once(("shell", prefix, suffix), lambda: digest([prefix, suffix]) if prefix or suffix else None)
 
     def source_digest(self, job: Any, path: str) -> str:
         """The code file's content; for a local Python script, also every local module it imports."""
         source = job._path_to_source_file(path)
-        with self.workflow.sourcecache.open(source, "rb") as f:
-            data = f.read()
         local = source.get_path_or_uri(secret_free=True) if hasattr(source, "get_path_or_uri") else None
         if not (isinstance(local, str) and local.endswith(".py") and os.path.isfile(local)):
-            return sha(data)
-        modules = local_modules(data, os.path.dirname(os.path.abspath(local)))
-        return digest([sha(data), modules]) if modules else sha(data)
+            with self.workflow.sourcecache.open(source, "rb") as f:
+                return sha(f.read())
+        script, names = self.python_file(local)
+        modules = local_modules(names, os.path.dirname(os.path.abspath(local)), self.python_file)
+        return digest([script, modules]) if modules else script
+
+    def python_file(self, path: str) -> tuple[str, set[str]]:
+        """(content hash, imported top-level names) of a local Python file, parsed once per content: memoised
+        by path and stat signature (as input hashes are), re-read when the file changes during the run."""
+        st = os.stat(path)
+        signature = (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+        def read() -> tuple[str, set[str]]:
+            with open(path, "rb") as f:
+                data = f.read()
+            return sha(data), imported_names(data)
+
+        return self.once(("python", signature), read)
 
     def software(self, job: Any) -> dict[str, str]:
         """Conda and container deployments of the job, when Snakemake deploys them."""
@@ -226,20 +251,20 @@ def imported_names(source: bytes) -> set[str]:
     return names
 
 
-def local_modules(source: bytes, directory: str) -> dict[str, str]:
-    """name -> content hash of every module or package file in `directory` that `source` imports,
-    followed transitively (a helper importing another helper next to it)."""
+def local_modules(names: set[str], directory: str,
+                  facts: Callable[[str], tuple[str, set[str]]]) -> dict[str, str]:
+    """name -> content hash of every module or package file in `directory` imported by the `names` a script
+    imports, followed transitively (a helper importing another helper next to it). `facts(path)` gives a
+    file's (content hash, imported names)."""
     found: dict[str, str] = {}
-    todo = [source]
+    todo = [names]
     while todo:
-        for name in imported_names(todo.pop()):
+        for name in todo.pop():
             for path in module_files(directory, name):
                 rel = os.path.relpath(path, directory)
                 if rel not in found:
-                    with open(path, "rb") as f:
-                        data = f.read()
-                    found[rel] = sha(data)
-                    todo.append(data)
+                    found[rel], imported = facts(path)
+                    todo.append(imported)
     return dict(sorted(found.items()))
 
 

@@ -68,6 +68,7 @@ class Runtime:
         self.store_root = store_root
         self._envs: dict[str | None, ResolvedEnv | NixWorkflowError] = {}
         self._locks: dict[str | None, threading.Lock] = {}
+        self._options: dict[str | None, RunOptions] = {}
         self._lock = threading.Lock()
         self._dir = Path(tempfile.mkdtemp(prefix="nixworkflow-shells-"))
         atexit.register(self.close)  # also when Snakemake stops before shutting its executor down
@@ -99,7 +100,14 @@ class Runtime:
         return self.config.env(name)
 
     def options(self, name: str | None) -> RunOptions:
-        """Run options: the env entry's (pure, sandbox, network, gpu), with the command line's switched on top."""
+        """Run options: the env entry's (pure, sandbox, network, gpu), with the command line's switched on top
+        (once per env name: every job asks)."""
+        known = self._options.get(name)
+        if known is None:
+            known = self._options[name] = self._make_options(name)
+        return known
+
+    def _make_options(self, name: str | None) -> RunOptions:
         base = RunOptions() if self.config is None or (name == "host" and "host" not in self.config.envs) \
             else self.config.options(name)
         f = self.forced
