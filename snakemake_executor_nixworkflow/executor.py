@@ -219,6 +219,11 @@ class Executor(LocalExecutor):
                     return False
         return True
 
+    def get_python_executable(self) -> str:
+        """Spawned jobs start through `jobexec`, which imports Snakemake's plugins with host tools reachable
+        (a pure env's PATH has none, and some plugins run `which` at import) before the job's own code runs."""
+        return f"{super().get_python_executable()} -m snakemake_executor_nixworkflow.jobexec"
+
     def run_jobs(self, jobs: list[Any]) -> None:
         """Count the jobs restored up front in Snakemake's progress once the scheduler exists."""
         if self.upfront:

@@ -247,3 +247,35 @@ def test_run_local_jobs_with_serves_the_next_local_executor_once() -> None:
         assert record.executor is LocalExecutor
     finally:
         record.executor = LocalExecutor
+
+
+def test_job_exec_puts_the_python_executable_right_before_dash_m_snakemake() -> None:
+    """`Executor.get_python_executable` returns `python -m …jobexec`, which expects Snakemake to append
+    `-m snakemake ARGS…` directly after it."""
+    import inspect
+
+    from snakemake_interface_executor_plugins.executors.real import RealExecutor
+
+    source = inspect.getsource(RealExecutor.format_job_exec)
+    assert 'self.get_python_executable(),\n                "-m snakemake",' in source
+
+
+def test_jobexec_starts_snakemake_when_path_has_no_host_tools(tmp_path: Path) -> None:
+    """A pure env's PATH has no `which`; Snakemake still starts through jobexec (the Slurm plugin runs
+    `which sacct` when Snakemake imports it), and the job's PATH is as it was."""
+    import subprocess
+    import sys
+
+    from snakemake_executor_nixworkflow import jobexec
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {"PATH": str(empty), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "snakemake_executor_nixworkflow.jobexec", "-m", "snakemake",
+                           "--version"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()[0].isdigit()
+    os.environ["PATH"] = str(empty)
+    with jobexec.host_tools_on_path():
+        assert os.environ["PATH"].endswith(":/usr/local/bin:/usr/bin:/bin")
+    assert os.environ["PATH"] == str(empty)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import configargparse
 import pytest
 
 pytest.importorskip("snakemake")
@@ -44,6 +45,17 @@ class TestRegistry(TestRegistryBase):
         assert settings.env == "train"
         assert settings.sandbox is False
 
+    def test_registry_register_cli_args(self) -> None:
+        """Our options all carry the --nixworkflow- prefix. (The base test registers every installed plugin's
+        options and expects them all to carry ours, which fails as soon as a second executor plugin, such as the
+        Slurm plugin the backend wraps, is installed.)"""
+        registry = self.get_registry()
+        plugin = registry.get_plugin(self.get_test_plugin_name())
+        parser = configargparse.ArgumentParser()
+        plugin.register_cli_args(parser, registry.get_plugin_type())
+        dests = [a.dest for a in parser._actions if a.dest != "help"]
+        assert dests and all(d.startswith("nixworkflow_") for d in dests), dests
+
     def get_example_args(self) -> list[str]:
         return ["--nixworkflow-link-mode", "copy", "--nixworkflow-pure", "--nixworkflow-store", "/tmp/some-store",
                 "--nixworkflow-env", "train"]
@@ -72,8 +84,9 @@ def _store_root() -> str:
 
 
 def test_settings_have_help_defaults_and_env_vars() -> None:
-    """Every setting is documented, optional, and settable from the environment (SNAKEMAKE_NIXWORKFLOW_*)."""
+    """Every setting is documented, optional, and settable from the environment (SNAKEMAKE_NIXWORKFLOW_*) except
+    the backend: batch jobs inherit the submitting shell's environment, and a node must never submit again."""
     for f in dataclasses.fields(ExecutorSettings):
         assert f.metadata["help"]
         assert f.default is not dataclasses.MISSING
-        assert f.metadata.get("env_var") is True
+        assert f.metadata.get("env_var") is (f.name != "backend"), f.name
