@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,13 +127,22 @@ def find_config(directory: str | os.PathLike) -> Path | None:
 
 
 def mentions(path: Path, key: str) -> bool:
-    """Whether the file has a top-level `key:` line. `nw run FILE.py` reads nixworkflow.yaml only for the sections
-    it uses (remote, slurm): a file written for the adapters, or broken elsewhere, does not stop it otherwise."""
+    """Whether the file's top-level mapping has `key` (in any YAML spelling: `slurm:`, `"slurm":`, `{slurm: …}`).
+    `nw run FILE.py` reads nixworkflow.yaml only for the sections it uses (remote, slurm): a file written for the
+    adapters, or broken elsewhere, does not stop it otherwise. Decided from the parsed document, as the loader
+    reads it; a file that cannot be parsed counts as mentioning the key if its name appears anywhere in it (the
+    loader then reports the problem with its line), so a section is never silently ignored."""
     try:
-        return re.search(rb"^" + re.escape(key.encode()) + rb"\s*:", path.read_bytes()[:MAX_BYTES + 1],
-                         re.MULTILINE) is not None
-    except OSError:
-        return True  # let the loader report it
+        text = _read(path)
+    except ConfigError:
+        return True  # not a readable UTF-8 file within the size limit: let the loader report it
+    try:
+        root = _parse(path, text)
+    except ConfigError:
+        return key in text
+    if not isinstance(root, yaml.MappingNode):
+        return False
+    return any(isinstance(k, yaml.ScalarNode) and k.value == key for k, _ in root.value)
 
 
 def load_config(path: str | os.PathLike) -> Config:

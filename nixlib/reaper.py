@@ -211,15 +211,35 @@ def reap_marked(marker: str, exclude: Collection[int] = (), also: Callable[[], s
     skip = {os.getpid(), *exclude}
     stopped: list[int] = []
     for _ in range(50):  # one may have forked before it was stopped: look again until nothing new
-        found = _marked(marker) | (also() if also is not None else set())
-        new = [pid for pid in found - skip - set(stopped) if _alive(pid)]
+        marked = _marked_since(marker)
+        named = also() if also is not None else set()
+        new = [pid for pid in (set(marked) | named) - skip - set(stopped) if _alive(pid)]
         if not new:
             break
-        stopped += [pid for pid in new if _signal(pid, signal.SIGSTOP)]
+        halted = [pid for pid in new if _signal(pid, signal.SIGSTOP)]
+        stopped += _still_ours(halted, marker, marked, also)
     killed = [pid for pid in stopped if _signal(pid, signal.SIGKILL)]
     _wait_dead(killed, deadline)
     _reap_adopted(killed)
     return killed
+
+
+def _still_ours(halted: list[int], marker: str, marked: dict[int, int],
+                also: Callable[[], set[int]] | None) -> list[int]:
+    """Of the processes just stopped, those that are still the step's; the others are resumed (SIGCONT). Between
+    the scan and the SIGSTOP a process can exit and its pid be reused by an unrelated one. A pid found by its
+    marker is the same process if its start time is the one read before its environment was; otherwise (and for a
+    pid only `also()` named) it must carry the marker, or be named by `also()`, now that it is stopped."""
+    ours = [pid for pid in halted if pid in marked and _start(pid) == marked[pid]]
+    doubtful = [pid for pid in halted if pid not in ours]
+    if doubtful:
+        named = also() if also is not None else set()
+        for pid in doubtful:
+            if pid in named or _has_marker(pid, marker):
+                ours.append(pid)
+            else:
+                _signal(pid, signal.SIGCONT)
+    return ours
 
 
 def _stop_then_kill(pids: list[int]) -> list[int]:
@@ -229,17 +249,25 @@ def _stop_then_kill(pids: list[int]) -> list[int]:
     return [pid for pid in stopped if _signal(pid, signal.SIGKILL)]
 
 
-def _marked(marker: str) -> set[int]:
-    """Live or zombie processes whose environment (as they were executed) carries the marker variable."""
-    found: set[int] = set()
+def _marked_since(marker: str) -> dict[int, int]:
+    """Processes whose environment (as they were executed) carries the marker variable, with each one's start
+    time read before its environment: a pid with the same start time later is still the process that carried it."""
+    found: dict[int, int] = {}
     try:
         entries = os.listdir(_PROC)
     except OSError:
         return found
     for entry in entries:
-        if entry.isdigit() and _has_marker(int(entry), marker):
-            found.add(int(entry))
+        if entry.isdigit():
+            start = _start(int(entry))
+            if start is not None and _has_marker(int(entry), marker):
+                found[int(entry)] = start
     return found
+
+
+def _start(pid: int) -> int | None:
+    st = _stat(pid)
+    return st[4] if st is not None else None
 
 
 def _alive(pid: int) -> bool:

@@ -9,13 +9,14 @@ nodes share; the submitting process, which holds the recipe's lock for the whole
 outputs. A hit never reaches Slurm (the scheduler answers it before any action runs), two runs of one
 recipe submit it once (the store's lock), `-j N` bounds jobs in flight (one thread waits per job), and
 Ctrl-C or SIGTERM cancels the submitted jobs (`scancel`) and waits for them to end before anything is
-removed. The Slurm job id is recorded in the realisation's provenance (`slurm.job_id`).
+removed. The Slurm job id and its node are recorded in the realisation's provenance (`slurm.job_id`, `slurm.node`).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import re
 import shlex
 import shutil
@@ -77,6 +78,20 @@ REFUSED = {"--requeue": "Slurm could start a second copy writing into the same $
            "--array": "every array task would write into the same $out",
            "--wrap": "the job must run the script nw writes", "--wait": "nw waits for the job itself"}
 REFUSED_SHORT = {"-a": "--array", "-W": "--wait"}
+
+
+# sbatch also reads options from its environment (`man sbatch`, INPUT ENVIRONMENT VARIABLES). These would break
+# what the command line promises, so they never reach sbatch: a second copy writing into the same $out (an array,
+# a requeue), sbatch blocking (--wait), the job submitted to a cluster `scontrol` here does not ask (it would look
+# finished while it runs), its stderr kept out of the step's log. The others (account, partition, time, ...) are
+# the user's resources and apply as usual.
+DROPPED_ENV = {"SBATCH_ARRAY_INX": "--array", "SBATCH_REQUEUE": "--requeue", "SBATCH_WAIT": "--wait",
+               "SBATCH_CLUSTERS": "--clusters", "SBATCH_ERROR": "--error"}
+
+
+def sbatch_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment to run sbatch with: `environ` (default: this process's) without DROPPED_ENV."""
+    return {k: v for k, v in (os.environ if environ is None else environ).items() if k not in DROPPED_ENV}
 
 
 def time_problem(value: str) -> str | None:
@@ -349,6 +364,9 @@ class SlurmAction:
             build.provenance["slurm"] = {"job_id": job}
             _note(build, log, f"nixworkflow: submitted as Slurm job {job}")
             state, exit_code = self._wait(build, job, log)
+            node = job_node(job)
+            if node:
+                build.provenance["slurm"] = {"job_id": job, "node": node}
         if state != "COMPLETED" or exit_code != "0:0":
             raise StepFailed(build.name, _failure(job, state, exit_code), str(build.log))
         return {"out": build.out}
@@ -360,7 +378,8 @@ class SlurmAction:
                 f"--output={build.tmp / 'slurm-job.out'}", f"--chdir={build.out}", *self.sbatch_args(build.name),
                 str(script)]
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+            proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300,
+                                  env=sbatch_environ())
         except (OSError, subprocess.TimeoutExpired) as e:
             raise NixWorkflowError(f"step '{build.name}' could not be submitted to Slurm: sbatch failed ({e}); "
                                    "nothing was stored") from None
@@ -458,6 +477,23 @@ def job_state(job: str) -> tuple[str, str]:
     return (state.group(1) if state else "", code.group(1) if code else "")
 
 
+def job_node(job: str) -> str:
+    """Where the job ran: its NodeList (`scontrol show job`, else `sacct`), "" when Slurm cannot say (it never
+    started, or nobody remembers it)."""
+    try:
+        proc = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=60)
+        found = re.search(r"(?:^|\s)NodeList=(\S+)", proc.stdout) if proc.returncode == 0 else None
+        if found is None:
+            proc = subprocess.run(["sacct", "-j", job, "-X", "-n", "-P", "-o", "NodeList"], capture_output=True,
+                                  text=True, stdin=subprocess.DEVNULL, timeout=60)
+            found = re.match(r"\s*(\S+)", proc.stdout) if proc.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    node = found.group(1) if found else ""
+    return "" if node in ("(null)", "None", "") or node.startswith("None") else node
+
+
 def final_state(job: str, stop: threading.Event | None = None) -> tuple[str, str]:
     """(JobState, ExitCode) of `job` once Slurm says no process of it runs any more, asked of Slurm itself: for
     a front door told "done" by someone else (the Snakemake Slurm plugin also reports a job whose status it
@@ -496,15 +532,39 @@ def accounted_state(job: str) -> tuple[str, str]:
     return fields[0].split()[0], fields[1]
 
 
-def cancel(job: str) -> None:
-    """scancel the job and wait (bounded) until slurmctld says it has finished: its processes are gone."""
-    subprocess.run(["scancel", job], capture_output=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
-    deadline = time.monotonic() + CANCEL_WAIT
-    while time.monotonic() < deadline:
-        state, _ = job_state(job)
-        if state in FINISHED or state == "PURGED":
-            return
+def cancel(*jobs: str) -> list[str]:
+    """scancel the jobs and wait (bounded) until slurmctld says they have finished: their processes are gone.
+    Returns those still not finished after CANCEL_WAIT."""
+    if not jobs:
+        return []
+    try:
+        subprocess.run(["scancel", *jobs], capture_output=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        pass  # still wait: a job may end anyway (its time limit), and the bound holds
+    return wait_ended(jobs, CANCEL_WAIT)
+
+
+def jobs_named(name: str) -> list[str]:
+    """The ids of this user's jobs named `name` that Slurm still lists (any state); [] if squeue fails."""
+    try:
+        proc = subprocess.run(["squeue", "-h", "-u", str(os.getuid()), "-n", name, "-o", "%i"], capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in proc.stdout.splitlines() if line.strip()] if proc.returncode == 0 else []
+
+
+def wait_ended(jobs: Iterable[str], timeout: float) -> list[str]:
+    """Wait until Slurm says each job has finished (no process of it runs: after scancel, Slurm's KillWait may
+    pass first), or `timeout` seconds; returns the jobs still not finished then."""
+    left = list(jobs)
+    deadline = time.monotonic() + timeout
+    while left:
+        left = [job for job in left if job_state(job)[0] not in FINISHED | {"PURGED"}]
+        if not left or time.monotonic() >= deadline:
+            break
         time.sleep(0.2)
+    return left
 
 
 def _failure(job: str, state: str, exit_code: str) -> str:

@@ -27,6 +27,7 @@ Who does what:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
 import shlex
 import threading
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
 from nixlib.errors import NixWorkflowError
+from nixlib.slurm import CANCEL_WAIT
 from snakemake_executor_nixworkflow import internals
 from snakemake_executor_nixworkflow.settings import ExecutorSettings, register, settings_of
 
@@ -105,6 +107,14 @@ def backend_settings(name: str) -> Any:
     if getattr(settings, "array_jobs", None):
         raise WorkflowError("nixworkflow: array jobs (--slurm-array-jobs) are not supported with "
                             "--nixworkflow-backend: leave the option out (each miss is submitted as its own job)")
+    if getattr(settings, "requeue", None):
+        from nixlib.slurm import REFUSED
+
+        raise WorkflowError(f"nixworkflow: '--slurm-requeue' cannot be used with --nixworkflow-backend: "
+                            f"{REFUSED['--requeue']} (after a node failure, a cut-off node could still write into "
+                            "the shared working directory); leave the option out")
+    if name == "slurm" and hasattr(settings, "no_requeue"):
+        settings.no_requeue = True  # `sbatch --no-requeue`, as `nw run --slurm`: the cluster's default may requeue
     return settings
 
 
@@ -161,6 +171,11 @@ class BackendMixin:
     nixworkflow_backend = ""
 
     def __init__(self, workflow: Any, logger: Any) -> None:
+        if workflow.is_main_process and self.nixworkflow_backend == "slurm":
+            from nixlib.slurm import DROPPED_ENV
+
+            for variable in DROPPED_ENV:  # the plugin runs sbatch with this process's environment
+                os.environ.pop(variable, None)
         self.nixworkflow = settings_of(workflow)
         register(workflow, self.nixworkflow)
         workflow.executor_settings = backend_settings(self.nixworkflow_backend)  # what the backend's code reads
@@ -170,6 +185,9 @@ class BackendMixin:
         self._waiting: dict[Any, Outcome] = {}
         self._waiting_lock = threading.Lock()
         self._cancelled = threading.Event()  # stops a wait for Slurm to confirm a job (confirm)
+        self._in_backend: dict[Any, str] = {}  # job -> its id in the backend, while it may still run there
+        self._stopped = False  # stop_everything has run
+        self._ended = threading.Event()  # set once, after a cancel, no job of ours runs in the backend any more
         super().__init__(workflow, logger)  # type: ignore[call-arg]
 
     def __post_init__(self, *args: Any, **kwargs: Any) -> None:
@@ -244,39 +262,74 @@ class BackendMixin:
 
         def run() -> None:
             with self._waiting_lock:
+                if self._cancelled.is_set():
+                    raise NixWorkflowError(f"rule {job.rule.name}: cancelled before it was submitted")
                 self._waiting[job] = outcome
             super(BackendMixin, self).run_jobs([job])  # type: ignore[misc]
             outcome.done.wait()
             if outcome.failed:
                 raise BackendFailed(f"rule {job.rule.name}: {outcome.msg}")
-            self.confirm(job, str(outcome.info.external_jobid))
-            prov[self.nixworkflow_backend] = {"job_id": str(outcome.info.external_jobid)}
+            job_id = str(outcome.info.external_jobid)
+            try:
+                node = self.confirm(job, job_id)
+            except NixWorkflowError:
+                if self._cancelled.is_set():  # keep the recipe's lock until the cancel has seen the job end
+                    self._ended.wait(CANCEL_WAIT + 30)
+                raise
+            self.forget(outcome.info)
+            prov[self.nixworkflow_backend] = {"job_id": job_id, **({"node": node} if node else {})}
+            self.await_outputs(job)
 
         action = local.action(job, run, threading.Event(), threading.Event(), prov)
         return local.engine.realise(recipe, action, prov, force=force)
 
-    def confirm(self, job: Any, job_id: str) -> None:
+    def confirm(self, job: Any, job_id: str) -> str:
         """Before anything of a job the backend calls done is staged: ask Slurm itself that it has ended and
         completed with exit 0. The Slurm plugin also reports a job whose status it cannot read (UNKNOWN) as a
         success, which may still be running, or have failed, with a stale or partial output in the working
-        directory. Other backends are believed (there is no Slurm to ask)."""
+        directory. Other backends are believed (there is no Slurm to ask). Returns the node it ran on ("" when
+        unknown), for the realisation's provenance."""
         if self.nixworkflow_backend != "slurm":
-            return
-        from nixlib.slurm import final_state
+            return ""
+        from nixlib.slurm import final_state, job_node
 
         state, exit_code = final_state(job_id, self._cancelled)
         if state != "COMPLETED" or exit_code != "0:0":
             seen = f"ended in state {state}, exit code {exit_code}" if state else "could not be confirmed to have ended"
             raise NixWorkflowError(f"rule {job.rule.name}: the Slurm plugin reported Slurm job {job_id} done, but "
                                    f"Slurm says it {seen}; its outputs were not stored (run again)")
+        return job_node(job_id)
+
+    def await_outputs(self, job: Any) -> None:
+        """On a shared filesystem (NFS) a node's files can appear here later than the job's end: wait for the
+        declared outputs (and benchmark file) for the user's --latency-wait, as Snakemake does after a remote job,
+        before they are read and stored. A file still missing then fails the job with Snakemake's message."""
+        from snakemake.io import wait_for_files
+
+        files = [*job.output, *([job.benchmark] if job.benchmark else [])]
+        self.workflow.async_run(wait_for_files(files, latency_wait=self.workflow.execution_settings.latency_wait,
+                                               ignore_pipe_or_service=True))
+
+    def report_job_submission(self, job_info: SubmittedJobInfo) -> None:
+        super().report_job_submission(job_info)  # type: ignore[misc]
+        if job_info.external_jobid is not None:  # in the backend until it is reported (and, if ours, confirmed)
+            with self._waiting_lock:
+                self._in_backend[job_info.job] = str(job_info.external_jobid)
 
     def report_job_success(self, job_info: SubmittedJobInfo) -> None:
         if not self.claimed(job_info, failed=False):
+            self.forget(job_info)
             super().report_job_success(job_info)  # type: ignore[misc]
 
     def report_job_error(self, job_info: SubmittedJobInfo, msg: str | None = None, **kwargs: Any) -> None:
         if not self.claimed(job_info, failed=True, msg=msg, kwargs=kwargs):
+            self.forget(job_info)
             super().report_job_error(job_info, msg=msg, **kwargs)  # type: ignore[misc]
+
+    def forget(self, job_info: SubmittedJobInfo) -> None:
+        """The backend has seen the job end: nothing to wait for on a cancel (ours are kept until confirmed)."""
+        with self._waiting_lock:
+            self._in_backend.pop(job_info.job, None)
 
     def claimed(self, job_info: SubmittedJobInfo, failed: bool, msg: str | None = None,
                 kwargs: dict[str, Any] | None = None) -> bool:
@@ -284,6 +337,8 @@ class BackendMixin:
         outputs are stored); False for any other job."""
         with self._waiting_lock:
             outcome = self._waiting.pop(job_info.job, None)
+            if outcome is not None and failed:
+                self._in_backend.pop(job_info.job, None)
         if outcome is None:
             return False
         outcome.info, outcome.failed, outcome.msg, outcome.kwargs = job_info, failed, msg, kwargs or {}
@@ -292,19 +347,14 @@ class BackendMixin:
 
     def cancel(self) -> None:
         self._cancelled.set()
-        super().cancel()  # type: ignore[misc]  # the backend cancels its jobs (scancel)
-        with self._waiting_lock:
-            waiting, self._waiting = self._waiting, {}
-        for job, outcome in waiting.items():
-            outcome.info, outcome.failed, outcome.msg = SubmittedJobInfo(job), True, "cancelled"
-            outcome.done.set()
-        if self.serving is not None:  # a thread may wait for a lock another run holds: not waited for
-            self.serving.shutdown(wait=False, cancel_futures=True)
-        if self.local is not None:  # also the scheduler's local executor, which the scheduler never cancels
-            self.undo_local()
-            self.local.cancel()
+        super().cancel()  # type: ignore[misc]  # the backend cancels its jobs (scancel), then calls shutdown()
+        self.stop_everything()
 
     def shutdown(self) -> None:
+        if self._cancelled.is_set():  # from the backend's cancel(): its submissions are done, its polling stops
+            super().shutdown()  # type: ignore[misc]
+            self.stop_everything()
+            return
         if self.serving is not None:
             self.serving.shutdown(wait=True)  # every job reported, its outputs stored
         super().shutdown()  # type: ignore[misc]
@@ -312,3 +362,42 @@ class BackendMixin:
             self.undo_local()
             self.local.shutdown()
 
+    def stop_everything(self) -> None:
+        """After a cancel: wait until no job of ours runs in Slurm any more, and only then fail the jobs we wait
+        for, which releases their recipes' locks (a job may write into the working directory until Slurm has
+        killed it: KillWait). Then stop the local executor, which the scheduler never cancels. Runs once."""
+        with self._waiting_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self.end_backend_jobs()
+        self._ended.set()
+        with self._waiting_lock:
+            waiting, self._waiting = self._waiting, {}
+        for job, outcome in waiting.items():
+            outcome.info, outcome.failed, outcome.msg = SubmittedJobInfo(job), True, "cancelled"
+            outcome.done.set()
+        if self.serving is not None:  # a thread may wait for a lock another run holds: not waited for
+            self.serving.shutdown(wait=False, cancel_futures=True)
+        if self.local is not None:
+            self.undo_local()
+            self.local.cancel()
+
+    def end_backend_jobs(self) -> None:
+        """Cancel every Slurm job of this run that may still run (the backend cancelled those it was polling;
+        a job whose status read UNKNOWN, or submitted while it cancelled, also goes), and wait for each to end,
+        bounded as `nw run --slurm` waits (nixlib.slurm.CANCEL_WAIT)."""
+        if self.nixworkflow_backend != "slurm":
+            return
+        from nixlib import slurm
+
+        with self._waiting_lock:
+            jobs = set(self._in_backend.values())
+            self._in_backend.clear()
+        run = getattr(self, "run_uuid", None)  # the Slurm plugin names every job of a run by it
+        if isinstance(run, str) and run:
+            jobs.update(slurm.jobs_named(run))
+        left = slurm.cancel(*sorted(jobs))
+        if left:
+            self.logger.warning(f"nixworkflow: Slurm jobs {', '.join(left)} had not ended "
+                                f"{slurm.CANCEL_WAIT:.0f} s after scancel; check them with squeue")

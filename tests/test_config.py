@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nixlib import slurm
-from nixlib.config import ConfigError, find_config, load_config
+from nixlib.config import ConfigError, find_config, load_config, mentions
 from nixlib.env import Env
 from nixlib.recipe import RunOptions
 from nixlib.slurm import SlurmAction, SlurmConfig, SlurmOptions, layered
@@ -173,6 +173,30 @@ def test_slurm_section(tmp_path: Path) -> None:
     assert load_config(write(path, "slurm: {partition: x}\n")).slurm == SlurmConfig(
         path, None, "", SlurmOptions(partition="x"))
     assert load_config(write(path, "env: host\n")).slurm is None
+
+
+@pytest.mark.parametrize("text", ['"slurm": {mem: 4GB}\n', "{slurm: {mem: 4GB}}\n", "'slurm':\n  mem: 4GB\n",
+                                  "? slurm\n: {mem: 4GB}\n"], ids=["quoted", "flow", "single-quoted", "explicit-key"])
+def test_a_slurm_section_in_any_yaml_spelling_is_read_by_nw_run(tmp_path: Path, text: str) -> None:
+    """`nw run FILE.py` reads only the sections it uses; a top-level key spelled other than `slurm:` at the start
+    of a line is still that section, so its mistake stops the run instead of the section being silently ignored."""
+    yaml_path = write(tmp_path / "nixworkflow.yaml", text)
+    exp = write(tmp_path / "exp.py", "from nixlib import output\na = output('echo a > $out/v')\n")
+    proc = nw("run", str(exp))
+    assert proc.returncode == 1 and f"{yaml_path}:" in proc.stderr, proc.stderr
+    assert "slurm.mem: '4GB' is not a memory size" in proc.stderr, proc.stderr
+    assert not Path("nix-workflow-output/a").exists()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("slurm: true\n", True), ('"slurm": true\n', True), ("{env: host, slurm: true}\n", True),
+    ("env: host  # slurm: later\n", False), ("steps:\n  slurm: tools\n", False),  # a comment, a nested key
+    ("- slurm\n", False),  # not a mapping: no top-level keys
+    ("envs: [unclosed\nslurm: true\n", True),  # not YAML: the loader reports it
+    ("envs: [unclosed\n", False),  # not YAML, but no slurm in it: a file for the adapters does not stop nw run
+])
+def test_mentions_decides_from_the_top_level_keys(tmp_path: Path, text: str, expected: bool) -> None:
+    assert mentions(write(tmp_path / "nixworkflow.yaml", text), "slurm") is expected
 
 
 SLURM_BAD = {

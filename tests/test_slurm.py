@@ -57,7 +57,9 @@ def test_cold_run_submits_every_step_once_and_a_rerun_none(tmp_path: Path, sbatc
     assert (out / "b" / "v").read_text() == "alpha\nbeta\n"
     jobs = set()
     for name in STEPS:
-        job = _record(name)["provenance"]["slurm"]["job_id"]
+        slurm = _record(name)["provenance"]["slurm"]
+        job = slurm["job_id"]
+        assert slurm == {"job_id": job, "node": cluster_fixtures.NODE}  # which job, and where it ran
         assert (out / name / "job").read_text().strip() == job  # the command ran inside the recorded job
         state = sbatch_counter.cluster.client("scontrol", "show", "job", "-o", job).stdout
         assert f"JobName=nw-{name} " in state and "JobState=COMPLETED" in state
@@ -70,6 +72,21 @@ def test_cold_run_submits_every_step_once_and_a_rerun_none(tmp_path: Path, sbatc
     assert sbatch_counter.count() == 3, again.stderr  # every step was a hit: no sbatch at all
     assert "cached 3" in again.stderr
     assert (out / "b" / "v").read_text() == "alpha\nbeta\n" and _objects(isolated) == objects
+
+
+def test_sbatch_options_from_the_environment_cannot_run_a_second_copy(tmp_path: Path, sbatch_counter: SbatchCounter
+                                                                     ) -> None:
+    """sbatch reads options from its environment: SBATCH_ARRAY_INX is --array (three tasks writing into one $out),
+    SBATCH_REQUEUE --requeue, SBATCH_WAIT --wait. `nw run` drops them: one job with one task, its own id recorded."""
+    exp = _experiment(tmp_path, "from nixlib import output\n"
+                                "one = output('echo \"$SLURM_JOB_ID\" >> $out/jobs')\n")
+    env = dict(sbatch_counter.env, SBATCH_ARRAY_INX="0-2", SBATCH_REQUEUE="1", SBATCH_WAIT="1")
+    proc = nw("run", str(exp), "--slurm", env=env, check=True)
+    assert sbatch_counter.count() == 1, proc.stderr
+    job = _record("one")["provenance"]["slurm"]["job_id"]
+    shown = sbatch_counter.cluster.client("scontrol", "show", "job", "-o", job).stdout
+    assert len(shown.splitlines()) == 1 and "ArrayTaskId=" not in shown and "Requeue=0" in shown, shown
+    assert Path("nix-workflow-output/one/jobs").read_text() == f"{job}\n"  # one copy ran, in the recorded job
 
 
 def test_a_failing_job_stores_nothing_and_reports_like_a_local_failure(tmp_path: Path, sbatch_counter: SbatchCounter,

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,8 +56,9 @@ def slurm(sbatch_counter: SbatchCounter) -> SbatchCounter:
     return sbatch_counter
 
 
-def snakemake(wf: Path, slurm: SbatchCounter, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), **slurm.env)
+def snakemake(wf: Path, slurm: SbatchCounter, *args: str, timeout: float = 240,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), **slurm.env, **(env or {}))
     return subprocess.run([sys.executable, "-m", "snakemake", "--nocolor", *SLURM, *args], cwd=wf, env=env,
                           text=True, capture_output=True, timeout=timeout)
 
@@ -79,6 +82,7 @@ def test_misses_run_on_slurm_once_and_a_rerun_submits_nothing(tmp_path: Path, sl
     for name in ("one", "two"):
         record = json.loads(nw("show", f"out/{name}.txt", "--json", cwd=wf, check=True).stdout)
         job = record["provenance"]["slurm"]["job_id"]
+        assert record["provenance"]["slurm"] == {"job_id": job, "node": cluster_fixtures.NODE}  # where it ran
         assert first[f"out/{name}.txt"] == f"{name}\n{job}\n".encode()  # it ran inside the recorded Slurm job
         state = slurm.cluster.client("scontrol", "show", "job", "-o", job).stdout
         assert "JobState=COMPLETED" in state, state
@@ -89,6 +93,31 @@ def test_misses_run_on_slurm_once_and_a_rerun_submits_nothing(tmp_path: Path, sl
     assert slurm.count() == 2, again.stderr  # every job restored in the submitting process: no sbatch at all
     assert again.stderr.count("nixworkflow: restored the outputs") == 2
     assert outputs(wf) == first
+
+
+def test_sbatch_options_from_the_environment_cannot_run_a_second_copy(tmp_path: Path, slurm: SbatchCounter) -> None:
+    """The Slurm plugin runs sbatch with Snakemake's environment, where SBATCH_ARRAY_INX is --array (three tasks
+    writing one output) and SBATCH_REQUEUE --requeue: the backend drops them. One job, one task, not requeueable."""
+    wf = workflow(tmp_path / "wf", 'rule one:\n    output: "out/one.txt"\n'
+                                   '    shell: "echo ${{SLURM_JOB_ID:-not-in-slurm}} >> {output}"\n')
+    proc = snakemake(wf, slurm, env={"SBATCH_ARRAY_INX": "0-2", "SBATCH_REQUEUE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert slurm.count() == 1, proc.stderr
+    job = json.loads(nw("show", "out/one.txt", "--json", cwd=wf, check=True).stdout)["provenance"]["slurm"]["job_id"]
+    shown = slurm.cluster.client("scontrol", "show", "job", "-o", job).stdout
+    assert len(shown.splitlines()) == 1 and "ArrayTaskId=" not in shown and "Requeue=0" in shown, shown
+    assert (wf / "out" / "one.txt").read_text() == f"{job}\n"
+
+
+def test_slurm_requeue_is_refused_before_anything_is_submitted(tmp_path: Path) -> None:
+    """After a node failure Slurm would start the job again while the cut-off node may still write its outputs."""
+    wf = workflow(tmp_path / "wf")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--nocolor", *SLURM, "--slurm-requeue"], cwd=wf,
+                          text=True, capture_output=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 1, proc.stderr
+    assert "nixworkflow: '--slurm-requeue' cannot be used with --nixworkflow-backend: Slurm could start a second " \
+        "copy writing into the same $out" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (wf / "out").exists()
 
 
 def test_a_failing_job_stores_nothing_and_is_reported_by_the_slurm_plugin(tmp_path: Path, slurm: SbatchCounter,
@@ -129,6 +158,59 @@ def test_a_job_the_plugin_cannot_see_is_not_stored_before_slurm_says_it_complete
     after = tree_snapshot(isolated)
     added = {p for p in after if p not in before}
     assert not any(p.startswith(("store/", "realisations/")) for p in added), added
+
+
+def test_ctrl_c_cancels_a_job_the_plugin_called_done_and_returns_once_it_has_ended(tmp_path: Path,
+                                                                                  slurm: SbatchCounter,
+                                                                                  isolated: Path) -> None:
+    """squeue says UNKNOWN, so the Slurm plugin reports the running job done and stops polling it (it is no longer
+    among the jobs its cancel would scancel) while the backend asks Slurm whether it has ended. Ctrl-C then: the
+    backend cancels every job of the run still in Slurm and waits until Slurm says each has ended before the
+    recipe's lock is released and Snakemake exits; nothing is stored."""
+    real_squeue, real_scontrol = shutil.which("squeue"), shutil.which("scontrol")
+    assert real_squeue is not None and real_scontrol is not None
+    (slurm.bin / "squeue").write_text(f'#!/bin/sh\n{real_squeue} "$@" | sed -e "s/|RUNNING$/|UNKNOWN/"\n')
+    asked = tmp_path / "scontrol-show-job"  # the backend asks Slurm itself: the plugin has called the job done
+    (slurm.bin / "scontrol").write_text(f'#!/bin/sh\ncase "$*" in *"show job"*) touch {asked};; esac\n'
+                                        f'exec {real_scontrol} "$@"\n')
+    for tool in ("squeue", "scontrol"):
+        (slurm.bin / tool).chmod(0o755)
+    wf = workflow(tmp_path / "wf", 'rule slow:\n    output: "out/slow.txt"\n'
+                                   '    shell: "echo started > {output}; sleep 67.25"\n')
+    before = tree_snapshot(isolated) if isolated.exists() else {}
+    env = dict(os.environ, PYTHONPATH=str(REPO), **slurm.env)
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--nocolor", *SLURM], cwd=wf, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (asked.exists() and _processes_with("67.25")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+            time.sleep(0.1)
+        job = slurm.cluster.client("squeue", "-h", "-t", "RUNNING", "-o", "%i").stdout.split()[0]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, err
+    state = slurm.cluster.client("scontrol", "show", "job", "-o", job).stdout
+    assert "JobState=CANCELLED" in state, state  # ended when Snakemake exited: not running, not still COMPLETING
+    assert not _processes_with("67.25"), err
+    after = tree_snapshot(isolated)
+    assert not any(p.startswith(("store/", "realisations/")) for p in after if p not in before)
+
+
+def _processes_with(text: str) -> list[str]:
+    """Command lines of live processes containing `text` (not this test's own)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd and "pytest" not in cmd and "snakemake" not in cmd:
+            found.append(cmd)
+    return found
 
 
 def test_two_concurrent_runs_submit_each_job_once_between_them(tmp_path: Path, slurm: SbatchCounter) -> None:

@@ -274,3 +274,37 @@ def test_reap_marked_stops_every_marked_process_before_killing_and_spares_the_ex
         for p in [spared, *victims]:
             p.kill()
             p.wait()
+
+
+def _state(pid: int) -> str:
+    """The process's state letter from /proc/PID/stat (T: stopped)."""
+    data = Path(f"/proc/{pid}/stat").read_text()
+    return data[data.rindex(")") + 2]
+
+
+def test_reap_marked_resumes_a_process_that_is_no_longer_the_steps_after_it_was_stopped(tmp_path: Path) -> None:
+    """Between reap_marked's scan and its SIGSTOP a pid can change hands (the step's process exits, an unrelated
+    process gets the number). Here `also()` names an unmarked process on the first look only, as if it had been
+    the step's then: once stopped it is checked again, found to be nobody's, and resumed, not killed. A marked
+    process in the same call is still killed."""
+    from nixlib import reaper
+
+    mark, variable = marker(), reaper.new_marker()
+    bystander = subprocess.Popen(["sh", "-c", f"sleep 30; : {mark}"])
+    victim = subprocess.Popen(["sh", "-c", f"sleep 30; : {mark}"], env=dict(os.environ, **{variable: "1"}))
+    calls: list[int] = []
+
+    def also() -> set[int]:
+        calls.append(1)
+        return {bystander.pid} if len(calls) == 1 else set()
+
+    try:
+        assert wait_until(lambda: len(marked(mark)) >= 2)
+        killed = reaper.reap_marked(variable, also=also)
+        assert victim.pid in killed and bystander.pid not in killed
+        assert not os.path.exists(f"/proc/{victim.pid}")  # dead (and reaped by reap_marked)
+        assert bystander.poll() is None and _state(bystander.pid) != "T"  # alive and running, not left stopped
+    finally:
+        for p in (bystander, victim):
+            p.kill()
+            p.wait()
