@@ -151,15 +151,19 @@ class StatMemo:
 
     def hash(self, path: str | os.PathLike) -> str:
         """The Nix base32 NAR hash of `path`, from the memo when its signature is unchanged."""
+        return self.checked(path)[0]
+
+    def checked(self, path: str | os.PathLike) -> tuple[str, str | None]:
+        """(NAR hash of `path`, its stat signature) — the signature only when this memo vouches for it (an
+        entry matched, or the hash was recorded: not racily new), so others may reuse it (nixlib.hits)."""
         target = _absolute(path)
         started = _now_ns()
         current = scan(target)
         known = self._load(target)
         if known is not None and known.get("signature") == current.signature:
-            return known["nar_hash"]
+            return known["nar_hash"], current.signature
         h = nar.nar_hash(target)
-        self._save(target, current, started, h)
-        return h
+        return h, current.signature if self._save(target, current, started, h) else None
 
     def remember(self, path: str | os.PathLike, nar_hash: str, sealed: bool = False) -> None:
         """Record a hash computed elsewhere (the store calls this after ingesting an object).
@@ -199,15 +203,17 @@ class StatMemo:
                  and nar.is_nar_hash(data["nar_hash"]))
         return data if valid else None
 
-    def _save(self, target: str, current: Scan, started: int, nar_hash: str, racy_ok: bool = False) -> None:
+    def _save(self, target: str, current: Scan, started: int, nar_hash: str, racy_ok: bool = False) -> bool:
+        """Record an entry; False if it was not (racily new, or the cache is not writable)."""
         if not racy_ok and current.newest_ns >= started - self.racy_ns:
-            return  # racily clean: a change in the same clock tick could hide behind this signature
+            return False  # racily clean: a change in the same clock tick could hide behind this signature
         entry = {"v": _VERSION, "host": self.host, "path": target, "signature": current.signature,
                  "nar_hash": nar_hash}
         try:
             _write_atomically(self.memo_file(target), json.dumps(entry, sort_keys=True).encode())
         except OSError:
-            pass  # a read-only or full cache only costs speed
+            return False  # a read-only or full cache only costs speed
+        return True
 
 
 def _write_atomically(dest: Path, data: bytes) -> None:

@@ -25,9 +25,9 @@ from typing import Any
 
 import filelock
 
-from nixlib import context, faults, locks, nar, records, trees, trust
+from nixlib import context, faults, hits, locks, nar, records, trees, trust
 from nixlib.errors import NixWorkflowError
-from nixlib.statmemo import StatMemo, user_cache_dir
+from nixlib.statmemo import StatMemo, scan, user_cache_dir
 
 DEFAULT_ROOT = "/nix-workflow"
 SUBDIRS = ("store", "realisations", "recipes", "origins", "state", "tmp", "locks", "gcroots", "logs", "cache",
@@ -44,6 +44,12 @@ def default_root() -> Path:
 def read_raw(path: Path | str) -> tuple[int, bytes]:
     """(owner uid, bytes) of a record file. Never follows a symlink, never blocks on a FIFO, and never reads
     more than records.MAX_BYTES; raises OSError or records.InvalidRecord."""
+    st, data = read_stat(path)
+    return st.st_uid, data
+
+
+def read_stat(path: Path | str) -> tuple[os.stat_result, bytes]:
+    """read_raw, with the whole fstat of the file the bytes were read from (the verified-hit memo's identity)."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with open(fd, "rb") as f:
         st = os.fstat(f.fileno())
@@ -52,7 +58,7 @@ def read_raw(path: Path | str) -> tuple[int, bytes]:
         data = _read_at_most(f, st.st_size, records.MAX_BYTES)
     if len(data) > records.MAX_BYTES:
         raise records.InvalidRecord(f"larger than {records.MAX_BYTES} bytes")
-    return st.st_uid, data
+    return st, data
 
 
 def _read_at_most(f: Any, size: int, limit: int) -> bytes:
@@ -91,6 +97,7 @@ class Store:
         self.root = Path(root or default_root()).absolute()
         self._ensure_layout()
         self.memo = StatMemo.for_store(self.root)
+        self.hits = hits.of(self.root)  # verified hits: read on the first lookup, written at exit
         self.host = socket.gethostname()
         self._trusted: frozenset[int] | None = None
 
@@ -140,15 +147,21 @@ class Store:
 
     def has(self, h: str) -> bool:
         """True if object `h` is present and re-hashes to its name (memoised by stat signature)."""
+        return self._intact(h) is not None
+
+    def _intact(self, h: str) -> str | None:
+        """has(h) as the stat signature the stat memo vouched for ("" if it did not: a racily new object),
+        or None if `h` is absent or corrupt (then quarantined)."""
         if not records.is_name(h):
-            return False  # never let a name that is not an object name become a path
+            return None  # never let a name that is not an object name become a path
         path = f"{self.root}/store/{h}"  # object_path, without pathlib: a cached lookup checks one per step
         if not os.path.lexists(path):
-            return False
-        if self.memo.hash(path) == h:
-            return True
+            return None
+        actual, signature = self.memo.checked(path)
+        if actual == h:
+            return signature or ""
         self.quarantine(h)
-        return False
+        return None
 
     def quarantine(self, h: str) -> Path | None:
         """Move a corrupt object aside so it is never served; returns where it went, or None if it is gone or
@@ -287,17 +300,23 @@ class Store:
     def load_record(self, kind: str, key: str, path: Path | str) -> dict[str, Any] | None:
         """The record at `path` if a trusted user wrote it and it is a valid, intact record of `key`.
         A trusted but invalid record is reported once per process (`ignoring invalid record PATH: why`)."""
+        got = self._checked_record(kind, key, path)
+        return None if got is None else got[0]
+
+    def _checked_record(self, kind: str, key: str, path: Path | str
+                        ) -> tuple[dict[str, Any], os.stat_result, bytes] | None:
+        """load_record, with the stat and the bytes it was checked from."""
         try:
-            owner, data = read_raw(path)
+            st, data = read_stat(path)
         except FileNotFoundError:
             return None
         except (OSError, records.InvalidRecord) as e:
             _report_invalid(path, str(e) if isinstance(e, records.InvalidRecord) else (e.strerror or str(e)))
             return None
-        if owner not in self.trusted:
+        if st.st_uid not in self.trusted:
             return None  # another user's record: not ours to believe (see docs/trust.md)
         try:
-            return records.check(kind, key, parse_raw(data))
+            return records.check(kind, key, parse_raw(data)), st, data
         except records.InvalidRecord as e:
             _report_invalid(path, str(e))
             return None
@@ -313,11 +332,63 @@ class Store:
                 yield doc
 
     def realisation(self, resolved_key: str) -> dict[str, Any] | None:
-        """The realisation of a resolved key: the first trusted, valid record whose objects are all intact."""
-        for doc in self._valid_records("realisations", resolved_key):
-            if all(self.has(h) for h in doc["outputs"].values()):
+        """The realisation of a resolved key: the first trusted, valid record whose objects are all intact.
+
+        A key this user found so before is served by the verified-hit memo (nixlib.hits) when its record file
+        is unchanged (identity and bytes), still of a trusted writer, and its objects scan as they did; then
+        only the record's validation is skipped. Anything else takes the full check, which is memoised."""
+        if not records.is_name(resolved_key):
+            return None  # never a path
+        known = self.hits.get(resolved_key)
+        if known is not None:
+            doc = self._memoised_hit(resolved_key, known)
+            if doc is not None:
                 return doc
+            self.hits.drop(resolved_key)
+        d, me = f"{self.root}/realisations", os.getuid()
+        for name_uid in [None, me, *sorted(self.trusted - {me})]:  # the order of record_paths
+            path = f"{d}/{resolved_key}.json" if name_uid is None else f"{d}/{resolved_key}.{name_uid}.json"
+            got = self._checked_record("realisations", resolved_key, path)
+            if got is None:
+                continue
+            doc, st, data = got
+            signatures = {h: self._intact(h) for h in doc["outputs"].values()}
+            if any(s is None for s in signatures.values()):
+                continue
+            if all(signatures.values()):  # every object vouched for by the stat memo (none racily new)
+                self.hits.put(resolved_key, hits.entry(name_uid, st, data, signatures))  # type: ignore[arg-type]
+            return doc
         return None
+
+    def _memoised_hit(self, key: str, e: hits.Entry) -> dict[str, Any] | None:
+        """The record a verified-hit entry stands for, if everything it vouched for still holds; else None."""
+        name_uid, owner, objects = e[0], e[6], e[8]
+        if owner not in self.trusted or (name_uid is not None and name_uid not in self.trusted):
+            return None  # trust is read afresh by every process: a writer no longer trusted is not served
+        d = f"{self.root}/realisations"
+        path = f"{d}/{key}.json" if name_uid is None else f"{d}/{key}.{name_uid}.json"
+        try:
+            st, data = read_stat(path)
+        except (OSError, records.InvalidRecord):
+            return None
+        if not hits.same_bytes(e, st, data):
+            return None  # rewritten, replaced or removed: the full check decides
+        try:
+            doc = parse_raw(data)
+        except records.InvalidRecord:
+            return None
+        outputs = doc.get("outputs") if isinstance(doc, dict) else None
+        if not isinstance(outputs, dict) or set(outputs.values()) != set(objects):
+            return None
+        for h, signature in objects.items():
+            if not records.is_name(h):
+                return None
+            try:
+                if scan(f"{self.root}/store/{h}").signature != signature:
+                    return None  # changed, replaced or quarantined since: the full check re-hashes it
+            except OSError:
+                return None
+        return doc
 
     def write_record(self, kind: str, key: str, doc: dict[str, Any], replace: bool = False) -> Path | None:
         """Write a record (sealed with its digest) atomically: temp file + rename, read-only. An existing

@@ -50,6 +50,7 @@ class TempRoots:
         self._guard: int | None = None  # the store's gc.lock, taken shared around each registration
         self._guard_id: tuple[int, int] | None = None
         self._known: set[str] = set()
+        self._guard_path = f"{root}/locks/gc.lock"  # (a string: a cached lookup registers one key per step)
 
     def add(self, names: Iterable[str], guarded: bool = False) -> None:
         """Register `names` (object hashes or realisation keys) before they are used. `guarded`: the
@@ -73,10 +74,10 @@ class TempRoots:
     def _lock_guard(self) -> int:
         """Take the gc guard shared on a descriptor kept open (the guard file is never removed; should it be
         replaced anyway, the new file is locked instead)."""
-        path = self.root / "locks" / "gc.lock"
+        path = self._guard_path
         while True:
             if self._guard is None:
-                self._guard = locks.open_fd(path)
+                self._guard = locks.open_fd(Path(path))
                 st = os.fstat(self._guard)
                 self._guard_id = (st.st_dev, st.st_ino) if _identity(path) == (st.st_dev, st.st_ino) else None
             fcntl.flock(self._guard, fcntl.LOCK_SH)
@@ -107,7 +108,7 @@ class TempRoots:
             self._lock.release()
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def _identity(path: Path | str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
     except OSError:

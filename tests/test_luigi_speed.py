@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import luigi
@@ -14,6 +17,7 @@ import luigi_nixworkflow
 from luigi_nixworkflow import NixTask
 from nixlib import records
 from nixlib.store import read_raw
+from tests.helpers import REPO
 
 
 class Made(NixTask):
@@ -61,3 +65,46 @@ def test_record_reads_keep_their_size_limit(tmp_path: Path, monkeypatch: pytest.
     assert read_raw(at_limit) == (os.getuid(), b"x" * 100)
     with pytest.raises(records.InvalidRecord, match="larger than 100 bytes"):
         read_raw(over)
+
+
+PIPELINE = """import luigi
+from luigi_nixworkflow import NixTask
+
+
+class Counted(NixTask):
+    def produce(self, out):
+        with open("RUNS", "a") as f:
+            f.write("ran\\n")
+        (out / "v").write_text("counted\\n")
+"""
+
+
+def _luigi_process(work: Path) -> None:
+    """One `luigi.build` in a fresh interpreter, so the verified-hit memo is read at start and written at exit."""
+    code = "import luigi, pipeline; assert luigi.build([pipeline.Counted()], local_scheduler=True, log_level='ERROR')"
+    env = dict(os.environ, PYTHONPATH=f"{REPO}:{work}")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_luigi_hit_served_by_the_memo_is_refused_once_its_record_is_tampered(store_root: Path) -> None:
+    """A cached complete() in a new process goes through the verified-hit memo (issue 10 item 6); a record edited
+    in place afterwards (same size, mtime restored) is still refused there, so the task runs again."""
+    work = Path.cwd()
+    (work / "pipeline.py").write_text(PIPELINE)
+    _luigi_process(work)
+    _luigi_process(work)  # cached: the full check, memoised at exit
+    assert (work / "RUNS").read_text() == "ran\n"
+    (shard,) = (store_root / "cache" / str(os.getuid())).glob("hits.*/*.json")
+    (rk,) = json.loads(shard.read_text())["entries"]
+    record = store_root / "realisations" / f"{rk}.json"
+    _luigi_process(work)  # served from the memo
+    assert (work / "RUNS").read_text() == "ran\n"
+    before = os.stat(record)
+    text = record.read_text()
+    os.chmod(record, 0o644)
+    record.write_text(text.replace('"exit": 0', '"exit": 1'))
+    os.utime(record, ns=(before.st_atime_ns, before.st_mtime_ns))
+    _luigi_process(work)
+    assert (work / "RUNS").read_text() == "ran\nran\n"

@@ -1,0 +1,236 @@
+"""The verified-hit memo: a realisation checked once is not parsed and validated again while nothing changed.
+
+A cache hit costs a record read, its validation (shape, names, and a digest over its canonical JSON)
+and the integrity check of its objects (a stat scan of each, compared with the stat memo's entry).
+For an all-cached graph that is most of a lookup. This memo remembers, per resolved key, what a
+full check found: which of the key's record names held the record, that file's stat identity
+(device, inode, size, mtime, ctime, owner), the SHA-256 of its bytes, and the stat signature of
+each output object the stat memo vouched for. A later lookup (Store.realisation) serves the key
+from the memo only if, now,
+
+- the file at that name has the same identity, its owner is still a trusted writer (the trust
+  settings are read afresh by every process), and its bytes re-hash to the same SHA-256, so they
+  are exactly the bytes that were validated (ctime cannot be set by users: a rewrite, even with
+  size and mtime restored, also changes it; the byte hash does not even depend on that);
+- every output object re-scans to the same stat signature (one lstat per entry, as the stat memo
+  does), so an object that was changed, replaced or quarantined is not served from here.
+
+Anything else is a miss of the memo, never of the store: the full check runs and decides (and
+reports an invalid record, or quarantines a corrupt object, exactly as before). So the memo saves
+the validation, not the checks that can find a change.
+
+The memo is believed, so it is private to its user like the stat memo: one directory per host,
+`<root>/cache/<uid>/hits.<host>/` (in a directory only that user can write; else under
+$XDG_CACHE_HOME), holding 32 shard files by the key's first character, each ignored unless owned by
+the running user. A shard is read once per process, when the first key in it is looked up, and
+written once, at exit (atomically, merged with what other processes wrote meanwhile), never per
+task; an unreadable or unwritable shard only costs speed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+from nixlib.statmemo import user_cache_dir
+
+_VERSION = 1
+MAX_ENTRIES = 2_000  # per shard (32 shards): above this, a save keeps the newest (~600 kB, ~5 ms to read)
+_LIMIT = 64 << 20  # a shard file larger than this is not one we wrote
+_BY_ROOT: dict[str, HitMemo] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+# An entry: [name uid or None (the shared name), st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns, st_uid,
+#            SHA-256 hex of the record's bytes, {object hash: stat signature}]
+Entry = list[Any]
+
+
+def identity(st: os.stat_result) -> tuple[int, int, int, int, int, int]:
+    """What must be unchanged about a record file: any rewrite or replacement changes its ctime or inode."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_uid
+
+
+def entry(name_uid: int | None, st: os.stat_result, data: bytes, objects: dict[str, str]) -> Entry:
+    """A memo entry for a record read as `data` from a file with stat `st`, whose objects scanned as `objects`."""
+    return [name_uid, *identity(st), hashlib.sha256(data).hexdigest(), dict(objects)]
+
+
+def same_bytes(e: Entry, st: os.stat_result, data: bytes) -> bool:
+    """True if the record file read now (`st`, `data`) is the one the entry was made from."""
+    return tuple(e[1:7]) == identity(st) and hashlib.sha256(data).hexdigest() == e[7]
+
+
+class HitMemo:
+    """One user's verified hits in one store, on this host: one shard file per first character of the key, so a
+    process reads only the shards of the keys it looks up (a small build in a big store reads little)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = os.fspath(root)
+        self.directory = user_cache_dir(root, f"hits.{os.uname().nodename}")
+        self._shards: dict[str, _Shard] = {}
+        self._lock = threading.Lock()
+
+    def path_of(self, key: str) -> Path:
+        """The shard file that holds `key`'s entry."""
+        return self.directory / f"{key[:1]}.json"
+
+    def _shard(self, key: str) -> _Shard:
+        found = self._shards.get(key[:1])
+        if found is None:
+            with self._lock:
+                found = self._shards.setdefault(key[:1], _Shard(self.path_of(key), self.root))
+        return found
+
+    def get(self, key: str) -> Entry | None:
+        """The entry of a resolved key, or None. A malformed entry reads as None (the caller drops it)."""
+        return self._shard(key).get(key)
+
+    def put(self, key: str, e: Entry) -> None:
+        self._shard(key).put(key, e)
+
+    def drop(self, key: str) -> None:
+        """Forget a key whose entry no longer holds (the full check decides, and may put it back)."""
+        self._shard(key).drop(key)
+
+    def save(self) -> None:
+        """Write the shards this process changed (at exit)."""
+        for shard in list(self._shards.values()):
+            shard.save()
+
+
+class _Shard:
+    """The entries of one shard file, read on first use and written back merged."""
+
+    def __init__(self, path: Path, root: str) -> None:
+        self.path, self.root = path, root
+        self._entries: dict[str, Entry] | None = None
+        self._loaded: tuple[int, ...] | None = None  # identity of the file as loaded
+        self._changed: dict[str, Entry | None] = {}  # what this process added (an Entry) or dropped (None)
+        self._used: set[str] = set()
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def get(self, key: str) -> Entry | None:
+        if self._entries is None:
+            self._load()
+        e = self._entries.get(key)  # type: ignore[union-attr]
+        if not _well_formed(e):
+            return None
+        self._used.add(key)
+        return e
+
+    def put(self, key: str, e: Entry) -> None:
+        if self._entries is None:
+            self._load()
+        with self._lock:
+            if self._entries.get(key) != e:  # type: ignore[union-attr]
+                self._entries[key] = e  # type: ignore[index]
+                self._changed[key] = e
+            self._used.add(key)
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            if self._entries is not None and self._entries.pop(key, None) is not None:
+                self._changed[key] = None
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._entries is None:
+                self._entries, self._loaded = _read(self.path)
+
+    def save(self) -> None:
+        """Write what this process changed, merged into the file as it is now (another process of this user
+        may have saved meanwhile); a no-op when nothing changed, or in a forked child."""
+        with self._lock:
+            if not self._changed or os.getpid() != self._pid or not os.path.isdir(self.root):
+                return  # (a store removed meanwhile is not re-created by its cache)
+            current, ident = _read(self.path)
+            if ident == self._loaded and self._entries is not None:
+                current = self._entries
+            else:
+                for key, e in self._changed.items():
+                    if e is None:
+                        current.pop(key, None)
+                    else:
+                        current[key] = e
+            if len(current) > MAX_ENTRIES:  # keep the newest: what this process used, then the latest others
+                ordered = {k: v for k, v in current.items() if k not in self._used}
+                ordered.update((k, current[k]) for k in self._used if k in current)
+                current = dict(list(ordered.items())[-MAX_ENTRIES:])
+            data = json.dumps({"v": _VERSION, "entries": current}, separators=(",", ":")).encode()
+            with contextlib.suppress(OSError):
+                _write_atomically(self.path, data)
+                self._changed.clear()
+
+
+def _well_formed(e: Any) -> bool:
+    return (isinstance(e, list) and len(e) == 9 and (e[0] is None or type(e[0]) is int)
+            and all(type(v) is int for v in e[1:7]) and isinstance(e[7], str) and isinstance(e[8], dict)
+            and bool(e[8]) and all(isinstance(v, str) for v in e[8].values()))
+
+
+def _read(path: Path) -> tuple[dict[str, Entry], tuple[int, ...] | None]:
+    """(entries, file identity) of the memo file; empty when absent, unreadable, not ours or not a memo."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return {}, None
+    with open(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_size > _LIMIT:
+            return {}, None  # planted by another user, or not ours: never believed
+        try:
+            doc = json.loads(f.read(st.st_size + 1))
+        except (OSError, ValueError, RecursionError):
+            return {}, None
+    ident = identity(st)
+    if not isinstance(doc, dict) or doc.get("v") != _VERSION or not isinstance(doc.get("entries"), dict):
+        return {}, ident
+    return doc["entries"], ident
+
+
+def _write_atomically(dest: Path, data: bytes) -> None:
+    """Temp file beside `dest`, renamed over it: a reader never sees half a memo."""
+    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def of(root: str | os.PathLike) -> HitMemo:
+    """This process's memo for the store at `root` (read on first use, written at exit)."""
+    key = os.fspath(root)
+    found = _BY_ROOT.get(key)
+    if found is None:
+        with _REGISTRY_LOCK:
+            found = _BY_ROOT.setdefault(key, HitMemo(root))
+    return found
+
+
+def save_all() -> None:
+    """Write every memo this process changed (at exit; tests call it to end a "process")."""
+    for memo in list(_BY_ROOT.values()):
+        memo.save()
+
+
+def forget() -> None:
+    """Save, then drop every loaded memo: the next lookup reads the file again, as a new process would."""
+    save_all()
+    _BY_ROOT.clear()
+
+
+atexit.register(save_all)

@@ -1,0 +1,193 @@
+"""The verified-hit memo (nixlib.hits): a hit checked once skips the record's validation while nothing changed,
+and everything the full check refuses is still refused through it.
+
+Each test first makes the memo vouch for a hit (a lookup in one "process", saved as at its exit), then changes
+the store the way a crash, a hand edit or another user would, and looks up again in a new "process" (the memo
+read afresh from its file). Each must fail if the fast path skipped the check it is about.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from nixlib import hits, statmemo
+from nixlib.engine import Engine, Result
+from nixlib.recipe import Recipe
+from nixlib.store import Store
+from tests.helpers import nw
+
+OTHER_UID = 4242  # a uid no trust setting names (chown needs root)
+
+
+def _recipe() -> Recipe:
+    return Recipe(name="a", command="echo made-once > $out/a.txt")
+
+
+def _new_process_lookup() -> Result | None:
+    """A lookup as a new process makes it: memos written back as at exit, then read afresh."""
+    hits.forget()
+    return Engine(Store()).lookup(_recipe())
+
+
+@pytest.fixture
+def vouched(store_root: Path) -> dict[str, str]:
+    """A realised step whose hit the memo vouches for: {"key", "record", "object"}."""
+    done = Engine(Store()).realise(_recipe())
+    assert not done.cached
+    assert _new_process_lookup() is not None  # the full check, memoised
+    hits.forget()
+    entries = json.loads(Store().hits.path_of(done.resolved_key).read_text())["entries"]
+    assert done.resolved_key in entries
+    return {"key": done.resolved_key, "record": str(store_root / "realisations" / f"{done.resolved_key}.json"),
+            "object": str(store_root / "store" / done.outputs["out"])}
+
+
+@pytest.fixture
+def later(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checks happen 10 s after the object was made, so the full check writes its stat memo entry again (a
+    racily new object's is not written: see StatMemo.racy_ns); that entry shows the full check ran."""
+    monkeypatch.setattr(statmemo, "_now_ns", lambda: time.time_ns() + 10_000_000_000)
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        if os.environ.get("NW_REQUIRE_USERS") == "1":
+            pytest.fail("needs root (chown) and NW_REQUIRE_USERS=1 is set")
+        pytest.skip("needs root to give a file another owner")
+
+
+def test_an_unchanged_hit_is_served_by_the_memo_without_the_stat_memo(vouched: dict[str, str],
+                                                                     later: None) -> None:
+    """The fast path is taken: with the stat memo gone, the full check would re-hash the object and write its
+    entry again; a hit served from the verified memo reads neither."""
+    statmemo = Store().memo.directory
+    shutil.rmtree(statmemo)
+    found = _new_process_lookup()
+    assert found is not None and found.resolved_key == vouched["key"]
+    assert not statmemo.exists() or not os.listdir(statmemo)
+
+
+def test_a_record_tampered_in_place_with_size_and_mtime_restored_is_refused(vouched: dict[str, str],
+                                                                            capfd: pytest.CaptureFixture[str]) -> None:
+    path = vouched["record"]
+    before = os.stat(path)
+    data = bytearray(Path(path).read_bytes())
+    at = data.index(b'"duration": ') + len(b'"duration": ')
+    data[at] = ord("7") if data[at] != ord("7") else ord("8")  # same size, digest no longer matches
+    os.chmod(path, 0o644)
+    Path(path).write_bytes(bytes(data))
+    os.chmod(path, 0o444)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_size == before.st_size and os.stat(path).st_mtime_ns == before.st_mtime_ns
+    assert _new_process_lookup() is None
+    assert f"ignoring invalid record {path}: digest mismatch" in capfd.readouterr().err
+
+
+def test_a_quarantined_object_is_not_served(vouched: dict[str, str]) -> None:
+    assert Store().quarantine(os.path.basename(vouched["object"])) is not None
+    assert _new_process_lookup() is None
+
+
+def test_an_object_changed_in_place_is_not_served_and_is_quarantined(vouched: dict[str, str],
+                                                                      store_root: Path) -> None:
+    obj, name = vouched["object"], os.path.basename(vouched["object"])
+    target = f"{obj}/a.txt"
+    before = os.stat(target)
+    os.chmod(obj, 0o755)
+    os.chmod(target, 0o644)
+    Path(target).write_text("made-twic\n")  # same size as "made-once\n"
+    os.chmod(target, 0o444)
+    os.chmod(obj, 0o555)
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert _new_process_lookup() is None
+    assert not os.path.lexists(obj)
+    assert any(e.startswith(name) for e in os.listdir(store_root / "quarantine"))
+
+
+def test_a_record_replaced_by_another_users_is_refused(vouched: dict[str, str]) -> None:
+    """Byte for byte the same record, but a new file of an untrusted owner (as after our record was removed
+    and another user wrote theirs under the shared name)."""
+    _need_root()
+    path = vouched["record"]
+    data = Path(path).read_bytes()
+    os.unlink(path)
+    Path(path).write_bytes(data)
+    os.chown(path, OTHER_UID, OTHER_UID)
+    assert _new_process_lookup() is None
+
+
+def test_a_record_of_a_writer_no_longer_trusted_is_refused(store_root: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memo vouched for a record while its writer was trusted; its identity and bytes are unchanged, but
+    this process does not trust that writer."""
+    _need_root()
+    monkeypatch.setenv("NIX_WORKFLOW_TRUSTED_USERS", str(OTHER_UID))
+    done = Engine(Store()).realise(_recipe())
+    os.chown(store_root / "realisations" / f"{done.resolved_key}.json", OTHER_UID, OTHER_UID)
+    assert _new_process_lookup() is not None  # trusted: served, and memoised with its (new) owner
+    hits.forget()
+    assert done.resolved_key in json.loads(Store().hits.path_of(done.resolved_key).read_text())["entries"]
+    monkeypatch.delenv("NIX_WORKFLOW_TRUSTED_USERS")
+    assert _new_process_lookup() is None
+
+
+def test_a_memo_file_of_another_owner_is_never_believed(vouched: dict[str, str], later: None) -> None:
+    """The memo is believed, so only the user's own file counts (as for the stat memo)."""
+    _need_root()
+    path = Store().hits.path_of(vouched["key"])
+    os.chown(path, OTHER_UID, OTHER_UID)
+    statmemo = Store().memo.directory
+    shutil.rmtree(statmemo)
+    assert _new_process_lookup() is not None
+    assert os.listdir(statmemo)  # the full check ran (it re-hashed the object and wrote its stat memo entry)
+
+
+def test_a_tampered_record_reruns_the_step_through_the_cli(tmp_path: Path, store_root: Path) -> None:
+    """The same through real processes: `nw run` writes the memo at exit, the next one uses it."""
+    exp = tmp_path / "exp.py"
+    exp.write_text("from nixlib import output\na = output('echo A > $out/a.txt')\n")
+    assert nw("run", str(exp)).returncode == 0
+    cached = nw("run", str(exp))
+    assert cached.returncode == 0 and "cached 1" in cached.stderr, cached.stderr
+    assert os.listdir(Store().hits.directory)
+    rk = json.loads(Path("nix-workflow-output/.nw-last-run.json").read_text())["a"]["resolved_key"]
+    record = store_root / "realisations" / f"{rk}.json"
+    before = os.stat(record)
+    text = record.read_text()
+    os.chmod(record, 0o644)
+    record.write_text(text.replace('"exit": 0', '"exit": 1'))
+    os.utime(record, ns=(before.st_atime_ns, before.st_mtime_ns))
+    rerun = nw("run", str(exp))
+    assert rerun.returncode == 0 and "done 1" in rerun.stderr, rerun.stderr
+    assert f"ignoring invalid record {record}" in rerun.stderr
+
+
+def test_a_corrupt_memo_file_is_a_miss_and_is_rewritten(vouched: dict[str, str]) -> None:
+    path = Store().hits.path_of(vouched["key"])
+    path.write_bytes(b'{"v": 1, "entries": {"' + vouched["key"].encode() + b'": [1, 2, "x"]}')  # truncated
+    assert _new_process_lookup() is not None
+    hits.forget()
+    entry = json.loads(path.read_text())["entries"][vouched["key"]]
+    assert entry[7] == hashlib.sha256(Path(vouched["record"]).read_bytes()).hexdigest()
+
+
+def test_processes_saving_at_once_keep_each_others_entries(store_root: Path) -> None:
+    """Each process writes back only what it changed, merged into the file as another process left it."""
+    Store()
+    first, second = hits.HitMemo(store_root), hits.HitMemo(store_root)
+    first.get("a" * 52)
+    second.get("a" * 52)  # both loaded the (empty) file before either saved
+    st = os.stat(store_root)
+    one, two = "a" * 52, "a" * 51 + "b"  # (one shard)
+    first.put(one, hits.entry(None, st, b"one", {"h" * 52: "sig-one"}))
+    second.put(two, hits.entry(None, st, b"two", {"h" * 52: "sig-two"}))
+    first.save()
+    second.save()
+    assert set(json.loads(first.path_of(one).read_text())["entries"]) == {one, two}
