@@ -169,11 +169,13 @@ class RunJournal:
     def _looked_up(self, recipe: Any, result: Any) -> None:
         name = self.name_of(recipe)
         entry = self.doc["steps"].get(name)
+        # No recipe key here: the viewer reads it from the record, and computing it for every hit of a
+        # 1,000-task cached Luigi graph was a tenth of the whole check's cost.
         if result is None:
             if entry is None:
-                self.add(name, [self.name_of(u) for u in recipe.upstream()], recipe.key)
+                self.add(name, [self.name_of(u) for u in recipe.upstream()])
         elif entry is None or entry.get("status") == "pending":
-            self.add(name, [self.name_of(u) for u in recipe.upstream()], recipe.key)
+            self.add(name, [self.name_of(u) for u in recipe.upstream()])
             self.note(name, "cached", result.resolved_key)
 
     def _resolved_key(self, recipe: Any) -> str | None:
