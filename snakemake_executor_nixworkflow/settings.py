@@ -76,8 +76,9 @@ class ExecutorSettings(ExecutorSettingsBase):
     sandbox: bool = field(
         default=False,
         metadata={
-            "help": "Run each job inside bubblewrap: the host filesystem read-only except the working "
-            "directory, a private /tmp (also per env in nixworkflow.yaml: `sandbox: true`).",
+            "help": "Run each job inside bubblewrap: system directories and /nix/store read-only, no home "
+            "directories, /run or /var, the working directory writable, a private /tmp (also per env in "
+            "nixworkflow.yaml: `sandbox: true`).",
             "env_var": True,
             "required": False,
         },
