@@ -13,6 +13,7 @@ import decimal
 import enum
 import functools
 import inspect
+import linecache
 import math
 import textwrap
 from collections.abc import Mapping
@@ -26,11 +27,13 @@ from nixlib.errors import NixWorkflowError
 from nixlib.recipe import digest
 
 _CONFIG_VALUES: dict[type, dict[str, Any]] = {}  # per process: luigi.cfg is read once, as Luigi does
+_MODULE_TREES: dict[str, tuple[str, ast.Module]] = {}  # source file -> (its text, parsed): see _class_source
 _SKIP_MODULES = frozenset({"luigi", "luigi_nixworkflow"})
 
 
 def reset() -> None:
     _CONFIG_VALUES.clear()
+    _MODULE_TREES.clear()
 
 
 class _NotCanonical(Exception):  # noqa: N818 - internal signal, turned into a NixWorkflowError
@@ -108,7 +111,7 @@ def _sources(cls: type) -> tuple[ast.Module, ...]:
         if c is object or c.__module__.split(".")[0] in _SKIP_MODULES:
             continue
         try:
-            source = inspect.getsource(c)
+            source = _class_source(c)
         except (OSError, TypeError):
             raise NixWorkflowError(
                 f"cannot read the source code of task class {c.__qualname__} (module {c.__module__}), which the "
@@ -116,6 +119,35 @@ def _sources(cls: type) -> tuple[ast.Module, ...]:
             ) from None
         trees.append(ast.parse(textwrap.dedent(source)))
     return tuple(trees)
+
+
+def _class_source(c: type) -> str:
+    """inspect.getsource(c), each module parsed once per process rather than once per class: Python 3.11 and
+    3.12 find a class by parsing its whole module (~10 ms for a few hundred lines) every time. The same lines,
+    the same class finder and the same block rule as inspect's, so the text (and every code digest) is the
+    same; anything unusual (no file, 3.13's __firstlineno__, a class not found) is left to inspect itself."""
+    finder, found = getattr(inspect, "_ClassFinder", None), getattr(inspect, "ClassFoundException", None)
+    target = inspect.unwrap(c)
+    if finder is None or found is None or target is not c or hasattr(c, "__firstlineno__"):
+        return inspect.getsource(c)
+    file = inspect.getsourcefile(c)
+    if not file:
+        return inspect.getsource(c)
+    linecache.checkcache(file)
+    module = inspect.getmodule(c, file)
+    lines = linecache.getlines(file, module.__dict__) if module else linecache.getlines(file)
+    source = "".join(lines)
+    known = _MODULE_TREES.get(file)
+    if known is None or known[0] != source:  # (a file edited and reloaded meanwhile is parsed again)
+        try:
+            known = _MODULE_TREES[file] = (source, ast.parse(source))
+        except (SyntaxError, ValueError):
+            return inspect.getsource(c)
+    try:
+        finder(c.__qualname__).visit(known[1])
+    except found as e:
+        return "".join(inspect.getblock(lines[e.args[0]:]))
+    return inspect.getsource(c)
 
 
 @functools.cache

@@ -34,7 +34,12 @@ def reset() -> None:
 
 
 def _stamp() -> str:
-    return f"{settings.store_root()}#{_GENERATION[0]}"
+    return stamp(settings.store_root())
+
+
+def stamp(root: str) -> str:
+    """What a per-task memo of this process is valid for: the store root, until the next reset()."""
+    return f"{root}#{_GENERATION[0]}"
 
 
 def present_all(task: Any) -> None:
@@ -49,8 +54,9 @@ def present_all(task: Any) -> None:
 def present(task: Any, result: Result) -> None:
     """Link each output (a GC root) and restore a legacy task's files where they differ from the store."""
     store = settings.engine().store
+    objects = f"{store.root}/store"  # (store.object_path, without building a Path per output)
     for name, h in sorted(result.outputs.items()):
-        link_output(task.task_id if name == "out" else f"{task.task_id}.{name}", store.object_path(h))
+        link_output(task.task_id if name == "out" else f"{task.task_id}.{name}", f"{objects}/{h}")
     if shape.kind(type(task)) == "legacy":
         for path in legacy.restore(task, store, result.outputs):
             logger.info("nixworkflow: %s: restored %s from the store", task.task_id, path)
@@ -61,7 +67,7 @@ def present(task: Any, result: Result) -> None:
                 present_all(yielded)
 
 
-def link_output(name: str, obj: Path) -> None:
+def link_output(name: str, obj: str | os.PathLike[str]) -> None:
     """Link a realised output at <out_link>/<name> and register it as a GC root (replaced atomically).
 
     A link already right costs one readlink (and, once per process, the readlink that checks its root):
@@ -69,7 +75,7 @@ def link_output(name: str, obj: Path) -> None:
     directory = _link_dir()
     if directory is None:
         return
-    link, target = f"{directory}/{name}", str(obj)
+    link, target = f"{directory}/{name}", os.fspath(obj)
     with contextlib.suppress(OSError):
         if os.readlink(link) == target:  # already right (the common case of a cached run): only its root
             _add_root(link)

@@ -67,7 +67,10 @@ class nixworkflow:  # noqa: N801 - named after its luigi.cfg section
 
 
 _SETTINGS: list[nixworkflow] = []
-_ROOTS: dict[str | None, str] = {}
+_ROOTS: dict[str | bytes | None, str] = {}  # by NIX_WORKFLOW_STORE as _RAW_ENVIRON holds it
+# os.environ's own storage on POSIX (bytes -> bytes: what os.environ reads and writes; a bare os.putenv
+# bypasses both, as before); None elsewhere, where the str mapping is read instead
+_RAW_ENVIRON: dict[bytes, bytes] | None = getattr(os.environ, "_data", None) if os.name == "posix" else None
 _ENGINES: dict[str, Engine] = {}
 _CONFIGS: dict[str, Config] = {}
 _CHOICES: dict[tuple[type, str], EnvChoice] = {}
@@ -112,16 +115,26 @@ def settings() -> nixworkflow:
 
 
 def store_root() -> str:
-    """The store root as placeholders spell it (absolute, no trailing slash); follows NIX_WORKFLOW_STORE."""
-    variable = os.environ.get("NIX_WORKFLOW_STORE")
-    root = _ROOTS.get(variable)
+    """The store root as placeholders spell it (absolute, no trailing slash); follows NIX_WORKFLOW_STORE.
+
+    Asked about ten times per cached task: the variable is read as the raw bytes os.environ keeps (its
+    mapping methods encode the key and decode the value on every call), and the answer is memoised by it."""
+    raw = _store_variable()
+    root = _ROOTS.get(raw)
     if root is None:
+        variable = os.environ.get("NIX_WORKFLOW_STORE")
         configured = settings().store
-        root = _ROOTS[variable] = str(Path(configured or default_root()).absolute())
+        root = _ROOTS[raw] = str(Path(configured or default_root()).absolute())
         if configured and variable != root:  # the rest of nixlib (env GC roots, eval cache) follows it too
             os.environ["NIX_WORKFLOW_STORE"] = root
-            _ROOTS[root] = root
+            _ROOTS[_store_variable()] = root
     return root
+
+
+def _store_variable() -> str | bytes | None:
+    if _RAW_ENVIRON is None:
+        return os.environ.get("NIX_WORKFLOW_STORE")
+    return _RAW_ENVIRON.get(b"NIX_WORKFLOW_STORE")
 
 
 def engine(root: str | None = None) -> Engine:

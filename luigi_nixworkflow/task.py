@@ -30,6 +30,7 @@ from nixlib.recipe import Recipe
 logger = logging.getLogger("luigi-interface")
 _FORCED: set[str] = set()  # task ids forced to run that this process has run (they are complete now)
 _UNMANAGED_WARNED: set[type] = set()
+_CHECKED = "_nw_checked"  # task attribute: the store root and generation its OWNED result was found or made in
 
 
 def reset() -> None:
@@ -266,9 +267,18 @@ class NixTask(luigi.Task):
 
         Upstream tasks not yet known to be realised are looked up first, dependencies first: the first
         one missing means this one cannot be realised either, and no lookup recurses deeply."""
+        root = settings.store_root()
+        known = graph.memo(self, OWNED, root)
+        fresh = self.__dict__.get(_CHECKED) == present.stamp(root)
+        if known is not None and fresh and not shape.is_dynamic(type(self)):
+            # Luigi asks complete() again (of each dependency of every task it runs, before running it), and this
+            # process's engine would answer from its per-recipe memo all the same. run() drops OWNED before
+            # realising (a task that ran here answers with what it produced), reset() starts a new generation (and
+            # engine), and a dynamic task is re-checked (what it yielded may have run since).
+            return known
         if self.__dict__.get("_nw_busy") or self.nix_recipe() is None:
             return None
-        root, engine = settings.store_root(), settings.engine()
+        engine = settings.engine()
         for task in graph.postorder(self, lambda t: graph.memo(t, OWNED, root) is None):
             recipe = graph.memo(task, "_nw_recipe", root)
             result = engine.lookup(recipe) if recipe is not None else None
@@ -279,7 +289,9 @@ class NixTask(luigi.Task):
 
     def _remember(self, result: Result, root: str | None = None) -> None:
         registry.remember_owner(result.outputs["out"], self)
-        self.__dict__[OWNED] = (root or settings.store_root(), result)
+        root = root or settings.store_root()
+        self.__dict__[OWNED] = (root, result)
+        self.__dict__[_CHECKED] = present.stamp(root)
 
     def _provenance(self) -> dict[str, Any]:
         return {"front_door": "luigi", "task_id": self.task_id, "task_family": self.task_family,

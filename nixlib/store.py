@@ -581,12 +581,15 @@ class Store:
             force_remove(tmp)
             raise
 
-    def add_root(self, link: str | os.PathLike) -> Path | None:
+    def add_root(self, link: str | os.PathLike) -> str | None:
         """Register `link` (a symlink the user keeps, e.g. ./nix-workflow-output/NAME) as a GC root. Only an entry
         this user owns counts as registered (another user's could vanish); if the name is taken by another user,
-        `<name>.<uid>` is used; None (warned) if both are."""
-        link = Path(link).absolute()
-        text = str(link)
+        `<name>.<uid>` is used; returns the entry (a str: a cached run registers every output), None (warned)
+        if both are."""
+        text = os.fspath(link)
+        if not (text.startswith("/") and os.path.normpath(text) == text):  # (an absolute, normal str: as is)
+            text = str(Path(link).absolute())
+        link = text
         name, uid = hashlib.sha256(text.encode()).hexdigest()[:32], os.getuid()
         for entry in (f"{self.root}/gcroots/{name}", f"{self.root}/gcroots/{name}.{uid}"):  # (no pathlib: a cached
             try:                                                                              # run registers each)
@@ -596,12 +599,12 @@ class Store:
             if st is not None and st.st_uid != uid:
                 continue
             if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(entry) == text:
-                return Path(entry)
+                return entry
             tmp = f"{entry}.{secrets.token_hex(3)}"
             os.symlink(link, tmp)
             try:
                 os.replace(tmp, entry)
-                return Path(entry)
+                return entry
             except OSError:
                 os.unlink(tmp)
         _report_invalid(self.root / "gcroots" / name, f"cannot register {link} as a gc root: its entries in "

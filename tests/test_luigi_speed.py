@@ -108,3 +108,107 @@ def test_a_luigi_hit_served_by_the_memo_is_refused_once_its_record_is_tampered(s
     os.utime(record, ns=(before.st_atime_ns, before.st_mtime_ns))
     _luigi_process(work)
     assert (work / "RUNS").read_text() == "ran\nran\n"
+
+
+# ---- pass 3 -----------------------------------------------------------------------------------
+
+
+def test_a_task_found_complete_is_looked_up_again_after_reset(store_root: Path) -> None:
+    """complete() asked again in one process answers from the task's memo (Luigi asks it of every dependency of a
+    task it runs), but not across reset(): task instances outlive it in Luigi's instance cache, and a result gone
+    from the store meanwhile must read as missing, not as the memo's answer."""
+    assert build(Made())
+    task = Made()
+    assert task.complete()
+    result = task.nix_result()
+    assert result is not None and task.complete()
+    record = store_root / "realisations" / f"{result.resolved_key}.json"
+    record.unlink()
+    luigi_nixworkflow.reset()  # (the instance cache is kept: `task` is what Luigi would hand out again)
+    assert Made() is task
+    assert not task.complete()
+
+
+def test_a_task_that_ran_in_this_process_answers_with_what_it_produced(store_root: Path) -> None:
+    """The memo a complete() leaves does not outlive a run: a forced task (here by a complete() override) that
+    runs again answers nix_result() with its new result, not with the one found before it ran."""
+
+    class Counted(NixTask):
+        def produce(self, out: Path) -> None:
+            count = Path("count")
+            count.write_text(str(int(count.read_text()) + 1) if count.exists() else "1")
+            (out / "v").write_text(count.read_text())
+
+    assert build(Counted())
+    task = Counted()
+    first = task.nix_result()
+    assert first is not None
+    Counted.complete = lambda self: False  # type: ignore[method-assign]
+    try:
+        task.run()
+    finally:
+        del Counted.complete
+    second = task.nix_result()
+    assert second is not None and second.outputs != first.outputs
+    assert Path("count").read_text() == "2"
+
+
+def test_the_store_root_follows_the_variable_between_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """store_root() is memoised by the raw value of NIX_WORKFLOW_STORE: each change of the variable is seen."""
+    from luigi_nixworkflow import settings
+
+    first = settings.store_root()
+    monkeypatch.setenv("NIX_WORKFLOW_STORE", str(tmp_path / "other"))
+    assert settings.store_root() == str(tmp_path / "other")
+    monkeypatch.setenv("NIX_WORKFLOW_STORE", first)
+    assert settings.store_root() == first
+
+
+def test_class_sources_are_those_inspect_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code digest reads each module once rather than once per class: the text must be inspect.getsource's
+    for every shape of class definition (decorated, nested in a function or a class, several in one file), or
+    every key would change."""
+    import importlib
+    import inspect
+
+    from luigi_nixworkflow import keying
+
+    (tmp_path / "several_classes.py").write_text('''
+import functools
+import luigi
+
+
+def deco(cls):
+    return cls
+
+
+@deco
+class First(luigi.Task):
+    """Docstring
+       over lines."""
+    x = luigi.IntParameter()
+
+
+class Outer:
+    class Inner:
+        def f(self):
+            return """
+  dedented?
+"""
+
+
+def make():
+    class Local:
+        pass
+
+    return Local
+
+
+class Last(First):  # a comment
+    pass
+''')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("several_classes")
+    classes = [module.First, module.Outer, module.Outer.Inner, module.make(), module.Last]
+    for cls in classes:
+        assert keying._class_source(cls) == inspect.getsource(cls), cls.__qualname__
