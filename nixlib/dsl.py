@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 import runpy
+import sys
 import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -120,10 +121,13 @@ _STATICS: dict[str, Static] = {}
 
 
 def _caller() -> str:
-    """file:line of the experiment code that called output()/static(), for error messages."""
-    for frame in reversed(traceback.extract_stack()[:-2]):
-        if not frame.filename.endswith(("nixlib/dsl.py", "nixlib\\dsl.py")):
-            return f"{frame.filename}:{frame.lineno}"
+    """file:line of the experiment code that called output()/static(), for error messages. (Walks frames
+    directly: traceback.extract_stack reads every frame's source line and cost more than the rest of output().)"""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if not frame.f_code.co_filename.endswith(("nixlib/dsl.py", "nixlib\\dsl.py")):
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back
     return "<unknown>"
 
 

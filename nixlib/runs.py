@@ -300,9 +300,14 @@ def _link(store: Store, out_dir: Path, name: str, target: Path) -> None:
         print(f"warning: step {name!r} is not linked under {out_dir}: {problem}", file=sys.stderr)
         return
     link = out_dir / name
-    tmp = link.with_name(f".{link.name}.{os.getpid()}")
-    if os.path.lexists(tmp):
-        tmp.unlink()
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
+    try:
+        right = os.readlink(link) == str(target)
+    except OSError:
+        right = False
+    if not right:  # (a cached re-run usually finds every link right: one readlink, nothing written)
+        tmp = link.with_name(f".{link.name}.{os.getpid()}")
+        if os.path.lexists(tmp):
+            tmp.unlink()
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
     store.add_root(link)

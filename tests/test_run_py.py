@@ -288,3 +288,22 @@ def test_progress_counts_a_started_step_that_ends_cached_as_no_longer_running() 
     assert progress.counts["running"] == 1 and progress.counts["cached"] == 1
     progress.event("failed", b, RuntimeError("boom"))
     assert progress.counts["running"] == 0 and progress.counts["failed"] == 1
+
+
+def test_a_cached_rerun_leaves_right_links_alone_and_repoints_wrong_ones(tmp_path: Path) -> None:
+    """A link already pointing at the step's result is not rewritten (same inode: a cached re-run of many
+    steps writes nothing per step); a link pointing elsewhere, e.g. at a result an edit produced, is
+    repointed; a deleted one is recreated."""
+    exp = write(tmp_path / "exp.py", "from nixlib import output\na = output('echo a > $out/v', name='a')\n"
+                "b = output('echo b > $out/v', name='b')\n")
+    nw("run", str(exp), check=True)
+    a, b = Path("nix-workflow-output/a"), Path("nix-workflow-output/b")
+    a_inode, b_target = os.lstat(a).st_ino, os.readlink(b)
+    os.remove(b)
+    os.symlink(os.readlink(a), b)  # b now points at a's result
+    nw("run", str(exp), check=True)
+    assert os.lstat(a).st_ino == a_inode
+    assert os.readlink(b) == b_target and (b / "v").read_text() == "b\n"
+    os.remove(a)
+    nw("run", str(exp), check=True)
+    assert (a / "v").read_text() == "a\n"
