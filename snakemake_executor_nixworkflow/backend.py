@@ -251,13 +251,10 @@ class BackendMixin:
 
     def realise(self, job: Any, outcome: Outcome, force: bool) -> Any:
         """The engine's realise of the job, whose Action submits it through the backend and waits for it."""
-        from snakemake_executor_nixworkflow.executor import with_resumable
         from snakemake_executor_nixworkflow.jobs import provenance
 
         local = self.local
-        name = local.runtime.env_name(job)
-        env, options = local.runtime.resolve(name), with_resumable(job, local.runtime.options(name))
-        recipe = local.recipes.recipe(job, env, options)
+        recipe = local.recipes.recipe(job, *local.env_of(job))
         prov = provenance(job, local.recipes.where)
 
         def run() -> None:

@@ -184,9 +184,7 @@ class Executor(LocalExecutor):
                 internals.reevaluate(job)
                 if not cacheable(job):
                     return False
-                name = self.runtime.env_name(job)
-                env, options = self.runtime.resolve(name), with_resumable(job, self.runtime.options(name))
-                previous = self.engine.lookup(self.recipes.recipe(job, env, options))
+                previous = self.engine.lookup(self.recipes.recipe(job, *self.env_of(job)))
                 if previous is None or not self.servable(job, previous):
                     return False
                 if quick and not self.quick(job, previous):
@@ -263,8 +261,7 @@ class Executor(LocalExecutor):
                 self.cached_or_run(job, run_wrapper, *args)
             return
         try:
-            name = self.runtime.env_name(job)
-            env, options = self.runtime.resolve(name), with_resumable(job, self.runtime.options(name))
+            env, options = self.env_of(job)
             run = self.runner(job, args, env, options)
             if self.settings.no_cache or not cacheable(job):
                 run()
@@ -272,6 +269,11 @@ class Executor(LocalExecutor):
             self.realise(job, self.recipes.recipe(job, env, options), run)
         except NixWorkflowError as e:
             raise NixWorkflowJobError(str(e), rule=job.rule) from None
+
+    def env_of(self, job: Any) -> tuple[ResolvedEnv, RunOptions]:
+        """The job's resolved env and its run options (with `$state` when the rule asks for resume)."""
+        name = self.runtime.env_name(job)
+        return self.runtime.resolve(name), with_resumable(job, self.runtime.options(name))
 
     def realise(self, job: Any, recipe: Recipe, run: Callable[[], None]) -> None:
         """Hand the job to the engine; return as soon as its outcome is known to Snakemake.
