@@ -47,11 +47,12 @@ def decode(text: str) -> bytes:
 
 
 def fold(digest: bytes, size: int = 20) -> bytes:
-    """XOR-fold a digest to `size` bytes the way Nix compresses store path hashes."""
-    out = bytearray(size)
-    for i, byte in enumerate(digest):
-        out[i % size] ^= byte
-    return bytes(out)
+    """XOR-fold a digest to `size` bytes the way Nix compresses store path hashes (byte i goes into byte
+    i mod size): the digest's `size`-byte chunks XORed together, as integers rather than byte by byte."""
+    value = 0
+    for start in range(0, len(digest), size):
+        value ^= int.from_bytes(digest[start:start + size], "little")
+    return value.to_bytes(size, "little")
 
 
 def store_path(kind: str, inner_hex: str, name: str, store_dir: str = "/nix/store") -> str:

@@ -18,6 +18,7 @@ unknown placeholders: nothing mints them any more.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -40,6 +41,7 @@ def placeholder_hash(identity: str) -> str:
     return base32.encode(base32.fold(hashlib.sha256(identity.encode()).digest()))
 
 
+@functools.lru_cache(maxsize=4096)
 def safe_name(name: str) -> str:
     """A step name as it may appear in a path token (Nix's store-name characters)."""
     cleaned = re.sub(r"[^A-Za-z0-9_+?=.-]", "-", name).strip("-.") or "step"

@@ -8,12 +8,17 @@ full check found: which of the key's record names held the record, that file's s
 each output object the stat memo vouched for. A later lookup (Store.realisation) serves the key
 from the memo only if, now,
 
-- the file at that name has the same identity, its owner is still a trusted writer (the trust
-  settings are read afresh by every process), and its bytes re-hash to the same SHA-256, so they
-  are exactly the bytes that were validated (ctime cannot be set by users: a rewrite, even with
-  size and mtime restored, also changes it; the byte hash does not even depend on that);
-- every output object re-scans to the same stat signature (one lstat per entry, as the stat memo
-  does), so an object that was changed, replaced or quarantined is not served from here.
+- the file at that name has the same identity and its owner is still a trusted writer (the trust
+  settings are read afresh by every process). If the record had *settled* when the entry was made (its
+  last change older than the stat memo's 2 s racy window), that identity alone stands for its bytes:
+  any later change, even one restoring size and mtime, changes its ctime (users cannot set ctime), and a
+  replacement changes its inode, exactly the reasoning of the stat memo and of git's racy-clean check.
+  Its outputs come from the entry and the record is read only if a caller asks for more than its
+  outputs (`LazyRecord`). A record not yet settled is read and must re-hash to the same SHA-256;
+- every output object re-scans to the same stat signature, so an object that was changed, replaced or
+  quarantined is not served from here. An object of at most MAX_LISTED entries is re-scanned from the
+  list of its entries (statmemo.rescan: one lstat each, no directory opened; an entry added or removed
+  changes its directory's times), a larger one by a full scan.
 
 Anything else is a miss of the memo, never of the store: the full check runs and decides (and
 reports an invalid record, or quarantines a corrupt object, exactly as before). So the memo saves
@@ -36,19 +41,22 @@ import json
 import os
 import stat
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from nixlib.statmemo import user_cache_dir
+from nixlib.statmemo import StatMemo, rescan, scan, user_cache_dir
 
-_VERSION = 1
+_VERSION = 2
 MAX_ENTRIES = 2_000  # per shard (32 shards): above this, a save keeps the newest (~600 kB, ~5 ms to read)
+MAX_LISTED = 256  # an object with more entries than this is re-checked by a full scan, not from a listing
 _LIMIT = 64 << 20  # a shard file larger than this is not one we wrote
 _BY_ROOT: dict[str, HitMemo] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 # An entry: [name uid or None (the shared name), st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns, st_uid,
-#            SHA-256 hex of the record's bytes, {object hash: stat signature}]
+#            SHA-256 hex of the record's bytes, {object hash: stat signature}, settled (bool),
+#            {output name: object hash}, {object hash: [entry paths in scan order] or None}]
 Entry = list[Any]
 
 
@@ -57,14 +65,73 @@ def identity(st: os.stat_result) -> tuple[int, int, int, int, int, int]:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_uid
 
 
-def entry(name_uid: int | None, st: os.stat_result, data: bytes, objects: dict[str, str]) -> Entry:
-    """A memo entry for a record read as `data` from a file with stat `st`, whose objects scanned as `objects`."""
-    return [name_uid, *identity(st), hashlib.sha256(data).hexdigest(), dict(objects)]
+def entry(name_uid: int | None, st: os.stat_result, data: bytes, objects: dict[str, str], outputs: dict[str, str],
+          listings: dict[str, list[bytes] | None], now_ns: int) -> Entry:
+    """A memo entry for a record read as `data` from a file with stat `st`, whose outputs are `outputs` and
+    whose objects scanned as `objects` (each listed by statmemo.scan, or None). `now_ns` is when the record
+    was read: a record changed less than the racy window before that is not *settled* (see `settled`)."""
+    return [name_uid, *identity(st), hashlib.sha256(data).hexdigest(), dict(objects), settled(st, now_ns),
+            dict(outputs), {h: None if v is None else [os.fsdecode(r) for r in v] for h, v in listings.items()}]
+
+
+def settled(st: os.stat_result, now_ns: int) -> bool:
+    """True if the file's last change is older than the racy window when it was read: a later change, even one
+    that restored its size and mtime, then necessarily shows in its ctime (as git and the stat memo reason).
+    Only then is its stat identity alone trusted to stand for its bytes."""
+    return max(st.st_mtime_ns, st.st_ctime_ns) < now_ns - StatMemo.racy_ns
 
 
 def same_bytes(e: Entry, st: os.stat_result, data: bytes) -> bool:
     """True if the record file read now (`st`, `data`) is the one the entry was made from."""
     return tuple(e[1:7]) == identity(st) and hashlib.sha256(data).hexdigest() == e[7]
+
+
+def same_file(e: Entry, st: os.stat_result) -> bool:
+    """True if a settled entry's record file, lstat'ed now as `st`, is still the file it was made from."""
+    return bool(e[9]) and stat.S_ISREG(st.st_mode) and tuple(e[1:7]) == identity(st)
+
+
+def objects_unchanged(e: Entry, objects_dir: str) -> bool:
+    """True if every output object re-scans to the signature it had: from its listing (one lstat per entry,
+    statmemo.rescan) when the entry has one, else by a full scan."""
+    listings = e[11]
+    for h, signature in e[8].items():
+        path = f"{objects_dir}/{h}"
+        listing = listings.get(h)
+        try:
+            current = rescan(path, [os.fsencode(r) for r in listing]) if listing else scan(path).signature
+        except OSError:
+            return False
+        if current != signature:
+            return False  # changed, replaced or quarantined since: the full check re-hashes it
+    return True
+
+
+class LazyRecord(Mapping[str, Any]):
+    """A realisation record served from the memo: its outputs are known from the entry; the rest is read (and
+    parsed) only when asked for, which an all-cached graph rarely does. Loaded, it is the record whose bytes
+    the entry was made from, or whatever `reload` finds valid at that name now (a record replaced since)."""
+
+    def __init__(self, outputs: dict[str, str], load: Callable[[], Mapping[str, Any] | None]) -> None:
+        self._outputs = outputs
+        self._load = load
+        self._doc: Mapping[str, Any] | None = None
+
+    def _full(self) -> Mapping[str, Any]:
+        if self._doc is None:
+            self._doc = self._load() or {"outputs": dict(self._outputs)}
+        return self._doc
+
+    def __getitem__(self, name: str) -> Any:
+        if name == "outputs" and self._doc is None:
+            return self._outputs
+        return self._full()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._full())
+
+    def __len__(self) -> int:
+        return len(self._full())
 
 
 class HitMemo:
@@ -171,9 +238,23 @@ class _Shard:
 
 
 def _well_formed(e: Any) -> bool:
-    return (isinstance(e, list) and len(e) == 9 and (e[0] is None or type(e[0]) is int)
-            and all(type(v) is int for v in e[1:7]) and isinstance(e[7], str) and isinstance(e[8], dict)
-            and bool(e[8]) and all(isinstance(v, str) for v in e[8].values()))
+    """The shape of an entry (a shard is ours, but an entry from an older version or a bad write is not served)."""
+    if type(e) is not list or len(e) != 12:
+        return False
+    name_uid, dev, ino, size, mtime, ctime, uid, sha, objects, is_settled, outputs, listings = e
+    if not ((name_uid is None or type(name_uid) is int) and type(dev) is type(ino) is type(size) is type(mtime)
+            is type(ctime) is type(uid) is int and type(sha) is str and type(is_settled) is bool):
+        return False
+    if not (type(objects) is dict and type(outputs) is dict and type(listings) is dict and objects
+            and set(outputs.values()) == objects.keys()):
+        return False
+    for signature in objects.values():
+        if type(signature) is not str:
+            return False
+    for listing in listings.values():
+        if listing is not None and (type(listing) is not list or not all(type(r) is str for r in listing)):
+            return False
+    return True
 
 
 def _read(path: Path) -> tuple[dict[str, Entry], tuple[int, ...] | None]:

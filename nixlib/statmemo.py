@@ -51,6 +51,11 @@ def _now_ns() -> int:
     return time.time_ns()
 
 
+def now_ns() -> int:
+    """The clock racy checks compare timestamps with (tests move it forward to age what they made)."""
+    return _now_ns()
+
+
 def _absolute(path: str | os.PathLike) -> str:
     """The memo key: absolute and normalised, but symlinks are not resolved (a NAR stores them)."""
     return os.fsdecode(os.path.abspath(os.fsdecode(path)))
@@ -63,8 +68,9 @@ def _record(rel: bytes, st: os.stat_result, target: bytes) -> bytes:
     return _RECORD.pack(*fields) + rel + target
 
 
-def scan(path: str | os.PathLike) -> Scan:
-    """lstat every entry under `path` (symlinks are not followed) into one digest.
+def scan(path: str | os.PathLike, listing: list[bytes] | None = None) -> Scan:
+    """lstat every entry under `path` (symlinks are not followed) into one digest; `listing`, if given,
+    receives every entry's relative path in the order it was recorded (see `rescan`).
 
     One lstat per entry is the floor (a directory's times do not change when a file in it is
     rewritten), so the loop keeps the rest of the per-entry work small.
@@ -73,6 +79,8 @@ def scan(path: str | os.PathLike) -> Scan:
     digest = hashlib.sha256()
     st = os.lstat(root)
     records = [_record(b"", st, os.readlink(root) if stat.S_ISLNK(st.st_mode) else b"")]
+    if listing is not None:
+        listing.append(b"")
     newest = max(st.st_mtime_ns, st.st_ctime_ns)
     if not stat.S_ISDIR(st.st_mode):
         digest.update(b"".join(records))
@@ -87,6 +95,8 @@ def scan(path: str | os.PathLike) -> Scan:
                 st = entry.stat(follow_symlinks=False)
                 link = stat.S_ISLNK(st.st_mode)
                 records.append(_record(prefix + name, st, os.readlink(name, dir_fd=fd) if link else b""))
+                if listing is not None:
+                    listing.append(prefix + name)
                 newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
                 if stat.S_ISDIR(st.st_mode):
                     todo[-1].append(name)
@@ -105,6 +115,23 @@ def scan(path: str | os.PathLike) -> Scan:
             todo.append([])
     digest.update(b"".join(records))
     return Scan(digest.hexdigest(), newest)
+
+
+def rescan(path: str | os.PathLike, rels: list[bytes]) -> str:
+    """The signature scan(path) gives, computed from one lstat per listed entry (no directory is opened
+    or read), for a tree whose entries were listed, in order, by scan(path, listing).
+
+    Equal to scan(path) while the tree is unchanged, and different once it changed: an entry added,
+    removed or renamed changes its directory's mtime and ctime (recorded here for every directory), and a
+    changed entry changes its own ctime. So it serves to re-check a tree known to have had these entries
+    (nixlib.hits) at a fraction of a full scan's system calls; an entry gone raises OSError."""
+    root = os.fsencode(path)
+    parts = []
+    for rel in rels:
+        p = root + b"/" + rel if rel else root
+        st = os.lstat(p)
+        parts.append(_record(rel, st, os.readlink(p) if stat.S_ISLNK(st.st_mode) else b""))
+    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 def user_cache_dir(root: str | os.PathLike, name: str) -> Path:

@@ -19,13 +19,13 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import filelock
 
-from nixlib import context, faults, hits, locks, nar, records, trees, trust
+from nixlib import context, faults, hits, locks, nar, records, statmemo, trees, trust
 from nixlib.errors import NixWorkflowError
 from nixlib.statmemo import StatMemo, scan, user_cache_dir
 
@@ -331,12 +331,13 @@ class Store:
             if doc is not None:
                 yield doc
 
-    def realisation(self, resolved_key: str) -> dict[str, Any] | None:
+    def realisation(self, resolved_key: str) -> Mapping[str, Any] | None:
         """The realisation of a resolved key: the first trusted, valid record whose objects are all intact.
 
         A key this user found so before is served by the verified-hit memo (nixlib.hits) when its record file
-        is unchanged (identity and bytes), still of a trusted writer, and its objects scan as they did; then
-        only the record's validation is skipped. Anything else takes the full check, which is memoised."""
+        is unchanged, still of a trusted writer, and its objects scan as they did; then only the record's
+        validation is skipped (and, for a settled record, its reading: the result is a hits.LazyRecord that
+        reads the record if more than its outputs is asked for). Anything else takes the full check."""
         if not records.is_name(resolved_key):
             return None  # never a path
         known = self.hits.get(resolved_key)
@@ -348,6 +349,7 @@ class Store:
         d, me = f"{self.root}/realisations", os.getuid()
         for name_uid in [None, me, *sorted(self.trusted - {me})]:  # the order of record_paths
             path = f"{d}/{resolved_key}.json" if name_uid is None else f"{d}/{resolved_key}.{name_uid}.json"
+            now = statmemo.now_ns()
             got = self._checked_record("realisations", resolved_key, path)
             if got is None:
                 continue
@@ -356,39 +358,69 @@ class Store:
             if any(s is None for s in signatures.values()):
                 continue
             if all(signatures.values()):  # every object vouched for by the stat memo (none racily new)
-                self.hits.put(resolved_key, hits.entry(name_uid, st, data, signatures))  # type: ignore[arg-type]
+                listings = {h: self._listing(h, s) for h, s in signatures.items()}  # type: ignore[arg-type]
+                self.hits.put(resolved_key, hits.entry(name_uid, st, data, signatures, doc["outputs"],  # type: ignore[arg-type]
+                                                       listings, now))
             return doc
         return None
 
-    def _memoised_hit(self, key: str, e: hits.Entry) -> dict[str, Any] | None:
+    def _listing(self, h: str, signature: str) -> list[bytes] | None:
+        """The entries of object `h` in scan order, if it has at most hits.MAX_LISTED of them and still scans to
+        `signature` (what the stat memo vouched for); else None (the memo then re-checks it by a full scan)."""
+        listing: list[bytes] = []
+        try:
+            if scan(f"{self.root}/store/{h}", listing).signature != signature:
+                return None
+        except OSError:
+            return None
+        return listing if len(listing) <= hits.MAX_LISTED else None
+
+    def _memoised_hit(self, key: str, e: hits.Entry) -> Mapping[str, Any] | None:
         """The record a verified-hit entry stands for, if everything it vouched for still holds; else None."""
-        name_uid, owner, objects = e[0], e[6], e[8]
+        name_uid, owner = e[0], e[6]
         if owner not in self.trusted or (name_uid is not None and name_uid not in self.trusted):
             return None  # trust is read afresh by every process: a writer no longer trusted is not served
         d = f"{self.root}/realisations"
         path = f"{d}/{key}.json" if name_uid is None else f"{d}/{key}.{name_uid}.json"
-        try:
-            st, data = read_stat(path)
-        except (OSError, records.InvalidRecord):
-            return None
-        if not hits.same_bytes(e, st, data):
-            return None  # rewritten, replaced or removed: the full check decides
-        try:
-            doc = parse_raw(data)
-        except records.InvalidRecord:
-            return None
-        outputs = doc.get("outputs") if isinstance(doc, dict) else None
-        if not isinstance(outputs, dict) or set(outputs.values()) != set(objects):
-            return None
-        for h, signature in objects.items():
-            if not records.is_name(h):
-                return None
+        doc: Mapping[str, Any]
+        if e[9]:  # settled: its stat identity stands for its bytes (nixlib.hits)
             try:
-                if scan(f"{self.root}/store/{h}").signature != signature:
-                    return None  # changed, replaced or quarantined since: the full check re-hashes it
+                if not hits.same_file(e, os.lstat(path)):
+                    return None  # rewritten, replaced or removed: the full check decides
             except OSError:
                 return None
+            doc = hits.LazyRecord(e[10], lambda: self._reload(key, path, e))
+        else:
+            now = statmemo.now_ns()
+            try:
+                st, data = read_stat(path)
+            except (OSError, records.InvalidRecord):
+                return None
+            if not hits.same_bytes(e, st, data):
+                return None
+            try:
+                doc = parse_raw(data)
+            except records.InvalidRecord:
+                return None
+            outputs = doc.get("outputs") if isinstance(doc, dict) else None
+            if outputs != e[10]:
+                return None
+            if hits.settled(st, now):  # the bytes it was made from, now past the racy window: settle it
+                self.hits.put(key, [*e[:9], True, *e[10:]])
+        if not all(records.is_name(h) for h in e[8]) or not hits.objects_unchanged(e, f"{self.root}/store"):
+            return None  # changed, replaced or quarantined since: the full check re-hashes it
         return doc
+
+    def _reload(self, key: str, path: str, e: hits.Entry) -> dict[str, Any] | None:
+        """The record a LazyRecord stands for: the bytes the entry was made from if they are still there
+        (they were validated then), else whatever valid record of `key` that name holds now."""
+        try:
+            st, data = read_stat(path)
+            if hits.same_bytes(e, st, data):
+                return parse_raw(data)
+        except (OSError, records.InvalidRecord):
+            pass
+        return self.load_record("realisations", key, path)
 
     def write_record(self, kind: str, key: str, doc: dict[str, Any], replace: bool = False) -> Path | None:
         """Write a record (sealed with its digest) atomically: temp file + rename, read-only. An existing

@@ -36,17 +36,22 @@ def _new_process_lookup() -> Result | None:
     return Engine(Store()).lookup(_recipe())
 
 
-@pytest.fixture
-def vouched(store_root: Path) -> dict[str, str]:
-    """A realised step whose hit the memo vouches for: {"key", "record", "object"}."""
+@pytest.fixture(params=["fresh", "settled"])
+def vouched(request: pytest.FixtureRequest, store_root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A realised step whose hit the memo vouches for: {"key", "record", "object"}. Every test using it runs
+    twice: with a record made just now (within the racy window: the fast path re-reads its bytes), and with one
+    that had settled when the memo vouched for it (checked 10 s later: its stat identity alone stands for it)."""
     done = Engine(Store()).realise(_recipe())
     assert not done.cached
-    assert _new_process_lookup() is not None  # the full check, memoised
-    hits.forget()
+    with monkeypatch.context() as m:
+        if request.param == "settled":
+            m.setattr(statmemo, "_now_ns", lambda: time.time_ns() + 10_000_000_000)
+        assert _new_process_lookup() is not None  # the full check, memoised
+        hits.forget()
     entries = json.loads(Store().hits.path_of(done.resolved_key).read_text())["entries"]
-    assert done.resolved_key in entries
+    assert entries[done.resolved_key][9] is (request.param == "settled")
     return {"key": done.resolved_key, "record": str(store_root / "realisations" / f"{done.resolved_key}.json"),
-            "object": str(store_root / "store" / done.outputs["out"])}
+            "object": str(store_root / "store" / done.outputs["out"]), "kind": request.param}
 
 
 @pytest.fixture
@@ -171,7 +176,7 @@ def test_a_tampered_record_reruns_the_step_through_the_cli(tmp_path: Path, store
 
 def test_a_corrupt_memo_file_is_a_miss_and_is_rewritten(vouched: dict[str, str]) -> None:
     path = Store().hits.path_of(vouched["key"])
-    path.write_bytes(b'{"v": 1, "entries": {"' + vouched["key"].encode() + b'": [1, 2, "x"]}')  # truncated
+    path.write_bytes(b'{"v": 2, "entries": {"' + vouched["key"].encode() + b'": [1, 2, "x"]}')  # truncated
     assert _new_process_lookup() is not None
     hits.forget()
     entry = json.loads(path.read_text())["entries"][vouched["key"]]
@@ -186,8 +191,74 @@ def test_processes_saving_at_once_keep_each_others_entries(store_root: Path) -> 
     second.get("a" * 52)  # both loaded the (empty) file before either saved
     st = os.stat(store_root)
     one, two = "a" * 52, "a" * 51 + "b"  # (one shard)
-    first.put(one, hits.entry(None, st, b"one", {"h" * 52: "sig-one"}))
-    second.put(two, hits.entry(None, st, b"two", {"h" * 52: "sig-two"}))
+    first.put(one, hits.entry(None, st, b"one", {"h" * 52: "sig-one"}, {"out": "h" * 52}, {"h" * 52: None}, 0))
+    second.put(two, hits.entry(None, st, b"two", {"h" * 52: "sig-two"}, {"out": "h" * 52}, {"h" * 52: None}, 0))
     first.save()
     second.save()
     assert set(json.loads(first.path_of(one).read_text())["entries"]) == {one, two}
+
+
+def test_a_settled_hit_reads_its_record_only_when_asked(vouched: dict[str, str]) -> None:
+    """From a settled entry the outputs are served without reading the record; asked for more, the record read
+    is the one that was validated."""
+    found = _new_process_lookup()
+    assert found is not None and found.outputs == {"out": os.path.basename(vouched["object"])}
+    assert isinstance(found.record, hits.LazyRecord) is (vouched["kind"] == "settled")
+    assert found.record["exit"] == 0 and found.record["name"] == "a"
+    assert dict(found.record) == json.loads(Path(vouched["record"]).read_text())
+
+
+def test_a_file_added_to_an_object_is_not_served(vouched: dict[str, str], store_root: Path) -> None:
+    """The listing re-check opens no directory, but a new entry changes the directory's times."""
+    obj = vouched["object"]
+    os.chmod(obj, 0o755)
+    Path(obj, "planted.txt").write_text("x")
+    os.chmod(obj, 0o555)
+    assert _new_process_lookup() is None
+    assert not os.path.lexists(obj)  # the full check re-hashed it: no longer its name, quarantined
+
+
+def test_a_record_replaced_by_a_copy_is_checked_again(vouched: dict[str, str], capfd: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    """Same bytes under a new inode (a copy moved over it): not the file the memo vouched for, so the full
+    check runs (and finds it valid: served, with no warning)."""
+    path = vouched["record"]
+    shutil.copy(path, path + ".copy")
+    os.replace(path + ".copy", path)
+    assert _new_process_lookup() is not None
+    assert "ignoring" not in capfd.readouterr().err
+
+
+def test_rescan_equals_scan_until_the_tree_changes(tmp_path: Path) -> None:
+    """statmemo.rescan (one lstat per listed entry) gives scan's signature for the same tree, and differs after
+    each kind of change, also deep down and with sizes and mtimes restored."""
+    root = tmp_path / "t"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "f").write_text("x")
+    (root / "z").write_text("y")
+    os.symlink("z", root / "l")
+    listing: list[bytes] = []
+    signature = statmemo.scan(root, listing).signature
+    assert signature == statmemo.scan(root).signature == statmemo.rescan(root, listing)
+    assert listing == [b"", b"a", b"l", b"z", b"a/b", b"a/b/f"]
+
+    def changed(change: object) -> bool:
+        return statmemo.rescan(root, listing) != signature
+
+    before = os.stat(root / "a" / "b" / "f")
+    (root / "a" / "b" / "f").write_text("q")
+    os.utime(root / "a" / "b" / "f", ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert changed("same size and mtime, new bytes (ctime moved)")
+    listing.clear()
+    signature = statmemo.scan(root, listing).signature
+    (root / "a" / "b" / "new").write_text("")
+    assert changed("an entry added deep down")
+    (root / "a" / "b" / "new").unlink()
+    listing.clear()
+    signature = statmemo.scan(root, listing).signature
+    os.unlink(root / "l")
+    os.symlink("a", root / "l")
+    assert changed("a symlink retargeted")
+    os.unlink(root / "z")
+    with pytest.raises(OSError):
+        statmemo.rescan(root, listing)  # a listed entry gone (Store then takes the full check)
