@@ -21,7 +21,7 @@ logger = logging.getLogger("luigi-interface")
 _GENERATION = [0]  # bumped by reset(): outputs presented before are presented again (files may be gone)
 PRESENTED = "_nw_presented"  # task attribute: (stamp, True) once presented
 OWNED = "_nw_owned"  # task attribute: (store root, Result) once the store is known to hold its result
-_ROOTED: set[str] = set()  # links this process registered as GC roots
+_ROOTED: set[str] = set()  # link directories this process registered as GC roots
 _LINK_DIRS: dict[tuple[str, str], str] = {}  # (working directory, out_link) -> the absolute link directory
 _COUNTER = itertools.count()
 
@@ -68,27 +68,26 @@ def present(task: Any, result: Result) -> None:
 
 
 def link_output(name: str, obj: str | os.PathLike[str]) -> None:
-    """Link a realised output at <out_link>/<name> and register it as a GC root (replaced atomically).
+    """Link a realised output at <out_link>/<name> (replaced atomically); the directory of links is a GC root.
 
-    A link already right costs one readlink (and, once per process, the readlink that checks its root):
-    a cached run presents every task, so no pathlib and no writes on that path."""
+    A link already right costs one readlink: a cached run presents every task, so no pathlib and no writes
+    on that path."""
     directory = _link_dir()
     if directory is None:
         return
     link, target = f"{directory}/{name}", os.fspath(obj)
+    _add_root(directory)  # the directory is the root (Store.add_root_dir): a new link needs no root file of its own
     with contextlib.suppress(OSError):
-        if os.readlink(link) == target:  # already right (the common case of a cached run): only its root
-            _add_root(link)
+        if os.readlink(link) == target:  # already right (the common case of a cached run)
             return
     tmp = f"{directory}/.{name}.{os.getpid()}.{next(_COUNTER)}"
     try:
         os.symlink(target, tmp)
-    except FileNotFoundError:  # (also when someone removed the directory while this process ran)
-        os.makedirs(directory, exist_ok=True)
+    except FileNotFoundError:  # someone removed the directory while this process ran: a new one, rooted again
+        _ROOTED.discard(directory)
+        _add_root(directory)
         os.symlink(target, tmp)
     os.replace(tmp, link)
-    _ROOTED.discard(link)
-    _add_root(link)
 
 
 def _link_dir() -> str | None:
@@ -103,7 +102,9 @@ def _link_dir() -> str | None:
     return found
 
 
-def _add_root(link: str) -> None:
-    if link not in _ROOTED:
-        settings.engine().store.add_root(link)  # (a readlink when registered: nothing is written)
-        _ROOTED.add(link)
+def _add_root(directory: str) -> None:
+    """Register the link directory as a GC root once per process (a readlink when registered before)."""
+    if directory not in _ROOTED:
+        os.makedirs(directory, exist_ok=True)
+        settings.engine().store.add_root_dir(directory)
+        _ROOTED.add(directory)

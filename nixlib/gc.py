@@ -254,8 +254,12 @@ def _names(d: Path) -> list[str]:
 
 
 def _live_root(entry: Path) -> bool:
+    """A root entry is live while what it names exists: an output link that resolves, or a directory of them
+    (Store.add_root_dir)."""
     try:
         link = os.readlink(entry)
-        return os.path.islink(link) and os.path.exists(link)
+        if os.path.islink(link):
+            return os.path.exists(link)
+        return os.path.isdir(link)
     except OSError:
         return False

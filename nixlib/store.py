@@ -643,19 +643,45 @@ class Store:
                         f"{self.root / 'gcroots'} belong to other users", prefix="warning")
         return None
 
+    def add_root_dir(self, directory: str | os.PathLike) -> str | None:
+        """Register a directory of output links (./nix-workflow-output) as one GC root: every symlink directly in
+        it that points into the store keeps its object (see rooted_objects). One entry per directory instead of
+        one per link: a front door registers it once per process, and a new link then costs no root file."""
+        return self.add_root(directory)
+
     def rooted_objects(self) -> dict[str, list[str]]:
-        """Object hash -> the root links that keep it; stale root entries are ignored."""
+        """Object hash -> the root links that keep it; stale root entries are ignored. An entry naming a
+        directory (add_root_dir) roots every symlink directly in it."""
         store_dir = str(self.root / "store") + "/"
         out: dict[str, list[str]] = {}
         for entry in (self.root / "gcroots").iterdir():
             try:
-                link = os.readlink(entry)
-                target = os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link)))
+                named = os.readlink(entry)
+                links = _links_in(named) if _is_real_dir(named) else [named]
             except OSError:
                 continue
-            if target.startswith(store_dir):
-                out.setdefault(target[len(store_dir):].split("/")[0], []).append(link)
+            for link in links:
+                try:
+                    target = os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link)))
+                except OSError:
+                    continue
+                if target.startswith(store_dir):
+                    out.setdefault(target[len(store_dir):].split("/")[0], []).append(link)
         return out
+
+
+def _is_real_dir(path: str) -> bool:
+    """A directory, not a symlink to one (a root entry naming a link to a directory roots that link's target)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _links_in(directory: str) -> list[str]:
+    """The symlinks directly in `directory` (not below it: a directory root is one level of output links)."""
+    with os.scandir(directory) as it:
+        return [e.path for e in it if e.is_symlink()]
 
 
 def _seal(path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import luigi_nixworkflow
 from luigi_nixworkflow import NixTask
 from nixlib import records
 from nixlib.store import read_raw
-from tests.helpers import REPO
+from tests.helpers import REPO, nw
 
 
 class Made(NixTask):
@@ -31,28 +32,76 @@ def build(*tasks: luigi.Task) -> bool:
     return luigi.build(list(tasks), local_scheduler=True, log_level="CRITICAL")
 
 
+def _root_entry(store_root: Path, path: Path) -> Path:
+    return store_root / "gcroots" / hashlib.sha256(str(path.absolute()).encode()).hexdigest()[:32]
+
+
 def test_a_cached_run_leaves_a_right_link_and_its_gc_root_as_they_are(store_root: Path) -> None:
     """A link that already points at the result is not re-created by every new process (it was: a symlink,
-    a rename and a GC root written per task on every cached run); its GC root stays registered."""
+    a rename and a GC root written per task on every cached run); the link directory stays the GC root, and
+    no root file is made per link."""
     assert build(Made())
-    link = Path("nix-workflow-output") / Made().task_id
+    links = Path("nix-workflow-output")
+    link = links / Made().task_id
     before = os.lstat(link)
-    root_entry = store_root / "gcroots" / hashlib.sha256(str(link.absolute()).encode()).hexdigest()[:32]
-    assert os.readlink(root_entry) == str(link.absolute())
+    root_entry = _root_entry(store_root, links)
+    assert os.readlink(root_entry) == str(links.absolute())
+    assert os.listdir(store_root / "gcroots") == [root_entry.name]
     assert build(Made())
     after = os.lstat(link)
     assert (after.st_ino, after.st_ctime_ns) == (before.st_ino, before.st_ctime_ns)
-    assert os.readlink(root_entry) == str(link.absolute())
+    assert os.readlink(root_entry) == str(links.absolute())
 
 
 def test_a_removed_gc_root_of_a_right_link_is_registered_again(store_root: Path) -> None:
     """Skipping the rewrite of a right link must not skip its GC root: `nw gc` would collect the result."""
     assert build(Made())
-    link = (Path("nix-workflow-output") / Made().task_id).absolute()
-    root_entry = store_root / "gcroots" / hashlib.sha256(str(link).encode()).hexdigest()[:32]
+    links = Path("nix-workflow-output")
+    root_entry = _root_entry(store_root, links)
     root_entry.unlink()
     assert build(Made())
-    assert os.readlink(root_entry) == str(link)
+    assert os.readlink(root_entry) == str(links.absolute())
+
+
+TWO = """import luigi
+from luigi_nixworkflow import NixTask
+
+
+class Made(NixTask):
+    def produce(self, out):
+        (out / "v").write_text("made\\n")
+
+
+class Other(NixTask):
+    def produce(self, out):
+        (out / "v").write_text("other\\n")
+
+
+assert luigi.build([Made(), Other()], local_scheduler=True, log_level="ERROR")
+for t in (Made(), Other()):
+    print(t.task_id, t.output().path)
+"""
+
+
+def test_the_link_directory_roots_each_link_in_it_for_nw_gc(tmp_path: Path, store_root: Path) -> None:
+    """One root entry for the directory keeps every output linked in it; a link removed from it no longer keeps
+    its object, and once the directory is gone its entry is dead and removed. (The pipeline runs in its own
+    process: this one's temp roots would keep everything it looked up.)"""
+    (tmp_path / "two.py").write_text(TWO)
+    proc = subprocess.run([sys.executable, str(tmp_path / "two.py")], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (made_id, made), (other_id, other) = [(i, Path(p)) for i, p in (line.split() for line in proc.stdout.splitlines())]
+    links = Path("nix-workflow-output")
+    assert sorted(os.listdir(links)) == sorted([made_id, other_id])
+    nw("gc", "--min-age", "0", check=True)
+    assert made.is_dir() and other.is_dir()
+    (links / other_id).unlink()
+    nw("gc", "--min-age", "0", check=True)
+    assert made.is_dir() and not other.exists()
+    shutil.rmtree(links)
+    nw("gc", "--min-age", "0", check=True)
+    assert not made.exists() and not os.listdir(store_root / "gcroots")
 
 
 def test_record_reads_keep_their_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
