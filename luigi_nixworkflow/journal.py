@@ -4,6 +4,8 @@ Luigi discovers tasks while it schedules, by asking each whether it is complete,
 is an Engine lookup; running one is Engine.realise. So the journal follows the process's engine:
 a lookup that misses adds the task (named by its task_id, upstream by the tasks its recipe uses) as
 pending, one that hits marks it cached, and a realisation says running, then done, cached or failed.
+A task that fails before its realisation (its recipe cannot be built, Luigi finds a dependency missing
+at run time, complete() raised, its worker process died) is marked failed from Luigi's failure events.
 A task run by a forked worker process (`--workers N`) reports from there (RunJournal appends its
 events). The journal lives in `.nw-runs/` of the working directory, one per process and store root,
 and is marked ended when the process exits. Journalling never fails or slows a run.
@@ -21,6 +23,9 @@ from nixlib.view.history import LUIGI_RUNS, RunJournal
 logger = logging.getLogger("luigi-interface")
 
 
+_BY_ENGINE: dict[int, RunJournal] = {}  # id(engine) -> its journal
+
+
 def attach(engine: Any, out_link: str) -> RunJournal | None:
     """Journal what `engine` does for this process's tasks; nothing when output links are off ('' or 'none')."""
     if not out_link or out_link.lower() == "none":
@@ -29,7 +34,22 @@ def attach(engine: Any, out_link: str) -> RunJournal | None:
         journal = RunJournal(Path.cwd(), engine.store.root, engine, tool="luigi", runs_dir=Path.cwd() / LUIGI_RUNS)
         journal.watch(engine)
         atexit.register(journal.finish)
+        _BY_ENGINE[id(engine)] = journal
         return journal
     except Exception as e:  # noqa: BLE001 - the viewer's journal must never stop a run
         logger.debug("nixworkflow: this run is not journalled for nw view: %s", e)
         return None
+
+
+def failed(engine: Any, name: str, error: BaseException | str) -> None:
+    """Mark task `name` failed in `engine`'s journal, for a failure the engine never saw: before its realisation
+    (its recipe cannot be built, a dependency Luigi finds missing at run time), in complete(), or its worker
+    process dying."""
+    journal = _BY_ENGINE.get(id(engine))
+    if journal is None:
+        return
+    try:
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        journal.note(name, "failed", error=text)
+    except Exception as e:  # noqa: BLE001 - journalling never fails a run
+        logger.debug("nixworkflow: could not journal the failure of %s: %s", name, e)

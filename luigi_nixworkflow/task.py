@@ -20,6 +20,7 @@ from luigi.task import flatten, getpaths
 
 from luigi_nixworkflow import commands, dynamic, graph, legacy, present, registry, settings, shape, steps, translate
 from luigi_nixworkflow.inputs import Pending
+from luigi_nixworkflow.journal import failed as journal_failed
 from luigi_nixworkflow.present import OWNED
 from luigi_nixworkflow.target import NixTarget
 from nixlib import context
@@ -296,3 +297,16 @@ class NixTask(luigi.Task):
     def _provenance(self) -> dict[str, Any]:
         return {"front_door": "luigi", "task_id": self.task_id, "task_family": self.task_family,
                 "params": self.to_str_params(only_significant=True)}
+
+
+@NixTask.event_handler(luigi.Event.FAILURE)
+@NixTask.event_handler(luigi.Event.BROKEN_TASK)
+@NixTask.event_handler(luigi.Event.PROCESS_FAILURE)
+@NixTask.event_handler(luigi.Event.TIMEOUT)
+def _journal_failure(task: luigi.Task, error: BaseException | str) -> None:
+    """Show a NixTask that failed where the engine could not see it as failed in `nw view`: before its
+    realisation (a dependency missing at run time, a recipe that cannot be built), in complete() (broken), or
+    a worker process that died or timed out (the scheduler's side). A failure inside the realisation is
+    journalled already (noting it again changes nothing)."""
+    if isinstance(task, NixTask) and task.nix_managed():
+        journal_failed(settings.engine(), task.task_id, error)

@@ -129,6 +129,24 @@ class Broken(NixTask):
         return "echo about to fail; exit 3"
 
 
+class Lazy(luigi.Task):
+    """A plain task whose run() forgets to write its output."""
+
+    def output(self):
+        return luigi.LocalTarget("never-written.txt")
+
+    def run(self):
+        pass
+
+
+class Unready(NixTask):
+    def requires(self):
+        return Lazy()
+
+    def command(self):
+        return f"cat {self.input().path} > {self.output()}/v"
+
+
 class Gated(NixTask):
     def requires(self):
         return Whole()
@@ -172,6 +190,20 @@ def test_luigi_runs_appear_with_their_tasks_and_states(isolated: Path) -> None:
         assert all(r["live"] is False for r in (broken, cached, ran))
         whole = next(v for n, v in graph(base, ran["id"]).items() if n.startswith("Whole"))
         assert api(f"{base}api/step?key={whole['resolved_key']}")["command"].startswith("cat ")
+
+
+def test_a_luigi_task_failing_before_its_realisation_is_shown_failed(isolated: Path) -> None:
+    """Luigi finds Unready's dependency missing when it is about to run it (Lazy wrote nothing), in a worker
+    process: the engine never sees the task, yet the journal shows it failed, with Luigi's reason."""
+    cwd = Path.cwd()
+    run = luigi(cwd, "Unready")
+    assert run.returncode == 0 and ":(" in run.stderr + run.stdout  # Luigi's exit code says "scheduled", not "done"
+    with view_server(cwd) as base:
+        (only,) = runs_of(base, "luigi")
+        nodes = graph(base, only["id"])
+        assert by_family(nodes) == {"Unready": ("failed", [])}
+        (unready,) = nodes.values()
+        assert "Unfulfilled dependency" in unready["error"], unready
 
 
 def test_luigi_task_in_a_worker_process_goes_from_running_to_done_live(isolated: Path) -> None:
