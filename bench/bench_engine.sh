@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Engine overhead on a 1,000-step pipeline of trivial steps, against running the same
-# commands with plain /bin/sh (the work itself), and `nw --help` start-up.
+# commands with plain /bin/sh (the work itself), and `nw --help` start-up; then, where strace
+# is installed, what one cold step costs in system calls that do not depend on the machine's
+# load: inodes created, links, renames, removals, fsyncs and processes (bench/README-engine.md).
 #   bash bench/bench_engine.sh [STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,4 +47,51 @@ print(f"\nengine overhead per cache-miss step: {(cold - plain) / n * 1000:.2f} m
       f"(nw {cold / n * 1000:.2f} ms/step vs plain sh {plain / n * 1000:.2f} ms/step)")
 print(f"per cached step: {cached / n * 1000:.2f} ms (whole cached run {cached:.3f} s)")
 print(f"nw --help start-up: {med['nw --help'] * 1000:.0f} ms")
+PY
+
+command -v strace >/dev/null || { echo "(strace not installed: no per-step inventory)"; exit 0; }
+# Per-step inventory: the difference between a cold run of 60 steps and one of 20, divided by 40, so
+# what a run does once (store layout, journal, watchdog) cancels out. Deterministic, unlike timings.
+for n in 20 60; do
+  mkdir -p "$work/inv$n"
+  printf 'from nixlib import output\nsteps = [output(f"echo {i} > $out/v") for i in range(%d)]\n' "$n" \
+    > "$work/inv$n/pipeline.py"
+  (cd "$work/inv$n" && NIX_WORKFLOW_STORE="$work/inv$n/store" strace -f -qq -o "$work/inv$n/trace" \
+    -e trace=mkdir,mkdirat,open,openat,creat,symlink,symlinkat,link,linkat,rename,renameat,renameat2,unlink,unlinkat,rmdir,fsync,fdatasync,syncfs,sync,execve \
+    "$NW" run pipeline.py -q -j 1 >/dev/null 2>&1)
+done
+python3 - "$work" <<'PY'
+import collections, re, sys
+work = sys.argv[1]
+
+def count(path):
+    c = collections.Counter()
+    for line in open(path):
+        m = re.match(r"\d+ +(\w+)\((.*)\) += (-?\d+)", line)
+        if not m or m.group(3).startswith("-"):
+            continue  # failed calls (EEXIST, ENOENT) create nothing
+        call, args = m.group(1), m.group(2)
+        if call in ("mkdir", "mkdirat"):
+            c["directories created"] += 1
+        elif call in ("open", "openat", "creat") and ("O_CREAT" in args or call == "creat"):
+            c["files created (or truncated)"] += 1
+        elif call in ("symlink", "symlinkat"):
+            c["symlinks created"] += 1
+        elif call in ("link", "linkat"):
+            c["hard links (no new inode)"] += 1
+        elif call.startswith("rename"):
+            c["renames"] += 1
+        elif call in ("unlink", "unlinkat", "rmdir"):
+            c["removals"] += 1
+        elif call in ("fsync", "fdatasync", "syncfs", "sync"):
+            c["fsyncs"] += 1
+        elif call == "execve":
+            c["processes executed"] += 1
+    return c
+
+small, large = count(f"{work}/inv20/trace"), count(f"{work}/inv60/trace")
+print("\nper cold step (strace, a 60-step run minus a 20-step run, / 40; the step's own `echo > $out/v` "
+      "is one of the files and one of the processes):")
+for key in sorted(set(small) | set(large)):
+    print(f"  {key:30s} {(large[key] - small[key]) / 40:5.2f}")
 PY

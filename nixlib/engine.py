@@ -7,10 +7,16 @@ Action; everything about keys, locks, the store and lineage happens here.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
+import contextlib
+import functools
 import getpass
 import os
+import secrets
 import socket
+import stat
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -44,6 +50,18 @@ def shell_action(build: Build, command: str) -> Mapping[str, Path]:
     """The default action: run the command with cwd and $out the output directory."""
     run_shell(build, command)
     return {"out": build.out}
+
+
+def reuses_scratch(action: Action) -> bool:
+    """Whether `action` returns only once nothing of the step can write into its build directory any more, so
+    the directory may be emptied and reused by the next step of this process (see _Scratch): shell_action
+    (run_shell reaps every process the command left running), and any action a front door marks so with
+    `action.reuses_scratch = True` once it gives the same guarantee. Any other action (e.g. nixlib.slurm's,
+    whose job runs elsewhere) gets a fresh build directory per step, removed after it."""
+    return action is shell_action or getattr(action, "reuses_scratch", False) is True
+
+
+_user = functools.cache(getpass.getuser)  # read once per process (it may read /etc/passwd each time)
 
 
 class Engine:
@@ -177,7 +195,8 @@ class Engine:
 
     def _build(self, recipe: Recipe, rk: str, realised: Mapping[str, str], action: Action,
                provenance: Mapping[str, Any], keep_fds: tuple[int, ...] = ()) -> dict[str, Any]:
-        tmp = self.store.new_tmp(recipe.name)
+        scratch = _Scratch.of(self.store) if reuses_scratch(action) else None
+        tmp = scratch.take() if scratch is not None else self.store.new_tmp(recipe.name)
         state = checkpoints.state_dir(self.store, rk) if recipe.options.resumable else None  # by resolved key
         build = Build(
             name=recipe.name, out=tmp / "out", state=state, tmp=tmp, log=self.store.log_path(rk),
@@ -211,7 +230,10 @@ class Engine:
                 self._keep_failed(recipe, tmp, e)
             raise
         finally:
-            force_remove(tmp)
+            if scratch is not None:
+                scratch.give_back(tmp)  # emptied for the next step (or removed)
+            else:
+                force_remove(tmp)
 
     def _run_action(self, recipe: Recipe, rk: str, realised: Mapping[str, str], action: Action, build: Build,
                     command: str, start: float, provenance: Mapping[str, Any]) -> Mapping[str, Path]:
@@ -292,7 +314,7 @@ class Engine:
             "outputs": outputs, "command": command, "inputs": inputs, "files": dict(recipe.files),
             "env": {"identity": recipe.env, "paths": list(recipe.env_paths)},
             "options": vars(recipe.options), "start": start, "end": end, "duration": round(end - start, 6),
-            "exit": 0, "host": socket.gethostname(), "user": getpass.getuser(), "tool": f"nixworkflow {__version__}",
+            "exit": 0, "host": socket.gethostname(), "user": _user(), "tool": f"nixworkflow {__version__}",
             "log": str(self.store.log_path(rk)), "provenance": dict(provenance),
         }
 
@@ -342,6 +364,117 @@ def _protect_statics(store: Store, recipe: Recipe) -> None:
     if missing:
         raise NixWorkflowError(f"step '{recipe.name}' cannot run: its input object(s) {', '.join(missing)} were "
                                f"removed from the store at {store.root} (by `nw gc`?) before it started; run again")
+
+
+class _Scratch:
+    """Build directories of this process, reused from one step to the next.
+
+    Creating a directory costs as much as creating a file (an inode: about 1 ms on ext4 here), and a
+    step's build directory (its $TMPDIR, holding $out) was created and removed once per step. A
+    directory given back after a step is emptied (on success $out has already been moved into the
+    store; whatever the step left in $TMPDIR, or a failed step's $out, is removed) and handed to the
+    next step, under a new name, only if it is still the very directory created for this purpose: a
+    directory (not a symlink), ours, with its original mode, device and inode. So every step still
+    starts with an empty, private $TMPDIR of a name no earlier step had, and creates only $out. Reuse
+    is limited to actions after which nothing of the step can still write there (reuses_scratch). The
+    directories are named `<host>-<pid>-build-…` like any scratch directory: removed at exit, and by
+    `nw gc` once this process is dead (a kill).
+    """
+
+    _pools: dict[tuple[Path, int], _Scratch] = {}
+    _pools_lock = threading.Lock()
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.lock = threading.Lock()
+        self.free: list[Path] = []
+        self.made: dict[Path, tuple[int, int, int]] = {}  # path -> (device, inode, mode) when created
+
+    @classmethod
+    def of(cls, store: Store) -> _Scratch:
+        """The pool of this process (a forked child starts its own) for `store`."""
+        key = (store.root, os.getpid())
+        pool = cls._pools.get(key)
+        if pool is None:
+            with cls._pools_lock:
+                pool = cls._pools.get(key)
+                if pool is None:
+                    if not cls._pools:
+                        atexit.register(cls._remove_all)
+                    pool = cls._pools[key] = _Scratch(store)
+        return pool
+
+    def take(self) -> Path:
+        """An empty build directory of ours under a name never used before: a reused one renamed (a rename
+        allocates no inode), or a new one. The new name keeps anything that still holds the previous step's
+        $TMPDIR or $out path (a process that escaped the reaper: see docs/steps.md) out of this step's; only
+        one whose working directory is the old $TMPDIR itself could still write into it."""
+        with self.lock:
+            path = self.free.pop() if self.free else None
+        if path is not None:
+            fresh = path.with_name(f"{self.store.host}-{os.getpid()}-build-{secrets.token_hex(8)}")
+            try:
+                if not self._intact(path):
+                    raise OSError("changed since it was given back")
+                os.rename(path, fresh)
+            except OSError:
+                self._drop(path)
+                with contextlib.suppress(OSError):
+                    force_remove(path)
+            else:
+                with self.lock:
+                    self.made[fresh] = self.made.pop(path)
+                return fresh
+        path = self.store.new_tmp("build")
+        st = os.lstat(path)
+        with self.lock:
+            self.made[path] = (st.st_dev, st.st_ino, st.st_mode)
+        return path
+
+    def give_back(self, path: Path) -> None:
+        """Empty `path` after a step and keep it for the next one; remove it if it is no longer intact (a
+        failure to empty it is raised, as removing a build directory's failure always was)."""
+        try:
+            with os.scandir(path) as entries:
+                names = [e.name for e in entries]
+            for name in names:
+                force_remove(path / name)
+            intact = self._intact(path)
+        except OSError:
+            intact = False
+        if not intact:
+            self._drop(path)
+            force_remove(path)
+            return
+        with self.lock:
+            self.free.append(path)
+
+    def _intact(self, path: Path) -> bool:
+        """Still the directory made for this pool, with its mode, and empty."""
+        try:
+            st = os.lstat(path)
+            with os.scandir(path) as entries:
+                empty = next(entries, None) is None
+        except OSError:
+            return False
+        return (empty and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+                and self.made.get(path) == (st.st_dev, st.st_ino, st.st_mode))
+
+    def _drop(self, path: Path) -> None:
+        with self.lock:
+            self.made.pop(path, None)
+
+    @classmethod
+    def _remove_all(cls) -> None:
+        """At exit: remove this process's idle build directories (a killed process leaves them to `nw gc`)."""
+        for (_, pid), pool in list(cls._pools.items()):
+            if pid != os.getpid():
+                continue
+            with pool.lock:
+                free, pool.free = pool.free, []
+            for path in free:
+                with contextlib.suppress(OSError):
+                    force_remove(path)
 
 
 def _emptiness(path: Path) -> str | None:

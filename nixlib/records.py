@@ -53,6 +53,8 @@ def check(kind: str, key: str, doc: Any) -> dict[str, Any]:
         raise InvalidRecord(f"not canonical JSON ({e})") from None
     if actual != sealed:
         raise InvalidRecord("digest mismatch (the record was changed after it was written)")
+    if kind == "recipes" and "last_resolved_key" not in doc:
+        return doc | {"last_resolved_key": key}  # a realisation of the recipe's own key (see _check_recipe)
     return doc
 
 
@@ -113,8 +115,15 @@ def _check_input(n: int, entry: Any) -> None:
 
 
 def _check_recipe(key: str, doc: dict[str, Any]) -> None:
+    """A recipes/ record: `last_resolved_key` names the realisation the recipe key last realised to. A step
+    without upstream steps realises to its own recipe key, so its realisation says all the index would: the
+    store links `recipes/<key>.json` to `realisations/<key>.json` (one inode, no second record), and such a
+    record is valid here as a valid realisation of `key` whose last resolved key is `key` itself."""
     if doc.get("recipe_key") != key:
         raise InvalidRecord(f"recipe_key {str(doc.get('recipe_key'))[:80]!r} is not the file's key {key}")
+    if "last_resolved_key" not in doc and doc.get("resolved_key") == key:
+        _check_realisation(key, doc)
+        return
     if not is_name(doc.get("last_resolved_key")):
         raise InvalidRecord("field 'last_resolved_key' is not a key")
     if doc.get("recipe") is not None and not isinstance(doc["recipe"], dict):

@@ -206,7 +206,18 @@ def remove(path: str | os.PathLike) -> None:
 
 
 def _seal_file(name: str, fd: int) -> None:
-    """Read-only (keeping the owner-execute bit, the only one a NAR keeps) and flushed to disk."""
+    """Read-only (keeping the owner-execute bit, the only one a NAR keeps) and flushed to disk.
+
+    The fsync is the one a cold step keeps (bench/README-engine.md), and what it protects is the stat
+    memo's word after an OS crash (a kill -9 needs no fsync: the page cache survives it). Lookups do not
+    re-hash an object whose stat signature (size, mtime, ctime, inode, ...) matches its memo entry or its
+    verified hit, and both are written right after the object is published. Without the fsync, a crash
+    could keep the object's inode (same size and times) and the memo entry but lose the data: ext4 with
+    data=writeback, or an NFS server exporting `async`, can do that. The memo would then vouch for bytes
+    that are not the object's, and the store would serve them. (Records need no fsync: one lost or
+    truncated by a crash reads as absent or invalid, and the step runs again. Nix does not fsync store
+    paths by default, but Nix never serves from a stat memo either: it never re-checks at all.) Dropping
+    this fsync needs the memos to distrust entries written before the last boot (a boot id in each)."""
     ffd = os.open(name, _READ_FLAGS, dir_fd=fd)
     try:
         mode = os.fstat(ffd).st_mode
