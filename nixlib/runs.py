@@ -310,4 +310,10 @@ def _link(store: Store, out_dir: Path, name: str, target: Path) -> None:
             tmp.unlink()
         os.symlink(target, tmp)
         os.replace(tmp, link)
-    store.add_root(link)
+    rooted = (str(store.root), str(out_dir.absolute()))
+    if rooted not in _ROOTED_DIRS:  # the directory is the GC root of every link in it (Store.add_root_dir)
+        store.add_root_dir(out_dir)
+        _ROOTED_DIRS.add(rooted)
+
+
+_ROOTED_DIRS: set[tuple[str, str]] = set()  # (store root, link directory) registered by this process

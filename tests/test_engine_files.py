@@ -147,3 +147,17 @@ def test_a_realisation_is_a_recipe_record_only_for_its_own_key() -> None:
     broken = records.seal({k: v for k, v in doc.items() if k not in ("digest", "outputs")})
     with pytest.raises(records.InvalidRecord):
         records.check("recipes", KEY, broken)  # not a valid realisation: not a recipe record either
+
+
+def test_nw_run_roots_its_link_directory_once_and_gc_keeps_each_linked_output(store_root: Path) -> None:
+    """One gc root entry (the link directory) instead of one per step; a link removed from the directory no
+    longer keeps its object (nw run runs in its own process, so no temp root of this one keeps anything)."""
+    exp = write("exp.py", "from nixlib import output\na = output('echo A > $out/v')\nb = output('echo B > $out/v')\n")
+    assert nw("run", str(exp)).returncode == 0
+    assert len(os.listdir(store_root / "gcroots")) == 1
+    objects = {n: os.readlink(Path("nix-workflow-output") / n) for n in ("a", "b")}
+    nw("gc", "--min-age", "0", check=True)
+    assert all(os.path.isdir(o) for o in objects.values())
+    (Path("nix-workflow-output") / "b").unlink()
+    nw("gc", "--min-age", "0", check=True)
+    assert os.path.isdir(objects["a"]) and not os.path.exists(objects["b"])

@@ -66,10 +66,9 @@ for step, entry in last.items():
     os.chmod(store.root / "origins" / real, 0o755)       # A cannot add its entry here
     (store.root / "origins" / real / rk).touch()
 os.chmod(store.root / "locks" / "gc.lock", 0)
-for step in last:
-    link = victim_home / "nix-workflow-output" / step
-    import hashlib
-    name = hashlib.sha256(str(link).encode()).hexdigest()[:32]
+import hashlib
+for link in [victim_home / "nix-workflow-output", *(victim_home / "nix-workflow-output" / step for step in last)]:
+    name = hashlib.sha256(str(link).encode()).hexdigest()[:32]  # the root names of A's link directory and links
     os.symlink("/nonexistent", store.root / "gcroots" / name)
 # A's per-user cache directory, with a memo entry saying A's raw.txt has B's bytes
 memo = StatMemo(store.root / "cache" / str(victim_uid) / "statmemo")
