@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import multiprocessing
 import os
 import traceback
 from collections.abc import Callable, Mapping
@@ -29,9 +30,18 @@ logger = logging.getLogger("luigi-interface")
 
 
 def action(task: Any) -> Callable[[Build, str], Mapping[str, Path]]:
-    """The engine action that runs `task` in its style."""
+    """The engine action that runs `task` in its style. Each returns only once nothing the step started can
+    write any more (a command's processes are reaped, produce()'s and run()'s leftovers killed: in_step), so
+    the engine may reuse its build directory for the next step (nixlib.engine.reuses_scratch)."""
     run = {"shell": shell, "python": python, "legacy": legacy_run}[shape.kind(type(task))]
-    return lambda build, command: run(task, build, command)
+
+    def act(build: Build, command: str) -> Mapping[str, Path]:
+        return run(task, build, command)
+
+    # Not in a worker process Luigi forks per task (--workers N): it ends with os._exit, so a directory kept for
+    # a next step that never comes would be left to `nw gc`.
+    act.reuses_scratch = multiprocessing.parent_process() is None  # type: ignore[attr-defined]
+    return act
 
 
 def shell(task: Any, build: Build, command: str) -> Mapping[str, Path]:

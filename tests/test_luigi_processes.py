@@ -191,6 +191,8 @@ def test_three_local_schedulers_share_the_store_lock(procs: Processes, env: dict
     counted = lines(env)
     assert {k: v for k, v in counted.items() if k in NIX_LINES} == NIX_LINES
     assert Path("published.txt").read_text() == "0\n3\n6\n9\n"
+    # no build directory outlives its process (a worker process Luigi forks per task ends with os._exit)
+    assert os.listdir(Path(env["NIX_WORKFLOW_STORE"]) / "tmp") == []
 
 
 CODE = '''
