@@ -637,18 +637,7 @@ class Store:
         copies otherwise: both leave the store object untouched whatever the user later does to `dest`."""
         if mode not in LINK_MODES:
             raise NixWorkflowError(f"unknown link mode '{mode}': choose one of {', '.join(LINK_MODES)}")
-        src, dest = self.object_path(h), Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / f".nw-{dest.name}.{secrets.token_hex(4)}"
-        try:
-            if mode == "symlink":
-                os.symlink(src, tmp)
-            else:
-                copy_tree(src, tmp, writable=True, link=mode)
-            _replace(tmp, dest)
-        except BaseException:
-            force_remove(tmp)
-            raise
+        trees.place(self.object_path(h), dest, link=mode)
 
     def add_root(self, link: str | os.PathLike) -> str | None:
         """Register `link` (a symlink the user keeps, e.g. ./nix-workflow-output/NAME) as a GC root. Only an entry
@@ -786,16 +775,6 @@ def _place(staged: Path, dest: Path) -> None:
     else:
         os.link(staged, dest, follow_symlinks=False)
         os.unlink(staged)
-
-
-def _replace(tmp: Path, dest: Path) -> None:
-    if dest.is_dir() and not dest.is_symlink():
-        trash = dest.parent / f".nw-old-{dest.name}.{secrets.token_hex(4)}"
-        os.rename(dest, trash)
-        os.rename(tmp, dest)
-        force_remove(trash)
-    else:
-        os.replace(tmp, dest)
 
 
 def force_remove(path: Path) -> None:

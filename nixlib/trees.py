@@ -324,6 +324,32 @@ def _copy_file(name: str, sfd: int | None, dfd: int | None, dst_name: str, writa
         os.close(s)
 
 
+def place(src: str | os.PathLike, dest: str | os.PathLike, link: str = "auto") -> None:
+    """Put a writable copy of `src` at `dest`, replaced atomically: made under a temporary name beside `dest`,
+    then renamed over it (a directory in the way is renamed aside first, then removed). `link` as for `copy`,
+    or "symlink" for a link to `src`. Whatever happens to `dest` later never reaches `src` (a store object),
+    except in hardlink and symlink modes, which share it."""
+    dest = os.fspath(dest)
+    parent, name = os.path.split(dest)
+    os.makedirs(parent or ".", exist_ok=True)
+    tmp = os.path.join(parent, f".nw-{name}.{secrets.token_hex(4)}")
+    try:
+        if link == "symlink":
+            os.symlink(src, tmp)
+        else:
+            copy(src, tmp, writable=True, link=link)
+        if os.path.isdir(dest) and not os.path.islink(dest):
+            trash = os.path.join(parent, f".nw-old-{name}.{secrets.token_hex(4)}")
+            os.rename(dest, trash)
+            os.rename(tmp, dest)
+            remove(trash)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        remove(tmp)
+        raise
+
+
 def copy(src: str | os.PathLike, dst: str | os.PathLike, writable: bool, link: str = "auto") -> None:
     """Copy a file, symlink or tree keeping only what a NAR keeps (contents, exec bit, symlink targets).
     `dst` must not exist. `link` is auto (reflink, else copy), reflink, copy or hardlink (files only)."""

@@ -19,6 +19,7 @@ relies on in Snakemake's internals is in internals.py.
 from __future__ import annotations
 
 import atexit
+import collections
 import concurrent.futures as cf
 import functools
 import os
@@ -47,6 +48,7 @@ from nixlib.recipe import Recipe, RunOptions
 from nixlib.runner import Build
 from nixlib.store import Store, copy_tree, force_remove
 from snakemake_executor_nixworkflow import internals, journal
+from snakemake_executor_nixworkflow.copier import Copier
 from snakemake_executor_nixworkflow.jobs import (
     BENCHMARK_PREFIX,
     LOG_PREFIX,
@@ -70,6 +72,15 @@ common_settings = CommonSettings(
 
 # A hit downstream of a job that ran is restored on the scheduler's thread when it copies at most this much.
 QUICK_BYTES = 64 << 20
+# Most jobs looked up (their copies handed to the helper) ahead of the oldest one not yet post-processed.
+WINDOW = 256
+# Ready jobs in a restoring pass from which their copies go to the helper process (copier.py).
+HELPER_BATCH = 48
+# Link modes whose restore is a copy the helper can make (links are made in-process: nothing to copy).
+HELPER_MODES = ("auto", "copy", "reflink")
+Handed = tuple[str, Path, str, int]  # (object hash, destination, link mode, the helper's request id)
+# A restore in progress: the hit (None: a rule without code), the copies handed out, the formatted command.
+Started = tuple[Result | None, list[Handed], str | None]
 
 
 def export_remote_settings(s: ExecutorSettings) -> None:
@@ -114,6 +125,7 @@ class Executor(LocalExecutor):
             self.logger.warning("nixworkflow: no nixworkflow.yaml next to the Snakefile: jobs run with the host's "
                                 "tools and are recorded as unpinned")
         journal.attach(self)  # nw view: this run's jobs and their states, live (journal.py)
+        self.copier = Copier()  # copies of restored outputs, made by a helper process (started on first use)
         self.upfront = self.restore_upfront()
 
     # ---- cached jobs, outside the scheduler's per-job cycle ---------------------------------
@@ -135,6 +147,8 @@ class Executor(LocalExecutor):
         restored = sum(not job.is_norun for job in finished)
         if restored:
             self.logger.info(f"nixworkflow: {restored} job(s) restored from the store before scheduling")
+        if self.copier.made:
+            self.logger.debug(f"nixworkflow: {self.copier.made} output(s) copied back by the helper process")
         internals.after_finish(self.dag, self.restore_after)
         return len(finished)
 
@@ -166,37 +180,80 @@ class Executor(LocalExecutor):
             if not batch:
                 return finished
             self._tried.update(batch)
-            done = [job for job in batch if await self._restored(job, quick)]
+            done = await self._restore_batch(batch, quick)
             finished += done
             if fresh is not None:
                 fresh = [j for job in done for j in internals.dependants(self.dag, job)]
 
-    async def _restored(self, job: Any, quick: bool) -> bool:
-        """Restore and finish one ready job; False (the scheduler handles it) for anything but a plain hit."""
+    async def _restore_batch(self, batch: list[Any], quick: bool) -> list[Any]:
+        """Restore and finish the hits among `batch`, ready jobs (none reads what another writes), pipelined:
+        each hit's copies go to the copying helper (copier.py) as soon as its key is found in the store, and
+        jobs are post-processed in order as soon as their copies are done; until then the next jobs are
+        looked up (at most WINDOW ahead), so the lookups overlap the helper's start-up and copies. A batch of
+        fewer than HELPER_BATCH jobs is copied in-process: starting the helper (a Python process, tens of
+        milliseconds) would cost it more than it saves. Each job's one-line report is logged with the others'
+        in one record (one call to Snakemake's logging per batch, not per job). Every copy handed out is
+        waited for before this returns, whatever happens: a job left to the scheduler is never written to by
+        the helper while it runs."""
+        done: list[Any] = []
+        pending: collections.deque[tuple[Any, Started]] = collections.deque()
+        lines: list[str] = []
+        copier = self.copier if len(batch) >= HELPER_BATCH else None
+        try:
+            for job in batch:
+                started = await self._begin(job, quick, copier)
+                if started is not None:
+                    pending.append((job, started))
+                while pending and (len(pending) > WINDOW or self.copied(pending[0][1])):
+                    job_, started_ = pending.popleft()
+                    if await self._complete(job_, started_, lines):
+                        done.append(job_)
+            while pending:
+                job_, started_ = pending.popleft()
+                if await self._complete(job_, started_, lines):
+                    done.append(job_)
+        finally:
+            for _, (_, handed, _) in pending:
+                self.await_copies(handed, settle=False)
+            if lines:
+                self.logger.info("\n".join(lines))
+        return done
+
+    async def _begin(self, job: Any, quick: bool, copier: Copier | None) -> Started | None:
+        """Look one ready job up and start restoring it: (its result, the copies handed to the helper), or
+        None (the scheduler handles it) for anything but a plain hit."""
         if job.is_group() or job.is_shadow or internals.is_checkpoint(job) or internals.forced(self.dag, job) \
                 or internals.snakemake_cached(self.workflow, job):
-            return False
+            return None
         if job.is_norun:  # e.g. `rule all` once everything it asks for is there: nothing runs
-            if job.output or job.log:
-                return False
-        else:
-            try:
-                internals.reevaluate(job)
-                if not cacheable(job):
-                    return False
-                previous = self.engine.lookup(self.recipes.recipe(job, *self.env_of(job)))
-                if previous is None or not self.servable(job, previous):
-                    return False
-                if quick and not self.quick(job, previous):
-                    return False
-                await internals.prepare_upfront(job)
-                if not self.put_back(job, previous):
-                    return False
-            except Exception as e:  # noqa: BLE001 - any trouble: the scheduler's path reports it properly
-                self._left(job, e)
-                return False
+            return None if job.output or job.log else (None, [], None)
         try:
-            await internals.postprocess_upfront(job)
+            internals.reevaluate(job)
+            if not cacheable(job):
+                return None
+            previous = self.engine.lookup(self.recipes.recipe(job, *self.env_of(job)))
+            formatted, shellcmd = self.recipes.last_shellcmd
+            if previous is None or not self.servable(job, previous):
+                return None
+            if quick and not self.quick(job, previous):
+                return None
+            await internals.prepare_upfront(job)
+            return previous, self.start_copies(job, previous, copier), shellcmd if formatted is job else None
+        except Exception as e:  # noqa: BLE001 - any trouble: the scheduler's path reports it properly
+            self._left(job, e)
+            return None
+
+    async def _complete(self, job: Any, started: Started, lines: list[str]) -> bool:
+        """Finish a job `_begin` started: its outputs in place, Snakemake's post-processing, the DAG update."""
+        result, handed, shellcmd = started
+        try:
+            if result is not None:
+                self.await_copies(handed)
+                line = self.settle(job, result)
+                if line is None:
+                    return False
+                lines.append(line)
+            await internals.postprocess_upfront(job, shellcmd)
         except Exception as e:  # noqa: BLE001 - e.g. a failed output check: reported by the scheduler's path
             self._left(job, e)
             return False
@@ -450,23 +507,64 @@ class Executor(LocalExecutor):
         return True
 
     def put_back(self, job: Any, result: Result) -> bool:
-        """Materialise a hit's products (thread-safe: runs on a storing thread for jobs restored outside the
-        scheduler); False, with nothing left behind, when a restored symlink output would dangle here."""
+        """Materialise a hit's products (thread-safe: the scheduler's path calls it on worker threads); False,
+        with nothing left behind, when a restored symlink output would dangle here."""
+        self.start_copies(job, result, None)
+        line = self.settle(job, result)
+        if line is not None:
+            self.logger.info(line)
+        return line is not None
+
+    def start_copies(self, job: Any, result: Result, copier: Copier | None) -> list[Handed]:
+        """Start putting a hit's products back: copies the helper can make (copier.py: the same copy as
+        `Store.materialise`) are handed to it, the rest (links, or everything without a helper) are
+        materialised here. Returns what was handed out, for `await_copies`."""
+        handed: list[Handed] = []
+        try:
+            for name, path in products(job, self.recipes.where).items():
+                h = result.outputs.get(name)
+                if h is None:
+                    continue
+                mode = self.link_mode(job, path)
+                ident = copier.submit(self.store.object_path(h), path, mode) \
+                    if copier is not None and mode in HELPER_MODES else None
+                if ident is None:
+                    self.store.materialise(h, path, mode=mode)
+                else:
+                    handed.append((h, path, mode, ident))
+        except BaseException:
+            self.await_copies(handed, settle=False)
+            raise
+        return handed
+
+    def copied(self, started: Started) -> bool:
+        """Whether the helper has answered for every copy of a started restore (never blocks)."""
+        return all(self.copier.done(ident) for *_, ident in started[1])
+
+    def await_copies(self, handed: list[Handed], settle: bool = True) -> None:
+        """Wait until the helper has answered for every copy handed to it; with `settle`, make here (with
+        `Store.materialise`, which reports errors properly) every copy it did not make."""
+        if not handed:
+            return
+        answers = [self.copier.wait(ident) for *_, ident in handed]
+        if settle:
+            for (h, path, mode, _), answer in zip(handed, answers, strict=True):
+                if answer != "ok":
+                    self.store.materialise(h, path, mode=mode)
+
+    def settle(self, job: Any, result: Result) -> str | None:
+        """After a hit's products are back: the line reporting it, or None (the products removed again) when
+        a restored symlink output dangles here (the job then runs)."""
         produced = products(job, self.recipes.where)
-        for name, path in produced.items():
-            h = result.outputs.get(name)
-            if h is not None:
-                self.store.materialise(h, path, mode=self.link_mode(job, path))
         dangling = [str(p) for p in produced.values() if os.path.islink(p) and not os.path.exists(p)]
         if dangling:
             for path in produced.values():
                 force_remove(path)
             self.logger.warning(f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}): the stored output(s) "
                                 f"{', '.join(dangling)} are symlinks whose targets do not exist here: it runs again")
-            return False
-        self.logger.info(f"nixworkflow: restored the outputs of rule {job.rule.name} (jobid {job.jobid}) "
-                         f"from the store, realisation {result.resolved_key}")
-        return True
+            return None
+        return (f"nixworkflow: restored the outputs of rule {job.rule.name} (jobid {job.jobid}) "
+                f"from the store, realisation {result.resolved_key}")
 
     def _callback(self, job_info: Any, future: Any) -> None:
         """Report our own errors like Snakemake's: the message, not the executor's stack frames."""
@@ -479,11 +577,15 @@ class Executor(LocalExecutor):
         super().shutdown()
         self.storing.shutdown(wait=True)  # outputs already produced are stored before Snakemake exits
         self.runtime.close()
+        if hasattr(self, "copier"):
+            self.copier.close()
 
     def cancel(self) -> None:
         super().cancel()
         self.storing.shutdown(wait=False, cancel_futures=True)
         self.runtime.close()
+        if hasattr(self, "copier"):
+            self.copier.close()
 
 
 def tree_bytes(path: Path, limit: int) -> int:

@@ -2,14 +2,15 @@
 
 Snakemake's plugin interface tells an executor which job to run, not why, nor how Snakemake itself treats
 a directory symlink. The executor needs a few such facts; each is read here, from Snakemake 9.27's
-internals, and each has a test (tests/test_snakemake_internals.py) that fails by name when a Snakemake
-release changes it.
+internals, and each has a test (tests/test_snakemake_internals.py; Snakemake's metadata records:
+tests/test_snakemake_records.py) that fails by name when a Snakemake release changes it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -97,10 +98,80 @@ async def prepare_upfront(job: Any) -> None:
     await job.prepare()
 
 
-async def postprocess_upfront(job: Any) -> None:
+async def postprocess_upfront(job: Any, shellcmd: str | None = None) -> None:
     """Post-process a job whose outputs are in place as the scheduler does after a successful run: log and
-    touch handling, the output check, protection, Snakemake's metadata record."""
-    await job.postprocess(store_in_storage=True, handle_log=True, handle_touch=True, ignore_missing_output=False)
+    touch handling, the output check, protection, Snakemake's metadata record. With Snakemake's file-based
+    metadata (its default), the record is written by `write_record` instead of `Persistence.finished`: the
+    same record, without building a pydantic model per output or formatting the command a second time
+    (`shellcmd`, when the caller formatted it already), which is about half of a restored job's share of
+    Snakemake's post-processing. The stand-in for `finished` is set on the persistence object only while this
+    job's `postprocess` runs: Snakemake post-processes jobs one at a time, on the scheduler's thread (its
+    `_finish_jobs` loop, under its lock), which is also where the restoring pass runs, so no other job's
+    post-processing can see it."""
+    persistence = job.dag.workflow.persistence
+    lean = lean_records(job.dag.workflow)
+    if lean:
+        persistence.finished = _recorded_later  # this call only: the instance attribute shadows the method
+    try:
+        await job.postprocess(store_in_storage=True, handle_log=True, handle_touch=True, ignore_missing_output=False)
+    finally:
+        if lean:
+            del persistence.finished
+    if lean:
+        await write_record(persistence, job, job.shellcmd if shellcmd is None else shellcmd)
+
+
+async def _recorded_later(job: Any) -> None:
+    """Stands in for `Persistence.finished` inside `postprocess_upfront` (write_record follows)."""
+
+
+def lean_records(workflow: Any) -> bool:
+    """Whether `write_record` can stand in for `Persistence.finished`: Snakemake's file-based metadata
+    (`.snakemake/metadata`, not its database backend) of a normal, local run that keeps metadata."""
+    from snakemake.persistence.file import FilePersistence
+    from snakemake_interface_executor_plugins.settings import ExecMode
+
+    return (type(workflow.persistence) is FilePersistence and workflow.exec_mode == ExecMode.DEFAULT
+            and workflow.execution_settings.keep_metadata)
+
+
+async def write_record(persistence: Any, job: Any, shellcmd: str | None) -> None:
+    """`Persistence.finished(job)` of Snakemake 9.27's file backend, field for field (tests/test_snakemake_records.py
+    compares the files both write): per output, the rule's code, input, log, params, command, conda env, software stack
+    hash, job hash, start (the incomplete marker's mtime, else the previous record's, else now) and end
+    (the output's mtime) times and the input checksums, merged into the output's previous record, written
+    with the backend's own writer; then the output's incomplete marker is removed."""
+    from snakemake.persistence import RECORD_FORMAT_VERSION
+
+    persistence._clear_cache()
+    common = {
+        "rule": job.rule.name, "input": persistence._input(job), "log": persistence._log(job),
+        "shellcmd": shellcmd, "params": persistence._params(job), "code": persistence._code(job.rule),
+        "record_format_version": RECORD_FORMAT_VERSION, "conda_env": persistence._conda_env(job),
+        "container_img_url": job.container_img_url, "software_stack_hash": persistence._software_stack_hash(job),
+        "job_hash": hash(job), "incomplete": False,
+    }
+    fallback_time = time.time()
+    for f in job.output:
+        key = persistence._get_key(f)
+        endtime = (await f.mtime()).local_or_storage() if await f.exists() else fallback_time
+        checksums = {str(infile): await infile.checksum(persistence.max_checksum_file_size) for infile in job.input}
+        previous = persistence._read_record(key)
+        record = dict(previous.items()) if previous is not None else {**RECORD_DEFAULTS}
+        record.update(common, starttime=persistence._get_recorded_starttime(key) or fallback_time, endtime=endtime,
+                      input_checksums={k: v for k, v in checksums.items() if v is not None})
+        persistence._io_write(persistence._metadata_path, record, key)
+    for f in job.output:
+        persistence._unmark_incomplete(persistence._get_key(f))
+
+
+# A fresh MetadataRecord's fields, in its order (what `dict(MetadataRecord().items())` gives; pinned by a test).
+RECORD_DEFAULTS: dict[str, Any] = {
+    "rule": None, "input": None, "log": None, "shellcmd": None, "params": None, "code": None,
+    "record_format_version": 0, "conda_env": None, "container_img_url": None, "software_stack_hash": None,
+    "job_hash": None, "starttime": None, "endtime": None, "incomplete": None, "external_jobid": None,
+    "input_checksums": {},
+}
 
 
 async def mark_finished(dag: Any, job: Any) -> None:

@@ -117,6 +117,7 @@ class RecipeBuilder:
         self.where = Relocator(workdir or os.getcwd(), str(workflow.basedir))
         self._config: str | None = None
         self._digests: dict[Any, str | None] = {}
+        self.last_shellcmd: tuple[Any, str | None] = (None, None)  # (job, its formatted shell command)
 
     def config_digest(self) -> str:
         if self._config is None:
@@ -174,6 +175,7 @@ class RecipeBuilder:
             from snakemake.shell import shell
 
             cmd = job.shellcmd
+            self.last_shellcmd = (job, cmd)  # Snakemake's metadata record of a restored job reuses it
             try:
                 cmd = normalise(cmd)
             except CommandSyntaxError:

@@ -32,3 +32,11 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 @pytest.fixture
 def store_root(isolated: Path) -> Path:
     return isolated
+
+
+@pytest.fixture
+def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A file each step of a test workflow appends a line to ($NW_TEST_LOG): executions counted outside the store."""
+    path = tmp_path / "executions.log"
+    monkeypatch.setenv("NW_TEST_LOG", str(path))
+    return path

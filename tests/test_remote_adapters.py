@@ -9,18 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import REPO, nw
 from tests.test_remote import CREDS, Remote, keys, remote, s3_endpoint  # noqa: F401 - fixtures used here
 from tests.test_snakemake import EVERY_JOB, executions, ok, snakemake, snapshot, workflow
-
-
-@pytest.fixture
-def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "executions.log"
-    monkeypatch.setenv("NW_TEST_LOG", str(path))
-    return path
 
 
 def test_snakemake_host_b_executes_nothing_host_a_pushed(tmp_path: Path, log: Path) -> None:

@@ -142,12 +142,6 @@ def snapshot(where: Path) -> dict[str, bytes]:
     return {p: (where / p).read_bytes() for p in PRODUCTS}
 
 
-@pytest.fixture
-def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "executions.log"
-    monkeypatch.setenv("NW_TEST_LOG", str(path))
-    return path
-
 
 def test_cold_run_then_everything_restored_byte_identical(tmp_path: Path, log: Path) -> None:
     wf = workflow(tmp_path / "wf", log)

@@ -57,12 +57,6 @@ def pin(tmp_path: Path, version: str) -> tuple[str, str]:
     return nixsets.tarball(src, tmp_path / f"pkgs-{version}.tar.gz")
 
 
-@pytest.fixture
-def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "executions.log"
-    monkeypatch.setenv("NW_TEST_LOG", str(path))
-    return path
-
 
 @pytest.fixture
 def envs_workflow(tmp_path: Path) -> Path:

@@ -42,12 +42,6 @@ def wipe(where: Path, *names: str) -> None:
             shutil.rmtree(path)
 
 
-@pytest.fixture
-def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "executions.log"
-    monkeypatch.setenv("NW_TEST_LOG", str(path))
-    return path
-
 
 # ---- bugs -------------------------------------------------------------------------------------
 

@@ -43,12 +43,6 @@ rule c:
 '''
 
 
-@pytest.fixture
-def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "executions.log"
-    monkeypatch.setenv("NW_TEST_LOG", str(path))
-    return path
-
 
 def test_a_fully_cached_chain_is_restored_before_scheduling(tmp_path: Path, log: Path) -> None:
     """Every job of a chain is restored up front (dependents once their inputs are back): the scheduler never
