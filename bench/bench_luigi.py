@@ -191,11 +191,10 @@ def cold_breakdown(n: int) -> None:
         (task.NixTask, "complete", "adapter: complete() (recipe + lookup)"),
         (task.NixTask, "run", "adapter: run() in all"),
         (steps, "in_step", "adapter: produce() with env and log"),
-        (present, "link_output", "adapter: output link + GC root"),
+        (present, "link_output", "adapter: output link"),
         (engine.Engine, "realise", "engine: realise() in all"),
         (store.Store, "ingest", "engine: ingest (seal, fsync, hash, rename)"),
         (store.Store, "record_realisation", "engine: realisation + recipe records"),
-        (engine, "force_remove", "engine: remove the build directory"),
     ):
         wrap(owner, name, label)
     wrapper = define("nix-python", n)
@@ -307,7 +306,7 @@ def cold_part(args: argparse.Namespace) -> None:
         fsync, dirs = fs_costs(Path(tmp))
     print(f"\n## cold, {n} independent tasks writing 1 kB, median of {cold_runs}")
     print(f"this filesystem: write 1 kB + fsync {fsync:.2f} ms, mkdir + rmdir {dirs:.2f} ms (the store fsyncs each "
-          "output file and removes each build directory)")
+          "output file; a process reuses its build directory from one task to the next)")
     for a, b in (("plain-python", "nix-python"), ("plain-shell", "nix-shell")):
         t = compare((a, b), n, cold_runs, fresh=True)
         pa, pb = med(t[a]) / n * 1000, med(t[b]) / n * 1000
