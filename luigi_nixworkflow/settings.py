@@ -164,11 +164,12 @@ class EnvChoice:
     origin: str
 
 
-def resolve_env(cls: type, command: str = "") -> tuple[envmod.ResolvedEnv, RunOptions]:
+def resolve_env(cls: type, command: str = "", choice: EnvChoice | None = None) -> tuple[envmod.ResolvedEnv, RunOptions]:
     """The task's env, resolved, plus the Nix tools its command interpolates
-    (`f"{tools['train']}/bin/train"`, as in experiment.py), and its run options."""
+    (`f"{tools['train']}/bin/train"`, as in experiment.py), and its run options. `choice`: choose_env(cls),
+    if the caller has it already (it is asked for every task of a cached graph)."""
     family = cls.get_task_family()
-    choice = choose_env(cls)
+    choice = choice or choose_env(cls)
     memo_key = repr((choice.spec, envmod.context_of(command)))
     resolved = _ENVS.get(memo_key)
     if resolved is None:

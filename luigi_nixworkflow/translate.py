@@ -32,7 +32,7 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
     if configs:
         luigi_part["configs"] = configs
     extra: dict[str, Any] = {"luigi": luigi_part}
-    settings.choose_env(cls)  # a misnamed env is an error now, even while inputs are still missing
+    choice = settings.choose_env(cls)  # a misnamed env is an error now, even while inputs are still missing
     deps = task.nix_requires()
     ups, files, local, opaque = upstream(root, deps)
     mentioned: set[str] = set()
@@ -53,7 +53,7 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
             raise Pending(up.task_id)
         if up.task_id not in mentioned:  # required but not interpolated: keyed all the same
             inputs += step_inputs(up, recipe, root)
-    env, configured = settings.resolve_env(cls, command)
+    env, configured = settings.resolve_env(cls, command, choice)
     options = RunOptions(**{o: getattr(configured, o) if getattr(cls, o) is None else getattr(cls, o)
                             for o in ("pure", "sandbox", "network", "gpu")})
     if kind != "shell":  # run() and produce() run inside the worker: no sandbox can wrap them
