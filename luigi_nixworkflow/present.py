@@ -7,8 +7,6 @@ keeps what the current graph uses. Once per task and process; reset() presents e
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import logging
 import os
 from pathlib import Path
@@ -21,15 +19,12 @@ logger = logging.getLogger("luigi-interface")
 _GENERATION = [0]  # bumped by reset(): outputs presented before are presented again (files may be gone)
 PRESENTED = "_nw_presented"  # task attribute: (stamp, True) once presented
 OWNED = "_nw_owned"  # task attribute: (store root, Result) once the store is known to hold its result
-_ROOTED: set[str] = set()  # link directories this process registered as GC roots
 _LINK_DIRS: dict[tuple[str, str], str] = {}  # (working directory, out_link) -> the absolute link directory
-_COUNTER = itertools.count()
 
 
 def reset() -> None:
     """Present every output again (task instances outlive a reset in Luigi's instance cache)."""
     _GENERATION[0] += 1
-    _ROOTED.clear()
     _LINK_DIRS.clear()
 
 
@@ -68,26 +63,10 @@ def present(task: Any, result: Result) -> None:
 
 
 def link_output(name: str, obj: str | os.PathLike[str]) -> None:
-    """Link a realised output at <out_link>/<name> (replaced atomically); the directory of links is a GC root.
-
-    A link already right costs one readlink: a cached run presents every task, so no pathlib and no writes
-    on that path."""
+    """Link a realised output at <out_link>/<name> (Store.link_output: atomic; the link directory is the GC root)."""
     directory = _link_dir()
-    if directory is None:
-        return
-    link, target = f"{directory}/{name}", os.fspath(obj)
-    _add_root(directory)  # the directory is the root (Store.add_root_dir): a new link needs no root file of its own
-    with contextlib.suppress(OSError):
-        if os.readlink(link) == target:  # already right (the common case of a cached run)
-            return
-    tmp = f"{directory}/.{name}.{os.getpid()}.{next(_COUNTER)}"
-    try:
-        os.symlink(target, tmp)
-    except FileNotFoundError:  # someone removed the directory while this process ran: a new one, rooted again
-        _ROOTED.discard(directory)
-        _add_root(directory)
-        os.symlink(target, tmp)
-    os.replace(tmp, link)
+    if directory is not None:
+        settings.engine().store.link_output(directory, name, os.fspath(obj))
 
 
 def _link_dir() -> str | None:
@@ -100,11 +79,3 @@ def _link_dir() -> str | None:
     if found is None:
         found = _LINK_DIRS[key] = str(Path(directory).absolute())
     return found
-
-
-def _add_root(directory: str) -> None:
-    """Register the link directory as a GC root once per process (a readlink when registered before)."""
-    if directory not in _ROOTED:
-        os.makedirs(directory, exist_ok=True)
-        settings.engine().store.add_root_dir(directory)
-        _ROOTED.add(directory)

@@ -299,21 +299,4 @@ def _link(store: Store, out_dir: Path, name: str, target: Path) -> None:
     if problem is not None:
         print(f"warning: step {name!r} is not linked under {out_dir}: {problem}", file=sys.stderr)
         return
-    link = out_dir / name
-    try:
-        right = os.readlink(link) == str(target)
-    except OSError:
-        right = False
-    if not right:  # (a cached re-run usually finds every link right: one readlink, nothing written)
-        tmp = link.with_name(f".{link.name}.{os.getpid()}")
-        if os.path.lexists(tmp):
-            tmp.unlink()
-        os.symlink(target, tmp)
-        os.replace(tmp, link)
-    rooted = (str(store.root), str(out_dir.absolute()))
-    if rooted not in _ROOTED_DIRS:  # the directory is the GC root of every link in it (Store.add_root_dir)
-        store.add_root_dir(out_dir)
-        _ROOTED_DIRS.add(rooted)
-
-
-_ROOTED_DIRS: set[tuple[str, str]] = set()  # (store root, link directory) registered by this process
+    store.link_output(str(out_dir.absolute()), name, str(target))

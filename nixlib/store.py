@@ -98,6 +98,7 @@ class Store:
         self._ensure_layout()
         self.memo = StatMemo.for_store(self.root)
         self.hits = hits.of(self.root)  # verified hits: read on the first lookup, written at exit
+        self._rooted_dirs: set[str] = set()  # output-link directories registered as GC roots (link_output)
         self.host = socket.gethostname()
         self._trusted: frozenset[int] | None = None
 
@@ -413,14 +414,17 @@ class Store:
 
     def _reload(self, key: str, path: str, e: hits.Entry) -> dict[str, Any] | None:
         """The record a LazyRecord stands for: the bytes the entry was made from if they are still there
-        (they were validated then), else whatever valid record of `key` that name holds now."""
+        (they were validated then), else the valid record that name holds now if it names the same outputs
+        (a forced run that reproduced them); else None (the LazyRecord then has its outputs only: a record
+        of other outputs never describes these)."""
         try:
             st, data = read_stat(path)
             if hits.same_bytes(e, st, data):
                 return parse_raw(data)
         except (OSError, records.InvalidRecord):
             pass
-        return self.load_record("realisations", key, path)
+        current = self.load_record("realisations", key, path)
+        return current if current is not None and current["outputs"] == e[10] else None
 
     def write_record(self, kind: str, key: str, doc: dict[str, Any], replace: bool = False) -> Path | None:
         """Write a record (sealed with its digest) atomically: temp file + rename, read-only. An existing
@@ -672,8 +676,32 @@ class Store:
     def add_root_dir(self, directory: str | os.PathLike) -> str | None:
         """Register a directory of output links (./nix-workflow-output) as one GC root: every symlink directly in
         it that points into the store keeps its object (see rooted_objects). One entry per directory instead of
-        one per link: a front door registers it once per process, and a new link then costs no root file."""
+        one per link: `link_output` registers it once per Store, and a new link then costs no root file."""
         return self.add_root(directory)
+
+    def link_output(self, directory: str, name: str, target: str) -> None:
+        """Point `<directory>/<name>` (an absolute directory, a plain file name) at `target`, replaced atomically;
+        the directory is the link's GC root. A link already right costs one readlink: a cached run presents
+        every output, so nothing is written on that path."""
+        self._root_dir(directory)
+        link = f"{directory}/{name}"
+        with contextlib.suppress(OSError):
+            if os.readlink(link) == target:
+                return
+        tmp = f"{directory}/.{name}.{os.getpid()}.{secrets.token_hex(3)}"
+        try:
+            os.symlink(target, tmp)
+        except FileNotFoundError:  # the directory was removed while this process ran: made and rooted again
+            self._rooted_dirs.discard(directory)
+            self._root_dir(directory)
+            os.symlink(target, tmp)
+        os.replace(tmp, link)
+
+    def _root_dir(self, directory: str) -> None:
+        if directory not in self._rooted_dirs:
+            os.makedirs(directory, exist_ok=True)
+            self.add_root_dir(directory)
+            self._rooted_dirs.add(directory)
 
     def rooted_objects(self) -> dict[str, list[str]]:
         """Object hash -> the root links that keep it; stale root entries are ignored. An entry naming a

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nixlib import hits, statmemo
+from nixlib import hits, records, statmemo
 from nixlib.engine import Engine, Result
 from nixlib.recipe import Recipe
 from nixlib.store import Store
@@ -262,3 +262,20 @@ def test_rescan_equals_scan_until_the_tree_changes(tmp_path: Path) -> None:
     os.unlink(root / "z")
     with pytest.raises(OSError):
         statmemo.rescan(root, listing)  # a listed entry gone (Store then takes the full check)
+
+
+def test_a_lazy_record_never_mixes_in_a_record_of_other_outputs(vouched: dict[str, str], store_root: Path) -> None:
+    """Served from a settled entry, then the record is replaced (a forced run with different bytes) before
+    anything but its outputs was read: the lazily read rest must not come from the new record."""
+    if vouched["kind"] != "settled":
+        pytest.skip("only a settled hit reads its record lazily")
+    found = _new_process_lookup()
+    assert found is not None and isinstance(found.record, hits.LazyRecord)
+    path = vouched["record"]
+    doc = json.loads(Path(path).read_text())
+    other = Engine(Store()).realise(Recipe(name="b", command="echo other > $out/b.txt"))
+    doc["outputs"] = dict(other.outputs)
+    os.chmod(path, 0o644)
+    Path(path).write_text(json.dumps(records.seal({k: v for k, v in doc.items() if k != "digest"})))
+    assert found.record["outputs"] == {"out": os.path.basename(vouched["object"])}
+    assert dict(found.record) == {"outputs": {"out": os.path.basename(vouched["object"])}}
