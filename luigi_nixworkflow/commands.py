@@ -48,7 +48,7 @@ def translate(task: NixTask, root: str, local: Mapping[str, str], deps: list[lui
         else:  # a pasted store path names every task that produced that object
             mentioned.update(registry.OWNERS.get(str(ref.obj), {}).keys())
         if up is not None:
-            recipe = up.nix_recipe()
+            recipe = up.nix_recipe(root=root)
             if recipe is None:
                 raise Pending(up.task_id)
             inputs[ref.token] = Input(ref.token, step=recipe)
@@ -61,7 +61,7 @@ def translate(task: NixTask, root: str, local: Mapping[str, str], deps: list[lui
         written = [t.path for t in legacy.local_targets(up) or []]
         if not any(_path_re(path).search(text) for path in written):
             continue
-        recipe = up.nix_recipe()
+        recipe = up.nix_recipe(root=root)
         if recipe is None:
             raise Pending(up.task_id)
         for i, path in zip(step_inputs(up, recipe, root), written, strict=True):

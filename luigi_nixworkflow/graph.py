@@ -22,6 +22,8 @@ def memo(task: Any, name: str, stamp: str) -> Any:
 def postorder(task: Any, unknown: Callable[[Any], bool]) -> list[Any]:
     """`task` and the NixTasks it requires, transitively, for which `unknown` holds (the walk does not
     go past known ones): dependencies first, `task` last. Iterative, so chains of any depth work."""
+    if not any(registry.is_task(d) and unknown(d) for d in task.nix_requires()):
+        return [task]  # the common case: everything it requires is known already
     order: list[Any] = []
     seen: set[str] = set()
     stack: list[tuple[Any, bool]] = [(task, False)]

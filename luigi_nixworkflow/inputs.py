@@ -38,6 +38,8 @@ def upstream(root: str, deps: list[luigi.Task]) -> tuple[list[NixTask], dict[str
     requires()) and stops at NixTasks, whose own keys cover what is upstream of them. A LocalTarget of a
     required task that is missing means the recipe is Pending; one further up is keyed as absent (Luigi
     never looks behind a complete task, so a cleaned-up intermediate file is legitimate)."""
+    if all(registry.is_nix(dep) for dep in deps):  # the common case: no plain task to look through
+        return list({dep.task_id: dep for dep in deps}.values()), {}, {}, []
     nix: dict[str, NixTask] = {}
     files: dict[str, str] = {}
     local: dict[str, str] = {}

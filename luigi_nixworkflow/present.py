@@ -22,10 +22,14 @@ OWNED = "_nw_owned"  # task attribute: (store root, Result) once the store is kn
 _LINK_DIRS: dict[tuple[str, str], str] = {}  # (working directory, out_link) -> the absolute link directory
 
 
+_STAMPS: dict[str, str] = {}  # store root -> its stamp in this generation
+
+
 def reset() -> None:
     """Present every output again (task instances outlive a reset in Luigi's instance cache)."""
     _GENERATION[0] += 1
     _LINK_DIRS.clear()
+    _STAMPS.clear()
 
 
 def _stamp() -> str:
@@ -34,39 +38,44 @@ def _stamp() -> str:
 
 def stamp(root: str) -> str:
     """What a per-task memo of this process is valid for: the store root, until the next reset()."""
-    return f"{root}#{_GENERATION[0]}"
+    found = _STAMPS.get(root)
+    if found is None:
+        found = _STAMPS[root] = f"{root}#{_GENERATION[0]}"
+    return found
 
 
-def present_all(task: Any) -> None:
+def present_all(task: Any, root: str | None = None) -> None:
     """Present this task's outputs and those of every NixTask it depends on, once per process."""
-    root, stamp = settings.store_root(), _stamp()
-    for t in graph.postorder(task, lambda t: graph.memo(t, PRESENTED, stamp) is None):
+    root = root or settings.store_root()
+    stamp_now = stamp(root)
+    for t in graph.postorder(task, lambda t: graph.memo(t, PRESENTED, stamp_now) is None):
         result = graph.memo(t, OWNED, root)
         if result is not None:
-            present(t, result)
+            present(t, result, root)
 
 
-def present(task: Any, result: Result) -> None:
+def present(task: Any, result: Result, root: str | None = None) -> None:
     """Link each output (a GC root) and restore a legacy task's files where they differ from the store."""
-    store = settings.engine().store
-    objects = f"{store.root}/store"  # (store.object_path, without building a Path per output)
+    root = root or settings.store_root()
+    store = settings.engine(root).store
+    objects = f"{root}/store"  # (store.object_path, without building a Path per output)
     for name, h in sorted(result.outputs.items()):
-        link_output(task.task_id if name == "out" else f"{task.task_id}.{name}", f"{objects}/{h}")
+        link_output(task.task_id if name == "out" else f"{task.task_id}.{name}", f"{objects}/{h}", root)
     if shape.kind(type(task)) == "legacy":
         for path in legacy.restore(task, store, result.outputs):
             logger.info("nixworkflow: %s: restored %s from the store", task.task_id, path)
-    task.__dict__[PRESENTED] = (_stamp(), True)
+    task.__dict__[PRESENTED] = (stamp(root), True)
     if shape.is_dynamic(type(task)):  # what its run() yielded is not in requires(): present it too
         for yielded, _ in dynamic.yielded(result.record):
             if registry.is_nix(yielded) and yielded.nix_result() is not None:
                 present_all(yielded)
 
 
-def link_output(name: str, obj: str | os.PathLike[str]) -> None:
+def link_output(name: str, obj: str | os.PathLike[str], root: str | None = None) -> None:
     """Link a realised output at <out_link>/<name> (Store.link_output: atomic; the link directory is the GC root)."""
     directory = _link_dir()
     if directory is not None:
-        settings.engine().store.link_output(directory, name, os.fspath(obj))
+        settings.engine(root).store.link_output(directory, name, os.fspath(obj))
 
 
 def _link_dir() -> str | None:

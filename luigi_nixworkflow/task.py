@@ -20,6 +20,7 @@ from luigi.task import flatten, getpaths
 
 from luigi_nixworkflow import commands, dynamic, graph, legacy, present, registry, settings, shape, steps, translate
 from luigi_nixworkflow.inputs import Pending
+from luigi_nixworkflow.instances import Instances
 from luigi_nixworkflow.journal import failed as journal_failed
 from luigi_nixworkflow.present import OWNED
 from luigi_nixworkflow.target import NixTarget
@@ -41,7 +42,7 @@ def reset() -> None:
     present.reset()
 
 
-class NixTask(luigi.Task):
+class NixTask(luigi.Task, metaclass=Instances):
     """A Luigi task run through nixworkflow: pinned env, cached by content, recorded in the store.
 
     Subclasses define exactly one of:
@@ -119,10 +120,11 @@ class NixTask(luigi.Task):
             return luigi.Task.complete(self)
         if settings.settings().forced(self.task_family) and self.task_id not in _FORCED:
             return False
-        result = self.nix_result()
+        root = settings.store_root()
+        result = self.nix_result(root)
         if result is None:
             return False
-        present.present_all(self)
+        present.present_all(self, root)
         return True
 
     @property
@@ -233,12 +235,12 @@ class NixTask(luigi.Task):
             scanner.register(known[2], self.task_family, self)
         return known[1]
 
-    def nix_recipe(self, strict: bool = False) -> Recipe | None:
+    def nix_recipe(self, strict: bool = False, root: str | None = None) -> Recipe | None:
         """The recipe (memoised per store root); None while a plain upstream output is missing.
 
         Upstream recipes are built first, dependencies before dependants, without recursion: a
         Luigi chain (`Daily(day)` requires `Daily(day - 1)`) may be thousands of tasks deep."""
-        root = settings.store_root()
+        root = root or settings.store_root()
         known = graph.memo(self, "_nw_recipe", root)
         if known is not None:
             return known
@@ -263,12 +265,12 @@ class NixTask(luigi.Task):
         self._nw_recipe = (root, recipe)
         return recipe
 
-    def nix_result(self) -> Result | None:
+    def nix_result(self, root: str | None = None) -> Result | None:
         """The store's realisation of this task, if any (None while its own recipe is being computed).
 
         Upstream tasks not yet known to be realised are looked up first, dependencies first: the first
         one missing means this one cannot be realised either, and no lookup recurses deeply."""
-        root = settings.store_root()
+        root = root or settings.store_root()
         known = graph.memo(self, OWNED, root)
         fresh = self.__dict__.get(_CHECKED) == present.stamp(root)
         if known is not None and fresh and not shape.is_dynamic(type(self)):
@@ -277,9 +279,9 @@ class NixTask(luigi.Task):
             # realising (a task that ran here answers with what it produced), reset() starts a new generation (and
             # engine), and a dynamic task is re-checked (what it yielded may have run since).
             return known
-        if self.__dict__.get("_nw_busy") or self.nix_recipe() is None:
+        if self.__dict__.get("_nw_busy") or self.nix_recipe(root=root) is None:
             return None
-        engine = settings.engine()
+        engine = settings.engine(root)
         for task in graph.postorder(self, lambda t: graph.memo(t, OWNED, root) is None):
             recipe = graph.memo(task, "_nw_recipe", root)
             result = engine.lookup(recipe) if recipe is not None else None

@@ -48,7 +48,7 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
     else:
         command, inputs = f"python {task.task_family}.produce", []
     for up in ups:
-        recipe = up.nix_recipe()
+        recipe = up.nix_recipe(root=root)
         if recipe is None:
             raise Pending(up.task_id)
         if up.task_id not in mentioned:  # required but not interpolated: keyed all the same

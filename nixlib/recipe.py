@@ -26,9 +26,13 @@ VERSION = 2
 HOST_ENV: dict[str, Any] = {"kind": "host"}
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_json(value: Any) -> str:
-    """UTF-8-safe JSON with sorted keys and no insignificant whitespace."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """UTF-8-safe JSON with sorted keys and no insignificant whitespace (json.dumps with these options, through
+    one encoder made once: every key and record digest is one of these, and dumps makes an encoder per call)."""
+    return _CANONICAL.encode(value)
 
 
 def digest(value: Any) -> str:
