@@ -94,6 +94,11 @@ _LONG_FLAG = re.compile(rf"--({_KEY})")
 _SHORT_FLAG = re.compile(r"-([A-Za-z])")
 _BUNDLE = re.compile(r"-[A-Za-z]{2,}")
 _OPTION_LIKE = re.compile(r"-[A-Za-z-]")
+# Characters that are literal in a word wherever they stand: no blank, operator, quote, expansion or parenthesis.
+_PLAIN_RUN = re.compile(r"[^ \t\n;&|()<>\\'\"$`]+")
+# A whole word of such characters (not starting a comment), ended where no redirection, process substitution,
+# extended glob or array assignment can continue it: a blank, a line break, the end, or ; & | )
+_SIMPLE_WORD = re.compile(r"[^ \t\n;&|()<>\\'\"$`#][^ \t\n;&|()<>\\'\"$`]*(?=[ \t\n;&|)]|\Z)")
 
 # Their arguments are data or an expression, whose order is meaning.
 _DATA_PROGRAMS = frozenset({"echo", "printf", "find", "expr"})
@@ -134,6 +139,12 @@ class _Lexer:
         return False
 
     def step(self) -> None:
+        if not self.in_test:  # the common token: a word of ordinary characters, ended by a blank or an operator
+            simple = _SIMPLE_WORD.match(self.src, self.pos)
+            if simple is not None:
+                self.pos = simple.end()
+                self.emit(Token(simple.group(), simple.group(), "word", simple.start()))
+                return
         c, start = self.peek(), self.pos
         if c == "#":
             end = self.src.find(_NEWLINE, start)
@@ -225,12 +236,19 @@ class _Lexer:
                 self.quoted_part(text, value)
                 plain_last = ""
                 continue
-            else:
-                end = i + 1
+            else:  # a run of ordinary characters at once (a character at a time made this the lexer's hot loop)
+                run = _PLAIN_RUN.match(src, i)
+                end = run.end() if run is not None else i + 1
+                piece = src[i:end]
+                text.append(piece)
+                value.append(piece)
+                plain_last = piece[-1]
+                self.pos = end
+                continue
             piece = src[i:end]
             text.append(piece)
             value.append(piece)
-            plain_last = piece if end == i + 1 else ""
+            plain_last = ""
             self.pos = end
         return Token("".join(text), "".join(value), "word", start)
 
