@@ -7,7 +7,7 @@ workers and hosts sharing the store); the tasks around it stay plain Luigi.
 
 from __future__ import annotations
 
-from luigi_nixworkflow import keying, registry, settings, task
+from luigi_nixworkflow import keying, registry, settings, task, translate
 from luigi_nixworkflow.registry import static
 from luigi_nixworkflow.settings import nixworkflow
 from luigi_nixworkflow.target import NixTarget
@@ -24,4 +24,5 @@ def reset() -> None:
     settings.reset()
     registry.reset()
     keying.reset()
+    translate.reset()
     task.reset()

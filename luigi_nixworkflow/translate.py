@@ -10,11 +10,12 @@ what it references (commands.py). This module assembles them; it never runs or l
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
 from luigi_nixworkflow import commands, keying, legacy, settings
 from luigi_nixworkflow.inputs import Pending, logical_name, step_inputs, upstream
-from nixlib.names import check_step_name
+from nixlib.names import check_step_name, name_problem
 from nixlib.recipe import Recipe, RunOptions
 
 if TYPE_CHECKING:
@@ -25,7 +26,8 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
     """The task's recipe; raises Pending while a plain upstream output is missing. Only a `runnable`
     recipe carries the shell form of its command (what runs; not keyed, so complete() skips it)."""
     cls = type(task)
-    check_step_name(task.task_id, f"Luigi task {task.task_family} (its task_id names the step and its output link)")
+    if name_problem(task.task_id) is not None:
+        check_step_name(task.task_id, f"Luigi task {task.task_family} (its task_id names the step and its output link)")
     luigi_part: dict[str, Any] = {"family": task.task_family, "params": keying.params(task),
                                   "code": keying.code_digest(cls)}
     configs = keying.config_values(cls)
@@ -54,6 +56,16 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
         if up.task_id not in mentioned:  # required but not interpolated: keyed all the same
             inputs += step_inputs(up, recipe, root)
     env, configured = settings.resolve_env(cls, command, choice)
+    options = _options(cls, kind, configured)
+    if opaque:
+        extra["opaque"] = opaque
+    return Recipe(name=task.task_id, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
+                  outputs=outputs, files=dict(sorted(files.items())), extra=extra, options=options, shell=shell)
+
+
+@functools.lru_cache(maxsize=1024)
+def _options(cls: type, kind: str, configured: RunOptions) -> RunOptions:
+    """How the task runs: the class's own settings over its env's (fixed per class and env: made once)."""
     options = RunOptions(**{o: getattr(configured, o) if getattr(cls, o) is None else getattr(cls, o)
                             for o in ("pure", "sandbox", "network", "gpu")})
     if kind != "shell":  # run() and produce() run inside the worker: no sandbox can wrap them
@@ -62,8 +74,9 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
         options = dataclasses.replace(options, allow_empty=True)
     if getattr(cls, "resumable", False):  # a persistent $state keyed by the resolved key (nixlib.checkpoints)
         options = dataclasses.replace(options, resumable=True)
-    if opaque:
-        extra["opaque"] = opaque
-    return Recipe(name=task.task_id, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
-                  outputs=outputs, files=dict(sorted(files.items())), extra=extra, options=options, shell=shell)
+    return options
 
+
+def reset() -> None:
+    """Forget the memoised run options (a class's attributes changed in a long-lived interpreter)."""
+    _options.cache_clear()

@@ -176,6 +176,8 @@ def _tool(drv: str, name: str) -> Tool:
 
 def context_of(command: str) -> list[str]:
     """The derivations of the tools a command interpolates (this process's string context)."""
+    if not _TOOLS:  # no tool handed out in this process: nothing to find (asked for every task of a graph)
+        return []
     found: dict[str, None] = {}
     for m in _STORE_PATH.finditer(command):
         drv = _TOOLS.get(m.group(0))
