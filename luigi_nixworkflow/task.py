@@ -214,10 +214,13 @@ class NixTask(luigi.Task, metaclass=Instances):
         that returned False (Luigi calls run() only then) while the store holds this recipe's result."""
         if settings.settings().forced(self.task_family):
             return True
+        dynamic_task, own_complete = shape.is_dynamic(type(self)), type(self).complete is not NixTask.complete
+        if not (dynamic_task or own_complete):
+            return False  # (no lookup: realise() makes its own, under the recipe's lock)
         found = settings.engine().lookup(recipe)
-        if found is not None and shape.is_dynamic(type(self)) and dynamic.stale(found.record):
+        if found is not None and dynamic_task and dynamic.stale(found.record):
             return True  # a task it yielded last time has changed since
-        return type(self).complete is not NixTask.complete and found is not None
+        return own_complete and found is not None
 
     # ---- nixworkflow --------------------------------------------------------------------
 
