@@ -26,7 +26,7 @@ the validation, not the checks that can find a change.
 
 The memo is believed, so it is private to its user like the stat memo: one directory per host,
 `<root>/cache/<uid>/hits.<host>/` (in a directory only that user can write; else under
-$XDG_CACHE_HOME), holding 32 shard files by the key's first character, each ignored unless owned by
+$XDG_CACHE_HOME), holding 32 shard files by the key's last character, each ignored unless owned by
 the running user. A shard is read once per process, when the first key in it is looked up, and
 written once, at exit (atomically, merged with what other processes wrote meanwhile), never per
 task; an unreadable or unwritable shard only costs speed.
@@ -47,7 +47,7 @@ from typing import Any
 
 from nixlib.statmemo import StatMemo, rescan, scan, user_cache_dir
 
-_VERSION = 2
+_VERSION = 3  # 3: shards by the key's last character (the first of a 52-character key is only ever 0 or 1)
 MAX_ENTRIES = 2_000  # per shard (32 shards): above this, a save keeps the newest (~600 kB, ~5 ms to read)
 MAX_LISTED = 256  # an object with more entries than this is re-checked by a full scan, not from a listing
 _LIMIT = 64 << 20  # a shard file larger than this is not one we wrote
@@ -146,13 +146,13 @@ class HitMemo:
 
     def path_of(self, key: str) -> Path:
         """The shard file that holds `key`'s entry."""
-        return self.directory / f"{key[:1]}.json"
+        return self.directory / f"{key[-1:]}.json"
 
     def _shard(self, key: str) -> _Shard:
-        found = self._shards.get(key[:1])
+        found = self._shards.get(key[-1:])
         if found is None:
             with self._lock:
-                found = self._shards.setdefault(key[:1], _Shard(self.path_of(key), self.root))
+                found = self._shards.setdefault(key[-1:], _Shard(self.path_of(key), self.root))
         return found
 
     def get(self, key: str) -> Entry | None:

@@ -190,7 +190,7 @@ def test_processes_saving_at_once_keep_each_others_entries(store_root: Path) -> 
     first.get("a" * 52)
     second.get("a" * 52)  # both loaded the (empty) file before either saved
     st = os.stat(store_root)
-    one, two = "a" * 52, "a" * 51 + "b"  # (one shard)
+    one, two = "a" * 52, "b" + "a" * 51  # (one shard: the same last character)
     first.put(one, hits.entry(None, st, b"one", {"h" * 52: "sig-one"}, {"out": "h" * 52}, {"h" * 52: None}, 0))
     second.put(two, hits.entry(None, st, b"two", {"h" * 52: "sig-two"}, {"out": "h" * 52}, {"h" * 52: None}, 0))
     first.save()
@@ -279,3 +279,13 @@ def test_a_lazy_record_never_mixes_in_a_record_of_other_outputs(vouched: dict[st
     Path(path).write_text(json.dumps(records.seal({k: v for k, v in doc.items() if k != "digest"})))
     assert found.record["outputs"] == {"out": os.path.basename(vouched["object"])}
     assert dict(found.record) == {"outputs": {"out": os.path.basename(vouched["object"])}}
+
+
+def test_keys_spread_over_all_shards(store_root: Path) -> None:
+    """Resolved keys are 52-character Nix base32 SHA-256 digests, whose first character is only ever 0 or 1: shards
+    by that character were two files holding every entry (and the per-shard cap then held a fraction of a big
+    graph's keys). The memo shards by a character that varies."""
+    memo = hits.HitMemo(store_root)
+    keys = [Recipe(f"s{i}", f"echo {i} > $out/v").key for i in range(400)]
+    assert {k[0] for k in keys} <= {"0", "1"}  # why the first character cannot shard
+    assert len({memo.path_of(k) for k in keys}) == 32
