@@ -175,8 +175,10 @@ def config_classes(cls: type) -> list[type[luigi.Config]]:
         if not (isinstance(c, type) and issubclass(c, luigi.Config)):
             raise NixWorkflowError(f"task {cls.__qualname__}: `configs` lists {c!r}, which is not a luigi.Config class")
     names = _identifiers(cls)
-    found = [c for c in Register._reg if isinstance(c, type) and issubclass(c, luigi.Config)
-             and c.__module__.split(".")[0] not in _SKIP_MODULES and c.__name__ in names]
+    # By name first, and by the MRO rather than issubclass: Luigi's metaclass is an ABCMeta, whose subclass check
+    # walks every registered class's subclasses (tens of ms per process for a large registry).
+    found = [c for c in Register._reg if isinstance(c, type) and c.__name__ in names and luigi.Config in c.__mro__
+             and c.__module__.split(".")[0] not in _SKIP_MODULES]
     return list(dict.fromkeys([*declared, *found]))
 
 
