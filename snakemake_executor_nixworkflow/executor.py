@@ -228,7 +228,7 @@ class Executor(LocalExecutor):
         if job.is_norun:  # e.g. `rule all` once everything it asks for is there: nothing runs
             return None if job.output or job.log else (None, [], None)
         try:
-            internals.reevaluate(job)
+            await internals.reevaluate(job)
             if not cacheable(job):
                 return None
             previous = self.engine.lookup(self.recipes.recipe(job, *self.env_of(job)))

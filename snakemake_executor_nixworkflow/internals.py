@@ -8,6 +8,7 @@ tests/test_snakemake_records.py) that fails by name when a Snakemake release cha
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -87,10 +88,35 @@ def dependants(dag: Any, job: Any) -> list[Any]:
     return [j for member in (job if job.is_group() else [job]) for j in dag.depending[member]]
 
 
-def reevaluate(job: Any) -> None:
+async def reevaluate(job: Any) -> None:
     """Make a job's params and resources be evaluated again now that its inputs exist, as the scheduler does
-    before selecting it (they may have been evaluated with upstream files still missing)."""
+    before selecting it (they may have been evaluated with upstream files still missing).
+
+    Snakemake computes a resource that reads input sizes (`input.size_mb`, any `--default-resources`
+    expression) by running a coroutine to completion, which it cannot do inside a running event loop, where
+    the restore passes run: it silently gives `<TBD>` there, and the job would keep it (the scheduler resets
+    a job's params and resources only once), running `echo {resources.mem_mb}` as `echo <TBD>`. So a job
+    whose rule computes resources is evaluated on a thread without an event loop, as the scheduler's own
+    evaluation is; a value still `<TBD>` after that raises, leaving the job to the scheduler, which then
+    evaluates it again."""
+    from snakemake.common.tbdstring import TBDString
+
     job.reset_params_and_resources()
+    if any(name != "tmpdir" and _computed(r) for name, r in job.rule.resources.items()):
+        await asyncio.to_thread(_evaluate, job)
+    undetermined = [str(k) for k, v in job.resources.items() if isinstance(v, TBDString)]
+    if undetermined:
+        job._params_and_resources_resetted = False  # the scheduler's reset before selection must happen
+        raise ValueError(f"resources {', '.join(undetermined)} cannot be determined yet")
+
+
+def _computed(resource: Any) -> bool:
+    """A rule's resource that is a function or an expression, evaluated per job (possibly from input sizes)."""
+    return resource.is_evaluable() if hasattr(resource, "is_evaluable") else callable(resource)
+
+
+def _evaluate(job: Any) -> None:
+    job.resources  # noqa: B018 - evaluated and cached on the job
 
 
 async def prepare_upfront(job: Any) -> None:

@@ -3,8 +3,8 @@
 The workflows come from the source distribution of the installed Snakemake (downloaded once with pip,
 as a dependency would be, into ~/.cache/nixworkflow/snakemake-src/<version>). A case is a test function of
 Snakemake's `tests/tests.py` that is a single `run(dpath(...), ...)` call with arguments this runner can
-express on the command line (targets, cores, config, forceall, snakefile, a `snakemake ...` shell command)
-and no marker that needs a network, conda, containers or cloud storage. Each case runs three times:
+express on the command line (see OPTIONS; targets, a `snakemake ...` shell command, `shouldfail`) and no
+marker that needs a network, conda, containers or cloud storage. Each case runs three times:
 
 1. with the local executor: the baseline (a case that fails there is reported, never compared);
 2. with `--executor nixworkflow` on a private store;
@@ -13,7 +13,11 @@ and no marker that needs a network, conda, containers or cloud storage. Each cas
 
 Each run is checked as Snakemake's `tests/common.py` checks it: the run succeeds and every file under
 `expected-results/` exists in the working directory with the same MD5 (unless the case says
-`check_md5=False`). `python -m tests.snakemake_compat` runs every case and writes docs/snakemake-compat.md.
+`check_md5=False`). A `shouldfail` case must exit non-zero instead (results are compared only if it says
+`check_results=True`); its executor run must fail the same way (the same rules fail, naming the same
+exception when the case names one) and the store must hold no realisation of an output of a failed job;
+it has no re-run from the store. `python -m tests.snakemake_compat` runs every case and writes
+docs/snakemake-compat.md; `--only NAME,NAME` runs just those cases and prints their outcomes.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import ast
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -38,8 +44,17 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nixworkflow" / "snakemake-src"
 TIMEOUT = 180.0
-# Keyword arguments of Snakemake's run() that map onto the command line; any other one skips the case.
-SUPPORTED = {"targets", "cores", "config", "forceall", "check_md5", "snakefile", "shellcmd", "check_results"}
+# Keyword arguments of Snakemake's run() (tests/common.py) and the Snakemake 9.27 option each one is.
+FLAGS = {"forceall": "-F", "printshellcmds": "-p", "benchmark_extended": "--benchmark-extended",
+         "all_temp": "--all-temp"}
+OPTIONS = {"snakefile": "-s", "shadow_prefix": "--shadow-prefix", "retries": "--retries",
+           "scheduler_ilp_solver": "--scheduler-ilp-solver", "batch": "--batch"}
+LISTS = {"until": "--until", "omit_from": "--omit-from", "default_resources": "--default-resources",
+         "cleanup_metadata": "--cleanup-metadata", "rerun_triggers": "--rerun-triggers"}
+MAPPINGS = {"resources": "--resources", "overwrite_scatter": "--set-scatter", "overwrite_resources": "--set-resources"}
+# Any keyword argument not here skips the case (its reason names it).
+SUPPORTED = {"targets", "cores", "config", "configfiles", "check_md5", "shellcmd", "check_results", "shouldfail",
+             *FLAGS, *OPTIONS, *LISTS, *MAPPINGS}
 ALLOWED_MARKERS = ("skip_on_windows", "pytest.mark.skipif(ON_MACOS")
 # Workflows whose Snakefile needs what this machine or a hermetic run does not have.
 NEEDS = ("conda:", "container:", "singularity:", "envmodules:", "wrapper:", "notebook:", "storage.", "storage:",
@@ -91,22 +106,28 @@ class Case:
     name: str
     directory: Path
     args: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)  # run(targets=...): last, after `--`
     config: dict[str, Any] | None = None
-    check_results: bool = True
+    configfiles: list[str] = field(default_factory=list)
+    check_results: bool | None = None  # None: as common.py, True unless the case should fail
     check_md5: bool = True
+    shouldfail: bool = False  # the run must exit non-zero
+    expected_error: str | None = None  # run(shouldfail=SomeError): the output must name it
     skip: str | None = None  # why the case cannot run here
 
     def argv(self, executor: bool, config_file: Path | None) -> list[str]:
         extra = []
         if not any(a in ("-c", "--cores", "-j", "--jobs") or a.startswith(("-c", "--cores=")) for a in self.args):
             extra += ["-c", "3"]
-        if config_file is not None:
-            extra += ["--configfile", str(config_file)]
+        files = self.configfiles + ([str(config_file)] if config_file is not None else [])
+        if files:  # one option: a second --configfile would replace the first list, not extend it
+            extra += ["--configfile", *files]
         if executor:
             extra += ["--executor", "nixworkflow"]
         args = list(self.args)
         at = args.index("--") if "--" in args else len(args)  # options go before a `--` target separator
-        return [sys.executable, "-m", "snakemake", "--nocolor", *args[:at], *extra, *args[at:]]
+        targets = ([] if "--" in args else ["--"]) + self.targets if self.targets else []
+        return [sys.executable, "-m", "snakemake", "--nocolor", *args[:at], *extra, *args[at:], *targets]
 
 
 def cases(tests: Path) -> list[Case]:
@@ -138,35 +159,79 @@ def _case(tests: Path, node: ast.FunctionDef) -> Case | None:
     if odd:
         case.skip = f"marked {odd[0][:40]}"
         return case
+    unsupported = [kw.arg for kw in call.keywords if kw.arg not in SUPPORTED]
+    if unsupported:
+        case.skip = f"uses run({unsupported[0]}=...)"
+        return case
     for kw in call.keywords:
-        if kw.arg not in SUPPORTED:
-            case.skip = f"uses run({kw.arg}=...)"
-            return case
+        if kw.arg == "shouldfail" and isinstance(kw.value, ast.Name):  # shouldfail=SomeError
+            case.shouldfail, case.expected_error = True, kw.value.id
+            continue
         try:
-            value = ast.literal_eval(kw.value)
+            value = _value(kw.value, tests)
         except ValueError:
-            if kw.arg == "config" and isinstance(kw.value, ast.Call) and ast.unparse(kw.value.func) == "dict":
-                value = {k.arg: ast.literal_eval(k.value) for k in kw.value.keywords}
-            else:
-                case.skip = f"computes run({kw.arg}=...)"
-                return case
+            case.skip = f"computes run({kw.arg}=...)"
+            return case
         _apply(case, kw.arg, value)
+        if case.skip:
+            return case
+    if case.check_results is None:
+        case.check_results = not case.shouldfail
     if case.skip is None:
         case.skip = _needs(case)
     return case
 
 
+def _value(node: ast.expr, tests: Path) -> Any:
+    """A keyword argument's value: a literal, or one of the few constructors tests.py builds them with
+    (`dict(...)`, `dpath(...)`, `Batch(rule, i, n)`, `RerunTrigger.X`); anything else raises ValueError."""
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        pass
+    if isinstance(node, (ast.List, ast.Set, ast.Tuple)):
+        return [_value(e, tests) for e in node.elts]
+    if isinstance(node, ast.Attribute) and ast.unparse(node.value) == "RerunTrigger":
+        return node.attr.lower().replace("_", "-")  # the --rerun-triggers choice: SOFTWARE_ENV -> software-env
+    if isinstance(node, ast.Call):
+        func = ast.unparse(node.func)
+        args = [ast.literal_eval(a) for a in node.args]
+        if func == "dict" and not args:
+            return {k.arg: _value(k.value, tests) for k in node.keywords}
+        if func == "dpath" and len(args) == 1 and not node.keywords:
+            return str(tests / args[0])
+        if func == "Batch" and len(args) == 3 and not node.keywords:
+            return f"{args[0]}={args[1]}/{args[2]}"  # parse_batch's RULE=BATCH/BATCHES
+    raise ValueError(ast.unparse(node))
+
+
+def _assignment(value: Any) -> str:
+    """A resource value as Snakemake's CLI parses it: a number, or a quoted string."""
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def _apply(case: Case, name: str, value: Any) -> None:
     if name == "targets":
-        case.args += list(value)
+        case.targets += list(value)
     elif name == "cores":
         case.args += ["-c", str(value)]
     elif name == "config":
         case.config = dict(value)
-    elif name == "forceall" and value:
-        case.args.append("-F")
-    elif name == "snakefile":
-        case.args += ["-s", str(value)]
+    elif name == "configfiles":
+        case.configfiles += [str(v) for v in value]
+    elif name == "shouldfail":
+        case.shouldfail = bool(value)
+    elif name in FLAGS:
+        case.args += [FLAGS[name]] if value else []
+    elif name in OPTIONS:
+        case.args += [OPTIONS[name], str(value)] if value is not None else []
+    elif name in LISTS:
+        case.args += [LISTS[name], *map(str, value)] if value else []
+    elif name == "overwrite_resources":
+        case.args += [MAPPINGS[name], *(f"{rule}:{k}={_assignment(v)}" for rule, res in value.items()
+                                        for k, v in res.items())] if value else []
+    elif name in MAPPINGS:
+        case.args += [MAPPINGS[name], *(f"{k}={_assignment(v)}" for k, v in value.items())] if value else []
     elif name == "check_md5":
         case.check_md5 = bool(value)
     elif name == "check_results":
@@ -202,6 +267,7 @@ class Run:
     why: str = ""
     seconds: float = 0.0
     output: str = ""
+    failed: bool = False  # exited non-zero (for a shouldfail case, `ok` then means: as expected)
 
 
 @dataclass
@@ -214,6 +280,8 @@ class Outcome:
     rerun: Run | None = None
     local_rerun: Run | None = None
     stored: int = 0  # realisations in the store after the executor's run
+    differs: str | None = None  # shouldfail: how the executor's failure differs from the local one
+    leaked: list[str] = field(default_factory=list)  # shouldfail: stored realisations of failed jobs' outputs
 
     @property
     def restored(self) -> int:
@@ -226,6 +294,10 @@ class Outcome:
             return None
         if self.executor is None or not self.executor.ok:
             return f"--executor nixworkflow: {self.executor.why if self.executor else 'not run'}"
+        if self.differs:
+            return f"--executor nixworkflow fails differently: {self.differs}"
+        if self.leaked:
+            return f"the store holds a realisation of a failed job's output: {', '.join(self.leaked)[:200]}"
         if self.rerun is not None and not self.rerun.ok and (self.local_rerun is None or self.local_rerun.ok) \
                 and self.case.name not in KNOWN:
             return f"re-run from the store: {self.rerun.why}"
@@ -236,9 +308,13 @@ class Outcome:
         if self.case.skip:
             return f"skipped ({self.case.skip})"
         if self.local is None or not self.local.ok:
+            if self.case.shouldfail:
+                return f"the local executor does not fail as expected ({self.local.why if self.local else 'not run'})"
             return f"fails with the local executor ({self.local.why if self.local else 'not run'})"
         if self.regression:
             return "REGRESSION"
+        if self.case.shouldfail:
+            return "passes (fails as expected, the same way; nothing of the failed jobs stored)"
         if self.rerun is not None and not self.rerun.ok and self.case.name in KNOWN:
             return f"passes; re-run from the store: known limitation ({KNOWN[self.case.name]})"
         if self.rerun is not None and not self.rerun.ok:
@@ -270,17 +346,87 @@ def compare(case: Case, workdir: Path) -> str | None:
 def snakemake(case: Case, workdir: Path, store: Path, executor: bool, config_file: Path | None) -> Run:
     env = dict(os.environ, PYTHONPATH=str(REPO), NIX_WORKFLOW_STORE=str(store))
     start = time.monotonic()
-    try:
-        proc = subprocess.run(case.argv(executor, config_file), cwd=workdir, env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=TIMEOUT,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
+    proc = execute(case.argv(executor, config_file), workdir, env)
+    if proc is None:
         return Run(False, f"timed out after {TIMEOUT:.0f} s", TIMEOUT)
     seconds = time.monotonic() - start
-    if proc.returncode != 0:
-        return Run(False, f"exit {proc.returncode}: {last_error(proc.stdout)}", seconds, proc.stdout)
+    failed = proc.returncode != 0
+    if failed and not case.shouldfail:
+        return Run(False, f"exit {proc.returncode}: {last_error(proc.stdout)}", seconds, proc.stdout, failed)
+    if case.shouldfail and not failed:
+        return Run(False, "exit 0, but the case should fail", seconds, proc.stdout)
+    if case.expected_error and not re.search(rf"\b{case.expected_error}\b", proc.stdout):
+        return Run(False, f"fails, but not with {case.expected_error}: {last_error(proc.stdout)}", seconds,
+                   proc.stdout, failed)
     why = compare(case, workdir)
-    return Run(why is None, why or "", seconds, proc.stdout)
+    return Run(why is None, why or "", seconds, proc.stdout, failed)
+
+
+def execute(argv: list[str], workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str] | None:
+    """Run Snakemake to its exit (None: timed out), its output in a file rather than a pipe: a job process
+    Snakemake leaves behind (a `pipe()` reader whose writer failed, in `pipes_fail`) would hold a pipe open
+    after Snakemake exited. Whatever is left of its process group afterwards is killed."""
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(argv, cwd=workdir, env=env, text=True, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            code = proc.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            code = None
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        out.seek(0)
+        return None if code is None else subprocess.CompletedProcess(argv, code, out.read())
+
+
+ERROR_BLOCK = re.compile(r"^Error in rule (\S+):\n((?:[ \t]+.*(?:\n|$))*)", re.M)
+EXCEPTION = re.compile(r"^(\w+(?:Error|Exception))\b", re.M)
+RULE_EXCEPTION = re.compile(r"^\w+(?:Error|Exception) in rule (\S+) in file", re.M)
+
+
+def failed_jobs(output: str) -> list[tuple[str, list[str]]]:
+    """(rule, output paths) of every `Error in rule R:` block Snakemake printed."""
+    jobs = []
+    for m in ERROR_BLOCK.finditer(output):
+        paths = next((line.split(":", 1)[1].strip() for line in m.group(2).splitlines()
+                      if line.strip().startswith("output:")), "")
+        jobs.append((m.group(1), [p for p in paths.split(", ") if p]))
+    return jobs
+
+
+def failure(output: str) -> tuple[list[str], list[str]]:
+    """What a failed run says went wrong: the rules whose jobs failed (an `Error in rule R` block, or an
+    exception raised in a rule: the executor checks `ensure()` and missing outputs inside the job, which
+    Snakemake then reports with a block of its own, where the local executor's post-processing raises
+    without one), and the exceptions it names."""
+    rules = {rule for rule, _ in failed_jobs(output)} | set(RULE_EXCEPTION.findall(output))
+    return sorted(rules), sorted(set(EXCEPTION.findall(output)))
+
+
+def differs(local: str, executor: str) -> str | None:
+    """How the executor's failure differs from the local executor's, if it does."""
+    (rules, errors), (rules2, errors2) = failure(local), failure(executor)
+    if rules != rules2:
+        return f"failed rules {rules2 or 'none'} instead of {rules or 'none'}"
+    if errors != errors2:
+        return f"names {errors2 or 'no exception'} instead of {errors or 'no exception'}"
+    return None
+
+
+def realisations(store: Path) -> list[dict[str, Any]]:
+    where = store / "realisations"
+    return [json.loads(p.read_text()) for p in sorted(where.glob("*.json"))] if where.is_dir() else []
+
+
+def leaked(store: Path, output: str) -> list[str]:
+    """Outputs of jobs that failed in this run (Snakemake's `Error in rule` blocks) that a realisation in the
+    store nevertheless records: the store must never hold the result of a failed job."""
+    failed = {path for _, paths in failed_jobs(output) for path in paths}
+    return sorted(f"{doc.get('provenance', {}).get('rule', '?')}: {name}" for doc in realisations(store)
+                  for name in doc.get("outputs", {}) if name in failed)
 
 
 def last_error(output: str) -> str:
@@ -340,9 +486,12 @@ def run_case(case: Case, scratch: Path) -> Outcome:
         return outcome
     mine = prepare(case, scratch / "executor")
     outcome.executor = snakemake(case, mine, store, True, config_file)
-    if not outcome.executor.ok:
+    outcome.stored = len(realisations(store))
+    if case.shouldfail and outcome.executor.failed:
+        outcome.differs = differs(outcome.local.output, outcome.executor.output)
+        outcome.leaked = leaked(store, outcome.executor.output)
+    if not outcome.executor.ok or case.shouldfail:  # a failed run has nothing to restore
         return outcome
-    outcome.stored = sum(1 for _ in (store / "realisations").glob("*.json")) if (store / "realisations").is_dir() else 0
     delete_created(mine, original)
     outcome.rerun = snakemake(case, mine, store, True, config_file)
     if not outcome.rerun.ok:
@@ -360,50 +509,79 @@ def table(outcomes: list[Outcome], version: str) -> str:
     passing = [o for o in ran if o.local and o.local.ok]
     bad = [o for o in passing if o.regression]
     known = [o for o in passing if o.case.name in KNOWN and o.rerun is not None and not o.rerun.ok]
+    failing = [o for o in passing if o.case.shouldfail and not o.regression]
     lines = [
         "## Snakemake's own test workflows with `--executor nixworkflow`",
         "",
         f"Generated by `make compat` (tests/snakemake_compat.py) against Snakemake {version}'s source distribution.",
-        f"{len(outcomes)} test functions; {len(ran)} runnable here; {len(passing)} pass with the local executor; "
-        f"of those, {len(passing) - len(bad)} pass with `--executor nixworkflow`, "
-        f"{sum(1 for o in passing if o.rerun is not None and o.rerun.ok)} also after deleting their outputs "
-        f"(re-run from the store), {len(known)} re-run with a known, documented limitation (the rest: their re-run "
-        f"fails with the local executor too); {len(bad)} regressions.",
+        summary(len(outcomes), len(ran), len(passing), len(bad),
+                sum(1 for o in passing if o.rerun is not None and o.rerun.ok), len(known), len(failing)),
         "",
         "Runs: local executor, `--executor nixworkflow`, then the executor again after deleting every file the "
         "run created and `.snakemake/`. Each is checked as Snakemake's tests/common.py does (success, and the "
-        "MD5 of every file in `expected-results/`). Skipped: test functions that are not a single `run()` call "
+        "MD5 of every file in `expected-results/`). A `shouldfail` case must exit non-zero instead, with the "
+        "executor too, failing in the same rules and naming the same exceptions as with the local executor, and "
+        "no realisation in the store may record an output of a job that failed; it has no re-run from the store. "
+        "Skipped: test functions that are not a single `run()` call "
         "with arguments expressible on the command line, or that need conda, containers, a network, "
         "cloud storage or notebooks.",
         "",
-        "| workflow | local | executor | re-run from store | jobs restored | status |",
+        HEADER,
         "|---|---|---|---|---|---|",
+        *rows(outcomes),
     ]
-    for o in sorted(outcomes, key=lambda o: (o.case.skip is not None, o.case.name)):
+    skipped = sorted(o.case.name for o in outcomes if o.case.skip)
+    lines += ["", f"Skipped ({len(skipped)}): " + ", ".join(skipped), ""]
+    return "\n".join(lines)
+
+
+def summary(functions: int, ran: int, passing: int, bad: int, rerun: int, known: int, failing: int) -> str:
+    """The table's opening sentence (its counts: a partial run's rows merged into the table recount them)."""
+    return (f"{functions} test functions; {ran} runnable here; {passing} pass with the local executor; of those, "
+            f"{passing - bad} pass with `--executor nixworkflow` ({failing} of them must fail, `shouldfail`, and "
+            f"fail the same way with the executor, which stores nothing of the failed jobs; they have no re-run); "
+            f"of the {passing - failing} others, {rerun} also pass after deleting their outputs (re-run from the "
+            f"store), {known} re-run with a known, documented limitation (the rest: their re-run fails with the "
+            f"local executor too); {bad} regressions.")
+
+
+HEADER = "| workflow | local | executor | re-run from store | jobs restored | status |"
+
+
+def rows(outcomes: list[Outcome]) -> list[str]:
+    """The table's row of each case that ran, by name."""
+    lines = []
+    for o in sorted(outcomes, key=lambda o: o.case.name):
         if o.case.skip:
             continue
         cells = [_cell(r) for r in (o.local, o.executor, o.rerun)]
         restored = str(o.restored) if o.rerun is not None else "–"
         status = o.status.replace("|", "/")[:160]
         lines.append(f"| {o.case.name} | {' | '.join(cells)} | {restored} | {status} |")
-    skipped = sorted(o.case.name for o in outcomes if o.case.skip)
-    lines += ["", f"Skipped ({len(skipped)}): " + ", ".join(skipped), ""]
-    return "\n".join(lines)
+    return lines
 
 
 def _cell(run: Run | None) -> str:
     if run is None:
         return "–"
-    return f"ok {run.seconds:.1f} s" if run.ok else f"FAIL: {run.why.replace('|', '/')[:80]}"
+    if run.ok:
+        return f"fails as expected {run.seconds:.1f} s" if run.failed else f"ok {run.seconds:.1f} s"
+    return f"FAIL: {run.why.replace('|', '/')[:80]}"
 
 
 def main(argv: list[str]) -> int:
-    """`make compat`: every runnable case, two at a time; the table goes to docs/snakemake-compat.md."""
+    """`make compat`: every runnable case, two at a time (COMPAT_JOBS); the table goes to
+    docs/snakemake-compat.md. `--only NAME,NAME` (or names as arguments): just those cases, whose table rows
+    are printed instead."""
     import concurrent.futures as cf
 
     tests = source_tests()
     every = cases(tests)
-    only = set(argv)
+    only = {n for a in argv if a != "--only" for n in a.removeprefix("--only=").split(",") if n}
+    unknown = only - {c.name for c in every}
+    if unknown:
+        print(f"no such case: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     todo = [c for c in every if not only or c.name in only]
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="nw-compat-") as scratch, \
@@ -420,6 +598,8 @@ def main(argv: list[str]) -> int:
             print(f"{o.case.name}: {o.status}" + (f" — {why}" if why else ""), flush=True)
     if not only:
         (REPO / "docs" / "snakemake-compat.md").write_text(table(outcomes, installed_version()))
+    else:
+        print("\n".join([HEADER, *rows(outcomes)]))
     bad = [o for o in outcomes if o.regression]
     print(f"{len(bad)} regressions" + "".join(f"\n  {o.case.name}: {o.regression}" for o in bad))
     return 1 if bad else 0
