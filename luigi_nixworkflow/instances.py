@@ -16,33 +16,32 @@ from typing import Any
 
 from luigi.task_register import Register
 
-_CACHE_ATTR = "_Register__instance_cache"  # Luigi's cache dict, replaced by Register.clear_instance_cache()
-_FAST: dict[Any, Any] = {}
-_FOR: list[Any] = [None]  # the Luigi cache _FAST belongs to
+_CACHE_ATTR = "_Register__instance_cache"  # Luigi's cache (Register.clear_instance_cache() replaces it)
+_FAST: dict[type, tuple[dict[Any, Any], dict[Any, Any]]] = {}  # class -> (the Luigi cache it follows, its calls)
 
 
 class Instances(Register):
     """The metaclass of NixTask: Luigi's Register, plus the exact-repeat shortcut above."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        luigi_cache = getattr(Register, _CACHE_ATTR)
+        luigi_cache = getattr(cls, _CACHE_ATTR)  # (the lookup Luigi makes: a class may have a cache of its own)
         if luigi_cache is None:  # Luigi's cache disabled: so is this one
             return super().__call__(*args, **kwargs)
-        if _FOR[0] is not luigi_cache:
-            _FAST.clear()
-            _FOR[0] = luigi_cache
+        slot = _FAST.get(cls)
+        if slot is None or slot[0] is not luigi_cache:
+            slot = _FAST[cls] = (luigi_cache, {})
         complete = len(args) + len(kwargs) == len(cls.get_params())
-        key = (cls, args, tuple(kwargs.items())) if complete else None
+        key = (args, tuple(kwargs.items())) if complete else None
         if key is not None:
             try:
-                return _FAST[key]
+                return slot[1][key]
             except KeyError:
                 pass
             except TypeError:  # an unhashable value: Luigi decides (it does not cache those either)
                 key = None
         instance = super().__call__(*args, **kwargs)
         if key is not None and _cached_by_luigi(instance):
-            _FAST[key] = instance
+            slot[1][key] = instance
         return instance
 
 

@@ -87,3 +87,16 @@ def test_a_value_from_the_config_is_resolved_on_every_call():
         assert second.level == "two" and second is not first
     finally:
         config.remove_section("NixConfigured")
+
+
+def test_a_cache_cleared_through_a_task_class_clears_the_shortcut():
+    """Luigi's classmethod called through a task class clears the cache of that class's metaclass (Luigi's
+    own lookup then finds it there): the shortcut follows the cache Luigi uses, not Register's."""
+    _, cls = _pair("ClassCleared", i=luigi.IntParameter())
+    first = cls(1)
+    cls.clear_instance_cache()
+    try:
+        assert cls(1) is not first
+        assert cls(1) is cls(1)
+    finally:
+        del type(cls)._Register__instance_cache
