@@ -135,7 +135,7 @@ class LazyRecord(Mapping[str, Any]):
 
 
 class HitMemo:
-    """One user's verified hits in one store, on this host: one shard file per first character of the key, so a
+    """One user's verified hits in one store, on this host: one shard file per last character of the key, so a
     process reads only the shards of the keys it looks up (a small build in a big store reads little)."""
 
     def __init__(self, root: str | os.PathLike) -> None:
