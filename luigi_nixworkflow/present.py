@@ -22,33 +22,22 @@ OWNED = "_nw_owned"  # task attribute: (store root, Result) once the store is kn
 _LINK_DIRS: dict[tuple[str, str], str] = {}  # (working directory, out_link) -> the absolute link directory
 
 
-_STAMPS: dict[str, str] = {}  # store root -> its stamp in this generation
-
-
 def reset() -> None:
     """Present every output again (task instances outlive a reset in Luigi's instance cache)."""
     _GENERATION[0] += 1
     _LINK_DIRS.clear()
-    _STAMPS.clear()
-
-
-def _stamp() -> str:
-    return stamp(settings.store_root())
 
 
 def stamp(root: str) -> str:
     """What a per-task memo of this process is valid for: the store root, until the next reset()."""
-    found = _STAMPS.get(root)
-    if found is None:
-        found = _STAMPS[root] = f"{root}#{_GENERATION[0]}"
-    return found
+    return f"{root}#{_GENERATION[0]}"
 
 
 def present_all(task: Any, root: str | None = None) -> None:
     """Present this task's outputs and those of every NixTask it depends on, once per process."""
     root = root or settings.store_root()
-    stamp_now = stamp(root)
-    for t in graph.postorder(task, lambda t: graph.memo(t, PRESENTED, stamp_now) is None):
+    now = stamp(root)
+    for t in graph.postorder(task, lambda t: graph.memo(t, PRESENTED, now) is None):
         result = graph.memo(t, OWNED, root)
         if result is not None:
             present(t, result, root)

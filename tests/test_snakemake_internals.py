@@ -279,3 +279,23 @@ def test_jobexec_starts_snakemake_when_path_has_no_host_tools(tmp_path: Path) ->
     with jobexec.host_tools_on_path():
         assert os.environ["PATH"].endswith(":/usr/local/bin:/usr/bin:/bin")
     assert os.environ["PATH"] == str(empty)
+
+
+def test_resources_from_input_sizes_are_undetermined_inside_an_event_loop_and_reset_once() -> None:
+    """What `reevaluate` relies on: a resource needing input sizes comes out `<TBD>` when evaluated inside a
+    running event loop (Snakemake catches NestedCoroutineError), a job resets its params and resources only
+    once (`_params_and_resources_resetted`, which reevaluate clears to leave the job to the scheduler), and
+    a rule's resource says whether it is computed (`is_evaluable`)."""
+    import inspect
+
+    from snakemake.jobs import Job
+    from snakemake.resources import Resources
+    from snakemake.rules import Rule
+
+    expand = inspect.getsource(Rule.expand_resources)
+    assert "except NestedCoroutineError:" in expand and "TBDString()" in expand
+    reset = inspect.getsource(Job.reset_params_and_resources)
+    assert "if not self._params_and_resources_resetted:" in reset
+    assert "self._params_and_resources_resetted = True" in reset
+    resources = Resources.from_mapping({"fixed": 3, "computed": lambda wc, input: 1})
+    assert not resources["fixed"].is_evaluable() and resources["computed"].is_evaluable()
