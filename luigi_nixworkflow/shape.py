@@ -90,8 +90,9 @@ def wrap_run(own: Callable[..., Any], through_store: Callable[[Any], Any]) -> Ca
     return run
 
 
+@functools.cache
 def is_dynamic(cls: type) -> bool:
-    """A legacy task whose run() yields (dynamic dependencies)."""
+    """A legacy task whose run() yields (dynamic dependencies). Fixed per class, as its kind is."""
     return inspect.isgeneratorfunction(getattr(cls.run, "__wrapped__", None))
 
 

@@ -47,7 +47,8 @@ from typing import Any
 
 from nixlib.statmemo import StatMemo, rescan, scan, user_cache_dir
 
-_VERSION = 3  # 3: shards by the key's last character (the first of a 52-character key is only ever 0 or 1)
+_VERSION = 4  # 3: shards by the key's last character (the first of a 52-character key is only ever 0 or 1);
+# 4: each entry stored as its own JSON text, parsed when its key is first asked for
 MAX_ENTRIES = 2_000  # per shard (32 shards): above this, a save keeps the newest (~600 kB, ~5 ms to read)
 MAX_LISTED = 256  # an object with more entries than this is re-checked by a full scan, not from a listing
 _LIMIT = 64 << 20  # a shard file larger than this is not one we wrote
@@ -110,16 +111,22 @@ def objects_unchanged(e: Entry, objects_dir: str) -> bool:
 class LazyRecord(Mapping[str, Any]):
     """A realisation record served from the memo: its outputs are known from the entry; the rest is read (and
     parsed) only when asked for, which an all-cached graph rarely does. Loaded, it is the record whose bytes
-    the entry was made from, or whatever `reload` finds valid at that name now (a record replaced since)."""
+    the entry was made from, or whatever `load(*args)` finds valid at that name now (a record replaced since).
 
-    def __init__(self, outputs: dict[str, str], load: Callable[[], Mapping[str, Any] | None]) -> None:
+    One per cached task of a graph, kept for the whole run: slots and a loader with its arguments (no closure)
+    keep it to a few objects, which the garbage collector then walks in every full collection."""
+
+    __slots__ = ("_outputs", "_load", "_args", "_doc")
+
+    def __init__(self, outputs: dict[str, str], load: Callable[..., Mapping[str, Any] | None], *args: Any) -> None:
         self._outputs = outputs
         self._load = load
+        self._args = args
         self._doc: Mapping[str, Any] | None = None
 
     def _full(self) -> Mapping[str, Any]:
         if self._doc is None:
-            self._doc = self._load() or {"outputs": dict(self._outputs)}
+            self._doc = self._load(*self._args) or {"outputs": dict(self._outputs)}
         return self._doc
 
     def __getitem__(self, name: str) -> Any:
@@ -177,7 +184,7 @@ class _Shard:
 
     def __init__(self, path: Path, root: str) -> None:
         self.path, self.root = path, root
-        self._entries: dict[str, Entry] | None = None
+        self._entries: dict[str, Entry | str] | None = None  # an entry as its JSON text until first asked for
         self._loaded: tuple[int, ...] | None = None  # identity of the file as loaded
         self._changed: dict[str, Entry | None] = {}  # what this process added (an Entry) or dropped (None)
         self._used: set[str] = set()
@@ -188,16 +195,21 @@ class _Shard:
         if self._entries is None:
             self._load()
         e = self._entries.get(key)  # type: ignore[union-attr]
+        if key in self._used:  # parsed and checked when first got, or made by this process
+            return e  # type: ignore[return-value]
+        e = _parse(e)
         if not _well_formed(e):
             return None
-        self._used.add(key)
+        with self._lock:
+            self._entries[key] = e  # type: ignore[index]
+            self._used.add(key)
         return e
 
     def put(self, key: str, e: Entry) -> None:
         if self._entries is None:
             self._load()
         with self._lock:
-            if self._entries.get(key) != e:  # type: ignore[union-attr]
+            if _parse(self._entries.get(key)) != e:  # type: ignore[union-attr]
                 self._entries[key] = e  # type: ignore[index]
                 self._changed[key] = e
             self._used.add(key)
@@ -231,10 +243,23 @@ class _Shard:
                 ordered = {k: v for k, v in current.items() if k not in self._used}
                 ordered.update((k, current[k]) for k in self._used if k in current)
                 current = dict(list(ordered.items())[-MAX_ENTRIES:])
+            current = {k: v if type(v) is str else json.dumps(v, separators=(",", ":")) for k, v in current.items()}
             data = json.dumps({"v": _VERSION, "entries": current}, separators=(",", ":")).encode()
             with contextlib.suppress(OSError):
                 _write_atomically(self.path, data)
                 self._changed.clear()
+
+
+def _parse(e: Any) -> Any:
+    """An entry as stored (its JSON text) parsed; anything else as it is. Entries stay text until asked for:
+    a shard holds up to MAX_ENTRIES of them, of which a run may use a few, and text is read far faster than
+    nested lists and dicts, which would also all be walked by every full garbage collection of the process."""
+    if type(e) is not str:
+        return e
+    try:
+        return json.loads(e)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _well_formed(e: Any) -> bool:

@@ -390,7 +390,7 @@ class Store:
                     return None  # rewritten, replaced or removed: the full check decides
             except OSError:
                 return None
-            doc = hits.LazyRecord(e[10], lambda: self._reload(key, path, e))
+            doc = hits.LazyRecord(e[10], self._reload, key, path, e)
         else:
             now = statmemo.now_ns()
             try:
@@ -685,9 +685,11 @@ class Store:
         every output, so nothing is written on that path."""
         self._root_dir(directory)
         link = f"{directory}/{name}"
-        with contextlib.suppress(OSError):
+        try:
             if os.readlink(link) == target:
                 return
+        except OSError:
+            pass
         tmp = f"{directory}/.{name}.{os.getpid()}.{secrets.token_hex(3)}"
         try:
             os.symlink(target, tmp)

@@ -49,7 +49,7 @@ def vouched(request: pytest.FixtureRequest, store_root: Path, monkeypatch: pytes
         assert _new_process_lookup() is not None  # the full check, memoised
         hits.forget()
     entries = json.loads(Store().hits.path_of(done.resolved_key).read_text())["entries"]
-    assert entries[done.resolved_key][9] is (request.param == "settled")
+    assert json.loads(entries[done.resolved_key])[9] is (request.param == "settled")  # (each entry: its JSON text)
     return {"key": done.resolved_key, "record": str(store_root / "realisations" / f"{done.resolved_key}.json"),
             "object": str(store_root / "store" / done.outputs["out"]), "kind": request.param}
 
@@ -179,7 +179,7 @@ def test_a_corrupt_memo_file_is_a_miss_and_is_rewritten(vouched: dict[str, str])
     path.write_bytes(b'{"v": 2, "entries": {"' + vouched["key"].encode() + b'": [1, 2, "x"]}')  # truncated
     assert _new_process_lookup() is not None
     hits.forget()
-    entry = json.loads(path.read_text())["entries"][vouched["key"]]
+    entry = json.loads(json.loads(path.read_text())["entries"][vouched["key"]])
     assert entry[7] == hashlib.sha256(Path(vouched["record"]).read_bytes()).hexdigest()
 
 
@@ -289,3 +289,22 @@ def test_keys_spread_over_all_shards(store_root: Path) -> None:
     keys = [Recipe(f"s{i}", f"echo {i} > $out/v").key for i in range(400)]
     assert {k[0] for k in keys} <= {"0", "1"}  # why the first character cannot shard
     assert len({memo.path_of(k) for k in keys}) == 32
+
+
+def test_a_damaged_entry_text_is_a_miss_of_the_memo_only(vouched: dict[str, str], later: None) -> None:
+    """Each entry is kept as its own JSON text, parsed when its key is first asked for: text that does not
+    parse (or parses to something else) is not an entry, so the full check runs (it writes the stat memo entry
+    again) and puts a good entry back; the store still serves the hit."""
+    path = Store().hits.path_of(vouched["key"])
+    shard = json.loads(path.read_text())
+    assert shard["v"] == hits._VERSION and isinstance(shard["entries"][vouched["key"]], str)
+    for damaged in ('[null, 1, 2', '{"not": "an entry"}'):
+        shard["entries"][vouched["key"]] = damaged
+        path.write_text(json.dumps(shard))
+        shutil.rmtree(Store().memo.directory)
+        found = _new_process_lookup()
+        assert found is not None and found.resolved_key == vouched["key"]
+        assert os.listdir(Store().memo.directory), "the full check ran"
+        hits.forget()
+        entry = json.loads(json.loads(path.read_text())["entries"][vouched["key"]])
+        assert entry[7] == hashlib.sha256(Path(vouched["record"]).read_bytes()).hexdigest()

@@ -174,7 +174,13 @@ class RunJournal:
         if result is None:
             if entry is None:
                 self.add(name, [self.name_of(u) for u in recipe.upstream()])
-        elif entry is None or entry.get("status") == "pending":
+        elif entry is None:  # the common case of a cached graph: one new entry, in its final state at once
+            upstream = sorted({self.name_of(u) for u in recipe.upstream()})
+            with self.lock:
+                self.doc["steps"].setdefault(name, {"upstream": upstream}).update(
+                    status="cached", end=time.time(), resolved_key=result.resolved_key)
+                self.changed[name] = None
+        elif entry.get("status") == "pending":
             self.add(name, [self.name_of(u) for u in recipe.upstream()])
             self.note(name, "cached", result.resolved_key)
 
