@@ -79,8 +79,9 @@ HELPER_BATCH = 48
 # Link modes whose restore is a copy the helper can make (links are made in-process: nothing to copy).
 HELPER_MODES = ("auto", "copy", "reflink")
 Handed = tuple[str, Path, str, int]  # (object hash, destination, link mode, the helper's request id)
-# A restore in progress: the hit (None: a rule without code), the copies handed out, the formatted command.
-Started = tuple[Result | None, list[Handed], str | None]
+# A restore in progress: the hit (None: a rule without code), the copies handed out, the formatted command, and
+# the job's products (computed once per job: `products` builds a Path per file).
+Started = tuple[Result | None, list[Handed], str | None, dict[str, Path]]
 
 
 def export_remote_settings(s: ExecutorSettings) -> None:
@@ -213,7 +214,7 @@ class Executor(LocalExecutor):
                 if await self._complete(job_, started_, lines):
                     done.append(job_)
         finally:
-            for _, (_, handed, _) in pending:
+            for _, (_, handed, _, _) in pending:
                 self.await_copies(handed, settle=False)
             if lines:
                 self.logger.info("\n".join(lines))
@@ -226,30 +227,32 @@ class Executor(LocalExecutor):
                 or internals.snakemake_cached(self.workflow, job):
             return None
         if job.is_norun:  # e.g. `rule all` once everything it asks for is there: nothing runs
-            return None if job.output or job.log else (None, [], None)
+            return None if job.output or job.log else (None, [], None, {})
         try:
             await internals.reevaluate(job)
             if not cacheable(job):
                 return None
-            previous = self.engine.lookup(self.recipes.recipe(job, *self.env_of(job)))
+            produced = products(job, self.recipes.where)
+            previous = self.engine.lookup(self.recipes.recipe(job, *self.env_of(job), produced=produced))
             formatted, shellcmd = self.recipes.last_shellcmd
             if previous is None or not self.servable(job, previous):
                 return None
-            if quick and not self.quick(job, previous):
+            if quick and not self.quick(job, previous, produced):
                 return None
             await internals.prepare_upfront(job)
-            return previous, self.start_copies(job, previous, copier), shellcmd if formatted is job else None
+            handed = self.start_copies(job, previous, copier, produced)
+            return previous, handed, shellcmd if formatted is job else None, produced
         except Exception as e:  # noqa: BLE001 - any trouble: the scheduler's path reports it properly
             self._left(job, e)
             return None
 
     async def _complete(self, job: Any, started: Started, lines: list[str]) -> bool:
         """Finish a job `_begin` started: its outputs in place, Snakemake's post-processing, the DAG update."""
-        result, handed, shellcmd = started
+        result, handed, shellcmd, produced = started
         try:
             if result is not None:
                 self.await_copies(handed)
-                line = self.settle(job, result)
+                line = self.settle(job, result, produced)
                 if line is None:
                     return False
                 lines.append(line)
@@ -263,10 +266,10 @@ class Executor(LocalExecutor):
     def _left(self, job: Any, why: Any) -> None:
         self.logger.debug(f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}) left to the scheduler: {why}")
 
-    def quick(self, job: Any, result: Result) -> bool:
+    def quick(self, job: Any, result: Result, produced: dict[str, Path]) -> bool:
         """Whether restoring `result` copies at most QUICK_BYTES (links copy nothing)."""
         budget = QUICK_BYTES
-        for name, path in products(job, self.recipes.where).items():
+        for name, path in produced.items():
             h = result.outputs.get(name)
             if h is not None and self.link_mode(job, path) not in ("hardlink", "symlink"):
                 budget -= tree_bytes(self.store.object_path(h), budget + 1)
@@ -497,7 +500,12 @@ class Executor(LocalExecutor):
         return self.servable(job, result) and self.put_back(job, result)
 
     def servable(self, job: Any, result: Result) -> bool:
-        """False for a checkpoint that wrote files it did not declare (they are not in the store)."""
+        """False for a checkpoint that wrote files it did not declare (they are not in the store). Only a
+        checkpoint's record is read for them: Snakemake re-reads the DAG from what a checkpoint wrote, while any
+        other job's undeclared files are never restored (docs/snakemake.md), and a hit's full record is read
+        only when needed (nixlib.hits.LazyRecord), which a cached run then never does."""
+        if not internals.is_checkpoint(job):
+            return True
         extra = ((result.record or {}).get("provenance") or {}).get("undeclared_writes")
         if extra:
             self.logger.warning(f"nixworkflow: checkpoint {job.rule.name} writes files it does not declare "
@@ -509,19 +517,20 @@ class Executor(LocalExecutor):
     def put_back(self, job: Any, result: Result) -> bool:
         """Materialise a hit's products (thread-safe: the scheduler's path calls it on worker threads); False,
         with nothing left behind, when a restored symlink output would dangle here."""
-        self.start_copies(job, result, None)
-        line = self.settle(job, result)
+        produced = products(job, self.recipes.where)
+        self.start_copies(job, result, None, produced)
+        line = self.settle(job, result, produced)
         if line is not None:
             self.logger.info(line)
         return line is not None
 
-    def start_copies(self, job: Any, result: Result, copier: Copier | None) -> list[Handed]:
+    def start_copies(self, job: Any, result: Result, copier: Copier | None, produced: dict[str, Path]) -> list[Handed]:
         """Start putting a hit's products back: copies the helper can make (copier.py: the same copy as
         `Store.materialise`) are handed to it, the rest (links, or everything without a helper) are
         materialised here. Returns what was handed out, for `await_copies`."""
         handed: list[Handed] = []
         try:
-            for name, path in products(job, self.recipes.where).items():
+            for name, path in produced.items():
                 h = result.outputs.get(name)
                 if h is None:
                     continue
@@ -552,10 +561,9 @@ class Executor(LocalExecutor):
                 if answer != "ok":
                     self.store.materialise(h, path, mode=mode)
 
-    def settle(self, job: Any, result: Result) -> str | None:
+    def settle(self, job: Any, result: Result, produced: dict[str, Path]) -> str | None:
         """After a hit's products are back: the line reporting it, or None (the products removed again) when
         a restored symlink output dangles here (the job then runs)."""
-        produced = products(job, self.recipes.where)
         dangling = [str(p) for p in produced.values() if os.path.islink(p) and not os.path.exists(p)]
         if dangling:
             for path in produced.values():

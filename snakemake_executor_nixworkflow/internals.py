@@ -9,9 +9,13 @@ tests/test_snakemake_records.py) that fails by name when a Snakemake release cha
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
 import os
+import stat
 import sys
 import time
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -101,6 +105,7 @@ async def reevaluate(job: Any) -> None:
     evaluates it again."""
     from snakemake.common.tbdstring import TBDString
 
+    memoise_signatures(job.rule)
     job.reset_params_and_resources()
     if any(name != "tmpdir" and _computed(r) for name, r in job.rule.resources.items()):
         await asyncio.to_thread(_evaluate, job)
@@ -108,6 +113,48 @@ async def reevaluate(job: Any) -> None:
     if undetermined:
         job._params_and_resources_resetted = False  # the scheduler's reset before selection must happen
         raise ValueError(f"resources {', '.join(undetermined)} cannot be determined yet")
+
+
+# Rules whose resource and param functions carry their parameters (memoise_signatures), by id (kept alive here).
+_SIGNED: dict[int, Any] = {}
+
+
+def memoise_signatures(rule: Any) -> None:
+    """Have Snakemake look up which parameters a rule's resource and param functions take once per run, not
+    once per job and resource. Evaluating a job's resources, Snakemake's `apply_input_function` asks
+    `get_function_params(resource.evaluate)` twice and `Resource.evaluate` asks it for the resource's function:
+    an `inspect.signature` each time, about a sixth of a restored job's cost for a rule with the default computed
+    `tmpdir`. `get_function_params` returns the parameters stored in a function's FUNC_OVERWRITE_PARAMS_ATTR
+    attribute when it has one (where Snakemake's own wrappers keep theirs, `overwrite_function_params`); this
+    stores there exactly what `inspect.signature` gives, so every later call returns the same parameters
+    without computing them. Only plain Python functions not annotated yet are touched; a bound method's
+    attribute is its function's, so `Resource.evaluate` carries the parameters of the bound method."""
+    if _SIGNED.get(id(rule)) is rule:
+        return
+    _SIGNED[id(rule)] = rule
+    from snakemake.resources import Resource
+
+    try:
+        _annotate(Resource.evaluate, Resource("_", 0).evaluate)
+        functions = [getattr(r, "_evaluator", None) for r in dict(rule.resources.items()).values()]
+        for _, value in getattr(rule.params, "_allitems", list)():
+            functions += [value, getattr(value, "callable", None)]  # a function, or a string carrying one
+    except Exception:  # noqa: BLE001 - only a shortcut: without it Snakemake computes the same parameters
+        return
+    for func in functions:
+        _annotate(func, func)
+
+
+def _annotate(func: Any, signed: Any) -> None:
+    """Store `inspect.signature(signed).parameters` on `func` where `get_function_params` looks first."""
+    from snakemake.common import FUNC_OVERWRITE_PARAMS_ATTR
+
+    if not isinstance(func, types.FunctionType) or FUNC_OVERWRITE_PARAMS_ATTR in func.__dict__:
+        return
+    try:
+        setattr(func, FUNC_OVERWRITE_PARAMS_ATTR, inspect.signature(signed).parameters)
+    except (TypeError, ValueError):  # no signature: Snakemake's own call computes (and reports) it as before
+        pass
 
 
 def _computed(resource: Any) -> bool:
@@ -166,7 +213,7 @@ async def write_record(persistence: Any, job: Any, shellcmd: str | None) -> None
     compares the files both write): per output, the rule's code, input, log, params, command, conda env, software stack
     hash, job hash, start (the incomplete marker's mtime, else the previous record's, else now) and end
     (the output's mtime) times and the input checksums, merged into the output's previous record, written
-    with the backend's own writer; then the output's incomplete marker is removed."""
+    as the backend's own writer writes it (`write_json`); then the output's incomplete marker is removed."""
     from snakemake.persistence import RECORD_FORMAT_VERSION
 
     persistence._clear_cache()
@@ -186,9 +233,36 @@ async def write_record(persistence: Any, job: Any, shellcmd: str | None) -> None
         record = dict(previous.items()) if previous is not None else {**RECORD_DEFAULTS}
         record.update(common, starttime=persistence._get_recorded_starttime(key) or fallback_time, endtime=endtime,
                       input_checksums={k: v for k, v in checksums.items() if v is not None})
-        persistence._io_write(persistence._metadata_path, record, key)
+        write_json(persistence, key, record)
     for f in job.output:
         persistence._unmark_incomplete(persistence._get_key(f))
+
+
+RECORD_MODE = stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IWGRP  # FilePersistence._io_write's default
+
+
+def write_json(persistence: Any, key: str, value: Any) -> None:
+    """`FilePersistence._io_write(persistence._metadata_path, value, key)`, the same file with the same bytes and
+    mode (tests/test_snakemake_internals.py writes both): `json.dumps` in one write instead of `json.dump`'s
+    Python-level encoder writing piece by piece, and the record's directory created only when opening fails
+    for want of it."""
+    path = persistence._record_path(persistence._metadata_path, key)
+    text = json.dumps(value)
+    try:
+        existing: int | None = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        existing = None
+    try:
+        f = open(path, "w")
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        f = open(path, "w")
+    with f:
+        f.write(text)
+    if existing is None:
+        os.chmod(path, RECORD_MODE)
+    elif existing | RECORD_MODE != existing:
+        os.chmod(path, existing | RECORD_MODE)
 
 
 # A fresh MetadataRecord's fields, in its order (what `dict(MetadataRecord().items())` gives; pinned by a test).

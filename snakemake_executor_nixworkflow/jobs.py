@@ -124,7 +124,9 @@ class RecipeBuilder:
             self._config = digest(jsonable(dict(self.workflow.config)))
         return self._config
 
-    def recipe(self, job: Any, env: ResolvedEnv, options: RunOptions) -> Recipe:
+    def recipe(self, job: Any, env: ResolvedEnv, options: RunOptions,
+               produced: Mapping[str, Path] | None = None) -> Recipe:
+        """The job's recipe; `produced`: its `products`, when the caller has them already."""
         kind, command, code = self.code(job)
         meta: dict[str, Any] = {
             "kind": kind,
@@ -146,7 +148,7 @@ class RecipeBuilder:
             command=self.where.text(command),
             env=env.identity,
             env_paths=env.paths,
-            outputs=tuple(products(job, self.where)),
+            outputs=tuple(products(job, self.where) if produced is None else produced),
             files=dict(self.input_hashes(job)),
             extra={"snakemake": meta},
             # Snakemake defines what a job must produce: an empty file (touch(), an empty log) is a valid

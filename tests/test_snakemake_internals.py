@@ -299,3 +299,135 @@ def test_resources_from_input_sizes_are_undetermined_inside_an_event_loop_and_re
     assert "self._params_and_resources_resetted = True" in reset
     resources = Resources.from_mapping({"fixed": 3, "computed": lambda wc, input: 1})
     assert not resources["fixed"].is_evaluable() and resources["computed"].is_evaluable()
+
+
+def _functions() -> dict[str, object]:
+    """Resource and param functions of the shapes Snakefiles use (what `memoise_signatures` annotates)."""
+
+    def two(wildcards, attempt):
+        return 100 + attempt
+
+    def three(wildcards, input, threads):
+        return 10 * threads + len(input)
+
+    def anything(wildcards, **kwargs):
+        return ",".join(sorted(kwargs))
+
+    return {"two": two, "three": three, "anything": anything, "lambda": lambda wildcards, resources: 1}
+
+
+def test_get_function_params_returns_the_parameters_a_function_carries() -> None:
+    """What `memoise_signatures` relies on: Snakemake's `get_function_params` returns what a function carries in
+    FUNC_OVERWRITE_PARAMS_ATTR (else computes `inspect.signature`), a bound method's attribute is its function's,
+    and the per-job evaluation of resources and params asks it: `apply_input_function` for the function it
+    applies (for resources, the Resource's bound `evaluate`) and `Resource.evaluate` for the resource's own
+    function, kept in `_evaluator`."""
+    import inspect
+
+    from snakemake.common import FUNC_OVERWRITE_PARAMS_ATTR, get_function_params, get_input_function_aux_params
+    from snakemake.resources import Resource
+    from snakemake.rules import Rule
+
+    def f(wildcards, input):
+        return 1
+
+    assert get_function_params(f) == inspect.signature(f).parameters
+    marker = inspect.signature(lambda x: 0).parameters
+    setattr(f, FUNC_OVERWRITE_PARAMS_ATTR, marker)
+    assert get_function_params(f) is marker
+    assert list(get_input_function_aux_params(f, {"x": 1, "input": 2})) == ["x"]
+    resource = Resource("r", f)
+    assert resource._evaluator is f
+    Resource.evaluate._nw_probe = marker
+    try:
+        assert Resource("s", 1).evaluate._nw_probe is marker  # a bound method forwards attributes to its function
+    finally:
+        del Resource.evaluate._nw_probe
+    apply = inspect.getsource(Rule.apply_input_function)
+    assert "get_function_params(func)" in apply and "get_input_function_aux_params(func, aux_params)" in apply
+    assert "get_input_function_aux_params(self._evaluator, kwargs)" in inspect.getsource(Resource.evaluate)
+    assert "val.evaluate" in inspect.getsource(Rule.expand_resources)
+
+
+def test_memoise_signatures_stores_exactly_what_snakemake_computes() -> None:
+    """After `memoise_signatures(rule)`, every resource and param function of the rule, and `Resource.evaluate`
+    bound to any resource, gives `get_function_params` the parameters `inspect.signature` gives (so Snakemake
+    passes each function the same arguments); a function Snakemake annotated itself keeps its own."""
+    import inspect
+
+    from snakemake.common import FUNC_OVERWRITE_PARAMS_ATTR, get_function_params, overwrite_function_params
+    from snakemake.iocontainers import Params
+    from snakemake.resources import Resource, Resources
+
+    funcs = _functions()
+
+    def wrapped(wildcards, **kwargs):
+        return 0
+
+    own = inspect.signature(lambda wildcards, input: 0).parameters
+    overwrite_function_params(wrapped, own)  # as Snakemake's ioutils wrappers do
+    resources = Resources.from_mapping({"two": funcs["two"], "three": funcs["three"], "anything": funcs["anything"],
+                                        "fixed": 3, "wrapped": wrapped})
+    params = Params()
+    params.append(funcs["lambda"])
+    params._add_name("p")
+    params.append("literal")
+    rule = SimpleNamespace(resources=resources, params=params)
+    expected = {name: inspect.signature(f).parameters for name, f in funcs.items()}
+    internals.memoise_signatures(rule)
+    for name, f in funcs.items():
+        assert FUNC_OVERWRITE_PARAMS_ATTR in f.__dict__, name
+        assert get_function_params(f) == expected[name], name
+    assert get_function_params(wrapped) is own
+    assert FUNC_OVERWRITE_PARAMS_ATTR in Resource.evaluate.__dict__
+
+    class Odd:  # a param value that cannot be inspected: the shortcut is skipped, nothing raises
+        @property
+        def callable(self):
+            raise RuntimeError("no")
+
+    odd = Params()
+    odd.append(Odd())
+    internals.memoise_signatures(SimpleNamespace(resources=Resources.from_mapping({}), params=odd))
+    bound = Resource("x", funcs["two"]).evaluate
+    assert get_function_params(bound) == inspect.signature(Resource("y", 1).evaluate).parameters
+    assert [p.kind for p in get_function_params(bound).values()] == [inspect.Parameter.VAR_POSITIONAL,
+                                                                    inspect.Parameter.VAR_KEYWORD]
+
+
+def test_write_json_writes_what_snakemakes_file_backend_writes(tmp_path: Path) -> None:
+    """`internals.write_json` stands in for `FilePersistence._io_write` on the metadata directory: same path,
+    same bytes, same mode, for a new record (mode set to rw for user and group) and over an existing one
+    (mode bits only added), and it creates the record's directory when a long key splits into several."""
+    from snakemake.persistence.file import FilePersistence
+
+    def backend(root: Path) -> FilePersistence:
+        p = FilePersistence.__new__(FilePersistence)  # the file backend's writer alone, without a workflow
+        p._max_len = None
+        p._metadata_path = str(root)
+        root.mkdir()
+        return p
+
+    theirs, mine = backend(tmp_path / "theirs"), backend(tmp_path / "mine")
+    record = {"rule": "a", "input": ["in.txt"], "shellcmd": "echo \"é\" > out", "params": [1.5, None, True],
+              "input_checksums": {}, "starttime": 1732600000.123456}
+    keys = ["out/a.txt", "d/" + "x" * 300]
+    for key in keys:
+        theirs._io_write(theirs._metadata_path, record, key)
+        internals.write_json(mine, key, record)
+    for key in keys:
+        a = Path(theirs._record_path(theirs._metadata_path, key))
+        b = Path(mine._record_path(mine._metadata_path, key))
+        assert a.relative_to(tmp_path / "theirs") == b.relative_to(tmp_path / "mine")
+        assert b.read_bytes() == a.read_bytes()
+        assert b.stat().st_mode == a.stat().st_mode
+        a.chmod(0o604)
+        b.chmod(0o604)
+    record["rule"] = "b"
+    for key in keys:
+        theirs._io_write(theirs._metadata_path, record, key)
+        internals.write_json(mine, key, record)
+        a = Path(theirs._record_path(theirs._metadata_path, key))
+        b = Path(mine._record_path(mine._metadata_path, key))
+        assert b.read_bytes() == a.read_bytes() and b"\"rule\": \"b\"" in b.read_bytes()
+        assert b.stat().st_mode == a.stat().st_mode == (a.stat().st_mode & ~0o7777) | 0o664
