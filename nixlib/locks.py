@@ -49,11 +49,12 @@ def private_dir() -> Path:
     return Path(base) / "nixworkflow"
 
 
-def candidates(path: Path) -> list[Path]:
-    """Where the lock for `path` may live: the shared name, this user's name beside it, a private file."""
-    uid = os.getuid()
-    tag = hashlib.sha256(str(path).encode()).hexdigest()[:32]
-    return [path, path.with_name(f"{path.stem}.{uid}{path.suffix}"), private_dir() / "locks" / f"{tag}.lock"]
+def candidates(path: Path) -> Iterator[Path]:
+    """Where the lock for `path` may live: the shared name, this user's name beside it, a private file. Made one
+    at a time: every step takes a lock, and the shared name is almost always the one used."""
+    yield path
+    yield path.with_name(f"{path.stem}.{os.getuid()}{path.suffix}")
+    yield private_dir() / "locks" / f"{hashlib.sha256(str(path).encode()).hexdigest()[:32]}.lock"
 
 
 def open_fd(path: Path) -> int:
