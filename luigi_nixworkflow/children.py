@@ -38,6 +38,7 @@ class Watch:
     run_marker: str  # this worker's marker (nixlib.reaper): its watchdog kills marked processes if we die
     before: set[int]
     usage: tuple[float, ...]
+    last_pid: int | None  # the pid namespace's most recently allocated pid, read before `before` was taken
 
     @property
     def variables(self) -> dict[str, str]:
@@ -48,14 +49,19 @@ class Watch:
 def watch(marker: str) -> Watch:
     """Take the baseline just before produce() runs (the watchdog, started on first use, is part of it)."""
     run = reaper.run_marker()
-    return Watch(marker, run, descendants(os.getpid()), _child_usage())
+    last = _last_pid()
+    return Watch(marker, run, descendants(os.getpid()), _child_usage(), last)
 
 
 def stop_leftovers(w: Watch, task: str, grace: float = 5.0) -> list[int]:
     """Kill every process produce() left running and wait until none can write; returns their pids.
 
-    The common case (produce() started nothing, or waited for all of it) costs one walk of this
-    process's children and no /proc scan."""
+    The common case costs one read: when no pid was allocated since the baseline (the namespace's last
+    pid is unchanged), no process or thread can have been started, here or anywhere. Else (produce() started
+    something, or another process on the machine did) a walk of this process's children, and a /proc scan
+    only if produce() left something."""
+    if w.last_pid is not None and _last_pid() == w.last_pid and _child_usage() == w.usage:
+        return []
     me = os.getpid()
     if not descendants(me) - w.before and _child_usage() == w.usage:
         return []
@@ -93,6 +99,17 @@ def _children(pid: int) -> list[int]:
         except OSError:
             continue
     return out
+
+
+def _last_pid() -> int | None:
+    """The last pid allocated in this pid namespace (/proc/loadavg's fifth field; a thread takes one too). Pids
+    are allocated in increasing order, wrapping at pid_max: equal twice means nothing was started in between
+    unless pid_max pids were taken meanwhile, which the children's usage (unchanged) also rules out for ours."""
+    try:
+        with open(f"{_PROC}/loadavg", encoding="ascii") as f:
+            return int(f.read().split()[4])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _child_usage() -> tuple[float, ...]:

@@ -17,7 +17,7 @@ import pytest
 from luigi.task_register import Register
 
 import luigi_nixworkflow
-from luigi_nixworkflow import NixTask
+from luigi_nixworkflow import NixTask, children
 from nixlib import dsl, output
 from nixlib.errors import NixWorkflowError
 from nixlib.store import Store
@@ -321,3 +321,27 @@ def test_processes_left_by_produce_are_killed_before_hashing(store_root: Path, t
         for pid in (int(p) for p in pids_file.read_text().split()) if pids_file.exists() else ():
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_any_new_pid_sends_the_leftover_check_through_the_walk() -> None:
+    """The pid namespace's last allocated pid moves with every process started (here a real one, already
+    waited for), so an unchanged value proves nothing was started since the baseline."""
+    before = children._last_pid()
+    assert before is not None
+    subprocess.run(["true"], check=True)
+    assert children._last_pid() != before
+
+
+def test_the_leftover_check_walks_unless_no_pid_was_allocated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stop_leftovers answers without walking /proc only when the last pid and the children's usage are both
+    unchanged; a changed pid (something started, here or elsewhere) or unknown one takes the walk, which finds and
+    kills what produce() left (test above). Pids are fixed here: other processes on the machine fork meanwhile."""
+    walks: list[int] = []
+    monkeypatch.setattr(children, "descendants", lambda pid: walks.append(pid) or set())
+    for now, walked in ((100, False), (101, True), (None, True)):
+        monkeypatch.setattr(children, "_last_pid", lambda: 100)
+        w = children.watch("NW_TEST_MARKER")
+        monkeypatch.setattr(children, "_last_pid", lambda now=now: now)
+        walks.clear()
+        assert children.stop_leftovers(w, "t") == []
+        assert bool(walks) is walked, (now, walks)
