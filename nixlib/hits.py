@@ -49,7 +49,7 @@ from nixlib.statmemo import StatMemo, rescan, scan, user_cache_dir
 
 _VERSION = 4  # 3: shards by the key's last character (the first of a 52-character key is only ever 0 or 1);
 # 4: each entry stored as its own JSON text, parsed when its key is first asked for
-MAX_ENTRIES = 2_000  # per shard (32 shards): above this, a save keeps the newest (~600 kB, ~5 ms to read)
+MAX_ENTRIES = 2_000  # per shard (32 shards): above this, a save keeps the newest (~900 kB, ~2 ms to read)
 MAX_LISTED = 256  # an object with more entries than this is re-checked by a full scan, not from a listing
 _LIMIT = 64 << 20  # a shard file larger than this is not one we wrote
 _BY_ROOT: dict[str, HitMemo] = {}
