@@ -33,11 +33,20 @@ def _unserialisable(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-# The C encoder json.JSONEncoder builds on every call, built once (no circular-reference bookkeeping: a cycle
-# ends in RecursionError instead of ValueError). Every key and record digest is one of these, and building the
-# encoder was a third of the cost of a small document. None where the json module has no C speedups.
-_C_ENCODE = None if json.encoder.c_make_encoder is None else json.encoder.c_make_encoder(
-    None, _unserialisable, json.encoder.encode_basestring, None, ":", ",", True, False, False)
+def _c_encoder() -> Any:
+    """The C encoder json.JSONEncoder builds on every call, built once (no circular-reference bookkeeping: a cycle
+    ends in RecursionError instead of ValueError). Every key and record digest is one of these, and building the
+    encoder was a third of the cost of a small document. None where the json module has no C speedups or builds
+    it differently (then JSONEncoder.encode is used, as before)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    try:
+        return None if make is None else make(None, _unserialisable, json.encoder.encode_basestring, None, ":", ",",
+                                              True, False, False)
+    except TypeError:
+        return None
+
+
+_C_ENCODE = _c_encoder()
 
 
 def canonical_json(value: Any) -> str:
