@@ -10,7 +10,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import luigi
+
 from luigi_nixworkflow import registry
+
+
+def reusable(struct: Any) -> Any:
+    """requires()'s value as a structure that can be walked more than once, with the same outputs for
+    luigi.task.getpaths and flatten. Luigi calls requires() anew for every use, so a generator (the common
+    `for x in xs: yield Task(x)`), alone or inside a dict or list, works there; remembered once per task, it
+    would be consumed by its first use and read as "no inputs" by every later one. Generators and other
+    one-shot iterables become lists (what getpaths makes of them); everything else is returned as it is."""
+    if struct is None or isinstance(struct, luigi.Task | str | bytes):
+        return struct
+    if isinstance(struct, dict):
+        items = {k: reusable(v) for k, v in struct.items()}
+        return struct if all(items[k] is v for k, v in struct.items()) else struct.__class__(items)
+    if isinstance(struct, list | tuple):
+        parts = [reusable(r) for r in struct]
+        if all(p is r for p, r in zip(parts, struct, strict=True)):
+            return struct
+        if hasattr(struct, "_fields"):  # a namedtuple
+            return struct.__class__(*parts)
+        return parts if type(struct) is list else struct.__class__(parts)
+    try:
+        return [reusable(r) for r in struct]
+    except TypeError:
+        return struct  # not iterable: Luigi's own error for it is raised where it is used
 
 
 def memo(task: Any, name: str, stamp: str) -> Any:

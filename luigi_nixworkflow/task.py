@@ -161,7 +161,7 @@ class NixTask(luigi.Task, metaclass=Instances):
 
     def _nw_required(self) -> Any:
         if "_nw_requires" not in self.__dict__:
-            self._nw_requires = self.requires()
+            self._nw_requires = graph.reusable(self.requires())
         return self._nw_requires
 
     def run(self) -> None:
