@@ -23,6 +23,7 @@ from typing import Any
 import luigi
 from luigi.task_register import Register
 
+from luigi_nixworkflow import helpers
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import digest
 
@@ -92,7 +93,8 @@ def _typed(task: luigi.Task, name: str, param: luigi.Parameter, value: Any) -> A
 
 @functools.cache
 def code_digest(cls: type) -> str:
-    """A digest of the task class's code (and of its own base classes), comments and layout ignored.
+    """A digest of the task class's code (and of its own base classes), comments and layout ignored, and
+    of the module-level helpers its methods use (helpers.used_by: functions, classes, plain values).
 
     `version` on the class replaces it: for code inspect cannot see (a REPL, exec), or to keep
     results across edits the author knows change nothing.
@@ -100,7 +102,11 @@ def code_digest(cls: type) -> str:
     version = getattr(cls, "version", None)
     if version is not None:
         return "version:" + str(version)
-    return digest([ast.dump(tree) for tree in _sources(cls)])
+    parts: list[Any] = [ast.dump(tree) for tree in _sources(cls)]
+    uses = helpers.used_by(cls)[0]
+    if uses:  # (a class that uses no module-level helper keeps the digest it had before helpers were keyed)
+        parts.append({"uses": uses})
+    return digest(parts)
 
 
 @functools.cache
@@ -179,7 +185,7 @@ def config_classes(cls: type) -> list[type[luigi.Config]]:
     # walks every registered class's subclasses (tens of ms per process for a large registry).
     found = [c for c in Register._reg if isinstance(c, type) and c.__name__ in names and luigi.Config in c.__mro__
              and c.__module__.split(".")[0] not in _SKIP_MODULES]
-    return list(dict.fromkeys([*declared, *found]))
+    return list(dict.fromkeys([*declared, *found, *helpers.used_by(cls)[1]]))  # (and those its helpers read)
 
 
 def config_values(cls: type) -> dict[str, Any]:

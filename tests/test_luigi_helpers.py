@@ -1,0 +1,184 @@
+"""A task's key covers the module-level code its methods use (luigi_nixworkflow/helpers.py), not only its class.
+
+A legacy pipeline keeps its logic in helpers: `from utils import clean`, `utils.fmt(...)`, a constant, a helper
+class, a helper that calls another one, a luigi.Config read only by a helper. Editing any of them must re-run
+the task that uses them (before, the cached result of the old code was served: silently stale); editing a
+comment, or a function nothing uses, must not; and an upstream task named in requires() stays keyed by its
+result, not its source, so an edit there that produces the same bytes re-runs nothing downstream.
+Each run is a fresh `luigi` process (real CLI, local scheduler), so nothing is remembered in between."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from tests.helpers import REPO
+
+LUIGI = str(Path(sys.executable).with_name("luigi"))
+
+UTILS = '''
+import luigi
+
+SCALE = 2  # a plain value
+
+
+def _strip(text):
+    return text.strip()
+
+
+def clean(text):
+    return _strip(text).lower()
+
+
+def fmt(n):
+    return f"n={n}"
+
+
+def unrelated():
+    return 1
+
+
+class Joiner:
+    sep = "+"
+
+    def join(self, parts):
+        return self.sep.join(parts)
+
+
+class Threshold(luigi.Config):
+    value = luigi.IntParameter(default=5)
+
+
+def limit():
+    return Threshold().value
+'''
+
+PIPELINE = '''
+import os
+
+import luigi
+
+import nwhelp_utils
+from luigi_nixworkflow import NixTask
+from nwhelp_utils import SCALE, Joiner, clean
+
+
+def note(what):
+    with open(os.environ["NW_TEST_LOG"], "a") as log:
+        log.write(what + "\\n")
+
+
+class Upstream(NixTask):
+    def output(self):
+        return luigi.LocalTarget("up.txt")
+
+    def run(self):
+        note("up")
+        with self.output().open("w") as f:
+            f.write(" Hello World \\n")
+
+
+class Report(NixTask):
+    def requires(self):
+        return Upstream()
+
+    def output(self):
+        return luigi.LocalTarget("report.txt")
+
+    def run(self):
+        note("report")
+        with self.input().open() as f:
+            text = f.read()
+        with self.output().open("w") as f:
+            f.write(Joiner().join([clean(text), nwhelp_utils.fmt(SCALE), str(nwhelp_utils.limit())]))
+'''
+
+
+class Pipeline:
+    """The two modules in a directory of their own, edited between runs of the real luigi CLI."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.modules = tmp_path / "modules"
+        self.modules.mkdir()
+        self.log = tmp_path / "runs.log"
+        self.cfg = tmp_path / "luigi.cfg"
+        self.cfg.write_text("")
+        self.sources = {"nwhelp_utils.py": UTILS, "nwhelp.py": PIPELINE}
+        for name, text in self.sources.items():
+            (self.modules / name).write_text(text)
+
+    def edit(self, name: str, old: str, new: str) -> None:
+        text = (self.modules / name).read_text()
+        assert old in text, old
+        (self.modules / name).write_text(text.replace(old, new))
+
+    def run(self) -> Counter[str]:
+        env = dict(os.environ, NW_TEST_LOG=str(self.log), LUIGI_CONFIG_PATH=str(self.cfg),
+                   PYTHONPATH=os.pathsep.join([str(self.modules), str(REPO)]), PYTHONDONTWRITEBYTECODE="1")
+        proc = subprocess.run([LUIGI, "--module", "nwhelp", "Report", "--local-scheduler", "--retcode-task-failed",
+                               "3", "--retcode-scheduling-error", "4"], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return Counter(self.log.read_text().split()) if self.log.exists() else Counter()
+
+
+def test_helpers_a_task_uses_are_in_its_key(tmp_path: Path, store_root: Path) -> None:
+    p = Pipeline(tmp_path)
+    assert p.run() == {"up": 1, "report": 1}
+    assert Path("report.txt").read_text() == "hello world+n=2+5"
+
+    p.edit("nwhelp_utils.py", "SCALE = 2  # a plain value", "SCALE = 2  # a comment changes no code")
+    p.edit("nwhelp_utils.py", "    return 1\n", "    return 2\n")  # a function nothing uses
+    assert p.run() == {"up": 1, "report": 1}
+
+    p.edit("nwhelp_utils.py", "return text.strip()", "return text.strip(' \\n')")  # a helper's helper
+    assert p.run() == {"up": 1, "report": 2}
+    p.edit("nwhelp_utils.py", 'return f"n={n}"', 'return f"N={n}"')  # through the module: utils.fmt(...)
+    assert p.run() == {"up": 1, "report": 3}
+    p.edit("nwhelp_utils.py", "SCALE = 2", "SCALE = 3")  # a constant imported by name
+    assert p.run() == {"up": 1, "report": 4}
+    p.edit("nwhelp_utils.py", 'sep = "+"', 'sep = "|"')  # a helper class
+    assert p.run() == {"up": 1, "report": 5}
+    assert Path("report.txt").read_text() == "hello world|N=3|5"
+    p.cfg.write_text("[Threshold]\nvalue = 7\n")  # a Config read only by a helper
+    assert p.run() == {"up": 1, "report": 6}
+    assert Path("report.txt").read_text() == "hello world|N=3|7"
+    assert p.run() == {"up": 1, "report": 6}
+
+    # an upstream task's code changes and it writes the same bytes: it runs, the task below does not
+    p.edit("nwhelp.py", '        note("up")\n', '        note("up")\n        unused = 1  # noqa\n')
+    assert p.run() == {"up": 2, "report": 6}
+
+
+def test_what_the_walk_follows_and_leaves(tmp_path: Path) -> None:
+    """Pure: which names of a class's code are keyed, looked up where its code looks them up."""
+    (tmp_path / "nwwalk_lib.py").write_text(
+        "import re\nimport luigi\nPATTERN = re.compile('x')\nBIG = list(range(100000))\nLIMIT = 3\n"
+        "def helper():\n    return LIMIT\n"
+        "class Up(luigi.Task):\n    pass\n"
+    )
+    (tmp_path / "nwwalk.py").write_text(
+        "import json\nimport luigi\nfrom nwwalk_lib import PATTERN, BIG, Up, helper\n"
+        "class T(luigi.Task):\n"
+        "    def requires(self):\n        return Up()\n"
+        "    def run(self):\n        return [json.dumps(helper()), PATTERN, BIG, (lambda: helper())()]\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import nwwalk  # noqa: PLC0415
+
+        from luigi_nixworkflow import helpers
+
+        uses, configs = helpers.used_by(nwwalk.T)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("nwwalk", None)
+        sys.modules.pop("nwwalk_lib", None)
+    # helper and what it reads are keyed; json (stdlib), the upstream task Up, a regex object and a list too
+    # large to be code are not
+    assert sorted(uses) == ["nwwalk_lib.LIMIT", "nwwalk_lib.helper"]
+    assert uses["nwwalk_lib.helper"].startswith("def:") and uses["nwwalk_lib.LIMIT"].startswith("value:")
+    assert configs == ()
