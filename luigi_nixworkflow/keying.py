@@ -23,7 +23,7 @@ from typing import Any
 import luigi
 from luigi.task_register import Register
 
-from luigi_nixworkflow import helpers
+from nixlib import pycode
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import digest
 
@@ -94,7 +94,7 @@ def _typed(task: luigi.Task, name: str, param: luigi.Parameter, value: Any) -> A
 @functools.cache
 def code_digest(cls: type) -> str:
     """A digest of the task class's code (and of its own base classes), comments and layout ignored, and
-    of the module-level helpers its methods use (helpers.used_by: functions, classes, plain values).
+    of the module-level helpers its methods use (nixlib.pycode: functions, classes, plain values).
 
     `version` on the class replaces it: for code inspect cannot see (a REPL, exec), or to keep
     results across edits the author knows change nothing.
@@ -103,7 +103,7 @@ def code_digest(cls: type) -> str:
     if version is not None:
         return "version:" + str(version)
     parts: list[Any] = [ast.dump(tree) for tree in _sources(cls)]
-    uses = helpers.used_by(cls)[0]
+    uses = _uses(cls)[0]
     if uses:  # (a class that uses no module-level helper keeps the digest it had before helpers were keyed)
         parts.append({"uses": uses})
     return digest(parts)
@@ -185,7 +185,17 @@ def config_classes(cls: type) -> list[type[luigi.Config]]:
     # walks every registered class's subclasses (tens of ms per process for a large registry).
     found = [c for c in Register._reg if isinstance(c, type) and c.__name__ in names and luigi.Config in c.__mro__
              and c.__module__.split(".")[0] not in _SKIP_MODULES]
-    return list(dict.fromkeys([*declared, *found, *helpers.used_by(cls)[1]]))  # (and those its helpers read)
+    reached = [c for c in _uses(cls)[1] if luigi.Config in c.__mro__]  # (also those only its helpers read)
+    return list(dict.fromkeys([*declared, *found, *reached]))
+
+
+@functools.cache
+def _uses(cls: type) -> tuple[dict[str, str], tuple[type, ...]]:
+    """The module-level code the class's methods (and its own base classes') use, and the Luigi task and
+    Config classes they name: a task named there (an upstream one) is keyed by its result, not its code."""
+    functions = [f for c in cls.__mro__ if c is not object and c.__module__.split(".")[0] not in _SKIP_MODULES
+                 for f in pycode.functions_in(c)]
+    return pycode.uses(functions, stop=lambda c: luigi.Task in c.__mro__)
 
 
 def config_values(cls: type) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 What is keyed (so a job is re-used exactly when re-running it would do the same thing):
 the rule's code (the formatted, normalised shell command; a script's, notebook's or template's
-content; a wrapper's identifier; a `run:` block's source), params, wildcards, the content hash of
-every input file (memoised by stat signature, so unchanged large inputs are not re-read), the
+content; a wrapper's identifier; a `run:` block's source and the helpers it uses), params, wildcards,
+the content hash of every input file (memoised by stat signature, so unchanged large inputs are not re-read), the
 env identity, the output, log and benchmark paths, and for code that can read the workflow config
 at run time (script, notebook, wrapper, run:) a digest of that config. Absolute working and
 Snakefile directories are replaced by placeholders, so a clone elsewhere keys the same.
@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nixlib import base32
+from nixlib import base32, pycode
 from nixlib.command import CommandSyntaxError, normalise
 from nixlib.env import ResolvedEnv
 from nixlib.recipe import Recipe, RunOptions, digest
@@ -57,6 +57,14 @@ def jsonable(value: Any) -> Any:
         items = [jsonable(v) for v in value]
         return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
     return repr(value)
+
+
+def run_digest(rule: Any) -> str:
+    """A `run:` block's key: its source, and the module-level code it uses (nixlib.pycode: the Snakefile's
+    helper functions and classes, plain values, local modules), so editing a helper re-runs the rule."""
+    own = sha((rule.run_func_src or "").encode())
+    uses = pycode.uses([rule.run_func])[0] if rule.run_func is not None else {}
+    return digest([own, uses]) if uses else own
 
 
 def sha(data: bytes) -> str:
@@ -191,7 +199,7 @@ class RecipeBuilder:
             return "wrapper", f"wrapper: {job.format_wildcards(rule.wrapper)}", None
         if rule.template_engine is not None:
             return "template", f"template_engine: {rule.template_engine}", None
-        return "run", "run:", self.once(("run", rule.run_func_src), lambda: sha((rule.run_func_src or "").encode()))
+        return "run", "run:", self.once(("run", rule.run_func_src, rule.run_func), lambda: run_digest(rule))
 
     def once(self, key: Any, compute: Any) -> Any:
         """`compute()`, once per key for this process (several storing threads may compute it at once)."""

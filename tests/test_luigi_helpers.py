@@ -1,4 +1,4 @@
-"""A task's key covers the module-level code its methods use (luigi_nixworkflow/helpers.py), not only its class.
+"""A task's key covers the module-level code its methods use (nixlib/pycode.py), not only its class.
 
 A legacy pipeline keeps its logic in helpers: `from utils import clean`, `utils.fmt(...)`, a constant, a helper
 class, a helper that calls another one, a luigi.Config read only by a helper. Editing any of them must re-run
@@ -170,9 +170,9 @@ def test_what_the_walk_follows_and_leaves(tmp_path: Path) -> None:
     try:
         import nwwalk  # noqa: PLC0415
 
-        from luigi_nixworkflow import helpers
+        from luigi_nixworkflow import keying
 
-        uses, configs = helpers.used_by(nwwalk.T)
+        uses, configs = keying._uses(nwwalk.T)
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("nwwalk", None)
@@ -181,4 +181,4 @@ def test_what_the_walk_follows_and_leaves(tmp_path: Path) -> None:
     # large to be code are not
     assert sorted(uses) == ["nwwalk_lib.LIMIT", "nwwalk_lib.helper"]
     assert uses["nwwalk_lib.helper"].startswith("def:") and uses["nwwalk_lib.LIMIT"].startswith("value:")
-    assert configs == ()
+    assert configs == (nwwalk.Up,)  # returned to the caller, keyed by its result

@@ -361,3 +361,47 @@ def test_absolute_paths_of_the_checkout_do_not_key_a_job(tmp_path: Path, log: Pa
         ok(snakemake(wf))
         assert (wf / "stamp.txt").read_text() == "data\ndata\n"
     assert executions(log) == {"stamp": 1}
+
+
+HELPERS = '''
+import os
+
+SCALE = 2
+
+
+def fmt(n):
+    # how a number is written
+    return f"n={n}"
+
+
+rule all:
+    input: "out.txt"
+
+
+rule out:
+    output: "out.txt"
+    run:
+        with open(os.environ["NW_TEST_LOG"], "a") as f:
+            f.write("out\\n")
+        with open(output[0], "w") as o:
+            o.write(fmt(SCALE) + "\\n")
+'''
+
+
+def test_a_run_block_is_keyed_with_the_helpers_it_calls(tmp_path: Path, log: Path) -> None:
+    """Editing a Snakefile function or constant a `run:` block uses re-runs the rule (before, the result of
+    the old helper was restored); editing a comment restores it."""
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    snakefile, out = wf / "Snakefile", wf / "out.txt"
+    runs = []
+    for source, expected in [(HELPERS, "n=2"), (HELPERS.replace("# how", "# how exactly"), "n=2"),
+                             (HELPERS.replace('f"n={n}"', 'f"N={n}"'), "N=2"),
+                             (HELPERS.replace("SCALE = 2", "SCALE = 3"), "n=3"), (HELPERS, "n=2")]:
+        snakefile.write_text(source)
+        remove_products(wf)
+        out.unlink(missing_ok=True)
+        ok(snakemake(wf))
+        assert out.read_text() == expected + "\n"
+        runs.append(executions(log)["out"])
+    assert runs == [1, 1, 2, 3, 3]  # the comment restores; each edit runs; the first version is restored again

@@ -1,0 +1,232 @@
+"""Digests of the module-level Python code a step's own code uses, so that editing a helper re-runs the step.
+
+A front door keys a Python step by its own code (a Luigi task class's source, a Snakemake `run:` block's
+text); the helpers that code calls change its result just as much (`def clean(text): ...` edited,
+`THRESHOLD = 0.5` raised). `uses(functions)` walks from the step's functions: it reads the names each code
+object uses (co_names, through nested functions, lambdas and comprehensions) and looks each up where the code
+looks it up (the function's globals). A user function is keyed by its bytecode and followed; a user class by
+its members and followed into its methods; a user module named by the code (`utils.fmt(x)`) is looked into
+for the other names the same code uses; a plain value (str, number, bool, None, and lists, tuples, dicts and
+sets of them, up to 64 KB of JSON) by its canonical JSON. A class the caller's `stop` accepts (an upstream
+Luigi task keyed by its result, a Config keyed by its values) is returned to the caller, not followed.
+Any other object (a compiled regex, a DataFrame built at import) cannot be digested and is left out.
+
+User code is code compiled from a file outside the installed libraries (the standard library,
+site-packages): a project module, a Snakefile, a script. Installed code is part of the environment.
+
+Bytecode rather than source: it needs no file (a Snakefile's functions, exec'd code), ignores comments and
+layout (line numbers and file names are left out), and is what runs. It differs between Python versions,
+so a new Python re-runs the steps that use helpers: the safe side, like every over-keying here (a name that
+only looks like a helper's makes edits to that helper re-run the step).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import sysconfig
+import types
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from nixlib.recipe import canonical_json, digest
+
+_OWN_PACKAGES = frozenset({"nixlib", "luigi_nixworkflow", "snakemake_executor_nixworkflow"})
+MAX_VALUE = 65536  # characters of canonical JSON: a module-level value larger than this is data, not code
+_Walk = list[tuple[types.CodeType, dict[str, Any]]]
+
+
+def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: False
+         ) -> tuple[dict[str, str], tuple[type, ...]]:
+    """({qualified name: "def:"/"class:"/"value:" + digest}, classes `stop` accepted) for the user code
+    `functions` (functions, methods, or any callable wrapping one) use, transitively."""
+    found: dict[str, str] = {}
+    stopped: dict[type, None] = {}
+    todo: _Walk = [(f.__code__, f.__globals__) for f in map(_function, functions) if f is not None]
+    walked: set[int] = set()
+    while todo:
+        code, globs = todo.pop()
+        if id(code) in walked:
+            continue
+        walked.add(id(code))
+        names = _names(code)
+        for name in dict.fromkeys(names):
+            value = globs.get(name)
+            if isinstance(value, types.ModuleType):
+                if _user_module(value):  # `utils.fmt(x)`: the other names this code uses, looked up in utils
+                    todo += _visit(value.__name__, vars(value), set(names) - {name}, found, stopped, stop)
+            elif name in globs:
+                todo += _visit(globs.get("__name__", "?"), globs, {name}, found, stopped, stop)
+    return dict(sorted(found.items())), tuple(stopped)
+
+
+def _visit(module: str, globs: dict[str, Any], names: set[str], found: dict[str, str], stopped: dict[type, None],
+           stop: Callable[[type], bool]) -> _Walk:
+    """Key each of `names` defined in `globs` (module `module`); return the code to walk next."""
+    more: _Walk = []
+    for name in sorted(names):
+        if name.startswith("__") or name not in globs:
+            continue
+        value = globs[name]
+        if isinstance(value, type):
+            if stop(value):
+                stopped[value] = None
+                continue
+            key = f"{value.__module__}.{value.__qualname__}"
+            if key not in found and _user_class(value):
+                found[key] = "class:" + class_digest(value)
+                more += [(f.__code__, f.__globals__) for f in _members(value) if _user_code(f.__code__)]
+            continue
+        function = _function(value)
+        if function is not None:
+            key = f"{function.__module__}.{function.__qualname__}"
+            if key not in found and _user_code(function.__code__):
+                found[key] = "def:" + code_digest(function.__code__)
+                more.append((function.__code__, function.__globals__))
+            continue
+        key = f"{module}.{name}"
+        value_digest = None if key in found or callable(value) else _value_digest(value)
+        if value_digest is not None:
+            found[key] = "value:" + value_digest
+    return more
+
+
+@functools.cache
+def code_digest(code: types.CodeType) -> str:
+    """A digest of what a code object does: its bytecode, constants (nested code by its own digest), names
+    and signature; not its line numbers or file name, so comments and layout change nothing."""
+    consts = [code_digest(c) if isinstance(c, types.CodeType) else _const(c) for c in code.co_consts]
+    return digest([sys.version_info[:2], code.co_code.hex(), getattr(code, "co_exceptiontable", b"").hex(), consts,
+                   code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars, code.co_flags,
+                   code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount])
+
+
+def _const(value: Any) -> str:
+    """A constant as text that is the same in every process (a frozenset's order follows string hashing)."""
+    if isinstance(value, frozenset):
+        return "frozenset(" + ",".join(sorted(_const(v) for v in value)) + ")"
+    if isinstance(value, tuple):
+        return "(" + ",".join(_const(v) for v in value) + ")"
+    return type(value).__name__ + ":" + repr(value)
+
+
+@functools.cache
+def class_digest(cls: type) -> str:
+    """A digest of a user class: its bases by name, its functions by bytecode, its plain attributes by value."""
+    members: dict[str, str] = {}
+    for name, attr in vars(cls).items():
+        if name in ("__module__", "__qualname__", "__doc__", "__dict__", "__weakref__"):
+            continue
+        functions = _functions_of(attr)
+        if functions:
+            members[name] = digest([code_digest(f.__code__) for f in functions])
+        else:
+            members[name] = _value_digest(attr) or type(attr).__qualname__
+    bases = [f"{b.__module__}.{b.__qualname__}" for b in cls.__bases__]
+    return digest([bases, dict(sorted(members.items()))])
+
+
+def functions_in(cls: type) -> list[types.FunctionType]:
+    """The functions a class defines itself: methods, static and class methods, properties' accessors."""
+    return [f for a in vars(cls).values() for f in _functions_of(a)]
+
+
+def _members(cls: type) -> list[types.FunctionType]:
+    """The functions of a user class and of its user base classes."""
+    return [f for c in cls.__mro__ if c is not object and _user_class(c) for f in functions_in(c)]
+
+
+def _functions_of(attr: Any) -> list[types.FunctionType]:
+    if isinstance(attr, staticmethod | classmethod):
+        attr = attr.__func__
+    if isinstance(attr, property):
+        return [f for f in map(_function, (attr.fget, attr.fset, attr.fdel)) if f is not None]
+    if isinstance(attr, functools.cached_property):
+        attr = attr.func
+    function = _function(attr) if isinstance(attr, types.FunctionType) else None
+    return [function] if function is not None else []
+
+
+def _function(value: Any) -> types.FunctionType | None:
+    """The plain function behind a value (through decorators that set __wrapped__), or None."""
+    try:
+        while not isinstance(value, types.FunctionType) and hasattr(value, "__wrapped__"):
+            value = value.__wrapped__
+        while isinstance(value, types.FunctionType) and isinstance(getattr(value, "__wrapped__", None),
+                                                                    types.FunctionType):
+            value = value.__wrapped__
+    except Exception:  # noqa: BLE001 - an object whose attribute access fails is simply not a function
+        return None
+    return value if isinstance(value, types.FunctionType) else None
+
+
+def _names(code: types.CodeType) -> list[str]:
+    """The global and attribute names a code object and the code nested in it use."""
+    names: list[str] = []
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        names += c.co_names
+        stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+    return names
+
+
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    """Where installed code lives (the standard library, site-packages, this venv's)."""
+    paths = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths |= {p for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages"))}
+    return tuple(os.path.realpath(p) + os.sep for p in paths if p)
+
+
+@functools.cache
+def _user_file(filename: str) -> bool:
+    if not filename or filename.startswith("<"):
+        return filename.startswith("<ipython-input") or filename == "<stdin>"  # a REPL's code is the user's own
+    return not os.path.realpath(filename).startswith(_library_dirs())
+
+
+def _user_code(code: types.CodeType) -> bool:
+    return _user_file(code.co_filename)
+
+
+def _user_module(module: types.ModuleType) -> bool:
+    if module.__name__.split(".")[0] in _OWN_PACKAGES:
+        return False
+    file = getattr(module, "__file__", None)
+    return bool(file) and _user_file(file)
+
+
+def _user_class(cls: type) -> bool:
+    """A class of the user's code: one of its functions was compiled from user code, or its module is the user's."""
+    if cls.__module__.split(".")[0] in _OWN_PACKAGES:
+        return False
+    functions = functions_in(cls)
+    if functions:
+        return any(_user_code(f.__code__) for f in functions)
+    module = sys.modules.get(cls.__module__)
+    return module is not None and _user_module(module)
+
+
+def _value_digest(value: Any) -> str | None:
+    """The digest of a plain value's canonical JSON; None for anything else or anything too large."""
+    if isinstance(value, str | list | tuple | dict | set | frozenset) and len(value) > MAX_VALUE:
+        return None  # (without encoding it first)
+    try:
+        text = canonical_json(_plain(value))
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return digest(text) if len(text) <= MAX_VALUE else None
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return sorted(canonical_json(_plain(v)) for v in value)
+    raise TypeError(type(value).__name__)
