@@ -80,8 +80,8 @@ class NixTask(luigi.Task, metaclass=Instances):
         task through the store, whose action then calls the class's own run() (and super().run() calls
         from inside it reach the base class's own run(), not the store again)."""
         super().__init_subclass__(**kwargs)
-        own = cls.__dict__.get("run")
-        if own is not None and not getattr(own, "_nw_wrapper", False):
+        own = _own_run(cls)
+        if own is not None:
             cls.run = shape.wrap_run(own, NixTask.run)  # type: ignore[method-assign]
 
     @classmethod
@@ -308,6 +308,20 @@ class NixTask(luigi.Task, metaclass=Instances):
 @NixTask.event_handler(luigi.Event.BROKEN_TASK)
 @NixTask.event_handler(luigi.Event.PROCESS_FAILURE)
 @NixTask.event_handler(luigi.Event.TIMEOUT)
+def _own_run(cls: type) -> Any:
+    """The run() the class would run that is not yet wrapped: its own, or one it inherits from a base that is
+    not a NixTask (NixTask added as a mixin: `class Sort(NixTask, ExternalProgramTask)`, in either order).
+    None when it has none but Luigi's empty default, or when a NixTask base's run() is wrapped already."""
+    for c in cls.__mro__:
+        run = c.__dict__.get("run")
+        if run is None or c is NixTask:
+            continue
+        if run is luigi.Task.run or getattr(run, "_nw_wrapper", False):
+            return None
+        return run
+    return None
+
+
 def _journal_failure(task: luigi.Task, error: BaseException | str) -> None:
     """Show a NixTask that failed where the engine could not see it as failed in `nw view`: before its
     realisation (a dependency missing at run time, a recipe that cannot be built), in complete() (broken), or

@@ -3,11 +3,11 @@ changing only `luigi.Task` to `NixTask` in each class.
 
 `luigi.util.requires` / `inherits`, `temporary_path()` for atomic writes, binary targets (`format.Nop`,
 `format.Gzip`), typed parameters (list, dict, tuple, enum, choice, optional, date), an insignificant and a
-private parameter, `clone()`, an `ExternalTask` input the user provides, requires() written as a generator
-(alone or inside a dict), and a task that fails. The same source runs once as plain Luigi and once migrated,
-with real Luigi (local scheduler) against a private store; the migrated run must write the same bytes,
-re-run nothing when run again, bring deleted files back, and re-run exactly what a changed input or
-parameter reaches."""
+private parameter, `clone()`, NixTask added as a mixin to luigi.contrib's ExternalProgramTask, an
+`ExternalTask` input the user provides, requires() written as a generator (alone or inside a dict), and a
+task that fails. The same source runs once as plain Luigi and once migrated, with real Luigi (local
+scheduler) against a private store; the migrated run must write the same bytes, re-run nothing when run
+again, bring deleted files back, and re-run exactly what a changed input or parameter reaches."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ import json
 import os
 
 import luigi
+from luigi.contrib.external_program import ExternalProgramTask
 from luigi.util import inherits, requires
 
 BASE = "plain"
@@ -141,6 +142,18 @@ class Joined(BASE):
                     f.write(g.read() + "\\n")
 
 
+class Sorted(MIXINExternalProgramTask):  # NixTask added as a mixin: run() comes from the library's base
+    def requires(self):
+        return Given()
+
+    def output(self):
+        return luigi.LocalTarget(f"data/{OUT}/sorted.txt")
+
+    def program_args(self):
+        return ["sh", "-c", f"echo Sorted >> runs.log; (cat {self.input().path}; echo abc) | sort"
+                            f" > {self.output().path}"]
+
+
 class Broken(BASE):
     def output(self):
         return luigi.LocalTarget(f"data/{OUT}/broken.txt")
@@ -158,6 +171,7 @@ def load(where: Path, name: str, migrated: bool) -> ModuleType:
     """The pipeline as a module; migrated: only the base classes (and the import of NixTask) differ."""
     base = "NixTask" if migrated else "luigi.Task"
     source = PIPELINE.replace('BASE = "plain"\n', f'OUT = "{name}"\n').replace("(BASE)", f"({base})")
+    source = source.replace("MIXIN", "NixTask, " if migrated else "")
     if migrated:
         source = source.replace("import luigi\n", "import luigi\nfrom luigi_nixworkflow import NixTask\n", 1)
     path = where / f"{name}.py"
@@ -201,14 +215,15 @@ def files(root: Path) -> dict[str, bytes]:
 def test_idioms_write_what_plain_luigi_writes_and_rerun_nothing(modules: tuple[ModuleType, ModuleType],
                                                                  store_root: Path) -> None:
     plain, nix = modules
-    build(plain.Counted(), plain.Listed(), plain.Joined())
-    build(nix.Counted(), nix.Listed(), nix.Joined())
-    expected = {"Params": 4, "Packed": 4, "Counted": 2, "Listed": 2, "Joined": 2}
+    build(plain.Counted(), plain.Listed(), plain.Joined(), plain.Sorted())
+    build(nix.Counted(), nix.Listed(), nix.Joined(), nix.Sorted())
+    expected = {"Params": 4, "Packed": 4, "Counted": 2, "Listed": 2, "Joined": 2, "Sorted": 2}
     assert runs() == expected
     produced = files(Path("data/idioms_nix"))
     assert produced == files(Path("data/idioms_plain"))
     assert set(produced) == {"params-fast.json", "params-slow.json", "packed-fast.gz", "packed-slow.gz",
-                             "counted-fast.txt.gz", "listed.txt", "joined.txt"}
+                             "counted-fast.txt.gz", "listed.txt", "joined.txt", "sorted.txt"}
+    assert produced["sorted.txt"] == b"abc\nhello\n"
     assert produced["listed.txt"] == b"sizes:\n%d\n%d\n" % (len(produced["packed-fast.gz"]),
                                                              len(produced["packed-slow.gz"]))
     assert produced["joined.txt"].count(b"hello") == 3
@@ -218,7 +233,7 @@ def test_idioms_write_what_plain_luigi_writes_and_rerun_nothing(modules: tuple[M
 
     for path in Path("data/idioms_nix").iterdir():  # deleted: restored from the store, nothing runs
         path.unlink()
-    build(nix.Counted(), nix.Listed(), nix.Joined())
+    build(nix.Counted(), nix.Listed(), nix.Joined(), nix.Sorted())
     assert runs() == expected
     assert files(Path("data/idioms_nix")) == produced
 
