@@ -192,7 +192,7 @@ def _user_code(code: types.CodeType) -> bool:
 
 
 def _user_module(module: types.ModuleType) -> bool:
-    if module.__name__.split(".")[0] in _OWN_PACKAGES:
+    if (getattr(module, "__name__", None) or "").split(".")[0] in _OWN_PACKAGES:
         return False
     file = getattr(module, "__file__", None)
     return bool(file) and _user_file(file)
@@ -200,12 +200,12 @@ def _user_module(module: types.ModuleType) -> bool:
 
 def _user_class(cls: type) -> bool:
     """A class of the user's code: one of its functions was compiled from user code, or its module is the user's."""
-    if cls.__module__.split(".")[0] in _OWN_PACKAGES:
+    if (cls.__module__ or "").split(".")[0] in _OWN_PACKAGES:
         return False
     functions = functions_in(cls)
     if functions:
         return any(_user_code(f.__code__) for f in functions)
-    module = sys.modules.get(cls.__module__)
+    module = sys.modules.get(cls.__module__ or "")
     return module is not None and _user_module(module)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,3 +44,22 @@ def tree_snapshot(root: Path) -> dict[str, bytes | str]:
             else:
                 snap[str(p.relative_to(root))] = "dir"
     return snap
+
+
+def migrated_pair(template: str, where: Path, name: str, migrated: bool) -> ModuleType:
+    """A Luigi pipeline `template` imported as module `name` from `where`: `BASE = "plain"` becomes the output
+    directory name, `(BASE)` the base class (`luigi.Task`, or `NixTask` when migrated: nothing else differs)
+    and `MIXIN` nothing, or `NixTask, ` when migrated (NixTask added as a mixin)."""
+    base = "NixTask" if migrated else "luigi.Task"
+    source = template.replace('BASE = "plain"\n', f'OUT = "{name}"\n').replace("(BASE)", f"({base})")
+    source = source.replace("MIXIN", "NixTask, " if migrated else "")
+    if migrated:
+        source = source.replace("import luigi\n", "import luigi\nfrom luigi_nixworkflow import NixTask\n", 1)
+    path = where / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -12,7 +12,6 @@ again, bring deleted files back, and re-run exactly what a changed input or para
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import sys
 from collections import Counter
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from luigi.task_register import Register
 
 import luigi_nixworkflow
+from tests.helpers import migrated_pair
 
 PIPELINE = '''
 import datetime
@@ -168,20 +168,7 @@ class Broken(BASE):
 
 
 def load(where: Path, name: str, migrated: bool) -> ModuleType:
-    """The pipeline as a module; migrated: only the base classes (and the import of NixTask) differ."""
-    base = "NixTask" if migrated else "luigi.Task"
-    source = PIPELINE.replace('BASE = "plain"\n', f'OUT = "{name}"\n').replace("(BASE)", f"({base})")
-    source = source.replace("MIXIN", "NixTask, " if migrated else "")
-    if migrated:
-        source = source.replace("import luigi\n", "import luigi\nfrom luigi_nixworkflow import NixTask\n", 1)
-    path = where / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return migrated_pair(PIPELINE, where, name, migrated)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ the base classes changed, and run with real Luigi (local scheduler) against a pr
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import stat
@@ -20,7 +19,7 @@ import pytest
 from luigi.task_register import Register
 
 import luigi_nixworkflow
-from tests.helpers import nw
+from tests.helpers import migrated_pair, nw
 
 PIPELINE = '''
 import json
@@ -101,19 +100,7 @@ class Report(BASE):
 
 
 def write_module(where: Path, name: str, migrated: bool) -> ModuleType:
-    """The pipeline as a module; migrated: nothing but the base classes differs from the plain one."""
-    base = "NixTask" if migrated else "luigi.Task"
-    source = PIPELINE.replace('BASE = "plain"\n', f'OUT = "{name}"\n').replace("(BASE)", f"({base})")
-    if migrated:
-        source = source.replace("import luigi\n", "import luigi\nfrom luigi_nixworkflow import NixTask\n")
-    path = where / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return migrated_pair(PIPELINE, where, name, migrated)
 
 
 @pytest.fixture
