@@ -29,6 +29,11 @@ def _own(method: Any) -> bool:
     return not getattr(method, "_nw_base", False)
 
 
+def kind_declared(cls: type) -> bool:
+    """True if the class is written in the store-native style: it (not NixTask) defines command() or produce()."""
+    return _own(cls.command) or _own(cls.produce)
+
+
 @functools.cache
 def kind(cls: type) -> str:
     """"shell", "python" or "legacy" (the class's own run() and output()); a mix is an error naming the fix."""

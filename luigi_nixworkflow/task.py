@@ -311,7 +311,13 @@ class NixTask(luigi.Task, metaclass=Instances):
 def _own_run(cls: type) -> Any:
     """The run() the class would run that is not yet wrapped: its own, or one it inherits from a base that is
     not a NixTask (NixTask added as a mixin: `class Sort(NixTask, ExternalProgramTask)`, in either order).
-    None when it has none but Luigi's empty default, or when a NixTask base's run() is wrapped already."""
+    None when it has none but Luigi's empty default, when a NixTask base's run() is wrapped already, or when the
+    class is written in the store-native style (command() or produce()), whose run() is NixTask's own."""
+    own = cls.__dict__.get("run")
+    if own is not None:
+        return None if getattr(own, "_nw_wrapper", False) else own
+    if shape.kind_declared(cls):
+        return None
     for c in cls.__mro__:
         run = c.__dict__.get("run")
         if run is None or c is NixTask:

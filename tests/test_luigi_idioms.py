@@ -291,3 +291,28 @@ def test_requires_values_are_walked_as_often_as_needed(modules: tuple[ModuleType
             assert paths(getpaths(kept)) == paths(getpaths(make()))
             assert flatten(kept) == flatten(make())
     assert type(reusable(pair(nix.Given(), iter([nix.Params()])))) is pair  # (Luigi's getpaths cannot map one)
+
+
+def test_a_mixin_base_run_is_not_used_by_a_store_native_task(store_root: Path) -> None:
+    """NixTask added to a base that brings run(): a class written with command() still runs its command (its
+    run() is NixTask's own, as before), and one that writes its own output() runs the base's run()."""
+    from luigi_nixworkflow import NixTask
+
+    class Base(luigi.Task):
+        def run(self) -> None:
+            Path("base-run.log").write_text("the base's run() ran\n")
+
+    class Cmd(NixTask, Base):
+        def command(self) -> str:
+            return f"echo from-command > {self.output()}/v"
+
+    class Legacy(NixTask, Base):
+        def output(self) -> luigi.LocalTarget:
+            return luigi.LocalTarget("legacy.txt")
+
+    build(Cmd())
+    assert not Path("base-run.log").exists()
+    assert (Path(Cmd().output().path) / "v").read_text() == "from-command\n"
+    with pytest.raises(AssertionError):  # the base's run() writes no legacy.txt: a failed task, nothing stored
+        build(Legacy())
+    assert Path("base-run.log").exists() and not Path("legacy.txt").exists()
