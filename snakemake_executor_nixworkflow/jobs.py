@@ -1,10 +1,11 @@
 """A Snakemake job as a nixlib Recipe: what enters its key, and where its outputs live.
 
 What is keyed (so a job is re-used exactly when re-running it would do the same thing):
-the rule's code (the formatted, normalised shell command; a script's, notebook's or template's
-content; a wrapper's identifier; a `run:` block's source and the helpers it uses), params, wildcards,
-the content hash of every input file (memoised by stat signature, so unchanged large inputs are not re-read), the
-env identity, the output, log and benchmark paths, and for code that can read the workflow config
+the rule's code (the formatted, normalised shell command and the project's code files it names; a
+script's, notebook's or template's content; a wrapper's identifier; a `run:` block's source and the
+helpers it uses), params, wildcards, the content hash of every input file (memoised by stat signature,
+so unchanged large inputs are not re-read), the env identity, the output, log and benchmark paths, and
+for code that can read the workflow config
 at run time (script, notebook, wrapper, run:) a digest of that config. Absolute working and
 Snakefile directories are replaced by placeholders, so a clone elsewhere keys the same.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -57,6 +59,12 @@ def jsonable(value: Any) -> Any:
         items = [jsonable(v) for v in value]
         return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
     return repr(value)
+
+
+# Files a shell command names that are code, by suffix (besides executables): editing one re-runs the job.
+CODE_SUFFIXES = frozenset({".py", ".r", ".rmd", ".sh", ".bash", ".zsh", ".pl", ".pm", ".rb", ".jl", ".awk",
+                           ".sed", ".js", ".mjs", ".ts", ".lua", ".m", ".do", ".sql", ".jar", ".ipynb", ".nf", ".wdl"})
+_WORD = re.compile(r"[^\s;|&<>()'\"`=,:]+")  # path-like words of a shell command (an option's value after `=` too)
 
 
 def run_digest(rule: Any) -> str:
@@ -101,6 +109,10 @@ class Relocator:
         for path, token in self.pairs:
             value = value.replace(path, token)
         return value
+
+    def inside(self, path: str) -> bool:
+        """True for an absolute path inside the working directory or the Snakefile directory."""
+        return any(path.startswith(base + os.sep) for base, _ in self.pairs)
 
     def path(self, path: str) -> str:
         """A file's logical name: the path as the Snakefile names it (relative paths stay relative, so
@@ -190,7 +202,9 @@ class RecipeBuilder:
                 cmd = normalise(cmd)
             except CommandSyntaxError:
                 cmd = cmd.strip()  # the shell will report it; the key still follows the text
-            return "shell", cmd, self.shell_digest(shell._process_prefix or "", shell._process_suffix)
+            prefix = self.shell_digest(shell._process_prefix or "", shell._process_suffix)
+            named = self.named_code(job, job.shellcmd or "")
+            return "shell", cmd, digest([prefix, named]) if named else prefix
         for kind in ("script", "notebook", "cwl"):
             path = getattr(rule, kind)
             if path is not None:
@@ -200,6 +214,34 @@ class RecipeBuilder:
         if rule.template_engine is not None:
             return "template", f"template_engine: {rule.template_engine}", None
         return "run", "run:", self.once(("run", rule.run_func_src, rule.run_func), lambda: run_digest(rule))
+
+    def named_code(self, job: Any, command: str) -> dict[str, str]:
+        """{logical path: content digest} of the code files of the project a shell command names without
+        declaring them (`python scripts/clean.py {input}`, `./bin/tool`): a script (by its suffix) or an
+        executable file inside the working or Snakefile directory that is none of the job's inputs, outputs
+        or logs. Editing it changes what the job computes, as editing the command does; a Python script is
+        keyed with the local modules it imports, as for `script:`. Data files are not guessed at (their
+        content may change with every run: a log appended to); they are declared as inputs."""
+        declared = {os.path.abspath(str(f)) for files in (job.input, job.output, job.log) for f in files}
+        found: dict[str, str] = {}
+        for word in dict.fromkeys(_WORD.findall(command)):
+            if "/" not in word and os.path.splitext(word)[1].lower() not in CODE_SUFFIXES:
+                continue  # (a bare word is a program found on PATH, an option or an argument)
+            path = os.path.abspath(word)
+            if path in declared or not self.where.inside(path) or not os.path.isfile(path):
+                continue
+            if os.path.splitext(path)[1].lower() not in CODE_SUFFIXES and not os.access(path, os.X_OK):
+                continue
+            found[self.where.path(word)] = self.code_file(path)
+        return dict(sorted(found.items()))
+
+    def code_file(self, path: str) -> str:
+        """A code file's digest: its content; a Python file's with the local modules it imports."""
+        if not path.endswith(".py"):
+            return self.memo.hash(os.path.realpath(path))
+        script, names = self.python_file(path)
+        modules = local_modules(names, os.path.dirname(path), self.python_file)
+        return digest([script, modules]) if modules else script
 
     def once(self, key: Any, compute: Any) -> Any:
         """`compute()`, once per key for this process (several storing threads may compute it at once)."""

@@ -405,3 +405,51 @@ def test_a_run_block_is_keyed_with_the_helpers_it_calls(tmp_path: Path, log: Pat
         assert out.read_text() == expected + "\n"
         runs.append(executions(log)["out"])
     assert runs == [1, 1, 2, 3, 3]  # the comment restores; each edit runs; the first version is restored again
+
+
+NAMED_CODE = '''
+rule all:
+    input: "out.txt"
+
+
+rule clean:
+    input: "in.txt"
+    output: "out.txt"
+    shell:
+        'echo clean >> "$NW_TEST_LOG"; echo run >> errors.log; '
+        'python3 scripts/clean.py {input} > {output}; ./bin/tag >> {output}'
+'''
+
+
+def test_code_files_a_shell_command_names_are_keyed(tmp_path: Path, log: Path) -> None:
+    """A script the command runs without declaring it (and a local module it imports, and an executable called
+    by path) is keyed by content: editing it re-runs the job (before, the old script's result was restored);
+    a file the command only appends to is not keyed, so the job is still restored."""
+    wf = tmp_path / "wf"
+    (wf / "scripts").mkdir(parents=True)
+    (wf / "bin").mkdir()
+    (wf / "Snakefile").write_text(NAMED_CODE)
+    (wf / "in.txt").write_text("abc\n")
+    (wf / "scripts" / "util.py").write_text("def shout(text):\n    return text.upper()\n")
+    (wf / "scripts" / "clean.py").write_text("import sys\nfrom util import shout\n"
+                                             "print(shout(open(sys.argv[1]).read()), end='')\n")
+    tag = wf / "bin" / "tag"
+    tag.write_text("#!/bin/sh\necho v1\n")
+    tag.chmod(0o755)
+    out = wf / "out.txt"
+
+    def run() -> tuple[str, int]:
+        remove_products(wf)
+        out.unlink(missing_ok=True)
+        ok(snakemake(wf))
+        return out.read_text(), executions(log)["clean"]
+
+    assert run() == ("ABC\nv1\n", 1)
+    assert run() == ("ABC\nv1\n", 1)  # restored: errors.log grew, and it is not keyed
+    (wf / "scripts" / "util.py").write_text("def shout(text):\n    return text.upper() + '!'\n")
+    assert run() == ("ABC\n!v1\n", 2)
+    (wf / "scripts" / "clean.py").write_text("import sys\nprint(open(sys.argv[1]).read(), end='')\n")
+    assert run() == ("abc\nv1\n", 3)
+    tag.write_text("#!/bin/sh\necho v2\n")
+    assert run() == ("abc\nv2\n", 4)
+    assert run() == ("abc\nv2\n", 4)
