@@ -15,6 +15,8 @@ import functools
 import inspect
 import linecache
 import math
+import os
+import sys
 import textwrap
 from collections.abc import Mapping
 from pathlib import PurePath
@@ -23,7 +25,8 @@ from typing import Any
 import luigi
 from luigi.task_register import Register
 
-from nixlib import pycode
+from luigi_nixworkflow import settings
+from nixlib import codefiles, pycode
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import digest
 
@@ -103,10 +106,51 @@ def code_digest(cls: type) -> str:
     if version is not None:
         return "version:" + str(version)
     parts: list[Any] = [ast.dump(tree) for tree in _sources(cls)]
-    uses = _uses(cls)[0]
+    uses, _, strings = _uses(cls)
     if uses:  # (a class that uses no module-level helper keeps the digest it had before helpers were keyed)
         parts.append({"uses": uses})
+    scripts = named_code(sorted(strings), module_dirs(cls))
+    if scripts:  # the project's scripts its code runs (`subprocess.run(["Rscript", "plot.R"])`)
+        parts.append({"runs": scripts})
     return digest(parts)
+
+
+def named_code(words: list[str], more_roots: list[str], command: bool = False) -> dict[str, str]:
+    """{name as written: digest} of the project's code files among `words` (nixlib.codefiles): inside the
+    directory Luigi runs in or one of `more_roots` (a task module's), resolved against the former (or,
+    failing that, the first of the latter). A `command` runs in its output directory, where only an absolute
+    path names a project file; the store's own paths are keyed as references, not here."""
+    try:
+        cwd = os.getcwd()
+    except OSError:  # (the directory Luigi runs in was removed: only the module's directory is left)
+        cwd = more_roots[0] if more_roots else "/"
+    roots = [cwd, *more_roots]
+    store = settings.store_root() + os.sep
+    words = [w for w in words if os.path.isabs(w) and not w.startswith(store)] if command else words
+    files = _code_files(settings.store_root())
+    found = files.named(words, roots, set(), cwd)
+    if more_roots and not command:
+        found.update(files.named([w for w in words if not os.path.isabs(w)], roots, set(found), more_roots[0]))
+    return {_written(path, cwd, more_roots): h for path, h in sorted(found.items())}
+
+
+def _written(path: str, cwd: str, more_roots: list[str]) -> str:
+    """A code file's name in the key: relative to the directory it was found in, so a clone keys the same."""
+    for base, tag in ((cwd, "."), *((r, "@module") for r in more_roots)):
+        if path.startswith(base + os.sep):
+            return f"{tag}/{os.path.relpath(path, base)}"
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def _code_files(root: str) -> codefiles.CodeFiles:
+    return codefiles.CodeFiles(settings.engine(root).store.memo)
+
+
+def module_dirs(cls: type) -> list[str]:
+    """The directory of the module defining the class (where its project's scripts usually are), if any."""
+    module = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    return [os.path.dirname(os.path.abspath(module))] if module else []
 
 
 @functools.cache
@@ -190,12 +234,15 @@ def config_classes(cls: type) -> list[type[luigi.Config]]:
 
 
 @functools.cache
-def _uses(cls: type) -> tuple[dict[str, str], tuple[type, ...]]:
-    """The module-level code the class's methods (and its own base classes') use, and the Luigi task and
-    Config classes they name: a task named there (an upstream one) is keyed by its result, not its code."""
+def _uses(cls: type) -> tuple[dict[str, str], tuple[type, ...], frozenset[str]]:
+    """The module-level code the class's methods (and its own base classes') use, the Luigi task and Config
+    classes they name (a task named there, an upstream one, is keyed by its result, not its code), and the
+    string constants of all that code."""
     functions = [f for c in cls.__mro__ if c is not object and c.__module__.split(".")[0] not in _SKIP_MODULES
                  for f in pycode.functions_in(c)]
-    return pycode.uses(functions, stop=lambda c: luigi.Task in c.__mro__)
+    strings: set[str] = set()
+    found, stopped = pycode.uses(functions, stop=lambda c: luigi.Task in c.__mro__, strings=strings)
+    return found, stopped, frozenset(strings)
 
 
 def config_values(cls: type) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from luigi_nixworkflow import commands, keying, legacy, settings
 from luigi_nixworkflow.inputs import Pending, logical_name, step_inputs, upstream
+from nixlib import codefiles
 from nixlib.names import check_step_name, name_problem
 from nixlib.recipe import Recipe, RunOptions
 
@@ -42,6 +43,9 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
     outputs: tuple[str, ...] = ("out",)
     if kind == "shell":
         command, shell, inputs = commands.translate(task, root, local, deps, mentioned, runnable)
+        scripts = keying.named_code(codefiles.words(command), keying.module_dirs(cls), command=True)
+        if scripts:  # the project's scripts it runs by absolute path (`python {HERE}/clean.py`)
+            luigi_part["runs"] = scripts
     elif kind == "legacy":
         written = legacy.paths(task)
         outputs = legacy.output_names(len(written))

@@ -37,10 +37,11 @@ MAX_VALUE = 65536  # characters of canonical JSON: a module-level value larger t
 _Walk = list[tuple[types.CodeType, dict[str, Any]]]
 
 
-def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: False
-         ) -> tuple[dict[str, str], tuple[type, ...]]:
+def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: False,
+         strings: set[str] | None = None) -> tuple[dict[str, str], tuple[type, ...]]:
     """({qualified name: "def:"/"class:"/"value:" + digest}, classes `stop` accepted) for the user code
-    `functions` (functions, methods, or any callable wrapping one) use, transitively."""
+    `functions` (functions, methods, or any callable wrapping one) use, transitively. `strings`, if given,
+    receives the string constants of all that code (paths of the scripts it runs: nixlib.codefiles)."""
     found: dict[str, str] = {}
     stopped: dict[type, None] = {}
     todo: _Walk = [(f.__code__, f.__globals__) for f in map(_function, functions) if f is not None]
@@ -50,6 +51,8 @@ def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: Fals
         if id(code) in walked:
             continue
         walked.add(id(code))
+        if strings is not None:
+            strings.update(_strings(code))
         names = _names(code)
         for name in dict.fromkeys(names):
             value = globs.get(name)
@@ -170,6 +173,23 @@ def _names(code: types.CodeType) -> list[str]:
         names += c.co_names
         stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
     return names
+
+
+def _strings(code: types.CodeType) -> list[str]:
+    """The string constants of a code object and of the code nested in it (not in tuples: docstrings and
+    names are strings too, but only a path is looked at by its user)."""
+    found: list[str] = []
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        for k in c.co_consts:
+            if isinstance(k, str):
+                found.append(k)
+            elif isinstance(k, types.CodeType):
+                stack.append(k)
+            elif isinstance(k, tuple):  # a constant list of arguments: ("Rscript", "plot.R")
+                found += [v for v in k if isinstance(v, str)]
+    return found
 
 
 @functools.cache

@@ -14,7 +14,7 @@ into it); code that runs in Python or another language (script, notebook, wrappe
 can read `snakemake.threads`/`snakemake.resources` anywhere, which no analysis can rule out, so for
 those rules both are always keyed (except `tmpdir`, a host path, and the executor's own resources).
 A Python `script:` is keyed with every local module it imports (a file or package next to it,
-transitively), since Snakemake puts the script's directory on its import path.
+transitively), since Snakemake puts the script's directory on its import path (nixlib.codefiles).
 
 What is deliberately not keyed: threads and resources of shell rules, the rule name (renaming a
 rule does not change what it computes), timestamps and host names.
@@ -22,16 +22,14 @@ rule does not change what it computes), timestamps and host names.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import os
-import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nixlib import base32, pycode
+from nixlib import base32, codefiles, pycode
 from nixlib.command import CommandSyntaxError, normalise
 from nixlib.env import ResolvedEnv
 from nixlib.recipe import Recipe, RunOptions, digest
@@ -59,12 +57,6 @@ def jsonable(value: Any) -> Any:
         items = [jsonable(v) for v in value]
         return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
     return repr(value)
-
-
-# Files a shell command names that are code, by suffix (besides executables): editing one re-runs the job.
-CODE_SUFFIXES = frozenset({".py", ".r", ".rmd", ".sh", ".bash", ".zsh", ".pl", ".pm", ".rb", ".jl", ".awk",
-                           ".sed", ".js", ".mjs", ".ts", ".lua", ".m", ".do", ".sql", ".jar", ".ipynb", ".nf", ".wdl"})
-_WORD = re.compile(r"[^\s;|&<>()'\"`=,:]+")  # path-like words of a shell command (an option's value after `=` too)
 
 
 def run_digest(rule: Any) -> str:
@@ -110,9 +102,9 @@ class Relocator:
             value = value.replace(path, token)
         return value
 
-    def inside(self, path: str) -> bool:
-        """True for an absolute path inside the working directory or the Snakefile directory."""
-        return any(path.startswith(base + os.sep) for base, _ in self.pairs)
+    def roots(self) -> list[str]:
+        """The working directory and the Snakefile directory: where the project's own files are."""
+        return [base for base, _ in self.pairs]
 
     def path(self, path: str) -> str:
         """A file's logical name: the path as the Snakefile names it (relative paths stay relative, so
@@ -134,6 +126,7 @@ class RecipeBuilder:
     def __init__(self, workflow: Any, memo: StatMemo, workdir: str | None = None) -> None:
         self.workflow = workflow
         self.memo = memo
+        self.code_files = codefiles.CodeFiles(memo)
         self.where = Relocator(workdir or os.getcwd(), str(workflow.basedir))
         self._config: str | None = None
         self._digests: dict[Any, str | None] = {}
@@ -216,32 +209,12 @@ class RecipeBuilder:
         return "run", "run:", self.once(("run", rule.run_func_src, rule.run_func), lambda: run_digest(rule))
 
     def named_code(self, job: Any, command: str) -> dict[str, str]:
-        """{logical path: content digest} of the code files of the project a shell command names without
-        declaring them (`python scripts/clean.py {input}`, `./bin/tool`): a script (by its suffix) or an
-        executable file inside the working or Snakefile directory that is none of the job's inputs, outputs
-        or logs. Editing it changes what the job computes, as editing the command does; a Python script is
-        keyed with the local modules it imports, as for `script:`. Data files are not guessed at (their
-        content may change with every run: a log appended to); they are declared as inputs."""
+        """{logical path: digest} of the project's code files a shell command names without declaring them
+        (`python scripts/clean.py {input}`, `./bin/tool`; nixlib.codefiles): editing one changes what the job
+        computes, as editing the command does."""
         declared = {os.path.abspath(str(f)) for files in (job.input, job.output, job.log) for f in files}
-        found: dict[str, str] = {}
-        for word in dict.fromkeys(_WORD.findall(command)):
-            if "/" not in word and os.path.splitext(word)[1].lower() not in CODE_SUFFIXES:
-                continue  # (a bare word is a program found on PATH, an option or an argument)
-            path = os.path.abspath(word)
-            if path in declared or not self.where.inside(path) or not os.path.isfile(path):
-                continue
-            if os.path.splitext(path)[1].lower() not in CODE_SUFFIXES and not os.access(path, os.X_OK):
-                continue
-            found[self.where.path(word)] = self.code_file(path)
-        return dict(sorted(found.items()))
-
-    def code_file(self, path: str) -> str:
-        """A code file's digest: its content; a Python file's with the local modules it imports."""
-        if not path.endswith(".py"):
-            return self.memo.hash(os.path.realpath(path))
-        script, names = self.python_file(path)
-        modules = local_modules(names, os.path.dirname(path), self.python_file)
-        return digest([script, modules]) if modules else script
+        found = self.code_files.named(codefiles.words(command), self.where.roots(), declared)
+        return {self.where.path(path): h for path, h in sorted(found.items())}
 
     def once(self, key: Any, compute: Any) -> Any:
         """`compute()`, once per key for this process (several storing threads may compute it at once)."""
@@ -260,22 +233,7 @@ class RecipeBuilder:
         if not (isinstance(local, str) and local.endswith(".py") and os.path.isfile(local)):
             with self.workflow.sourcecache.open(source, "rb") as f:
                 return sha(f.read())
-        script, names = self.python_file(local)
-        modules = local_modules(names, os.path.dirname(os.path.abspath(local)), self.python_file)
-        return digest([script, modules]) if modules else script
-
-    def python_file(self, path: str) -> tuple[str, set[str]]:
-        """(content hash, imported top-level names) of a local Python file, parsed once per content: memoised
-        by path and stat signature (as input hashes are), re-read when the file changes during the run."""
-        st = os.stat(path)
-        signature = (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-
-        def read() -> tuple[str, set[str]]:
-            with open(path, "rb") as f:
-                data = f.read()
-            return sha(data), imported_names(data)
-
-        return self.once(("python", signature), read)
+        return self.code_files.digest(local)
 
     def software(self, job: Any) -> dict[str, str]:
         """Conda and container deployments of the job, when Snakemake deploys them."""
@@ -288,49 +246,6 @@ class RecipeBuilder:
         if DeploymentMethod.APPTAINER in methods and job.container_img_url:
             out["container"] = str(job.container_img_url)
         return out
-
-
-def imported_names(source: bytes) -> set[str]:
-    """Top-level module names a Python file imports (absolute imports, anywhere in the file)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return set()
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-def local_modules(names: set[str], directory: str,
-                  facts: Callable[[str], tuple[str, set[str]]]) -> dict[str, str]:
-    """name -> content hash of every module or package file in `directory` imported by the `names` a script
-    imports, followed transitively (a helper importing another helper next to it). `facts(path)` gives a
-    file's (content hash, imported names)."""
-    found: dict[str, str] = {}
-    todo = [names]
-    while todo:
-        for name in todo.pop():
-            for path in module_files(directory, name):
-                rel = os.path.relpath(path, directory)
-                if rel not in found:
-                    found[rel], imported = facts(path)
-                    todo.append(imported)
-    return dict(sorted(found.items()))
-
-
-def module_files(directory: str, name: str) -> list[str]:
-    """The files of local module `name`: `name.py`, or every .py file of package `name/`."""
-    single = os.path.join(directory, name + ".py")
-    if os.path.isfile(single):
-        return [single]
-    package = os.path.join(directory, name)
-    if not os.path.isfile(os.path.join(package, "__init__.py")):
-        return []
-    return sorted(os.path.join(d, f) for d, _, files in os.walk(package) for f in files if f.endswith(".py"))
 
 
 def provenance(job: Any, where: Relocator) -> dict[str, Any]:

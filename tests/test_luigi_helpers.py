@@ -115,12 +115,12 @@ class Pipeline:
         assert old in text, old
         (self.modules / name).write_text(text.replace(old, new))
 
-    def run(self) -> Counter[str]:
+    def run(self, tasks: list[str] | None = None) -> Counter[str]:
         env = dict(os.environ, NW_TEST_LOG=str(self.log), LUIGI_CONFIG_PATH=str(self.cfg),
                    PYTHONPATH=os.pathsep.join([str(self.modules), str(REPO)]), PYTHONDONTWRITEBYTECODE="1")
-        proc = subprocess.run([LUIGI, "--module", "nwhelp", "Report", "--local-scheduler", "--retcode-task-failed",
-                               "3", "--retcode-scheduling-error", "4"], env=env, capture_output=True, text=True,
-                              timeout=120)
+        argv = [LUIGI, "--module", "nwhelp", *(tasks or ["Report"]), "--local-scheduler", "--retcode-task-failed", "3",
+                "--retcode-scheduling-error", "4"]
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return Counter(self.log.read_text().split()) if self.log.exists() else Counter()
 
@@ -172,7 +172,7 @@ def test_what_the_walk_follows_and_leaves(tmp_path: Path) -> None:
 
         from luigi_nixworkflow import keying
 
-        uses, configs = keying._uses(nwwalk.T)
+        uses, configs, _ = keying._uses(nwwalk.T)
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("nwwalk", None)
@@ -182,3 +182,67 @@ def test_what_the_walk_follows_and_leaves(tmp_path: Path) -> None:
     assert sorted(uses) == ["nwwalk_lib.LIMIT", "nwwalk_lib.helper"]
     assert uses["nwwalk_lib.helper"].startswith("def:") and uses["nwwalk_lib.LIMIT"].startswith("value:")
     assert configs == (nwwalk.Up,)  # returned to the caller, keyed by its result
+
+
+SCRIPTS = '''
+import os
+import subprocess
+import sys
+
+import luigi
+
+from luigi_nixworkflow import NixTask
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def note(what):
+    with open(os.environ["NW_TEST_LOG"], "a") as log:
+        log.write(what + "\\n")
+
+
+class Cleaned(NixTask):
+    def output(self):
+        return luigi.LocalTarget("cleaned.txt")
+
+    def run(self):
+        note("cleaned")
+        text = subprocess.run([sys.executable, "scripts/clean.py"], check=True, capture_output=True, text=True).stdout
+        with self.output().open("w") as f:
+            f.write(text)
+
+
+class Tagged(NixTask):
+    def requires(self):
+        return Cleaned()
+
+    def command(self):
+        return f'echo tagged >> "$NW_TEST_LOG"; sh {HERE}/tag.sh {self.input().path} > {self.output()}/v'
+'''
+
+
+def test_scripts_a_task_runs_are_in_its_key(tmp_path: Path, store_root: Path) -> None:
+    """A project script named in a legacy run()'s code (relative to where Luigi runs) or in a command() (by an
+    absolute path in the module's directory), and a local module it imports, are keyed by content: editing one
+    re-runs the task that runs it (before, the old script's result was served)."""
+    p = Pipeline(tmp_path)
+    (p.modules / "nwhelp.py").write_text(SCRIPTS)
+    scripts = Path("scripts")
+    scripts.mkdir()
+    (scripts / "words.py").write_text("WORDS = ['a', 'b']\n")
+    (scripts / "clean.py").write_text("from words import WORDS\nprint('-'.join(WORDS))\n")
+    (p.modules / "tag.sh").write_text('echo "tag: $(cat "$1")"\n')
+
+    def run() -> Counter[str]:
+        return p.run(["Tagged"])
+
+    assert run() == {"cleaned": 1, "tagged": 1}
+    assert run() == {"cleaned": 1, "tagged": 1}
+    (scripts / "words.py").write_text("WORDS = ['a', 'c']\n")  # a module the script imports
+    assert run() == {"cleaned": 2, "tagged": 2}
+    (scripts / "clean.py").write_text("from words import WORDS\nprint('+'.join(WORDS))\n")
+    assert run() == {"cleaned": 3, "tagged": 3}
+    assert Path("cleaned.txt").read_text() == "a+c\n"
+    (p.modules / "tag.sh").write_text('echo "TAG: $(cat "$1")"\n')
+    assert run() == {"cleaned": 3, "tagged": 4}
+    assert run() == {"cleaned": 3, "tagged": 4}

@@ -1,0 +1,125 @@
+"""Code files a step runs without declaring them: their content enters the step's key.
+
+A command (`python scripts/clean.py {input}`) or a Python step's code (`subprocess.run(["Rscript",
+"plot.R"])`) often runs a script of the project that no front door declares as an input. What it computes
+depends on that script as much as on the command text, so `CodeFiles.named` keys it: among the words a
+step names, those that are code files of the project — a script by its suffix (`CODE_SUFFIXES`) or an
+executable file, inside one of the step's roots (the working directory, the Snakefile's or the task
+module's directory), and none of the paths the step declares (inputs, outputs, logs) — each by its
+content; a Python file with the local modules it imports (a module or package next to it, followed
+transitively: Python puts a script's directory first on its import path). Data files are not guessed
+at: their content may change with every run (a log the command appends to); they are declared.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterable
+
+from nixlib import base32
+from nixlib.recipe import digest
+from nixlib.statmemo import StatMemo
+
+CODE_SUFFIXES = frozenset({".py", ".r", ".rmd", ".sh", ".bash", ".zsh", ".pl", ".pm", ".rb", ".jl", ".awk",
+                           ".sed", ".js", ".mjs", ".ts", ".lua", ".m", ".do", ".sql", ".jar", ".ipynb", ".nf", ".wdl"})
+_WORD = re.compile(r"[^\s;|&<>()'\"`=,:]+")  # path-like words of a shell command (an option's value after `=` too)
+
+
+def words(command: str) -> list[str]:
+    """The path-like words of a shell command, each once, in order."""
+    return list(dict.fromkeys(_WORD.findall(command)))
+
+
+def looks_like_code(word: str) -> bool:
+    """A word worth a stat: a path (it has a `/`) or a file name with a code suffix (a bare word is
+    otherwise a program found on PATH, an option or an argument)."""
+    return "/" in word or os.path.splitext(word)[1].lower() in CODE_SUFFIXES
+
+
+class CodeFiles:
+    """Digests of code files, memoised by stat signature (a file edited while a run goes on is read again)."""
+
+    def __init__(self, memo: StatMemo) -> None:
+        self.memo = memo
+        self._python: dict[tuple[str, int, int, int, int], tuple[str, set[str]]] = {}
+
+    def named(self, candidates: Iterable[str], roots: Iterable[str], declared: set[str],
+              cwd: str | None = None) -> dict[str, str]:
+        """{absolute path: digest} of the candidates (paths as a step names them, relative ones resolved
+        against `cwd`) that are code files inside one of `roots`, and not among the `declared` absolute paths."""
+        inside = tuple(os.path.abspath(r) + os.sep for r in roots if os.path.abspath(r) != "/")
+        found: dict[str, str] = {}
+        for word in candidates:
+            if not looks_like_code(word):
+                continue
+            path = os.path.normpath(os.path.join(cwd or os.getcwd(), word))
+            if path in declared or path in found or not path.startswith(inside) or not os.path.isfile(path):
+                continue
+            if os.path.splitext(path)[1].lower() in CODE_SUFFIXES or os.access(path, os.X_OK):
+                found[path] = self.digest(path)
+        return found
+
+    def digest(self, path: str) -> str:
+        """A code file's digest: its content; a Python file's with the local modules it imports."""
+        if not path.endswith(".py"):
+            return self.memo.hash(os.path.realpath(path))
+        script, names = self.python_file(path)
+        modules = local_modules(names, os.path.dirname(os.path.abspath(path)), self.python_file)
+        return digest([script, modules]) if modules else script
+
+    def python_file(self, path: str) -> tuple[str, set[str]]:
+        """(content hash, imported top-level names) of a local Python file, parsed once per content."""
+        st = os.stat(path)
+        signature = (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        known = self._python.get(signature)
+        if known is None:
+            with open(path, "rb") as f:
+                data = f.read()
+            known = self._python[signature] = (base32.encode(hashlib.sha256(data).digest()), imported_names(data))
+        return known
+
+
+def imported_names(source: bytes) -> set[str]:
+    """Top-level module names a Python file imports (absolute imports, anywhere in the file)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def local_modules(names: set[str], directory: str,
+                  facts: Callable[[str], tuple[str, set[str]]]) -> dict[str, str]:
+    """name -> content hash of every module or package file in `directory` imported by the `names` a script
+    imports, followed transitively (a helper importing another helper next to it). `facts(path)` gives a
+    file's (content hash, imported names)."""
+    found: dict[str, str] = {}
+    todo = [names]
+    while todo:
+        for name in todo.pop():
+            for path in module_files(directory, name):
+                rel = os.path.relpath(path, directory)
+                if rel not in found:
+                    found[rel], imported = facts(path)
+                    todo.append(imported)
+    return dict(sorted(found.items()))
+
+
+def module_files(directory: str, name: str) -> list[str]:
+    """The files of local module `name`: `name.py`, or every .py file of package `name/`."""
+    single = os.path.join(directory, name + ".py")
+    if os.path.isfile(single):
+        return [single]
+    package = os.path.join(directory, name)
+    if not os.path.isfile(os.path.join(package, "__init__.py")):
+        return []
+    return sorted(os.path.join(d, f) for d, _, files in os.walk(package) for f in files if f.endswith(".py"))

@@ -1,0 +1,45 @@
+"""nixlib.codefiles: which words of a command are the project's code files, and their digests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nixlib import codefiles
+from nixlib.statmemo import StatMemo
+
+
+def test_named_picks_project_scripts_and_executables_only(tmp_path: Path) -> None:
+    project, outside = tmp_path / "project", tmp_path / "elsewhere"
+    for d in (project / "scripts", project / "bin", outside):
+        d.mkdir(parents=True)
+    files = {
+        "scripts/clean.py": "print(1)\n", "scripts/plot.R": "plot(1)\n", "bin/tool": "#!/bin/sh\n",
+        "data.tsv": "a\tb\n", "errors.log": "", "declared.py": "x = 1\n",
+    }
+    for name, text in files.items():
+        (project / name).write_text(text)
+    (project / "bin" / "tool").chmod(0o755)
+    (outside / "other.py").write_text("y = 2\n")
+    command = (f"python scripts/clean.py data.tsv --plot=scripts/plot.R | ./bin/tool 2>> errors.log; "
+               f"python {outside}/other.py declared.py missing.py")
+    code = codefiles.CodeFiles(StatMemo(tmp_path / "memo"))
+    declared = {str(project / "declared.py")}
+    found = code.named(codefiles.words(command), [str(project)], declared, str(project))
+    assert sorted(os.path.relpath(p, project) for p in found) == ["bin/tool", "scripts/clean.py", "scripts/plot.R"]
+    before = dict(found)
+    (project / "scripts" / "plot.R").write_text("plot(2)\n")
+    after = code.named(codefiles.words(command), [str(project)], declared, str(project))
+    assert [os.path.relpath(p, project) for p in after if after[p] != before[p]] == ["scripts/plot.R"]
+
+
+def test_a_python_script_is_keyed_with_its_local_modules(tmp_path: Path) -> None:
+    (tmp_path / "run.py").write_text("import helper\nimport json\n")
+    (tmp_path / "helper.py").write_text("from pkg import inner\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "inner.py").write_text("VALUE = 1\n")
+    code = codefiles.CodeFiles(StatMemo(tmp_path / "memo"))
+    first = code.digest(str(tmp_path / "run.py"))
+    (tmp_path / "pkg" / "inner.py").write_text("VALUE = 2\n")  # two imports away
+    assert code.digest(str(tmp_path / "run.py")) != first
