@@ -59,7 +59,10 @@ class CodeFiles:
             if path in declared or path in found or not path.startswith(inside) or not os.path.isfile(path):
                 continue
             if os.path.splitext(path)[1].lower() in CODE_SUFFIXES or os.access(path, os.X_OK):
-                found[path] = self.digest(path)
+                try:
+                    found[path] = self.digest(path)
+                except OSError:  # unreadable: the step cannot read it either (an execute-only tool runs alike)
+                    continue
         return found
 
     def digest(self, path: str) -> str:
