@@ -85,7 +85,7 @@ def _visit(module: str, globs: dict[str, Any], names: set[str], found: dict[str,
         if function is not None:
             key = f"{function.__module__}.{function.__qualname__}"
             if key not in found and _user_code(function.__code__):
-                found[key] = "def:" + code_digest(function.__code__)
+                found[key] = "def:" + function_digest(function)
                 more.append((function.__code__, function.__globals__))
             continue
         key = f"{module}.{name}"
@@ -103,6 +103,14 @@ def code_digest(code: types.CodeType) -> str:
     return digest([sys.version_info[:2], code.co_code.hex(), getattr(code, "co_exceptiontable", b"").hex(), consts,
                    code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars, code.co_flags,
                    code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount])
+
+
+def function_digest(function: types.FunctionType) -> str:
+    """A function's code digest, with its default argument values (`def f(x, scale=2)`: not in its code)."""
+    defaults = [*(function.__defaults__ or ()), *sorted((function.__kwdefaults__ or {}).items())]
+    if not defaults:
+        return code_digest(function.__code__)
+    return digest([code_digest(function.__code__), [_value_digest(d) or type(d).__qualname__ for d in defaults]])
 
 
 def _const(value: Any) -> str:
@@ -123,7 +131,7 @@ def class_digest(cls: type) -> str:
             continue
         functions = _functions_of(attr)
         if functions:
-            members[name] = digest([code_digest(f.__code__) for f in functions])
+            members[name] = digest([function_digest(f) for f in functions])
         else:
             members[name] = _value_digest(attr) or type(attr).__qualname__
     bases = [f"{b.__module__}.{b.__qualname__}" for b in cls.__bases__]

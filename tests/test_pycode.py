@@ -19,7 +19,7 @@ LIMIT = 3
 NAMES = {"a": [1, 2], "b": None}
 
 
-def helper(x):
+def helper(x, scale=2):
     # a comment
     return x in {"alpha", "beta", "gamma"} and LIMIT
 
@@ -53,7 +53,7 @@ def test_helpers_classes_and_values_are_found_and_follow_edits(tmp_path: Path) -
     laid_out = SOURCE.replace("# a comment", "# another comment\n\n").replace("\ndef step", "\n\n\n# moved\ndef step")
     assert uses_of(laid_out, tmp_path / "m.py") == base  # comments and line numbers change nothing
     for old, new in [("LIMIT = 3", "LIMIT = 4"), ('"gamma"', '"delta"'), ('sep = "+"', 'sep = "|"'),
-                     ('"b": None', '"b": 0'), ("+ json.dumps", "- json.dumps")]:
+                     ('"b": None', '"b": 0'), ("+ json.dumps", "- json.dumps"), ("scale=2", "scale=3")]:
         changed = uses_of(SOURCE.replace(old, new), tmp_path / "m.py")
         assert changed != base, (old, new)
         assert changed.keys() == base.keys()
