@@ -106,20 +106,25 @@ def code_digest(cls: type) -> str:
     if version is not None:
         return "version:" + str(version)
     parts: list[Any] = [ast.dump(tree) for tree in _sources(cls)]
-    uses, _, strings = _uses(cls)
+    uses = _uses(cls)[0]
     if uses:  # (a class that uses no module-level helper keeps the digest it had before helpers were keyed)
         parts.append({"uses": uses})
-    scripts = named_code(sorted(strings), module_dirs(cls))
-    if scripts:  # the project's scripts its code runs (`subprocess.run(["Rscript", "plot.R"])`)
-        parts.append({"runs": scripts})
     return digest(parts)
 
 
-def named_code(words: list[str], more_roots: list[str], command: bool = False) -> dict[str, str]:
-    """{name as written: digest} of the project's code files among `words` (nixlib.codefiles): inside the
-    directory Luigi runs in or one of `more_roots` (a task module's), resolved against the former (or,
-    failing that, the first of the latter). A `command` runs in its output directory, where only an absolute
-    path names a project file; the store's own paths are keyed as references, not here."""
+@functools.cache
+def script_words(cls: type) -> tuple[str, ...]:
+    """String constants of the class's code (and its helpers') that may name a script it runs
+    (`subprocess.run(["Rscript", "plot.R"])`): paths and names with a code suffix (nixlib.codefiles)."""
+    return tuple(sorted(w for w in _uses(cls)[2] if codefiles.looks_like_code(w) and "\n" not in w))
+
+
+def named_code(words: list[str], more_roots: list[str], declared: set[str], command: bool = False) -> dict[str, str]:
+    """{name as written: digest} of the project's code files among `words` (nixlib.codefiles) that are not
+    `declared` (the task's outputs, its plain inputs): inside the directory Luigi runs in or one of
+    `more_roots` (a task module's), resolved against the former (or, failing that, the first of the latter).
+    A `command` runs in its output directory, where only an absolute path names a project file; the store's
+    own paths are keyed as references, not here."""
     try:
         cwd = os.getcwd()
     except OSError:  # (the directory Luigi runs in was removed: only the module's directory is left)
@@ -128,9 +133,10 @@ def named_code(words: list[str], more_roots: list[str], command: bool = False) -
     store = settings.store_root() + os.sep
     words = [w for w in words if os.path.isabs(w) and not w.startswith(store)] if command else words
     files = _code_files(settings.store_root())
-    found = files.named(words, roots, set(), cwd)
+    found = files.named(words, roots, declared, cwd)
     if more_roots and not command:
-        found.update(files.named([w for w in words if not os.path.isabs(w)], roots, set(found), more_roots[0]))
+        found.update(files.named([w for w in words if not os.path.isabs(w)], roots, declared | set(found),
+                                 more_roots[0]))
     return {_written(path, cwd, more_roots): h for path, h in sorted(found.items())}
 
 

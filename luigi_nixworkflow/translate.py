@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import TYPE_CHECKING, Any
 
 from luigi_nixworkflow import commands, keying, legacy, settings
@@ -41,11 +42,9 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
     mentioned: set[str] = set()
     shell: str | None = None
     outputs: tuple[str, ...] = ("out",)
+    written: list[Any] = []
     if kind == "shell":
         command, shell, inputs = commands.translate(task, root, local, deps, mentioned, runnable)
-        scripts = keying.named_code(codefiles.words(command), keying.module_dirs(cls), command=True)
-        if scripts:  # the project's scripts it runs by absolute path (`python {HERE}/clean.py`)
-            luigi_part["runs"] = scripts
     elif kind == "legacy":
         written = legacy.paths(task)
         outputs = legacy.output_names(len(written))
@@ -53,6 +52,9 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
         command, inputs = f"python {task.task_family}.run", []
     else:
         command, inputs = f"python {task.task_family}.produce", []
+    scripts = _scripts(cls, kind, command, {str(p) for p in written} | {os.path.abspath(p) for p in local})
+    if scripts:  # the project's scripts it runs (`subprocess.run([sys.executable, "scripts/clean.py"])`)
+        luigi_part["runs"] = scripts
     for up in ups:
         recipe = up.nix_recipe(root=root)
         if recipe is None:
@@ -65,6 +67,18 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
         extra["opaque"] = opaque
     return Recipe(name=task.task_id, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
                   outputs=outputs, files=dict(sorted(files.items())), extra=extra, options=options, shell=shell)
+
+
+def _scripts(cls: type, kind: str, command: str, declared: set[str]) -> dict[str, str]:
+    """The project's code files the task runs (nixlib.codefiles): named in its code's string constants, or,
+    for a command(), by an absolute path in the command; never one of its outputs or plain inputs."""
+    words = keying.script_words(cls)
+    if kind == "shell":  # (it runs in its output directory: only an absolute path names a project file)
+        absolute = [w for w in codefiles.words(command) if w.startswith("/")]
+        if not absolute:
+            return {}
+        return keying.named_code(absolute, keying.module_dirs(cls), declared, command=True)
+    return keying.named_code(list(words), keying.module_dirs(cls), declared) if words else {}
 
 
 @functools.lru_cache(maxsize=1024)

@@ -4,8 +4,9 @@ A command (`python scripts/clean.py {input}`) or a Python step's code (`subproce
 "plot.R"])`) often runs a script of the project that no front door declares as an input. What it computes
 depends on that script as much as on the command text, so `CodeFiles.named` keys it: among the words a
 step names, those that are code files of the project — a script by its suffix (`CODE_SUFFIXES`) or an
-executable file, inside one of the step's roots (the working directory, the Snakefile's or the task
-module's directory), and none of the paths the step declares (inputs, outputs, logs) — each by its
+executable program (a `#!` script, an ELF binary), inside one of the step's roots (the working directory,
+the Snakefile's or the task module's directory), and none of the paths the step declares (inputs,
+outputs, logs) — each by its
 content; a Python file with the local modules it imports (a module or package next to it, followed
 transitively: Python puts a script's directory first on its import path). Data files are not guessed
 at: their content may change with every run (a log the command appends to); they are declared.
@@ -39,6 +40,19 @@ def looks_like_code(word: str) -> bool:
     return "/" in word or os.path.splitext(word)[1].lower() in CODE_SUFFIXES
 
 
+def is_program(path: str) -> bool:
+    """An executable that is a program: a script with a `#!` line or an ELF binary. (On a filesystem where
+    every file is executable, a data file, say a log the command appends to, must not count.)"""
+    if not os.access(path, os.X_OK):
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head == b"\x7fELF" or head[:2] == b"#!"
+
+
 class CodeFiles:
     """Digests of code files, memoised by stat signature (a file edited while a run goes on is read again)."""
 
@@ -58,7 +72,7 @@ class CodeFiles:
             path = os.path.normpath(os.path.join(cwd or os.getcwd(), word))
             if path in declared or path in found or not path.startswith(inside) or not os.path.isfile(path):
                 continue
-            if os.path.splitext(path)[1].lower() in CODE_SUFFIXES or os.access(path, os.X_OK):
+            if os.path.splitext(path)[1].lower() in CODE_SUFFIXES or is_program(path):
                 try:
                     found[path] = self.digest(path)
                 except OSError:  # unreadable: the step cannot read it either (an execute-only tool runs alike)

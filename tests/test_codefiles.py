@@ -43,3 +43,13 @@ def test_a_python_script_is_keyed_with_its_local_modules(tmp_path: Path) -> None
     first = code.digest(str(tmp_path / "run.py"))
     (tmp_path / "pkg" / "inner.py").write_text("VALUE = 2\n")  # two imports away
     assert code.digest(str(tmp_path / "run.py")) != first
+
+
+def test_an_executable_data_file_is_not_a_program(tmp_path: Path) -> None:
+    """Where every file is executable (a vfat or NTFS mount), a log the command appends to is still data."""
+    for name, head in (("errors.log", b"line\n"), ("tool", b"#!/bin/sh\n"), ("binary", b"\x7fELF....")):
+        (tmp_path / name).write_bytes(head)
+        (tmp_path / name).chmod(0o755)
+    code = codefiles.CodeFiles(StatMemo(tmp_path / "memo"))
+    found = code.named(["./errors.log", "./tool", "./binary"], [str(tmp_path)], set(), str(tmp_path))
+    assert sorted(os.path.basename(p) for p in found) == ["binary", "tool"]

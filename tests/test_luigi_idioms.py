@@ -316,3 +316,25 @@ def test_a_mixin_base_run_is_not_used_by_a_store_native_task(store_root: Path) -
     with pytest.raises(AssertionError):  # the base's run() writes no legacy.txt: a failed task, nothing stored
         build(Legacy())
     assert Path("base-run.log").exists() and not Path("legacy.txt").exists()
+
+
+def test_a_task_writing_a_code_file_is_still_served(store_root: Path) -> None:
+    """A task whose output is itself a script (`generated.sql`, named by a constant in its code) is not keyed by
+    that file's content: its own output is never one of the project's code files it runs."""
+    from luigi_nixworkflow import NixTask
+
+    class Generate(NixTask):
+        def output(self) -> luigi.LocalTarget:
+            return luigi.LocalTarget("generated.sql")
+
+        def run(self) -> None:
+            with open("runs.log", "a") as f:
+                f.write("Generate\n")
+            with self.output().open("w") as f:
+                f.write("select 1;\n")
+
+    build(Generate())
+    build(Generate())
+    Path("generated.sql").unlink()
+    build(Generate())
+    assert runs() == {"Generate": 1} and Path("generated.sql").read_text() == "select 1;\n"
