@@ -19,8 +19,8 @@ __all__ = ["NixTask", "NixTarget", "nixworkflow", "reset", "static"]
 def reset() -> None:
     """Forget every per-process memo: settings, engines, envs, placeholders, sources, owners, forced runs.
 
-    Settings and results are otherwise read once per process; call this after changing luigi.cfg,
-    NIX_WORKFLOW_STORE or files in a long-lived interpreter (tests, notebooks)."""
+    Settings are otherwise read once per process; call this after changing luigi.cfg or NIX_WORKFLOW_STORE in
+    a long-lived interpreter (tests, notebooks). Every luigi.build checks recipes and results afresh anyway."""
     settings.reset()
     registry.reset()
     keying.reset()

@@ -18,7 +18,7 @@ from nixlib.engine import Result
 logger = logging.getLogger("luigi-interface")
 _GENERATION = [0]  # bumped by reset(): outputs presented before are presented again (files may be gone)
 PRESENTED = "_nw_presented"  # task attribute: (stamp, True) once presented
-OWNED = "_nw_owned"  # task attribute: (store root, Result) once the store is known to hold its result
+OWNED = "_nw_owned"  # task attribute: (stamp, Result) once the store is known to hold its result
 _LINK_DIRS: dict[tuple[str, str], str] = {}  # (working directory, out_link) -> the absolute link directory
 
 
@@ -38,7 +38,7 @@ def present_all(task: Any, root: str | None = None) -> None:
     root = root or settings.store_root()
     now = stamp(root)
     for t in graph.postorder(task, lambda t: graph.memo(t, PRESENTED, now) is None):
-        result = graph.memo(t, OWNED, root)
+        result = graph.memo(t, OWNED, now)
         if result is not None:
             present(t, result, root)
 

@@ -11,11 +11,13 @@ style is read by shape.py. Nothing here hashes, locks or writes to the store by 
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
 import luigi
+import luigi.interface
 from luigi.task import flatten, getpaths
 
 from luigi_nixworkflow import commands, dynamic, graph, legacy, present, registry, settings, shape, steps, translate
@@ -32,7 +34,6 @@ from nixlib.recipe import Recipe
 logger = logging.getLogger("luigi-interface")
 _FORCED: set[str] = set()  # task ids forced to run that this process has run (they are complete now)
 _UNMANAGED_WARNED: set[type] = set()
-_CHECKED = "_nw_checked"  # task attribute: the store root and generation its OWNED result was found or made in
 
 
 def reset() -> None:
@@ -244,10 +245,11 @@ class NixTask(luigi.Task, metaclass=Instances):
         Upstream recipes are built first, dependencies before dependants, without recursion: a
         Luigi chain (`Daily(day)` requires `Daily(day - 1)`) may be thousands of tasks deep."""
         root = root or settings.store_root()
-        known = graph.memo(self, "_nw_recipe", root)
+        now = present.stamp(root)
+        known = graph.memo(self, "_nw_recipe", now)
         if known is not None:
             return known
-        for up in graph.postorder(self, lambda t: graph.memo(t, "_nw_recipe", root) is None)[:-1]:
+        for up in graph.postorder(self, lambda t: graph.memo(t, "_nw_recipe", now) is None)[:-1]:
             up._nw_build(root, strict=False)
         return self._nw_build(root, strict)
 
@@ -265,7 +267,7 @@ class NixTask(luigi.Task, metaclass=Instances):
             return None
         finally:
             self._nw_busy = False
-        self._nw_recipe = (root, recipe)
+        self._nw_recipe = (present.stamp(root), recipe)
         return recipe
 
     def nix_result(self, root: str | None = None) -> Result | None:
@@ -274,9 +276,9 @@ class NixTask(luigi.Task, metaclass=Instances):
         Upstream tasks not yet known to be realised are looked up first, dependencies first: the first
         one missing means this one cannot be realised either, and no lookup recurses deeply."""
         root = root or settings.store_root()
-        known = graph.memo(self, OWNED, root)
-        fresh = self.__dict__.get(_CHECKED) == present.stamp(root)
-        if known is not None and fresh and not shape.is_dynamic(type(self)):
+        now = present.stamp(root)
+        known = graph.memo(self, OWNED, now)
+        if known is not None and not shape.is_dynamic(type(self)):
             # Luigi asks complete() again (of each dependency of every task it runs, before running it), and this
             # process's engine would answer from its per-recipe memo all the same. run() drops OWNED before
             # realising (a task that ran here answers with what it produced), reset() starts a new generation (and
@@ -285,19 +287,17 @@ class NixTask(luigi.Task, metaclass=Instances):
         if self.__dict__.get("_nw_busy") or self.nix_recipe(root=root) is None:
             return None
         engine = settings.engine(root)
-        for task in graph.postorder(self, lambda t: graph.memo(t, OWNED, root) is None):
-            recipe = graph.memo(task, "_nw_recipe", root)
+        for task in graph.postorder(self, lambda t: graph.memo(t, OWNED, now) is None):
+            recipe = graph.memo(task, "_nw_recipe", now)
             result = engine.lookup(recipe) if recipe is not None else None
             if result is None or (shape.is_dynamic(type(task)) and dynamic.stale(result.record)):
                 return None
             task._remember(result, root)
-        return graph.memo(self, OWNED, root)
+        return graph.memo(self, OWNED, now)
 
     def _remember(self, result: Result, root: str | None = None) -> None:
         registry.remember_owner(result.outputs["out"], self)
-        root = root or settings.store_root()
-        self.__dict__[OWNED] = (root, result)
-        self.__dict__[_CHECKED] = present.stamp(root)
+        self.__dict__[OWNED] = (present.stamp(root or settings.store_root()), result)
 
     def _provenance(self) -> dict[str, Any]:
         return {"front_door": "luigi", "task_id": self.task_id, "task_family": self.task_family,
@@ -335,3 +335,25 @@ def _journal_failure(task: luigi.Task, error: BaseException | str) -> None:
     journalled already (noting it again changes nothing)."""
     if isinstance(task, NixTask) and task.nix_managed():
         journal_failed(settings.engine(), task.task_id, error)
+
+
+def _each_build_afresh() -> None:
+    """Start a new generation at every luigi.build / luigi.run / `luigi` command. Luigi's instance cache keeps
+    task instances across the builds of one interpreter (a notebook, a service that calls luigi.build), and
+    their recipes, results and presented outputs are memoised per generation: without this, a second build
+    would serve the first one's keys although an input file, a parameter's file or an upstream result changed
+    in between. Both entry points go through luigi.interface._schedule_and_run (pinned by a test)."""
+    original = luigi.interface._schedule_and_run
+    if getattr(original, "_nw_afresh", False):
+        return
+
+    @functools.wraps(original)
+    def schedule_and_run(*args: Any, **kwargs: Any) -> Any:
+        reset()
+        return original(*args, **kwargs)
+
+    schedule_and_run._nw_afresh = True  # type: ignore[attr-defined]
+    luigi.interface._schedule_and_run = schedule_and_run
+
+
+_each_build_afresh()

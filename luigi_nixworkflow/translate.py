@@ -52,9 +52,11 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
         command, inputs = f"python {task.task_family}.run", []
     else:
         command, inputs = f"python {task.task_family}.produce", []
-    scripts = _scripts(cls, kind, command, {str(p) for p in written} | {os.path.abspath(p) for p in local})
+    declared = {str(p) for p in written} | {os.path.abspath(p) for p in local}
+    scripts = _scripts(cls, kind, command, declared)
     if scripts:  # the project's scripts it runs (`subprocess.run([sys.executable, "scripts/clean.py"])`)
         luigi_part["runs"] = scripts
+    files.update(keying.param_files(task, root, declared))  # files its parameters name, by content
     for up in ups:
         recipe = up.nix_recipe(root=root)
         if recipe is None:

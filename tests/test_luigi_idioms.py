@@ -338,3 +338,77 @@ def test_a_task_writing_a_code_file_is_still_served(store_root: Path) -> None:
     Path("generated.sql").unlink()
     build(Generate())
     assert runs() == {"Generate": 1} and Path("generated.sql").read_text() == "select 1;\n"
+
+
+def test_files_named_by_parameters_are_keyed_by_content(store_root: Path) -> None:
+    """`input_path = luigi.Parameter()` naming a file the task reads: editing the file re-runs the task (before,
+    the result for the old content was served); a parameter naming the task's own output, a directory, or no
+    file at all keys nothing but its text."""
+    from luigi_nixworkflow import NixTask
+
+    class Count(NixTask):
+        input_path = luigi.Parameter()
+        paths = luigi.ListParameter(default=[])
+        out_path = luigi.Parameter(default="count.txt")
+        where = luigi.Parameter(default=".")
+
+        def output(self) -> luigi.LocalTarget:
+            return luigi.LocalTarget(self.out_path)
+
+        def run(self) -> None:
+            with open("runs.log", "a") as f:
+                f.write("Count\n")
+            words = sum(len(Path(p).read_text().split()) for p in [self.input_path, *self.paths] if Path(p).exists())
+            with self.output().open("w") as f:
+                f.write(f"{words}\n")
+
+    Path("words.txt").write_text("a b c\n")
+    Path("more.txt").write_text("d\n")
+    task = Count(input_path="words.txt", paths=["more.txt", "not-a-file"])
+    build(task)
+    build(task)
+    assert runs() == {"Count": 1} and Path("count.txt").read_text() == "4\n"
+    Path("words.txt").write_text("a b c d e\n")
+    build(task)
+    assert runs() == {"Count": 2} and Path("count.txt").read_text() == "6\n"
+    Path("more.txt").write_text("x y\n")  # a file named inside a list parameter
+    build(task)
+    assert runs() == {"Count": 3} and Path("count.txt").read_text() == "7\n"
+    Path("count.txt").unlink()
+    build(task)  # its own output, named by a parameter, is not an input: served, restored
+    assert runs() == {"Count": 3} and Path("count.txt").read_text() == "7\n"
+
+
+def test_every_build_of_one_interpreter_checks_afresh(store_root: Path) -> None:
+    """A notebook runs luigi.build, edits an input file, and runs luigi.build again on the same task instance
+    (Luigi's instance cache keeps it): the second build must see the new content, with no reset() called."""
+    from luigi_nixworkflow import NixTask
+
+    class Given(luigi.ExternalTask):
+        def output(self) -> luigi.LocalTarget:
+            return luigi.LocalTarget("given.txt")
+
+    class Shout(NixTask):
+        def requires(self) -> luigi.Task:
+            return Given()
+
+        def output(self) -> luigi.LocalTarget:
+            return luigi.LocalTarget("shout.txt")
+
+        def run(self) -> None:
+            with self.input().open() as f, self.output().open("w") as g:
+                g.write(f.read().upper())
+
+    Register.clear_instance_cache()
+    luigi_nixworkflow.reset()
+    Path("given.txt").write_text("one\n")
+    task = Shout()
+    assert luigi.build([task], local_scheduler=True, log_level="WARNING")
+    assert Path("shout.txt").read_text() == "ONE\n"
+    Path("given.txt").write_text("two\n")
+    assert Shout() is task  # (the instance, and its memos, live on)
+    assert luigi.build([task], local_scheduler=True, log_level="WARNING")
+    assert Path("shout.txt").read_text() == "TWO\n"
+    Path("given.txt").write_text("one\n")
+    assert luigi.build([task], local_scheduler=True, log_level="WARNING")
+    assert Path("shout.txt").read_text() == "ONE\n"  # served from the store again, restored
