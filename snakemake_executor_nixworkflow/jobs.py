@@ -59,6 +59,18 @@ def jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def _param_strings(value: Any) -> list[str]:
+    """The path-like strings in a param value (itself, or the items of a list, tuple or dict)."""
+    if isinstance(value, str | os.PathLike):
+        text = os.fspath(value)
+        return [text] if text and "\n" not in text and len(text) <= 4096 and not isinstance(text, bytes) else []
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _param_strings(v)]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _param_strings(v)]
+    return []
+
+
 def run_digest(rule: Any) -> str:
     """A `run:` block's key: its source, and the module-level code it uses (nixlib.pycode: the Snakefile's
     helper functions and classes, plain values, local modules), so editing a helper re-runs the rule."""
@@ -162,7 +174,7 @@ class RecipeBuilder:
             env=env.identity,
             env_paths=env.paths,
             outputs=tuple(products(job, self.where) if produced is None else produced),
-            files=dict(self.input_hashes(job)),
+            files={**dict(self.input_hashes(job)), **self.param_files(job)},
             extra={"snakemake": meta},
             # Snakemake defines what a job must produce: an empty file (touch(), an empty log) is a valid
             # output there, and a missing one is its own MissingOutputException; only exit status counts.
@@ -175,6 +187,23 @@ class RecipeBuilder:
         for name, f in files._allitems():
             value = [self.where.path(str(x)) for x in f] if isinstance(f, list) else self.where.path(str(f))
             out.append([name, value])
+        return out
+
+    def param_files(self, job: Any) -> dict[str, str]:
+        """{"param:<name>:<path>": content hash} of the files of the project the job's params name (`params:
+        ref="data/ref.fa"`, or a list of paths) without declaring them as inputs: what the job reads is keyed
+        by content, so editing the file re-runs it. Only regular files inside the working or Snakefile
+        directory that are none of the job's inputs, outputs or logs; a directory or a string naming no file
+        keys only its text (as params always do)."""
+        declared = {os.path.abspath(str(f)) for files in (job.input, job.output, job.log) for f in files}
+        roots = tuple(base + os.sep for base in self.where.roots())
+        out: dict[str, str] = {}
+        for name, value in job.params._allitems():
+            for text in _param_strings(value):
+                path = os.path.abspath(text)
+                if path in declared or not path.startswith(roots) or not os.path.isfile(path):
+                    continue
+                out[f"param:{name}:{self.where.path(text)}"] = self.memo.hash(os.path.realpath(path))
         return out
 
     def input_hashes(self, job: Any) -> Iterator[tuple[str, str]]:

@@ -453,3 +453,40 @@ def test_code_files_a_shell_command_names_are_keyed(tmp_path: Path, log: Path) -
     tag.write_text("#!/bin/sh\necho v2\n")
     assert run() == ("abc\nv2\n", 4)
     assert run() == ("abc\nv2\n", 4)
+
+
+PARAM_FILES = '''
+rule all:
+    input: "out.txt"
+
+
+rule use_ref:
+    output: "out.txt"
+    params: ref="ref.txt", extra=["more.txt", "not-a-file"], me="out.txt"
+    shell: 'echo use_ref >> "$NW_TEST_LOG"; cat {params.ref} {params.extra[0]} > {output}'
+'''
+
+
+def test_files_named_by_params_are_keyed_by_content(tmp_path: Path, log: Path) -> None:
+    """A file the job reads through params instead of input: editing it re-runs the job (before, the result
+    for its old content was restored); a param naming the job's own output keys only its text."""
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    (wf / "Snakefile").write_text(PARAM_FILES)
+    out = wf / "out.txt"
+
+    def run() -> tuple[str, int]:
+        remove_products(wf)
+        out.unlink(missing_ok=True)
+        ok(snakemake(wf))
+        return out.read_text(), executions(log)["use_ref"]
+
+    (wf / "ref.txt").write_text("r1\n")
+    (wf / "more.txt").write_text("m1\n")
+    assert run() == ("r1\nm1\n", 1)
+    assert run() == ("r1\nm1\n", 1)
+    (wf / "ref.txt").write_text("r2\n")
+    assert run() == ("r2\nm1\n", 2)
+    (wf / "more.txt").write_text("m2\n")
+    assert run() == ("r2\nm2\n", 3)
+    assert run() == ("r2\nm2\n", 3)
