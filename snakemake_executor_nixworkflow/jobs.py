@@ -63,7 +63,7 @@ def _param_strings(value: Any) -> list[str]:
     """The path-like strings in a param value (itself, or the items of a list, tuple or dict)."""
     if isinstance(value, str | os.PathLike):
         text = os.fspath(value)
-        return [text] if text and "\n" not in text and len(text) <= 4096 and not isinstance(text, bytes) else []
+        return [text] if isinstance(text, str) and text and "\n" not in text and len(text) <= 4096 else []
     if isinstance(value, Mapping):
         return [t for v in value.values() for t in _param_strings(v)]
     if isinstance(value, list | tuple):
