@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from nixlib import reaper
 from nixlib.errors import NixWorkflowError
+from nixlib.pids import read_proc
 
 _PROC = "/proc"
 
@@ -94,8 +95,7 @@ def _children(pid: int) -> list[int]:
         return out
     for tid in threads:
         try:
-            with open(f"{_PROC}/{pid}/task/{tid}/children", encoding="ascii") as f:
-                out += [int(p) for p in f.read().split()]
+            out += [int(p) for p in read_proc(f"{_PROC}/{pid}/task/{tid}/children").split()]
         except OSError:
             continue
     return out
@@ -106,8 +106,7 @@ def _last_pid() -> int | None:
     are allocated in increasing order, wrapping at pid_max: equal twice means nothing was started in between
     unless pid_max pids were taken meanwhile, which the children's usage (unchanged) also rules out for ours."""
     try:
-        with open(f"{_PROC}/loadavg", encoding="ascii") as f:
-            return int(f.read().split()[4])
+        return int(read_proc(f"{_PROC}/loadavg").split()[4])
     except (OSError, ValueError, IndexError):
         return None
 

@@ -42,6 +42,8 @@ import threading
 import time
 from collections.abc import Callable, Collection
 
+from nixlib.pids import read_proc
+
 RUN_PREFIX = "NW_RUN_"
 STEP_PREFIX = "NW_STEP_"
 _PR_SET_CHILD_SUBREAPER = 36
@@ -334,8 +336,7 @@ def _children() -> list[int] | None:
         return None
     for tid in tasks:
         try:
-            with open(f"{_PROC}/self/task/{tid}/children", "rb") as f:
-                out += [int(p) for p in f.read().split()]
+            out += [int(p) for p in read_proc(f"{_PROC}/self/task/{tid}/children").split()]
         except FileNotFoundError:
             continue  # the thread ended
         except OSError:
@@ -379,8 +380,7 @@ def _reap_adopted(pids: list[int]) -> None:
 def _stat(pid: int) -> tuple[bytes, int, int, int, int] | None:
     """(state, ppid, pgid, session, start time) of a process, or None if it is gone."""
     try:
-        with open(f"{_PROC}/{pid}/stat", "rb") as f:
-            data = f.read()
+        data = read_proc(f"{_PROC}/{pid}/stat")
         rest = data[data.rindex(b")") + 2:].split()
         return rest[0], int(rest[1]), int(rest[2]), int(rest[3]), int(rest[19])
     except (OSError, ValueError, IndexError):
@@ -389,8 +389,7 @@ def _stat(pid: int) -> tuple[bytes, int, int, int, int] | None:
 
 def _has_marker(pid: int, marker: str) -> bool:
     try:
-        with open(f"{_PROC}/{pid}/environ", "rb") as f:
-            return b"\0" + marker.encode() + b"=" in b"\0" + f.read()
+        return b"\0" + marker.encode() + b"=" in b"\0" + read_proc(f"{_PROC}/{pid}/environ")
     except OSError:
         return False
 
