@@ -304,10 +304,6 @@ class NixTask(luigi.Task, metaclass=Instances):
                 "params": self.to_str_params(only_significant=True)}
 
 
-@NixTask.event_handler(luigi.Event.FAILURE)
-@NixTask.event_handler(luigi.Event.BROKEN_TASK)
-@NixTask.event_handler(luigi.Event.PROCESS_FAILURE)
-@NixTask.event_handler(luigi.Event.TIMEOUT)
 def _own_run(cls: type) -> Any:
     """The run() the class would run that is not yet wrapped: its own, or one it inherits from a base that is
     not a NixTask (NixTask added as a mixin: `class Sort(NixTask, ExternalProgramTask)`, in either order).
@@ -328,6 +324,10 @@ def _own_run(cls: type) -> Any:
     return None
 
 
+@NixTask.event_handler(luigi.Event.FAILURE)
+@NixTask.event_handler(luigi.Event.BROKEN_TASK)
+@NixTask.event_handler(luigi.Event.PROCESS_FAILURE)
+@NixTask.event_handler(luigi.Event.TIMEOUT)
 def _journal_failure(task: luigi.Task, error: BaseException | str) -> None:
     """Show a NixTask that failed where the engine could not see it as failed in `nw view`: before its
     realisation (a dependency missing at run time, a recipe that cannot be built), in complete() (broken), or
