@@ -11,6 +11,7 @@ NW_REQUIRE_BROWSER=1 (CI), where that fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -24,6 +25,17 @@ import pytest
 
 from tests.helpers import REPO, nw
 from tests.test_view import api, start_waiting_run, view_server, write_pipeline
+
+
+@contextlib.contextmanager
+def served(page: Any, cwd: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """view_server for a page that polls it: the page leaves before the server stops, so no poll meets a closed
+    port (a console error that the page fixture, which fails a test on any, would report at random)."""
+    with view_server(cwd, env=env) as base:
+        try:
+            yield base
+        finally:
+            page.goto("about:blank")
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -101,7 +113,7 @@ def test_recipe_and_content_views(page: Any, artifacts: Path) -> None:
     cwd = Path.cwd()
     write_pipeline(cwd)
     nw("run", "experiment.py", cwd=cwd, check=True)
-    with view_server(cwd) as base:
+    with served(page, cwd) as base:
         page.goto(base)
         wait_js(page, "window.nwView.cy.nodes().length === 4")
         shown = nodes(page)
@@ -145,7 +157,7 @@ def test_running_step_turns_done_without_reload(page: Any, artifacts: Path) -> N
     cwd, flag = Path.cwd(), Path.cwd() / "go"
     run = start_waiting_run(cwd, flag)
     try:
-        with view_server(cwd) as base:
+        with served(page, cwd) as base:
             page.goto(base)
             wait_js(page, "window.nwView.cy.$id('s:gate').data('status') === 'running'")
             page.evaluate("window.__sameDocument = true")
@@ -171,7 +183,7 @@ def test_grouping_collapses_and_expands_a_family(page: Any) -> None:
         + "".join(f"fit_{i} = output(f'echo {i} > $out/y; cat {{raw}}/x > $out/z', name='fit_{i}')\n" for i in range(3))
         + "best = output(f'cat {fit_0}/y {fit_1}/y {fit_2}/y > $out/z', name='best')\n")
     nw("run", "experiment.py", cwd=cwd, check=True)
-    with view_server(cwd) as base:
+    with served(page, cwd) as base:
         page.goto(base)
         wait_js(page, "window.nwView.cy.nodes().length === 5")
         page.check("#group")
@@ -226,7 +238,7 @@ def choose_run(page: Any, run_id: str, count: int) -> None:
 
 def test_showcase_dag_and_a_step_with_its_command_and_log(page: Any, showcase: dict[str, Any],
                                                           artifacts: Path) -> None:
-    with view_server(showcase["cwd"], env=showcase["env"]) as base:
+    with served(page, showcase["cwd"], env=showcase["env"]) as base:
         page.goto(base)
         wait_js(page, "window.nwView.cy.nodes().length > 0")
         choose_run(page, showcase["run"], len(SHOWCASE_STEPS))
@@ -258,7 +270,7 @@ def test_showcase_dag_and_a_step_with_its_command_and_log(page: Any, showcase: d
 def test_showcase_content_view_merges_identical_outputs(page: Any, showcase: dict[str, Any], artifacts: Path) -> None:
     """model_base publishes epoch-1 … epoch-10 while it trains; its final model is its epoch-10 checkpoint, byte
     for byte. The store's records (all 13 steps and 10 checkpoints) show 23 steps and 22 objects."""
-    with view_server(showcase["cwd"], env=showcase["env"]) as base:
+    with served(page, showcase["cwd"], env=showcase["env"]) as base:
         page.goto(base)
         wait_js(page, "window.nwView.cy.nodes().length > 0")
         choose_run(page, "store", 23)
@@ -290,7 +302,7 @@ def test_showcase_running_step_turns_done_without_reload(page: Any, showcase: di
     run = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", str(exp), "-q"], cwd=cwd, env=showcase["env"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        with view_server(cwd, env=showcase["env"]) as base:
+        with served(page, cwd, env=showcase["env"]) as base:
             page.goto(base)
             wait_js(page, "window.nwView.cy.$id('s:gate').data('status') === 'running'")
             page.evaluate("window.__sameDocument = true")
