@@ -25,7 +25,12 @@ def reusable(struct: Any) -> Any:
         return struct
     if isinstance(struct, dict):
         items = {k: reusable(v) for k, v in struct.items()}
-        return struct if all(items[k] is v for k, v in struct.items()) else struct.__class__(items)
+        if all(items[k] is v for k, v in struct.items()):
+            return struct
+        try:
+            return struct.__class__(items)
+        except TypeError:  # a mapping class built otherwise (a defaultdict): a dict maps the same
+            return items
     if isinstance(struct, list | tuple):
         parts = [reusable(r) for r in struct]
         if all(p is r for p, r in zip(parts, struct, strict=True)):
