@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import pytest
 
 from nixlib.pids import read_proc
+from tests.helpers import REPO
 
 
 def test_read_proc_reads_a_large_proc_file_whole() -> None:
-    big = "x" * 100_000  # an environment larger than one 64 KiB read (and than a page)
-    proc = subprocess.Popen(["sleep", "30"], env=dict(os.environ, NW_BIG=big))
-    try:
-        path = f"/proc/{proc.pid}/environ"
-        with open(path, "rb") as f:
-            expected = f.read()
-        assert b"NW_BIG=" + big.encode() in expected
-        assert read_proc(path) == expected
-    finally:
-        proc.kill()
-        proc.wait()
+    """A process reads its own environment, larger than one 64 KiB read (and than a page), both ways."""
+    code = ("import sys\nfrom nixlib.pids import read_proc\n"
+            "data = read_proc('/proc/self/environ')\n"
+            "assert data == open('/proc/self/environ', 'rb').read(), 'differs'\n"
+            "assert b'NW_BIG=' + b'x' * 100000 in data, 'not found'\n")
+    env = dict(os.environ, NW_BIG="x" * 100_000, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_read_proc_raises_for_a_process_that_is_gone() -> None:
