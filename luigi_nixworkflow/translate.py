@@ -56,7 +56,7 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
     scripts = _scripts(cls, kind, command, declared)
     if scripts:  # the project's scripts it runs (`subprocess.run([sys.executable, "scripts/clean.py"])`)
         luigi_part["runs"] = scripts
-    files.update(keying.param_files(task, root, declared))  # files its parameters name, by content
+    files.update(_param_files(task, root, declared, ups))  # files its parameters name, by content
     for up in ups:
         recipe = up.nix_recipe(root=root)
         if recipe is None:
@@ -69,6 +69,17 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
         extra["opaque"] = opaque
     return Recipe(name=task.task_id, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
                   outputs=outputs, files=dict(sorted(files.items())), extra=extra, options=options, shell=shell)
+
+
+def _param_files(task: NixTask, root: str, declared: set[str], ups: list[Any]) -> dict[str, str]:
+    """Files its parameters name, by content (keying.param_files), except a file an upstream task it requires
+    writes (a legacy NixTask's declared output, passed down as a path): that one is keyed as the upstream's
+    result, and whether it is on disk when the key is computed (restored or not yet) must not change the key."""
+    named = keying.param_files(task, root, declared)
+    if not named:
+        return named
+    produced = {str(p) for up in ups if up.nix_kind() == "legacy" for p in legacy.paths(up)}
+    return {k: h for k, h in named.items() if os.path.abspath(k.split(":", 2)[2]) not in produced}
 
 
 def _scripts(cls: type, kind: str, command: str, declared: set[str]) -> dict[str, str]:

@@ -203,8 +203,17 @@ class RecipeBuilder:
                 path = os.path.abspath(text)
                 if path in declared or not path.startswith(roots) or not os.path.isfile(path):
                     continue
+                if self.produced_by_a_rule(job, text):
+                    continue  # a product of the workflow: on disk or not depending on when the key is computed
                 out[f"param:{name}:{self.where.path(text)}"] = self.memo.hash(os.path.realpath(path))
         return out
+
+    def produced_by_a_rule(self, job: Any, path: str) -> bool:
+        """True if some rule's output pattern matches `path` (Snakemake's own index of producers)."""
+        try:
+            return bool(job.dag.output_index.match_producers(path))
+        except Exception:  # noqa: BLE001 - an internal Snakemake changed: key the file (the safe side)
+            return False
 
     def input_hashes(self, job: Any) -> Iterator[tuple[str, str]]:
         """Content hash of every input. A symlinked input is hashed by what it points to (its content is

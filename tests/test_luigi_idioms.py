@@ -412,3 +412,45 @@ def test_every_build_of_one_interpreter_checks_afresh(store_root: Path) -> None:
     Path("given.txt").write_text("one\n")
     assert luigi.build([task], local_scheduler=True, log_level="WARNING")
     assert Path("shout.txt").read_text() == "ONE\n"  # served from the store again, restored
+
+
+def test_an_upstream_output_passed_as_a_parameter_keys_the_same_on_disk_or_not(store_root: Path) -> None:
+    """`Process(input_file="raw.txt")` requiring the task that writes raw.txt: the file is keyed as that task's
+    result, so whether it is on disk when the key is computed (restored or not yet) does not change the key."""
+    from luigi_nixworkflow import NixTask
+
+    class Raw(NixTask):
+        def output(self) -> luigi.LocalTarget:
+            return luigi.LocalTarget("raw.txt")
+
+        def run(self) -> None:
+            with open("runs.log", "a") as f:
+                f.write("Raw\n")
+            with self.output().open("w") as f:
+                f.write("abc\n")
+
+    class Process(NixTask):
+        input_file = luigi.Parameter()
+
+        def requires(self) -> luigi.Task:
+            return Raw()
+
+        def output(self) -> luigi.LocalTarget:
+            return luigi.LocalTarget("processed.txt")
+
+        def run(self) -> None:
+            with open("runs.log", "a") as f:
+                f.write("Process\n")
+            with open(self.input_file) as src, self.output().open("w") as dst:
+                dst.write(src.read().upper())
+
+    build(Process(input_file="raw.txt"))
+    for name in ("raw.txt", "processed.txt"):
+        Path(name).unlink()
+    Register.clear_instance_cache()
+    luigi_nixworkflow.reset()
+    assert Process(input_file="raw.txt").complete()  # found by the key it was stored under, raw.txt still absent
+    build(Process(input_file="raw.txt"))
+    build(Process(input_file="raw.txt"))
+    assert runs() == {"Raw": 1, "Process": 1} and Path("processed.txt").read_text() == "ABC\n"
+    assert len(list((store_root / "realisations").iterdir())) == 2
