@@ -62,35 +62,16 @@ def params(task: luigi.Task) -> dict[str, Any]:
 
 def param_files(task: luigi.Task, root: str, declared: set[str]) -> dict[str, str]:
     """{"param:<name>:<path as given>": content hash} of the files the task's significant parameters name
-    (`input_path = luigi.Parameter()` set to "words.txt", a PathParameter, a list of paths): what the task
-    reads is then keyed by content, as a plain upstream task's LocalTarget is, and editing the file re-runs
-    it. Only existing regular files count, never a directory, one of the task's own outputs (`declared`) or
-    a store path; a string that names no file is only a string."""
+    (`input_path = luigi.Parameter()` set to "words.txt", a PathParameter, a list of paths; nixlib.codefiles):
+    what the task reads is then keyed by content, as a plain upstream task's LocalTarget is, and editing the
+    file re-runs it. Never a directory, one of the task's own outputs (`declared`) or a store path."""
+    files = _code_files(root)
     out: dict[str, str] = {}
     for name, param in type(task).get_params():
-        if not param.significant:
-            continue
-        for text in _strings_in(task.param_kwargs[name]):
-            if not text or "\n" in text or len(text) > 4096 or text.startswith(root + os.sep):
-                continue
-            path = os.path.abspath(text)
-            if path in declared or not os.path.isfile(path):
-                continue
-            out[f"param:{name}:{text}"] = settings.engine(root).store.memo.hash(os.path.realpath(path))
+        if param.significant:
+            texts = [t for t in codefiles.strings_in(task.param_kwargs[name]) if not t.startswith(root + os.sep)]
+            out.update((f"param:{name}:{t}", h) for t, h in files.files_named(texts, declared).items())
     return out
-
-
-def _strings_in(value: Any) -> list[str]:
-    """The strings (and paths) in a parameter value: itself, or the items of a list, tuple or dict."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, PurePath):
-        return [str(value)]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _strings_in(v)]
-    if isinstance(value, Mapping):
-        return [s for v in value.values() for s in _strings_in(v)]
-    return []
 
 
 def _canonical(value: Any) -> Any:

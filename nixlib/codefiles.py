@@ -18,7 +18,7 @@ import ast
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from nixlib import base32
 from nixlib.recipe import digest
@@ -79,6 +79,21 @@ class CodeFiles:
                     continue
         return found
 
+    def files_named(self, texts: Iterable[str], declared: set[str], roots: Iterable[str] | None = None
+                    ) -> dict[str, str]:
+        """{text: content hash} of the texts (a step's parameter values: `strings_in`) that name an existing
+        regular file, inside one of `roots` when given, and none of the `declared` absolute paths (the step's
+        own outputs and inputs): a file a step is told to read by a parameter is keyed by content, as an input
+        is. A directory, or a text naming no file, is only text."""
+        inside = None if roots is None else tuple(os.path.abspath(r) + os.sep for r in roots)
+        out: dict[str, str] = {}
+        for text in texts:
+            path = os.path.abspath(text)
+            if path in declared or (inside is not None and not path.startswith(inside)) or not os.path.isfile(path):
+                continue
+            out[text] = self.memo.hash(os.path.realpath(path))
+        return out
+
     def digest(self, path: str) -> str:
         """A code file's digest: its content; a Python file's with the local modules it imports."""
         if not path.endswith(".py"):
@@ -97,6 +112,19 @@ class CodeFiles:
                 data = f.read()
             known = self._python[signature] = (base32.encode(hashlib.sha256(data).digest()), imported_names(data))
         return known
+
+
+def strings_in(value: object) -> list[str]:
+    """The path-like texts in a parameter value: itself (a str or a path), or those in the items of a list,
+    tuple or mapping; never a text with a newline or longer than any path."""
+    if isinstance(value, str | os.PathLike):
+        text = os.fspath(value)
+        return [text] if isinstance(text, str) and text and "\n" not in text and len(text) <= 4096 else []
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in strings_in(v)]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in strings_in(v)]
+    return []
 
 
 def imported_names(source: bytes) -> set[str]:

@@ -4,9 +4,9 @@ What is keyed (so a job is re-used exactly when re-running it would do the same 
 the rule's code (the formatted, normalised shell command and the project's code files it names; a
 script's, notebook's or template's content; a wrapper's identifier; a `run:` block's source and the
 helpers it uses), params, wildcards, the content hash of every input file (memoised by stat signature,
-so unchanged large inputs are not re-read), the env identity, the output, log and benchmark paths, and
-for code that can read the workflow config
-at run time (script, notebook, wrapper, run:) a digest of that config. Absolute working and
+so unchanged large inputs are not re-read), files of the project the params name, the env identity, the
+output, log and benchmark paths, and for code that can read the workflow config at run time (script,
+notebook, wrapper, run:) a digest of that config. Absolute working and
 Snakefile directories are replaced by placeholders, so a clone elsewhere keys the same.
 
 Threads and resources: a shell command keys on them through its text (`{threads}` is formatted
@@ -59,16 +59,9 @@ def jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _param_strings(value: Any) -> list[str]:
-    """The path-like strings in a param value (itself, or the items of a list, tuple or dict)."""
-    if isinstance(value, str | os.PathLike):
-        text = os.fspath(value)
-        return [text] if isinstance(text, str) and text and "\n" not in text and len(text) <= 4096 else []
-    if isinstance(value, Mapping):
-        return [t for v in value.values() for t in _param_strings(v)]
-    if isinstance(value, list | tuple):
-        return [t for v in value for t in _param_strings(v)]
-    return []
+def declared_paths(job: Any) -> set[str]:
+    """Absolute paths of the job's inputs, outputs and logs: what it declares, never keyed as named files."""
+    return {os.path.abspath(str(f)) for files in (job.input, job.output, job.log) for f in files}
 
 
 def run_digest(rule: Any) -> str:
@@ -191,21 +184,14 @@ class RecipeBuilder:
 
     def param_files(self, job: Any) -> dict[str, str]:
         """{"param:<name>:<path>": content hash} of the files of the project the job's params name (`params:
-        ref="data/ref.fa"`, or a list of paths) without declaring them as inputs: what the job reads is keyed
-        by content, so editing the file re-runs it. Only regular files inside the working or Snakefile
-        directory that are none of the job's inputs, outputs or logs; a directory or a string naming no file
-        keys only its text (as params always do)."""
-        declared = {os.path.abspath(str(f)) for files in (job.input, job.output, job.log) for f in files}
-        roots = tuple(base + os.sep for base in self.where.roots())
+        ref="data/ref.fa"`, or a list of paths; nixlib.codefiles) without declaring them as inputs: editing
+        one re-runs the job. Only files inside the working or Snakefile directory, none of the job's inputs,
+        outputs or logs, and none a rule produces (on disk or not depending on when the key is computed)."""
         out: dict[str, str] = {}
         for name, value in job.params._allitems():
-            for text in _param_strings(value):
-                path = os.path.abspath(text)
-                if path in declared or not path.startswith(roots) or not os.path.isfile(path):
-                    continue
-                if self.produced_by_a_rule(job, text):
-                    continue  # a product of the workflow: on disk or not depending on when the key is computed
-                out[f"param:{name}:{self.where.path(text)}"] = self.memo.hash(os.path.realpath(path))
+            found = self.code_files.files_named(codefiles.strings_in(value), declared_paths(job), self.where.roots())
+            out.update((f"param:{name}:{self.where.path(t)}", h) for t, h in found.items()
+                       if not self.produced_by_a_rule(job, t))
         return out
 
     def produced_by_a_rule(self, job: Any, path: str) -> bool:
@@ -250,8 +236,7 @@ class RecipeBuilder:
         """{logical path: digest} of the project's code files a shell command names without declaring them
         (`python scripts/clean.py {input}`, `./bin/tool`; nixlib.codefiles): editing one changes what the job
         computes, as editing the command does."""
-        declared = {os.path.abspath(str(f)) for files in (job.input, job.output, job.log) for f in files}
-        found = self.code_files.named(codefiles.words(command), self.where.roots(), declared)
+        found = self.code_files.named(codefiles.words(command), self.where.roots(), declared_paths(job))
         return {self.where.path(path): h for path, h in sorted(found.items())}
 
     def once(self, key: Any, compute: Any) -> Any:

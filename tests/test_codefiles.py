@@ -53,3 +53,21 @@ def test_an_executable_data_file_is_not_a_program(tmp_path: Path) -> None:
     code = codefiles.CodeFiles(StatMemo(tmp_path / "memo"))
     found = code.named(["./errors.log", "./tool", "./binary"], [str(tmp_path)], set(), str(tmp_path))
     assert sorted(os.path.basename(p) for p in found) == ["binary", "tool"]
+
+
+def test_files_named_by_parameter_values(tmp_path: Path) -> None:
+    """The texts of a parameter value (nested lists and mappings, paths) that name existing files, by content;
+    not a directory, a declared path, a file outside the roots, or a text that is no path."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    for path in (project / "ref.txt", project / "out.txt", elsewhere / "x.txt"):
+        path.write_text(path.name)
+    value = {"a": [str(project / "ref.txt"), project / "out.txt"], "b": (str(project / "sub"), "x\ny"), "c": 3,
+             "d": str(elsewhere / "x.txt")}
+    texts = codefiles.strings_in(value)
+    assert texts == [str(project / "ref.txt"), str(project / "out.txt"), str(project / "sub"), str(elsewhere / "x.txt")]
+    code = codefiles.CodeFiles(StatMemo(tmp_path / "memo"))
+    assert list(code.files_named(texts, {str(project / "out.txt")}, [str(project)])) == [str(project / "ref.txt")]
+    anywhere = code.files_named(texts, set())
+    assert sorted(anywhere) == sorted([str(project / "ref.txt"), str(project / "out.txt"), str(elsewhere / "x.txt")])
