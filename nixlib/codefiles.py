@@ -91,7 +91,10 @@ class CodeFiles:
             path = os.path.abspath(text)
             if path in declared or (inside is not None and not path.startswith(inside)) or not os.path.isfile(path):
                 continue
-            out[text] = self.memo.hash(os.path.realpath(path))
+            try:
+                out[text] = self.memo.hash(os.path.realpath(path))
+            except OSError:  # unreadable by this user: the step cannot read it either
+                continue
         return out
 
     def digest(self, path: str) -> str:
