@@ -9,6 +9,11 @@
 2. Cold: N independent tasks each writing 1 kB (distinct contents), from an empty store / output directory:
    plain `run()` vs NixTask `produce(out)` (the adapter and engine overhead), and a plain task
    running a shell command with subprocess vs a NixTask `command()` running the same one.
+   Each run starts in an empty directory of its own, and all of them are removed at the end: on ext4
+   without a journal (this VM's root filesystem) the inode allocator skips every inode deleted in the last
+   60 s (up to 360 s while its block is dirty; the kernel's recently_deleted()), so deleting the previous
+   run's thousands of files right before a run charges each file created after it, and the side that
+   creates more files pays more. `--delete-between` measures that way too.
 
 Plain and NixTask runs alternate, so a busy machine slows both alike. Medians are reported.
 Results and the exact command go to bench/README-luigi.md by hand; nothing is asserted.
@@ -225,12 +230,17 @@ def fs_costs(directory: Path, runs: int = 100) -> tuple[float, float]:
 # ---- the driver ----------------------------------------------------------------------------
 
 
+DELETE_BETWEEN = False  # --delete-between: remove the previous run's files right before a fresh run (see cold_part)
+
+
 def timed(kind: str, n: int, work: Path, fresh: bool) -> Any:
-    if fresh:
+    if fresh and DELETE_BETWEEN:
         for sub in ("out", "store"):
             if (work / sub).exists():
                 subprocess.run(["chmod", "-R", "u+w", str(work / sub)], check=True)
                 shutil.rmtree(work / sub)
+    elif fresh:  # an empty directory of its own; every run's files are removed together at the end
+        work = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     env = dict(os.environ, NIX_WORKFLOW_STORE=str(work / "store"), PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, __file__, "--child", kind, str(n)], cwd=work, env=env,
                           capture_output=True, text=True)
@@ -267,11 +277,16 @@ def main() -> None:
     p.add_argument("--cold-tasks", type=int, default=300, help="tasks in each cold run")
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--only", choices=("cached", "cold"), help="run one of the two parts")
+    p.add_argument("--delete-between", action="store_true",
+                   help="cold runs: delete the previous run's store and outputs right before each run (the old "
+                        "method; on ext4 without a journal every inode created then pays for the deleted ones)")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]))
         return
+    global DELETE_BETWEEN
+    DELETE_BETWEEN = args.delete_between
     if args.only != "cold":
         cached_part(args)
     if args.only != "cached":
@@ -304,7 +319,9 @@ def cold_part(args: argparse.Namespace) -> None:
     cold_runs = max(3, args.runs // 2)
     with tempfile.TemporaryDirectory(prefix="nw-bench-fs-") as tmp:
         fsync, dirs = fs_costs(Path(tmp))
-    print(f"\n## cold, {n} independent tasks writing 1 kB, median of {cold_runs}")
+    print(f"\n## cold, {n} independent tasks writing 1 kB, median of {cold_runs}, "
+          + ("the previous run's files deleted right before each run" if DELETE_BETWEEN else
+             "each run in an empty directory of its own (all removed at the end)"))
     print(f"this filesystem: write 1 kB + fsync {fsync:.2f} ms, mkdir + rmdir {dirs:.2f} ms (the store fsyncs each "
           "output file; a process reuses its build directory from one task to the next)")
     for a, b in (("plain-python", "nix-python"), ("plain-shell", "nix-shell")):

@@ -18,7 +18,7 @@ import math
 import os
 import sys
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import PurePath
 from typing import Any
 
@@ -60,17 +60,20 @@ def params(task: luigi.Task) -> dict[str, Any]:
     return out
 
 
-def param_files(task: luigi.Task, root: str, declared: set[str]) -> dict[str, str]:
+def param_files(task: luigi.Task, root: str, declared: Callable[[], set[str]]) -> dict[str, str]:
     """{"param:<name>:<path as given>": content hash} of the files the task's significant parameters name
     (`input_path = luigi.Parameter()` set to "words.txt", a PathParameter, a list of paths; nixlib.codefiles):
     what the task reads is then keyed by content, as a plain upstream task's LocalTarget is, and editing the
-    file re-runs it. Never a directory, one of the task's own outputs (`declared`) or a store path."""
-    files = _code_files(root)
+    file re-runs it. Never a directory, one of the task's own outputs (`declared()`) or a store path."""
+    store = root + os.sep
+    texts = [(name, t) for name, param in type(task).get_params() if param.significant
+             for t in codefiles.strings_in(task.param_kwargs[name]) if not t.startswith(store)]
+    if not texts:  # (most parameters are numbers, dates or names: no stat, no declared paths)
+        return {}
+    files, paths = _code_files(root), declared()
     out: dict[str, str] = {}
-    for name, param in type(task).get_params():
-        if param.significant:
-            texts = [t for t in codefiles.strings_in(task.param_kwargs[name]) if not t.startswith(root + os.sep)]
-            out.update((f"param:{name}:{t}", h) for t, h in files.files_named(texts, declared).items())
+    for name, t in texts:
+        out.update((f"param:{name}:{t}", h) for t, h in files.files_named([t], paths).items())
     return out
 
 
