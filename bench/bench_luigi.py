@@ -261,8 +261,8 @@ def compare(pair: tuple[str, ...], n: int, runs: int, fresh: bool, prepare: str 
         for d in dirs.values():
             d.mkdir()
         if not fresh:  # build once, then time the all-cached runs
-            for k in pair:
-                timed(prepare or k, n, dirs[k], fresh=True)
+            for k in pair:  # (into the empty directory the timed runs then use)
+                timed(prepare or k, n, dirs[k], fresh=False)
             time.sleep(2.5)  # past the stat memo's racy window: objects this new are re-hashed, not trusted
         for _ in range(runs):
             for k in pair:
