@@ -117,9 +117,14 @@ class CodeFiles:
         return known
 
 
+_NOT_PATHS = frozenset({int, float, bool, type(None)})
+
+
 def strings_in(value: object) -> list[str]:
     """The path-like texts in a parameter value: itself (a str or a path), or those in the items of a list,
     tuple or mapping; never a text with a newline or longer than any path."""
+    if type(value) in _NOT_PATHS:  # (most parameter values: no ABC check needed)
+        return []
     if isinstance(value, str | os.PathLike):
         text = os.fspath(value)
         return [text] if isinstance(text, str) and text and "\n" not in text and len(text) <= 4096 else []

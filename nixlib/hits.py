@@ -24,6 +24,8 @@ Anything else is a miss of the memo, never of the store: the full check runs and
 reports an invalid record, or quarantines a corrupt object, exactly as before). So the memo saves
 the validation, not the checks that can find a change.
 
+A shard is believed only in the boot that wrote it (nixlib.boot), as the stat memo's entries are.
+
 The memo is believed, so it is private to its user like the stat memo: one directory per host,
 `<root>/cache/<uid>/hits.<host>/` (in a directory only that user can write; else under
 $XDG_CACHE_HOME), holding 32 shard files by the key's last character, each ignored unless owned by
@@ -45,6 +47,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from nixlib import boot
 from nixlib.statmemo import StatMemo, rescan, scan, user_cache_dir
 
 _VERSION = 4  # 3: shards by the key's last character (the first of a 52-character key is only ever 0 or 1);
@@ -244,7 +247,8 @@ class _Shard:
                 ordered.update((k, current[k]) for k in self._used if k in current)
                 current = dict(list(ordered.items())[-MAX_ENTRIES:])
             current = {k: v if type(v) is str else json.dumps(v, separators=(",", ":")) for k, v in current.items()}
-            data = json.dumps({"v": _VERSION, "entries": current}, separators=(",", ":")).encode()
+            data = json.dumps({"v": _VERSION, "boot": boot.boot_id(), "entries": current},
+                              separators=(",", ":")).encode()
             with contextlib.suppress(OSError):
                 _write_atomically(self.path, data)
                 self._changed.clear()
@@ -298,6 +302,8 @@ def _read(path: Path) -> tuple[dict[str, Entry], tuple[int, ...] | None]:
             return {}, None
     ident = identity(st)
     if not isinstance(doc, dict) or doc.get("v") != _VERSION or not isinstance(doc.get("entries"), dict):
+        return {}, ident
+    if doc.get("boot") != boot.boot_id():  # written before the last boot: an OS crash may have lost data it vouches for
         return {}, ident
     return doc["entries"], ident
 

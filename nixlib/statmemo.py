@@ -13,8 +13,10 @@ its ctime. As git does with "racily clean" entries, a tree with an entry newer t
 (1-2 s granularities exist: FAT, ext3, and clocks differing between NFS client and server).
 
 One small JSON file per (host, absolute path): inode numbers are per host, so hosts sharing
-a store over NFS keep separate memos. Files are written atomically; an unreadable or
-corrupt memo is a miss and an unwritable directory only costs speed, never correctness.
+a store over NFS keep separate memos. An entry is believed only in the boot that wrote it
+(nixlib.boot): after an OS crash a file can keep its stat fields and lose its data. Files are
+written atomically; an unreadable or corrupt memo is a miss and an unwritable directory only costs
+speed, never correctness.
 
 A memo entry is believed without re-hashing, so it is private to its user: a store's memo
 lives in `<root>/cache/<uid>/statmemo` (a directory only that user can write), or under
@@ -34,7 +36,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from nixlib import nar, trees
+from nixlib import boot, nar, trees
 
 _VERSION = 1
 _RECORD = struct.Struct("<IBBqqqQQI")  # name length, type, exec, size, mtime, ctime, inode, device, target length
@@ -226,6 +228,7 @@ class StatMemo:
         except (OSError, ValueError):
             return None
         valid = (isinstance(data, dict) and data.get("v") == _VERSION and data.get("host") == self.host
+                 and data.get("boot") == boot.boot_id()  # (nixlib.boot: nothing from before an OS crash)
                  and data.get("path") == target and isinstance(data.get("nar_hash"), str)
                  and nar.is_nar_hash(data["nar_hash"]))
         return data if valid else None
@@ -234,8 +237,8 @@ class StatMemo:
         """Record an entry; False if it was not (racily new, or the cache is not writable)."""
         if not racy_ok and current.newest_ns >= started - self.racy_ns:
             return False  # racily clean: a change in the same clock tick could hide behind this signature
-        entry = {"v": _VERSION, "host": self.host, "path": target, "signature": current.signature,
-                 "nar_hash": nar_hash}
+        entry = {"v": _VERSION, "host": self.host, "boot": boot.boot_id(), "path": target,
+                 "signature": current.signature, "nar_hash": nar_hash}
         try:
             _write_atomically(self.memo_file(target), json.dumps(entry, sort_keys=True).encode())
         except OSError:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from operator import itemgetter
 from pathlib import Path
 
-from nixlib import pids
+from nixlib import boot, pids
 from nixlib.errors import NixWorkflowError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -206,31 +206,32 @@ def remove(path: str | os.PathLike) -> None:
 
 
 def _seal_file(name: str, fd: int) -> None:
-    """Read-only (keeping the owner-execute bit, the only one a NAR keeps) and flushed to disk.
+    """Read-only (keeping the owner-execute bit, the only one a NAR keeps), and flushed to disk only where the
+    memos cannot tell boots apart.
 
-    The fsync is the one a cold step keeps (bench/README-engine.md), and what it protects is the stat
-    memo's word after an OS crash (a kill -9 needs no fsync: the page cache survives it). Lookups do not
-    re-hash an object whose stat signature (size, mtime, ctime, inode, ...) matches its memo entry or its
-    verified hit, and both are written right after the object is published. Without the fsync, a crash
-    could keep the object's inode (same size and times) and the memo entry but lose the data: ext4 with
-    data=writeback, or an NFS server exporting `async`, can do that. The memo would then vouch for bytes
-    that are not the object's, and the store would serve them. (Records need no fsync: one lost or
-    truncated by a crash reads as absent or invalid, and the step runs again. Nix does not fsync store
-    paths by default, but Nix never serves from a stat memo either: it never re-checks at all.) Dropping
-    this fsync needs the memos to distrust entries written before the last boot (a boot id in each)."""
+    Lookups do not re-hash an object whose stat signature (size, mtime, ctime, inode, ...) matches its stat-memo
+    entry or its verified hit, both written right after the object is published. An OS crash can keep the
+    object's inode (same size and times) but lose data not yet written back (ext4 data=writeback); a memo entry
+    from before the crash would then vouch for bytes that are not the object's. The memos believe only entries
+    of the running boot (nixlib.boot), so after a crash every object is re-hashed once (a corrupt one is
+    quarantined) and no fsync is needed, as in Nix; where no boot id can be read, each file is fsynced before
+    any memo may vouch for it. (Records never need one: a record lost or truncated by a crash reads as absent
+    or invalid, and the step runs again. A kill -9 needs none: the page cache survives it.)"""
     ffd = os.open(name, _READ_FLAGS, dir_fd=fd)
     try:
         mode = os.fstat(ffd).st_mode
         os.fchmod(ffd, 0o555 if mode & stat.S_IXUSR else 0o444)
-        os.fsync(ffd)
+        if boot.boot_id() is None:
+            os.fsync(ffd)
     finally:
         os.close(ffd)
 
 
 def seal(path: str | os.PathLike) -> None:
-    """Make a staged file or tree read-only and flush its bytes, so that publishing it never exposes a
-    writable or unsynced object. The top directory is left writable: the caller seals it where no
-    object name can see it yet. Raises UnstorableFile for a FIFO, socket or device anywhere in it."""
+    """Make a staged file or tree read-only (and, where boots cannot be told apart, flush its bytes:
+    _seal_file), so that publishing it never exposes a writable object. The top directory is left
+    writable: the caller seals it where no object name can see it yet. Raises UnstorableFile for a FIFO,
+    socket or device anywhere in it."""
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
         return

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nixlib import hits, records, statmemo
+from nixlib import boot, hits, records, statmemo
 from nixlib.engine import Engine, Result
 from nixlib.recipe import Recipe
 from nixlib.store import Store
@@ -308,3 +308,18 @@ def test_a_damaged_entry_text_is_a_miss_of_the_memo_only(vouched: dict[str, str]
         hits.forget()
         entry = json.loads(json.loads(path.read_text())["entries"][vouched["key"]])
         assert entry[7] == hashlib.sha256(Path(vouched["record"]).read_bytes()).hexdigest()
+
+
+def test_a_shard_written_before_the_last_boot_is_not_believed(vouched: dict[str, str], later: None) -> None:
+    """A crash can keep a file's stat fields and lose its data: a shard of another boot is ignored and the full
+    check runs (it re-hashes the object and writes its stat memo entry again), as after any miss of the memo."""
+    shard = Store().hits.path_of(vouched["key"])
+    doc = json.loads(shard.read_text())
+    assert doc["boot"] == boot.boot_id() and boot.boot_id() is not None
+    doc["boot"] = "00000000-0000-4000-8000-000000000000"
+    shard.write_text(json.dumps(doc))
+    memo_dir = Store().memo.directory
+    shutil.rmtree(memo_dir)
+    found = _new_process_lookup()
+    assert found is not None and found.resolved_key == vouched["key"]
+    assert os.listdir(memo_dir)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nixlib import nar, statmemo
+from nixlib import boot, nar, statmemo
 from nixlib.statmemo import StatMemo
 
 REPO = Path(__file__).resolve().parent.parent
@@ -213,3 +213,37 @@ def test_bytes_and_undecodable_paths(tmp_path: Path, memo: StatMemo, dumps: Dump
         f.write(b"x")
     assert memo.hash(odd) == memo.hash(os.fsdecode(odd)) == nar.nar_hash(odd)
     assert dumps.calls == 2
+
+
+ANOTHER_BOOT = "00000000-0000-4000-8000-000000000000"
+
+
+def test_an_entry_written_before_the_last_boot_is_not_believed(tree: Path, memo: StatMemo, later: None) -> None:
+    """After an OS crash a file can keep its stat fields and lose data that was not written back, so an entry
+    is believed only in the boot that wrote it (nixlib.boot); that is what lets the store skip the fsync."""
+    true = memo.hash(tree)
+    path = memo.memo_file(tree)
+    data = json.loads(path.read_text())
+    assert data["boot"] == boot.boot_id() and boot.boot_id() is not None
+    data["nar_hash"] = OTHER_HASH  # (believed, this would be served: test_a_hit_is_served_from_the_memo_file)
+    data["boot"] = ANOTHER_BOOT
+    path.write_text(json.dumps(data))
+    assert memo.hash(tree) == true
+
+
+def test_without_a_boot_id_entries_are_still_believed(tree: Path, memo: StatMemo, later: None,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where boots have no id (then the store fsyncs what it stores: nixlib.trees), the memo works as before."""
+    monkeypatch.setattr(boot, "BOOT_ID_FILE", str(tree.parent / "no-boot-id"))
+    boot.boot_id.cache_clear()
+    try:
+        memo.hash(tree)
+        path = memo.memo_file(tree)
+        data = json.loads(path.read_text())
+        assert data["boot"] is None
+        data["nar_hash"] = OTHER_HASH
+        path.write_text(json.dumps(data))
+        assert memo.hash(tree) == OTHER_HASH
+    finally:
+        monkeypatch.undo()
+        boot.boot_id.cache_clear()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nixlib import nar, statmemo, trees
+from nixlib import boot, nar, statmemo, trees
 from nixlib.errors import NixWorkflowError
 from nixlib.store import Store
 from tests.helpers import REPO, nw
@@ -332,3 +332,27 @@ def test_another_users_corrupt_object_is_absent_not_a_crash(shared: Path) -> Non
     again = as_user(OTHER, INGEST, shared / str(OTHER), env)
     assert again.returncode == 1 and "could not be moved aside" in again.stderr
     assert "PermissionError" not in again.stderr
+
+
+def test_sealing_fsyncs_only_where_boots_cannot_be_told_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stored files need no fsync while the memos distrust entries of earlier boots (nixlib.boot): a crash then
+    costs one re-hash of every object, never a served lost byte. Without a boot id, each file is flushed."""
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_text("x")
+    assert boot.boot_id() is not None  # (Linux names every boot)
+    trees.seal(tmp_path / "a")
+    assert synced == []
+    monkeypatch.setattr(boot, "BOOT_ID_FILE", str(tmp_path / "no-boot-id"))
+    boot.boot_id.cache_clear()
+    try:
+        (tmp_path / "b").mkdir()
+        (tmp_path / "b" / "f").write_text("x")
+        (tmp_path / "b" / "g").write_text("y")
+        trees.seal(tmp_path / "b")
+        assert len(synced) == 2
+    finally:
+        monkeypatch.undo()
+        boot.boot_id.cache_clear()
