@@ -23,6 +23,7 @@ from pathlib import PurePath
 from typing import Any
 
 import luigi
+import luigi.configuration
 from luigi.task_register import Register
 
 from luigi_nixworkflow import settings
@@ -33,6 +34,8 @@ from nixlib.recipe import digest
 _CONFIG_VALUES: dict[type, dict[str, Any]] = {}  # per process: luigi.cfg is read once, as Luigi does
 _MODULE_TREES: dict[str, tuple[str, ast.Module]] = {}  # source file -> (its text, parsed): see _class_source
 _SKIP_MODULES = frozenset({"luigi", "luigi_nixworkflow"})
+_LUIGI_SECTIONS = frozenset({"core", "worker", "scheduler", "nixworkflow", "retcode", "execution_summary", "email",
+                             "smtp", "batch_email", "hadoop", "hdfs", "spark", "resources", "DEFAULT"})
 
 
 def reset() -> None:
@@ -273,5 +276,36 @@ def config_values(cls: type) -> dict[str, Any]:
     enter the key, so changing `[MyConfig] threshold` re-runs the tasks that read it."""
     known = _CONFIG_VALUES.get(cls)
     if known is None:
-        known = _CONFIG_VALUES[cls] = {c.get_task_family(): params(c()) for c in config_classes(cls)}
+        known = {c.get_task_family(): params(c()) for c in config_classes(cls)}
+        known.update(config_sections(cls))
+        _CONFIG_VALUES[cls] = known
     return known
+
+
+def config_sections(cls: type) -> dict[str, dict[str, str]]:
+    """{"[section]": its values} for each section of the Luigi configuration whose name is a string constant of
+    the task's code (or its helpers'): code that reads luigi.cfg directly, as many pipelines do
+    (`luigi.configuration.get_config().getint("counting", "scale")`), rather than through a luigi.Config
+    class. Without this, changing `[counting] scale` served the result computed with the old value. Luigi's own
+    sections are left out (they say how Luigi runs, not what a task computes)."""
+    cfg = luigi.configuration.get_config()
+    out: dict[str, dict[str, str]] = {}
+    for name in sorted(_uses(cls)[2] - _LUIGI_SECTIONS):
+        values = _section(cfg, name)
+        if values is not None:
+            out[f"[{name}]"] = values
+    return out
+
+
+def _section(cfg: Any, name: str) -> dict[str, str] | None:
+    """The values of one section as text (None if the configuration has no such section)."""
+    data = getattr(cfg, "data", None)
+    if isinstance(data, Mapping):  # luigi's toml parser
+        section = data.get(name)
+        return {str(k): str(v) for k, v in section.items()} if isinstance(section, Mapping) else None
+    if not cfg.has_section(name):
+        return None
+    try:
+        return dict(cfg.items(name))
+    except Exception:  # an interpolation that fails: the text as written
+        return dict(cfg.items(name, raw=True))

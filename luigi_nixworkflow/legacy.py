@@ -78,6 +78,12 @@ def check_written(task: luigi.Task, outputs: list[Path], allow_empty: bool, log:
     if missing:
         raise StepFailed(task.task_id, f"run() returned without writing its declared output(s) {', '.join(missing)}; "
                          "nothing was stored", log)
+    escaping = [f"{link} -> {os.readlink(link)}" for p in outputs for link in _links_out(p)]
+    if escaping:
+        raise StepFailed(task.task_id, f"run() made {', '.join(escaping)}, a symlink to a file outside its output; "
+                         "the store would keep only the link, not what it points to, so a change there would never "
+                         "re-run the tasks that read it. Write a copy (shutil.copyfile, shutil.copytree) instead of "
+                         "a link; nothing was stored", log)
     if allow_empty:
         return
     empty = [str(p) for p in outputs if _empty(p)]
@@ -85,6 +91,24 @@ def check_written(task: luigi.Task, outputs: list[Path], allow_empty: bool, log:
         raise StepFailed(task.task_id, f"run() wrote nothing into {', '.join(empty)} (an empty file or directory), "
                          "so there is no result to store. Write the output, or set `allow_empty = True` on the class "
                          "if an empty output is intended", log)
+
+
+def _links_out(p: Path) -> list[str]:
+    """Symlinks in the output `p` (or `p` itself) whose target lies outside it: `os.symlink(input, output)`, a
+    staging link. Links between entries of one output directory are kept as the run made them."""
+    if p.is_symlink():
+        return [str(p)]
+    if not p.is_dir():
+        return []
+    inside = str(p) + os.sep
+    found = []
+    for dirpath, dirnames, filenames in os.walk(p):
+        for name in (*dirnames, *filenames):
+            link = os.path.join(dirpath, name)
+            if os.path.islink(link) and not os.path.normpath(os.path.join(dirpath, os.readlink(link))) \
+                    .startswith(inside):
+                found.append(link)
+    return found
 
 
 def _empty(p: Path) -> bool:

@@ -84,6 +84,9 @@ class NixTask(luigi.Task, metaclass=Instances):
         own = _own_run(cls)
         if own is not None:
             cls.run = shape.wrap_run(own, NixTask.run)  # type: ignore[method-assign]
+        own_complete = _own_complete(cls)
+        if own_complete is not None:
+            cls.complete = _wrap_complete(own_complete)  # type: ignore[method-assign]
 
     @classmethod
     def get_params(cls) -> list[tuple[str, luigi.Parameter]]:
@@ -322,6 +325,38 @@ def _own_run(cls: type) -> Any:
             return None
         return run
     return None
+
+
+def _own_complete(cls: type) -> Any:
+    """The complete() override the class would use that is not yet wrapped (its own, or one a base or mixin
+    brings), or None when it uses NixTask's (or Luigi's default, which NixTask replaces)."""
+    for c in cls.__mro__:
+        found = c.__dict__.get("complete")
+        if found is None:
+            continue
+        if c is NixTask or found is luigi.Task.complete or getattr(found, "_nw_wrapper", False):
+            return None
+        return found
+    return None
+
+
+def _wrap_complete(own: Any) -> Any:
+    """A complete() override asks the store too: complete only if the store holds the result for the current
+    inputs, code and parameters *and* the override agrees. Real pipelines override complete() to check their
+    files (`all(t.exists() for t in flatten(self.output()))`, a `_SUCCESS` marker); alone, such a check said
+    "complete" after an input edit (a stale result kept) and "not complete" after the files were deleted (a
+    re-run where the store could restore them). The store is asked first, so what it restores is on disk
+    when the override looks; an override that still says "not complete" forces a run (task.run)."""
+
+    @functools.wraps(own)
+    def complete(self: Any) -> bool:
+        if not self.nix_managed():
+            return own(self)
+        stored = NixTask.complete(self)
+        return bool(own(self)) and stored
+
+    complete._nw_wrapper = True  # type: ignore[attr-defined]
+    return complete
 
 
 @NixTask.event_handler(luigi.Event.FAILURE)
