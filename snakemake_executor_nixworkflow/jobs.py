@@ -23,6 +23,7 @@ rule does not change what it computes), timestamps and host names.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -44,7 +45,10 @@ BENCHMARK_PREFIX = "benchmark:"
 
 
 def jsonable(value: Any) -> Any:
-    """A JSON-able rendering of params and wildcards (Namedlists keep their names, paths become text)."""
+    """A JSON-able rendering of params and wildcards (Namedlists keep their names, paths become text). A float
+    that is not finite (NaN from an empty sample-sheet cell, inf) is not JSON: it becomes a tagged value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": repr(float(value))}
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     if isinstance(value, os.PathLike):
@@ -56,6 +60,23 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         items = [jsonable(v) for v in value]
         return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    return whole(value)
+
+
+def whole(value: Any) -> Any:
+    """A pandas table, series or index, or a numpy array, by all its values, not by its repr, which elides
+    the middle of a large one (`params: samples=samples`: an edited row must re-run); anything else by its
+    repr."""
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    try:
+        if kind.startswith("pandas.") and hasattr(value, "to_frame"):  # a series or an index: a one-column table
+            value = value.to_frame()
+        if kind.startswith("pandas.") and hasattr(value, "columns"):
+            return {kind: jsonable(value.to_dict(orient="split"))}  # index, columns, rows: duplicates kept
+        if kind.startswith("numpy.") and hasattr(value, "tolist"):
+            return {kind: jsonable(value.tolist())}
+    except Exception:  # noqa: BLE001 - an unexpected shape: its repr, as for any other object
+        pass
     return repr(value)
 
 
@@ -107,6 +128,17 @@ class Relocator:
             value = value.replace(path, token)
         return value
 
+    def values(self, value: Any) -> Any:
+        """`text` applied to every string of a `jsonable` value (params, config): an absolute path of the
+        checkout a param or config value holds keys as it does in the command, so a clone keys the same."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.values(v) for v in value]
+        if isinstance(value, dict):
+            return {self.text(k): self.values(v) for k, v in value.items()}
+        return value
+
     def roots(self) -> list[str]:
         """The working directory and the Snakefile directory: where the project's own files are."""
         return [base for base, _ in self.pairs]
@@ -139,7 +171,7 @@ class RecipeBuilder:
 
     def config_digest(self) -> str:
         if self._config is None:
-            self._config = digest(jsonable(dict(self.workflow.config)))
+            self._config = digest(self.where.values(jsonable(dict(self.workflow.config))))
         return self._config
 
     def recipe(self, job: Any, env: ResolvedEnv, options: RunOptions,
@@ -148,7 +180,7 @@ class RecipeBuilder:
         kind, command, code = self.code(job)
         meta: dict[str, Any] = {
             "kind": kind,
-            "params": jsonable(job.params),
+            "params": self.where.values(jsonable(job.params)),
             "wildcards": jsonable(job.wildcards),
             "input": self.named_paths(job.input),
         }
