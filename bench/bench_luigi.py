@@ -198,7 +198,7 @@ def cold_breakdown(n: int) -> None:
         (steps, "in_step", "adapter: produce() with env and log"),
         (present, "link_output", "adapter: output link"),
         (engine.Engine, "realise", "engine: realise() in all"),
-        (store.Store, "ingest", "engine: ingest (seal, fsync, hash, rename)"),
+        (store.Store, "ingest", "engine: ingest (seal, hash, rename)"),
         (store.Store, "record_realisation", "engine: realisation + recipe records"),
     ):
         wrap(owner, name, label)
@@ -230,6 +230,7 @@ def fs_costs(directory: Path, runs: int = 100) -> tuple[float, float]:
 # ---- the driver ----------------------------------------------------------------------------
 
 
+WORK = ""  # every run's directory is made in here; removed at the end (main)
 DELETE_BETWEEN = False  # --delete-between: remove the previous run's files right before a fresh run (see cold_part)
 
 
@@ -256,18 +257,18 @@ def timed(kind: str, n: int, work: Path, fresh: bool) -> Any:
 def compare(pair: tuple[str, ...], n: int, runs: int, fresh: bool, prepare: str | None = None) -> dict[str, list[Any]]:
     """Time each kind `runs` times, alternating; all-cached runs (not `fresh`) are built once first."""
     times: dict[str, list[Any]] = {k: [] for k in pair}
-    with tempfile.TemporaryDirectory(prefix="nw-bench-luigi-") as tmp:
-        dirs = {k: Path(tmp) / k for k in pair}
-        for d in dirs.values():
-            d.mkdir()
-        if not fresh:  # build once, then time the all-cached runs
-            for k in pair:  # (into the empty directory the timed runs then use)
-                timed(prepare or k, n, dirs[k], fresh=False)
-            time.sleep(2.5)  # past the stat memo's racy window: objects this new are re-hashed, not trusted
-        for _ in range(runs):
-            for k in pair:
-                times[k].append(timed(k, n, dirs[k], fresh))
-        subprocess.run(["chmod", "-R", "u+w", tmp], check=False)  # store objects are read-only
+    # (every run's files stay until the whole benchmark ends: main() removes WORK)
+    tmp = tempfile.mkdtemp(prefix="compare-", dir=WORK)
+    dirs = {k: Path(tmp) / k for k in pair}
+    for d in dirs.values():
+        d.mkdir()
+    if not fresh:  # build once, then time the all-cached runs
+        for k in pair:  # (into the empty directory the timed runs then use)
+            timed(prepare or k, n, dirs[k], fresh=False)
+        time.sleep(2.5)  # past the stat memo's racy window: objects this new are re-hashed, not trusted
+    for _ in range(runs):
+        for k in pair:
+            times[k].append(timed(k, n, dirs[k], fresh))
     return times
 
 
@@ -285,12 +286,17 @@ def main() -> None:
     if args.child:
         child(args.child[0], int(args.child[1]))
         return
-    global DELETE_BETWEEN
+    global DELETE_BETWEEN, WORK
     DELETE_BETWEEN = args.delete_between
-    if args.only != "cold":
-        cached_part(args)
-    if args.only != "cached":
-        cold_part(args)
+    WORK = tempfile.mkdtemp(prefix="nw-bench-luigi-")
+    try:
+        if args.only != "cold":
+            cached_part(args)
+        if args.only != "cached":
+            cold_part(args)
+    finally:  # removed only now: deleting one part's files before the next part would slow it (see the docstring)
+        subprocess.run(["chmod", "-R", "u+w", WORK], check=False)  # store objects are read-only
+        shutil.rmtree(WORK, ignore_errors=True)
 
 
 def spread(times: list[float]) -> str:
@@ -317,13 +323,9 @@ def cold_part(args: argparse.Namespace) -> None:
     med = statistics.median
     n = args.cold_tasks
     cold_runs = max(3, args.runs // 2)
-    with tempfile.TemporaryDirectory(prefix="nw-bench-fs-") as tmp:
-        fsync, dirs = fs_costs(Path(tmp))
     print(f"\n## cold, {n} independent tasks writing 1 kB, median of {cold_runs}, "
           + ("the previous run's files deleted right before each run" if DELETE_BETWEEN else
              "each run in an empty directory of its own (all removed at the end)"))
-    print(f"this filesystem: write 1 kB + fsync {fsync:.2f} ms, mkdir + rmdir {dirs:.2f} ms (the store fsyncs each "
-          "output file; a process reuses its build directory from one task to the next)")
     for a, b in (("plain-python", "nix-python"), ("plain-shell", "nix-shell")):
         t = compare((a, b), n, cold_runs, fresh=True)
         pa, pb = med(t[a]) / n * 1000, med(t[b]) / n * 1000
@@ -334,6 +336,10 @@ def cold_part(args: argparse.Namespace) -> None:
     print("where a cold NixTask (produce) goes, ms/task, one instrumented run:")
     for label, ms in sorted(parts.items(), key=lambda kv: -kv[1]):
         print(f"  {ms:6.2f}  {label}")
+    fsync, dirs = fs_costs(Path(tempfile.mkdtemp(prefix="fs-", dir=WORK)))  # (after the runs: it removes directories)
+    print(f"this filesystem: write 1 kB + fsync {fsync:.2f} ms, mkdir + rmdir {dirs:.2f} ms (the store fsyncs an "
+          "output file only where no boot id can be read; a process reuses its build directory from one task to "
+          "the next)")
 
 
 if __name__ == "__main__":
