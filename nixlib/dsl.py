@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nixlib import context, nar, slurm
+from nixlib import codefiles, context, nar, slurm
 from nixlib import env as envmod
 from nixlib.command import CommandSyntaxError, normalise, shell_form
 from nixlib.errors import NixWorkflowError, check_readable
@@ -223,6 +223,9 @@ def load(path: str | os.PathLike) -> Workflow:
     """Evaluate experiment.py and turn its steps into recipes (nothing runs, nothing is stored)."""
     path = Path(path)
     check_readable(path, "experiment file")
+    # `__file__` absolute, as `python experiment.py` makes it: `Path(__file__).parent / "train.py"` in a command
+    # must name the file from $out, the directory a step runs in, not from where nw was started.
+    path = path.absolute()
     forget()
     try:
         namespace = runpy.run_path(str(path), run_name="__nixworkflow__")
@@ -236,7 +239,7 @@ def load(path: str | os.PathLike) -> Workflow:
         frame = next((f for f in reversed(tb) if f.filename == str(path)), tb[-1])
         raise NixWorkflowError(f"{frame.filename}:{frame.lineno}: evaluating the experiment failed: "
                                f"{type(e).__name__}: {e}") from None
-    workflow = build(dict(_named_steps(namespace)))
+    workflow = build(dict(_named_steps(namespace)), code_roots=(str(path.parent),))
     if not workflow.recipes:
         raise NixWorkflowError(f"{path} defines no steps: an experiment declares each step with output() and assigns "
                                "it to a module-level name, e.g. `data = output('echo 1,2 > $out/data.csv')`")
@@ -249,9 +252,10 @@ def forget() -> None:
     _STATICS.clear()
 
 
-def build(named: dict[str, Step]) -> Workflow:
-    """Recipes for every step defined since `forget()`, named by `named` where given (any front door)."""
-    return _Builder(named).build()
+def build(named: dict[str, Step], code_roots: tuple[str, ...] = ()) -> Workflow:
+    """Recipes for every step defined since `forget()`, named by `named` where given (any front door).
+    Project code files a command names by absolute path inside one of `code_roots` key the step by content."""
+    return _Builder(named, code_roots).build()
 
 
 def _named_steps(namespace: dict[str, Any]) -> Iterator[tuple[str, Step]]:
@@ -270,7 +274,9 @@ def _named_steps(namespace: dict[str, Any]) -> Iterator[tuple[str, Step]]:
 class _Builder:
     """Turns Steps into Recipes, naming each exactly once and resolving references by scanning."""
 
-    def __init__(self, named: dict[str, Step]) -> None:
+    def __init__(self, named: dict[str, Step], code_roots: tuple[str, ...] = ()) -> None:
+        self.code_roots = code_roots
+        self.code_files: codefiles.CodeFiles | None = None
         self.workflow = Workflow()
         self.names: dict[str, str] = {}  # hash32 -> step name
         self.scanner: context.Scanner[Step] = context.Scanner(_root())
@@ -331,10 +337,25 @@ class _Builder:
         inputs = [self._input(name, ref, path + [name]) for ref in self._scan(name, step, command)]
         self._resources(name, step)
         env = self._env(name, step)
+        code = self._code(step.command) if step.pinned is None else {}
         recipe = Recipe(name=name, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
-                        options=step.options, pinned=step.pinned, shell=shell)
+                        extra={"code": code} if code else {}, options=step.options, pinned=step.pinned, shell=shell)
         self.workflow.recipes[name] = recipe
         return recipe
+
+    def _code(self, command: str) -> dict[str, str]:
+        """{path: digest} of the project's code files (a script, a `#!` tool; nixlib.codefiles) the command names
+        by absolute path inside the experiment's directory without static(): editing one re-runs the step, as
+        Luigi's and Snakemake's front doors do. Named relative to that directory, so a clone keys the same."""
+        store = _root() + os.sep
+        words = [w for w in codefiles.words(command) if os.path.isabs(w) and not w.startswith(store)]
+        if not words or not self.code_roots:
+            return {}
+        if self.code_files is None:
+            self.code_files = codefiles.CodeFiles(StatMemo.for_store(default_root()))
+        found = self.code_files.named(words, self.code_roots, set())
+        base = self.code_roots[0] + os.sep
+        return {("./" + p[len(base):] if p.startswith(base) else p): h for p, h in sorted(found.items())}
 
     def _resources(self, name: str, step: Step) -> None:
         """Check the step's `resources` (by nixworkflow.yaml's rules) and keep them beside its recipe, by name:
