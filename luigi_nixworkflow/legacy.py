@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +54,53 @@ def paths(task: luigi.Task) -> list[Path]:
 
 def move_aside(outputs: list[Path]) -> list[tuple[Path, Path]]:
     """Rename what a previous run left at the output paths, so a run that does not write one of its
-    outputs can never have that old file ingested as its result."""
+    outputs can never have that old file ingested as its result. Each name says which process of which
+    host moved it, so what a run killed by SIGTERM or SIGKILL (no `finally`) left is removed by the next."""
     moved = []
+    owner = f"{os.getpid()}@{socket.gethostname()}"
     for p in outputs:
+        _drop_dead_asides(p)
         if os.path.lexists(p):
-            aside = p.with_name(f"{ASIDE}{p.name}.{secrets.token_hex(4)}")
+            aside = p.with_name(f"{ASIDE}{p.name}.{secrets.token_hex(4)}.{owner}")
             os.rename(p, aside)
             moved.append((p, aside))
     return moved
+
+
+_SWEPT: set[tuple[int, str]] = set()  # (pid, directory) already swept by this process: one listing each
+_DEAD_ASIDE = re.compile(rf"{re.escape(ASIDE)}.+\.[0-9a-f]{{8}}\.(\d+)@(.+)")
+
+
+def _drop_dead_asides(p: Path) -> None:
+    """Remove the files runs of this host moved aside in `p`'s directory and never settled because they were
+    killed: left, they lie next to the outputs forever, and a reader that lists the directory would read stale
+    data. Asides of live processes (a run of another task writing there now) and of other hosts are left alone.
+    Once per directory and process: a directory of many outputs is listed once, not once per task."""
+    swept = (os.getpid(), str(p.parent))
+    if swept in _SWEPT:
+        return
+    _SWEPT.add(swept)
+    here = socket.gethostname()
+    with contextlib.suppress(OSError):
+        for name in os.listdir(p.parent):
+            found = _DEAD_ASIDE.fullmatch(name)
+            if found and found.group(2) == here and not _alive(int(found.group(1))):
+                force_remove(p.parent / name)
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (a killed worker whose reaper has not collected it yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            return f.read().rpartition(")")[2].split()[:1] != ["Z"]
+    except OSError:
+        return True  # no /proc: keep it (a left-over file is untidy; a removed live one loses a restore)
 
 
 def settle(moved: list[tuple[Path, Path]], succeeded: bool) -> None:
