@@ -20,6 +20,7 @@ from typing import Any
 import luigi
 from luigi.task import flatten
 
+from nixlib import pids
 from nixlib.errors import NixWorkflowError, StepFailed
 from nixlib.store import Store, force_remove
 
@@ -84,23 +85,8 @@ def _drop_dead_asides(p: Path) -> None:
     with contextlib.suppress(OSError):
         for name in os.listdir(p.parent):
             found = _DEAD_ASIDE.fullmatch(name)
-            if found and found.group(2) == here and not _alive(int(found.group(1))):
+            if found and found.group(2) == here and not pids.running(int(found.group(1))):
                 force_remove(p.parent / name)
-
-
-def _alive(pid: int) -> bool:
-    """A process that exists and is not a zombie (a killed worker whose reaper has not collected it yet)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
-            return f.read().rpartition(")")[2].split()[:1] != ["Z"]
-    except OSError:
-        return True  # no /proc: keep it (a left-over file is untidy; a removed live one loses a restore)
 
 
 def settle(moved: list[tuple[Path, Path]], succeeded: bool) -> None:

@@ -19,6 +19,17 @@ def alive(pid: object) -> bool:
     return True
 
 
+def running(pid: int) -> bool:
+    """alive(pid), and not a zombie: a killed process its parent has not reaped yet runs no more code."""
+    if not alive(pid):
+        return False
+    try:
+        state = read_proc(f"/proc/{pid}/stat").rpartition(b")")[2].split()[:1]
+    except OSError:
+        return True  # no /proc (or gone meanwhile): as alive() says
+    return state != [b"Z"]
+
+
 def read_proc(path: str) -> bytes:
     """A /proc file's bytes with four system calls (open, read, read to the end, close) rather than the eight
     of a buffered open(); the reaper and the Luigi child walk read several per step, each syscall a few

@@ -1,13 +1,16 @@
-"""nixlib.pids.read_proc: the same bytes a buffered open() reads, also for a /proc file larger than one read."""
+"""nixlib.pids: read_proc gives the same bytes a buffered open() reads, also for a /proc file larger than one
+read; running() tells a zombie from a live process."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
+from nixlib import pids
 from nixlib.pids import read_proc
 from tests.helpers import REPO
 
@@ -28,3 +31,18 @@ def test_read_proc_raises_for_a_process_that_is_gone() -> None:
     proc.wait()
     with pytest.raises(OSError):
         read_proc(f"/proc/{proc.pid}/stat")
+
+
+def test_a_zombie_is_alive_but_not_running() -> None:
+    """A killed process its parent has not reaped keeps its pid (alive) but runs no more code (not running): what
+    it left behind may be cleaned up (luigi_nixworkflow.legacy: files a killed worker moved aside)."""
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while pids.read_proc(f"/proc/{child.pid}/stat").rpartition(b")")[2].split()[:1] != [b"Z"]:
+        assert time.monotonic() < deadline, "the child did not exit"
+        time.sleep(0.01)
+    try:
+        assert pids.alive(child.pid) and not pids.running(child.pid)
+    finally:
+        child.wait()
+    assert pids.running(os.getpid())
