@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("show", "show a step's recipe, command, env, inputs and timings"),
                        ("lineage", "show the upstream tree a step or file came from"),
                        ("log", "print the log of a step's last run")):
-        q = sub.add_parser(name, help=text, description=text + ". WHAT is a step name from the last `nw run` "
+        q = sub.add_parser(name, help=text, description=text + ". NAME|PATH is a step name from the last `nw run` "
                            "here, a path under ./nix-workflow-output/, a file a step produced, or a key.")
         q.add_argument("what", metavar="NAME|PATH")
         q.add_argument("--json", action="store_true", help="machine-readable output")

@@ -15,7 +15,8 @@ from typing import Any
 from nixlib.errors import NixWorkflowError
 
 REMOTE_HELP = "remote cache URL: s3://BUCKET/PREFIX[?endpoint=URL&region=R] or file:///DIR (default: " \
-              "$NIX_WORKFLOW_REMOTE, else `remote:` in ./nixworkflow.yaml)"
+              "$NIX_WORKFLOW_REMOTE, else `remote:` in the nixworkflow.yaml next to the experiment file, or in " \
+              "the current directory)"
 KEYS_TEXT = """\
 Trust: a record from a remote is used only if it is signed by a key listed in NIX_WORKFLOW_TRUSTED_KEYS
 (or `trusted-public-keys` under `remote:` in nixworkflow.yaml), and an object only once it re-hashes to
@@ -140,7 +141,8 @@ def _remote(what: str) -> Any:
     configured = remote.configured()
     if configured is None:
         raise NixWorkflowError(f"`nw {what}` needs a remote: pass --remote URL (s3://BUCKET/PREFIX or file:///DIR), "
-                               f"set {remote.ENV_URL}, or add `remote: URL` to ./nixworkflow.yaml")
+                               f"set {remote.ENV_URL}, or add `remote: URL` to nixworkflow.yaml (the one next to the "
+                               "experiment file, else in the current directory)")
     return configured
 
 

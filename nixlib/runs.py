@@ -131,6 +131,21 @@ CWD_NOTE = (" Steps run with their output directory ($out) as the working direct
             "experiment.nix) and reference upstream steps by interpolating them.")
 
 
+def _missing_file(outcome: object) -> bool:
+    """A step that exited non-zero after its log said a file was missing: then the working-directory note helps
+    (most often a relative path meant from the project, not from $out); for any other failure it is noise."""
+    if not (isinstance(outcome, StepFailed) and "exited with status" in str(outcome) and outcome.log):
+        return False
+    try:
+        with open(outcome.log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            tail = f.read()
+    except OSError:
+        return True  # no log to tell: keep the note
+    return b"No such file or directory" in tail or b"cannot open" in tail.lower() or b"not found" in tail
+
+
 def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argparse.Namespace) -> int:
     """Realise `targets`, link every named step that succeeded, and report; returns the exit status.
     With args.dry_run only say what would happen; args.force names steps to run even if cached."""
@@ -165,7 +180,7 @@ def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argpa
     for r in failed:
         outcome = results[r]
         if not str(outcome).endswith("which failed") and "was not run" not in str(outcome):
-            note = CWD_NOTE if isinstance(outcome, StepFailed) and "exited with status" in str(outcome) else ""
+            note = CWD_NOTE if _missing_file(outcome) else ""
             print(f"error: {outcome}{note}", file=sys.stderr)
     return 1 if failed else 0
 

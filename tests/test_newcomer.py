@@ -137,3 +137,15 @@ def test_output_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     proc = subprocess.run(f"{sys.executable} -m nixlib.cli log loud | head -1", shell=True, env=env, text=True,
                           capture_output=True, timeout=60)
     assert proc.stdout.splitlines()[0].startswith("$ seq 1 200000") and proc.stderr == "", proc.stderr
+
+
+def test_a_failure_that_is_not_about_a_missing_file_gets_no_working_directory_note(tmp_path: Path) -> None:
+    """The note explains a relative path read from $out; after `exit 3` (no file missing) it would be beside the
+    point."""
+    exp = tmp_path / "exp.py"
+    exp.write_text("from nixlib import output\nbad = output('echo computing; exit 3')\n")
+    proc = nw("run", str(exp))
+    assert proc.returncode == 1
+    error = next(line for line in proc.stderr.splitlines() if line.startswith("error:"))
+    assert "step 'bad' failed" in error and "exited with status 3" in error
+    assert "working directory" not in error
