@@ -141,7 +141,7 @@ class _Translator:
     def workflow(self) -> dsl.Workflow:
         dsl.forget()
         named = {attr: self.step(decl, []) for attr, decl in self.decls.items()}
-        return dsl.build(named)
+        return dsl.build(named, code_roots=(str(self.path.parent),))  # project scripts keyed as experiment.py's are
 
     def step(self, decl: _Decl, path: list[str]) -> dsl.Step:
         token = decl.record["token"]

@@ -73,3 +73,29 @@ def test_path_of_file_parent_names_the_project_from_the_step(tmp_path: Path) -> 
     project = _project(tmp_path / "proj", how="")
     assert _run(project) == (3, 0)
     assert '"version": 1' in _report(project)
+
+
+def test_experiment_nix_keys_the_script_a_command_runs_as_experiment_py_does(tmp_path: Path) -> None:
+    """The same project script named by path in experiment.nix: editing it re-runs the step there too, and the
+    Python and Nix experiments of one directory key it alike (the second front door is served from the store)."""
+    from tests.nixcheck import require_nix
+
+    require_nix("nix-instantiate")
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "tool.sh").write_text("echo one > v\n")
+    (project / "experiment.nix").write_text(
+        'let inherit ((import <nixworkflow>).lib) output; in { made = output "sh ' + str(project) + '/tool.sh"; }\n')
+    (project / "experiment.py").write_text(f"from nixlib import output\nmade = output('sh {project}/tool.sh')\n")
+
+    def run(name: str) -> tuple[int, int]:
+        proc = nw("run", name, cwd=project, check=True)
+        found = re.search(r"done (\d+) · cached (\d+)", proc.stderr)
+        assert found, proc.stderr
+        return int(found[1]), int(found[2])
+
+    assert run("experiment.nix") == (1, 0)
+    assert run("experiment.py") == (0, 1)  # one key for both front doors
+    (project / "tool.sh").write_text("echo two > v\n")
+    assert run("experiment.nix") == (1, 0)  # not the stale result of the old script
+    assert (project / "nix-workflow-output" / "made" / "v").read_text() == "two\n"
