@@ -143,15 +143,13 @@ def named_code(words: list[str], more_roots: list[str], declared: set[str], comm
     """{name as written: digest} of the project's code files among `words` (nixlib.codefiles) that are not
     `declared` (the task's outputs, its plain inputs): inside the directory Luigi runs in or one of
     `more_roots` (a task module's), resolved against the former (or, failing that, the first of the latter).
-    A `command` runs in its output directory, where only an absolute path names a project file; the store's
-    own paths are keyed as references, not here."""
+    A `command` runs in its output directory, where only an absolute path names a project file: its words are
+    codefiles.command_paths (the store's own paths are keyed as references, not here)."""
     try:
         cwd = os.getcwd()
     except OSError:  # (the directory Luigi runs in was removed: only the module's directory is left)
         cwd = more_roots[0] if more_roots else "/"
     roots = [cwd, *more_roots]
-    store = settings.store_root() + os.sep
-    words = [w for w in words if os.path.isabs(w) and not w.startswith(store)] if command else words
     files = _code_files(settings.store_root())
     found = files.named(words, roots, declared, cwd)
     if more_roots and not command:

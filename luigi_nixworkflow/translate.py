@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from luigi_nixworkflow import commands, keying, legacy, settings
@@ -53,7 +53,8 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
         command, inputs = f"python {task.task_family}.run", []
     else:
         command, inputs = f"python {task.task_family}.produce", []
-    declared = _Declared(written, local)
+    # (made only when a parameter or a word can name a file: most tasks have none)
+    declared = functools.cache(lambda: {str(p) for p in written} | {os.path.abspath(p) for p in local})
     scripts = _scripts(cls, kind, command, root, declared)
     if scripts:  # the project's scripts it runs (`subprocess.run([sys.executable, "scripts/clean.py"])`)
         luigi_part["runs"] = scripts
@@ -72,42 +73,26 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
                   outputs=outputs, files=dict(sorted(files.items())), extra=extra, options=options, shell=shell)
 
 
-def _param_files(task: NixTask, root: str, declared: _Declared, ups: list[Any]) -> dict[str, str]:
+def _param_files(task: NixTask, root: str, declared: Callable[[], set[str]], ups: list[Any]) -> dict[str, str]:
     """Files its parameters name, by content (keying.param_files), except a file an upstream task it requires
     writes (a legacy NixTask's declared output, passed down as a path): that one is keyed as the upstream's
     result, and whether it is on disk when the key is computed (restored or not yet) must not change the key."""
-    named = keying.param_files(task, root, declared.paths)
+    named = keying.param_files(task, root, declared)
     if not named:
         return named
     produced = {str(p) for up in ups if up.nix_kind() == "legacy" for p in legacy.paths(up)}
     return {k: h for k, h in named.items() if os.path.abspath(k.split(":", 2)[2]) not in produced}
 
 
-def _scripts(cls: type, kind: str, command: str, root: str, declared: _Declared) -> dict[str, str]:
+def _scripts(cls: type, kind: str, command: str, root: str, declared: Callable[[], set[str]]) -> dict[str, str]:
     """The project's code files the task runs (nixlib.codefiles): named in its code's string constants, or,
-    for a command(), by an absolute path in the command outside the store (its references are inputs);
-    never one of its outputs or plain inputs."""
+    for a command(), by an absolute path in the command outside the store; never one of the `declared()`
+    paths (its outputs, its plain inputs)."""
     if kind == "shell":  # (it runs in its output directory: only an absolute path names a project file)
-        store = root + os.sep
-        absolute = [w for w in codefiles.words(command) if w.startswith("/") and not w.startswith(store)]
-        if not absolute:
-            return {}
-        return keying.named_code(absolute, keying.module_dirs(cls), declared.paths(), command=True)
+        absolute = codefiles.command_paths(command, root)
+        return keying.named_code(absolute, keying.module_dirs(cls), declared(), command=True) if absolute else {}
     words = keying.script_words(cls)
-    return keying.named_code(list(words), keying.module_dirs(cls), declared.paths()) if words else {}
-
-
-class _Declared:
-    """The absolute paths a task declares (its legacy outputs, its plain inputs): never keyed as code or as a
-    file a parameter names. Made only when a task has such candidates (most have none)."""
-
-    def __init__(self, written: list[Any], local: Mapping[str, str]) -> None:
-        self._written, self._local, self._paths = written, local, None
-
-    def paths(self) -> set[str]:
-        if self._paths is None:
-            self._paths = {str(p) for p in self._written} | {os.path.abspath(p) for p in self._local}
-        return self._paths
+    return keying.named_code(list(words), keying.module_dirs(cls), declared()) if words else {}
 
 
 @functools.lru_cache(maxsize=1024)

@@ -34,6 +34,13 @@ def words(command: str) -> list[str]:
     return list(dict.fromkeys(_WORD.findall(command)))
 
 
+def command_paths(command: str, store_root: str) -> list[str]:
+    """The absolute paths a command names outside the store (whose paths are its references, keyed as inputs):
+    a command run in its output directory names a project file only this way."""
+    store = store_root + os.sep
+    return [w for w in words(command) if os.path.isabs(w) and not w.startswith(store)]
+
+
 def looks_like_code(word: str) -> bool:
     """A word worth a stat: a path (it has a `/`) or a file name with a code suffix (a bare word is
     otherwise a program found on PATH, an option or an argument)."""

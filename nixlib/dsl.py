@@ -347,8 +347,7 @@ class _Builder:
         """{path: digest} of the project's code files (a script, a `#!` tool; nixlib.codefiles) the command names
         by absolute path inside the experiment's directory without static(): editing one re-runs the step, as
         Luigi's and Snakemake's front doors do. Named relative to that directory, so a clone keys the same."""
-        store = _root() + os.sep
-        words = [w for w in codefiles.words(command) if os.path.isabs(w) and not w.startswith(store)]
+        words = codefiles.command_paths(command, _root())
         if not words or not self.code_roots:
             return {}
         if self.code_files is None:

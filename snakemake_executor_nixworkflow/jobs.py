@@ -220,8 +220,9 @@ class RecipeBuilder:
         one re-runs the job. Only files inside the working or Snakefile directory, none of the job's inputs,
         outputs or logs, and none a rule produces (on disk or not depending on when the key is computed)."""
         out: dict[str, str] = {}
+        declared = declared_paths(job)
         for name, value in job.params._allitems():
-            found = self.code_files.files_named(codefiles.strings_in(value), declared_paths(job), self.where.roots())
+            found = self.code_files.files_named(codefiles.strings_in(value), declared, self.where.roots())
             out.update((f"param:{name}:{self.where.path(t)}", h) for t, h in found.items()
                        if not self.produced_by_a_rule(job, t))
         return out
