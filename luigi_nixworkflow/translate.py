@@ -54,7 +54,7 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
     else:
         command, inputs = f"python {task.task_family}.produce", []
     # (made only when a parameter or a word can name a file: most tasks have none)
-    declared = functools.cache(lambda: {str(p) for p in written} | {os.path.abspath(p) for p in local})
+    declared = lambda: {str(p) for p in written} | {os.path.abspath(p) for p in local}  # noqa: E731
     scripts = _scripts(cls, kind, command, root, declared)
     if scripts:  # the project's scripts it runs (`subprocess.run([sys.executable, "scripts/clean.py"])`)
         luigi_part["runs"] = scripts
