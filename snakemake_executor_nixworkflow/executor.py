@@ -127,6 +127,7 @@ class Executor(LocalExecutor):
                                 "tools and are recorded as unpinned")
         journal.attach(self)  # nw view: this run's jobs and their states, live (journal.py)
         self.copier = Copier()  # copies of restored outputs, made by a helper process (started on first use)
+        internals.remember_incomplete(self.workflow, self.dag)
         self.upfront = self.restore_upfront()
 
     # ---- cached jobs, outside the scheduler's per-job cycle ---------------------------------

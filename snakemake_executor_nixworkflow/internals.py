@@ -23,13 +23,42 @@ TIMESTAMP = ".snakemake_timestamp"  # the file that carries a directory() output
 
 
 def forced(dag: Any, job: Any) -> bool:
-    """True when Snakemake runs `job` because the user forced it (`--forceall`, `-R/--forcerun`, `-f`,
-    `--rerun-incomplete` of its outputs): the DAG marks such a job's reason `forced`. A forced job must
-    execute, never be restored from the store."""
+    """True when Snakemake runs `job` because the user forced it (`--forceall`, `-R/--forcerun`, `-f`): the
+    DAG marks such a job's reason `forced`. A forced job must execute, never be restored from the store.
+
+    `--rerun-incomplete` marks a job forced too (Snakemake adds the outputs a killed run left marked
+    incomplete to its forced files), but it only says the files in the working directory cannot be
+    trusted. A result the store recorded was complete and verified before its record was written, so
+    such a job is looked up like any other: forced only if the user also forced its rule or another
+    output (`remember_incomplete` noted which outputs were incomplete before this run started any job)."""
     try:
-        return bool(dag.reason(job).forced)
+        if not dag.reason(job).forced:
+            return False
+        rerun = getattr(dag, _INCOMPLETE, frozenset())
+        if not rerun or (job.rule in dag.forcerules and job not in dag.omitforce):
+            return True
+        return any(str(f) in dag.forcefiles and str(f) not in rerun for f in job.output)
     except (AttributeError, KeyError):
         return False
+
+
+_INCOMPLETE = "_nixworkflow_incomplete"  # the DAG attribute remember_incomplete sets
+
+
+def remember_incomplete(workflow: Any, dag: Any) -> None:
+    """Note, before any job of this run starts (a started job is marked incomplete too), which outputs of
+    forced jobs a killed run left marked incomplete: with `--rerun-incomplete` those are why the job is
+    forced (see `forced`)."""
+    if not workflow.dag_settings.force_incomplete:
+        return
+    persistence = workflow.persistence
+    try:
+        outputs = {persistence._get_key(f): str(f) for job in dag.needrun_jobs() if dag.reason(job).forced
+                   for f in job.output}
+        marked = persistence._filter_incomplete_keys(outputs)
+    except (AttributeError, KeyError, TypeError):
+        return  # another persistence plugin: every forced job executes, as before
+    setattr(dag, _INCOMPLETE, frozenset(outputs[k] for k in marked))
 
 
 def static_resource(rule: Any, name: str) -> Any | None:

@@ -213,7 +213,7 @@ def test_snakemake_killed_before_the_origins_index_then_completes(tmp_path: Path
         wf.mkdir()
         (wf / "Snakefile").write_text(SNAKEFILE.format(count=count))
     argv = [sys.executable, "-m", "snakemake", "-c", "1", "--nocolor", "--executor", "nixworkflow"]
-    killed(argv, "realisation-written:2", cwd=one, env=env)
+    first = killed(argv, "realisation-written:2", cwd=one, env=env)
     check_store(store_root)
     nw("gc", check=True)
     check_no_leftovers(store_root)
@@ -223,7 +223,7 @@ def test_snakemake_killed_before_the_origins_index_then_completes(tmp_path: Path
                            timeout=300)
     assert again.returncode == 0, again.stderr
     assert (one / "c.txt").read_text() == CLEAN
-    assert counts(count)["a"] == counts(count)["b"] == 1
+    assert counts(count)["a"] == counts(count)["b"] == 1, first.stderr + "\n=====\n" + again.stderr + str(counts(count))
     check_store(store_root)
     executed = counts(count)
     clone = subprocess.run(argv, cwd=two, env=env, text=True, capture_output=True, timeout=300)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from tests.test_snakemake import executions, ok, snakemake
 
 pytest.importorskip("snakemake")
@@ -270,6 +273,50 @@ def test_forced_deterministic_job_reports_nothing(tmp_path: Path, log: Path) -> 
     proc = ok(snakemake(wf, "--forceall"))
     assert executions(log) == Counter({"a": 2, "b": 2})
     assert "not deterministic" not in proc.stderr
+
+
+KILLED_IN_B = '''
+rule all:
+    input: "out/c.txt"
+
+rule a:
+    output: "out/a.txt"
+    shell: 'echo a >> "$NW_TEST_LOG"; echo 1 > {output}'
+
+rule b:
+    input: "out/a.txt"
+    output: "out/b.txt"
+    shell: 'echo b >> "$NW_TEST_LOG"; cat {input} > {output}; echo 2 >> {output}; if [ -e ../kill ]; then '
+           'while [ ! -s ../pid ]; do sleep 0.05; done; kill -9 $(cat ../pid); sleep 30; fi'
+
+rule c:
+    input: "out/b.txt"
+    output: "out/c.txt"
+    shell: 'echo c >> "$NW_TEST_LOG"; cat {input} > {output}; echo 3 >> {output}'
+'''
+
+
+def test_rerun_incomplete_restores_a_job_the_store_recorded(tmp_path: Path, log: Path) -> None:
+    """`--rerun-incomplete` forces the jobs whose outputs a killed run left marked incomplete. The files are
+    untrusted, not the store: a job whose result the store recorded (complete and verified) is restored,
+    not executed again. CI once saw rule b executed twice when a kill left b.txt marked incomplete."""
+    wf = write(tmp_path / "wf", {"Snakefile": KILLED_IN_B})
+    ok(snakemake(wf))
+    assert executions(log) == Counter({"a": 1, "b": 1, "c": 1})
+    (tmp_path / "kill").touch()  # rule b kills Snakemake after writing out/b.txt: it stays marked incomplete
+    argv = [sys.executable, "-m", "snakemake", "-c", "1", "--nocolor", "--executor", "nixworkflow", "-R", "b"]
+    proc = subprocess.Popen(argv, cwd=wf, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    (tmp_path / "pid").write_text(str(proc.pid))
+    assert proc.wait(timeout=300) == -9
+    (tmp_path / "kill").unlink()
+    assert executions(log)["b"] == 2
+    ok(snakemake(wf, "--unlock"))
+    proc = ok(snakemake(wf, "--rerun-incomplete"))
+    assert executions(log) == Counter({"a": 1, "b": 2, "c": 1}), proc.stderr
+    assert (wf / "out/c.txt").read_text() == "1\n2\n3\n"
+    ok(snakemake(wf))  # the incomplete mark is gone: no --rerun-incomplete needed, nothing runs
+    assert executions(log) == Counter({"a": 1, "b": 2, "c": 1})
 
 
 # ---- what run:/script: code can read -------------------------------------------------------
