@@ -340,13 +340,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     slurm.configure(args, Path(args.file).parent, workflow.recipes, workflow.resources)  # nixworkflow.yaml, --slurm
     args.force = targets if args.force else []
-    if workflow.host_steps and not args.dry_run:
-        print(f"warning: {len(workflow.host_steps)} step(s) run with the host environment, not pinned by Nix: "
-              f"{', '.join(workflow.host_steps[:8])}{' …' if len(workflow.host_steps) > 8 else ''}", file=sys.stderr)
+    _warn_unreached(workflow, args.targets)
+    from nixlib.recipe import topological
+
+    running = {r.name for r in topological(targets)}
+    host = [n for n in workflow.host_steps if n in running]  # only the steps this run may run
+    if host and not args.dry_run:
+        print(f"warning: {len(host)} step(s) run with the host environment, not pinned by Nix: "
+              f"{', '.join(host[:8])}{' …' if len(host) > 8 else ''}", file=sys.stderr)
     from nixlib.runs import run_workflow
 
     _term_as_interrupt()
     return run_workflow(store, workflow, targets, args)
+
+
+def _warn_unreached(workflow: Any, targets: list[str]) -> None:
+    """Name the steps a whole-experiment run leaves out (defined, but no top-level name reaches them)."""
+    left = workflow.unreached() if not targets and hasattr(workflow, "unreached") else []
+    if left:
+        shown = ", ".join(f"{n} ({workflow.where.get(n, '?')})" for n in left[:5]) + (" …" if len(left) > 5 else "")
+        print(f"warning: {len(left)} step(s) are defined but not run, since no top-level name (a variable, or a "
+              f"dict, list or tuple in one) holds them and no such step uses them: {shown}", file=sys.stderr)
 
 
 def _load(file: str) -> Any:
@@ -562,12 +576,17 @@ def cmd_log(args: argparse.Namespace) -> int:
     entry = found.entry or {}
     log = _log_of(store, found.doc) if found.doc else entry.get("log")
     if not log:
-        raise NixWorkflowError(f"step '{found.name}' has no log: it {found.status} before it started "
+        how = "was skipped" if found.status == "skipped" else found.status
+        raise NixWorkflowError(f"step '{found.name}' has no log: it {how} before it started "
                                f"({entry.get('error') or 'no error recorded'})")
     try:
-        sys.stdout.write(Path(log).read_text(errors="replace"))
+        text = Path(log).read_text(errors="replace")
     except FileNotFoundError:
         raise NixWorkflowError(f"the log of '{args.what}' ({log}) is gone (removed by `nw gc`?)") from None
+    if args.json:  # (the option was accepted, and ignored: the log came out as text)
+        print(json.dumps({"name": found.name, "status": found.status, "log": log, "text": text}, indent=2))
+    else:
+        sys.stdout.write(text)
     return 0
 
 

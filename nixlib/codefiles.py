@@ -34,11 +34,17 @@ def words(command: str) -> list[str]:
     return list(dict.fromkeys(_WORD.findall(command)))
 
 
+_QUOTED = re.compile(r"'([^']+)'|\"([^\"$`\\\\]+)\"")  # a quoted word without expansions: a path with a space
+
+
 def command_paths(command: str, store_root: str) -> list[str]:
     """The absolute paths a command names outside the store (whose paths are its references, keyed as inputs):
-    a command run in its output directory names a project file only this way."""
+    a command run in its output directory names a project file only this way. A quoted path counts whole
+    (`python "/home/me/my project/train.py"`, `shlex.quote(...)`): a project whose path has a space is named so,
+    and the words of `words` stop at the space."""
     store = store_root + os.sep
-    return [w for w in words(command) if os.path.isabs(w) and not w.startswith(store)]
+    found = words(command) + [m.group(1) or m.group(2) for m in _QUOTED.finditer(command)]
+    return [w for w in dict.fromkeys(found) if os.path.isabs(w) and not w.startswith(store)]
 
 
 def looks_like_code(word: str) -> bool:

@@ -15,6 +15,7 @@ import runpy
 import sys
 import traceback
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,15 @@ class Workflow:
     statics: dict[str, Static] = field(default_factory=dict)
     host_steps: list[str] = field(default_factory=list)
     resources: dict[str, SlurmOptions] = field(default_factory=dict)  # step -> its own Slurm resources (checked)
+    where: dict[str, str] = field(default_factory=dict)  # step -> file:line that defined it
+
+    def unreached(self) -> list[str]:
+        """Steps defined but neither top-level nor needed by one (kept in an object, a set, a function's local):
+        a run of the whole experiment does not run them, which the user should hear about."""
+        from nixlib.recipe import topological
+
+        needed = {r.name for r in topological([self.recipes[n] for n in self.named])}
+        return [n for n in self.recipes if n not in needed]
 
     def select(self, targets: list[str]) -> list[Recipe]:
         if not targets:
@@ -228,9 +238,18 @@ def load(path: str | os.PathLike) -> Workflow:
     path = path.absolute()
     forget()
     try:
-        namespace = runpy.run_path(str(path), run_name="__nixworkflow__")
+        with _as_script(path):
+            namespace = runpy.run_path(str(path), run_name="__nixworkflow__")
     except NixWorkflowError:
         raise
+    except SystemExit as e:  # argparse's error or --help, or an explicit sys.exit(): say where, do not just stop
+        tb = traceback.extract_tb(e.__traceback__)
+        frame = next((f for f in reversed(tb) if f.filename == str(path)), None)
+        where = f"{frame.filename}:{frame.lineno}" if frame else str(path)
+        raise NixWorkflowError(f"{where}: evaluating the experiment failed: it exited (sys.exit({e.code!r})) instead "
+                               "of defining its steps. nw evaluates experiment.py with no command-line arguments "
+                               "(sys.argv is [experiment.py]); give parameters defaults, or read them from a file "
+                               "or environment variable.") from None
     except Exception as e:  # the user's code failed: show where, not our internals
         if isinstance(e, SyntaxError) and e.filename:  # from compiling: its own position, not runpy's frame
             raise NixWorkflowError(f"{e.filename}:{e.lineno}: evaluating the experiment failed: SyntaxError: "
@@ -240,10 +259,47 @@ def load(path: str | os.PathLike) -> Workflow:
         raise NixWorkflowError(f"{frame.filename}:{frame.lineno}: evaluating the experiment failed: "
                                f"{type(e).__name__}: {e}") from None
     workflow = build(dict(_named_steps(namespace)), code_roots=(str(path.parent),))
-    if not workflow.recipes:
+    if not workflow.named:
         raise NixWorkflowError(f"{path} defines no steps: an experiment declares each step with output() and assigns "
-                               "it to a module-level name, e.g. `data = output('echo 1,2 > $out/data.csv')`")
+                               "it to a module-level name, e.g. `data = output('echo 1,2 > $out/data.csv')`"
+                               + _why_none(path, workflow))
     return workflow
+
+
+def _why_none(path: Path, workflow: Workflow) -> str:
+    """What an experiment without top-level steps most likely did instead: kept them in a function's locals, or
+    defined them under `if __name__ == "__main__":`, which does not run when nw evaluates the file."""
+    if workflow.where:
+        return (". Steps were defined, but no module-level name holds them (a function's local variables?): "
+                + ", ".join(list(workflow.where.values())[:3]))
+    try:
+        source = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    if "__main__" in source:
+        return (". nw evaluates the file as a module named __nixworkflow__, so an `if __name__ == \"__main__\":` "
+                "block does not run: define the steps outside it")
+    return ""
+
+
+@contextmanager
+def _as_script(path: Path) -> Iterator[None]:
+    """Evaluate as `python experiment.py` would: sys.argv is [experiment.py] (not nw's own arguments, which an
+    argparse parser at module level would reject) and the experiment's directory comes first on sys.path, so
+    `import params` finds params.py beside it from any working directory. Both are restored afterwards, and
+    modules imported from that directory are forgotten, so a later evaluation in this process reads them anew."""
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    before = set(sys.modules)
+    sys.argv = [str(path)]
+    sys.path.insert(0, str(path.parent))
+    try:
+        yield
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        base = str(path.parent) + os.sep
+        for name in set(sys.modules) - before:
+            if str(getattr(sys.modules[name], "__file__", None) or "").startswith(base):
+                del sys.modules[name]
 
 
 def forget() -> None:
@@ -259,16 +315,24 @@ def build(named: dict[str, Step], code_roots: tuple[str, ...] = ()) -> Workflow:
 
 
 def _named_steps(namespace: dict[str, Any]) -> Iterator[tuple[str, Step]]:
-    """Module-level steps, including one level of dicts and lists (`models["small"]` → `models.small`)."""
+    """Module-level steps, including those in dicts and lists, nested as a sweep nests them
+    (`models["small"]` → `models.small`, `grid[0.1][32]` → `grid.0.1.32`): a step only reachable through a
+    nested container would otherwise be no top-level step, and `nw run` would silently not run it."""
     for var, value in namespace.items():
-        if var.startswith("__"):
-            continue
-        if isinstance(value, Step):
-            yield var, value
-        elif isinstance(value, dict):
-            yield from ((f"{var}.{k}", v) for k, v in value.items() if isinstance(v, Step))
-        elif isinstance(value, list | tuple):
-            yield from ((f"{var}.{i}", v) for i, v in enumerate(value) if isinstance(v, Step))
+        if not var.startswith("__"):
+            yield from _members(var, value, set())
+
+
+def _members(name: str, value: Any, seen: set[int]) -> Iterator[tuple[str, Step]]:
+    if isinstance(value, Step):
+        yield name, value
+        return
+    if not isinstance(value, dict | list | tuple) or id(value) in seen:  # (a container holding itself)
+        return
+    seen.add(id(value))
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, member in items:
+        yield from _members(f"{name}.{key}", member, seen)
 
 
 class _Builder:
@@ -291,13 +355,17 @@ class _Builder:
             if step.name is None:
                 continue
             other = explicit.setdefault(step.name, step)
-            if other is not step and other.command != step.command:
-                raise NixWorkflowError(f"two different steps are named '{step.name}' ({other.where} and {step.where}); "
-                                       "step names must be unique: rename one of them.")
+            if other is not step:  # another command, env or option: one name would serve both (the first)
+                same = "the same command with other options or env" if other.command == step.command else \
+                    "different commands"
+                raise NixWorkflowError(f"two different steps are named '{step.name}' ({other.where} and {step.where}; "
+                                       f"{same}); step names must be unique: rename one of them.")
             self.names[step.hash32] = step.name
+        owner = {name: step for step in _DEFINED.values() if step.name is not None for name in [step.name]}
         for var, step in named.items():
             if step.hash32 not in self.names:  # a dict key or Nix attribute becomes the name: `models.../x`
                 check_step_name(var, step.where)
+                self._claim(owner, var, step)
                 self.names[step.hash32] = var
             self.workflow.named.append(self.names[step.hash32])
         self.workflow.named = list(dict.fromkeys(self.workflow.named))
@@ -307,6 +375,17 @@ class _Builder:
                 base = f"{self.names[step.producer.hash32]}@{step.checkpoint}" if isinstance(step, Checkpoint) \
                     else step.name or f"step-{hash32[:8]}"
                 self.names[hash32] = base if base not in taken else f"{base}-{hash32[:8]}"
+                taken.add(self.names[hash32])
+
+    @staticmethod
+    def _claim(owner: dict[str, Step], name: str, step: Step) -> None:
+        """Name `step` after its variable or attribute, unless another step already has that name: otherwise
+        the later one would silently be the earlier (never run, its output link showing the other's result)."""
+        other = owner.setdefault(name, step)
+        if other is not step:
+            raise NixWorkflowError(f"two different steps are named '{name}': the step at {step.where} is named after "
+                                   f"its variable or attribute, and the step at {other.where} has that name too "
+                                   "(name=, or another variable); step names must be unique: rename one of them.")
 
     def build(self) -> Workflow:
         for hash32 in _DEFINED:
@@ -341,6 +420,7 @@ class _Builder:
         recipe = Recipe(name=name, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
                         extra={"code": code} if code else {}, options=step.options, pinned=step.pinned, shell=shell)
         self.workflow.recipes[name] = recipe
+        self.workflow.where[name] = step.where
         return recipe
 
     def _code(self, command: str) -> dict[str, str]:

@@ -246,3 +246,35 @@ def test_scripts_a_task_runs_are_in_its_key(tmp_path: Path, store_root: Path) ->
     (p.modules / "tag.sh").write_text('echo "TAG: $(cat "$1")"\n')
     assert run() == {"cleaned": 3, "tagged": 4}
     assert run() == {"cleaned": 3, "tagged": 4}
+
+
+QUOTED = '''
+import os
+import shlex
+
+import luigi
+
+from luigi_nixworkflow import NixTask
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Tag(NixTask):
+    def command(self):
+        return f'echo tag >> "$NW_TEST_LOG"; sh {shlex.quote(HERE + "/tag.sh")} > {self.output()}/v'
+'''
+
+
+def test_a_script_named_by_a_quoted_path_with_a_space_is_keyed(tmp_path: Path, store_root: Path) -> None:
+    """A project in a directory whose path has a space names its scripts quoted (shlex.quote); the quoted path
+    is keyed whole (before, the command's words stopped at the space and editing tag.sh served the old result)."""
+    p = Pipeline(tmp_path)
+    p.modules = tmp_path / "my modules"
+    p.modules.mkdir()
+    (p.modules / "nwhelp.py").write_text(QUOTED)
+    (p.modules / "tag.sh").write_text("echo v1\n")
+    assert p.run(["Tag"]) == {"tag": 1}
+    assert p.run(["Tag"]) == {"tag": 1}
+    (p.modules / "tag.sh").write_text("echo v2\n")
+    assert p.run(["Tag"]) == {"tag": 2}
+    assert (next(Path("nix-workflow-output").glob("Tag*")) / "v").read_text() == "v2\n"
