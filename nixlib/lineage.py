@@ -21,6 +21,7 @@ from typing import Any
 
 from nixlib import nar
 from nixlib.errors import NixWorkflowError
+from nixlib.names import name_problem
 from nixlib.store import Store
 
 OUT_DIR = "nix-workflow-output"
@@ -92,6 +93,9 @@ def find(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> Found:
         return _by_content(store, what, path)
     close = difflib.get_close_matches(what, list(summary), n=3, cutoff=0.6)  # a typo of a step name
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    if name_problem(what) is None and os.path.lexists(out_dir / what):  # the link of a step renamed or removed
+        hint += (f" {out_dir / what} is an output link left by an earlier run (the last run has no step '{what}'): "
+                 f"`nw show {out_dir / what}` shows what produced it.")
     raise NixWorkflowError(f"no step or path named '{what}'.{hint} Give a step name from the last `nw run` in this "
                            f"directory, a path under ./{OUT_DIR}/, a file a step produced, or a key.")
 

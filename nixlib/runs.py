@@ -7,6 +7,7 @@ module does everything after evaluation.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nixlib import faults, temproots
+from nixlib import faults, locks, temproots
 from nixlib.engine import Engine, Result
 from nixlib.errors import NixWorkflowError, StepFailed
 from nixlib.lineage import LAST_RUN
@@ -151,6 +152,11 @@ def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argpa
     With args.dry_run only say what would happen; args.force names steps to run even if cached."""
     out_dir = Path(args.out_link)
     if getattr(args, "dry_run", False):
+        if getattr(args, "slurm_option", None) is not None:  # refuse what the real run would refuse
+            from nixlib import slurm
+            from nixlib.engine import topological
+
+            slurm.check_args(args, (r.name for r in topological(targets)))
         return _dry_run(store, workflow, targets, out_dir, getattr(args, "force", []), getattr(args, "json", False))
     check_out_dir(out_dir)
     _ingest_statics(store, workflow)
@@ -265,33 +271,54 @@ def _link_outputs(store: Store, workflow: Any, results: dict[Recipe, Result | Ba
     """Point out_dir/NAME at each named step's output (a GC root) and record the run for `nw log`/`nw show`
     (and, for `nw why`, the experiment file and the realisation each step had before this run)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = _read_summary(out_dir)
-    for recipe, outcome in results.items():
-        entry: dict[str, Any] = {"recipe_key": recipe.key, "store": str(store.root)}
-        if experiment:
-            entry["experiment"] = experiment
-        if isinstance(outcome, Result):
-            entry.update(status="cached" if outcome.cached else "done", resolved_key=outcome.resolved_key,
-                         log=str(store.log_path(outcome.resolved_key)))
-            before = summary.get(recipe.name)
-            before = before if isinstance(before, dict) else {}
-            previous = before.get("resolved_key") if before.get("resolved_key") != outcome.resolved_key \
-                else before.get("previous_key")
-            if isinstance(previous, str):
-                entry["previous_key"] = previous
-            if outcome.previous is not None:
-                entry["forced"] = True
-            if recipe.name in workflow.named:
-                _link(store, out_dir, recipe.name, store.object_path(outcome.outputs["out"]))
-        else:  # kept for `nw show`/`nw log`: a step that did not succeed is reported as such, not as unknown
-            entry.update(status="skipped" if _was_skipped(outcome) else "failed", error=str(outcome))
-            log = getattr(outcome, "log", None)
-            if log:
-                entry["log"] = log
-        summary[recipe.name] = entry
-    tmp = out_dir / f".{LAST_RUN}.{os.getpid()}"
-    tmp.write_text(json.dumps(summary, sort_keys=True))  # (no indent: the C encoder, twice as fast on 1,000 steps)
-    os.replace(tmp, out_dir / LAST_RUN)
+    here = hashlib.sha256(str(out_dir.absolute()).encode()).hexdigest()[:32]
+    with locks.lock(store.root / "locks" / f"last-run.{here}.lock"):  # two runs here at once keep each other's entries
+        summary = _read_summary(out_dir)
+        _forget_removed(summary, workflow, experiment)
+        for recipe, outcome in results.items():
+            summary[recipe.name] = _entry(store, workflow, recipe, outcome, summary.get(recipe.name), out_dir,
+                                          experiment)
+        tmp = out_dir / f".{LAST_RUN}.{os.getpid()}"
+        tmp.write_text(json.dumps(summary, sort_keys=True))  # (no indent: the C encoder, twice as fast on 1,000 steps)
+        os.replace(tmp, out_dir / LAST_RUN)
+
+
+def _forget_removed(summary: dict[str, Any], workflow: Any, experiment: str | None) -> None:
+    """Drop the entries of steps this experiment no longer defines (renamed or removed): `nw show OLDNAME` must not
+    report a step as cached in the last run when the experiment has no such step. Entries of other experiments
+    sharing this directory stay. (The old output link stays too, as a result link does in Nix, until removed.)"""
+    recipes = getattr(workflow, "recipes", None)
+    if experiment is None or not isinstance(recipes, dict):
+        return
+    for name in [n for n, e in summary.items() if isinstance(e, dict) and e.get("experiment") == experiment]:
+        if name not in recipes:
+            del summary[name]
+
+
+def _entry(store: Store, workflow: Any, recipe: Recipe, outcome: Result | BaseException, before: Any,
+           out_dir: Path, experiment: str | None) -> dict[str, Any]:
+    """One step's entry in the last-run summary (linking its output when it is a named step that succeeded)."""
+    entry: dict[str, Any] = {"recipe_key": recipe.key, "store": str(store.root)}
+    if experiment:
+        entry["experiment"] = experiment
+    if isinstance(outcome, Result):
+        entry.update(status="cached" if outcome.cached else "done", resolved_key=outcome.resolved_key,
+                     log=str(store.log_path(outcome.resolved_key)))
+        before = before if isinstance(before, dict) else {}
+        previous = before.get("resolved_key") if before.get("resolved_key") != outcome.resolved_key \
+            else before.get("previous_key")
+        if isinstance(previous, str):
+            entry["previous_key"] = previous
+        if outcome.previous is not None:
+            entry["forced"] = True
+        if recipe.name in workflow.named:
+            _link(store, out_dir, recipe.name, store.object_path(outcome.outputs["out"]))
+    else:  # kept for `nw show`/`nw log`: a step that did not succeed is reported as such, not as unknown
+        entry.update(status="skipped" if _was_skipped(outcome) else "failed", error=str(outcome))
+        log = getattr(outcome, "log", None)
+        if log:
+            entry["log"] = log
+    return entry
 
 
 def _read_summary(out_dir: Path) -> dict[str, Any]:

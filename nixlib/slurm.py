@@ -276,16 +276,11 @@ def configure(args: argparse.Namespace, directory: Path, steps: Iterable[str],
 def action_from_args(args: argparse.Namespace, steps: Iterable[str]) -> SlurmAction | None:
     """The action `nw run` uses: a SlurmAction with --slurm (or `enabled: true` in nixworkflow.yaml), None (run
     locally) without; refuses --slurm-* alone, bad values and a --slurm-step naming none of `steps`."""
-    opts = SlurmOptions(args.slurm_partition, args.slurm_time, args.slurm_cpus, args.slurm_mem, args.slurm_gpus,
-                        tuple(args.slurm_option))
-    per_step = _per_step(args.slurm_step, set(steps))
-    cfg: SlurmConfig | None = getattr(args, "slurm_config", None)
-    if not getattr(args, "slurm", False):
-        if opts != SlurmOptions() or per_step:
-            raise NixWorkflowError("the --slurm-* options only apply to Slurm jobs: add --slurm to run cache misses "
-                                   "on Slurm, or drop them to run every step here")
+    checked = check_args(args, steps)
+    if checked is None:
         return None
-    _check_cli(opts)
+    opts, per_step = checked
+    cfg: SlurmConfig | None = getattr(args, "slurm_config", None)
     for tool in ("sbatch", "scontrol", "scancel"):
         if shutil.which(tool) is None:
             why = f" (`enabled: true` under `slurm:` at {cfg.enabled_at}; --no-slurm runs every step here)" \
@@ -295,6 +290,24 @@ def action_from_args(args: argparse.Namespace, steps: Iterable[str]) -> SlurmAct
                                    "(Debian: apt-get install slurm-client) configured for your cluster; nothing "
                                    "was run")
     return SlurmAction(opts, per_step, cfg, getattr(args, "slurm_resources", None))
+
+
+PerStep = dict[str, tuple[str, ...]]  # step name -> its own sbatch options
+
+
+def check_args(args: argparse.Namespace, steps: Iterable[str]) -> tuple[SlurmOptions, PerStep] | None:
+    """The command line's Slurm options and per-step options, checked (`nw run -n` refuses what a run would);
+    None without --slurm. Refuses --slurm-* alone, bad values and a --slurm-step naming none of `steps`."""
+    opts = SlurmOptions(args.slurm_partition, args.slurm_time, args.slurm_cpus, args.slurm_mem, args.slurm_gpus,
+                        tuple(args.slurm_option))
+    per_step = _per_step(args.slurm_step, set(steps))
+    if not getattr(args, "slurm", False):
+        if opts != SlurmOptions() or per_step:
+            raise NixWorkflowError("the --slurm-* options only apply to Slurm jobs: add --slurm to run cache misses "
+                                   "on Slurm, or drop them to run every step here")
+        return None
+    _check_cli(opts)
+    return opts, per_step
 
 
 def _check_cli(opts: SlurmOptions) -> None:

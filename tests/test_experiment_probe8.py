@@ -8,6 +8,7 @@ script named by a quoted path (a project directory with a space), and a nested p
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -203,3 +204,62 @@ def test_experiment_nix_keys_a_script_named_by_a_quoted_path_with_a_space(tmp_pa
     write(project / "train.py", 'print("v2")\n')
     assert "done 1" in nw("run", "experiment.nix", cwd=project, check=True).stderr
     assert (project / "nix-workflow-output" / "model" / "m").read_text() == "v2\n"
+
+
+def test_a_renamed_step_is_no_longer_reported_from_the_last_run(tmp_path: Path, store_root: Path) -> None:
+    # Before: the last-run summary kept every entry it ever had, so `nw show b` after renaming b to c still reported
+    # b as "cached in the last run".
+    project = tmp_path / "p"
+    exp = write(project / "experiment.py", 'from nixlib import output\na = output("echo a > $out/x")\n'
+                'b = output("echo b > $out/x")\n')
+    nw("run", str(exp), cwd=project, check=True)
+    assert nw("show", "b", cwd=project).returncode == 0
+    write(exp, 'from nixlib import output\na = output("echo a > $out/x")\nc = output("echo c > $out/x")\n')
+    nw("run", str(exp), cwd=project, check=True)
+    show = nw("show", "b", cwd=project)
+    assert show.returncode == 1 and "no step or path named 'b'" in show.stderr, show.stdout + show.stderr
+    assert "output link left by an earlier run" in show.stderr
+    kept = nw("show", "nix-workflow-output/b", cwd=project)  # the old link is still a path, matched by content
+    assert kept.returncode == 0 and "b" in kept.stdout
+    summary = json.loads((project / "nix-workflow-output" / ".nw-last-run.json").read_text())
+    assert sorted(summary) == ["a", "c"]
+
+
+def test_a_step_of_another_experiment_in_the_same_directory_stays_in_the_summary(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    one = write(project / "one.py", 'from nixlib import output\na = output("echo a > $out/x")\n')
+    two = write(project / "two.py", 'from nixlib import output\nz = output("echo z > $out/x")\n')
+    nw("run", str(one), cwd=project, check=True)
+    nw("run", str(two), cwd=project, check=True)
+    summary = json.loads((project / "nix-workflow-output" / ".nw-last-run.json").read_text())
+    assert sorted(summary) == ["a", "z"]
+
+
+def test_a_run_waits_for_the_summary_lock_and_keeps_what_another_run_wrote(tmp_path: Path, store_root: Path) -> None:
+    # Before: the summary was read, changed and written back without a lock, so of two runs finishing together in one
+    # directory, the later one dropped the other's entries.
+    import hashlib
+    import subprocess
+    import time
+
+    from nixlib import locks
+    from tests.helpers import REPO
+
+    project = tmp_path / "p"
+    exp = write(project / "experiment.py", 'from nixlib import output\na = output("echo a > $out/x")\n')
+    nw("run", str(exp), cwd=project, check=True)
+    out_dir = project / "nix-workflow-output"
+    here = hashlib.sha256(str(out_dir.absolute()).encode()).hexdigest()[:32]
+    with locks.lock(store_root / "locks" / f"last-run.{here}.lock"):  # as another run updating the summary holds it
+        proc = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", str(exp)], cwd=project,
+                                env=dict(os.environ, PYTHONPATH=str(REPO)),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and "->" not in Path("/proc/locks").read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run finished without waiting for the summary's lock"
+        summary = json.loads((out_dir / ".nw-last-run.json").read_text())
+        summary["other"] = {"status": "done", "recipe_key": "x", "store": str(store_root)}  # the other run's entry
+        (out_dir / ".nw-last-run.json").write_text(json.dumps(summary))
+    assert proc.wait(timeout=120) == 0, proc.stderr
+    assert sorted(json.loads((out_dir / ".nw-last-run.json").read_text())) == ["a", "other"]

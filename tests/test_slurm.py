@@ -262,7 +262,11 @@ def test_bad_command_line_values_are_refused_before_anything_runs(tmp_path: Path
                         (["--slurm-step", "a=--wait"], "'--wait' cannot be used")):
         proc = nw("run", exp, "--slurm", *argv)
         assert proc.returncode == 1 and words in proc.stderr, proc.stderr
+        dry = nw("run", "-n", exp, "--slurm", *argv)  # a dry run refuses them too (before, it said all was well)
+        assert dry.returncode == 1 and words in dry.stderr, dry.stdout + dry.stderr
     assert not Path("nix-workflow-output/a").exists()
+    dry = nw("run", "-n", exp, "--slurm-option=--account=lab")  # without --slurm, as a real run says
+    assert dry.returncode == 1 and "only apply to Slurm jobs" in dry.stderr, dry.stderr
 
 
 def test_enabled_in_yaml_without_slurm_here_says_where_and_no_slurm_runs_here(tmp_path: Path) -> None:
