@@ -41,12 +41,20 @@ def _mermaid(steps: list[StepState]) -> str:
     ids = {s.name: f"s{n}" for n, s in enumerate(steps)}
     lines = ["flowchart LR"]
     for s in steps:
-        text = f"{s.name}<br/>{s.state}".replace('"', "#quot;")
+        text = f"{_mermaid_text(s.name)}<br/>{s.state}"
         lines.append(f'  {ids[s.name]}["{text}"]:::{_CLASSES[s.state]}')
     for s in steps:
         lines += [f"  {ids[u]} --> {ids[s.name]}" for u in s.upstream if u in ids]
     lines += [f"  classDef {cls} fill:{_COLOURS[state]},stroke:#555" for state, cls in _CLASSES.items()]
     return "\n".join(lines) + "\n"
+
+
+def _mermaid_text(name: str) -> str:
+    """A step name as Mermaid label text: Mermaid renders labels as HTML, so `<`, `>` and `&` are written as its
+    entity codes (`#lt;`...), and `#` itself too, which starts one."""
+    for char, code in (("#", "#35;"), ("&", "#amp;"), ("<", "#lt;"), (">", "#gt;"), ('"', "#quot;")):
+        name = name.replace(char, code)
+    return name
 
 
 def _json(steps: list[StepState]) -> str:

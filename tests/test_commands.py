@@ -107,6 +107,14 @@ def test_status_sees_a_step_another_process_is_running(tmp_path: Path) -> None:
     assert nw("status", str(exp), "slow", check=True).stdout.startswith("cached")
 
 
+def test_mermaid_labels_escape_what_mermaid_reads_as_html(tmp_path: Path) -> None:
+    """Mermaid renders a label as HTML: a step named `a<b>&c` was passed as is, a tag to the browser."""
+    exp = tmp_path / "exp.py"
+    exp.write_text('from nixlib import output\nx = output("echo 1 > $out/v", name="a<b>&c #1")\n')
+    mermaid = nw("dag", str(exp), "--format", "mermaid", check=True).stdout
+    assert 's0["a#lt;b#gt;#amp;c #35;1<br/>to run"]:::torun' in mermaid, mermaid
+
+
 def test_dag_marks_cached_and_to_run_steps_in_every_format(tmp_path: Path) -> None:
     exp = write(tmp_path)
     nw("run", str(exp), "a", check=True)
