@@ -28,9 +28,11 @@ ASIDE = ".nw-previous-"  # prefix of a file a re-run moved out of its way (put b
 
 
 def local_targets(task: luigi.Task) -> list[luigi.LocalTarget] | None:
-    """The task's declared outputs when every one is a LocalTarget (the store can hold them), else None."""
+    """The task's declared outputs when every one is a LocalTarget the store can hold, else None. A temporary
+    one (`LocalTarget(is_tmp=True)`) cannot be held: it names a new random path at each output() call and is
+    deleted when garbage-collected, so such a task runs as plain Luigi runs it (each time)."""
     targets = flatten(task.output())
-    if not targets or not all(isinstance(t, luigi.LocalTarget) for t in targets):
+    if not targets or not all(isinstance(t, luigi.LocalTarget) and not getattr(t, "is_tmp", False) for t in targets):
         return None
     return targets
 
@@ -102,6 +104,12 @@ def settle(moved: list[tuple[Path, Path]], succeeded: bool) -> None:
 def check_written(task: luigi.Task, outputs: list[Path], allow_empty: bool, log: str) -> None:
     """Every declared output exists and (unless allow_empty) is not empty, named by its path."""
     missing = [str(p) for p in outputs if not os.path.lexists(p)]
+    now = paths(task) if missing else outputs
+    if now != outputs:
+        raise StepFailed(task.task_id, f"output() returns different paths at each call ({', '.join(missing)} before "
+                         f"run(), {', '.join(map(str, now))} now): the store could never find such a result "
+                         "again. Build output() paths from the task's parameters only (no clock, no random name); "
+                         "nothing was stored", log)
     if missing:
         raise StepFailed(task.task_id, f"run() returned without writing its declared output(s) {', '.join(missing)}; "
                          "nothing was stored", log)
@@ -171,4 +179,5 @@ def _holds(store: Store, p: Path, h: str) -> bool:
 
 def describe(targets: Any) -> str:
     """Types of the targets output() returned, for messages."""
-    return ", ".join(sorted({type(t).__name__ for t in flatten(targets)})) or "nothing"
+    names = {"LocalTarget(is_tmp=True)" if getattr(t, "is_tmp", False) else type(t).__name__ for t in flatten(targets)}
+    return ", ".join(sorted(names)) or "nothing"

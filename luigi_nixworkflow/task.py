@@ -209,7 +209,7 @@ class NixTask(luigi.Task, metaclass=Instances):
             if not known and type(self) not in _UNMANAGED_WARNED:
                 _UNMANAGED_WARNED.add(type(self))
                 logger.warning("nixworkflow: %s runs as a plain Luigi task, not cached nor recorded: its output() "
-                               "returns %s, and only LocalTargets can be stored", self.task_family,
+                               "returns %s, and only LocalTargets with a fixed path can be stored", self.task_family,
                                legacy.describe(self.output()))
         return known
 
