@@ -12,6 +12,7 @@ style is read by shape.py. Nothing here hashes, locks or writes to the store by 
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 from pathlib import Path
 from typing import Any, ClassVar
@@ -385,7 +386,11 @@ def _each_build_afresh() -> None:
     @functools.wraps(original)
     def schedule_and_run(*args: Any, **kwargs: Any) -> Any:
         reset()
-        return original(*args, **kwargs)
+        gc.freeze()  # what exists now (modules, classes) is not walked by the build's full collections
+        try:
+            return original(*args, **kwargs)
+        finally:
+            gc.unfreeze()
 
     schedule_and_run._nw_afresh = True  # type: ignore[attr-defined]
     luigi.interface._schedule_and_run = schedule_and_run
