@@ -127,6 +127,7 @@ class Store:
                     pass
                 except OSError as e:
                     raise self._unwritable(e) from None
+            _check_shared_dir(path)
         try:  # placeholders name paths beneath this regular file: never a writable location
             context.seal_placeholders(self.root)
         except OSError as e:
@@ -477,7 +478,13 @@ class Store:
         key's lock and found nothing servable, so any existing record of ours is replaced (a dangling or
         invalid record is repaired by the re-run). The indexes are best effort: records are the truth."""
         rk = doc["resolved_key"]
-        written = self.write_record("realisations", rk, doc, replace=True)
+        try:
+            written = self.write_record("realisations", rk, doc, replace=True)
+        except OSError as e:  # (write_record handles another user's file itself: this is the disk failing us)
+            raise NixWorkflowError(
+                f"cannot record the result of step '{doc.get('name')}' in {self.root / 'realisations'}: "
+                f"{e.strerror or e}. Nothing was recorded, so nothing of this run is served and the step runs again "
+                "next time; free some space (or fix the store's filesystem) and run again.") from None
         faults.point("realisation-written")
         for h in doc["outputs"].values():
             self._index_origin(h, rk)
@@ -697,7 +704,15 @@ class Store:
             self._rooted_dirs.discard(directory)
             self._root_dir(directory)
             os.symlink(target, tmp)
-        os.replace(tmp, link)
+        try:
+            os.replace(tmp, link)
+        except OSError as e:  # e.g. the user put a directory of their own where the link goes
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise NixWorkflowError(
+                f"cannot put the output link {link} (to {target}): {e.strerror or e}. Something other than an output "
+                "link is at that name; move it away and run again (the result itself is stored and stays cached)."
+            ) from None
 
     def _root_dir(self, directory: str) -> None:
         if directory not in self._rooted_dirs:
@@ -724,6 +739,34 @@ class Store:
                 if target.startswith(store_dir):
                     out.setdefault(target[len(store_dir):].split("/")[0], []).append(link)
         return out
+
+
+def _check_shared_dir(path: Path) -> None:
+    """Refuse a store subdirectory that another user made unusable or made to point elsewhere (it was there before
+    we looked, so whoever ran first chose it): a symlink or non-directory of another user, or a directory of another
+    user that not everyone may add to (1777, like /tmp). Else every write into it would fail half-way through a run
+    with a bare "Permission denied", or go where that user chose."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return  # (the writability checks that follow say what is wrong)
+    mine = (os.getuid(), 0)
+    if stat.S_ISLNK(st.st_mode) and st.st_uid in mine:
+        try:
+            st = os.stat(path)  # our own (or root's) link to a directory elsewhere, e.g. a bigger disk: judge that
+        except OSError:
+            return
+    why = None
+    if not stat.S_ISDIR(st.st_mode):
+        why = "is not a directory" + (" but a symlink" if stat.S_ISLNK(st.st_mode) else "")
+    elif st.st_uid not in mine and stat.S_IMODE(st.st_mode) & 0o1777 != 0o1777:
+        why = f"is a directory of mode {oct(stat.S_IMODE(st.st_mode))}, not 1777 (world-writable with the sticky bit)"
+    if why is not None:
+        raise NixWorkflowError(
+            f"{path} {why}, and it belongs to {trust.user_name(st.st_uid)}: every directory of a shared store must "
+            "be a real directory that every user may add to and nobody may empty, so nw will not use this store. "
+            f"Ask that user or the store's administrator to remove it (nw creates it again), or `sudo chmod 1777 "
+            f"{path}`; or use a private store with --store DIR or NIX_WORKFLOW_STORE=DIR.")
 
 
 def _is_real_dir(path: str) -> bool:

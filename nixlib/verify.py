@@ -132,11 +132,23 @@ def _objects(c: _Check) -> None:
                 moved = None
                 c.report.problems.append(f"  could not quarantine {path}: {e.strerror or e}")
             c.report.corrupt.append((h, actual, moved))
-            c.problem(f"corrupt: {h} hashes to {actual}; moved to {moved}",
+            where = f"moved to {moved}" if moved else _not_moved(path)
+            c.problem(f"corrupt: {h} hashes to {actual}; {where}",
                       (lambda m=moved, h=h: f"quarantined {h} to {m}") if moved else None)
             continue
         c.store.memo.remember(path, h)
         _object_modes(c, path)
+
+
+def _not_moved(path: Path) -> str:
+    """What keeps a corrupt object where it is (it is never served either way), and who can move it."""
+    owner = _owner(path)
+    if owner is None:
+        return "it is gone"
+    if owner == os.getuid():
+        return "it could not be moved aside (run `nw verify --repair` again, or move it into quarantine/ by hand)"
+    return (f"it could not be moved aside: it belongs to {trust.user_name(owner)}, so only they or root can "
+            "(`nw verify` as that user moves it); until then it is never served, and a step producing it fails")
 
 
 def _object_modes(c: _Check, obj: Path) -> None:
