@@ -24,7 +24,7 @@ from nixlib import temproots
 from nixlib.engine import shell_action
 from nixlib.errors import NixWorkflowError, StepFailed
 from nixlib.recipe import Recipe
-from nixlib.runner import Build
+from nixlib.runner import Build, append_log
 
 logger = logging.getLogger("luigi-interface")
 
@@ -106,7 +106,7 @@ def in_step(task: Any, build: Build, command: str, what: str, body: Callable[[],
     leftovers = children.watch(build.marker)
     variables = {**build.environ(), **leftovers.variables}
     try:
-        with open(build.log, "a", encoding="utf-8") as log, stepio.environ(variables), stepio.tee(log):
+        with append_log(build.log) as log, stepio.environ(variables), stepio.tee(log):
             cls = type(task)
             print(f"$ {command}  # {cls.__module__}.{cls.__qualname__}", file=log, flush=True)
             try:
@@ -124,7 +124,7 @@ def in_step(task: Any, build: Build, command: str, what: str, body: Callable[[],
                 f"{', '.join(map(str, killed))}); a step ends when all of its processes end: wait for what "
                 f"{what} starts")
         logger.warning("%s", note)
-        with open(build.log, "a", encoding="utf-8") as log:
+        with append_log(build.log) as log:
             print(note, file=log)
 
 

@@ -85,9 +85,12 @@ def find(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> Found:
     if name is not None:
         return _of_last_run(store, name, summary[name])
     if nar.is_nar_hash(what):
-        for key in (what, store.last(what) or ""):
-            if key and (doc := store.read_record("realisations", key)) is not None:
-                return Found(doc["name"], doc)
+        doc = store.read_record("realisations", what)  # a resolved key
+        if doc is None and (last := store.last(what)) is not None:  # a recipe key: what it last realised to
+            doc = store.read_record("realisations", last)
+            doc = doc if doc is not None and doc.get("recipe_key") == what else None  # (a pointer to another step's)
+        if doc is not None:
+            return Found(doc["name"], doc)
     path = Path(what)
     if os.path.lexists(path):
         return _by_content(store, what, path)

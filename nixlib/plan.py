@@ -212,7 +212,7 @@ def nearest(store: Store, recipe: Recipe, entry: dict[str, Any]) -> tuple[str, d
     if doc is not None:
         return "its realisation in the last `nw run` here", doc
     doc = _record(store, store.last(recipe.key))
-    if doc is not None:
+    if doc is not None and doc.get("recipe_key") == recipe.key:  # (never another recipe's, whatever points there)
         return "the last realisation of the same recipe", doc
     named = [d for key, path in store.record_files("realisations") if key
              and (d := store.load_record("realisations", key, path)) is not None and d.get("name") == recipe.name]

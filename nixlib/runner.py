@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 from nixlib import reaper
 from nixlib.errors import Interrupted, NixWorkflowError, StepFailed
@@ -160,6 +160,25 @@ def argv_for(build: Build, command: str) -> list[str]:
     return argv
 
 
+def open_log(path: Path) -> BinaryIO:
+    """A step's log, truncated for this run. Never through a symlink: the name was checked (Store.log_path), but a
+    link planted at it since would otherwise redirect this truncating write to wherever it points."""
+    return os.fdopen(_log_fd(path, os.O_TRUNC), "wb")
+
+
+def append_log(path: Path) -> TextIO:
+    """A step's log opened to add text (a Python step's output, a front door's note), never through a symlink."""
+    return os.fdopen(_log_fd(path, os.O_APPEND), "a", encoding="utf-8")
+
+
+def _log_fd(path: Path, how: int) -> int:
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | how | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise NixWorkflowError(f"cannot open the step's log {path}: {e.strerror or e} (something other than a log "
+                               "was put at its name meanwhile); nothing was stored, run again") from None
+
+
 def run_shell(build: Build, command: str) -> None:
     """Run `command` with cwd=$out, streaming its merged stdout/stderr to the log and the echo. Returns (or
     raises) only once every process of the step has ended: leftovers are killed and noted in the log."""
@@ -168,7 +187,7 @@ def run_shell(build: Build, command: str) -> None:
     argv = argv_for(build, command)
     env = build.environ()
     env[reaper.run_marker()] = "1"
-    with open(build.log, "wb") as log:
+    with open_log(build.log) as log:
         log.write(f"$ {command}\n".encode())
         log.flush()
         proc = subprocess.Popen(

@@ -366,11 +366,11 @@ class SlurmAction:
                 SlurmOptions(extra=self.per_step.get(step, ()))]
 
     def __call__(self, build: Build, command: str) -> Mapping[str, Path]:
-        from nixlib.runner import CHILDREN
+        from nixlib.runner import CHILDREN, open_log
 
         if CHILDREN.stopping.is_set():
             raise Interrupted("interrupted before the step started")
-        with open(build.log, "wb") as log:
+        with open_log(build.log) as log:
             log.write(f"$ {command}\n".encode())
             log.flush()
             job = self._submit(build, command)

@@ -45,7 +45,7 @@ from nixlib.env import ResolvedEnv
 from nixlib.errors import NixWorkflowError, StepFailed
 from nixlib.reaper import mark_runner_environ
 from nixlib.recipe import Recipe, RunOptions
-from nixlib.runner import Build
+from nixlib.runner import Build, append_log
 from nixlib.store import Store, copy_tree, force_remove
 from snakemake_executor_nixworkflow import internals, journal
 from snakemake_executor_nixworkflow.copier import Copier
@@ -442,7 +442,7 @@ class Executor(LocalExecutor):
                       for i, (name, path) in enumerate(produced.items())}
             ran.set()
             done.set()  # Snakemake's part is over; what follows happens while its next job runs
-            with open(build.log, "a", encoding="utf-8") as log:
+            with append_log(build.log) as log:
                 log.write(f"snakemake job {job.jobid} (rule {job.rule.name}) in {self.recipes.where.workdir}\n"
                           f"$ {job.shellcmd if job.rule.shellcmd is not None else command}\n"
                           "(its output went to Snakemake's console and the rule's log files)\n")

@@ -224,3 +224,48 @@ def test_an_output_link_replaced_by_a_directory_is_a_clear_error_and_leaves_no_l
     again = nw("run", "exp.py")
     assert again.returncode == 0 and "cached 2" in again.stderr, again.stderr
     assert (out / "s2" / "s2.txt").read_text() == "HELLO\n"
+
+
+def test_a_step_log_is_never_written_through_a_symlink(tmp_path: Path) -> None:
+    """A log's name is checked before a step starts (Store.log_path), but the file was then opened following
+    symlinks: a link planted at the name meanwhile redirected the truncating (or appending) write wherever it
+    pointed, with the victim's rights. Now the open refuses a link, and the file it points at is untouched."""
+    from nixlib.errors import NixWorkflowError
+    from nixlib.runner import append_log, open_log
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    log = tmp_path / "key.log"
+    log.symlink_to(victim)
+    for opener in (open_log, append_log):
+        with pytest.raises(NixWorkflowError, match="cannot open the step's log"):
+            opener(log)
+    assert victim.read_text() == "precious\n"
+    plain = tmp_path / "plain.log"
+    with open_log(plain) as f:
+        f.write(b"$ echo\n")
+    with append_log(plain) as f:
+        f.write("more\n")
+    assert plain.read_text() == "$ echo\nmore\n"
+
+
+def test_a_recipe_pointer_to_another_steps_realisation_is_not_followed(tmp_path: Path, store_root: Path) -> None:
+    """`nw show RECIPE_KEY` and `nw why` follow recipes/<key> to the realisation it last realised to. A (trusted,
+    valid) pointer naming another step's realisation made `nw show` present that other step as this recipe's."""
+    from nixlib.store import Store
+    from tests.helpers import nw
+
+    exp = tmp_path / "exp.py"
+    exp.write_text('from nixlib import output\na = output("echo a > $out/v")\n'
+                   'b = output(f"cat {a}/v > $out/v; echo b >> $out/v")\nc = output("echo c > $out/v")\n')
+    nw("run", str(exp), check=True)
+    store = Store(store_root)
+    docs = {d["name"]: d for k, p in store.record_files("realisations") if k
+            and (d := store.load_record("realisations", k, p)) is not None}
+    b, c = docs["b"], docs["c"]
+    assert b["recipe_key"] != b["resolved_key"]  # b has an upstream step: its recipe key points via recipes/
+    assert "step:         b" in nw("show", b["recipe_key"], check=True).stdout
+    store.set_last(b["recipe_key"], c["resolved_key"])  # a buggy writer's pointer to c's realisation
+    shown = nw("show", b["recipe_key"])
+    assert "step:         c" not in shown.stdout, shown.stdout
+    assert shown.returncode == 1 and "no step or path named" in shown.stderr
