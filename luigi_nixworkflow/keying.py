@@ -139,6 +139,28 @@ def script_words(cls: type) -> tuple[str, ...]:
     return tuple(sorted(w for w in _uses(cls)[2] if codefiles.looks_like_code(w) and "\n" not in w))
 
 
+@functools.cache
+def run_modules(cls: type) -> tuple[str, ...]:
+    """The modules the class's code runs with `python -m` (`subprocess.run([sys.executable, "-m", "pkg.train"])`):
+    a project module run so is code like a script, and is keyed with it (`module_files`)."""
+    functions = [f for c in cls.__mro__ if c is not object and c.__module__.split(".")[0] not in _SKIP_MODULES
+                 for f in pycode.functions_in(c)]
+    return tuple(codefiles.run_modules(pycode.ordered_strings(functions)))
+
+
+def module_files(cls: type) -> list[str]:
+    """The files of the project modules the class's code runs with `python -m`, as Python finds them: in the
+    directory Luigi runs in (a subprocess's first import path) or the task module's (on PYTHONPATH)."""
+    modules = run_modules(cls)
+    if not modules:
+        return []
+    try:
+        places = [os.getcwd(), *module_dirs(cls)]
+    except OSError:
+        places = module_dirs(cls)
+    return [p for d in dict.fromkeys(places) for p in codefiles.module_paths(modules, d)]
+
+
 def named_code(words: list[str], more_roots: list[str], declared: set[str], command: bool = False) -> dict[str, str]:
     """{name as written: digest} of the project's code files among `words` (nixlib.codefiles) that are not
     `declared` (the task's outputs, its plain inputs): inside the directory Luigi runs in or one of

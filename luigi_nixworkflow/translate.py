@@ -91,8 +91,8 @@ def _scripts(cls: type, kind: str, command: str, root: str, declared: Callable[[
     if kind == "shell":  # (it runs in its output directory: only an absolute path names a project file)
         absolute = codefiles.command_paths(command, root)
         return keying.named_code(absolute, keying.module_dirs(cls), declared(), command=True) if absolute else {}
-    words = keying.script_words(cls)
-    return keying.named_code(list(words), keying.module_dirs(cls), declared()) if words else {}
+    words = [*keying.script_words(cls), *keying.module_files(cls)]
+    return keying.named_code(words, keying.module_dirs(cls), declared()) if words else {}
 
 
 @functools.lru_cache(maxsize=1024)

@@ -18,7 +18,7 @@ import ast
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from nixlib import base32
 from nixlib.recipe import digest
@@ -45,6 +45,32 @@ def command_paths(command: str, store_root: str) -> list[str]:
     store = store_root + os.sep
     found = words(command) + [m.group(1) or m.group(2) for m in _QUOTED.finditer(command)]
     return [w for w in dict.fromkeys(found) if os.path.isabs(w) and not w.startswith(store)]
+
+
+_MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\Z")
+
+
+def run_modules(words: Sequence[str]) -> list[str]:
+    """The modules `python -m NAME` runs, among words in the order written (`-m NAME`, `-mNAME`): a command's
+    (`_WORD.findall`, not the deduplicated `words`) or the string constants of Python code in order."""
+    found = []
+    for i, word in enumerate(words):
+        name = words[i + 1] if word == "-m" and i + 1 < len(words) else word[2:] if word.startswith("-m") else ""
+        if _MODULE.match(name):
+            found.append(name)
+    return found
+
+
+def command_modules(command: str) -> list[str]:
+    """The modules a shell command runs with `python -m NAME` (see run_modules)."""
+    return run_modules(_WORD.findall(command)) if "-m" in command else []
+
+
+def module_paths(names: Iterable[str], directory: str) -> list[str]:
+    """The files of the project modules `python -m NAME` finds in `directory` (first on its import path when
+    run there): NAME's top-level module, or every .py file of its package. Editing any of them changes what
+    runs; each is keyed by content with the local modules it imports (`CodeFiles.digest`)."""
+    return [p for name in dict.fromkeys(names) for p in module_files(directory, name.split(".")[0])]
 
 
 def looks_like_code(word: str) -> bool:

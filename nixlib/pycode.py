@@ -183,6 +183,18 @@ def _names(code: types.CodeType) -> list[str]:
     return names
 
 
+def ordered_strings(functions: Iterable[Any]) -> list[str]:
+    """The string constants of the functions' code (and the code nested in it) in the order each code object
+    holds them, which is the order they are first written in: `[sys.executable, "-m", "pkg.tool"]` keeps "-m"
+    right before the module it names (codefiles.run_modules)."""
+    found: list[str] = []
+    for f in functions:
+        code = getattr(f, "__code__", None)
+        if isinstance(code, types.CodeType):
+            found += _strings(code)
+    return found
+
+
 def _strings(code: types.CodeType) -> list[str]:
     """The string constants of a code object and of the code nested in it (not in tuples: docstrings and
     names are strings too, but only a path is looked at by its user)."""

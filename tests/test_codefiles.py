@@ -71,3 +71,14 @@ def test_files_named_by_parameter_values(tmp_path: Path) -> None:
     assert list(code.files_named(texts, {str(project / "out.txt")}, [str(project)])) == [str(project / "ref.txt")]
     anywhere = code.files_named(texts, set())
     assert sorted(anywhere) == sorted([str(project / "ref.txt"), str(project / "out.txt"), str(elsewhere / "x.txt")])
+
+
+def test_run_modules_are_the_names_after_dash_m() -> None:
+    from nixlib.codefiles import command_modules, run_modules
+
+    assert run_modules(["python", "-m", "pkg.tool", "--x", "1"]) == ["pkg.tool"]
+    assert run_modules(["/usr/bin/python3", "-mtrain"]) == ["train"]
+    assert run_modules(["git", "commit", "-m", "fix: a bug"]) == []  # not a module name
+    assert run_modules(["python", "-m"]) == []
+    assert command_modules("python3 -m pkg.a in.csv && python -m b.c --x=1; echo -n done") == ["pkg.a", "b.c"]
+    assert command_modules("cat a.txt > b.txt") == []

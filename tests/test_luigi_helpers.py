@@ -278,3 +278,46 @@ def test_a_script_named_by_a_quoted_path_with_a_space_is_keyed(tmp_path: Path, s
     (p.modules / "tag.sh").write_text("echo v2\n")
     assert p.run(["Tag"]) == {"tag": 2}
     assert (next(Path("nix-workflow-output").glob("Tag*")) / "v").read_text() == "v2\n"
+
+
+MODULE_RUN = '''
+import subprocess
+import sys
+
+import luigi
+
+from luigi_nixworkflow import NixTask
+
+
+class Trained(NixTask):
+    def output(self):
+        return luigi.LocalTarget("model.txt")
+
+    def run(self):
+        with open(__import__("os").environ["NW_TEST_LOG"], "a") as log:
+            log.write("trained\\n")
+        out = subprocess.run([sys.executable, "-m", "mypkg.train"], check=True, capture_output=True, text=True)
+        with self.output().open("w") as f:
+            f.write(out.stdout)
+'''
+
+
+def test_a_project_module_run_with_python_m_is_keyed(tmp_path: Path, store_root: Path) -> None:
+    """`subprocess.run([sys.executable, "-m", "mypkg.train"])` runs a project package as a script does; editing
+    it (or a module it imports) re-runs the task (before, only paths and names with a code suffix were keyed,
+    and the old result was served)."""
+    p = Pipeline(tmp_path)
+    (p.modules / "nwhelp.py").write_text(MODULE_RUN)
+    pkg = Path("mypkg")
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "train.py").write_text("from mypkg import util\nprint(util.RATE)\n")
+    (pkg / "util.py").write_text("RATE = 1\n")
+    assert p.run(["Trained"]) == {"trained": 1}
+    assert p.run(["Trained"]) == {"trained": 1}
+    (pkg / "util.py").write_text("RATE = 2\n")
+    assert p.run(["Trained"]) == {"trained": 2}
+    assert Path("model.txt").read_text() == "2\n"
+    (pkg / "train.py").write_text("from mypkg import util\nprint(util.RATE * 10)\n")
+    assert p.run(["Trained"]) == {"trained": 3}
+    assert Path("model.txt").read_text() == "20\n"
