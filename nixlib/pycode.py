@@ -270,3 +270,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, set | frozenset):
         return sorted(canonical_json(_plain(v)) for v in value)
     raise TypeError(type(value).__name__)
+
+
+# What nixlib.pydata walks with: the same names, code and classes, for the data they denote.
+names, strings, function, members = _names, _strings, _function, _members
+user_code, user_module, user_class, value_digest = _user_code, _user_module, _user_class, _value_digest

@@ -2,11 +2,12 @@
 
 What is keyed (so a job is re-used exactly when re-running it would do the same thing):
 the rule's code (the formatted, normalised shell command and the project's code files it names; a
-script's, notebook's or template's content; a wrapper's identifier; a `run:` block's source and the
-helpers it uses), params, wildcards, the content hash of every input file (memoised by stat signature,
-so unchanged large inputs are not re-read), files of the project the params name, the env identity, the
-output, log and benchmark paths, and for code that can read the workflow config at run time (script,
-notebook, wrapper, run:) a digest of that config. Absolute working and
+script's, notebook's or template's content (a local script's with the project's code files it names); a
+wrapper's identifier; a `run:` block's source and the helpers, data, scripts and local modules it uses),
+params, wildcards, the content hash of every input file (memoised by stat signature, so unchanged large inputs are not
+re-read), files of the project the params name, the env identity, the output, log and benchmark paths,
+and for code that can read the workflow config at run time (script, notebook, wrapper, run:) a digest of
+that config (a module rule's: the module's). Absolute working and
 Snakefile directories are replaced by placeholders, so a clone elsewhere keys the same.
 
 Threads and resources: a shell command keys on them through its text (`{threads}` is formatted
@@ -22,6 +23,7 @@ rule does not change what it computes), timestamps and host names.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import math
 import os
@@ -30,7 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nixlib import base32, codefiles, pycode
+from nixlib import base32, codefiles, pycode, pydata
 from nixlib.command import CommandSyntaxError, normalise
 from nixlib.env import ResolvedEnv
 from nixlib.recipe import Recipe, RunOptions, digest
@@ -85,12 +87,48 @@ def declared_paths(job: Any) -> set[str]:
     return {os.path.abspath(str(f)) for files in (job.input, job.output, job.log) for f in files}
 
 
-def run_digest(rule: Any) -> str:
+def run_digest(rule: Any, relocate: Any = None) -> tuple[str, tuple[str, ...], frozenset[str]]:
     """A `run:` block's key: its source, and the module-level code it uses (nixlib.pycode: the Snakefile's
-    helper functions and classes, plain values, local modules), so editing a helper re-runs the rule."""
+    helper functions and classes, plain values, local modules), so editing a helper re-runs the rule; with the
+    path-like words of the string constants of that code (`shell("python scripts/clean.py {input}")`), among
+    which the job's code files are looked for (their content changes without the code changing). `relocate`
+    (Relocator.values) replaces the checkout's absolute paths in the data the code reads (nixlib.pydata). Last,
+    the top-level names of the modules that code imports inside functions (`import helpers` in the block),
+    whose local files are keyed by content per job (`RecipeBuilder.imported_modules`)."""
     own = sha((rule.run_func_src or "").encode())
-    uses = pycode.uses([rule.run_func])[0] if rule.run_func is not None else {}
-    return digest([own, uses]) if uses else own
+    strings: set[str] = set()
+    imports: set[str] = set()
+    uses = pycode.uses([rule.run_func], strings=strings)[0] if rule.run_func is not None else {}
+    data = pydata.data_values(rule.run_func, jsonable, strings, imports) if rule.run_func is not None else {}
+    data = relocate(data) if relocate is not None and data else data
+    code = digest([own, uses, data]) if data else digest([own, uses]) if uses else own
+    found = (w for text in sorted(strings) for w in codefiles.words(text) if codefiles.looks_like_code(w))
+    return code, tuple(dict.fromkeys(found)), frozenset(imports)
+
+
+def rule_config(rule: Any) -> Mapping[str, Any] | None:
+    """The `config` of the namespace the rule was defined in (a module's own config for a module rule)."""
+    config = (getattr(rule, "module_globals", None) or {}).get("config")
+    return config if isinstance(config, Mapping) else None
+
+
+def script_words(path: str) -> tuple[str, ...]:
+    """The words of a script that may name a code file of the project it runs: in a Python script those of
+    its string constants, in any other its path-like words (nixlib.codefiles.looks_like_code)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    texts: list[str] = []
+    if path.endswith(".py"):
+        try:
+            tree = ast.parse(data)
+        except (SyntaxError, ValueError):  # Snakemake will report it when it runs the script
+            tree = None
+        texts = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)] \
+            if tree is not None else []
+    else:
+        texts = [data.decode("utf-8", "replace")]
+    found = (w for text in texts for w in codefiles.words(text) if codefiles.looks_like_code(w))
+    return tuple(dict.fromkeys(found))
 
 
 def sha(data: bytes) -> str:
@@ -165,14 +203,19 @@ class RecipeBuilder:
         self.memo = memo
         self.code_files = codefiles.CodeFiles(memo)
         self.where = Relocator(workdir or os.getcwd(), str(workflow.basedir))
-        self._config: str | None = None
-        self._digests: dict[Any, str | None] = {}
+        self._configs: dict[int, tuple[Any, str]] = {}  # id(config) -> (config, digest): the object kept alive
+        self._digests: dict[Any, Any] = {}
         self.last_shellcmd: tuple[Any, str | None] = (None, None)  # (job, its formatted shell command)
 
-    def config_digest(self) -> str:
-        if self._config is None:
-            self._config = digest(self.where.values(jsonable(dict(self.workflow.config))))
-        return self._config
+    def config_digest(self, rule: Any = None) -> str:
+        """Digest of the config the rule's code sees: a rule of a `module` (or `use rule ... from`) reads the
+        module's own config (its `config:` dict), not the workflow's, so a module config edit must re-run it."""
+        config = rule_config(rule) if rule is not None else None
+        if config is None:
+            config = self.workflow.config
+        if id(config) not in self._configs:
+            self._configs[id(config)] = (config, digest(self.where.values(jsonable(dict(config)))))
+        return self._configs[id(config)][1]
 
     def recipe(self, job: Any, env: ResolvedEnv, options: RunOptions,
                produced: Mapping[str, Path] | None = None) -> Recipe:
@@ -187,7 +230,7 @@ class RecipeBuilder:
         if code is not None:
             meta["code"] = code
         if kind != "shell":
-            meta["config"] = self.config_digest()
+            meta["config"] = self.config_digest(job.rule)
             meta["threads"] = job.threads
             meta["resources"] = jsonable(internals.keyed_resources(job))
         software = self.software(job)
@@ -263,7 +306,25 @@ class RecipeBuilder:
             return "wrapper", f"wrapper: {job.format_wildcards(rule.wrapper)}", None
         if rule.template_engine is not None:
             return "template", f"template_engine: {rule.template_engine}", None
-        return "run", "run:", self.once(("run", rule.run_func_src, rule.run_func), lambda: run_digest(rule))
+        code, words, imports = self.once(("run", rule.run_func_src, rule.run_func),
+                                         lambda: run_digest(rule, self.where.values))
+        named = self.code_files.named(words, self.where.roots(), declared_paths(job)) if words else {}
+        named.update(self.imported_modules(rule, imports))
+        return "run", "run:", digest([code, {self.where.path(p): h for p, h in sorted(named.items())}]) if named \
+            else code
+
+    def imported_modules(self, rule: Any, names: frozenset[str]) -> dict[str, str]:
+        """{absolute path: content hash} of the local modules (files or packages, followed through what they
+        import) named `names` next to the rule's Snakefile, the main Snakefile or in the working directory, all
+        of which are on the import path of a `run:` block: `import helpers` inside the block runs helpers.py."""
+        if not names:
+            return {}
+        where = [os.path.dirname(os.path.abspath(str(rule.snakefile))), *self.where.roots()]
+        out: dict[str, str] = {}
+        for directory in dict.fromkeys(where):
+            found = codefiles.local_modules(set(names), directory, self.code_files.python_file)
+            out.update((os.path.join(directory, rel), h) for rel, h in found.items())
+        return out
 
     def named_code(self, job: Any, command: str) -> dict[str, str]:
         """{logical path: digest} of the project's code files a shell command names without declaring them
@@ -283,13 +344,22 @@ class RecipeBuilder:
         return self.once(("shell", prefix, suffix), lambda: digest([prefix, suffix]) if prefix or suffix else None)
 
     def source_digest(self, job: Any, path: str) -> str:
-        """The code file's content; for a local Python script, also every local module it imports."""
+        """The code file's content; for a local Python script, also every local module it imports; for a local
+        script, also the project's code files it names (`subprocess.run(["bash", "scripts/inner.sh"])`,
+        `source("scripts/utils.R")`), by content, as for a shell command."""
         source = job._path_to_source_file(path)
         local = source.get_path_or_uri(secret_free=True) if hasattr(source, "get_path_or_uri") else None
-        if not (isinstance(local, str) and local.endswith(".py") and os.path.isfile(local)):
+        if not (isinstance(local, str) and os.path.isfile(local)):
             with self.workflow.sourcecache.open(source, "rb") as f:
                 return sha(f.read())
-        return self.code_files.digest(local)
+        if local.endswith(".py"):
+            base = self.code_files.digest(local)
+        else:
+            with self.workflow.sourcecache.open(source, "rb") as f:
+                base = sha(f.read())
+        words = self.once(("script-words", local, base), lambda: script_words(local))
+        named = self.code_files.named(words, self.where.roots(), declared_paths(job) | {os.path.abspath(local)})
+        return digest([base, {self.where.path(p): h for p, h in sorted(named.items())}]) if named else base
 
     def software(self, job: Any) -> dict[str, str]:
         """Conda and container deployments of the job, when Snakemake deploys them."""

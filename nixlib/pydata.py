@@ -1,0 +1,118 @@
+"""The data a Python step's code reads at run time beyond its code, and the modules it imports inside it.
+
+nixlib.pycode keys the module-level *code* a step uses and plain values up to a size; what it leaves out can
+change a result just as much. A Snakemake `run:` block reading `samples.loc[wildcards.s, "condition"]` from a
+sample sheet loaded at the top of the Snakefile (`samples = pd.read_csv(...)`), a dict of 10,000 samples, an
+instance of a class of the Snakefile (`scaler = Scaler(2)`), a helper module imported inside the block
+(`import helpers`), a project script it formats into a `shell()` call: editing any of them must re-run the
+step. `data_values` walks the same names pycode walks and returns those values, each rendered by the caller
+(its canonical form: all of a table's values, never its elided repr); `imported` names what the code imports.
+"""
+
+from __future__ import annotations
+
+import dis
+import re
+import string
+from collections.abc import Callable
+from types import CodeType, ModuleType
+from typing import Any
+
+from nixlib import codefiles, pycode
+
+
+def data_values(function: Any, render: Callable[[Any], Any], strings: set[str] | None = None,
+                imports: set[str] | None = None) -> dict[str, Any]:
+    """{module.name: value} of the module-level data `function` and the user code it calls read that
+    nixlib.pycode leaves out of a digest: a pandas table or numpy array (`samples = pd.read_csv(...)` read as
+    `samples.loc[wildcards.s, "cond"]` in a `run:` block), a container too large to be code (a dict of 10,000
+    samples), an instance of a class of the Snakefile (`scaler = Scaler(2)` used as `scaler.apply(x)`: its
+    class's code and its attributes). The run block's result depends on them as on a param: an edited sample
+    sheet must re-run it. Each is rendered by `render` (the front door's canonical form: all of a table's
+    values); other objects (a logger, a regex) stay out, as before, and so does a value known only by its
+    address (it would never key the same twice).
+    `strings`, if given, receives the module-level strings that code reads (`SCRIPT = "scripts/clean.py"` run as
+    `shell("python {SCRIPT} ...")`): paths of code files it may run; `imports` the modules it imports."""
+    found: dict[str, Any] = {}
+    todo = [(function.__code__, function.__globals__)] if hasattr(function, "__code__") else []
+    walked: set[tuple[int, int]] = set()
+    while todo:
+        code, globs = todo.pop()
+        if (id(code), id(globs)) not in walked:
+            walked.add((id(code), id(globs)))
+            todo += _data_in(code, globs, found, strings if strings is not None else set(), render)
+            if imports is not None:
+                imports.update(imported(code))
+    return dict(sorted(found.items()))
+
+
+def _data_in(code: Any, globs: dict[str, Any], found: dict[str, Any], strings: set[str],
+             render: Callable[[Any], Any]) -> list[tuple[Any, dict[str, Any]]]:
+    """Add to `found` the data the names of `code` denote in `globs` (to `strings` the strings among them);
+    return the user code to walk next."""
+    more: list[tuple[Any, dict[str, Any]]] = []
+    for name in dict.fromkeys([*pycode.names(code), *format_names(code)]):
+        if name not in globs:
+            continue
+        value, key = globs[name], f"{globs.get('__name__', '?')}.{name}"
+        if isinstance(value, ModuleType):
+            if pycode.user_module(value):  # `utils.SHEET`: the names this code uses, looked up in utils
+                more.append((code, vars(value)))
+        elif isinstance(value, type):
+            if pycode.user_class(value):
+                more += [(f.__code__, f.__globals__) for f in pycode.members(value) if pycode.user_code(f.__code__)]
+        elif (inner := pycode.function(value) if callable(value) else None) is not None:
+            if pycode.user_code(inner.__code__):
+                more.append((inner.__code__, inner.__globals__))
+        elif is_data(value):
+            rendered = render(value)
+            if " at 0x" not in repr(rendered):
+                found[key] = rendered
+        elif isinstance(value, str | list | tuple | dict):  # a plain value pycode keys: only its paths here
+            strings.update(codefiles.strings_in(value))
+        elif pycode.user_class(type(value)):  # an instance: its class's code, its attributes when stable
+            state = render(getattr(value, "__dict__", {}))
+            found[key] = {"class": pycode.class_digest(type(value)),
+                          **({"state": state} if " at 0x" not in repr(state) else {})}
+            more += [(f.__code__, f.__globals__) for f in pycode.members(type(value))
+                     if pycode.user_code(f.__code__)]
+    return more
+
+
+def imported(code: Any) -> set[str]:
+    """Top-level names of the modules a code object and the code nested in it import (`import helpers`,
+    `from helpers.io import f`: "helpers"), by its bytecode."""
+    names: set[str] = set()
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        names.update(str(i.argval).split(".")[0] for i in dis.get_instructions(c) if i.opname == "IMPORT_NAME")
+        stack += [k for k in c.co_consts if isinstance(k, CodeType)]
+    return names - {""}
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+
+
+def format_names(code: Any) -> list[str]:
+    """The names the `{...}` fields of the code's string constants start with: `shell("python {SCRIPT} ...")`
+    formats them from the caller's globals at run time, a use no name of the bytecode shows."""
+    names: list[str] = []
+    for text in pycode.strings(code):
+        if "{" not in text:
+            continue
+        try:
+            fields = [field for _, field, _, _ in string.Formatter().parse(text) if field]
+        except ValueError:  # not a format string
+            continue
+        names += [m.group() for m in map(_IDENTIFIER.match, fields) if m]
+    return names
+
+
+def is_data(value: Any) -> bool:
+    """A value pycode cannot digest that still determines what code computes: a pandas or numpy object, or a
+    plain container beyond pycode's size limit."""
+    kind = (type(value).__module__ or "").split(".")[0]
+    if kind in ("pandas", "numpy"):
+        return not isinstance(value, type) and not callable(value)
+    return isinstance(value, str | list | tuple | dict | set | frozenset) and pycode.value_digest(value) is None
