@@ -329,8 +329,13 @@ class RecipeBuilder:
     def named_code(self, job: Any, command: str) -> dict[str, str]:
         """{logical path: digest} of the project's code files a shell command names without declaring them
         (`python scripts/clean.py {input}`, `./bin/tool`; nixlib.codefiles): editing one changes what the job
-        computes, as editing the command does."""
-        found = self.code_files.named(codefiles.words(command), self.where.roots(), declared_paths(job))
+        computes, as editing the command does. So is a project module it runs with `python -m pkg.tool` (found
+        in the working directory, first on such a Python's import path): every .py file of its package."""
+        words = codefiles.words(command)
+        modules = codefiles.command_modules(command)
+        if modules:
+            words += codefiles.module_paths(modules, self.where.workdir)
+        found = self.code_files.named(words, self.where.roots(), declared_paths(job))
         return {self.where.path(path): h for path, h in sorted(found.items())}
 
     def once(self, key: Any, compute: Any) -> Any:

@@ -260,3 +260,30 @@ def test_a_project_script_a_python_script_runs_is_keyed_by_content(tmp_path: Pat
     (wf / "scripts/inner.sh").write_text("echo v2\n")
     assert rerun(wf, log, "a.txt") == Counter({"a": 1})
     assert (wf / "a.txt").read_text() == "v2\n"
+
+
+PYTHON_M = {
+    "Snakefile": '''
+rule all:
+    input: "out/model.txt"
+
+rule train:
+    output: "out/model.txt"
+    shell: 'echo train >> "$NW_TEST_LOG"; python3 -m mypkg.train > {output}'
+''',
+    "mypkg/__init__.py": "",
+    "mypkg/train.py": "from mypkg import util\nprint(util.RATE)\n",
+    "mypkg/util.py": "RATE = 1\n",
+}
+
+
+def test_a_project_module_a_shell_command_runs_with_python_m_is_keyed(tmp_path: Path, log: Path) -> None:
+    """`python3 -m mypkg.train` runs a package of the working directory as a script does: editing a module of it
+    must re-run the job (before, only path-like words were keyed, and the old output was restored)."""
+    wf = write(tmp_path / "wf", PYTHON_M)
+    ok(snakemake(wf))
+    assert (wf / "out/model.txt").read_text() == "1\n"
+    assert rerun(wf, log, "out") == Counter(), "unchanged: restored"
+    (wf / "mypkg/util.py").write_text("RATE = 2\n")
+    assert rerun(wf, log, "out") == Counter({"train": 1})
+    assert (wf / "out/model.txt").read_text() == "2\n"
