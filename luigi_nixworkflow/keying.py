@@ -27,7 +27,7 @@ import luigi.configuration
 from luigi.task_register import Register
 
 from luigi_nixworkflow import settings
-from nixlib import codefiles, pycode
+from nixlib import codefiles, pycode, pydata
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import digest
 
@@ -129,14 +129,48 @@ def code_digest(cls: type) -> str:
     uses = _uses(cls)[0]
     if uses:  # (a class that uses no module-level helper keeps the digest it had before helpers were keyed)
         parts.append({"uses": uses})
+    data, modules, _ = _reads(cls)
+    if data:  # (likewise: only a class that reads such data gets the extra part)
+        parts.append({"data": data})
+    if modules:
+        parts.append({"imports": _imported_files(cls, modules)})
     return digest(parts)
+
+
+@functools.cache
+def _reads(cls: type) -> tuple[dict[str, Any], frozenset[str], tuple[str, ...]]:
+    """What the class's code reads beyond the code pycode keys (nixlib.pydata): module-level data (a pandas
+    table loaded at import, a dict too large to count as code, an instance of a project class), the modules it
+    imports inside its methods (`def run(self): import helpers`), and the module-level strings it reads that may
+    name a script it runs (`SCRIPT = "scripts/clean.py"` run as `subprocess.run(["python", SCRIPT])`)."""
+    strings: set[str] = set()
+    imports: set[str] = set()
+    data: dict[str, Any] = {}
+    for c in cls.__mro__:
+        if c is object or c.__module__.split(".")[0] in _SKIP_MODULES:
+            continue
+        for f in pycode.functions_in(c):
+            data.update(pydata.data_values(f, pydata.render, strings, imports, stop=lambda k: luigi.Task in k.__mro__))
+    words = tuple(sorted(w for w in strings if codefiles.looks_like_code(w) and "\n" not in w))
+    return dict(sorted(data.items())), frozenset(imports), words
+
+
+def _imported_files(cls: type, names: frozenset[str]) -> dict[str, str]:
+    """{file relative to its directory: content digest} of the local modules the class's methods import inside
+    them, found beside the task's module (on the import path Luigi's --module needs), followed through theirs."""
+    files = _code_files(settings.store_root())
+    out: dict[str, str] = {}
+    for directory in module_dirs(cls):
+        out.update(codefiles.local_modules(set(names), directory, files.python_file))
+    return out
 
 
 @functools.cache
 def script_words(cls: type) -> tuple[str, ...]:
     """String constants of the class's code (and its helpers') that may name a script it runs
     (`subprocess.run(["Rscript", "plot.R"])`): paths and names with a code suffix (nixlib.codefiles)."""
-    return tuple(sorted(w for w in _uses(cls)[2] if codefiles.looks_like_code(w) and "\n" not in w))
+    own = {w for w in _uses(cls)[2] if codefiles.looks_like_code(w) and "\n" not in w}
+    return tuple(sorted(own | set(_reads(cls)[2])))  # (and module-level strings it reads: `SCRIPT = "x.py"`)
 
 
 @functools.cache

@@ -12,9 +12,11 @@ step. `data_values` walks the same names pycode walks and returns those values, 
 from __future__ import annotations
 
 import dis
+import math
+import os
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import CodeType, ModuleType
 from typing import Any
 
@@ -22,7 +24,7 @@ from nixlib import codefiles, pycode
 
 
 def data_values(function: Any, render: Callable[[Any], Any], strings: set[str] | None = None,
-                imports: set[str] | None = None) -> dict[str, Any]:
+                imports: set[str] | None = None, stop: Callable[[type], bool] = lambda c: False) -> dict[str, Any]:
     """{module.name: value} of the module-level data `function` and the user code it calls read that
     nixlib.pycode leaves out of a digest: a pandas table or numpy array (`samples = pd.read_csv(...)` read as
     `samples.loc[wildcards.s, "cond"]` in a `run:` block), a container too large to be code (a dict of 10,000
@@ -32,7 +34,8 @@ def data_values(function: Any, render: Callable[[Any], Any], strings: set[str] |
     values); other objects (a logger, a regex) stay out, as before, and so does a value known only by its
     address (it would never key the same twice).
     `strings`, if given, receives the module-level strings that code reads (`SCRIPT = "scripts/clean.py"` run as
-    `shell("python {SCRIPT} ...")`): paths of code files it may run; `imports` the modules it imports."""
+    `shell("python {SCRIPT} ...")`): paths of code files it may run; `imports` the modules it imports. A class
+    `stop` accepts (an upstream Luigi task, keyed by its result) is not walked into, as in pycode.uses."""
     found: dict[str, Any] = {}
     todo = [(function.__code__, function.__globals__)] if hasattr(function, "__code__") else []
     walked: set[tuple[int, int]] = set()
@@ -40,14 +43,14 @@ def data_values(function: Any, render: Callable[[Any], Any], strings: set[str] |
         code, globs = todo.pop()
         if (id(code), id(globs)) not in walked:
             walked.add((id(code), id(globs)))
-            todo += _data_in(code, globs, found, strings if strings is not None else set(), render)
+            todo += _data_in(code, globs, found, strings if strings is not None else set(), render, stop)
             if imports is not None:
                 imports.update(imported(code))
     return dict(sorted(found.items()))
 
 
 def _data_in(code: Any, globs: dict[str, Any], found: dict[str, Any], strings: set[str],
-             render: Callable[[Any], Any]) -> list[tuple[Any, dict[str, Any]]]:
+             render: Callable[[Any], Any], stop: Callable[[type], bool]) -> list[tuple[Any, dict[str, Any]]]:
     """Add to `found` the data the names of `code` denote in `globs` (to `strings` the strings among them);
     return the user code to walk next."""
     more: list[tuple[Any, dict[str, Any]]] = []
@@ -59,7 +62,7 @@ def _data_in(code: Any, globs: dict[str, Any], found: dict[str, Any], strings: s
             if pycode.user_module(value):  # `utils.SHEET`: the names this code uses, looked up in utils
                 more.append((code, vars(value)))
         elif isinstance(value, type):
-            if pycode.user_class(value):
+            if pycode.user_class(value) and not stop(value):
                 more += [(f.__code__, f.__globals__) for f in pycode.members(value) if pycode.user_code(f.__code__)]
         elif (inner := pycode.function(value) if callable(value) else None) is not None:
             if pycode.user_code(inner.__code__):
@@ -70,7 +73,7 @@ def _data_in(code: Any, globs: dict[str, Any], found: dict[str, Any], strings: s
                 found[key] = rendered
         elif isinstance(value, str | list | tuple | dict):  # a plain value pycode keys: only its paths here
             strings.update(codefiles.strings_in(value))
-        elif pycode.user_class(type(value)):  # an instance: its class's code, its attributes when stable
+        elif pycode.user_class(type(value)) and not stop(type(value)):  # an instance: class code, stable state
             state = render(getattr(value, "__dict__", {}))
             found[key] = {"class": pycode.class_digest(type(value)),
                           **({"state": state} if " at 0x" not in repr(state) else {})}
@@ -116,3 +119,39 @@ def is_data(value: Any) -> bool:
     if kind in ("pandas", "numpy"):
         return not isinstance(value, type) and not callable(value)
     return isinstance(value, str | list | tuple | dict | set | frozenset) and pycode.value_digest(value) is None
+
+
+def render(value: Any, again: Callable[[Any], Any] | None = None) -> Any:
+    """A value as canonical JSON-able data, by all of its values: paths as text, a float that is not finite (NaN
+    from an empty sample-sheet cell, inf) tagged, containers item by item (`again` renders the items: a front
+    door's own renderer, for its own types), a pandas or numpy object whole; anything else by its repr."""
+    again = again or render
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": repr(float(value))}
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {str(k): again(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [again(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    return whole(value, again)
+
+
+def whole(value: Any, again: Callable[[Any], Any] | None = None) -> Any:
+    """A pandas table, series or index, or a numpy array, by all its values, not by its repr, which elides
+    the middle of a large one (an edited row must re-run); anything else by its repr."""
+    again = again or render
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    try:
+        if kind.startswith("pandas.") and hasattr(value, "to_frame"):  # a series or an index: a one-column table
+            value = value.to_frame()
+        if kind.startswith("pandas.") and hasattr(value, "columns"):
+            return {kind: again(value.to_dict(orient="split"))}  # index, columns, rows: duplicates kept
+        if kind.startswith("numpy.") and hasattr(value, "tolist"):
+            return {kind: again(value.tolist())}
+    except Exception:  # noqa: BLE001 - an unexpected shape: its repr, as for any other object
+        pass
+    return repr(value)

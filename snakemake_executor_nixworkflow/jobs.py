@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -47,39 +46,11 @@ BENCHMARK_PREFIX = "benchmark:"
 
 
 def jsonable(value: Any) -> Any:
-    """A JSON-able rendering of params and wildcards (Namedlists keep their names, paths become text). A float
-    that is not finite (NaN from an empty sample-sheet cell, inf) is not JSON: it becomes a tagged value."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return {"float": repr(float(value))}
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
+    """A JSON-able rendering of params and wildcards: Namedlists keep their names; the rest as nixlib.pydata.render
+    renders it (paths as text, a NaN tagged, a pandas table or numpy array by all its values)."""
     if hasattr(value, "_allitems"):  # snakemake Namedlist: names and order both matter
         return [[name, jsonable(v)] for name, v in value._allitems()]
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = [jsonable(v) for v in value]
-        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
-    return whole(value)
-
-
-def whole(value: Any) -> Any:
-    """A pandas table, series or index, or a numpy array, by all its values, not by its repr, which elides
-    the middle of a large one (`params: samples=samples`: an edited row must re-run); anything else by its
-    repr."""
-    kind = f"{type(value).__module__}.{type(value).__qualname__}"
-    try:
-        if kind.startswith("pandas.") and hasattr(value, "to_frame"):  # a series or an index: a one-column table
-            value = value.to_frame()
-        if kind.startswith("pandas.") and hasattr(value, "columns"):
-            return {kind: jsonable(value.to_dict(orient="split"))}  # index, columns, rows: duplicates kept
-        if kind.startswith("numpy.") and hasattr(value, "tolist"):
-            return {kind: jsonable(value.tolist())}
-    except Exception:  # noqa: BLE001 - an unexpected shape: its repr, as for any other object
-        pass
-    return repr(value)
+    return pydata.render(value, jsonable)
 
 
 def declared_paths(job: Any) -> set[str]:

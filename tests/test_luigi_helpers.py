@@ -321,3 +321,80 @@ def test_a_project_module_run_with_python_m_is_keyed(tmp_path: Path, store_root:
     (pkg / "train.py").write_text("from mypkg import util\nprint(util.RATE * 10)\n")
     assert p.run(["Trained"]) == {"trained": 3}
     assert Path("model.txt").read_text() == "20\n"
+
+
+READS = '''
+import subprocess
+import sys
+
+import luigi
+
+from luigi_nixworkflow import NixTask
+
+SCRIPT = "scripts/clean.py"  # a module-level string naming the script run() runs
+RATES = {f"sample{i}": i for i in range(5000)}  # too large to count as code: data
+
+
+def note(what):
+    with open(__import__("os").environ["NW_TEST_LOG"], "a") as log:
+        log.write(what + "\\n")
+
+
+class Inner(NixTask):
+    def output(self):
+        return luigi.LocalTarget("inner.txt")
+
+    def run(self):
+        note("inner")
+        import nwinner  # imported inside the method, as many tasks do to keep imports lazy
+        with self.output().open("w") as f:
+            f.write(nwinner.VALUE)
+
+
+class Script(NixTask):
+    def output(self):
+        return luigi.LocalTarget("script.txt")
+
+    def run(self):
+        note("script")
+        out = subprocess.run([sys.executable, SCRIPT], check=True, capture_output=True, text=True).stdout
+        with self.output().open("w") as f:
+            f.write(out)
+
+
+class Rates(NixTask):
+    def output(self):
+        return luigi.LocalTarget("rates.txt")
+
+    def run(self):
+        note("rates")
+        with self.output().open("w") as f:
+            f.write(str(RATES["sample7"]))
+
+
+class Every(luigi.WrapperTask):
+    def requires(self):
+        return [Inner(), Script(), Rates()]
+'''
+
+
+def test_what_a_tasks_methods_read_beyond_their_code_is_keyed(tmp_path: Path, store_root: Path) -> None:
+    """A module imported inside run(), a script named by a module-level string, a module-level dict too large to
+    count as code: editing each re-runs the task that reads it (before, each served the old result)."""
+    p = Pipeline(tmp_path)
+    (p.modules / "nwhelp.py").write_text(READS)
+    (p.modules / "nwinner.py").write_text('VALUE = "one"\n')
+    Path("scripts").mkdir()
+    Path("scripts/clean.py").write_text("print('clean 1')\n")
+    every = ["Every"]
+    assert p.run(every) == {"inner": 1, "script": 1, "rates": 1}
+    assert p.run(every) == {"inner": 1, "script": 1, "rates": 1}  # (unchanged: nothing runs)
+    (p.modules / "nwinner.py").write_text('VALUE = "two"\n')
+    assert p.run(every) == {"inner": 2, "script": 1, "rates": 1}
+    assert Path("inner.txt").read_text() == "two"
+    Path("scripts/clean.py").write_text("print('clean 2')\n")
+    assert p.run(every) == {"inner": 2, "script": 2, "rates": 1}
+    assert Path("script.txt").read_text() == "clean 2\n"
+    p.edit("nwhelp.py", 'f"sample{i}": i for', 'f"sample{i}": 2 * i for')
+    assert p.run(every) == {"inner": 2, "script": 2, "rates": 2}
+    assert Path("rates.txt").read_text() == "14"
