@@ -207,6 +207,9 @@ class RecipeBuilder:
         software = self.software(job)
         if software:
             meta["software"] = software
+        variables = self.declared_variables(job, kind)
+        if variables:
+            meta["envvars"] = variables
         return Recipe(
             name=job.rule.name,
             command=self.where.text(command),
@@ -219,6 +222,34 @@ class RecipeBuilder:
             # output there, and a missing one is its own MissingOutputException; only exit status counts.
             options=replace(options, allow_empty=True),
         )
+
+    def declared_variables(self, job: Any, kind: str) -> dict[str, str]:
+        """{name: digest of its value} of the Snakefile's `envvars:` the job's code names (`$REF_VERSION` in its
+        command, `os.environ["REF_VERSION"]` in its script or `run:` block; every one for a wrapper, whose code
+        is not read here): what they hold changes what the job computes, and Snakemake passes them to it. A
+        digest, never the value (`envvars:` often carry credentials); a variable no code of the job names (a
+        storage plugin's token) is left out, so rotating it re-runs nothing."""
+        names = sorted(getattr(self.workflow, "envvars", None) or ())
+        if not names:
+            return {}
+        text = self.code_text(job, kind)
+        return {n: sha(f"{n}={os.environ.get(n, '')}".encode()) for n in names if text is None or n in text}
+
+    def code_text(self, job: Any, kind: str) -> str | None:
+        """The text of the job's own code (None where it cannot be read here: a wrapper, a remote script)."""
+        rule = job.rule
+        if kind == "shell":
+            return job.shellcmd or ""
+        if kind == "run":
+            return rule.run_func_src or ""
+        path = getattr(rule, kind, None) if kind in ("script", "notebook", "cwl") else None
+        if path is None:
+            return None
+        source = job._path_to_source_file(path)
+        local = source.get_path_or_uri(secret_free=True) if hasattr(source, "get_path_or_uri") else None
+        if not (isinstance(local, str) and os.path.isfile(local)):
+            return None
+        return self.once(("text", local, os.stat(local).st_mtime_ns), lambda: Path(local).read_text(errors="replace"))
 
     def named_paths(self, files: Any) -> list[list[Any]]:
         """[name, path or [paths]] in order: scripts see `snakemake.input` by name and position."""

@@ -7,6 +7,7 @@ produced different bytes). Executions are counted from side effects ($NW_TEST_LO
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -287,3 +288,41 @@ def test_a_project_module_a_shell_command_runs_with_python_m_is_keyed(tmp_path: 
     (wf / "mypkg/util.py").write_text("RATE = 2\n")
     assert rerun(wf, log, "out") == Counter({"train": 1})
     assert (wf / "out/model.txt").read_text() == "2\n"
+
+
+ENVVARS = {
+    "Snakefile": '''
+envvars: "REF_VERSION", "API_TOKEN"
+
+rule all:
+    input: "out/ref.txt", "out/plain.txt"
+
+rule ref:
+    output: "out/ref.txt"
+    shell: 'echo ref >> "$NW_TEST_LOG"; echo "$REF_VERSION" > {output}'
+
+rule plain:
+    output: "out/plain.txt"
+    shell: 'echo plain >> "$NW_TEST_LOG"; echo same > {output}'
+''',
+}
+
+
+def test_a_declared_envvar_a_job_reads_is_keyed_by_its_value(tmp_path: Path, log: Path) -> None:
+    """`envvars: "REF_VERSION"` and `echo $REF_VERSION > {output}`: after changing the variable and deleting the
+    output, Snakemake runs the job with the new value; the old output was restored. A declared variable no code
+    of the job names (a token a storage plugin uses) is not keyed: rotating it re-runs nothing."""
+    wf = write(tmp_path / "wf", ENVVARS)
+
+    def run(ref: str, token: str) -> Counter[str]:
+        wipe(wf, "out")
+        log.unlink(missing_ok=True)
+        ok(snakemake(wf, env={"REF_VERSION": ref, "API_TOKEN": token}))
+        return executions(log)
+
+    assert run("ref-one", "token-one") == Counter({"ref": 1, "plain": 1})
+    assert run("ref-one", "token-two") == Counter(), "unchanged (a token no job names rotated): restored"
+    assert run("ref-two", "token-two") == Counter({"ref": 1})
+    assert (wf / "out/ref.txt").read_text() == "ref-two\n"
+    records = "".join(p.read_text() for p in Path(os.environ["NIX_WORKFLOW_STORE"], "realisations").rglob("*.json"))
+    assert "ref-two" not in records and "token-two" not in records, "values are keyed by digest, never stored"
