@@ -196,12 +196,27 @@ def collect(store: Store, dry_run: bool = False, min_age: float = MIN_AGE) -> Gc
             return p
         for path in p.remove:
             try:
-                force_remove(path)
+                force_remove(_moved_aside(store, path))
             except OSError as e:
                 p.failed.append((path, e.strerror or str(e)))
         _reindex(store, p)
         _remove_idle_locks(store)
     return p
+
+
+def _moved_aside(store: Store, path: Path) -> Path:
+    """A directory object is first renamed to a hidden staging name of this process, then removed file by file: a
+    kill or Ctrl-C midway then leaves no opened, half-removed tree under an object name (verify would call it
+    corrupt and a lookup would quarantine it, kept forever) but a leftover the next gc removes
+    (trees.dead_stage_leftovers). A rename within store/ needs no write permission on the sealed tree."""
+    if path.parent != store.root / "store" or not records.is_name(path.name) or not path.is_dir() or path.is_symlink():
+        return path
+    hidden = path.with_name(trees.stage_name())
+    try:
+        os.rename(path, hidden)
+    except OSError:
+        return path  # another user's object: the removal below reports it
+    return hidden
 
 
 def _reindex(store: Store, p: GcPlan) -> None:

@@ -475,6 +475,18 @@ def stage_name() -> str:
 
 
 
+def stage_in_use(name: str) -> bool:
+    """True for a staging name (`stage_name`) a live process may still be filling or removing: one of this host's
+    processes that still runs, or any other host's (whose processes cannot be checked from here)."""
+    if not name.startswith(STAGE_PREFIX):
+        return False
+    rest, here = name[len(STAGE_PREFIX):], f"{socket.gethostname()}-"
+    if not rest.startswith(here):
+        return True
+    pid = rest[len(here):].split("-")[0]
+    return pid.isdigit() and pids.alive(int(pid))
+
+
 def dead_stage_leftovers(store_root: str | os.PathLike) -> Iterator[Path]:
     """Staged objects in `store_root`/store left by processes of this host that no longer exist (a kill
     between staging and publishing); remove them with `force_remove`. Another host's are left alone."""
