@@ -146,11 +146,8 @@ def _reads(cls: type) -> tuple[dict[str, Any], frozenset[str], tuple[str, ...]]:
     strings: set[str] = set()
     imports: set[str] = set()
     data: dict[str, Any] = {}
-    for c in cls.__mro__:
-        if c is object or c.__module__.split(".")[0] in _SKIP_MODULES:
-            continue
-        for f in pycode.functions_in(c):
-            data.update(pydata.data_values(f, pydata.render, strings, imports, stop=lambda k: luigi.Task in k.__mro__))
+    for f in _own_functions(cls):
+        data.update(pydata.data_values(f, pydata.render, strings, imports, stop=_is_task))
     words = tuple(sorted(w for w in strings if codefiles.looks_like_code(w) and "\n" not in w))
     return dict(sorted(data.items())), frozenset(imports), words
 
@@ -177,9 +174,7 @@ def script_words(cls: type) -> tuple[str, ...]:
 def run_modules(cls: type) -> tuple[str, ...]:
     """The modules the class's code runs with `python -m` (`subprocess.run([sys.executable, "-m", "pkg.train"])`):
     a project module run so is code like a script, and is keyed with it (`module_files`)."""
-    functions = [f for c in cls.__mro__ if c is not object and c.__module__.split(".")[0] not in _SKIP_MODULES
-                 for f in pycode.functions_in(c)]
-    return tuple(codefiles.run_modules(pycode.ordered_strings(functions)))
+    return tuple(codefiles.run_modules(pycode.ordered_strings(_own_functions(cls))))
 
 
 def module_files(cls: type) -> list[str]:
@@ -237,9 +232,7 @@ def module_dirs(cls: type) -> list[str]:
 def _sources(cls: type) -> tuple[ast.Module, ...]:
     """The parsed source of the class and of its own base classes (not Luigi's, not ours)."""
     trees = []
-    for c in cls.__mro__:
-        if c is object or c.__module__.split(".")[0] in _SKIP_MODULES:
-            continue
+    for c in _own_classes(cls):
         try:
             source = _class_source(c)
         except (OSError, TypeError):
@@ -318,11 +311,25 @@ def _uses(cls: type) -> tuple[dict[str, str], tuple[type, ...], frozenset[str]]:
     """The module-level code the class's methods (and its own base classes') use, the Luigi task and Config
     classes they name (a task named there, an upstream one, is keyed by its result, not its code), and the
     string constants of all that code."""
-    functions = [f for c in cls.__mro__ if c is not object and c.__module__.split(".")[0] not in _SKIP_MODULES
-                 for f in pycode.functions_in(c)]
     strings: set[str] = set()
-    found, stopped = pycode.uses(functions, stop=lambda c: luigi.Task in c.__mro__, strings=strings)
+    found, stopped = pycode.uses(_own_functions(cls), stop=_is_task, strings=strings)
     return found, stopped, frozenset(strings)
+
+
+def _own_classes(cls: type) -> list[type]:
+    """The class and its own base classes: not Luigi's, not ours, not object."""
+    return [c for c in cls.__mro__ if c is not object and c.__module__.split(".")[0] not in _SKIP_MODULES]
+
+
+@functools.cache
+def _own_functions(cls: type) -> tuple[Any, ...]:
+    """The functions (methods, properties' accessors) of the class and its own base classes."""
+    return tuple(f for c in _own_classes(cls) for f in pycode.functions_in(c))
+
+
+def _is_task(c: type) -> bool:
+    """A Luigi task (or Config) class: keyed by its result (or values), never walked into."""
+    return luigi.Task in c.__mro__
 
 
 def config_values(cls: type) -> dict[str, Any]:

@@ -77,6 +77,13 @@ def run_digest(rule: Any, relocate: Any = None) -> tuple[str, tuple[str, ...], f
     return code, tuple(dict.fromkeys(found)), frozenset(imports)
 
 
+def local_script(job: Any, path: str) -> str | None:
+    """The local file a rule's `script:` (notebook, cwl) names, or None for a remote one (a URL, a wrapper's)."""
+    source = job._path_to_source_file(path)
+    local = source.get_path_or_uri(secret_free=True) if hasattr(source, "get_path_or_uri") else None
+    return local if isinstance(local, str) and os.path.isfile(local) else None
+
+
 def rule_config(rule: Any) -> Mapping[str, Any] | None:
     """The `config` of the namespace the rule was defined in (a module's own config for a module rule)."""
     config = (getattr(rule, "module_globals", None) or {}).get("config")
@@ -245,9 +252,8 @@ class RecipeBuilder:
         path = getattr(rule, kind, None) if kind in ("script", "notebook", "cwl") else None
         if path is None:
             return None
-        source = job._path_to_source_file(path)
-        local = source.get_path_or_uri(secret_free=True) if hasattr(source, "get_path_or_uri") else None
-        if not (isinstance(local, str) and os.path.isfile(local)):
+        local = local_script(job, path)
+        if local is None:
             return None
         return self.once(("text", local, os.stat(local).st_mtime_ns), lambda: Path(local).read_text(errors="replace"))
 
@@ -354,16 +360,14 @@ class RecipeBuilder:
         """The code file's content; for a local Python script, also every local module it imports; for a local
         script, also the project's code files it names (`subprocess.run(["bash", "scripts/inner.sh"])`,
         `source("scripts/utils.R")`), by content, as for a shell command."""
-        source = job._path_to_source_file(path)
-        local = source.get_path_or_uri(secret_free=True) if hasattr(source, "get_path_or_uri") else None
-        if not (isinstance(local, str) and os.path.isfile(local)):
-            with self.workflow.sourcecache.open(source, "rb") as f:
-                return sha(f.read())
-        if local.endswith(".py"):
-            base = self.code_files.digest(local)
-        else:
-            with self.workflow.sourcecache.open(source, "rb") as f:
+        local = local_script(job, path)
+        if local is None or not local.endswith(".py"):
+            with self.workflow.sourcecache.open(job._path_to_source_file(path), "rb") as f:
                 base = sha(f.read())
+            if local is None:
+                return base
+        else:
+            base = self.code_files.digest(local)
         words = self.once(("script-words", local, base), lambda: script_words(local))
         named = self.code_files.named(words, self.where.roots(), declared_paths(job) | {os.path.abspath(local)})
         return digest([base, {self.where.path(p): h for p, h in sorted(named.items())}]) if named else base

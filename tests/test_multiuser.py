@@ -16,8 +16,6 @@ import pwd
 import secrets
 import shutil
 import subprocess
-import sys
-import sysconfig
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from nixlib.store import Store
-from tests.helpers import REPO
+from tests.unixusers import User, as_user, env, find_python, require_root
 
 EXPERIMENT = """from nixlib import output, static
 raw = static('raw.txt')
@@ -82,14 +80,6 @@ print(evil, evil_raw)
 
 
 @dataclass
-class User:
-    name: str
-    uid: int
-    gid: int
-    home: Path
-
-
-@dataclass
 class Setup:
     base: Path
     store: Path
@@ -99,31 +89,13 @@ class Setup:
     b: User
 
 
-def _require_root() -> None:
-    why = None
-    if os.getuid() != 0:
-        why = "needs root to create two Unix users (run as root, as CI does with NW_REQUIRE_USERS=1)"
-    elif not (shutil.which("useradd") and shutil.which("userdel") and shutil.which("setpriv")):
-        why = "needs useradd, userdel and setpriv"
-    if why and os.environ.get("NW_REQUIRE_USERS") == "1":
-        pytest.fail(f"NW_REQUIRE_USERS=1 but the two-user test cannot run: {why}")
-    if why:
-        pytest.skip(why)
-
-
-def _pythonpath() -> str:
-    return f"{REPO}:{sysconfig.get_paths()['purelib']}"
-
-
 def _env(setup: Setup, u: User, extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(u.home), "XDG_CACHE_HOME": str(u.home / ".cache"),
-            "PYTHONPATH": _pythonpath(), "NIX_WORKFLOW_STORE": str(setup.store), "LANG": "C.UTF-8",
-            **(extra or {})}
+    return env(setup.store, u, extra)
 
 
-def _as(u: User, python: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    cmd = ["setpriv", f"--reuid={u.uid}", f"--regid={u.gid}", "--clear-groups", "--", python, *args]
-    return subprocess.Popen(cmd, cwd=u.home, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def _as(u: User, python: str, args: list[str], environ: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(as_user(u, python, *args), cwd=u.home, env=environ, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
 
 
 def _nw(setup: Setup, u: User, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -131,17 +103,6 @@ def _nw(setup: Setup, u: User, *args: str, extra: dict[str, str] | None = None) 
     out, err = p.communicate(timeout=180)
     assert "Traceback" not in err, err
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
-
-
-def _find_python(u: User, env: dict[str, str]) -> str:
-    """An interpreter the new user can execute (the venv's may live under root's 0700 home)."""
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    for candidate in (sys.executable, f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
-        if os.path.exists(candidate):
-            p = _as(u, candidate, ["-c", "import filelock, yaml, nixlib.cli"], env)
-            if p.wait(timeout=60) == 0:
-                return candidate
-    pytest.fail(f"no Python {version} executable by an unprivileged user with {_pythonpath()} found")
 
 
 def _make_user(base: Path, tag: str) -> User:
@@ -156,7 +117,7 @@ def _make_user(base: Path, tag: str) -> User:
 
 @pytest.fixture
 def setup() -> Iterator[Setup]:
-    _require_root()
+    require_root()
     base = Path(tempfile.mkdtemp(prefix="nw-users-", dir="/tmp"))
     base.chmod(0o755)
     users: list[User] = []
@@ -173,7 +134,7 @@ def setup() -> Iterator[Setup]:
             for f in ("raw.txt", "exp.py"):
                 os.chown(u.home / f, u.uid, u.gid)
         s = Setup(base, store, runs, "", users[0], users[1])
-        s.python = _find_python(users[0], _env(s, users[0]))
+        s.python = find_python(users[0], _env(s, users[0]))
         yield s
     finally:
         for u in users:

@@ -14,8 +14,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
-import sysconfig
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from nixlib import nar
-from tests.helpers import REPO, nw
+from tests.helpers import nw
+from tests.unixusers import User, as_user, env, find_python, require_root
 
 EXPERIMENT = """from nixlib import output, static
 raw = static('raw.txt')
@@ -34,32 +33,12 @@ s2 = output(f'tr a-z A-Z < {s1}/s1.txt > $out/s2.txt')
 
 
 @dataclass
-class User:
-    name: str
-    uid: int
-    gid: int
-    home: Path
-
-
-@dataclass
 class Two:
     store: Path
     base: Path
     python: str
     attacker: User
     victim: User
-
-
-def _need_root() -> None:
-    why = None
-    if os.getuid() != 0:
-        why = "needs root to create the users and run as them"
-    elif not (shutil.which("useradd") and shutil.which("setpriv")):
-        why = "needs useradd and setpriv"
-    if why and os.environ.get("NW_REQUIRE_USERS") == "1":
-        pytest.fail(f"NW_REQUIRE_USERS=1 but the test cannot run: {why}")
-    if why:
-        pytest.skip(why)
 
 
 def _user(name: str, base: Path) -> User:
@@ -75,15 +54,9 @@ def _user(name: str, base: Path) -> User:
     return User(name, pw.pw_uid, pw.pw_gid, home)
 
 
-def _env(store: Path, u: User) -> dict[str, str]:
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(u.home), "XDG_CACHE_HOME": str(u.home / ".cache"),
-            "PYTHONPATH": f"{REPO}:{sysconfig.get_paths()['purelib']}", "NIX_WORKFLOW_STORE": str(store),
-            "LANG": "C.UTF-8"}
-
-
 def _as(two: Two, u: User, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = ["setpriv", f"--reuid={u.uid}", f"--regid={u.gid}", "--clear-groups", "--", *args]
-    return subprocess.run(cmd, cwd=u.home, env=_env(two.store, u), text=True, capture_output=True, timeout=180)
+    return subprocess.run(as_user(u, *args), cwd=u.home, env=env(two.store, u), text=True, capture_output=True,
+                          timeout=180)
 
 
 def _nw_as(two: Two, u: User, *args: str) -> subprocess.CompletedProcess[str]:
@@ -92,22 +65,10 @@ def _nw_as(two: Two, u: User, *args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def _python(store: Path, u: User) -> str:
-    """An interpreter the user can execute (the venv's may live under root's 0700 home)."""
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    for candidate in (sys.executable, f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
-        if os.path.exists(candidate):
-            cmd = ["setpriv", f"--reuid={u.uid}", f"--regid={u.gid}", "--clear-groups", "--", candidate, "-c",
-                   "import filelock, yaml, nixlib.cli"]
-            if subprocess.run(cmd, env=_env(store, u), capture_output=True, timeout=60).returncode == 0:
-                return candidate
-    pytest.fail(f"no Python {version} executable by an unprivileged user found")
-
-
 @pytest.fixture
 def two() -> Iterator[Two]:
     """A fresh shared store made by root (`mkdir -m 1777`), an attacker and a victim with their own directories."""
-    _need_root()
+    require_root()
     base = Path(tempfile.mkdtemp(prefix="nw-probe8-", dir="/tmp"))
     try:
         base.chmod(0o755)
@@ -119,7 +80,7 @@ def two() -> Iterator[Two]:
         (victim.home / "exp.py").write_text(EXPERIMENT)
         for f in ("raw.txt", "exp.py"):
             os.chown(victim.home / f, victim.uid, victim.gid)
-        yield Two(store, base, _python(store, victim), attacker, victim)
+        yield Two(store, base, find_python(victim, env(store, victim)), attacker, victim)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -167,7 +128,7 @@ def test_verify_says_who_must_move_a_corrupt_object_it_cannot_move(two: Two) -> 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs (root only: skipped otherwise, failed when NW_REQUIRE_USERS=1)."""
-    _need_root()
+    require_root()
     mnt = tmp_path / "disk"
     mnt.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)

@@ -1,0 +1,62 @@
+"""Real Unix users for the multi-user tests: each test runs nw as two unprivileged users on one shared store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+
+@dataclass
+class User:
+    name: str
+    uid: int
+    gid: int
+    home: Path
+
+
+def require_root() -> None:
+    """Skip (fail when CI sets NW_REQUIRE_USERS=1) unless users can be created and run as."""
+    why = None
+    if os.getuid() != 0:
+        why = "needs root to create Unix users and run as them (CI runs as root with NW_REQUIRE_USERS=1)"
+    elif not (shutil.which("useradd") and shutil.which("userdel") and shutil.which("setpriv")):
+        why = "needs useradd, userdel and setpriv"
+    if why and os.environ.get("NW_REQUIRE_USERS") == "1":
+        pytest.fail(f"NW_REQUIRE_USERS=1 but the multi-user test cannot run: {why}")
+    if why:
+        pytest.skip(why)
+
+
+def pythonpath() -> str:
+    return f"{REPO}:{sysconfig.get_paths()['purelib']}"
+
+
+def env(store: Path, u: User, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A clean environment for `u` using the store at `store`."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(u.home), "XDG_CACHE_HOME": str(u.home / ".cache"),
+            "PYTHONPATH": pythonpath(), "NIX_WORKFLOW_STORE": str(store), "LANG": "C.UTF-8", **(extra or {})}
+
+
+def as_user(u: User, *argv: str) -> list[str]:
+    """`argv` run as `u` (its uid and group only)."""
+    return ["setpriv", f"--reuid={u.uid}", f"--regid={u.gid}", "--clear-groups", "--", *argv]
+
+
+def find_python(u: User, environ: dict[str, str]) -> str:
+    """An interpreter the user can execute (the venv's may live under root's 0700 home)."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (sys.executable, f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
+        if os.path.exists(candidate):
+            check = as_user(u, candidate, "-c", "import filelock, yaml, nixlib.cli")
+            if subprocess.run(check, env=environ, capture_output=True, timeout=60).returncode == 0:
+                return candidate
+    pytest.fail(f"no Python {version} executable by an unprivileged user with {pythonpath()} found")
