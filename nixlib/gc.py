@@ -179,7 +179,7 @@ def _dead_tmp(store: Store) -> Iterator[Path]:
     for name in _names(d):
         if name.startswith(f"{host}-"):
             pid = name[len(host) + 1:].split("-")[0]
-            if pid.isdigit() and not pids.alive(int(pid)):
+            if pid.isdigit() and not pids.running(int(pid)):
                 yield d / name
         elif name.startswith(".") and name.endswith(".json") and _age(d / name, now) > GRACE_SECONDS:
             yield d / name

@@ -19,7 +19,7 @@ def alive(pid: object) -> bool:
     return True
 
 
-def running(pid: int) -> bool:
+def running(pid: object) -> bool:
     """alive(pid), and not a zombie: a killed process its parent has not reaped yet runs no more code."""
     if not alive(pid):
         return False

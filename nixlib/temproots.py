@@ -197,7 +197,7 @@ def _owner_alive(fd: int, entry: str) -> bool:
     except OSError:  # no flock on this filesystem: a file of this host is judged by its pid, others are kept
         host = socket.gethostname()
         pid = entry[len(host) + 1:].split("-")[0] if entry.startswith(f"{host}-") else ""
-        return not pid.isdigit() or pids.alive(int(pid))
+        return not pid.isdigit() or pids.running(int(pid))
     return False
 
 

@@ -484,7 +484,7 @@ def stage_in_use(name: str) -> bool:
     if not rest.startswith(here):
         return True
     pid = rest[len(here):].split("-")[0]
-    return pid.isdigit() and pids.alive(int(pid))
+    return pid.isdigit() and pids.running(int(pid))
 
 
 def dead_stage_leftovers(store_root: str | os.PathLike) -> Iterator[Path]:
@@ -499,5 +499,5 @@ def dead_stage_leftovers(store_root: str | os.PathLike) -> Iterator[Path]:
     for name in names:
         if name.startswith(prefix):
             pid = name[len(prefix):].split("-")[0]
-            if pid.isdigit() and not pids.alive(int(pid)):
+            if pid.isdigit() and not pids.running(int(pid)):
                 yield directory / name

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from nixlib import nar, records
+from nixlib import nar, pids, records
 from nixlib.store import Store
 from tests import stress_harness as sh
 from tests.helpers import nw
@@ -166,18 +166,31 @@ def stress_round(s: sh.Scenario, rng: random.Random, seconds: float, kill_rate: 
     return launches, loop
 
 
+def group_members(pgid: int) -> list[str]:
+    """The processes of a process group that still run, as `pid command`. A zombie runs nothing: orphans of a
+    killed group stay zombies where PID 1 reaps nobody (as in many containers), and are not counted."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            line = pids.read_proc(f"/proc/{entry}/stat")
+        except OSError:
+            continue
+        fields = line.rpartition(b")")[2].split()
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            found.append(f"{entry} {line[line.find(b'(') + 1:line.rfind(b')')].decode(errors='replace')}")
+    return found
+
+
 def lingering(launches: list[sh.Launch]) -> list[str]:
-    """Process groups of finished pipelines that still have members (a step that outlived its runner)."""
+    """Process groups of finished pipelines that still have running members (a step that outlived its runner)."""
     alive = []
     for la in launches:
         deadline = time.time() + 10
-        while True:
-            try:
-                os.killpg(la.proc.pid, 0)
-            except ProcessLookupError:
-                break
+        while members := group_members(la.proc.pid):
             if time.time() > deadline:
-                alive.append(f"{la.pipeline} ({la.killed}) still has processes")
+                alive.append(f"{la.pipeline} ({la.killed}) still has processes: {members}")
                 os.killpg(la.proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.05)

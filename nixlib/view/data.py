@@ -86,7 +86,7 @@ class ViewData:
     def _live(self, doc: dict[str, Any]) -> bool:
         if doc.get("ended") is not None:
             return False
-        return doc.get("host") != self.host or pids.alive(doc.get("pid"))
+        return doc.get("host") != self.host or pids.running(doc.get("pid"))
 
     def _status(self, doc: dict[str, Any], entry: dict[str, Any]) -> str:
         status = str(entry.get("status", "unknown"))
