@@ -11,7 +11,7 @@ demo: setup
 
 test: setup
 	.venv/bin/ruff check .
-	.venv/bin/pytest -n 2 -q -rs
+	.venv/bin/pytest -n 2 -q -rs --durations=20
 
 lint: setup
 	.venv/bin/ruff check .

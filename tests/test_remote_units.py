@@ -149,3 +149,20 @@ def test_config_remote_section(tmp_path: Path) -> None:
     cfg.write_text("remote:\n  url: file:///x\n  pushh: true\n")
     with pytest.raises(ConfigError, match="did you mean 'push'"):
         load_config(cfg)
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("file://cache/dir", "'cache' was read as a host name"),
+    ("s3://b/p?endpoint=minio:9000", "is not an http:// or https:// URL"),
+    ("s3://b/p?endpiont=http://127.0.0.1:1", "unknown setting 'endpiont'"),
+    ("s3://b/p?profile=no-such-profile", "no-such-profile"),
+])
+def test_a_malformed_remote_url_is_a_clear_error_before_anything_runs(tmp_path: Path, url: str, says: str) -> None:
+    """A misspelt setting was silently dropped (requests then went to AWS), a bad endpoint was a botocore
+    traceback, and `file://dir` (two slashes) quietly used '/…' on a host it names."""
+    exp = tmp_path / "exp.py"
+    exp.write_text(f"from nixlib import output\na = output('echo x > $out/x; touch {tmp_path}/ran')\n")
+    env = {"AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    proc = nw("run", str(exp), "--remote", url, env=env)
+    assert proc.returncode != 0 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "ran").exists()

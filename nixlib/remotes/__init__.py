@@ -70,6 +70,10 @@ def open_backend(url: str) -> Backend:
     if parts.scheme == "file" or (not parts.scheme and url.startswith("/")):
         from nixlib.remotes.file import FileBackend
 
+        if parts.netloc not in ("", "localhost"):
+            raise NixWorkflowError(f"remote {url!r}: a file:// URL names an absolute directory on this host, "
+                                   f"file:///DIRECTORY (three slashes); {parts.netloc!r} was read as a host name")
+
         return FileBackend(url)
     raise NixWorkflowError(f"remote {url!r}: unknown kind of URL; use s3://BUCKET/PREFIX (with ?endpoint=URL for a "
                            "non-AWS server) or file:///DIRECTORY")

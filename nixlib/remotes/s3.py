@@ -24,6 +24,24 @@ SINGLE_PUT_MAX = int(os.environ.get("NIX_WORKFLOW_S3_SINGLE_PUT_MAX") or 64 << 2
 _ABSENT = ("NoSuchKey", "404", "NotFound")
 
 
+QUERY = ("endpoint", "region", "profile")
+
+
+def _query(url: str, query: str) -> dict[str, str]:
+    """The URL's settings; an unknown or misspelt one is an error rather than silently unused (an ignored
+    `?endpiont=` would send every request to AWS)."""
+    found = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    unknown = sorted(set(found) - set(QUERY))
+    if unknown:
+        raise NixWorkflowError(f"remote {url!r}: unknown setting {unknown[0]!r}; an s3:// URL takes "
+                               + ", ".join(f"{k}=" for k in QUERY))
+    endpoint = found.get("endpoint")
+    if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
+        raise NixWorkflowError(f"remote {url!r}: endpoint {endpoint!r} is not an http:// or https:// URL "
+                               "(e.g. ?endpoint=http://minio:9000)")
+    return found
+
+
 class S3Backend:
     guarantee = ("first writer wins atomically where the server honours conditional writes (If-None-Match: *; "
                  "AWS S3, SeaweedFS, MinIO); elsewhere check-then-put (a race may keep the later of two valid uploads)")
@@ -37,14 +55,17 @@ class S3Backend:
         parts = urlsplit(url)
         if not parts.netloc:
             raise NixWorkflowError(f"remote {url!r}: an s3:// URL needs a bucket: s3://BUCKET/PREFIX")
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        query = _query(url, parts.query)
         self.url, self.bucket, self.prefix = url, parts.netloc, parts.path.strip("/")
         self._errors = botocore.exceptions
-        session = boto3.session.Session(profile_name=query.get("profile"))
-        config = Config(connect_timeout=3, read_timeout=60, retries={"max_attempts": 2, "mode": "standard"},
-                        signature_version=None if session.get_credentials() else UNSIGNED)
-        self.client: Any = session.client("s3", endpoint_url=query.get("endpoint"), config=config,
-                                          region_name=query.get("region") or session.region_name or "us-east-1")
+        try:
+            session = boto3.session.Session(profile_name=query.get("profile"))
+            config = Config(connect_timeout=3, read_timeout=60, retries={"max_attempts": 2, "mode": "standard"},
+                            signature_version=None if session.get_credentials() else UNSIGNED)
+            self.client: Any = session.client("s3", endpoint_url=query.get("endpoint"), config=config,
+                                              region_name=query.get("region") or session.region_name or "us-east-1")
+        except (ValueError, botocore.exceptions.BotoCoreError) as e:  # a bad endpoint, region or profile
+            raise NixWorkflowError(f"remote {url!r}: {e}") from None
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
