@@ -344,6 +344,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nixlib.recipe import topological
 
     running = {r.name for r in topological(targets)}
+    if not args.dry_run:
+        _build_envs(workflow, topological(targets))
     host = [n for n in workflow.host_steps if n in running]  # only the steps this run may run
     if host and not args.dry_run:
         print(f"warning: {len(host)} step(s) run with the host environment, not pinned by Nix: "
@@ -364,12 +366,42 @@ def _warn_unreached(workflow: Any, targets: list[str]) -> None:
 
 
 def _load(file: str) -> Any:
-    """Evaluate experiment.py or experiment.nix into a Workflow (nothing runs, nothing is stored)."""
+    """Evaluate experiment.py or experiment.nix into a Workflow (nothing runs, nothing is stored, no env is
+    built: `nw run` builds the envs of the steps it runs with _build_envs)."""
+    from nixlib import nix
+
     if Path(file).suffix == ".nix":
         from nixlib.nixfront import load
     else:
         from nixlib.dsl import load
-    return load(Path(file))
+    deferred, nix.DEFER_BUILDS = nix.DEFER_BUILDS, True
+    try:
+        return load(Path(file))
+    finally:
+        nix.DEFER_BUILDS = deferred
+
+
+def _build_envs(workflow: Any, recipes: list[Any]) -> None:
+    """Build (once each) the Nix envs of the steps this run may run, and root them; the envs of steps it does not
+    run are not built, so a broken package stops only the runs that need it. An env already built and rooted
+    costs a few stats."""
+    from nixlib import env as envmod
+    from nixlib.recipe import canonical_json
+
+    seen: set[str] = set()
+    for recipe in recipes:
+        identity = recipe.env or {}
+        if identity.get("kind") != "nix" or recipe.pinned is not None:
+            continue
+        key = canonical_json(identity)
+        if key in seen:
+            continue
+        seen.add(key)
+        where = workflow.where.get(recipe.name, recipe.name)
+        try:
+            envmod._realised(list(identity.get("drvs", [])), list(identity.get("paths", [])), where)
+        except NixWorkflowError as e:
+            raise NixWorkflowError(f"step '{recipe.name}' ({where}): {e}") from None
 
 
 def cmd_dag(args: argparse.Namespace) -> int:

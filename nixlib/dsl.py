@@ -14,7 +14,7 @@ import os
 import runpy
 import sys
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,7 +258,7 @@ def load(path: str | os.PathLike) -> Workflow:
         frame = next((f for f in reversed(tb) if f.filename == str(path)), tb[-1])
         raise NixWorkflowError(f"{frame.filename}:{frame.lineno}: evaluating the experiment failed: "
                                f"{type(e).__name__}: {e}") from None
-    workflow = build(dict(_named_steps(namespace)), code_roots=(str(path.parent),))
+    workflow = build(unique_names(_named_steps(namespace)), code_roots=(str(path.parent),))
     if not workflow.named:
         raise NixWorkflowError(f"{path} defines no steps: an experiment declares each step with output() and assigns "
                                "it to a module-level name, e.g. `data = output('echo 1,2 > $out/data.csv')`"
@@ -321,6 +321,19 @@ def _named_steps(namespace: dict[str, Any]) -> Iterator[tuple[str, Step]]:
     for var, value in namespace.items():
         if not var.startswith("__"):
             yield from _members(var, value, set())
+
+
+def unique_names(pairs: Iterable[tuple[str, Step]]) -> dict[str, Step]:
+    """name -> step, refusing one name for two different steps: a key with a dot (`{"a.b": s}`) and a nested one
+    (`{"a": {"b": t}}`) both give `a.b`, and keeping either would silently drop the other from the run."""
+    named: dict[str, Step] = {}
+    for name, step in pairs:
+        other = named.setdefault(name, step)
+        if other.hash32 != step.hash32:
+            raise NixWorkflowError(f"two different steps are named '{name}' ({other.where} and {step.where}): a key "
+                                   "or attribute containing a dot gives the same name as a nested one; step names "
+                                   "must be unique: rename one of them.")
+    return named
 
 
 def _members(name: str, value: Any, seen: set[int]) -> Iterator[tuple[str, Step]]:

@@ -68,6 +68,11 @@ class Calls:
 
 CALLS = Calls()
 
+# While `nw` evaluates an experiment, envs are evaluated (their .drv files name their outputs) but not built:
+# a dry run, `nw status` or `nw dag` must not start hours of Nix builds, and `nw run FILE STEP` builds only the
+# envs of the steps it may run, so one broken package does not stop the steps that do not use it (nixlib.cli).
+DEFER_BUILDS = False
+
 
 def tool(name: str, needed_for: str = "") -> str:
     """The path of a Nix CLI tool, or a NixMissing error saying how to install Nix."""
@@ -174,6 +179,9 @@ def _explain(argv: list[str], env: dict[str, str], stderr: str) -> str:
         message = message.replace(_SHOW_TRACE_HINT, "").replace(UNPINNED_MARK, "").rstrip()
         if where and where not in message:
             message += f"\n\n       at {where}"
+    if "called without required argument" in message and str(LIB_DIR / "guard.nix") in message:
+        message += ("\n\nnw calls an experiment (or env file) that is a function with no arguments, as nix-build "
+                    "does without --arg: give every parameter a default, e.g. { lr ? 0.001 }: ...")
     if UNPINNED_MARK in stderr or "was not found in the Nix search path" in message:
         message += ("\n\nPin every source: fetchTarball/fetchurl with sha256, fetchGit with rev, flakes with a "
                     "revision, and no <nixpkgs> (a channel). To run unpinned anyway, pass --allow-unpinned "

@@ -111,9 +111,10 @@ def _declarations(path: Path, attrs: dict[str, Any]) -> dict[str, _Decl]:
     for attr, entry in attrs.items():
         where = _where(path, entry.get("pos"))
         if "step" in entry:
-            decls[attr] = _Decl(entry["step"], attr, where)
+            _declare(decls, _Decl(entry["step"], attr, where))
         elif "group" in entry:
-            decls.update({f"{attr}.{k}": _Decl(r, f"{attr}.{k}", where) for k, r in entry["group"].items()})
+            for k, r in entry["group"].items():
+                _declare(decls, _Decl(r, f"{attr}.{k}", where))
         else:
             wrong.append(f"'{attr}' ({where}) is {entry['notStep']}")
     for decl in decls.values():  # `"../x" = output ...` is legal Nix; the name it gives must be a plain file name
@@ -122,6 +123,16 @@ def _declarations(path: Path, attrs: dict[str, Any]) -> dict[str, _Decl]:
         raise NixWorkflowError(f"{path}: every top-level attribute of an experiment must be a step (output ...) or "
                                f"a set or list of steps, but {'; '.join(wrong)}. Move helpers into a `let` binding.")
     return decls
+
+
+def _declare(decls: dict[str, _Decl], decl: _Decl) -> None:
+    """Add `decl`, refusing a name two different steps would get: `"a.b" = output ...` and `a = { b = output ...; }`
+    are both `a.b`, and keeping either would silently drop the other from the run."""
+    other = decls.setdefault(decl.attr, decl)
+    if other.record["token"] != decl.record["token"]:
+        raise NixWorkflowError(f"two different steps are named '{decl.attr}' ({other.where} and {decl.where}): an "
+                               "attribute name containing a dot gives the same name as a step in a set; step names "
+                               "must be unique: rename one of them.")
 
 
 def _where(path: Path, pos: dict[str, Any] | None) -> str:

@@ -75,8 +75,10 @@ let
     in
     if hash != null && !(isHash hash) then fail "output: hash \"${toString hash}\" is not a 52-character Nix base32 SHA-256"
     else if name != null && !(isString name) then fail "output: name must be a string"
-    else let step = { outPath = token; __nixworkflow = record // { inherit token resources; }; checkpoint = checkpoint step; };
-    in step;
+    # The options are checked here, when the step is created, not when nw prints it: an error then has the
+    # position of the `output` call in the user's file (Nix reports none for a throw while printing).
+    else builtins.deepSeq [ record resources ] (let step = { outPath = token; __nixworkflow = record // { inherit token resources; }; checkpoint = checkpoint step; };
+    in step);
 
   # A checkpoint reference names its producer by the producer's token (which it ends with); the name
   # is length-prefixed and the pin is `none` or a hash, so `nw` reads all three back from any command.
