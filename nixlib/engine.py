@@ -525,11 +525,23 @@ class _Scheduler:
             except KeyboardInterrupt:
                 CHILDREN.terminate()
                 pool.shutdown(wait=True, cancel_futures=True)
-                raise Interrupted(_interrupted(running.values())) from None
+                raise Interrupted(_interrupted(running.values()), self._stopped(running)) from None
         for r in self.order:
             if r not in self.results:
                 self._skip(r, "an earlier step failed")
         return self.results
+
+    def _stopped(self, running: dict[cf.Future, Recipe]) -> dict[Recipe, Result | BaseException]:
+        """The results of an interrupted run: those finished, a step that finished as it was stopped, and an
+        Interrupted (with the attempt's log) for each step that was stopped."""
+        results = dict(self.results)
+        for fut, recipe in running.items():
+            error = None if fut.cancelled() else fut.exception()
+            if fut.cancelled() or error is not None:
+                results[recipe] = Interrupted(f"step '{recipe.name}' was interrupted", log=getattr(error, "log", None))
+            else:
+                results[recipe] = fut.result()
+        return results
 
     def _start_ready(self, pool: cf.ThreadPoolExecutor, running: dict[cf.Future, Recipe]) -> None:
         while self.ready and len(running) < self.jobs:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import Any
 
 
 class NixWorkflowError(Exception):
@@ -26,7 +27,14 @@ class StepFailed(NixWorkflowError):
 
 
 class Interrupted(NixWorkflowError):
-    """The run was stopped by Ctrl-C or SIGTERM; nothing partial entered the store."""
+    """The run was stopped by Ctrl-C or SIGTERM; nothing partial entered the store. `results` holds what the run
+    had finished (and an Interrupted for each step it stopped), so the steps that completed are still linked and
+    recorded for `nw show`/`nw log`; `log` is a stopped step's log."""
+
+    def __init__(self, message: str, results: dict[Any, Any] | None = None, log: str | None = None) -> None:
+        super().__init__(message)
+        self.results = results or {}
+        self.log = log
 
 
 def check_readable(path: str | os.PathLike, what: str) -> None:

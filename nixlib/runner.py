@@ -209,7 +209,7 @@ def run_shell(build: Build, command: str) -> None:
                 proc.wait()
             _reap(build, proc.pid, log)
     if CHILDREN.stopping.is_set() and code != 0:
-        raise Interrupted(f"step '{build.name}' was stopped")
+        raise Interrupted(f"step '{build.name}' was stopped", log=str(build.log))
     if code < 0:
         raise StepFailed(build.name, f"killed by signal {signal.Signals(-code).name}", str(build.log))
     if code != 0:

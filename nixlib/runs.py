@@ -18,7 +18,7 @@ from typing import Any
 
 from nixlib import faults, locks, temproots
 from nixlib.engine import Engine, Result
-from nixlib.errors import NixWorkflowError, StepFailed
+from nixlib.errors import Interrupted, NixWorkflowError, StepFailed
 from nixlib.lineage import LAST_RUN
 from nixlib.names import name_problem
 from nixlib.recipe import Recipe
@@ -175,6 +175,9 @@ def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argpa
         results = engine.run_graph(targets, jobs=args.jobs, keep_going=args.keep_going,
                                    on_event=journal.wrap(progress.event),
                                    force=getattr(args, "force", []))
+    except Interrupted as e:
+        results = e.results  # what finished before the interrupt is linked and recorded all the same
+        raise
     finally:
         progress.finish()
         journal.finish()
@@ -314,7 +317,8 @@ def _entry(store: Store, workflow: Any, recipe: Recipe, outcome: Result | BaseEx
         if recipe.name in workflow.named:
             _link(store, out_dir, recipe.name, store.object_path(outcome.outputs["out"]))
     else:  # kept for `nw show`/`nw log`: a step that did not succeed is reported as such, not as unknown
-        entry.update(status="skipped" if _was_skipped(outcome) else "failed", error=str(outcome))
+        status = "interrupted" if isinstance(outcome, Interrupted) else "skipped" if _was_skipped(outcome) else "failed"
+        entry.update(status=status, error=str(outcome))
         log = getattr(outcome, "log", None)
         if log:
             entry["log"] = log

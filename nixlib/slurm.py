@@ -429,7 +429,8 @@ class SlurmAction:
                 else:
                     failing_since = None
                 if CHILDREN.stopping.wait(delay):
-                    raise Interrupted(f"step '{build.name}' was stopped (Slurm job {job} cancelled)")
+                    raise Interrupted(f"step '{build.name}' was stopped (Slurm job {job} cancelled)",
+                                      log=str(build.log))
                 delay = min(delay * 1.25, POLL_MAX)
         finally:
             if not finished:

@@ -307,3 +307,29 @@ def test_a_cached_rerun_leaves_right_links_alone_and_repoints_wrong_ones(tmp_pat
     os.remove(a)
     nw("run", str(exp), check=True)
     assert (a / "v").read_text() == "a\n"
+
+
+def test_interrupt_keeps_what_finished_linked_and_the_stopped_steps_log(tmp_path: Path, store_root: Path) -> None:
+    """Ctrl-C after some steps finished: they are linked (roots `nw gc` keeps) and recorded, and `nw log` shows
+    the stopped step's log. Before, an interrupted run linked and recorded nothing, so `nw log slow` said 'no
+    step named slow' and the finished results were left unrooted."""
+    started = tmp_path / "started"
+    exp = tmp_path / "exp.py"
+    write(exp, f"from nixlib import output\nquick = output('echo q > $out/q')\n"
+               f"slow = output('echo partial-progress; echo {{quick}} > /dev/null; touch {started}; sleep 60; "
+               f"echo d > $out/d'.format(quick=quick))\n")
+    proc = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", str(exp)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    _wait_for(started)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    out = tmp_path / "nix-workflow-output"
+    assert (out / "quick" / "q").read_text() == "q\n" and not (out / "slow").exists()
+    log = nw("log", "slow", cwd=tmp_path)
+    assert log.returncode == 0 and "partial-progress" in log.stdout, log.stderr
+    show = nw("show", "slow", cwd=tmp_path)
+    assert "interrupted" in show.stdout + show.stderr, show.stdout + show.stderr
+    gc = nw("gc", "--min-age", "0", cwd=tmp_path)
+    assert gc.returncode == 0 and (out / "quick" / "q").read_text() == "q\n"
