@@ -14,6 +14,7 @@ import luigi
 from luigi.task import flatten
 
 from luigi_nixworkflow import registry, settings
+from luigi_nixworkflow.target import NixTarget
 from nixlib.recipe import Input, Recipe
 
 if TYPE_CHECKING:
@@ -73,6 +74,37 @@ def upstream(root: str, deps: list[luigi.Task]) -> tuple[list[NixTask], dict[str
                                "path": str(getattr(target, "path", ""))})
         stack.extend((d, False) for d in reversed(flatten(dep.requires())))
     return list(nix.values()), files, local, opaque
+
+
+_LOOKED_THROUGH = (luigi.Task.complete, luigi.WrapperTask.complete)  # a task without outputs that only groups
+
+
+def unhashable(task: NixTask) -> list[str]:
+    """The targets `task` reads whose content the store cannot hash: an output of a task it requires that is
+    neither a LocalTarget with a fixed path nor a NixTarget (a MockTarget, an S3 object, a database table), or a
+    required task without outputs whose own complete() says what it made (a row in a database), also through
+    required tasks that have no output of their own and Luigi's complete() (a WrapperTask). Only such a target's
+    identity could enter the key, so a result stored for it would be served after its content changed: a task
+    that reads one is not cached (legacy.unmanaged) or refused (store-native). Tasks further up are covered by
+    the content of the files in between, as plain Luigi sees them."""
+    found: list[str] = []
+    seen: set[str] = set()
+    stack = list(reversed(task.nix_requires()))
+    while stack:
+        dep = stack.pop()
+        if dep.task_id in seen:
+            continue
+        seen.add(dep.task_id)
+        if registry.is_task(dep) and (dep.__dict__.get("_nw_managed") or dep.nix_kind() != "legacy"):
+            continue  # its outputs are held by the store (a NixTarget; LocalTargets, known to be)
+        targets = flatten(dep.output())
+        if not targets and type(dep).complete not in _LOOKED_THROUGH:
+            found.append(f"what {dep.task_id}'s complete() checks")  # (a database row, a remote flag: no file)
+        elif not targets:
+            stack.extend(reversed(flatten(dep.requires())))
+        found += [f"{type(t).__name__}({getattr(t, 'path', '') or ''}) of {dep.task_id}" for t in targets
+                  if not isinstance(t, NixTarget) and not (isinstance(t, luigi.LocalTarget) and not t.is_tmp)]
+    return found
 
 
 def logical_name(path: str) -> str:

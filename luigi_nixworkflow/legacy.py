@@ -20,6 +20,7 @@ from typing import Any
 import luigi
 from luigi.task import flatten
 
+from luigi_nixworkflow.inputs import unhashable
 from nixlib import pids
 from nixlib.errors import NixWorkflowError, StepFailed
 from nixlib.store import Store, force_remove
@@ -35,6 +36,21 @@ def local_targets(task: luigi.Task) -> list[luigi.LocalTarget] | None:
     if not targets or not all(isinstance(t, luigi.LocalTarget) and not getattr(t, "is_tmp", False) for t in targets):
         return None
     return targets
+
+
+def unmanaged(task: luigi.Task) -> str | None:
+    """Why a legacy task must run as a plain Luigi task (not cached nor recorded), or None if the store can
+    hold it: its output() holds a target the store cannot hold, or it reads one whose content the store cannot
+    hash (inputs.unhashable: a stored result could not be checked against that content, and would be served
+    after it changed)."""
+    if local_targets(task) is None:
+        return f"its output() returns {describe(task.output())}, and only LocalTargets with a fixed path can be stored"
+    reads = unhashable(task)
+    if reads:
+        return (f"it reads {', '.join(reads[:3])}{' …' if len(reads) > 3 else ''}, whose content the store cannot "
+                "hash, so a stored result could not be checked against it. To cache it, copy that data into a "
+                "LocalTarget with a plain task in between (its file is then keyed by content)")
+    return None
 
 
 def output_names(count: int) -> tuple[str, ...]:

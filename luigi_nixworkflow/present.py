@@ -28,6 +28,11 @@ def reset() -> None:
     _LINK_DIRS.clear()
 
 
+def generation() -> int:
+    """Bumped at every luigi.build (reset()): what a task memoises from its own code (requires()) is made again."""
+    return _GENERATION[0]
+
+
 def stamp(root: str) -> str:
     """What a per-task memo of this process is valid for: the store root, until the next reset()."""
     return f"{root}#{_GENERATION[0]}"

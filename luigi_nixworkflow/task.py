@@ -158,16 +158,19 @@ class NixTask(luigi.Task, metaclass=Instances):
         return getpaths(self._nw_required())
 
     def nix_requires(self) -> list[luigi.Task]:
-        """flatten(requires()), computed once per task."""
+        """flatten(requires()), computed once per task and build."""
         known = self.__dict__.get("_nw_flat")
-        if known is None:
-            known = self._nw_flat = flatten(self._nw_required())
-        return known
+        if known is None or known[0] != present.generation():
+            known = self._nw_flat = (present.generation(), flatten(self._nw_required()))
+        return known[1]
 
     def _nw_required(self) -> Any:
-        if "_nw_requires" not in self.__dict__:
-            self._nw_requires = graph.reusable(self.requires())
-        return self._nw_requires
+        """requires() once per build: Luigi's instance cache keeps a task between the builds of one interpreter (a
+        notebook), and a requires() that reads a sample sheet must see it as it is at the next build."""
+        known = self.__dict__.get("_nw_requires")
+        if known is None or known[0] != present.generation():
+            known = self._nw_requires = (present.generation(), graph.reusable(self.requires()))
+        return known[1]
 
     def run(self) -> None:
         """Realise the recipe: served from the store, or run once under the store's lock and recorded.
@@ -202,16 +205,16 @@ class NixTask(luigi.Task, metaclass=Instances):
 
     def nix_managed(self) -> bool:
         """False for a legacy task whose output() holds targets the store cannot hold (an HdfsTarget, a
-        database table): it then behaves as a plain Luigi task (warned once per class)."""
+        database table), or that reads one (legacy.unmanaged): it then behaves as a plain Luigi task (warned
+        once per class)."""
         known = self.__dict__.get("_nw_managed")
         if known is None:
-            known = self.nix_kind() != "legacy" or legacy.local_targets(self) is not None
-            self._nw_managed = known
+            why = legacy.unmanaged(self) if self.nix_kind() == "legacy" else None
+            known = self._nw_managed = why is None
             if not known and type(self) not in _UNMANAGED_WARNED:
                 _UNMANAGED_WARNED.add(type(self))
-                logger.warning("nixworkflow: %s runs as a plain Luigi task, not cached nor recorded: its output() "
-                               "returns %s, and only LocalTargets with a fixed path can be stored", self.task_family,
-                               legacy.describe(self.output()))
+                logger.warning("nixworkflow: %s runs as a plain Luigi task, not cached nor recorded: %s",
+                               self.task_family, why)
         return known
 
     def _nw_forced(self, recipe: Recipe) -> bool:

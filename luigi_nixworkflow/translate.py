@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from luigi_nixworkflow import commands, keying, legacy, settings
-from luigi_nixworkflow.inputs import Pending, logical_name, step_inputs, upstream
+from luigi_nixworkflow.inputs import Pending, logical_name, step_inputs, unhashable, upstream
 from nixlib import codefiles
+from nixlib.errors import NixWorkflowError
 from nixlib.names import check_step_name, name_problem
 from nixlib.recipe import Recipe, RunOptions
 
@@ -40,6 +41,8 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
     choice = settings.choose_env(cls)  # a misnamed env is an error now, even while inputs are still missing
     deps = task.nix_requires()
     ups, files, local, opaque = upstream(root, deps)
+    if kind != "legacy" and (opaque or len(ups) < len(deps)):  # (a legacy task reading one runs as plain Luigi)
+        _refuse_unhashable(task)
     mentioned: set[str] = set()
     shell: str | None = None
     outputs: tuple[str, ...] = ("out",)
@@ -71,6 +74,18 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
         extra["opaque"] = opaque
     return Recipe(name=task.task_id, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
                   outputs=outputs, files=dict(sorted(files.items())), extra=extra, options=options, shell=shell)
+
+
+def _refuse_unhashable(task: NixTask) -> None:
+    """A command() or produce() that reads a target whose content the store cannot hash (inputs.unhashable) cannot
+    be keyed by what it reads, and cannot run as a plain Luigi task either (its output is a NixTarget)."""
+    reads = unhashable(task)
+    if reads:
+        raise NixWorkflowError(
+            f"task {task.task_id} reads {', '.join(reads[:3])}{' …' if len(reads) > 3 else ''}, whose content the "
+            "store cannot hash: its result would be served after that content changed. Copy the data into a "
+            "LocalTarget with a plain task in between (its file is then keyed by content), or write this task in "
+            "the plain Luigi shape (run() and output()), which then runs uncached, as plain Luigi runs it")
 
 
 def _param_files(task: NixTask, root: str, declared: Callable[[], set[str]], ups: list[Any]) -> dict[str, str]:
