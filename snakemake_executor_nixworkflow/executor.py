@@ -128,6 +128,7 @@ class Executor(LocalExecutor):
         journal.attach(self)  # nw view: this run's jobs and their states, live (journal.py)
         self.copier = Copier()  # copies of restored outputs, made by a helper process (started on first use)
         internals.remember_incomplete(self.workflow, self.dag)
+        self.unservable: set[Any] = set()  # jobs whose hit was found unfit to serve here (warned once): they run
         self.upfront = self.restore_upfront()
 
     # ---- cached jobs, outside the scheduler's per-job cycle ---------------------------------
@@ -351,7 +352,7 @@ class Executor(LocalExecutor):
         force = internals.forced(self.dag, job)
         previous = self.engine.lookup(recipe)  # the common case of a re-run, answered without a thread hop
         if previous is not None and not force:
-            if self.restore(job, previous):
+            if job not in self.unservable and self.restore(job, previous):
                 return
             force = True
         ran = threading.Event()
@@ -386,7 +387,7 @@ class Executor(LocalExecutor):
         old = result.previous["outputs"] if result.previous else previous.outputs if previous else None
         if old is None:
             return
-        differ = differing(self.store, old, result.outputs)
+        differ = differing(self.store, results_only(old), results_only(result.outputs))
         if differ:
             shown = ", ".join(differ[:10]) + (f" and {len(differ) - 10} more" if len(differ) > 10 else "")
             self.logger.warning(
@@ -426,10 +427,11 @@ class Executor(LocalExecutor):
 
         def act(build: Build, command: str) -> Mapping[str, Path]:
             link_state(job, build.state)
-            before = tree_state(self.recipes.where.workdir) if internals.is_checkpoint(job) else None
+            workdir, skip = self.recipes.where.workdir, str(self.store.root)
+            before = tree_state(workdir, skip) if internals.is_checkpoint(job) else None
             run()
             if before is not None:
-                extra = undeclared(before, tree_state(self.recipes.where.workdir), self.declared())
+                extra = undeclared(before, tree_state(workdir, skip), self.declared())
                 if extra:
                     prov["undeclared_writes"] = extra[:20]
             self.finish_products(job)
@@ -509,6 +511,7 @@ class Executor(LocalExecutor):
             return True
         extra = ((result.record or {}).get("provenance") or {}).get("undeclared_writes")
         if extra:
+            self.unservable.add(job)
             self.logger.warning(f"nixworkflow: checkpoint {job.rule.name} writes files it does not declare "
                                 f"({', '.join(map(str, extra[:3]))}...), which the store cannot restore: it runs "
                                 "again (declare them, e.g. as a directory() output, to restore it)")
@@ -564,13 +567,16 @@ class Executor(LocalExecutor):
 
     def settle(self, job: Any, result: Result, produced: dict[str, Path]) -> str | None:
         """After a hit's products are back: the line reporting it, or None (the products removed again) when
-        a restored symlink output dangles here (the job then runs)."""
-        dangling = [str(p) for p in produced.values() if os.path.islink(p) and not os.path.exists(p)]
+        a restored symlink, an output or inside a directory output, dangles here (the job then runs; it is noted
+        in `unservable`, so the scheduler's path neither restores nor warns again)."""
+        dangling = [link for p in produced.values() for link in dangling_links(str(p))]
         if dangling:
+            self.unservable.add(job)
             for path in produced.values():
                 force_remove(path)
+            shown = ", ".join(dangling[:5]) + (f" and {len(dangling) - 5} more" if len(dangling) > 5 else "")
             self.logger.warning(f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}): the stored output(s) "
-                                f"{', '.join(dangling)} are symlinks whose targets do not exist here: it runs again")
+                                f"{shown} are symlinks whose targets do not exist here: it runs again")
             return None
         return (f"nixworkflow: restored the outputs of rule {job.rule.name} (jobid {job.jobid}) "
                 f"from the store, realisation {result.resolved_key}")
@@ -597,6 +603,27 @@ class Executor(LocalExecutor):
             self.copier.close()
 
 
+def dangling_links(path: str) -> list[str]:
+    """The symlinks at or inside a restored product (a directory output, walked without following links) whose
+    targets do not exist here: an absolute link into another checkout, say. Inside a directory too, since the
+    job's consumers read through them; only the links themselves are stat'ed a second time."""
+    if os.path.islink(path):
+        return [] if os.path.exists(path) else [path]
+    if not os.path.isdir(path):
+        return []
+    out: list[str] = []
+    stack = [path]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    if not os.path.exists(entry.path):
+                        out.append(entry.path)
+                elif entry.is_dir():
+                    stack.append(entry.path)
+    return sorted(out)
+
+
 def tree_bytes(path: Path, limit: int) -> int:
     """Bytes of the files of a file or tree, counted until more than `limit`."""
     st = os.lstat(path)
@@ -611,12 +638,18 @@ def tree_bytes(path: Path, limit: int) -> int:
     return total
 
 
-def tree_state(root: str) -> dict[str, tuple[int, int]]:
-    """(mtime, size) of every file under `root` except Snakemake's own `.snakemake/`."""
+def tree_state(root: str, skip: str | None = None) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every file under `root` except Snakemake's own `.snakemake/` and the store (`skip`), which
+    may live in the working directory (`--nixworkflow-store .nw-store`): what the store writes while a checkpoint
+    runs (other jobs' results, caches, logs) is not the checkpoint's doing."""
     state: dict[str, tuple[int, int]] = {}
+    inside = os.path.relpath(os.path.realpath(skip), os.path.realpath(root)) if skip else os.pardir
     for dirpath, dirnames, filenames in os.walk(root):
         if dirpath == root and ".snakemake" in dirnames:
             dirnames.remove(".snakemake")
+        if not inside.startswith(os.pardir):
+            rel = os.path.relpath(dirpath, root)
+            dirnames[:] = [d for d in dirnames if os.path.normpath(os.path.join(rel, d)) != inside]
         for name in filenames:
             path = os.path.join(dirpath, name)
             try:
@@ -637,6 +670,13 @@ def undeclared(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, i
         if not any(os.sep.join(parts[:i]) in declared for i in range(1, len(parts) + 1)):
             out.append(path)
     return out
+
+
+def results_only(outputs: Mapping[str, str]) -> dict[str, str]:
+    """A realisation's outputs less its log and benchmark files: those record times (a benchmark file always
+    differs between two runs, a log often does), so a difference there says nothing about the rule's results and
+    must not be reported as non-determinism. They are stored and restored like outputs all the same."""
+    return {name: h for name, h in outputs.items() if not name.startswith((LOG_PREFIX, BENCHMARK_PREFIX))}
 
 
 def differing(store: Store, old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:

@@ -134,7 +134,12 @@ class Relocator:
 
     def __init__(self, workdir: str, basedir: str) -> None:
         self.workdir = os.path.abspath(workdir)
-        pairs = {os.path.abspath(basedir): "@{basedir}", self.workdir: "@{workdir}"}  # one directory: workdir
+        base = os.path.abspath(basedir)
+        pairs = {base: "@{basedir}", self.workdir: "@{workdir}"}  # one directory: workdir
+        if os.path.isabs(basedir) and basedir.rstrip(os.sep) != base:
+            # Snakemake keeps `..` and `.` of `-s ../wf/Snakefile` in `workflow.basedir`, which commands and
+            # params format as such: it stands for the same directory as its normal form.
+            pairs[basedir.rstrip(os.sep)] = pairs[base]
         # Longest first, so a Snakefile directory inside the working directory is matched as itself.
         self.pairs = sorted(((path, token) for path, token in pairs.items() if path != "/"),
                             key=lambda p: (-len(p[0]), p[1]))
@@ -157,7 +162,7 @@ class Relocator:
 
     def roots(self) -> list[str]:
         """The working directory and the Snakefile directory: where the project's own files are."""
-        return [base for base, _ in self.pairs]
+        return [base for base, _ in self.pairs if base == os.path.normpath(base)]
 
     def path(self, path: str) -> str:
         """A file's logical name: the path as the Snakefile names it (relative paths stay relative, so
