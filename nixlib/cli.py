@@ -345,7 +345,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     running = {r.name for r in topological(targets)}
     if not args.dry_run:
-        _build_envs(workflow, topological(targets))
+        _build_envs(store, workflow, topological(targets), args.force)
     host = [n for n in workflow.host_steps if n in running]  # only the steps this run may run
     if host and not args.dry_run:
         print(f"warning: {len(host)} step(s) run with the host environment, not pinned by Nix: "
@@ -381,25 +381,27 @@ def _load(file: str) -> Any:
         nix.DEFER_BUILDS = deferred
 
 
-def _build_envs(workflow: Any, recipes: list[Any]) -> None:
-    """Build (once each) the Nix envs of the steps this run may run, and root them; the envs of steps it does not
-    run are not built, so a broken package stops only the runs that need it. An env already built and rooted
-    costs a few stats."""
+def _build_envs(store: Any, workflow: Any, recipes: list[Any], forced: list[Any]) -> None:
+    """Build (once each) and root the Nix envs of the steps this run may run, before any step starts (a broken
+    package is an error up front, not after hours of upstream steps). Not those of other steps, so a broken package
+    stops only the runs that need it; nor those of steps served from the store, which run nothing (an env Nix's
+    garbage collector removed is not rebuilt just to link results). An env already built and rooted costs a few
+    stats."""
     from nixlib import env as envmod
+    from nixlib.engine import Engine
     from nixlib.recipe import canonical_json
 
-    seen: set[str] = set()
+    engine, seen, forced_ids = Engine(store), set(), {id(r) for r in forced}
     for recipe in recipes:
         identity = recipe.env or {}
-        if identity.get("kind") != "nix" or recipe.pinned is not None:
+        if identity.get("kind") != "nix" or recipe.pinned is not None or canonical_json(identity) in seen:
             continue
-        key = canonical_json(identity)
-        if key in seen:
-            continue
-        seen.add(key)
+        if id(recipe) not in forced_ids and engine.lookup(recipe) is not None:
+            continue  # served: its env is not needed (a step downstream of one that runs is not known yet: built)
+        seen.add(canonical_json(identity))
         where = workflow.where.get(recipe.name, recipe.name)
         try:
-            envmod._realised(list(identity.get("drvs", [])), list(identity.get("paths", [])), where)
+            envmod.build(identity, where)
         except NixWorkflowError as e:
             raise NixWorkflowError(f"step '{recipe.name}' ({where}): {e}") from None
 

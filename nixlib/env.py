@@ -407,6 +407,12 @@ def _realised(drvs: list[str], explicit: list[str], where: str) -> ResolvedEnv:
         return resolved
 
 
+def build(identity: Mapping[str, Any], where: str) -> ResolvedEnv:
+    """Build and root the Nix env a recipe's env identity names, for a step about to run: `nw` evaluates envs
+    without building them (nix.DEFER_BUILDS)."""
+    return _realised(list(identity.get("drvs", [])), list(identity.get("paths", [])), where)
+
+
 def _gcroot(key: str) -> Path:
     """Where the Nix GC root of an env lives: `<store root>/nix-gcroots/<host>/<identity digest>`.
 

@@ -4,6 +4,7 @@ store commands met, each a regression test that failed before its fix."""
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -97,3 +98,38 @@ def test_experiment_function_without_defaults_says_how_to_fix_it(tmp_path: Path)
     proc = nw("run", "-n", str(exp))
     assert proc.returncode == 1 and "called without required argument 'lr'" in proc.stderr
     assert "give every parameter a default" in proc.stderr, proc.stderr
+
+
+def test_a_step_served_from_the_store_needs_no_env_build(tmp_path: Path, store_root: Path) -> None:
+    """After Nix's garbage collector removed an env, a re-run whose steps are all in the store rebuilt the env (hours
+    for a CUDA stack) only to link results it did not run; now only the env of a step that runs is built."""
+    require_nix("nix-store")
+    tag = uuid.uuid4().hex[:12]
+    src = nixsets.package_set(tmp_path / "pkgs", {"prep": f"1-{tag}"})
+    url, sha256 = nixsets.tarball(src, tmp_path / "pkgs.tar.gz")
+    exp = tmp_path / "experiment.nix"
+    exp.write_text(f"""let
+  {LIB}
+  pkgs = import (builtins.fetchTarball {{ url = "{url}"; sha256 = "{sha256}"; }}) {{ }};
+in
+rec {{
+  prepare = output "${{pkgs.prep}}/bin/prep > $out/data";
+}}
+""")
+    pinned = f'builtins.fetchTarball {{ url = "{url}"; sha256 = "{sha256}"; }}'
+    (drv,) = nixsets.instantiate(f"(import ({pinned}) {{}}).prep")
+    (prep_out,) = nixsets.outputs(drv)
+    first = nw("run", str(exp))
+    assert first.returncode == 0 and "building the env" in first.stderr, first.stderr
+    for dirpath, dirs, files in os.walk(store_root / "nix-gcroots"):  # the env's roots go, then Nix collects it
+        for f in dirs + files:
+            if os.path.islink(os.path.join(dirpath, f)):
+                os.unlink(os.path.join(dirpath, f))
+    deleted = subprocess.run(["nix-store", "--delete", prep_out], capture_output=True, text=True)
+    assert deleted.returncode == 0 and not os.path.exists(prep_out), deleted.stderr
+    again = nw("run", str(exp))
+    assert again.returncode == 0 and "cached" in again.stderr, again.stderr
+    assert "building the env" not in again.stderr and not os.path.exists(prep_out)
+    assert Path("nix-workflow-output/prepare/data").read_text() == f"prep 1-{tag}\n"
+    forced = nw("run", "--force", str(exp), "prepare")  # a step that runs gets its env built
+    assert forced.returncode == 0 and "building the env" in forced.stderr, forced.stderr
