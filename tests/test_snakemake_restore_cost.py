@@ -80,7 +80,7 @@ def test_a_hits_full_record_is_read_only_for_a_checkpoint() -> None:
         return {"outputs": {}, "provenance": {"undeclared_writes": ["data/x"]}}
 
     warnings: list[str] = []
-    me = SimpleNamespace(logger=SimpleNamespace(warning=warnings.append))
+    me = SimpleNamespace(logger=SimpleNamespace(warning=warnings.append), unservable=SimpleNamespace(add=list().append))
     hit = Result(recipe=None, resolved_key="k", outputs={}, cached=True, record=LazyRecord({}, load))
     plain = SimpleNamespace(is_checkpoint=False, rule=SimpleNamespace(name="plain"))
     assert Executor.servable(me, plain, hit) is True
