@@ -24,3 +24,4 @@ bench: setup
 .PHONY: compat
 compat: setup
 	$(PY) -m tests.snakemake_compat
+luigi-compat: setup ; $(PY) -m tests.luigi_compat

@@ -21,7 +21,7 @@ def reusable(struct: Any) -> Any:
     `for x in xs: yield Task(x)`), alone or inside a dict or list, works there; remembered once per task, it
     would be consumed by its first use and read as "no inputs" by every later one. Generators and other
     one-shot iterables become lists (what getpaths makes of them); everything else is returned as it is."""
-    if struct is None or isinstance(struct, luigi.Task | str | bytes):
+    if struct is None or isinstance(struct, luigi.task.Task | str | bytes):
         return struct
     if isinstance(struct, dict):
         items = {k: reusable(v) for k, v in struct.items()}
@@ -52,8 +52,10 @@ def memo(task: Any, name: str, stamp: str) -> Any:
 
 def postorder(task: Any, unknown: Callable[[Any], bool]) -> list[Any]:
     """`task` and the NixTasks it requires, transitively, for which `unknown` holds (the walk does not
-    go past known ones): dependencies first, `task` last. Iterative, so chains of any depth work."""
-    if not any(registry.is_task(d) and unknown(d) for d in task.nix_requires()):
+    go past known ones): dependencies first, `task` last. Iterative, so chains of any depth work. A NixTask that
+    runs as plain Luigi (nix_managed() is False) is not among them: it has no result in the store, and its files
+    are keyed as a plain task's (inputs.upstream)."""
+    if not any(registry.is_nix(d) and unknown(d) for d in task.nix_requires()):
         return [task]  # the common case: everything it requires is known already
     order: list[Any] = []
     seen: set[str] = set()
@@ -67,5 +69,5 @@ def postorder(task: Any, unknown: Callable[[Any], bool]) -> list[Any]:
             continue
         seen.add(current.task_id)
         stack.append((current, True))
-        stack.extend((d, False) for d in current.nix_requires() if registry.is_task(d) and unknown(d))
+        stack.extend((d, False) for d in current.nix_requires() if registry.is_nix(d) and unknown(d))
     return order

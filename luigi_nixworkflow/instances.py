@@ -46,9 +46,13 @@ class Instances(Register):
 
 
 def _cached_by_luigi(instance: Any) -> bool:
-    """Did Luigi cache the instance? Only when its parameter values hash (Luigi's cache key is made of them)."""
+    """Did Luigi cache the instance? Only when its parameter values hash (Luigi's cache key is made of them). A
+    class whose __init__ forgot super().__init__() has none: Luigi's worker refuses it with its own clear error."""
+    params = getattr(instance, "param_kwargs", None)
+    if params is None:
+        return False
     try:
-        hash(tuple(instance.param_kwargs.items()))
+        hash(tuple(params.items()))
     except TypeError:
         return False
     return True

@@ -353,7 +353,7 @@ def _own_functions(cls: type) -> tuple[Any, ...]:
 
 def _is_task(c: type) -> bool:
     """A Luigi task (or Config) class: keyed by its result (or values), never walked into."""
-    return luigi.Task in c.__mro__
+    return luigi.task.Task in c.__mro__
 
 
 def config_values(cls: type) -> dict[str, Any]:

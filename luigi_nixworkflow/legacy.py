@@ -20,6 +20,7 @@ from typing import Any
 import luigi
 from luigi.task import flatten
 
+from luigi_nixworkflow import shape
 from luigi_nixworkflow.inputs import unhashable
 from nixlib import pids
 from nixlib.errors import NixWorkflowError, StepFailed
@@ -42,7 +43,10 @@ def unmanaged(task: luigi.Task) -> str | None:
     """Why a legacy task must run as a plain Luigi task (not cached nor recorded), or None if the store can
     hold it: its output() holds a target the store cannot hold, or it reads one whose content the store cannot
     hash (inputs.unhashable: a stored result could not be checked against that content, and would be served
-    after it changed)."""
+    after it changed), or the class has nothing for the store to run or hold (shape.plain)."""
+    why = shape.plain(type(task))
+    if why:
+        return why
     if local_targets(task) is None:
         return f"its output() returns {describe(task.output())}, and only LocalTargets with a fixed path can be stored"
     reads = unhashable(task)

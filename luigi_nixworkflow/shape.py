@@ -29,9 +29,28 @@ def _own(method: Any) -> bool:
     return not getattr(method, "_nw_base", False)
 
 
+@functools.cache  # (asked by every output() call)
 def kind_declared(cls: type) -> bool:
     """True if the class is written in the store-native style: it (not NixTask) defines command() or produce()."""
     return _own(cls.command) or _own(cls.produce)
+
+
+def plain(cls: type) -> str | None:
+    """Why a class written in neither style has nothing for the store to run or hold, so that it runs as plain
+    Luigi runs it (legacy.unmanaged, with a warning), or None. Either it declares no output() but says when it is
+    done in its own complete() (Luigi's `RunOnceTask`, a row written to a database): its result lives outside any
+    file; or it declares output() but has no run() (data something else writes, as a `luigi.ExternalTask`)."""
+    if kind_declared(cls):
+        return None
+    own_run, own_output = getattr(cls.run, "_nw_wrapper", False), _own(cls.output)
+    if not own_output and getattr(cls.complete, "_nw_wrapper", False):
+        return ("it declares no output() and its own complete() says when it is done, so there is nothing the store "
+                "could hold. To cache it, declare what run() writes with output() (LocalTargets)")
+    if own_output and not own_run:
+        return ("it declares output() but no run(): it names data that something else writes (as a "
+                "luigi.ExternalTask does), so there is nothing to run. Its files are keyed by content where other "
+                "NixTasks read them")
+    return None
 
 
 @functools.cache
@@ -42,6 +61,8 @@ def kind(cls: type) -> str:
     own_run = getattr(cls.run, "_nw_wrapper", False)
     own_output = _own(cls.output)
     name = cls.__qualname__
+    if plain(cls):
+        return "legacy"  # runs as plain Luigi (legacy.unmanaged): nothing for the store to run or hold
     if own_run:
         if shell or python:
             raise NixWorkflowError(f"NixTask {name} defines run() and {'command()' if shell else 'produce()'}: keep "
@@ -79,6 +100,12 @@ def wrap_run(own: Callable[..., Any], through_store: Callable[[Any], Any]) -> Ca
         def run(self: Any) -> Any:
             if self.__dict__.get(RUNNING):
                 return (yield from own(self))
+            if not self.nix_managed():  # plain Luigi: Luigi itself drives the generator, as for any task
+                self.__dict__[RUNNING] = True
+                try:
+                    return (yield from own(self))
+                finally:
+                    self.__dict__.pop(RUNNING, None)
             while True:
                 try:
                     return through_store(self)

@@ -90,7 +90,10 @@ def legacy_run(task: Any, build: Build, command: str) -> Mapping[str, Path]:
 
 def run_own(task: Any) -> None:
     """Call the class's own run() (legacy shape); super().run() inside it reaches the base's own run().
-    A run() that yields is driven to its end here (dynamic.drive), or stops at a task not yet complete."""
+    A run() that yields is driven to its end here (dynamic.drive), or stops at a task not yet complete.
+    A class without a run() of its own (shape.plain) runs Luigi's, which does nothing."""
+    if not getattr(type(task).run, "_nw_wrapper", False):
+        return
     task.__dict__[shape.RUNNING] = True
     try:
         result = task.run()

@@ -114,15 +114,15 @@ class NixTask(luigi.Task, metaclass=Instances):
     # ---- Luigi's interface --------------------------------------------------------------
 
     @shape.base
-    def output(self) -> NixTarget:
-        return NixTarget(self)
+    def output(self) -> Any:
+        return NixTarget(self) if shape.kind_declared(type(self)) else []  # [] as Luigi's, when it declares none
 
     def complete(self) -> bool:
         """Asks the store (never runs anything). Found complete, the task's outputs (and those of the
         NixTasks it depends on) are presented: linked, and a legacy task's files restored from the store.
         A task forced by `[nixworkflow] force` is not complete until this process has run it."""
         if not self.nix_managed():
-            return luigi.Task.complete(self)
+            return luigi.task.Task.complete(self)
         if settings.settings().forced(self.task_family) and self.task_id not in _FORCED:
             return False
         root = settings.store_root()
@@ -325,7 +325,7 @@ def _own_run(cls: type) -> Any:
         run = c.__dict__.get("run")
         if run is None or c is NixTask:
             continue
-        if run is luigi.Task.run or getattr(run, "_nw_wrapper", False):
+        if run is luigi.task.Task.run or getattr(run, "_nw_wrapper", False):
             return None
         return run
     return None
@@ -338,7 +338,7 @@ def _own_complete(cls: type) -> Any:
         found = c.__dict__.get("complete")
         if found is None:
             continue
-        if c is NixTask or found is luigi.Task.complete or getattr(found, "_nw_wrapper", False):
+        if c is NixTask or found is luigi.task.Task.complete or getattr(found, "_nw_wrapper", False):
             return None
         return found
     return None
