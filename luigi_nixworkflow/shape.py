@@ -50,6 +50,12 @@ def plain(cls: type) -> str | None:
         return ("it declares output() but no run(): it names data that something else writes (as a "
                 "luigi.ExternalTask does), so there is nothing to run. Its files are keyed by content where other "
                 "NixTasks read them")
+    if not own_output and own_run:  # (Luigi runs such a task every time: it is never complete)
+        return ("it declares no output(), so its run() leaves nothing the store could hold. To cache it, declare "
+                "what run() writes with output() (LocalTargets, as in plain Luigi), or write it as produce(self, out)")
+    if not own_output:
+        return ("it defines none of run(), output(), command() or produce() (a task that only requires others, as a "
+                "WrapperTask does), so there is nothing for the store to run or hold")
     return None
 
 
@@ -68,19 +74,15 @@ def kind(cls: type) -> str:
             raise NixWorkflowError(f"NixTask {name} defines run() and {'command()' if shell else 'produce()'}: keep "
                                    "one. run() with output() is the plain Luigi shape; command()/produce() the "
                                    "store-native one (its output is a NixTarget)")
-        if not own_output:
-            raise NixWorkflowError(f"NixTask {name} defines run() but not output(): declare what run() writes with "
-                                   "output() (LocalTargets, as in plain Luigi), or rename run() to produce(self), "
-                                   "which writes self.output()")
         return "legacy"
     if own_output:
         raise NixWorkflowError(f"NixTask {name} overrides output() but has no run() of its own: a task that "
                                "declares its output() writes it in run(), as in plain Luigi; command()/produce() "
                                "write the NixTarget output NixTask provides")
-    if shell == python:
+    if shell and python:  # (a class defining none of them runs as plain Luigi: plain())
         raise NixWorkflowError(f"NixTask {name} must define exactly one of command() (a shell step), "
-                               f"produce(out) (a Python step) or run() with output() (the plain Luigi shape); it "
-                               f"defines {'both command() and produce()' if shell else 'none of them'}")
+                               "produce(out) (a Python step) or run() with output() (the plain Luigi shape); it "
+                               "defines both command() and produce()")
     if python and cls.sandbox:
         raise NixWorkflowError(f"NixTask {name}: sandbox applies to command() steps; produce(out) "
                                "runs inside the Luigi worker")

@@ -141,7 +141,12 @@ class NixTask(luigi.Task, metaclass=Instances):
     @classmethod
     def bulk_complete(cls, parameter_tuples: Any) -> list[Any]:
         """Which of the parameter tuples are complete, each asked to the store (RangeDaily and friends use
-        this rather than listing files: a file on disk is not a result the store vouches for)."""
+        this rather than listing files: a file on disk is not a result the store vouches for). A class that runs as
+        plain Luigi (shape.plain) answers as a plain task does (NotImplementedError: the range tool then looks at its
+        files)."""
+        of = getattr(cls, "func", cls)  # (the range tools pass a functools.partial of the class)
+        if isinstance(of, type) and shape.plain(of):
+            return luigi.task.Task.bulk_complete.__func__(cls, parameter_tuples)  # type: ignore[attr-defined]
         return luigi.task.MixinNaiveBulkComplete.bulk_complete.__func__(cls, parameter_tuples)  # type: ignore
 
     def deps(self) -> list[luigi.Task]:

@@ -429,6 +429,9 @@ def main(argv: list[str]) -> int:
     docs/luigi-compat.md. `--only MODULE,MODULE` (or names as arguments): just those, rows printed instead."""
     import concurrent.futures as cf
 
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        return 0
     if argv == ["--table"]:  # render the last full run again (after editing BY_DESIGN or REFUSALS)
         outcomes = load()
         (REPO / "docs" / "luigi-compat.md").write_text(table(outcomes, installed_version()))

@@ -139,19 +139,11 @@ def test_both_or_neither_step_kind(store: Path) -> None:
         def produce(self, out: Path) -> None:
             pass
 
-    class Neither(NixTask):
-        pass
-
     refused(Both(), store, "exactly one of command\\(\\).*both")
-    refused(Neither(), store, "neither")
 
 
-def test_run_without_output_or_with_command_is_a_clear_error(store: Path) -> None:
-    """run() is the plain Luigi shape (issue 10): it needs output(), and it cannot be mixed with command()."""
-
-    class RunOnly(NixTask):
-        def run(self) -> None:
-            pass
+def test_run_with_command_is_a_clear_error(store: Path) -> None:
+    """run() is the plain Luigi shape (issue 10): it cannot be mixed with command()."""
 
     class RunAndCommand(NixTask):
         def output(self) -> luigi.LocalTarget:
@@ -163,7 +155,6 @@ def test_run_without_output_or_with_command_is_a_clear_error(store: Path) -> Non
         def command(self) -> str:
             return "true"
 
-    refused(RunOnly(), store, "defines run\\(\\) but not output\\(\\).*LocalTargets")
     refused(RunAndCommand(), store, "defines run\\(\\) and command\\(\\): keep one")
 
 
