@@ -126,12 +126,12 @@ def code_digest(cls: type) -> str:
     if version is not None:
         return "version:" + str(version)
     parts: list[Any] = [ast.dump(tree) for tree in _sources(cls)]
-    uses = _as_imported(_uses(cls)[0])
+    uses = _uses(cls)[0]
     if uses:  # (a class that uses no module-level helper keeps the digest it had before helpers were keyed)
         parts.append({"uses": uses})
     data, modules, _ = _reads(cls)
     if data:  # (likewise: only a class that reads such data gets the extra part)
-        parts.append({"data": _as_imported(data)})
+        parts.append({"data": data})
     if modules:
         parts.append({"imports": _imported_files(cls, modules)})
     return digest(parts)
@@ -228,28 +228,20 @@ def module_dirs(cls: type) -> list[str]:
     return [os.path.dirname(os.path.abspath(module))] if module else []
 
 
-def _as_imported(found: dict[str, Any]) -> dict[str, Any]:
-    """Helpers and data by the name of the module they would have if imported: `python pipeline.py Task`
-    (`luigi.run()` under `if __name__ == "__main__"`) defines them in `__main__`, `luigi --module pipeline Task`
-    in `pipeline`, and the same code must key the same either way."""
-    if not any(k.startswith(_MAIN) for k in found):
-        return found
-    name = _main_name()
-    return dict(sorted((name + k[len(_MAIN) - 1:] if k.startswith(_MAIN) else k, v) for k, v in found.items()))
-
-
-_MAIN = "__main__."
-
-
 def _main_name() -> str:
     """The module name the script Python runs as `__main__` has when imported: `python -m pkg.mod` says it
-    (its spec), `python pipeline.py` is `pipeline` (found on the path as its own directory, sys.path[0])."""
+    (its spec), `python pipeline.py` is `pipeline` (found on the path as its own directory, sys.path[0]).
+    `python pipeline.py Task` (luigi.run() under `if __name__ == "__main__"`) defines the tasks and helpers in
+    `__main__`, `luigi --module pipeline Task` in `pipeline`: keys name them alike (pycode.MODULE_NAMES)."""
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name:
         return str(spec.name)
     file = getattr(main, "__file__", None)
     return os.path.splitext(os.path.basename(file))[0] if file else "__main__"
+
+
+pycode.MODULE_NAMES.setdefault("__main__", _main_name())
 
 
 @functools.cache

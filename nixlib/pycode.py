@@ -36,6 +36,20 @@ _OWN_PACKAGES = frozenset({"nixlib", "luigi_nixworkflow", "snakemake_executor_ni
 MAX_VALUE = 65536  # characters of canonical JSON: a module-level value larger than this is data, not code
 _Walk = list[tuple[types.CodeType, dict[str, Any]]]
 
+# A front door's names for modules, set before any digest: Luigi's adapter names the script run as `__main__`
+# (`python pipeline.py Task`) as it is imported (`luigi --module pipeline Task`), so both key a task alike.
+MODULE_NAMES: dict[str, str] = {}
+
+
+def module_name(name: str) -> str:
+    """A module's name in keys (MODULE_NAMES)."""
+    return MODULE_NAMES.get(name, name)
+
+
+def qualified(obj: Any) -> str:
+    """A class's or function's name in keys: its module (module_name) and qualified name."""
+    return f"{module_name(obj.__module__)}.{obj.__qualname__}"
+
 
 def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: False,
          strings: set[str] | None = None) -> tuple[dict[str, str], tuple[type, ...]]:
@@ -76,19 +90,19 @@ def _visit(module: str, globs: dict[str, Any], names: set[str], found: dict[str,
             if stop(value):
                 stopped[value] = None
                 continue
-            key = f"{value.__module__}.{value.__qualname__}"
+            key = qualified(value)
             if key not in found and _user_class(value):
                 found[key] = "class:" + class_digest(value)
                 more += [(f.__code__, f.__globals__) for f in _members(value) if _user_code(f.__code__)]
             continue
         function = _function(value)
         if function is not None:
-            key = f"{function.__module__}.{function.__qualname__}"
+            key = qualified(function)
             if key not in found and _user_code(function.__code__):
                 found[key] = "def:" + function_digest(function)
                 more.append((function.__code__, function.__globals__))
             continue
-        key = f"{module}.{name}"
+        key = f"{module_name(module)}.{name}"
         value_digest = None if key in found or callable(value) else _value_digest(value)
         if value_digest is not None:
             found[key] = "value:" + value_digest
@@ -134,7 +148,7 @@ def class_digest(cls: type) -> str:
             members[name] = digest([function_digest(f) for f in functions])
         else:
             members[name] = _value_digest(attr) or type(attr).__qualname__
-    bases = [f"{b.__module__}.{b.__qualname__}" for b in cls.__bases__]
+    bases = [qualified(b) for b in cls.__bases__]
     return digest([bases, dict(sorted(members.items()))])
 
 

@@ -57,7 +57,7 @@ def _data_in(code: Any, globs: dict[str, Any], found: dict[str, Any], strings: s
     for name in dict.fromkeys([*pycode.names(code), *format_names(code)]):
         if name not in globs:
             continue
-        value, key = globs[name], f"{globs.get('__name__', '?')}.{name}"
+        value, key = globs[name], f"{pycode.module_name(globs.get('__name__', '?'))}.{name}"
         if isinstance(value, ModuleType):
             if pycode.user_module(value):  # `utils.SHEET`: the names this code uses, looked up in utils
                 more.append((code, vars(value)))

@@ -166,6 +166,15 @@ def note(name):
         f.write(name + "\\n")
 
 
+class Base:
+    def shout(self, text):
+        return text
+
+
+class Formatter(Base):  # a helper class whose base is the script's own
+    pass
+
+
 class Hello(NixTask):
     def output(self):
         return luigi.LocalTarget("hello.txt")
@@ -173,7 +182,7 @@ class Hello(NixTask):
     def run(self):
         note("Hello")
         with self.output().open("w") as f:
-            f.write(GREETING)
+            f.write(Formatter().shout(GREETING))
 
 
 if __name__ == "__main__":
@@ -185,7 +194,8 @@ def test_python_pipeline_py_and_luigi_module_key_a_task_the_same(tmp_path: Path)
     """Luigi's docs run a pipeline both ways: `python pipeline.py Task` (luigi.run() under __main__) and
     `luigi --module pipeline Task`. The module-level helpers a task uses were keyed by their qualified name,
     `__main__.note` one way and `pipeline.note` the other, so switching re-ran every task that uses a helper
-    although nothing changed. Now both key the same: the second run restores the file instead of running."""
+    although nothing changed (so did a helper class, by its base's name). Now both key the same: the second run
+    restores the file instead of running."""
     Path("pipeline.py").write_text(PIPELINE)
     env = dict(os.environ, PYTHONPATH=f"{Path.cwd()}{os.pathsep}{REPO}")
     for command in ([sys.executable, "pipeline.py"], [LUIGI, "--module", "pipeline"]):
