@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -344,8 +345,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nixlib.recipe import topological
 
     running = {r.name for r in topological(targets)}
-    if not args.dry_run:
-        _build_envs(store, workflow, topological(targets), args.force)
+    broken = {} if args.dry_run else _build_envs(store, workflow, topological(targets), args.force, args.keep_going)
     host = [n for n in workflow.host_steps if n in running]  # only the steps this run may run
     if host and not args.dry_run:
         print(f"warning: {len(host)} step(s) run with the host environment, not pinned by Nix: "
@@ -353,7 +353,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nixlib.runs import run_workflow
 
     _term_as_interrupt()
-    return run_workflow(store, workflow, targets, args)
+    return run_workflow(store, workflow, targets, args, prepare=_failing_envs(broken) if broken else None)
 
 
 def _warn_unreached(workflow: Any, targets: list[str]) -> None:
@@ -381,17 +381,20 @@ def _load(file: str) -> Any:
         nix.DEFER_BUILDS = deferred
 
 
-def _build_envs(store: Any, workflow: Any, recipes: list[Any], forced: list[Any]) -> None:
+def _build_envs(store: Any, workflow: Any, recipes: list[Any], forced: list[Any],
+                keep_going: bool = False) -> dict[str, NixWorkflowError]:
     """Build (once each) and root the Nix envs of the steps this run may run, before any step starts (a broken
     package is an error up front, not after hours of upstream steps). Not those of other steps, so a broken package
     stops only the runs that need it; nor those of steps served from the store, which run nothing (an env Nix's
     garbage collector removed is not rebuilt just to link results). An env already built and rooted costs a few
-    stats."""
+    stats. With `keep_going` (`-k`) a failed env is returned (by its identity's canonical JSON) instead: the steps
+    that need it fail when they would run, and the others go on."""
     from nixlib import env as envmod
     from nixlib.engine import Engine
     from nixlib.recipe import canonical_json
 
     engine, seen, forced_ids = Engine(store), set(), {id(r) for r in forced}
+    failed: dict[str, NixWorkflowError] = {}
     for recipe in recipes:
         identity = recipe.env or {}
         if identity.get("kind") != "nix" or recipe.pinned is not None or canonical_json(identity) in seen:
@@ -403,7 +406,23 @@ def _build_envs(store: Any, workflow: Any, recipes: list[Any], forced: list[Any]
         try:
             envmod.build(identity, where)
         except NixWorkflowError as e:
-            raise NixWorkflowError(f"step '{recipe.name}' ({where}): {e}") from None
+            if not keep_going:
+                raise NixWorkflowError(f"step '{recipe.name}' ({where}): {e}") from None
+            failed[canonical_json(identity)] = e
+    return failed
+
+
+def _failing_envs(broken: dict[str, NixWorkflowError]) -> Callable[[Any], None]:
+    """Engine.prepare for `nw run -k` after envs failed to build: a step that needs one fails as it would run."""
+    from nixlib.errors import StepFailed
+    from nixlib.recipe import canonical_json
+
+    def prepare(recipe: Any) -> None:
+        error = broken.get(canonical_json(recipe.env or {}))
+        if error is not None:
+            raise StepFailed(recipe.name, f"its Nix env did not build: {error}")
+
+    return prepare
 
 
 def cmd_dag(args: argparse.Namespace) -> int:

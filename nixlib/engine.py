@@ -74,6 +74,7 @@ class Engine:
         self.remote = _remote()  # a configured remote cache (nixlib.remote), asked on a local miss
         self.keep_failed = False  # `nw run --keep-failed`: a failed step's build directory is moved aside, not removed
         self.action: Action = shell_action  # for steps without their own (`nw run --slurm`: nixlib.slurm)
+        self.prepare: Callable[[Recipe], None] | None = None  # called (under the step's lock) before a step runs
 
     # ---- lookup -------------------------------------------------------------------------
 
@@ -174,6 +175,8 @@ class Engine:
                 if doc is not None:
                     return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))
             try:
+                if self.prepare is not None:
+                    self.prepare(recipe)  # (`nw run -k`: a step whose env failed to build fails here, not the run)
                 doc = self._build(recipe, rk, realised, action or self.action, provenance or {},
                                   keep_fds=() if held is None else (held,))
             except BaseException:

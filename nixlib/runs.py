@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -147,9 +148,11 @@ def _missing_file(outcome: object) -> bool:
     return b"No such file or directory" in tail or b"cannot open" in tail.lower() or b"not found" in tail
 
 
-def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argparse.Namespace) -> int:
+def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argparse.Namespace,
+                 prepare: Callable[[Recipe], None] | None = None) -> int:
     """Realise `targets`, link every named step that succeeded, and report; returns the exit status.
-    With args.dry_run only say what would happen; args.force names steps to run even if cached."""
+    With args.dry_run only say what would happen; args.force names steps to run even if cached; `prepare` is
+    called before each step that runs (Engine.prepare)."""
     out_dir = Path(args.out_link)
     if getattr(args, "dry_run", False):
         if getattr(args, "slurm_option", None) is not None:  # refuse what the real run would refuse
@@ -165,6 +168,7 @@ def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argpa
     progress = Progress(len(topological(targets)), args.quiet)
     engine = Engine(store, echo=progress.echo)
     engine.keep_failed = getattr(args, "keep_failed", False)
+    engine.prepare = prepare
     if getattr(args, "slurm_option", None) is not None:  # `nw run` (not every caller has the options)
         from nixlib import slurm
 

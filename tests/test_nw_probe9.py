@@ -133,3 +133,31 @@ rec {{
     assert Path("nix-workflow-output/prepare/data").read_text() == f"prep 1-{tag}\n"
     forced = nw("run", "--force", str(exp), "prepare")  # a step that runs gets its env built
     assert forced.returncode == 0 and "building the env" in forced.stderr, forced.stderr
+
+
+def test_keep_going_runs_the_steps_whose_env_builds_when_another_env_fails(tmp_path: Path, store_root: Path) -> None:
+    """`nw run -k` promises every step that does not depend on a failure still runs; a package that failed to
+    build stopped the whole run before any step started. Now only the steps that need it fail (naming it)."""
+    require_nix("nix-instantiate")
+    tag = uuid.uuid4().hex[:12]
+    src = nixsets.package_set(tmp_path / "pkgs", {"prep": f"1-{tag}", "trainer": f"1-{tag}"}, broken=("trainer",))
+    url, sha256 = nixsets.tarball(src, tmp_path / "pkgs.tar.gz")
+    exp = tmp_path / "experiment.nix"
+    exp.write_text(f"""let
+  {LIB}
+  pkgs = import (builtins.fetchTarball {{ url = "{url}"; sha256 = "{sha256}"; }}) {{ }};
+in
+rec {{
+  prepare = output "${{pkgs.prep}}/bin/prep > $out/data";
+  train = output "${{pkgs.trainer}}/bin/trainer ${{prepare}}/data > $out/model";
+  report = output "cat ${{train}}/model > $out/r";
+}}
+""")
+    stopped = nw("run", str(exp))
+    assert stopped.returncode == 1 and "step 'train'" in stopped.stderr and "running" not in stopped.stderr
+    going = nw("run", "-k", str(exp))
+    assert going.returncode == 1 and "compiling trainer failed" in going.stderr, going.stderr
+    assert Path("nix-workflow-output/prepare/data").read_text() == f"prep 1-{tag}\n"
+    assert not Path("nix-workflow-output/train").exists() and not Path("nix-workflow-output/report").exists()
+    show = nw("show", "train")
+    assert "failed" in show.stdout + show.stderr, show.stdout + show.stderr
