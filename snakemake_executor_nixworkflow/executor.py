@@ -58,7 +58,7 @@ from snakemake_executor_nixworkflow.jobs import (
     products,
     provenance,
 )
-from snakemake_executor_nixworkflow.runtime import Runtime, load_side_car
+from snakemake_executor_nixworkflow.runtime import Runtime, load_side_car, sandbox_readable
 from snakemake_executor_nixworkflow.settings import ExecutorSettings, settings_of
 
 common_settings = CommonSettings(
@@ -116,6 +116,10 @@ class Executor(LocalExecutor):
             config = load_side_car(s.config, Path(self.workflow.main_snakefile).parent)
             self.runtime = Runtime(config, s.env, forced, os.getcwd(), self.store.root,
                                    tuple(sorted(self.workflow.envvars)))
+            if self.sandboxing():
+                self.runtime.readable = sandbox_readable(
+                    os.getcwd(), [str(self.workflow.main_snakefile), *{str(r.snakefile) for r in self.workflow.rules}],
+                    sorted({str(f) for job in self.dag.jobs for f in job.input}))
             self.check_envs()
         except NixWorkflowError as e:
             raise WorkflowError(f"nixworkflow: {e}") from None
@@ -129,6 +133,9 @@ class Executor(LocalExecutor):
         self.copier = Copier()  # copies of restored outputs, made by a helper process (started on first use)
         internals.remember_incomplete(self.workflow, self.dag)
         self.unservable: set[Any] = set()  # jobs whose hit was found unfit to serve here (warned once): they run
+        # What every job handed to this executor declares: a finished checkpoint leaves the DAG once Snakemake
+        # re-evaluates it, while the files it wrote may still appear in another checkpoint's walk (`declared`).
+        self.handed: set[str] = set()
         self.upfront = self.restore_upfront()
 
     # ---- cached jobs, outside the scheduler's per-job cycle ---------------------------------
@@ -235,6 +242,7 @@ class Executor(LocalExecutor):
             if not cacheable(job):
                 return None
             produced = products(job, self.recipes.where)
+            self.handed.update(declared_names(produced))
             previous = self.engine.lookup(self.recipes.recipe(job, *self.env_of(job), produced=produced))
             formatted, shellcmd = self.recipes.last_shellcmd
             if previous is None or not self.servable(job, previous):
@@ -291,6 +299,12 @@ class Executor(LocalExecutor):
             self.upfront = 0
         super().run_jobs(jobs)
 
+    def sandboxing(self) -> bool:
+        """Whether any job may run in the sandbox (`--nixworkflow-sandbox`, or an env with `sandbox: true`)."""
+        config = self.runtime.config
+        names = [None, *(config.envs if config is not None else ())]
+        return any(self.runtime.options(name).sandbox for name in names)
+
     def check_envs(self) -> None:
         """Fail before any job runs if a rule of this run names an env the config does not define. Only
         literal `nix_env` values are checked here: a resource function is evaluated by Snakemake when its
@@ -316,6 +330,7 @@ class Executor(LocalExecutor):
 
     def execute(self, job: Any, args: tuple | None) -> None:
         """Serve the job from the store or run it once in its env and store what it produced."""
+        self.handed.update(declared_names(products(job, self.recipes.where)))
         if job.is_norun:  # e.g. `rule all`: nothing runs, no env needed
             if args is None:  # a shadow rule without code: spawned, as the local executor does
                 self.cached_or_run(job, self.spawn_job, job)
@@ -401,7 +416,7 @@ class Executor(LocalExecutor):
 
         if args is None:  # run: blocks and shadow rules: a Snakemake process per job, started by the env's sh
             wrapper = with_state(job, self.runtime.shell(env, options, "/bin/sh"), options)
-            return lambda: self.cached_or_run(job, self.spawn_in_env, job, wrapper)
+            return lambda: self.cached_or_run(job, self.spawn_in_env, job, wrapper, options.sandbox)
         if self.runtime.is_plain(env, options) and not options.resumable:  # spare every job an extra exec
             return lambda: self.cached_or_run(job, run_wrapper, *args)
         base = job.resources.get("shell_exec") or shell.get_executable()
@@ -410,9 +425,16 @@ class Executor(LocalExecutor):
         wrapper = with_state(job, self.runtime.shell(env, options, base), options)
         return lambda: self.cached_or_run(job, run_wrapper, *with_shell_exec(args, job.resources, wrapper))
 
-    def spawn_in_env(self, job: Any, wrapper: str) -> None:
+    def spawn_in_env(self, job: Any, wrapper: str, sandbox: bool = False) -> None:
+        """Start the job's own Snakemake process through the env's shell. In the sandbox, where nothing of the
+        home directory is writable, it keeps its runtime source cache (copies of the Snakefiles it parses,
+        under ~/.cache for this process) in the sandbox's scratch directory instead."""
+        command = self.format_job_exec(job)
+        if sandbox:
+            cache = str(self.workflow.sourcecache.runtime_cache_path)
+            command = command.replace(cache, str(self.runtime.scratch("source-cache")))
         try:
-            subprocess.check_call(self.format_job_exec(job), shell=True, executable=wrapper)
+            subprocess.check_call(command, shell=True, executable=wrapper)
         except subprocess.CalledProcessError:
             raise SpawnedJobError() from None
 
@@ -483,10 +505,11 @@ class Executor(LocalExecutor):
 
     def declared(self) -> set[str]:
         """Every file the DAG's jobs declare (outputs, logs, benchmarks), as working-directory-relative names:
-        what a checkpoint may see appear while it runs without it being an undeclared write of its own."""
+        what a checkpoint may see appear while it runs without it being an undeclared write of its own; with
+        those of every job handed to this executor: a checkpoint that finished while this one ran (two samples'
+        checkpoints at once) has left the DAG, which Snakemake re-evaluated from what it wrote."""
         where = self.recipes.where
-        return {name.split(":", 1)[-1] if name.startswith((LOG_PREFIX, BENCHMARK_PREFIX)) else name
-                for j in list(self.dag.jobs) for name in products(j, where)}
+        return {name for j in list(self.dag.jobs) for name in declared_names(products(j, where))} | self.handed.copy()
 
     def link_mode(self, job: Any, path: Path) -> str:
         """How a product is shared with the store. Protected outputs are always copies: Snakemake's
@@ -658,6 +681,11 @@ def tree_state(root: str, skip: str | None = None) -> dict[str, tuple[int, int]]
                 continue
             state[os.path.relpath(path, root)] = (st.st_mtime_ns, st.st_size)
     return state
+
+
+def declared_names(produced: Mapping[str, Path]) -> list[str]:
+    """The working-directory names of a job's products (log and benchmark files without their key prefix)."""
+    return [name.split(":", 1)[-1] if name.startswith((LOG_PREFIX, BENCHMARK_PREFIX)) else name for name in produced]
 
 
 def undeclared(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], declared: set[str]) -> list[str]:

@@ -3,7 +3,8 @@
 What is keyed (so a job is re-used exactly when re-running it would do the same thing):
 the rule's code (the formatted, normalised shell command and the project's code files it names; a
 script's, notebook's or template's content (a local script's with the project's code files it names); a
-wrapper's identifier; a `run:` block's source and the helpers, data, scripts and local modules it uses),
+wrapper's identifier and code, as `--wrapper-prefix` resolves it; a `run:` block's source and the helpers,
+data, scripts and local modules it uses),
 params, wildcards, the content hash of every input file (memoised by stat signature, so unchanged large inputs are not
 re-read), files of the project the params name, the env identity, the output, log and benchmark paths,
 and for code that can read the workflow config at run time (script, notebook, wrapper, run:) a digest of
@@ -26,6 +27,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +36,7 @@ from typing import Any
 from nixlib import base32, codefiles, pycode, pydata
 from nixlib.command import CommandSyntaxError, normalise
 from nixlib.env import ResolvedEnv
+from nixlib.errors import NixWorkflowError
 from nixlib.recipe import Recipe, RunOptions, digest
 from nixlib.statmemo import StatMemo
 from snakemake_executor_nixworkflow import internals
@@ -107,6 +110,51 @@ def script_words(path: str) -> tuple[str, ...]:
         texts = [data.decode("utf-8", "replace")]
     found = (w for text in texts for w in codefiles.words(text) if codefiles.looks_like_code(w))
     return tuple(dict.fromkeys(found))
+
+
+def path_module_dirs(script: str, roots: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """[(directory, module names found there)] for `RecipeBuilder.path_modules`: the imports of a script that
+    names `sys.path` which are neither next to it nor in the standard library, found in `import_dirs`."""
+    with open(script, "rb") as f:
+        data = f.read()
+    if b"sys.path" not in data:
+        return []
+    here = os.path.dirname(os.path.abspath(script))
+    names = {n for n in codefiles.imported_names(data)
+             if n not in sys.stdlib_module_names and not codefiles.module_files(here, n)}
+    out = []
+    for directory in import_dirs(here, roots) if names else []:
+        found = tuple(sorted(n for n in names if codefiles.module_files(directory, n)))
+        if found:
+            out.append((directory, found))
+    return out
+
+
+def import_dirs(here: str, roots: list[str]) -> list[str]:
+    """Directories a script in `here` may add to its import path by a relative line: its parents up to the
+    project root containing it (else its parent), their non-hidden subdirectories, and each root's."""
+    bounds = [r for r in roots if here.startswith(r.rstrip(os.sep) + os.sep)] or [os.path.dirname(here)]
+    parents: list[str] = []
+    d = here
+    while d != os.path.dirname(d) and not any(d == b for b in bounds):
+        d = os.path.dirname(d)
+        parents.append(d)
+    out: list[str] = []
+    for d in dict.fromkeys([*parents, *roots]):
+        out.append(d)
+        try:
+            with os.scandir(d) as entries:
+                out += sorted(e.path for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+        except OSError:
+            continue
+    return [d for d in dict.fromkeys(out) if d != here]
+
+
+def gist(message: str) -> str:
+    """The telling line of an error of Snakemake's source cache: git's `fatal: ...` rather than its exit code."""
+    lines = [line.strip().strip("'") for line in message.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return (fatal or lines or [""])[0]
 
 
 def sha(data: bytes) -> str:
@@ -316,7 +364,8 @@ class RecipeBuilder:
             if path is not None:
                 return kind, f"{kind}: {path}", self.source_digest(job, path)
         if rule.wrapper is not None:
-            return "wrapper", f"wrapper: {job.format_wildcards(rule.wrapper)}", None
+            name = job.format_wildcards(rule.wrapper)
+            return "wrapper", f"wrapper: {name}", self.wrapper_digest(job, name)
         if rule.template_engine is not None:
             return "template", f"template_engine: {rule.template_engine}", None
         code, words, imports = self.once(("run", rule.run_func_src, rule.run_func),
@@ -373,9 +422,75 @@ class RecipeBuilder:
                 return base
         else:
             base = self.code_files.digest(local)
+            extra = self.path_modules(local, base)
+            base = digest([base, extra]) if extra else base
         words = self.once(("script-words", local, base), lambda: script_words(local))
-        named = self.code_files.named(words, self.where.roots(), declared_paths(job) | {os.path.abspath(local)})
-        return digest([base, {self.where.path(p): h for p, h in sorted(named.items())}]) if named else base
+        declared = declared_paths(job) | {os.path.abspath(local)}
+        named = {self.where.path(p): h for p, h in self.code_files.named(words, self.where.roots(), declared).items()}
+        named.update(self.beside_script(local, base, words, declared))
+        return digest([base, dict(sorted(named.items()))]) if named else base
+
+    def beside_script(self, local: str, base: str, words: tuple[str, ...], declared: set[str]) -> dict[str, str]:
+        """{"@{scriptdir}/<name>": digest} of the code files a script names relative to its own directory, as
+        scripts find their siblings: `source(file.path(snakemake@scriptdir, "common.R"))`, `snakemake@source(
+        "common.R")`, `source "${snakemake[scriptdir]}/lib.sh"`, `snakemake.scriptdir + "/inner.sh"`. Named
+        relative to the script, so a clone (or a module's checkout) elsewhere keys the same."""
+        here = os.path.dirname(os.path.abspath(local))
+        tails = self.once(("script-tails", local, base), lambda: tuple(dict.fromkeys(
+            (w.rsplit("}", 1)[-1] if "scriptdir" in w else w).lstrip("/") for w in words)))
+        found = self.code_files.named([t for t in tails if t], [here], declared, cwd=here)
+        return {"@{scriptdir}/" + os.path.relpath(p, here): h for p, h in found.items()}
+
+    def path_modules(self, script: str, base: str) -> dict[str, str]:
+        """{logical path: digest} of the project's modules a Python script imports from a directory it puts on
+        `sys.path` itself (`sys.path.insert(0, snakemake.scriptdir + "/..")`, `.../lib`): project code, like a
+        module next to the script, so editing one re-runs the script's jobs. Only for a script that names
+        `sys.path`; its imports not found next to it are looked for in the directories such a line usually
+        names: the script's directory's parents up to the project's root (the working or Snakefile directory;
+        else one level up), their subdirectories, and the working directory's. Where they were found is
+        computed once per script content; the modules' digests on every call (memoised by stat)."""
+        hits = self.once(("path-modules", script, base), lambda: path_module_dirs(script, self.where.roots()))
+        out: dict[str, str] = {}
+        for directory, names in hits:
+            found = codefiles.local_modules(set(names), directory, self.code_files.python_file)
+            out.update((self.where.path(os.path.join(directory, rel)), h) for rel, h in found.items())
+        return dict(sorted(out.items()))
+
+    def wrapper_digest(self, job: Any, name: str) -> str | None:
+        """The content of the wrapper's code, fetched as Snakemake fetches it to run the job (from
+        `--wrapper-prefix`, else GitHub): its identifier alone does not say what runs (`master/bio/x`, a local
+        prefix whose wrapper is edited, another prefix). None for a release tag of Snakemake's wrapper repository
+        (`v7.2.0/bio/x`, no prefix), which pins the code as Snakemake's own source cache assumes: such a job is
+        served without network access. A wrapper that cannot be read cannot be keyed, nor run: a clear error
+        naming it and what to do."""
+        from snakemake import wrapper as wrappers
+
+        prefix = self.workflow.workflow_settings.wrapper_prefix
+        if prefix is None and not wrappers.is_url(name) and wrappers.ver_regex.match(name.split("/", 1)[0]):
+            return None
+        cache = self.workflow.sourcecache
+        try:
+            source = self.once(("wrapper", name, prefix), lambda: wrappers.get_script(name, cache, prefix))
+            if isinstance(source, dict):  # every wrapper.<ext> failed: {file name: error}
+                if all("No such file" in str(v) for v in source.values()):
+                    where = wrappers.get_path(name, prefix).get_path_or_uri(secret_free=True)
+                    raise OSError(f"none of {', '.join(source)} is in {where}")
+                raise OSError(" ".join(dict.fromkeys(gist(str(v)) for v in source.values())))
+            local = source.get_path_or_uri(secret_free=True) if hasattr(source, "get_path_or_uri") else None
+            stamp = os.stat(local).st_mtime_ns if isinstance(local, str) and os.path.isfile(local) else None
+
+            def read() -> str:
+                with cache.open(source, "rb") as f:
+                    return sha(f.read())
+
+            return self.once(("wrapper-code", name, prefix, stamp), read)
+        except Exception as e:  # noqa: BLE001 - network, git or file errors of Snakemake's source cache
+            where = f"from {prefix}" if prefix else "from GitHub, the default prefix"
+            raise NixWorkflowError(
+                f"rule {job.rule.name}: the code of wrapper '{name}' cannot be read ({where}): "
+                f"{gist(str(e)) or type(e).__name__}. A wrapper is "
+                "keyed by its code, which Snakemake fetches to run it: allow network access, or clone "
+                "snakemake-wrappers and pass --wrapper-prefix file:///path/to/snakemake-wrappers/") from None
 
     def software(self, job: Any) -> dict[str, str]:
         """Conda and container deployments of the job, when Snakemake deploys them."""

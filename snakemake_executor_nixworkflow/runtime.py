@@ -42,6 +42,47 @@ SNAKEMAKE_VARS = (
 )
 
 
+def sandbox_readable(workdir: str, snakefiles: list[str], inputs: list[str]) -> tuple[str, ...]:
+    """What a sandboxed job must read besides system directories and /nix/store, bound read-only: Snakemake's
+    own Python (a `script:` runs with its interpreter, a `run:` block in a Snakemake process it starts: the
+    installation, its virtualenv and the directories on its import path), the directories of the Snakefiles
+    and the ones above them (the rules' scripts and the modules they import, `../scripts/x.py`), and the input
+    files outside the working directory (a reference genome under /data). Nothing of them is writable, and
+    nothing that holds the working directory is bound (the project's parent may be a home directory)."""
+    import sys
+
+    work = os.path.realpath(workdir)
+    paths = [sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))]
+    paths += [p for p in sys.path if p and os.path.isabs(p)]
+    for snakefile in snakefiles:
+        here = os.path.dirname(os.path.abspath(snakefile))
+        paths += [here, os.path.dirname(here)]
+    paths += outside_inputs([os.path.abspath(f) for f in inputs], work)
+    return tuple(p for p in dict.fromkeys(os.path.normpath(p) for p in paths)
+                 if os.path.exists(p) and not covered(os.path.realpath(p), work))
+
+
+def outside_inputs(inputs: list[str], work: str, per_dir: int = 20) -> list[str]:
+    """The input files outside the working directory, each bound by itself, except that a directory holding
+    more than `per_dir` of them (a sequencing run's FASTQs) is bound whole: one bind, not thousands, keeps the
+    sandbox's command line short."""
+    by_dir: dict[str, list[str]] = {}
+    for f in inputs:
+        if not covered(os.path.realpath(f), work):
+            by_dir.setdefault(os.path.dirname(f), []).append(f)
+    out: list[str] = []
+    for d, files in by_dir.items():
+        out += [d] if len(files) > per_dir and not covered(os.path.realpath(d), work) else files
+    return out
+
+
+def covered(path: str, work: str) -> bool:
+    """True for a path the sandbox has anyway or must not expose: inside the working directory or /nix/store,
+    or a directory holding the working directory (binding it would expose the project's parent)."""
+    inside = (path + os.sep).startswith((work + os.sep, "/nix/store/"))
+    return inside or path == "/" or (work + os.sep).startswith(path.rstrip(os.sep) + os.sep)
+
+
 def load_side_car(path: Path | None, snakefile_dir: Path) -> Any | None:
     """The side-car config (`nixworkflow.yaml` next to the Snakefile unless given), or None without one."""
     from nixlib.config import load_config
@@ -59,8 +100,9 @@ class Runtime:
     """Env resolution (once per env name, thread-safe) and the per-env shell wrappers."""
 
     def __init__(self, config: Any | None, default_env: str | None, forced: RunOptions, workdir: str,
-                 store_root: Path, keep_vars: tuple[str, ...] = ()) -> None:
+                 store_root: Path, keep_vars: tuple[str, ...] = (), readable: tuple[str, ...] = ()) -> None:
         self.config = config
+        self.readable = readable  # what a sandboxed job reads besides system directories (`sandbox_readable`)
         self.keep_vars = keep_vars  # the workflow's `envvars:`: a pure job still gets what it declares
         self.default_env = default_env
         self.forced = forced  # options switched on from the command line, on top of the config's
@@ -174,6 +216,12 @@ class Runtime:
             lines.append("exec " + " ".join(shlex.quote(a) for a in argv) + ' "$@"')
         return "\n".join(lines) + "\n"
 
+    def scratch(self, name: str) -> Path:
+        """A directory `name` in the sandbox's writable scratch space (shared by this run's sandboxed jobs)."""
+        path = self._dir / "tmp" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def sandboxed(self, argv: list[str], options: RunOptions) -> list[str]:
         """`argv` inside nixlib's bubblewrap sandbox when asked: the working directory and a scratch
         directory writable, everything else read-only, a private /tmp, network and GPUs per options."""
@@ -183,7 +231,7 @@ class Runtime:
 
         scratch = self._dir / "tmp"
         build = Build(name="snakemake", out=Path(self.workdir), state=None, tmp=scratch,  # type: ignore[arg-type]
-                      log=scratch / "log", store_root=self.store_root, options=options)
+                      log=scratch / "log", store_root=self.store_root, options=options, env_paths=self.readable)
         return wrap(argv, build)
 
     def close(self) -> None:
