@@ -88,17 +88,20 @@ def legacy_run(task: Any, build: Build, command: str) -> Mapping[str, Path]:
     return dict(zip(legacy.output_names(len(outputs)), outputs, strict=True))
 
 
-def run_own(task: Any) -> None:
+def run_own(task: Any) -> Any:
     """Call the class's own run() (legacy shape); super().run() inside it reaches the base's own run().
     A run() that yields is driven to its end here (dynamic.drive), or stops at a task not yet complete.
-    A class without a run() of its own (shape.plain) runs Luigi's, which does nothing."""
+    A class without a run() of its own (shape.plain) runs Luigi's, which does nothing. Returns what run()
+    returned (a task run as plain Luigi is called so: `Task(...).run()` gives its value, as in Luigi)."""
     if not getattr(type(task).run, "_nw_wrapper", False):
-        return
+        return None
     task.__dict__[shape.RUNNING] = True
     try:
         result = task.run()
         if inspect.isgenerator(result):
             dynamic.drive(result, task.__dict__.get("_nw_seen", []))
+            return None
+        return result
     finally:
         task.__dict__.pop(shape.RUNNING, None)
 

@@ -177,14 +177,13 @@ class NixTask(luigi.Task, metaclass=Instances):
             known = self._nw_requires = (present.generation(), graph.reusable(self.requires()))
         return known[1]
 
-    def run(self) -> None:
+    def run(self) -> Any:
         """Realise the recipe: served from the store, or run once under the store's lock and recorded.
 
         Forced (`[nixworkflow] force`, or an overridden complete() that said "not complete" although the
         store has the result for these inputs), it runs again and its result replaces the stored one."""
         if not self.nix_managed():
-            steps.run_own(self)
-            return
+            return steps.run_own(self)
         for memo in ("_nw_recipe", OWNED, present.PRESENTED):  # inputs are hashed again now that they exist
             self.__dict__.pop(memo, None)
         recipe = self.nix_recipe(strict=True)

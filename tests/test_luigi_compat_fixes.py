@@ -270,3 +270,17 @@ def test_a_task_with_nothing_to_store_runs_as_plain_luigi(caplog: pytest.LogCapt
     os.unlink("up.txt")
     build(Notify())  # Notify is never complete, as in Luigi; Upstream's file comes back from the store
     assert RAN == ["up", "notify", "notify"] and Path("up.txt").read_text() == "up"
+
+
+class Joined(NixTask):
+    """Luigi's subtask_test: run() of a task without outputs returns a value its caller reads."""
+
+    k = luigi.IntParameter()
+
+    def run(self) -> str:
+        return ",".join(["bar", "hello" * self.k])
+
+
+def test_run_of_a_task_run_as_plain_luigi_returns_its_value() -> None:
+    """Was: None (the wrapper dropped run()'s return value) where Luigi returns 'bar,hellohello'."""
+    assert Joined(k=2).run() == "bar,hellohello"
