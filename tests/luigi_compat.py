@@ -27,13 +27,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests import sdist
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nixworkflow" / "luigi-src"
@@ -126,27 +127,8 @@ def installed_version() -> str:
 
 
 def source_tests(version: str | None = None) -> Path:
-    """The `test/` folder of Luigi's source distribution, downloaded and unpacked once (under a lock,
-    published by rename, so concurrent test workers never see half a tree)."""
-    from filelock import FileLock
-
-    version = version or installed_version()
-    root = CACHE / version
-    tests = root / f"luigi-{version}" / "test"
-    if tests.is_dir():
-        return tests
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / ".lock")):
-        if tests.is_dir():
-            return tests
-        with tempfile.TemporaryDirectory(dir=root) as tmp:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-                            "--quiet", "-d", tmp, f"luigi=={version}"], check=True, timeout=600)
-            archive = next(Path(tmp).glob("luigi-*.tar.gz"))
-            with tarfile.open(archive) as tar:
-                tar.extractall(tmp, filter="data")
-            os.replace(Path(tmp) / f"luigi-{version}", root / f"luigi-{version}")
-    return tests
+    """The `test/` folder of Luigi's source distribution (tests/sdist.py)."""
+    return sdist.unpacked("luigi", version or installed_version(), "test", CACHE)
 
 
 # ---- the pytest plugin (loaded in both runs with `-p tests.luigi_compat`) ----------------------------------

@@ -33,13 +33,14 @@ import signal
 import stat
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests import sdist
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nixworkflow" / "snakemake-src"
@@ -76,27 +77,8 @@ def installed_version() -> str:
 
 
 def source_tests(version: str | None = None) -> Path:
-    """The `tests/` folder of Snakemake's source distribution, downloaded and unpacked once (under a lock,
-    published by rename, so concurrent test workers never see half a tree)."""
-    from filelock import FileLock
-
-    version = version or installed_version()
-    root = CACHE / version
-    tests = root / f"snakemake-{version}" / "tests"
-    if tests.is_dir():
-        return tests
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / ".lock")):
-        if tests.is_dir():
-            return tests
-        with tempfile.TemporaryDirectory(dir=root) as tmp:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-                            "--quiet", "-d", tmp, f"snakemake=={version}"], check=True, timeout=600)
-            archive = next(Path(tmp).glob("snakemake-*.tar.gz"))
-            with tarfile.open(archive) as tar:
-                tar.extractall(tmp, filter="data")
-            os.replace(Path(tmp) / f"snakemake-{version}", root / f"snakemake-{version}")
-    return tests
+    """The `tests/` folder of Snakemake's source distribution (tests/sdist.py)."""
+    return sdist.unpacked("snakemake", version or installed_version(), "tests", CACHE)
 
 
 @dataclass
