@@ -15,6 +15,33 @@ from tests.nixcheck import require_nix
 LIB = "inherit ((import <nixworkflow>).lib) output;"
 
 
+def pinned_experiment(tmp_path: Path, packages: list[str], steps: str,
+                      broken: tuple[str, ...] = ()) -> tuple[Path, str, str]:
+    """experiment.nix over a fresh local package set (`packages`, each version 1-<tag>) pinned by sha256, with
+    `steps` as the body of its `rec { }`; returns the file, the tag (no earlier test built these packages) and
+    the pinned fetchTarball expression."""
+    tag = uuid.uuid4().hex[:12]
+    src = nixsets.package_set(tmp_path / "pkgs", {p: f"1-{tag}" for p in packages}, broken=broken)
+    url, sha256 = nixsets.tarball(src, tmp_path / "pkgs.tar.gz")
+    exp = tmp_path / "experiment.nix"
+    exp.write_text(f"""let
+  {LIB}
+  pkgs = import ({pin(url, sha256)}) {{ }};
+in
+rec {{
+{steps}}}
+""")
+    return exp, tag, pin(url, sha256)
+
+
+PREPARE = '  prepare = output "${pkgs.prep}/bin/prep > $out/data";\n'
+TRAIN = PREPARE + '  train = output "${pkgs.trainer}/bin/trainer ${prepare}/data > $out/model";\n'
+
+
+def pin(url: str, sha256: str) -> str:
+    return f'builtins.fetchTarball {{ url = "{url}"; sha256 = "{sha256}"; }}'
+
+
 def test_output_option_error_names_the_file_and_line(tmp_path: Path) -> None:
     """A wrong option of `output` (gpu = "yes") was thrown while Nix printed the result, so the error named
     neither the step nor a file:line; in an experiment of fifty steps the user had to guess which one."""
@@ -33,20 +60,7 @@ def test_dry_run_and_status_build_no_env_and_a_target_needs_only_its_own(tmp_pat
     and rooted it in the store, although -n promises "nothing runs"; and `nw run exp.nix prepare` failed because
     another step's package did not build, though `prepare` does not use it."""
     require_nix("nix-instantiate")
-    tag = uuid.uuid4().hex[:12]  # a package set no earlier test built
-    src = nixsets.package_set(tmp_path / "pkgs", {"prep": f"1-{tag}", "trainer": f"1-{tag}"}, broken=("trainer",))
-    url, sha256 = nixsets.tarball(src, tmp_path / "pkgs.tar.gz")
-    exp = tmp_path / "experiment.nix"
-    exp.write_text(f"""let
-  {LIB}
-  pkgs = import (builtins.fetchTarball {{ url = "{url}"; sha256 = "{sha256}"; }}) {{ }};
-in
-rec {{
-  prepare = output "${{pkgs.prep}}/bin/prep > $out/data";
-  train = output "${{pkgs.trainer}}/bin/trainer ${{prepare}}/data > $out/model";
-}}
-""")
-    pinned = f'builtins.fetchTarball {{ url = "{url}"; sha256 = "{sha256}"; }}'
+    exp, tag, pinned = pinned_experiment(tmp_path, ["prep", "trainer"], TRAIN, broken=("trainer",))
     (drv,) = nixsets.instantiate(f"(import ({pinned}) {{}}).prep")
     (prep_out,) = nixsets.outputs(drv)
     for args in (("run", "-n", str(exp)), ("status", str(exp)), ("dag", str(exp))):
@@ -104,19 +118,7 @@ def test_a_step_served_from_the_store_needs_no_env_build(tmp_path: Path, store_r
     """After Nix's garbage collector removed an env, a re-run whose steps are all in the store rebuilt the env (hours
     for a CUDA stack) only to link results it did not run; now only the env of a step that runs is built."""
     require_nix("nix-store")
-    tag = uuid.uuid4().hex[:12]
-    src = nixsets.package_set(tmp_path / "pkgs", {"prep": f"1-{tag}"})
-    url, sha256 = nixsets.tarball(src, tmp_path / "pkgs.tar.gz")
-    exp = tmp_path / "experiment.nix"
-    exp.write_text(f"""let
-  {LIB}
-  pkgs = import (builtins.fetchTarball {{ url = "{url}"; sha256 = "{sha256}"; }}) {{ }};
-in
-rec {{
-  prepare = output "${{pkgs.prep}}/bin/prep > $out/data";
-}}
-""")
-    pinned = f'builtins.fetchTarball {{ url = "{url}"; sha256 = "{sha256}"; }}'
+    exp, tag, pinned = pinned_experiment(tmp_path, ["prep"], PREPARE)
     (drv,) = nixsets.instantiate(f"(import ({pinned}) {{}}).prep")
     (prep_out,) = nixsets.outputs(drv)
     first = nw("run", str(exp))
@@ -139,20 +141,8 @@ def test_keep_going_runs_the_steps_whose_env_builds_when_another_env_fails(tmp_p
     """`nw run -k` promises every step that does not depend on a failure still runs; a package that failed to
     build stopped the whole run before any step started. Now only the steps that need it fail (naming it)."""
     require_nix("nix-instantiate")
-    tag = uuid.uuid4().hex[:12]
-    src = nixsets.package_set(tmp_path / "pkgs", {"prep": f"1-{tag}", "trainer": f"1-{tag}"}, broken=("trainer",))
-    url, sha256 = nixsets.tarball(src, tmp_path / "pkgs.tar.gz")
-    exp = tmp_path / "experiment.nix"
-    exp.write_text(f"""let
-  {LIB}
-  pkgs = import (builtins.fetchTarball {{ url = "{url}"; sha256 = "{sha256}"; }}) {{ }};
-in
-rec {{
-  prepare = output "${{pkgs.prep}}/bin/prep > $out/data";
-  train = output "${{pkgs.trainer}}/bin/trainer ${{prepare}}/data > $out/model";
-  report = output "cat ${{train}}/model > $out/r";
-}}
-""")
+    report = '  report = output "cat ${train}/model > $out/r";\n'
+    exp, tag, _ = pinned_experiment(tmp_path, ["prep", "trainer"], TRAIN + report, broken=("trainer",))
     stopped = nw("run", str(exp))
     assert stopped.returncode == 1 and "step 'train'" in stopped.stderr and "running" not in stopped.stderr
     going = nw("run", "-k", str(exp))
