@@ -17,6 +17,7 @@ from nixlib.engine import Result
 
 logger = logging.getLogger("luigi-interface")
 _GENERATION = [0]  # bumped by reset(): outputs presented before are presented again (files may be gone)
+GENERATION = _GENERATION  # read as GENERATION[0] where a function call per task would show (task.nix_requires)
 PRESENTED = "_nw_presented"  # task attribute: (stamp, True) once presented
 OWNED = "_nw_owned"  # task attribute: (stamp, Result) once the store is known to hold its result
 _LINK_DIRS: dict[tuple[str, str], str] = {}  # (working directory, out_link) -> the absolute link directory

@@ -76,5 +76,9 @@ def is_task(obj: Any) -> bool:
 
 
 def is_nix(task: Any) -> bool:
-    """A NixTask whose result the store holds (not a legacy one with outputs the store cannot hold)."""
+    """A NixTask whose result the store holds (not a legacy one with outputs the store cannot hold). Read from the
+    instance's memo when nix_managed() has answered before (graph walks ask it of every dependency)."""
+    known = getattr(task, "__dict__", {}).get("_nw_managed")
+    if known is not None:
+        return bool(known)
     return is_task(task) and task.nix_managed()

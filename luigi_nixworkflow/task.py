@@ -164,17 +164,17 @@ class NixTask(luigi.Task, metaclass=Instances):
 
     def nix_requires(self) -> list[luigi.Task]:
         """flatten(requires()), computed once per task and build."""
-        known = self.__dict__.get("_nw_flat")
-        if known is None or known[0] != present.generation():
-            known = self._nw_flat = (present.generation(), flatten(self._nw_required()))
+        known, generation = self.__dict__.get("_nw_flat"), present.GENERATION[0]
+        if known is None or known[0] != generation:
+            known = self._nw_flat = (generation, flatten(self._nw_required()))
         return known[1]
 
     def _nw_required(self) -> Any:
         """requires() once per build: Luigi's instance cache keeps a task between the builds of one interpreter (a
         notebook), and a requires() that reads a sample sheet must see it as it is at the next build."""
-        known = self.__dict__.get("_nw_requires")
-        if known is None or known[0] != present.generation():
-            known = self._nw_requires = (present.generation(), graph.reusable(self.requires()))
+        known, generation = self.__dict__.get("_nw_requires"), present.GENERATION[0]
+        if known is None or known[0] != generation:
+            known = self._nw_requires = (generation, graph.reusable(self.requires()))
         return known[1]
 
     def run(self) -> Any:
