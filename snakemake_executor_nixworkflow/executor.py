@@ -509,7 +509,7 @@ class Executor(LocalExecutor):
         those of every job handed to this executor: a checkpoint that finished while this one ran (two samples'
         checkpoints at once) has left the DAG, which Snakemake re-evaluated from what it wrote."""
         where = self.recipes.where
-        return {name for j in list(self.dag.jobs) for name in declared_names(products(j, where))} | self.handed.copy()
+        return {name for j in list(self.dag.jobs) for name in declared_names(products(j, where))} | self.handed
 
     def link_mode(self, job: Any, path: Path) -> str:
         """How a product is shared with the store. Protected outputs are always copies: Snakemake's

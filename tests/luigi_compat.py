@@ -121,9 +121,7 @@ REFUSALS = {
 
 
 def installed_version() -> str:
-    from importlib.metadata import version
-
-    return version("luigi")
+    return sdist.installed("luigi")
 
 
 def source_tests(version: str | None = None) -> Path:

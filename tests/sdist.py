@@ -11,6 +11,13 @@ import tempfile
 from pathlib import Path
 
 
+def installed(package: str) -> str:
+    """The version of `package` installed here: the one whose test suite is run."""
+    from importlib.metadata import version
+
+    return version(package)
+
+
 def unpacked(package: str, version: str, folder: str, cache: Path) -> Path:
     """`folder` of `package==version`'s unpacked source distribution under `cache/version`; downloaded and unpacked
     once, under a lock, and published by rename, so concurrent test workers never see half a tree. Raises

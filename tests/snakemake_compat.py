@@ -71,9 +71,7 @@ KNOWN = {
 
 
 def installed_version() -> str:
-    from importlib.metadata import version
-
-    return version("snakemake")
+    return sdist.installed("snakemake")
 
 
 def source_tests(version: str | None = None) -> Path:

@@ -13,20 +13,10 @@ from pathlib import Path
 import luigi
 import pytest
 from luigi.mock import MockTarget
-from luigi.task_register import Register
 
-import luigi_nixworkflow
 from luigi_nixworkflow import NixTask
 from tests import luigi_compat as compat
-
-
-def build(*tasks: luigi.Task, ok: bool = True) -> str:
-    Register.clear_instance_cache()
-    luigi_nixworkflow.reset()
-    result = luigi.build(list(tasks), local_scheduler=True, detailed_summary=True, log_level="WARNING")
-    assert (result.status == luigi.execution_summary.LuigiStatusCode.SUCCESS) is ok, result.summary_text
-    return result.summary_text
-
+from tests.luigi_run import build
 
 # ---- a task that says when it is done in its own complete() and declares no output() -------------------------
 

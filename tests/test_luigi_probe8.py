@@ -5,32 +5,12 @@ store. Each test is a bug that probing found, and fails on the code before its f
 from __future__ import annotations
 
 import datetime
-from collections import Counter
 from pathlib import Path
 
 import luigi
-from luigi.task_register import Register
 
-import luigi_nixworkflow
 from luigi_nixworkflow import NixTask
-
-
-def build(*tasks: luigi.Task, ok: bool = True) -> str:
-    Register.clear_instance_cache()
-    luigi_nixworkflow.reset()
-    result = luigi.build(list(tasks), local_scheduler=True, detailed_summary=True, log_level="WARNING")
-    assert (result.status == luigi.execution_summary.LuigiStatusCode.SUCCESS) is ok, result.summary_text
-    return result.summary_text
-
-
-def note(name: str) -> None:
-    with open("runs.log", "a") as f:
-        f.write(name + "\n")
-
-
-def runs() -> Counter[str]:
-    path = Path("runs.log")
-    return Counter(path.read_text().split()) if path.exists() else Counter()
+from tests.luigi_run import build, note, runs
 
 
 def failures(caplog: object) -> str:

@@ -8,38 +8,17 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import luigi
 from luigi.mock import MockTarget
 from luigi.task_register import Register
 
-import luigi_nixworkflow
 from luigi_nixworkflow import NixTask
 from tests.helpers import REPO
+from tests.luigi_run import build, note, runs
 
 LUIGI = str(Path(sys.executable).with_name("luigi"))
-
-
-def build(*tasks: luigi.Task, ok: bool = True, afresh: bool = True) -> str:
-    """luigi.build as a script calls it; `afresh=False` keeps Luigi's instance cache, as a notebook's builds do."""
-    if afresh:
-        Register.clear_instance_cache()
-        luigi_nixworkflow.reset()
-    result = luigi.build(list(tasks), local_scheduler=True, detailed_summary=True, log_level="WARNING")
-    assert (result.status == luigi.execution_summary.LuigiStatusCode.SUCCESS) is ok, result.summary_text
-    return result.summary_text
-
-
-def note(name: str) -> None:
-    with open("runs.log", "a") as f:
-        f.write(name + "\n")
-
-
-def runs() -> Counter[str]:
-    path = Path("runs.log")
-    return Counter(path.read_text().split()) if path.exists() else Counter()
 
 
 # ---- a target the store cannot hash, upstream ------------------------------------------------------------------

@@ -1,0 +1,33 @@
+"""What the Luigi probe tests share: a build as a script runs it, and a log of which task bodies ran."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import luigi
+from luigi.task_register import Register
+
+import luigi_nixworkflow
+
+
+def build(*tasks: luigi.Task, ok: bool = True, afresh: bool = True) -> str:
+    """luigi.build as a script calls it, asserting success (or failure, `ok=False`); its summary. `afresh=False`
+    keeps Luigi's instance cache, as a notebook's second build does."""
+    if afresh:
+        Register.clear_instance_cache()
+        luigi_nixworkflow.reset()
+    result = luigi.build(list(tasks), local_scheduler=True, detailed_summary=True, log_level="WARNING")
+    assert (result.status == luigi.execution_summary.LuigiStatusCode.SUCCESS) is ok, result.summary_text
+    return result.summary_text
+
+
+def note(name: str) -> None:
+    """Called by a task's body: counts its executions (runs.log in the test's working directory)."""
+    with open("runs.log", "a") as f:
+        f.write(name + "\n")
+
+
+def runs() -> Counter[str]:
+    path = Path("runs.log")
+    return Counter(path.read_text().split()) if path.exists() else Counter()
