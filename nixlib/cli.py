@@ -353,7 +353,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nixlib.runs import run_workflow
 
     _term_as_interrupt()
-    return run_workflow(store, workflow, targets, args, prepare=_failing_envs(broken) if broken else None)
+    return run_workflow(store, workflow, targets, args, prepare=_env_before_run(workflow, broken))
 
 
 def _warn_unreached(workflow: Any, targets: list[str]) -> None:
@@ -412,15 +412,26 @@ def _build_envs(store: Any, workflow: Any, recipes: list[Any], forced: list[Any]
     return failed
 
 
-def _failing_envs(broken: dict[str, NixWorkflowError]) -> Callable[[Any], None]:
-    """Engine.prepare for `nw run -k` after envs failed to build: a step that needs one fails as it would run."""
+def _env_before_run(workflow: Any, broken: dict[str, NixWorkflowError]) -> Callable[[Any], None]:
+    """Engine.prepare for `nw run`: a step about to run gets its Nix env built (already built up front for the
+    steps expected to run; not for one that looked served then and runs after all, e.g. below a forced step whose
+    result changed), and with -k a step whose env failed to build up front fails here, not the whole run."""
+    from nixlib import env as envmod
     from nixlib.errors import StepFailed
     from nixlib.recipe import canonical_json
 
     def prepare(recipe: Any) -> None:
-        error = broken.get(canonical_json(recipe.env or {}))
+        identity = recipe.env or {}
+        if identity.get("kind") != "nix":
+            return
+        error = broken.get(canonical_json(identity))
         if error is not None:
             raise StepFailed(recipe.name, f"its Nix env did not build: {error}")
+        where = workflow.where.get(recipe.name, recipe.name)
+        try:
+            envmod.build(identity, where)
+        except NixWorkflowError as e:
+            raise StepFailed(recipe.name, f"its Nix env did not build ({where}): {e}") from None
 
     return prepare
 

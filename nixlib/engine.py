@@ -176,7 +176,8 @@ class Engine:
                     return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))
             try:
                 if self.prepare is not None:
-                    self.prepare(recipe)  # (`nw run -k`: a step whose env failed to build fails here, not the run)
+                    self.prepare(recipe)  # (`nw run`: the step's Nix env is built here if it was not up front)
+                _check_env_present(recipe)
                 doc = self._build(recipe, rk, realised, action or self.action, provenance or {},
                                   keep_fds=() if held is None else (held,))
             except BaseException:
@@ -354,6 +355,17 @@ def _remote() -> Any:
     from nixlib import remote
 
     return remote.configured()
+
+
+def _check_env_present(recipe: Recipe) -> None:
+    """Refuse to run a step whose env paths are not all present (Nix's garbage collector removed them, or they
+    were never built here): the runner skips a missing directory on PATH, so the command would run with the
+    host's tools and its result be stored under the Nix env's key."""
+    missing = [p for p in recipe.env_paths if not os.path.exists(p)]
+    if missing:
+        raise StepFailed(recipe.name, f"its env is not present on this host ({', '.join(missing[:3])}"
+                         f"{' …' if len(missing) > 3 else ''} missing): realise it with Nix first (nw run builds "
+                         "it; for Snakemake and Luigi, run again so the env is evaluated and built)")
 
 
 def _protect_statics(store: Store, recipe: Recipe) -> None:

@@ -126,3 +126,16 @@ def test_env_paths_come_first_on_path(tmp_path: Path) -> None:
                     env_paths=(str(tmp_path / "env"),))
     result = Engine(store).realise(recipe)
     assert (store.object_path(result.outputs["out"]) / "said").read_text() == "from-env\n"
+
+
+def test_a_step_whose_env_is_missing_fails_instead_of_running_with_the_hosts_tools(store_root: Path) -> None:
+    """The runner leaves a missing env directory off PATH, so a step whose Nix env was collected (or never built
+    on this host) ran with the host's tools, and its result was stored under the Nix env's key. Now it fails,
+    naming the missing path, and nothing is stored."""
+    store = Store(store_root)
+    gone = "/nix/store/" + "0" * 32 + "-collected-tool"
+    recipe = Recipe(name="s", command="echo ran > $out/x", env={"kind": "nix", "drvs": [gone + ".drv"]},
+                    env_paths=(gone,))
+    with pytest.raises(StepFailed, match="collected-tool"):
+        Engine(store).realise(recipe)
+    assert not list((store_root / "realisations").rglob("*.json"))
