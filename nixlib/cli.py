@@ -111,7 +111,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "lineage":
             q.add_argument("--depth", type=_not_negative, default=50,
                            help="levels of upstream steps to show (default 50)")
-        q.add_argument("--out-link", default="nix-workflow-output", metavar="DIR", help=argparse.SUPPRESS)
+        q.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
+                       help="directory of output links and of the last-run summary, as given to `nw run --out-link` "
+                       "(default: ./nix-workflow-output)")
         q.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
 
     gc = sub.add_parser("gc", help="remove what no root (output link) keeps",
@@ -331,9 +333,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["NIX_WORKFLOW_ALLOW_UNPINNED"] = "1"
     if args.force and not args.targets:
         raise NixWorkflowError("--force needs the steps to run again: nw run --force FILE STEP…")
+    if args.json and not args.dry_run:  # (it was ignored: the steps ran and printed text)
+        raise NixWorkflowError("--json prints the plan of a dry run and needs -n: nw run -n --json FILE (nothing was "
+                               "run; a run's results as JSON: nw status --json FILE, nw show --json STEP)")
     from nixlib.remotecli import configure
 
     configure(args, Path(args.file).parent)  # --remote, NIX_WORKFLOW_REMOTE, `remote:` in nixworkflow.yaml
+    _check_store_for_commands()
     store = _store()
     workflow = _load(args.file)
     targets = workflow.select(args.targets)
@@ -354,6 +360,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _term_as_interrupt()
     return run_workflow(store, workflow, targets, args, prepare=_env_before_run(workflow, broken))
+
+
+_SHELL_SPECIAL = frozenset(" \t\n\r'\"\\$`;&|<>()*?[")
+
+
+def _check_store_for_commands() -> None:
+    """Refuse a store root the shell would split or expand, before anything is created: every step's `$out` and
+    every upstream step a command interpolates (`{dataset}/data.csv`, `${dataset}`) lie under it, unquoted in
+    nearly every command (`> $out/x` is an "ambiguous redirect" when $out has a space), so each step would fail
+    or, worse, write somewhere else."""
+    from nixlib.store import default_root
+
+    root = str(default_root().absolute())
+    bad = sorted({c for c in root if c in _SHELL_SPECIAL})
+    if bad:
+        shown = ", ".join("a space" if c == " " else repr(c) for c in bad)
+        raise NixWorkflowError(f"the store root {root!r} contains {shown}: every step's $out and every step output "
+                               "a command interpolates is a path under it, and the shell splits or expands such a "
+                               "path where a command leaves it unquoted (`echo 1 > $out/x`), so the steps would fail. "
+                               "Use a store path of plain characters (--store DIR or NIX_WORKFLOW_STORE=DIR); "
+                               "nothing was run.")
 
 
 def _warn_unreached(workflow: Any, targets: list[str]) -> None:

@@ -76,7 +76,39 @@ def recipe_differences(old: Side, new: Side) -> list[str]:
     lines += _input_differences(old.inputs, new.inputs)
     for key in sorted((set(old.recipe) | set(new.recipe)) - {"command", "env", "uses"}):
         if old.recipe.get(key) != new.recipe.get(key):
-            lines.append(f"parameter '{key}' differs: {_short(old.recipe.get(key))} → {_short(new.recipe.get(key))}")
+            lines += _code_differences(old.recipe.get(key), new.recipe.get(key)) if key == "extra" else []
+            if key != "extra" or not _only_code(old.recipe.get(key), new.recipe.get(key)):
+                lines.append(f"parameter '{key}' differs: {_short(old.recipe.get(key))} → "
+                             f"{_short(new.recipe.get(key))}")
+    return lines
+
+
+def _only_code(a: Any, b: Any) -> bool:
+    """True when two `extra` parameters differ only in their `code` part, a mapping of project scripts (what
+    `_code_differences` reports; Luigi's `code` is one digest of a task's class, left to the generic line)."""
+    a, b = a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}
+    if not all(isinstance(x.get("code", {}), dict) for x in (a, b)):
+        return False
+    return {k: v for k, v in a.items() if k != "code"} == {k: v for k, v in b.items() if k != "code"}
+
+
+def _code_differences(a: Any, b: Any) -> list[str]:
+    """One line per project script (`extra.code`: path -> digest) that was added, dropped or edited. A Python
+    script's digest covers the local modules it imports, so an edit of `common.py` shows as its importer
+    `./train.py`: the line says so, rather than name a file the user did not touch as if it changed."""
+    old = a.get("code", {}) if isinstance(a, dict) else {}
+    new = b.get("code", {}) if isinstance(b, dict) else {}
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return []
+    lines = []
+    for path in sorted(set(old) | set(new)):
+        if path not in old:
+            lines.append(f"project script {path} is now run by the command (keyed by its content)")
+        elif path not in new:
+            lines.append(f"project script {path} is no longer run by the command")
+        elif old[path] != new[path]:
+            also = " or a local module it imports" if str(path).endswith(".py") else ""
+            lines.append(f"project script {path} changed (its content{also})")
     return lines
 
 

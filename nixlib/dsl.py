@@ -162,10 +162,24 @@ def output(cmd: str, name: str | None = None, env: Any = None, hash: str | None 
     """
     if hash is not None and not nar.is_nar_hash(hash):
         raise NixWorkflowError(f"{_caller()}: hash {hash!r} is not a 52-character Nix base32 SHA-256")
-    options = RunOptions(pure=pure, sandbox=sandbox, network=network, gpu=gpu, resumable=resumable,
-                         allow_empty=allow_empty, checkpoints=checkpoints)
+    flags = {"pure": pure, "sandbox": sandbox, "gpu": gpu, "resumable": resumable, "allow_empty": allow_empty,
+             "checkpoints": checkpoints, "network": network}
+    options = RunOptions(**{k: _flag(k, v) for k, v in flags.items()})
     return Step(cmd, name, env, hash, options, _caller(), dict(resources) if isinstance(resources, Mapping)
                 else resources)
+
+
+def _flag(option: str, value: Any) -> bool | None:
+    """An on/off option of output() as a bool. Anything else is an error naming the caller's file and line: a
+    string is true whatever it says (`sandbox="false"` would switch the sandbox on, `gpu="no"` ask for a GPU), and
+    experiment.nix refuses the same values. A NumPy bool (a sweep built with NumPy) is a bool; `network` may be
+    None (its default: open when loose, closed in the sandbox)."""
+    if isinstance(value, bool) or (value is None and option == "network"):
+        return value
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):
+        return bool(value)
+    raise NixWorkflowError(f"{_caller()}: output() option {option} must be True or False"
+                           f"{' (or None)' if option == 'network' else ''}, not {value!r} ({type(value).__name__})")
 
 
 def static(path: str | os.PathLike | None = None, hash: str | None = None, name: str | None = None) -> Static:
@@ -257,13 +271,23 @@ def load(path: str | os.PathLike) -> Workflow:
         tb = traceback.extract_tb(e.__traceback__)
         frame = next((f for f in reversed(tb) if f.filename == str(path)), tb[-1])
         raise NixWorkflowError(f"{frame.filename}:{frame.lineno}: evaluating the experiment failed: "
-                               f"{type(e).__name__}: {e}") from None
+                               f"{type(e).__name__}: {e}{_raised_in(tb, frame, path.parent)}") from None
     workflow = build(unique_names(_named_steps(namespace)), code_roots=(str(path.parent),))
     if not workflow.named:
         raise NixWorkflowError(f"{path} defines no steps: an experiment declares each step with output() and assigns "
                                "it to a module-level name, e.g. `data = output('echo 1,2 > $out/data.csv')`"
                                + _why_none(path, workflow))
     return workflow
+
+
+def _raised_in(tb: traceback.StackSummary, frame: traceback.FrameSummary, project: Path) -> str:
+    """Where in the project's own modules the error was raised, when not at the experiment's line that called
+    them (`lr = params.load()` failing inside params.py): that line alone leaves the user to guess."""
+    inside = str(project) + os.sep
+    last = next((f for f in reversed(tb) if f.filename.startswith(inside)), None)
+    if last is None or last is frame:
+        return ""
+    return f" (raised at {last.filename}:{last.lineno}, in {last.name})"
 
 
 def _why_none(path: Path, workflow: Workflow) -> str:
@@ -316,8 +340,9 @@ def build(named: dict[str, Step], code_roots: tuple[str, ...] = ()) -> Workflow:
 
 def _named_steps(namespace: dict[str, Any]) -> Iterator[tuple[str, Step]]:
     """Module-level steps, including those in dicts and lists, nested as a sweep nests them
-    (`models["small"]` → `models.small`, `grid[0.1][32]` → `grid.0.1.32`): a step only reachable through a
-    nested container would otherwise be no top-level step, and `nw run` would silently not run it."""
+    (`models["small"]` → `models.small`, `grid[0.1][32]` and `grid[(0.1, 32)]` → `grid.0.1.32`): a step only
+    reachable through a nested container would otherwise be no top-level step, and `nw run` would silently not
+    run it."""
     for var, value in namespace.items():
         if not var.startswith("__"):
             yield from _members(var, value, set())
@@ -345,7 +370,16 @@ def _members(name: str, value: Any, seen: set[int]) -> Iterator[tuple[str, Step]
     seen.add(id(value))
     items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, member in items:
-        yield from _members(f"{name}.{key}", member, seen)
+        yield from _members(f"{name}.{_key_name(key)}", member, seen)
+
+
+def _key_name(key: Any) -> str:
+    """A dict key as part of a step name: a tuple key (a sweep over `itertools.product`) by its parts, as the
+    nested dicts of the same sweep are (`grid[(0.1, 32)]` → `grid.0.1.32`), not by its repr (`grid.(0.1, 32)`,
+    which a user must quote to type and which has spaces)."""
+    if isinstance(key, tuple) and key:
+        return ".".join(_key_name(k) for k in key)
+    return str(key)
 
 
 class _Builder:

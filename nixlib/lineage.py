@@ -99,8 +99,11 @@ def find(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> Found:
     if name_problem(what) is None and os.path.lexists(out_dir / what):  # the link of a step renamed or removed
         hint += (f" {out_dir / what} is an output link left by an earlier run (the last run has no step '{what}'): "
                  f"`nw show {out_dir / what}` shows what produced it.")
+    where = f"./{OUT_DIR}/" if str(out_dir) == OUT_DIR else f"{out_dir}/"
+    other = ("" if str(out_dir) != OUT_DIR else " (a run with `--out-link DIR` keeps its summary in DIR: add "
+             "`--out-link DIR` here too)")
     raise NixWorkflowError(f"no step or path named '{what}'.{hint} Give a step name from the last `nw run` in this "
-                           f"directory, a path under ./{OUT_DIR}/, a file a step produced, or a key.")
+                           f"directory{other}, a path under {where}, a file a step produced, or a key.")
 
 
 def find_record(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> dict[str, Any]:

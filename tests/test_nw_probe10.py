@@ -1,0 +1,152 @@
+"""Wave 10 probe of the `nw` front doors: what a new user met writing ML pipelines (prepare → a sweep of trainings
+→ evaluations → a report) for `nw run experiment.py` / `experiment.nix`, each a regression test that failed before
+its fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import nw, tree_snapshot
+
+COMMON = "def load(path):\n    return [float(x) for x in open(path).read().split()]\n"
+TRAIN = """import json, sys
+from common import load
+rows = load(sys.argv[1])
+json.dump({"w": sum(rows) * float(sys.argv[2])}, open("model.json", "w"))
+open("metrics.txt", "w").write("rows %d\\n" % len(rows))
+"""
+SWEEP = """import itertools
+from pathlib import Path
+from nixlib import output
+HERE = Path(__file__).parent
+data = output("seq 1 20 > $out/data.txt")
+models = {(lr, bs): output(f"python3 {HERE}/train.py {data}/data.txt {lr} --bs={bs}")
+          for lr, bs in itertools.product([0.1, 0.01], [32])}
+report = output("cat " + " ".join(f"{m}/model.json" for m in models.values()) + " > $out/report.txt")
+"""
+
+
+def warm(store_root: Path, where: Path) -> dict[str, bytes | str]:
+    """Run a one-step experiment so the store exists (its empty directories are no change), then snapshot it."""
+    where.mkdir()
+    (where / "warm.py").write_text('from nixlib import output\nw = output("echo w > $out/w")\n')
+    nw("run", str(where / "warm.py"), cwd=where, check=True)
+    return tree_snapshot(store_root)
+
+
+def sweep_project(where: Path) -> Path:
+    """An experiment.py training over an `itertools.product` sweep with a project script that imports a module."""
+    where.mkdir()
+    (where / "common.py").write_text(COMMON)
+    (where / "train.py").write_text(TRAIN)
+    (where / "experiment.py").write_text(SWEEP)
+    return where / "experiment.py"
+
+
+def test_a_tuple_key_of_a_sweep_names_the_step_by_its_parts(tmp_path: Path) -> None:
+    """`{(lr, bs): output(...) for lr, bs in itertools.product(...)}` named the steps by the tuple's repr,
+    `models.(0.1, 32)`: an output link with parentheses, quotes and a space, which `nw show` needed quoted."""
+    exp = sweep_project(tmp_path / "p")
+    nw("run", str(exp), cwd=exp.parent, check=True)
+    links = sorted(p.name for p in (exp.parent / "nix-workflow-output").iterdir() if not p.name.startswith("."))
+    assert links == ["data", "models.0.01.32", "models.0.1.32", "report"], links
+    shown = nw("show", "models.0.1.32", cwd=exp.parent)
+    assert shown.returncode == 0 and " 0.1 --bs=32" in shown.stdout, shown.stderr
+
+
+def test_why_after_editing_a_local_module_says_the_script_or_its_imports_changed(tmp_path: Path) -> None:
+    """Editing common.py (imported by train.py) re-ran the trainings, and `nw why` said only
+    `parameter 'extra' differs: {"code": {"./train.py": "0aw…"}} → {…}`: the file the user edited was not named,
+    and the one named looked unchanged to them."""
+    exp = sweep_project(tmp_path / "p")
+    nw("run", str(exp), cwd=exp.parent, check=True)
+    (exp.parent / "common.py").write_text(COMMON + "VERSION = 2\n")
+    why = nw("why", "models.0.1.32", cwd=exp.parent)
+    assert why.returncode == 0, why.stderr
+    assert "project script ./train.py changed (its content or a local module it imports)" in why.stdout, why.stdout
+    assert "parameter 'extra'" not in why.stdout, why.stdout
+    ran = nw("run", str(exp), cwd=exp.parent, check=True).stderr
+    assert "data: cached" in ran and "models.0.1.32: done" in ran and "models.0.01.32: done" in ran, ran
+
+
+@pytest.mark.parametrize(("option", "value"), [("sandbox", '"false"'), ("gpu", '"no"'), ("resumable", "1"),
+                                                ("network", '"off"')])
+def test_an_on_off_option_of_output_that_is_not_a_bool_is_an_error(tmp_path: Path, store_root: Path, option: str,
+                                                                     value: str) -> None:
+    """experiment.nix refuses `gpu = "yes"`, but experiment.py took any value: `sandbox="false"` (a string, so
+    true) ran the step in the sandbox, `gpu="no"` asked for a GPU, all without a word."""
+    exp = tmp_path / "experiment.py"
+    exp.write_text(f'from nixlib import output\nok = output("echo 1 > $out/x")\nfit = output("echo 2 > $out/x", '
+                   f'{option}={value})\n')
+    before = warm(store_root, tmp_path / "warm")
+    proc = nw("run", str(exp))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"{exp}:3: output() option {option} must be True or False" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and tree_snapshot(store_root) == before
+
+
+def test_a_numpy_bool_is_a_bool(tmp_path: Path) -> None:
+    """`resumable=np.bool_(True)` (a flag from a NumPy sweep) failed with "TypeError: Object of type bool is not
+    JSON serializable", naming neither the option nor NumPy."""
+    pytest.importorskip("numpy")
+    exp = tmp_path / "experiment.py"
+    exp.write_text('import numpy as np\nfrom nixlib import output\nfit = output("echo ${state:-none} > $out/x", '
+                   'resumable=np.bool_(True))\n')
+    nw("run", str(exp), check=True)
+    assert (Path("nix-workflow-output") / "fit" / "x").read_text() != "none\n"
+
+
+def test_a_store_root_with_a_space_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """With NIX_WORKFLOW_STORE="/home/me/my results/store" every step failed: `$out` and each interpolated upstream
+    path lie under the store, unquoted in nearly every command (`echo 1 > $out/x`: "ambiguous redirect";
+    `python prep.py $out`: `$out` split in two), and the error only said "command exited with status 1"."""
+    root = tmp_path / "my results" / "store"
+    root.parent.mkdir()
+    exp = tmp_path / "experiment.py"
+    exp.write_text('from nixlib import output\ndata = output("seq 1 3 > $out/data.txt")\n')
+    proc = nw("run", str(exp), env={"NIX_WORKFLOW_STORE": str(root)})
+    assert proc.returncode == 1, proc.stderr
+    assert f"the store root '{root}' contains a space" in proc.stderr and "--store DIR" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not root.exists()
+
+
+def test_show_log_and_lineage_document_out_link_and_the_error_points_at_it(tmp_path: Path) -> None:
+    """After `nw run --out-link runs/out`, `nw show STEP` said "no step or path named …", and `nw show --help`
+    did not list the `--out-link` that finds it (the option existed, hidden)."""
+    exp = tmp_path / "experiment.py"
+    exp.write_text('from nixlib import output\ndata = output("seq 1 3 > $out/data.txt")\n')
+    nw("run", "--out-link", "runs/out", str(exp), check=True)
+    missed = nw("show", "data")
+    assert missed.returncode == 1 and "--out-link DIR" in missed.stderr, missed.stderr
+    assert nw("show", "--out-link", "runs/out", "data").returncode == 0
+    for command in ("show", "log", "lineage"):
+        assert "--out-link DIR" in nw(command, "--help", check=True).stdout
+
+
+def test_an_error_inside_a_project_module_names_where_it_was_raised(tmp_path: Path, store_root: Path) -> None:
+    """`lr = params.load()` failing inside params.py was reported at the experiment's line only, with
+    `KeyError: 'lr'`: the line of params.py that raised it was not named."""
+    (tmp_path / "params.py").write_text('import json\n\ndef load():\n    return json.loads("{}")["lr"]\n')
+    exp = tmp_path / "experiment.py"
+    exp.write_text('import params\nfrom nixlib import output\nlr = params.load()\n'
+                   'fit = output(f"echo {lr} > $out/x")\n')
+    before = warm(store_root, tmp_path / "warm")
+    proc = nw("run", str(exp))
+    assert proc.returncode == 1, proc.stderr
+    assert f"{exp}:3: evaluating the experiment failed: KeyError: 'lr'" in proc.stderr, proc.stderr
+    assert f"raised at {tmp_path / 'params.py'}:4, in load" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and tree_snapshot(store_root) == before
+
+
+def test_run_json_without_dry_run_is_an_error_and_runs_nothing(tmp_path: Path, store_root: Path) -> None:
+    """`nw run --json FILE` ran every step and printed text: `--json` (documented "with --dry-run") was ignored."""
+    exp = tmp_path / "experiment.py"
+    exp.write_text('from nixlib import output\ndata = output("seq 1 3 > $out/data.txt")\n')
+    proc = nw("run", "--json", str(exp))
+    assert proc.returncode == 1 and "needs -n" in proc.stderr, proc.stdout + proc.stderr
+    assert not store_root.exists() and not Path("nix-workflow-output").exists()
+    plan = json.loads(nw("run", "-n", "--json", str(exp), check=True).stdout)
+    assert [s["name"] for s in plan] == ["data"]
