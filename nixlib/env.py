@@ -258,7 +258,7 @@ def _check_pinned(env: Env) -> None:
         how = "name a revision, e.g. github:NixOS/nixpkgs/<40-character commit>, or add ?rev=<commit>"
     raise UnpinnedSource(f"env at {env.where}: {packages} would come from {what}, which is not pinned: the same "
                          f"name can give different packages tomorrow. Pin it: {how}. To run unpinned anyway, "
-                         f"pass --allow-unpinned (or set {ALLOW_UNPINNED_VAR}=1); the run is then not reproducible.")
+                         f"{nix.UNPINNED_OPT_IN}; the run is then not reproducible.")
 
 
 # ---- evaluation and realisation ----------------------------------------------------------

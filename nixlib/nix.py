@@ -39,6 +39,8 @@ ROOT_NO_DAEMON_CONFIG = ("build-users-group =\nsubstituters =\nsandbox = false\n
 INSTALL_HINT = ("Install Nix: `sh <(curl -L https://nixos.org/nix/install)` (or on Debian/Ubuntu "
                 "`apt-get install nix-bin`). Steps with host envs (no env, or env='host') still run without Nix.")
 UNPINNED_MARK = "nixworkflow-unpinned: "
+# How to opt into unpinned sources, worded for every front door: `snakemake` and Luigi have no --allow-unpinned.
+UNPINNED_OPT_IN = "set NIX_WORKFLOW_ALLOW_UNPINNED=1 (or pass --allow-unpinned to `nw run`)"
 _SHOW_TRACE_HINT = "(use '--show-trace' to show detailed location information)"
 _DEP_TRACE = re.compile(r"^trace: nixworkflow-dep:(.*)$")
 _COPIED = re.compile(r"^copied source '(.*)' -> '")
@@ -184,9 +186,17 @@ def _explain(argv: list[str], env: dict[str, str], stderr: str) -> str:
                     "does without --arg: give every parameter a default, e.g. { lr ? 0.001 }: ...")
     if UNPINNED_MARK in stderr or "was not found in the Nix search path" in message:
         message += ("\n\nPin every source: fetchTarball/fetchurl with sha256, fetchGit with rev, flakes with a "
-                    "revision, and no <nixpkgs> (a channel). To run unpinned anyway, pass --allow-unpinned "
-                    "(or set NIX_WORKFLOW_ALLOW_UNPINNED=1): the run is then not reproducible.")
+                    "revision, and no <nixpkgs> (a channel). " + _unpinned_hint())
     return message
+
+
+def _unpinned_hint() -> str:
+    """How to run unpinned, or, when the user already opted in, why that did not help: telling them to set the
+    variable they set sends them in a circle."""
+    if os.environ.get("NIX_WORKFLOW_ALLOW_UNPINNED", "") not in ("", "0"):
+        return ("Unpinned sources are allowed (NIX_WORKFLOW_ALLOW_UNPINNED is set), but a channel such as "
+                "<nixpkgs> must then be on the Nix search path (NIX_PATH) of this machine.")
+    return f"To run unpinned anyway, {UNPINNED_OPT_IN}: the run is then not reproducible."
 
 
 def _error_block(stderr: str) -> str:

@@ -35,14 +35,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from snakemake_interface_common.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
 from nixlib.errors import NixWorkflowError
 from nixlib.slurm import CANCEL_WAIT
 from snakemake_executor_nixworkflow import internals
-from snakemake_executor_nixworkflow.settings import ExecutorSettings, register, settings_of
+from snakemake_executor_nixworkflow.settings import ExecutorSettings, SetupError, register, settings_of
 
 PLUGIN = "nixworkflow"
 NOT_BACKENDS = ("local", "dryrun", "touch", PLUGIN)
@@ -71,18 +70,18 @@ def activate(name: str | None) -> None:
 
 
 def backend_plugin(name: str) -> Any:
-    """The installed remote executor plugin `name`, or a WorkflowError saying what to install or choose."""
+    """The installed remote executor plugin `name`, or a SetupError saying what to install or choose."""
     registry = ExecutorPluginRegistry()
     if name in NOT_BACKENDS:
-        raise WorkflowError(f"nixworkflow: --nixworkflow-backend {name}: a backend is a remote executor plugin "
-                            "(e.g. slurm, cluster-generic); leave the option out to run jobs on this machine")
+        raise SetupError(f"nixworkflow: --nixworkflow-backend {name}: a backend is a remote executor plugin "
+                         "(e.g. slurm, cluster-generic); leave the option out to run jobs on this machine")
     if not registry.is_installed(name):
-        raise WorkflowError(f"nixworkflow: --nixworkflow-backend {name}: no Snakemake executor plugin '{name}' is "
-                            f"installed (pip install {registry.get_plugin_package_name(name)})")
+        raise SetupError(f"nixworkflow: --nixworkflow-backend {name}: no Snakemake executor plugin '{name}' is "
+                         f"installed (pip install {registry.get_plugin_package_name(name)})")
     plugin = registry.get_plugin(name)
     if plugin.common_settings.local_exec:
-        raise WorkflowError(f"nixworkflow: --nixworkflow-backend {name}: '{name}' runs jobs locally; a backend is a "
-                            "remote executor plugin (e.g. slurm, cluster-generic)")
+        raise SetupError(f"nixworkflow: --nixworkflow-backend {name}: '{name}' runs jobs locally; a backend is a "
+                         "remote executor plugin (e.g. slurm, cluster-generic)")
     return plugin
 
 
@@ -105,14 +104,14 @@ def backend_settings(name: str) -> Any:
     else:
         settings = None
     if getattr(settings, "array_jobs", None):
-        raise WorkflowError("nixworkflow: array jobs (--slurm-array-jobs) are not supported with "
-                            "--nixworkflow-backend: leave the option out (each miss is submitted as its own job)")
+        raise SetupError("nixworkflow: array jobs (--slurm-array-jobs) are not supported with "
+                         "--nixworkflow-backend: leave the option out (each miss is submitted as its own job)")
     if getattr(settings, "requeue", None):
         from nixlib.slurm import REFUSED
 
-        raise WorkflowError(f"nixworkflow: '--slurm-requeue' cannot be used with --nixworkflow-backend: "
-                            f"{REFUSED['--requeue']} (after a node failure, a cut-off node could still write into "
-                            "the shared working directory); leave the option out")
+        raise SetupError(f"nixworkflow: '--slurm-requeue' cannot be used with --nixworkflow-backend: "
+                         f"{REFUSED['--requeue']} (after a node failure, a cut-off node could still write into "
+                         "the shared working directory); leave the option out")
     if name == "slurm" and hasattr(settings, "no_requeue"):
         settings.no_requeue = True  # `sbatch --no-requeue`, as `nw run --slurm`: the cluster's default may requeue
     return settings

@@ -59,7 +59,7 @@ from snakemake_executor_nixworkflow.jobs import (
     provenance,
 )
 from snakemake_executor_nixworkflow.runtime import Runtime, load_side_car, sandbox_readable
-from snakemake_executor_nixworkflow.settings import ExecutorSettings, settings_of
+from snakemake_executor_nixworkflow.settings import ExecutorSettings, SetupError, settings_of
 
 common_settings = CommonSettings(
     non_local_exec=False,
@@ -122,7 +122,7 @@ class Executor(LocalExecutor):
                     sorted({str(f) for job in self.dag.jobs for f in job.input}))
             self.check_envs()
         except NixWorkflowError as e:
-            raise WorkflowError(f"nixworkflow: {e}") from None
+            raise SetupError(f"nixworkflow: {e}") from None
         self.recipes = RecipeBuilder(self.workflow, self.store.memo)
         # Engine calls run here: each holds a running job, then (briefly) the storing of its products.
         self.storing = cf.ThreadPoolExecutor(max_workers=2 * self.workers, thread_name_prefix="nixworkflow-store")

@@ -12,9 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snakemake_interface_common.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.settings import ExecutorSettingsBase
 
 LINK_MODES = ("auto", "copy", "reflink", "hardlink", "symlink")
+
+
+class SetupError(WorkflowError):
+    """A bad option, side-car or backend, found before any job runs: reported as its message alone. Snakemake
+    prints the stack frames of a WorkflowError below its message (`File ".../executor.py", line 125, in
+    __post_init__`), which say nothing about the user's pipeline; so this error shows Snakemake no traceback."""
+
+    __traceback__ = property(lambda self: None, lambda self, value: None)  # type: ignore[assignment]
 
 
 @dataclass
