@@ -62,7 +62,8 @@ def content(task: luigi.Task) -> Any:
     found: list[Any] = []
     for target in flatten(task.output()):
         if isinstance(target, luigi.LocalTarget):
-            found.append(store.memo.hash(target.path) if os.path.lexists(target.path) else None)
+            # (a symlinked file by the data it points to, as inputs.upstream keys it)
+            found.append(store.memo.hash(os.path.realpath(target.path)) if os.path.exists(target.path) else None)
         else:
             found.append({"target": type(target).__name__, "path": str(getattr(target, "path", "")),
                           "exists": target.exists()})

@@ -59,13 +59,16 @@ def upstream(root: str, deps: list[luigi.Task]) -> tuple[list[NixTask], dict[str
         for target in flatten(dep.output()):
             if isinstance(target, luigi.LocalTarget):
                 name = logical_name(target.path)
-                if not os.path.lexists(target.path):
+                if not os.path.exists(target.path):  # (a dangling symlink too: Luigi's exists() says so)
                     if direct:
                         raise Pending(f"{dep.task_id} ({target.path})")
                     files[name] = "absent"
                     continue
-                h = store.memo.hash(target.path)
-                registry.SOURCES.setdefault(h, Path(target.path).absolute())
+                # A symlinked file (`raw.csv -> /shared/raw_v3.csv`) is keyed by the data it points to, which
+                # is what run() reads: the link's own text does not change when that data is edited.
+                real = os.path.realpath(target.path)
+                h = store.memo.hash(real)
+                registry.SOURCES.setdefault(h, Path(real))
                 files[name] = h
                 if direct:
                     local[target.path] = h

@@ -16,8 +16,10 @@ import inspect
 import linecache
 import math
 import os
+import re
 import sys
 import textwrap
+import types
 from collections.abc import Callable, Mapping
 from pathlib import PurePath
 from typing import Any
@@ -26,14 +28,17 @@ import luigi
 import luigi.configuration
 from luigi.task_register import Register
 
-from luigi_nixworkflow import settings
+from luigi_nixworkflow import settings, stepio
 from nixlib import codefiles, pycode, pydata
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import digest
+from nixlib.runner import SEARCH_PATHS
 
 _CONFIG_VALUES: dict[type, dict[str, Any]] = {}  # per process: luigi.cfg is read once, as Luigi does
 _MODULE_TREES: dict[str, tuple[str, ast.Module]] = {}  # source file -> (its text, parsed): see _class_source
 _SKIP_MODULES = frozenset({"luigi", "luigi_nixworkflow"})
+_STEP_VARIABLES = frozenset({*SEARCH_PATHS, "TMPDIR", "out", "state"})  # what the runner sets for each step
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LUIGI_SECTIONS = frozenset({"core", "worker", "scheduler", "nixworkflow", "retcode", "execution_summary", "email",
                              "smtp", "batch_email", "hadoop", "hdfs", "spark", "resources", "DEFAULT"})
 
@@ -222,6 +227,7 @@ def _code_files(root: str) -> codefiles.CodeFiles:
     return codefiles.CodeFiles(settings.engine(root).store.memo)
 
 
+@functools.cache
 def module_dirs(cls: type) -> list[str]:
     """The directory of the module defining the class (where its project's scripts usually are), if any."""
     module = getattr(sys.modules.get(cls.__module__), "__file__", None)
@@ -323,13 +329,14 @@ def config_classes(cls: type) -> list[type[luigi.Config]]:
 
 
 @functools.cache
-def _uses(cls: type) -> tuple[dict[str, str], tuple[type, ...], frozenset[str]]:
+def _uses(cls: type) -> tuple[dict[str, str], tuple[type, ...], frozenset[str], frozenset[str]]:
     """The module-level code the class's methods (and its own base classes') use, the Luigi task and Config
-    classes they name (a task named there, an upstream one, is keyed by its result, not its code), and the
-    string constants of all that code."""
+    classes they name (a task named there, an upstream one, is keyed by its result, not its code), the
+    string constants of all that code, and those of the code that reads environment variables."""
     strings: set[str] = set()
-    found, stopped = pycode.uses(_own_functions(cls), stop=_is_task, strings=strings)
-    return found, stopped, frozenset(strings)
+    environ: set[str] = set()
+    found, stopped = pycode.uses(_own_functions(cls), stop=_is_task, strings=strings, environ=environ)
+    return found, stopped, frozenset(strings), frozenset(environ)
 
 
 def _own_classes(cls: type) -> list[type]:
@@ -339,8 +346,34 @@ def _own_classes(cls: type) -> list[type]:
 
 @functools.cache
 def _own_functions(cls: type) -> tuple[Any, ...]:
-    """The functions (methods, properties' accessors) of the class and its own base classes."""
-    return tuple(f for c in _own_classes(cls) for f in pycode.functions_in(c))
+    """The functions (methods, properties' accessors) of the class and its own base classes, and their class
+    bodies (_bodies)."""
+    return (*(f for c in _own_classes(cls) for f in pycode.functions_in(c)), *_bodies(cls))
+
+
+def _bodies(cls: type) -> list[types.FunctionType]:
+    """The class bodies of the class and its own base classes, each as a function over its module's globals, so
+    that what a class attribute is set from is walked as a method's code is: `columns = COLUMNS`, `sep =
+    helpers.SEP`, `fmt = staticmethod(helpers.fmt)`. The source keys only those names, not the values behind
+    them, so editing `COLUMNS` served the old result. None for a class whose source cannot be read (its
+    `version` keys it)."""
+    try:
+        trees = _sources(cls)
+    except NixWorkflowError:
+        return []
+    found = []
+    for c, tree in zip(_own_classes(cls), trees, strict=True):
+        module = sys.modules.get(c.__module__)
+        node = tree.body[0] if tree.body else None
+        if module is None or not isinstance(node, ast.ClassDef):
+            continue
+        filename = getattr(module, "__file__", None) or "<unknown>"
+        try:
+            code = compile(ast.Module(body=node.body, type_ignores=[]), filename, "exec")
+        except (SyntaxError, ValueError):
+            continue
+        found.append(types.FunctionType(code, vars(module), f"{c.__qualname__}.<body>"))
+    return found
 
 
 def _is_task(c: type) -> bool:
@@ -357,6 +390,26 @@ def config_values(cls: type) -> dict[str, Any]:
         known.update(config_sections(cls))
         _CONFIG_VALUES[cls] = known
     return known
+
+
+def environment(cls: type) -> dict[str, str]:
+    """{"$NAME": digest of its value} of the environment variables the task's code (or its helpers') reads by
+    name: `os.environ["SCALE"]`, `os.getenv("DATA_VERSION")` in run(). Luigi passes the environment to run()
+    unchanged, so such a value changes what it writes as a parameter does; without this, a result computed with
+    SCALE=3 was served after `SCALE=4 luigi ...`. Keyed by a digest, never the value (a token stays out of the
+    records); the variables each step gets from its env (PATH, TMPDIR, …) and nixworkflow's own are left out.
+    Read at every recipe, not once per process: a notebook sets os.environ between two builds."""
+    names = _uses(cls)[3]
+    if not names:
+        return {}
+    out: dict[str, str] = {}
+    variables = stepio.outside()
+    for name in sorted(names):
+        value = variables.get(name)
+        if value is not None and name not in _STEP_VARIABLES and not name.startswith("NIX_WORKFLOW_") \
+                and _VARIABLE.fullmatch(name):
+            out["$" + name] = digest(value)
+    return out
 
 
 def config_sections(cls: type) -> dict[str, dict[str, str]]:

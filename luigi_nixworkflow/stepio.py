@@ -13,17 +13,27 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
+_OUTSIDE: list[dict[str, str]] = []  # the worker's own environment, while steps run (innermost last)
+
 
 @contextlib.contextmanager
 def environ(variables: Mapping[str, str]) -> Iterator[None]:
     """The step's environment for the duration of produce(): subprocesses it starts see the env's PATH."""
     saved = {name: os.environ.get(name) for name in set(os.environ) | set(variables)
              if os.environ.get(name) != variables.get(name)}
+    _OUTSIDE.append(dict(os.environ))
     _apply({name: variables.get(name) for name in saved})
     try:
         yield
     finally:
         _apply(saved)
+        _OUTSIDE.pop()
+
+
+def outside() -> Mapping[str, str]:
+    """The environment Luigi runs in, also while a step's run() has put its own in os.environ: a task that run()
+    yields is keyed inside it (keying.environment) with the variables it is keyed with outside."""
+    return _OUTSIDE[0] if _OUTSIDE else os.environ
 
 
 def _apply(changes: Mapping[str, str | None]) -> None:

@@ -37,6 +37,9 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
     configs = keying.config_values(cls)
     if configs:
         luigi_part["configs"] = configs
+    variables = keying.environment(cls)
+    if variables:  # (a class that reads none keeps the key it had)
+        luigi_part["environment"] = variables
     extra: dict[str, Any] = {"luigi": luigi_part}
     choice = settings.choose_env(cls)  # a misnamed env is an error now, even while inputs are still missing
     deps = task.nix_requires()

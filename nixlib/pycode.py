@@ -6,10 +6,14 @@ text); the helpers that code calls change its result just as much (`def clean(te
 object uses (co_names, through nested functions, lambdas and comprehensions) and looks each up where the code
 looks it up (the function's globals). A user function is keyed by its bytecode and followed; a user class by
 its members and followed into its methods; a user module named by the code (`utils.fmt(x)`) is looked into
-for the other names the same code uses; a plain value (str, number, bool, None, and lists, tuples, dicts and
-sets of them, up to 64 KB of JSON) by its canonical JSON. A class the caller's `stop` accepts (an upstream
-Luigi task keyed by its result, a Config keyed by its values) is returned to the caller, not followed.
-Any other object (a compiled regex, a DataFrame built at import) cannot be digested and is left out.
+for the other names the same code uses; a `functools.partial` (`norm = partial(clean, lower=True)`) by its
+function and bound arguments; a plain value (str, number, bool, None, bytes, a date, a Path, a Decimal, a
+compiled regex, an enum member, and lists, tuples, dicts, sets and namespaces of them, a ConfigParser's values,
+up to 64 KB of JSON) by its canonical JSON. An enum or dataclass of the user's module is a user class although
+its library wrote its functions. The values a user function closes over (a task class a factory makes) are
+keyed as its globals are. A class the caller's `stop` accepts (an upstream Luigi task keyed by its result, a
+Config keyed by its values) is returned to the caller, not followed.
+Any other object (a logger, a DataFrame built at import) cannot be digested and is left out.
 
 User code is code compiled from a file outside the installed libraries (the standard library,
 site-packages): a project module, a Snakefile, a script. Installed code is part of the environment.
@@ -22,12 +26,22 @@ only looks like a helper's makes edits to that helper re-run the step).
 
 from __future__ import annotations
 
+import argparse
+import configparser
+import contextlib
+import datetime
+import decimal
+import enum
+import fractions
 import functools
+import json
 import os
+import re
 import sys
 import sysconfig
 import types
 from collections.abc import Callable, Iterable
+from pathlib import PurePath
 from typing import Any
 
 from nixlib.recipe import canonical_json, digest
@@ -35,6 +49,7 @@ from nixlib.recipe import canonical_json, digest
 _OWN_PACKAGES = frozenset({"nixlib", "luigi_nixworkflow", "snakemake_executor_nixworkflow"})
 MAX_VALUE = 65536  # characters of canonical JSON: a module-level value larger than this is data, not code
 _Walk = list[tuple[types.CodeType, dict[str, Any]]]
+_ENVIRON_READERS = frozenset({"environ", "getenv", "environb", "getenvb"})  # names of code that reads variables
 
 # A front door's names for modules, set before any digest: Luigi's adapter names the script run as `__main__`
 # (`python pipeline.py Task`) as it is imported (`luigi --module pipeline Task`), so both key a task alike.
@@ -52,13 +67,18 @@ def qualified(obj: Any) -> str:
 
 
 def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: False,
-         strings: set[str] | None = None) -> tuple[dict[str, str], tuple[type, ...]]:
+         strings: set[str] | None = None, environ: set[str] | None = None) -> tuple[dict[str, str], tuple[type, ...]]:
     """({qualified name: "def:"/"class:"/"value:" + digest}, classes `stop` accepted) for the user code
     `functions` (functions, methods, or any callable wrapping one) use, transitively. `strings`, if given,
-    receives the string constants of all that code (paths of the scripts it runs: nixlib.codefiles)."""
+    receives the string constants of all that code (paths of the scripts it runs: nixlib.codefiles); `environ`
+    the string constants of the code that reads the environment (`os.environ["SCALE"]`, `os.getenv("SCALE")`):
+    the names of the variables it may read."""
     found: dict[str, str] = {}
     stopped: dict[type, None] = {}
-    todo: _Walk = [(f.__code__, f.__globals__) for f in map(_function, functions) if f is not None]
+    starts = [f for f in map(_function, functions) if f is not None]
+    todo: _Walk = [(f.__code__, f.__globals__) for f in starts]
+    for f in starts:
+        todo += _closure(f, found, stopped, stop)
     walked: set[int] = set()
     while todo:
         code, globs = todo.pop()
@@ -68,6 +88,8 @@ def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: Fals
         if strings is not None:
             strings.update(_strings(code))
         names = _names(code)
+        if environ is not None and not _ENVIRON_READERS.isdisjoint(names):
+            environ.update(_strings(code))
         for name in dict.fromkeys(names):
             value = globs.get(name)
             if isinstance(value, types.ModuleType):
@@ -95,18 +117,41 @@ def _visit(module: str, globs: dict[str, Any], names: set[str], found: dict[str,
                 found[key] = "class:" + class_digest(value)
                 more += [(f.__code__, f.__globals__) for f in _members(value) if _user_code(f.__code__)]
             continue
+        if isinstance(value, functools.partial):  # `norm = partial(clean, lower=True)`: its function and arguments
+            key = f"{module_name(module)}.{name}"
+            if key not in found:
+                found[key] = "partial:" + _partial_digest(value)
+                more += [(f.__code__, f.__globals__) for f in _partial_functions(value) if _user_code(f.__code__)]
+            continue
         function = _function(value)
         if function is not None:
             key = qualified(function)
             if key not in found and _user_code(function.__code__):
                 found[key] = "def:" + function_digest(function)
                 more.append((function.__code__, function.__globals__))
+                more += _closure(function, found, stopped, stop)
             continue
         key = f"{module_name(module)}.{name}"
-        value_digest = None if key in found or callable(value) else _value_digest(value)
+        value_digest = None if key in found or callable(value) else _value_digest(value, _home(globs))
         if value_digest is not None:
             found[key] = "value:" + value_digest
     return more
+
+
+def _closure(function: types.FunctionType, found: dict[str, str], stopped: dict[type, None],
+             stop: Callable[[type], bool]) -> _Walk:
+    """Key the values `function` closes over as its globals are keyed, under its qualified name: a task class a
+    factory makes (`def make_export(sep): class Export(NixTask): ... sep.join(row) ...`) has one source for every
+    call, so only the closure tells `make_export(",")` from `make_export(";")`. (`__class__`, the cell `super()`
+    uses, is the class itself.)"""
+    values: dict[str, Any] = {}
+    if not function.__closure__ or not _user_code(function.__code__):
+        return []
+    for name, cell in zip(function.__code__.co_freevars, function.__closure__, strict=False):
+        if name != "__class__":
+            with contextlib.suppress(ValueError):  # (a cell not yet filled)
+                values[f"{function.__qualname__}.{name}"] = cell.cell_contents
+    return _visit(function.__module__ or "?", values, set(values), found, stopped, stop) if values else []
 
 
 @functools.cache
@@ -127,6 +172,30 @@ def function_digest(function: types.FunctionType) -> str:
     return digest([code_digest(function.__code__), [_value_digest(d) or type(d).__qualname__ for d in defaults]])
 
 
+def _partial_digest(value: functools.partial[Any]) -> str:
+    """A functools.partial by the function it calls and the arguments it binds: editing either changes what
+    calling it computes, as editing a helper function does."""
+    return digest([_argument_digest(value.func), [_argument_digest(a) for a in value.args],
+                   [[k, _argument_digest(v)] for k, v in sorted(value.keywords.items())]])
+
+
+def _argument_digest(value: Any) -> str:
+    """A partial's function or bound argument: a user function by its code, a plain value by its JSON, a nested
+    partial by its own digest; anything else by its type's name (as a default argument value is)."""
+    if isinstance(value, functools.partial):
+        return "partial:" + _partial_digest(value)
+    function = _function(value) if callable(value) else None
+    if function is not None:
+        return "def:" + (function_digest(function) if _user_code(function.__code__) else qualified(function))
+    return _value_digest(value) or type(value).__qualname__
+
+
+def _partial_functions(value: functools.partial[Any]) -> list[types.FunctionType]:
+    """The functions a partial calls or binds as arguments (`partial(apply, clean)`): code to walk next."""
+    found = [_function(v) for v in (value.func, *value.args, *value.keywords.values()) if callable(v)]
+    return [f for f in found if f is not None]
+
+
 def _const(value: Any) -> str:
     """A constant as text that is the same in every process (a frozenset's order follows string hashing)."""
     if isinstance(value, frozenset):
@@ -144,7 +213,9 @@ def class_digest(cls: type) -> str:
         if name in ("__module__", "__qualname__", "__doc__", "__dict__", "__weakref__"):
             continue
         functions = _functions_of(attr)
-        if functions:
+        if isinstance(attr, functools.partial):  # (its bound arguments too, not only its function)
+            members[name] = "partial:" + _partial_digest(attr)
+        elif functions:
             members[name] = digest([function_digest(f) for f in functions])
         else:
             members[name] = _value_digest(attr) or type(attr).__qualname__
@@ -167,17 +238,19 @@ def _functions_of(attr: Any) -> list[types.FunctionType]:
         attr = attr.__func__
     if isinstance(attr, property):
         return [f for f in map(_function, (attr.fget, attr.fset, attr.fdel)) if f is not None]
-    if isinstance(attr, functools.cached_property):
+    if isinstance(attr, functools.cached_property | functools.partial | functools.partialmethod):
         attr = attr.func
     function = _function(attr) if isinstance(attr, types.FunctionType) else None
     return [function] if function is not None else []
 
 
 def _function(value: Any) -> types.FunctionType | None:
-    """The plain function behind a value (through decorators that set __wrapped__), or None."""
+    """The plain function behind a value (through decorators that set __wrapped__, and the function a
+    functools.partial calls), or None."""
     try:
-        while not isinstance(value, types.FunctionType) and hasattr(value, "__wrapped__"):
-            value = value.__wrapped__
+        while not isinstance(value, types.FunctionType) and (hasattr(value, "__wrapped__")
+                                                              or isinstance(value, functools.partial)):
+            value = value.func if isinstance(value, functools.partial) else value.__wrapped__
         while isinstance(value, types.FunctionType) and isinstance(getattr(value, "__wrapped__", None),
                                                                     types.FunctionType):
             value = value.__wrapped__
@@ -253,37 +326,77 @@ def _user_module(module: types.ModuleType) -> bool:
 
 
 def _user_class(cls: type) -> bool:
-    """A class of the user's code: one of its functions was compiled from user code, or its module is the user's."""
+    """A class of the user's code: one of its functions was compiled from user code, or its module is the user's.
+    (An enum or a dataclass of the user's has only functions its library wrote, `Enum.__new__` or a generated
+    `__init__`: it is the user's by its module.)"""
     if (cls.__module__ or "").split(".")[0] in _OWN_PACKAGES:
         return False
-    functions = functions_in(cls)
-    if functions:
-        return any(_user_code(f.__code__) for f in functions)
+    if any(_user_code(f.__code__) for f in functions_in(cls)):
+        return True
     module = sys.modules.get(cls.__module__ or "")
     return module is not None and _user_module(module)
 
 
-def _value_digest(value: Any) -> str | None:
-    """The digest of a plain value's canonical JSON; None for anything else or anything too large."""
+def _value_digest(value: Any, home: str | None = None) -> str | None:
+    """The digest of a plain value's canonical JSON; None for anything else or anything too large. `home`: the
+    directory of the module that defines the value, which stands as `@{module}` in it (`DATA = Path(__file__).parent
+    / "data"` keys alike in every checkout; the value relative to its module is what the code depends on)."""
     if isinstance(value, str | list | tuple | dict | set | frozenset) and len(value) > MAX_VALUE:
         return None  # (without encoding it first)
     try:
         text = canonical_json(_plain(value))
     except (TypeError, ValueError, RecursionError):
         return None
+    if home is not None and home in text:
+        text = re.sub(re.escape(home) + r'(?=[/"])', "@{module}", text)
     return digest(text) if len(text) <= MAX_VALUE else None
+
+
+def _home(globs: dict[str, Any]) -> str | None:
+    """The directory of the module whose globals these are, as it appears in JSON text (None: no file, or `/`)."""
+    file = globs.get("__file__")
+    if not isinstance(file, str) or not file:
+        return None
+    home = os.path.dirname(os.path.abspath(file))
+    return json.dumps(home)[1:-1] if home != "/" else None
 
 
 def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
+    scalar = _scalar(value)
+    if scalar is not None:
+        return scalar
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, set | frozenset):
         return sorted(canonical_json(_plain(v)) for v in value)
+    if isinstance(value, types.SimpleNamespace | argparse.Namespace):  # `CFG = SimpleNamespace(threshold=0.5)`
+        return {"namespace": _plain(vars(value))}
+    if isinstance(value, configparser.RawConfigParser):  # `CONFIG.read("settings.ini")` at import: its values
+        return {"ini": {name: dict(value.items(name, raw=True)) for name in value.sections()},
+                "defaults": dict(value.defaults())}
     raise TypeError(type(value).__name__)
+
+
+def _scalar(value: Any) -> dict[str, Any] | None:
+    """A module-level constant of a common immutable type, by its exact value (None for any other type): a
+    compiled regex (`PATTERN = re.compile(r"\\d+")`), a date, a Path, a Decimal, bytes, an enum member. Code
+    reading them computes with them as with a number: editing one must re-run the steps that use it."""
+    if isinstance(value, enum.Enum):
+        return {"enum": qualified(type(value)), "name": value.name, "value": _plain(value.value)}
+    if isinstance(value, re.Pattern):
+        return {"regex": _plain(value.pattern), "flags": int(value.flags)}
+    if isinstance(value, bytes):
+        return {"bytes": value.hex()}
+    if isinstance(value, datetime.date | datetime.time):
+        zone = getattr(value, "tzinfo", None)  # (a date has none)
+        return {type(value).__name__: value.isoformat(), "tz": repr(zone) if zone is not None else None}
+    if isinstance(value, datetime.timedelta | decimal.Decimal | fractions.Fraction | PurePath | complex):
+        return {type(value).__name__: str(value)}
+    return None
 
 
 # What nixlib.pydata walks with: the same names, code and classes, for the data they denote.

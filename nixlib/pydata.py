@@ -31,7 +31,7 @@ def data_values(function: Any, render: Callable[[Any], Any], strings: set[str] |
     samples), an instance of a class of the Snakefile (`scaler = Scaler(2)` used as `scaler.apply(x)`: its
     class's code and its attributes). The run block's result depends on them as on a param: an edited sample
     sheet must re-run it. Each is rendered by `render` (the front door's canonical form: all of a table's
-    values); other objects (a logger, a regex) stay out, as before, and so does a value known only by its
+    values); other objects (a logger, a lock) stay out, as before, and so does a value known only by its
     address (it would never key the same twice).
     `strings`, if given, receives the module-level strings that code reads (`SCRIPT = "scripts/clean.py"` run as
     `shell("python {SCRIPT} ...")`): paths of code files it may run; `imports` the modules it imports. A class
@@ -74,12 +74,24 @@ def _data_in(code: Any, globs: dict[str, Any], found: dict[str, Any], strings: s
         elif isinstance(value, str | list | tuple | dict):  # a plain value pycode keys: only its paths here
             strings.update(codefiles.strings_in(value))
         elif pycode.user_class(type(value)) and not stop(type(value)):  # an instance: class code, stable state
-            state = render(getattr(value, "__dict__", {}))
+            state = render(_state(value))
             found[key] = {"class": pycode.class_digest(type(value)),
                           **({"state": state} if " at 0x" not in repr(state) else {})}
             more += [(f.__code__, f.__globals__) for f in pycode.members(type(value))
                      if pycode.user_code(f.__code__)]
     return more
+
+
+def _state(value: Any) -> dict[str, Any]:
+    """An instance's attributes: its `__dict__`, and those its classes keep in `__slots__` (a
+    `@dataclass(slots=True)` instance has no `__dict__`: `SETTINGS = Settings(threshold=0.9)`)."""
+    state = dict(getattr(value, "__dict__", {}))
+    for cls in type(value).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in [slots] if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and hasattr(value, name):
+                state.setdefault(name, getattr(value, name))
+    return state
 
 
 def imported(code: Any) -> set[str]:

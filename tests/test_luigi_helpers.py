@@ -172,14 +172,14 @@ def test_what_the_walk_follows_and_leaves(tmp_path: Path) -> None:
 
         from luigi_nixworkflow import keying
 
-        uses, configs, _ = keying._uses(nwwalk.T)
+        uses, configs = keying._uses(nwwalk.T)[:2]
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("nwwalk", None)
         sys.modules.pop("nwwalk_lib", None)
-    # helper and what it reads are keyed; json (stdlib), the upstream task Up, a regex object and a list too
-    # large to be code are not
-    assert sorted(uses) == ["nwwalk_lib.LIMIT", "nwwalk_lib.helper"]
+    # helper and what it reads are keyed, and so is the compiled regex (by pattern and flags); json (stdlib), the
+    # upstream task Up and a list too large to be code are not
+    assert sorted(uses) == ["nwwalk.PATTERN", "nwwalk_lib.LIMIT", "nwwalk_lib.helper"]
     assert uses["nwwalk_lib.helper"].startswith("def:") and uses["nwwalk_lib.LIMIT"].startswith("value:")
     assert configs == (nwwalk.Up,)  # returned to the caller, keyed by its result
 

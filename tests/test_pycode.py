@@ -60,8 +60,8 @@ def test_helpers_classes_and_values_are_found_and_follow_edits(tmp_path: Path) -
 
 
 def test_installed_code_and_other_objects_are_not_followed(tmp_path: Path) -> None:
-    namespace = load("import json, re\nPATTERN = re.compile('x')\nBIG = list(range(100000))\n"
-                     "def step():\n    return json.dumps(1), PATTERN, BIG, os_path\n", tmp_path / "n.py")
+    namespace = load("import json, threading\nLOCK = threading.Lock()\nBIG = list(range(100000))\n"
+                     "def step():\n    return json.dumps(1), LOCK, BIG, os_path\n", tmp_path / "n.py")
     namespace["os_path"] = os.path  # a module of the standard library, named through a global
     assert pycode.uses([namespace["step"]]) == ({}, ())
 
