@@ -71,7 +71,7 @@ class Engine:
         self.store = store
         self.echo = echo
         self._results: dict[int, Result] = {}
-        self.remote = _remote()  # a configured remote cache (nixlib.remote), asked on a local miss
+        self.remote = configured_remote()  # a configured remote cache (nixlib.remote), asked on a local miss
         self.keep_failed = False  # `nw run --keep-failed`: a failed step's build directory is moved aside, not removed
         self.action: Action = shell_action  # for steps without their own (`nw run --slurm`: nixlib.slurm)
         self.prepare: Callable[[Recipe], None] | None = None  # called (under the step's lock) before a step runs
@@ -348,9 +348,14 @@ def _interrupted(running: Iterable[Recipe]) -> str:
     return text
 
 
-def _remote() -> Any:
+def configured_remote() -> Any:
     """The remote cache NIX_WORKFLOW_REMOTE configures, or None; its module is imported only when one is."""
     if not os.environ.get("NIX_WORKFLOW_REMOTE"):
+        if os.environ.get("NIX_WORKFLOW_PUSH", "").lower() in ("1", "true", "yes"):  # else silently nothing pushed
+            raise NixWorkflowError("pushing is on (--push, --nixworkflow-push, push: in nixworkflow.yaml or "
+                                   "NIX_WORKFLOW_PUSH=1) but no remote is configured: pass --remote URL "
+                                   "(--nixworkflow-remote URL for snakemake) or set NIX_WORKFLOW_REMOTE, or turn "
+                                   "pushing off; nothing was run")
         return None
     from nixlib import remote
 

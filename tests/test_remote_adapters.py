@@ -117,3 +117,20 @@ def test_luigi_environment_overrides_luigi_cfg_remote(tmp_path: Path, keys: dict
     run_luigi(a, dict(env_a, NIX_WORKFLOW_REMOTE=f"file://{tmp_path / 'env-remote'}"))
     assert len(list((tmp_path / "env-remote" / "realisations").iterdir())) == 2
     assert not (tmp_path / "cfg-remote" / "realisations").exists()
+
+
+# ---- pushing asked for with no remote: an error, not a run that silently pushes nothing ---------------------
+
+
+def test_push_without_a_remote_is_an_error_before_anything_runs(tmp_path: Path, log: Path) -> None:
+    (tmp_path / "exp.py").write_text("from nixlib import output\na = output('echo hi > $out/x')\n")
+    store = tmp_path / "store"
+    env = {"NIX_WORKFLOW_STORE": str(store), "NIX_WORKFLOW_REMOTE": ""}
+    proc = nw("run", "--push", "exp.py", cwd=tmp_path, env=env)
+    assert proc.returncode != 0 and "no remote is configured" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not store.exists(), "nothing may be created"
+
+    wf = workflow(tmp_path / "wf", log)
+    proc = snakemake(wf, "--nixworkflow-push", env=env)
+    assert proc.returncode != 0 and "no remote is configured" in proc.stderr, proc.stderr
+    assert executions(log) == {} and not list(store.glob("realisations/*"))
