@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -114,6 +115,18 @@ def test_experiment_function_without_defaults_says_how_to_fix_it(tmp_path: Path)
     assert "give every parameter a default" in proc.stderr, proc.stderr
 
 
+def nix_delete(path: str) -> subprocess.CompletedProcess[str]:
+    """`nix-store --delete PATH`, tried again while it fails reading another process's /proc links: Nix's GC reads
+    every process's open files and working directory as runtime roots, and fails on one whose path is longer than
+    PATH_MAX ("reading symlink: File name too long"), as a concurrent test's deep tree can be for a moment."""
+    for _ in range(10):
+        deleted = subprocess.run(["nix-store", "--delete", path], capture_output=True, text=True)
+        if deleted.returncode == 0 or "reading symlink" not in deleted.stderr:
+            break
+        time.sleep(1)
+    return deleted
+
+
 def test_a_step_served_from_the_store_needs_no_env_build(tmp_path: Path, store_root: Path) -> None:
     """After Nix's garbage collector removed an env, a re-run whose steps are all in the store rebuilt the env (hours
     for a CUDA stack) only to link results it did not run; now only the env of a step that runs is built."""
@@ -127,7 +140,7 @@ def test_a_step_served_from_the_store_needs_no_env_build(tmp_path: Path, store_r
         for f in dirs + files:
             if os.path.islink(os.path.join(dirpath, f)):
                 os.unlink(os.path.join(dirpath, f))
-    deleted = subprocess.run(["nix-store", "--delete", prep_out], capture_output=True, text=True)
+    deleted = nix_delete(prep_out)
     assert deleted.returncode == 0 and not os.path.exists(prep_out), deleted.stderr
     again = nw("run", str(exp))
     assert again.returncode == 0 and "cached" in again.stderr, again.stderr
