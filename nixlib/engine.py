@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nixlib import __version__, checkpoints, faults, temproots
+from nixlib import __version__, checkpoints, faults, reaper, temproots
 from nixlib.errors import Interrupted, NixWorkflowError, StepFailed
 from nixlib.intact import check_inputs_intact
 from nixlib.recipe import Recipe, topological
@@ -428,7 +428,8 @@ class _Scratch:
         """An empty build directory of ours under a name never used before: a reused one renamed (a rename
         allocates no inode), or a new one. The new name keeps anything that still holds the previous step's
         $TMPDIR or $out path (a process that escaped the reaper: see docs/steps.md) out of this step's; only
-        one whose working directory is the old $TMPDIR itself could still write into it."""
+        one whose working directory is the old $TMPDIR itself could still write into it, and a directory in which a
+        process descended from this runner works is never reused (reaper.working_inside)."""
         with self.lock:
             path = self.free.pop() if self.free else None
         if path is not None:
@@ -436,6 +437,8 @@ class _Scratch:
             try:
                 if not self._intact(path):
                     raise OSError("changed since it was given back")
+                if reaper.working_inside(str(path)):  # an escaped process of a step works in it: not reused
+                    raise OSError("in use")
                 os.rename(path, fresh)
             except OSError:
                 self._drop(path)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -141,8 +142,8 @@ def _stale_origins(root: Path, p: GcPlan) -> list[Path]:
     out = []
     d = root / "origins"
     for name in _names(d):
-        if name.split(".")[0] not in p.keep_objects:
-            out.append(d / name)
+        if name.split(".")[0] not in p.keep_objects or not _is_dir(d / name):
+            out.append(d / name)  # (a symlink another user put there goes itself; what it points at is not ours)
         else:
             out += [d / name / rk for rk in _names(d / name) if rk not in p.keep_records]
     return out
@@ -196,12 +197,32 @@ def collect(store: Store, dry_run: bool = False, min_age: float = MIN_AGE) -> Gc
             return p
         for path in p.remove:
             try:
-                force_remove(_moved_aside(store, path))
+                _remove(store, _moved_aside(store, path))
             except OSError as e:
                 p.failed.append((path, e.strerror or str(e)))
         _reindex(store, p)
         _remove_idle_locks(store)
     return p
+
+
+def _remove(store: Store, path: Path) -> None:
+    """Remove a path of the plan. One below a store subdirectory's subdirectory (origins/<object>/<key>) is reached
+    without following a symlink (trees.beneath): another user may rename or replace such a directory between the
+    plan and the removal, and a symlink in its place must not turn this into a removal of the files it points at."""
+    rel = path.relative_to(store.root).parts if path.is_relative_to(store.root) else ()
+    if len(rel) <= 2:
+        force_remove(path)
+        return
+    with trees.beneath(store.root / rel[0], path) as safe:
+        force_remove(Path(safe))
+
+
+def _is_dir(path: Path) -> bool:
+    """A real directory (never a symlink to one: other users can put symlinks in the store's shared directories)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _moved_aside(store: Store, path: Path) -> Path:
@@ -254,7 +275,7 @@ def _age(path: Path, now: float) -> float:
 
 
 def _subdirs(d: Path) -> list[Path]:
-    return [d / n for n in _names(d) if (d / n).is_dir()]
+    return [d / n for n in _names(d) if _is_dir(d / n)]
 
 
 def _entries(d: Path) -> list[Path]:

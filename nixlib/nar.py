@@ -82,7 +82,11 @@ def _segments(root: bytes) -> Iterator[Segment]:
         return
     prefix = _MAGIC + _DIRECTORY
     names: list[bytes] = []  # the path below root, for error messages only
-    with trees.DirChain(root) as chain:
+    try:
+        top = trees.DirChain(root)
+    except PermissionError:
+        raise trees.unreadable(root, [], "archive") from None
+    with top as chain:
         stack = [iter(trees.sorted_entries(chain.fd))]
         while stack:
             fd = chain.fd
@@ -93,7 +97,10 @@ def _segments(root: bytes) -> Iterator[Segment]:
                     prefix = _CLOSE
                 elif entry.is_dir(follow_symlinks=False):
                     prefix += _DIRECTORY
-                    chain.push(name)
+                    try:
+                        chain.push(name)
+                    except PermissionError:
+                        raise trees.unreadable(root, [*names, name], "archive") from None
                     names.append(name)
                     stack.append(iter(trees.sorted_entries(chain.fd)))
                     break
@@ -110,6 +117,17 @@ def _segments(root: bytes) -> Iterator[Segment]:
 
 
 # --- file contents -----------------------------------------------------------------------
+
+
+def _unreadable(name: bytes, dir_fd: int | None) -> trees.UnreadableFile:
+    """The error for a file that cannot be opened for reading, named by its full path where it can be found."""
+    where = b""
+    if dir_fd is not None:
+        try:
+            where = os.fsencode(os.readlink(f"/proc/self/fd/{dir_fd}"))
+        except OSError:
+            pass
+    return trees.unreadable(where or name, [name] if where else [], "archive")
 
 
 def _shrank(path: bytes) -> OSError:
@@ -169,7 +187,10 @@ class _Writer:
 
     def regular(self, path: bytes, dir_fd: int | None = None) -> None:
         """Append the node of a regular file: open, fstat, read, close (the hot path of small files)."""
-        fd = os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
+        try:
+            fd = os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
+        except PermissionError:
+            raise _unreadable(path, dir_fd) from None
         try:
             st = os.fstat(fd)
             mode, size = st.st_mode, st.st_size

@@ -32,6 +32,7 @@ delegation from systemd that a plain user process does not have.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import os
 import secrets
@@ -342,6 +343,35 @@ def _children() -> list[int] | None:
         except OSError:
             return None
     return out
+
+
+def working_inside(path: str) -> bool:
+    """Whether a process descended from this one has its working directory in `path` (True when that cannot be
+    told). A process that escaped a step's reaping (`setsid env -i …`, no marker, its own session) is still
+    ours as the subreaper's adopted orphan; one whose working directory is a step's build directory would write
+    into the next step's $out were that directory reused (engine._Scratch asks before reusing one)."""
+    if not _RUNNER.subreaper or _RUNNER.pid != os.getpid():
+        return True
+    todo = _children()
+    if todo is None:
+        return True
+    inside = os.fsencode(path.rstrip(os.sep) + os.sep)
+    seen: set[int] = set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            if (os.readlink(f"{_PROC}/{pid}/cwd").encode() + b"/").startswith(inside):
+                return True
+            tasks = os.listdir(f"{_PROC}/{pid}/task")
+        except OSError:
+            continue  # gone, a zombie, or another user's (then not one of the step's: it ran as us)
+        for tid in tasks:
+            with contextlib.suppress(OSError):
+                todo += [int(p) for p in read_proc(f"{_PROC}/{pid}/task/{tid}/children").split()]
+    return False
 
 
 def _members(marker: str, group: int, killed: set[tuple[int, int]]

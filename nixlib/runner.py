@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -172,11 +173,22 @@ def append_log(path: Path) -> TextIO:
 
 
 def _log_fd(path: Path, how: int) -> int:
+    """Open a log, truncated only once it is known to be a file with no other name: a hard link planted at its
+    name (possible where fs.protected_hardlinks is off) would otherwise have a file of ours elsewhere overwritten."""
     try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | how | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | (how & ~os.O_TRUNC) | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as e:
         raise NixWorkflowError(f"cannot open the step's log {path}: {e.strerror or e} (something other than a log "
                                "was put at its name meanwhile); nothing was stored, run again") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise NixWorkflowError(f"cannot open the step's log {path}: it is not a file of its own (it has "
+                               f"{st.st_nlink} names; something other than a log was put at its name meanwhile); "
+                               "nothing was stored, run again")
+    if how & os.O_TRUNC:
+        os.ftruncate(fd, 0)
+    return fd
 
 
 def run_shell(build: Build, command: str) -> None:

@@ -34,7 +34,7 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from nixlib import boot, nar, trees
 
@@ -43,10 +43,14 @@ _RECORD = struct.Struct("<IBBqqqQQI")  # name length, type, exec, size, mtime, c
 
 
 class Scan(NamedTuple):
-    """The stat signature of a tree and its newest timestamp (for the racy check)."""
+    """The stat signature of a tree and its newest timestamp (for the racy check); `content`, if asked for, is the
+    signature without the top entry's ctime (and, for a directory, its mtime), which publishing an object changes
+    (a rename or link, a chmod, a utime) while everything that says its bytes did not change stays: each entry's
+    size, inode and times, and the top file's mtime (see Store._publish)."""
 
     signature: str
     newest_ns: int
+    content: str = ""
 
 
 def _now_ns() -> int:
@@ -70,25 +74,32 @@ def _record(rel: bytes, st: os.stat_result, target: bytes) -> bytes:
     return _RECORD.pack(*fields) + rel + target
 
 
-def scan(path: str | os.PathLike, listing: list[bytes] | None = None) -> Scan:
+def scan(path: str | os.PathLike, listing: list[bytes] | None = None, content: bool = False,
+         links: list[bytes] | None = None) -> Scan:
     """lstat every entry under `path` (symlinks are not followed) into one digest; `listing`, if given,
-    receives every entry's relative path in the order it was recorded (see `rescan`).
+    receives every entry's relative path in the order it was recorded (see `rescan`); `content` asks for
+    Scan.content too; `links`, if given, receives the relative path of every symlink inside a directory.
 
     One lstat per entry is the floor (a directory's times do not change when a file in it is
     rewritten), so the loop keeps the rest of the per-entry work small.
     """
     root = os.fsencode(path)
-    digest = hashlib.sha256()
     st = os.lstat(root)
-    records = [_record(b"", st, os.readlink(root) if stat.S_ISLNK(st.st_mode) else b"")]
+    top_target = os.readlink(root) if stat.S_ISLNK(st.st_mode) else b""
+    digest = hashlib.sha256(_record(b"", st, top_target))
+    same = hashlib.sha256(_record(b"", _published(st), top_target)) if content else None
+    records: list[bytes] = []
     if listing is not None:
         listing.append(b"")
     newest = max(st.st_mtime_ns, st.st_ctime_ns)
     if not stat.S_ISDIR(st.st_mode):
-        digest.update(b"".join(records))
-        return Scan(digest.hexdigest(), newest)
+        return Scan(digest.hexdigest(), newest, same.hexdigest() if same else "")
     # Depth first, last subdirectory first, relative to directory descriptors: any depth, any path length.
-    with trees.DirChain(root) as chain:
+    try:
+        top = trees.DirChain(root)
+    except PermissionError:
+        raise trees.unreadable(root, [], "hash") from None
+    with top as chain:
         todo: list[list[bytes]] = [[]]
         rels = [b""]
         while True:  # entered a directory: record its entries, then find the next one to enter
@@ -97,13 +108,15 @@ def scan(path: str | os.PathLike, listing: list[bytes] | None = None) -> Scan:
                 st = entry.stat(follow_symlinks=False)
                 link = stat.S_ISLNK(st.st_mode)
                 records.append(_record(prefix + name, st, os.readlink(name, dir_fd=fd) if link else b""))
+                if link and links is not None:
+                    links.append(prefix + name)
                 if listing is not None:
                     listing.append(prefix + name)
                 newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
                 if stat.S_ISDIR(st.st_mode):
                     todo[-1].append(name)
             if len(records) >= 4096:  # bounded memory for huge trees
-                digest.update(b"".join(records))
+                _update(digest, same, b"".join(records))
                 records.clear()
             while len(todo) > 1 and not todo[-1]:
                 todo.pop()
@@ -112,11 +125,29 @@ def scan(path: str | os.PathLike, listing: list[bytes] | None = None) -> Scan:
             if not todo[-1]:
                 break
             name = todo[-1].pop()
-            chain.push(name)
+            try:
+                chain.push(name)
+            except PermissionError:
+                raise trees.unreadable(root, [*rels[-1].split(b"/"), name] if rels[-1] else [name], "hash") from None
             rels.append((rels[-1] + b"/" if rels[-1] else b"") + name)
             todo.append([])
-    digest.update(b"".join(records))
-    return Scan(digest.hexdigest(), newest)
+    _update(digest, same, b"".join(records))
+    return Scan(digest.hexdigest(), newest, same.hexdigest() if same else "")
+
+
+def _update(digest: Any, same: Any, data: bytes) -> None:
+    digest.update(data)
+    if same is not None:
+        same.update(data)
+
+
+def _published(st: os.stat_result) -> os.stat_result:
+    """`st` of a tree's top entry as Scan.content records it: ctime zeroed, and mtime too for a directory."""
+    fields = list(st)
+    mtime = 0 if stat.S_ISDIR(st.st_mode) else st.st_mtime_ns
+    fields[8] = mtime // 1_000_000_000  # st_mtime, st_ctime (integer seconds; _record reads the _ns fields)
+    fields[9] = 0
+    return os.stat_result(fields, {"st_mtime_ns": mtime, "st_ctime_ns": 0})
 
 
 def rescan(path: str | os.PathLike, rels: list[bytes]) -> str:
@@ -182,29 +213,36 @@ class StatMemo:
         """The Nix base32 NAR hash of `path`, from the memo when its signature is unchanged."""
         return self.checked(path)[0]
 
-    def checked(self, path: str | os.PathLike) -> tuple[str, str | None]:
+    def checked(self, path: str | os.PathLike, links: list[bytes] | None = None) -> tuple[str, str | None]:
         """(NAR hash of `path`, its stat signature) — the signature only when this memo vouches for it (an
-        entry matched, or the hash was recorded: not racily new), so others may reuse it (nixlib.hits)."""
+        entry matched, or the hash was recorded: not racily new), so others may reuse it (nixlib.hits).
+        `links`, if given, receives the symlinks inside the tree, from the same scan (see `scan`)."""
         target = _absolute(path)
         started = _now_ns()
-        current = scan(target)
+        current = scan(target, links=links)
         known = self._load(target)
         if known is not None and known.get("signature") == current.signature:
             return known["nar_hash"], current.signature
         h = nar.nar_hash(target)
         return h, current.signature if self._save(target, current, started, h) else None
 
-    def remember(self, path: str | os.PathLike, nar_hash: str, sealed: bool = False) -> None:
+    def remember(self, path: str | os.PathLike, nar_hash: str, sealed: bool = False, content: str = "") -> bool:
         """Record a hash computed elsewhere (the store calls this after ingesting an object).
 
         `sealed` vouches that nothing writes to `path` any more (a store object: read-only, its
         writer's process group gone), so the racy-timestamp guard is not needed; without it, every
-        fresh object would be hashed again in full on its first cache hit."""
+        fresh object would be hashed again in full on its first cache hit. `content`, the tree's
+        Scan.content from before `nar_hash` was computed, checks that: if the tree scans otherwise
+        now, something wrote to it meanwhile, nothing is recorded and False is returned (else True)."""
         if not nar.is_nar_hash(nar_hash):
             raise ValueError(f"not a Nix base32 SHA-256: {nar_hash!r}")
         target = _absolute(path)
         started = _now_ns()
-        self._save(target, scan(target), started, nar_hash, racy_ok=sealed)
+        current = scan(target, content=bool(content))
+        if content and current.content != content:
+            return False
+        self._save(target, current, started, nar_hash, racy_ok=sealed)
+        return True
 
     def memo_file(self, path: str | os.PathLike) -> Path:
         """Where the memo of `path` lives: named by host and absolute path, never by content."""

@@ -31,7 +31,8 @@ from nixlib.statmemo import StatMemo, scan, user_cache_dir
 
 DEFAULT_ROOT = "/nix-workflow"
 SUBDIRS = ("store", "realisations", "recipes", "origins", "state", "tmp", "locks", "gcroots", "logs", "cache",
-           "quarantine")
+           "quarantine", "failed", "nix-gcroots", "temproots")  # (checkpoints.FAILED, env.GCROOTS, temproots.DIR:
+# every directory `nw gc` reads is made and checked with the layout, never left for another user to plant first)
 LINK_MODES = ("auto", "reflink", "copy", "hardlink", "symlink")
 _FICLONE = 0x40049409
 
@@ -111,6 +112,8 @@ class Store:
                 self.root.chmod(0o1777)
             except FileExistsError:
                 pass  # another process created it first; checked below like any existing root
+            except NotADirectoryError:
+                raise self._not_a_directory() from None
             except OSError as e:
                 raise NixWorkflowError(
                     f"cannot create the store at {self.root}: {e.strerror}. Create it once with "
@@ -125,6 +128,8 @@ class Store:
                     path.chmod(0o1777)
                 except FileExistsError:
                     pass
+                except NotADirectoryError:
+                    raise self._not_a_directory() from None
                 except OSError as e:
                     raise self._unwritable(e) from None
             _check_shared_dir(path)
@@ -134,6 +139,18 @@ class Store:
             raise self._unwritable(e) from None
         if not os.access(self.root / "tmp", os.W_OK | os.X_OK):
             raise self._unwritable(OSError(errno.EACCES, "permission denied"))
+
+    def _not_a_directory(self) -> NixWorkflowError:
+        """The store root, or a directory above it, is a file: `sudo mkdir` cannot fix that, so say which path
+        it is and how to choose another store."""
+        path = self.root
+        while not os.path.lexists(path) and path != path.parent:
+            path = path.parent
+        what = "is a file" if path == self.root else f"lies under {path}, which is a file"
+        return NixWorkflowError(
+            f"cannot use {self.root} as the store: it {what}, not a directory. Choose another location with "
+            "--store DIR or NIX_WORKFLOW_STORE=DIR (or move the file out of the way)."
+        )
 
     def _unwritable(self, e: OSError) -> NixWorkflowError:
         return NixWorkflowError(
@@ -212,6 +229,8 @@ class Store:
                 force_remove(scratch)
         except trees.UnstorableFile as e:
             raise e if label is None else e.within(label) from None
+        except ChangedWhileStored as e:
+            raise ChangedWhileStored(label or str(path)) from e
 
     def _publish(self, staged: Path) -> str:
         """Seal, hash and publish a staged object; an intact existing copy wins.
@@ -219,8 +238,17 @@ class Store:
         An object is read-only from the moment its name exists: a directory is moved into store/ under a
         hidden name that is never an object name (trees.stage_name), sealed there, then renamed within
         store/ (which needs no write permission on the directory itself). A kill in between leaves only
-        that hidden name, which `trees.dead_stage_leftovers` finds for gc."""
+        that hidden name, which `trees.dead_stage_leftovers` finds for gc.
+
+        Its stat memo entry vouches for its hash without a re-hash, so it is written only if the object
+        scans now as it did before it was hashed (Scan.content): a process of the step that escaped its
+        reaping and still writes to it (an open descriptor outlives the seal) would otherwise have its
+        bytes served under the name of what was hashed. Such an object is quarantined and ChangedWhileStored
+        raised."""
         _seal(staged)
+        if not staged.is_dir() or staged.is_symlink():
+            os.utime(staged, follow_symlinks=False)  # the object's mtime says when it entered the store (gc's min
+        before = scan(staged, content=True).content  # age); set before the scan: Scan.content keeps a file's mtime
         h = nar.nar_hash(staged)
         dest = self.object_path(h)
         if self.has(h):
@@ -247,9 +275,9 @@ class Store:
         except BaseException:
             force_remove(staged)
             raise
-        if not dest.is_dir() or dest.is_symlink():
-            os.utime(dest, follow_symlinks=False)
-        self.memo.remember(dest, h, sealed=True)
+        if not self.memo.remember(dest, h, sealed=True, content=before):
+            self.quarantine(h)
+            raise ChangedWhileStored(str(staged))
         return h
 
     def _stuck(self, h: str) -> NixWorkflowError:
@@ -540,7 +568,8 @@ class Store:
                     d.mkdir()
                     d.chmod(0o1777)  # every user may add the records that produced this object
                 except FileExistsError:
-                    pass
+                    if not stat.S_ISDIR(os.lstat(d).st_mode):
+                        continue  # another user's symlink (or file): never create anything where it points
                 if os.path.lexists(d / rk):
                     return
                 _new_origin_entry(self.root, f"{d}/{rk}")
@@ -584,7 +613,8 @@ class Store:
 
     def log_path(self, resolved_key: str) -> Path:
         """The log of a key's run: `logs/<key>.log`, or this user's own name when another user's file (or
-        symlink) holds that name, so nobody can make a run fail or write through a planted path."""
+        symlink, or a hard link to some file of ours) holds that name, so nobody can make a run fail or write
+        through a planted path."""
         uid = os.getuid()
         candidates = [self.root / "logs" / f"{resolved_key}.log", self.root / "logs" / f"{resolved_key}.{uid}.log"]
         for path in candidates:
@@ -592,8 +622,8 @@ class Store:
                 st = os.lstat(path)
             except OSError:
                 return path
-            if st.st_uid == uid and stat.S_ISREG(st.st_mode):
-                return path
+            if st.st_uid == uid and stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                return path  # (a second link: a file of ours linked there, to be overwritten by the log: not ours)
         private = user_cache_dir(self.root, "logs")
         with contextlib.suppress(OSError):
             private.mkdir(parents=True, exist_ok=True)
@@ -627,8 +657,7 @@ class Store:
         if not records.is_name(recipe_key):
             raise ValueError(f"not a key: {recipe_key!r}")
         uid = os.getuid()
-        candidates = [self.root / "state" / recipe_key, self.root / "state" / f"{recipe_key}.{uid}",
-                      user_cache_dir(self.root, "state") / recipe_key]
+        candidates = self._state_candidates(recipe_key)
         for path in candidates:
             with contextlib.suppress(OSError):
                 path.mkdir(parents=path == candidates[-1], exist_ok=True)
@@ -640,6 +669,24 @@ class Store:
                 return path
         raise NixWorkflowError(f"cannot create a $state directory for recipe {recipe_key}: "
                                f"{', '.join(map(str, candidates))} are taken or not writable")
+
+    def _state_candidates(self, recipe_key: str) -> list[Path]:
+        return [self.root / "state" / recipe_key, self.root / "state" / f"{recipe_key}.{os.getuid()}",
+                user_cache_dir(self.root, "state") / recipe_key]
+
+    def kept_state(self, recipe_key: str) -> Path | None:
+        """The $state a resumable step would resume from (state_dir's, only if it exists, is this user's and holds
+        something), without creating one: `nw status` says that an interrupted step resumes."""
+        if not records.is_name(recipe_key):
+            return None
+        for path in self._state_candidates(recipe_key):
+            try:
+                st = os.lstat(path)
+                if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and os.listdir(path):
+                    return path
+            except OSError:
+                continue
+        return None
 
     # ---- materialisation and roots ------------------------------------------------------
 
@@ -739,6 +786,18 @@ class Store:
                 if target.startswith(store_dir):
                     out.setdefault(target[len(store_dir):].split("/")[0], []).append(link)
         return out
+
+
+class ChangedWhileStored(NixWorkflowError):
+    """Something wrote to an object between its hashing and its publication: nothing of it is stored."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"cannot store {what}: its files changed while it was being stored, so it was not stored (what was "
+            "published was moved to quarantine/). A process the step started is probably still writing to it: the "
+            "engine stops every process of a step before storing its outputs, but one that left the step's session "
+            "and cleared its environment (`setsid env -i ...`) escapes that (docs/trust.md). Make the step wait for "
+            "the processes it starts, and run it again.")
 
 
 def _check_shared_dir(path: Path) -> None:

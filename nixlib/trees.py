@@ -13,6 +13,7 @@ and checked to be the very directory that was left.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -44,19 +45,28 @@ class UnstorableFile(NixWorkflowError, ValueError):
                  label: str | None = None) -> None:
         self.path, self.mode, self.rel, self.action = os.fsdecode(path), mode, rel, action
         what, subject = (self.path, "it") if label is None else (label, rel or "it")
-        advice = " Remove it, or replace it with a regular file, before the step ends." if label else ""
-        super().__init__(
-            f"cannot {action} {what}: {subject} is {kind_of(mode)}, which is not a regular file, directory or "
-            f"symlink, the only kinds of file a NAR (and so a store object, like a Nix store path) holds.{advice}"
-        )
+        super().__init__(f"cannot {action} {what}: {subject} {self._why(label is not None)}")
+
+    def _why(self, labelled: bool) -> str:
+        advice = " Remove it, or replace it with a regular file, before the step ends." if labelled else ""
+        return (f"is {kind_of(self.mode)}, which is not a regular file, directory or symlink, the only kinds of "
+                f"file a NAR (and so a store object, like a Nix store path) holds.{advice}")
 
     def within(self, label: str) -> UnstorableFile:
         """The same error told about `label` (e.g. "output 'out' of step 'fit'"), the path relative to it."""
-        return UnstorableFile(self.path, self.mode, self.rel, "store", label)
+        return type(self)(self.path, self.mode, self.rel, "store", label)
 
     def doing(self, action: str) -> UnstorableFile:
         """The same error for another action (e.g. "hash")."""
-        return UnstorableFile(self.path, self.mode, self.rel, action)
+        return type(self)(self.path, self.mode, self.rel, action)
+
+
+class UnreadableFile(UnstorableFile):
+    """A tree to be copied into the store holds a file or directory its user cannot read (mode 000, say)."""
+
+    def _why(self, labelled: bool) -> str:
+        return (f"cannot be read by uid {os.geteuid()} (permission denied), so its bytes cannot be stored. Make it "
+                "readable (chmod u+r, or a+rX for a tree) and run again.")
 
 
 def kind_of(mode: int) -> str:
@@ -72,6 +82,12 @@ def unstorable(root: str | bytes | os.PathLike, names: list, mode: int, action: 
     """The error for a special file at `names` (a list of path components) below `root`."""
     rel = os.path.join(*map(os.fsdecode, names)) if names else ""
     return UnstorableFile(os.path.join(os.fsdecode(root), rel) if rel else root, mode, rel, action)
+
+
+def unreadable(root: str | bytes | os.PathLike, names: list, action: str = "store") -> UnreadableFile:
+    """The error for an unreadable file or directory at `names` (a list of path components) below `root`."""
+    rel = os.path.join(*map(os.fsdecode, names)) if names else ""
+    return UnreadableFile(os.path.join(os.fsdecode(root), rel) if rel else root, 0, rel, action)
 
 
 class DirChain:
@@ -202,12 +218,39 @@ def remove(path: str | os.PathLike) -> None:
     os.rmdir(path)
 
 
+@contextlib.contextmanager
+def beneath(top: str | os.PathLike, path: str | os.PathLike) -> Iterator[str]:
+    """`path`, a path below directory `top`, as a path whose directories below `top` are not looked up again by
+    name: each is opened in turn, never through a symlink (OSError if one is), and the path given names the
+    last component in the last of them (`/proc/self/fd/N/NAME`). For removing entries of directories other users
+    can rename or replace (a store's origins/<object>/): a symlink swapped in for one of them must not send a
+    removal into a directory of that user's choosing, such as the remover's home."""
+    rel = Path(path).relative_to(top).parts
+    if not rel:
+        raise ValueError(f"{path} is not below {top}")
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in rel[:-1]:
+            inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        yield f"/proc/self/fd/{fd}/{rel[-1]}"
+    finally:
+        os.close(fd)
+
+
 # ---- sealing ------------------------------------------------------------------------------
 
 
-def _seal_file(name: str, fd: int) -> None:
-    """Read-only (keeping the owner-execute bit, the only one a NAR keeps), and flushed to disk only where the
-    memos cannot tell boots apart.
+def _seal_file(name: str, fd: int | None) -> None:
+    """Read-only (keeping the owner-execute bit, the only one a NAR keeps), an inode of its own, and flushed to
+    disk only where the memos cannot tell boots apart.
+
+    An inode of its own: a step may hard-link a file from outside its output into it (`ln data.csv $out`, `cp
+    -l`). Published as it is, that inode would be shared with a name outside the store: sealing it would make the
+    user's own file read-only, and any later write through that name would change the object under its name.
+    So a file with more than one link is replaced by a private copy (a reflink where the filesystem can) first.
+    A file the step left unreadable (`chmod 000`) is made readable, as Nix canonicalises a build's output.
 
     Lookups do not re-hash an object whose stat signature (size, mtime, ctime, inode, ...) matches its stat-memo
     entry or its verified hit, both written right after the object is published. An OS crash can keep the
@@ -217,14 +260,85 @@ def _seal_file(name: str, fd: int) -> None:
     quarantined) and no fsync is needed, as in Nix; where no boot id can be read, each file is fsynced before
     any memo may vouch for it. (Records never need one: a record lost or truncated by a crash reads as absent
     or invalid, and the step runs again. A kill -9 needs none: the page cache survives it.)"""
-    ffd = os.open(name, _READ_FLAGS, dir_fd=fd)
+    if fd is None:  # a file object: work beside it, in its directory
+        parent, base = os.path.split(name)
+        dfd = os.open(parent or ".", _DIR_FLAGS)
+        try:
+            _seal_file(base, dfd)
+        finally:
+            os.close(dfd)
+        return
+    ffd = _open_own_file(name, fd)
     try:
-        mode = os.fstat(ffd).st_mode
-        os.fchmod(ffd, 0o555 if mode & stat.S_IXUSR else 0o444)
+        st = os.fstat(ffd)
+        if st.st_nlink > 1:
+            private = _unshare(name, fd, ffd, st)
+            os.close(ffd)
+            ffd = private
+        _strip_xattrs(ffd)
+        os.fchmod(ffd, 0o555 if st.st_mode & stat.S_IXUSR else 0o444)
         if boot.boot_id() is None:
             os.fsync(ffd)
     finally:
         os.close(ffd)
+
+
+_KEPT_XATTRS = frozenset({"security.selinux", "security.csm", "system.nfs4_acl"})  # Nix's default ignored-acls
+
+
+def _strip_xattrs(fd: int) -> None:
+    """Remove the extended attributes of an open file or directory, as Nix does for a build's output: a NAR holds
+    none, so an object must not either. Among them are file capabilities (`setcap`: privileges for whoever runs
+    the file, like a setuid bit) and ACLs, which an identical object of another step would carry into its results
+    (objects are shared by content), and which no one who trusts the object's name expects. Those the filesystem
+    sets itself (SELinux labels, NFSv4 ACLs) are left, as Nix leaves them."""
+    try:
+        names = os.listxattr(fd)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.ENOSYS):
+            return  # a filesystem without extended attributes
+        raise
+    for name in names:
+        if name not in _KEPT_XATTRS:
+            try:
+                os.removexattr(fd, name)
+            except OSError as e:  # one a security module keeps (IMA, EVM): no privilege for whoever runs the file
+                if name == "security.capability" or e.errno not in (errno.EPERM, errno.EACCES, errno.ENOTSUP):
+                    raise
+
+
+def _open_own_file(name: str, fd: int) -> int:
+    """Open file `name` of a staged object for reading; one of ours the step left unreadable is made readable
+    first (only the owner-execute bit of its mode is kept anyway)."""
+    try:
+        return os.open(name, _READ_FLAGS, dir_fd=fd)
+    except PermissionError:
+        pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        try:
+            st = os.fstat(pfd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                raise
+            os.chmod(f"/proc/self/fd/{pfd}", (st.st_mode & 0o100) | 0o400)  # the inode held open, not a path
+        finally:
+            os.close(pfd)
+        return os.open(name, _READ_FLAGS, dir_fd=fd)
+
+
+def _unshare(name: str, fd: int, ffd: int, st: os.stat_result) -> int:
+    """Replace hard-linked file `name` (open as `ffd`) by a copy with an inode of its own; returns a descriptor of
+    the copy. Its directory is writable: seal opens each directory before sealing its files."""
+    tmp = f".nw-unshare-{secrets.token_hex(6)}"
+    out = os.open(tmp, _WRITE_FLAGS, 0o600, dir_fd=fd)
+    try:
+        _copy_fd(ffd, out, "auto", name)
+        os.fchmod(out, 0o700 if st.st_mode & stat.S_IXUSR else 0o600)
+        os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+    except BaseException:
+        os.close(out)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=fd)
+        raise
+    return out
 
 
 def seal(path: str | os.PathLike) -> None:
@@ -253,14 +367,16 @@ def seal(path: str | os.PathLike) -> None:
                     chain.pop()
                 continue
             name = todo[-1].pop()
-            os.chmod(name, 0o555, dir_fd=chain.fd)  # before entering: it may not even be readable yet
-            chain.push(name)
+            os.chmod(name, 0o700, dir_fd=chain.fd)  # before entering: it may not even be readable yet, and a
+            chain.push(name)                        # hard-linked file in it is replaced (_seal_file)
             names.append(name)
             todo.append(_seal_entries(chain.fd, path, names))
+            os.fchmod(chain.fd, 0o555)  # its files are sealed; its subdirectories are entered next
 
 
 def _seal_entries(fd: int, root: str | os.PathLike, names: list[str]) -> list[str]:
     """Seal the files of one directory; return its subdirectories (to be sealed next)."""
+    _strip_xattrs(fd)
     dirs: list[str] = []
     with os.scandir(fd) as it:
         entries = list(it)
@@ -310,7 +426,10 @@ def _copy_file(name: str, sfd: int | None, dfd: int | None, dst_name: str, writa
     if link == "hardlink":
         os.link(name, dst_name, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
         return
-    s = os.open(name, _READ_FLAGS, dir_fd=sfd)
+    try:
+        s = os.open(name, _READ_FLAGS, dir_fd=sfd)
+    except PermissionError:
+        raise unreadable(name, [], "copy") from None
     try:
         mode = os.fstat(s).st_mode
         if not stat.S_ISREG(mode):
@@ -364,15 +483,22 @@ def copy(src: str | os.PathLike, dst: str | os.PathLike, writable: bool, link: s
     if not stat.S_ISDIR(st.st_mode):
         raise unstorable(src, [], st.st_mode, "copy")
     dir_mode = 0o755 if writable else 0o555
+    try:
+        source = DirChain(src)
+    except PermissionError:
+        raise unreadable(src, [], "copy") from None
     os.mkdir(dst, 0o700)
-    with DirChain(src) as s, DirChain(dst) as d:
+    with source as s, DirChain(dst) as d:
         todo = [_copy_entries(s.fd, d.fd, src, [], writable, link)]
         names: list[str] = []
         while todo:
             if todo[-1]:
                 name = todo[-1].pop()
                 os.mkdir(name, 0o700, dir_fd=d.fd)
-                s.push(name)
+                try:
+                    s.push(name)
+                except PermissionError:
+                    raise unreadable(src, [*names, name], "copy") from None
                 d.push(name)
                 names.append(name)
                 todo.append(_copy_entries(s.fd, d.fd, src, names, writable, link))
@@ -397,7 +523,10 @@ def _copy_entries(sfd: int, dfd: int, root: str | os.PathLike, names: list[str],
         elif e.is_symlink():
             os.symlink(os.readlink(e.name, dir_fd=sfd), e.name, dir_fd=dfd)
         elif e.is_file(follow_symlinks=False):
-            _copy_file(e.name, sfd, dfd, e.name, writable, link)
+            try:
+                _copy_file(e.name, sfd, dfd, e.name, writable, link)
+            except UnreadableFile:
+                raise unreadable(root, [*names, e.name], "copy") from None
         else:
             raise unstorable(root, [*names, e.name], e.stat(follow_symlinks=False).st_mode, "copy")
     return dirs

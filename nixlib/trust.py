@@ -7,8 +7,8 @@ A run trusts records owned by:
 
 - the user running it, and root;
 - users named in `<store root>/trusted-users`, honoured only if that file is a regular file
-  owned by root (the administrator of a shared store) or by the running user, and writable
-  by nobody else;
+  owned by root (the administrator of a shared store) or by the running user, writable
+  by nobody else, and with no other hard link;
 - users named in NIX_WORKFLOW_TRUSTED_USERS (the running user's own choice).
 
 Both lists hold user names or numeric uids, separated by whitespace or commas; `#` starts a
@@ -66,8 +66,8 @@ def _read_admin_file(path: Path) -> str | None:
     try:
         got = read_owned(path, (0, os.getuid()), 1 << 20, private=True)
     except NotTrusted:
-        _warn(f"warning: ignoring {path}: it must be a regular file owned by root (or you) and writable by "
-              "nobody else")
+        _warn(f"warning: ignoring {path}: it must be a regular file owned by root (or you), writable by "
+              "nobody else, with no other hard link")
         return None
     return None if got is None else got[0].decode("utf-8", errors="replace")
 
@@ -79,16 +79,19 @@ class NotTrusted(Exception):
 def read_owned(path: Path, owners: Container[int], limit: int, *, private: bool = False,
                tail: bool = False) -> tuple[bytes, os.stat_result] | None:
     """The first (with `tail`, the last) `limit` bytes of `path` and its stat, if it is a regular file owned by
-    one of `owners` (and, with `private`, writable by nobody else). A symlink is never followed and the checks
-    are made on the opened file, so nothing can be swapped in between. None when it cannot be opened (absent,
-    a symlink, unreadable); NotTrusted when it can but fails a check."""
+    one of `owners` (and, with `private`, writable by nobody else and with no other name). A symlink is never
+    followed and the checks are made on the opened file, so nothing can be swapped in between. None when it
+    cannot be opened (absent, a symlink, unreadable); NotTrusted when it can but fails a check."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     with open(fd, "rb") as f:
         st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_uid not in owners or (private and st.st_mode & 0o022):
+        # A second link: any file of root's, hard-linked here by anyone where fs.protected_hardlinks is off
+        # (a log that names users word by word, say), would make its words trusted users.
+        if not stat.S_ISREG(st.st_mode) or st.st_uid not in owners or (
+                private and (st.st_mode & 0o022 or st.st_nlink != 1)):
             raise NotTrusted(str(path))
         if tail:
             f.seek(max(0, st.st_size - limit))

@@ -14,6 +14,7 @@ the records, invalid cache entries dropped, and write bits cleared on our object
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -75,11 +76,16 @@ class _Check:
                 self.report.repaired.append(done)
 
     def remove(self, path: Path, what: str) -> Callable[[], str | None]:
-        """A fix that removes our own file (never another user's)."""
+        """A fix that removes our own file (never another user's). One below a store subdirectory's subdirectory
+        (origins/<object>/<key>) is reached without following a symlink (trees.beneath): another user may have
+        put one there, pointing at a directory of ours."""
         def fix() -> str | None:
-            if os.lstat(path).st_uid != self.me:
-                return None
-            os.unlink(path)
+            rel = path.relative_to(self.store.root).parts if path.is_relative_to(self.store.root) else ()
+            with (trees.beneath(self.store.root / rel[0], path) if len(rel) > 2
+                  else contextlib.nullcontext(str(path))) as safe:
+                if os.lstat(safe).st_uid != self.me:
+                    return None
+                os.unlink(safe)
             return f"removed {what} {path}"
         return fix
 
@@ -220,7 +226,7 @@ def _origins(c: _Check) -> None:
     d = c.store.root / "origins"
     for name in _names(d):
         h = name.split(".")[0]
-        if not records.is_name(h) or not (d / name).is_dir():
+        if not records.is_name(h) or not _real_dir(d / name):
             c.problem(f"unexpected entry {d / name}: not an object's index directory", _remover(c, d / name, "entry"))
             continue
         for rk in _names(d / name):
@@ -306,6 +312,14 @@ def _remover(c: _Check, path: Path, what: str) -> Callable[[], str | None]:
         force_remove(path)
         return f"removed {what} {path}"
     return fix
+
+
+def _real_dir(path: Path) -> bool:
+    """A directory, not a symlink to one (which another user may have put in a shared directory)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _owner(path: Path) -> int | None:

@@ -149,7 +149,8 @@ def test_bad_env_is_a_clear_error_before_any_step(tmp_path: Path, store_root: Pa
     if case == "evaluation error":
         assert f"{broken}:4:" in proc.stderr
     after = tree_snapshot(store_root)  # the (empty) directories for Nix GC roots may appear, nothing else
-    assert {k: v for k, v in after.items() if not (k.startswith("nix-gcroots") and v == "dir")} == before
+    assert ({k: v for k, v in after.items() if not (k.startswith("nix-gcroots") and v == "dir")}
+            == {k: v for k, v in before.items() if not (k.startswith("nix-gcroots") and v == "dir")})
 
 
 def test_nix_missing_says_how_to_install_and_host_envs_still_work(tmp_path: Path) -> None:

@@ -181,7 +181,8 @@ def test_bad_experiment_is_a_clear_error_before_any_step(tmp_path: Path, store_r
         assert message in proc.stderr, (message, proc.stderr)
     assert "Traceback" not in proc.stderr and ": running" not in proc.stderr
     after = tree_snapshot(store_root)  # the (empty) directories for Nix GC roots may appear, nothing else
-    assert {k: v for k, v in after.items() if not (k.startswith("nix-gcroots") and v == "dir")} == before
+    assert ({k: v for k, v in after.items() if not (k.startswith("nix-gcroots") and v == "dir")}
+            == {k: v for k, v in before.items() if not (k.startswith("nix-gcroots") and v == "dir")})
 
 
 def test_nix_missing_for_an_experiment_nix(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ tests/test_multiuser.py): skipped otherwise, failed when NW_REQUIRE_USERS=1.
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ import pytest
 
 from nixlib import nar
 from tests.helpers import nw
-from tests.unixusers import User, as_user, env, find_python, require_root
+from tests.unixusers import User, as_user, env, find_python, named_user, require_root
 
 EXPERIMENT = """from nixlib import output, static
 raw = static('raw.txt')
@@ -39,19 +38,6 @@ class Two:
     python: str
     attacker: User
     victim: User
-
-
-def _user(name: str, base: Path) -> User:
-    """The user `name` (created if missing), with a fresh working directory under `base`."""
-    try:
-        pw = pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(["useradd", "-m", "-U", "-s", "/bin/sh", name], check=True, capture_output=True)
-        pw = pwd.getpwnam(name)
-    home = base / name
-    home.mkdir(mode=0o755)
-    os.chown(home, pw.pw_uid, pw.pw_gid)
-    return User(name, pw.pw_uid, pw.pw_gid, home)
 
 
 def _as(two: Two, u: User, *args: str) -> subprocess.CompletedProcess[str]:
@@ -75,7 +61,7 @@ def two() -> Iterator[Two]:
         store = base / "store"
         store.mkdir()
         store.chmod(0o1777)
-        attacker, victim = _user("nwprobe", base), _user("nwprobev", base)
+        attacker, victim = named_user("nwprobe", base), named_user("nwprobev", base)
         (victim.home / "raw.txt").write_text("hello\n")
         (victim.home / "exp.py").write_text(EXPERIMENT)
         for f in ("raw.txt", "exp.py"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -60,3 +61,16 @@ def find_python(u: User, environ: dict[str, str]) -> str:
             if subprocess.run(check, env=environ, capture_output=True, timeout=60).returncode == 0:
                 return candidate
     pytest.fail(f"no Python {version} executable by an unprivileged user with {pythonpath()} found")
+
+
+def named_user(name: str, base: Path) -> User:
+    """The user `name` (created if missing, kept for the next test), with a fresh working directory under `base`."""
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "-m", "-U", "-s", "/bin/sh", name], check=True, capture_output=True)
+        pw = pwd.getpwnam(name)
+    home = base / name
+    home.mkdir(mode=0o755)
+    os.chown(home, pw.pw_uid, pw.pw_gid)
+    return User(name, pw.pw_uid, pw.pw_gid, home)
