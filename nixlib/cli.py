@@ -82,13 +82,19 @@ def _parser() -> argparse.ArgumentParser:
     _query_parsers(sub)
 
     cp = sub.add_parser("checkpoints", help="list the checkpoints a step published (docs/resume.md)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_examples(
+                            ("nw checkpoints model_base", "name, object and path of each, oldest first"),
+                            ("nw checkpoints model -f experiment.nix", "a step of another experiment file")),
                         description="List the checkpoints STEP published for its current inputs (name, object, "
                         "path), oldest first, whether or not the step has finished. Nothing runs.")
     cp.add_argument("step", metavar="STEP")
     cp.add_argument("-f", "--file", help="experiment file (default: the one the last `nw run` here ran)")
     cp.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
                     help="directory of output links and of the last-run summary (default: ./nix-workflow-output)")
-    pin = sub.add_parser("pin", help="print the object a step (or one checkpoint) realised to, and the line locking "
+    pin = sub.add_parser("pin", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_examples(
+                         ("nw pin model_base", "the hash, and the line locking the step's output"),
+                         ("nw pin model_base --checkpoint epoch-2", "the same for one of its checkpoints")),
+                         help="print the object a step (or one checkpoint) realised to, and the line locking "
                          "it in the experiment file", description="Print the object hash of STEP's output (or of its "
                          "checkpoint NAME) for its current inputs on stdout, and on stderr the line that locks it in "
                          "the experiment file: a step or checkpoint with that hash is served as is, never run. "
@@ -98,14 +104,19 @@ def _parser() -> argparse.ArgumentParser:
     pin.add_argument("-f", "--file", help="experiment file (default: the one the last `nw run` here ran)")
     pin.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
                      help="directory of output links and of the last-run summary (default: ./nix-workflow-output)")
-    h = sub.add_parser("hash", help="print the Nix base32 SHA-256 of a path's NAR (as nix-hash --type sha256 --base32)")
+    h = sub.add_parser("hash", help="print the Nix base32 SHA-256 of a path's NAR (as nix-hash --type sha256 --base32)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_examples(
+                           ("nw hash data.csv", "the hash to pin: static { path = ./data.csv; hash = \"…\"; }"),
+                           ("nw hash data/ model.json", "one line per path (a directory hashes as a whole)")))
     h.add_argument("paths", nargs="+", metavar="PATH")
 
     for name, text in (("show", "show a step's recipe, command, env, inputs and timings"),
                        ("lineage", "show the upstream tree a step or file came from"),
                        ("log", "print the log of a step's last run")):
         q = sub.add_parser(name, help=text, description=text + ". NAME|PATH is a step name from the last `nw run` "
-                           "here, a path under ./nix-workflow-output/, a file a step produced, or a key.")
+                           "here, a path under ./nix-workflow-output/, a file a step produced, or a key.",
+                           epilog=_examples(*_QUERY_EXAMPLES[name]),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         q.add_argument("what", metavar="NAME|PATH")
         q.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "lineage":
@@ -117,6 +128,10 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
 
     gc = sub.add_parser("gc", help="remove what no root (output link) keeps",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_examples(
+                            ("nw gc --dry-run", "list what would be removed; nothing is"),
+                            ("nw gc --min-age 0", "also remove what is unkept but recent (running pipelines are "
+                             "still safe)")),
                         description="Remove objects, records and logs that no output link keeps alive, and the "
                         "leftovers of dead processes. A kept output keeps its whole lineage; whatever a running "
                         "`nw run`, Snakemake executor or Luigi worker has looked up or produced is kept while it "
@@ -127,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
                     "running pipelines are protected by their temp roots whatever the value)")
     gc.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
     v = sub.add_parser("verify", help="check objects, records, indexes, your caches and permissions",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_examples(
+                           ("nw verify", "report problems only; exit 1 if any"),
+                           ("nw verify --repair", "also fix what can be fixed (see --repair)")),
                        description="Re-hash every object (a corrupt one is quarantined), check every record (shape, "
                        "digest, trusted writer, objects present), the origins and recipes indexes, your stat-memo "
                        "and evaluation-cache entries, and permissions. Prints one line per problem; exit 1 if any. "
@@ -136,6 +154,10 @@ def _parser() -> argparse.ArgumentParser:
                    "entries, make your objects read-only")
     v.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
     w = sub.add_parser("view", help="browse runs, steps, logs and outputs in a web page (read-only, 127.0.0.1)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_examples(
+                           ("nw view", "serve the page and open it in a browser"),
+                           ("nw view --no-browser --port 0", "only print the URL, on any free port (over ssh: "
+                            "forward that port with ssh -L)")),
                        description="Serve a read-only page on 127.0.0.1 that draws the runs of this directory "
                        "(live while `nw run` is running) and every record in the store (Snakemake and Luigi runs "
                        "too): Recipe and Content views, each step's command, env, inputs, outputs, timings, log and "
@@ -147,6 +169,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="the output-link directory whose runs to show (default: ./nix-workflow-output)")
     w.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
     return p
+
+
+_QUERY_EXAMPLES = {
+    "show": (("nw show model_base", "a step of the last `nw run` here"),
+             ("nw show --json nix-workflow-output/model_base/model.json", "the record of the step that made a file")),
+    "lineage": (("nw lineage results/model.json", "where a file came from, down to the static inputs"),
+                ("nw lineage --depth 1 model_base", "only the steps model_base used directly")),
+    "log": (("nw log model_base", "what the step printed in its last run (a failed one too)"),
+            ("nw log --out-link runs/a fit", "a step of a run made with `nw run --out-link runs/a`")),
+}
+
+
+def _examples(*lines: tuple[str, str]) -> str:
+    """A subcommand's --help epilog: each example command, then what it does (tests/test_nw_probe10b.py checks
+    that every example parses)."""
+    width = max(len(c) for c, _ in lines)
+    return "examples:\n" + "\n".join(f"  {c:<{width}}  {what}" for c, what in lines)
 
 
 def _version() -> str:
@@ -239,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     an OSError no command explained: the path, the reason and the operation); 2 bad arguments (argparse);
     130 interrupted; 70 an internal error — a bug in nw, printed with its traceback and a request to report it,
     never disguised as a user error."""
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         sub_store = getattr(args, "store_sub", None)
         _use_store(sub_store if sub_store is not None else args.store)
@@ -262,6 +301,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nw: internal error (a bug in nw, not in your input). Please report it with the command you ran "
               f"and this output:\n{traceback.format_exc()}", file=sys.stderr, end="")
         return 70
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line. An unknown option after the command is reported with that command's usage line
+    (`nw run --bogus` shows `usage: nw run …`), not the top-level one: argparse passes a subcommand's unknown
+    arguments up to the main parser, which knows only its own usage."""
+    parser = _parser()
+    words = sys.argv[1:] if argv is None else argv
+    args, extra = parser.parse_known_args(words)
+    if extra:
+        before_command = words.index(extra[0]) < words.index(args.cmd)  # `nw --bogus show x`: a top-level option
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        (parser if before_command else sub.choices[args.cmd]).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _use_store(store_dir: str | None) -> None:
@@ -305,9 +358,53 @@ def _stdout_closed() -> bool:
 
 
 def _store() -> Any:
+    """The store, created if it does not exist yet (`nw run`, which stores results)."""
     from nixlib.store import Store
 
     return Store()
+
+
+def _existing_store(doing: str) -> Any:
+    """The store, for a command that reads results already in it (show, log, gc, verify, …): one that does not
+    exist is an error naming its path (a typo in NIX_WORKFLOW_STORE or --store must not create an empty store
+    and then report that nothing is in it)."""
+    from nixlib.store import default_root
+
+    root = default_root().absolute()
+    if not os.path.lexists(root):
+        raise NixWorkflowError(f"there is no store at {root} ({_store_origin()}), so there is nothing to {doing}: "
+                               "nothing has been run with it yet (`nw run` creates it). If your results are in "
+                               "another store, name it with --store DIR or NIX_WORKFLOW_STORE=DIR.")
+    return _store()
+
+
+_EMPTY: list[Any] = []  # the scratch directory of the stand-in for a store that does not exist (removed at exit)
+
+
+def _store_or_empty() -> Any:
+    """The store, for a command that says what a run would do or what a step has made so far (status, dag, why,
+    run -n, checkpoints, pin). When it does not exist yet the natural answer is that nothing is cached, every step
+    would run and none has published or realised anything: that is computed against an empty
+    stand-in in a scratch directory (removed at exit), so the query does not create the store, and the stand-in
+    is named by the store's path in what it says (`stands_for`)."""
+    import tempfile
+
+    from nixlib.store import Store, default_root
+
+    root = default_root().absolute()
+    if os.path.lexists(root):
+        return _store()
+    print(f"nw: there is no store at {root} yet ({_store_origin()}): nothing is cached, so every step would run",
+          file=sys.stderr)
+    _EMPTY.append(tempfile.TemporaryDirectory(prefix="nw-no-store-"))
+    store = Store(Path(_EMPTY[-1].name) / "store")
+    store.stands_for = root
+    return store
+
+
+def _store_origin() -> str:
+    """Where the store path came from, for an error about it."""
+    return "from --store or NIX_WORKFLOW_STORE" if os.environ.get("NIX_WORKFLOW_STORE") else "the default store"
 
 
 def cmd_hash(args: argparse.Namespace) -> int:
@@ -336,11 +433,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json and not args.dry_run:  # (it was ignored: the steps ran and printed text)
         raise NixWorkflowError("--json prints the plan of a dry run and needs -n: nw run -n --json FILE (nothing was "
                                "run; a run's results as JSON: nw status --json FILE, nw show --json STEP)")
+    from nixlib.engine import configured_remote
     from nixlib.remotecli import configure
 
     configure(args, Path(args.file).parent)  # --remote, NIX_WORKFLOW_REMOTE, `remote:` in nixworkflow.yaml
+    configured_remote()  # a bad remote setting is an error before the store is made
     _check_store_for_commands()
-    store = _store()
+    store = _store_or_empty() if args.dry_run else _store()
     workflow = _load(args.file)
     targets = workflow.select(args.targets)
     from nixlib import slurm
@@ -350,16 +449,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     _warn_unreached(workflow, args.targets)
     from nixlib.recipe import topological
 
-    running = {r.name for r in topological(targets)}
     broken = {} if args.dry_run else _build_envs(store, workflow, topological(targets), args.force, args.keep_going)
-    host = [n for n in workflow.host_steps if n in running]  # only the steps this run may run
-    if host and not args.dry_run:
-        print(f"warning: {len(host)} step(s) run with the host environment, not pinned by Nix: "
+    host = [] if args.dry_run else _host_steps_to_run(store, workflow, topological(targets), args.force)
+    if host:
+        print(f"warning: {len(host)} step(s) to run use the host environment, not pinned by Nix: "
               f"{', '.join(host[:8])}{' …' if len(host) > 8 else ''}", file=sys.stderr)
     from nixlib.runs import run_workflow
 
     _term_as_interrupt()
     return run_workflow(store, workflow, targets, args, prepare=_env_before_run(workflow, broken))
+
+
+def _host_steps_to_run(store: Any, workflow: Any, recipes: list[Any], forced: list[Any]) -> list[str]:
+    """The host-environment steps of this run that are not served from the store (forced ones, and those not
+    found: a step below one that runs may still be served once its upstream is known). The warning is about
+    what runs unpinned; a result served from the store runs nothing."""
+    from nixlib.engine import Engine
+
+    engine, forced_ids, host = Engine(store), {id(r) for r in forced}, set(workflow.host_steps)
+    missed: set[int] = set()  # steps not served; a step below one is not looked up (a miss is not memoised, so
+    for r in recipes:  # each lookup would walk the whole chain above it again: quadratic, and deep recursion)
+        above = [x for u in r.upstream() for x in (u, getattr(u, "producer", None)) if x is not None]
+        waits = id(r) in forced_ids or any(id(u) in missed for u in above)
+        if waits or (r.pinned is None and engine.lookup(r) is None):
+            missed.add(id(r))
+    return [r.name for r in recipes if id(r) in missed and r.name in host]
 
 
 _SHELL_SPECIAL = frozenset(" \t\n\r'\"\\$`;&|<>()*?[")
@@ -466,8 +580,8 @@ def _env_before_run(workflow: Any, broken: dict[str, NixWorkflowError]) -> Calla
 def cmd_dag(args: argparse.Namespace) -> int:
     from nixlib import dag, plan
 
-    store = _store()
     workflow = _load(args.file)
+    store = _store_or_empty()
     sys.stdout.write(dag.render(plan.states(store, workflow, workflow.select(args.targets), Path(args.out_link)),
                                 args.format))
     return 0
@@ -476,8 +590,8 @@ def cmd_dag(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from nixlib import plan
 
-    store = _store()
     workflow = _load(args.file)
+    store = _store_or_empty()
     steps = plan.states(store, workflow, workflow.select(args.targets), Path(args.out_link))
     if args.json:
         print(json.dumps([s.as_json() for s in steps], indent=2, sort_keys=True))
@@ -493,7 +607,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     from nixlib import plan
     from nixlib.lineage import last_run
 
-    store = _store()
+    store = _store_or_empty()
     out_dir = Path(args.out_link)
     summary = last_run(out_dir)
     entry = summary.get(args.step)
@@ -519,7 +633,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from nixlib import diff
     from nixlib.lineage import find_record
 
-    store = _store()
+    store = _existing_store("compare")
     docs = [find_record(store, what, Path(args.out_link)) for what in (args.a, args.b)]
     sides = [diff.side_of_record(d, f"{w} ({d['name']})") for d, w in zip(docs, (args.a, args.b), strict=True)]
     recipe = diff.recipe_differences(*sides)
@@ -549,7 +663,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from nixlib import diff
     from nixlib.lineage import find_record
 
-    store = _store()
+    store = _existing_store("check")
     _term_as_interrupt()
     report = {}
     for what in args.steps:
@@ -579,7 +693,7 @@ def _record(args: argparse.Namespace) -> tuple[Any, Any]:
     """The store and what NAME|PATH names (lineage.Found): by the step's record in the last run, not its bytes."""
     from nixlib.lineage import find
 
-    store = _store()
+    store = _existing_store({"show": "show", "lineage": "trace", "log": "print"}[args.cmd])
     return store, find(store, args.what, Path(args.out_link))
 
 
@@ -693,7 +807,7 @@ def _log_of(store: Any, doc: dict[str, Any]) -> str:
 def cmd_gc(args: argparse.Namespace) -> int:
     from nixlib import gc
 
-    p = gc.collect(_store(), dry_run=args.dry_run, min_age=args.min_age)
+    p = gc.collect(_existing_store("collect"), dry_run=args.dry_run, min_age=args.min_age)
     verb = "would remove" if args.dry_run else "removed"
     failed = {path for path, _ in p.failed}
     for path in p.remove:
@@ -712,7 +826,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from nixlib.verify import verify
 
-    r = verify(_store(), repair=args.repair)
+    r = verify(_existing_store("verify"), repair=args.repair)
     for line in r.ignored + r.problems:
         print(line)
     for line in r.repaired:
@@ -756,7 +870,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     from nixlib import checkpoints
 
     _, recipe = _step_of_last_run(args, "checkpoints")
-    return checkpoints.list_checkpoints(_store(), recipe)
+    return checkpoints.list_checkpoints(_store_or_empty(), recipe)
 
 
 COMMANDS["checkpoints"] = cmd_checkpoints
@@ -766,7 +880,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
     from nixlib import checkpoints
 
     file, recipe = _step_of_last_run(args, "pin")
-    return checkpoints.pin(_store(), recipe, args.checkpoint, Path(file).suffix == ".nix")
+    return checkpoints.pin(_store_or_empty(), recipe, args.checkpoint, Path(file).suffix == ".nix")
 
 
 COMMANDS["pin"] = cmd_pin

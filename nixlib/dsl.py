@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nixlib import codefiles, context, nar, slurm
+from nixlib import codefiles, context, nar, slurm, statics
 from nixlib import env as envmod
 from nixlib.command import CommandSyntaxError, normalise, shell_form
 from nixlib.errors import NixWorkflowError, check_readable
@@ -205,11 +205,15 @@ def static(path: str | os.PathLike | None = None, hash: str | None = None, name:
                 if not Path(path).is_absolute() and os.path.lexists(beside) else "")
         raise NixWorkflowError(f"{where}: static input {source} does not exist{hint}. Create it, fix the path, or "
                                "give hash= of an object already in the store.")
-    h = StatMemo.for_store(default_root()).hash(source)
+    if not os.path.exists(source):
+        raise NixWorkflowError(f"{where}: static input {source} is a symlink to {os.path.realpath(source)}, which does "
+                               "not exist")
+    real, h = statics.content(StatMemo.for_store(default_root()), source, where)  # (a symlink: the data it points to)
     if hash is not None and h != hash:
-        raise NixWorkflowError(f"{where}: static input {source} has hash {h}, but the experiment pins {hash}. "
-                               "The file changed: restore it, or update the pinned hash if the change is intended.")
-    return Static(source, h, where)
+        raise NixWorkflowError(f"{where}: static input {source} has hash {h}, but the experiment pins {hash}"
+                               f"{statics.link_hint(source)}. The file changed: restore it, or update the pinned "
+                               "hash if the change is intended.")
+    return Static(real, h, where)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nixlib import dsl, nix
+from nixlib import dsl, nix, statics
 from nixlib.env import Env, _system, allow_unpinned
 from nixlib.errors import NixWorkflowError, check_readable
 from nixlib.evalcache import EvalCache
@@ -29,7 +29,7 @@ from nixlib.store import default_root
 
 _STEP_TOKEN = re.compile(r"/nix-workflow-step/[0-9a-f]{64}-[A-Za-z0-9_+?=.-]*")
 _CHECKPOINT_TOKEN = re.compile(r"/nix-workflow-checkpoint/(none|[0-9abcdfghijklmnpqrsvwxyz]{52})/(\d+):")
-_STATIC_TOKEN = re.compile(r"/nix-workflow-static/([0-9abcdfghijklmnpqrsvwxyz]{52})(?:/(\d+):)?")
+_STATIC_TOKEN = re.compile(r"/nix-workflow-static/([0-9abcdfghijklmnpqrsvwxyz]{52})")
 
 
 @dataclass
@@ -139,6 +139,27 @@ def _where(path: Path, pos: dict[str, Any] | None) -> str:
     return f"{pos['file']}:{pos['line']}" if pos else str(path)
 
 
+def _length_prefixed(text: str, start: int, marker: str) -> tuple[str | None, int]:
+    """The `MARKER<bytes>:<text>` segment of a lib.nix token at `start` (its length is Nix's stringLength, in
+    bytes) and where it ends; (None, start) if there is none."""
+    m = re.compile(re.escape(marker) + r"(\d+):").match(text, start)
+    if m is None:
+        return None, start
+    value = text[m.end():].encode()[: int(m.group(1))].decode(errors="replace")
+    return value, m.end() + len(value)
+
+
+def _check_env(decl: _Decl) -> None:
+    """`env = "python3";` (a package name, not the package) is refused naming the step, its file and line: lib.nix
+    passes a string through as is, and Env would only say that `python3` is not a store path."""
+    prefix = nix.STORE_DIR.rstrip("/") + "/"
+    wrong = [e for e in decl.record["env"] if not e.startswith(prefix)]
+    if wrong:
+        raise NixWorkflowError(f"step '{decl.attr}' ({decl.where}): env = {wrong[0]!r} is not a package: env takes "
+                               f"a derivation or a list of them (env = pkgs.python3; or env = [ pkgs.python3 "
+                               f"pkgs.jq ];), or a path under {prefix}")
+
+
 class _Translator:
     """Nix records -> dsl Steps (upstream first), then dsl's recipe builder."""
 
@@ -160,6 +181,7 @@ class _Translator:
             return self._same_resources(decl, self.steps[token])
         command = self._statics(decl, self._upstream(decl, decl.record["cmd"], path + [decl.attr]))
         record = decl.record
+        _check_env(decl)
         tools = list(record["context"]) + list(record["env"])
         env = Env(store_paths=tools, where=decl.where) if tools else None
         options = RunOptions(pure=record["pure"], sandbox=record["sandbox"], network=record["network"],
@@ -226,19 +248,18 @@ class _Translator:
         for m in _STATIC_TOKEN.finditer(command):
             if m.start() < pos:
                 continue
-            h, source, end = m.group(1), None, m.end()
-            if m.group(2) is not None:
-                raw = command[end:].encode()[: int(m.group(2))]
-                source = raw.decode(errors="replace")
-                end += len(source)
+            at, end = _length_prefixed(command, m.end(), "@")  # where the `static` call is (lib.nix)
+            source, end = _length_prefixed(command, end, "/")
+            if source is None:
+                at, end = None, m.end()  # a `@…` without a path after it is the command's own text
             out.append(command[pos:m.start()])
-            out.append(str(self._static(decl, h, source)))
+            out.append(str(self._static(decl, m.group(1), source, at)))
             pos = end
         out.append(command[pos:])
         return "".join(out)
 
-    def _static(self, decl: _Decl, h: str, source: str | None) -> dsl.Static:
-        where = decl.where
+    def _static(self, decl: _Decl, h: str, source: str | None, at: str | None = None) -> dsl.Static:
+        where = at or decl.where
         if source is None:
             return dsl.Static(None, h, where)
         if not os.path.lexists(source):
@@ -246,8 +267,12 @@ class _Translator:
                 return dsl.Static(None, h, where)
             raise NixWorkflowError(f"{where}: static input {source} does not exist. Create it, fix the path, or "
                                    "drop path to use the object already in the store.")
-        actual = self.memo.hash(source)
+        if not os.path.exists(source):
+            raise NixWorkflowError(f"{where}: static input {source} is a symlink to {os.path.realpath(source)}, "
+                                   "which does not exist")
+        real, actual = statics.content(self.memo, source, where)  # (a symlink: the data it points to)
         if actual != h:
-            raise NixWorkflowError(f"{where}: static input {source} has hash {actual}, but the experiment pins {h}. "
-                                   "The file changed: restore it, or update the pinned hash if the change is intended.")
-        return dsl.Static(Path(source), h, where)
+            raise NixWorkflowError(f"{where}: static input {source} has hash {actual}, but the experiment pins {h}"
+                                   f"{statics.link_hint(source)}. The file changed: restore it, or update the pinned "
+                                   "hash if the change is intended.")
+        return dsl.Static(real, h, where)

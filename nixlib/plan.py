@@ -41,6 +41,7 @@ class StepState:
     last_status: str | None = None  # its status in the last `nw run` here (done, cached, failed, skipped)
     last_error: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
+    state_kept: str | None = None  # a resumable step's $state from an unfinished run, which it resumes from
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,8 +88,16 @@ def _state(store: Store, engine: Engine, recipe: Recipe, top: bool, entry: Any) 
     if lock_held(store, rk):
         return StepState(state=RUNNING, resolved_key=rk, why="another process holds its lock and is running it now",
                          **common)
-    return StepState(state=RUN, resolved_key=rk, why="no realisation of its recipe with these inputs is in the store",
-                     **common)
+    kept = store.kept_state(rk) if recipe.options.resumable else None
+    resumes = f"; it resumes from its $state kept from an unfinished run ({kept})" if kept else ""
+    return StepState(state=RUN, resolved_key=rk, why="no realisation of its recipe with these inputs is in the "
+                     f"store{resumes}", state_kept=str(kept) if kept else None, **common)
+
+
+def shown_root(store: Store) -> Path:
+    """The store's path as a message names it: for the empty stand-in `nw status` and friends use when the store
+    does not exist yet (cli._store_or_empty), the path of that missing store, not of the stand-in."""
+    return getattr(store, "stands_for", store.root)
 
 
 def pinned_missing(store: Store, recipe: Recipe) -> str:
@@ -98,7 +107,7 @@ def pinned_missing(store: Store, recipe: Recipe) -> str:
         return (f"pinned to object {recipe.pinned}, which was quarantined as corrupt (its content no longer matched "
                 f"its hash; moved to {moved[-1]}): restore a good copy into the store, or remove the hash to run "
                 "the step")
-    return (f"pinned to object {recipe.pinned}, which is not in the store at {store.root}: copy the object into "
+    return (f"pinned to object {recipe.pinned}, which is not in the store at {shown_root(store)}: copy the object into "
             "this store, or remove the hash to run the step")
 
 
@@ -196,7 +205,7 @@ def why(store: Store, recipe: Recipe, out_dir: Path, sources: dict[str, str] | N
     how, old = nearest(store, recipe, entry)
     if old is None:
         return report | {"verdict": f"'{recipe.name}' would run: no realisation of a step named '{recipe.name}' "
-                         f"is recorded in the store at {store.root} (it never ran here, or `nw gc` removed it)"}
+                         f"is recorded in the store at {shown_root(store)} (it never ran here, or `nw gc` removed it)"}
     differences = diff.recipe_differences(diff.side_of_record(old, "before"), current)
     if not differences and old["resolved_key"] == state.resolved_key:
         differences = ["its recipe and inputs are unchanged, but the output objects of that realisation are gone "

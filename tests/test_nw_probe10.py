@@ -150,3 +150,34 @@ def test_run_json_without_dry_run_is_an_error_and_runs_nothing(tmp_path: Path, s
     assert not store_root.exists() and not Path("nix-workflow-output").exists()
     plan = json.loads(nw("run", "-n", "--json", str(exp), check=True).stdout)
     assert [s["name"] for s in plan] == ["data"]
+
+
+def test_a_symlinked_static_input_is_the_data_it_points_to(tmp_path: Path, store_root: Path) -> None:
+    """`static("data/raw.csv")` with `raw.csv -> /shared/raw.csv` stored the link itself, keyed by its text: after
+    an edit of the shared data the old result was served (the step read the live file through the stored link).
+    Now the data it points to is hashed and copied; a directory with a link out of it is refused, and a pinned
+    hash of the link says what to hash instead."""
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "shared" / "raw.csv").write_text("v1\n")
+    (tmp_path / "data" / "raw.csv").symlink_to(tmp_path / "shared" / "raw.csv")
+    (tmp_path / "exp.py").write_text('from nixlib import output, static\nraw = static("data/raw.csv")\n'
+                                     'a = output(f"cat {raw} > $out/a")\n')
+    nw("run", "exp.py", cwd=tmp_path, check=True)
+    (tmp_path / "shared" / "raw.csv").write_text("v2\n")
+    nw("run", "exp.py", cwd=tmp_path, check=True)
+    assert (tmp_path / "nix-workflow-output" / "a" / "a").read_text() == "v2\n"
+
+    link_hash = nw("hash", str(tmp_path / "data" / "raw.csv"), check=True).stdout.strip()
+    (tmp_path / "pinned.py").write_text(f'from nixlib import output, static\nraw = static("data/raw.csv", '
+                                        f'hash="{link_hash}")\na = output(f"cat {{raw}} > $out/a")\n')
+    pinned = nw("run", "pinned.py", cwd=tmp_path)
+    assert pinned.returncode == 1 and "is a symlink: static() uses the data it points to" in pinned.stderr
+
+    (tmp_path / "data" / "more.csv").symlink_to(tmp_path / "shared" / "raw.csv")
+    (tmp_path / "dir.py").write_text('from nixlib import output, static\nd = static("data")\n'
+                                     'a = output(f"cat {d}/raw.csv > $out/a")\n')
+    refused = nw("run", "dir.py", cwd=tmp_path)
+    assert refused.returncode == 1 and "csv is a symlink to" in refused.stderr
+    assert "dir.py:2: static input" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -334,10 +334,11 @@ def test_verify_leaves_a_live_processs_staging_name_alone_and_reports_a_dead_one
     import socket
     import subprocess
 
+    from nixlib.store import Store
     from nixlib.trees import STAGE_PREFIX
     from tests.helpers import nw
 
-    nw("verify", check=True)  # creates the store
+    Store(store_root)  # creates the store (`nw verify` does not: it refuses a missing one)
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         live = store_root / "store" / f"{STAGE_PREFIX}{socket.gethostname()}-{sleeper.pid}-00000000"

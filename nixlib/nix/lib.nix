@@ -98,14 +98,18 @@ let
     else { outPath = "/nix-workflow-checkpoint/${pin}/${toString (stringLength name)}:${name}${r.token}"; };
 
   # A static input is named by its content hash; the path (when given) travels inside the token,
-  # length-prefixed, so a static bound in a `let` still reaches `nw` through the commands using it.
+  # length-prefixed, so a static bound in a `let` still reaches `nw` through the commands using it. So does
+  # where the `static` call is (`@` and a length-prefixed FILE:LINE, before the path), so that an error about
+  # the file (missing, changed) names the static's own line, not that of a step using it.
   static = arg:
     let
       a = checkArgs "static" staticArgs (if isAttrs arg then arg else fail "static takes { hash; path ? null; name ? null; }");
       hash = if isHash (a.hash or null) then a.hash
         else fail "static: hash must be the 52-character Nix base32 SHA-256 of the file (`nw hash FILE` prints it)";
       path = if a.path or null == null then null else toString a.path;
-      suffix = if path == null then "" else "/${toString (stringLength path)}:${path}";
+      pos = builtins.unsafeGetAttrPos "hash" a;
+      at = if pos == null then "" else let w = "${pos.file}:${toString pos.line}"; in "@${toString (stringLength w)}:${w}";
+      suffix = if path == null then "" else "${at}/${toString (stringLength path)}:${path}";
     in
     { outPath = "/nix-workflow-static/${hash}${suffix}"; __nixworkflowStatic = { inherit hash path; }; };
 in
