@@ -19,7 +19,7 @@ import luigi
 from luigi.task import DynamicRequirements, flatten
 from luigi.task_register import Register
 
-from luigi_nixworkflow import registry, settings
+from luigi_nixworkflow import inputs, registry, settings
 
 
 class NeedsDependencies(Exception):  # noqa: N818 - a state handed to Luigi, not an error
@@ -62,12 +62,20 @@ def content(task: luigi.Task) -> Any:
     found: list[Any] = []
     for target in flatten(task.output()):
         if isinstance(target, luigi.LocalTarget):
-            # (a symlinked file by the data it points to, as inputs.upstream keys it)
-            found.append(store.memo.hash(os.path.realpath(target.path)) if os.path.exists(target.path) else None)
+            found.append(_local(store.memo, target.path))
         else:
             found.append({"target": type(target).__name__, "path": str(getattr(target, "path", "")),
                           "exists": target.exists()})
     return found
+
+
+def _local(memo: Any, path: str) -> Any:
+    """A LocalTarget's content as inputs.upstream keys it: a symlinked file by the data it points to, a directory
+    with its outward links' data too (None: missing)."""
+    if not os.path.exists(path):
+        return None
+    h, linked = inputs.hashed(memo, os.path.realpath(path))
+    return {"hash": h, "links": linked} if linked else h
 
 
 def yielded(record: dict[str, Any] | None) -> list[tuple[luigi.Task | None, dict[str, Any]]]:

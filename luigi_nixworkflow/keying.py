@@ -39,6 +39,11 @@ _MODULE_TREES: dict[str, tuple[str, ast.Module]] = {}  # source file -> (its tex
 _SKIP_MODULES = frozenset({"luigi", "luigi_nixworkflow"})
 _STEP_VARIABLES = frozenset({*SEARCH_PATHS, "TMPDIR", "out", "state"})  # what the runner sets for each step
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What Luigi's Task (luigi/task.py) reads only to schedule a task: its priority, resources, timeouts, retry and
+# disable policy, batch size, owner's e-mail, scheduler messages. None changes what run() writes (_unscheduled).
+SCHEDULING = frozenset({"priority", "disabled", "resources", "worker_timeout", "max_batch_size", "retry_count",
+                        "disable_hard_timeout", "disable_window", "disable_window_seconds", "owner_email",
+                        "accepts_messages"})
 _LUIGI_SECTIONS = frozenset({"core", "worker", "scheduler", "nixworkflow", "retcode", "execution_summary", "email",
                              "smtp", "batch_email", "hadoop", "hdfs", "spark", "resources", "DEFAULT"})
 
@@ -130,7 +135,8 @@ def code_digest(cls: type) -> str:
     version = getattr(cls, "version", None)
     if version is not None:
         return "version:" + str(version)
-    parts: list[Any] = [ast.dump(tree) for tree in _sources(cls)]
+    read = _uses(cls)[4] | _uses(cls)[2]  # (`self.priority`, `getattr(self, "priority")`)
+    parts: list[Any] = [ast.dump(_unscheduled(tree, read)) for tree in _sources(cls)]
     uses = _uses(cls)[0]
     if uses:  # (a class that uses no module-level helper keeps the digest it had before helpers were keyed)
         parts.append({"uses": uses})
@@ -329,14 +335,17 @@ def config_classes(cls: type) -> list[type[luigi.Config]]:
 
 
 @functools.cache
-def _uses(cls: type) -> tuple[dict[str, str], tuple[type, ...], frozenset[str], frozenset[str]]:
+def _uses(cls: type) -> tuple[dict[str, str], tuple[type, ...], frozenset[str], frozenset[str], frozenset[str]]:
     """The module-level code the class's methods (and its own base classes') use, the Luigi task and Config
     classes they name (a task named there, an upstream one, is keyed by its result, not its code), the
-    string constants of all that code, and those of the code that reads environment variables."""
+    string constants of all that code, those of the code that reads environment variables, and the global and
+    attribute names all that code uses."""
     strings: set[str] = set()
     environ: set[str] = set()
-    found, stopped = pycode.uses(_own_functions(cls), stop=_is_task, strings=strings, environ=environ)
-    return found, stopped, frozenset(strings), frozenset(environ)
+    attributes: set[str] = set()
+    found, stopped = pycode.uses(_own_functions(cls), stop=_is_task, strings=strings, environ=environ,
+                                 attributes=attributes)
+    return found, stopped, frozenset(strings), frozenset(environ), frozenset(attributes)
 
 
 def _own_classes(cls: type) -> list[type]:
@@ -364,6 +373,7 @@ def _bodies(cls: type) -> list[types.FunctionType]:
     found = []
     for c, tree in zip(_own_classes(cls), trees, strict=True):
         module = sys.modules.get(c.__module__)
+        tree = _unscheduled(tree)  # (a literal names nothing to walk; left in, its own name would count as read)
         node = tree.body[0] if tree.body else None
         if module is None or not isinstance(node, ast.ClassDef):
             continue
@@ -374,6 +384,38 @@ def _bodies(cls: type) -> list[types.FunctionType]:
             continue
         found.append(types.FunctionType(code, vars(module), f"{c.__qualname__}.<body>"))
     return found
+
+
+def _unscheduled(tree: ast.Module, keep: frozenset[str] = frozenset()) -> ast.Module:
+    """The class's parsed source without the Luigi scheduling attributes (SCHEDULING) it sets to a plain value
+    (`priority = 10`, `resources = {"db": 1}`, `retry_count: int = 3`): they steer when, where and how often
+    Luigi runs the task, never what run() writes, so editing one no longer re-runs it (as plain Luigi would
+    not). Not one its code reads itself (`keep`: `self.priority` in run(), a helper it calls, a getattr
+    string), and never a method or property of that name, or a value computed from other names: those stay."""
+    node = tree.body[0] if tree.body else None
+    if not isinstance(node, ast.ClassDef):
+        return tree
+    body = [s for s in node.body if not _scheduling(s, keep)]
+    if len(body) == len(node.body):
+        return tree
+    return ast.Module(body=[ast.ClassDef(**{**vars(node), "body": body})], type_ignores=tree.type_ignores)
+
+
+def _scheduling(statement: ast.stmt, keep: frozenset[str]) -> bool:
+    """`statement` sets one scheduling attribute, not in `keep`, to a literal value."""
+    if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+        target, value = statement.targets[0], statement.value
+    elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+        target, value = statement.target, statement.value
+    else:
+        return False
+    if not isinstance(target, ast.Name) or target.id not in SCHEDULING or target.id in keep:
+        return False
+    try:
+        ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
 
 
 def _is_task(c: type) -> bool:

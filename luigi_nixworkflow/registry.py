@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from luigi_nixworkflow import settings
-from nixlib import context
+from nixlib import context, statics
 from nixlib.errors import NixWorkflowError
 
 if TYPE_CHECKING:
@@ -43,14 +43,13 @@ def static(path: str | os.PathLike) -> str:
     The key depends on the content, not on where the checkout lives; run() copies it into the
     store before the command runs, so the command reads exactly the bytes that were hashed.
     """
-    source = Path(path).absolute()
-    if not os.path.lexists(source):
-        raise NixWorkflowError(f"static input {source} does not exist")
+    written = Path(path).absolute()
+    if not os.path.exists(written):  # (a dangling link too)
+        raise NixWorkflowError(f"static input {written} does not exist")
     root = settings.store_root()
-    h = settings.engine(root).store.memo.hash(source)
+    source, h = statics.content(settings.engine(root).store.memo, written)  # (a symlink: the data it points to)
     SOURCES[h] = source
     return f"{root}/store/{h}"
-
 
 
 def owner(h: str | None, deps: list[Any]) -> NixTask | None:

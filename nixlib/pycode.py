@@ -67,12 +67,14 @@ def qualified(obj: Any) -> str:
 
 
 def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: False,
-         strings: set[str] | None = None, environ: set[str] | None = None) -> tuple[dict[str, str], tuple[type, ...]]:
+         strings: set[str] | None = None, environ: set[str] | None = None,
+         attributes: set[str] | None = None) -> tuple[dict[str, str], tuple[type, ...]]:
     """({qualified name: "def:"/"class:"/"value:" + digest}, classes `stop` accepted) for the user code
     `functions` (functions, methods, or any callable wrapping one) use, transitively. `strings`, if given,
     receives the string constants of all that code (paths of the scripts it runs: nixlib.codefiles); `environ`
     the string constants of the code that reads the environment (`os.environ["SCALE"]`, `os.getenv("SCALE")`):
-    the names of the variables it may read."""
+    the names of the variables it may read; `attributes` the global and attribute names all that code uses
+    (`self.priority` read in run() or in a helper it calls)."""
     found: dict[str, str] = {}
     stopped: dict[type, None] = {}
     starts = [f for f in map(_function, functions) if f is not None]
@@ -88,6 +90,8 @@ def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: Fals
         if strings is not None:
             strings.update(_strings(code))
         names = _names(code)
+        if attributes is not None:
+            attributes.update(names)
         if environ is not None and not _ENVIRON_READERS.isdisjoint(names):
             environ.update(_strings(code))
         for name in dict.fromkeys(names):
