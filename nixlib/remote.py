@@ -21,6 +21,7 @@ Configuration (the command line sets the same variables, so every front door in 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import lzma
 import os
@@ -31,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nixlib import faults, nar, narread, records, remote_lease, signing, temproots
+from nixlib import base32, faults, nar, narread, records, remote_lease, signing, temproots
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import canonical_json
 from nixlib.remote_progress import Transfer
@@ -70,7 +71,12 @@ class Remote:
                  compression: str = "xz") -> None:
         self.url = url
         self.backend: Backend = open_backend(url)
-        self.trusted = signing.parse_public_keys(trusted)
+        try:
+            self.trusted = signing.parse_public_keys(trusted)
+        except NixWorkflowError as e:  # the keys come through the environment from every place they are set
+            raise NixWorkflowError(f"{e} (in the trusted public keys of remote {url}: {ENV_TRUSTED}, "
+                                   "`trusted-public-keys` under `remote:` in nixworkflow.yaml, "
+                                   "--nixworkflow-trusted-keys or luigi.cfg's trusted_public_keys)") from None
         self.secret = signing.load_secret(secret_key_file) if secret_key_file else None
         self.push_enabled = push
         if compression not in ("xz", "none"):
@@ -79,6 +85,7 @@ class Remote:
         self.down = False
         self._missing: set[str] = set()
         self._bad_objects: set[str] = set()
+        self.pulled: set[str] = set()  # keys this process recorded from the remote (`nw pull` says "pulled")
         self._leases: dict[str, tuple[remote_lease.Lease, Path]] = {}  # held by this process: lease, its scratch
         self._lock = threading.Lock()
 
@@ -173,6 +180,8 @@ class Remote:
                 if all(store.has(h) for h in outputs):
                     store.record_realisation({k: v for k, v in doc.items() if k != "digest"} |
                                              {"provenance": provenance})
+                    with self._lock:
+                        self.pulled.add(rk)
             return store.realisation(rk)
 
     # ---- leases (nixlib/remote_lease.py) ------------------------------------------------
@@ -266,6 +275,8 @@ class Remote:
                 except (narread.NarError, lzma.LZMAError) as e:
                     self._reject_object(h)
                     raise Rejected(f"object {key} is not a valid archive ({str(e)[:200]})") from None
+                except RemoteDown:
+                    raise  # reading the remote failed (Stream.read): not this store's disk
                 except OSError as e:
                     raise NixWorkflowError(f"cannot unpack {key} into {scratch}: {e.strerror or e}") from None
                 except Exception as e:  # noqa: BLE001 - the client library's transfer errors: the remote failed us
@@ -327,18 +338,16 @@ class Remote:
         if not repair and self.backend.exists(key):
             return False
         if not store.has(h):
-            raise NixWorkflowError(f"object {h} is not in the store at {store.root} (removed by `nw gc`?); run the "
-                                   "step again to push it")
+            from nixlib.plan import quarantined  # a corrupt copy was moved aside: say so, not "removed by gc?"
+
+            moved = quarantined(store, h)
+            why = f"it was quarantined as corrupt (moved to {moved[-1]})" if moved else "removed by `nw gc`?"
+            raise NixWorkflowError(f"object {h} is not in the store at {store.root} ({why}); run the step again to "
+                                   "push it")
         scratch = store.new_tmp("push")
         try:
             packed = scratch / "nar"
-            with open(packed, "wb") as f:
-                if self.suffix == ".nar.xz":
-                    comp = lzma.LZMACompressor(preset=_XZ_PRESET)
-                    nar.dump(store.object_path(h), lambda b: f.write(comp.compress(b)))
-                    f.write(comp.flush())
-                else:
-                    nar.dump(store.object_path(h), f.write)
+            self._pack(store, h, packed)
             transfer = Transfer("pushing", f"{self.url.split('?')[0]}/{key}", packed.stat().st_size)
             sent = False
             try:
@@ -353,6 +362,32 @@ class Remote:
                 self._bad_objects.discard(h)
         return done
 
+    def _pack(self, store: Store, h: str, packed: Path) -> None:
+        """Write object `h`'s NAR (compressed unless `none`) to `packed`, hashing the very bytes written: an
+        object that does not hash to its name as it is read now (changed or removed behind the store's stat
+        memo, e.g. by `nw gc` or a stale memo entry) is never uploaded under that name, where it would stand
+        in for the good copy (first writer wins) and make every host that pulls it reject it and rebuild."""
+        sha = hashlib.sha256()
+        comp = lzma.LZMACompressor(preset=_XZ_PRESET) if self.suffix == ".nar.xz" else None
+        try:
+            with open(packed, "wb") as f:
+                def sink(b: bytes) -> None:
+                    sha.update(b)
+                    f.write(comp.compress(b) if comp is not None else b)
+
+                nar.dump(store.object_path(h), sink)
+                if comp is not None:
+                    f.write(comp.flush())
+        except FileNotFoundError:
+            raise NixWorkflowError(f"object {h} was removed from the store at {store.root} while it was pushed "
+                                   "(by `nw gc`?); run the step again to push it") from None
+        if base32.encode(sha.digest()) != h:
+            where = store.quarantine(h)
+            raise NixWorkflowError(f"object {h} in the store at {store.root} does not hash to its name (changed "
+                                   "after it was stored); it was not pushed"
+                                   + (f" and was moved to {where}" if where else "")
+                                   + ": run the step again to push it")
+
     def _put_bytes(self, store: Store, key: str, data: bytes) -> bool:
         scratch = store.new_tmp("push")
         try:
@@ -363,10 +398,19 @@ class Remote:
 
     # ---- closures (nw push / nw pull) ---------------------------------------------------
 
-    def push_closure(self, store: Store, doc: dict[str, Any]) -> Iterator[tuple[str, str, bool]]:
+    def push_closure(self, store: Store, doc: dict[str, Any],
+                     seen: set[str] | None = None) -> Iterator[tuple[str, str, bool]]:
         """Push a realisation and its whole lineage (upstream realisations, static input objects); yields
-        (name, key, pushed) per realisation."""
+        (name, key, pushed) per realisation not in `seen` (which collects them: a step in the lineage of several
+        pushed steps was pushed, then reported "already there" as if another host had pushed it). Its key is a
+        temp root first, so a concurrent `nw gc` keeps what is being pushed (the record, its outputs and their
+        upstream)."""
+        temproots.of(store.root).add([doc["resolved_key"]])
+        seen = set() if seen is None else seen
         for d in lineage_records(store, doc):
+            if d["resolved_key"] in seen:
+                continue
+            seen.add(d["resolved_key"])
             for i in d["inputs"]:
                 if i.get("resolved_key") is None and store.has(i["object"]):
                     self.push_object(store, i["object"])

@@ -5,7 +5,8 @@ Without them, two hosts that miss the same recipe at once both build it, and the
 file:// remote), so of two hosts only one gets it; the other waits for the holder's record and substitutes it.
 A lease is a courtesy, never a source of truth: it carries no result and is never trusted for one. So every
 failure mode ends in "build it here": a waiter gives up after a bounded wait (with a warning), an expired
-lease (a crashed or partitioned holder) is taken over, and a holder that fails releases its lease.
+lease (a crashed or partitioned holder) is taken over, as is at once the lease of a process of this host and
+boot that is gone (a run killed here), and a holder that fails releases its lease.
 
 The holder renews its lease every third of its lifetime from a daemon thread while it builds, so a build may
 last longer than the lease; hosts' clocks must agree to well within a lease's lifetime (default 5 minutes).
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nixlib import boot, pids
 from nixlib.remotes import Backend, RemoteDown
 
 
@@ -65,8 +67,8 @@ class Lease:
             user = getpass.getuser()
         except (KeyError, OSError):
             user = str(os.getuid())
-        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "user": user, "token": self.token,
-                           "expires": time.time() + lifetime()}).encode()
+        return json.dumps({"host": socket.gethostname(), "boot": boot.boot_id(), "pid": os.getpid(), "user": user,
+                           "token": self.token, "expires": time.time() + lifetime()}).encode()
 
     def _write(self, replace: bool) -> bool:
         path = self.scratch / f"lease-{self.token}"
@@ -118,7 +120,13 @@ def read(backend: Backend, rk: str) -> dict[str, Any] | None:
 
 
 def live(doc: dict[str, Any] | None) -> bool:
-    return doc is not None and float(doc["expires"]) > time.time()
+    """Not expired, and not the lease of a process of this very host and boot that is gone: a run killed here
+    (^C twice, the OOM killer, a power cut's twin) left a lease that made the next run here wait for a
+    dead process until it expired (5 minutes by default)."""
+    if doc is None or float(doc["expires"]) <= time.time():
+        return False
+    mine = doc.get("host") == socket.gethostname() and doc.get("boot") is not None and doc.get("boot") == boot.boot_id()
+    return not mine or pids.running(doc.get("pid"))
 
 
 def holder(doc: dict[str, Any]) -> str:

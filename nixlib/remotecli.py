@@ -162,9 +162,10 @@ def cmd_push(args: argparse.Namespace) -> int:
         raise NixWorkflowError(f"nothing to push: no step succeeded in the last `nw run` here ({out_dir}); name "
                                "steps, files or keys to push")
     pushed = present = 0
+    seen: set[str] = set()  # a step in the lineage of several WHATs: pushed once, reported once
     try:
         for what in whats:
-            for name, key, done in target.push_closure(store, lineage.find_record(store, what, out_dir)):
+            for name, key, done in target.push_closure(store, lineage.find_record(store, what, out_dir), seen):
                 print(f"{'pushed' if done else 'already there'}: {name} {key}")
                 pushed, present = pushed + done, present + (not done)
     except RemoteDown as e:
@@ -212,7 +213,7 @@ def _pull_workflow(store: Any, target: Any, path: Path, args: argparse.Namespace
         if result is None:
             lines.append(f"not on the remote: {recipe.name}")
         else:
-            how = "pulled" if (result.record or {}).get("provenance", {}).get("substituted") else "here"
+            how = "pulled" if result.resolved_key in target.pulled else "here"  # (not: substituted some day)
             lines.append(f"{how}: {recipe.name} {result.resolved_key}")
     return lines
 
@@ -247,7 +248,11 @@ def cmd_key(args: argparse.Namespace) -> int:
             raise NixWorkflowError(f"{p} exists: nw key generate never overwrites a key; remove it or choose "
                                    "another file with --secret-key-file / --public-key-file")
     _write_new(secret_path, signing.secret_text(key) + "\n", 0o600)
-    _write_new(public_path, key.public() + "\n", 0o644)
+    try:
+        _write_new(public_path, key.public() + "\n", 0o644)
+    except BaseException:  # no secret key without its public half (it blocked the retry: "exists")
+        secret_path.unlink()
+        raise
     print(key.public())
     print(f"nw: wrote the secret key to {secret_path} (keep it private: it signs pushed records) and the public key "
           f"to {public_path}. Trust it on pulling machines with NIX_WORKFLOW_TRUSTED_KEYS=\"{key.public()}\"",

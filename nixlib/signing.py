@@ -43,15 +43,17 @@ class SecretKey:
         return f"{self.name}:{base64.b64encode(self.key.public_key().public_bytes(*_RAW)).decode()}"
 
 
-def _split(text: str, what: str, size: int) -> tuple[str, bytes]:
+def _split(text: str, what: str, size: int, secret: bool = False) -> tuple[str, bytes]:
+    """(name, key bytes) of `NAME:BASE64`. The text of a `secret` is never shown in the error: 40 characters of
+    a damaged secret key are most of its seed, and errors end up in CI logs."""
     name, sep, data = text.strip().partition(":")
     try:
         raw = base64.b64decode(data, validate=True) if sep else b""
     except (binascii.Error, ValueError):
         raw = b""
     if not name or len(raw) != size:
-        shown = text.strip()[:40] + ("…" if len(text.strip()) > 40 else "")
-        raise NixWorkflowError(f"{what} {shown!r} is not in Nix's key format NAME:BASE64 ({size} bytes); make keys "
+        shown = "" if secret else repr(text.strip()[:40] + ("…" if len(text.strip()) > 40 else "")) + " "
+        raise NixWorkflowError(f"{what} {shown}is not in Nix's key format NAME:BASE64 ({size} bytes); make keys "
                                "with `nw key generate NAME` or `nix-store --generate-binary-cache-key`")
     return name, raw
 
@@ -77,33 +79,42 @@ def load_secret(path: str | os.PathLike) -> SecretKey:
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) else "not ASCII text"
         raise NixWorkflowError(f"cannot read the secret key file {path}: {reason}") from None
-    name, raw = _split(text, f"secret key file {path}:", 64)
+    name, raw = _split(text, f"the secret key file {path}", 64, secret=True)
     key = Ed25519PrivateKey.from_private_bytes(raw[:32])
     if key.public_key().public_bytes(*_RAW) != raw[32:]:
         raise NixWorkflowError(f"secret key file {path}: its public half does not match its seed (damaged file?)")
     return SecretKey(name, key)
 
 
-def parse_public_keys(text: str) -> dict[str, Ed25519PublicKey]:
-    """Trusted public keys from a whitespace- or comma-separated list of `NAME:BASE64` (empty: none)."""
-    keys: dict[str, Ed25519PublicKey] = {}
+def parse_public_keys(text: str) -> dict[str, list[Ed25519PublicKey]]:
+    """Trusted public keys from a whitespace- or comma-separated list of `NAME:BASE64` (empty: none), by name.
+    Two keys listed under one name (a key regenerated under its old name, both listed while records signed by
+    either are around) are both trusted: one silently replaced the other, so records signed by the first
+    were ignored as "not by a trusted key"."""
+    keys: dict[str, list[Ed25519PublicKey]] = {}
     for item in text.replace(",", " ").split():
         name, raw = _split(item, "trusted public key", 32)
-        keys[name] = Ed25519PublicKey.from_public_bytes(raw)
+        same = keys.setdefault(name, [])
+        key = Ed25519PublicKey.from_public_bytes(raw)
+        if all(k.public_bytes(*_RAW) != raw for k in same):
+            same.append(key)
     return keys
 
 
-def verify(message: bytes, signature: object, trusted: dict[str, Ed25519PublicKey]) -> str | None:
+def verify(message: bytes, signature: object, trusted: dict[str, list[Ed25519PublicKey]]) -> str | None:
     """The name of the trusted key that made `signature` over `message`, or None (unknown key, bad
     signature, or not a signature at all: never an exception, the record is simply not believed)."""
     if not isinstance(signature, str):
         return None
     name, _, data = signature.partition(":")
-    key = trusted.get(name)
-    if key is None:
-        return None
     try:
-        key.verify(base64.b64decode(data, validate=True), message)
-    except (InvalidSignature, binascii.Error, ValueError):
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
         return None
-    return name
+    for key in trusted.get(name, ()):
+        try:
+            key.verify(raw, message)
+            return name
+        except (InvalidSignature, ValueError):
+            continue
+    return None

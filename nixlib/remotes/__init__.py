@@ -21,14 +21,21 @@ class RemoteDown(Exception):
 
 class Stream:
     """A download: read(n) and close(), its size when the backend knows it, and an optional per-read callback
-    (transfer progress) so callers need not wrap every stream they are handed."""
+    (transfer progress) so callers need not wrap every stream they are handed. A read that fails (a share
+    that went away mid-file: EIO, ESTALE; a connection reset in the client library) is RemoteDown, like a
+    failed request: the remote failed us, which costs a warning, never the run (it was a raw OSError that
+    failed `nw run` with "Input/output error")."""
 
-    def __init__(self, raw: Any, size: int | None) -> None:
-        self.raw, self.size = raw, size
+    def __init__(self, raw: Any, size: int | None, where: str = "") -> None:
+        self.raw, self.size, self.where = raw, size, where
         self.on_read: Callable[[int], None] | None = None
 
     def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
+        try:
+            data = self.raw.read(n)
+        except Exception as e:  # noqa: BLE001 - OSError from a file, the client library's transfer errors
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)[:200]
+            raise RemoteDown(f"reading {self.where or 'a download'} failed: {why}") from None
         if self.on_read is not None:
             self.on_read(len(data))
         return data
@@ -73,6 +80,10 @@ def open_backend(url: str) -> Backend:
         if parts.netloc not in ("", "localhost"):
             raise NixWorkflowError(f"remote {url!r}: a file:// URL names an absolute directory on this host, "
                                    f"file:///DIRECTORY (three slashes); {parts.netloc!r} was read as a host name")
+        if parts.scheme and (parts.query or parts.fragment or not parts.path.startswith("/")):
+            # (settings were silently dropped, and file:DIR was relative to wherever a worker process ran)
+            raise NixWorkflowError(f"remote {url!r}: a file:// URL is file:///DIRECTORY, an absolute path, with no "
+                                   "settings after '?' or '#' (in a directory name, write them %3F and %23)")
 
         return FileBackend(url)
     raise NixWorkflowError(f"remote {url!r}: unknown kind of URL; use s3://BUCKET/PREFIX (with ?endpoint=URL for a "

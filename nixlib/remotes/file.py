@@ -40,7 +40,7 @@ class FileBackend:
     def get(self, key: str) -> Stream | None:
         try:
             f = open(self._path(key), "rb")  # noqa: SIM115 - the caller closes the stream
-            return Stream(f, os.fstat(f.fileno()).st_size)
+            return Stream(f, os.fstat(f.fileno()).st_size, str(self._path(key)))
         except FileNotFoundError:
             self._check_root()
             return None

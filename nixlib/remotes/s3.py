@@ -30,11 +30,16 @@ QUERY = ("endpoint", "region", "profile")
 def _query(url: str, query: str) -> dict[str, str]:
     """The URL's settings; an unknown or misspelt one is an error rather than silently unused (an ignored
     `?endpiont=` would send every request to AWS)."""
-    found = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-    unknown = sorted(set(found) - set(QUERY))
+    parsed = parse_qs(query, keep_blank_values=True)
+    unknown = sorted(set(parsed) - set(QUERY))
     if unknown:
         raise NixWorkflowError(f"remote {url!r}: unknown setting {unknown[0]!r}; an s3:// URL takes "
                                + ", ".join(f"{k}=" for k in QUERY))
+    twice = sorted(k for k, v in parsed.items() if len(v) > 1)
+    if twice:  # (the last silently won: two endpoints, one of them never used)
+        raise NixWorkflowError(f"remote {url!r}: setting {twice[0]!r} is given {len(parsed[twice[0]])} times; give it "
+                               "once")
+    found = {k: v[0] for k, v in parsed.items()}
     endpoint = found.get("endpoint")
     if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
         raise NixWorkflowError(f"remote {url!r}: endpoint {endpoint!r} is not an http:// or https:// URL "
@@ -53,6 +58,9 @@ class S3Backend:
         from botocore.config import Config
 
         parts = urlsplit(url)
+        if parts.fragment:
+            raise NixWorkflowError(f"remote {url!r}: an s3:// URL has no '#' part (settings go after '?': "
+                                   "?endpoint=URL&region=R)")
         if not parts.netloc:
             raise NixWorkflowError(f"remote {url!r}: an s3:// URL needs a bucket: s3://BUCKET/PREFIX")
         query = _query(url, parts.query)
@@ -82,7 +90,7 @@ class S3Backend:
     def get(self, key: str) -> Stream | None:
         try:
             found = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-            return Stream(found["Body"], found.get("ContentLength"))
+            return Stream(found["Body"], found.get("ContentLength"), f"s3://{self.bucket}/{self._key(key)}")
         except Exception as e:  # noqa: BLE001 - every botocore failure is either "absent" or "down"
             if self._absent(e):
                 return None
