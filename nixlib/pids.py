@@ -8,11 +8,11 @@ import os
 
 def alive(pid: object) -> bool:
     """True if a process with this pid exists on this host, or may (it belongs to another user)."""
-    if not isinstance(pid, int) or pid <= 0:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # a number past any pid (from a planted file name) is no process
         return False
     except PermissionError:
         return True
@@ -28,6 +28,29 @@ def running(pid: object) -> bool:
     except OSError:
         return True  # no /proc (or gone meanwhile): as alive() says
     return state != [b"Z"]
+
+
+def running_since(pid: object, since: float) -> bool:
+    """running(pid), and that process started by `since` (epoch seconds): a process that started later only
+    reuses the number (pid_max can be small) of the one that wrote `since`, which is dead."""
+    if not running(pid):
+        return False
+    try:
+        ticks = int(read_proc(f"/proc/{pid}/stat").rpartition(b")")[2].split()[19])  # field 22: start, in ticks
+        return _boot_time() + ticks / os.sysconf("SC_CLK_TCK") <= since + 1  # btime has a 1 s resolution
+    except (OSError, ValueError, IndexError, StopIteration):
+        return True  # no /proc (or gone meanwhile): as running() says
+
+
+def _boot_time() -> float:
+    """The system's boot time in epoch seconds (/proc/stat's btime), read once."""
+    if not _BOOT:
+        line = next(ln for ln in read_proc("/proc/stat").splitlines() if ln.startswith(b"btime "))
+        _BOOT.append(float(line.split()[1]))
+    return _BOOT[0]
+
+
+_BOOT: list[float] = []
 
 
 def read_proc(path: str) -> bytes:

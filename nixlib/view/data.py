@@ -54,10 +54,11 @@ class ViewData:
     def runs(self) -> list[dict[str, Any]]:
         """Recent runs here (newest first), then every step recorded in the store (any front door)."""
         out = []
-        for doc in journals(self.out_dir):
-            statuses = [self._status(doc, e) for e in doc["steps"].values() if isinstance(e, dict)]
-            out.append({"id": str(doc.get("id")), "label": str(doc.get("tool") or "nw run"),
-                        "started": doc.get("started"), "ended": doc.get("ended"), "live": self._live(doc),
+        for doc in journals(self.out_dir, self.store.trusted):
+            live = self._live(doc)
+            statuses = [_status(e, live) for e in doc["steps"].values() if isinstance(e, dict)]
+            out.append({"id": doc["id"], "label": str(doc.get("tool") or "nw run"),
+                        "started": doc.get("started"), "ended": doc.get("ended"), "live": live,
                         "steps": len(statuses),
                         "counts": {s: statuses.count(s) for s in sorted(set(statuses))}})
         if not out and last_run(self.out_dir):
@@ -71,28 +72,32 @@ class ViewData:
             return self._store_graph()
         if run_id == "last":
             return self._summary_graph(last_run(self.out_dir))
-        doc = find_journal(self.out_dir, run_id) if RUN_ID.fullmatch(run_id) else None
+        doc = find_journal(self.out_dir, run_id, self.store.trusted) if RUN_ID.fullmatch(run_id) else None
         if doc is None:
             raise Refused(404, f"no run {run_id!r} in {self.out_dir}")
+        live = self._live(doc)
         nodes = []
         for name, entry in doc["steps"].items():
             if not isinstance(entry, dict):
                 continue
-            upstream = [u for u in entry.get("upstream", []) if isinstance(u, str) and u in doc["steps"]]
-            nodes.append(self._node(str(name), entry, self._status(doc, entry), upstream))
-        return {"id": run_id, "live": self._live(doc), "started": doc.get("started"), "ended": doc.get("ended"),
+            listed = entry.get("upstream")  # a journal is data: anything but a list of names is no upstream
+            listed = listed if isinstance(listed, list) else []
+            upstream = [u for u in listed if isinstance(u, str) and u in doc["steps"]]
+            nodes.append(self._node(str(name), entry, _status(entry, live), upstream))
+        return {"id": run_id, "live": live, "started": doc.get("started"), "ended": doc.get("ended"),
                 "nodes": nodes}
 
     def _live(self, doc: dict[str, Any]) -> bool:
+        """Whether the run still runs: not ended, and its process alive, the same one (a process started after the
+        run began only reuses its pid). A run on another host cannot be checked and reads as live until it ends."""
         if doc.get("ended") is not None:
             return False
-        return doc.get("host") != self.host or pids.running(doc.get("pid"))
-
-    def _status(self, doc: dict[str, Any], entry: dict[str, Any]) -> str:
-        status = str(entry.get("status", "unknown"))
-        if status in ("pending", "running") and not self._live(doc):
-            return "interrupted"  # its run was killed before it could say so
-        return status
+        if doc.get("host") != self.host:
+            return True
+        started = doc.get("started")
+        if isinstance(started, (int, float)) and not isinstance(started, bool):
+            return pids.running_since(doc.get("pid"), started)
+        return pids.running(doc.get("pid"))
 
     def _node(self, name: str, entry: dict[str, Any], status: str, upstream: list[str]) -> dict[str, Any]:
         rk = entry.get("resolved_key")
@@ -262,6 +267,13 @@ class ViewData:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise Refused(400, "not a regular file")
             return f.read(limit)
+
+
+def _status(entry: dict[str, Any], live: bool) -> str:
+    status = str(entry.get("status", "unknown"))
+    if status in ("pending", "running") and not live:
+        return "interrupted"  # its run was killed before it could say so
+    return status
 
 
 def _name(value: str, what: str) -> str:

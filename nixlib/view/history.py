@@ -23,9 +23,10 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -322,8 +323,9 @@ def journal_dirs(out_dir: Path) -> list[Path]:
     return list(dict.fromkeys(dirs))
 
 
-def journals(out_dir: Path) -> list[dict[str, Any]]:
-    """The journals of recent runs (see journal_dirs), newest first; unreadable or malformed ones are skipped."""
+def journals(out_dir: Path, owners: Container[int] | None = None) -> list[dict[str, Any]]:
+    """The journals of recent runs (see journal_dirs), newest first; unreadable or malformed ones are skipped, and
+    with `owners`, those (or their updates) written by anyone else (see read_journal)."""
     found = []
     for d in journal_dirs(out_dir):
         try:
@@ -332,43 +334,50 @@ def journals(out_dir: Path) -> list[dict[str, Any]]:
             continue
     docs = []
     for name, d in sorted(found, key=lambda nd: _started(nd[0]), reverse=True):
-        doc = read_journal(d / name)
+        doc = read_journal(d / name, owners)
         if doc is not None:
             docs.append(doc)
     return docs
 
 
-def find_journal(out_dir: Path, run_id: str) -> dict[str, Any] | None:
+def find_journal(out_dir: Path, run_id: str, owners: Container[int] | None = None) -> dict[str, Any] | None:
     """The journal of run `run_id` (already checked to be `<digits>-<digits>`), wherever it was written."""
     for d in journal_dirs(out_dir):
-        doc = read_journal(d / f"{run_id}.json")
+        doc = read_journal(d / f"{run_id}.json", owners)
         if doc is not None:
             return doc
     return None
 
 
-def read_journal(path: Path) -> dict[str, Any] | None:
+def read_journal(path: Path, owners: Container[int] | None = None) -> dict[str, Any] | None:
     """A journal's JSON if it has the expected shape (a dict of steps), with the events its forked workers
-    appended applied on top; never follows a symlink."""
-    data = _read(path)
+    appended applied on top; never follows a symlink. Its id is its file's name (whatever it says inside).
+    With `owners` (the store's trusted users), a journal another user wrote is None and updates or events
+    another user wrote are ignored: in a shared directory they would draw steps and lineage nobody trusted ran."""
+    data = _read(path, 0, owners)
     try:
         doc = json.loads(data.decode("utf-8")) if data is not None else None
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("steps"), dict):
         return None
+    doc["id"] = path.stem
     start = doc.pop("updates_from", 0)
-    updates = _read(path.with_suffix(".updates"), start if isinstance(start, int) and start > 0 else 0)
-    for line in (updates or b"").splitlines() + (_read(path.with_suffix(".events")) or b"").splitlines():
+    updates = _read(path.with_suffix(".updates"), start if isinstance(start, int) and start > 0 else 0, owners)
+    for line in (updates or b"").splitlines() + (_read(path.with_suffix(".events"), 0, owners) or b"").splitlines():
         _apply(doc["steps"], line)
     return doc
 
 
-def _read(path: Path, offset: int = 0) -> bytes | None:
-    """Up to 16 MiB of `path` from `offset`, without following a symlink or blocking on a FIFO."""
+def _read(path: Path, offset: int = 0, owners: Container[int] | None = None) -> bytes | None:
+    """Up to 16 MiB of `path` from `offset`, without following a symlink or blocking on a FIFO; with `owners`,
+    only a regular file one of them owns."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         with open(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if owners is not None and (st.st_uid not in owners or not stat.S_ISREG(st.st_mode)):
+                return None
             f.seek(offset)
             return f.read(16 << 20)
     except (OSError, OverflowError, ValueError):

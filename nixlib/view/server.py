@@ -66,6 +66,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(500, {"error": str(e)})
         except OSError as e:
             return self._json(500, {"error": f"{e.strerror or e}"})
+        except Exception as e:  # noqa: BLE001 - an answer, not a dropped connection and a traceback in the terminal
+            return self._json(500, {"error": f"nw view could not answer {url.path}: {type(e).__name__}: {e}"})
         if answer is None:
             return self._json(404, {"error": f"no such page: {url.path}"})
         return self._json(200, answer)
@@ -116,7 +118,7 @@ def make_server(store: Store, out_dir: Path, port: int = 0) -> ThreadingHTTPServ
     try:
         server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     except (OSError, OverflowError) as e:
-        reason = getattr(e, "strerror", None) or e
+        reason = str(getattr(e, "strerror", None) or e).rstrip(".")
         raise NixWorkflowError(f"nw view cannot listen on 127.0.0.1:{port}: {reason}. Choose another port with "
                                "--port N (0 picks a free one).") from None
     server.daemon_threads = True

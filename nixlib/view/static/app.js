@@ -75,7 +75,9 @@ function model() {
     for (const u of n.upstream || []) {
       if (!byId.has(u)) continue;
       const s = shown(baseOf.get(u)), t = shown(baseOf.get(n.id));
-      if (s !== t) edges.set(s + "->" + t, { id: s + "->" + t, source: s, target: t });
+      // "e:" + JSON: never a node's id (s:/g:/o:) nor another edge's, whatever "->" or quotes the names hold
+      const id = "e:" + JSON.stringify([s, t]);
+      if (s !== t) edges.set(id, { id, source: s, target: t });
     }
   }
   for (const e of elements.values()) {
@@ -123,7 +125,7 @@ window.nwView = { cy, state }; // for tests and the curious: the graph and the p
 
 function draw() {
   const m = model();
-  const signature = state.view + "|" + m.elements.map((e) => e.id).sort().join(",") + "|" + m.edges.map((e) => e.id).sort().join(",");
+  const signature = JSON.stringify([state.view, m.elements.map((e) => e.id).sort(), m.edges.map((e) => e.id).sort()]);
   if (signature === state.signature) { // same shape: update colours and labels in place, no relayout
     for (const e of m.elements) cy.$id(e.id).data({ status: e.status, label: e.label, members: e.members });
   } else {
