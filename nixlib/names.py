@@ -3,7 +3,8 @@
 A step name becomes the output link `nix-workflow-output/NAME`, a key of the last-run summary and an
 argument of `nw show/lineage/log`, so it must be one plain file name: a name that is empty, `.`/`..`,
 absolute or containing `/` would point a link outside its directory (or at a user's file), and NUL cannot
-be in a path at all. Nested member names such as `models.small` are plain file names and stay valid.
+be in a path at all; a control character (a newline) breaks every line-oriented output that names it.
+Nested member names such as `models.small` are plain file names and stay valid.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def name_problem(name: Any) -> str | None:
         return f"'{name}' names a directory, not a file"
     if "\0" in name:
         return "it contains a NUL character"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):  # a newline would split `nw dag`/`show` lines and links
+        return "it contains a control character (a newline, tab or the like)"
     if name.startswith("/"):
         return "it is an absolute path"
     if "/" in name:
@@ -47,5 +50,5 @@ def check_step_name(name: Any, where: str | None = None) -> str:
     raise NixWorkflowError(
         f"{prefix}step name {shown} is not allowed: {problem}. A step's name becomes its output link "
         "nix-workflow-output/NAME, so it must be a plain file name: not empty, not '.' or '..', with no '/' and "
-        "no NUL character (dotted names such as models.small are fine). Rename the step."
+        "no NUL or other control character (dotted names such as models.small are fine). Rename the step."
     )

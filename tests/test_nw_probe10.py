@@ -181,3 +181,12 @@ def test_a_symlinked_static_input_is_the_data_it_points_to(tmp_path: Path, store
     assert refused.returncode == 1 and "csv is a symlink to" in refused.stderr
     assert "dir.py:2: static input" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_step_name_with_a_newline_is_refused(tmp_path: Path, store_root: Path) -> None:
+    """A sweep keyed by a string with a newline (`{"new\\nline": output(...)}`) was accepted: the name went raw into
+    `nw dag` (mermaid, dot) lines, the output link's name and every message naming the step."""
+    (tmp_path / "exp.py").write_text('from nixlib import output\nm = {"new\\nline": output("echo 1 > $out/x")}\n')
+    proc = nw("run", "exp.py", cwd=tmp_path)
+    assert proc.returncode == 1 and "contains a control character" in proc.stderr, proc.stderr
+    assert "'m.new\\nline'" in proc.stderr and not (tmp_path / "nix-workflow-output").exists()
