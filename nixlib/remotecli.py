@@ -194,7 +194,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
     missing = sum("not on the remote" in line for line in lines)
     print(f"nw: {len(lines) - missing} step(s) in the store, {missing} not available from {target.url}",
           file=sys.stderr)
-    return 0
+    # Keys named on the command line must all arrive, as `nix copy --from` fails for a missing path; of an
+    # experiment's steps, those nobody has built yet are simply not there to pull.
+    return 1 if missing and first.suffix not in (".py", ".nix") else 0
 
 
 def _pull_workflow(store: Any, target: Any, path: Path, args: argparse.Namespace) -> list[str]:

@@ -191,3 +191,14 @@ def test_remote_url_parts_that_were_silently_dropped_are_errors(tmp_path: Path, 
     proc = nw("run", str(exp), "--remote", url, env={"NIX_WORKFLOW_STORE": str(tmp_path / "store")})
     assert proc.returncode == 1 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "ran").exists() and not (tmp_path / "store").exists()
+
+
+def test_pull_of_a_key_the_remote_does_not_have_fails(tmp_path: Path, keys: dict[str, str]) -> None:  # noqa: F811
+    """`nw pull KEY` for a key not on the remote printed "not on the remote" and exited 0, so a script that pulls
+    a model before using it went on without it (`nix copy --from` fails for a missing path)."""
+    remote, exp, _ = pushed_remote(tmp_path, keys)
+    b = Host(tmp_path, "b", remote, keys["k1.pub"])
+    absent = "0" * 52
+    proc = b.nw("pull", absent, "--remote", remote.url)
+    assert proc.returncode == 1 and "not on the remote" in proc.stdout and absent in proc.stdout, proc.stdout
+    assert b.nw("pull", str(exp), "--remote", remote.url).returncode == 0  # an experiment: what is there
