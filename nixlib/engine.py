@@ -16,6 +16,7 @@ import os
 import secrets
 import socket
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -23,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nixlib import __version__, checkpoints, faults, reaper, temproots
+from nixlib import __version__, checkpoints, faults, locks, pids, reaper, temproots
 from nixlib.errors import Interrupted, NixWorkflowError, StepFailed
 from nixlib.intact import check_inputs_intact
 from nixlib.recipe import Recipe, topological
 from nixlib.runner import CHILDREN, Build, Echo, run_shell
-from nixlib.store import Store, force_remove
+from nixlib.store import Store, disk_full, force_remove
 
 Action = Callable[[Build, str], Mapping[str, Path]]
 Event = Callable[[str, Recipe, Any], None]
@@ -164,7 +165,7 @@ class Engine:
             raise NixWorkflowError(f"step '{recipe.name}' cannot run before {', '.join(missing)}: realise them first")
         rk = recipe.resolved_key(realised)
         _protect_statics(self.store, recipe)
-        with self.store.lock(rk) as lock:
+        with self._locked(recipe, rk) as lock:
             doc = self.store.realisation(rk)
             if doc is not None and not force:
                 return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))
@@ -187,6 +188,20 @@ class Engine:
         if self.remote is not None:
             self.remote.after_build(self.store, doc)  # pushes if asked; a failure is a warning
         return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=False, record=doc, previous=previous))
+
+    @contextlib.contextmanager
+    def _locked(self, recipe: Recipe, rk: str) -> Any:
+        """Hold the per-key lock of `rk`. While another process holds it, say so (which process, and whether it is
+        stopped), and give up when this run is interrupted, instead of waiting silently and uninterruptibly."""
+        lock = self.store.lock(rk)
+        if isinstance(lock, locks.FlockLock):
+            lock.acquire(waiting=_LockWait(recipe.name, lock.path))
+        else:
+            lock.acquire()  # a soft lock (NIX_WORKFLOW_LOCKS=soft) polls on its own
+        try:
+            yield lock
+        finally:
+            lock.release()
 
     def executed_command(self, recipe: Recipe, realised: Mapping[str, str]) -> str:
         """The command as it runs (its shell form, not the reordered canonical form that is keyed), every
@@ -230,6 +245,10 @@ class Engine:
                 checkpoints.drop_state(state)  # completed: nothing to resume (gc removes it after a crash here)
             return doc
         except Exception as e:
+            full = disk_full(e, f"the outputs of step '{recipe.name}'", self.store.root) if isinstance(e, OSError) \
+                else None
+            if full is not None:  # a front door's copy of an output into scratch space, or the store's
+                raise full from None
             if self.keep_failed and not isinstance(e, Interrupted):
                 self._keep_failed(recipe, tmp, e)
             raise
@@ -336,6 +355,39 @@ class Engine:
         scheduler = _Scheduler(self, topological(targets), jobs, keep_going, on_event or (lambda *a: None))
         scheduler.force = {id(r) for r in force}
         return scheduler.run()
+
+
+class _LockWait:
+    """Called while a step waits for its lock (locks.FlockLock.acquire): stops waiting once the run is
+    interrupted, and names the holder after NOTICE seconds, then every REPEAT seconds."""
+
+    NOTICE, REPEAT = 2.0, 60.0
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name, self.path, self.next = name, path, self.NOTICE
+
+    def __call__(self, waited: float, fd: int) -> None:
+        if CHILDREN.stopping.is_set():
+            raise Interrupted(f"step '{self.name}' was interrupted while it waited for its lock")
+        if waited < self.next:
+            return
+        self.next = waited + self.REPEAT
+        pid = locks.holder(fd)
+        who = f"process {pid}" if pid is not None else "another process"
+        if pid is not None and _stopped(pid):
+            who += f" (stopped: `kill -CONT {pid}` resumes it, `kill {pid}` ends it)"
+        print(f"nixworkflow: step '{self.name}' waits for {who}, which holds its lock {self.path} and is running "
+              f"the same step now ({int(waited)} s so far); it is served from the store once that finishes, or "
+              "run here if that fails", file=sys.stderr, flush=True)
+
+
+def _stopped(pid: int) -> bool:
+    """True if process `pid` is stopped (SIGSTOP, Ctrl-Z, a debugger), so a wait for it will not end by itself."""
+    try:
+        state = pids.read_proc(f"/proc/{pid}/stat").rpartition(b")")[2].split()[:1]
+    except OSError:
+        return False
+    return state in ([b"T"], [b"t"])
 
 
 def _interrupted(running: Iterable[Recipe]) -> str:

@@ -21,7 +21,8 @@ import hashlib
 import os
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -88,11 +89,18 @@ class FlockLock:
         self._fds: list[int] = []
         self._guard = threading.Lock()
 
-    def acquire(self) -> None:
+    def acquire(self, waiting: Callable[[float, int], None] | None = None) -> None:
+        """Take the lock. With `waiting`, a held lock is polled instead of waited on in flock(2), and
+        `waiting(seconds waited, descriptor)` is called between polls: it may report the wait or raise to give
+        up (a blocking flock in a worker thread cannot be interrupted, so Ctrl-C would wait for the holder)."""
         while True:
             fd = open_fd(self.path)
             try:
-                _flock(fd, fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX)
+                op = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
+                if waiting is None:
+                    _flock(fd, op)
+                else:
+                    _flock_polling(fd, op, waiting)
             except BaseException:
                 os.close(fd)
                 raise
@@ -129,6 +137,43 @@ def _flock(fd: int, op: int) -> None:
             return
         except InterruptedError:
             continue
+
+
+def _flock_polling(fd: int, op: int, waiting: Callable[[float, int], None]) -> None:
+    """flock(2) without blocking in the kernel: try, then call `waiting` and sleep (0.02 s, growing to 0.2 s)."""
+    start = time.monotonic()
+    pause = 0.02
+    while True:
+        try:
+            fcntl.flock(fd, op | fcntl.LOCK_NB)
+            return
+        except InterruptedError:
+            continue
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+        waiting(time.monotonic() - start, fd)
+        time.sleep(pause)
+        pause = min(0.2, pause * 2)
+
+
+def holder(fd: int) -> int | None:
+    """The pid /proc/locks names for a flock on the file of `fd` held by another descriptor (the process that
+    took it; a child that inherited it keeps it held after that pid is gone), or None if unknown."""
+    st = os.fstat(fd)
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
+            continue  # "->" marks a blocked waiter, not a holder
+        if fields[5] == wanted and fields[4].isdigit():
+            return int(fields[4])
+    return None
 
 
 def _still_linked(fd: int, path: Path) -> bool:

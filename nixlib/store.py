@@ -231,6 +231,11 @@ class Store:
             raise e if label is None else e.within(label) from None
         except ChangedWhileStored as e:
             raise ChangedWhileStored(label or str(path)) from e
+        except OSError as e:
+            full = disk_full(e, label or str(path), self.root)
+            if full is None:
+                raise
+            raise full from None
 
     def _publish(self, staged: Path) -> str:
         """Seal, hash and publish a staged object; an intact existing copy wins.
@@ -917,6 +922,16 @@ def force_remove(path: Path) -> None:
 def _copy_file(src: str, dst: str, link: str) -> None:
     """Kept for callers: copy (or reflink, or hardlink) one file; see nixlib.trees.copy."""
     trees.copy(src, dst, writable=True, link=link)
+
+
+def disk_full(error: OSError, what: str, root: Path) -> NixWorkflowError | None:
+    """The one-paragraph error for storing `what` on a full filesystem (or over quota), or None for any other
+    error. Nothing partial is stored then: staging is private, so this only needs to be said clearly."""
+    if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    return NixWorkflowError(
+        f"cannot store {what}: the filesystem of the store at {root} is full ({error.strerror}); nothing of it "
+        "was stored. Free space there (`nw gc` removes results no output link uses) and run again.")
 
 
 def copy_tree(src: Path, dst: Path, writable: bool, link: str = "auto") -> None:

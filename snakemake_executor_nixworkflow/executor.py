@@ -46,7 +46,7 @@ from nixlib.errors import NixWorkflowError, StepFailed
 from nixlib.reaper import mark_runner_environ
 from nixlib.recipe import Recipe, RunOptions
 from nixlib.runner import Build, append_log
-from nixlib.store import Store, copy_tree, force_remove
+from nixlib.store import Store, copy_tree, disk_full, force_remove
 from snakemake_executor_nixworkflow import internals, journal
 from snakemake_executor_nixworkflow.copier import Copier
 from snakemake_executor_nixworkflow.jobs import (
@@ -462,8 +462,14 @@ class Executor(LocalExecutor):
             if missing:
                 raise StepFailed(job.rule.name, "its command succeeded but did not create the declared output(s) "
                                  + ", ".join(missing))
-            staged = {name: self.stage(job, path, build.tmp / f"product-{i}")
-                      for i, (name, path) in enumerate(produced.items())}
+            try:
+                staged = {name: self.stage(job, path, build.tmp / f"product-{i}")
+                          for i, (name, path) in enumerate(produced.items())}
+            except OSError as e:
+                if disk_full(e, job.rule.name, self.store.root) is not None:
+                    ran.set()  # the job succeeded, only storing failed (the store is full): a warning, outputs kept
+                    done.set()
+                raise
             ran.set()
             done.set()  # Snakemake's part is over; what follows happens while its next job runs
             with append_log(build.log) as log:
