@@ -233,7 +233,8 @@ class Engine:
             paths = self._check_outputs(recipe, produced, build)
             with self.store.gc_guard():
                 outputs = {name: self.store.ingest(p, move=p.is_relative_to(tmp),
-                                                   label=f"output '{name}' of step '{recipe.name}'")
+                                                   label=f"output '{name}' of step '{recipe.name}'",
+                                                   links=2 if p in build.linked else 1)
                            for name, p in paths.items()}
                 faults.point("ingested")
                 doc = self._record(recipe, rk, realised, command, outputs, start, end,

@@ -63,6 +63,8 @@ class Build:
     keep_fds: tuple[int, ...] = ()
     # What the action adds to the realisation's provenance (e.g. nixlib.slurm: the Slurm job id).
     provenance: dict[str, Any] = field(default_factory=dict)
+    # Outputs the action staged as hard links it made itself (Snakemake's hardlink mode): stored keeping them.
+    linked: set[Path] = field(default_factory=set)
 
     def environ(self) -> dict[str, str]:
         """The step's environment: pure keeps only the allow-list, impure prepends the env to the host's."""

@@ -211,13 +211,14 @@ class Store:
         except OSError:
             return None
 
-    def ingest(self, path: str | os.PathLike, move: bool = False, label: str | None = None) -> str:
+    def ingest(self, path: str | os.PathLike, move: bool = False, label: str | None = None, links: int = 1) -> str:
         """Add a file or tree to the store; returns its NAR hash. `move` consumes `path` (same filesystem);
         otherwise a copy is sealed, so the source stays as it is. `label` names what is stored in errors
-        (e.g. "output 'out' of step 'fit'")."""
+        (e.g. "output 'out' of step 'fit'"). `links` (with `move`): how many hard links a file may have and still
+        be published as it is, for a caller that linked it itself (trees.seal); a file with more is copied."""
         try:
             if move:
-                return self._publish(Path(path))
+                return self._publish(Path(path), links)
             if not os.path.lexists(path):
                 raise NixWorkflowError(f"cannot add {path} to the store: no such file or directory")
             scratch = self.new_tmp("ingest")
@@ -237,7 +238,7 @@ class Store:
                 raise
             raise full from None
 
-    def _publish(self, staged: Path) -> str:
+    def _publish(self, staged: Path, links: int = 1) -> str:
         """Seal, hash and publish a staged object; an intact existing copy wins.
 
         An object is read-only from the moment its name exists: a directory is moved into store/ under a
@@ -250,7 +251,7 @@ class Store:
         reaping and still writes to it (an open descriptor outlives the seal) would otherwise have its
         bytes served under the name of what was hashed. Such an object is quarantined and ChangedWhileStored
         raised."""
-        _seal(staged)
+        _seal(staged, links)
         if not staged.is_dir() or staged.is_symlink():
             os.utime(staged, follow_symlinks=False)  # the object's mtime says when it entered the store (gc's min
         before = scan(staged, content=True).content  # age); set before the scan: Scan.content keeps a file's mtime
@@ -893,11 +894,11 @@ def _origin_marker(root: Path) -> str | None:
     return _ORIGIN_MARKERS[root]
 
 
-def _seal(path: Path) -> None:
+def _seal(path: Path, links: int = 1) -> None:
     """Make a staged object read-only (files 0444/0555, directories 0555 except the top, which the caller
     seals where no object name can see it yet) and flush its bytes to disk, so the rename that publishes
     it never exposes writable or unsynced content. Any depth (see nixlib.trees)."""
-    trees.seal(path)
+    trees.seal(path, links)
 
 
 def _place(staged: Path, dest: Path) -> None:

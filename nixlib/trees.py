@@ -242,14 +242,16 @@ def beneath(top: str | os.PathLike, path: str | os.PathLike) -> Iterator[str]:
 # ---- sealing ------------------------------------------------------------------------------
 
 
-def _seal_file(name: str, fd: int | None) -> None:
+def _seal_file(name: str, fd: int | None, links: int = 1) -> None:
     """Read-only (keeping the owner-execute bit, the only one a NAR keeps), an inode of its own, and flushed to
     disk only where the memos cannot tell boots apart.
 
     An inode of its own: a step may hard-link a file from outside its output into it (`ln data.csv $out`, `cp
     -l`). Published as it is, that inode would be shared with a name outside the store: sealing it would make the
     user's own file read-only, and any later write through that name would change the object under its name.
-    So a file with more than one link is replaced by a private copy (a reflink where the filesystem can) first.
+    So a file with more than one link is replaced by a private copy (a reflink where the filesystem can) first,
+    unless the caller made the other links itself and wants them kept (`links`: how many a file may have, e.g. 2
+    for Snakemake's hardlink mode, whose working-directory output is meant to be the read-only store object).
     A file the step left unreadable (`chmod 000`) is made readable, as Nix canonicalises a build's output.
 
     Lookups do not re-hash an object whose stat signature (size, mtime, ctime, inode, ...) matches its stat-memo
@@ -264,14 +266,14 @@ def _seal_file(name: str, fd: int | None) -> None:
         parent, base = os.path.split(name)
         dfd = os.open(parent or ".", _DIR_FLAGS)
         try:
-            _seal_file(base, dfd)
+            _seal_file(base, dfd, links)
         finally:
             os.close(dfd)
         return
     ffd = _open_own_file(name, fd)
     try:
         st = os.fstat(ffd)
-        if st.st_nlink > 1:
+        if st.st_nlink > links:
             private = _unshare(name, fd, ffd, st)
             os.close(ffd)
             ffd = private
@@ -341,23 +343,23 @@ def _unshare(name: str, fd: int, ffd: int, st: os.stat_result) -> int:
     return out
 
 
-def seal(path: str | os.PathLike) -> None:
+def seal(path: str | os.PathLike, links: int = 1) -> None:
     """Make a staged file or tree read-only (and, where boots cannot be told apart, flush its bytes:
     _seal_file), so that publishing it never exposes a writable object. The top directory is left
     writable: the caller seals it where no object name can see it yet. Raises UnstorableFile for a FIFO,
-    socket or device anywhere in it."""
+    socket or device anywhere in it. `links`: see _seal_file."""
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
         return
     if stat.S_ISREG(st.st_mode):
-        _seal_file(os.fspath(path), None)  # type: ignore[arg-type]
+        _seal_file(os.fspath(path), None, links)  # type: ignore[arg-type]
         return
     if not stat.S_ISDIR(st.st_mode):
         raise unstorable(path, [], st.st_mode)
     if (st.st_mode & 0o700) != 0o700:
         os.chmod(path, 0o755)  # the top is sealed by the caller after it is moved, which needs u+w
     with DirChain(path) as chain:
-        todo = [_seal_entries(chain.fd, path, [])]
+        todo = [_seal_entries(chain.fd, path, [], links)]
         names: list[str] = []
         while todo:
             if not todo[-1]:
@@ -370,11 +372,11 @@ def seal(path: str | os.PathLike) -> None:
             os.chmod(name, 0o700, dir_fd=chain.fd)  # before entering: it may not even be readable yet, and a
             chain.push(name)                        # hard-linked file in it is replaced (_seal_file)
             names.append(name)
-            todo.append(_seal_entries(chain.fd, path, names))
+            todo.append(_seal_entries(chain.fd, path, names, links))
             os.fchmod(chain.fd, 0o555)  # its files are sealed; its subdirectories are entered next
 
 
-def _seal_entries(fd: int, root: str | os.PathLike, names: list[str]) -> list[str]:
+def _seal_entries(fd: int, root: str | os.PathLike, names: list[str], links: int = 1) -> list[str]:
     """Seal the files of one directory; return its subdirectories (to be sealed next)."""
     _strip_xattrs(fd)
     dirs: list[str] = []
@@ -384,7 +386,7 @@ def _seal_entries(fd: int, root: str | os.PathLike, names: list[str]) -> list[st
         if e.is_dir(follow_symlinks=False):
             dirs.append(e.name)
         elif e.is_file(follow_symlinks=False):
-            _seal_file(e.name, fd)
+            _seal_file(e.name, fd, links)
         elif not e.is_symlink():
             raise unstorable(root, [*names, e.name], e.stat(follow_symlinks=False).st_mode)
     return dirs

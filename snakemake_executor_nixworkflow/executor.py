@@ -463,7 +463,7 @@ class Executor(LocalExecutor):
                 raise StepFailed(job.rule.name, "its command succeeded but did not create the declared output(s) "
                                  + ", ".join(missing))
             try:
-                staged = {name: self.stage(job, path, build.tmp / f"product-{i}")
+                staged = {name: self.stage(job, path, build.tmp / f"product-{i}", build.linked)
                           for i, (name, path) in enumerate(produced.items())}
             except OSError as e:
                 if disk_full(e, job.rule.name, self.store.root) is not None:
@@ -480,12 +480,15 @@ class Executor(LocalExecutor):
 
         return act
 
-    def stage(self, job: Any, path: Path, staged: Path) -> Path:
+    def stage(self, job: Any, path: Path, staged: Path, linked: set[Path]) -> Path:
         """A private copy of a product that the engine moves into the store: Snakemake may delete (temp)
-        or change (touch, protect) the working-directory file before the store is done with it."""
+        or change (touch, protect) the working-directory file before the store is done with it. In hardlink
+        mode, a hard link instead (added to `linked`): the working-directory file becomes the read-only store
+        object, as that mode promises (a file linked anywhere else too is still copied by the store)."""
         if self.link_mode(job, path) == "hardlink":
             try:
                 copy_tree(path, staged, writable=True, link="hardlink")
+                linked.add(staged)
                 return staged
             except OSError:  # another filesystem: copy
                 force_remove(staged)

@@ -65,3 +65,23 @@ def test_the_unpinned_env_error_tells_a_snakemake_user_an_opt_in_that_works(tmp_
     assert allowed.returncode != 0 and "which is not pinned" not in allowed.stderr, allowed.stderr
     assert "NIX_WORKFLOW_ALLOW_UNPINNED is set" in allowed.stderr, allowed.stderr
     assert "To run unpinned anyway" not in allowed.stderr, allowed.stderr
+
+
+def test_hardlink_mode_keeps_its_own_links_but_never_seals_an_input_a_rule_linked(tmp_path: Path) -> None:
+    """--nixworkflow-link-mode hardlink makes a job's output file the read-only store object (its promise), and a
+    rule that hard-links its input as its output (`ln {input} {output}`) must not make the user's input file part
+    of the store: the store keeps the executor's own link, and copies a file that is linked anywhere else."""
+    write(tmp_path, {"Snakefile": 'rule all:\n    input: "a.txt", "b.txt"\n\n'
+                                  'rule a:\n    output: "a.txt"\n    shell: "echo a > {output}"\n\n'
+                                  'rule b:\n    input: "raw.txt"\n    output: "b.txt"\n'
+                                  '    shell: "ln {input} {output}"\n',
+                     "raw.txt": "raw\n"})
+    env = {"NIX_WORKFLOW_STORE": str(tmp_path / "store")}
+    proc = snakemake(tmp_path, "--nixworkflow-link-mode", "hardlink", env=env)
+    assert proc.returncode == 0, proc.stderr
+    a = (tmp_path / "a.txt").stat()
+    assert a.st_nlink == 2 and not a.st_mode & 0o222, "the output is the read-only store object"
+    raw = (tmp_path / "raw.txt").stat()
+    assert raw.st_mode & 0o200, "the user's input file was sealed read-only as a store object"
+    objects = [p.stat().st_ino for p in (tmp_path / "store" / "store").iterdir()]
+    assert raw.st_ino not in objects and a.st_ino in objects
