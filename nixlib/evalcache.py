@@ -4,11 +4,11 @@ An entry is keyed by what was asked (the spec, which Nix evaluates) and is valid
 every local file the evaluation read still has the content it had: the files come from
 the evaluation itself (nixlib.nix traces imports and reads, Nix logs copied sources), and
 their content is checked through the store's stat memo, so a hit costs a few `lstat`s and
-no Nix process. Store paths need no check: they are content-addressed. Entries live in the
-running user's private cache (`<store root>/cache/<uid>/nix-eval/`, see
-statmemo.user_cache_dir) as one JSON file each, written atomically; an unreadable entry, or
-one not owned by the running user, is a miss, never an error (a planted entry once made a
-victim's step run another user's tool).
+no Nix process; environment variables it read (`builtins.getEnv`) are checked by value. Store
+paths need no check: they are content-addressed. Entries live in the running user's private
+cache (`<store root>/cache/<uid>/nix-eval/`, see statmemo.user_cache_dir) as one JSON file
+each, written atomically; an unreadable entry, or one not owned by the running user, is a
+miss, never an error (a planted entry once made a victim's step run another user's tool).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from nixlib.nix import ENV_DEP
 from nixlib.recipe import canonical_json, digest
 from nixlib.statmemo import StatMemo, user_cache_dir
 
@@ -69,7 +70,11 @@ class EvalCache:
             pass
 
     def content(self, path: str) -> str:
-        """NAR hash of a local file or tree (through the stat memo), or ABSENT."""
+        """NAR hash of a local file or tree (through the stat memo), or ABSENT; for a `$NAME` dep (a
+        `builtins.getEnv` the evaluation made), the variable's value, so changing it re-evaluates."""
+        if path.startswith(ENV_DEP):
+            value = os.environ.get(path[len(ENV_DEP):])
+            return ABSENT if value is None else "=" + digest(value)  # (by digest: a token stays out of the cache)
         if not os.path.lexists(path):
             return ABSENT
         try:

@@ -43,6 +43,8 @@ UNPINNED_MARK = "nixworkflow-unpinned: "
 UNPINNED_OPT_IN = "set NIX_WORKFLOW_ALLOW_UNPINNED=1 (or pass --allow-unpinned to `nw run`)"
 _SHOW_TRACE_HINT = "(use '--show-trace' to show detailed location information)"
 _DEP_TRACE = re.compile(r"^trace: nixworkflow-dep:(.*)$")
+_GETENV_TRACE = re.compile(r"^trace: nixworkflow-getenv:(.*)$")
+ENV_DEP = "$"  # a dep `$NAME` is the environment variable NAME (a file dep is an absolute path)
 _COPIED = re.compile(r"^copied source '(.*)' -> '")
 _EVALUATING = re.compile(r"^evaluating file '(.*)'$")
 _DRV_OUTPUTS = re.compile(r'\("([^"]+)","([^"]*)","[^"]*","[^"]*"\)')
@@ -157,10 +159,14 @@ def evaluate(nix_file: Path, args: dict[str, Any], what: str, allow_unpinned: bo
 
 
 def _parse_log(stderr: str) -> tuple[list[str], list[str]]:
-    """(local files the evaluation depended on, the user's own `builtins.trace` lines)."""
+    """(local files and `$NAME` environment variables the evaluation depended on, the user's own
+    `builtins.trace` lines)."""
     deps: dict[str, None] = {}
     traces: list[str] = []
     for line in stderr.splitlines():
+        if m := _GETENV_TRACE.match(line):
+            deps[ENV_DEP + m.group(1)] = None
+            continue
         m = _DEP_TRACE.match(line) or _COPIED.match(line) or _EVALUATING.match(line)
         if m:
             path = m.group(1)
@@ -212,7 +218,8 @@ def _error_block(stderr: str) -> str:
 _DEBUG_PREFIXES = ("evaluating file", "copied source", "trace: nixworkflow-dep:", "download thread", "acquiring ",
                    "locking path", "lock acquired", "lock released", "did not find cache entry", "using cache entry",
                    "starting download", "finished download", "got header", "curl:", "verify TLS", "downloading '",
-                   "instantiated '", "processing attribute", "warning: you did not specify '--add-root'")
+                   "instantiated '", "processing attribute", "trace: nixworkflow-getenv:",
+                   "warning: you did not specify '--add-root'")
 
 
 def _is_debug(line: str) -> bool:

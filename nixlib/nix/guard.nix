@@ -1,6 +1,7 @@
 # The pinning guard: imports a user's .nix file so that every unpinned source fails with a hint, and
 # every local file the evaluation reads is traced (`nixworkflow-dep:PATH`) for nixworkflow's
-# evaluation cache.
+# evaluation cache, and so is every environment variable it reads (`nixworkflow-getenv:NAME`): a
+# cached evaluation must not outlive the `builtins.getEnv` value it was computed from.
 #
 # Files under the Nix store are imported as usual: they are content-addressed, hence pinned, and
 # Nix's own file cache keeps a large package set (nixpkgs) fast. Local files are imported through
@@ -47,6 +48,10 @@ let
       readDir = traced builtins.readDir;
       pathExists = traced builtins.pathExists;
       hashFile = t: traced (builtins.hashFile t);
+      # Copying a local tree into the store: the copy's hash is in the result, so the tree is a dependency.
+      path = a: dep (a.path or "") (builtins.path a);
+      filterSource = f: p: dep p (builtins.filterSource f p);
+      getEnv = n: trace "nixworkflow-getenv:${n}" (builtins.getEnv n);
     } // (if builtins ? fetchTree then { inherit fetchTree; } else { });
   };
 in
