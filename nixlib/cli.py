@@ -498,7 +498,14 @@ def _check_store_for_commands() -> None:
 
 
 def _warn_unreached(workflow: Any, targets: list[str]) -> None:
-    """Name the steps a whole-experiment run leaves out (defined, but no top-level name reaches them)."""
+    """Name the steps a whole-experiment run leaves out (defined, but no top-level name reaches them), and the
+    names that hold the very step another name holds (a sweep whose members coincide): those are no step of
+    their own, so no output link, `nw show` or target has them, which the user should hear about."""
+    same = getattr(workflow, "same_as", {})
+    if same:
+        shown = ", ".join(f"{a} is {b}" for a, b in list(same.items())[:5]) + (" …" if len(same) > 5 else "")
+        print(f"warning: {len(same)} name(s) hold the same step as another name (the same command, env and "
+              f"options), which runs once and is linked under that other name only: {shown}", file=sys.stderr)
     left = workflow.unreached() if not targets and hasattr(workflow, "unreached") else []
     if left:
         shown = ", ".join(f"{n} ({workflow.where.get(n, '?')})" for n in left[:5]) + (" …" if len(left) > 5 else "")

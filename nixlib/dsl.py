@@ -226,6 +226,7 @@ class Workflow:
     host_steps: list[str] = field(default_factory=list)
     resources: dict[str, SlurmOptions] = field(default_factory=dict)  # step -> its own Slurm resources (checked)
     where: dict[str, str] = field(default_factory=dict)  # step -> file:line that defined it
+    same_as: dict[str, str] = field(default_factory=dict)  # a name that holds the very step another name has
 
     def unreached(self) -> list[str]:
         """Steps defined but neither top-level nor needed by one (kept in an object, a set, a function's local):
@@ -238,6 +239,7 @@ class Workflow:
     def select(self, targets: list[str]) -> list[Recipe]:
         if not targets:
             return [self.recipes[n] for n in self.named]
+        targets = [self.same_as.get(t, t) for t in targets]  # a name of a step another name also holds
         unknown = [t for t in targets if t not in self.recipes]
         if unknown:
             close = {u: difflib.get_close_matches(u, list(self.recipes), n=3, cutoff=0.6) for u in unknown}
@@ -418,6 +420,8 @@ class _Builder:
                 check_step_name(var, step.where)
                 self._claim(owner, var, step)
                 self.names[step.hash32] = var
+            elif self.names[step.hash32] != var:  # the same command, env and options as another name's: one step
+                self.workflow.same_as[var] = self.names[step.hash32]
             self.workflow.named.append(self.names[step.hash32])
         self.workflow.named = list(dict.fromkeys(self.workflow.named))
         taken = set(self.names.values())

@@ -190,3 +190,16 @@ def test_a_step_name_with_a_newline_is_refused(tmp_path: Path, store_root: Path)
     proc = nw("run", "exp.py", cwd=tmp_path)
     assert proc.returncode == 1 and "contains a control character" in proc.stderr, proc.stderr
     assert "'m.new\\nline'" in proc.stderr and not (tmp_path / "nix-workflow-output").exists()
+
+
+def test_a_name_holding_the_same_step_as_another_is_named_in_a_warning_and_selects_it(tmp_path: Path,
+                                                                                        store_root: Path) -> None:
+    """Two names of one step (a sweep whose members coincide: the same command, env and options) ran it once and
+    linked it under the first name only; the second name silently had no output link, and `nw run FILE b` said
+    there is no step 'b'. Now a warning names it, and it selects the step it holds."""
+    (tmp_path / "exp.py").write_text('from nixlib import output\na = output("echo 1 > $out/x")\n'
+                                     'b = output("echo 1 > $out/x")\n')
+    proc = nw("run", "exp.py", cwd=tmp_path)
+    assert proc.returncode == 0 and "b is a" in proc.stderr and "linked under that other name" in proc.stderr
+    again = nw("run", "exp.py", "b", cwd=tmp_path)
+    assert again.returncode == 0 and "cached 1" in again.stderr, again.stderr
