@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,14 @@ def object_of(store: Store, path: Path) -> str | None:
 
 
 def last_run(out_dir: Path) -> dict[str, Any]:
+    """The last run's summary in `out_dir`, or {} when there is none that can be read: a FIFO planted under its
+    name would block every reader (`nw show`, the view page) forever, a directory or an unreadable file raised."""
+    path = out_dir / LAST_RUN
     try:
-        summary = json.loads((out_dir / LAST_RUN).read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return {}
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return {}
     return summary if isinstance(summary, dict) else {}
 

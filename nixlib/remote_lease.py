@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import math
 import os
 import secrets
 import socket
@@ -113,9 +114,10 @@ def read(backend: Backend, rk: str) -> dict[str, Any] | None:
         data = stream.read(4096)
     try:
         doc = json.loads(data)
-        float(doc["expires"])
+        if not math.isfinite(float(doc["expires"])):  # (`Infinity` would make every host wait its longest)
+            return None
         return doc if isinstance(doc, dict) else None
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, OverflowError):
         return None
 
 

@@ -203,3 +203,18 @@ def test_a_name_holding_the_same_step_as_another_is_named_in_a_warning_and_selec
     assert proc.returncode == 0 and "b is a" in proc.stderr and "linked under that other name" in proc.stderr
     again = nw("run", "exp.py", "b", cwd=tmp_path)
     assert again.returncode == 0 and "cached 1" in again.stderr, again.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_last_run_summary_that_is_no_file_never_blocks_or_breaks_show(tmp_path: Path, kind: str) -> None:
+    """`nix-workflow-output/.nw-last-run.json` as a FIFO (planted by anyone who can write the output directory)
+    made `nw show STEP` block forever reading it; as a directory it raised. It now counts as no summary."""
+    import os
+
+    out = tmp_path / "nix-workflow-output"
+    out.mkdir()
+    os.mkfifo(out / ".nw-last-run.json") if kind == "fifo" else (out / ".nw-last-run.json").mkdir()
+    (tmp_path / "store").mkdir()
+    proc = nw("show", "a", cwd=tmp_path, env={"NIX_WORKFLOW_STORE": str(tmp_path / "store")}, timeout=20)
+    assert proc.returncode == 1 and "no step or path named 'a'" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -140,10 +140,15 @@ def test_a_lease_left_by_a_killed_run_on_this_host_is_taken_over_at_once(tmp_pat
     assert "is building" in waited.stderr and "waited" in waited.stderr, waited.stderr
     assert ran(count) == ["data", "data"]
 
+    # a lease that never expires (leases are unsigned: anyone who can write leases/ could plant one) is garbled
+    lease.write_text(json.dumps(json.loads(left) | {"boot": "another-boot", "expires": float("inf")}))
+    never = Host(tmp_path, "d", remote, keys["k1.pub"]).run(exp, step="data", env={"NIX_WORKFLOW_LEASE_WAIT": "5"})
+    assert "is building" not in never.stderr and ran(count) == ["data"] * 3, never.stderr
+
     lease.write_text(left)
     again = a.run(exp, *push, step="data", env={"NIX_WORKFLOW_LEASE_WAIT": "5"})
     assert "is building" not in again.stderr and "waited" not in again.stderr, again.stderr
-    assert ran(count) == ["data", "data", "data"] and len(list((remote.dir / "realisations").iterdir())) == 1
+    assert ran(count) == ["data"] * 4 and len(list((remote.dir / "realisations").iterdir())) == 1
     assert list((remote.dir / "leases").iterdir()) == []  # taken over, then released once pushed
 
 
