@@ -225,6 +225,7 @@ class Engine:
         build.out.mkdir()
         command = self.executed_command(recipe, realised)
         start = time.time()
+        stored = False
         try:
             produced = self._run_action(recipe, rk, realised, action, build, command, start, provenance)
             end = time.time()
@@ -244,6 +245,7 @@ class Engine:
                 faults.point("recorded")
             if state is not None:
                 checkpoints.drop_state(state)  # completed: nothing to resume (gc removes it after a crash here)
+            stored = True
             return doc
         except Exception as e:
             full = disk_full(e, f"the outputs of step '{recipe.name}'", self.store.root) if isinstance(e, OSError) \
@@ -254,10 +256,16 @@ class Engine:
                 self._keep_failed(recipe, tmp, e)
             raise
         finally:
-            if scratch is not None:
-                scratch.give_back(tmp)  # emptied for the next step (or removed)
-            else:
-                force_remove(tmp)
+            try:
+                if scratch is not None:
+                    scratch.give_back(tmp)  # emptied for the next step (or removed)
+                else:
+                    force_remove(tmp)
+            except OSError:
+                if stored:
+                    raise
+                # A failed step's leftovers that cannot be removed (a `chattr +i` file) must not hide why it
+                # failed: the error in flight is raised, and `nw gc` removes the directory once we are gone.
 
     def _run_action(self, recipe: Recipe, rk: str, realised: Mapping[str, str], action: Action, build: Build,
                     command: str, start: float, provenance: Mapping[str, Any]) -> Mapping[str, Path]:

@@ -466,3 +466,19 @@ def test_a_build_directory_an_escaped_process_works_in_is_never_reused(tmp_path:
     assert done.returncode == 0, done.stderr
     b = _object(Path("nix-workflow-output/b"))
     assert sorted(os.listdir(b)) == ["b"], sorted(os.listdir(b))
+
+
+def test_a_failed_steps_leftover_that_cannot_be_removed_never_hides_why_it_failed(tmp_path: Path) -> None:
+    """A failed step that left an immutable file (`chattr +i`, root only) in $out: removing its build directory
+    failed, and that raw `[Errno 1] Operation not permitted` replaced the step's own failure in the report."""
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    if subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode != 0:
+        pytest.skip("no immutable files here (not root, or a filesystem without them)")
+    subprocess.run(["chattr", "-i", str(probe)], check=True)
+    try:
+        done = _run("a = output('echo x > $out/f; chattr +i $out/f; exit 3')\n")
+        assert done.returncode == 1 and "exited with status 3" in done.stderr, done.stderr
+        assert "Errno" not in done.stderr
+    finally:  # (the leftover, for the test's own clean-up)
+        subprocess.run(["chattr", "-R", "-i", str(tmp_path)], capture_output=True)
