@@ -19,7 +19,8 @@ import luigi
 from luigi.task import DynamicRequirements, flatten
 from luigi.task_register import Register
 
-from luigi_nixworkflow import inputs, registry, settings
+from luigi_nixworkflow import registry, settings
+from nixlib import statics
 
 
 class NeedsDependencies(Exception):  # noqa: N818 - a state handed to Luigi, not an error
@@ -74,7 +75,7 @@ def _local(memo: Any, path: str) -> Any:
     with its outward links' data too (None: missing)."""
     if not os.path.exists(path):
         return None
-    h, linked = inputs.hashed(memo, os.path.realpath(path))
+    h, linked = statics.hashed(memo, os.path.realpath(path))
     return {"hash": h, "links": linked} if linked else h
 
 

@@ -15,11 +15,11 @@ from luigi.task import flatten
 
 from luigi_nixworkflow import registry, settings
 from luigi_nixworkflow.target import NixTarget
+from nixlib import statics
 from nixlib.recipe import Input, Recipe
 
 if TYPE_CHECKING:
     from luigi_nixworkflow.task import NixTask
-    from nixlib.statmemo import StatMemo
 
 
 class Pending(Exception):  # noqa: N818 - a state, not an error: the recipe cannot be computed *yet*
@@ -68,7 +68,7 @@ def upstream(root: str, deps: list[luigi.Task]) -> tuple[list[NixTask], dict[str
                 # A symlinked file (`raw.csv -> /shared/raw_v3.csv`) is keyed by the data it points to, which
                 # is what run() reads: the link's own text does not change when that data is edited.
                 real = os.path.realpath(target.path)
-                h, linked = hashed(store.memo, real)
+                h, linked = statics.hashed(store.memo, real)
                 registry.SOURCES.setdefault(h, Path(real))
                 files[name] = h
                 files.update((f"{name}/{rel}", lh) for rel, lh in linked.items())
@@ -79,38 +79,6 @@ def upstream(root: str, deps: list[luigi.Task]) -> tuple[list[NixTask], dict[str
                                "path": str(getattr(target, "path", ""))})
         stack.extend((d, False) for d in reversed(flatten(dep.requires())))
     return list(nix.values()), files, local, opaque
-
-
-def hashed(memo: StatMemo, real: str) -> tuple[str, dict[str, str]]:
-    """The NAR hash of the file or directory at `real` (a resolved path), and {relative path: hash of what it
-    points to} of the symlinks inside a directory that point out of it (`rawdir/x -> ../shared/x`). A NAR holds a
-    link's text, which does not change when the data behind it is edited; run() reads that data. Found by the
-    scan the memo does anyway: a directory without such links costs nothing more. A link inside the tree is
-    covered by the tree's own hash; a dangling one is "absent"."""
-    links: list[bytes] = []
-    h = memo.checked(real, links=links)[0]
-    if not links:
-        return h, {}
-    return h, _linked(memo, real, links, {real})
-
-
-def _linked(memo: StatMemo, real: str, links: list[bytes], seen: set[str]) -> dict[str, str]:
-    """{relative path: hash} of the links in directory `real` that point out of it, through linked directories'
-    own outward links (each directory once: a cycle of links ends)."""
-    out: dict[str, str] = {}
-    for rel in map(os.fsdecode, links):
-        target = os.path.realpath(os.path.join(real, rel))
-        if target == real or target.startswith(real + os.sep):
-            continue
-        if not os.path.exists(target):
-            out[rel] = "absent"
-            continue
-        more: list[bytes] = []
-        out[rel] = memo.checked(target, links=more)[0]
-        if more and target not in seen:
-            seen.add(target)
-            out.update((f"{rel}/{r}", h) for r, h in _linked(memo, target, more, seen).items())
-    return out
 
 
 _LOOKED_THROUGH = (luigi.Task.complete, luigi.WrapperTask.complete)  # a task without outputs that only groups

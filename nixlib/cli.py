@@ -449,8 +449,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _warn_unreached(workflow, args.targets)
     from nixlib.recipe import topological
 
-    broken = {} if args.dry_run else _build_envs(store, workflow, topological(targets), args.force, args.keep_going)
-    host = [] if args.dry_run else _host_steps_to_run(store, workflow, topological(targets), args.force)
+    running = [] if args.dry_run else _to_run(store, topological(targets), args.force)
+    broken = _build_envs(workflow, running, args.keep_going)
+    host = [r.name for r in running if r.name in set(workflow.host_steps)]
     if host:
         print(f"warning: {len(host)} step(s) to run use the host environment, not pinned by Nix: "
               f"{', '.join(host[:8])}{' …' if len(host) > 8 else ''}", file=sys.stderr)
@@ -460,20 +461,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_workflow(store, workflow, targets, args, prepare=_env_before_run(workflow, broken))
 
 
-def _host_steps_to_run(store: Any, workflow: Any, recipes: list[Any], forced: list[Any]) -> list[str]:
-    """The host-environment steps of this run that are not served from the store (forced ones, and those not
-    found: a step below one that runs may still be served once its upstream is known). The warning is about
-    what runs unpinned; a result served from the store runs nothing."""
+def _to_run(store: Any, recipes: list[Any], forced: list[Any]) -> list[Any]:
+    """The steps of this run (topologically ordered `recipes`) that are not served from the store: forced ones,
+    those not found, and those below either (a step below one that runs may still be served once its upstream is
+    known, but cannot be looked up before). A step served from the store runs nothing: it needs no env built and
+    runs nothing unpinned."""
     from nixlib.engine import Engine
 
-    engine, forced_ids, host = Engine(store), {id(r) for r in forced}, set(workflow.host_steps)
+    engine, forced_ids = Engine(store), {id(r) for r in forced}
     missed: set[int] = set()  # steps not served; a step below one is not looked up (a miss is not memoised, so
     for r in recipes:  # each lookup would walk the whole chain above it again: quadratic, and deep recursion)
         above = [x for u in r.upstream() for x in (u, getattr(u, "producer", None)) if x is not None]
         waits = id(r) in forced_ids or any(id(u) in missed for u in above)
-        if waits or (r.pinned is None and engine.lookup(r) is None):
+        if r.pinned is None and (waits or engine.lookup(r) is None):  # (a pinned step is served, never run)
             missed.add(id(r))
-    return [r.name for r in recipes if id(r) in missed and r.name in host]
+    return [r for r in recipes if id(r) in missed]
 
 
 _SHELL_SPECIAL = frozenset(" \t\n\r'\"\\$`;&|<>()*?[")
@@ -529,26 +531,22 @@ def _load(file: str) -> Any:
         nix.DEFER_BUILDS = deferred
 
 
-def _build_envs(store: Any, workflow: Any, recipes: list[Any], forced: list[Any],
-                keep_going: bool = False) -> dict[str, NixWorkflowError]:
-    """Build (once each) and root the Nix envs of the steps this run may run, before any step starts (a broken
-    package is an error up front, not after hours of upstream steps). Not those of other steps, so a broken package
-    stops only the runs that need it; nor those of steps served from the store, which run nothing (an env Nix's
-    garbage collector removed is not rebuilt just to link results). An env already built and rooted costs a few
-    stats. With `keep_going` (`-k`) a failed env is returned (by its identity's canonical JSON) instead: the steps
-    that need it fail when they would run, and the others go on."""
+def _build_envs(workflow: Any, running: list[Any], keep_going: bool = False) -> dict[str, NixWorkflowError]:
+    """Build (once each) and root the Nix envs of the steps this run may run (`running`, see _to_run), before any
+    step starts (a broken package is an error up front, not after hours of upstream steps). Not those of other
+    steps, so a broken package stops only the runs that need it; nor those of steps served from the store, which
+    run nothing (an env Nix's garbage collector removed is not rebuilt just to link results). An env already built
+    and rooted costs a few stats. With `keep_going` (`-k`) a failed env is returned (by its identity's canonical
+    JSON) instead: the steps that need it fail when they would run, and the others go on."""
     from nixlib import env as envmod
-    from nixlib.engine import Engine
     from nixlib.recipe import canonical_json
 
-    engine, seen, forced_ids = Engine(store), set(), {id(r) for r in forced}
+    seen: set[str] = set()
     failed: dict[str, NixWorkflowError] = {}
-    for recipe in recipes:
+    for recipe in running:
         identity = recipe.env or {}
-        if identity.get("kind") != "nix" or recipe.pinned is not None or canonical_json(identity) in seen:
+        if identity.get("kind") != "nix" or canonical_json(identity) in seen:
             continue
-        if id(recipe) not in forced_ids and engine.lookup(recipe) is not None:
-            continue  # served: its env is not needed (a step downstream of one that runs is not known yet: built)
         seen.add(canonical_json(identity))
         where = workflow.where.get(recipe.name, recipe.name)
         try:

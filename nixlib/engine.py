@@ -383,20 +383,11 @@ class _LockWait:
         self.next = waited + self.REPEAT
         pid = locks.holder(fd)
         who = f"process {pid}" if pid is not None else "another process"
-        if pid is not None and _stopped(pid):
+        if pid is not None and pids.stopped(pid):
             who += f" (stopped: `kill -CONT {pid}` resumes it, `kill {pid}` ends it)"
         print(f"nixworkflow: step '{self.name}' waits for {who}, which holds its lock {self.path} and is running "
               f"the same step now ({int(waited)} s so far); it is served from the store once that finishes, or "
               "run here if that fails", file=sys.stderr, flush=True)
-
-
-def _stopped(pid: int) -> bool:
-    """True if process `pid` is stopped (SIGSTOP, Ctrl-Z, a debugger), so a wait for it will not end by itself."""
-    try:
-        state = pids.read_proc(f"/proc/{pid}/stat").rpartition(b")")[2].split()[:1]
-    except OSError:
-        return False
-    return state in ([b"T"], [b"t"])
 
 
 def _interrupted(running: Iterable[Recipe]) -> str:

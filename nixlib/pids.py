@@ -23,11 +23,22 @@ def running(pid: object) -> bool:
     """alive(pid), and not a zombie: a killed process its parent has not reaped yet runs no more code."""
     if not alive(pid):
         return False
+    state = _state(pid)
+    return state is None or state != b"Z"  # (None: no /proc, or gone meanwhile: as alive() says)
+
+
+def stopped(pid: int) -> bool:
+    """True if process `pid` is stopped (SIGSTOP, Ctrl-Z, a debugger), so a wait for it will not end by itself."""
+    return _state(pid) in (b"T", b"t")
+
+
+def _state(pid: object) -> bytes | None:
+    """The state letter of /proc/PID/stat (R, S, Z, T, ...), or None if it cannot be read."""
     try:
-        state = read_proc(f"/proc/{pid}/stat").rpartition(b")")[2].split()[:1]
+        fields = read_proc(f"/proc/{pid}/stat").rpartition(b")")[2].split()
     except OSError:
-        return True  # no /proc (or gone meanwhile): as alive() says
-    return state != [b"Z"]
+        return None
+    return fields[0] if fields else None
 
 
 def running_since(pid: object, since: float) -> bool:

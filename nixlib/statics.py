@@ -11,6 +11,7 @@ directory, and into the Nix store (immutable), are kept as they are.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from nixlib.errors import NixWorkflowError
@@ -23,15 +24,48 @@ def content(memo: StatMemo, written: str | os.PathLike, where: str = "") -> tupl
     real = os.path.realpath(written)
     links: list[bytes] = []
     h = memo.checked(real, links=links)[0]
-    for rel in map(os.fsdecode, links):
-        target = os.path.realpath(os.path.join(real, rel))
-        if target == real or target.startswith((real + os.sep, "/nix/store/")):
+    for rel, target in outward(real, links):
+        if target.startswith("/nix/store/"):
             continue
         raise NixWorkflowError(
             f"{where + ': ' if where else ''}static input {written}: {rel} is a symlink to {target}, outside it. Its "
             "store copy would hold only the link, not the data it points to (which can change behind the key). Copy "
             "the data into the directory, or pass the linked path to static() itself.")
     return Path(real), h
+
+
+def outward(real: str, links: list[bytes]) -> Iterator[tuple[str, str]]:
+    """(relative path, resolved target) of each of `links` (symlinks found in directory `real` by a scan) that
+    points out of it: a link within the tree is covered by the tree's own hash."""
+    for rel in map(os.fsdecode, links):
+        target = os.path.realpath(os.path.join(real, rel))
+        if target != real and not target.startswith(real + os.sep):
+            yield rel, target
+
+
+def hashed(memo: StatMemo, real: str) -> tuple[str, dict[str, str]]:
+    """The NAR hash of the file or directory at `real` (a resolved path), and {relative path: hash of what it
+    points to} of the symlinks inside a directory that point out of it (`rawdir/x -> ../shared/x`), for a front
+    door that reads such a tree where it lies (a Luigi input): a NAR holds a link's text, which does not change
+    when the data behind it is edited. Found by the scan the memo does anyway (a directory without such links
+    costs nothing more); through linked directories' own outward links, each once; a dangling one is "absent"."""
+    links: list[bytes] = []
+    h = memo.checked(real, links=links)[0]
+    return h, (_linked(memo, real, links, {real}) if links else {})
+
+
+def _linked(memo: StatMemo, real: str, links: list[bytes], seen: set[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for rel, target in outward(real, links):
+        if not os.path.exists(target):
+            out[rel] = "absent"
+            continue
+        more: list[bytes] = []
+        out[rel] = memo.checked(target, links=more)[0]
+        if more and target not in seen:
+            seen.add(target)
+            out.update((f"{rel}/{r}", h) for r, h in _linked(memo, target, more, seen).items())
+    return out
 
 
 def link_hint(written: str | os.PathLike) -> str:
