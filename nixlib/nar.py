@@ -234,6 +234,19 @@ def dump(path: str | os.PathLike, sink: Sink) -> None:
     writer.flush()
 
 
+def nar_size(path: str | os.PathLike) -> int:
+    """The length of `path`'s NAR (Nix's `NarSize`) from a walk of its tree, no file contents read: a remote
+    record signs it, so a pull can stop an object that streams more bytes than its producer archived."""
+    total = 0
+    for prefix, dir_fd, name in _segments(os.fsencode(path)):
+        total += len(prefix)
+        if name is not None:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            header = _EXEC_FILE if st.st_mode & _S_IXUSR else _FILE
+            total += len(header) + 8 + st.st_size + (-st.st_size % 8) + len(_CLOSE)
+    return total
+
+
 def nar_digest(path: str | os.PathLike, algorithm: str = "sha256") -> bytes:
     """Digest of the NAR of `path` (sha256 unless told; Nix also knows sha1, md5, sha512)."""
     h = hashlib.new(algorithm)

@@ -85,6 +85,7 @@ class Remote:
         self.down = False
         self._missing: set[str] = set()
         self._bad_objects: set[str] = set()
+        self._sizes: dict[str, int] = {}  # object -> its NAR size, as a verified record signs it (_note_sizes)
         self.pulled: set[str] = set()  # keys this process recorded from the remote (`nw pull` says "pulled")
         self._leases: dict[str, tuple[remote_lease.Lease, Path]] = {}  # held by this process: lease, its scratch
         self._lock = threading.Lock()
@@ -121,17 +122,32 @@ class Remote:
                 warn(f"ignoring remote record {where}: {why} (trusted keys: {', '.join(self.trusted) or 'none'}; "
                      f"add the writer's public key to {ENV_TRUSTED} or trusted-public-keys to use it)")
                 return None
-            return records.check("realisations", rk, doc), signer
+            sizes = doc.pop("nar_sizes", None)
+            checked = records.check("realisations", rk, doc)
+            self._note_sizes(sizes)
+            return checked, signer
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
             warn(f"ignoring invalid remote record {where}: {str(e)[:200]}")
             return None
 
-    def signed(self, doc: dict[str, Any]) -> bytes:
-        """The remote form of a record: sealed, plus `sig` over its canonical JSON."""
+    def _note_sizes(self, sizes: Any) -> None:
+        """Remember the NAR sizes a verified record signs (`nar_sizes`), which cap the download of each object
+        (fetch_object). Records pushed before sizes were signed have none: their objects are not capped."""
+        if sizes is None:
+            return
+        if not (isinstance(sizes, dict) and all(nar.is_nar_hash(h) and type(n) is int and 0 < n < 1 << 62
+                                                for h, n in sizes.items())):
+            raise records.InvalidRecord("its nar_sizes is not a map of object names to sizes")
+        with self._lock:
+            self._sizes.update(sizes)
+
+    def signed(self, doc: dict[str, Any], sizes: dict[str, int] | None = None) -> bytes:
+        """The remote form of a record: sealed, plus the NAR size of each object it names (`nar_sizes`, as Nix's
+        narinfo signs NarSize), plus `sig` over the canonical JSON of both."""
         if self.secret is None:
             raise NixWorkflowError(f"pushing to {self.url} needs a secret key to sign records: make one with "
                                    f"`nw key generate NAME`, then pass --secret-key-file FILE or set {ENV_SECRET}")
-        body = records.seal(doc)
+        body = records.seal(doc) | ({"nar_sizes": sizes} if sizes else {})
         return (json.dumps(body | {"sig": self.secret.sign(canonical_json(body).encode())}, sort_keys=True)
                 + "\n").encode()
 
@@ -271,10 +287,14 @@ class Remote:
             with contextlib.closing(stream):
                 staged = scratch / "object"
                 try:
-                    got = narread.restore(_reader(stream, key.endswith(".xz")), staged)
+                    got = narread.restore(_capped(_reader(stream, key.endswith(".xz")), self._sizes.get(h), key),
+                                          staged)
                 except (narread.NarError, lzma.LZMAError) as e:
                     self._reject_object(h)
                     raise Rejected(f"object {key} is not a valid archive ({str(e)[:200]})") from None
+                except Rejected:
+                    self._reject_object(h)
+                    raise
                 except RemoteDown:
                     raise  # reading the remote failed (Stream.read): not this store's disk
                 except OSError as e:
@@ -323,7 +343,7 @@ class Remote:
     def push(self, store: Store, doc: dict[str, Any]) -> bool:
         """Upload a realisation's objects, then its signed record (last, so a record never names a missing
         object). False if the remote already had a record of this key (first writer wins)."""
-        body = self.signed(doc)
+        body = self.signed(doc, _sizes(store, doc))
         for h in doc["outputs"].values():
             self.push_object(store, h)
         faults.point("remote-objects-pushed")
@@ -462,6 +482,36 @@ def lineage_records(store: Store, doc: dict[str, Any]) -> list[dict[str, Any]]:
 
     visit(doc)
     return list(out.values())
+
+
+def _sizes(store: Store, doc: dict[str, Any]) -> dict[str, int]:
+    """The NAR size of each object a record names (its outputs, its static inputs) that this store holds."""
+    named = [*doc["outputs"].values(), *(i["object"] for i in doc["inputs"] if not i.get("resolved_key"))]
+    sizes = {}
+    for h in named:
+        with contextlib.suppress(OSError):  # (missing: push_object says so, with the reason)
+            sizes[h] = nar.nar_size(store.object_path(h))
+    return sizes
+
+
+def _capped(read: narread.Read, limit: int | None, key: str) -> narread.Read:
+    """`read`, refusing to deliver more than the `limit` bytes the record signs for the object: an object
+    replaced on the remote by a larger (or endlessly compressed) stream is stopped there, before it fills the
+    disk it is unpacked to, instead of being rejected by its hash only after it was written out whole."""
+    if limit is None:
+        return read
+    given = 0
+
+    def capped(n: int) -> bytes:
+        nonlocal given
+        data = read(n)
+        given += len(data)
+        if given > limit:
+            raise Rejected(f"object {key} is larger than the {limit} bytes its signed record names (replaced "
+                           "on the remote?)")
+        return data
+
+    return capped
 
 
 def _reader(stream: Stream, xz: bool) -> narread.Read:
