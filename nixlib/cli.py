@@ -836,9 +836,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(line)
     for line in r.repaired:
         print(f"repaired: {line}")
+    notes = sum(1 for line in r.ignored if line.startswith("note:"))  # stale but harmless, not another user's
+    untrusted = len(r.ignored) - notes
     print(f"checked {r.objects} object(s), {len(r.corrupt)} corrupt; {r.records} record(s); "
           f"{len(r.problems)} problem(s)" + (f", {len(r.repaired)} repaired" if args.repair else "")
-          + (f"; ignored {len(r.ignored)} entry(ies) of untrusted users" if r.ignored else ""), file=sys.stderr)
+          + (f"; {notes} note(s)" if notes else "")
+          + (f"; ignored {untrusted} entry(ies) of untrusted users" if untrusted else ""), file=sys.stderr)
     return 1 if r.unrepaired else 0
 
 

@@ -282,6 +282,7 @@ def _evaluate(env: Env) -> list[tuple[str, str]]:
         request = {"what": "env", "spec": env.request(), "nix": nix.fingerprint(), "system": _system()}
     except nix.NixMissing as e:
         raise nix.NixMissing(f"env at {env.where}: {e}") from None
+    _check_paths_exist(env)
     memo_key = digest([request, unpinned])
     with _LOCK:
         if memo_key in _EVALUATED:
@@ -293,6 +294,29 @@ def _evaluate(env: Env) -> list[tuple[str, str]]:
         result = [(str(v["attr"]), str(v["drv"])) for v in value]
         _EVALUATED[memo_key] = result
         return result
+
+
+def _check_paths_exist(env: Env) -> None:
+    """A missing `file` or nixpkgs `path` is named here, not by Nix's "getting status of" message. Relative paths
+    of an Env are taken from the current directory (unlike static()'s): if the path exists beside the file that
+    declares the env instead, say so, since that is what was meant when `nw run dir/experiment.py` ran elsewhere."""
+    source = env.nixpkgs if env.packages else None
+    named = [("file", env.file)]
+    if source and source.get("kind") == "path":
+        named.append(("nixpkgs path", source["path"]))
+    for what, path in named:
+        if path is None or os.path.lexists(path):
+            continue
+        hint = ""
+        declared_in = env.where.rsplit(":", 1)[0]
+        relative = os.path.relpath(path)
+        if declared_in.endswith(".py") and os.path.isfile(declared_in) and not relative.startswith(".."):
+            beside = os.path.join(os.path.dirname(os.path.abspath(declared_in)), relative)
+            if os.path.lexists(beside):
+                hint = (f" (an Env's relative paths are taken from the current directory, {os.getcwd()}, not from the "
+                        f"file that declares it; {beside} exists: write Path(__file__).parent / {relative!r} to use "
+                        "it from any directory)")
+        raise NixWorkflowError(f"env at {env.where}: its {what} {path} does not exist{hint}")
 
 
 def _run_nix(env: Env, unpinned: bool, cache: EvalCache, request: dict[str, Any]) -> list[dict[str, str]]:
