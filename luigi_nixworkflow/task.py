@@ -21,7 +21,19 @@ import luigi
 import luigi.interface
 from luigi.task import flatten, getpaths
 
-from luigi_nixworkflow import commands, dynamic, graph, legacy, present, registry, settings, shape, steps, translate
+from luigi_nixworkflow import (
+    commands,
+    dynamic,
+    failures,
+    graph,
+    legacy,
+    present,
+    registry,
+    settings,
+    shape,
+    steps,
+    translate,
+)
 from luigi_nixworkflow.inputs import Pending
 from luigi_nixworkflow.instances import Instances
 from luigi_nixworkflow.journal import failed as journal_failed
@@ -131,6 +143,11 @@ class NixTask(luigi.Task, metaclass=Instances):
             return False
         present.present_all(self, root)
         return True
+
+    def on_failure(self, exception: BaseException) -> Any:
+        """What the scheduler shows for a failure (luigid's page, error e-mails): for nixworkflow's own errors
+        (a step's exit status and its kept log, a task that cannot be keyed) the message, not the stack."""
+        return failures.explain(exception) or super().on_failure(exception)
 
     @property
     def batchable(self) -> bool:
@@ -312,7 +329,7 @@ class NixTask(luigi.Task, metaclass=Instances):
 
     def _provenance(self) -> dict[str, Any]:
         return {"front_door": "luigi", "task_id": self.task_id, "task_family": self.task_family,
-                "params": self.to_str_params(only_significant=True)}
+                "params": self.to_str_params(only_significant=True, only_public=True)}
 
 
 def _own_run(cls: type) -> Any:
@@ -404,3 +421,4 @@ def _each_build_afresh() -> None:
 
 
 _each_build_afresh()
+failures.install()
