@@ -13,6 +13,7 @@ import decimal
 import enum
 import functools
 import inspect
+import json
 import linecache
 import math
 import os
@@ -26,6 +27,7 @@ from typing import Any
 
 import luigi
 import luigi.configuration
+from luigi.parameter import ParameterVisibility
 from luigi.task_register import Register
 
 from luigi_nixworkflow import settings, stepio
@@ -58,19 +60,26 @@ class _NotCanonical(Exception):  # noqa: N818 - internal signal, turned into a N
 
 
 def params(task: luigi.Task) -> dict[str, Any]:
-    """Significant parameters as canonical JSON values; a value without one is an error naming it."""
+    """Significant parameters as canonical JSON values; a value without one is an error naming it. A private one
+    (`visibility=ParameterVisibility.PRIVATE`, a password Luigi keeps out of task ids and the scheduler) by a
+    digest of that value: keyed all the same, but never written into the store's records."""
     out: dict[str, Any] = {}
     for name, param in type(task).get_params():  # (NixTask caches get_params per class)
         if not param.significant:
             continue
-        value = task.param_kwargs[name]
-        try:
-            out[name] = _canonical(value)
-            continue
-        except _NotCanonical:
-            pass
-        out[name] = _typed(task, name, param, value)  # (outside the except: its error chains nothing internal)
+        out[name] = _value(task, name, param, task.param_kwargs[name])
+        if param.visibility == ParameterVisibility.PRIVATE:
+            out[name] = {"private": digest(out[name])}
     return out
+
+
+def _value(task: luigi.Task, name: str, param: luigi.Parameter, value: Any) -> Any:
+    """One parameter's value as canonical JSON (or its typed serialisation)."""
+    try:
+        return _canonical(value)
+    except _NotCanonical:
+        pass
+    return _typed(task, name, param, value)  # (outside the except: its error chains nothing internal)
 
 
 def param_files(task: luigi.Task, root: str, declared: Callable[[], set[str]]) -> dict[str, str]:
@@ -140,27 +149,71 @@ def code_digest(cls: type) -> str:
     uses = _uses(cls)[0]
     if uses:  # (a class that uses no module-level helper keeps the digest it had before helpers were keyed)
         parts.append({"uses": uses})
-    data, modules, _ = _reads(cls)
+    data, modules, _, full = _reads(cls)
     if data:  # (likewise: only a class that reads such data gets the extra part)
         parts.append({"data": data})
     if modules:
         parts.append({"imports": _imported_files(cls, modules)})
+    packaged = _package_files(cls, full)
+    if packaged:  # (only a class of a package that imports its modules inside its code)
+        parts.append({"package": packaged})
+    computed = _computed_attributes(cls)
+    if computed:  # (only a class whose body sets an attribute from a call or an expression)
+        parts.append({"attributes": computed})
     return digest(parts)
 
 
+def _computed_attributes(cls: type) -> dict[str, str]:
+    """{class.attribute: value digest} of the plain values the class bodies set from a call or an expression
+    (`lookup = static("lookup.csv")`, `cutoff = compute_cutoff()`): the source holds only the expression, and the
+    code it calls may live outside the user's code (a library, nixworkflow's own static()), so the value it gave
+    is keyed. A literal (`allow_empty = True`) is in the source already; a parameter, method or class is not a
+    plain value. Paths inside the module's directory key alike in every checkout (pycode.value_digest)."""
+    out: dict[str, str] = {}
+    for c, tree in zip(_own_classes(cls), _sources(cls), strict=True):
+        node = tree.body[0] if tree.body else None
+        if not isinstance(node, ast.ClassDef):
+            continue
+        module = sys.modules.get(c.__module__)
+        file = getattr(module, "__file__", None)
+        home = json.dumps(os.path.dirname(os.path.abspath(file)))[1:-1] if isinstance(file, str) else None
+        for statement in node.body:
+            target = statement.targets[0] if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
+                else statement.target if isinstance(statement, ast.AnnAssign) and statement.value else None
+            if not isinstance(target, ast.Name) or target.id not in c.__dict__ or _literal(statement.value):
+                continue
+            value = c.__dict__[target.id]
+            if callable(value) or isinstance(value, luigi.Parameter | type | property | classmethod | staticmethod):
+                continue
+            h = pycode.value_digest(value, home)
+            if h is not None:
+                out[f"{pycode.qualified(c)}.{target.id}"] = h
+    return out
+
+
+def _literal(node: ast.expr | None) -> bool:
+    try:
+        ast.literal_eval(node)  # type: ignore[arg-type]
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
 @functools.cache
-def _reads(cls: type) -> tuple[dict[str, Any], frozenset[str], tuple[str, ...]]:
+def _reads(cls: type) -> tuple[dict[str, Any], frozenset[str], tuple[str, ...], frozenset[str]]:
     """What the class's code reads beyond the code pycode keys (nixlib.pydata): module-level data (a pandas
     table loaded at import, a dict too large to count as code, an instance of a project class), the modules it
     imports inside its methods (`def run(self): import helpers`), and the module-level strings it reads that may
-    name a script it runs (`SCRIPT = "scripts/clean.py"` run as `subprocess.run(["python", SCRIPT])`)."""
+    name a script it runs (`SCRIPT = "scripts/clean.py"` run as `subprocess.run(["python", SCRIPT])`), and the
+    full names of the modules it imports inside its methods, relative imports resolved (`from . import helpers`)."""
     strings: set[str] = set()
     imports: set[str] = set()
+    full: set[str] = set()
     data: dict[str, Any] = {}
     for f in _own_functions(cls):
-        data.update(pydata.data_values(f, pydata.render, strings, imports, stop=_is_task))
+        data.update(pydata.data_values(f, pydata.render, strings, imports, stop=_is_task, modules=full))
     words = tuple(sorted(w for w in strings if codefiles.looks_like_code(w) and "\n" not in w))
-    return dict(sorted(data.items())), frozenset(imports), words
+    return dict(sorted(data.items())), frozenset(imports), words, frozenset(full)
 
 
 def _imported_files(cls: type, names: frozenset[str]) -> dict[str, str]:
@@ -171,6 +224,22 @@ def _imported_files(cls: type, names: frozenset[str]) -> dict[str, str]:
     for directory in module_dirs(cls):
         out.update(codefiles.local_modules(set(names), directory, files.python_file))
     return out
+
+
+def _package_files(cls: type, names: frozenset[str]) -> dict[str, str]:
+    """{file relative to the package's root: content digest} of the project modules a class of a package imports
+    inside its methods, relative imports included (`def run(self): from . import helpers`, `from proj.helpers
+    import f`, `import proj.helpers`), followed through theirs (nixlib.codefiles.package_modules). A module of no
+    package is covered by _imported_files (its modules lie beside it)."""
+    module = sys.modules.get(cls.__module__)
+    package, file = getattr(module, "__package__", None), getattr(module, "__file__", None)
+    if not names or not package or not file:
+        return {}
+    root = os.path.dirname(os.path.abspath(file))
+    for _ in package.split("."):
+        root = os.path.dirname(root)
+    files = _code_files(settings.store_root())
+    return codefiles.package_modules(set(names), root, lambda path: files.python_file(path)[0])
 
 
 @functools.cache

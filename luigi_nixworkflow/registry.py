@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from luigi_nixworkflow import settings
-from nixlib import context, statics
+from nixlib import context, statics, temproots
 from nixlib.errors import NixWorkflowError
 
 if TYPE_CHECKING:
@@ -37,18 +37,34 @@ def scanner(root: str) -> context.Scanner[NixTask]:
     return found
 
 
-def static(path: str | os.PathLike) -> str:
-    """A file or directory used by content (a tool, a config): its future store path, for commands.
+IN_STEP: list[str] = []  # the task id whose run() or produce() is running in this process (steps.in_step)
 
-    The key depends on the content, not on where the checkout lives; run() copies it into the
-    store before the command runs, so the command reads exactly the bytes that were hashed.
+
+def static(path: str | os.PathLike) -> str:
+    """A file or directory used by content (a tool, a config): its store path.
+
+    The key depends on the content, not on where the checkout lives. A command interpolates it (the
+    reference is keyed); a run() or produce() reads the path from a module-level name or a class attribute
+    (`LOOKUP = static("lookup.csv")`), whose value the code digest keys. The copy is added to the store
+    now, so it exists when the step reads it, and it holds exactly the bytes that were hashed. Called
+    inside run() or produce(), after the key was computed, it is an error: an edit would be served stale.
     """
     written = Path(path).absolute()
+    if IN_STEP:
+        raise NixWorkflowError(
+            f"task {IN_STEP[-1]}: static({os.fspath(path)!r}) was called while its run() or produce() runs, after "
+            "its key was computed, so that file's content is not in the key and an edit to it would be served "
+            "stale. Call static() where the key sees it: at module level (LOOKUP = static(\"lookup.csv\")) or in "
+            "the class body, and read that path in run()")
     if not os.path.exists(written):  # (a dangling link too)
         raise NixWorkflowError(f"static input {written} does not exist")
     root = settings.store_root()
-    source, h = statics.content(settings.engine(root).store.memo, written)  # (a symlink: the data it points to)
+    store = settings.engine(root).store
+    source, h = statics.content(store.memo, written)  # (a symlink: the data it points to)
     SOURCES[h] = source
+    temproots.of(store.root).add([h])  # (kept from `nw gc` while this process may read it)
+    if not store.has(h) and store.ingest(source) != h:
+        raise NixWorkflowError(f"static input {written} changed while it was read; run again")
     return f"{root}/store/{h}"
 
 

@@ -111,6 +111,7 @@ def in_step(task: Any, build: Build, command: str, what: str, body: Callable[[],
     step log, and whatever it leaves running killed before anything is hashed."""
     leftovers = children.watch(build.marker)
     variables = {**build.environ(), **leftovers.variables}
+    registry.IN_STEP.append(task.task_id)
     try:
         with append_log(build.log) as log, stepio.environ(variables), stepio.tee(log):
             cls = type(task)
@@ -124,6 +125,7 @@ def in_step(task: Any, build: Build, command: str, what: str, body: Callable[[],
                 log.write(traceback.format_exc())
                 raise
     finally:
+        registry.IN_STEP.pop()
         killed = children.stop_leftovers(leftovers, task.task_id)
     if killed:
         note = (f"nixworkflow: {task.task_id}: killed {len(killed)} process(es) {what} left running (pids "

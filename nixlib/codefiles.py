@@ -189,6 +189,64 @@ def imported_names(source: bytes) -> set[str]:
     return names
 
 
+def absolute_module(name: str, level: int, package: str | None) -> str | None:
+    """The full name an import statement names: `name` itself, or, for a relative import (`level` dots), `name`
+    under `package` (the importing module's package); None for a relative import outside any package."""
+    if not level:
+        return name or None
+    parts = (package or "").split(".") if package else []
+    if level - 1 >= len(parts):
+        return None
+    base = ".".join(parts[:len(parts) - (level - 1)])
+    return f"{base}.{name}" if name else base
+
+
+def package_modules(names: set[str], root: str, hash_file: Callable[[str], str]) -> dict[str, str]:
+    """{path relative to `root`: content hash} of the project modules among the full module `names` found under
+    `root` (the directory holding the project's top-level package: `proj.helpers` is `root/proj/helpers.py`, a
+    package its `__init__.py`), followed through the modules each imports in turn, relative imports included
+    (`from .util.text import squash` in proj/helpers.py). A name not found there (the standard library, an
+    installed package) is left out."""
+    found: dict[str, str] = {}
+    todo = sorted(names)
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        base = os.path.join(root, *name.split("."))
+        for path, package in ((base + ".py", name.rpartition(".")[0]), (os.path.join(base, "__init__.py"), name)):
+            if not os.path.isfile(path):
+                continue
+            rel = os.path.relpath(path, root)
+            if rel in found:
+                continue
+            found[rel] = hash_file(path)
+            todo += sorted(_module_imports(path, package) - seen)
+    return dict(sorted(found.items()))
+
+
+def _module_imports(path: str, package: str) -> set[str]:
+    """Full names of the modules a Python file imports (relative imports resolved against `package`; for `from m
+    import a` also `m.a`)."""
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            name = absolute_module(node.module or "", node.level, package)
+            if name:
+                names.add(name)
+                names.update(f"{name}.{a.name}" for a in node.names if a.name != "*")
+    return names
+
+
 def local_modules(names: set[str], directory: str,
                   facts: Callable[[str], tuple[str, set[str]]]) -> dict[str, str]:
     """name -> content hash of every module or package file in `directory` imported by the `names` a script

@@ -34,6 +34,7 @@ import decimal
 import enum
 import fractions
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -96,12 +97,29 @@ def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: Fals
             environ.update(_strings(code))
         for name in dict.fromkeys(names):
             value = globs.get(name)
-            if isinstance(value, types.ModuleType):
-                if _user_module(value):  # `utils.fmt(x)`: the other names this code uses, looked up in utils
-                    todo += _visit(value.__name__, vars(value), set(names) - {name}, found, stopped, stop)
+            if isinstance(value, types.ModuleType):  # `utils.fmt(x)`, `pkg.utils.fmt(x)`
+                todo += _in_modules(value, set(names) - {name}, found, stopped, stop)
             elif name in globs:
                 todo += _visit(globs.get("__name__", "?"), globs, {name}, found, stopped, stop)
     return dict(sorted(found.items())), tuple(stopped)
+
+
+def _in_modules(module: types.ModuleType, names: set[str], found: dict[str, str], stopped: dict[type, None],
+                stop: Callable[[type], bool]) -> _Walk:
+    """Key the other names the code uses as they are defined in a user module it names (`utils.fmt(x)`), and in
+    the user modules reached from that one by those names (`import pkg.utils` used as `pkg.utils.fmt(x)`: `utils`
+    is an attribute of `pkg`); return the code to walk next."""
+    more: _Walk = []
+    modules, seen = [module], set()
+    while modules:
+        m = modules.pop()
+        if id(m) in seen or not _user_module(m):
+            continue
+        seen.add(id(m))
+        globs = vars(m)
+        more += _visit(m.__name__, globs, names, found, stopped, stop)
+        modules += [v for n in sorted(names) if isinstance(v := globs.get(n), types.ModuleType)]
+    return more
 
 
 def _visit(module: str, globs: dict[str, Any], names: set[str], found: dict[str, str], stopped: dict[type, None],
@@ -305,9 +323,16 @@ def _strings(code: types.CodeType) -> list[str]:
 
 @functools.cache
 def _library_dirs() -> tuple[str, ...]:
-    """Where installed code lives (the standard library, site-packages, this venv's)."""
+    """Where installed code lives (the standard library, site-packages, this venv's), and nixworkflow's own
+    packages wherever they lie (an editable install, a checkout on PYTHONPATH): the front doors' code, which a
+    user's code calls (`static("tool.sh")`), is no part of the user's code, and its per-process registries (the
+    files hashed so far) would make a key depend on what else the process happened to key first."""
     paths = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     paths |= {p for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages"))}
+    for name in _OWN_PACKAGES:
+        with contextlib.suppress(ImportError, ValueError):
+            spec = importlib.util.find_spec(name)
+            paths.update(spec.submodule_search_locations or () if spec is not None else ())
     return tuple(os.path.realpath(p) + os.sep for p in paths if p)
 
 
@@ -326,6 +351,8 @@ def _user_module(module: types.ModuleType) -> bool:
     if (getattr(module, "__name__", None) or "").split(".")[0] in _OWN_PACKAGES:
         return False
     file = getattr(module, "__file__", None)
+    if not file:  # a namespace package (a directory without __init__.py): by where it lies
+        file = next(iter(getattr(module, "__path__", None) or ()), None)
     return bool(file) and _user_file(file)
 
 

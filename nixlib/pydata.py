@@ -24,7 +24,8 @@ from nixlib import codefiles, pycode
 
 
 def data_values(function: Any, render: Callable[[Any], Any], strings: set[str] | None = None,
-                imports: set[str] | None = None, stop: Callable[[type], bool] = lambda c: False) -> dict[str, Any]:
+                imports: set[str] | None = None, stop: Callable[[type], bool] = lambda c: False,
+                modules: set[str] | None = None) -> dict[str, Any]:
     """{module.name: value} of the module-level data `function` and the user code it calls read that
     nixlib.pycode leaves out of a digest: a pandas table or numpy array (`samples = pd.read_csv(...)` read as
     `samples.loc[wildcards.s, "cond"]` in a `run:` block), a container too large to be code (a dict of 10,000
@@ -34,7 +35,8 @@ def data_values(function: Any, render: Callable[[Any], Any], strings: set[str] |
     values); other objects (a logger, a lock) stay out, as before, and so does a value known only by its
     address (it would never key the same twice).
     `strings`, if given, receives the module-level strings that code reads (`SCRIPT = "scripts/clean.py"` run as
-    `shell("python {SCRIPT} ...")`): paths of code files it may run; `imports` the modules it imports. A class
+    `shell("python {SCRIPT} ...")`): paths of code files it may run; `imports` the modules it imports (top-level
+    names); `modules` the same by full name, relative imports resolved (imported_modules). A class
     `stop` accepts (an upstream Luigi task, keyed by its result) is not walked into, as in pycode.uses."""
     found: dict[str, Any] = {}
     todo = [(function.__code__, function.__globals__)] if hasattr(function, "__code__") else []
@@ -46,6 +48,8 @@ def data_values(function: Any, render: Callable[[Any], Any], strings: set[str] |
             todo += _data_in(code, globs, found, strings if strings is not None else set(), render, stop)
             if imports is not None:
                 imports.update(imported(code))
+            if modules is not None:
+                modules.update(imported_modules(code, globs.get("__package__")))
     return dict(sorted(found.items()))
 
 
@@ -104,6 +108,28 @@ def imported(code: Any) -> set[str]:
         names.update(str(i.argval).split(".")[0] for i in dis.get_instructions(c) if i.opname == "IMPORT_NAME")
         stack += [k for k in c.co_consts if isinstance(k, CodeType)]
     return names - {""}
+
+
+def imported_modules(code: Any, package: str | None) -> set[str]:
+    """Full names of the modules a code object and the code nested in it import, by its bytecode: a relative
+    import resolved against `package` (`from . import helpers` in `proj.tasks`: "proj" and "proj.helpers"), and
+    for `from m import a` also "m.a" (`a` may be a submodule). A relative import without a package is left out."""
+    names: set[str] = set()
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        instructions = list(dis.get_instructions(c))
+        for i, ins in enumerate(instructions):
+            if ins.opname != "IMPORT_NAME":
+                continue
+            level = instructions[i - 2].argval if i >= 2 and instructions[i - 2].opname == "LOAD_CONST" else 0
+            fromlist = instructions[i - 1].argval if i >= 1 and instructions[i - 1].opname == "LOAD_CONST" else None
+            name = codefiles.absolute_module(str(ins.argval), level if isinstance(level, int) else 0, package)
+            if name:
+                names.add(name)
+                names.update(f"{name}.{a}" for a in fromlist or () if isinstance(a, str) and a != "*")
+        stack += [k for k in c.co_consts if isinstance(k, CodeType)]
+    return names
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")

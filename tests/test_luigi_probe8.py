@@ -14,7 +14,9 @@ from tests.luigi_run import build, note, runs
 
 
 def failures(caplog: object) -> str:
-    return "\n".join(str(r.exc_info[1]) for r in caplog.records if r.exc_info)  # type: ignore[attr-defined]
+    """What the log says of failed tasks: a traceback's exception, or nixworkflow's own error as one paragraph."""
+    return "\n".join(str(r.exc_info[1]) if r.exc_info else r.getMessage()  # type: ignore[attr-defined]
+                     for r in caplog.records if r.exc_info or r.levelname == "ERROR")  # type: ignore[attr-defined]
 
 
 def test_a_temporary_local_target_runs_as_plain_luigi_runs_it(store_root: Path, caplog: object) -> None:
