@@ -2,8 +2,8 @@
 
 Luigi discovers tasks while it schedules, by asking each whether it is complete, which for a NixTask
 is an Engine lookup; running one is Engine.realise. So the journal follows the process's engine:
-a lookup that misses adds the task (named by its task_id, upstream by the tasks its recipe uses) as
-pending, one that hits marks it cached, and a realisation says running, then done, cached or failed.
+a lookup that misses adds the task (named by its task_id, with its family, upstream by the tasks its recipe
+uses) as pending, one that hits marks it cached, and a realisation says running, then done, cached or failed.
 A task that fails before its realisation (its recipe cannot be built, Luigi finds a dependency missing
 at run time, complete() raised, its worker process died) is marked failed from Luigi's failure events.
 A task run by a forked worker process (`--workers N`) reports from there (RunJournal appends its
@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from nixlib.errors import NixWorkflowError
 from nixlib.view.history import LUIGI_RUNS, RunJournal
 
 logger = logging.getLogger("luigi-interface")
@@ -31,7 +32,8 @@ def attach(engine: Any, out_link: str) -> RunJournal | None:
     if not out_link or out_link.lower() == "none":
         return None
     try:
-        journal = RunJournal(Path.cwd(), engine.store.root, engine, tool="luigi", runs_dir=Path.cwd() / LUIGI_RUNS)
+        journal = RunJournal(Path.cwd(), engine.store.root, engine, tool="luigi", runs_dir=Path.cwd() / LUIGI_RUNS,
+                             family=family)
         journal.watch(engine)
         atexit.register(journal.finish)
         _BY_ENGINE[id(engine)] = journal
@@ -39,6 +41,11 @@ def attach(engine: Any, out_link: str) -> RunJournal | None:
     except Exception as e:  # noqa: BLE001 - the viewer's journal must never stop a run
         logger.debug("nixworkflow: this run is not journalled for nw view: %s", e)
         return None
+
+
+def family(recipe: Any) -> str | None:
+    """A task's family, from its recipe (translate.build keys it), so `nw show FAMILY` finds a family's one task."""
+    return ((recipe.extra or {}).get("luigi") or {}).get("family")
 
 
 def failed(engine: Any, name: str, error: BaseException | str) -> None:
@@ -49,7 +56,8 @@ def failed(engine: Any, name: str, error: BaseException | str) -> None:
     if journal is None:
         return
     try:
-        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        text = error if isinstance(error, str) else str(error) if isinstance(error, NixWorkflowError) \
+            else f"{type(error).__name__}: {error}"  # (nixworkflow's own errors name what failed)
         journal.note(name, "failed", error=text)
     except Exception as e:  # noqa: BLE001 - journalling never fails a run
         logger.debug("nixworkflow: could not journal the failure of %s: %s", name, e)

@@ -105,6 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     pin.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
                      help="directory of output links and of the last-run summary (default: ./nix-workflow-output)")
     h = sub.add_parser("hash", help="print the Nix base32 SHA-256 of a path's NAR (as nix-hash --type sha256 --base32)",
+                       description="Print the Nix base32 SHA-256 of each PATH's NAR serialisation, as `nix-hash "
+                       "--type sha256 --base32 PATH` prints it: the hash a static input is pinned by and a store "
+                       "object is named by. A directory hashes as a whole; a FIFO, socket or device is refused. "
+                       "Nothing is stored.",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_examples(
                            ("nw hash data.csv", "the hash to pin: static { path = ./data.csv; hash = \"…\"; }"),
                            ("nw hash data/ model.json", "one line per path (a directory hashes as a whole)")))
@@ -114,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
                        ("lineage", "show the upstream tree a step or file came from"),
                        ("log", "print the log of a step's last run")):
         q = sub.add_parser(name, help=text, description=text + ". NAME|PATH is a step name from the last `nw run` "
-                           "here, a path under ./nix-workflow-output/, a file a step produced, or a key.",
+                           "here, a Luigi task_id (or family with one task) of the last Luigi run here, a path under "
+                           "./nix-workflow-output/, a file a step produced, or a key.",
                            epilog=_examples(*_QUERY_EXAMPLES[name]),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         q.add_argument("what", metavar="NAME|PATH")
@@ -703,25 +708,34 @@ def _record(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from nixlib.lineage import executed_command
+
     store, found = _record(args)
     doc = found.doc
     if doc is None:
         return _show_unsuccessful(found, Path(args.out_link), args.json)
-    if args.json:
-        print(json.dumps(doc, indent=2, sort_keys=True))
+    missing = {k: _missing_output(store, h) for k, h in doc["outputs"].items() if not store.has(h)}
+    if args.json:  # the record, and (only when so) which of its outputs the store no longer holds
+        print(json.dumps(doc | ({"missing_outputs": missing} if missing else {}), indent=2, sort_keys=True))
         return 0
     env = doc["env"]
+    command, keyed = executed_command(doc)
+    gone = (f"{'its output is' if len(doc['outputs']) == 1 else 'some of its outputs are'} no longer in the store "
+            "(see below), so it is not served: the next run that needs it runs the step again") if missing else ""
     lines = [
         f"step:         {found.name}",
-        *([f"status:       {found.status} in the last run"] if found.entry else []),
+        *([f"status:       {found.status} in {found.run}{f', but {gone}' if gone else ''}"] if found.entry
+          else [f"status:       {gone}"] if gone else []),
         *([f"realised by:  step '{doc['name']}' (the same recipe under another name)"]
           if doc["name"] != found.name else []),
         *([f"found by:     content (also produced by realisation(s) {', '.join(found.others)})"]
           if found.others else []),
-        *[f"output {k}:{' ' * max(1, 6 - len(k))}{store.object_path(h)}" for k, h in doc["outputs"].items()],
+        *[f"output {k}:{' ' * max(1, 6 - len(k))}{store.object_path(h)}"
+          + (f" (MISSING: {missing[k]['why']})" if k in missing else "") for k, h in doc["outputs"].items()],
         f"recipe key:   {doc['recipe_key']}",
         f"resolved key: {doc['resolved_key']}",
-        f"command:      {doc['command']}",
+        f"command:      {command}",
+        *([f"keyed as:     {keyed}   (the normalised form the recipe key is computed from)"] if keyed else []),
         f"env:          {_env_text(env)}",
         *[f"  {p}" for p in env.get("paths", [])],
         "inputs:" if doc["inputs"] or doc.get("files") else "inputs:       none",
@@ -737,6 +751,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing_output(store: Any, h: str) -> dict[str, Any]:
+    """What became of output object `h`, which the store does not hold (intact) any more: where it was
+    quarantined, if it was (a step wrote into it, or it no longer re-hashed to its name), else removed."""
+    from nixlib.plan import quarantined
+
+    moved = quarantined(store, h)
+    if moved:
+        return {"object": h, "quarantined": str(moved[-1]),
+                "why": f"quarantined as changed or corrupt, moved to {moved[-1]}"}
+    if os.path.lexists(store.object_path(h)):  # corrupt, and not ours to move (another user's, in a shared store)
+        return {"object": h, "quarantined": None, "why": "it no longer re-hashes to its name (changed or corrupt)"}
+    return {"object": h, "quarantined": None, "why": "removed from the store (by `nw gc`, or by hand)"}
+
+
 def _show_unsuccessful(found: Any, out_dir: Path, as_json: bool) -> int:
     """`nw show` of a step that failed or was skipped in the last run: its status, error and log."""
     entry = found.entry or {}
@@ -746,10 +774,10 @@ def _show_unsuccessful(found: Any, out_dir: Path, as_json: bool) -> int:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
     earlier = out_dir / found.name
-    lines = [f"step:         {found.name}", f"status:       {found.status} in the last run",
+    lines = [f"step:         {found.name}", f"status:       {found.status} in {found.run}",
              f"error:        {info['error'] or 'none recorded'}",
              f"log:          {info['log'] or 'none (the step did not start)'}",
-             f"recipe key:   {info['recipe_key']}"]
+             *([f"recipe key:   {info['recipe_key']}"] if info["recipe_key"] else [])]
     if os.path.islink(earlier):
         lines.append(f"output link:  {earlier} still points at an earlier run's result: {os.readlink(earlier)}")
     print("\n".join(lines))
@@ -772,7 +800,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     if found.doc is None:  # no realisation, so no recorded inputs: say what happened to the step
         entry = found.entry or {}
         node = {"name": found.name, "status": found.status, "error": entry.get("error"), "log": entry.get("log")}
-        print(json.dumps(node, indent=2) if args.json else f"{found.name} ({found.status} in the last run: "
+        print(json.dumps(node, indent=2) if args.json else f"{found.name} ({found.status} in {found.run}: "
               f"{entry.get('error') or 'no error recorded'})" + (f"\n  log: {node['log']}" if node["log"] else ""))
         return 0
     node = tree(store, found.doc, depth=args.depth)

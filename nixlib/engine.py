@@ -29,7 +29,8 @@ from nixlib.errors import Interrupted, NixWorkflowError, StepFailed
 from nixlib.intact import check_inputs_intact
 from nixlib.recipe import Recipe, topological
 from nixlib.runner import CHILDREN, Build, Echo, run_shell
-from nixlib.store import Store, disk_full, force_remove
+from nixlib.store import ChangedWhileStored, Store, disk_full, force_remove
+from nixlib.trees import UnstorableFile
 
 Action = Callable[[Build, str], Mapping[str, Path]]
 Event = Callable[[str, Recipe, Any], None]
@@ -254,6 +255,8 @@ class Engine:
                 raise full from None
             if self.keep_failed and not isinstance(e, Interrupted):
                 self._keep_failed(recipe, tmp, e)
+            if isinstance(e, (UnstorableFile, ChangedWhileStored)):  # the step ran: its log says what it did
+                raise StepFailed(recipe.name, str(e).rstrip("."), str(build.log)) from None
             raise
         finally:
             try:

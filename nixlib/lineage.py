@@ -7,7 +7,9 @@ A step is found by its *record*, never by its bytes: a step name (or its output 
 realisation that step had in the last `nw run` here (`.nw-last-run.json` keeps its resolved key), so
 two steps that happen to produce identical bytes each keep their own command and upstream. Only a
 path that names no step (a store path, a working-directory file) is matched by content, and when
-several steps produced those bytes they are listed instead of one being picked.
+several steps produced those bytes they are listed instead of one being picked. A front door that runs
+outside `nw run` and journals its runs (Luigi, in ./.nw-runs) has its steps found by name the same way: a task_id
+(or its output link, or a family with one task) means what that task had in the newest such run here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import difflib
 import json
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from nixlib.store import Store
 
 OUT_DIR = "nix-workflow-output"
 LAST_RUN = ".nw-last-run.json"
+JOURNALLED = ("luigi",)  # front doors whose steps are found by name in their run journals (nixlib.view.history)
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Found:
     entry: dict[str, Any] | None = None
     how: str = "record"  # "record" (a step of the last run, or a key) or "content" (matched by bytes)
     others: list[str] = field(default_factory=list)  # for "content": other realisations with those bytes
+    run: str = "the last run"  # the run `entry` comes from, as a message names it
 
     @property
     def status(self) -> str:
@@ -97,6 +102,9 @@ def find(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> Found:
             doc = doc if doc is not None and doc.get("recipe_key") == what else None  # (a pointer to another step's)
         if doc is not None:
             return Found(doc["name"], doc)
+    journalled = _journalled(store, what, out_dir)
+    if journalled is not None:
+        return journalled
     path = Path(what)
     if os.path.lexists(path):
         return _by_content(store, what, path)
@@ -109,7 +117,8 @@ def find(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> Found:
     other = ("" if str(out_dir) != OUT_DIR else " (a run with `--out-link DIR` keeps its summary in DIR: add "
              "`--out-link DIR` here too)")
     raise NixWorkflowError(f"no step or path named '{what}'.{hint} Give a step name from the last `nw run` in this "
-                           f"directory{other}, a path under {where}, a file a step produced, or a key.")
+                           f"directory{other}, a Luigi task_id run here, a path under {where}, a file a step produced, "
+                           "or a key.")
 
 
 def find_record(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> dict[str, Any]:
@@ -137,6 +146,71 @@ def _of_last_run(store: Store, name: str, entry: Any) -> Found:
     return Found(name, doc, entry)
 
 
+def _journalled(store: Store, what: str, out_dir: Path) -> Found | None:
+    """A task of a recent Luigi run in this directory (journalled in ./.nw-runs), by its task_id or output link
+    (the newest run that had it), or by its family when the newest run with tasks of that family had one; None
+    when no such run names it. The journal only says which key a task had: its record is read from the store."""
+    from nixlib.view.history import journals
+
+    root = os.path.realpath(store.root)
+    docs = [d for d in journals(out_dir, store.trusted) if d.get("tool") in JOURNALLED
+            and isinstance(d.get("store"), str) and os.path.realpath(d["store"]) == root]
+    for doc in docs:
+        name = step_named(what, out_dir, doc["steps"])
+        if name is not None and isinstance(doc["steps"][name], dict):
+            return _of_journal(store, name, doc["steps"][name], doc)
+    for doc in docs:
+        named = sorted(n for n, e in doc["steps"].items() if isinstance(e, dict) and e.get("family") == what)
+        if len(named) == 1:
+            return _of_journal(store, named[0], doc["steps"][named[0]], doc)
+        if named:
+            listed = ", ".join(named[:10]) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
+            raise NixWorkflowError(f"'{what}' is a Luigi task family with {len(named)} tasks in {_run_text(doc)}: "
+                                   f"{listed}. Give one task's task_id (or its output link).")
+    return None
+
+
+def _run_text(doc: dict[str, Any]) -> str:
+    started = doc.get("started")
+    when = time.strftime(" started %Y-%m-%d %H:%M:%S", time.localtime(started)) \
+        if isinstance(started, (int, float)) and not isinstance(started, bool) else ""
+    return f"the last {doc.get('tool', '').capitalize() or 'journalled'} run here (run {doc.get('id')}{when})"
+
+
+def _of_journal(store: Store, name: str, entry: dict[str, Any], doc: dict[str, Any]) -> Found:
+    """A journalled step as the last-run summary would have it: done or cached by the realisation the store holds
+    under the key the journal names, else its failure (its log, when its run started)."""
+    from nixlib.view.history import live
+
+    run = _run_text(doc)
+    status = str(entry.get("status") or "unknown")
+    if status in ("pending", "running") and not live(doc):
+        status = "interrupted"  # its process ended before it could say so
+    key = entry.get("resolved_key")
+    key = key if isinstance(key, str) and nar.is_nar_hash(key) else None
+    if status in ("done", "cached"):
+        record = store.read_record("realisations", key) if key else None
+        if record is None:
+            raise NixWorkflowError(f"task '{name}' realised to {key} in {run}, but the store at {store.root} has no "
+                                   "such realisation (removed by `nw gc`?). Run the task again.")
+        return Found(name, record, {"status": status, "resolved_key": key}, run=run)
+    found: dict[str, Any] = {"status": status, "error": entry.get("error") if isinstance(entry.get("error"), str)
+                             else None, "recipe_key": entry.get("recipe_key")}
+    log = store.log_path(key) if key else None
+    if log is not None and os.path.isfile(log):
+        found["log"] = str(log)
+    return Found(name, None, found, run=run)
+
+
+def executed_command(doc: dict[str, Any]) -> tuple[str, str | None]:
+    """A record's command as it ran, and the keyed (normalised) form when that differs: a Snakemake job's record
+    keeps the normalised command (options in a canonical order) and the command Snakemake ran in its provenance."""
+    ran = (doc.get("provenance") or {}).get("shellcmd")
+    if isinstance(ran, str) and ran.strip() and ran != doc["command"]:
+        return ran, doc["command"]
+    return doc["command"], None
+
+
 def _by_content(store: Store, what: str, path: Path) -> Found:
     """The step whose output has the content of `path` (a store path, a link into it, or a copy)."""
     h = object_of(store, path)
@@ -148,12 +222,26 @@ def _by_content(store: Store, what: str, path: Path) -> Found:
     if not origins:
         raise NixWorkflowError(f"{what} was not produced by any step recorded in the store at {store.root} "
                                "(no realisation has an output with its content)")
-    names = list(dict.fromkeys(d["name"] for d in origins))
+    here = _wrote_at(origins, os.path.relpath(os.path.abspath(path)), h)  # (a clone of a Snakemake checkout too)
+    if here:  # the jobs that wrote it at this very path come first: others wrote the same bytes elsewhere
+        origins = here + [d for d in origins if d not in here]
+    names = list(dict.fromkeys(d["name"] for d in here or origins))
     if len(names) > 1:
         listed = "; ".join(f"'{d['name']}' (key {d['resolved_key']})" for d in origins[:10])
         raise NixWorkflowError(f"{what} has the content of outputs of several steps: {listed}. Identical bytes do "
                                "not say which step made this copy: give a step name of the last run here or a key.")
     return Found(names[0], origins[0], how="content", others=[d["resolved_key"] for d in origins[1:]])
+
+
+def _outputs_are_paths(doc: dict[str, Any]) -> bool:
+    """Whether a realisation names its outputs by their working-directory paths (a Snakemake job's do)."""
+    return (doc.get("provenance") or {}).get("front_door") == "snakemake"
+
+
+def _wrote_at(docs: list[dict[str, Any]], path: str, h: str) -> list[dict[str, Any]]:
+    """The realisations among `docs` that wrote object `h` at `path` (relative to the working directory), newest
+    first: of several Snakemake jobs that wrote the same bytes, the one whose output that file is."""
+    return [d for d in docs if _outputs_are_paths(d) and d["outputs"].get(os.path.normpath(path)) == h]
 
 
 def tree(store: Store, doc: dict[str, Any], seen: set[str] | None = None, depth: int = 100) -> dict[str, Any]:
@@ -181,8 +269,12 @@ def tree(store: Store, doc: dict[str, Any], seen: set[str] | None = None, depth:
     for name, h in doc.get("files", {}).items():  # files (Snakemake inputs) are known only by content
         origins = store.origins(h)
         producers = list(dict.fromkeys(d["name"] for d in origins))
-        if len(producers) == 1:
-            node["inputs"].append(tree(store, origins[0], seen, depth - 1) | {"file": name})
+        # a job that wrote the file at this path; else not a Snakemake job that wrote the same bytes elsewhere
+        # (per-sample jobs writing equal counts, a rule that copies a source file verbatim): it did not make it
+        candidates = _wrote_at(origins, name, h) or [d for d in origins if not _outputs_are_paths(d)]
+        makers = list(dict.fromkeys(d["name"] for d in candidates))
+        if len(makers) == 1:
+            node["inputs"].append(tree(store, candidates[0], seen, depth - 1) | {"file": name})
         else:
             kind = "file" if not producers else "file, same bytes as outputs of " + ", ".join(producers[:10])
             node["inputs"].append({"name": name, "kind": kind, "object": h})
@@ -195,12 +287,17 @@ def render(store: Store, node: dict[str, Any], prefix: str = "", last: bool = Tr
     objects = " ".join(str(store.object_path(h)) for h in node.get("outputs", {}).values()) or str(
         store.object_path(node.get("object", "")))
     label = node["name"] + (f" [{node['file']}]" if "file" in node else "")
+    hashes = list(node.get("outputs", {}).values()) or [node.get("object", "")]
+    if any(nar.is_nar_hash(h) and not os.path.lexists(store.object_path(h)) for h in hashes):
+        objects += " (missing from the store" + ("" if "kind" in node else ": the next run that needs it runs the "
+                                                   "step again") + ")"
     if "kind" in node:
         lines = [f"{prefix}{branch}{label} ({node['kind']}) {objects}"]
     else:
         env = node["env"]["identity"].get("kind", "nix")
+        command, _ = executed_command(node)
         lines = [f"{prefix}{branch}{label} {objects}", f"{prefix}{'' if top else ('    ' if last else '│   ')}"
-                 f"  $ {node['command']}  [env: {env}]" + (" (shown above)" if node.get("repeated") else "")
+                 f"  $ {command}  [env: {env}]" + (" (shown above)" if node.get("repeated") else "")
                  + (" (deeper levels not shown: use --depth)" if node.get("truncated") else "")]
     child_prefix = prefix + ("" if top else ("    " if last else "│   "))
     kids = node.get("inputs", [])

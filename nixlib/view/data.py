@@ -18,12 +18,12 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from nixlib import pids, records
+from nixlib import records
 from nixlib.lineage import last_run
 from nixlib.statmemo import user_cache_dir
 from nixlib.store import Store
 from nixlib.trust import NotTrusted, read_owned
-from nixlib.view.history import find_journal, journals
+from nixlib.view.history import find_journal, journals, live
 
 PREVIEW_BYTES = 256 << 10
 RUN_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,10}")  # a journal's name: <start ms>-<pid>
@@ -90,14 +90,7 @@ class ViewData:
     def _live(self, doc: dict[str, Any]) -> bool:
         """Whether the run still runs: not ended, and its process alive, the same one (a process started after the
         run began only reuses its pid). A run on another host cannot be checked and reads as live until it ends."""
-        if doc.get("ended") is not None:
-            return False
-        if doc.get("host") != self.host:
-            return True
-        started = doc.get("started")
-        if isinstance(started, (int, float)) and not isinstance(started, bool):
-            return pids.running_since(doc.get("pid"), started)
-        return pids.running(doc.get("pid"))
+        return live(doc, self.host)
 
     def _node(self, name: str, entry: dict[str, Any], status: str, upstream: list[str]) -> dict[str, Any]:
         rk = entry.get("resolved_key")
@@ -278,7 +271,7 @@ def _status(entry: dict[str, Any], live: bool) -> str:
 
 def _name(value: str, what: str) -> str:
     if not records.is_name(value):
-        raise Refused(400, f"not a {what}: expected 52 characters of Nix base32")
+        raise Refused(400, f"not {'an' if what[0] in 'aeiou' else 'a'} {what}: expected 52 characters of Nix base32")
     return value
 
 

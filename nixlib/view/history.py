@@ -30,6 +30,8 @@ from collections.abc import Callable, Container, Iterable
 from pathlib import Path
 from typing import Any
 
+from nixlib import pids
+
 RUNS_DIR = ".nw-runs"
 # Front doors that call the engine themselves journal in their working directory: Luigi in .nw-runs (its output-link
 # directory is the user's to empty), Snakemake under .snakemake/ (where its checkpoints' write checks do not look).
@@ -55,9 +57,10 @@ class RunJournal:
 
     def __init__(self, out_dir: Path, store_root: Path, engine: Any = None, order: Iterable[Any] = (), *,
                  tool: str = "nw run", runs_dir: Path | None = None,
-                 name: Callable[[Any], str] | None = None) -> None:
+                 name: Callable[[Any], str] | None = None, family: Callable[[Any], str | None] | None = None) -> None:
         self.engine = engine
         self.name_of = name or (lambda recipe: recipe.name)
+        self.family_of = family  # a step's family (a Luigi task's class), so `nw show FAMILY` can find its one step
         self.started = time.time()
         self.pid = os.getpid()
         self.dir = Path(runs_dir) if runs_dir is not None else Path(out_dir) / RUNS_DIR
@@ -83,7 +86,8 @@ class RunJournal:
 
     # ---- what a front door calls ----------------------------------------------------------
 
-    def add(self, name: str, upstream: Iterable[str] = (), recipe_key: str | None = None) -> None:
+    def add(self, name: str, upstream: Iterable[str] = (), recipe_key: str | None = None,
+            family: str | None = None) -> None:
         """A step as it becomes known (pending until a state is noted); a known step only gains missing upstream."""
         if os.getpid() != self.pid:
             return
@@ -91,6 +95,8 @@ class RunJournal:
             entry = self.doc["steps"].get(name)
             if entry is None:
                 entry = self.doc["steps"][name] = {"status": "pending", "upstream": sorted(set(upstream))}
+                if family:
+                    entry["family"] = family
             elif upstream and not entry.get("upstream"):
                 entry["upstream"] = sorted(set(upstream))
             else:
@@ -100,13 +106,15 @@ class RunJournal:
             self.changed[name] = None
 
     def note(self, name: str, status: str, resolved_key: str | None = None, error: str | None = None,
-             upstream: Iterable[str] | None = None) -> None:
-        """A step's new state (running, done, cached, failed, skipped), with its key once known (and its upstream,
-        for a step not added before)."""
+             upstream: Iterable[str] | None = None, family: str | None = None) -> None:
+        """A step's new state (running, done, cached, failed, skipped), with its key once known (and its upstream
+        and family, for a step not added before)."""
         now = time.time()
         change: dict[str, Any] = {"status": status, "start" if status == "running" else "end": now}
         if resolved_key:
             change["resolved_key"] = resolved_key
+        if family:
+            change["family"] = family
         if error is not None:
             change["error"] = error[:2000]
         if os.getpid() != self.pid:
@@ -125,7 +133,7 @@ class RunJournal:
             name = self.name_of(recipe)
             if kind == "start":
                 upstream = [self.name_of(u) for u in recipe.upstream()]
-                self.note(name, "running", self._resolved_key(recipe), upstream=upstream)
+                self.note(name, "running", self._resolved_key(recipe), upstream=upstream, family=self._family(recipe))
             elif kind in ("done", "cached"):
                 self.note(name, kind, getattr(info, "resolved_key", None))
             else:
@@ -174,16 +182,25 @@ class RunJournal:
         # 1,000-task cached Luigi graph was a tenth of the whole check's cost.
         if result is None:
             if entry is None:
-                self.add(name, [self.name_of(u) for u in recipe.upstream()])
+                self.add(name, [self.name_of(u) for u in recipe.upstream()], family=self._family(recipe))
         elif entry is None:  # the common case of a cached graph: one new entry, in its final state at once
             upstream = sorted({self.name_of(u) for u in recipe.upstream()})
+            family = self._family(recipe)
             with self.lock:
                 self.doc["steps"].setdefault(name, {"upstream": upstream}).update(
-                    status="cached", end=time.time(), resolved_key=result.resolved_key)
+                    status="cached", end=time.time(), resolved_key=result.resolved_key, **(
+                        {"family": family} if family else {}))
                 self.changed[name] = None
         elif entry.get("status") == "pending":
             self.add(name, [self.name_of(u) for u in recipe.upstream()])
             self.note(name, "cached", result.resolved_key)
+
+    def _family(self, recipe: Any) -> str | None:
+        try:
+            family = self.family_of(recipe) if self.family_of is not None else None
+        except Exception:  # noqa: BLE001 - a journal detail must never fail a run
+            return None
+        return family if isinstance(family, str) else None
 
     def _resolved_key(self, recipe: Any) -> str | None:
         """The key a starting step runs under (its log is logs/<key>.log), so the viewer can tail it live."""
@@ -349,6 +366,20 @@ def find_journal(out_dir: Path, run_id: str, owners: Container[int] | None = Non
     return None
 
 
+def live(doc: dict[str, Any], host: str | None = None) -> bool:
+    """Whether a journal's run still runs: not ended, and its process alive, the same one (a process started after
+    the run began only reuses its pid). A run on another host than `host` (default: this one) cannot be checked and
+    reads as live until it ends."""
+    if doc.get("ended") is not None:
+        return False
+    if doc.get("host") != (host or socket.gethostname()):
+        return True
+    started = doc.get("started")
+    if isinstance(started, (int, float)) and not isinstance(started, bool):
+        return pids.running_since(doc.get("pid"), started)
+    return pids.running(doc.get("pid"))
+
+
 def read_journal(path: Path, owners: Container[int] | None = None) -> dict[str, Any] | None:
     """A journal's JSON if it has the expected shape (a dict of steps), with the events its forked workers
     appended applied on top; never follows a symlink. Its id is its file's name (whatever it says inside).
@@ -397,7 +428,7 @@ def _apply(steps: dict[str, Any], line: bytes) -> None:
     if not isinstance(entry, dict):
         return
     entry.update({k: v for k, v in event.items()
-                  if k in ("status", "start", "end", "resolved_key", "recipe_key", "error")})
+                  if k in ("status", "start", "end", "resolved_key", "recipe_key", "error", "family")})
     upstream = event.get("upstream")
     if not entry.get("upstream") and isinstance(upstream, list) and all(isinstance(u, str) for u in upstream):
         entry["upstream"] = upstream
