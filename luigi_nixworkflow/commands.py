@@ -38,6 +38,10 @@ def translate(task: NixTask, root: str, local: Mapping[str, str], deps: list[lui
         text, shell = _normalise(text), shell_form(text) if runnable else None
     except CommandSyntaxError as e:
         raise NixWorkflowError(f"task {task.task_id}: command(): {e}. Close the quote or escape it.") from None
+    for h in {h for h in local.values() if h in registry.LINKED_OUT} if shell is not None else ():
+        # What runs reads such a directory with its outward links followed (the key covers their targets); the
+        # store copy of the tree itself holds only the links, which dangle there.
+        shell = shell.replace(f"{root}/store/{h}", f"{root}/store/{registry.materialised(h, root)}")
     inputs: dict[str, Input] = {}
     for ref in scan(task, root, text):
         if ref.token in inputs:

@@ -84,11 +84,20 @@ def yielded(record: dict[str, Any] | None) -> list[tuple[luigi.Task | None, dict
     found: list[tuple[luigi.Task | None, dict[str, Any]]] = []
     for entry in ((record or {}).get("provenance") or {}).get("dynamic") or []:
         try:
-            task = Register.get_task_cls(entry["family"]).from_str_params(entry["params"])
+            task = _task_class(entry).from_str_params(entry["params"])
         except Exception:  # a task that no longer exists, or cannot be instantiated
             task = None
         found.append((task, entry))
     return found
+
+
+def _task_class(entry: dict[str, Any]) -> type[luigi.Task]:
+    """The class of a yielded task, by its family and module: two classes of one family (in two modules) make the
+    family alone ambiguous to Luigi, and the task then counted as gone, so the result as stale (a needless re-run).
+    Still ambiguous (one family twice in one module) or not found, Luigi's own lookup decides (and may raise)."""
+    named = [c for c in Register._reg if getattr(c, "task_family", None) == entry["family"]
+             and c.__module__ == entry.get("module")]
+    return named[0] if len(named) == 1 else Register.get_task_cls(entry["family"])
 
 
 def stale(record: dict[str, Any] | None) -> bool:

@@ -72,6 +72,8 @@ def upstream(root: str, deps: list[luigi.Task]) -> tuple[list[NixTask], dict[str
                 registry.SOURCES.setdefault(h, Path(real))
                 files[name] = h
                 files.update((f"{name}/{rel}", lh) for rel, lh in linked.items())
+                if linked:  # (a command reads its copy with those links followed: registry.materialised)
+                    registry.LINKED_OUT[h] = real
                 if direct:
                     local[target.path] = h
             else:  # a database table, a remote file: only its identity can enter the key

@@ -21,12 +21,14 @@ if TYPE_CHECKING:
     from luigi_nixworkflow.task import NixTask
 
 SOURCES: dict[str, Path] = {}
+LINKED_OUT: dict[str, str] = {}  # plain LocalTarget directories with links out of them, by NAR hash: their real path
+_MATERIALISED: dict[str, str] = {}  # such a directory's hash -> its copy with the links followed (statics.materialised)
 OWNERS: dict[str, dict[str, NixTask]] = {}
 _SCANNERS: dict[str, context.Scanner[NixTask]] = {}
 
 
 def reset() -> None:
-    for memo in (SOURCES, OWNERS, _SCANNERS):
+    for memo in (SOURCES, LINKED_OUT, _MATERIALISED, OWNERS, _SCANNERS):
         memo.clear()
 
 
@@ -66,6 +68,15 @@ def static(path: str | os.PathLike) -> str:
     if not store.has(h) and store.ingest(source) != h:
         raise NixWorkflowError(f"static input {written} changed while it was read; run again")
     return f"{root}/store/{h}"
+
+
+def materialised(h: str, root: str) -> str:
+    """The object a command reads for the plain input directory `h` (in LINKED_OUT): its copy with the links out of
+    it followed, made once per process (nixlib.statics.materialised)."""
+    known = _MATERIALISED.get(h)
+    if known is None:
+        known = _MATERIALISED[h] = statics.materialised(settings.engine(root).store, LINKED_OUT[h])
+    return known
 
 
 def owner(h: str | None, deps: list[Any]) -> NixTask | None:

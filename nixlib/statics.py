@@ -11,11 +11,14 @@ directory, and into the Nix store (immutable), are kept as they are.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from nixlib import temproots
 from nixlib.errors import NixWorkflowError
 from nixlib.statmemo import StatMemo
+from nixlib.store import Store, force_remove
 
 
 def content(memo: StatMemo, written: str | os.PathLike, where: str = "") -> tuple[Path, str]:
@@ -74,3 +77,28 @@ def link_hint(written: str | os.PathLike) -> str:
         return ""
     return (f" ({written} is a symlink: static() uses the data it points to, `nw hash {os.path.realpath(written)}`; "
             "a hash of the link itself names no data)")
+
+
+def materialised(store: Store, real: str) -> str:
+    """The store object of the tree at `real` with each symlink replaced by a copy of what it points to: what a
+    command reads for an input directory whose links point out of it (`rawdir/x -> ../shared/x`). The store copy
+    of the tree itself holds only the links, which dangle there (a relative one) or reach live data (an absolute
+    one). Its content is what the key already covers (the tree's hash and each outward link's target, `hashed`)."""
+    scratch = store.new_tmp("materialise")
+    try:
+        copy = scratch / "tree"
+        try:
+            shutil.copytree(real, copy, symlinks=False)
+        except (shutil.Error, OSError) as e:
+            detail = e.args[0][0][2] if isinstance(e, shutil.Error) and e.args and e.args[0] else str(e)
+            raise NixWorkflowError(f"input directory {real}: cannot copy what its symlinks point to ({detail}); "
+                                   "every link in it must lead to a file or directory") from None
+        h = store.memo.checked(str(copy))[0]
+        temproots.of(store.root).add([h])  # (before it is published: `nw gc` keeps it while the step reads it)
+        with store.gc_guard():
+            stored = store.ingest(copy, move=True, label=f"the copy of {real} with its links followed")
+        if stored != h:
+            raise NixWorkflowError(f"input directory {real} changed while it was copied into the store; run again")
+        return h
+    finally:
+        force_remove(scratch)

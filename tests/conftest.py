@@ -3,6 +3,7 @@ checkout's ./nix-workflow-output."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     afterwards: an in-process `nw` call (`cli.main`) sets variables for its own run (--allow-unpinned,
     --store, remote settings) that must not leak into the next test of the same worker."""
     saved = dict(os.environ)
+    levels = {name: logging.getLogger(name).level for name in _LUIGI_LOGGERS}
     root = tmp_path / "nw-store"
     monkeypatch.setenv("NIX_WORKFLOW_STORE", str(root))
     monkeypatch.setenv("NIX_CONFIG", NIX_CONFIG)
@@ -27,6 +29,11 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield root
     os.environ.clear()
     os.environ.update(saved)
+    for name, level in levels.items():  # luigi.build(log_level=...) sets them once per process (InterfaceLogging):
+        logging.getLogger(name).setLevel(level)  # a test's CRITICAL must not hide the next test's warnings
+
+
+_LUIGI_LOGGERS = ("luigi", "luigi-interface")
 
 
 @pytest.fixture
