@@ -315,6 +315,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = _parser()
     words = sys.argv[1:] if argv is None else argv
     args, extra = parser.parse_known_args(words)
+    if extra and isinstance(getattr(args, "targets", None), list) and not any(w.startswith("-") for w in extra):
+        # `nw run experiment.py -j 4 model`: argparse gives `targets` (nargs="*") only the words right after the
+        # file, and a step named after an option is no unknown argument but a target, wherever it stands
+        args.targets += extra
+        extra = []
     if extra:
         before_command = words.index(extra[0]) < words.index(args.cmd)  # `nw --bogus show x`: a top-level option
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

@@ -437,16 +437,22 @@ class CommandTooLong(NixWorkflowError):
     """A step's command is longer than the operating system lets a process receive as one argument."""
 
 
-def check_length(step: str, cmd: str) -> None:
-    """Refuse a command that could only fail with E2BIG when run, before any work is spent on it."""
-    size = len(cmd.encode("utf-8", "surrogateescape"))
+def check_length(step: str, cmd: str, growth: int = 0, where: str | None = None) -> None:
+    """Refuse a command that could only fail with E2BIG when run, before any work is spent on it. `growth`: how
+    many bytes longer it gets when its references (placeholders) are replaced by the paths of their objects, which
+    is what runs; `where`: the file:line that defined the step, when known."""
+    size = len(cmd.encode("utf-8", "surrogateescape")) + growth
     if size > MAX_COMMAND_BYTES:
+        many = cmd.count("/") > 1000
         raise CommandTooLong(
-            f"step '{step}': its command is {size:,} bytes long, more than the {MAX_COMMAND_BYTES:,} a step can "
-            "run (Linux hands a command to the shell as one argument of at most 131,072 bytes). Put the script "
-            "in a file, make it an input (in Python `script = static('script.sh')`, then "
+            f"step '{step}'{f' ({where})' if where else ''}: its command is {size:,} bytes long"
+            f"{' with the paths of its inputs in it' if growth > 0 else ''}, more than the {MAX_COMMAND_BYTES:,} a "
+            "step can run (Linux hands a command to the shell as one argument of at most 131,072 bytes); nothing "
+            "was run. Put the script in a file, make it an input (in Python `script = static('script.sh')`, then "
             "`output(f'bash {script}')`; in Nix a path such as ./script.sh) and keep the command short; pass "
-            "large data as an input file too, not inline."
+            "large data as an input file too, not inline"
+            + ("; a step that reads thousands of upstream outputs can gather them in stages (steps that each "
+               "combine a slice, then one that combines those)." if many else ".")
         )
 
 

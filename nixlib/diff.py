@@ -76,7 +76,9 @@ def recipe_differences(old: Side, new: Side) -> list[str]:
     lines += _input_differences(old.inputs, new.inputs)
     for key in sorted((set(old.recipe) | set(new.recipe)) - {"command", "env", "uses"}):
         if old.recipe.get(key) != new.recipe.get(key):
-            lines += _code_differences(old.recipe.get(key), new.recipe.get(key)) if key == "extra" else []
+            if key == "extra":
+                lines += _code_differences(old.recipe.get(key), new.recipe.get(key))
+                lines += _environment_differences(old.recipe.get(key), new.recipe.get(key))
             if key != "extra" or not _only_code(old.recipe.get(key), new.recipe.get(key)):
                 lines.append(f"parameter '{key}' differs: {_short(old.recipe.get(key))} → "
                              f"{_short(new.recipe.get(key))}")
@@ -85,11 +87,37 @@ def recipe_differences(old: Side, new: Side) -> list[str]:
 
 def _only_code(a: Any, b: Any) -> bool:
     """True when two `extra` parameters differ only in their `code` part, a mapping of project scripts (what
-    `_code_differences` reports; Luigi's `code` is one digest of a task's class, left to the generic line)."""
+    `_code_differences` reports; Luigi's `code` is one digest of a task's class, left to the generic line), and
+    their `environment` part (the host variables an experiment's command expands, `_environment_differences`)."""
     a, b = a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}
-    if not all(isinstance(x.get("code", {}), dict) for x in (a, b)):
+    if not all(isinstance(x.get(k, {}), dict) for x in (a, b) for k in ("code", "environment")):
         return False
-    return {k: v for k, v in a.items() if k != "code"} == {k: v for k, v in b.items() if k != "code"}
+    named = ("code", "environment")
+    return {k: v for k, v in a.items() if k not in named} == {k: v for k, v in b.items() if k not in named}
+
+
+def _environment_differences(a: Any, b: Any) -> list[str]:
+    """One line per variable of nw's environment that the command expands (`extra.environment`: name -> digest
+    of its value) whose value changed, or that was set or unset."""
+    old = a.get("environment", {}) if isinstance(a, dict) else {}
+    new = b.get("environment", {}) if isinstance(b, dict) else {}
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return []
+    lines = []
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) == "unset" and name in new:
+            old = {k: v for k, v in old.items() if k != name}  # ("unset": keyed as not set)
+        if new.get(name) == "unset" and name in old:
+            new = {k: v for k, v in new.items() if k != name}
+        if name not in old and name not in new:
+            continue
+        if name not in old:
+            lines.append(f"environment variable ${name} the command uses is set now (it was not)")
+        elif name not in new:
+            lines.append(f"environment variable ${name} the command uses is no longer set")
+        elif old[name] != new[name]:
+            lines.append(f"environment variable ${name} the command uses has another value")
+    return lines
 
 
 def _code_differences(a: Any, b: Any) -> list[str]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import runpy
 import sys
 import traceback
+import types
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,10 +24,10 @@ from typing import Any
 
 from nixlib import codefiles, context, nar, slurm, statics
 from nixlib import env as envmod
-from nixlib.command import CommandSyntaxError, normalise, shell_form
+from nixlib.command import CommandSyntaxError, CommandTooLong, normalise, shell_form
 from nixlib.errors import NixWorkflowError, check_readable
-from nixlib.names import check_step_name
-from nixlib.recipe import Input, Recipe, RunOptions, canonical_json
+from nixlib.names import check_step_name, name_problem
+from nixlib.recipe import Input, Recipe, RunOptions, canonical_json, digest
 from nixlib.slurm import SlurmOptions
 from nixlib.statmemo import StatMemo
 from nixlib.store import default_root
@@ -278,7 +280,8 @@ def load(path: str | os.PathLike) -> Workflow:
         frame = next((f for f in reversed(tb) if f.filename == str(path)), tb[-1])
         raise NixWorkflowError(f"{frame.filename}:{frame.lineno}: evaluating the experiment failed: "
                                f"{type(e).__name__}: {e}{_raised_in(tb, frame, path.parent)}") from None
-    workflow = build(unique_names(_named_steps(namespace)), code_roots=(str(path.parent),))
+    workflow = build(unique_names(_named_steps(namespace)), code_roots=(str(path.parent),),
+                     aliases=_module_steps(namespace, path.parent))
     if not workflow.named:
         raise NixWorkflowError(f"{path} defines no steps: an experiment declares each step with output() and assigns "
                                "it to a module-level name, e.g. `data = output('echo 1,2 > $out/data.csv')`"
@@ -338,10 +341,31 @@ def forget() -> None:
     _STATICS.clear()
 
 
-def build(named: dict[str, Step], code_roots: tuple[str, ...] = ()) -> Workflow:
+def build(named: dict[str, Step], code_roots: tuple[str, ...] = (), aliases: Mapping[str, str] | None = None
+          ) -> Workflow:
     """Recipes for every step defined since `forget()`, named by `named` where given (any front door).
-    Project code files a command names by absolute path inside one of `code_roots` key the step by content."""
-    return _Builder(named, code_roots).build()
+    Project code files a command names by absolute path inside one of `code_roots` key the step by content.
+    `aliases` (hash32 -> name) names steps that `named` does not, before falling back to `step-<hash>`."""
+    return _Builder(named, code_roots, aliases or {}).build()
+
+
+def _module_steps(namespace: dict[str, Any], project: Path) -> dict[str, str]:
+    """hash32 -> `module.attr` for the module-level steps of the project's own modules the experiment imports
+    (`import shared` then `shared.data` in a command): such a step is named after where it is defined, as a step in
+    a dict is, not `step-<hash>`. It is not a top-level step of the experiment (it runs when a step needs it, or
+    when named on the command line), only its name."""
+    inside = str(project) + os.sep
+    names: dict[str, str] = {}
+    for var, module in namespace.items():
+        if var.startswith("__") or not isinstance(module, types.ModuleType) or \
+                not str(getattr(module, "__file__", None) or "").startswith(inside):
+            continue
+        for attr, value in vars(module).items():
+            if not attr.startswith("__"):
+                for name, step in _members(f"{var}.{attr}", value, set()):
+                    if name_problem(name) is None:
+                        names.setdefault(step.hash32, name)
+    return names
 
 
 def _named_steps(namespace: dict[str, Any]) -> Iterator[tuple[str, Step]]:
@@ -388,11 +412,50 @@ def _key_name(key: Any) -> str:
     return str(key)
 
 
+# Variables a command may name that say where or as whom it runs, not what it computes (or that the step sets
+# itself): keying them would re-run every step for another user, machine, terminal or GPU.
+_UNKEYED = frozenset({
+    "out", "state", "TMPDIR", "TMP", "TEMP", "TEMPDIR", "HOME", "USER", "LOGNAME", "PATH", "SHELL", "PWD", "OLDPWD",
+    "TERM", "HOSTNAME", "TZ", "LANG", "LANGUAGE", "DISPLAY", "SHLVL", "PPID", "UID", "EUID", "GROUPS", "RANDOM",
+    "SRANDOM", "SECONDS", "LINENO", "EPOCHSECONDS", "EPOCHREALTIME", "IFS", "OPTARG", "OPTIND", "REPLY",
+    "PIPESTATUS", "FUNCNAME", "HOSTTYPE", "MACHTYPE", "OSTYPE", "PS1", "PS2", "PS3", "PS4", "_",
+    "LD_LIBRARY_PATH", "PYTHONPATH", "PKG_CONFIG_PATH", "MANPATH", "SSL_CERT_FILE", "NIX_SSL_CERT_FILE",
+    "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SOURCE_DATE_EPOCH",
+    "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "HIP_VISIBLE_DEVICES",
+})
+_UNKEYED_PREFIXES = ("LC_", "BASH", "NIX_WORKFLOW_", "NW_", "SLURM_", "XDG_", "SSH_")
+_VARIABLE = re.compile(r"""\\.|'[^']*'|"((?:[^"\\]|\\.)*)"|\$\{?([A-Za-z_][A-Za-z0-9_]*)""")  # '…' expands nothing
+_IN_QUOTES = re.compile(r"\\.|\$\{?([A-Za-z_][A-Za-z0-9_]*)")  # inside "…", a ' is a character
+
+
+def host_variables(command: str, options: RunOptions) -> dict[str, str]:
+    """{name: digest of its value} of the variables of nw's environment the command expands (`$SEED`, `${SEED}`,
+    outside single quotes): a step sees nw's environment (unless pure), so `SEED=2 nw run` computes something
+    else than `SEED=1 nw run`, and serving the first result to the second would be silently stale. A digest,
+    never the value (variables often carry credentials); an unset variable as "unset" (a result recorded before
+    variables were keyed, with SEED=1, must not be served to a run without SEED; a shell variable of the command
+    itself, `for f in …; do … $f`, keys as unset); every variable of a pure step is left out (it sees only an
+    allow-list of host variables, none of them keyed), and so are the variables that say where, or as whom, a step
+    runs (`_UNKEYED`)."""
+    if options.pure or "$" not in command:
+        return {}
+    names = set()
+    for m in _VARIABLE.finditer(command):
+        if m.group(1) is not None:
+            names.update(q.group(1) for q in _IN_QUOTES.finditer(m.group(1)) if q.group(1))
+        elif m.group(2):
+            names.add(m.group(2))
+    return {n: digest(f"{n}={os.environ[n]}") if n in os.environ else "unset" for n in sorted(names)
+            if n not in _UNKEYED and not n.startswith(_UNKEYED_PREFIXES)}
+
+
 class _Builder:
     """Turns Steps into Recipes, naming each exactly once and resolving references by scanning."""
 
-    def __init__(self, named: dict[str, Step], code_roots: tuple[str, ...] = ()) -> None:
+    def __init__(self, named: dict[str, Step], code_roots: tuple[str, ...] = (),
+                 aliases: Mapping[str, str] | None = None) -> None:
         self.code_roots = code_roots
+        self.aliases = aliases or {}
         self.code_files: codefiles.CodeFiles | None = None
         self.workflow = Workflow()
         self.names: dict[str, str] = {}  # hash32 -> step name
@@ -428,7 +491,7 @@ class _Builder:
         for hash32, step in _DEFINED.items():
             if hash32 not in self.names:
                 base = f"{self.names[step.producer.hash32]}@{step.checkpoint}" if isinstance(step, Checkpoint) \
-                    else step.name or f"step-{hash32[:8]}"
+                    else step.name or self.aliases.get(hash32) or f"step-{hash32[:8]}"
                 self.names[hash32] = base if base not in taken else f"{base}-{hash32[:8]}"
                 taken.add(self.names[hash32])
 
@@ -472,8 +535,13 @@ class _Builder:
         self._resources(name, step)
         env = self._env(name, step)
         code = self._code(step.command) if step.pinned is None else {}
-        recipe = Recipe(name=name, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
-                        extra={"code": code} if code else {}, options=step.options, pinned=step.pinned, shell=shell)
+        variables = host_variables(step.command, step.options) if step.pinned is None else {}
+        extra = {**({"code": code} if code else {}), **({"environment": variables} if variables else {})}
+        try:
+            recipe = Recipe(name=name, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
+                            extra=extra, options=step.options, pinned=step.pinned, shell=shell)
+        except CommandTooLong as e:  # say where the step is defined (a sweep's aggregate is easily too long)
+            raise NixWorkflowError(str(e).replace(f"step '{name}':", f"step '{name}' ({step.where}):", 1)) from None
         self.workflow.recipes[name] = recipe
         self.workflow.where[name] = step.where
         return recipe

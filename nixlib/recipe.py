@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nixlib import base32
-from nixlib.command import check_length
+from nixlib.command import MAX_COMMAND_BYTES, check_length
+from nixlib.context import PLACEHOLDERS
 from nixlib.errors import NixWorkflowError
 
 # Bumped whenever what a key means changes: 2 = steps run under strict shell semantics (errexit,
@@ -85,6 +86,13 @@ class Input:
     obj: str | None = None
 
 
+def _growth(token: str) -> int:
+    """How much longer the command gets where `token` is replaced by its object's path: a placeholder
+    `<root>/placeholders/<32 chars>-<name>` becomes `<root>/store/<52 chars>` (a static's token is that path)."""
+    root, sep, _ = token.rpartition(f"/{PLACEHOLDERS}/")
+    return len(f"{root}/store/") + 52 - len(token) if sep else 0
+
+
 @dataclass(eq=False, repr=False)
 class Recipe:
     """One step, as every front door hands it to the engine."""
@@ -104,7 +112,11 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if self.pinned is None:  # a pinned step never runs: only a command that runs must fit in one argument
-            check_length(self.name, self.shell or self.command)
+            command = self.shell or self.command
+            # (references at most double a command's length: only a long one can grow past the limit)
+            long = len(command) > MAX_COMMAND_BYTES // 2
+            check_length(self.name, command, sum(command.count(i.token) * _growth(i.token) for i in self.inputs)
+                         if long else 0)
 
     def __repr__(self) -> str:  # not the dataclass repr: that would recurse through every upstream recipe
         return f"Recipe(name={self.name!r}, command={self.command[:60]!r})"

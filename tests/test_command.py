@@ -505,6 +505,6 @@ def test_nw_run_refuses_a_200k_command_up_front(tmp_path: Path) -> None:
     exp.write_text("from nixlib import output\nbig = output('echo ' + 'x' * 200_000 + ' > $out/f')\n")
     run = nw("run", str(exp))
     assert run.returncode == 1 and "Traceback" not in run.stderr
-    assert re.search(r"step 'big': its command is 200,01\d bytes long", run.stderr)
+    assert re.search(r"step 'big' \(\S*exp\.py:2\): its command is 200,01\d bytes long", run.stderr)
     assert "Put the script in a file" in run.stderr
     assert "E2BIG" not in run.stderr and "Argument list too long" not in run.stderr
