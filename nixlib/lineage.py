@@ -288,16 +288,16 @@ def render(store: Store, node: dict[str, Any], prefix: str = "", last: bool = Tr
         store.object_path(node.get("object", "")))
     label = node["name"] + (f" [{node['file']}]" if "file" in node else "")
     hashes = list(node.get("outputs", {}).values()) or [node.get("object", "")]
-    if any(nar.is_nar_hash(h) and not os.path.lexists(store.object_path(h)) for h in hashes):
+    stored = not str(node.get("kind", "")).startswith("file")  # (a Snakemake input file is known by its bytes only)
+    if stored and any(nar.is_nar_hash(h) and not os.path.lexists(store.object_path(h)) for h in hashes):
         objects += " (missing from the store" + ("" if "kind" in node else ": the next run that needs it runs the "
                                                    "step again") + ")"
     if "kind" in node:
         lines = [f"{prefix}{branch}{label} ({node['kind']}) {objects}"]
     else:
         env = node["env"]["identity"].get("kind", "nix")
-        command, _ = executed_command(node)
         lines = [f"{prefix}{branch}{label} {objects}", f"{prefix}{'' if top else ('    ' if last else '│   ')}"
-                 f"  $ {command}  [env: {env}]" + (" (shown above)" if node.get("repeated") else "")
+                 f"  $ {node['command']}  [env: {env}]" + (" (shown above)" if node.get("repeated") else "")
                  + (" (deeper levels not shown: use --depth)" if node.get("truncated") else "")]
     child_prefix = prefix + ("" if top else ("    " if last else "│   "))
     kids = node.get("inputs", [])

@@ -93,6 +93,29 @@ def rule_config(rule: Any) -> Mapping[str, Any] | None:
     return config if isinstance(config, Mapping) else None
 
 
+def config_paths(config: Mapping[str, Any], roots: list[str]) -> list[tuple[tuple[str, ...], str]]:
+    """(the keys leading to it, text) of each path-like text in the config (nixlib.codefiles.strings_in) that names
+    something inside one of `roots` (the working and Snakefile directories): the project files code reading the
+    config may open. Whether each is a file is checked per job."""
+    inside = tuple(os.path.abspath(r) + os.sep for r in roots if os.path.abspath(r) != "/")
+    found: list[tuple[tuple[str, ...], str]] = []
+    todo: list[tuple[tuple[str, ...], Any]] = [((), config)]
+    while todo:
+        keys, value = todo.pop()
+        if isinstance(value, Mapping):
+            todo += [((*keys, str(k)), v) for k, v in value.items()]
+        else:
+            found += [(keys, t) for t in codefiles.strings_in(value) if os.path.abspath(t).startswith(inside)]
+    return found
+
+
+def run_strings(rule: Any) -> list[str]:
+    """The string constants of a `run:` block and of the module-level code it uses (nixlib.pycode)."""
+    strings: set[str] = set()
+    pycode.uses([rule.run_func], strings=strings)
+    return sorted(strings)
+
+
 def script_words(path: str) -> tuple[str, ...]:
     """The words of a script that may name a code file of the project it runs: in a Python script those of
     its string constants, in any other its path-like words (nixlib.codefiles.looks_like_code)."""
@@ -276,7 +299,7 @@ class RecipeBuilder:
             env=env.identity,
             env_paths=env.paths,
             outputs=tuple(products(job, self.where) if produced is None else produced),
-            files={**dict(self.input_hashes(job)), **self.param_files(job)},
+            files={**dict(self.input_hashes(job)), **self.param_files(job), **self.config_files(job, kind)},
             extra={"snakemake": meta},
             # Snakemake defines what a job must produce: an empty file (touch(), an empty log) is a valid
             # output there, and a missing one is its own MissingOutputException; only exit status counts.
@@ -330,6 +353,35 @@ class RecipeBuilder:
             out.update((f"param:{name}:{self.where.path(t)}", h) for t, h in found.items()
                        if not self.produced_by_a_rule(job, t))
         return out
+
+    def config_files(self, job: Any, kind: str) -> dict[str, str]:
+        """{"config:<path>": content hash} of the files of the project the config names (`thresholds: {table:
+        config/thresholds.tsv}`, a sample sheet, a reference) for a job whose code can read the config (script,
+        notebook, wrapper, `run:`): such code opens them by their path in the config, so, as for a param naming
+        one, editing the file re-runs the job. Only the files under a key (or a key above it) its code names,
+        in a script's text, in a `run:` block or the code it uses (every one for a wrapper, whose code is not
+        read here): adding a row to a sample sheet re-runs no job whose code never names `samples`. As for
+        params: files inside the working or Snakefile directory, none of the job's inputs, outputs or logs,
+        none a rule produces."""
+        if kind == "shell":
+            return {}
+        config = rule_config(job.rule)
+        config = self.workflow.config if config is None else config
+        named = self.once(("config-paths", id(config)), lambda: (config, config_paths(config, self.where.roots())))[1]
+        if not named:
+            return {}
+        text = self.code_strings(job, kind)
+        wanted = [path for keys, path in named if text is None or any(k in text for k in keys)]
+        found = self.code_files.files_named(wanted, declared_paths(job), self.where.roots())
+        return {f"config:{self.where.path(t)}": h for t, h in found.items() if not self.produced_by_a_rule(job, t)}
+
+    def code_strings(self, job: Any, kind: str) -> str | None:
+        """The text in which a job's code names the config keys it reads: a script's text, a `run:` block's
+        source with the string constants of the code it uses (a helper's `config["ref"]`); None for a wrapper."""
+        text = self.code_text(job, kind)
+        if kind == "run" and job.rule.run_func is not None:
+            text = "\n".join([text or "", *self.once(("run-strings", job.rule), lambda: run_strings(job.rule))])
+        return text
 
     def produced_by_a_rule(self, job: Any, path: str) -> bool:
         """True if some rule's output pattern matches `path` (Snakemake's own index of producers)."""
