@@ -329,7 +329,7 @@ class NixTask(luigi.Task, metaclass=Instances):
 
     def _provenance(self) -> dict[str, Any]:
         return {"front_door": "luigi", "task_id": self.task_id, "task_family": self.task_family,
-                "params": self.to_str_params(only_significant=True, only_public=True)}
+                "params": self.to_str_params(only_significant=True)}  # (never a private one)
 
 
 def _own_run(cls: type) -> Any:
