@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -191,7 +192,7 @@ def collect(store: Store, dry_run: bool = False, min_age: float = MIN_AGE) -> Gc
     to deleting (processes register temp roots and write records under it shared). What cannot be removed
     (another user's file in the sticky store) is listed in `failed`; missing origins entries of kept records
     are added back (the index is rebuilt from the records)."""
-    with store.gc_guard(exclusive=True):
+    with store.gc_guard(exclusive=True, waiting=_GuardWait(store.root / "locks" / "gc.lock")):
         p = plan(store, min_age)
         if dry_run:
             return p
@@ -203,6 +204,24 @@ def collect(store: Store, dry_run: bool = False, min_age: float = MIN_AGE) -> Gc
         _reindex(store, p)
         _remove_idle_locks(store)
     return p
+
+
+class _GuardWait:
+    """Names the process a collection waits for (a long `nw verify` holds the guard shared while it checks)."""
+
+    NOTICE, REPEAT = 2.0, 60.0
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.next = path, self.NOTICE
+
+    def __call__(self, waited: float, fd: int) -> None:
+        if waited < self.next:
+            return
+        self.next = waited + self.REPEAT
+        pid = locks.holder(fd)
+        print(f"nw gc: waiting for {f'process {pid}' if pid is not None else 'another process'}, which holds the "
+              f"store's gc guard {self.path} (`nw verify` holds it while it checks the store, a run while it stores "
+              f"a result; {int(waited)} s so far)", file=sys.stderr, flush=True)
 
 
 def _remove(store: Store, path: Path) -> None:

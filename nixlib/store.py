@@ -176,7 +176,13 @@ class Store:
         path = f"{self.root}/store/{h}"  # object_path, without pathlib: a cached lookup checks one per step
         if not os.path.lexists(path):
             return None
-        actual, signature = self.memo.checked(path)
+        try:
+            actual, signature = self.memo.checked(path)
+        except trees.UnstorableFile:  # its owner made it unreadable or put a FIFO in it (docs/trust.md): corrupt
+            self.quarantine(h)
+            return None
+        except OSError:  # removed meanwhile (a `nw gc` beside `nw show`), or unreadable: not intact, never served
+            return None
         if actual == h:
             return signature or ""
         self.quarantine(h)
@@ -645,10 +651,15 @@ class Store:
         return locks.lock(self.root / "locks" / f"{key}.lock")
 
     @contextlib.contextmanager
-    def gc_guard(self, exclusive: bool = False) -> Iterator[None]:
-        """Shared while writing objects and records; exclusive while collecting garbage."""
-        with locks.flocked(self.root / "locks" / "gc.lock", shared=not exclusive):
+    def gc_guard(self, exclusive: bool = False, waiting: Any = None) -> Iterator[None]:
+        """Shared while writing objects and records; exclusive while collecting garbage. `waiting`: as for
+        locks.FlockLock.acquire (a collection says whom it waits for)."""
+        guard = locks.FlockLock(self.root / "locks" / "gc.lock", shared=not exclusive)
+        guard.acquire(waiting)
+        try:
             yield
+        finally:
+            guard.release()
 
     def new_tmp(self, label: str) -> Path:
         """A fresh scratch directory named after this host and process, so leftovers of dead builders are

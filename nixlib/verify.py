@@ -93,13 +93,14 @@ class _Check:
 def verify(store: Store, repair: bool = False) -> Report:
     """Check the whole store (see the module docstring); with `repair`, fix what this user may."""
     c = _Check(store, repair)
-    _layout(c)
-    _objects(c)
-    _realisations(c)
-    _recipes(c)
-    _origins(c)
-    _memo(c)
-    _eval_cache(c)
+    with store.gc_guard():  # (shared, as a run storing a result holds it): a `nw gc` meanwhile removed objects and
+        _layout(c)          # records as they were checked, and each one showed as corrupt or dangling; it waits now
+        _objects(c)
+        _realisations(c)
+        _recipes(c)
+        _origins(c)
+        _memo(c)
+        _eval_cache(c)
     return c.report
 
 
