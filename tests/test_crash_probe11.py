@@ -8,57 +8,25 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import REPO, nw
-from tests.unixusers import User, as_user, env, find_python, named_user, require_root
+from tests.unixusers import SharedStore, shared_store
 
 # ---- an object its owner changed so that it cannot be read (a shared store) ---------------------------------------
 
 
-@dataclass
-class Shared:
-    store: Path
-    python: str
-    users: dict[str, User]
-
-    def run(self, who: str, *args: str) -> subprocess.CompletedProcess[str]:
-        u = self.users[who]
-        trusted = ",".join(x.name for x in self.users.values())  # a and b trust each other's records
-        return subprocess.run(as_user(u, *args), cwd=u.home, env=env(self.store, u, {"NIX_WORKFLOW_TRUSTED_USERS":
-                                                                                    trusted}),
-                              text=True, capture_output=True, timeout=180)
-
-    def nw(self, who: str, *args: str) -> subprocess.CompletedProcess[str]:
-        done = self.run(who, self.python, "-m", "nixlib.cli", *args)
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
-
 @pytest.fixture
-def shared() -> Iterator[Shared]:
-    """A shared store made by root (`mkdir -m 1777`) and two users, "a" and "b", each with a directory of its own."""
-    require_root()
-    base = Path(tempfile.mkdtemp(prefix="nw-crash11-", dir="/tmp"))
-    try:
-        base.chmod(0o755)
-        store = base / "store"
-        store.mkdir()
-        store.chmod(0o1777)
-        users = {"a": named_user("nwcrash11a", base), "b": named_user("nwcrash11b", base)}
-        for u in users.values():
-            path = u.home / "exp.py"
-            path.write_text(TWO_STEPS)
-            os.chown(path, u.uid, u.gid)
-        yield Shared(store, find_python(users["a"], env(store, users["a"])), users)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+def shared() -> Iterator[SharedStore]:
+    """A shared store and two users, "a" and "b", who trust each other's records, each with exp.py (TWO_STEPS)."""
+    with shared_store("crash11", trusting=True) as s:
+        for who in s.users:
+            s.experiment(who, TWO_STEPS.removeprefix("from nixlib import output\n"))
+        yield s
 
 
 TWO_STEPS = '''from nixlib import output
@@ -69,7 +37,7 @@ s2 = output(f"cat {s1}/d/f > $out/v", name="s2")
 
 @pytest.mark.parametrize("change", ["chmod 000", "a FIFO"])
 def test_another_users_object_changed_to_be_unreadable_is_never_served_nor_crashes_show_verify_or_run(
-        shared: Shared, change: str) -> None:
+        shared: SharedStore, change: str) -> None:
     """User b stored s1's object (so b owns it); a trusts b. b then opens the object and makes a file in it
     unreadable (or puts a FIFO in it). The object no longer hashes, so it must count as corrupt: not served, and
     named as such. Before, hashing it raised "cannot archive …: it cannot be read … so its bytes cannot be stored"

@@ -17,14 +17,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import REPO, nw
 from tests.nixcheck import require_nix
-from tests.unixusers import User, as_user, env, find_python, named_user, require_root
+from tests.unixusers import SharedStore, require_root, shared_store
 
 
 def _nix_hash(path: Path | bytes | str) -> str:
@@ -81,49 +80,18 @@ def test_a_hard_link_to_a_file_outside_the_output_is_stored_as_a_private_copy(tm
 # ---- a real second user ----------------------------------------------------------------------------
 
 
-@dataclass
-class Shared:
-    store: Path
-    python: str
-    users: dict[str, User]
-
-    def run(self, who: str, *args: str) -> subprocess.CompletedProcess[str]:
-        u = self.users[who]
-        return subprocess.run(as_user(u, *args), cwd=u.home, env=env(self.store, u), text=True, capture_output=True,
-                              timeout=180)
-
-    def nw(self, who: str, *args: str) -> subprocess.CompletedProcess[str]:
-        done = self.run(who, self.python, "-m", "nixlib.cli", *args)
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
-    def experiment(self, who: str, text: str) -> None:
-        path = self.users[who].home / "exp.py"
-        path.write_text("from nixlib import output\n" + text)
-        os.chown(path, self.users[who].uid, self.users[who].gid)
-
-
 @pytest.fixture
-def shared() -> Iterator[Shared]:
+def shared() -> Iterator[SharedStore]:
     """A fresh shared store made by root (`mkdir -m 1777`) and two users, "a" and "b", with their own directories."""
-    require_root()
-    base = Path(tempfile.mkdtemp(prefix="nw-probe10-", dir="/tmp"))
-    try:
-        base.chmod(0o755)
-        store = base / "store"
-        store.mkdir()
-        store.chmod(0o1777)
-        users = {"a": named_user("nwprobe10a", base), "b": named_user("nwprobe10b", base)}
-        yield Shared(store, find_python(users["a"], env(store, users["a"])), users)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    with shared_store("probe10") as s:
+        yield s
 
 
 # ---- unreadable files and directories in an output --------------------------------------------------
 
 
 @pytest.mark.nix
-def test_an_output_the_step_left_unreadable_is_stored_readable_like_nix_does(shared: Shared) -> None:
+def test_an_output_the_step_left_unreadable_is_stored_readable_like_nix_does(shared: SharedStore) -> None:
     """A step (not root) that leaves a file of mode 000 in $out: storing it failed with a raw "[Errno 13]
     Permission denied: 'f'". Nix stores such an output (its modes are canonicalised, only the owner-execute bit
     is kept), and so does the store now: the object is exactly the NAR of what the step wrote."""
@@ -146,7 +114,7 @@ def test_an_output_the_step_left_unreadable_is_stored_readable_like_nix_does(sha
     assert shared.run("b", "cat", str(obj / "f"), str(obj / "d" / "g")).stdout == "hi\nx\n"
 
 
-def test_an_unreadable_file_copied_into_the_store_is_a_clear_error(shared: Shared) -> None:
+def test_an_unreadable_file_copied_into_the_store_is_a_clear_error(shared: SharedStore) -> None:
     """Where the store copies a tree instead of taking it over (a static input, a Snakemake or Luigi output in
     the working directory), a file or directory its user cannot read gave a raw "[Errno 13] Permission denied"
     naming only the entry; now the message names the tree, the entry and what to do, and nothing is stored."""
@@ -351,7 +319,7 @@ def test_file_capabilities_and_extended_attributes_are_not_stored(tmp_path: Path
 # ---- symlinks another user puts in the store's shared directories ---------------------------------------
 
 
-def _precious(shared: Shared) -> Path:
+def _precious(shared: SharedStore) -> Path:
     """A directory of the victim ("b") with old files in it, outside the store."""
     done = shared.run("b", "sh", "-c", "mkdir precious && echo data > precious/thesis.tex && mkdir precious/sub && "
                                        "echo x > precious/sub/y && touch -d '2 days ago' precious/* precious")
@@ -363,7 +331,8 @@ def _listing(d: Path) -> list[str]:
     return sorted(str(p.relative_to(d)) for p in d.rglob("*"))
 
 
-def test_an_origins_symlink_of_another_user_never_sends_gc_or_verify_into_the_victims_files(shared: Shared) -> None:
+def test_an_origins_symlink_of_another_user_never_sends_gc_or_verify_into_the_victims_files(
+        shared: SharedStore) -> None:
     """The attacker ran `nw` first, so owns origins/ (sticky: its owner may rename anything in it). They replaced
     the index directory of the victim's kept object by a symlink to a directory of the victim's: `nw gc` then
     listed that directory as the object's stale index entries and removed every file and subdirectory in it
@@ -385,7 +354,8 @@ def test_an_origins_symlink_of_another_user_never_sends_gc_or_verify_into_the_vi
 
 
 @pytest.mark.parametrize("name", ["failed", "nix-gcroots", "temproots"])
-def test_a_store_directory_planted_as_a_symlink_is_refused_and_gc_never_follows_it(shared: Shared, name: str) -> None:
+def test_a_store_directory_planted_as_a_symlink_is_refused_and_gc_never_follows_it(shared: SharedStore,
+                                                                                  name: str) -> None:
     """`failed/` (--keep-failed), `nix-gcroots/` (the Nix GC roots of envs) and `temproots/` were not among the
     directories the store makes and checks, so another user could create one first as a symlink to a directory
     of the victim's; the victim's `nw gc` then removed the files there: those older than --min-age (an hour by
@@ -407,7 +377,7 @@ def test_a_store_directory_planted_as_a_symlink_is_refused_and_gc_never_follows_
 
 
 
-def test_a_trusted_users_file_that_is_a_hard_link_to_some_file_of_roots_is_ignored(shared: Shared,
+def test_a_trusted_users_file_that_is_a_hard_link_to_some_file_of_roots_is_ignored(shared: SharedStore,
                                                                                    tmp_path: Path) -> None:
     """`<store>/trusted-users` is honoured if root owns it and nobody else can write it. Where
     fs.protected_hardlinks is off, any user may hard-link any file of root's into the (sticky, world-writable)
@@ -431,7 +401,7 @@ def test_a_trusted_users_file_that_is_a_hard_link_to_some_file_of_roots_is_ignor
     assert f"ignoring {admin}" in done.stderr and "hard link" in done.stderr, done.stderr
 
 
-def test_a_step_log_name_hard_linked_to_a_file_of_the_victims_never_overwrites_it(shared: Shared) -> None:
+def test_a_step_log_name_hard_linked_to_a_file_of_the_victims_never_overwrites_it(shared: SharedStore) -> None:
     """Where fs.protected_hardlinks is off, another user can hard-link a file of the victim's (their notes, a
     ~/.bashrc) at the name of the victim's next step log, `logs/<key>.log`, in the world-writable logs/: the file
     is the victim's own, so the log was opened there and truncated, and the victim's file replaced by the log.

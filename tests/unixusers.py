@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,3 +77,49 @@ def named_user(name: str, base: Path) -> User:
     home.mkdir(mode=0o755)
     os.chown(home, pw.pw_uid, pw.pw_gid)
     return User(name, pw.pw_uid, pw.pw_gid, home)
+
+
+@dataclass
+class SharedStore:
+    """A store made by root (`mkdir -m 1777`, as docs/trust.md sets one up) and users "a" and "b", each with a
+    working directory of its own; `trusted` is NIX_WORKFLOW_TRUSTED_USERS for their runs ("": each trusts itself)."""
+
+    store: Path
+    python: str
+    users: dict[str, User]
+    trusted: str = ""
+
+    def run(self, who: str, *args: str) -> subprocess.CompletedProcess[str]:
+        u = self.users[who]
+        extra = {"NIX_WORKFLOW_TRUSTED_USERS": self.trusted} if self.trusted else None
+        return subprocess.run(as_user(u, *args), cwd=u.home, env=env(self.store, u, extra), text=True,
+                              capture_output=True, timeout=180)
+
+    def nw(self, who: str, *args: str) -> subprocess.CompletedProcess[str]:
+        done = self.run(who, self.python, "-m", "nixlib.cli", *args)
+        assert "Traceback" not in done.stderr, done.stderr
+        return done
+
+    def experiment(self, who: str, text: str) -> None:
+        """Write exp.py (`from nixlib import output` + `text`) into the user's directory, owned by the user."""
+        path = self.users[who].home / "exp.py"
+        path.write_text("from nixlib import output\n" + text)
+        os.chown(path, self.users[who].uid, self.users[who].gid)
+
+
+@contextlib.contextmanager
+def shared_store(tag: str, trusting: bool = False) -> Iterator[SharedStore]:
+    """A fresh SharedStore in a temporary directory (removed afterwards), its users named nw<tag>a and nw<tag>b;
+    `trusting`: each trusts the other's records."""
+    require_root()
+    base = Path(tempfile.mkdtemp(prefix=f"nw-{tag}-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        store = base / "store"
+        store.mkdir()
+        store.chmod(0o1777)
+        users = {"a": named_user(f"nw{tag}a", base), "b": named_user(f"nw{tag}b", base)}
+        trusted = ",".join(u.name for u in users.values()) if trusting else ""
+        yield SharedStore(store, find_python(users["a"], env(store, users["a"])), users, trusted)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
