@@ -39,12 +39,22 @@ FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"
 POLL_FIRST, POLL_MAX = 0.1, 5.0  # seconds between `scontrol show job` calls: fast for short steps, gentle after
 QUERY_PATIENCE = 120.0  # how long `scontrol` may fail in a row (a busy or restarting slurmctld) before giving up
 CANCEL_WAIT = 60.0  # after scancel: how long to wait for the job's processes to end
+PENDING_NOTE = 5.0  # a job still pending after this many seconds is said to be, with Slurm's reason
 # What the job's own environment decides on the node, not the submitting host: which job and resources it has
 # (a command may size its threads by SLURM_CPUS_PER_TASK) and which GPUs Slurm gave it.
 FROM_JOB = ("SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_PARTITION", "SLURM_JOB_NODELIST", "SLURMD_NODENAME",
             "SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE", "SLURM_MEM_PER_NODE", "SLURM_MEM_PER_CPU", "SLURM_GPUS",
             "SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
             "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL")
+# Of the submitting host's own SLURM_* variables, only where the cluster's config is reaches the job: the others
+# describe the allocation `nw run` itself runs in (a driver job, an salloc shell), not the step's job, and would
+# mislead what the step starts there (`srun` took the driver's SLURM_NTASKS: "More processors requested than
+# permitted"; an MPI launcher its SLURM_NODELIST).
+HOST_SLURM_KEPT = frozenset({"SLURM_CONF"})
+
+
+def _of_another_job(variable: str) -> bool:
+    return variable.startswith(("SLURM_", "SLURMD_")) and variable not in HOST_SLURM_KEPT
 
 
 def add_run_options(run: argparse.ArgumentParser) -> None:
@@ -381,7 +391,8 @@ class SlurmAction:
             if node:
                 build.provenance["slurm"] = {"job_id": job, "node": node}
         if state != "COMPLETED" or exit_code != "0:0":
-            raise StepFailed(build.name, _failure(job, state, exit_code), str(build.log))
+            raise StepFailed(build.name, _not_on_node(build, job, state, exit_code, node)
+                             or _failure(job, state, exit_code), str(build.log))
         return {"out": build.out}
 
     def _submit(self, build: Build, command: str) -> str:
@@ -413,10 +424,22 @@ class SlurmAction:
         output = _Follower(build.tmp / "slurm-job.out", build, log)
         delay, failing_since = POLL_FIRST, None
         finished = False
+        said = ""  # what the log last said of the job's queue state: a pending job must not pass for a running one
+        pending_since: float | None = None
         try:
             while True:
-                state, exit_code = job_state(job)
+                fields = job_fields(job)
+                state, exit_code = _state_of(fields)
                 output.copy()
+                news = _queue_news(job, fields)
+                if state == "PENDING":  # said once it waits long enough to matter, and again when the reason changes
+                    pending_since = pending_since or time.monotonic()
+                    news = news if time.monotonic() - pending_since >= PENDING_NOTE else ""
+                elif not said:  # a job that started at once: no news (its submission was noted)
+                    news = ""
+                if news and news != said:
+                    said = news
+                    _note(build, log, news)
                 if state in FINISHED or state == "PURGED":  # purged: finished long ago, outcome unknown (a failure)
                     finished = True
                     return state, exit_code
@@ -462,33 +485,83 @@ class _Follower:
                 self.build.echo(self.build.name, line.decode(errors="replace"))
 
 
+# Files the batch script writes beside its output, so a failure can be told apart from the command's own:
+STARTED = "slurm-job.started"  # the script ran on a node that sees the store (absent: Slurm could not start it)
+ENV_MISSING = "slurm-env-missing"  # the /nix/store paths the step uses that the node does not have
+_NIX_PATH = re.compile(r"/nix/store/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+")
+
+
+def nix_paths(build: Build, command: str) -> list[str]:
+    """The /nix/store paths a step needs on the node: its env's, and those its command names."""
+    return list(dict.fromkeys([*build.env_paths, *_NIX_PATH.findall(command)]))
+
+
 def job_script(build: Build, command: str) -> str:
-    """The batch script: exec the argv a local run would use with exactly its environment (`env -i`)."""
+    """The batch script: exec the argv a local run would use with exactly its environment (`env -i`), once it
+    has noted that it started and checked that the node has the step's /nix/store paths (else a failure that
+    says so, not a `command not found` the command never caused)."""
     from nixlib.runner import argv_for
 
-    env = {k: v for k, v in build.environ().items() if k not in FROM_JOB}
+    env = {k: v for k, v in build.environ().items() if k not in FROM_JOB and not _of_another_job(k)}
     assigns = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(env.items()))
     from_job = " ".join(f'${{{k}+"{k}=${k}"}}' for k in FROM_JOB)  # each only if the job has it
     argv = " ".join(shlex.quote(a) for a in argv_for(build, command))
+    paths = " ".join(shlex.quote(p) for p in nix_paths(build, command))
+    missing = shlex.quote(str(build.tmp / ENV_MISSING))
+    check = ("missing=\n"
+             f"for p in {paths}; do [ -e \"$p\" ] || missing=\"$missing$p\n\"; done\n"
+             'if [ -n "$missing" ]; then\n'
+             f"  printf '%s' \"$missing\" > {missing}\n"
+             "  echo \"nixworkflow: the step's env is not on node $(hostname): missing$(printf '%s' \"$missing\" | "
+             "tr '\\n' ' ')\" >&2\n"
+             "  exit 1\n"
+             "fi\n") if paths else ""
     return ("#!/bin/sh\n"
             f"# nixworkflow step {build.name}: runs as `nw run` would run it here (cwd $out, strict bash)\n"
             f"cd {shlex.quote(str(build.out))} || exit 1\n"
+            f": > {shlex.quote(str(build.tmp / STARTED))}\n"
+            f"{check}"
             f"exec /usr/bin/env -i {assigns} {from_job} {argv}\n")
 
 
 def job_state(job: str) -> tuple[str, str]:
     """(JobState, ExitCode) of a job from `scontrol show job`; ("", "") when scontrol fails, ("PURGED", "")
     when slurmctld no longer knows it (it finished more than MinJobAge ago)."""
+    return _state_of(job_fields(job))
+
+
+def job_fields(job: str) -> dict[str, str] | None:
+    """The KEY=VALUE fields of `scontrol show job -o` (JobState, ExitCode, Reason, NodeList, ...); {} when
+    slurmctld no longer knows the job, None when scontrol fails."""
     try:
         proc = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
-        return "", ""
+        return None
     if proc.returncode != 0:
-        return ("PURGED", "") if "Invalid job id" in proc.stderr else ("", "")
-    state = re.search(r"\bJobState=(\S+)", proc.stdout)
-    code = re.search(r"\bExitCode=(\S+)", proc.stdout)
-    return (state.group(1) if state else "", code.group(1) if code else "")
+        return {} if "Invalid job id" in proc.stderr else None
+    return dict(re.findall(r"(?:^|\s)(JobState|ExitCode|Reason|NodeList)=(\S+)", proc.stdout))
+
+
+def _state_of(fields: dict[str, str] | None) -> tuple[str, str]:
+    if fields is None:
+        return "", ""
+    if not fields:
+        return "PURGED", ""
+    return fields.get("JobState", ""), fields.get("ExitCode", "")
+
+
+def _queue_news(job: str, fields: dict[str, str] | None) -> str:
+    """What the step's log says of a job waiting in the queue or started: pending and Slurm's reason (held, no
+    resources, a limit, a node down: the user's to act on), then where it runs. "" otherwise."""
+    state = (fields or {}).get("JobState", "")
+    if state == "PENDING":
+        reason = fields.get("Reason", "") if fields else ""
+        return f"nixworkflow: Slurm job {job} is pending" + (f" ({reason})" if reason not in ("", "None") else "")
+    if state == "RUNNING":
+        node = fields.get("NodeList", "") if fields else ""
+        return f"nixworkflow: Slurm job {job} is running" + (f" on {node}" if node not in ("", "(null)") else "")
+    return ""
 
 
 def job_node(job: str) -> str:
@@ -579,6 +652,28 @@ def wait_ended(jobs: Iterable[str], timeout: float) -> list[str]:
             break
         time.sleep(0.2)
     return left
+
+
+def _not_on_node(build: Build, job: str, state: str, exit_code: str, node: str) -> str | None:
+    """Why a job failed before the step's command ran, when the node lacks what the submitting host has: the
+    store's scratch directory (the store root is not shared), or the step's /nix/store paths; None otherwise.
+    Slurm reports the first as state FAILED with a bare code (0:53), the second would be `command not found`."""
+    where = f"node {node}" if node else "its node"
+    try:
+        missing = (build.tmp / ENV_MISSING).read_text().split()
+    except OSError:
+        missing = []
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        return (f"Slurm job {job} could not run it: the step's env is not on {where} ({missing[0]}{more} is missing "
+                "there); /nix/store must be on a filesystem the compute nodes share, or the same store paths "
+                "present on every node (docs/slurm.md, Requirements); nothing was stored")
+    if state == "FAILED" and not (build.tmp / STARTED).exists():
+        return (f"Slurm job {job} failed before the step's command started (state FAILED, exit code {exit_code}): "
+                f"{where} could not use the step's scratch directory {build.tmp} (the job's working directory and "
+                f"output file). The store root {build.store_root} must be on a filesystem shared by this host and "
+                "the compute nodes, at the same path (docs/slurm.md, Requirements); nothing was stored")
+    return None
 
 
 def _failure(job: str, state: str, exit_code: str) -> str:
