@@ -13,7 +13,6 @@ import decimal
 import enum
 import functools
 import inspect
-import json
 import linecache
 import math
 import os
@@ -175,8 +174,7 @@ def _computed_attributes(cls: type) -> dict[str, str]:
         if not isinstance(node, ast.ClassDef):
             continue
         module = sys.modules.get(c.__module__)
-        file = getattr(module, "__file__", None)
-        home = json.dumps(os.path.dirname(os.path.abspath(file)))[1:-1] if isinstance(file, str) else None
+        home = pycode.home(vars(module)) if module is not None else None  # (as a module-level value's)
         for statement in node.body:
             target = statement.targets[0] if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
                 else statement.target if isinstance(statement, ast.AnnAssign) and statement.value else None

@@ -437,15 +437,15 @@ class CommandTooLong(NixWorkflowError):
     """A step's command is longer than the operating system lets a process receive as one argument."""
 
 
-def check_length(step: str, cmd: str, growth: int = 0, where: str | None = None) -> None:
+def check_length(step: str, cmd: str, growth: int = 0) -> None:
     """Refuse a command that could only fail with E2BIG when run, before any work is spent on it. `growth`: how
     many bytes longer it gets when its references (placeholders) are replaced by the paths of their objects, which
-    is what runs; `where`: the file:line that defined the step, when known."""
+    is what runs (nixlib.dsl adds the file:line that defined the step to the message)."""
     size = len(cmd.encode("utf-8", "surrogateescape")) + growth
     if size > MAX_COMMAND_BYTES:
         many = cmd.count("/") > 1000
         raise CommandTooLong(
-            f"step '{step}'{f' ({where})' if where else ''}: its command is {size:,} bytes long"
+            f"step '{step}': its command is {size:,} bytes long"
             f"{' with the paths of its inputs in it' if growth > 0 else ''}, more than the {MAX_COMMAND_BYTES:,} a "
             "step can run (Linux hands a command to the shell as one argument of at most 131,072 bytes); nothing "
             "was run. Put the script in a file, make it an input (in Python `script = static('script.sh')`, then "

@@ -98,24 +98,27 @@ def _only_code(a: Any, b: Any) -> bool:
 
 def _environment_differences(a: Any, b: Any) -> list[str]:
     """One line per variable of nw's environment that the command expands (`extra.environment`: name -> digest
-    of its value) whose value changed, or that was set or unset."""
+    of its value, or "unset") whose value changed, or that was set or unset. A variable only one side keys is not
+    known to be set or unset on the other (its command did not expand it, or it was recorded before variables were
+    keyed): that side is said to have not keyed it, never that it was unset."""
     old = a.get("environment", {}) if isinstance(a, dict) else {}
     new = b.get("environment", {}) if isinstance(b, dict) else {}
     if not (isinstance(old, dict) and isinstance(new, dict)):
         return []
     lines = []
     for name in sorted(set(old) | set(new)):
-        if old.get(name) == "unset" and name in new:
-            old = {k: v for k, v in old.items() if k != name}  # ("unset": keyed as not set)
-        if new.get(name) == "unset" and name in old:
-            new = {k: v for k, v in new.items() if k != name}
-        if name not in old and name not in new:
-            continue
-        if name not in old:
+        was, now = old.get(name), new.get(name)
+        if was is None:
+            lines.append(f"environment variable ${name} the command uses is keyed now "
+                         f"({'not set' if now == 'unset' else 'set'}; it was not keyed before)")
+        elif now is None:
+            lines.append(f"environment variable ${name} is no longer keyed (the command no longer expands it, or "
+                         "the step is pure)")
+        elif was == "unset" and now != "unset":
             lines.append(f"environment variable ${name} the command uses is set now (it was not)")
-        elif name not in new:
+        elif now == "unset" and was != "unset":
             lines.append(f"environment variable ${name} the command uses is no longer set")
-        elif old[name] != new[name]:
+        elif was != now:
             lines.append(f"environment variable ${name} the command uses has another value")
     return lines
 

@@ -424,29 +424,42 @@ _UNKEYED = frozenset({
     "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "HIP_VISIBLE_DEVICES",
 })
 _UNKEYED_PREFIXES = ("LC_", "BASH", "NIX_WORKFLOW_", "NW_", "SLURM_", "XDG_", "SSH_")
-_VARIABLE = re.compile(r"""\\.|'[^']*'|"((?:[^"\\]|\\.)*)"|\$\{?([A-Za-z_][A-Za-z0-9_]*)""")  # '…' expands nothing
-_IN_QUOTES = re.compile(r"\\.|\$\{?([A-Za-z_][A-Za-z0-9_]*)")  # inside "…", a ' is a character
+_ARITHMETIC = r"\(\(((?:[^()]|\([^()]*\))*)\)\)"  # `$((SEED * 2))`, `for ((i = 0; i < N; i++))`: bare names
+_VARIABLE = re.compile(r"""\\.|'[^']*'|"((?:[^"\\]|\\.)*)"|\$?""" + _ARITHMETIC
+                       + r"|\$\{?([A-Za-z_][A-Za-z0-9_]*)")  # '…' expands nothing
+_IN_QUOTES = re.compile(r"\\.|\$" + _ARITHMETIC + r"|\$\{?([A-Za-z_][A-Za-z0-9_]*)")  # inside "…", ' is a character
+_NAME = re.compile(r"(?<!\w)[A-Za-z_][A-Za-z0-9_]*")  # (not the x of 0x1F)
 
 
 def host_variables(command: str, options: RunOptions) -> dict[str, str]:
     """{name: digest of its value} of the variables of nw's environment the command expands (`$SEED`, `${SEED}`,
-    outside single quotes): a step sees nw's environment (unless pure), so `SEED=2 nw run` computes something
-    else than `SEED=1 nw run`, and serving the first result to the second would be silently stale. A digest,
-    never the value (variables often carry credentials); an unset variable as "unset" (a result recorded before
-    variables were keyed, with SEED=1, must not be served to a run without SEED; a shell variable of the command
-    itself, `for f in …; do … $f`, keys as unset); every variable of a pure step is left out (it sees only an
-    allow-list of host variables, none of them keyed), and so are the variables that say where, or as whom, a step
-    runs (`_UNKEYED`)."""
-    if options.pure or "$" not in command:
+    `$((SEED * 2))`, outside single quotes): a step sees nw's environment (unless pure), so `SEED=2 nw run` computes
+    something else than `SEED=1 nw run`, and serving the first result to the second would be silently stale. A
+    digest, never the value (variables often carry credentials); an unset variable as "unset" (a result recorded
+    before variables were keyed, with SEED=1, must not be served to a run without SEED; a shell variable of the
+    command itself, `for f in …; do … $f`, keys as unset); every variable of a pure step is left out (it sees only
+    an allow-list of host variables, none of them keyed), and so are the variables that say where, or as whom, a
+    step runs (`_UNKEYED`)."""
+    if options.pure or ("$" not in command and "((" not in command):
         return {}
+    return {n: digest(f"{n}={os.environ[n]}") if n in os.environ else "unset" for n in sorted(_expanded(command))
+            if n not in _UNKEYED and not n.startswith(_UNKEYED_PREFIXES)}
+
+
+def _expanded(command: str) -> set[str]:
+    """The names of the variables a command expands, outside single quotes (an over-approximation: a name in a
+    comment or a quoted heredoc counts too, which only keys it)."""
     names = set()
     for m in _VARIABLE.finditer(command):
-        if m.group(1) is not None:
-            names.update(q.group(1) for q in _IN_QUOTES.finditer(m.group(1)) if q.group(1))
-        elif m.group(2):
-            names.add(m.group(2))
-    return {n: digest(f"{n}={os.environ[n]}") if n in os.environ else "unset" for n in sorted(names)
-            if n not in _UNKEYED and not n.startswith(_UNKEYED_PREFIXES)}
+        quoted, arithmetic, name = m.groups()
+        if quoted is not None:
+            for q in _IN_QUOTES.finditer(quoted):
+                names.update(_NAME.findall(q.group(1) or "") + ([q.group(2)] if q.group(2) else []))
+        elif arithmetic is not None:
+            names.update(_NAME.findall(arithmetic))
+        elif name:
+            names.add(name)
+    return names
 
 
 class _Builder:

@@ -432,4 +432,4 @@ def _scalar(value: Any) -> dict[str, Any] | None:
 
 # What nixlib.pydata walks with: the same names, code and classes, for the data they denote.
 names, strings, function, members = _names, _strings, _function, _members
-user_code, user_module, user_class, value_digest = _user_code, _user_module, _user_class, _value_digest
+user_code, user_module, user_class, value_digest, home = _user_code, _user_module, _user_class, _value_digest, _home
