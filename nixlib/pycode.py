@@ -378,9 +378,14 @@ def _value_digest(value: Any, home: str | None = None) -> str | None:
         text = canonical_json(_plain(value))
     except (TypeError, ValueError, RecursionError):
         return None
+    if "/store/" in text:  # a store object's path (a static() copy) is its content: keyed alike under every root
+        text = _OBJECT_PATH.sub(r"@{store}/\1", text)
     if home is not None and home in text:
         text = re.sub(re.escape(home) + r'(?=[/"])', "@{module}", text)
     return digest(text) if len(text) <= MAX_VALUE else None
+
+
+_OBJECT_PATH = re.compile(r'(?:[^"\s]*?)/store/([0-9a-df-np-sv-z]{52})(?![0-9a-z])')
 
 
 def _home(globs: dict[str, Any]) -> str | None:

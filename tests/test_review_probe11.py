@@ -43,3 +43,17 @@ def test_a_variable_read_in_arithmetic_is_keyed(tmp_path: Path) -> None:
     assert "doubled: done" in second.stderr and "counted: done" in second.stderr, second.stderr
     assert (out / "doubled" / "d.txt").read_text() == "4\n"
     assert (out / "counted" / "c.txt").read_text() == "0\n1\n2\n"
+
+
+def test_a_static_path_in_a_keyed_value_keys_alike_under_every_store_root() -> None:
+    """A Luigi module-level or class attribute `LOOKUP = static("lookup.csv")` holds `<store root>/store/<hash>`:
+    its value digest held the root, so two hosts with different store roots (sharing a remote cache) never shared
+    that task's results. The object's name is its content; the root is where it lies."""
+    from nixlib import pycode
+
+    h = "1jfryxl0rqp8hzfism6rrn2hb1fh7hzx56x8s9vbgk8rj0fa9k64"
+    other = "0" + h[1:]
+    assert pycode.value_digest(f"/nix-workflow/store/{h}") == pycode.value_digest(f"/scratch/me/nw/store/{h}")
+    assert pycode.value_digest({"t": f"/a/store/{h}/x.csv"}) == pycode.value_digest({"t": f"/b/store/{h}/x.csv"})
+    assert pycode.value_digest(f"/a/store/{h}") != pycode.value_digest(f"/a/store/{other}")
+    assert pycode.value_digest("/a/store/not-an-object") != pycode.value_digest("/b/store/not-an-object")
