@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nixlib import nixpaths
 from nixlib.errors import NixWorkflowError
 
 LIB_DIR = Path(__file__).resolve().parent / "nix"
@@ -45,6 +46,7 @@ _SHOW_TRACE_HINT = "(use '--show-trace' to show detailed location information)"
 _DEP_TRACE = re.compile(r"^trace: nixworkflow-dep:(.*)$")
 _GETENV_TRACE = re.compile(r"^trace: nixworkflow-getenv:(.*)$")
 ENV_DEP = "$"  # a dep `$NAME` is the environment variable NAME (a file dep is an absolute path)
+LITERAL_DEP = "@"  # a dep `@PATH` is a path literal of the user's Nix code (see _parse_log), checked by its stat
 _COPIED = re.compile(r"^copied source '(.*)' -> '")
 _EVALUATING = re.compile(r"^evaluating file '(.*)'$")
 _DRV_OUTPUTS = re.compile(r'\("([^"]+)","([^"]*)","[^"]*","[^"]*"\)')
@@ -160,9 +162,15 @@ def evaluate(nix_file: Path, args: dict[str, Any], what: str, allow_unpinned: bo
 
 def _parse_log(stderr: str) -> tuple[list[str], list[str]]:
     """(local files and `$NAME` environment variables the evaluation depended on, the user's own
-    `builtins.trace` lines)."""
+    `builtins.trace` lines).
+
+    A file read through a symlink depends on the file it points to as well. When code from the Nix
+    store ran (a package set), it may have read local files untraced (`pkgs.lib.importJSON ./x.json`):
+    then every path literal of the local Nix files evaluated is a dependency too (`LITERAL_DEP`)."""
     deps: dict[str, None] = {}
     traces: list[str] = []
+    nix_files: list[str] = []
+    store_code = False
     for line in stderr.splitlines():
         if m := _GETENV_TRACE.match(line):
             deps[ENV_DEP + m.group(1)] = None
@@ -170,10 +178,21 @@ def _parse_log(stderr: str) -> tuple[list[str], list[str]]:
         m = _DEP_TRACE.match(line) or _COPIED.match(line) or _EVALUATING.match(line)
         if m:
             path = m.group(1)
-            if not path.startswith(STORE_DIR + "/"):
-                deps[path] = None
+            if path.startswith(STORE_DIR + "/"):
+                store_code = store_code or m.re is _EVALUATING
+                continue
+            deps[path] = None
+            if m.re is not _COPIED:  # (Nix copies a symlink as a symlink; it reads and imports what it points to)
+                deps[os.path.realpath(path)] = None
+            if m.re is _EVALUATING and not path.startswith(str(LIB_DIR) + "/"):
+                nix_files.append(path)
         elif line.startswith("trace: "):
             traces.append(line)
+    if store_code:
+        for path in (p for f in nix_files for p in nixpaths.literal_paths(f)):
+            if not path.startswith(STORE_DIR + "/"):
+                deps[LITERAL_DEP + path] = None
+                deps[LITERAL_DEP + os.path.realpath(path)] = None
     return list(deps), traces
 
 

@@ -116,7 +116,8 @@ def _declarations(path: Path, attrs: dict[str, Any]) -> dict[str, _Decl]:
             for k, r in entry["group"].items():
                 _declare(decls, _Decl(r, f"{attr}.{k}", where))
         else:
-            wrong.append(f"'{attr}' ({where}) is {entry['notStep']}")
+            name = f"{attr}.{entry['member']}" if entry.get("member") else attr
+            wrong.append(f"'{name}' ({where}) is {entry['notStep']}")
     for decl in decls.values():  # `"../x" = output ...` is legal Nix; the name it gives must be a plain file name
         check_step_name(decl.record.get("name") or decl.attr, decl.where)
     if wrong:

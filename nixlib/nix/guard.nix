@@ -37,22 +37,25 @@ let
     (a: "Add rev or narHash.") builtins.fetchTree;
 
   traced = f: p: dep p (f p);
-  overrides = {
+  guarded = {
+    inherit fetchTarball fetchurl fetchGit fetchMercurial getFlake;
+    readFile = traced builtins.readFile;
+    readDir = traced builtins.readDir;
+    pathExists = traced builtins.pathExists;
+    hashFile = t: traced (builtins.hashFile t);
+    # Copying a local tree into the store: the copy's hash is in the result, so the tree is a dependency.
+    path = a: dep (a.path or "") (builtins.path a);
+    filterSource = f: p: dep p (builtins.filterSource f p);
+    getEnv = n: trace "nixworkflow-getenv:${n}" (builtins.getEnv n);
+  } // (if builtins ? fetchTree then { inherit fetchTree; } else { });
+  # Nix also names each builtin that is not a global `__NAME` (`__readFile`, `__getEnv`): the same guard.
+  underscored = builtins.listToAttrs (map (n: { name = "__${n}"; value = guarded.${n}; })
+    (builtins.filter (n: !(builtins.elem n [ "fetchTarball" "fetchGit" "fetchMercurial" ])) (builtins.attrNames guarded)));
+  overrides = underscored // {
     import = p: if inStore p then builtins.import p else dep p (builtins.scopedImport overrides p);
     scopedImport = extra: p: builtins.scopedImport (overrides // extra) p;
     inherit fetchTarball fetchGit fetchMercurial;
-    builtins = builtins // {
-      inherit fetchTarball fetchurl fetchGit fetchMercurial getFlake;
-      inherit (overrides) import scopedImport;
-      readFile = traced builtins.readFile;
-      readDir = traced builtins.readDir;
-      pathExists = traced builtins.pathExists;
-      hashFile = t: traced (builtins.hashFile t);
-      # Copying a local tree into the store: the copy's hash is in the result, so the tree is a dependency.
-      path = a: dep (a.path or "") (builtins.path a);
-      filterSource = f: p: dep p (builtins.filterSource f p);
-      getEnv = n: trace "nixworkflow-getenv:${n}" (builtins.getEnv n);
-    } // (if builtins ? fetchTree then { inherit fetchTree; } else { });
+    builtins = builtins // guarded // { inherit (overrides) import scopedImport; };
   };
 in
 {
