@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
                          "they need). Steps already in the store are served, not re-run. Each named step's output "
                          "is linked at ./nix-workflow-output/NAME and kept by `nw gc`.")
     run.add_argument("file", help="experiment.py or experiment.nix")
-    run.add_argument("targets", nargs="*", metavar="TARGET", help="step names (default: every top-level step)")
+    run.add_argument("targets", nargs="*", metavar="TARGET",
+                     help="step names, or a group's (models: every models.* step); default: every top-level step")
     run.add_argument("-j", "--jobs", type=_at_least_one, default=os.cpu_count() or 1,
                      help="steps run at once (default: cores)")
     run.add_argument("-k", "--keep-going", action="store_true", help="after a failure, still run every step "

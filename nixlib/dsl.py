@@ -239,9 +239,12 @@ class Workflow:
         return [n for n in self.recipes if n not in needed]
 
     def select(self, targets: list[str]) -> list[Recipe]:
+        """The recipes `targets` name (every top-level step when none): a step's name, or a group's (`models`,
+        `grid.0.1`: every step named under it, as a dict or sweep of steps is named)."""
         if not targets:
             return [self.recipes[n] for n in self.named]
         targets = [self.same_as.get(t, t) for t in targets]  # a name of a step another name also holds
+        targets = list(dict.fromkeys(n for t in targets for n in self._members(t)))
         unknown = [t for t in targets if t not in self.recipes]
         if unknown:
             close = {u: difflib.get_close_matches(u, list(self.recipes), n=3, cutoff=0.6) for u in unknown}
@@ -249,6 +252,12 @@ class Workflow:
             raise NixWorkflowError(f"no step named {', '.join(repr(u) for u in unknown)}.{hints} The experiment "
                                    f"defines {', '.join(self.recipes) or 'no steps'}.")
         return [self.recipes[t] for t in targets]
+
+    def _members(self, target: str) -> list[str]:
+        """`target` itself if a step has that name, else the steps of the group it names (none: itself, unknown)."""
+        if target in self.recipes:
+            return [target]
+        return [n for n in self.recipes if n.startswith(target + ".")] or [target]
 
 
 def load(path: str | os.PathLike) -> Workflow:
