@@ -18,6 +18,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from luigi.task import DynamicRequirements, flatten
+
 from nixlib.errors import NixWorkflowError
 from nixlib.view.history import LUIGI_RUNS, RunJournal
 
@@ -61,3 +63,21 @@ def failed(engine: Any, name: str, error: BaseException | str) -> None:
         journal.note(name, "failed", error=text)
     except Exception as e:  # noqa: BLE001 - journalling never fails a run
         logger.debug("nixworkflow: could not journal the failure of %s: %s", name, e)
+
+
+def waiting(engine: Any, name: str, requirements: Any) -> None:
+    """Mark task `name` as waiting for tasks its run() yielded that were not complete (the engine saw its action
+    stop and journalled a failure): Luigi runs them, then this run() again. Should one of them fail, Luigi leaves
+    this task pending, and so does its journal entry say at the end: it did not run, it did not fail."""
+    journal = _BY_ENGINE.get(id(engine))
+    if journal is None:
+        return
+    try:
+        if isinstance(requirements, DynamicRequirements):
+            requirements = requirements.flat_requirements
+        ids = [t.task_id for t in flatten(requirements)]
+        listed = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        journal.note(name, "skipped", error=f"waiting for the tasks its run() yielded ({listed}), which were not "
+                     "complete: Luigi runs them first, then this task's run() again (not if one of them fails)")
+    except Exception as e:  # noqa: BLE001 - journalling never fails a run
+        logger.debug("nixworkflow: could not journal that %s waits for the tasks it yielded: %s", name, e)

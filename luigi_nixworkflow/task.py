@@ -37,6 +37,7 @@ from luigi_nixworkflow import (
 from luigi_nixworkflow.inputs import Pending
 from luigi_nixworkflow.instances import Instances
 from luigi_nixworkflow.journal import failed as journal_failed
+from luigi_nixworkflow.journal import waiting as journal_waiting
 from luigi_nixworkflow.present import OWNED
 from luigi_nixworkflow.target import NixTarget
 from nixlib import context
@@ -211,7 +212,11 @@ class NixTask(luigi.Task, metaclass=Instances):
         provenance = self._provenance()
         if shape.is_dynamic(type(self)):  # filled while run() runs: the yielded tasks and their content
             provenance["dynamic"] = self._nw_seen = []
-        result = engine.realise(recipe, action=steps.action(self), provenance=provenance, force=force)
+        try:
+            result = engine.realise(recipe, action=steps.action(self), provenance=provenance, force=force)
+        except dynamic.NeedsDependencies as e:  # not a failure: Luigi runs what it yielded, then run() again
+            journal_waiting(engine, self.task_id, e.requirements)
+            raise
         if force:
             _FORCED.add(self.task_id)
         self._remember(result)

@@ -117,6 +117,8 @@ class RunJournal:
             change["family"] = family
         if error is not None:
             change["error"] = error[:2000]
+        elif status in ("running", "done", "cached"):
+            change["error"] = None  # a new attempt (a Luigi retry): an earlier attempt's error no longer holds
         if os.getpid() != self.pid:
             self._append(name, change | ({"upstream": sorted(set(upstream))} if upstream else {}))
             return
