@@ -122,7 +122,9 @@ def settle(moved: list[tuple[Path, Path]], succeeded: bool) -> None:
 
 
 def check_written(task: luigi.Task, outputs: list[Path], allow_empty: bool, log: str) -> None:
-    """Every declared output exists and (unless allow_empty) is not empty, named by its path."""
+    """Every declared output exists, and (unless allow_empty) no declared directory is empty, named by its path.
+    An empty file is a result, as in Luigi, where a marker file (`self.output().open("w").close()`) says a task is
+    done; run() returning without making a declared file at all is the step that wrote nothing."""
     missing = [str(p) for p in outputs if not os.path.lexists(p)]
     now = paths(task) if missing else outputs
     if now != outputs:
@@ -141,11 +143,11 @@ def check_written(task: luigi.Task, outputs: list[Path], allow_empty: bool, log:
                          "a link; nothing was stored", log)
     if allow_empty:
         return
-    empty = [str(p) for p in outputs if _empty(p)]
+    empty = [str(p) for p in outputs if _empty_directory(p)]
     if empty:
-        raise StepFailed(task.task_id, f"run() wrote nothing into {', '.join(empty)} (an empty file or directory), "
-                         "so there is no result to store. Write the output, or set `allow_empty = True` on the class "
-                         "if an empty output is intended", log)
+        raise StepFailed(task.task_id, f"run() wrote nothing into {', '.join(empty)} (an empty directory), so there is "
+                         "no result to store. Write the output, or set `allow_empty = True` on the class if an empty "
+                         "output is intended", log)
 
 
 def _links_out(p: Path) -> list[str]:
@@ -166,12 +168,8 @@ def _links_out(p: Path) -> list[str]:
     return found
 
 
-def _empty(p: Path) -> bool:
-    if p.is_symlink():
-        return False
-    if p.is_dir():
-        return not any(p.iterdir())
-    return p.stat().st_size == 0
+def _empty_directory(p: Path) -> bool:
+    return not p.is_symlink() and p.is_dir() and not any(p.iterdir())
 
 
 def restore(task: luigi.Task, store: Store, outputs: dict[str, str], link_mode: str = "auto") -> list[Path]:

@@ -120,6 +120,8 @@ def _options(cls: type, kind: str, configured: RunOptions) -> RunOptions:
                             for o in ("pure", "sandbox", "network", "gpu")})
     if kind != "shell":  # run() and produce() run inside the worker: no sandbox can wrap them
         options = dataclasses.replace(options, sandbox=False)
+    if kind == "legacy":  # a declared LocalTarget written empty is Luigi's marker file: done (legacy.check_written)
+        options = dataclasses.replace(options, empty_files=True)
     if getattr(cls, "allow_empty", False):
         options = dataclasses.replace(options, allow_empty=True)
     if getattr(cls, "resumable", False):  # a persistent $state keyed by the resolved key (nixlib.checkpoints)

@@ -324,7 +324,8 @@ class Engine:
             raise StepFailed(recipe.name, "its command succeeded but did not create the declared output(s) "
                              + ", ".join(missing), str(build.log))
         paths = {o: Path(produced[o]) for o in recipe.outputs}
-        empty = [] if recipe.options.allow_empty else [(o, what) for o, p in paths.items() if (what := _emptiness(p))]
+        empty = [] if recipe.options.allow_empty else [(o, what) for o, p in paths.items()
+                                                        if (what := _emptiness(p, recipe.options.empty_files))]
         if empty:  # `$out` exists before the step runs, so "exists" alone would cache a step that wrote nothing
             described = ", ".join(f"'{o}' ({what})" for o, what in empty)
             raise StepFailed(recipe.name, f"it finished without error but its declared output {described} is empty, "
@@ -555,15 +556,16 @@ class _Scratch:
                     force_remove(path)
 
 
-def _emptiness(path: Path) -> str | None:
-    """What makes an output empty (a directory with no entries, a zero-byte file), or None if it is not."""
+def _emptiness(path: Path, files_may_be_empty: bool = False) -> str | None:
+    """What makes an output empty (a directory with no entries, a zero-byte file unless `files_may_be_empty`), or
+    None if it is not."""
     try:
         if path.is_symlink():
             return None
         if path.is_dir():
             with os.scandir(path) as entries:
                 return None if next(entries, None) is not None else "a directory with no entries"
-        return "a zero-byte file" if path.stat().st_size == 0 else None
+        return "a zero-byte file" if path.stat().st_size == 0 and not files_may_be_empty else None
     except OSError:
         return None  # unreadable: ingest reports it with its own message
 

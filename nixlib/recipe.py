@@ -73,6 +73,7 @@ class RunOptions:
     gpu: bool = False
     resumable: bool = False  # gets a persistent $state directory that survives failures and interrupts
     allow_empty: bool = False  # an empty output (empty file, directory with no entries) is intended, not a failure
+    empty_files: bool = False  # a zero-byte file is a result (a front door whose tool says so: Luigi's marker files)
     checkpoints: bool = False  # publishes named checkpoints under $NW_CHECKPOINTS while it runs (nixlib.checkpoints)
 
 

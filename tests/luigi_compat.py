@@ -115,8 +115,8 @@ REFUSALS = {
     "returned without writing its declared output": "its task's run() does not write the output() it declares: a "
     "NixTask fails then, as nothing could be stored (docs/luigi.md: each declared output must exist when run() "
     "returns), where Luigi does not look",
-    "wrote nothing into": "its task writes an empty output file (`open(path, 'a').close()`): a NixTask refuses an "
-    "empty result unless the class sets `allow_empty = True` (docs/luigi.md)",
+    "wrote nothing into": "its task leaves an empty output directory: a NixTask refuses an empty result unless the "
+    "class sets `allow_empty = True` (docs/luigi.md); an empty file is a result, as in Luigi",
 }
 
 
