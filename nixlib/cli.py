@@ -744,8 +744,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         *([f"keyed as:     {keyed}   (the normalised form the recipe key is computed from)"] if keyed else []),
         f"env:          {_env_text(env)}",
         *[f"  {p}" for p in env.get("paths", [])],
+        *([f"  before it: {'; '.join(deployed)} (deployed by Snakemake's --sdm, not pinned by Nix)"]
+          if (deployed := (doc.get("provenance") or {}).get("deployed")) else []),
         "inputs:" if doc["inputs"] or doc.get("files") else "inputs:       none",
-        *[f"  {i.get('step') or 'static'}: {store.object_path(i['object'])}" for i in doc["inputs"]],
+        *[f"  {(found.step_name(i.get('resolved_key'), i.get('step')) if i.get('step') else None) or 'static'}: "
+          f"{store.object_path(i['object'])}" for i in doc["inputs"]],
         *[f"  {name}: {h}" for name, h in doc.get("files", {}).items()],
         f"ran:          {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(doc['start']))} for "
         f"{doc['duration']:.3f} s on {doc['host']} as {doc['user']} (exit {doc['exit']}, {doc['tool']})",
@@ -809,7 +812,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         print(json.dumps(node, indent=2) if args.json else f"{found.name} ({found.status} in {found.run}: "
               f"{entry.get('error') or 'no error recorded'})" + (f"\n  log: {node['log']}" if node["log"] else ""))
         return 0
-    node = tree(store, found.doc, depth=args.depth)
+    node = tree(store, found.doc, depth=args.depth, found=found)
     node["name"] = found.name
     print(json.dumps(node, indent=2) if args.json else "\n".join(render(store, node)))
     return 0

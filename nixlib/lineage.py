@@ -44,6 +44,14 @@ class Found:
     how: str = "record"  # "record" (a step of the last run, or a key) or "content" (matched by bytes)
     others: list[str] = field(default_factory=list)  # for "content": other realisations with those bytes
     run: str = "the last run"  # the run `entry` comes from, as a message names it
+    names: dict[str, list[str]] = field(default_factory=dict)  # resolved key -> the step names it had in that run
+
+    def step_name(self, key: Any, recorded: Any) -> Any:
+        """What to call the realisation `key` (an upstream of this step), recorded as `recorded` by whichever
+        front door or experiment first realised it: the name it had in the run this step was found in (an
+        experiment.nix that calls `prep` `sorted_data` is shown its own name), else the recorded one."""
+        had = self.names.get(key) if isinstance(key, str) else None
+        return had[0] if had and recorded not in had else recorded
 
     @property
     def status(self) -> str:
@@ -94,7 +102,7 @@ def find(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> Found:
     summary = last_run(out_dir)
     name = step_named(what, out_dir, summary)
     if name is not None:
-        return _of_last_run(store, name, summary[name])
+        return _named(_of_last_run(store, name, summary[name]), summary)
     if nar.is_nar_hash(what):
         doc = store.read_record("realisations", what)  # a resolved key
         if doc is None and (last := store.last(what)) is not None:  # a recipe key: what it last realised to
@@ -107,7 +115,7 @@ def find(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> Found:
         return journalled
     path = Path(what)
     if os.path.lexists(path):
-        return _by_content(store, what, path)
+        return _by_content(store, what, path, out_dir)
     close = difflib.get_close_matches(what, list(summary), n=3, cutoff=0.6)  # a typo of a step name
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     if name_problem(what) is None and os.path.lexists(out_dir / what):  # the link of a step renamed or removed
@@ -119,6 +127,15 @@ def find(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> Found:
     raise NixWorkflowError(f"no step or path named '{what}'.{hint} Give a step name from the last `nw run` in this "
                            f"directory{other}, a Luigi task_id run here, a path under {where}, a file a step produced, "
                            "or a key.")
+
+
+def _named(found: Found, steps: dict[str, Any]) -> Found:
+    """`found`, knowing the names the steps of its run (a last-run summary's or a journal's) had, by resolved key."""
+    for name, entry in steps.items():
+        key = entry.get("resolved_key") if isinstance(entry, dict) else None
+        if isinstance(key, str) and entry.get("status") in ("done", "cached"):
+            found.names.setdefault(key, []).append(name)
+    return found
 
 
 def find_record(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> dict[str, Any]:
@@ -158,11 +175,11 @@ def _journalled(store: Store, what: str, out_dir: Path) -> Found | None:
     for doc in docs:
         name = step_named(what, out_dir, doc["steps"])
         if name is not None and isinstance(doc["steps"][name], dict):
-            return _of_journal(store, name, doc["steps"][name], doc)
+            return _named(_of_journal(store, name, doc["steps"][name], doc), doc["steps"])
     for doc in docs:
         named = sorted(n for n, e in doc["steps"].items() if isinstance(e, dict) and e.get("family") == what)
         if len(named) == 1:
-            return _of_journal(store, named[0], doc["steps"][named[0]], doc)
+            return _named(_of_journal(store, named[0], doc["steps"][named[0]], doc), doc["steps"])
         if named:
             listed = ", ".join(named[:10]) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
             raise NixWorkflowError(f"'{what}' is a Luigi task family with {len(named)} tasks in {_run_text(doc)}: "
@@ -211,7 +228,7 @@ def executed_command(doc: dict[str, Any]) -> tuple[str, str | None]:
     return doc["command"], None
 
 
-def _by_content(store: Store, what: str, path: Path) -> Found:
+def _by_content(store: Store, what: str, path: Path, out_dir: Path = Path(OUT_DIR)) -> Found:
     """The step whose output has the content of `path` (a store path, a link into it, or a copy)."""
     h = object_of(store, path)
     if h is None:
@@ -222,7 +239,9 @@ def _by_content(store: Store, what: str, path: Path) -> Found:
     if not origins:
         raise NixWorkflowError(f"{what} was not produced by any step recorded in the store at {store.root} "
                                "(no realisation has an output with its content)")
-    here = _wrote_at(origins, os.path.relpath(os.path.abspath(path)), h)  # (a clone of a Snakemake checkout too)
+    rel = os.path.relpath(os.path.abspath(path))
+    here = _wrote_at(origins, rel, h) + _luigi_wrote_at(origins, rel, h)  # (a clone of a checkout too)
+    here = _ran_here(store, here, out_dir) or here  # of those, the ones that ran in this very directory
     if here:  # the jobs that wrote it at this very path come first: others wrote the same bytes elsewhere
         origins = here + [d for d in origins if d not in here]
     names = list(dict.fromkeys(d["name"] for d in here or origins))
@@ -244,11 +263,56 @@ def _wrote_at(docs: list[dict[str, Any]], path: str, h: str) -> list[dict[str, A
     return [d for d in docs if _outputs_are_paths(d) and d["outputs"].get(os.path.normpath(path)) == h]
 
 
-def tree(store: Store, doc: dict[str, Any], seen: set[str] | None = None, depth: int = 100) -> dict[str, Any]:
+def _luigi_wrote_at(docs: list[dict[str, Any]], path: str, h: str) -> list[dict[str, Any]]:
+    """The realisations among `docs` of legacy Luigi tasks that declared a LocalTarget at `path` (relative to the
+    working directory, as their keys name it, else absolute) and stored object `h` as it."""
+    out = []
+    for d in docs:
+        if (d.get("provenance") or {}).get("front_door") != "luigi":
+            continue
+        declared = ((d.get("recipe") or {}).get("extra") or {}).get("luigi", {}).get("outputs")
+        if not isinstance(declared, list):
+            continue
+        names = ("out", *(f"out{i}" for i in range(1, len(declared))))  # (luigi_nixworkflow.legacy.output_names)
+        if any(p in (path, os.path.abspath(path)) and d["outputs"].get(n) == h
+               for p, n in zip(declared, names, strict=True)):
+            out.append(d)
+    return out
+
+
+def _ran_here(store: Store, docs: list[dict[str, Any]], out_dir: Path) -> list[dict[str, Any]]:
+    """The realisations among `docs` made in this working directory: a Snakemake job's (its record names its
+    working directory), or one that a Luigi run journalled here had. Another checkout's job that wrote the same
+    bytes at the same relative path is not the one that made this file."""
+    cwd = os.path.realpath(os.getcwd())
+    keys: set[str] | None = None
+    out = []
+    for d in docs:
+        workdir = (d.get("provenance") or {}).get("workdir")
+        if _outputs_are_paths(d):
+            if isinstance(workdir, str) and os.path.realpath(workdir) == cwd:
+                out.append(d)
+            continue
+        if keys is None:
+            from nixlib.view.history import journals
+
+            root = os.path.realpath(store.root)
+            keys = {e.get("resolved_key") for j in journals(out_dir, store.trusted)
+                    if j.get("tool") in JOURNALLED and isinstance(j.get("store"), str)
+                    and os.path.realpath(j["store"]) == root
+                    for e in j["steps"].values() if isinstance(e, dict)}
+        if d["resolved_key"] in keys:
+            out.append(d)
+    return out
+
+
+def tree(store: Store, doc: dict[str, Any], seen: set[str] | None = None, depth: int = 100,
+         found: Found | None = None) -> dict[str, Any]:
     """The upstream tree of a realisation, down to static inputs or `depth` levels; shared subtrees are
-    expanded once."""
+    expanded once. With `found` (what the query named), steps are called by the names they had in its run."""
     seen = set() if seen is None else seen
-    node: dict[str, Any] = {"name": doc["name"], "resolved_key": doc["resolved_key"], "outputs": doc["outputs"],
+    name = found.step_name(doc["resolved_key"], doc["name"]) if found is not None else doc["name"]
+    node: dict[str, Any] = {"name": name, "resolved_key": doc["resolved_key"], "outputs": doc["outputs"],
                             "command": doc["command"], "env": doc["env"], "provenance": doc.get("provenance", {}),
                             "inputs": []}
     if doc["resolved_key"] in seen:
@@ -262,10 +326,11 @@ def tree(store: Store, doc: dict[str, Any], seen: set[str] | None = None, depth:
         key = i.get("resolved_key")
         up = store.read_record("realisations", key) if isinstance(key, str) and nar.is_nar_hash(key) else None
         if up is not None and not i.get("pinned"):
-            node["inputs"].append(tree(store, up, seen, depth - 1))
+            node["inputs"].append(tree(store, up, seen, depth - 1, found))
         else:
             kind = "pinned" if i.get("pinned") else "step, record gone" if i.get("step") else "static"
-            node["inputs"].append({"name": i.get("step") or kind, "kind": kind, "object": i["object"]})
+            step = found.step_name(key, i.get("step")) if found is not None and i.get("step") else i.get("step")
+            node["inputs"].append({"name": step or kind, "kind": kind, "object": i["object"]})
     for name, h in doc.get("files", {}).items():  # files (Snakemake inputs) are known only by content
         origins = store.origins(h)
         producers = list(dict.fromkeys(d["name"] for d in origins))
@@ -274,7 +339,7 @@ def tree(store: Store, doc: dict[str, Any], seen: set[str] | None = None, depth:
         candidates = _wrote_at(origins, name, h) or [d for d in origins if not _outputs_are_paths(d)]
         makers = list(dict.fromkeys(d["name"] for d in candidates))
         if len(makers) == 1:
-            node["inputs"].append(tree(store, candidates[0], seen, depth - 1) | {"file": name})
+            node["inputs"].append(tree(store, candidates[0], seen, depth - 1, found) | {"file": name})
         else:
             kind = "file" if not producers else "file, same bytes as outputs of " + ", ".join(producers[:10])
             node["inputs"].append({"name": name, "kind": kind, "object": h})

@@ -58,7 +58,14 @@ from snakemake_executor_nixworkflow.jobs import (
     products,
     provenance,
 )
-from snakemake_executor_nixworkflow.runtime import Runtime, load_side_car, sandbox_readable
+from snakemake_executor_nixworkflow.runtime import (
+    Runtime,
+    deployed_software,
+    deployed_warning,
+    load_side_car,
+    sandbox_readable,
+    unpinned_warning,
+)
 from snakemake_executor_nixworkflow.settings import ExecutorSettings, SetupError, settings_of
 
 common_settings = CommonSettings(
@@ -126,9 +133,11 @@ class Executor(LocalExecutor):
         self.recipes = RecipeBuilder(self.workflow, self.store.memo)
         # Engine calls run here: each holds a running job, then (briefly) the storing of its products.
         self.storing = cf.ThreadPoolExecutor(max_workers=2 * self.workers, thread_name_prefix="nixworkflow-store")
-        if config is None and s.env in (None, "host"):
-            self.logger.warning("nixworkflow: no nixworkflow.yaml next to the Snakefile: jobs run with the host's "
-                                "tools and are recorded as unpinned")
+        methods = self.workflow.deployment_settings.deployment_method
+        if self.host_rules:
+            self.logger.warning(unpinned_warning(config is not None, self.host_rules, methods))
+        if self.deployed_rules:
+            self.logger.warning(deployed_warning(self.deployed_rules, methods))
         journal.attach(self)  # nw view: this run's jobs and their states, live (journal.py)
         self.copier = Copier()  # copies of restored outputs, made by a helper process (started on first use)
         internals.remember_incomplete(self.workflow, self.dag)
@@ -308,17 +317,26 @@ class Executor(LocalExecutor):
     def check_envs(self) -> None:
         """Fail before any job runs if a rule of this run names an env the config does not define. Only
         literal `nix_env` values are checked here: a resource function is evaluated by Snakemake when its
-        job is about to run (its upstream files may not exist yet), and an unknown env then fails that job."""
+        job is about to run (its upstream files may not exist yet), and an unknown env then fails that job.
+        Notes in `host_rules` the rules of this run whose env is the host's tools (not pinned: warned once)."""
         names: dict[str | None, str] = {self.runtime.default_env: "the default env"}
+        chosen: dict[Any, str | None] = {}  # rule -> its env, for rules with code whose env is known now
         for job in self.dag.needrun_jobs():
             for j in (job if job.is_group() else [job]):
-                name = self.runtime.choose(internals.static_resource(j.rule, "nix_env"), j.rule.name)
+                literal = internals.static_resource(j.rule, "nix_env")
+                name = self.runtime.choose(literal, j.rule.name)
                 names.setdefault(name, f"rule {j.rule.name}")
+                dynamic = literal is None and internals.computed_resource(j.rule, "nix_env")
+                if not (j.is_norun or dynamic):
+                    chosen.setdefault(j.rule, name)
         for name, who in names.items():
             try:
                 self.runtime.spec(name)
             except NixWorkflowError as e:
                 raise NixWorkflowError(f"{who} asks for env '{name}': {e}") from None
+        self.host_rules = sorted((r for r, name in chosen.items() if self.runtime.is_host(name)), key=lambda r: r.name)
+        methods = self.workflow.deployment_settings.deployment_method
+        self.deployed_rules = sorted((r for r in chosen if deployed_software(r, methods)), key=lambda r: r.name)
 
     # ---- scheduling ---------------------------------------------------------------------
 
@@ -575,6 +593,8 @@ class Executor(LocalExecutor):
                     if copier is not None and mode in HELPER_MODES else None
                 if ident is None:
                     self.store.materialise(h, path, mode=mode)
+                    if mode == "symlink":  # a link into the store is an output link: `nw gc` must keep its object
+                        self.store.add_root(path)
                 else:
                     handed.append((h, path, mode, ident))
         except BaseException:

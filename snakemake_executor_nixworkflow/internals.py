@@ -100,6 +100,17 @@ def keyed_resources(job: Any) -> dict[str, Any]:
     return {str(k): v for k, v in job.resources.items() if k not in UNKEYED_RESOURCES}
 
 
+def computed_resource(rule: Any, name: str) -> bool:
+    """Whether the rule's resource `name` is computed by a function (known only when its job is about to run)."""
+    try:
+        resource = rule.resources.get(name)
+    except AttributeError:
+        return False
+    if hasattr(resource, "is_evaluable"):
+        return bool(resource.is_evaluable())
+    return callable(resource)
+
+
 # ---- finishing cached jobs before the scheduler's per-job cycle (executor.Executor.restore_upfront) ----------
 # Snakemake builds the DAG, then creates the executor, then schedules: one ILP job selection, `prepare()`,
 # post-processing and DAG update per round of ready jobs. A job the store can serve does not need that cycle:

@@ -40,6 +40,7 @@ from nixlib.errors import NixWorkflowError
 from nixlib.recipe import Recipe, RunOptions, digest
 from nixlib.statmemo import StatMemo
 from snakemake_executor_nixworkflow import internals
+from snakemake_executor_nixworkflow.runtime import deployed_software
 
 # Output flags whose files are not plain products of the job: a pipe or service is never a file
 # at rest, and an `update` output's old content is an input the key cannot see.
@@ -545,15 +546,25 @@ class RecipeBuilder:
                 "snakemake-wrappers and pass --wrapper-prefix file:///path/to/snakemake-wrappers/") from None
 
     def software(self, job: Any) -> dict[str, str]:
-        """Conda and container deployments of the job, when Snakemake deploys them."""
+        """Conda, container and environment-module deployments of the job, when Snakemake deploys them: what
+        they put in front of the job's PATH is part of what it computes. A conda env is its file's content and,
+        when there are, its pin file (`envs/x.linux-64.pin.txt`: Snakemake installs exactly those packages
+        instead) and post-deploy script, as Snakemake's own env hash has them; modules by their names."""
         from snakemake.settings.types import DeploymentMethod
 
         methods = self.workflow.deployment_settings.deployment_method
-        out: dict[str, str] = {}
+        out: dict[str, Any] = {}
         if DeploymentMethod.CONDA in methods and job.conda_env:
-            out["conda"] = sha(job.conda_env.content)
+            env = job.conda_env
+            out["conda"] = sha(env.content)
+            if getattr(env, "file", None) is not None:  # a named or directory env is keyed by its export
+                for part, content in (("conda_pin", env.content_pin), ("conda_post_deploy", env.content_deploy)):
+                    if content:
+                        out[part] = sha(content)
         if DeploymentMethod.APPTAINER in methods and job.container_img_url:
             out["container"] = str(job.container_img_url)
+        if DeploymentMethod.ENV_MODULES in methods and job.env_modules:
+            out["envmodules"] = list(job.env_modules.names)
         return out
 
 
@@ -570,7 +581,15 @@ def provenance(job: Any, where: Relocator) -> dict[str, Any]:
         "benchmark": str(job.benchmark) if job.benchmark else None,
         "threads": job.threads,
         "shellcmd": job.shellcmd if job.rule.shellcmd is not None else None,
+        **deployed(job),
     }
+
+
+def deployed(job: Any) -> dict[str, list[str]]:
+    """{"deployed": ["conda: envs/x.yaml", ...]}: what Snakemake's software deployment (--sdm) put before the
+    job's env, which Nix does not pin (`nw show` says so); {} without any."""
+    software = deployed_software(job.rule, job.dag.workflow.deployment_settings.deployment_method)
+    return {"deployed": software} if software else {}
 
 
 def products(job: Any, where: Relocator) -> dict[str, Path]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
+import re
 import shlex
 import tempfile
 import threading
@@ -96,6 +97,84 @@ def load_side_car(path: Path | None, snakefile_dir: Path) -> Any | None:
     return load_config(path)
 
 
+def unpinned_warning(config: bool, rules: list[Any], methods: Any) -> str:
+    """One paragraph for the rules of a run that use the host's tools: they are not pinned, and for those that
+    declare software Snakemake does not deploy in this run (`conda:` without `--sdm conda`, `container:` without
+    `--sdm apptainer`, `envmodules:` without `--sdm env-modules`), what they ask for and how to pin it with Nix."""
+    shown = ", ".join(r.name for r in rules[:8]) + (f" and {len(rules) - 8} more" if len(rules) > 8 else "")
+    text = ("nixworkflow: no nixworkflow.yaml next to the Snakefile: jobs run with the host's tools and are recorded "
+            f"as unpinned (rules {shown})" if not config else
+            f"nixworkflow: {len(rules)} rule(s) of this run use the host's tools, not pinned by Nix, and are recorded "
+            f"as unpinned: {shown}")
+    asks = [(r, "; ".join(what)) for r in rules for what in [undeployed_software(r, methods)] if what]
+    if not asks:
+        return text + "."
+    named = ", ".join(f"rule {r.name} ({what})" for r, what in asks[:6]) + (" …" if len(asks) > 6 else "")
+    rule, packages = next(((r, p) for r, _ in asks for p in [conda_packages(r)] if p), (asks[0][0], ["..."]))
+    return (f"{text}. Of these, {named} {'declares' if len(asks) == 1 else 'declare'} software this run does not "
+            "deploy (no --sdm conda, apptainer or env-modules for it), so it is not used: the host's tools run "
+            f"instead. To pin them with Nix, define an env with the same tools in {CONFIG_NAME} next to the "
+            f"Snakefile and name it for the rule, e.g. `envs: {{tools: {{packages: [{', '.join(packages)}]}}}}` with "
+            f"`steps: {{{rule.name}: tools}}` (or `resources: nix_env=\"tools\"` in the rule).")
+
+
+def undeployed_software(rule: Any, methods: Any) -> list[str]:
+    """What `rule` declares for Snakemake's software deployment that `methods` (--sdm) leaves unused."""
+    return [text for method, text in declared_software(rule) if method not in methods]
+
+
+def deployed_software(rule: Any, methods: Any) -> list[str]:
+    """What Snakemake's software deployment (`methods`, --sdm) puts in front of `rule`'s env: not pinned by Nix."""
+    return [text for method, text in declared_software(rule) if method in methods]
+
+
+def declared_software(rule: Any) -> list[tuple[Any, str]]:
+    """(deployment method, "conda: envs/x.yaml") for each of a rule's `conda:`, `container:`, `envmodules:`
+    (a wrapper's own conda env included: Snakemake sets it as the rule's)."""
+    from snakemake.settings.types import DeploymentMethod
+
+    out = []
+    conda = getattr(rule, "conda_env", None)
+    if conda:
+        out.append((DeploymentMethod.CONDA, f"conda: {conda}" if isinstance(conda, str | os.PathLike)
+                    else "conda: set by a function"))
+    image = getattr(rule, "container_img", None)
+    if image:
+        out.append((DeploymentMethod.APPTAINER, f"container: {image}" if isinstance(image, str)
+                    else "container: set by a function"))
+    modules = getattr(rule, "env_modules", None)
+    if modules:
+        out.append((DeploymentMethod.ENV_MODULES, f"envmodules: {modules}"))
+    return out
+
+
+def deployed_warning(rules: list[Any], methods: Any) -> str:
+    """One paragraph for the rules of a run whose software Snakemake deploys (`--sdm`): it comes before their
+    env on PATH (a container replaces it), and Nix does not pin it."""
+    named = ", ".join(f"rule {r.name} ({'; '.join(deployed_software(r, methods))})" for r in rules[:6])
+    named += (" …" if len(rules) > 6 else "") + (" runs" if len(rules) == 1 else " run")
+    return (f"nixworkflow: {named} with software Snakemake deploys (--sdm), "
+            "which comes before the rule's env on PATH (a container replaces it): that software is not pinned by Nix "
+            "(its records say so). Drop the --sdm option to run such rules in their Nix envs only.")
+
+
+def conda_packages(rule: Any) -> list[str]:
+    """The package names of a rule's local conda env file, without versions or channels (`bioconda::samtools=1.17`
+    is `samtools`), as a hint for the Nix env that replaces it (Nix attribute names often match); [] if unreadable."""
+    conda = getattr(rule, "conda_env", None)
+    if not isinstance(conda, str | os.PathLike):
+        return []
+    try:
+        import yaml
+
+        path = Path(str(rule.snakefile)).parent / conda  # Snakemake reads it from the rule's Snakefile's directory
+        deps = (yaml.safe_load(path.read_text()) or {}).get("dependencies") or []
+    except Exception:  # noqa: BLE001 - a hint only: a remote, missing or malformed file gives none
+        return []
+    names = [re.split(r"[=<>!~ \[]", str(d).split("::")[-1], maxsplit=1)[0] for d in deps if isinstance(d, str)]
+    return list(dict.fromkeys(n for n in names if n))[:6]
+
+
 class Runtime:
     """Env resolution (once per env name, thread-safe) and the per-env shell wrappers."""
 
@@ -140,6 +219,11 @@ class Runtime:
         if name == "host" and "host" not in self.config.envs:
             return None
         return self.config.env(name)
+
+    def is_host(self, name: str | None) -> bool:
+        """Whether env `name` (a known one: see `spec`) is the host's tools, not pinned."""
+        spec = self.spec(name)
+        return spec is None or bool(getattr(spec, "host", False))
 
     def options(self, name: str | None) -> RunOptions:
         """Run options: the env entry's (pure, sandbox, network, gpu), with the command line's switched on top
