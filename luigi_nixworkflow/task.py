@@ -70,7 +70,8 @@ class NixTask(luigi.Task, metaclass=Instances):
       creates). The env pins the *subprocesses* it starts (PATH etc. are the env's while it runs),
       not the interpreter running it; processes it leaves running are killed when it returns.
 
-    An output with nothing in it fails the task unless the class sets `allow_empty = True`.
+    An output with nothing in it fails the task unless the class sets `allow_empty = True` (a class with its
+    own run(), the legacy shape, may leave a declared LocalTarget an empty file: Luigi's marker file).
 
     Class attributes: `env` (an Env spec, or the name of one in nixworkflow.yaml; default: the
     yaml's `steps:` entry for the task family, else `[nixworkflow] env` of luigi.cfg, else the

@@ -215,19 +215,22 @@ def _query_parsers(sub: Any) -> None:
               "the store (cached, to run, pinned, running elsewhere). Nothing runs. Pipe dot into Graphviz for a "
               "picture; paste mermaid into Markdown.", "nw dag experiment.py --format dot | dot -Tsvg > dag.svg")
     dag.add_argument("file", help="experiment.py or experiment.nix")
-    dag.add_argument("targets", nargs="*", metavar="TARGET", help="only these steps and their upstream")
+    dag.add_argument("targets", nargs="*", metavar="TARGET",
+                     help="only these steps (or a group's: models, every models.* step) and their upstream")
     dag.add_argument("--format", choices=("dot", "mermaid", "json"), default="dot", help="output format (default dot)")
     status = add("status", "each step's state against the store, without running anything",
                  "Evaluate the experiment and say for each step whether it is cached, would run, is pinned, is being "
                  "run by another process now (its lock is held), and whether it failed in the last `nw run` here.",
                  "nw status experiment.py")
     status.add_argument("file", help="experiment.py or experiment.nix")
-    status.add_argument("targets", nargs="*", metavar="TARGET", help="only these steps and their upstream")
+    status.add_argument("targets", nargs="*", metavar="TARGET",
+                        help="only these steps (or a group's: models, every models.* step) and their upstream")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     why = add("why", "why a step would run (or re-ran): which part of its recipe changed",
               "Compare a step's recipe now with the nearest realisation it had: the one of the last `nw run` here, "
               "else the last realisation of the same recipe, else the newest recorded under the same name. Names "
-              "the parts that differ: command, env paths, an input's content or recipe, another parameter. A step "
+              "the parts that differ: command, env paths, an input's content or recipe, an environment variable the "
+              "command expands ($SEED: set, unset or another value), another parameter. A step "
               "that is cached now but re-ran in the last run is compared with the realisation it had before.",
               "nw why model_base            (the experiment file of the last run here is used)")
     why.add_argument("step", metavar="STEP")

@@ -20,7 +20,8 @@ REMOTE_HELP = "remote cache URL: s3://BUCKET/PREFIX[?endpoint=URL&region=R] or f
 KEYS_TEXT = """\
 Trust: a record from a remote is used only if it is signed by a key listed in NIX_WORKFLOW_TRUSTED_KEYS
 (or `trusted-public-keys` under `remote:` in nixworkflow.yaml), and an object only once it re-hashes to
-its name. Pushing signs records with the secret key in --secret-key-file / NIX_WORKFLOW_SECRET_KEY_FILE.
+its name (a download stops at the NAR size the record signs). Pushing signs records with the secret key in
+--secret-key-file / NIX_WORKFLOW_SECRET_KEY_FILE.
 """
 
 PUSH_EPILOG = """\

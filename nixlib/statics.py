@@ -5,12 +5,15 @@ link itself: for `data.csv -> /shared/data_v3.csv` that copy is a link to live d
 changed what the step read while its key (the link's text) stayed, and the old result was served. So a
 symlinked static input is taken as the data it points to, and a directory whose links point out of it is
 refused: its copy would hold links that dangle or name data that can change behind the key. Links within the
-directory, and into the Nix store (immutable), are kept as they are.
+directory, and into the Nix store (immutable), are kept as they are. A Luigi command() that reads a plain
+task's directory with such links (keyed by the tree and each link's target) reads `materialised`'s copy instead,
+with those links followed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,9 +93,8 @@ def materialised(store: Store, real: str) -> str:
         try:
             shutil.copytree(real, copy, symlinks=False)
         except (shutil.Error, OSError) as e:
-            detail = e.args[0][0][2] if isinstance(e, shutil.Error) and e.args and e.args[0] else str(e)
-            raise NixWorkflowError(f"input directory {real}: cannot copy what its symlinks point to ({detail}); "
-                                   "every link in it must lead to a file or directory") from None
+            raise NixWorkflowError(f"input directory {real}: cannot copy what its symlinks point to "
+                                   f"({_copy_failure(e)}); every link in it must lead to a file or directory") from None
         h = store.memo.checked(str(copy))[0]
         temproots.of(store.root).add([h])  # (before it is published: `nw gc` keeps it while the step reads it)
         with store.gc_guard():
@@ -102,3 +104,17 @@ def materialised(store: Store, real: str) -> str:
         return h
     finally:
         force_remove(scratch)
+
+
+_ERRNO = re.compile(r"^\[Errno \d+\] ")
+
+
+def _copy_failure(e: OSError) -> str:
+    """What shutil.copytree could not copy, in words: a dangling link named with its target, else the entry and
+    the system's reason (never a raw `[Errno N]`)."""
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        src, _, why = e.args[0][0]
+        if os.path.islink(src) and not os.path.exists(src):
+            return f"{src} is a link to {os.readlink(src)}, which does not exist"
+        return f"{src}: {_ERRNO.sub('', str(why))}"
+    return f"{e.filename}: {e.strerror}" if e.strerror else str(e)

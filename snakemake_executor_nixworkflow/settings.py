@@ -67,7 +67,7 @@ class ExecutorSettings(ExecutorSettingsBase):
         metadata={
             "help": "How cached outputs are put back into the working directory: auto (reflink where the "
             "filesystem can, else copy), copy, reflink, hardlink (read-only files shared with the store) or "
-            "symlink (into the read-only store).",
+            "symlink (into the read-only store; each link is a GC root for nw gc, the other modes' files are not).",
             "env_var": True,
             "required": False,
             "choices": LINK_MODES,
