@@ -18,6 +18,7 @@ from typing import Any
 import luigi
 import luigi.worker
 
+from luigi_nixworkflow import journal, registry, settings
 from nixlib.errors import NixWorkflowError
 
 logger = logging.getLogger("luigi-interface")
@@ -51,6 +52,22 @@ def _subclasses(cls: type) -> list[type]:
 def explain(exception: BaseException) -> str | None:
     """What a NixTask's on_failure() sends the scheduler (luigid's page, error e-mails) for our own errors."""
     return f"nixworkflow: {exception}" if isinstance(exception, NixWorkflowError) else None
+
+
+def _last_line(formatted: str) -> str:
+    """`Type: message` of a formatted traceback (its last non-empty line)."""
+    return next((line for line in reversed(formatted.strip().split("\n")) if line.strip()), "an error").strip()
+
+
+def _journal_broken(task: Any, reason: str) -> None:
+    """Show a NixTask whose complete() raised as failed in `nw view`: Luigi fires no failure event for it (only
+    DEPENDENCY_MISSING), so without this it read as interrupted, as if its run had been killed."""
+    try:
+        if registry.is_nix(task):
+            journal.failed(settings.engine(), task.task_id,
+                           f"complete() raised {reason} (Luigi runs neither it nor what needs it)")
+    except Exception as e:  # noqa: BLE001 - journalling never changes what Luigi does
+        logger.debug("nixworkflow: could not journal the failed complete() of %s: %s", task, e)
 
 
 def install() -> None:
@@ -87,6 +104,8 @@ def _check_failed(original: Any, name: str) -> Any:
 
     def log_error(self: Any, task: Any, formatted: str) -> Any:
         message = message_of(formatted)
+        if method == "complete()":
+            _journal_broken(task, message or _last_line(formatted))
         if message is None:
             return original(self, task, formatted)
         logger.warning("Will not run %s or any dependencies due to an error in %s: %s", task, method, message)

@@ -65,6 +65,19 @@ def failed(engine: Any, name: str, error: BaseException | str) -> None:
         logger.debug("nixworkflow: could not journal the failure of %s: %s", name, e)
 
 
+def pending(engine: Any, task: Any) -> None:
+    """List `task`, found not complete, as pending (upstream by the tasks it requires) when no lookup did: one
+    of the tasks it needs is not complete, so its own recipe is not known yet. Should that one fail, Luigi leaves
+    this task pending, and its journal entry says it was not run."""
+    journal = _BY_ENGINE.get(id(engine))
+    if journal is None or task.task_id in journal.doc["steps"]:
+        return
+    try:
+        journal.add(task.task_id, [t.task_id for t in flatten(task.deps())], family=task.task_family)
+    except Exception as e:  # noqa: BLE001 - journalling never fails a run
+        logger.debug("nixworkflow: could not journal %s as pending: %s", task.task_id, e)
+
+
 def waiting(engine: Any, name: str, requirements: Any) -> None:
     """Mark task `name` as waiting for tasks its run() yielded that were not complete (the engine saw its action
     stop and journalled a failure): Luigi runs them, then this run() again. Should one of them fail, Luigi leaves
@@ -78,6 +91,7 @@ def waiting(engine: Any, name: str, requirements: Any) -> None:
         ids = [t.task_id for t in flatten(requirements)]
         listed = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
         journal.note(name, "skipped", error=f"waiting for the tasks its run() yielded ({listed}), which were not "
-                     "complete: Luigi runs them first, then this task's run() again (not if one of them fails)")
+                     "complete: Luigi runs them first, then this task's run() again (not if one of them fails)",
+                     upstream=ids)  # (what it yielded is upstream of it, as what it requires is)
     except Exception as e:  # noqa: BLE001 - journalling never fails a run
         logger.debug("nixworkflow: could not journal that %s waits for the tasks it yielded: %s", name, e)

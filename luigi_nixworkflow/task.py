@@ -37,6 +37,7 @@ from luigi_nixworkflow import (
 from luigi_nixworkflow.inputs import Pending
 from luigi_nixworkflow.instances import Instances
 from luigi_nixworkflow.journal import failed as journal_failed
+from luigi_nixworkflow.journal import pending as journal_pending
 from luigi_nixworkflow.journal import waiting as journal_waiting
 from luigi_nixworkflow.present import OWNED
 from luigi_nixworkflow.target import NixTarget
@@ -142,6 +143,7 @@ class NixTask(luigi.Task, metaclass=Instances):
         root = settings.store_root()
         result = self.nix_result(root)
         if result is None:
+            journal_pending(settings.engine(root), self)  # nw view lists it, also when no lookup could
             return False
         present.present_all(self, root)
         return True

@@ -105,9 +105,28 @@ class ViewData:
             doc = self.store.read_record("realisations", node["resolved_key"])
             if doc is not None:
                 node.update(outputs=doc["outputs"], duration=doc["duration"], start=doc["start"], end=doc["end"])
+                self._mark_missing(node, doc)
             else:
                 node["status"] = "gone"  # its record was collected (or is not trusted here)
         return node
+
+    def _mark_missing(self, node: dict[str, Any], doc: dict[str, Any]) -> None:
+        """A result whose output the store no longer holds (quarantined, collected, removed by hand) is not shown as
+        available: the node is gone, and says what became of each such output (as `nw show` does). Only presence
+        is checked here, for every step on each poll: a big run's objects are not walked. An object changed in place
+        is found when it is opened (step details, files), which sets it aside; the graph shows it gone from then on."""
+        missing = self._missing(doc, walk=False)
+        if missing:
+            node.update(status="gone", missing=missing)
+
+    def _missing(self, doc: dict[str, Any], walk: bool = True) -> dict[str, str]:
+        """The outputs of a record the store no longer holds (`walk`: intact, re-hashed if its stat memo cannot
+        vouch for it), each with what became of it."""
+        from nixlib.cli import _missing_output  # the words `nw show` uses
+
+        held = self.store.has if walk else (lambda h: os.path.lexists(self.store.object_path(h)))
+        return {k: _missing_output(self.store, h)["why"] for k, h in doc["outputs"].items()
+                if not (records.is_name(h) and held(h))}
 
     def _summary_graph(self, summary: dict[str, Any]) -> dict[str, Any]:
         """A run known only by `.nw-last-run.json` (older runs): upstream from each realisation's inputs."""
@@ -142,9 +161,10 @@ class ViewData:
             for h in doc["files"].values():
                 up.update(producers.get(h, []))
             up.discard(key)
-            nodes.append({"id": key, "name": doc["name"], "status": "done", "resolved_key": key,
-                          "outputs": doc["outputs"], "upstream": sorted(up), "start": doc["start"],
-                          "end": doc["end"], "duration": doc["duration"]})
+            node = {"id": key, "name": doc["name"], "status": "done", "resolved_key": key, "outputs": doc["outputs"],
+                    "upstream": sorted(up), "start": doc["start"], "end": doc["end"], "duration": doc["duration"]}
+            self._mark_missing(node, doc)
+            nodes.append(node)
         return {"id": "store", "live": False, "nodes": nodes}
 
     # ---- one step -----------------------------------------------------------------------
@@ -155,12 +175,14 @@ class ViewData:
         if doc is None:
             raise Refused(404, f"no trusted, valid realisation {key} in {self.store.root}")
         recipe = doc.get("recipe") if isinstance(doc.get("recipe"), dict) else {}
-        return {"name": doc["name"], "resolved_key": key, "recipe_key": doc["recipe_key"],
-                "command": doc["command"], "canonical": recipe.get("command"), "env": doc["env"],
-                "inputs": doc["inputs"], "files": doc["files"], "outputs": doc["outputs"], "start": doc["start"],
-                "end": doc["end"], "duration": doc["duration"], "exit": doc["exit"], "host": doc["host"],
-                "user": doc["user"], "tool": doc["tool"], "options": doc["options"],
-                "provenance": doc["provenance"]}
+        answer = {"name": doc["name"], "resolved_key": key, "recipe_key": doc["recipe_key"],
+                  "command": doc["command"], "canonical": recipe.get("command"), "env": doc["env"],
+                  "inputs": doc["inputs"], "files": doc["files"], "outputs": doc["outputs"], "start": doc["start"],
+                  "end": doc["end"], "duration": doc["duration"], "exit": doc["exit"], "host": doc["host"],
+                  "user": doc["user"], "tool": doc["tool"], "options": doc["options"],
+                  "provenance": doc["provenance"]}
+        missing = self._missing(doc)  # the record stays readable; outputs the store no longer holds say so
+        return answer | ({"missing_outputs": missing} if missing else {})
 
     def log(self, key: str) -> dict[str, Any]:
         """The tail of a key's log, from the store's logs/ (or this user's log cache) only: a regular file,

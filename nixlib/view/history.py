@@ -88,7 +88,8 @@ class RunJournal:
 
     def add(self, name: str, upstream: Iterable[str] = (), recipe_key: str | None = None,
             family: str | None = None) -> None:
-        """A step as it becomes known (pending until a state is noted); a known step only gains missing upstream."""
+        """A step as it becomes known (pending until a state is noted); a known step only gains upstream it did not
+        list (a Luigi task's tasks its run() yielded)."""
         if os.getpid() != self.pid:
             return
         with self.lock:
@@ -97,8 +98,8 @@ class RunJournal:
                 entry = self.doc["steps"][name] = {"status": "pending", "upstream": sorted(set(upstream))}
                 if family:
                     entry["family"] = family
-            elif upstream and not entry.get("upstream"):
-                entry["upstream"] = sorted(set(upstream))
+            elif upstream and not set(upstream) <= set(entry.get("upstream") or ()):
+                entry["upstream"] = sorted(set(entry.get("upstream") or ()) | set(upstream))
             else:
                 return
             if recipe_key:
@@ -119,6 +120,8 @@ class RunJournal:
             change["error"] = error[:2000]
         elif status in ("running", "done", "cached"):
             change["error"] = None  # a new attempt (a Luigi retry): an earlier attempt's error no longer holds
+        if status == "running":
+            change["end"] = None  # (nor its end)
         if os.getpid() != self.pid:
             self._append(name, change | ({"upstream": sorted(set(upstream))} if upstream else {}))
             return
@@ -223,6 +226,12 @@ class RunJournal:
         with self.lock:
             self.stop.set()
             self.doc["ended"] = time.time()
+            steps = {name: dict(entry) for name, entry in self.doc["steps"].items()}
+            for line in (_read(self.path.with_suffix(".events")) or b"").splitlines():
+                _apply(steps, line)  # with what forked workers said (a task failed there), as readers will see it
+            for name, why in _not_run(steps).items():
+                if self.doc["steps"].get(name, {}).get("status") == "pending":
+                    self.doc["steps"][name].update(status="skipped", error=why)
             for entry in self.doc["steps"].values():
                 if entry.get("status") in ("pending", "running"):
                     entry["status"] = "interrupted"
@@ -300,6 +309,30 @@ class RunJournal:
                 for path in (self.dir / name, *((self.dir / name).with_suffix(s) for s in (".updates", ".events"))):
                     with contextlib.suppress(OSError):
                         path.unlink()
+
+
+def _not_run(steps: dict[str, Any]) -> dict[str, str]:
+    """At the end of a run, the steps still pending that need a step which failed or was not run, each with why:
+    they were skipped (as `nw run` says of them; Luigi leaves such a task pending, Snakemake stops), not
+    interrupted: nothing killed them. (Marks them skipped in `steps`; linear in steps and edges.)"""
+    dependants: dict[str, list[str]] = {}
+    for name, entry in steps.items():
+        if isinstance(entry, dict) and isinstance(entry.get("upstream"), list):
+            for u in entry["upstream"]:
+                if isinstance(u, str):
+                    dependants.setdefault(u, []).append(name)
+    todo = [n for n, e in steps.items() if isinstance(e, dict) and e.get("status") in ("failed", "skipped")]
+    skipped: dict[str, str] = {}
+    while todo:
+        up = todo.pop()
+        for name in dependants.get(up, ()):
+            entry = steps[name]
+            if entry.get("status") == "pending":
+                why = f"it depends on '{up}', which {'failed' if steps[up]['status'] == 'failed' else 'was not run'}"
+                entry.update(status="skipped", error=why)
+                skipped[name] = why
+                todo.append(name)
+    return skipped
 
 
 _OPEN: set[RunJournal] = set()  # journals of this process still running, flushed by one shared thread
@@ -431,6 +464,7 @@ def _apply(steps: dict[str, Any], line: bytes) -> None:
         return
     entry.update({k: v for k, v in event.items()
                   if k in ("status", "start", "end", "resolved_key", "recipe_key", "error", "family")})
-    upstream = event.get("upstream")
-    if not entry.get("upstream") and isinstance(upstream, list) and all(isinstance(u, str) for u in upstream):
-        entry["upstream"] = upstream
+    upstream = event.get("upstream")  # a known step only gains upstream it did not list (see RunJournal.add)
+    if isinstance(upstream, list) and all(isinstance(u, str) for u in upstream):
+        known = entry.get("upstream") if isinstance(entry.get("upstream"), list) else []
+        entry["upstream"] = known + [u for u in upstream if u not in known]

@@ -177,8 +177,10 @@ function showPanel(node) {
     panel.append(el("h2", { text: members.map((m) => m.name).join(" = ") }));
     panel.append(el("p", { class: "hint", text: `${members.length} step(s) produced these identical bytes.` }));
     for (const m of members) panel.append(el("div", {}, el("a", { class: "link", text: m.name, onclick: () => openStep(m) })));
-    const outputs = members[0].outputs || {};
-    for (const [name, h] of Object.entries(outputs)) panel.append(...section(`files of ${name}`, fileBrowser(h)));
+    const outputs = members[0].outputs || {}, missing = members[0].missing || {};
+    for (const [name, h] of Object.entries(outputs)) {
+      panel.append(...section(`files of ${name}`, name in missing ? missingNote(name, missing[name]) : fileBrowser(h)));
+    }
     return;
   }
   openStep(members[0]);
@@ -193,7 +195,7 @@ function openStep(step) {
   const details = el("div");
   panel.append(details);
   const logBox = el("pre", { class: "log", text: "…" });
-  if (step.resolved_key && ["done", "cached"].includes(step.status)) {
+  if (step.resolved_key && (["done", "cached"].includes(step.status) || step.missing)) { // (missing: marked there)
     api("/api/step?" + q({ key: step.resolved_key })).then((d) => renderDetails(details, d)).catch((e) => {
       details.append(el("p", { class: "error", text: String(e.message) }));
     });
@@ -238,10 +240,18 @@ function renderDetails(box, d) {
   for (const [name, h] of Object.entries(d.files)) inputs.append(el("li", { text: `${name} ` }, el("span", { class: "hash", text: h })));
   if (!inputs.children.length) inputs.append(el("li", { text: "(none)" }));
   box.append(...section("inputs", inputs));
+  const missing = d.missing_outputs || {};
   for (const [name, h] of Object.entries(d.outputs)) {
-    box.append(...section(`output ${name}`, el("div", { class: "hash", text: h }), fileBrowser(h)));
+    box.append(...section(`output ${name}`, el("div", { class: "hash", text: h }),
+      name in missing ? missingNote(name, missing[name]) : fileBrowser(h)));
   }
   if (Object.keys(d.provenance || {}).length) box.append(...section("provenance", el("pre", { text: JSON.stringify(d.provenance, null, 2) })));
+}
+
+// an output the store no longer holds (quarantined, removed): said so, never offered as files
+function missingNote(name, why) {
+  return el("p", { class: "error missing", text: `output ${name} is no longer in the store: ${why}. It is not ` +
+    "served; the next run that needs it runs the step again." });
 }
 
 function reveal(node) { // scroll the graph to a node only if it is out of view
