@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from luigi_nixworkflow import commands, keying, legacy, settings
 from luigi_nixworkflow.inputs import Pending, logical_name, step_inputs, unhashable, upstream
-from nixlib import codefiles
+from nixlib import codefiles, hostenv
 from nixlib.errors import NixWorkflowError
 from nixlib.names import check_step_name, name_problem
 from nixlib.recipe import Recipe, RunOptions
@@ -73,6 +73,9 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
             inputs += step_inputs(up, recipe, root)
     env, configured = settings.resolve_env(cls, command, choice)
     options = _options(cls, kind, configured)
+    expanded = hostenv.keyed(command, options) if kind == "shell" else {}
+    if expanded:  # `$SEED` in command(): the worker's environment is what the step sees
+        luigi_part["command_environment"] = expanded
     if opaque:
         extra["opaque"] = opaque
     return Recipe(name=task.task_id, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,

@@ -587,3 +587,28 @@ def normalise(cmd: str) -> str:
 def is_normalised(cmd: str) -> bool:
     """Whether ``cmd`` is already in canonical form; a malformed command raises, it is not just False."""
     return normalise(cmd) == cmd
+
+
+_ARITHMETIC = r"\(\(((?:[^()]|\([^()]*\))*)\)\)"  # `$((SEED * 2))`, `for ((i = 0; i < N; i++))`: bare names
+_VARIABLE = re.compile(r"""\\.|'[^']*'|"((?:[^"\\]|\\.)*)"|\$?""" + _ARITHMETIC
+                       + r"|\$\{?([A-Za-z_][A-Za-z0-9_]*)")  # '…' expands nothing
+_IN_QUOTES = re.compile(r"\\.|\$" + _ARITHMETIC + r"|\$\{?([A-Za-z_][A-Za-z0-9_]*)")  # inside "…", ' is a character
+_NAME = re.compile(r"(?<!\w)[A-Za-z_][A-Za-z0-9_]*")  # (not the x of 0x1F)
+
+
+def expanded_variables(command: str) -> set[str]:
+    """The names of the variables a shell command expands (`$SEED`, `${SEED:-0}`, `$((SEED * 2))`), outside single
+    quotes (an over-approximation: a name in a comment or a quoted heredoc counts too, which only keys it)."""
+    if "$" not in command and "((" not in command:
+        return set()
+    names = set()
+    for m in _VARIABLE.finditer(command):
+        quoted, arithmetic, name = m.groups()
+        if quoted is not None:
+            for q in _IN_QUOTES.finditer(quoted):
+                names.update(_NAME.findall(q.group(1) or "") + ([q.group(2)] if q.group(2) else []))
+        elif arithmetic is not None:
+            names.update(_NAME.findall(arithmetic))
+        elif name:
+            names.add(name)
+    return names

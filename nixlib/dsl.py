@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import runpy
 import sys
 import traceback
@@ -22,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nixlib import codefiles, context, nar, slurm, statics
+from nixlib import codefiles, context, hostenv, nar, slurm, statics
 from nixlib import env as envmod
 from nixlib.command import CommandSyntaxError, CommandTooLong, normalise, shell_form
 from nixlib.errors import NixWorkflowError, check_readable
 from nixlib.names import check_step_name, name_problem
-from nixlib.recipe import Input, Recipe, RunOptions, canonical_json, digest
+from nixlib.recipe import Input, Recipe, RunOptions, canonical_json
 from nixlib.slurm import SlurmOptions
 from nixlib.statmemo import StatMemo
 from nixlib.store import default_root
@@ -421,56 +420,6 @@ def _key_name(key: Any) -> str:
     return str(key)
 
 
-# Variables a command may name that say where or as whom it runs, not what it computes (or that the step sets
-# itself): keying them would re-run every step for another user, machine, terminal or GPU.
-_UNKEYED = frozenset({
-    "out", "state", "TMPDIR", "TMP", "TEMP", "TEMPDIR", "HOME", "USER", "LOGNAME", "PATH", "SHELL", "PWD", "OLDPWD",
-    "TERM", "HOSTNAME", "TZ", "LANG", "LANGUAGE", "DISPLAY", "SHLVL", "PPID", "UID", "EUID", "GROUPS", "RANDOM",
-    "SRANDOM", "SECONDS", "LINENO", "EPOCHSECONDS", "EPOCHREALTIME", "IFS", "OPTARG", "OPTIND", "REPLY",
-    "PIPESTATUS", "FUNCNAME", "HOSTTYPE", "MACHTYPE", "OSTYPE", "PS1", "PS2", "PS3", "PS4", "_",
-    "LD_LIBRARY_PATH", "PYTHONPATH", "PKG_CONFIG_PATH", "MANPATH", "SSL_CERT_FILE", "NIX_SSL_CERT_FILE",
-    "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SOURCE_DATE_EPOCH",
-    "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "HIP_VISIBLE_DEVICES",
-})
-_UNKEYED_PREFIXES = ("LC_", "BASH", "NIX_WORKFLOW_", "NW_", "SLURM_", "XDG_", "SSH_")
-_ARITHMETIC = r"\(\(((?:[^()]|\([^()]*\))*)\)\)"  # `$((SEED * 2))`, `for ((i = 0; i < N; i++))`: bare names
-_VARIABLE = re.compile(r"""\\.|'[^']*'|"((?:[^"\\]|\\.)*)"|\$?""" + _ARITHMETIC
-                       + r"|\$\{?([A-Za-z_][A-Za-z0-9_]*)")  # '…' expands nothing
-_IN_QUOTES = re.compile(r"\\.|\$" + _ARITHMETIC + r"|\$\{?([A-Za-z_][A-Za-z0-9_]*)")  # inside "…", ' is a character
-_NAME = re.compile(r"(?<!\w)[A-Za-z_][A-Za-z0-9_]*")  # (not the x of 0x1F)
-
-
-def host_variables(command: str, options: RunOptions) -> dict[str, str]:
-    """{name: digest of its value} of the variables of nw's environment the command expands (`$SEED`, `${SEED}`,
-    `$((SEED * 2))`, outside single quotes): a step sees nw's environment (unless pure), so `SEED=2 nw run` computes
-    something else than `SEED=1 nw run`, and serving the first result to the second would be silently stale. A
-    digest, never the value (variables often carry credentials); an unset variable as "unset" (a result recorded
-    before variables were keyed, with SEED=1, must not be served to a run without SEED; a shell variable of the
-    command itself, `for f in …; do … $f`, keys as unset); every variable of a pure step is left out (it sees only
-    an allow-list of host variables, none of them keyed), and so are the variables that say where, or as whom, a
-    step runs (`_UNKEYED`)."""
-    if options.pure or ("$" not in command and "((" not in command):
-        return {}
-    return {n: digest(f"{n}={os.environ[n]}") if n in os.environ else "unset" for n in sorted(_expanded(command))
-            if n not in _UNKEYED and not n.startswith(_UNKEYED_PREFIXES)}
-
-
-def _expanded(command: str) -> set[str]:
-    """The names of the variables a command expands, outside single quotes (an over-approximation: a name in a
-    comment or a quoted heredoc counts too, which only keys it)."""
-    names = set()
-    for m in _VARIABLE.finditer(command):
-        quoted, arithmetic, name = m.groups()
-        if quoted is not None:
-            for q in _IN_QUOTES.finditer(quoted):
-                names.update(_NAME.findall(q.group(1) or "") + ([q.group(2)] if q.group(2) else []))
-        elif arithmetic is not None:
-            names.update(_NAME.findall(arithmetic))
-        elif name:
-            names.add(name)
-    return names
-
-
 class _Builder:
     """Turns Steps into Recipes, naming each exactly once and resolving references by scanning."""
 
@@ -557,7 +506,7 @@ class _Builder:
         self._resources(name, step)
         env = self._env(name, step)
         code = self._code(step.command) if step.pinned is None else {}
-        variables = host_variables(step.command, step.options) if step.pinned is None else {}
+        variables = hostenv.keyed(step.command, step.options) if step.pinned is None else {}
         extra = {**({"code": code} if code else {}), **({"environment": variables} if variables else {})}
         try:
             recipe = Recipe(name=name, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
