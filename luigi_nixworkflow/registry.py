@@ -22,13 +22,12 @@ if TYPE_CHECKING:
 
 SOURCES: dict[str, Path] = {}
 LINKED_OUT: dict[str, str] = {}  # plain LocalTarget directories with links out of them, by NAR hash: their real path
-_MATERIALISED: dict[str, str] = {}  # such a directory's hash -> its copy with the links followed (statics.materialised)
 OWNERS: dict[str, dict[str, NixTask]] = {}
 _SCANNERS: dict[str, context.Scanner[NixTask]] = {}
 
 
 def reset() -> None:
-    for memo in (SOURCES, LINKED_OUT, _MATERIALISED, OWNERS, _SCANNERS):
+    for memo in (SOURCES, LINKED_OUT, OWNERS, _SCANNERS):
         memo.clear()
 
 
@@ -72,11 +71,9 @@ def static(path: str | os.PathLike) -> str:
 
 def materialised(h: str, root: str) -> str:
     """The object a command reads for the plain input directory `h` (in LINKED_OUT): its copy with the links out of
-    it followed, made once per process (nixlib.statics.materialised)."""
-    known = _MATERIALISED.get(h)
-    if known is None:
-        known = _MATERIALISED[h] = statics.materialised(settings.engine(root).store, LINKED_OUT[h])
-    return known
+    it followed (nixlib.statics.materialised), made afresh for each run: the data behind the links may have
+    changed since an earlier run in this process (its key, which covers that data, has then changed too)."""
+    return statics.materialised(settings.engine(root).store, LINKED_OUT[h])
 
 
 def owner(h: str | None, deps: list[Any]) -> NixTask | None:

@@ -109,3 +109,12 @@ def test_a_yielded_task_is_found_again_by_its_module_when_another_class_shares_i
     Path("source.txt").write_text("new data\n")  # what it yielded changed: it runs again
     build(ReadsYielded())
     assert runs()["ReadsYielded"] == 2 and Path("copied.txt").read_text() == "new data\n"
+
+
+def test_a_second_build_in_one_process_reads_the_edited_data_behind_the_links(linked_dir: Path) -> None:
+    """A notebook's second luigi.build after the data behind a link was edited: the copy with the links followed was
+    memoised per process, so the re-run (under the new key) read the old data."""
+    build(ReadsLinks(), afresh=False)
+    (linked_dir / "rel.txt").write_text("relative, edited\n")
+    build(ReadsLinks(), afresh=False)
+    assert output_of(ReadsLinks()) == "relative, edited\nabsolute\ninner\n"
