@@ -43,10 +43,30 @@ def command_paths(command: str, store_root: str) -> list[str]:
     (`python "/home/me/my project/train.py"`, `shlex.quote(...)`): a project whose path has a space is named so,
     and the words of `words` stop at the space."""
     store = store_root + os.sep
+    return [] if _only_store_paths(command, store) else _paths_by_words(command, store)
+
+
+def _paths_by_words(command: str, store: str) -> list[str]:
+    """command_paths the general way: every word and quoted text, each tested."""
     found = words(command) + [m.group(1) or m.group(2) for m in _QUOTED.finditer(command)]
     return [w for w in dict.fromkeys(found) if os.path.isabs(w) and not w.startswith(store)]
 
 
+_WORD_START_SLASH = re.compile(r"(?<![^\s;|&<>()'\"`=,:])/")  # a `/` that starts a word (or a quoted text)
+
+
+def _only_store_paths(command: str, store: str) -> bool:
+    """True if every absolute path the command could name starts with `store` (the common case: a command
+    that names only its inputs and `$out`), found in one regex pass instead of splitting it into words. Every
+    word and every quoted text starts at the start of the command or after one of `_WORD`'s separators (a
+    quote is one), so an absolute one starts at such a `/`; exact only if the store's own path holds no
+    separator (else a word ends inside it), so such a store takes the word-by-word way."""
+    if _SEPARATOR.search(store):
+        return False
+    return all(command.startswith(store, m.start()) for m in _WORD_START_SLASH.finditer(command))
+
+
+_SEPARATOR = re.compile(r"[\s;|&<>()'\"`=,:]")
 _MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\Z")
 
 

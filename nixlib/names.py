@@ -9,12 +9,14 @@ Nested member names such as `models.small` are plain file names and stay valid.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from nixlib.errors import NixWorkflowError
 
 RESERVED_PREFIX = ".nw-"  # the engine's own files in the output-link directory (`.nw-last-run.json`)
 MAX_BYTES = 255  # NAME_MAX of Linux and macOS file systems: a longer link cannot be created
+_CONTROL = re.compile("[\x00-\x1f\x7f]")  # (one regex search: every Luigi task's id is checked per build)
 
 
 def name_problem(name: Any) -> str | None:
@@ -27,7 +29,7 @@ def name_problem(name: Any) -> str | None:
         return f"'{name}' names a directory, not a file"
     if "\0" in name:
         return "it contains a NUL character"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):  # a newline would split `nw dag`/`show` lines and links
+    if _CONTROL.search(name):  # a newline would split `nw dag`/`show` lines and links
         return "it contains a control character (a newline, tab or the like)"
     if name.startswith("/"):
         return "it is an absolute path"

@@ -48,7 +48,7 @@ def vouched(request: pytest.FixtureRequest, store_root: Path, monkeypatch: pytes
             m.setattr(statmemo, "_now_ns", lambda: time.time_ns() + 10_000_000_000)
         assert _new_process_lookup() is not None  # the full check, memoised
         hits.forget()
-    entries = json.loads(Store().hits.path_of(done.resolved_key).read_text())["entries"]
+    entries = hits.decode(Store().hits.path_of(done.resolved_key).read_bytes())
     assert json.loads(entries[done.resolved_key])[9] is (request.param == "settled")  # (each entry: its JSON text)
     return {"key": done.resolved_key, "record": str(store_root / "realisations" / f"{done.resolved_key}.json"),
             "object": str(store_root / "store" / done.outputs["out"]), "kind": request.param}
@@ -138,7 +138,7 @@ def test_a_record_of_a_writer_no_longer_trusted_is_refused(store_root: Path,
     os.chown(store_root / "realisations" / f"{done.resolved_key}.json", OTHER_UID, OTHER_UID)
     assert _new_process_lookup() is not None  # trusted: served, and memoised with its (new) owner
     hits.forget()
-    assert done.resolved_key in json.loads(Store().hits.path_of(done.resolved_key).read_text())["entries"]
+    assert done.resolved_key in hits.decode(Store().hits.path_of(done.resolved_key).read_bytes())
     monkeypatch.delenv("NIX_WORKFLOW_TRUSTED_USERS")
     assert _new_process_lookup() is None
 
@@ -179,7 +179,22 @@ def test_a_corrupt_memo_file_is_a_miss_and_is_rewritten(vouched: dict[str, str])
     path.write_bytes(b'{"v": 2, "entries": {"' + vouched["key"].encode() + b'": [1, 2, "x"]}')  # truncated
     assert _new_process_lookup() is not None
     hits.forget()
-    entry = json.loads(json.loads(path.read_text())["entries"][vouched["key"]])
+    entry = json.loads(hits.decode(path.read_bytes())[vouched["key"]])
+    assert entry[7] == hashlib.sha256(Path(vouched["record"]).read_bytes()).hexdigest()
+
+
+def test_a_shard_cut_short_is_a_miss_for_the_cut_entry_only(vouched: dict[str, str]) -> None:
+    """A shard is one line per entry: a file cut inside the last line (a full disk, a copy) loses that entry's
+    JSON, which then is no entry (the full check decides and writes it back), and nothing else."""
+    path = Store().hits.path_of(vouched["key"])
+    data = path.read_bytes()
+    assert data.count(b"\n") == 2 and data.endswith(b"\n")  # the header and the one entry
+    path.write_bytes(data[:-20])
+    assert hits.decode(path.read_bytes())[vouched["key"]].startswith("[")  # the cut text is kept as it is
+    assert hits.HitMemo(Store().root).get(vouched["key"]) is None  # and is no entry
+    assert _new_process_lookup() is not None
+    hits.forget()
+    entry = json.loads(hits.decode(path.read_bytes())[vouched["key"]])
     assert entry[7] == hashlib.sha256(Path(vouched["record"]).read_bytes()).hexdigest()
 
 
@@ -195,7 +210,7 @@ def test_processes_saving_at_once_keep_each_others_entries(store_root: Path) -> 
     second.put(two, hits.entry(None, st, b"two", {"h" * 52: "sig-two"}, {"out": "h" * 52}, {"h" * 52: None}, 0))
     first.save()
     second.save()
-    assert set(json.loads(first.path_of(one).read_text())["entries"]) == {one, two}
+    assert set(hits.decode(first.path_of(one).read_bytes())) == {one, two}
 
 
 def test_a_settled_hit_reads_its_record_only_when_asked(vouched: dict[str, str]) -> None:
@@ -296,17 +311,17 @@ def test_a_damaged_entry_text_is_a_miss_of_the_memo_only(vouched: dict[str, str]
     parse (or parses to something else) is not an entry, so the full check runs (it writes the stat memo entry
     again) and puts a good entry back; the store still serves the hit."""
     path = Store().hits.path_of(vouched["key"])
-    shard = json.loads(path.read_text())
-    assert shard["v"] == hits._VERSION and isinstance(shard["entries"][vouched["key"]], str)
+    shard = hits.decode(path.read_bytes())
+    assert isinstance(shard[vouched["key"]], str)
     for damaged in ('[null, 1, 2', '{"not": "an entry"}'):
-        shard["entries"][vouched["key"]] = damaged
-        path.write_text(json.dumps(shard))
+        shard[vouched["key"]] = damaged
+        path.write_bytes(hits._encode(shard))
         shutil.rmtree(Store().memo.directory)
         found = _new_process_lookup()
         assert found is not None and found.resolved_key == vouched["key"]
         assert os.listdir(Store().memo.directory), "the full check ran"
         hits.forget()
-        entry = json.loads(json.loads(path.read_text())["entries"][vouched["key"]])
+        entry = json.loads(hits.decode(path.read_bytes())[vouched["key"]])
         assert entry[7] == hashlib.sha256(Path(vouched["record"]).read_bytes()).hexdigest()
 
 
@@ -314,10 +329,11 @@ def test_a_shard_written_before_the_last_boot_is_not_believed(vouched: dict[str,
     """A crash can keep a file's stat fields and lose its data: a shard of another boot is ignored and the full
     check runs (it re-hashes the object and writes its stat memo entry again), as after any miss of the memo."""
     shard = Store().hits.path_of(vouched["key"])
-    doc = json.loads(shard.read_text())
-    assert doc["boot"] == boot.boot_id() and boot.boot_id() is not None
+    header, body = shard.read_bytes().split(b"\n", 1)
+    doc = json.loads(header)
+    assert doc["v"] == hits._VERSION and doc["boot"] == boot.boot_id() and boot.boot_id() is not None
     doc["boot"] = "00000000-0000-4000-8000-000000000000"
-    shard.write_text(json.dumps(doc))
+    shard.write_bytes(json.dumps(doc).encode() + b"\n" + body)
     memo_dir = Store().memo.directory
     shutil.rmtree(memo_dir)
     found = _new_process_lookup()

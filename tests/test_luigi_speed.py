@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ from luigi.task_register import Register
 
 import luigi_nixworkflow
 from luigi_nixworkflow import NixTask
-from nixlib import records
+from nixlib import hits, records
 from nixlib.store import read_raw
 from tests.helpers import REPO, nw
 
@@ -146,7 +145,7 @@ def test_a_luigi_hit_served_by_the_memo_is_refused_once_its_record_is_tampered(s
     _luigi_process(work)  # cached: the full check, memoised at exit
     assert (work / "RUNS").read_text() == "ran\n"
     (shard,) = (store_root / "cache" / str(os.getuid())).glob("hits.*/*.json")
-    (rk,) = json.loads(shard.read_text())["entries"]
+    (rk,) = hits.decode(shard.read_bytes())
     record = store_root / "realisations" / f"{rk}.json"
     _luigi_process(work)  # served from the memo
     assert (work / "RUNS").read_text() == "ran\n"
