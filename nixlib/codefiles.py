@@ -26,7 +26,10 @@ from nixlib.statmemo import StatMemo
 
 CODE_SUFFIXES = frozenset({".py", ".r", ".rmd", ".sh", ".bash", ".zsh", ".pl", ".pm", ".rb", ".jl", ".awk",
                            ".sed", ".js", ".mjs", ".ts", ".lua", ".m", ".do", ".sql", ".jar", ".ipynb", ".nf", ".wdl"})
-_WORD = re.compile(r"[^\s;|&<>()'\"`=,:]+")  # path-like words of a shell command (an option's value after `=` too)
+_SEPARATORS = r"\s;|&<>()'\"`=,:"  # what ends a path-like word of a shell command (an option's value after `=` too)
+_WORD = re.compile(f"[^{_SEPARATORS}]+")
+_SEPARATOR = re.compile(f"[{_SEPARATORS}]")
+_WORD_START_SLASH = re.compile(f"(?<![^{_SEPARATORS}])/")  # a `/` that starts a word (or a quoted text)
 
 
 def words(command: str) -> list[str]:
@@ -52,9 +55,6 @@ def _paths_by_words(command: str, store: str) -> list[str]:
     return [w for w in dict.fromkeys(found) if os.path.isabs(w) and not w.startswith(store)]
 
 
-_WORD_START_SLASH = re.compile(r"(?<![^\s;|&<>()'\"`=,:])/")  # a `/` that starts a word (or a quoted text)
-
-
 def _only_store_paths(command: str, store: str) -> bool:
     """True if every absolute path the command could name starts with `store` (the common case: a command
     that names only its inputs and `$out`), found in one regex pass instead of splitting it into words. Every
@@ -66,7 +66,6 @@ def _only_store_paths(command: str, store: str) -> bool:
     return all(command.startswith(store, m.start()) for m in _WORD_START_SLASH.finditer(command))
 
 
-_SEPARATOR = re.compile(r"[\s;|&<>()'\"`=,:]")
 _MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\Z")
 
 

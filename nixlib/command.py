@@ -594,8 +594,6 @@ _VARIABLE = re.compile(r"""\\.|'[^']*'|"((?:[^"\\]|\\.)*)"|\$?""" + _ARITHMETIC
                        + r"|\$\{?([A-Za-z_][A-Za-z0-9_]*)")  # '…' expands nothing
 _IN_QUOTES = re.compile(r"\\.|\$" + _ARITHMETIC + r"|\$\{?([A-Za-z_][A-Za-z0-9_]*)")  # inside "…", ' is a character
 _NAME = re.compile(r"(?<!\w)[A-Za-z_][A-Za-z0-9_]*")  # (not the x of 0x1F)
-# `$out` (not `$output`) and no other `$`, `((`, single quote or backslash: then `out` is all it expands
-_ONLY_OUT = re.compile(r"(?:[^$('\\]|\((?!\()|\$out(?![A-Za-z0-9_]))*\Z")
 
 
 def expanded_variables(command: str) -> set[str]:
@@ -603,13 +601,6 @@ def expanded_variables(command: str) -> set[str]:
     quotes (an over-approximation: a name in a comment or a quoted heredoc counts too, which only keys it)."""
     if "$" not in command and "((" not in command:
         return set()
-    if _ONLY_OUT.match(command):  # (the common case: `$out` alone, unquoted or in double quotes)
-        return {"out"}
-    return _expanded_by_scan(command)
-
-
-def _expanded_by_scan(command: str) -> set[str]:
-    """expanded_variables the general way: every expansion, quote and arithmetic expression scanned."""
     names = set()
     for m in _VARIABLE.finditer(command):
         quoted, arithmetic, name = m.groups()

@@ -52,8 +52,8 @@ from nixlib.statmemo import StatMemo, rescan, scan, user_cache_dir
 
 _VERSION = 5  # 3: shards by the key's last character (the first of a 52-character key is only ever 0 or 1);
 # 4: each entry stored as its own JSON text, parsed when its key is first asked for; 5: a header line, then one
-# line per entry (`key<TAB>entry JSON`): a full shard (2,000 entries, ~1 MB) is split into lines in ~0.3 ms, where
-# parsing it as one JSON document took ~3 ms, and a 1,000-task check of a long-used store reads all 32 shards
+# line per entry (`key<TAB>entry JSON`): a full shard (2,000 entries, ~1 MB) is split into lines in ~2 ms, where
+# parsing it as one JSON document took ~2.8 ms, and a 1,000-task check of a long-used store reads all 32 shards
 MAX_ENTRIES = 2_000  # per shard (32 shards): above this, a save keeps the newest (~900 kB, ~2 ms to read)
 MAX_LISTED = 256  # an object with more entries than this is re-checked by a full scan, not from a listing
 _LIMIT = 64 << 20  # a shard file larger than this is not one we wrote

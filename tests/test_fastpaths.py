@@ -1,9 +1,8 @@
 """The shortcuts a cached check takes for the common case must answer exactly as the general way does.
 
-Each shortcut (a one-regex test that a command names no path outside the store, that it expands only
-`$out`, that a step name has no control character) is checked against the general code path on commands
-made of the characters that matter to it: separators, quotes, `$`, parentheses, backslashes and pieces
-of the store's own path.
+Each shortcut (a one-regex test that a command names no path outside the store, that a step name has no
+control character) is checked against the general way on inputs made of the characters that matter to it:
+separators, quotes, `$`, parentheses, backslashes and pieces of the store's own path.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nixlib import codefiles, command
+from nixlib import codefiles
 from nixlib.names import name_problem
 
 ROOTS = ["/tmp/s/store", "/srv/nw", "/a b/store", "/x=y/st:ore", "/tmp/it's"]
@@ -30,25 +29,16 @@ def test_command_paths_shortcut_answers_as_the_word_by_word_way(text: str, root:
     assert codefiles.command_paths(text, root) == codefiles._paths_by_words(text, root + "/")
 
 
-@settings(max_examples=1500, deadline=None)
-@given(commands(["/tmp/s/store"]))
-def test_expanded_variables_shortcut_answers_as_the_full_scan(text: str) -> None:
-    expected = command._expanded_by_scan(text) if ("$" in text or "((" in text) else set()
-    assert command.expanded_variables(text) == expected
-
-
 def test_the_shortcuts_are_taken_in_the_common_case() -> None:
-    """(Else the differential tests above compare the general way with itself.)"""
+    """(Else the differential test above compares the general way with itself.)"""
     text = "cat /tmp/s/store/placeholders/abc-Data/data > $out/work"
     assert codefiles._only_store_paths(text, "/tmp/s/store/")
-    assert command._ONLY_OUT.match(text)
     assert codefiles.command_paths("python /home/me/train.py $out", "/tmp/s/store") == ["/home/me/train.py"]
-    assert command.expanded_variables("echo $SEED > $out/x") == {"SEED", "out"}
 
 
 @given(st.text(max_size=20))
 def test_step_names_with_control_characters_are_refused(name: str) -> None:
-    control = any(ord(c) < 32 or ord(c) == 127 for c in name)
+    control = any(ord(c) < 32 or ord(c) == 127 for c in name)  # (the check as it was written before the regex)
     problem = name_problem(name)
     if control:
         assert problem is not None
