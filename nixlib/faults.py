@@ -1,9 +1,12 @@
-"""Crash injection for tests: `point(name)` SIGKILLs this process when NIX_WORKFLOW_FAULT names that point.
+"""Crash and race injection for tests: `point(name)` SIGKILLs this process when NIX_WORKFLOW_FAULT names that
+point, and sleeps there when NIX_WORKFLOW_PAUSE does.
 
 The engine calls `point` between every two steps of running, storing and recording a result, so the
 crash tests can kill a real `nw run`, Snakemake or Luigi process at each phase and then check that the
 store is consistent. `NIX_WORKFLOW_FAULT=NAME` kills at the first pass through NAME, `NAME:N` at the
-N-th (counted per process). Unset, a point costs one dict lookup: the variable is read once, at import.
+N-th (counted per process). `NIX_WORKFLOW_PAUSE=NAME:SECONDS` sleeps at each pass through NAME instead,
+which widens a race window so that a test can make the other side's move land inside it every time. Unset,
+a point costs one dict lookup: the variables are read once, at import.
 
 Points (in the order a step passes them): step-ran, ingest-staged (inside the object publication code,
 where its owner placed it), ingested, record-temp-written, realisation-written, origins-written,
@@ -15,8 +18,10 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 _ARMED: dict[str, int] = {}
+_PAUSES: dict[str, float] = {}
 _lock = threading.Lock()
 
 
@@ -26,11 +31,22 @@ def _arm(spec: str) -> None:
         _ARMED[name] = int(count) if count.isdigit() and int(count) > 0 else 1
 
 
+def _pause(spec: str) -> None:
+    name, _, seconds = spec.partition(":")
+    try:
+        _PAUSES[name] = float(seconds)
+    except ValueError:
+        return
+
+
 _arm(os.environ.get("NIX_WORKFLOW_FAULT", ""))
+_pause(os.environ.get("NIX_WORKFLOW_PAUSE", ""))
 
 
 def point(name: str) -> None:
     """Die here (SIGKILL, as a power cut or the OOM killer would) if this point is armed and due."""
+    if name in _PAUSES:
+        time.sleep(_PAUSES[name])
     if name not in _ARMED:
         return
     with _lock:

@@ -462,6 +462,9 @@ class Executor(LocalExecutor):
                prov: dict[str, Any]) -> Callable[[Build, str], Mapping[str, Path]]:
         """The engine Action of a job: run it in the working directory, stage its products in the build's
         scratch space (copies, or hard links with --nixworkflow-link-mode hardlink) and signal `done`.
+        Hard-linked products keep Snakemake waiting until they are stored: its post-processing touches a
+        finished job's outputs, and a touch of an inode the store is still hashing is a change under the
+        object's name (the store quarantines it, and the output is not stored).
         For a checkpoint, files it writes without declaring them are noted in `prov` (recorded with the
         realisation): such a checkpoint cannot be restored, since Snakemake's DAG is re-evaluated from it."""
 
@@ -489,7 +492,8 @@ class Executor(LocalExecutor):
                     done.set()
                 raise
             ran.set()
-            done.set()  # Snakemake's part is over; what follows happens while its next job runs
+            if not build.linked:  # (else `store` sets `done` once the store has the objects: see below)
+                done.set()  # Snakemake's part is over; what follows happens while its next job runs
             with append_log(build.log) as log:
                 log.write(f"snakemake job {job.jobid} (rule {job.rule.name}) in {self.recipes.where.workdir}\n"
                           f"$ {job.shellcmd if job.rule.shellcmd is not None else command}\n"

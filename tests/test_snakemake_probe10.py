@@ -85,3 +85,30 @@ def test_hardlink_mode_keeps_its_own_links_but_never_seals_an_input_a_rule_linke
     assert raw.st_mode & 0o200, "the user's input file was sealed read-only as a store object"
     objects = [p.stat().st_ino for p in (tmp_path / "store" / "store").iterdir()]
     assert raw.st_ino not in objects and a.st_ino in objects
+
+
+def test_hardlink_mode_stores_an_output_snakemake_touches_while_the_store_takes_it(tmp_path: Path) -> None:
+    """Snakemake touches every output of a finished job (its post-processing, against clock skew). In hardlink mode
+    the working-directory file is the store object's inode, and the job was reported finished before the store had
+    it: a touch between the store's hash and its scan-after was a change under the object's name, so the object was
+    quarantined and the output never stored (the run succeeded with a warning; CI saw it at random). The pause at
+    `ingest-staged` (inside that window) holds the store there for 2 s: Snakemake, released too early, touched the
+    file before the store's realisation record existed (or inside the window, and nothing was recorded)."""
+    write(tmp_path, {"Snakefile": 'rule all:\n    input: "a.txt"\n\nrule a:\n    output: "a.txt"\n'
+                                  '    shell: "echo a > {output}; echo ran >> runs.log"\n'})
+    env = {"NIX_WORKFLOW_STORE": str(tmp_path / "store"), "NIX_WORKFLOW_PAUSE": "ingest-staged:2"}
+    proc = snakemake(tmp_path, "--nixworkflow-link-mode", "hardlink", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "could not be stored" not in proc.stderr, proc.stderr
+    assert not list((tmp_path / "store" / "quarantine").glob("*")), "the touched object was quarantined"
+    objects = [p.stat().st_ino for p in (tmp_path / "store" / "store").iterdir()]
+    assert objects == [(tmp_path / "a.txt").stat().st_ino]
+    [record] = (tmp_path / "store" / "realisations").iterdir()
+    assert (tmp_path / "a.txt").stat().st_mtime_ns >= record.stat().st_mtime_ns, \
+        "Snakemake's post-processing touched the output before the store had recorded it"
+    (tmp_path / "a.txt").unlink()
+    again = snakemake(tmp_path, "--nixworkflow-link-mode", "hardlink",
+                      env={"NIX_WORKFLOW_STORE": env["NIX_WORKFLOW_STORE"]})
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "runs.log").read_text() == "ran\n", "the second run executed the rule again"
+    assert (tmp_path / "a.txt").read_text() == "a\n"
