@@ -33,13 +33,17 @@ def step_inputs(up: NixTask, recipe: Recipe, root: str) -> list[Input]:
     return [Input(token if name == "out" else f"{token}!{name}", step=recipe, output=name) for name in recipe.outputs]
 
 
-def upstream(root: str, deps: list[luigi.Task]) -> tuple[list[NixTask], dict[str, str], dict[str, str], list[Any]]:
+def upstream(root: str, deps: list[luigi.Task], classes: set[type] | None = None,
+             ) -> tuple[list[NixTask], dict[str, str], dict[str, str], list[Any]]:
     """NixTasks this task depends on, directly or through plain tasks (a WrapperTask, a plain task between
     two NixTasks); content hashes of plain tasks' LocalTargets by logical name and by the path as written;
     and the identity of plain outputs that cannot be hashed. The walk goes through plain tasks (their
     requires()) and stops at NixTasks, whose own keys cover what is upstream of them. A LocalTarget of a
     required task that is missing means the recipe is Pending; one further up is keyed as absent (Luigi
-    never looks behind a complete task, so a cleaned-up intermediate file is legitimate)."""
+    never looks behind a complete task, so a cleaned-up intermediate file is legitimate). `classes`, if given,
+    receives the classes of the tasks walked (keyed by their results: keying.named_tasks leaves their code out)."""
+    if classes is not None:
+        classes.update(type(dep) for dep in deps)
     if all(registry.is_nix(dep) for dep in deps):  # the common case: no plain task to look through
         return list({dep.task_id: dep for dep in deps}.values()), {}, {}, []
     nix: dict[str, NixTask] = {}
@@ -54,6 +58,8 @@ def upstream(root: str, deps: list[luigi.Task]) -> tuple[list[NixTask], dict[str
         if dep.task_id in seen:
             continue
         seen.add(dep.task_id)
+        if classes is not None:
+            classes.add(type(dep))
         if registry.is_nix(dep):
             nix.setdefault(dep.task_id, dep)
             continue

@@ -548,3 +548,32 @@ def _section(cfg: Any, name: str) -> dict[str, str] | None:
         return dict(cfg.items(name))
     except Exception:  # an interpolation that fails: the text as written
         return dict(cfg.items(name, raw=True))
+
+
+def named_tasks(task: luigi.Task, covered: set[type]) -> dict[str, str]:
+    """{class: code digest} of the user's task classes the task's code names (`Powers(n).f(3)` in run(),
+    `subtasks()` of `luigi.util.delegates`) or a TaskParameter of it holds, that its key does not already cover by
+    result: not the classes of the tasks it requires, directly or through plain tasks (`covered`). Such a class's
+    methods run inside this task, so editing them must re-run it; a class it requires is keyed by its result
+    instead (early cutoff). A TaskParameter's class is keyed even where the task only passes it on upstream: its
+    code may run here too, and over-keying only re-runs the task. The classes those name in turn are followed."""
+    todo = [c for c in _uses(type(task))[1] if _named_task(c) and c not in covered]
+    for name, param in type(task).get_params():
+        value = task.param_kwargs.get(name)
+        if param.significant and isinstance(param, luigi.TaskParameter) and isinstance(value, type) \
+                and _named_task(value):
+            todo.append(value)
+    found: dict[str, str] = {}
+    seen: set[type] = {type(task)}
+    while todo:
+        c = todo.pop()
+        if c in seen:
+            continue
+        seen.add(c)
+        found[pycode.qualified(c)] = code_digest(c)
+        todo += [n for n in _uses(c)[1] if _named_task(n) and n not in covered]
+    return dict(sorted(found.items()))
+
+
+def _named_task(c: type) -> bool:
+    return _is_task(c) and luigi.Config not in c.__mro__ and pycode.user_class(c)

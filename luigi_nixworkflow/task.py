@@ -184,11 +184,27 @@ class NixTask(luigi.Task, metaclass=Instances):
         return getpaths(self._nw_required())
 
     def nix_requires(self) -> list[luigi.Task]:
-        """flatten(requires()), computed once per task and build."""
+        """flatten(requires()), computed once per task and build, and what an overridden deps() adds."""
         known, generation = self.__dict__.get("_nw_flat"), present.GENERATION[0]
         if known is None or known[0] != generation:
-            known = self._nw_flat = (generation, flatten(self._nw_required()))
+            if self.__dict__.get("_nw_in_deps"):  # (an overridden deps() calling super().deps())
+                return flatten(self._nw_required())
+            found = flatten(self._nw_required())
+            if type(self).deps is not NixTask.deps:
+                found += self._nw_more_deps(found)
+            known = self._nw_flat = (generation, found)
         return known[1]
+
+    def _nw_more_deps(self, required: list[luigi.Task]) -> list[luigi.Task]:
+        """What an overridden deps() adds to requires() (`luigi.util.delegates`: its subtasks' requirements). The
+        scheduler runs them first and run() reads them, so they are keyed as what it requires is."""
+        self.__dict__["_nw_in_deps"] = True
+        try:
+            more = flatten(self.deps())
+        finally:
+            self.__dict__.pop("_nw_in_deps", None)
+        known = {d.task_id for d in required}
+        return [d for d in more if d.task_id not in known and not known.add(d.task_id)]  # type: ignore[func-returns-value]
 
     def _nw_required(self) -> Any:
         """requires() once per build: Luigi's instance cache keeps a task between the builds of one interpreter (a

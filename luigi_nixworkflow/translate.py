@@ -43,7 +43,11 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
     extra: dict[str, Any] = {"luigi": luigi_part}
     choice = settings.choose_env(cls)  # a misnamed env is an error now, even while inputs are still missing
     deps = task.nix_requires()
-    ups, files, local, opaque = upstream(root, deps)
+    covered: set[type] = set()
+    ups, files, local, opaque = upstream(root, deps, covered)
+    named = keying.named_tasks(task, covered)
+    if named:  # (a class that names no task class it does not require keeps the key it had)
+        luigi_part["tasks"] = named
     if kind != "legacy" and (opaque or len(ups) < len(deps)):  # (a legacy task reading one runs as plain Luigi)
         _refuse_unhashable(task)
     mentioned: set[str] = set()
