@@ -21,6 +21,7 @@ import secrets
 import socket
 import stat
 import sys
+import tempfile
 from collections.abc import Iterator
 from operator import itemgetter
 from pathlib import Path
@@ -395,6 +396,26 @@ def _seal_entries(fd: int, root: str | os.PathLike, names: list[str], links: int
 # ---- copying ------------------------------------------------------------------------------
 
 
+def can_reflink(src_dir: str | os.PathLike, dst_dir: str | os.PathLike) -> bool:
+    """Whether a file of directory `src_dir` can be reflinked into directory `dst_dir` (one filesystem that
+    shares blocks): link mode reflink works there. Tried with two scratch files, removed again."""
+    src_fd, src = tempfile.mkstemp(prefix=".nw-reflink-", dir=src_dir)
+    try:
+        os.write(src_fd, b"x")
+        dst_fd, dst = tempfile.mkstemp(prefix=".nw-reflink-", dir=dst_dir)
+        try:
+            fcntl.ioctl(dst_fd, _FICLONE, src_fd)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(dst_fd)
+            os.unlink(dst)
+    finally:
+        os.close(src_fd)
+        os.unlink(src)
+
+
 def _copy_fd(src: int, dst: int, link: str, what: str) -> None:
     """Contents of one open file into another: a reflink where possible (or demanded), else a copy."""
     if link in ("auto", "reflink"):
@@ -404,7 +425,7 @@ def _copy_fd(src: int, dst: int, link: str, what: str) -> None:
         except OSError:
             if link == "reflink":
                 raise NixWorkflowError(
-                    f"cannot reflink {what}: the filesystem does not support it (use --link-mode auto)"
+                    f"cannot reflink {what}: the filesystem does not support it (link mode auto copies instead)"
                 ) from None
     try:
         while os.copy_file_range(src, dst, _COPY_CHUNK):
@@ -461,15 +482,26 @@ def place(src: str | os.PathLike, dest: str | os.PathLike, link: str = "auto") -
         else:
             copy(src, tmp, writable=True, link=link)
         if os.path.isdir(dest) and not os.path.islink(dest):
-            trash = os.path.join(parent, f".nw-old-{name}.{secrets.token_hex(4)}")
-            os.rename(dest, trash)
-            os.rename(tmp, dest)
-            remove(trash)
+            _replace_aside(tmp, dest, parent, name)
         else:
-            os.replace(tmp, dest)
+            try:
+                os.replace(tmp, dest)
+            except NotADirectoryError:  # a directory over a file or symlink (an output restored as a link before)
+                _replace_aside(tmp, dest, parent, name)
+            if link == "hardlink" and os.path.lexists(tmp):  # `dest` was already a link to `src`: rename(2) of
+                os.unlink(tmp)                                # one hard link over another of the same file is a no-op
     except BaseException:
         remove(tmp)
         raise
+
+
+def _replace_aside(tmp: str, dest: str, parent: str, name: str) -> None:
+    """Replace `dest` by `tmp` where rename(2) cannot (a directory in the way, or a directory over a non-directory):
+    `dest` is renamed aside first, then removed."""
+    trash = os.path.join(parent, f".nw-old-{name}.{secrets.token_hex(4)}")
+    os.rename(dest, trash)
+    os.rename(tmp, dest)
+    remove(trash)
 
 
 def copy(src: str | os.PathLike, dst: str | os.PathLike, writable: bool, link: str = "auto") -> None:

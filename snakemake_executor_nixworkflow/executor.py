@@ -40,6 +40,7 @@ from snakemake.executors.local import run_wrapper
 from snakemake.iocontainers import ResourceList
 from snakemake_interface_executor_plugins.settings import CommonSettings
 
+from nixlib import trees
 from nixlib.engine import Engine, Result
 from nixlib.env import ResolvedEnv
 from nixlib.errors import NixWorkflowError, StepFailed
@@ -120,6 +121,8 @@ class Executor(LocalExecutor):
         try:
             self.store = Store(s.store)
             self.engine = Engine(self.store)
+            if s.link_mode == "reflink":
+                self.check_reflinks()
             config = load_side_car(s.config, Path(self.workflow.main_snakefile).parent)
             self.runtime = Runtime(config, s.env, forced, os.getcwd(), self.store.root,
                                    tuple(sorted(self.workflow.envvars)))
@@ -146,6 +149,20 @@ class Executor(LocalExecutor):
         # re-evaluates it, while the files it wrote may still appear in another checkpoint's walk (`declared`).
         self.handed: set[str] = set()
         self.upfront = self.restore_upfront()
+
+    def check_reflinks(self) -> None:
+        """--nixworkflow-link-mode reflink where the store and the working directory cannot share blocks fails
+        before any job: fresh outputs are stored as copies either way, so it would fail only every restore."""
+        scratch = self.store.new_tmp("reflink")
+        try:
+            if trees.can_reflink(scratch, os.getcwd()):
+                return
+        finally:
+            force_remove(scratch)
+        raise NixWorkflowError(
+            f"--nixworkflow-link-mode reflink: the store {self.store.root} and the working directory {os.getcwd()} "
+            "cannot share blocks (a reflink needs both on one filesystem that supports it, such as Btrfs or XFS); "
+            "use --nixworkflow-link-mode auto, which reflinks where it can and copies otherwise")
 
     # ---- cached jobs, outside the scheduler's per-job cycle ---------------------------------
 
@@ -624,8 +641,17 @@ class Executor(LocalExecutor):
     def settle(self, job: Any, result: Result, produced: dict[str, Path]) -> str | None:
         """After a hit's products are back: the line reporting it, or None (the products removed again) when
         a restored symlink, an output or inside a directory output, dangles here (the job then runs; it is noted
-        in `unservable`, so the scheduler's path neither restores nor warns again)."""
+        in `unservable`, so the scheduler's path neither restores nor warns again). A product restored as a link
+        into the store whose own relative links then resolve inside the store (a symlink output `b.txt -> a.txt`,
+        a directory output holding `raw -> ../raw.txt`) is put back as a copy instead, where they resolve here."""
         dangling = [link for p in produced.values() for link in dangling_links(str(p))]
+        if dangling and self.settings.link_mode == "symlink":
+            for name, path in produced.items():
+                h = result.outputs.get(name)
+                if h is not None and os.path.islink(path) and dangling_links(str(path)) \
+                        and os.readlink(path) == str(self.store.object_path(h)):
+                    self.store.materialise(h, path, mode="copy")
+            dangling = [link for p in produced.values() for link in dangling_links(str(p))]
         if dangling:
             self.unservable.add(job)
             for path in produced.values():
@@ -663,9 +689,9 @@ def dangling_links(path: str) -> list[str]:
     """The symlinks at or inside a restored product (a directory output, walked without following links) whose
     targets do not exist here: an absolute link into another checkout, say. Inside a directory too, since the
     job's consumers read through them; only the links themselves are stat'ed a second time."""
-    if os.path.islink(path):
-        return [] if os.path.exists(path) else [path]
-    if not os.path.isdir(path):
+    if os.path.islink(path) and not os.path.exists(path):
+        return [path]
+    if not os.path.isdir(path):  # (a link to a directory, as symlink mode restores one, is walked too)
         return []
     out: list[str] = []
     stack = [path]
