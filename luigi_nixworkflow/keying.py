@@ -557,12 +557,14 @@ def named_tasks(task: luigi.Task, covered: set[type]) -> dict[str, str]:
     methods run inside this task, so editing them must re-run it; a class it requires is keyed by its result
     instead (early cutoff). A TaskParameter's class is keyed even where the task only passes it on upstream: its
     code may run here too, and over-keying only re-runs the task. The classes those name in turn are followed."""
-    todo = [c for c in _uses(type(task))[1] if _named_task(c) and c not in covered]
-    for name, param in type(task).get_params():
+    named, task_params = _task_names(type(task))
+    todo = [c for c in named if c not in covered]
+    for name in task_params:
         value = task.param_kwargs.get(name)
-        if param.significant and isinstance(param, luigi.TaskParameter) and isinstance(value, type) \
-                and _named_task(value):
+        if isinstance(value, type) and _named_task(value):
             todo.append(value)
+    if not todo:  # (the common case: a class names only the tasks it requires)
+        return {}
     found: dict[str, str] = {}
     seen: set[type] = {type(task)}
     while todo:
@@ -571,8 +573,16 @@ def named_tasks(task: luigi.Task, covered: set[type]) -> dict[str, str]:
             continue
         seen.add(c)
         found[pycode.qualified(c)] = code_digest(c)
-        todo += [n for n in _uses(c)[1] if _named_task(n) and n not in covered]
+        todo += [n for n in _task_names(c)[0] if n not in covered]
     return dict(sorted(found.items()))
+
+
+@functools.cache
+def _task_names(cls: type) -> tuple[tuple[type, ...], tuple[str, ...]]:
+    """The user's task classes the code of `cls` names, and its significant TaskParameters (fixed per class)."""
+    params = tuple(name for name, p in cls.get_params() if p.significant and isinstance(p, luigi.TaskParameter)) \
+        if _is_task(cls) else ()
+    return tuple(c for c in _uses(cls)[1] if _named_task(c)), params
 
 
 def _named_task(c: type) -> bool:
