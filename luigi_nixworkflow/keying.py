@@ -558,7 +558,7 @@ def named_tasks(task: luigi.Task, covered: set[type]) -> dict[str, str]:
     instead (early cutoff). A TaskParameter's class is keyed even where the task only passes it on upstream: its
     code may run here too, and over-keying only re-runs the task. The classes those name in turn are followed."""
     named, task_params = _task_names(type(task))
-    todo = [c for c in named if c not in covered]
+    todo = [c for c in named if c not in covered or _calls_into(type(task), c)]
     for name in task_params:
         value = task.param_kwargs.get(name)
         if isinstance(value, type) and _named_task(value):
@@ -573,8 +573,21 @@ def named_tasks(task: luigi.Task, covered: set[type]) -> dict[str, str]:
             continue
         seen.add(c)
         found[pycode.qualified(c)] = code_digest(c)
-        todo += [n for n in _task_names(c)[0] if n not in covered]
+        todo += [n for n in _task_names(c)[0] if n not in covered or _calls_into(c, n)]
     return dict(sorted(found.items()))
+
+
+@functools.cache
+def _calls_into(cls: type, named: type) -> bool:
+    """Whether the code of `cls` may use code of task class `named` beyond Luigi's task API: a method, property or
+    class attribute its own classes define (`self.requires().f(3)`), not a Parameter, not `output()`. Such code runs
+    inside `cls`'s task, so even a class it requires is then keyed by its code too: editing `f` re-runs the class it
+    belongs to, whose unchanged output would otherwise serve the old result downstream (early cutoff)."""
+    used = _uses(cls)[4] | _uses(cls)[2]  # (attribute names, and strings: `getattr(up, "f")`)
+    api = {name for k in named.__mro__ if k.__module__.split(".")[0] in _SKIP_MODULES for name in vars(k)}
+    return any(name in used and name not in api and not name.startswith("__")
+               and not isinstance(value, luigi.Parameter)
+               for k in _own_classes(named) for name, value in vars(k).items())
 
 
 @functools.cache

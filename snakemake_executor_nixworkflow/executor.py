@@ -644,14 +644,17 @@ class Executor(LocalExecutor):
         in `unservable`, so the scheduler's path neither restores nor warns again). A product restored as a link
         into the store whose own relative links then resolve inside the store (a symlink output `b.txt -> a.txt`,
         a directory output holding `raw -> ../raw.txt`) is put back as a copy instead, where they resolve here."""
-        dangling = [link for p in produced.values() for link in dangling_links(str(p))]
+        def ours(name: str, path: Path) -> bool:  # a link into the store that symlink mode restored
+            h = result.outputs.get(name)
+            return self.settings.link_mode == "symlink" and h is not None and os.path.islink(path) \
+                and os.readlink(path) == str(self.store.object_path(h))
+
+        dangling = [link for name, p in produced.items() for link in dangling_links(str(p), ours(name, p))]
         if dangling and self.settings.link_mode == "symlink":
             for name, path in produced.items():
-                h = result.outputs.get(name)
-                if h is not None and os.path.islink(path) and dangling_links(str(path)) \
-                        and os.readlink(path) == str(self.store.object_path(h)):
-                    self.store.materialise(h, path, mode="copy")
-            dangling = [link for p in produced.values() for link in dangling_links(str(p))]
+                if ours(name, path) and dangling_links(str(path), True):
+                    self.store.materialise(result.outputs[name], path, mode="copy")
+            dangling = [link for name, p in produced.items() for link in dangling_links(str(p), ours(name, p))]
         if dangling:
             self.unservable.add(job)
             for path in produced.values():
@@ -685,13 +688,18 @@ class Executor(LocalExecutor):
             self.copier.close()
 
 
-def dangling_links(path: str) -> list[str]:
+def dangling_links(path: str, restored_link: bool = False) -> list[str]:
     """The symlinks at or inside a restored product (a directory output, walked without following links) whose
     targets do not exist here: an absolute link into another checkout, say. Inside a directory too, since the
-    job's consumers read through them; only the links themselves are stat'ed a second time."""
-    if os.path.islink(path) and not os.path.exists(path):
-        return [path]
-    if not os.path.isdir(path):  # (a link to a directory, as symlink mode restores one, is walked too)
+    job's consumers read through them; only the links themselves are stat'ed a second time. A product that is
+    itself a link is not walked (what it points at is not the product: `ref -> /data/genome`), unless it is
+    `restored_link`, the link into the store symlink mode put there, to an object that is a directory."""
+    if os.path.islink(path):
+        if not os.path.exists(path):
+            return [path]
+        if not restored_link or os.path.islink(os.readlink(path)):
+            return []
+    if not os.path.isdir(path):
         return []
     out: list[str] = []
     stack = [path]
