@@ -56,6 +56,7 @@ from snakemake_executor_nixworkflow.jobs import (
     RecipeBuilder,
     cacheable,
     is_flagged,
+    mistyped,
     products,
     provenance,
 )
@@ -500,6 +501,10 @@ class Executor(LocalExecutor):
             if missing:
                 raise StepFailed(job.rule.name, "its command succeeded but did not create the declared output(s) "
                                  + ", ".join(missing))
+            wrong = mistyped(job)
+            if wrong:
+                raise StepFailed(job.rule.name, "outputs of incorrect type (directories when expecting files or vice "
+                                 "versa; output directories must be flagged with directory()): " + ", ".join(wrong))
             try:
                 staged = {name: self.stage(job, path, build.tmp / f"product-{i}", build.linked)
                           for i, (name, path) in enumerate(produced.items())}

@@ -592,6 +592,12 @@ def deployed(job: Any) -> dict[str, list[str]]:
     return {"deployed": software} if software else {}
 
 
+def mistyped(job: Any) -> list[str]:
+    """Outputs that are a directory where a file is declared or a file where `directory()` is: Snakemake fails
+    such a job once it ended (ImproperOutputException), so its products must not be stored before that."""
+    return [str(f) for f in job.output if bool(f.is_directory) != os.path.isdir(f)]
+
+
 def products(job: Any, where: Relocator) -> dict[str, Path]:
     """Recipe output name -> working-directory path, for every file the job leaves behind. Outputs are
     named by their path; logs and the benchmark file are prefixed, so no path can collide with them."""
