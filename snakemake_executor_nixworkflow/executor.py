@@ -154,12 +154,17 @@ class Executor(LocalExecutor):
     def check_reflinks(self) -> None:
         """--nixworkflow-link-mode reflink where the store and the working directory cannot share blocks fails
         before any job: fresh outputs are stored as copies either way, so it would fail only every restore."""
-        scratch = self.store.new_tmp("reflink")
         try:
-            if trees.can_reflink(scratch, os.getcwd()):
-                return
-        finally:
-            force_remove(scratch)
+            scratch = self.store.new_tmp("reflink")
+            try:
+                if trees.can_reflink(scratch, os.getcwd()):
+                    return
+            finally:
+                force_remove(scratch)
+        except OSError as e:  # (a full disk, a read-only working directory: the trial files cannot be written)
+            raise NixWorkflowError(f"--nixworkflow-link-mode reflink: cannot try a reflink from the store "
+                                   f"{self.store.root} to the working directory {os.getcwd()}: {e.strerror or e}"
+                                   ) from None
         raise NixWorkflowError(
             f"--nixworkflow-link-mode reflink: the store {self.store.root} and the working directory {os.getcwd()} "
             "cannot share blocks (a reflink needs both on one filesystem that supports it, such as Btrfs or XFS); "

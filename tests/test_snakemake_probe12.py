@@ -192,3 +192,20 @@ def test_a_job_whose_output_has_the_wrong_type_fails_and_stores_nothing(tmp_path
     assert "Traceback" not in proc.stderr, proc.stderr
     assert not list((tmp_path / "store" / "realisations").glob("*")), "a failed job's result was recorded"
     assert not list((tmp_path / "store" / "store").glob("*")), "a failed job's output was stored"
+
+
+def test_reflink_mode_where_no_trial_file_can_be_written_is_a_clear_error(tmp_path: Path) -> None:
+    """The reflink check writes a trial file in the working directory; where that fails (a full disk, a directory
+    nobody may write, here one made immutable) the error was a Python traceback ending in a raw [Errno]."""
+    wf = write(tmp_path / "wf", {"Snakefile": 'rule a:\n    output: "x"\n    shell: "echo x > {output}"\n'})
+    (wf / ".snakemake").mkdir()  # (Snakemake's own files go there; the directory itself is what cannot be written)
+    if subprocess.run(["chattr", "+i", str(wf)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        proc = snakemake(wf, "--nixworkflow-link-mode", "reflink", env={"NIX_WORKFLOW_STORE": str(tmp_path / "store")})
+    finally:
+        subprocess.run(["chattr", "-i", str(wf)], check=True)
+    assert proc.returncode != 0
+    assert "cannot try a reflink" in proc.stderr and "Operation not permitted" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "[Errno" not in proc.stderr, proc.stderr
+    assert not (wf / "x").exists()
