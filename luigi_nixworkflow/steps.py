@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import luigi.worker
+
 from luigi_nixworkflow import children, dynamic, legacy, present, registry, settings, shape, stepio
 from luigi_nixworkflow.target import BUILDING
 from nixlib import temproots
@@ -27,6 +29,7 @@ from nixlib.recipe import Recipe
 from nixlib.runner import Build, append_log
 
 logger = logging.getLogger("luigi-interface")
+STORING = "_nw_storing"  # task attribute: True while complete_on_run asks its complete() before storing
 
 
 def action(task: Any) -> Callable[[Build, str], Mapping[str, Path]]:
@@ -82,10 +85,30 @@ def legacy_run(task: Any, build: Build, command: str) -> Mapping[str, Path]:
     try:
         in_step(task, build, command, "run()", lambda: run_own(task))
         legacy.check_written(task, outputs, type(task).allow_empty, str(build.log))
+        complete_on_run(task, str(build.log))
         succeeded = True
     finally:
         legacy.settle(moved, succeeded)
     return dict(zip(legacy.output_names(len(outputs)), outputs, strict=True))
+
+
+def complete_on_run(task: Any, log: str) -> None:
+    """Luigi's `[worker] check_complete_on_run`: a task whose complete() still says False once run() returned
+    failed (luigi.worker.TaskProcess.run). Luigi asks only after the result is stored, so a legacy task's own
+    complete() override is asked here, with run()'s files in place and the store's part taken as done (its
+    products are stored if this passes): a run Luigi then calls failed is never stored."""
+    wrapper = type(task).complete
+    own = getattr(wrapper, "__wrapped__", None) if getattr(wrapper, "_nw_wrapper", False) else None
+    if own is None or not luigi.worker.worker().check_complete_on_run:
+        return
+    task.__dict__[STORING] = True
+    try:
+        done = own(task)
+    finally:
+        task.__dict__.pop(STORING, None)
+    if not done:
+        raise StepFailed(task.task_id, "its run() returned but its complete() still says it is not complete "
+                         "([worker] check_complete_on_run), so Luigi fails it; nothing is stored", log)
 
 
 def run_own(task: Any) -> Any:

@@ -138,6 +138,8 @@ class NixTask(luigi.Task, metaclass=Instances):
         A task forced by `[nixworkflow] force` is not complete until this process has run it."""
         if not self.nix_managed():
             return luigi.task.Task.complete(self)
+        if self.__dict__.get(steps.STORING):  # (steps.complete_on_run: its products are stored if this says so)
+            return True
         if settings.settings().forced(self.task_family) and self.task_id not in _FORCED:
             return False
         root = settings.store_root()

@@ -29,6 +29,7 @@ import stat
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -105,6 +106,11 @@ def export_remote_settings(s: ExecutorSettings) -> None:
 
 class NixWorkflowJobError(WorkflowError):
     """A job failed for a reason nixworkflow knows (env, missing output, store): reported as a rule error."""
+
+
+class Unstored(NixWorkflowError):
+    """A job that ran, whose products are not stored: Snakemake's post-processing would fail it (see
+    `Executor.failing_checks`). The job itself is Snakemake's to judge, as with the local executor."""
 
 
 class Executor(LocalExecutor):
@@ -435,6 +441,10 @@ class Executor(LocalExecutor):
         """After a job's products are stored: a failure is a warning; a result that differs from the one
         recorded before for the same key is reported as non-determinism, naming the files that differ."""
         error = future.exception()
+        if isinstance(error, Unstored):
+            self.logger.warning(f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}): its outputs are not stored: "
+                                f"{error}")
+            return
         if error is not None:
             self.logger.warning(f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}) succeeded but its outputs "
                                 f"could not be stored, so it will run again next time: {error}")
@@ -510,6 +520,11 @@ class Executor(LocalExecutor):
             if wrong:
                 raise StepFailed(job.rule.name, "outputs of incorrect type (directories when expecting files or vice "
                                  "versa; output directories must be flagged with directory()): " + ", ".join(wrong))
+            why = self.failing_checks(job)
+            if why:  # Snakemake's post-processing decides whether the job failed; the store keeps nothing of it
+                ran.set()
+                done.set()
+                raise Unstored(why)
             try:
                 staged = {name: self.stage(job, path, build.tmp / f"product-{i}", build.linked)
                           for i, (name, path) in enumerate(produced.items())}
@@ -528,6 +543,32 @@ class Executor(LocalExecutor):
             return staged
 
         return act
+
+    def failing_checks(self, job: Any) -> str | None:
+        """Why Snakemake's post-processing of this finished job (dag.check_and_touch_output) may fail it, or None.
+        Its products are then not stored: the job is left to Snakemake, which fails it as the local executor does
+        (or not, if a link's target appears within --latency-wait, or its touch of the outputs comes late
+        enough: a run that is not stored either way). An output or benchmark file that is a symbolic link whose
+        target does not exist is missing to Snakemake; an input modified later than now is newer than the
+        outputs Snakemake is about to touch (its clock-skew check)."""
+        files = [*job.output, *([job.benchmark] if job.benchmark else [])]
+        dangling = [f"{f} (a link to {os.readlink(f)}, which does not exist)" for f in files
+                    if os.path.islink(f) and not os.path.exists(f)]
+        if dangling:
+            return ("its output " + ", ".join(dangling) + " is missing to Snakemake, which fails the job unless the "
+                    "link's target appears within --latency-wait")
+        now = time.time()
+
+        async def newest() -> tuple[float, str] | None:
+            found = [((await f.mtime_uncached(skip_storage=True)).local(), str(f)) for f in job.input
+                     if await f.exists_local()]
+            return max(found) if found else None
+
+        latest = self.workflow.async_run(newest()) if job.input else None
+        if latest is not None and latest[0] > now:
+            return (f"its input {latest[1]} was modified later than now (clock skew?), so its outputs are older than "
+                    "that input and Snakemake fails the job")
+        return None
 
     def stage(self, job: Any, path: Path, staged: Path, linked: set[Path]) -> Path:
         """A private copy of a product that the engine moves into the store: Snakemake may delete (temp)
