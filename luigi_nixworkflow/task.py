@@ -206,7 +206,12 @@ class NixTask(luigi.Task, metaclass=Instances):
         finally:
             self.__dict__.pop("_nw_in_deps", None)
         known = {d.task_id for d in required}
-        return [d for d in more if d.task_id not in known and not known.add(d.task_id)]  # type: ignore[func-returns-value]
+        extra = []
+        for d in more:
+            if d.task_id not in known:
+                known.add(d.task_id)
+                extra.append(d)
+        return extra
 
     def _nw_required(self) -> Any:
         """requires() once per build: Luigi's instance cache keeps a task between the builds of one interpreter (a

@@ -516,10 +516,6 @@ class Executor(LocalExecutor):
             if missing:
                 raise StepFailed(job.rule.name, "its command succeeded but did not create the declared output(s) "
                                  + ", ".join(missing))
-            wrong = mistyped(job)
-            if wrong:
-                raise StepFailed(job.rule.name, "outputs of incorrect type (directories when expecting files or vice "
-                                 "versa; output directories must be flagged with directory()): " + ", ".join(wrong))
             why = self.failing_checks(job)
             if why:  # Snakemake's post-processing decides whether the job failed; the store keeps nothing of it
                 ran.set()
@@ -550,7 +546,12 @@ class Executor(LocalExecutor):
         (or not, if a link's target appears within --latency-wait, or its touch of the outputs comes late
         enough: a run that is not stored either way). An output or benchmark file that is a symbolic link whose
         target does not exist is missing to Snakemake; an input modified later than now is newer than the
-        outputs Snakemake is about to touch (its clock-skew check)."""
+        outputs Snakemake is about to touch (its clock-skew check); an output of the wrong type (a directory where
+        a file is declared, or a file where `directory()` is) is Snakemake's ImproperOutputException."""
+        wrong = mistyped(job)
+        if wrong:
+            return "its output " + ", ".join(wrong) + " is of the wrong type (a directory where a file is declared, " \
+                "or the other way round), which fails the job"
         files = [*job.output, *([job.benchmark] if job.benchmark else [])]
         dangling = [f"{f} (a link to {os.readlink(f)}, which does not exist)" for f in files
                     if os.path.islink(f) and not os.path.exists(f)]

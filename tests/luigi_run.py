@@ -1,7 +1,11 @@
-"""What the Luigi probe tests share: a build as a script runs it, and a log of which task bodies ran."""
+"""What the Luigi probe tests share: a build as a script runs it, the `luigi` command, and a log of which task
+bodies ran."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -9,6 +13,9 @@ import luigi
 from luigi.task_register import Register
 
 import luigi_nixworkflow
+from tests.helpers import REPO
+
+LUIGI = str(Path(sys.executable).with_name("luigi"))
 
 
 def build(*tasks: luigi.Task, ok: bool = True, afresh: bool = True) -> str:
@@ -20,6 +27,16 @@ def build(*tasks: luigi.Task, ok: bool = True, afresh: bool = True) -> str:
     result = luigi.build(list(tasks), local_scheduler=True, detailed_summary=True, log_level="WARNING")
     assert (result.status == luigi.execution_summary.LuigiStatusCode.SUCCESS) is ok, result.summary_text
     return result.summary_text
+
+
+def luigi_cli(*args: str, ok: bool = True) -> str:
+    """`luigi --module ... --local-scheduler` in the working directory (which is on PYTHONPATH); its output.
+    A new process each time, as a user's next run is (code digests are memoised per process)."""
+    env = dict(os.environ, PYTHONPATH=f"{Path.cwd()}{os.pathsep}{REPO}")
+    proc = subprocess.run([LUIGI, *args, "--local-scheduler"], env=env, text=True, capture_output=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert ("This progress looks :)" in out) is ok, out[-3000:]
+    return out
 
 
 def note(name: str) -> None:

@@ -8,28 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import luigi
 from luigi.parameter import ParameterVisibility
 
 from luigi_nixworkflow import NixTask
-from tests.helpers import REPO
-from tests.luigi_run import build, runs
-
-LUIGI = str(Path(sys.executable).with_name("luigi"))
-
-
-def luigi_cli(*args: str, ok: bool = True) -> str:
-    """`luigi --module ... --local-scheduler` in the working directory (which is on PYTHONPATH); its output."""
-    env = dict(os.environ, PYTHONPATH=f"{Path.cwd()}{os.pathsep}{REPO}")
-    proc = subprocess.run([LUIGI, *args, "--local-scheduler"], env=env, text=True, capture_output=True, timeout=300)
-    out = proc.stdout + proc.stderr
-    assert ("This progress looks :)" in out) is ok, out[-3000:]
-    return out
-
+from tests.luigi_run import build, luigi_cli, runs
 
 # ---- a package: helpers reached through relative and dotted imports ----------------------------------------------
 
