@@ -43,7 +43,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,15 +97,21 @@ def same_file(e: Entry, st: os.stat_result) -> bool:
     return bool(e[9]) and stat.S_ISREG(st.st_mode) and tuple(e[1:7]) == identity(st)
 
 
-def objects_unchanged(e: Entry, objects_dir: str) -> bool:
+def objects_unchanged(e: Entry, objects_dir: str, owners: Container[int] | None = None) -> bool:
     """True if every output object re-scans to the signature it had: from its listing (one lstat per entry,
-    statmemo.rescan) when the entry has one, else by a full scan."""
+    statmemo.rescan) when the entry has one, else by a full scan. With `owners` (the trusted writers), an object
+    with an entry of any other owner is never unchanged here (its owner can change bytes keeping every stat
+    field: see StatMemo.checked), so the full check re-hashes it."""
     listings = e[11]
     for h, signature in e[8].items():
         path = f"{objects_dir}/{h}"
         listing = listings.get(h)
         try:
-            current = rescan(path, [os.fsencode(r) for r in listing]) if listing else scan(path).signature
+            if listing:
+                current = rescan(path, [os.fsencode(r) for r in listing], owners)
+            else:
+                scanned = scan(path, owners=owners)
+                current = "" if scanned.foreign else scanned.signature
         except OSError:
             return False
         if current != signature:

@@ -33,6 +33,7 @@ import stat
 import struct
 import sys
 import time
+from collections.abc import Container
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -51,6 +52,7 @@ class Scan(NamedTuple):
     signature: str
     newest_ns: int
     content: str = ""
+    foreign: bool = False  # with `owners`: some entry is another uid's, or a file writable by group or others
 
 
 def _now_ns() -> int:
@@ -75,10 +77,12 @@ def _record(rel: bytes, st: os.stat_result, target: bytes) -> bytes:
 
 
 def scan(path: str | os.PathLike, listing: list[bytes] | None = None, content: bool = False,
-         links: list[bytes] | None = None) -> Scan:
+         links: list[bytes] | None = None, owners: Container[int] | None = None) -> Scan:
     """lstat every entry under `path` (symlinks are not followed) into one digest; `listing`, if given,
     receives every entry's relative path in the order it was recorded (see `rescan`); `content` asks for
-    Scan.content too; `links`, if given, receives the relative path of every symlink inside a directory.
+    Scan.content too; `links`, if given, receives the relative path of every symlink inside a directory;
+    `owners`, if given, sets Scan.foreign when any entry belongs to another uid, or is a file writable by group
+    or others (see StatMemo.checked).
 
     One lstat per entry is the floor (a directory's times do not change when a file in it is
     rewritten), so the loop keeps the rest of the per-entry work small.
@@ -92,8 +96,9 @@ def scan(path: str | os.PathLike, listing: list[bytes] | None = None, content: b
     if listing is not None:
         listing.append(b"")
     newest = max(st.st_mtime_ns, st.st_ctime_ns)
+    foreign = owners is not None and _foreign(st, owners)
     if not stat.S_ISDIR(st.st_mode):
-        return Scan(digest.hexdigest(), newest, same.hexdigest() if same else "")
+        return Scan(digest.hexdigest(), newest, same.hexdigest() if same else "", foreign)
     # Depth first, last subdirectory first, relative to directory descriptors: any depth, any path length.
     try:
         top = trees.DirChain(root)
@@ -113,6 +118,8 @@ def scan(path: str | os.PathLike, listing: list[bytes] | None = None, content: b
                 if listing is not None:
                     listing.append(prefix + name)
                 newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
+                if owners is not None and _foreign(st, owners):
+                    foreign = True
                 if stat.S_ISDIR(st.st_mode):
                     todo[-1].append(name)
             if len(records) >= 4096:  # bounded memory for huge trees
@@ -132,7 +139,12 @@ def scan(path: str | os.PathLike, listing: list[bytes] | None = None, content: b
             rels.append((rels[-1] + b"/" if rels[-1] else b"") + name)
             todo.append([])
     _update(digest, same, b"".join(records))
-    return Scan(digest.hexdigest(), newest, same.hexdigest() if same else "")
+    return Scan(digest.hexdigest(), newest, same.hexdigest() if same else "", foreign)
+
+
+def _foreign(st: os.stat_result, owners: Container[int]) -> bool:
+    """True for an entry another user than `owners` may write: theirs, or a file writable by group or others."""
+    return st.st_uid not in owners or (bool(st.st_mode & 0o022) and stat.S_ISREG(st.st_mode))
 
 
 def _update(digest: Any, same: Any, data: bytes) -> None:
@@ -150,19 +162,22 @@ def _published(st: os.stat_result) -> os.stat_result:
     return os.stat_result(fields, {"st_mtime_ns": mtime, "st_ctime_ns": 0})
 
 
-def rescan(path: str | os.PathLike, rels: list[bytes]) -> str:
+def rescan(path: str | os.PathLike, rels: list[bytes], owners: Container[int] | None = None) -> str:
     """The signature scan(path) gives, computed from one lstat per listed entry (no directory is opened
     or read), for a tree whose entries were listed, in order, by scan(path, listing).
 
     Equal to scan(path) while the tree is unchanged, and different once it changed: an entry added,
     removed or renamed changes its directory's mtime and ctime (recorded here for every directory), and a
     changed entry changes its own ctime. So it serves to re-check a tree known to have had these entries
-    (nixlib.hits) at a fraction of a full scan's system calls; an entry gone raises OSError."""
+    (nixlib.hits) at a fraction of a full scan's system calls; an entry gone raises OSError. With `owners`, ""
+    (which is no signature) when an entry is foreign (see `scan`)."""
     root = os.fsencode(path)
     parts = []
     for rel in rels:
         p = root + b"/" + rel if rel else root
         st = os.lstat(p)
+        if owners is not None and _foreign(st, owners):
+            return ""
         parts.append(_record(rel, st, os.readlink(p) if stat.S_ISLNK(st.st_mode) else b""))
     return hashlib.sha256(b"".join(parts)).hexdigest()
 
@@ -213,34 +228,48 @@ class StatMemo:
         """The Nix base32 NAR hash of `path`, from the memo when its signature is unchanged."""
         return self.checked(path)[0]
 
-    def checked(self, path: str | os.PathLike, links: list[bytes] | None = None) -> tuple[str, str | None]:
+    def checked(self, path: str | os.PathLike, links: list[bytes] | None = None,
+                owners: Container[int] | None = None) -> tuple[str, str | None]:
         """(NAR hash of `path`, its stat signature) — the signature only when this memo vouches for it (an
         entry matched, or the hash was recorded: not racily new), so others may reuse it (nixlib.hits).
-        `links`, if given, receives the symlinks inside the tree, from the same scan (see `scan`)."""
+        `links`, if given, receives the symlinks inside the tree, from the same scan (see `scan`).
+
+        `owners` (a store object's trusted writers): a tree with an entry of any other owner, or a file that
+        group or others may write, is hashed in full every time, never vouched for by its stat signature.
+        Whoever can write a file can change its bytes and keep every stat field: a write through a shared
+        writable mmap to a page already dirty updates neither mtime nor ctime (the kernel sets them at the
+        page's first write fault only). Only files nobody but the running user and trusted users may write
+        are believed unchanged because they scan the same."""
         target = _absolute(path)
         started = _now_ns()
-        current = scan(target, links=links)
+        current = scan(target, links=links, owners=owners)
+        if current.foreign:
+            return nar.nar_hash(target), None
         known = self._load(target)
         if known is not None and known.get("signature") == current.signature:
             return known["nar_hash"], current.signature
         h = nar.nar_hash(target)
         return h, current.signature if self._save(target, current, started, h) else None
 
-    def remember(self, path: str | os.PathLike, nar_hash: str, sealed: bool = False, content: str = "") -> bool:
+    def remember(self, path: str | os.PathLike, nar_hash: str, sealed: bool = False, content: str = "",
+                 owners: Container[int] | None = None) -> bool:
         """Record a hash computed elsewhere (the store calls this after ingesting an object).
 
         `sealed` vouches that nothing writes to `path` any more (a store object: read-only, its
         writer's process group gone), so the racy-timestamp guard is not needed; without it, every
         fresh object would be hashed again in full on its first cache hit. `content`, the tree's
         Scan.content from before `nar_hash` was computed, checks that: if the tree scans otherwise
-        now, something wrote to it meanwhile, nothing is recorded and False is returned (else True)."""
+        now, something wrote to it meanwhile, nothing is recorded and False is returned (else True). `owners`: a
+        tree with an entry others may write is never recorded (see `checked`)."""
         if not nar.is_nar_hash(nar_hash):
             raise ValueError(f"not a Nix base32 SHA-256: {nar_hash!r}")
         target = _absolute(path)
         started = _now_ns()
-        current = scan(target, content=bool(content))
+        current = scan(target, content=bool(content), owners=owners)
         if content and current.content != content:
             return False
+        if current.foreign:
+            return True  # (never vouched for: see `checked`)
         self._save(target, current, started, nar_hash, racy_ok=sealed)
         return True
 

@@ -177,7 +177,7 @@ class Store:
         if not os.path.lexists(path):
             return None
         try:
-            actual, signature = self.memo.checked(path)
+            actual, signature = self.memo.checked(path, owners=self.trusted)  # (another's object: re-hashed)
         except trees.UnstorableFile:  # its owner made it unreadable or put a FIFO in it (docs/trust.md): corrupt
             self.quarantine(h)
             return None
@@ -287,7 +287,7 @@ class Store:
         except BaseException:
             force_remove(staged)
             raise
-        if not self.memo.remember(dest, h, sealed=True, content=before):
+        if not self.memo.remember(dest, h, sealed=True, content=before, owners=self.trusted):
             self.quarantine(h)
             raise ChangedWhileStored(str(staged))
         return h
@@ -449,7 +449,8 @@ class Store:
                 return None
             if hits.settled(st, now):  # the bytes it was made from, now past the racy window: settle it
                 self.hits.put(key, [*e[:9], True, *e[10:]])
-        if not all(records.is_name(h) for h in e[8]) or not hits.objects_unchanged(e, f"{self.root}/store"):
+        if not all(records.is_name(h) for h in e[8]) or not hits.objects_unchanged(e, f"{self.root}/store",
+                                                                                   self.trusted):
             return None  # changed, replaced or quarantined since: the full check re-hashes it
         return doc
 

@@ -145,7 +145,7 @@ def _objects(c: _Check) -> None:
             c.problem(f"corrupt: {h} hashes to {actual}; {where}",
                       (lambda m=moved, h=h: f"quarantined {h} to {m}") if moved else None)
             continue
-        c.store.memo.remember(path, h)
+        c.store.memo.remember(path, h, owners=c.store.trusted)
         _object_modes(c, path)
 
 
