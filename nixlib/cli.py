@@ -755,7 +755,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         *[f"  {name}: {h}" for name, h in doc.get("files", {}).items()],
         f"ran:          {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(doc['start']))} for "
         f"{doc['duration']:.3f} s on {doc['host']} as {doc['user']} (exit {doc['exit']}, {doc['tool']})",
-        f"log:          {doc['log']}",
+        f"log:          {doc['log']}" + (f" (on {doc['host']}, where it ran: substituted, not run here)"
+                                         if (doc.get("provenance") or {}).get("substituted") else ""),
     ]
     if doc.get("provenance"):
         lines.append(f"provenance:   {json.dumps(doc['provenance'], sort_keys=True)}")
@@ -824,6 +825,13 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 def cmd_log(args: argparse.Namespace) -> int:
     store, found = _record(args)
     entry = found.entry or {}
+    came = ((found.doc or {}).get("provenance") or {}).get("substituted")
+    if isinstance(came, dict):  # its log is on the host that ran it; this store's log of the key is another run's
+        doc = found.doc
+        raise NixWorkflowError(f"step '{found.name}' was not run here: its result was substituted from "
+                               f"{came.get('from')} (signed by {came.get('signed_by')}). It ran on {doc['host']} as "
+                               f"{doc['user']}, whose log is {doc['log']} on that machine; any log of this key here "
+                               "is of another run")
     log = _log_of(store, found.doc) if found.doc else entry.get("log")
     if not log:
         how = "was skipped" if found.status == "skipped" else found.status

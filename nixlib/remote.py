@@ -347,7 +347,37 @@ class Remote:
         for h in doc["outputs"].values():
             self.push_object(store, h)
         faults.point("remote-objects-pushed")
-        return self._put_bytes(store, f"realisations/{doc['resolved_key']}.json", body)
+        key = f"realisations/{doc['resolved_key']}.json"
+        if self._put_bytes(store, key, body):
+            return True
+        if not self._forged_record(key):
+            return False  # first writer wins
+        # A record that is no record, unsigned, or signed in a known key's name but not by it (planted or damaged
+        # by someone who can write the remote, but holds no key): it blocked every push of this key, which said
+        # "already there", while every host ignored it and built the step again. A good record replaces it, as a
+        # good copy of an object replaces a corrupt one.
+        return self._put_bytes(store, key, body, replace=True)
+
+    def _forged_record(self, key: str) -> bool:
+        """True if the remote's `key` is not a record any key holder signed: not a JSON object, no signature, or a
+        signature in the name of this host's key or a trusted key that does not verify under it. A record signed
+        by a key this host does not know is left alone (hosts that trust that key use it)."""
+        stream = self.backend.get(key)
+        if stream is None:
+            return False
+        with contextlib.closing(stream):
+            data = stream.read(records.MAX_BYTES + 1)
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return True
+        if not isinstance(doc, dict) or not isinstance(doc.get("sig"), str):
+            return True
+        known = {name: list(keys) for name, keys in self.trusted.items()}
+        if self.secret is not None:
+            known.setdefault(self.secret.name, []).append(self.secret.key.public_key())
+        sig = doc.pop("sig")
+        return sig.partition(":")[0] in known and signing.verify(canonical_json(doc).encode(), sig, known) is None
 
     def push_object(self, store: Store, h: str) -> bool:
         """Upload object `h` as a compressed NAR unless the remote has it (a copy that failed its hash here
@@ -408,11 +438,11 @@ class Remote:
                                    + (f" and was moved to {where}" if where else "")
                                    + ": run the step again to push it")
 
-    def _put_bytes(self, store: Store, key: str, data: bytes) -> bool:
+    def _put_bytes(self, store: Store, key: str, data: bytes, replace: bool = False) -> bool:
         scratch = store.new_tmp("push")
         try:
             (scratch / "record").write_bytes(data)
-            return self.backend.put(str(scratch / "record"), key)
+            return self.backend.put(str(scratch / "record"), key, replace=replace)
         finally:
             force_remove(scratch)
 
@@ -455,15 +485,24 @@ class Remote:
                 if i.get("resolved_key"):
                     todo.append(i["resolved_key"])
                 else:
-                    with contextlib.suppress(Rejected):
+                    try:
                         self.fetch_object(store, i["object"])
+                    except Rejected:
+                        pass
+                    except RemoteDown as e:
+                        self._went_down(e)
+                        return
 
     def _pull_one(self, store: Store, rk: str) -> dict[str, Any] | None:
+        """`rk` pulled, or None (warned). A remote that fails us marks it down, for `nw pull` to report as one
+        clear error (RemoteDown came out of `nw pull KEY` as an internal error with a traceback)."""
         try:
             return self._substitute(store, rk)
         except Rejected as e:
             warn(f"not using {rk} from {self.url}: {e}")
-            return None
+        except RemoteDown as e:
+            self._went_down(e)
+        return None
 
 
 def lineage_records(store: Store, doc: dict[str, Any]) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from nixlib.remotes import Progress, RemoteDown, Stream
 PART = int(os.environ.get("NIX_WORKFLOW_S3_PART_SIZE") or 16 << 20)  # S3's minimum part is 5 MiB
 SINGLE_PUT_MAX = int(os.environ.get("NIX_WORKFLOW_S3_SINGLE_PUT_MAX") or 64 << 20)
 _ABSENT = ("NoSuchKey", "404", "NotFound")
+_DENIED = ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken")
 
 
 QUERY = ("endpoint", "region", "profile")
@@ -81,7 +82,12 @@ class S3Backend:
     def _down(self, e: Exception) -> RemoteDown:
         if isinstance(e, self._errors.ClientError):
             err = e.response.get("Error", {})
-            return RemoteDown(f"{err.get('Code')}: {err.get('Message') or 'request refused'} (bucket {self.bucket})")
+            hint = ""
+            if str(err.get("Code")) in _DENIED:  # (a HEAD's answer has no body: it said only "403: Forbidden")
+                hint = ("; check the credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~/.aws, or &profile=P "
+                        "in the remote URL")
+            return RemoteDown(f"{err.get('Code')}: {err.get('Message') or 'request refused'} (bucket {self.bucket})"
+                              + hint)
         return RemoteDown(str(e))
 
     def _absent(self, e: Exception) -> bool:
