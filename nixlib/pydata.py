@@ -58,7 +58,9 @@ def _data_in(code: Any, globs: dict[str, Any], found: dict[str, Any], strings: s
     """Add to `found` the data the names of `code` denote in `globs` (to `strings` the strings among them);
     return the user code to walk next."""
     more: list[tuple[Any, dict[str, Any]]] = []
-    for name in dict.fromkeys([*pycode.names(code), *format_names(code)]):
+    named = pycode.names(code)
+    formatted = set(format_names(code)).difference(named)  # used only as `{NAME}`: pycode.uses never sees it
+    for name in dict.fromkeys([*named, *formatted]):
         if name not in globs:
             continue
         value, key = globs[name], f"{pycode.module_name(globs.get('__name__', '?'))}.{name}"
@@ -75,8 +77,10 @@ def _data_in(code: Any, globs: dict[str, Any], found: dict[str, Any], strings: s
             rendered = render(value)
             if " at 0x" not in repr(rendered):
                 found[key] = rendered
-        elif isinstance(value, str | list | tuple | dict):  # a plain value pycode keys: only its paths here
-            strings.update(codefiles.strings_in(value))
+        elif isinstance(value, str | int | float | list | tuple | dict | set | frozenset) or value is None:
+            strings.update(codefiles.strings_in(value))  # a plain value pycode keys: only its paths here,
+            if name in formatted:  # unless only a format field names it (`shell("tool {OPTS} ...")`)
+                found[key] = render(value)
         elif pycode.user_class(type(value)) and not stop(type(value)):  # an instance: class code, stable state
             state = render(_state(value))
             found[key] = {"class": pycode.class_digest(type(value)),

@@ -202,10 +202,15 @@ def cacheable(job: Any) -> bool:
 
 
 class Relocator:
-    """Replaces the absolute working and Snakefile directories with placeholders in keyed text."""
+    """Replaces the absolute working and Snakefile directories with placeholders in keyed text.
 
-    def __init__(self, workdir: str, basedir: str) -> None:
+    `cache`: Snakemake's runtime source cache of this process (a new temporary directory per run), where
+    `workflow.source_path("../scripts/x.py")` returns a copy of a local file, at `<cache>/file/<its absolute
+    path>`: such a path keys as the file's own path, so a job naming it keys the same in every run and clone."""
+
+    def __init__(self, workdir: str, basedir: str, cache: str | None = None) -> None:
         self.workdir = os.path.abspath(workdir)
+        self.cache = os.path.join(os.path.abspath(cache), "file") if cache else None
         base = os.path.abspath(basedir)
         pairs = {base: "@{basedir}", self.workdir: "@{workdir}"}  # one directory: workdir
         if os.path.isabs(basedir) and basedir.rstrip(os.sep) != base:
@@ -217,6 +222,8 @@ class Relocator:
                             key=lambda p: (-len(p[0]), p[1]))
 
     def text(self, value: str) -> str:
+        if self.cache is not None and self.cache in value:
+            value = value.replace(self.cache + os.sep, os.sep)
         for path, token in self.pairs:
             value = value.replace(path, token)
         return value
@@ -235,6 +242,11 @@ class Relocator:
     def roots(self) -> list[str]:
         """The working directory and the Snakefile directory: where the project's own files are."""
         return [base for base, _ in self.pairs if base == os.path.normpath(base)]
+
+    def sources(self) -> list[str]:
+        """Where the runtime source cache holds copies of the project's files (the roots' mirrors in it): every
+        file a job names there is a source file of the project, keyed by content (`RecipeBuilder.sourced`)."""
+        return [self.cache + root for root in self.roots()] if self.cache is not None else []
 
     def path(self, path: str) -> str:
         """A file's logical name: the path as the Snakefile names it (relative paths stay relative, so
@@ -257,7 +269,9 @@ class RecipeBuilder:
         self.workflow = workflow
         self.memo = memo
         self.code_files = codefiles.CodeFiles(memo)
-        self.where = Relocator(workdir or os.getcwd(), str(workflow.basedir))
+        cache = getattr(getattr(workflow, "sourcecache", None), "runtime_cache_path", None)
+        cache = os.fspath(cache) if isinstance(cache, str | os.PathLike) else None
+        self.where = Relocator(workdir or os.getcwd(), str(workflow.basedir), cache)
         self._configs: dict[int, tuple[Any, str]] = {}  # id(config) -> (config, digest): the object kept alive
         self._digests: dict[Any, Any] = {}
         self.last_shellcmd: tuple[Any, str | None] = (None, None)  # (job, its formatted shell command)
@@ -350,7 +364,8 @@ class RecipeBuilder:
         out: dict[str, str] = {}
         declared = declared_paths(job)
         for name, value in job.params._allitems():
-            found = self.code_files.files_named(codefiles.strings_in(value), declared, self.where.roots())
+            found = self.code_files.files_named(codefiles.strings_in(value), declared,
+                                                [*self.where.roots(), *self.where.sources()])
             out.update((f"param:{name}:{self.where.path(t)}", h) for t, h in found.items()
                        if not self.produced_by_a_rule(job, t))
         return out
@@ -424,6 +439,7 @@ class RecipeBuilder:
         code, words, imports = self.once(("run", rule.run_func_src, rule.run_func),
                                          lambda: run_digest(rule, self.where.values))
         named = self.code_files.named(words, self.where.roots(), declared_paths(job)) if words else {}
+        named.update(self.sourced(list(words), declared_paths(job)))
         named.update(self.imported_modules(rule, imports))
         return "run", "run:", digest([code, {self.where.path(p): h for p, h in sorted(named.items())}]) if named \
             else code
@@ -451,7 +467,17 @@ class RecipeBuilder:
         if modules:
             words += codefiles.module_paths(modules, self.where.workdir)
         found = self.code_files.named(words, self.where.roots(), declared_paths(job))
+        found.update(self.sourced(words, declared_paths(job)))
         return {self.where.path(path): h for path, h in sorted(found.items())}
+
+    def sourced(self, texts: list[str], declared: set[str]) -> dict[str, str]:
+        """{path: content hash} of the files among `texts` that are copies in Snakemake's runtime source cache
+        (`workflow.source_path(...)` in a param, the command or a `run:` block): each keys as its original's
+        path (Relocator), so its content must be keyed, code or data alike (it is the project's source)."""
+        sources = self.where.sources()
+        if not sources or not any(self.where.cache in t for t in texts):
+            return {}
+        return self.code_files.files_named([t for t in texts if self.where.cache in t], declared, sources)
 
     def once(self, key: Any, compute: Any) -> Any:
         """`compute()`, once per key for this process (several storing threads may compute it at once)."""
