@@ -780,16 +780,23 @@ def _missing_output(store: Any, h: str) -> dict[str, Any]:
 
 def _show_unsuccessful(found: Any, out_dir: Path, as_json: bool) -> int:
     """`nw show` of a step that failed or was skipped in the last run: its status, error and log."""
+    from nixlib.lineage import log_changed
+
     entry = found.entry or {}
     info = {"name": found.name, "status": found.status, "error": entry.get("error"), "log": entry.get("log"),
             "recipe_key": entry.get("recipe_key")}
+    rewritten = log_changed(entry)
+    if rewritten:
+        info["log_rewritten"] = True
     if as_json:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
     earlier = out_dir / found.name
     lines = [f"step:         {found.name}", f"status:       {found.status} in {found.run}",
              f"error:        {info['error'] or 'none recorded'}",
-             f"log:          {info['log'] or 'none (the step did not start)'}",
+             f"log:          {info['log'] or 'none (the step did not start)'}"
+             + (" (rewritten since by a later run of the same recipe: it no longer holds this run's output)"
+                if rewritten else ""),
              *([f"recipe key:   {info['recipe_key']}"] if info["recipe_key"] else [])]
     if os.path.islink(earlier):
         lines.append(f"output link:  {earlier} still points at an earlier run's result: {os.readlink(earlier)}")
@@ -823,6 +830,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    from nixlib.lineage import log_changed
+
     store, found = _record(args)
     entry = found.entry or {}
     came = ((found.doc or {}).get("provenance") or {}).get("substituted")
@@ -833,6 +842,12 @@ def cmd_log(args: argparse.Namespace) -> int:
                                f"{doc['user']}, whose log is {doc['log']} on that machine; any log of this key here "
                                "is of another run")
     log = _log_of(store, found.doc) if found.doc else entry.get("log")
+    if found.doc is None and log_changed(entry):
+        raise NixWorkflowError(f"the log of step '{found.name}' ({found.status} in {found.run}) is no longer there: "
+                               f"{log} was rewritten since by a later run of the same recipe (from another checkout, "
+                               "front door or user sharing the store, or one still running), so it holds that run's "
+                               "output, not this one's. Run the step again here to see why it "
+                               f"{'stopped' if found.status == 'interrupted' else 'failed'}")
     if not log:
         how = "was skipped" if found.status == "skipped" else found.status
         raise NixWorkflowError(f"step '{found.name}' has no log: it {how} before it started "

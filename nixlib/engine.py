@@ -182,7 +182,8 @@ class Engine:
                 _check_env_present(recipe)
                 doc = self._build(recipe, rk, realised, action or self.action, provenance or {},
                                   keep_fds=() if held is None else (held,))
-            except BaseException:
+            except BaseException as e:
+                _note_log(e)
                 if self.remote is not None:
                     self.remote.release(rk)  # the lease this process may hold: other hosts need not wait
                 raise
@@ -619,6 +620,7 @@ class _Scheduler:
             error = None if fut.cancelled() else fut.exception()
             if fut.cancelled() or error is not None:
                 results[recipe] = Interrupted(f"step '{recipe.name}' was interrupted", log=getattr(error, "log", None))
+                results[recipe].log_signature = getattr(error, "log_signature", None)
             else:
                 results[recipe] = fut.result()
         return results
@@ -682,3 +684,15 @@ class _Scheduler:
     def _skip(self, recipe: Recipe, why: str) -> None:
         self.results[recipe] = NixWorkflowError(f"step '{recipe.name}' was not run: {why}")
         self.on_event("skipped", recipe, why)
+
+
+def _note_log(error: BaseException) -> None:
+    """Stamp a step's failure with its log as this attempt left it (still under the key's lock). The log is
+    `logs/<key>.log`, which the next run of the same key (another checkout, front door or user sharing the store)
+    rewrites: `nw log`/`nw show` of this failure compare (nixlib.lineage.log_changed) and never show that run's log
+    as this one's."""
+    log = getattr(error, "log", None)
+    if isinstance(log, str):
+        with contextlib.suppress(OSError):
+            st = os.stat(log)
+            error.log_signature = [st.st_ino, st.st_size, st.st_mtime_ns]  # type: ignore[attr-defined]

@@ -369,3 +369,16 @@ def render(store: Store, node: dict[str, Any], prefix: str = "", last: bool = Tr
     for n, kid in enumerate(kids):
         lines += render(store, kid, child_prefix, n == len(kids) - 1, top=False)
     return lines
+
+
+def log_changed(entry: dict[str, Any]) -> bool:
+    """Whether the log an unsuccessful step's entry names was rewritten since the step stopped: by a later run of the
+    same key (`logs/<key>.log` is per key), so it no longer holds what this attempt printed."""
+    seen, log = entry.get("log_signature"), entry.get("log")
+    if not (isinstance(seen, list) and isinstance(log, str)):
+        return False
+    try:
+        st = os.stat(log)
+    except OSError:
+        return False  # gone: said as such where it is read
+    return [st.st_ino, st.st_size, st.st_mtime_ns] != seen

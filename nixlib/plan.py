@@ -9,8 +9,6 @@ summary in the output-link directory. No step runs and nothing is added to the s
 from __future__ import annotations
 
 import difflib
-import errno
-import fcntl
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -121,23 +119,8 @@ def quarantined(store: Store, h: str) -> list[Path]:
 
 
 def lock_held(store: Store, key: str) -> bool:
-    """True if another process holds the per-key lock of `key`, i.e. is realising it now. Tested with a
-    non-blocking shared flock on the existing lock files (never created here, never waited on)."""
-    if os.environ.get("NIX_WORKFLOW_LOCKS") == "soft":  # a soft lock is held while its file exists
-        return os.path.lexists(store.root / "locks" / f"{key}.lock")
-    for path in locks.candidates(store.root / "locks" / f"{key}.lock"):
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return True
-        finally:
-            os.close(fd)
-    return False
+    """True if another process holds the per-key lock of `key`, i.e. is realising it now (locks.held)."""
+    return locks.held(store.root / "locks" / f"{key}.lock")
 
 
 def suggest(name: str, known: list[str]) -> str:

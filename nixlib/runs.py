@@ -326,6 +326,9 @@ def _entry(store: Store, workflow: Any, recipe: Recipe, outcome: Result | BaseEx
         log = getattr(outcome, "log", None)
         if log:
             entry["log"] = log
+            signature = getattr(outcome, "log_signature", None)
+            if signature:
+                entry["log_signature"] = signature
     return entry
 
 

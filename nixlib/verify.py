@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nixlib import nar, records, statmemo, trees, trust
+from nixlib import faults, locks, nar, records, statmemo, trees, trust
 from nixlib.errors import NixWorkflowError
 from nixlib.evalcache import VERSION as EVAL_VERSION
 from nixlib.recipe import digest
@@ -97,6 +97,7 @@ def verify(store: Store, repair: bool = False) -> Report:
         _layout(c)          # records as they were checked, and each one showed as corrupt or dangling; it waits now
         _objects(c)
         _realisations(c)
+        faults.point("verify-realisations-read")
         _recipes(c)
         _origins(c)
         _memo(c)
@@ -215,10 +216,28 @@ def _realisations(c: _Check) -> None:
         c.valid.setdefault(key, []).append(doc)
 
 
+def _valid_now(c: _Check, rk: str) -> bool:
+    """Whether `rk` has a valid realisation: one seen by `_realisations`, or one a live run recorded since (it writes
+    the realisation before its index entries, so an index entry read after that scan may name a realisation it did
+    not see: re-read it before calling the entry stale; --repair removed the live run's fresh entries)."""
+    if rk not in c.valid and records.is_name(rk):
+        docs = [d for d in c.store._valid_records("realisations", rk)
+                if all(c.store.has(h) for h in d["outputs"].values())]
+        if docs:
+            c.valid[rk] = docs
+    return rk in c.valid
+
+
+def _being_recorded(c: _Check, rk: str) -> bool:
+    """Whether a live process holds `rk`'s lock now: a run records a realisation and then its index entries under
+    it, so a missing index entry of a locked key is one being written, not a problem."""
+    return locks.held(c.store.root / "locks" / f"{rk}.lock")
+
+
 def _recipes(c: _Check) -> None:
     for key, path in c.store.record_files("recipes"):
         doc = _read(c, "recipes", key, path)
-        if doc is not None and doc["last_resolved_key"] not in c.valid:
+        if doc is not None and not _valid_now(c, doc["last_resolved_key"]):
             c.problem(f"stale index entry {path}: its realisation {doc['last_resolved_key']} is missing or invalid",
                       c.remove(path, "stale index entry"))
 
@@ -231,7 +250,7 @@ def _origins(c: _Check) -> None:
             c.problem(f"unexpected entry {d / name}: not an object's index directory", _remover(c, d / name, "entry"))
             continue
         for rk in _names(d / name):
-            if any(h in doc["outputs"].values() for doc in c.valid.get(rk, [])):
+            if _valid_now(c, rk) and any(h in doc["outputs"].values() for doc in c.valid[rk]):
                 continue
             entry = d / name / rk
             owner = _owner(entry)
@@ -243,7 +262,8 @@ def _origins(c: _Check) -> None:
     for rk, docs in c.valid.items():
         for doc in docs:
             for h in doc["outputs"].values():
-                if not any(os.path.lexists(o / rk) for o in c.store.origin_dirs(h)):
+                if not any(os.path.lexists(o / rk) for o in c.store.origin_dirs(h)) and not (
+                        _being_recorded(c, rk) or any(os.path.lexists(o / rk) for o in c.store.origin_dirs(h))):
                     c.problem(f"missing index entry {d / h / rk} (realisation {rk} produced {h})",
                               lambda h=h, rk=rk: _rebuild(c, h, rk))
 
