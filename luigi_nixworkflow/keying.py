@@ -83,12 +83,14 @@ def _value(task: luigi.Task, name: str, param: luigi.Parameter, value: Any) -> A
 
 def param_files(task: luigi.Task, root: str, declared: Callable[[], set[str]]) -> dict[str, str]:
     """{"param:<name>:<path as given>": content hash} of the files the task's significant parameters name
-    (`input_path = luigi.Parameter()` set to "words.txt", a PathParameter, a list of paths; nixlib.codefiles):
+    (`input_path = luigi.Parameter()` set to "words.txt", a PathParameter, a list of paths, or a path-like word of
+    a parameter's string, `extra="--ref data/ref.fa"`; nixlib.codefiles):
     what the task reads is then keyed by content, as a plain upstream task's LocalTarget is, and editing the
     file re-runs it. Never a directory, one of the task's own outputs (`declared()`) or a store path."""
     store = root + os.sep
     texts = [(name, t) for name, param in type(task).get_params() if param.significant
-             for t in codefiles.strings_in(task.param_kwargs[name]) if not t.startswith(store)]
+             for text in codefiles.strings_in(task.param_kwargs[name])
+             for t in dict.fromkeys([text, *codefiles.data_words(text)]) if not t.startswith(store)]
     if not texts:  # (most parameters are numbers, dates or names: no stat, no declared paths)
         return {}
     files, paths = _code_files(root), declared()
@@ -148,7 +150,7 @@ def code_digest(cls: type) -> str:
     uses = _uses(cls)[0]
     if uses:  # (a class that uses no module-level helper keeps the digest it had before helpers were keyed)
         parts.append({"uses": uses})
-    data, modules, _, full = _reads(cls)
+    data, modules, _, full, _ = _reads(cls)
     if data:  # (likewise: only a class that reads such data gets the extra part)
         parts.append({"data": data})
     if modules:
@@ -198,12 +200,13 @@ def _literal(node: ast.expr | None) -> bool:
 
 
 @functools.cache
-def _reads(cls: type) -> tuple[dict[str, Any], frozenset[str], tuple[str, ...], frozenset[str]]:
+def _reads(cls: type) -> tuple[dict[str, Any], frozenset[str], tuple[str, ...], frozenset[str], frozenset[str]]:
     """What the class's code reads beyond the code pycode keys (nixlib.pydata): module-level data (a pandas
     table loaded at import, a dict too large to count as code, an instance of a project class), the modules it
     imports inside its methods (`def run(self): import helpers`), and the module-level strings it reads that may
     name a script it runs (`SCRIPT = "scripts/clean.py"` run as `subprocess.run(["python", SCRIPT])`), and the
-    full names of the modules it imports inside its methods, relative imports resolved (`from . import helpers`)."""
+    full names of the modules it imports inside its methods, relative imports resolved (`from . import helpers`);
+    last, every module-level string it reads (`LOOKUP = "data/lookup.csv"`: data_words)."""
     strings: set[str] = set()
     imports: set[str] = set()
     full: set[str] = set()
@@ -211,7 +214,7 @@ def _reads(cls: type) -> tuple[dict[str, Any], frozenset[str], tuple[str, ...], 
     for f in _own_functions(cls):
         data.update(pydata.data_values(f, pydata.render, strings, imports, stop=_is_task, modules=full))
     words = tuple(sorted(w for w in strings if codefiles.looks_like_code(w) and "\n" not in w))
-    return dict(sorted(data.items())), frozenset(imports), words, frozenset(full)
+    return dict(sorted(data.items())), frozenset(imports), words, frozenset(full), frozenset(strings)
 
 
 def _imported_files(cls: type, names: frozenset[str]) -> dict[str, str]:
@@ -246,6 +249,63 @@ def script_words(cls: type) -> tuple[str, ...]:
     (`subprocess.run(["Rscript", "plot.R"])`): paths and names with a code suffix (nixlib.codefiles)."""
     own = {w for w in _uses(cls)[2] if codefiles.looks_like_code(w) and "\n" not in w}
     return tuple(sorted(own | set(_reads(cls)[2])))  # (and module-level strings it reads: `SCRIPT = "x.py"`)
+
+
+@functools.cache
+def data_words(cls: type) -> tuple[str, ...]:
+    """String constants of the class's code (its methods, class bodies and the helpers they use) and module-level
+    strings it reads that may name a data file it opens (`open("data/lookup.csv")`, `pd.read_csv(LOOKUP)`,
+    `["tool", "--ref=data/ref.fa"]`): the texts themselves and their path-like words (nixlib.codefiles.data_words),
+    not code files (keyed as code: script_words), not a `{}` pattern, a directory (`out/`), a path static()
+    is given in a class body (its value, the store's copy, is keyed: _computed_attributes), a path the code
+    writes (`open("runs.log", "a")`, `df.to_csv(...)`: pycode.written_strings) or a `.log` file (content that
+    changes with every run would make the task never hit). Pure and memoised per class; which of them name a
+    file is looked at per key (named_data)."""
+    texts = sorted({*_uses(cls)[2], *_reads(cls)[4]})
+    return codefiles.data_candidates(texts, _static_arguments(cls) | _uses(cls)[5]) if texts else ()
+
+
+def _static_arguments(cls: type) -> frozenset[str]:
+    """The literal paths the class bodies pass to static() (`lookup = static("lookup.csv")`)."""
+    try:
+        trees = _sources(cls)
+    except NixWorkflowError:
+        return frozenset()
+    return frozenset(a.value for tree in trees for node in ast.walk(tree) if isinstance(node, ast.Call)
+                     and getattr(node.func, "id", getattr(node.func, "attr", None)) == "static"
+                     for a in node.args[:1] if isinstance(a, ast.Constant) and isinstance(a.value, str))
+
+
+def named_data(cls: type, declared: Callable[[], set[str]], produced: Callable[[], set[str]]) -> dict[str, str]:
+    """{"reads:<name>": content hash} of the data files the class's code names by a literal path (data_words)
+    without declaring them: each that is an existing regular file (a symlink by its data) inside the directory
+    Luigi runs in or the task module's (resolved against each, as named_code does), none of the task's declared
+    outputs or plain inputs (`declared()`), nothing a task it requires declares as its output (`produced()`: on
+    disk or not when the key is computed, it must not change the key), no store path and no program (keyed as
+    code). Editing one re-runs the task, as a static() file would. Only a class whose code names such a word
+    stats anything (most: none, one memo lookup)."""
+    words = data_words(cls)
+    if not words:
+        return {}
+    more = module_dirs(cls)
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = more[0] if more else "/"
+    bases = list(dict.fromkeys([cwd, *more]))
+    inside = tuple(b + os.sep for b in bases if b != "/")
+    candidates = dict.fromkeys(os.path.normpath(os.path.join(b, w)) for w in words
+                               for b in ([cwd] if os.path.isabs(w) else bases))
+    candidates = {p: None for p in candidates if p.startswith(inside) and os.path.isfile(p)}
+    if not candidates:
+        return {}
+    root = settings.store_root()
+    skip = {os.path.abspath(p) for p in (*declared(), *produced())}
+    under = tuple(p + os.sep for p in skip)
+    files = _code_files(root)
+    found = files.files_named([p for p in candidates if not p.startswith(under)], skip, bases)
+    return {f"reads:{_written(p, cwd, more)}": h for p, h in sorted(found.items())
+            if not os.path.realpath(p).startswith(root + os.sep) and not codefiles.is_program(p)}
 
 
 @functools.cache
@@ -402,17 +462,19 @@ def config_classes(cls: type) -> list[type[luigi.Config]]:
 
 
 @functools.cache
-def _uses(cls: type) -> tuple[dict[str, str], tuple[type, ...], frozenset[str], frozenset[str], frozenset[str]]:
+def _uses(cls: type) -> tuple[dict[str, str], tuple[type, ...], frozenset[str], frozenset[str], frozenset[str],
+                              frozenset[str]]:
     """The module-level code the class's methods (and its own base classes') use, the Luigi task and Config
     classes they name (a task named there, an upstream one, is keyed by its result, not its code), the
     string constants of all that code, those of the code that reads environment variables, and the global and
-    attribute names all that code uses."""
+    attribute names all that code uses, and the paths it writes (pycode.written_strings)."""
     strings: set[str] = set()
     environ: set[str] = set()
     attributes: set[str] = set()
+    written: set[str] = set()
     found, stopped = pycode.uses(_own_functions(cls), stop=_is_task, strings=strings, environ=environ,
-                                 attributes=attributes)
-    return found, stopped, frozenset(strings), frozenset(environ), frozenset(attributes)
+                                 attributes=attributes, written=written)
+    return found, stopped, frozenset(strings), frozenset(environ), frozenset(attributes), frozenset(written)
 
 
 def _own_classes(cls: type) -> list[type]:

@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from luigi.task import flatten
+
 from luigi_nixworkflow import commands, keying, legacy, settings
 from luigi_nixworkflow.inputs import Pending, logical_name, step_inputs, unhashable, upstream
 from nixlib import codefiles, hostenv
@@ -69,6 +71,8 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
     if scripts:  # the project's scripts it runs (`subprocess.run([sys.executable, "scripts/clean.py"])`)
         luigi_part["runs"] = scripts
     files.update(_param_files(task, root, declared, ups))  # files its parameters name, by content
+    if kind != "shell":  # data files its code names by a literal path (`open("data/lookup.csv")` in run())
+        files.update(_code_data(task, declared, deps, files))
     for up in ups:
         recipe = up.nix_recipe(root=root)
         if recipe is None:
@@ -107,6 +111,27 @@ def _param_files(task: NixTask, root: str, declared: Callable[[], set[str]], ups
         return named
     produced = {str(p) for up in ups if up.nix_kind() == "legacy" for p in legacy.paths(up)}
     return {k: h for k, h in named.items() if os.path.abspath(k.split(":", 2)[2]) not in produced}
+
+
+def _code_data(task: NixTask, declared: Callable[[], set[str]], deps: list[Any],
+               keyed: dict[str, str]) -> dict[str, str]:
+    """Data files the task's code names by a literal path (keying.named_data), except a file a task it requires
+    declares as its output (keyed as that task's result, whether on disk yet or not) and one a parameter names
+    (keyed as the parameter's already)."""
+    if not keying.data_words(type(task)):  # (the common case: one memo lookup)
+        return {}
+
+    def produced() -> set[str]:
+        out = {os.path.abspath(k.split(":", 2)[2]) for k in keyed if k.startswith("param:")}
+        for dep in deps:
+            try:
+                targets = flatten(dep.output())
+            except Exception:  # noqa: BLE001 - its own complete() will report it
+                continue
+            out.update(str(t.path) for t in targets if isinstance(getattr(t, "path", None), str))
+        return out
+
+    return keying.named_data(type(task), declared, produced)
 
 
 def _scripts(cls: type, kind: str, command: str, root: str, declared: Callable[[], set[str]]) -> dict[str, str]:

@@ -8,17 +8,21 @@ executable program (a `#!` script, an ELF binary), inside one of the step's root
 the Snakefile's or the task module's directory), and none of the paths the step declares (inputs,
 outputs, logs) — each by its
 content; a Python file with the local modules it imports (a module or package next to it, followed
-transitively: Python puts a script's directory first on its import path). Data files are not guessed
-at: their content may change with every run (a log the command appends to); they are declared.
+transitively: Python puts a script's directory first on its import path). Data files are declared; the
+Snakemake and Luigi front doors also key the existing project files among a step's path-like words
+(`data_words`, `data_candidates`), except those it writes by a spelling seen here (a redirection, a `tee`,
+`open(p, "w")`: nixlib.pycode.written_strings), whose content may change with every run (a log it appends to)
+and would make the step never hit.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 
 from nixlib import base32
 from nixlib.recipe import digest
@@ -64,6 +68,55 @@ def _only_store_paths(command: str, store: str) -> bool:
     if _SEPARATOR.search(store):
         return False
     return all(command.startswith(store, m.start()) for m in _WORD_START_SLASH.finditer(command))
+
+
+# A word that may name a data file: it has a `/`, or ends in a suffix starting with a letter (`ref.fa`, `x.tsv.gz`;
+# not `0.5`, `1e-3`, `--min`). The target of an output redirection (`> log.txt`, `2>> all.log`) is written, not read,
+# and so are the files a `tee` that starts a command writes (`... | tee -a logs/all.txt`): keyed by content, such a
+# file (appended to, or holding a time) changed at every run and the step never hit again.
+_DATA_NAME = re.compile(r"/|\.[A-Za-z][A-Za-z0-9_]*\Z")
+_REDIRECTED = re.compile(r"(?<![<>])[0-9&]?>>?\|?\s*([^\s;|&<>()'\"`]+)")
+_TEE = re.compile(r"(?:^|[|;&(`\n])[ \t]*tee((?:[ \t]+(?:'[^']*'|\"[^\"]*\"|[^\s;|&<>()`'\"]+))+)")
+_TEE_WORD = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")
+
+
+def looks_like_data(word: str) -> bool:
+    """A word that may name a data file (`_DATA_NAME`): it has a `/`, or a suffix starting with a letter."""
+    return _DATA_NAME.search(word) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def data_words(text: str) -> tuple[str, ...]:
+    """The words of a text a step is given (a parameter's string `-a file:config/adapters.fa --min 3`, a shell
+    command) that may name a data file it reads: `words` (split on whitespace, quotes, `=`, `:`, `,`, so also the
+    value of `--ref=data/ref.fa` and the path of `file:data/x.fa`) and quoted texts (a path with a space), that
+    look like a path (`_DATA_NAME`), minus the targets of output redirections and of `tee`. Pure string work,
+    memoised: the caller stats only these (`CodeFiles.files_named`)."""
+    found = [w for w in words(text) if _DATA_NAME.search(w)]
+    if "'" in text or '"' in text:
+        found += [q for m in _QUOTED.finditer(text) for q in (m.group(1) or m.group(2),) if _DATA_NAME.search(q)]
+    written = set(_REDIRECTED.findall(text)) if ">" in text else set()
+    if "tee" in text:
+        written.update(w.strip("'\"") for m in _TEE.finditer(text) for w in _TEE_WORD.findall(m.group(1))
+                       if w[0] != "-")
+    return tuple(dict.fromkeys(w for w in found if w not in written))
+
+
+_NOT_DATA_SUFFIXES = CODE_SUFFIXES | {".log"}
+
+
+def data_candidates(texts: Iterable[str], skip: Container[str] = ()) -> tuple[str, ...]:
+    """The words among the string constants of a step's code (a Luigi task's, a `run:` block's, a script's) that may
+    name a data file it reads, for the front doors to key each that is an existing project file by content: each
+    one-line text and the path-like words of every text (data_words: a multi-line shell command gives its words),
+    not a code file (keyed as code), a `.log`, a `{}` or `%` pattern, a directory (`out/`), or a word in `skip` (a
+    path the code writes, nixlib.pycode.written_strings: content that changes at every run would make the step
+    never hit). Pure string work."""
+    found = (w for t in texts if t for w in ((t, *data_words(t)) if "\n" not in t and len(t) <= 4096
+                                               else data_words(t) if "\n" in t else ()))
+    return tuple(w for w in dict.fromkeys(found) if looks_like_data(w) and w not in skip and "{" not in w
+                 and "%" not in w and not w.endswith("/") and "\n" not in w
+                 and os.path.splitext(w)[1].lower() not in _NOT_DATA_SUFFIXES)
 
 
 _MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\Z")

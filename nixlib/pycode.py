@@ -51,6 +51,7 @@ _OWN_PACKAGES = frozenset({"nixlib", "luigi_nixworkflow", "snakemake_executor_ni
 MAX_VALUE = 65536  # characters of canonical JSON: a module-level value larger than this is data, not code
 _Walk = list[tuple[types.CodeType, dict[str, Any]]]
 _ENVIRON_READERS = frozenset({"environ", "getenv", "environb", "getenvb"})  # names of code that reads variables
+_CONFIG_READERS = frozenset({"get_config"})  # names of code that reads luigi.cfg directly
 
 # A front door's names for modules, set before any digest: Luigi's adapter names the script run as `__main__`
 # (`python pipeline.py Task`) as it is imported (`luigi --module pipeline Task`), so both key a task alike.
@@ -69,13 +70,15 @@ def qualified(obj: Any) -> str:
 
 def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: False,
          strings: set[str] | None = None, environ: set[str] | None = None,
-         attributes: set[str] | None = None) -> tuple[dict[str, str], tuple[type, ...]]:
+         attributes: set[str] | None = None, written: set[str] | None = None
+         ) -> tuple[dict[str, str], tuple[type, ...]]:
     """({qualified name: "def:"/"class:"/"value:" + digest}, classes `stop` accepted) for the user code
     `functions` (functions, methods, or any callable wrapping one) use, transitively. `strings`, if given,
     receives the string constants of all that code (paths of the scripts it runs: nixlib.codefiles); `environ`
     the string constants of the code that reads the environment (`os.environ["SCALE"]`, `os.getenv("SCALE")`):
     the names of the variables it may read; `attributes` the global and attribute names all that code uses
-    (`self.priority` read in run() or in a helper it calls)."""
+    (`self.priority` read in run() or in a helper it calls); `written` the paths that code writes rather than
+    reads (`written_strings`)."""
     found: dict[str, str] = {}
     stopped: dict[type, None] = {}
     starts = [f for f in map(_function, functions) if f is not None]
@@ -90,11 +93,16 @@ def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: Fals
         walked.add(id(code))
         if strings is not None:
             strings.update(_strings(code))
+        if written is not None:
+            written.update(written_strings(code, globs))
         names = _names(code)
         if attributes is not None:
             attributes.update(names)
         if environ is not None and not _ENVIRON_READERS.isdisjoint(names):
             environ.update(_strings(code))
+            environ.update(_global_strings(names, globs))  # `os.environ.get(VAR)` with `VAR = "SCALE"`
+        if strings is not None and not _CONFIG_READERS.isdisjoint(names):
+            strings.update(_global_strings(names, globs))  # `get_config().get(SECTION, "scale")`
         for name in dict.fromkeys(names):
             value = globs.get(name)
             if isinstance(value, types.ModuleType):  # `utils.fmt(x)`, `pkg.utils.fmt(x)`
@@ -301,6 +309,75 @@ def ordered_strings(functions: Iterable[Any]) -> list[str]:
         code = getattr(f, "__code__", None)
         if isinstance(code, types.CodeType):
             found += _strings(code)
+    return found
+
+
+def _global_strings(names: Iterable[str], globs: dict[str, Any]) -> list[str]:
+    """The module-level strings (or tuples, lists, sets of strings) the names refer to: a variable or section name
+    the code reads through a constant (`VAR = "SCALE"` read as `os.environ.get(VAR)`) rather than spelling it."""
+    found: list[str] = []
+    for name in dict.fromkeys(names):
+        value = globs.get(name)
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, (tuple, list, frozenset, set)) and len(value) <= 64:
+            found += sorted(v for v in value if isinstance(v, str))
+    return found
+
+
+_WRITE_MODE = re.compile(r"[rbt]*[wax][rbt+]*\Z")  # open()'s modes that write: "w", "a", "wb", "x", "a+" (not "r+")
+_WRITING_METHODS = frozenset({"write_text", "write_bytes", "touch", "mkdir", "unlink"})  # Path("x").write_text(...)
+_WRITERS = frozenset({"to_csv", "to_parquet", "to_feather", "to_hdf", "to_excel", "to_pickle", "to_json",
+                      "to_netcdf", "savefig", "save", "savez", "savez_compressed", "savetxt", "to_file",
+                      "FileHandler", "RotatingFileHandler", "basicConfig"})  # df.to_csv("x.csv"), np.save("x")
+_PATH_METHODS = _WRITING_METHODS | {"open"}
+_STORES = frozenset({"STORE_FAST", "STORE_NAME", "STORE_DEREF"})
+_LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_NAME", "LOAD_DEREF"})
+_CALLING = frozenset({"PRECALL", "CALL", "CALL_KW", "CALL_FUNCTION", "CALL_METHOD", "KW_NAMES", "CACHE"})
+
+
+def written_strings(code: types.CodeType, globs: dict[str, Any] | None = None) -> set[str]:
+    """The paths a code object (and the code nested in it) writes rather than reads, by the usual spellings: a
+    string given to `open()` with a writing mode (`open("runs.log", "a")`, `Path("x").open("w")`), to a Path's
+    write_text/touch, or to a writer (`df.to_csv("out.csv")`, `np.save(...)`, `logging.FileHandler("x.log")`),
+    as a constant, a module-level string (`LOG = "runs.log"`) or a local name set to one (`out = "x.json"`; `with
+    open(out, "w")`, the usual spelling). A heuristic: a data file the step appends to is then not keyed by
+    content (which would change at every run and make the step never hit)."""
+    import dis  # (only for code that names a data path: codefiles.data_words)
+
+    found: set[str] = set()
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+        ops = [i for i in dis.get_instructions(c) if i.opname not in ("CACHE", "PUSH_NULL", "PRECALL_NOP")]
+        assigned: dict[str, str] = {}  # a local name (a script's global) set to a string: `out = "x.json"`
+        for n, ins in enumerate(ops):
+            if ins.opname == "LOAD_CONST" and isinstance(ins.argval, str) and n + 1 < len(ops) \
+                    and ops[n + 1].opname in _STORES:
+                assigned[ops[n + 1].argval] = ins.argval
+            value = ins.argval if ins.opname == "LOAD_CONST" else globs.get(ins.argval) \
+                if globs is not None and ins.opname in ("LOAD_GLOBAL", "LOAD_NAME") else None
+            if value is None and ins.opname in _LOADS:
+                value = assigned.get(ins.argval)
+            if not isinstance(value, str) or not value:
+                continue
+            before = ops[n - 1] if n else None
+            if before is not None and before.opname in ("LOAD_METHOD", "LOAD_ATTR", "LOAD_GLOBAL", "LOAD_NAME") \
+                    and before.argval in _WRITERS:
+                found.add(value)
+                continue
+            after = ops[n + 1:n + 8]
+            if after and after[0].opname == "LOAD_CONST" and isinstance(after[0].argval, str) \
+                    and _WRITE_MODE.match(after[0].argval):
+                found.add(value)
+                continue
+            rest = [i for i in after if i.opname not in _CALLING]
+            if rest and rest[0].opname in ("LOAD_METHOD", "LOAD_ATTR") and rest[0].argval in _PATH_METHODS:
+                mode = rest[1] if len(rest) > 1 else None
+                if rest[0].argval != "open" or (mode is not None and mode.opname == "LOAD_CONST"
+                                                and isinstance(mode.argval, str) and _WRITE_MODE.match(mode.argval)):
+                    found.add(value)
     return found
 
 

@@ -58,8 +58,19 @@ def jsonable(value: Any) -> Any:
 
 
 def declared_paths(job: Any) -> set[str]:
-    """Absolute paths of the job's inputs, outputs and logs: what it declares, never keyed as named files."""
-    return {os.path.abspath(str(f)) for files in (job.input, job.output, job.log) for f in files}
+    """Absolute paths of the job's inputs, outputs, logs and benchmark file: what it declares, never keyed as named
+    files."""
+    declared = {os.path.abspath(str(f)) for files in (job.input, job.output, job.log) for f in files}
+    if job.benchmark:
+        declared.add(os.path.abspath(str(job.benchmark)))
+    return declared
+
+
+def param_texts(value: Any) -> list[str]:
+    """The texts of a param value that may name a file: each path-like text (nixlib.codefiles.strings_in) and the
+    path-like words inside it (`extra="-a file:config/adapters.fa --min 3"`, `"--ref=data/ref.fa"`)."""
+    texts = codefiles.strings_in(value)
+    return list(dict.fromkeys([*texts, *(w for t in texts for w in codefiles.data_words(t))])) if texts else []
 
 
 def run_digest(rule: Any, relocate: Any = None) -> tuple[str, tuple[str, ...], frozenset[str]]:
@@ -115,6 +126,35 @@ def run_strings(rule: Any) -> list[str]:
     strings: set[str] = set()
     pycode.uses([rule.run_func], strings=strings)
     return sorted(strings)
+
+
+def run_data_words(rule: Any) -> tuple[str, ...]:
+    """codefiles.data_candidates of a `run:` block and the module-level code it uses (its shell() commands' words
+    too), and of the module-level strings that code reads (`TABLE = "config/table.tsv"` opened as `open(TABLE)`,
+    the usual Snakefile spelling: nixlib.pydata), but the config's (keyed by config_files, for the keys the code
+    names)."""
+    strings: set[str] = set()
+    written: set[str] = set()
+    read: set[str] = set()
+    pycode.uses([rule.run_func], strings=strings, written=written)
+    pydata.data_values(rule.run_func, lambda value: None, read)  # (only the strings: nothing rendered)
+    config = rule.run_func.__globals__.get("config")
+    if isinstance(config, Mapping):
+        read.difference_update(codefiles.strings_in(config))
+    return codefiles.data_candidates(sorted(strings | read), written)
+
+
+def script_data_words(path: str) -> tuple[str, ...]:
+    """codefiles.data_candidates of a local script: a Python script's string constants, any other's text."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if not path.endswith(".py"):
+        return codefiles.data_candidates([data.decode("utf-8", "replace")])
+    try:
+        code = compile(data, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):  # Snakemake will report it when it runs the script
+        return ()
+    return codefiles.data_candidates(pycode.strings(code), pycode.written_strings(code))
 
 
 def script_words(path: str) -> tuple[str, ...]:
@@ -314,7 +354,8 @@ class RecipeBuilder:
             env=env.identity,
             env_paths=env.paths,
             outputs=tuple(products(job, self.where) if produced is None else produced),
-            files={**dict(self.input_hashes(job)), **self.param_files(job), **self.config_files(job, kind)},
+            files={**dict(self.input_hashes(job)), **self.param_files(job), **self.config_files(job, kind),
+                   **self.command_files(job, kind), **self.code_data(job, kind)},
             extra={"snakemake": meta},
             # Snakemake defines what a job must produce: an empty file (touch(), an empty log) is a valid
             # output there, and a missing one is its own MissingOutputException; only exit status counts.
@@ -358,17 +399,81 @@ class RecipeBuilder:
 
     def param_files(self, job: Any) -> dict[str, str]:
         """{"param:<name>:<path>": content hash} of the files of the project the job's params name (`params:
-        ref="data/ref.fa"`, or a list of paths; nixlib.codefiles) without declaring them as inputs: editing
-        one re-runs the job. Only files inside the working or Snakefile directory, none of the job's inputs,
-        outputs or logs, and none a rule produces (on disk or not depending on when the key is computed)."""
+        ref="data/ref.fa"`, a list of paths, or a word of a param's string: `extra="-a file:config/adapters.fa
+        --min 3"`; nixlib.codefiles) without declaring them as inputs: editing one re-runs the job. Only files
+        inside the working or Snakefile directory, none of the job's inputs, outputs, logs or benchmark, and none
+        a rule produces (on disk or not depending on when the key is computed)."""
         out: dict[str, str] = {}
         declared = declared_paths(job)
         for name, value in job.params._allitems():
-            found = self.code_files.files_named(codefiles.strings_in(value), declared,
+            found = self.code_files.files_named(param_texts(value), declared,
                                                 [*self.where.roots(), *self.where.sources()])
             out.update((f"param:{name}:{self.where.path(t)}", h) for t, h in found.items()
                        if not self.produced_by_a_rule(job, t))
         return out
+
+    def command_files(self, job: Any, kind: str) -> dict[str, str]:
+        """{"command:<path>": content hash} of the data files of the project a shell command names without
+        declaring them (`cutadapt -a file:config/adapters.fa {input}`, `--ref=data/ref.fa`, or a config value
+        formatted into it, `{config[ref]}`): among its path-like words (nixlib.codefiles.data_words), each existing
+        regular file (a symlink by the data it points to) inside the working or Snakefile directory that is none
+        of the job's declared files, no file a param names (keyed as the param's), not under `.snakemake/`, not a
+        code file the command runs (keyed with the code: `named_code`) and none a rule produces (on disk or not
+        depending on when the key is computed). Only what is stat'ed is a candidate word; hashes are memoised by
+        stat signature, so a large reference is read once."""
+        if kind != "shell":
+            return {}
+        known, command = self.last_shellcmd
+        command = command if known is job else job.shellcmd
+        meta = os.path.join(self.where.workdir, ".snakemake") + os.sep
+        words = [w for w in codefiles.data_words(command or "")
+                 if os.path.splitext(w)[1].lower() not in codefiles.CODE_SUFFIXES
+                 and not os.path.abspath(w).startswith(meta)]
+        if not words:
+            return {}
+        skip = declared_paths(job)
+        skip.update(os.path.abspath(t) for _, value in job.params._allitems() for t in param_texts(value))
+        found = self.code_files.files_named(words, skip, self.where.roots())
+        return {f"command:{self.where.path(t)}": h for t, h in found.items()
+                if not codefiles.is_program(t) and not self.produced_by_a_rule(job, t)}
+
+    def code_data(self, job: Any, kind: str) -> dict[str, str]:
+        """{"reads:<path>": content hash} of the data files of the project a `run:` block (or the code it uses) or a
+        local `script:` names by a literal path without declaring them (`shell("cutadapt -a file:config/adapters.fa
+        ...")`, `open("config/x.tsv")`; a script's `pd.read_csv("config/thresholds.tsv")`): among the candidate
+        words of that code (codefiles.data_candidates: pure, once per rule or script content), each existing
+        regular file (a symlink by its data) inside the working or Snakefile directory (a script's relative word
+        also beside the script: `@{scriptdir}/table.tsv`), none of the job's declared files or files its params
+        name, not under `.snakemake/`, no program, and none a rule produces (on disk or not depending on when the
+        key is computed). Hashes are memoised by stat signature."""
+        if kind == "run" and job.rule.run_func is not None:
+            words = self.once(("run-data", job.rule), lambda: run_data_words(job.rule))
+            here = None
+        elif kind == "script":
+            local = local_script(job, job.rule.script)
+            if local is None:
+                return {}
+            st = os.stat(local)
+            words = self.once(("script-data", local, st.st_size, st.st_mtime_ns, st.st_ino),
+                              lambda: script_data_words(local))
+            here = os.path.dirname(os.path.abspath(local))
+        else:
+            return {}
+        if not words:
+            return {}
+        skip = declared_paths(job)
+        skip.update(os.path.abspath(t) for _, value in job.params._allitems() for t in param_texts(value))
+        roots = self.where.roots()
+        found = {self.where.path(t): (t, h) for t, h in self.code_files.files_named(words, skip, roots).items()}
+        if here is not None:
+            beside = [os.path.join(here, w) for w in words if not os.path.isabs(w)]
+            known = {os.path.abspath(t) for t, _ in found.values()}
+            for p, h in self.code_files.files_named(beside, skip | known, roots).items():
+                found.setdefault("@{scriptdir}/" + os.path.relpath(p, here), (os.path.relpath(p), h))
+        meta = os.path.join(self.where.workdir, ".snakemake") + os.sep
+        return {f"reads:{name}": h for name, (t, h) in sorted(found.items())
+                if not os.path.abspath(t).startswith(meta) and not codefiles.is_program(t)
+                and not self.produced_by_a_rule(job, t)}
 
     def config_files(self, job: Any, kind: str) -> dict[str, str]:
         """{"config:<path>": content hash} of the files of the project the config names (`thresholds: {table:
