@@ -301,11 +301,9 @@ def named_data(cls: type, declared: Callable[[], set[str]], produced: Callable[[
         return {}
     root = settings.store_root()
     skip = {os.path.abspath(p) for p in (*declared(), *produced())}
-    under = tuple(p + os.sep for p in skip)
-    files = _code_files(root)
-    found = files.files_named([p for p in candidates if not p.startswith(under)], skip, bases)
-    return {f"reads:{_written(p, cwd, more)}": h for p, h in sorted(found.items())
-            if not os.path.realpath(p).startswith(root + os.sep) and not codefiles.is_program(p)}
+    found = _code_files(root).project_data(candidates, bases, skip, tuple(p + os.sep for p in skip),
+                                           lambda p: not os.path.realpath(p).startswith(root + os.sep))
+    return {f"reads:{_written(p, cwd, more)}": h for p, h in sorted(found.items())}
 
 
 @functools.cache

@@ -208,6 +208,22 @@ class CodeFiles:
                 continue
         return out
 
+    def project_data(self, candidates: Iterable[str], roots: Iterable[str], skip: set[str],
+                     outside: tuple[str, ...] = (), keep: Callable[[str], bool] | None = None) -> dict[str, str]:
+        """{candidate: content hash} of the data files of the project a step names without declaring them: among
+        the `candidates` (its path-like words: data_words, data_candidates), each existing regular file (a symlink
+        by the data it points to) inside one of `roots`, none of the `skip` absolute paths (what the step declares,
+        files its parameters name, files a required task produces; a Snakemake caller leaves out what a rule
+        produces itself, by the spelling: output patterns match text), none whose absolute path starts
+        with a prefix of `outside` (not stat'ed: `.snakemake/`, a skipped directory), no program (keyed as code),
+        and each `keep` accepts (a front door's own rule, asked last: Luigi's, no store path). One walk for every
+        front door (the Snakemake executor's shell commands, `run:` blocks and scripts; Luigi's task code), so the
+        rule of what such a word keys cannot differ between them; hashes are memoised by stat signature (a large
+        reference is read once)."""
+        words = [w for w in candidates if not os.path.abspath(w).startswith(outside)] if outside else candidates
+        return {t: h for t, h in self.files_named(words, skip, roots).items()
+                if not is_program(t) and (keep is None or keep(t))}
+
     def digest(self, path: str) -> str:
         """A code file's digest: its content; a Python file's with the local modules it imports."""
         if not path.endswith(".py"):

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nixlib import base32, faults, nar, narread, records, remote_lease, signing, temproots
 from nixlib.errors import NixWorkflowError
@@ -38,6 +38,9 @@ from nixlib.recipe import canonical_json
 from nixlib.remote_progress import Transfer
 from nixlib.remotes import Backend, RemoteDown, Stream, open_backend
 from nixlib.store import Store, force_remove
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 ENV_URL = "NIX_WORKFLOW_REMOTE"
 ENV_TRUSTED = "NIX_WORKFLOW_TRUSTED_KEYS"
@@ -62,6 +65,14 @@ def warn(message: str) -> None:
 
 class Rejected(Exception):
     """Something on the remote failed verification: not used, never stored."""
+
+
+def _signature(doc: dict[str, Any], keys: dict[str, list[Ed25519PublicKey]]) -> tuple[Any, str | None]:
+    """(the record's `sig`, taken out of `doc`; the name of the key among `keys` that made it over the canonical
+    JSON of the rest, or None): the one verification of a remote record, for substitution (fetch_record, the
+    trusted keys) and for telling a forged record from a good one before replacing it (_forged_record)."""
+    sig = doc.pop("sig", None)
+    return sig, signing.verify(canonical_json(doc).encode(), sig, keys)
 
 
 class Remote:
@@ -102,11 +113,9 @@ class Remote:
     def fetch_record(self, rk: str) -> tuple[dict[str, Any], str] | None:
         """(the remote realisation of `rk`, the trusted key that signed it), or None if absent or not believed.
         Raises RemoteDown."""
-        stream = self.backend.get(f"realisations/{rk}.json")
-        if stream is None:
+        data = self._record_bytes(f"realisations/{rk}.json")
+        if data is None:
             return None
-        with contextlib.closing(stream):
-            data = stream.read(records.MAX_BYTES + 1)
         where = f"{self.url}/realisations/{rk}.json"
         try:
             if len(data) > records.MAX_BYTES:
@@ -114,8 +123,7 @@ class Remote:
             doc = json.loads(data.decode("utf-8"))
             if not isinstance(doc, dict):
                 raise records.InvalidRecord("not a JSON object")
-            sig = doc.pop("sig", None)
-            signer = signing.verify(canonical_json(doc).encode(), sig, self.trusted)
+            sig, signer = _signature(doc, self.trusted)
             if signer is None:
                 why = "it is not signed" if sig is None else f"its signature ({str(sig).partition(':')[0][:60]}) " \
                       "is not by a trusted key or does not match"
@@ -129,6 +137,15 @@ class Remote:
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
             warn(f"ignoring invalid remote record {where}: {str(e)[:200]}")
             return None
+
+    def _record_bytes(self, key: str) -> bytes | None:
+        """The remote's `key` (a record), at most one byte past records.MAX_BYTES (so a caller tells a record too
+        large), or None if absent. Raises RemoteDown."""
+        stream = self.backend.get(key)
+        if stream is None:
+            return None
+        with contextlib.closing(stream):
+            return stream.read(records.MAX_BYTES + 1)
 
     def _note_sizes(self, sizes: Any) -> None:
         """Remember the NAR sizes a verified record signs (`nar_sizes`), which cap the download of each object
@@ -362,22 +379,27 @@ class Remote:
         """True if the remote's `key` is not a record any key holder signed: not a JSON object, no signature, or a
         signature in the name of this host's key or a trusted key that does not verify under it. A record signed
         by a key this host does not know is left alone (hosts that trust that key use it)."""
-        stream = self.backend.get(key)
-        if stream is None:
+        data = self._record_bytes(key)
+        if data is None:
             return False
-        with contextlib.closing(stream):
-            data = stream.read(records.MAX_BYTES + 1)
         try:
             doc = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
             return True
         if not isinstance(doc, dict) or not isinstance(doc.get("sig"), str):
             return True
+        known = self._known_keys()
+        sig, signer = _signature(doc, known)
+        return sig.partition(":")[0] in known and signer is None
+
+    def _known_keys(self) -> dict[str, list[Ed25519PublicKey]]:
+        """The keys whose holders this host knows: the trusted ones and, when it has a secret key, its own. A record
+        signed in one of their names that does not verify under it was signed by no key holder (_forged_record);
+        substitution believes only the trusted ones (fetch_record)."""
         known = {name: list(keys) for name, keys in self.trusted.items()}
         if self.secret is not None:
             known.setdefault(self.secret.name, []).append(self.secret.key.public_key())
-        sig = doc.pop("sig")
-        return sig.partition(":")[0] in known and signing.verify(canonical_json(doc).encode(), sig, known) is None
+        return known
 
     def push_object(self, store: Store, h: str) -> bool:
         """Upload object `h` as a compressed NAR unless the remote has it (a copy that failed its hash here

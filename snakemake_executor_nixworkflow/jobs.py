@@ -28,7 +28,7 @@ import ast
 import hashlib
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -425,17 +425,12 @@ class RecipeBuilder:
             return {}
         known, command = self.last_shellcmd
         command = command if known is job else job.shellcmd
-        meta = os.path.join(self.where.workdir, ".snakemake") + os.sep
         words = [w for w in codefiles.data_words(command or "")
-                 if os.path.splitext(w)[1].lower() not in codefiles.CODE_SUFFIXES
-                 and not os.path.abspath(w).startswith(meta)]
+                 if os.path.splitext(w)[1].lower() not in codefiles.CODE_SUFFIXES]
         if not words:
             return {}
-        skip = declared_paths(job)
-        skip.update(os.path.abspath(t) for _, value in job.params._allitems() for t in param_texts(value))
-        found = self.code_files.files_named(words, skip, self.where.roots())
-        return {f"command:{self.where.path(t)}": h for t, h in found.items()
-                if not codefiles.is_program(t) and not self.produced_by_a_rule(job, t)}
+        return {f"command:{self.where.path(t)}": h for t, h in self.undeclared_data(job)(words).items()
+                if not self.produced_by_a_rule(job, t)}
 
     def code_data(self, job: Any, kind: str) -> dict[str, str]:
         """{"reads:<path>": content hash} of the data files of the project a `run:` block (or the code it uses) or a
@@ -461,19 +456,32 @@ class RecipeBuilder:
             return {}
         if not words:
             return {}
+        walk = self.undeclared_data(job)
+        found = {self.where.path(t): (t, h) for t, h in walk(words).items()}
+        if here is not None:  # (a word that names a file where the job runs is that file's, not one beside the script)
+            named = {os.path.abspath(w) for w in words}
+            beside = [os.path.relpath(p) for w in words if not os.path.isabs(w)
+                      for p in (os.path.join(here, w),) if os.path.abspath(p) not in named]
+            for t, h in walk(beside).items():
+                found.setdefault("@{scriptdir}/" + os.path.relpath(t, here), (t, h))
+        # (A file two words spell differently is asked about by the last spelling: produced_by_a_rule matches text.)
+        return {f"reads:{name}": h for name, (t, h) in sorted(found.items()) if not self.produced_by_a_rule(job, t)}
+
+    def undeclared_data(self, job: Any) -> Callable[[Iterable[str]], dict[str, str]]:
+        """The walk from a job's words to the data files of the project they name without declaring them
+        (nixlib.codefiles.CodeFiles.project_data, {word: content hash}) inside the working or Snakefile directory,
+        with what command_files and code_data both leave out, built once here: the job's declared files, the files
+        its params name (keyed as the param's) and `.snakemake/` (Snakemake's own). Each caller then leaves out
+        the files a rule produces (on disk or not depending on when the key is computed), by the spelling it
+        names a file by (Snakemake matches output patterns against the text)."""
         skip = declared_paths(job)
         skip.update(os.path.abspath(t) for _, value in job.params._allitems() for t in param_texts(value))
+        meta = (os.path.join(self.where.workdir, ".snakemake") + os.sep,)
         roots = self.where.roots()
-        found = {self.where.path(t): (t, h) for t, h in self.code_files.files_named(words, skip, roots).items()}
-        if here is not None:
-            beside = [os.path.join(here, w) for w in words if not os.path.isabs(w)]
-            known = {os.path.abspath(t) for t, _ in found.values()}
-            for p, h in self.code_files.files_named(beside, skip | known, roots).items():
-                found.setdefault("@{scriptdir}/" + os.path.relpath(p, here), (os.path.relpath(p), h))
-        meta = os.path.join(self.where.workdir, ".snakemake") + os.sep
-        return {f"reads:{name}": h for name, (t, h) in sorted(found.items())
-                if not os.path.abspath(t).startswith(meta) and not codefiles.is_program(t)
-                and not self.produced_by_a_rule(job, t)}
+
+        def walk(words: Iterable[str]) -> dict[str, str]:
+            return self.code_files.project_data(words, roots, skip, meta)
+        return walk
 
     def config_files(self, job: Any, kind: str) -> dict[str, str]:
         """{"config:<path>": content hash} of the files of the project the config names (`thresholds: {table:
