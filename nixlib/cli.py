@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
                          "they need). Steps already in the store are served, not re-run. Each named step's output "
                          "is linked at ./nix-workflow-output/NAME and kept by `nw gc`.")
     run.add_argument("file", help="experiment.py or experiment.nix")
-    run.add_argument("targets", nargs="*", metavar="TARGET",
+    run.add_argument("targets", nargs="*", default=[], metavar="TARGET",
                      help="step names, or a group's (models: every models.* step); default: every top-level step")
     run.add_argument("-j", "--jobs", type=_at_least_one, default=os.cpu_count() or 1,
                      help="steps run at once (default: cores)")
@@ -215,7 +215,7 @@ def _query_parsers(sub: Any) -> None:
               "the store (cached, to run, pinned, running elsewhere). Nothing runs. Pipe dot into Graphviz for a "
               "picture; paste mermaid into Markdown.", "nw dag experiment.py --format dot | dot -Tsvg > dag.svg")
     dag.add_argument("file", help="experiment.py or experiment.nix")
-    dag.add_argument("targets", nargs="*", metavar="TARGET",
+    dag.add_argument("targets", nargs="*", default=[], metavar="TARGET",
                      help="only these steps (or a group's: models, every models.* step) and their upstream")
     dag.add_argument("--format", choices=("dot", "mermaid", "json"), default="dot", help="output format (default dot)")
     status = add("status", "each step's state against the store, without running anything",
@@ -223,7 +223,7 @@ def _query_parsers(sub: Any) -> None:
                  "run by another process now (its lock is held), and whether it failed in the last `nw run` here.",
                  "nw status experiment.py")
     status.add_argument("file", help="experiment.py or experiment.nix")
-    status.add_argument("targets", nargs="*", metavar="TARGET",
+    status.add_argument("targets", nargs="*", default=[], metavar="TARGET",
                         help="only these steps (or a group's: models, every models.* step) and their upstream")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     why = add("why", "why a step would run (or re-ran): which part of its recipe changed",
