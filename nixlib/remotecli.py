@@ -34,7 +34,7 @@ examples:
 
 Objects go first, the signed record last, so a record on the remote never names a missing object; an
 interrupted push leaves nothing visible. The first writer of a record wins: pushing a key the remote
-already has changes nothing.
+already has, validly signed, changes nothing (a record there that no key holder signed is replaced).
 
 """ + KEYS_TEXT
 
@@ -116,7 +116,9 @@ def add_parsers(sub: Any) -> None:
     gen.add_argument("name", metavar="NAME", help="the key's name, e.g. lab-cache-1 (recorded in every signature)")
     gen.add_argument("--secret-key-file", metavar="FILE", help="where to write the secret key (default: NAME.sec)")
     gen.add_argument("--public-key-file", metavar="FILE", help="where to write the public key (default: NAME.pub)")
-    pub = actions.add_parser("public", help="print the public key of a secret key file")
+    pub = actions.add_parser("public", help="print the public key of a secret key file", epilog=KEY_EPILOG,
+                             formatter_class=fmt, description="Print the public key (NAME:BASE64) of a secret key "
+                             "file, to trust on pulling machines.")
     pub.add_argument("secret", metavar="SECRET_FILE")
 
 

@@ -839,11 +839,13 @@ def _check_shared_dir(path: Path) -> None:
     elif st.st_uid not in mine and stat.S_IMODE(st.st_mode) & 0o1777 != 0o1777:
         why = f"is a directory of mode {oct(stat.S_IMODE(st.st_mode))}, not 1777 (world-writable with the sticky bit)"
     if why is not None:
+        # (chmod of a symlink or a file would not help: only a directory can be made 1777)
+        chmod = f", or `sudo chmod 1777 {path}`" if stat.S_ISDIR(st.st_mode) else ""
         raise NixWorkflowError(
             f"{path} {why}, and it belongs to {trust.user_name(st.st_uid)}: every directory of a shared store must "
             "be a real directory that every user may add to and nobody may empty, so nw will not use this store. "
-            f"Ask that user or the store's administrator to remove it (nw creates it again), or `sudo chmod 1777 "
-            f"{path}`; or use a private store with --store DIR or NIX_WORKFLOW_STORE=DIR.")
+            f"Ask that user or the store's administrator to remove it (nw creates it again){chmod}; or use a "
+            "private store with --store DIR or NIX_WORKFLOW_STORE=DIR.")
 
 
 def _is_real_dir(path: str) -> bool:
