@@ -32,6 +32,10 @@ examples:
 
 The store is /nix-workflow unless NIX_WORKFLOW_STORE or --store says otherwise; create a
 shared one once with `sudo mkdir -m 1777 -p /nix-workflow`.
+
+exit status: 0 success; 1 an error, printed as one paragraph (a step failed, a bad input); 2 bad
+arguments; 130 interrupted (Ctrl-C or SIGTERM: running steps are stopped, nothing partial is stored);
+70 a bug in nw (printed with its traceback).
 """
 
 
