@@ -21,7 +21,11 @@ key keep their order). Movable are ``--key=value`` (key made only of ``[A-Za-z0-
 expansion can hide a key), and ``--flag`` or ``-x`` when the next word is another option or the
 command ends: a flag followed by an operand or a redirection may take it as its value, so it stays in
 place with it, and a run is left as written if sorting would put such a flag in front of an operand.
-Redirections, operators and a ``--`` word split runs; everything after ``--`` is verbatim. A bundle of
+Options whose keys differ but whose order is meaning keep their relative order: filter rules
+(``--include=``, ``--exclude=``, ``--filter=`` and their ``-from``/``-dir`` forms: rsync, grep and ``aws s3
+sync`` apply the first or last matching one) and a flag with its negation (``--x`` and ``--no-x``,
+``--with-x``/``--without-x``, ``--enable-x``/``--disable-x``: the last one wins) sort together under the
+first such key. Redirections, operators and a ``--`` word split runs; everything after ``--`` is verbatim. A bundle of
 several short flags (``-la``) has its letters sorted when the next word is an option or the end, but
 it never moves: single-dash long options (``find -empty -delete``, ``convert -flip -flop``) are
 order-sensitive and look exactly like bundles. Commands that print or evaluate their arguments as data
@@ -99,6 +103,12 @@ _PLAIN_RUN = re.compile(r"[^ \t\n;&|()<>\\'\"$`]+")
 # A whole word of such characters (not starting a comment), ended where no redirection, process substitution,
 # extended glob or array assignment can continue it: a blank, a line break, the end, or ; & | )
 _SIMPLE_WORD = re.compile(r"[^ \t\n;&|()<>\\'\"$`#][^ \t\n;&|()<>\\'\"$`]*(?=[ \t\n;&|)]|\Z)")
+
+# Options with different keys whose relative order is meaning: filter rules, of which the first or the last that
+# matches wins (`rsync`/`grep`/`aws s3 sync --include=*.txt --exclude=*`), and a flag and its negation, of which
+# the last one wins (`--fast ... --no-fast`, `--with-x`/`--without-x`, `--enable-x`/`--disable-x`).
+_FILTER_KEY = re.compile(r"(?:include|exclude|filter)(?:[-_.].*)?", re.IGNORECASE)
+_NEGATED_KEY = re.compile(r"(?:no|with|without|enable|disable)[-_](.+)", re.IGNORECASE)
 
 # Their arguments are data or an expression, whose order is meaning.
 _DATA_PROGRAMS = frozenset({"echo", "printf", "find", "expr"})
@@ -534,8 +544,22 @@ def _is_movable(segment: list[Token], i: int) -> bool:
     return False
 
 
+def _family(key: str) -> str:
+    """What an option sets, for the options whose relative order matters (`_FILTER_KEY`, `_NEGATED_KEY`)."""
+    if _FILTER_KEY.fullmatch(key):
+        return "include/exclude"
+    m = _NEGATED_KEY.fullmatch(key)
+    return m.group(1) if m else key
+
+
 def _sort_run(run: list[Token], option_or_end_follows: bool) -> list[Token]:
-    ordered = sorted(run, key=_option_key)
+    """The run sorted stably by key, except that options of one family with different keys (`--include=`
+    and `--exclude=`, `--x` and `--no-x`) all sort under the family's first key present, keeping their
+    relative order; a family of one key sorts under it, as any other option."""
+    members: dict[str, set[str]] = {}
+    for tok in run:
+        members.setdefault(_family(_option_key(tok)), set()).add(_option_key(tok))
+    ordered = sorted(run, key=lambda tok: min(members[_family(_option_key(tok))]))
     if not option_or_end_follows and not _LONG_KEY_VALUE.match(ordered[-1].value):
         return run  # a bare flag would end up in front of an operand and might swallow it
     return ordered

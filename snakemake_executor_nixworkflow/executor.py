@@ -105,7 +105,14 @@ def export_remote_settings(s: ExecutorSettings) -> None:
 
 
 class NixWorkflowJobError(WorkflowError):
-    """A job failed for a reason nixworkflow knows (env, missing output, store): reported as a rule error."""
+    """A job failed for a reason nixworkflow knows (env, missing output, store): reported as a rule error.
+    Snakemake's report names the rule and its line in the Snakefile (mapped from the compiled Snakefile's line);
+    WorkflowError's own `(rule, line, file)` suffix would repeat them with the compiled line, which is wrong."""
+
+    def __init__(self, message: str, rule: Any = None) -> None:
+        super().__init__(message)
+        if rule is not None:
+            self.rule, self.lineno, self.snakefile = rule, rule.lineno, rule.snakefile
 
 
 class Unstored(NixWorkflowError):
@@ -378,6 +385,7 @@ class Executor(LocalExecutor):
     def execute(self, job: Any, args: tuple | None) -> None:
         """Serve the job from the store or run it once in its env and store what it produced."""
         self.handed.update(declared_names(products(job, self.recipes.where)))
+        unshare_benchmark(job)
         if job.is_norun:  # e.g. `rule all`: nothing runs, no env needed
             if args is None:  # a shadow rule without code: spawned, as the local executor does
                 self.cached_or_run(job, self.spawn_job, job)
@@ -844,6 +852,23 @@ def differing(store: Store, old: Mapping[str, str], new: Mapping[str, str]) -> l
             inner = []
         out += [name if line.startswith(". (") else f"{name}/{line}" for line in inner] or [name]
     return out
+
+
+def unshare_benchmark(job: Any) -> None:
+    """Before a job runs: remove its benchmark file if it is a link into the store (restored in `symlink` or
+    `hardlink` mode). Snakemake removes a job's old outputs and logs before it runs, but writes its benchmark file
+    in place (`open(path, "w")`): through such a link, into the store object of another realisation (which the
+    store then sets aside as changed; a user other than root cannot write it and the job fails), and the new
+    realisation would record the link instead of the benchmark the job wrote."""
+    if not job.benchmark:
+        return
+    path = str(job.benchmark)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISLNK(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_nlink > 1):
+        os.unlink(path)
 
 
 class ShellPath(str):

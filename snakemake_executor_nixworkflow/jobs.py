@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
@@ -225,6 +226,35 @@ def sha(data: bytes) -> str:
     return base32.encode(hashlib.sha256(data).digest())
 
 
+def shell_name(executable: Any) -> str | None:
+    """The name of the shell a `shell:` command runs with (`sh` for `/bin/sh`), None for bash, Snakemake's default
+    (its path differs between machines; only the name says what runs: the env provides the shell itself)."""
+    name = os.path.basename(str(executable)).lower() if executable else ""
+    return None if name in ("", "bash") else name
+
+
+def scratch_dir(job: Any) -> Callable[[Any], Any]:
+    """A function replacing, in keyed text (the command, params), the job's scratch directory (`resources.tmpdir`:
+    `$TMPDIR`, the system's temporary directory or `--default-resources tmpdir=...`, as in `sort -T
+    {resources.tmpdir}`) by a placeholder: it differs between machines, sessions and cluster jobs, and what a job
+    leaves there is no output. Applied after `Relocator`, so a working directory inside it keys as before."""
+    tmpdir = job.resources.get("tmpdir")
+    if not isinstance(tmpdir, str) or not os.path.isabs(tmpdir) or tmpdir.rstrip("/") == "":
+        return lambda value: value
+    found = re.compile(r"(?<![\w.-])" + re.escape(tmpdir.rstrip("/")) + r"(?![\w.-])")
+
+    def sub(value: Any) -> Any:
+        if isinstance(value, str):
+            return found.sub("@{tmpdir}", value)
+        if isinstance(value, list):
+            return [sub(v) for v in value]
+        if isinstance(value, dict):
+            return {k: sub(v) for k, v in value.items()}
+        return value
+
+    return sub
+
+
 def is_flagged(f: Any, flag: str) -> bool:
     flags = getattr(f, "flags", None)
     return bool(flags) and flag in flags
@@ -330,9 +360,10 @@ class RecipeBuilder:
                produced: Mapping[str, Path] | None = None) -> Recipe:
         """The job's recipe; `produced`: its `products`, when the caller has them already."""
         kind, command, code = self.code(job)
+        scratch = scratch_dir(job)
         meta: dict[str, Any] = {
             "kind": kind,
-            "params": self.where.values(jsonable(job.params)),
+            "params": scratch(self.where.values(jsonable(job.params))),
             "wildcards": jsonable(job.wildcards),
             "input": self.named_paths(job.input),
         }
@@ -350,7 +381,7 @@ class RecipeBuilder:
             meta["envvars"] = variables
         return Recipe(
             name=job.rule.name,
-            command=self.where.text(command),
+            command=scratch(self.where.text(command)),
             env=env.identity,
             env_paths=env.paths,
             outputs=tuple(products(job, self.where) if produced is None else produced),
@@ -529,15 +560,13 @@ class RecipeBuilder:
         """(kind, command text, code digest) of the job."""
         rule = job.rule
         if rule.shellcmd is not None:
-            from snakemake.shell import shell
-
             cmd = job.shellcmd
             self.last_shellcmd = (job, cmd)  # Snakemake's metadata record of a restored job reuses it
             try:
                 cmd = normalise(cmd)
             except CommandSyntaxError:
                 cmd = cmd.strip()  # the shell will report it; the key still follows the text
-            prefix = self.shell_digest(shell._process_prefix or "", shell._process_suffix)
+            prefix = self.shell_of(job)
             named = self.named_code(job, job.shellcmd or "")
             return "shell", cmd, digest([prefix, named]) if named else prefix
         for kind in ("script", "notebook", "cwl"):
@@ -554,8 +583,17 @@ class RecipeBuilder:
         named = self.code_files.named(words, self.where.roots(), declared_paths(job)) if words else {}
         named.update(self.sourced(list(words), declared_paths(job)))
         named.update(self.imported_modules(rule, imports))
-        return "run", "run:", digest([code, {self.where.path(p): h for p, h in sorted(named.items())}]) if named \
-            else code
+        if named:
+            code = digest([code, {self.where.path(p): h for p, h in sorted(named.items())}])
+        shell_code = self.shell_of(job)  # the block's `shell()` calls run with the Snakefile's prefix and shell
+        return "run", "run:", digest([code, shell_code]) if shell_code else code
+
+    def shell_of(self, job: Any) -> str | None:
+        """`shell_digest` of the shell a job's `shell:` command or a `run:` block's `shell()` calls run with."""
+        from snakemake.shell import shell
+
+        return self.shell_digest(shell._process_prefix or "", shell._process_suffix,
+                                 shell_name(job.resources.get("shell_exec") or shell.get_executable()))
 
     def imported_modules(self, rule: Any, names: frozenset[str]) -> dict[str, str]:
         """{absolute path: content hash} of the local modules (files or packages, followed through what they
@@ -598,9 +636,13 @@ class RecipeBuilder:
             self._digests[key] = compute()
         return self._digests[key]
 
-    def shell_digest(self, prefix: str, suffix: str | None) -> str | None:
-        """Digest of the shell prefix and suffix (`shell.prefix()` in the Snakefile), None without either."""
-        return self.once(("shell", prefix, suffix), lambda: digest([prefix, suffix]) if prefix or suffix else None)
+    def shell_digest(self, prefix: str, suffix: str | None, executable: str | None = None) -> str | None:
+        """Digest of the shell prefix and suffix (`shell.prefix()` in the Snakefile) and of the shell that runs
+        the command when it is not bash, Snakemake's default (`shell.executable("sh")`, a `shell_exec`
+        resource: `echo -e`, `$BASH_VERSION` and the strict mode differ), None without any of them."""
+        parts = [prefix, suffix] + ([executable] if executable else [])
+        return self.once(("shell", prefix, suffix, executable),
+                         lambda: digest(parts) if prefix or suffix or executable else None)
 
     def source_digest(self, job: Any, path: str) -> str:
         """The code file's content; for a local Python script, also every local module it imports; for a local
