@@ -507,11 +507,12 @@ class RecipeBuilder:
         names a file by (Snakemake matches output patterns against the text)."""
         skip = declared_paths(job)
         skip.update(os.path.abspath(t) for _, value in job.params._allitems() for t in param_texts(value))
-        meta = (os.path.join(self.where.workdir, ".snakemake") + os.sep,)
+        # (`.snakemake/` is Snakemake's own; a file inside a declared directory is keyed as that directory already)
+        outside = (os.path.join(self.where.workdir, ".snakemake") + os.sep, *(p + os.sep for p in sorted(skip)))
         roots = self.where.roots()
 
         def walk(words: Iterable[str]) -> dict[str, str]:
-            return self.code_files.project_data(words, roots, skip, meta)
+            return self.code_files.project_data(words, roots, skip, outside)
         return walk
 
     def config_files(self, job: Any, kind: str) -> dict[str, str]:

@@ -174,3 +174,33 @@ def test_a_job_re_run_over_a_restored_benchmark_link_leaves_the_store_intact(tmp
         assert restored(ok(snakemake(wf, *link))) == {"a"}
         assert (wf / "out/a.txt").read_text() == f"{version}\n"
         assert (wf / "bench/a.tsv").read_text().startswith("s\th:m:s")
+
+
+DIRECTORY_INPUT = '''
+rule all:
+    input: "out/b.txt"
+
+rule a:
+    output: directory("out/d")
+    shell: "mkdir -p {output} && echo 1,2 > {output}/x.csv"
+
+rule b:
+    input: "out/d"
+    output: "out/b.txt"
+    shell: "cat out/d/x.csv > {output}"
+'''
+
+
+def test_a_file_inside_a_declared_input_directory_is_not_keyed_again_as_undeclared_data(tmp_path: Path) -> None:
+    """A command naming a file inside its declared input directory (`cat out/d/x.csv`) keyed that file a second
+    time as an undeclared data file (`command:out/d/x.csv`), and `nw lineage` listed it beside the directory: the
+    lineage said the job read a project file nobody declared, which the directory already covers."""
+    wf = write(tmp_path / "wf", {"Snakefile": DIRECTORY_INPUT})
+    ok(snakemake(wf))
+    lineage = nw("lineage", "out/b.txt", cwd=wf, check=True).stdout
+    assert "out/d" in lineage, lineage
+    assert "command:" not in lineage, lineage
+    # and both jobs are still served from the store after the outputs are deleted
+    wipe(wf, "out")
+    proc = ok(snakemake(wf))
+    assert restored(proc) == {"a", "b"}, proc.stderr
