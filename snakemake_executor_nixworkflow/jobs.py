@@ -593,8 +593,12 @@ class RecipeBuilder:
         """`shell_digest` of the shell a job's `shell:` command or a `run:` block's `shell()` calls run with."""
         from snakemake.shell import shell
 
-        return self.shell_digest(shell._process_prefix or "", shell._process_suffix,
-                                 shell_name(job.resources.get("shell_exec") or shell.get_executable()))
+        prefix, name = shell._process_prefix, shell_name(job.resources.get("shell_exec") or shell.get_executable())
+        if prefix is None:  # Snakemake's default: its strict mode under bash (the key it always had), none elsewhere
+            prefix = ""
+        elif prefix == "" and name is None:  # `shell.prefix("")` switches bash's strict mode off: not the default
+            name = "bash without set -euo pipefail"
+        return self.shell_digest(prefix, shell._process_suffix, name)
 
     def imported_modules(self, rule: Any, names: frozenset[str]) -> dict[str, str]:
         """{absolute path: content hash} of the local modules (files or packages, followed through what they

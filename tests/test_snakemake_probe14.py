@@ -204,3 +204,25 @@ def test_a_file_inside_a_declared_input_directory_is_not_keyed_again_as_undeclar
     wipe(wf, "out")
     proc = ok(snakemake(wf))
     assert restored(proc) == {"a", "b"}, proc.stderr
+
+
+PREFIX_RULE = '''{prefix}
+rule a:
+    output: "out/a.txt"
+    shell: "false | true; echo ok > {{output}}"
+'''
+
+
+def test_an_empty_shell_prefix_is_not_keyed_as_the_default_strict_mode(tmp_path: Path) -> None:
+    """`shell.prefix("")` replaces Snakemake's bash strict mode (`set -euo pipefail; `) by nothing, so
+    `false | true; ...` succeeds; the key spelled that prefix as no prefix at all, and after the line was removed
+    (strict mode back, under which the command fails) the result of the non-strict run was restored as a success."""
+    wf = write(tmp_path / "wf", {"Snakefile": PREFIX_RULE.format(prefix='shell.prefix("")')})
+    ok(snakemake(wf))
+    assert (wf / "out/a.txt").read_text() == "ok\n"
+    wf.joinpath("Snakefile").write_text(PREFIX_RULE.format(prefix=""))
+    wipe(wf, "out")
+    proc = snakemake(wf)
+    assert "a" not in restored(proc), proc.stderr
+    assert proc.returncode != 0, proc.stdout + proc.stderr  # as plain Snakemake: pipefail fails the job
+    assert not (wf / "out/a.txt").exists()
