@@ -111,7 +111,8 @@ def unhashable(task: NixTask) -> list[str]:
         if registry.is_task(dep) and (dep.__dict__.get("_nw_managed") or dep.nix_kind() != "legacy"):
             continue  # its outputs are held by the store (a NixTarget; LocalTargets, known to be)
         targets = flatten(dep.output())
-        if not targets and type(dep).complete not in _LOOKED_THROUGH:
+        complete = type(dep).complete  # (a NixTask's wraps the WrapperTask's: task._wrap_complete)
+        if not targets and getattr(complete, "__wrapped__", complete) not in _LOOKED_THROUGH:
             found.append(f"what {dep.task_id}'s complete() checks")  # (a database row, a remote flag: no file)
         elif not targets:
             stack.extend(reversed(flatten(dep.requires())))

@@ -185,6 +185,21 @@ def restore(task: luigi.Task, store: Store, outputs: dict[str, str], link_mode: 
     return restored
 
 
+def read_once(task: luigi.Task, dep: luigi.Task, outputs: dict[str, str], read: dict[Path, tuple[Any, str]]) -> None:
+    """Refuse to run `task` when two of the tasks it requires declare one output path with different stored content
+    (`A(v=1)` and `A(v=2)` whose output() does not depend on `v`): there is one file on disk, so run() reads one of
+    them twice, while its key and lineage record say it read both. `read` collects {path: (task, object)}."""
+    for name, p in zip(output_names(len(outputs)), paths(dep), strict=True):
+        other = read.get(p)
+        if other is not None and other[0].task_id != dep.task_id and other[1] != outputs[name]:
+            raise NixWorkflowError(
+                f"task {task.task_id} requires {other[0]!r} and {dep!r}, which both declare the output "
+                f"{p} with different content: there is one file at that path, so run() would read the same data for "
+                "both, and its result would be recorded as made from each. Make that output() path depend on the "
+                "parameters that tell the two tasks apart; nothing was run")
+        read[p] = (dep, outputs[name])
+
+
 def _holds(store: Store, p: Path, h: str) -> bool:
     """True if `p` has exactly the content of object `h` (hashed, memoised by stat)."""
     if not os.path.lexists(p):

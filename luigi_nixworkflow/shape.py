@@ -12,6 +12,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import luigi
+
 from luigi_nixworkflow import dynamic
 from nixlib.errors import NixWorkflowError
 
@@ -43,7 +45,8 @@ def plain(cls: type) -> str | None:
     if kind_declared(cls):
         return None
     own_run, own_output = getattr(cls.run, "_nw_wrapper", False), _own(cls.output)
-    if not own_output and getattr(cls.complete, "_nw_wrapper", False):
+    wrapper = getattr(cls.complete, "__wrapped__", None) is luigi.WrapperTask.complete  # (a base's: NixTask first)
+    if not own_output and getattr(cls.complete, "_nw_wrapper", False) and not wrapper:
         return ("it declares no output() and its own complete() says when it is done, so there is nothing the store "
                 "could hold. To cache it, declare what run() writes with output() (LocalTargets)")
     if own_output and not own_run:

@@ -74,10 +74,12 @@ def legacy_run(task: Any, build: Build, command: str) -> Mapping[str, Path]:
     """Run the class's own run(), which writes its LocalTargets in place as in plain Luigi; the engine
     then ingests copies of them. What a previous run left at those paths is moved aside first (and put
     back if this run fails), so a file run() did not write can never be stored as its result."""
+    read: dict[Path, tuple[Any, str]] = {}
     for dep in task.nix_requires():  # what run() reads is exactly what was keyed
         if registry.is_nix(dep) and dep.nix_kind() == "legacy":
             found = dep.nix_result()
             if found is not None:
+                legacy.read_once(task, dep, found.outputs, read)
                 present.present(dep, found)
     outputs = legacy.paths(task)
     moved = legacy.move_aside(outputs)

@@ -100,6 +100,11 @@ class NixTask(luigi.Task, metaclass=Instances):
         own = _own_run(cls)
         if own is not None:
             cls.run = shape.wrap_run(own, NixTask.run)  # type: ignore[method-assign]
+        elif _external(cls):
+            cls.run = None  # type: ignore[assignment,method-assign]
+        hidden_output = None if shape.kind_declared(cls) else _hidden(cls, "output")
+        if hidden_output is not None:
+            cls.output = hidden_output  # type: ignore[method-assign]
         own_complete = _own_complete(cls)
         if own_complete is not None:
             cls.complete = _wrap_complete(own_complete)  # type: ignore[method-assign]
@@ -383,16 +388,47 @@ def _own_run(cls: type) -> Any:
     return None
 
 
+def _external(cls: type) -> bool:
+    """True if, without NixTask, the class would be a `luigi.ExternalTask`: the first class of its MRO that sets
+    `run` sets it to None (Luigi's mark of an external task, luigi.worker._is_external). NixTask comes before
+    ExternalTask in the MRO of `class Raw(NixTask, luigi.ExternalTask)`, and of `class Raw(Base,
+    luigi.ExternalTask)` once the project's `Base` is migrated, so its run() hid that mark: Luigi then "ran" the
+    data something else writes (doing nothing), called it done while the file was missing, and failed what needs
+    it with "Unfulfilled dependency at run time" where plain Luigi reports a missing external dependency."""
+    if shape.kind_declared(cls):
+        return False
+    for c in cls.__mro__:
+        if c is not NixTask and "run" in c.__dict__:
+            run = c.__dict__["run"]
+            return run is None or run is NotImplemented
+    return False
+
+
 def _own_complete(cls: type) -> Any:
     """The complete() override the class would use that is not yet wrapped (its own, or one a base or mixin
     brings), or None when it uses NixTask's (or Luigi's default, which NixTask replaces)."""
     for c in cls.__mro__:
         found = c.__dict__.get("complete")
-        if found is None:
+        if found is None or c is NixTask:  # (NixTask's own must not hide a later base's: `luigi.WrapperTask`)
             continue
-        if c is NixTask or found is luigi.task.Task.complete or getattr(found, "_nw_wrapper", False):
+        if found is luigi.task.Task.complete or getattr(found, "_nw_wrapper", False):
             return None
         return found
+    return None
+
+
+def _hidden(cls: type, name: str) -> Any:
+    """The method `name` of a base that comes after NixTask in the class's MRO, which NixTask's own default hides
+    (`class Load(Base, CopyToTable)` once the project's `Base` is migrated: CopyToTable's output()), or None when
+    the class or a base before NixTask defines it, or only Luigi's Task does. Plain Luigi would use that base's."""
+    after = False
+    for c in cls.__mro__:
+        if name not in c.__dict__:
+            continue
+        if c is NixTask:
+            after = True
+            continue
+        return c.__dict__[name] if after and c is not luigi.task.Task else None
     return None
 
 
