@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,20 @@ def attach(engine: Any, out_link: str) -> RunJournal | None:
     except Exception as e:  # noqa: BLE001 - the viewer's journal must never stop a run
         logger.debug("nixworkflow: this run is not journalled for nw view: %s", e)
         return None
+
+
+def flush() -> None:
+    """Write what this process's journals learnt since their last write, at the end of a luigi.build: the shared
+    flusher writes only every FLUSH_EVERY seconds, and an interpreter that lives on after the build (a notebook, a
+    service, a test) would otherwise leave a task its journal on disk still calls running, which `nw lineage` and
+    `nw show` of that task, run right after the build, report."""
+    for journal in list(_BY_ENGINE.values()):
+        if journal.pid != os.getpid():
+            continue  # (a forked worker's: it reports through events, never writes the journal)
+        try:
+            journal.flush()
+        except Exception as e:  # noqa: BLE001 - journalling never fails a run
+            logger.debug("nixworkflow: could not write the run journal: %s", e)
 
 
 def family(recipe: Any) -> str | None:

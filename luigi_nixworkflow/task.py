@@ -37,6 +37,7 @@ from luigi_nixworkflow import (
 from luigi_nixworkflow.inputs import Pending
 from luigi_nixworkflow.instances import Instances
 from luigi_nixworkflow.journal import failed as journal_failed
+from luigi_nixworkflow.journal import flush as journal_flush
 from luigi_nixworkflow.journal import pending as journal_pending
 from luigi_nixworkflow.journal import waiting as journal_waiting
 from luigi_nixworkflow.present import OWNED
@@ -482,6 +483,7 @@ def _each_build_afresh() -> None:
             return original(*args, **kwargs)
         finally:
             gc.unfreeze()
+            journal_flush()  # what `nw lineage`/`nw show` read right after the build is its final state
 
     schedule_and_run._nw_afresh = True  # type: ignore[attr-defined]
     luigi.interface._schedule_and_run = schedule_and_run

@@ -208,3 +208,39 @@ def test_an_output_a_luigi_base_brings_is_kept() -> None:
     Path("out/hi.txt").unlink()  # restored from the store, not run again
     luigi_cli("--module", "bases", "Greeting", "--name", "hi")
     assert Path("out/hi.txt").read_text() == "hello" and runs() == {"hi": 1}
+
+
+# ---- the run journal right after a build, in an interpreter that lives on ----------------------------------------
+
+
+class Slow(__import__("luigi_nixworkflow").NixTask):
+    """A task whose produce() makes the journal flusher's mid-run write happen for sure (it writes every
+    FLUSH_EVERY seconds while a run goes on; a test cannot wait for its tick without racing it)."""
+
+    def produce(self, out: Path) -> None:
+        from luigi_nixworkflow import journal
+
+        for running in list(journal._BY_ENGINE.values()):  # the flusher's pass while this task runs:
+            running.flush()  # the journal on disk says "running"
+        (out / "v").write_text("v\n")
+
+
+def test_the_run_journal_is_final_when_luigi_build_returns(store_root: Path, monkeypatch) -> None:
+    """A long-lived interpreter (a notebook, a service, a test) that called luigi.build: the journal on disk was
+    written by the shared flusher at most every FLUSH_EVERY seconds, so right after the build it could still say
+    the last task was running, and `nw lineage` of its output link answered "running in the last Luigi run" instead
+    of its lineage (tests/test_luigi_legacy.py::test_lineage_of_a_legacy_task failed so now and then)."""
+    import luigi
+    from luigi.task_register import Register
+
+    import luigi_nixworkflow
+    from nixlib.view import history
+    from tests.helpers import nw
+
+    monkeypatch.setattr(history, "_flush_later", lambda journal: None)  # no flusher: only the writes made here
+    Register.clear_instance_cache()
+    luigi_nixworkflow.reset()
+    assert luigi.build([Slow()], local_scheduler=True, log_level="WARNING")
+    out = nw("lineage", f"nix-workflow-output/{Slow().task_id}")
+    assert out.returncode == 0 and "running" not in out.stdout + out.stderr, out.stdout + out.stderr
+    assert Slow().task_id in out.stdout
