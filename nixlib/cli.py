@@ -530,7 +530,8 @@ def _warn_unreached(workflow: Any, targets: list[str]) -> None:
     if left:
         shown = ", ".join(f"{n} ({workflow.where.get(n, '?')})" for n in left[:5]) + (" …" if len(left) > 5 else "")
         print(f"warning: {len(left)} step(s) are defined but not run, since no top-level name (a variable, or a "
-              f"dict, list or tuple in one) holds them and no such step uses them: {shown}", file=sys.stderr)
+              f"dict, list, tuple, dataclass or class in one) holds them and no such step uses them: {shown}",
+              file=sys.stderr)
 
 
 def _load(file: str) -> Any:

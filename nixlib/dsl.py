@@ -9,8 +9,10 @@ evaluated; `nw run` turns the steps into recipes and hands them to the engine.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
+import re
 import runpy
 import sys
 import traceback
@@ -287,7 +289,8 @@ def load(path: str | os.PathLike) -> Workflow:
         tb = traceback.extract_tb(e.__traceback__)
         frame = next((f for f in reversed(tb) if f.filename == str(path)), tb[-1])
         raise NixWorkflowError(f"{frame.filename}:{frame.lineno}: evaluating the experiment failed: "
-                               f"{type(e).__name__}: {e}{_raised_in(tb, frame, path.parent)}") from None
+                               f"{type(e).__name__}: {_reason(e, path.parent)}{_raised_in(tb, frame, path.parent)}"
+                               ) from None
     workflow = build(unique_names(_named_steps(namespace)), code_roots=(str(path.parent),),
                      aliases=_module_steps(namespace, path.parent))
     if not workflow.named:
@@ -295,6 +298,22 @@ def load(path: str | os.PathLike) -> Workflow:
                                "it to a module-level name, e.g. `data = output('echo 1,2 > $out/data.csv')`"
                                + _why_none(path, workflow))
     return workflow
+
+
+def _reason(e: Exception, project: Path) -> str:
+    """The error's text; an OSError's without the raw `[Errno N]`, and for a file the experiment's code opens by a
+    relative path that is missing here but exists beside the experiment (`json.load(open("cfg.json"))`, run as
+    `nw run proj/experiment.py` from elsewhere), where that path is taken from and how to name it from anywhere."""
+    if not isinstance(e, OSError) or not e.strerror:
+        return str(e)
+    name = e.filename if isinstance(e.filename, str) else None
+    text = f"{e.strerror}: {name}" if name is not None else e.strerror
+    if isinstance(e, FileNotFoundError) and name and not os.path.isabs(name) and (project / name).exists() \
+            and Path(os.getcwd()).absolute() != project:
+        text += (f" (a relative path in the experiment's code is taken from the current directory, {os.getcwd()}, "
+                 f"as under `python experiment.py`; it exists beside the experiment, in {project}: run nw from there, "
+                 f"or write Path(__file__).parent / {name!r})")
+    return text
 
 
 def _raised_in(tb: traceback.StackSummary, frame: traceback.FrameSummary, project: Path) -> str:
@@ -403,12 +422,30 @@ def _members(name: str, value: Any, seen: set[int]) -> Iterator[tuple[str, Step]
     if isinstance(value, Step):
         yield name, value
         return
-    if not isinstance(value, dict | list | tuple) or id(value) in seen:  # (a container holding itself)
+    if id(value) in seen:  # (a container holding itself)
         return
+    if isinstance(value, dict | list | tuple):
+        items: Iterable[tuple[Any, Any]] = value.items() if isinstance(value, dict) else enumerate(value)
+    else:
+        attributes = _attributes(value)
+        if attributes is None:
+            return
+        items = attributes
     seen.add(id(value))
-    items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, member in items:
         yield from _members(f"{name}.{_key_name(key)}", member, seen)
+
+
+def _attributes(value: Any) -> Iterable[tuple[str, Any]] | None:
+    """The members of a record of steps, by attribute name: a dataclass's fields (`Exp(model=..., ev=...)` per run of
+    a sweep), and a class or an object of a class the experiment itself defines (`class Cfg: report = output(...)`);
+    None for any other value (not walked: a library's object may be big)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [(f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value)]
+    own = value if isinstance(value, type) else type(value)
+    if getattr(own, "__module__", None) == "__nixworkflow__" and hasattr(value, "__dict__"):
+        return [(k, v) for k, v in vars(value).items() if not k.startswith("__")]
+    return None
 
 
 def _key_name(key: Any) -> str:
@@ -418,6 +455,18 @@ def _key_name(key: Any) -> str:
     if isinstance(key, tuple) and key:
         return ".".join(_key_name(k) for k in key)
     return str(key)
+
+
+_CD = re.compile(r"(?:^|[\s;&|(`])(?:cd|pushd)[ \t]+(?:--[ \t]+)?(?:'([^']+)'|\"([^\"$`\\\\]+)\"|([^\s;|&<>()'\"`]+))")
+_PYTHONPATH = re.compile(r"(?:^|[\s;&|(`])PYTHONPATH=(?:'([^']+)'|\"([^\"$`\\\\]+)\"|([^\s;|&<>()'\"`]+))")
+
+
+def _directories(pattern: re.Pattern[str], command: str) -> list[str]:
+    """The absolute directories a command changes into (`cd DIR`, `pushd DIR`) or puts on Python's path
+    (`PYTHONPATH=A:B`), as written (quoted or not), that exist."""
+    found = [part for m in pattern.finditer(command) for part in (m.group(1) or m.group(2) or m.group(3)).split(":")
+             if os.path.isabs(part)] if ("cd" in command or "PYTHONPATH" in command) else []
+    return [os.path.normpath(d) for d in dict.fromkeys(found) if os.path.isdir(d)]
 
 
 class _Builder:
@@ -527,6 +576,23 @@ class _Builder:
         if self.code_files is None:
             self.code_files = codefiles.CodeFiles(StatMemo.for_store(default_root()))
         found = self.code_files.named(words, self.code_roots, set())
+        # A step runs in $out, so a command that runs a script by a relative path (`cd {HERE} && python train.py`,
+        # `cd {HERE}; python -m src.fit`, `PYTHONPATH={HERE} python -m src.fit`) first changes into the project or
+        # puts it on Python's path: those scripts and modules are keyed as if named by absolute path.
+        inside = tuple(r + os.sep for r in self.code_roots)
+        cds = [d for d in _directories(_CD, command) if (d + os.sep).startswith(inside)]
+        if cds:
+            relative = [w for w in codefiles.words(command) if not os.path.isabs(w)]
+            for d in cds:
+                found.update(self.code_files.named(relative, self.code_roots, set(found), cwd=d))
+        modules = codefiles.command_modules(command)
+        for d in cds + _directories(_PYTHONPATH, command) if modules else ():
+            for p in codefiles.module_paths(modules, d):
+                if p.startswith(inside) and p not in found:
+                    try:
+                        found[p] = self.code_files.digest(p)
+                    except OSError:  # unreadable: the step cannot import it either
+                        continue
         base = self.code_roots[0] + os.sep
         return {("./" + p[len(base):] if p.startswith(base) else p): h for p, h in sorted(found.items())}
 

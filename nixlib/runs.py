@@ -187,7 +187,8 @@ def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argpa
         journal.finish()
         if results:
             faults.point("before-links")
-            _link_outputs(store, workflow, results, out_dir, str(Path(args.file).absolute()))
+            _link_outputs(store, workflow, results, out_dir, str(Path(args.file).absolute()),
+                          {r.name for r in targets})
     _report_forced(store, results)
     failed = [r for r, o in results.items() if isinstance(o, BaseException)]
     for r in failed:
@@ -274,16 +275,19 @@ def _ingest_statics(store: Store, workflow: Any) -> None:
 
 
 def _link_outputs(store: Store, workflow: Any, results: dict[Recipe, Result | BaseException], out_dir: Path,
-                  experiment: str | None = None) -> None:
+                  experiment: str | None = None, targets: set[str] | frozenset[str] = frozenset()) -> None:
     """Point out_dir/NAME at each named step's output (a GC root) and record the run for `nw log`/`nw show`
-    (and, for `nw why`, the experiment file and the realisation each step had before this run)."""
+    (and, for `nw why`, the experiment file and the realisation each step had before this run). The steps named
+    on the command line (`targets`) are linked too, top-level or not (a step of an imported module, `shared.data`):
+    the user asked for that result, and without a link `nw gc` removes it at once."""
+    linked = set(getattr(workflow, "named", ())) | set(targets)
     out_dir.mkdir(parents=True, exist_ok=True)
     here = hashlib.sha256(str(out_dir.absolute()).encode()).hexdigest()[:32]
     with locks.lock(store.root / "locks" / f"last-run.{here}.lock"):  # two runs here at once keep each other's entries
         summary = _read_summary(out_dir)
         _forget_removed(summary, workflow, experiment)
         for recipe, outcome in results.items():
-            summary[recipe.name] = _entry(store, workflow, recipe, outcome, summary.get(recipe.name), out_dir,
+            summary[recipe.name] = _entry(store, linked, recipe, outcome, summary.get(recipe.name), out_dir,
                                           experiment)
         tmp = out_dir / f".{LAST_RUN}.{os.getpid()}"
         tmp.write_text(json.dumps(summary, sort_keys=True))  # (no indent: the C encoder, twice as fast on 1,000 steps)
@@ -302,9 +306,9 @@ def _forget_removed(summary: dict[str, Any], workflow: Any, experiment: str | No
             del summary[name]
 
 
-def _entry(store: Store, workflow: Any, recipe: Recipe, outcome: Result | BaseException, before: Any,
+def _entry(store: Store, linked: set[str], recipe: Recipe, outcome: Result | BaseException, before: Any,
            out_dir: Path, experiment: str | None) -> dict[str, Any]:
-    """One step's entry in the last-run summary (linking its output when it is a named step that succeeded)."""
+    """One step's entry in the last-run summary (linking its output when it succeeded and is in `linked`)."""
     entry: dict[str, Any] = {"recipe_key": recipe.key, "store": str(store.root)}
     if experiment:
         entry["experiment"] = experiment
@@ -318,7 +322,7 @@ def _entry(store: Store, workflow: Any, recipe: Recipe, outcome: Result | BaseEx
             entry["previous_key"] = previous
         if outcome.previous is not None:
             entry["forced"] = True
-        if recipe.name in workflow.named:
+        if recipe.name in linked and "out" in outcome.outputs:
             _link(store, out_dir, recipe.name, store.object_path(outcome.outputs["out"]))
     else:  # kept for `nw show`/`nw log`: a step that did not succeed is reported as such, not as unknown
         status = "interrupted" if isinstance(outcome, Interrupted) else "skipped" if _was_skipped(outcome) else "failed"
