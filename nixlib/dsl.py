@@ -551,7 +551,9 @@ class _Builder:
             command, shell = normalise(step.command), shell_form(step.command)
         except CommandSyntaxError as e:
             raise NixWorkflowError(f"step '{name}' ({step.where}): {e}. Close the quote or escape it.") from None
-        inputs = [self._input(name, ref, path + [name]) for ref in self._scan(name, step, command)]
+        # one input per reference, not per occurrence (`cat {raw}; wc -l {raw}`): records list each once
+        refs = list({ref.token: ref for ref in self._scan(name, step, command)}.values())
+        inputs = [self._input(name, ref, path + [name]) for ref in refs]
         self._resources(name, step)
         env = self._env(name, step)
         code = self._code(step.command) if step.pinned is None else {}

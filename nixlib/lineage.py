@@ -322,7 +322,11 @@ def tree(store: Store, doc: dict[str, Any], seen: set[str] | None = None, depth:
         node["truncated"] = True
         return node
     seen.add(doc["resolved_key"])
+    listed: set[tuple[Any, ...]] = set()  # (records written before inputs were one per reference list repeats)
     for i in doc.get("inputs", []):  # a step input is followed by the realisation it had, never by its bytes
+        if (i.get("object"), i.get("step"), i.get("output")) in listed:
+            continue
+        listed.add((i.get("object"), i.get("step"), i.get("output")))
         key = i.get("resolved_key")
         up = store.read_record("realisations", key) if isinstance(key, str) and nar.is_nar_hash(key) else None
         if up is not None and not i.get("pinned"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.helpers import nw
@@ -17,3 +19,17 @@ def test_missing_file_error_does_not_call_the_optional_targets_required(command:
     last = proc.stderr.strip().splitlines()[-1]
     assert last.endswith("the following arguments are required: file"), last
     assert "TARGET" not in last
+
+
+def test_a_static_used_twice_in_one_command_is_one_input(tmp_path, store_root) -> None:
+    """`cat {raw} ...; wc -l {raw}`: the record listed the static input once per occurrence in the command, and
+    `nw lineage` showed it twice under the step (the key was right: it is made from the command text)."""
+    (tmp_path / "data.csv").write_text("a,b\n")
+    (tmp_path / "e.py").write_text('from nixlib import output, static\nraw = static("data.csv")\n'
+                                   'prep = output(f"cat {raw} > $out/x.csv; wc -l {raw} >> $out/x.csv")\n')
+    nw("run", "e.py", cwd=tmp_path, check=True)
+    record = json.loads(nw("show", "prep", "--json", cwd=tmp_path, check=True).stdout)
+    inputs = record.get("inputs", record.get("record", {}).get("inputs"))
+    assert len(inputs) == 1, inputs
+    lineage = nw("lineage", "prep", cwd=tmp_path, check=True).stdout
+    assert lineage.count("static (static)") == 1, lineage
