@@ -458,7 +458,8 @@ def _key_name(key: Any) -> str:
 
 
 _CD = re.compile(r"(?:^|[\s;&|(`])(?:cd|pushd)[ \t]+(?:--[ \t]+)?(?:'([^']+)'|\"([^\"$`\\\\]+)\"|([^\s;|&<>()'\"`]+))")
-_PYTHONPATH = re.compile(r"(?:^|[\s;&|(`])PYTHONPATH=(?:'([^']+)'|\"([^\"$`\\\\]+)\"|([^\s;|&<>()'\"`]+))")
+# (in double quotes `$` is allowed: `"${PYTHONPATH}:/abs/dir"` keeps the environment's; only absolute parts count)
+_PYTHONPATH = re.compile(r"(?:^|[\s;&|(`])PYTHONPATH=(?:'([^']+)'|\"([^\"`\\\\]+)\"|([^\s;|&<>()'\"`]+))")
 
 
 def _directories(pattern: re.Pattern[str], command: str) -> list[str]:

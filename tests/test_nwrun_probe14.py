@@ -138,3 +138,25 @@ def test_a_config_file_opened_by_a_relative_path_from_elsewhere_is_a_clear_error
     assert "Path(__file__).parent / 'cfg.json'" in ran.stderr and str(proj) in ran.stderr, ran.stderr
     ran = nw("run", "experiment.py", cwd=proj)
     assert ran.returncode == 0, ran.stderr
+
+
+def test_a_module_on_a_double_quoted_pythonpath_that_extends_it_is_keyed(tmp_path: Path) -> None:
+    """`PYTHONPATH="${PYTHONPATH}:{HERE}" python3 -m src.fit` (keeping what the environment had, as shell scripts
+    do) was not recognised, so an edit of src/fit.py served the old result."""
+    proj = tmp_path / "proj"
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "__init__.py").write_text("")
+    (proj / "src" / "fit.py").write_text("print('fit v1')\n")
+    exp = proj / "experiment.py"
+    exp.write_text("from pathlib import Path\n"
+                   "from nixlib import output\n"
+                   "HERE = Path(__file__).parent\n"
+                   "pp = output(f'PYTHONPATH=\"${{PYTHONPATH:-}}:{HERE}\" python3 -m src.fit > $out/p.txt')\n")
+    ran = nw("run", str(exp), cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "nix-workflow-output" / "pp" / "p.txt").read_text() == "fit v1\n"
+    (proj / "src" / "fit.py").write_text("print('fit v2')\n")
+    assert _state(exp, tmp_path) == {"pp": "to run"}
+    ran = nw("run", str(exp), cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "nix-workflow-output" / "pp" / "p.txt").read_text() == "fit v2\n"
