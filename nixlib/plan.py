@@ -187,10 +187,12 @@ def why(store: Store, recipe: Recipe, out_dir: Path, sources: dict[str, str] | N
                          "last run because its recipe differed from the run before:"}
     how, old = nearest(store, recipe, entry)
     if old is None:
-        if entry.get("status") in ("failed", "skipped", "interrupted") and entry.get("recipe_key") == recipe.key:
+        if entry.get("status") in ("failed", "skipped", "interrupted"):
             what = {"failed": "it failed", "skipped": "it was skipped", "interrupted": "it was interrupted"}
-            return report | {"verdict": f"'{recipe.name}' would run: {what[entry['status']]} in the last run here, "
-                             f"so no realisation of it is recorded ({entry.get('error') or 'no error recorded'})"}
+            since = "" if entry.get("recipe_key") == recipe.key else ", and its recipe has changed since"
+            return report | {"verdict": f"'{recipe.name}' would run: {what[entry['status']]} in the last run here"
+                             f"{since}, so no realisation of it is recorded "
+                             f"({entry.get('error') or 'no error recorded'})"}
         return report | {"verdict": f"'{recipe.name}' would run: no realisation of a step named '{recipe.name}' "
                          f"is recorded in the store at {shown_root(store)} (it never ran here, or `nw gc` removed it)"}
     differences = diff.recipe_differences(diff.side_of_record(old, "before"), current)

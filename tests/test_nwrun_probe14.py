@@ -118,6 +118,11 @@ def test_nw_why_of_a_step_that_failed_says_it_failed(tmp_path: Path) -> None:
     why = nw("why", "best", cwd=tmp_path)
     assert "never ran here" not in why.stdout and "skipped in the last run" in why.stdout, why.stdout
     assert "grid.64" in why.stdout, why.stdout
+    # edited since (its recipe differs from the failed run's): still not "never ran here"
+    exp.write_text(exp.read_text().replace("-lt 64", "-lt 63"))
+    why = nw("why", "grid.64", cwd=tmp_path)
+    assert "never ran here" not in why.stdout, why.stdout
+    assert "failed in the last run here, and its recipe has changed since" in why.stdout, why.stdout
 
 
 def test_a_config_file_opened_by_a_relative_path_from_elsewhere_is_a_clear_error(tmp_path: Path) -> None:
