@@ -25,10 +25,12 @@ rule does not change what it computes), timestamps and host names.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import os
 import re
 import sys
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -129,6 +131,68 @@ def run_strings(rule: Any) -> list[str]:
     return sorted(strings)
 
 
+# Names through which code of the Snakefile reaches the workflow config: `config`, `workflow.config`, or a lookup
+# by computed name (`globals()["config"]`, `getattr(workflow, name)`, `sys.modules`).
+_CONFIG_NAMES = frozenset({"config", "workflow", "globals", "locals", "vars", "eval", "exec", "getattr", "__dict__",
+                           "__globals__", "modules"})
+
+
+def run_reads_config(rule: Any) -> bool:
+    """Whether a `run:` block, or the module-level code it uses (nixlib.pycode), may read the workflow config: it
+    names `config` (`config["lr"]`, `helper(config)`, an f-string), `workflow` or a computed lookup, or a string of
+    it does (`shell("tool {config[ref]}")`, which shell() formats with the block's names). A value the block reads
+    from a module-level name computed from the config (`SEEDS = config["seeds"]`) is keyed by value by run_digest."""
+    if rule.run_func is None:
+        return True
+    strings: set[str] = set()
+    names: set[str] = set()
+    pycode.uses([rule.run_func], strings=strings, attributes=names)
+    if not _CONFIG_NAMES.isdisjoint(names) or any("config" in s for s in strings):
+        return True
+    globs = rule.run_func.__globals__
+    config = globs.get("config")
+    if not isinstance(config, Mapping):
+        return False
+    parts = _parts(config)
+    return any(_binds(globs[n], parts) for n in names if n in globs)
+
+
+def _parts(config: Mapping[str, Any]) -> set[int]:
+    """The ids of the config and of every dict and list inside it."""
+    ids: set[int] = set()
+    todo: list[Any] = [config]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, Mapping | list) and id(value) not in ids:
+            ids.add(id(value))
+            todo += list(value.values()) if isinstance(value, Mapping) else value
+    return ids
+
+
+def _binds(value: Any, parts: set[int]) -> bool:
+    """Whether a module-level value the code uses is the config (or a part of it) under another name (`CFG =
+    config`), or a function, partial or object holding it (`def lr(cfg=config)`, `partial(get, config)`, an
+    instance whose attribute it is): code reading it reads the config without naming it."""
+    if id(value) in parts:
+        return True
+    if isinstance(value, functools.partial):
+        return any(_binds(v, parts) for v in (value.func, *value.args, *value.keywords.values()))
+    function = getattr(value, "__func__", value)
+    if isinstance(function, types.FunctionType):
+        cells = []
+        for cell in function.__closure__ or ():
+            try:
+                cells.append(cell.cell_contents)
+            except ValueError:  # an empty cell
+                continue
+        bound = [*(function.__defaults__ or ()), *(function.__kwdefaults__ or {}).values(), *cells]
+        return any(id(v) in parts for v in bound)
+    state = getattr(value, "__dict__", None)
+    if isinstance(state, dict) and not isinstance(value, type | types.ModuleType):
+        return any(id(v) in parts for v in state.values())
+    return False
+
+
 def run_data_words(rule: Any) -> tuple[str, ...]:
     """codefiles.data_candidates of a `run:` block and the module-level code it uses (its shell() commands' words
     too), and of the module-level strings that code reads (`TABLE = "config/table.tsv"` opened as `open(TABLE)`,
@@ -175,6 +239,26 @@ def script_words(path: str) -> tuple[str, ...]:
         texts = [data.decode("utf-8", "replace")]
     found = (w for text in texts for w in codefiles.words(text) if codefiles.looks_like_code(w))
     return tuple(dict.fromkeys(found))
+
+
+# What a script's `snakemake` object offers besides the config (Python, Julia, Rust `snakemake.x`, R `snakemake@x`,
+# bash `snakemake_x` and `${snakemake[x]}`), and the modules of Snakemake a script imports from.
+_SNAKEMAKE_PARTS = ("input|output|params|wildcards|threads|resources|log|rule|scriptdir|bench_iteration|log_fmt_shell"
+                    "|report_href|source|shell|utils|io|script|exceptions|logging")
+_SNAKEMAKE_WORD = re.compile(r"(?<!\w)snakemake(?!\w(?<!_))")
+_SNAKEMAKE_PART = re.compile(rf"(?:\s*[.@]\s*|_)(?:{_SNAKEMAKE_PARTS})(?!\w)|\[")
+_SNAKEMAKE_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+snakemake(?:\.\w+)*[ \t]+import[ \t]+snakemake"
+                               r"|import[ \t]+snakemake)[ \t]*(?:#.*)?$", re.MULTILINE)
+
+
+def reads_config(text: str) -> bool:
+    """Whether a script's code (with the local code it imports or sources) may read the workflow config: it names
+    `config` anywhere (`snakemake.config[...]`, `snakemake@config`, `${snakemake_config[x]}`, a comment) or uses
+    its `snakemake` object other than by one of its other parts (`helpers.run(snakemake)`, `vars(snakemake)`)."""
+    if "config" in text:
+        return True
+    text = _SNAKEMAKE_IMPORT.sub("", text)
+    return any(not _SNAKEMAKE_PART.match(text, m.end()) for m in _SNAKEMAKE_WORD.finditer(text))
 
 
 def path_module_dirs(script: str, roots: list[str]) -> list[tuple[str, tuple[str, ...]]]:
@@ -370,7 +454,8 @@ class RecipeBuilder:
         if code is not None:
             meta["code"] = code
         if kind != "shell":
-            meta["config"] = self.config_digest(job.rule)
+            if self.may_read_config(job, kind, code):
+                meta["config"] = self.config_digest(job.rule)
             meta["threads"] = job.threads
             meta["resources"] = jsonable(internals.keyed_resources(job))
         software = self.software(job)
@@ -668,6 +753,47 @@ class RecipeBuilder:
         named = {self.where.path(p): h for p, h in self.code_files.named(words, self.where.roots(), declared).items()}
         named.update(self.beside_script(local, base, words, declared))
         return digest([base, dict(sorted(named.items()))]) if named else base
+
+    def may_read_config(self, job: Any, kind: str, code: str | None) -> bool:
+        """Whether the job's code can read the workflow config: a wrapper or a template always; a `run:` block unless
+        neither it nor the code it uses names it (`run_reads_config`); a local script or notebook unless neither it
+        nor the local code it imports (modules beside it or in the directories it puts on `sys.path`) or names
+        (`source("scripts/utils.R")`) ever names the config or hands on its `snakemake` object whole
+        (`reads_config`). So changing a config value another rule reads (a model's learning rate) re-runs, as with
+        plain Snakemake, no plotting script or `run:` block that never reads the config."""
+        if kind == "run":
+            return self.once(("run-config", job.rule), lambda: run_reads_config(job.rule))
+        if kind not in ("script", "notebook"):
+            return True
+        path = getattr(job.rule, kind, None)
+        local = local_script(job, path) if path is not None else None
+        if local is None or code is None:
+            return True
+        return self.once(("reads-config", local, code), lambda: self.script_reads_config(job, local))
+
+    def script_reads_config(self, job: Any, local: str) -> bool:
+        """`reads_config` of a local script's text and of the local code it imports or names."""
+        files = [local]
+        here = os.path.dirname(os.path.abspath(local))
+        if local.endswith(".py"):
+            modules = codefiles.local_modules(self.code_files.python_file(local)[1], here, self.code_files.python_file)
+            files += [os.path.join(here, rel) for rel in modules]
+            for directory, found in path_module_dirs(local, self.where.roots()):
+                modules = codefiles.local_modules(set(found), directory, self.code_files.python_file)
+                files += [os.path.join(directory, rel) for rel in modules]
+        words = script_words(local)
+        declared = declared_paths(job) | {os.path.abspath(local)}
+        files += list(self.code_files.named(words, self.where.roots(), declared))
+        tails = [(w.rsplit("}", 1)[-1] if "scriptdir" in w else w).lstrip("/") for w in words]
+        files += list(self.code_files.named([t for t in tails if t], [here], declared, cwd=here))
+        for f in dict.fromkeys(files):
+            try:
+                text = Path(f).read_text(errors="replace")
+            except OSError:
+                return True
+            if reads_config(text):
+                return True
+        return False
 
     def beside_script(self, local: str, base: str, words: tuple[str, ...], declared: set[str]) -> dict[str, str]:
         """{"@{scriptdir}/<name>": digest} of the code files a script names relative to its own directory, as
