@@ -78,42 +78,79 @@ def paths(task: luigi.Task) -> list[Path]:
 def move_aside(outputs: list[Path]) -> list[tuple[Path, Path]]:
     """Rename what a previous run left at the output paths, so a run that does not write one of its
     outputs can never have that old file ingested as its result. Each name says which process of which
-    host moved it, so what a run killed by SIGTERM or SIGKILL (no `finally`) left is removed by the next."""
+    host moved it, so what a run killed by SIGTERM or SIGKILL (no `finally`) left is settled by the next
+    (see _settle_dead_asides): the old files a killed run moved aside of these outputs are dropped by
+    `settle` only once this run has replaced them, as an uninterrupted run would have."""
     moved = []
     owner = f"{os.getpid()}@{socket.gethostname()}"
     for p in outputs:
-        _drop_dead_asides(p)
+        _settle_dead_asides(p)
         if os.path.lexists(p):
             aside = p.with_name(f"{ASIDE}{p.name}.{secrets.token_hex(4)}.{owner}")
             os.rename(p, aside)
             moved.append((p, aside))
+        moved += [(p, dead) for dead in _LEFT.pop(p, [])]
     return moved
 
 
 _SWEPT: set[tuple[int, str]] = set()  # (pid, directory) already swept by this process: one listing each
-_DEAD_ASIDE = re.compile(rf"{re.escape(ASIDE)}.+\.[0-9a-f]{{8}}\.(\d+)@(.+)")
+_LEFT: dict[Path, list[Path]] = {}  # output path -> dead asides of it the sweep left (something is at the path)
+_DEAD_ASIDE = re.compile(rf"{re.escape(ASIDE)}(.+)\.[0-9a-f]{{8}}\.(\d+)@(.+)")
 
 
-def _drop_dead_asides(p: Path) -> None:
-    """Remove the files runs of this host moved aside in `p`'s directory and never settled because they were
+def _settle_dead_asides(p: Path) -> None:
+    """Settle the files runs of this host moved aside in `p`'s directory and never settled because they were
     killed: left, they lie next to the outputs forever, and a reader that lists the directory would read stale
-    data. Asides of live processes (a run of another task writing there now) and of other hosts are left alone.
-    Once per directory and process: a directory of many outputs is listed once, not once per task."""
+    data. Such a file is the only copy of what was at its output before the killed run (an old result of a plain
+    Luigi run, a file the user edited), so it is never just removed: where nothing is at its output path now (the
+    run was killed before it wrote it) and no live run has that output moved aside (it is being run now: what is
+    put back would mix into what it writes), it is put back there; else it is kept (in _LEFT) until a run of its
+    task replaces that output (settle) or restores it from the store (restore). Asides of live processes and of
+    other hosts are left alone. Once per directory and process: a directory of many outputs is listed once, not
+    once per task."""
     swept = (os.getpid(), str(p.parent))
     if swept in _SWEPT:
         return
     _SWEPT.add(swept)
+    for name, original in _dead_asides(p.parent):
+        aside = p.parent / name
+        # (checked absent first, then no live aside: a run that moves it aside after this listing found it there)
+        if not os.path.lexists(original) and original not in _live_asides(p.parent):
+            with contextlib.suppress(OSError):
+                os.rename(aside, original)
+                continue
+        _LEFT.setdefault(original, []).append(aside)
+
+
+def _dead_asides(parent: Path) -> list[tuple[str, Path]]:
+    """(name, output path) of each aside in `parent` that a dead process of this host left."""
+    here = socket.gethostname()
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    return [(name, parent / found.group(1)) for name in names if (found := _DEAD_ASIDE.fullmatch(name))
+            and found.group(3) == here and not pids.running(int(found.group(2)))]
+
+
+def _live_asides(parent: Path) -> set[Path]:
+    """The output paths in `parent` that a process moved aside and has not settled: a live one of this host, or
+    one of another host (whose processes this one cannot see)."""
     here = socket.gethostname()
     with contextlib.suppress(OSError):
-        for name in os.listdir(p.parent):
-            found = _DEAD_ASIDE.fullmatch(name)
-            if found and found.group(2) == here and not pids.running(int(found.group(1))):
-                force_remove(p.parent / name)
+        return {parent / found.group(1) for name in os.listdir(parent) if (found := _DEAD_ASIDE.fullmatch(name))
+                and (found.group(3) != here or pids.running(int(found.group(2))))}
+    return set()
 
 
 def settle(moved: list[tuple[Path, Path]], succeeded: bool) -> None:
-    """After the run: drop the old files; if it failed, put back each old one it did not replace."""
+    """After the run: drop the old files; if it failed, put back each old one it did not replace (and keep
+    what a killed earlier run moved aside: see _settle_dead_asides)."""
+    mine = f".{os.getpid()}@{socket.gethostname()}"
     for p, aside in moved:
+        if not succeeded and not aside.name.endswith(mine):
+            _LEFT.setdefault(p, []).append(aside)
+            continue
         if not succeeded and not os.path.lexists(p):
             with contextlib.suppress(OSError):
                 os.rename(aside, p)
@@ -178,10 +215,12 @@ def restore(task: luigi.Task, store: Store, outputs: dict[str, str], link_mode: 
     restored = []
     for name, p in zip(output_names(len(outputs)), paths(task), strict=True):
         h = outputs[name]
-        if _holds(store, p, h):
-            continue
-        store.materialise(h, p, mode=link_mode)
-        restored.append(p)
+        _settle_dead_asides(p)
+        if not _holds(store, p, h):
+            store.materialise(h, p, mode=link_mode)
+            restored.append(p)
+        for dead in _LEFT.pop(p, []):  # what a killed run moved aside of `p`: replaced now, as by a run
+            force_remove(dead)
     return restored
 
 

@@ -10,7 +10,10 @@ a point costs one dict lookup: the variables are read once, at import.
 
 Points (in the order a step passes them): step-ran, ingest-staged (inside the object publication code,
 where its owner placed it), ingested, record-temp-written, realisation-written, origins-written,
-recorded, before-links (nw run only).
+recorded, before-links (nw run only). Restoring a stored output into the working tree (nixlib.trees.place, for
+Luigi and Snakemake): place-staged (the copy made under its temporary name), place-aside (a directory in the way
+renamed aside, the copy not yet renamed into place); restore-placed (the Snakemake executor, after each output is
+in place, before a symlink-mode one is registered again as a gc root).
 """
 
 from __future__ import annotations

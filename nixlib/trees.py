@@ -17,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
 import socket
 import stat
@@ -26,7 +27,7 @@ from collections.abc import Iterator
 from operator import itemgetter
 from pathlib import Path
 
-from nixlib import boot, pids
+from nixlib import boot, faults, pids
 from nixlib.errors import NixWorkflowError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -471,16 +472,20 @@ def place(src: str | os.PathLike, dest: str | os.PathLike, link: str = "auto") -
     """Put a writable copy of `src` at `dest`, replaced atomically: made under a temporary name beside `dest`,
     then renamed over it (a directory in the way is renamed aside first, then removed). `link` as for `copy`,
     or "symlink" for a link to `src`. Whatever happens to `dest` later never reaches `src` (a store object),
-    except in hardlink and symlink modes, which share it."""
+    except in hardlink and symlink modes, which share it. Both temporary names say which process of which host
+    made them, so what a process killed meanwhile (SIGKILL, SIGTERM: no `finally`) left is settled by the next
+    place in that directory (_settle_dead_places), never left beside the user's files for good."""
     dest = os.fspath(dest)
     parent, name = os.path.split(dest)
     os.makedirs(parent or ".", exist_ok=True)
-    tmp = os.path.join(parent, f".nw-{name}.{secrets.token_hex(4)}")
+    _settle_dead_places(parent or ".")
+    tmp = os.path.join(parent, f".nw-tmp-{name}.{secrets.token_hex(4)}.{_owner()}")
     try:
         if link == "symlink":
             os.symlink(src, tmp)
         else:
             copy(src, tmp, writable=True, link=link)
+        faults.point("place-staged")
         if os.path.isdir(dest) and not os.path.islink(dest):
             _replace_aside(tmp, dest, parent, name)
         else:
@@ -498,10 +503,43 @@ def place(src: str | os.PathLike, dest: str | os.PathLike, link: str = "auto") -
 def _replace_aside(tmp: str, dest: str, parent: str, name: str) -> None:
     """Replace `dest` by `tmp` where rename(2) cannot (a directory in the way, or a directory over a non-directory):
     `dest` is renamed aside first, then removed."""
-    trash = os.path.join(parent, f".nw-old-{name}.{secrets.token_hex(4)}")
+    trash = os.path.join(parent, f".nw-old-{name}.{secrets.token_hex(4)}.{_owner()}")
     os.rename(dest, trash)
-    os.rename(tmp, dest)
+    try:
+        faults.point("place-aside")
+        os.rename(tmp, dest)
+    except BaseException:  # (Ctrl-C, or a failed rename: what was there goes back)
+        with contextlib.suppress(OSError):
+            os.rename(trash, dest)
+        raise
     remove(trash)
+
+
+def _owner() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+_PLACED = re.compile(r"\.nw-(tmp|old)-.+\.[0-9a-f]{8}\.(\d+)@(.+)")
+_SETTLED: set[tuple[int, str]] = set()  # (pid, directory) this process has settled: one listing each
+
+
+def _settle_dead_places(parent: str) -> None:
+    """Remove what `place` calls of dead processes of this host left in `parent`: a copy not yet renamed into
+    place (the store keeps the object), or what was at a destination and had been renamed aside to be replaced
+    (what an uninterrupted `place` removes: a killed one may leave the destination missing, which the next run
+    restores). Never put back: a job of the next run may be writing at that destination. Names of live processes
+    and of other hosts are left alone. Once per directory and process."""
+    settled = (os.getpid(), parent)
+    if settled in _SETTLED:
+        return
+    _SETTLED.add(settled)
+    here = socket.gethostname()
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(parent):
+            found = _PLACED.fullmatch(entry)
+            if found and found.group(3) == here and not pids.running(int(found.group(2))):
+                with contextlib.suppress(OSError):
+                    remove(os.path.join(parent, entry))
 
 
 def copy(src: str | os.PathLike, dst: str | os.PathLike, writable: bool, link: str = "auto") -> None:

@@ -41,7 +41,7 @@ from snakemake.executors.local import run_wrapper
 from snakemake.iocontainers import ResourceList
 from snakemake_interface_executor_plugins.settings import CommonSettings
 
-from nixlib import trees
+from nixlib import faults, trees
 from nixlib.engine import Engine, Result
 from nixlib.env import ResolvedEnv
 from nixlib.errors import NixWorkflowError, StepFailed
@@ -198,7 +198,12 @@ class Executor(LocalExecutor):
         self._tried: set[Any] = set()  # jobs looked up once: a miss is the scheduler's, not looked up again here
         if self.settings.no_cache or self.workflow.dryrun or self.workflow.touch:
             return 0
-        finished = self.workflow.async_run(self._restore_ready())
+        try:
+            finished = self.workflow.async_run(self._restore_ready())
+        except KeyboardInterrupt:  # Ctrl-C before Snakemake's scheduler (which reports it itself) has started
+            raise SetupError("nixworkflow: interrupted while restoring cached jobs from the store, before any job "
+                             "ran; each output is restored whole or not at all, and the next run restores the "
+                             "rest") from None
         restored = sum(not job.is_norun for job in finished)
         if restored:
             self.logger.info(f"nixworkflow: {restored} job(s) restored from the store before scheduling")
@@ -673,8 +678,14 @@ class Executor(LocalExecutor):
                 ident = copier.submit(self.store.object_path(h), path, mode) \
                     if copier is not None and mode in HELPER_MODES else None
                 if ident is None:
+                    # A link into the store is an output link: `nw gc` must keep its object. It is rooted before
+                    # it exists, so a kill between the two never leaves a link that the next run finds present and
+                    # never roots, and again after (a `nw gc` meanwhile drops a root whose link is not there yet).
+                    if mode == "symlink":
+                        self.store.add_root(path)
                     self.store.materialise(h, path, mode=mode)
-                    if mode == "symlink":  # a link into the store is an output link: `nw gc` must keep its object
+                    faults.point("restore-placed")
+                    if mode == "symlink":
                         self.store.add_root(path)
                 else:
                     handed.append((h, path, mode, ident))
