@@ -336,7 +336,7 @@ def _per_step(given: Iterable[str], steps: set[str]) -> dict[str, tuple[str, ...
     """--slurm-step STEP=ARG values by step; an unknown step is an error, not a silently ignored option."""
     found: dict[str, tuple[str, ...]] = {}
     for item in given:
-        step, sep, arg = item.partition("=")
+        step, sep, arg = _step_and_option(item, steps)
         if not sep or not arg.startswith("-"):
             raise NixWorkflowError(f"--slurm-step {item!r}: expected STEP=SBATCH_OPTION, e.g. --slurm-step "
                                    "train=--gpus=1")
@@ -348,6 +348,15 @@ def _per_step(given: Iterable[str], steps: set[str]) -> dict[str, tuple[str, ...
                                    "nothing was run")
         found[step] = (*found.get(step, ()), arg)
     return found
+
+
+def _step_and_option(item: str, steps: set[str]) -> tuple[str, str, str]:
+    """STEP=ARG split where ARG begins: at an `=` followed by `-` whose left side is a step of the run (a step
+    name may hold `=` itself: a sweep's `sweep.lr=0.1`, `--slurm-step sweep.lr=0.1=--mem=64G`), else at the first
+    such `=`, else at the first `=`."""
+    cuts = [i for i, c in enumerate(item) if c == "=" and item[i + 1:i + 2] == "-"]
+    i = next((i for i in cuts if item[:i] in steps), cuts[0] if cuts else item.find("="))
+    return (item, "", "") if i < 0 else (item[:i], "=", item[i + 1:])
 
 
 class SlurmAction:
@@ -432,6 +441,10 @@ class SlurmAction:
                 state, exit_code = _state_of(fields)
                 output.copy()
                 news = _queue_news(job, fields)
+                never = _never_starts(job, fields) if state == "PENDING" else None
+                if never:  # a limit of the cluster's, not a queue: it would wait for ever (EnforcePartLimits=NO)
+                    _note(build, log, f"nixworkflow: {never}")
+                    raise StepFailed(build.name, never, str(build.log))
                 if state == "PENDING":  # said once it waits long enough to matter, and again when the reason changes
                     pending_since = pending_since or time.monotonic()
                     news = news if time.monotonic() - pending_since >= PENDING_NOTE else ""
@@ -459,6 +472,7 @@ class SlurmAction:
             if not finished:
                 cancel(job)
             output.copy()
+            output.close()
 
 
 class _Follower:
@@ -483,6 +497,13 @@ class _Follower:
             *lines, self.partial = (self.partial + data).split(b"\n")
             for line in lines:
                 self.build.echo(self.build.name, line.decode(errors="replace"))
+
+    def close(self) -> None:
+        """Echo the output's last line when it has no newline (an error message printed without one, a progress
+        line): a local run echoes it too, and it is often the line that says why the step failed."""
+        if self.build.echo and self.partial:
+            self.build.echo(self.build.name, self.partial.decode(errors="replace"))
+        self.partial = b""
 
 
 # Files the batch script writes beside its output, so a failure can be told apart from the command's own:
@@ -540,7 +561,7 @@ def job_fields(job: str) -> dict[str, str] | None:
         return None
     if proc.returncode != 0:
         return {} if "Invalid job id" in proc.stderr else None
-    return dict(re.findall(r"(?:^|\s)(JobState|ExitCode|Reason|NodeList)=(\S+)", proc.stdout))
+    return dict(re.findall(r"(?:^|\s)(JobState|ExitCode|Reason|NodeList|TimeLimit|Partition)=(\S+)", proc.stdout))
 
 
 def _state_of(fields: dict[str, str] | None) -> tuple[str, str]:
@@ -562,6 +583,32 @@ def _queue_news(job: str, fields: dict[str, str] | None) -> str:
         node = fields.get("NodeList", "") if fields else ""
         return f"nixworkflow: Slurm job {job} is running" + (f" on {node}" if node not in ("", "(null)") else "")
     return ""
+
+
+_PER_JOB_LIMIT = re.compile(r"(?:QOS|Assoc)Max\w*PerJob\w*")
+
+
+def _never_starts(job: str, fields: dict[str, str] | None) -> str | None:
+    """Why a pending job can never start as submitted, or None: Slurm's reason is a limit the job itself exceeds
+    (its partition's time or node limit, its QOS's or account's per-job limit). Unless the cluster rejects such a
+    job at submission (EnforcePartLimits), Slurm keeps it pending for ever, and `nw run` would wait for ever."""
+    fields = fields or {}
+    reason, partition, limit = fields.get("Reason", ""), fields.get("Partition", ""), fields.get("TimeLimit", "")
+    where = f"partition {partition}" if partition not in ("", "(null)") else "its partition"
+    fix = "`time` (--slurm-time, or in the step's resources or under `slurm:` in nixworkflow.yaml)"
+    if reason == "PartitionTimeLimit":
+        why = (f"its time limit ({limit}) is longer than {where} allows (`sinfo -o '%P %l'` lists each partition's "
+               f"limit): lower {fix} or choose another partition")
+    elif reason == "PartitionNodeLimit":
+        why = (f"the nodes it asks for are outside the limits of {where} (`scontrol show partition`): change its "
+               "resources or choose another partition")
+    elif _PER_JOB_LIMIT.fullmatch(reason):
+        why = ("it asks for more than its QOS or account allows one job (`sacctmgr show qos`, `sacctmgr show "
+               "assoc`): lower its resources (the --slurm-* options, the step's resources, `slurm:` in "
+               "nixworkflow.yaml) or use another QOS or account")
+    else:
+        return None
+    return f"Slurm job {job} can never start (Slurm's reason: {reason}): {why}; it was cancelled, nothing was stored"
 
 
 def job_node(job: str) -> str:

@@ -216,6 +216,10 @@ class BackendMixin:
         if self.local.upfront:
             internals.count_finished(getattr(self.workflow, "scheduler", None), self.local.upfront)
             self.local.upfront = 0
+        refused = {job: why for job in jobs if (why := self.refused_extra(job))}
+        for job, why in refused.items():  # nothing of it is submitted
+            super().report_job_error(SubmittedJobInfo(job), msg=why)  # type: ignore[misc]
+        jobs = [job for job in jobs if job not in refused]
         plain = [job for job in jobs if not self.cached(job)]
         for job in jobs:
             if job not in plain:
@@ -223,6 +227,27 @@ class BackendMixin:
                 self.serving.submit(self.serve, job)
         if plain:  # not cached (groups, no outputs, nix_cache=0): submitted as they are, still run in their env
             super().run_jobs(plain)  # type: ignore[misc]
+
+    def refused_extra(self, job: Any) -> str | None:
+        """Why the job's `slurm_extra` cannot be used, or None: the options `nw run --slurm` refuses (`--requeue`,
+        `--array`, `--wait`, `--wrap`) would undo what --slurm-no-requeue and the store's lock promise (a second copy
+        of the job writing the same outputs). The Slurm plugin puts slurm_extra last, so it would win."""
+        if self.nixworkflow_backend != "slurm":
+            return None
+        from nixlib.slurm import option_problem
+
+        extra = getattr(job, "resources", {}).get("slurm_extra")
+        try:
+            words = shlex.split(str(extra)) if extra else []
+        except ValueError:
+            return None  # the plugin reports what it cannot parse
+        for word in words:
+            problem = option_problem(word) if word.startswith("-") else None
+            if problem:
+                why = problem.replace("$out", "outputs")
+                return (f"nixworkflow: rule {job.name}: resources slurm_extra: {why}; remove it from slurm_extra "
+                        "(and from --set-resources, --default-resources or the profile); nothing was submitted. ")
+        return None
 
     def cached(self, job: Any) -> bool:
         from snakemake_executor_nixworkflow.jobs import cacheable
