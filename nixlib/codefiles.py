@@ -30,6 +30,8 @@ from nixlib.statmemo import StatMemo
 
 CODE_SUFFIXES = frozenset({".py", ".r", ".rmd", ".sh", ".bash", ".zsh", ".pl", ".pm", ".rb", ".jl", ".awk",
                            ".sed", ".js", ".mjs", ".ts", ".lua", ".m", ".do", ".sql", ".jar", ".ipynb", ".nf", ".wdl"})
+SHELL_SUFFIXES = (".sh", ".bash", ".zsh")  # scripts whose named code files are keyed with them (CodeFiles.digest)
+MAX_SCRIPT_BYTES = 1 << 20  # a shell script's head read for the code files it names
 _SEPARATORS = r"\s;|&<>()'\"`=,:"  # what ends a path-like word of a shell command (an option's value after `=` too)
 _WORD = re.compile(f"[^{_SEPARATORS}]+")
 _SEPARATOR = re.compile(f"[{_SEPARATORS}]")
@@ -170,6 +172,7 @@ class CodeFiles:
     def __init__(self, memo: StatMemo) -> None:
         self.memo = memo
         self._python: dict[tuple[str, int, int, int, int], tuple[str, set[str]]] = {}
+        self._shell: dict[tuple[str, int, int, int, int], tuple[str, ...]] = {}
 
     def named(self, candidates: Iterable[str], roots: Iterable[str], declared: set[str],
               cwd: str | None = None) -> dict[str, str]:
@@ -224,13 +227,43 @@ class CodeFiles:
         return {t: h for t, h in self.files_named(words, skip, roots).items()
                 if not is_program(t) and (keep is None or keep(t))}
 
-    def digest(self, path: str) -> str:
-        """A code file's digest: its content; a Python file's with the local modules it imports."""
+    def digest(self, path: str, _within: frozenset[str] = frozenset()) -> str:
+        """A code file's digest: its content; a Python file's with the local modules it imports; a shell script's
+        with the code files it names beside it or below (`cd "$(dirname "$0")"; python3 train.py`: editing
+        train.py changes what `bash run.sh` does)."""
         if not path.endswith(".py"):
-            return self.memo.hash(os.path.realpath(path))
+            content = self.memo.hash(os.path.realpath(path))
+            if not path.lower().endswith(SHELL_SUFFIXES):
+                return content
+            named = self._shell_named(path, _within | {os.path.abspath(path)})
+            return digest([content, named]) if named else content
         script, names = self.python_file(path)
         modules = local_modules(names, os.path.dirname(os.path.abspath(path)), self.python_file)
         return digest([script, modules]) if modules else script
+
+    def _shell_named(self, path: str, within: frozenset[str]) -> dict[str, str]:
+        """{path relative to the script's directory: digest} of the code files a shell script names that lie in its
+        directory or below (relative names resolved there, where such a script usually changes first), each
+        followed once (`within`: the scripts on the way here, so two scripts naming each other end)."""
+        here = os.path.dirname(os.path.abspath(path))
+        st = os.stat(path)
+        signature = (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        candidates = self._shell.get(signature)
+        if candidates is None:
+            with open(path, "rb") as f:
+                text = f.read(MAX_SCRIPT_BYTES).decode(errors="replace")
+            candidates = self._shell[signature] = tuple(w for w in words(text) if looks_like_code(w))
+        found: dict[str, str] = {}
+        for word in candidates:
+            target = os.path.normpath(os.path.join(here, word))
+            if target in within or not target.startswith(here + os.sep) or not os.path.isfile(target):
+                continue
+            if os.path.splitext(target)[1].lower() in CODE_SUFFIXES or is_program(target):
+                try:
+                    found[os.path.relpath(target, here)] = self.digest(target, within)
+                except OSError:  # unreadable: the script cannot run it either
+                    continue
+        return dict(sorted(found.items()))
 
     def python_file(self, path: str) -> tuple[str, set[str]]:
         """(content hash, imported top-level names) of a local Python file, parsed once per content."""

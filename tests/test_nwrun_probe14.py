@@ -165,3 +165,28 @@ def test_a_module_on_a_double_quoted_pythonpath_that_extends_it_is_keyed(tmp_pat
     ran = nw("run", str(exp), cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     assert (tmp_path / "nix-workflow-output" / "pp" / "p.txt").read_text() == "fit v2\n"
+
+
+def test_a_script_a_shell_script_runs_is_keyed_with_it(tmp_path: Path) -> None:
+    """`bash {HERE}/run.sh` where run.sh changes into its directory and runs `python3 train.py`: run.sh was keyed by
+    its content, but not train.py, so an edit of train.py served the old result. The code files a shell script names
+    beside it or below are keyed with it (as a Python script is with its local imports)."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "run.sh").write_text('out=$PWD\ncd "$(dirname "$0")"\npython3 train.py > "$out/r.txt"\n')
+    (proj / "train.py").write_text("print('v1')\n")
+    exp = proj / "experiment.py"
+    exp.write_text("from pathlib import Path\n"
+                   "from nixlib import output\n"
+                   "HERE = Path(__file__).parent\n"
+                   "run = output(f'bash {HERE}/run.sh')\n")
+    ran = nw("run", str(exp), cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    result = tmp_path / "nix-workflow-output" / "run" / "r.txt"
+    assert result.read_text() == "v1\n"
+    (proj / "train.py").write_text("print('v2')\n")
+    assert _state(exp, tmp_path) == {"run": "to run"}
+    ran = nw("run", str(exp), cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert result.read_text() == "v2\n"
+    assert _state(exp, tmp_path) == {"run": "cached"}
