@@ -13,7 +13,6 @@ import contextlib
 import os
 import re
 import secrets
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from luigi.task import flatten
 
 from luigi_nixworkflow import shape
 from luigi_nixworkflow.inputs import unhashable
-from nixlib import pids
+from nixlib import trees
 from nixlib.errors import NixWorkflowError, StepFailed
 from nixlib.store import Store, force_remove
 
@@ -82,7 +81,7 @@ def move_aside(outputs: list[Path]) -> list[tuple[Path, Path]]:
     (see _settle_dead_asides): the old files a killed run moved aside of these outputs are dropped by
     `settle` only once this run has replaced them, as an uninterrupted run would have."""
     moved = []
-    owner = f"{os.getpid()}@{socket.gethostname()}"
+    owner = trees.owner()
     for p in outputs:
         _settle_dead_asides(p)
         if os.path.lexists(p):
@@ -124,29 +123,27 @@ def _settle_dead_asides(p: Path) -> None:
 
 def _dead_asides(parent: Path) -> list[tuple[str, Path]]:
     """(name, output path) of each aside in `parent` that a dead process of this host left."""
-    here = socket.gethostname()
     try:
         names = os.listdir(parent)
     except OSError:
         return []
     return [(name, parent / found.group(1)) for name in names if (found := _DEAD_ASIDE.fullmatch(name))
-            and found.group(3) == here and not pids.running(int(found.group(2)))]
+            and not trees.owner_alive(found.group(2), found.group(3))]
 
 
 def _live_asides(parent: Path) -> set[Path]:
     """The output paths in `parent` that a process moved aside and has not settled: a live one of this host, or
     one of another host (whose processes this one cannot see)."""
-    here = socket.gethostname()
     with contextlib.suppress(OSError):
         return {parent / found.group(1) for name in os.listdir(parent) if (found := _DEAD_ASIDE.fullmatch(name))
-                and (found.group(3) != here or pids.running(int(found.group(2))))}
+                and trees.owner_alive(found.group(2), found.group(3))}
     return set()
 
 
 def settle(moved: list[tuple[Path, Path]], succeeded: bool) -> None:
     """After the run: drop the old files; if it failed, put back each old one it did not replace (and keep
     what a killed earlier run moved aside: see _settle_dead_asides)."""
-    mine = f".{os.getpid()}@{socket.gethostname()}"
+    mine = f".{trees.owner()}"
     for p, aside in moved:
         if not succeeded and not aside.name.endswith(mine):
             _LEFT.setdefault(p, []).append(aside)

@@ -479,7 +479,7 @@ def place(src: str | os.PathLike, dest: str | os.PathLike, link: str = "auto") -
     parent, name = os.path.split(dest)
     os.makedirs(parent or ".", exist_ok=True)
     _settle_dead_places(parent or ".")
-    tmp = os.path.join(parent, f".nw-tmp-{name}.{secrets.token_hex(4)}.{_owner()}")
+    tmp = os.path.join(parent, f".nw-tmp-{name}.{secrets.token_hex(4)}.{owner()}")
     try:
         if link == "symlink":
             os.symlink(src, tmp)
@@ -503,7 +503,7 @@ def place(src: str | os.PathLike, dest: str | os.PathLike, link: str = "auto") -
 def _replace_aside(tmp: str, dest: str, parent: str, name: str) -> None:
     """Replace `dest` by `tmp` where rename(2) cannot (a directory in the way, or a directory over a non-directory):
     `dest` is renamed aside first, then removed."""
-    trash = os.path.join(parent, f".nw-old-{name}.{secrets.token_hex(4)}.{_owner()}")
+    trash = os.path.join(parent, f".nw-old-{name}.{secrets.token_hex(4)}.{owner()}")
     os.rename(dest, trash)
     try:
         faults.point("place-aside")
@@ -515,8 +515,16 @@ def _replace_aside(tmp: str, dest: str, parent: str, name: str) -> None:
     remove(trash)
 
 
-def _owner() -> str:
+def owner() -> str:
+    """`<pid>@<host>`: the process that made a temporary name beside a user's files (place, the Luigi adapter's
+    asides), so that what it left when killed is settled by the next process there (owner_alive)."""
     return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def owner_alive(pid: str, host: str) -> bool:
+    """False only for an `owner()` that is a process of this host no longer running (another host's processes
+    cannot be checked from here: theirs count as alive)."""
+    return host != socket.gethostname() or (pid.isdigit() and pids.running(int(pid)))
 
 
 _PLACED = re.compile(r"\.nw-(tmp|old)-.+\.[0-9a-f]{8}\.(\d+)@(.+)")
@@ -533,11 +541,10 @@ def _settle_dead_places(parent: str) -> None:
     if settled in _SETTLED:
         return
     _SETTLED.add(settled)
-    here = socket.gethostname()
     with contextlib.suppress(OSError):
         for entry in os.listdir(parent):
             found = _PLACED.fullmatch(entry)
-            if found and found.group(3) == here and not pids.running(int(found.group(2))):
+            if found and not owner_alive(found.group(2), found.group(3)):
                 with contextlib.suppress(OSError):
                     remove(os.path.join(parent, entry))
 
