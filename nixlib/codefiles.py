@@ -74,12 +74,21 @@ def _only_store_paths(command: str, store: str) -> bool:
 
 # A word that may name a data file: it has a `/`, or ends in a suffix starting with a letter (`ref.fa`, `x.tsv.gz`;
 # not `0.5`, `1e-3`, `--min`). The target of an output redirection (`> log.txt`, `2>> all.log`) is written, not read,
-# and so are the files a `tee` that starts a command writes (`... | tee -a logs/all.txt`): keyed by content, such a
-# file (appended to, or holding a time) changed at every run and the step never hit again.
+# and so are the files a `tee` that starts a command writes (`... | tee -a logs/all.txt`), and what `touch`, `rm`,
+# `mkdir`, or the destination of `cp`/`mv`/`ln` names: keyed by content, such a file (appended to, holding a time,
+# or there only after a run) changed at every run, and the step never hit again (or once more).
 _DATA_NAME = re.compile(r"/|\.[A-Za-z][A-Za-z0-9_]*\Z")
 _REDIRECTED = re.compile(r"(?<![<>])[0-9&]?>>?\|?\s*([^\s;|&<>()'\"`]+)")
-_TEE = re.compile(r"(?:^|[|;&(`\n])[ \t]*tee((?:[ \t]+(?:'[^']*'|\"[^\"]*\"|[^\s;|&<>()`'\"]+))+)")
-_TEE_WORD = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")
+# A command whose operands it writes (`tee log`, `touch STARTED`, `rm -f x`, `mkdir -p out`; group 1), or whose last
+# operand it writes (`cp a b`, `mv a b`, `ln -s a b`; group 2), at the start of a simple command; group 3: the operands.
+_WRITES = re.compile(r"(?:^|[|;&(`\n])[ \t]*(?:(tee|touch|rm|rmdir|mkdir|truncate)|(cp|mv|ln|install))"
+                  r"((?:[ \t]+(?:'[^']*'|\"[^\"]*\"|[^\s;|&<>()`'\"]+))+)")
+_OPERAND = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")
+# A file a command only tests (`[ ! -e /p/GO ]`, `test -f done.flag`): its content is not read (a flag another
+# process creates while the step runs would change the key under it).
+_TESTED = re.compile(r"(?:\[\[?|(?<![^\s;&|(`])test)[ \t]+(?:![ \t]+)?-[efdsrwxLhpSbcO][ \t]+"
+                     r"(?:'([^']+)'|\"([^\"$`\\]+)\"|([^\s;|&<>()'\"`\]]+))")
+_WRITER_NAME = re.compile(r"\b(?:tee|touch|rm|rmdir|mkdir|truncate|cp|mv|ln|install)\b")  # (a cheap test first)
 
 
 def looks_like_data(word: str) -> bool:
@@ -92,19 +101,39 @@ def data_words(text: str) -> tuple[str, ...]:
     """The words of a text a step is given (a parameter's string `-a file:config/adapters.fa --min 3`, a shell
     command) that may name a data file it reads: `words` (split on whitespace, quotes, `=`, `:`, `,`, so also the
     value of `--ref=data/ref.fa` and the path of `file:data/x.fa`) and quoted texts (a path with a space), that
-    look like a path (`_DATA_NAME`), minus the targets of output redirections and of `tee`. Pure string work,
+    look like a path (`_DATA_NAME`), minus the files it writes (`_REDIRECTED`, `_WRITES`) or only tests for
+    (`_TESTED`). Pure string work,
     memoised: the caller stats only these (`CodeFiles.files_named`)."""
     found = [w for w in words(text) if _DATA_NAME.search(w)]
     if "'" in text or '"' in text:
         found += [q for m in _QUOTED.finditer(text) for q in (m.group(1) or m.group(2),) if _DATA_NAME.search(q)]
     written = set(_REDIRECTED.findall(text)) if ">" in text else set()
-    if "tee" in text:
-        written.update(w.strip("'\"") for m in _TEE.finditer(text) for w in _TEE_WORD.findall(m.group(1))
-                       if w[0] != "-")
+    if _WRITER_NAME.search(text):
+        for m in _WRITES.finditer(text):
+            operands = [w.strip("'\"") for w in _OPERAND.findall(m.group(3)) if w[0] != "-"]
+            written.update(operands if m.group(1) else operands[-1:])
+    if "[" in text or "test" in text:
+        tested = [m.group(1) or m.group(2) or m.group(3) for m in _TESTED.finditer(text)]
+        written.update(w for w in set(tested) if text.count(w) == tested.count(w))  # (named nowhere else)
     return tuple(dict.fromkeys(w for w in found if w not in written))
 
 
 _NOT_DATA_SUFFIXES = CODE_SUFFIXES | {".log"}
+
+
+def command_data_paths(command: str, store_root: str, directories: Iterable[str] = ()) -> list[str]:
+    """The paths of the data files a shell command may read without declaring them, for a front door whose steps
+    run in their output directory (nw run, a Luigi command()): its absolute path-like words outside the store
+    (command_paths) that data_words keeps (not the target of a redirection or of `tee`), and its relative ones
+    joined to each directory the command changes into (`directories`: `cd /project && tool --ref data/ref.fa`);
+    never a code file (keyed as code) nor a `.log`. Pure string work: the caller stats these."""
+    data = data_words(command)
+    if not data:
+        return []
+    absolute = set(command_paths(command, store_root))
+    found = [w for w in data if w in absolute]
+    found += [os.path.normpath(os.path.join(d, w)) for d in directories for w in data if not os.path.isabs(w)]
+    return [p for p in dict.fromkeys(found) if os.path.splitext(p)[1].lower() not in _NOT_DATA_SUFFIXES]
 
 
 def data_candidates(texts: Iterable[str], skip: Container[str] = ()) -> tuple[str, ...]:

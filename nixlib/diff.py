@@ -78,6 +78,7 @@ def recipe_differences(old: Side, new: Side) -> list[str]:
         if old.recipe.get(key) != new.recipe.get(key):
             if key == "extra":
                 lines += _code_differences(old.recipe.get(key), new.recipe.get(key))
+                lines += _data_differences(old.recipe.get(key), new.recipe.get(key))
                 lines += _environment_differences(old.recipe.get(key), new.recipe.get(key))
             if key != "extra" or not _only_code(old.recipe.get(key), new.recipe.get(key)):
                 lines.append(f"parameter '{key}' differs: {_short(old.recipe.get(key))} → "
@@ -87,12 +88,13 @@ def recipe_differences(old: Side, new: Side) -> list[str]:
 
 def _only_code(a: Any, b: Any) -> bool:
     """True when two `extra` parameters differ only in their `code` part, a mapping of project scripts (what
-    `_code_differences` reports; Luigi's `code` is one digest of a task's class, left to the generic line), and
-    their `environment` part (the host variables an experiment's command expands, `_environment_differences`)."""
+    `_code_differences` reports; Luigi's `code` is one digest of a task's class, left to the generic line), their
+    `data` part (project data files an experiment's command names, `_data_differences`) and their `environment` part
+    (the host variables an experiment's command expands, `_environment_differences`)."""
     a, b = a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}
-    if not all(isinstance(x.get(k, {}), dict) for x in (a, b) for k in ("code", "environment")):
+    named = ("code", "data", "environment")
+    if not all(isinstance(x.get(k, {}), dict) for x in (a, b) for k in named):
         return False
-    named = ("code", "environment")
     return {k: v for k, v in a.items() if k not in named} == {k: v for k, v in b.items() if k not in named}
 
 
@@ -127,20 +129,31 @@ def _code_differences(a: Any, b: Any) -> list[str]:
     """One line per project script (`extra.code`: path -> digest) that was added, dropped or edited. A Python
     script's digest covers the local modules it imports, so an edit of `common.py` shows as its importer
     `./train.py`: the line says so, rather than name a file the user did not touch as if it changed."""
-    old = a.get("code", {}) if isinstance(a, dict) else {}
-    new = b.get("code", {}) if isinstance(b, dict) else {}
+    return [f"project script {path} " + {
+        "added": "is now run by the command (keyed by its content)",
+        "dropped": "is no longer run by the command",
+        "changed": f"changed (its content{' or a local module it imports' if str(path).endswith('.py') else ''})",
+    }[how] for path, how in _changed_entries(a, b, "code")]
+
+
+def _data_differences(a: Any, b: Any) -> list[str]:
+    """One line per project data file an experiment's command names without static() (`extra.data`: path ->
+    content hash) that was added, dropped or edited."""
+    return [f"project file {path} " + {
+        "added": "is now named by the command (keyed by its content)",
+        "dropped": "is no longer named by the command, or no longer exists",
+        "changed": "changed (its content)",
+    }[how] for path, how in _changed_entries(a, b, "data")]
+
+
+def _changed_entries(a: Any, b: Any, part: str) -> list[tuple[str, str]]:
+    """(path, "added" | "dropped" | "changed") for each entry of the mapping `extra[part]` that differs."""
+    old = a.get(part, {}) if isinstance(a, dict) else {}
+    new = b.get(part, {}) if isinstance(b, dict) else {}
     if not (isinstance(old, dict) and isinstance(new, dict)):
         return []
-    lines = []
-    for path in sorted(set(old) | set(new)):
-        if path not in old:
-            lines.append(f"project script {path} is now run by the command (keyed by its content)")
-        elif path not in new:
-            lines.append(f"project script {path} is no longer run by the command")
-        elif old[path] != new[path]:
-            also = " or a local module it imports" if str(path).endswith(".py") else ""
-            lines.append(f"project script {path} changed (its content{also})")
-    return lines
+    return [(path, "added" if path not in old else "dropped" if path not in new else "changed")
+            for path in sorted(set(old) | set(new)) if old.get(path) != new.get(path) or (path in old) != (path in new)]
 
 
 def _env_differences(old: Side, new: Side) -> list[str]:

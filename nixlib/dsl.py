@@ -557,9 +557,10 @@ class _Builder:
         inputs = [self._input(name, ref, path + [name]) for ref in refs]
         self._resources(name, step)
         env = self._env(name, step)
-        code = self._code(step.command) if step.pinned is None else {}
+        code, data = self._project_files(step.command) if step.pinned is None else ({}, {})
         variables = hostenv.keyed(step.command, step.options) if step.pinned is None else {}
-        extra = {**({"code": code} if code else {}), **({"environment": variables} if variables else {})}
+        extra = {**({"code": code} if code else {}), **({"data": data} if data else {}),
+                 **({"environment": variables} if variables else {})}
         try:
             recipe = Recipe(name=name, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
                             extra=extra, options=step.options, pinned=step.pinned, shell=shell)
@@ -569,21 +570,47 @@ class _Builder:
         self.workflow.where[name] = step.where
         return recipe
 
-    def _code(self, command: str) -> dict[str, str]:
-        """{path: digest} of the project's code files (a script, a `#!` tool; nixlib.codefiles) the command names
-        by absolute path inside the experiment's directory without static(): editing one re-runs the step, as
-        Luigi's and Snakemake's front doors do. Named relative to that directory, so a clone keys the same."""
+    def _project_files(self, command: str) -> tuple[dict[str, str], dict[str, str]]:
+        """({path: digest} of the project's code files, {path: content hash} of its data files) that the command
+        names inside the experiment's directory without static(): editing one re-runs the step, as Luigi's and
+        Snakemake's front doors do. Named relative to that directory, so a clone keys the same."""
         words = codefiles.command_paths(command, _root())
         if not words or not self.code_roots:
-            return {}
+            return {}, {}
         if self.code_files is None:
             self.code_files = codefiles.CodeFiles(StatMemo.for_store(default_root()))
-        found = self.code_files.named(words, self.code_roots, set())
-        # A step runs in $out, so a command that runs a script by a relative path (`cd {HERE} && python train.py`,
-        # `cd {HERE}; python -m src.fit`, `PYTHONPATH={HERE} python -m src.fit`) first changes into the project or
-        # puts it on Python's path: those scripts and modules are keyed as if named by absolute path.
+        # A step runs in $out, so a command that names a project file by a relative path (`cd {HERE} && python
+        # train.py`, `cd {HERE}; python -m src.fit`, `PYTHONPATH={HERE} python -m src.fit`) first changes into the
+        # project or puts it on Python's path: those files are keyed as if named by absolute path.
         inside = tuple(r + os.sep for r in self.code_roots)
         cds = [d for d in _directories(_CD, command) if (d + os.sep).startswith(inside)]
+        code = self._code(command, words, cds)
+        return self._relative(code), self._relative(self._data(command, cds, set(code)))
+
+    def _relative(self, found: dict[str, str]) -> dict[str, str]:
+        base = self.code_roots[0] + os.sep
+        return {("./" + p[len(base):] if p.startswith(base) else p): h for p, h in sorted(found.items())}
+
+    def _data(self, command: str, cds: list[str], code: set[str]) -> dict[str, str]:
+        """{absolute path: content hash} of the data files of the project the command names (by absolute path, or
+        by a relative one after changing into the project) without static(): a reference, a lookup table, a
+        config file. Never a code file (keyed as code), nor a file in the store (an output link's file is an
+        upstream result: interpolate the step to depend on it). A file the command also writes is keyed by its
+        content before the run: one more run, never a stale result."""
+        assert self.code_files is not None
+        candidates = codefiles.command_data_paths(command, _root(), cds)
+        if not candidates:
+            return {}
+        store = os.path.realpath(_root()) + os.sep
+        return self.code_files.project_data(candidates, self.code_roots, code,
+                                            keep=lambda p: not os.path.realpath(p).startswith(store))
+
+    def _code(self, command: str, words: list[str], cds: list[str]) -> dict[str, str]:
+        """{absolute path: digest} of the project's code files (a script, a `#!` tool; nixlib.codefiles) the
+        command names by absolute path inside the experiment's directory, or runs after changing into it."""
+        assert self.code_files is not None
+        found = self.code_files.named(words, self.code_roots, set())
+        inside = tuple(r + os.sep for r in self.code_roots)
         if cds:
             relative = [w for w in codefiles.words(command) if not os.path.isabs(w)]
             for d in cds:
@@ -596,8 +623,7 @@ class _Builder:
                         found[p] = self.code_files.digest(p)
                     except OSError:  # unreadable: the step cannot import it either
                         continue
-        base = self.code_roots[0] + os.sep
-        return {("./" + p[len(base):] if p.startswith(base) else p): h for p, h in sorted(found.items())}
+        return found
 
     def _resources(self, name: str, step: Step) -> None:
         """Check the step's `resources` (by nixworkflow.yaml's rules) and keep them beside its recipe, by name:

@@ -98,7 +98,7 @@ def weed_server(data: Path, *flags: str) -> Iterator[str]:
     finally:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(2)  # (weed often lingers on SIGTERM; its data directory is thrown away anyway)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
