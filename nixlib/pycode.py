@@ -436,10 +436,11 @@ def _user_module(module: types.ModuleType) -> bool:
 def _user_class(cls: type) -> bool:
     """A class of the user's code: one of its functions was compiled from user code, or its module is the user's.
     (An enum or a dataclass of the user's has only functions its library wrote, `Enum.__new__` or a generated
-    `__init__`: it is the user's by its module.)"""
+    `__init__`: it is the user's by its module, or by having none: defined by code run without a module name, as a
+    Snakefile is.)"""
     if (cls.__module__ or "").split(".")[0] in _OWN_PACKAGES:
         return False
-    if any(_user_code(f.__code__) for f in functions_in(cls)):
+    if cls.__module__ is None or any(_user_code(f.__code__) for f in functions_in(cls)):
         return True
     module = sys.modules.get(cls.__module__ or "")
     return module is not None and _user_module(module)

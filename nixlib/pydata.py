@@ -12,6 +12,7 @@ step. `data_values` walks the same names pycode walks and returns those values, 
 from __future__ import annotations
 
 import dis
+import functools
 import math
 import os
 import re
@@ -197,3 +198,97 @@ def whole(value: Any, again: Callable[[Any], Any] | None = None) -> Any:
     except Exception:  # noqa: BLE001 - an unexpected shape: its repr, as for any other object
         pass
     return repr(value)
+
+
+def opaque_values(function: Any, skip: Callable[[Any], bool] = lambda value: False) -> dict[str, Any]:
+    """{module.name: value} of the module-level values `function` and the user code it calls read (walked as
+    data_values walks) that no key holds whole: neither pycode (a plain value, a function's default or closed-over
+    value) nor data_values (a table, a large container, an instance whose attributes all are such values) keys
+    them by value. An instance of a class of the Snakefile holding another (`Settings(config)` keeping `self.inner
+    = Inner(cfg)`), a library object (`OmegaConf.create(config)`), a default argument that is an object: what they
+    hold can change (a config value they were built from) while the key does not, so a front door cannot rule out
+    that the code reads what it was built from. `skip`: values the caller knows hold nothing of the kind."""
+    found: dict[str, Any] = {}
+    todo = [(function.__code__, function.__globals__)] if hasattr(function, "__code__") else []
+    walked: set[tuple[int, int]] = set()
+    while todo:
+        code, globs = todo.pop()
+        if (id(code), id(globs)) in walked:
+            continue
+        walked.add((id(code), id(globs)))
+        for name in dict.fromkeys([*pycode.names(code), *format_names(code)]):
+            if name not in globs or name.startswith("__"):
+                continue
+            value, key = globs[name], f"{pycode.module_name(globs.get('__name__', '?'))}.{name}"
+            if isinstance(value, ModuleType):
+                if pycode.user_module(value):
+                    todo.append((code, vars(value)))
+            elif isinstance(value, type):
+                if pycode.user_class(value):
+                    todo += [(f.__code__, f.__globals__) for f in pycode.members(value) if pycode.user_code(f.__code__)]
+                    if not all(_whole(v, skip) for n, v in vars(value).items() if not n.startswith("_")
+                               and not callable(v) and not isinstance(v, staticmethod | classmethod | property)):
+                        found[key] = value  # (a class attribute that is an object: `class S: opts = Opts(config)`)
+            elif callable(value) and (inner := pycode.function(value)) is not None:
+                if pycode.user_code(inner.__code__) or isinstance(value, functools.partial):
+                    todo += [(inner.__code__, inner.__globals__)] if pycode.user_code(inner.__code__) else []
+                    if not all(_whole(v, skip, frozenset({id(value)})) for v in _bound(value)):
+                        found[key] = value  # (`def lr(s=settings)`, a closure or partial binding an object)
+            elif not _whole(value, skip):
+                found[key] = value
+    return dict(sorted(found.items()))
+
+
+def _bound(value: Any) -> list[Any]:
+    """The values a callable binds besides its code: a partial's arguments, a function's defaults and the values
+    it closes over (through the decorators pycode.function follows)."""
+    out: list[Any] = []
+    while True:
+        if isinstance(value, functools.partial):
+            out += [*value.args, *value.keywords.values()]
+            value = value.func
+            continue
+        for cell in getattr(value, "__closure__", None) or ():
+            try:
+                out.append(cell.cell_contents)
+            except ValueError:  # an empty cell
+                continue
+        out += [*(getattr(value, "__defaults__", None) or ()), *(getattr(value, "__kwdefaults__", None) or {}).values()]
+        inner = getattr(value, "__wrapped__", None)
+        if inner is None or inner is value:
+            break
+        value = inner
+    return [v for v in out if not (callable(v) and pycode.function(v) is not None)]
+
+
+def _whole(value: Any, skip: Callable[[Any], bool], seen: frozenset[int] = frozenset()) -> bool:
+    """Whether a key holds `value` by all of what it is (opaque_values): a plain value, a table, a container of
+    such values, a library function or a user function binding only such values, and at the top level (`seen`
+    empty: data_values renders its attributes; a nested one only by its repr) an instance of a user class whose
+    attributes all are such values."""
+    if value is None or isinstance(value, bool | int | float | str | bytes | ModuleType | type) or skip(value):
+        return True
+    if id(value) in seen:  # (a value holding itself)
+        return False
+    bound = seen | {id(value)}  # (what it holds is nested: an instance there is keyed by its repr or type only)
+    if isinstance(value, functools.partial):
+        return all(_whole(v, skip, bound) for v in _bound(value))
+    function = pycode.function(value) if callable(value) else None
+    if function is not None:
+        return not pycode.user_code(function.__code__) or all(_whole(v, skip, bound) for v in _bound(value))
+    try:
+        has_state = hasattr(value, "__dict__")
+    except Exception:  # noqa: BLE001 - an object whose attribute lookup raises (a proxy): not seen through
+        return False
+    if callable(value) and not has_state:  # a builtin function or method
+        return True
+    kind = (type(value).__module__ or "").split(".")[0]
+    if pycode.value_digest(value) is not None or kind in ("pandas", "numpy"):
+        return True
+    if isinstance(value, Mapping):
+        return all(_whole(k, skip, bound) and _whole(v, skip, bound) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return all(_whole(v, skip, bound) for v in value)
+    if not seen and pycode.user_class(type(value)):
+        return all(_whole(v, skip, bound) for v in _state(value).values())
+    return False

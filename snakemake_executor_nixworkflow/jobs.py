@@ -140,8 +140,10 @@ _CONFIG_NAMES = frozenset({"config", "workflow", "globals", "locals", "vars", "e
 def run_reads_config(rule: Any) -> bool:
     """Whether a `run:` block, or the module-level code it uses (nixlib.pycode), may read the workflow config: it
     names `config` (`config["lr"]`, `helper(config)`, an f-string), `workflow` or a computed lookup, or a string of
-    it does (`shell("tool {config[ref]}")`, which shell() formats with the block's names). A value the block reads
-    from a module-level name computed from the config (`SEEDS = config["seeds"]`) is keyed by value by run_digest."""
+    it does (`shell("tool {config[ref]}")`, which shell() formats with the block's names), or it reads a module-level
+    object no key holds by value (nixlib.pydata.opaque_values: `settings = Settings(config)` holding an object
+    built from it). A value the block reads from a module-level name computed from the config (`SEEDS =
+    config["seeds"]`, an instance of plain attributes) is keyed by value by run_digest."""
     if rule.run_func is None:
         return True
     strings: set[str] = set()
@@ -151,10 +153,18 @@ def run_reads_config(rule: Any) -> bool:
         return True
     globs = rule.run_func.__globals__
     config = globs.get("config")
-    if not isinstance(config, Mapping):
-        return False
-    parts = _parts(config)
-    return any(_binds(globs[n], parts) for n in names if n in globs)
+    if isinstance(config, Mapping) and any(_binds(globs[n], parts) for parts in [_parts(config)]
+                                           for n in names if n in globs):
+        return True
+    # A module-level object no key holds whole (`settings = Settings(config)` keeping an object built from it,
+    # `OmegaConf.create(config)`) may hold what it was built from: Snakemake's own objects (`rules`, `logger`) not.
+    return bool(pydata.opaque_values(rule.run_func, _snakemakes))
+
+
+def _snakemakes(value: Any) -> bool:
+    """Whether a value is one of Snakemake's own objects a Snakefile's code uses (`rules`, `checkpoints`, a logger),
+    which reach the config only through a name run_reads_config looks for (`rules.x.rule.workflow.config`)."""
+    return (type(value).__module__ or "").split(".")[0] in ("snakemake", "logging")
 
 
 def _parts(config: Mapping[str, Any]) -> set[int]:
@@ -177,7 +187,11 @@ def _binds(value: Any, parts: set[int]) -> bool:
         return True
     if isinstance(value, functools.partial):
         return any(_binds(v, parts) for v in (value.func, *value.args, *value.keywords.values()))
-    function = getattr(value, "__func__", value)
+    try:
+        function = getattr(value, "__func__", value)
+        state = getattr(value, "__dict__", None)
+    except Exception:  # noqa: BLE001 - a proxy raising for any attribute (Snakemake's `rules`, `checkpoints`)
+        return False
     if isinstance(function, types.FunctionType):
         cells = []
         for cell in function.__closure__ or ():
@@ -187,7 +201,6 @@ def _binds(value: Any, parts: set[int]) -> bool:
                 continue
         bound = [*(function.__defaults__ or ()), *(function.__kwdefaults__ or {}).values(), *cells]
         return any(id(v) in parts for v in bound)
-    state = getattr(value, "__dict__", None)
     if isinstance(state, dict) and not isinstance(value, type | types.ModuleType):
         return any(id(v) in parts for v in state.values())
     return False
