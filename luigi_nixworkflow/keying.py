@@ -20,7 +20,7 @@ import re
 import sys
 import textwrap
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import PurePath
 from typing import Any
 
@@ -142,7 +142,7 @@ def code_digest(cls: type) -> str:
     `version` on the class replaces it: for code inspect cannot see (a REPL, exec), or to keep
     results across edits the author knows change nothing.
     """
-    version = getattr(cls, "version", None)
+    version = settings.of_class(cls, "version")
     if version is not None:
         return "version:" + str(version)
     read = _uses(cls)[4] | _uses(cls)[2]  # (`self.priority`, `getattr(self, "priority")`)
@@ -285,8 +285,21 @@ def named_data(cls: type, declared: Callable[[], set[str]], produced: Callable[[
     code). Editing one re-runs the task, as a static() file would. Only a class whose code names such a word
     stats anything (most: none, one memo lookup)."""
     words = data_words(cls)
-    if not words:
-        return {}
+    return _project_data(cls, words, declared, produced, "reads") if words else {}
+
+
+def command_data(cls: type, command: str, declared: Callable[[], set[str]],
+                 produced: Callable[[], set[str]]) -> dict[str, str]:
+    """{"command:<name>": content hash} of the data files a command() names by absolute path without declaring them
+    (`sort {HERE}/data/ref.tsv`; nixlib.codefiles.command_data_paths: not one it writes or only tests for), as
+    named_data keys those a run() names, and as nw run keys them: editing one re-runs the task."""
+    words = codefiles.command_data_paths(command, settings.store_root())
+    return _project_data(cls, words, declared, produced, "command") if words else {}
+
+
+def _project_data(cls: type, words: Iterable[str], declared: Callable[[], set[str]], produced: Callable[[], set[str]],
+                  tag: str) -> dict[str, str]:
+    """named_data's and command_data's walk from candidate words to the project's data files, keyed as `tag:name`."""
     more = module_dirs(cls)
     try:
         cwd = os.getcwd()
@@ -303,7 +316,7 @@ def named_data(cls: type, declared: Callable[[], set[str]], produced: Callable[[
     skip = {os.path.abspath(p) for p in (*declared(), *produced())}
     found = _code_files(root).project_data(candidates, bases, skip, tuple(p + os.sep for p in skip),
                                            lambda p: not os.path.realpath(p).startswith(root + os.sep))
-    return {f"reads:{_written(p, cwd, more)}": h for p, h in sorted(found.items())}
+    return {f"{tag}:{_written(p, cwd, more)}": h for p, h in sorted(found.items())}
 
 
 @functools.cache

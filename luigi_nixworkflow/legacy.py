@@ -221,12 +221,17 @@ def restore(task: luigi.Task, store: Store, outputs: dict[str, str], link_mode: 
     return restored
 
 
-def read_once(task: luigi.Task, dep: luigi.Task, outputs: dict[str, str], read: dict[Path, tuple[Any, str]]) -> None:
+def read_once(task: luigi.Task, dep: luigi.Task, outputs: dict[str, str], read: dict[Path, tuple[Any, Any]]) -> None:
     """Refuse to run `task` when two of the tasks it requires declare one output path with different stored content
-    (`A(v=1)` and `A(v=2)` whose output() does not depend on `v`): there is one file on disk, so run() reads one of
-    them twice, while its key and lineage record say it read both. `read` collects {path: (task, object)}."""
+    (`A(v=1)` and `A(v=2)` whose output() does not depend on `v`), or one inside the other (a directory output of one
+    and a file declared in it by another): there is one file on disk, so run() reads one of them (for a nested file:
+    the directory's copy or the file's, whichever was restored last), while its key and lineage record say it read
+    both. `read` collects {path: (task, object)}, and {directory: (task, None)} for the directories above each path."""
     for name, p in zip(output_names(len(outputs)), paths(dep), strict=True):
         other = read.get(p)
+        if other is not None and other[0].task_id != dep.task_id and other[1] is None:
+            inner = next(q for q, (t, h) in read.items() if h is not None and t is other[0] and p in q.parents)
+            raise _nested(task, dep, p, other[0], inner)
         if other is not None and other[0].task_id != dep.task_id and other[1] != outputs[name]:
             raise NixWorkflowError(
                 f"task {task.task_id} requires {other[0]!r} and {dep!r}, which both declare the output "
@@ -234,6 +239,20 @@ def read_once(task: luigi.Task, dep: luigi.Task, outputs: dict[str, str], read: 
                 "both, and its result would be recorded as made from each. Make that output() path depend on the "
                 "parameters that tell the two tasks apart; nothing was run")
         read[p] = (dep, outputs[name])
+        for above in p.parents:
+            outer = read.get(above)
+            if outer is None:
+                read[above] = (dep, None)
+            elif outer[1] is not None and outer[0].task_id != dep.task_id:
+                raise _nested(task, outer[0], above, dep, p)
+
+
+def _nested(task: luigi.Task, outer: luigi.Task, directory: Path, inner: luigi.Task, p: Path) -> NixWorkflowError:
+    return NixWorkflowError(
+        f"task {task.task_id} requires {outer!r} and {inner!r}, whose outputs are one inside the other: {outer!r} "
+        f"declares the directory {directory} and {inner!r} declares {p} inside it. There is one file at that path, so "
+        "run() would read one task's copy of it (whichever was put there last) while its result would be recorded as "
+        "made from both. Declare the outputs side by side (the file outside the directory); nothing was run")
 
 
 def _holds(store: Store, p: Path, h: str) -> bool:

@@ -185,6 +185,21 @@ def resolve_env(cls: type, command: str = "", choice: EnvChoice | None = None) -
     return resolved, choice.options
 
 
+CLASS_SETTINGS = {"env": None, "version": None, "pure": None, "sandbox": None, "network": None, "gpu": None,
+                  "allow_empty": False, "resumable": False}
+
+
+def of_class(cls: type, name: str) -> Any:
+    """A NixTask class setting (`env`, `version`, `pure`, `sandbox`, `network`, `gpu`, `allow_empty`, `resumable`),
+    or its default when the class has a Luigi parameter of that name instead: `env = luigi.Parameter()` (the
+    deployment target), `version = luigi.Parameter()` (a model's version), `gpu = luigi.BoolParameter()` are common
+    in plain pipelines, and such a parameter is the task's own (keyed as any parameter), not a nixworkflow setting.
+    Read as settings, the Parameter object was an env spec ("unsupported env spec"), a code version that changed in
+    every process (its repr holds an address: never served), a truthy `gpu`, or a record that could not be written."""
+    value = getattr(cls, name, None)
+    return CLASS_SETTINGS[name] if isinstance(value, luigi.Parameter) else value
+
+
 def choose_env(cls: type) -> EnvChoice:
     """The class's `env` (a spec, or a name in nixworkflow.yaml); else the yaml's `steps:` entry for the
     task family; else `[nixworkflow] env` of luigi.cfg; else the yaml's default env; else the host."""
@@ -197,7 +212,7 @@ def choose_env(cls: type) -> EnvChoice:
 
 def _choose(cls: type) -> EnvChoice:
     family = cls.get_task_family()
-    spec = cls.env
+    spec = of_class(cls, "env")
     if spec is not None and not isinstance(spec, str):
         return EnvChoice(spec, RunOptions(), f"{family}.env")
     if spec == "host":

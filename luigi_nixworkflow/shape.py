@@ -14,7 +14,7 @@ from typing import Any
 
 import luigi
 
-from luigi_nixworkflow import dynamic
+from luigi_nixworkflow import dynamic, settings
 from nixlib.errors import NixWorkflowError
 
 RUNNING = "_nw_running"  # task attribute: its own run() is executing now (inside the engine's action)
@@ -86,7 +86,7 @@ def kind(cls: type) -> str:
         raise NixWorkflowError(f"NixTask {name} must define exactly one of command() (a shell step), "
                                "produce(out) (a Python step) or run() with output() (the plain Luigi shape); it "
                                "defines both command() and produce()")
-    if python and cls.sandbox:
+    if python and settings.of_class(cls, "sandbox"):
         raise NixWorkflowError(f"NixTask {name}: sandbox applies to command() steps; produce(out) "
                                "runs inside the Luigi worker")
     if python and inspect.isgeneratorfunction(cls.produce):

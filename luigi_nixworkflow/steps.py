@@ -86,7 +86,7 @@ def legacy_run(task: Any, build: Build, command: str) -> Mapping[str, Path]:
     succeeded = False
     try:
         in_step(task, build, command, "run()", lambda: run_own(task))
-        legacy.check_written(task, outputs, type(task).allow_empty, str(build.log))
+        legacy.check_written(task, outputs, settings.of_class(type(task), "allow_empty"), str(build.log))
         complete_on_run(task, str(build.log))
         succeeded = True
     finally:
@@ -199,7 +199,7 @@ def require_output(task: Any, build: Build) -> None:
         or (out.is_file() and not out.is_symlink() and out.stat().st_size == 0)
     if not empty:
         return
-    if type(task).allow_empty:
+    if settings.of_class(type(task), "allow_empty"):
         if not os.path.lexists(out):
             out.mkdir()  # produce(self) that made nothing: the intended empty output is an empty directory
         return

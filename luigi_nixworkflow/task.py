@@ -106,6 +106,7 @@ class NixTask(luigi.Task, metaclass=Instances):
         hidden_output = None if shape.kind_declared(cls) else _hidden(cls, "output")
         if hidden_output is not None:
             cls.output = hidden_output  # type: ignore[method-assign]
+        _keep_hidden(cls)
         own_complete = _own_complete(cls)
         if own_complete is not None:
             cls.complete = _wrap_complete(own_complete)  # type: ignore[method-assign]
@@ -431,6 +432,53 @@ def _hidden(cls: type, name: str) -> Any:
             continue
         return c.__dict__[name] if after and c is not luigi.task.Task else None
     return None
+
+
+def _keep_hidden(cls: type) -> None:
+    """Honour input(), deps() and bulk_complete() of a base after NixTask in the MRO (`class T(NixTask, MyBase)`, or
+    `class T(Base, MyBase)` once `Base` is migrated), which NixTask's own would hide, as _hidden does for output().
+    That base's input() is what run() reads, so it is the class's. Its deps() is what Luigi schedules first, so it is
+    asked by nix_requires (and keyed) as a subclass's own deps() is. Its bulk_complete() (a range tool's check of
+    many files) says complete only where the store also holds the result, as an overridden complete() does."""
+    found = _hidden(cls, "input")
+    if found is not None:
+        cls.input = found  # type: ignore[method-assign]
+    found = _hidden(cls, "deps")
+    if found is not None:
+        cls.deps = _base_deps(found)  # type: ignore[method-assign]
+    found = _hidden(cls, "bulk_complete")
+    if isinstance(found, classmethod):
+        cls.bulk_complete = _base_bulk_complete(found.__func__)  # type: ignore[method-assign]
+
+
+def _base_deps(base: Any) -> Any:
+    """deps() of a class whose base (after NixTask) overrides it: NixTask's (requires(), the base's deps() through
+    nix_requires, and what command() references), and the base's itself when nix_requires asks it."""
+
+    @functools.wraps(base)
+    def deps(self: Any) -> Any:
+        if self.__dict__.get("_nw_in_deps"):
+            return base(self)
+        return NixTask.deps(self)
+
+    return deps
+
+
+def _base_bulk_complete(base: Any) -> Any:
+    """bulk_complete() of a class whose base (after NixTask) overrides it: the tuples the base's check says complete
+    that the store also holds (NixTask.bulk_complete); the base's alone for a class that runs as plain Luigi."""
+
+    @functools.wraps(base)
+    def bulk_complete(cls: Any, parameter_tuples: Any) -> list[Any]:
+        tuples = list(parameter_tuples)
+        own = list(base(cls, tuples) or [])
+        of = getattr(cls, "func", cls)
+        if isinstance(of, type) and shape.plain(of):
+            return own
+        stored = NixTask.bulk_complete.__func__(cls, tuples)  # type: ignore[attr-defined]
+        return [p for p in own if p in stored]
+
+    return classmethod(bulk_complete)
 
 
 def _wrap_complete(own: Any) -> Any:

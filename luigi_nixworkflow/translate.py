@@ -71,8 +71,8 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
     if scripts:  # the project's scripts it runs (`subprocess.run([sys.executable, "scripts/clean.py"])`)
         luigi_part["runs"] = scripts
     files.update(_param_files(task, root, declared, ups))  # files its parameters name, by content
-    if kind != "shell":  # data files its code names by a literal path (`open("data/lookup.csv")` in run())
-        files.update(_code_data(task, declared, deps, files))
+    # data files its code names by a literal path (`open("data/lookup.csv")` in run()), or command() by an absolute one
+    files.update(_code_data(task, declared, deps, files, command if kind == "shell" else None))
     for up in ups:
         recipe = up.nix_recipe(root=root)
         if recipe is None:
@@ -113,12 +113,13 @@ def _param_files(task: NixTask, root: str, declared: Callable[[], set[str]], ups
     return {k: h for k, h in named.items() if os.path.abspath(k.split(":", 2)[2]) not in produced}
 
 
-def _code_data(task: NixTask, declared: Callable[[], set[str]], deps: list[Any],
-               keyed: dict[str, str]) -> dict[str, str]:
-    """Data files the task's code names by a literal path (keying.named_data), except a file a task it requires
+def _code_data(task: NixTask, declared: Callable[[], set[str]], deps: list[Any], keyed: dict[str, str],
+               command: str | None) -> dict[str, str]:
+    """Data files the task's code names by a literal path (keying.named_data) or, for a command() (`command`: its
+    keyed text), that the command names by an absolute path (keying.command_data), except a file a task it requires
     declares as its output (keyed as that task's result, whether on disk yet or not) and one a parameter names
     (keyed as the parameter's already)."""
-    if not keying.data_words(type(task)):  # (the common case: one memo lookup)
+    if command is None and not keying.data_words(type(task)):  # (the common case: one memo lookup)
         return {}
 
     def produced() -> set[str]:
@@ -131,6 +132,8 @@ def _code_data(task: NixTask, declared: Callable[[], set[str]], deps: list[Any],
             out.update(str(t.path) for t in targets if isinstance(getattr(t, "path", None), str))
         return out
 
+    if command is not None:
+        return keying.command_data(type(task), command, declared, produced)
     return keying.named_data(type(task), declared, produced)
 
 
@@ -148,15 +151,15 @@ def _scripts(cls: type, kind: str, command: str, root: str, declared: Callable[[
 @functools.lru_cache(maxsize=1024)
 def _options(cls: type, kind: str, configured: RunOptions) -> RunOptions:
     """How the task runs: the class's own settings over its env's (fixed per class and env: made once)."""
-    options = RunOptions(**{o: getattr(configured, o) if getattr(cls, o) is None else getattr(cls, o)
-                            for o in ("pure", "sandbox", "network", "gpu")})
+    own = {o: settings.of_class(cls, o) for o in ("pure", "sandbox", "network", "gpu")}
+    options = RunOptions(**{o: getattr(configured, o) if v is None else v for o, v in own.items()})
     if kind != "shell":  # run() and produce() run inside the worker: no sandbox can wrap them
         options = dataclasses.replace(options, sandbox=False)
     if kind == "legacy":  # a declared LocalTarget written empty is Luigi's marker file: done (legacy.check_written)
         options = dataclasses.replace(options, empty_files=True)
-    if getattr(cls, "allow_empty", False):
+    if settings.of_class(cls, "allow_empty"):
         options = dataclasses.replace(options, allow_empty=True)
-    if getattr(cls, "resumable", False):  # a persistent $state keyed by the resolved key (nixlib.checkpoints)
+    if settings.of_class(cls, "resumable"):  # a persistent $state keyed by the resolved key (nixlib.checkpoints)
         options = dataclasses.replace(options, resumable=True)
     return options
 
