@@ -253,7 +253,7 @@ def test_ctrl_c_while_snakemake_restores_cached_jobs_is_one_clear_message(workfl
     workflow) printed two Python tracebacks (CancelledError, KeyboardInterrupt) and left Snakemake's lock, so the
     next run needed --unlock. It must be one message, and the next run must just work."""
     stored_then_deleted("copy", workflow)
-    env = dict(os.environ, PYTHONPATH=str(REPO), NIX_WORKFLOW_PAUSE="place-staged:30")
+    env = dict(os.environ, PYTHONPATH=str(REPO), NIX_WORKFLOW_PAUSE="place-staged:10")
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-c", "1", "--nocolor", "--executor", "nixworkflow"],
                             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
