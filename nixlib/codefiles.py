@@ -27,9 +27,12 @@ from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from nixlib import base32
 from nixlib.recipe import digest
 from nixlib.statmemo import StatMemo
+from nixlib.trees import UnstorableFile
 
 CODE_SUFFIXES = frozenset({".py", ".r", ".rmd", ".sh", ".bash", ".zsh", ".pl", ".pm", ".rb", ".jl", ".awk",
                            ".sed", ".js", ".mjs", ".ts", ".lua", ".m", ".do", ".sql", ".jar", ".ipynb", ".nf", ".wdl"})
+# Hashing a file this user cannot read raises one of these (nar: UnreadableFile); the step cannot read it either
+UNREADABLE = (OSError, UnstorableFile)
 SHELL_SUFFIXES = (".sh", ".bash", ".zsh")  # scripts whose named code files are keyed with them (CodeFiles.digest)
 MAX_SCRIPT_BYTES = 1 << 20  # a shell script's head read for the code files it names
 _SEPARATORS = r"\s;|&<>()'\"`=,:"  # what ends a path-like word of a shell command (an option's value after `=` too)
@@ -89,6 +92,15 @@ _OPERAND = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")
 _TESTED = re.compile(r"(?:\[\[?|(?<![^\s;&|(`])test)[ \t]+(?:![ \t]+)?-[efdsrwxLhpSbcO][ \t]+"
                      r"(?:'([^']+)'|\"([^\"$`\\]+)\"|([^\s;|&<>()'\"`\]]+))")
 _WRITER_NAME = re.compile(r"\b(?:tee|touch|rm|rmdir|mkdir|truncate|cp|mv|ln|install)\b")  # (a cheap test first)
+# The value of an option that names what a program writes (`python train.py --save /p/model.pt`, `tool -o x.csv`,
+# `--output=/p/preds.csv`, `--out-file`, `--save_path`, `--dump-json`), and the files `sed -i` edits in place:
+# keyed by content, such a file changed with every run and the step never hit. Only when the command names the
+# file nowhere else (a file it also reads stays keyed).
+_WRITE_OPTION = re.compile(r"(?:^|[\s;&|(`])(?:-o|--(?:out|output|save|dump|write)(?:file|dir|path|name)?"
+                           r"(?:[-_][A-Za-z0-9_-]*)?)(?:[ \t]+|=)"
+                           r"(?:'([^']+)'|\"([^\"$`\\]+)\"|([^\s;|&<>()'\"`]+))")
+_SED = re.compile(r"(?:^|[|;&(`\n])[ \t]*sed((?:[ \t]+(?:'[^']*'|\"[^\"]*\"|[^\s;|&<>()`'\"]+))+)")
+_SED_IN_PLACE = re.compile(r"-[a-zA-Z]*i.*|--in-place(?:=.*)?")  # (`-i.bak`, `-Ei`, `--in-place=.orig`)
 
 
 def looks_like_data(word: str) -> bool:
@@ -101,8 +113,8 @@ def data_words(text: str) -> tuple[str, ...]:
     """The words of a text a step is given (a parameter's string `-a file:config/adapters.fa --min 3`, a shell
     command) that may name a data file it reads: `words` (split on whitespace, quotes, `=`, `:`, `,`, so also the
     value of `--ref=data/ref.fa` and the path of `file:data/x.fa`) and quoted texts (a path with a space), that
-    look like a path (`_DATA_NAME`), minus the files it writes (`_REDIRECTED`, `_WRITES`) or only tests for
-    (`_TESTED`). Pure string work,
+    look like a path (`_DATA_NAME`), minus the files it writes (`_REDIRECTED`, `_WRITES`; `_WRITE_OPTION`, `_SED`
+    when named nowhere else) or only tests for (`_TESTED`). Pure string work,
     memoised: the caller stats only these (`CodeFiles.files_named`)."""
     found = [w for w in words(text) if _DATA_NAME.search(w)]
     if "'" in text or '"' in text:
@@ -112,10 +124,35 @@ def data_words(text: str) -> tuple[str, ...]:
         for m in _WRITES.finditer(text):
             operands = [w.strip("'\"") for w in _OPERAND.findall(m.group(3)) if w[0] != "-"]
             written.update(operands if m.group(1) else operands[-1:])
+    once = []  # written by a spelling that may also read (an option's value, `sed -i`), or only tested
+    if "-o" in text or "--" in text:
+        once += [m.group(1) or m.group(2) or m.group(3) for m in _WRITE_OPTION.finditer(text)]
+    if "sed" in text:
+        once += [w for m in _SED.finditer(text) for w in _sed_in_place(m.group(1))]
     if "[" in text or "test" in text:
-        tested = [m.group(1) or m.group(2) or m.group(3) for m in _TESTED.finditer(text)]
-        written.update(w for w in set(tested) if text.count(w) == tested.count(w))  # (named nowhere else)
+        once += [m.group(1) or m.group(2) or m.group(3) for m in _TESTED.finditer(text)]
+    written.update(w for w in set(once) if text.count(w) == once.count(w))  # (named nowhere else)
     return tuple(dict.fromkeys(w for w in found if w not in written))
+
+
+def _sed_in_place(operands: str) -> list[str]:
+    """The files a `sed -i` edits: its operands after the script (none without -i; a `-e`/`-f` value is not one)."""
+    words = [w.strip("'\"") for w in _OPERAND.findall(operands)]
+    if not any(_SED_IN_PLACE.fullmatch(w) for w in words):
+        return []
+    files, scripted, skip = [], False, False
+    for w in words:
+        if skip:
+            skip = False
+        elif w in ("-e", "-f", "--expression", "--file"):
+            scripted = skip = True
+        elif w.startswith("-") and w != "-":
+            scripted = scripted or w.startswith(("--expression=", "--file="))
+        elif not scripted:
+            scripted = True  # the script
+        else:
+            files.append(w)
+    return files
 
 
 _NOT_DATA_SUFFIXES = CODE_SUFFIXES | {".log"}
@@ -127,10 +164,10 @@ def command_data_paths(command: str, store_root: str, directories: Iterable[str]
     (command_paths) that data_words keeps (not the target of a redirection or of `tee`), and its relative ones
     joined to each directory the command changes into (`directories`: `cd /project && tool --ref data/ref.fa`);
     never a code file (keyed as code) nor a `.log`. Pure string work: the caller stats these."""
-    data = data_words(command)
-    if not data:
+    absolute = set(command_paths(command, store_root))  # (first: most commands name no path outside the store)
+    if not absolute:
         return []
-    absolute = set(command_paths(command, store_root))
+    data = data_words(command)
     found = [w for w in data if w in absolute]
     found += [os.path.normpath(os.path.join(d, w)) for d in directories for w in data if not os.path.isabs(w)]
     return [p for p in dict.fromkeys(found) if os.path.splitext(p)[1].lower() not in _NOT_DATA_SUFFIXES]
@@ -218,7 +255,7 @@ class CodeFiles:
             if os.path.splitext(path)[1].lower() in CODE_SUFFIXES or is_program(path):
                 try:
                     found[path] = self.digest(path)
-                except OSError:  # unreadable: the step cannot read it either (an execute-only tool runs alike)
+                except UNREADABLE:  # unreadable: the step cannot read it either (an execute-only tool runs alike)
                     continue
         return found
 
@@ -236,7 +273,7 @@ class CodeFiles:
                 continue
             try:
                 out[text] = self.memo.hash(os.path.realpath(path))
-            except OSError:  # unreadable by this user: the step cannot read it either
+            except UNREADABLE:  # unreadable by this user: the step cannot read it either
                 continue
         return out
 
@@ -290,7 +327,7 @@ class CodeFiles:
             if os.path.splitext(target)[1].lower() in CODE_SUFFIXES or is_program(target):
                 try:
                     found[os.path.relpath(target, here)] = self.digest(target, within)
-                except OSError:  # unreadable: the script cannot run it either
+                except UNREADABLE:  # unreadable: the script cannot run it either
                     continue
         return dict(sorted(found.items()))
 

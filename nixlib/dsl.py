@@ -291,7 +291,7 @@ def load(path: str | os.PathLike) -> Workflow:
         raise NixWorkflowError(f"{frame.filename}:{frame.lineno}: evaluating the experiment failed: "
                                f"{type(e).__name__}: {_reason(e, path.parent)}{_raised_in(tb, frame, path.parent)}"
                                ) from None
-    workflow = build(unique_names(_named_steps(namespace)), code_roots=(str(path.parent),),
+    workflow = build(unique_names(_named_steps(namespace)), code_roots=project_roots(path.parent),
                      aliases=_module_steps(namespace, path.parent))
     if not workflow.named:
         raise NixWorkflowError(f"{path} defines no steps: an experiment declares each step with output() and assigns "
@@ -366,6 +366,14 @@ def forget() -> None:
     """Start a new evaluation: steps and statics defined before are no longer part of the workflow."""
     _DEFINED.clear()
     _STATICS.clear()
+
+
+def project_roots(directory: str | os.PathLike) -> tuple[str, ...]:
+    """The experiment's directory as `code_roots`: as named (`__file__`'s), and resolved when a symlink leads to it
+    (`HERE = Path(__file__).resolve().parent` names the project's files by their real path: not keyed, an edited
+    file served the old result when nw was started through a linked directory)."""
+    named, real = os.path.abspath(directory), os.path.realpath(directory)
+    return (named,) if named == real else (named, real)
 
 
 def build(named: dict[str, Step], code_roots: tuple[str, ...] = (), aliases: Mapping[str, str] | None = None
@@ -462,11 +470,32 @@ _CD = re.compile(r"(?:^|[\s;&|(`])(?:cd|pushd)[ \t]+(?:--[ \t]+)?(?:'([^']+)'|\"
 _PYTHONPATH = re.compile(r"(?:^|[\s;&|(`])PYTHONPATH=(?:'([^']+)'|\"([^\"`\\\\]+)\"|([^\s;|&<>()'\"`]+))")
 
 
+# `cd "$(dirname /p/experiment.py)"`, `cd $(dirname "/p/x")`: the directory of the path named
+_CD_DIRNAME = re.compile(r"(?:^|[\s;&|(`])(?:cd|pushd)[ \t]+(?:--[ \t]+)?\"?\$\(dirname[ \t]+(?:--[ \t]+)?"
+                         r"(?:'([^']+)'|\"([^\"$`\\\\]+)\"|([^\s;|&<>()'\"`]+))[ \t]*\)")
+
+
 def _directories(pattern: re.Pattern[str], command: str) -> list[str]:
-    """The absolute directories a command changes into (`cd DIR`, `pushd DIR`) or puts on Python's path
-    (`PYTHONPATH=A:B`), as written (quoted or not), that exist."""
-    found = [part for m in pattern.finditer(command) for part in (m.group(1) or m.group(2) or m.group(3)).split(":")
-             if os.path.isabs(part)] if ("cd" in command or "PYTHONPATH" in command) else []
+    """The absolute directories a command changes into (`cd DIR`, `pushd DIR`, `cd "$(dirname /p/x)"`, and a
+    relative `cd src` after one of those) or puts on Python's path (`PYTHONPATH=A:B`), as written (quoted or
+    not), that exist."""
+    if not ("cd" in command or "pushd" in command or "PYTHONPATH" in command):
+        return []
+    matches = list(pattern.finditer(command))
+    if pattern is _CD and "dirname" in command:
+        matches += list(_CD_DIRNAME.finditer(command))
+        matches.sort(key=lambda m: m.start())
+    found: list[str] = []
+    for m in matches:
+        parts = (m.group(1) or m.group(2) or m.group(3)).split(":") if pattern is _PYTHONPATH else \
+            [m.group(1) or m.group(2) or m.group(3)]
+        if m.re is _CD_DIRNAME:
+            parts = [os.path.dirname(parts[0])]
+        for part in parts:
+            if os.path.isabs(part):
+                found.append(part)
+            elif pattern is _CD and found and not part.startswith(("$", "~", "-")):  # `cd {HERE} && cd src`
+                found += [os.path.join(d, part) for d in found]
     return [os.path.normpath(d) for d in dict.fromkeys(found) if os.path.isdir(d)]
 
 
@@ -588,8 +617,9 @@ class _Builder:
         return self._relative(code), self._relative(self._data(command, cds, set(code)))
 
     def _relative(self, found: dict[str, str]) -> dict[str, str]:
-        base = self.code_roots[0] + os.sep
-        return {("./" + p[len(base):] if p.startswith(base) else p): h for p, h in sorted(found.items())}
+        bases = [r + os.sep for r in self.code_roots]
+        return dict(sorted({next(("./" + p[len(b):] for b in bases if p.startswith(b)), p): h
+                            for p, h in found.items()}.items()))
 
     def _data(self, command: str, cds: list[str], code: set[str]) -> dict[str, str]:
         """{absolute path: content hash} of the data files of the project the command names (by absolute path, or
@@ -621,7 +651,7 @@ class _Builder:
                 if p.startswith(inside) and p not in found:
                     try:
                         found[p] = self.code_files.digest(p)
-                    except OSError:  # unreadable: the step cannot import it either
+                    except codefiles.UNREADABLE:  # unreadable: the step cannot import it either
                         continue
         return found
 

@@ -174,7 +174,8 @@ class _Translator:
     def workflow(self) -> dsl.Workflow:
         dsl.forget()
         named = {attr: self.step(decl, []) for attr, decl in self.decls.items()}
-        return dsl.build(named, code_roots=(str(self.path.parent),))  # project scripts keyed as experiment.py's are
+        # (project scripts and data files keyed as experiment.py's are)
+        return dsl.build(named, code_roots=dsl.project_roots(self.path.parent))
 
     def step(self, decl: _Decl, path: list[str]) -> dsl.Step:
         token = decl.record["token"]
