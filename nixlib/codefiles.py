@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 
-from nixlib import base32
+from nixlib import base32, pycode
 from nixlib.recipe import digest
 from nixlib.statmemo import StatMemo
 from nixlib.trees import UnstorableFile
@@ -158,6 +158,22 @@ def _sed_in_place(operands: str) -> list[str]:
 _NOT_DATA_SUFFIXES = CODE_SUFFIXES | {".log"}
 
 
+def script_data_words(path: str) -> tuple[str, ...]:
+    """data_candidates of a project script: a Python script's string constants but those it writes
+    (pycode.written_strings: `df.to_csv("out.csv")`, `torch.save(model, "ckpt.pt")`), any other script's text (an R
+    script's `read.csv("data/x.csv")`; data_words leaves out what a shell script writes). Unreadable or not Python
+    that compiles: none (the step will say so when it runs)."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_SCRIPT_BYTES)
+    if not path.endswith(".py"):
+        return data_candidates([data.decode("utf-8", "replace")])
+    try:
+        code = compile(data, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return ()
+    return data_candidates(pycode.strings(code), pycode.written_strings(code))
+
+
 def command_data_paths(command: str, store_root: str, directories: Iterable[str] = ()) -> list[str]:
     """The paths of the data files a shell command may read without declaring them, for a front door whose steps
     run in their output directory (nw run, a Luigi command()): its absolute path-like words outside the store
@@ -239,6 +255,7 @@ class CodeFiles:
         self.memo = memo
         self._python: dict[tuple[str, int, int, int, int], tuple[str, set[str]]] = {}
         self._shell: dict[tuple[str, int, int, int, int], tuple[str, ...]] = {}
+        self._data: dict[tuple[str, int, int, int, int], tuple[str, ...]] = {}
 
     def named(self, candidates: Iterable[str], roots: Iterable[str], declared: set[str],
               cwd: str | None = None) -> dict[str, str]:
@@ -306,6 +323,16 @@ class CodeFiles:
         script, names = self.python_file(path)
         modules = local_modules(names, os.path.dirname(os.path.abspath(path)), self.python_file)
         return digest([script, modules]) if modules else script
+
+    def script_data(self, path: str) -> tuple[str, ...]:
+        """The words of a project script that may name a data file it reads (script_data_words), memoised by the
+        script's stat signature."""
+        st = os.stat(path)
+        signature = (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        known = self._data.get(signature)
+        if known is None:
+            known = self._data[signature] = script_data_words(path)
+        return known
 
     def _shell_named(self, path: str, within: frozenset[str]) -> dict[str, str]:
         """{path relative to the script's directory: digest} of the code files a shell script names that lie in its

@@ -626,9 +626,19 @@ class _Builder:
         by a relative one after changing into the project) without static(): a reference, a lookup table, a
         config file. Never a code file (keyed as code), nor a file in the store (an output link's file is an
         upstream result: interpolate the step to depend on it). A file the command also writes is keyed by its
-        content before the run: one more run, never a stale result."""
+        content before the run: one more run, never a stale result. So is a data file a project script the command
+        runs names by a literal path (`pd.read_csv("data/train.csv")` in train.py; codefiles.script_data_words),
+        relative to a directory the command changes into or to the script's own."""
         assert self.code_files is not None
         candidates = codefiles.command_data_paths(command, _root(), cds)
+        for script in sorted(code):
+            try:
+                words = self.code_files.script_data(script)
+            except OSError:  # unreadable: the step cannot run it either
+                continue
+            bases = [*cds, os.path.dirname(script)]
+            candidates += [os.path.normpath(os.path.join(b, w)) for w in words
+                           for b in ([""] if os.path.isabs(w) else bases)]
         if not candidates:
             return {}
         store = os.path.realpath(_root()) + os.sep

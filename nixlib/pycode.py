@@ -70,21 +70,23 @@ def qualified(obj: Any) -> str:
 
 def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: False,
          strings: set[str] | None = None, environ: set[str] | None = None,
-         attributes: set[str] | None = None, written: set[str] | None = None
-         ) -> tuple[dict[str, str], tuple[type, ...]]:
+         attributes: set[str] | None = None, written: set[str] | None = None,
+         relocate: Callable[[Any], Any] | None = None) -> tuple[dict[str, str], tuple[type, ...]]:
     """({qualified name: "def:"/"class:"/"value:" + digest}, classes `stop` accepted) for the user code
     `functions` (functions, methods, or any callable wrapping one) use, transitively. `strings`, if given,
     receives the string constants of all that code (paths of the scripts it runs: nixlib.codefiles); `environ`
     the string constants of the code that reads the environment (`os.environ["SCALE"]`, `os.getenv("SCALE")`):
     the names of the variables it may read; `attributes` the global and attribute names all that code uses
     (`self.priority` read in run() or in a helper it calls); `written` the paths that code writes rather than
-    reads (`written_strings`)."""
+    reads (`written_strings`). `relocate`, if given, maps the plain form of each value keyed (strings, lists,
+    dicts) before it is digested: a front door replaces the checkout's absolute paths (and temporary copies of
+    its files) in it by placeholders, so `TABLE = workflow.source_path("t.tsv")` keys alike in every run."""
     found: dict[str, str] = {}
     stopped: dict[type, None] = {}
     starts = [f for f in map(_function, functions) if f is not None]
     todo: _Walk = [(f.__code__, f.__globals__) for f in starts]
     for f in starts:
-        todo += _closure(f, found, stopped, stop)
+        todo += _closure(f, found, stopped, stop, relocate)
     walked: set[int] = set()
     while todo:
         code, globs = todo.pop()
@@ -106,14 +108,14 @@ def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: Fals
         for name in dict.fromkeys(names):
             value = globs.get(name)
             if isinstance(value, types.ModuleType):  # `utils.fmt(x)`, `pkg.utils.fmt(x)`
-                todo += _in_modules(value, set(names) - {name}, found, stopped, stop)
+                todo += _in_modules(value, set(names) - {name}, found, stopped, stop, relocate)
             elif name in globs:
-                todo += _visit(globs.get("__name__", "?"), globs, {name}, found, stopped, stop)
+                todo += _visit(globs.get("__name__", "?"), globs, {name}, found, stopped, stop, relocate)
     return dict(sorted(found.items())), tuple(stopped)
 
 
 def _in_modules(module: types.ModuleType, names: set[str], found: dict[str, str], stopped: dict[type, None],
-                stop: Callable[[type], bool]) -> _Walk:
+                stop: Callable[[type], bool], relocate: Callable[[Any], Any] | None = None) -> _Walk:
     """Key the other names the code uses as they are defined in a user module it names (`utils.fmt(x)`), and in
     the user modules reached from that one by those names (`import pkg.utils` used as `pkg.utils.fmt(x)`: `utils`
     is an attribute of `pkg`); return the code to walk next."""
@@ -125,13 +127,13 @@ def _in_modules(module: types.ModuleType, names: set[str], found: dict[str, str]
             continue
         seen.add(id(m))
         globs = vars(m)
-        more += _visit(m.__name__, globs, names, found, stopped, stop)
+        more += _visit(m.__name__, globs, names, found, stopped, stop, relocate)
         modules += [v for n in sorted(names) if isinstance(v := globs.get(n), types.ModuleType)]
     return more
 
 
 def _visit(module: str, globs: dict[str, Any], names: set[str], found: dict[str, str], stopped: dict[type, None],
-           stop: Callable[[type], bool]) -> _Walk:
+           stop: Callable[[type], bool], relocate: Callable[[Any], Any] | None = None) -> _Walk:
     """Key each of `names` defined in `globs` (module `module`); return the code to walk next."""
     more: _Walk = []
     for name in sorted(names):
@@ -159,17 +161,17 @@ def _visit(module: str, globs: dict[str, Any], names: set[str], found: dict[str,
             if key not in found and _user_code(function.__code__):
                 found[key] = "def:" + function_digest(function)
                 more.append((function.__code__, function.__globals__))
-                more += _closure(function, found, stopped, stop)
+                more += _closure(function, found, stopped, stop, relocate)
             continue
         key = f"{module_name(module)}.{name}"
-        value_digest = None if key in found or callable(value) else _value_digest(value, _home(globs))
+        value_digest = None if key in found or callable(value) else _value_digest(value, _home(globs), relocate)
         if value_digest is not None:
             found[key] = "value:" + value_digest
     return more
 
 
 def _closure(function: types.FunctionType, found: dict[str, str], stopped: dict[type, None],
-             stop: Callable[[type], bool]) -> _Walk:
+             stop: Callable[[type], bool], relocate: Callable[[Any], Any] | None = None) -> _Walk:
     """Key the values `function` closes over as its globals are keyed, under its qualified name: a task class a
     factory makes (`def make_export(sep): class Export(NixTask): ... sep.join(row) ...`) has one source for every
     call, so only the closure tells `make_export(",")` from `make_export(";")`. (`__class__`, the cell `super()`
@@ -181,7 +183,7 @@ def _closure(function: types.FunctionType, found: dict[str, str], stopped: dict[
         if name != "__class__":
             with contextlib.suppress(ValueError):  # (a cell not yet filled)
                 values[f"{function.__qualname__}.{name}"] = cell.cell_contents
-    return _visit(function.__module__ or "?", values, set(values), found, stopped, stop) if values else []
+    return _visit(function.__module__ or "?", values, set(values), found, stopped, stop, relocate) if values else []
 
 
 @functools.cache
@@ -328,8 +330,13 @@ def _global_strings(names: Iterable[str], globs: dict[str, Any]) -> list[str]:
 _WRITE_MODE = re.compile(r"[rbt]*[wax][rbt+]*\Z")  # open()'s modes that write: "w", "a", "wb", "x", "a+" (not "r+")
 _WRITING_METHODS = frozenset({"write_text", "write_bytes", "touch", "mkdir", "unlink"})  # Path("x").write_text(...)
 _WRITERS = frozenset({"to_csv", "to_parquet", "to_feather", "to_hdf", "to_excel", "to_pickle", "to_json",
-                      "to_netcdf", "savefig", "save", "savez", "savez_compressed", "savetxt", "to_file",
-                      "FileHandler", "RotatingFileHandler", "basicConfig"})  # df.to_csv("x.csv"), np.save("x")
+                      "to_netcdf", "to_zarr", "savefig", "save", "savez", "savez_compressed", "savetxt", "to_file",
+                      "dump", "save_pretrained", "save_model", "write_csv", "write_parquet", "write_json", "imwrite",
+                      "imsave", "export", "FileHandler", "RotatingFileHandler", "basicConfig"})
+# (df.to_csv("x.csv"), np.save("x"); torch.save(model, "ckpt.pt"), joblib.dump(m, "m.pkl"), cv2.imwrite("a.png", im):
+# a string argument of such a call at any position, also inside these calls that only build a path)
+_PATH_BUILDERS = frozenset({"join", "Path", "PurePath", "PosixPath", "str", "fspath", "abspath", "expanduser",
+                            "format", "joinpath", "with_suffix"})
 _PATH_METHODS = _WRITING_METHODS | {"open"}
 _STORES = frozenset({"STORE_FAST", "STORE_NAME", "STORE_DEREF"})
 _LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_NAME", "LOAD_DEREF"})
@@ -351,6 +358,7 @@ def written_strings(code: types.CodeType, globs: dict[str, Any] | None = None) -
         c = stack.pop()
         stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
         ops = [i for i in dis.get_instructions(c) if i.opname not in ("CACHE", "PUSH_NULL", "PRECALL_NOP")]
+        arguments = _writer_arguments(ops)
         assigned: dict[str, str] = {}  # a local name (a script's global) set to a string: `out = "x.json"`
         for n, ins in enumerate(ops):
             if ins.opname == "LOAD_CONST" and isinstance(ins.argval, str) and n + 1 < len(ops) \
@@ -363,8 +371,8 @@ def written_strings(code: types.CodeType, globs: dict[str, Any] | None = None) -
             if not isinstance(value, str) or not value:
                 continue
             before = ops[n - 1] if n else None
-            if before is not None and before.opname in ("LOAD_METHOD", "LOAD_ATTR", "LOAD_GLOBAL", "LOAD_NAME") \
-                    and before.argval in _WRITERS:
+            if n in arguments or (before is not None and before.argval in _WRITERS
+                                  and before.opname in ("LOAD_METHOD", "LOAD_ATTR", "LOAD_GLOBAL", "LOAD_NAME")):
                 found.add(value)
                 continue
             after = ops[n + 1:n + 8]
@@ -379,6 +387,49 @@ def written_strings(code: types.CodeType, globs: dict[str, Any] | None = None) -
                                                 and isinstance(mode.argval, str) and _WRITE_MODE.match(mode.argval)):
                     found.add(value)
     return found
+
+
+def _writer_arguments(ops: list[Any]) -> set[int]:
+    """The indices of the instructions that load an argument of a call to a writer (`_WRITERS`), at any position
+    (`torch.save(model.state_dict(), "ckpt.pt")`), or inside a call that only builds the path (`joblib.dump(m,
+    os.path.join(OUT, "m.pkl"))`), but not inside another call (`np.save("a.npy", np.loadtxt("in.csv"))` reads
+    in.csv). Found by the source positions each instruction carries: a call's CALL spans from where its callee's
+    expression starts to its closing parenthesis."""
+    found: set[int] = set()
+    for i, ins in enumerate(ops):
+        if ins.argval not in _WRITERS or ins.opname not in ("LOAD_METHOD", "LOAD_ATTR", "LOAD_GLOBAL", "LOAD_NAME"):
+            continue
+        start = _start(ins)
+        end = next((k for k in range(i + 1, len(ops)) if ops[k].opname == "CALL" and _start(ops[k]) == start), None)
+        if start is None or end is None:
+            continue
+        nested = [_span(ops[k]) for k in range(i + 1, end) if ops[k].opname == "CALL"
+                  and _callee(ops, i + 1, k) not in _PATH_BUILDERS]
+        found.update(k for k in range(i + 1, end) if ops[k].opname in ("LOAD_CONST", *_LOADS, "LOAD_GLOBAL")
+                     and not any(_inside(_span(ops[k]), outer) for outer in nested))
+    return found
+
+
+def _start(ins: Any) -> tuple[int, int] | None:
+    p = ins.positions
+    return None if p is None or p.lineno is None else (p.lineno, p.col_offset)
+
+
+def _span(ins: Any) -> tuple[Any, Any]:
+    p = ins.positions
+    return ((p.lineno, p.col_offset), (p.end_lineno, p.end_col_offset)) if p is not None else ((None, None),) * 2
+
+
+def _inside(inner: tuple[Any, Any], outer: tuple[Any, Any]) -> bool:
+    return None not in (*inner[0], *outer[0]) and outer[0] <= inner[0] and inner[1] <= outer[1]
+
+
+def _callee(ops: list[Any], first: int, call: int) -> Any:
+    """The name of the function a CALL at `call` calls: the last name loaded from where its span starts."""
+    start = _start(ops[call])
+    names = [ops[k].argval for k in range(first, call) if _start(ops[k]) == start
+             and ops[k].opname in ("LOAD_METHOD", "LOAD_ATTR", "LOAD_GLOBAL", "LOAD_NAME")]
+    return names[-1] if names else None
 
 
 def _strings(code: types.CodeType) -> list[str]:
@@ -446,14 +497,16 @@ def _user_class(cls: type) -> bool:
     return module is not None and _user_module(module)
 
 
-def _value_digest(value: Any, home: str | None = None) -> str | None:
+def _value_digest(value: Any, home: str | None = None, relocate: Callable[[Any], Any] | None = None) -> str | None:
     """The digest of a plain value's canonical JSON; None for anything else or anything too large. `home`: the
     directory of the module that defines the value, which stands as `@{module}` in it (`DATA = Path(__file__).parent
-    / "data"` keys alike in every checkout; the value relative to its module is what the code depends on)."""
+    / "data"` keys alike in every checkout; the value relative to its module is what the code depends on).
+    `relocate`: applied to the value's plain form first (uses)."""
     if isinstance(value, str | list | tuple | dict | set | frozenset) and len(value) > MAX_VALUE:
         return None  # (without encoding it first)
     try:
-        text = canonical_json(_plain(value))
+        plain = _plain(value)
+        text = canonical_json(relocate(plain) if relocate is not None else plain)
     except (TypeError, ValueError, RecursionError):
         return None
     if "/store/" in text:  # a store object's path (a static() copy) is its content: keyed alike under every root

@@ -18,6 +18,7 @@ import os
 import re
 import string
 from collections.abc import Callable, Mapping
+from pathlib import PurePath
 from types import CodeType, ModuleType
 from typing import Any
 
@@ -78,8 +79,8 @@ def _data_in(code: Any, globs: dict[str, Any], found: dict[str, Any], strings: s
             rendered = render(value)
             if " at 0x" not in repr(rendered):
                 found[key] = rendered
-        elif isinstance(value, str | int | float | list | tuple | dict | set | frozenset) or value is None:
-            strings.update(codefiles.strings_in(value))  # a plain value pycode keys: only its paths here,
+        elif isinstance(value, str | PurePath | int | float | list | tuple | dict | set | frozenset) or value is None:
+            strings.update(codefiles.strings_in(value))  # a plain value pycode keys (`Path("t.tsv")`): its paths,
             if name in formatted:  # unless only a format field names it (`shell("tool {OPTS} ...")`)
                 found[key] = render(value)
         elif pycode.user_class(type(value)) and not stop(type(value)):  # an instance: class code, stable state

@@ -802,8 +802,11 @@ def tree_bytes(path: Path, limit: int) -> int:
 def tree_state(root: str, skip: str | None = None) -> dict[str, tuple[int, int]]:
     """(mtime, size) of every file under `root` except Snakemake's own `.snakemake/` and the store (`skip`), which
     may live in the working directory (`--nixworkflow-store .nw-store`): what the store writes while a checkpoint
-    runs (other jobs' results, caches, logs) is not the checkpoint's doing."""
+    runs (other jobs' results, caches, logs) is not the checkpoint's doing; nor is the file Snakemake's own output
+    goes to (`snakemake ... > run.log 2>&1`, `nohup.out`: this process's stdout and stderr), which grows while any
+    job runs."""
     state: dict[str, tuple[int, int]] = {}
+    streams = own_streams()
     inside = os.path.relpath(os.path.realpath(skip), os.path.realpath(root)) if skip else os.pardir
     for dirpath, dirnames, filenames in os.walk(root):
         if dirpath == root and ".snakemake" in dirnames:
@@ -817,8 +820,22 @@ def tree_state(root: str, skip: str | None = None) -> dict[str, tuple[int, int]]
                 st = os.lstat(path)
             except OSError:
                 continue
-            state[os.path.relpath(path, root)] = (st.st_mtime_ns, st.st_size)
+            if (st.st_dev, st.st_ino) not in streams:
+                state[os.path.relpath(path, root)] = (st.st_mtime_ns, st.st_size)
     return state
+
+
+def own_streams() -> set[tuple[int, int]]:
+    """(device, inode) of the regular files this process's stdout and stderr write to."""
+    found = set()
+    for fd in (1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:  # (closed)
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found.add((st.st_dev, st.st_ino))
+    return found
 
 
 def declared_names(produced: Mapping[str, Path]) -> list[str]:

@@ -81,13 +81,15 @@ def run_digest(rule: Any, relocate: Any = None) -> tuple[str, tuple[str, ...], f
     helper functions and classes, plain values, local modules), so editing a helper re-runs the rule; with the
     path-like words of the string constants of that code (`shell("python scripts/clean.py {input}")`), among
     which the job's code files are looked for (their content changes without the code changing). `relocate`
-    (Relocator.values) replaces the checkout's absolute paths in the data the code reads (nixlib.pydata). Last,
+    (Relocator.values) replaces the checkout's absolute paths in the values and data the code reads (nixlib.pycode,
+    nixlib.pydata): `TABLE = workflow.source_path("t.tsv")`, a copy in a new temporary directory every run, keys
+    as its original's path (its content is keyed as the code files named are, below). Last,
     the top-level names of the modules that code imports inside functions (`import helpers` in the block),
     whose local files are keyed by content per job (`RecipeBuilder.imported_modules`)."""
     own = sha((rule.run_func_src or "").encode())
     strings: set[str] = set()
     imports: set[str] = set()
-    uses = pycode.uses([rule.run_func], strings=strings)[0] if rule.run_func is not None else {}
+    uses = pycode.uses([rule.run_func], strings=strings, relocate=relocate)[0] if rule.run_func is not None else {}
     data = pydata.data_values(rule.run_func, jsonable, strings, imports) if rule.run_func is not None else {}
     data = relocate(data) if relocate is not None and data else data
     code = digest([own, uses, data]) if data else digest([own, uses]) if uses else own
@@ -471,6 +473,9 @@ class RecipeBuilder:
                 meta["config"] = self.config_digest(job.rule)
             meta["threads"] = job.threads
             meta["resources"] = jsonable(internals.keyed_resources(job))
+        repeats = getattr(job, "benchmark_repeats", None) if job.benchmark else None
+        if isinstance(repeats, int) and repeats != 1:  # `repeat("bench/{s}.tsv", 3)`: one row per run in the file
+            meta["benchmark_repeats"] = repeats
         software = self.software(job)
         if software:
             meta["software"] = software

@@ -79,3 +79,35 @@ def test_a_sentinel_file_the_step_touches_in_the_project_does_not_change_its_key
     assert nw("run", str(exp), cwd=tmp_path).returncode == 0
     (tmp_path / "GO").write_text("")
     assert _state(exp, tmp_path) == {"s": "cached"}
+
+
+def test_a_data_file_a_project_script_opens_is_keyed_by_its_content(tmp_path: Path) -> None:
+    """`cd {HERE} && python3 train.py` where train.py reads `open("data/train.csv")`, and `python3 {HERE}/src/ev.py`
+    reading `Path(__file__).parent / "ref.txt"`: only the scripts were keyed, so an edited data file served the result
+    computed from the old content. A file the script writes (`saver.save(rows, "ckpt.bin")`, a writer called with the
+    path as its second argument, as `torch.save(model, "ckpt.pt")` is) keys nothing: the step stays cached."""
+    proj = tmp_path / "proj"
+    (proj / "data").mkdir(parents=True)
+    (proj / "src").mkdir()
+    (proj / "data" / "train.csv").write_text("a\nb\n")
+    (proj / "src" / "ref.txt").write_text("r1\n")
+    (proj / "saver.py").write_text("def save(obj, path):\n    open(path, 'w').write(repr(obj))\n")
+    (proj / "train.py").write_text("import saver\nrows = open('data/train.csv').read().split()\n"
+                                   "saver.save(rows, 'ckpt.bin')\nprint(len(rows))\n")
+    (proj / "src" / "ev.py").write_text("from pathlib import Path\n"
+                                        "print((Path(__file__).parent / 'ref.txt').read_text())\n")
+    exp = proj / "experiment.py"
+    exp.write_text("from pathlib import Path\nfrom nixlib import output\nHERE = Path(__file__).parent\n"
+                   "train = output(f'cd {HERE} && python3 train.py > $out/n')\n"
+                   "ev = output(f'python3 {HERE}/src/ev.py > $out/e')\n")
+    assert nw("run", str(exp), cwd=tmp_path).returncode == 0
+    out = tmp_path / "nix-workflow-output"
+    assert (out / "train" / "n").read_text() == "2\n" and (proj / "ckpt.bin").exists()
+    assert _state(exp, tmp_path) == {"train": "cached", "ev": "cached"}
+    (proj / "data" / "train.csv").write_text("a\nb\nc\n")
+    (proj / "src" / "ref.txt").write_text("r2\n")
+    assert _state(exp, tmp_path) == {"train": "to run", "ev": "to run"}
+    assert nw("run", str(exp), cwd=tmp_path).returncode == 0
+    assert (out / "train" / "n").read_text() == "3\n"
+    assert (out / "ev" / "e").read_text() == "r2\n\n"
+    assert _state(exp, tmp_path) == {"train": "cached", "ev": "cached"}
