@@ -164,7 +164,7 @@ def script_data_words(path: str) -> tuple[str, ...]:
     script's `read.csv("data/x.csv")`; data_words leaves out what a shell script writes). Unreadable or not Python
     that compiles: none (the step will say so when it runs)."""
     with open(path, "rb") as f:
-        data = f.read(MAX_SCRIPT_BYTES)
+        data = f.read()
     if not path.endswith(".py"):
         return data_candidates([data.decode("utf-8", "replace")])
     try:

@@ -224,19 +224,6 @@ def run_data_words(rule: Any) -> tuple[str, ...]:
     return codefiles.data_candidates(sorted(strings | read), written)
 
 
-def script_data_words(path: str) -> tuple[str, ...]:
-    """codefiles.data_candidates of a local script: a Python script's string constants, any other's text."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if not path.endswith(".py"):
-        return codefiles.data_candidates([data.decode("utf-8", "replace")])
-    try:
-        code = compile(data, path, "exec", dont_inherit=True)
-    except (SyntaxError, ValueError):  # Snakemake will report it when it runs the script
-        return ()
-    return codefiles.data_candidates(pycode.strings(code), pycode.written_strings(code))
-
-
 def script_words(path: str) -> tuple[str, ...]:
     """The words of a script that may name a code file of the project it runs: in a Python script those of
     its string constants, in any other its path-like words (nixlib.codefiles.looks_like_code)."""
@@ -584,7 +571,7 @@ class RecipeBuilder:
                 return {}
             st = os.stat(local)
             words = self.once(("script-data", local, st.st_size, st.st_mtime_ns, st.st_ino),
-                              lambda: script_data_words(local))
+                              lambda: codefiles.script_data_words(local))
             here = os.path.dirname(os.path.abspath(local))
         else:
             return {}
