@@ -11,7 +11,7 @@ demo: setup
 
 test: setup
 	.venv/bin/ruff check .
-	.venv/bin/pytest -n 2 -q -rs --durations=20
+	.venv/bin/pytest -n 3 -q -rs --durations=20  # 3 workers on 2 cores: most tests wait on real tools (Slurm, Snakemake)
 
 lint: setup
 	.venv/bin/ruff check .

@@ -339,12 +339,14 @@ def module_files(cls: type) -> list[str]:
     return [p for d in dict.fromkeys(places) for p in codefiles.module_paths(modules, d)]
 
 
-def named_code(words: list[str], more_roots: list[str], declared: set[str], command: bool = False) -> dict[str, str]:
+def named_code(words: list[str], more_roots: list[str], declared: set[str], command: bool = False,
+               paths: list[str] | None = None) -> dict[str, str]:
     """{name as written: digest} of the project's code files among `words` (nixlib.codefiles) that are not
     `declared` (the task's outputs, its plain inputs): inside the directory Luigi runs in or one of
     `more_roots` (a task module's), resolved against the former (or, failing that, the first of the latter).
     A `command` runs in its output directory, where only an absolute path names a project file: its words are
-    codefiles.command_paths (the store's own paths are keyed as references, not here)."""
+    codefiles.command_paths (the store's own paths are keyed as references, not here). `paths`, if given,
+    receives the absolute path of each (for script_data)."""
     try:
         cwd = os.getcwd()
     except OSError:  # (the directory Luigi runs in was removed: only the module's directory is left)
@@ -355,7 +357,27 @@ def named_code(words: list[str], more_roots: list[str], declared: set[str], comm
     if more_roots and not command:
         found.update(files.named([w for w in words if not os.path.isabs(w)], roots, declared | set(found),
                                  more_roots[0]))
+    if paths is not None:
+        paths += sorted(found)
     return {_written(path, cwd, more_roots): h for path, h in sorted(found.items())}
+
+
+def script_data(cls: type, scripts: list[str], declared: Callable[[], set[str]],
+                produced: Callable[[], set[str]]) -> dict[str, str]:
+    """{"reads:<name>": content hash} of the data files the project scripts a task runs (named_code's `paths`) name by
+    a literal path (nixlib.codefiles.script_data_words: `pd.read_csv("data/train.csv")` in scripts/train.py, not a
+    path it writes), relative to where Luigi runs, the task module's directory or the script's own: as named_data
+    keys those the task's own code names, and nw run those of the scripts a command runs."""
+    files = _code_files(settings.store_root())
+    words: list[str] = []
+    for script in scripts:
+        try:
+            found = files.script_data(script)
+        except OSError:  # unreadable: the task cannot run it either
+            continue
+        here = os.path.dirname(script)
+        words += [p for w in found for p in ((w,) if os.path.isabs(w) else (w, os.path.join(here, w)))]
+    return _project_data(cls, words, declared, produced, "reads") if words else {}
 
 
 def _written(path: str, cwd: str, more_roots: list[str]) -> str:

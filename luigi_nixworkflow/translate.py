@@ -67,12 +67,13 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
         command, inputs = f"python {task.task_family}.produce", []
     # (made only when a parameter or a word can name a file: most tasks have none)
     declared = lambda: {str(p) for p in written} | {os.path.abspath(p) for p in local}  # noqa: E731
-    scripts = _scripts(cls, kind, command, root, declared)
+    ran: list[str] = []  # (the absolute paths of those scripts)
+    scripts = _scripts(cls, kind, command, root, declared, ran)
     if scripts:  # the project's scripts it runs (`subprocess.run([sys.executable, "scripts/clean.py"])`)
         luigi_part["runs"] = scripts
     files.update(_param_files(task, root, declared, ups))  # files its parameters name, by content
     # data files its code names by a literal path (`open("data/lookup.csv")` in run()), or command() by an absolute one
-    files.update(_code_data(task, declared, deps, files, command if kind == "shell" else None))
+    files.update(_code_data(task, declared, deps, files, command if kind == "shell" else None, ran))
     for up in ups:
         recipe = up.nix_recipe(root=root)
         if recipe is None:
@@ -114,12 +115,12 @@ def _param_files(task: NixTask, root: str, declared: Callable[[], set[str]], ups
 
 
 def _code_data(task: NixTask, declared: Callable[[], set[str]], deps: list[Any], keyed: dict[str, str],
-               command: str | None) -> dict[str, str]:
+               command: str | None, scripts: list[str]) -> dict[str, str]:
     """Data files the task's code names by a literal path (keying.named_data) or, for a command() (`command`: its
-    keyed text), that the command names by an absolute path (keying.command_data), except a file a task it requires
-    declares as its output (keyed as that task's result, whether on disk yet or not) and one a parameter names
-    (keyed as the parameter's already)."""
-    if command is None and not keying.data_words(type(task)):  # (the common case: one memo lookup)
+    keyed text), that the command names by an absolute path (keying.command_data), and those the project `scripts`
+    it runs name (keying.script_data), except a file a task it requires declares as its output (keyed as that
+    task's result, whether on disk yet or not) and one a parameter names (keyed as the parameter's already)."""
+    if command is None and not scripts and not keying.data_words(type(task)):  # (the common case: one memo lookup)
         return {}
 
     def produced() -> set[str]:
@@ -132,20 +133,23 @@ def _code_data(task: NixTask, declared: Callable[[], set[str]], deps: list[Any],
             out.update(str(t.path) for t in targets if isinstance(getattr(t, "path", None), str))
         return out
 
+    found = keying.script_data(type(task), scripts, declared, produced) if scripts else {}
     if command is not None:
-        return keying.command_data(type(task), command, declared, produced)
-    return keying.named_data(type(task), declared, produced)
+        return {**found, **keying.command_data(type(task), command, declared, produced)}
+    return {**found, **keying.named_data(type(task), declared, produced)}
 
 
-def _scripts(cls: type, kind: str, command: str, root: str, declared: Callable[[], set[str]]) -> dict[str, str]:
+def _scripts(cls: type, kind: str, command: str, root: str, declared: Callable[[], set[str]],
+             paths: list[str]) -> dict[str, str]:
     """The project's code files the task runs (nixlib.codefiles): named in its code's string constants, or,
     for a command(), by an absolute path in the command outside the store; never one of the `declared()`
-    paths (its outputs, its plain inputs)."""
+    paths (its outputs, its plain inputs). `paths` receives their absolute paths."""
     if kind == "shell":  # (it runs in its output directory: only an absolute path names a project file)
         absolute = codefiles.command_paths(command, root)
-        return keying.named_code(absolute, keying.module_dirs(cls), declared(), command=True) if absolute else {}
+        return keying.named_code(absolute, keying.module_dirs(cls), declared(), command=True, paths=paths) \
+            if absolute else {}
     words = [*keying.script_words(cls), *keying.module_files(cls)]
-    return keying.named_code(words, keying.module_dirs(cls), declared()) if words else {}
+    return keying.named_code(words, keying.module_dirs(cls), declared(), paths=paths) if words else {}
 
 
 @functools.lru_cache(maxsize=1024)

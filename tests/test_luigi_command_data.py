@@ -34,3 +34,47 @@ def test_a_data_file_a_command_names_by_absolute_path_is_keyed_by_content() -> N
     assert (out / "sorted").read_text() == "a\nb\nc\n"  # (before: the stale "a\nb\n")
     again = luigi_cli("--module", "cmd", "Sorted")  # the flag the command touches keys nothing: complete
     assert "1 complete ones were encountered" in again, again[-2000:]
+
+
+SCRIPTED = '''
+import subprocess
+import sys
+import luigi
+from luigi_nixworkflow import NixTask
+
+
+class Train(NixTask):
+    def output(self):
+        return luigi.LocalTarget("out/model.txt")
+
+    def run(self):
+        self.output().makedirs()
+        subprocess.run([sys.executable, "scripts/train.py", self.output().path], check=True)
+'''
+
+TRAIN = '''
+import sys
+import joblib_like
+rows = open("data/train.csv").read().split()
+joblib_like.dump(rows, "scripts/cache.bin")
+open(sys.argv[1], "w").write(str(len(rows)))
+'''
+
+
+def test_a_data_file_a_script_the_task_runs_names_is_keyed_by_content() -> None:
+    """A legacy task whose run() runs `scripts/train.py`, which reads `data/train.csv`: the script was keyed, not
+    what it reads, so an edited data file served the old model. A path the script writes with a writer call
+    (`joblib_like.dump(rows, "scripts/cache.bin")`, as `joblib.dump(m, p)`) keys nothing: the task stays cached."""
+    Path("data").mkdir()
+    Path("scripts").mkdir()
+    Path("data/train.csv").write_text("a\nb\n")
+    Path("scripts/train.py").write_text(TRAIN)
+    Path("scripts/joblib_like.py").write_text("def dump(obj, path):\n    open(path, 'w').write(repr(obj))\n")
+    Path("scripted.py").write_text(SCRIPTED)
+    luigi_cli("--module", "scripted", "Train")
+    assert Path("out/model.txt").read_text() == "2"
+    again = luigi_cli("--module", "scripted", "Train")
+    assert "1 complete ones were encountered" in again, again[-2000:]
+    Path("data/train.csv").write_text("a\nb\nc\n")
+    luigi_cli("--module", "scripted", "Train")
+    assert Path("out/model.txt").read_text() == "3"  # (before: the stale "2")
