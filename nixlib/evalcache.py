@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from nixlib.nix import ENV_DEP, LITERAL_DEP
+from nixlib.nix import ENV_DEP, LITERAL_DEP, VOLATILE_DEP
 from nixlib.recipe import canonical_json, digest
 from nixlib.statmemo import StatMemo, now_ns, user_cache_dir
 
@@ -76,7 +76,10 @@ class EvalCache:
 
     def content(self, path: str) -> str:
         """NAR hash of a local file or tree (through the stat memo), or ABSENT; for a `$NAME` dep (a
-        `builtins.getEnv` the evaluation made), the variable's value, so changing it re-evaluates."""
+        `builtins.getEnv` the evaluation made), the variable's value, so changing it re-evaluates; for a `!WHAT`
+        dep (it read the clock), a value no later check matches."""
+        if path.startswith(VOLATILE_DEP):
+            return _CHANGING + os.urandom(8).hex()
         if path.startswith(ENV_DEP):
             value = os.environ.get(path[len(ENV_DEP):])
             return ABSENT if value is None else "=" + digest(value)  # (by digest: a token stays out of the cache)

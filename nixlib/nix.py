@@ -45,10 +45,19 @@ UNPINNED_OPT_IN = "set NIX_WORKFLOW_ALLOW_UNPINNED=1 (or pass --allow-unpinned t
 _SHOW_TRACE_HINT = "(use '--show-trace' to show detailed location information)"
 _DEP_TRACE = re.compile(r"^trace: nixworkflow-dep:(.*)$")
 _GETENV_TRACE = re.compile(r"^trace: nixworkflow-getenv:(.*)$")
+_VOLATILE_TRACE = re.compile(r"^trace: nixworkflow-volatile:(.*)$")
 ENV_DEP = "$"  # a dep `$NAME` is the environment variable NAME (a file dep is an absolute path)
+VOLATILE_DEP = "!"  # a dep `!WHAT` (`!currentTime`) differs at every evaluation: the evaluation is never reused
 LITERAL_DEP = "@"  # a dep `@PATH` is a path literal of the user's Nix code (see _parse_log), checked by its stat
 _COPIED = re.compile(r"^copied source '(.*)' -> '")
 _EVALUATING = re.compile(r"^evaluating file '(.*)'$")
+# nixpkgs imported without `config` or `overlays` (`import (fetchTarball …) { }`, as the docs show) reads the user's
+# own configuration with builtins nw's guard does not reach (pkgs/top-level/impure.nix): which of these files exist,
+# and what they hold, decides its packages; these variables decide which it reads and what it refuses.
+_NIXPKGS_HOME_FILES = (".config/nixpkgs/config.nix", ".nixpkgs/config.nix", ".config/nixpkgs/overlays.nix",
+                       ".config/nixpkgs/overlays")
+_NIXPKGS_VARIABLES = ("HOME", "NIXPKGS_CONFIG", "NIXPKGS_ALLOW_UNFREE", "NIXPKGS_ALLOW_INSECURE",
+                      "NIXPKGS_ALLOW_BROKEN", "NIXPKGS_ALLOW_UNSUPPORTED_SYSTEM")
 _DRV_OUTPUTS = re.compile(r'\("([^"]+)","([^"]*)","[^"]*","[^"]*"\)')
 
 
@@ -166,14 +175,21 @@ def _parse_log(stderr: str) -> tuple[list[str], list[str]]:
 
     A file read through a symlink depends on the file it points to as well. When code from the Nix
     store ran (a package set), it may have read local files untraced (`pkgs.lib.importJSON ./x.json`):
-    then every path literal of the local Nix files evaluated is a dependency too (`LITERAL_DEP`)."""
+    then every path literal of the local Nix files evaluated is a dependency too (`LITERAL_DEP`), and so is the
+    path an environment variable the user's code read names (`pkgs.lib.importJSON (builtins.getEnv "CFG")`), and
+    nixpkgs' own impure inputs (its config and overlays in the user's home, _NIXPKGS_HOME_FILES)."""
     deps: dict[str, None] = {}
     traces: list[str] = []
     nix_files: list[str] = []
+    variables: list[str] = []
     store_code = False
     for line in stderr.splitlines():
         if m := _GETENV_TRACE.match(line):
             deps[ENV_DEP + m.group(1)] = None
+            variables.append(m.group(1))
+            continue
+        if m := _VOLATILE_TRACE.match(line):
+            deps[VOLATILE_DEP + m.group(1)] = None
             continue
         m = _DEP_TRACE.match(line) or _COPIED.match(line) or _EVALUATING.match(line)
         if m:
@@ -189,10 +205,17 @@ def _parse_log(stderr: str) -> tuple[list[str], list[str]]:
         elif line.startswith("trace: "):
             traces.append(line)
     if store_code:
-        for path in (p for f in nix_files for p in nixpaths.literal_paths(f)):
+        named = [v for v in (os.environ.get(n, "") for n in variables) if v.startswith("/")]
+        for path in [*(p for f in nix_files for p in nixpaths.literal_paths(f)), *map(os.path.normpath, named)]:
             if not path.startswith(STORE_DIR + "/"):
                 deps[LITERAL_DEP + path] = None
                 deps[LITERAL_DEP + os.path.realpath(path)] = None
+        deps.update(dict.fromkeys(ENV_DEP + n for n in _NIXPKGS_VARIABLES))
+        home, config = os.environ.get("HOME", ""), os.environ.get("NIXPKGS_CONFIG", "")
+        files = [*(os.path.join(home, f) for f in _NIXPKGS_HOME_FILES if home.startswith("/")),
+                 *([config] if config.startswith("/") else [])]
+        for f in (f for f in files if not f.startswith(STORE_DIR + "/")):
+            deps.update(dict.fromkeys((f, os.path.realpath(f))))
     return list(deps), traces
 
 
@@ -207,6 +230,9 @@ def _explain(argv: list[str], env: dict[str, str], stderr: str) -> str:
         if where and where not in message:
             message += f"\n\n       at {where}"
     if "called without required argument" in message and str(LIB_DIR / "guard.nix") in message:
+        # Nix's position is nw's own call in guard.nix (with its source): the user's is the function's, named above
+        message = re.sub(r"\n\s*at " + re.escape(str(LIB_DIR / "guard.nix")) + r":\d+:\d+:?\n(?:\n?[ \t]+\d*\|[^\n]*)*",
+                         "", message).rstrip()
         message += ("\n\nnw calls an experiment (or env file) that is a function with no arguments, as nix-build "
                     "does without --arg: give every parameter a default, e.g. { lr ? 0.001 }: ...")
     if UNPINNED_MARK in stderr or "was not found in the Nix search path" in message:
@@ -238,6 +264,7 @@ _DEBUG_PREFIXES = ("evaluating file", "copied source", "trace: nixworkflow-dep:"
                    "locking path", "lock acquired", "lock released", "did not find cache entry", "using cache entry",
                    "starting download", "finished download", "got header", "curl:", "verify TLS", "downloading '",
                    "instantiated '", "processing attribute", "trace: nixworkflow-getenv:",
+                   "trace: nixworkflow-volatile:",
                    "warning: you did not specify '--add-root'")
 
 

@@ -1,7 +1,8 @@
 # The pinning guard: imports a user's .nix file so that every unpinned source fails with a hint, and
 # every local file the evaluation reads is traced (`nixworkflow-dep:PATH`) for nixworkflow's
 # evaluation cache, and so is every environment variable it reads (`nixworkflow-getenv:NAME`): a
-# cached evaluation must not outlive the `builtins.getEnv` value it was computed from.
+# cached evaluation must not outlive the `builtins.getEnv` value it was computed from. Reading the clock
+# (`builtins.currentTime`, `nixworkflow-volatile:currentTime`) makes the evaluation uncacheable.
 #
 # Files under the Nix store are imported as usual: they are content-addressed, hence pinned, and
 # Nix's own file cache keeps a large package set (nixpkgs) fast. Local files are imported through
@@ -47,6 +48,9 @@ let
     path = a: dep (a.path or "") (builtins.path a);
     filterSource = f: p: dep p (builtins.filterSource f p);
     getEnv = n: trace "nixworkflow-getenv:${n}" (builtins.getEnv n);
+    # The clock differs at every evaluation: an evaluation that read it is never cached (as Nix would, it gives a
+    # new value, hence a new step, at every run, rather than the time of the first run forever).
+    currentTime = trace "nixworkflow-volatile:currentTime" builtins.currentTime;
   } // (if builtins ? fetchTree then { inherit fetchTree; } else { });
   # Nix also names each builtin that is not a global `__NAME` (`__readFile`, `__getEnv`): the same guard.
   underscored = builtins.listToAttrs (map (n: { name = "__${n}"; value = guarded.${n}; })
