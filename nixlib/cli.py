@@ -734,6 +734,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     env = doc["env"]
     command, keyed = executed_command(doc)
+    project = _project_files(doc)
     gone = (f"{'its output is' if len(doc['outputs']) == 1 else 'some of its outputs are'} no longer in the store "
             "(see below), so it is not served: the next run that needs it runs the step again") if missing else ""
     lines = [
@@ -754,10 +755,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         *[f"  {p}" for p in env.get("paths", [])],
         *([f"  before it: {'; '.join(deployed)} (deployed by Snakemake's --sdm, not pinned by Nix)"]
           if (deployed := (doc.get("provenance") or {}).get("deployed")) else []),
-        "inputs:" if doc["inputs"] or doc.get("files") else "inputs:       none",
+        "inputs:" if doc["inputs"] or doc.get("files") or project else "inputs:       none",
         *[f"  {(found.step_name(i.get('resolved_key'), i.get('step')) if i.get('step') else None) or 'static'}: "
           f"{store.object_path(i['object'])}" for i in doc["inputs"]],
         *[f"  {name}: {h}" for name, h in doc.get("files", {}).items()],
+        *[f"  {what} {name}: {h} (keyed by content, not stored)" for what, name, h in project],
         f"ran:          {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(doc['start']))} for "
         f"{doc['duration']:.3f} s on {doc['host']} as {doc['user']} (exit {doc['exit']}, {doc['tool']})",
         f"log:          {doc['log']}" + (f" (on {doc['host']}, where it ran: substituted, not run here)"
@@ -767,6 +769,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         lines.append(f"provenance:   {json.dumps(doc['provenance'], sort_keys=True)}")
     print("\n".join(lines))
     return 0
+
+
+def _project_files(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(kind, name, digest) of the project's scripts and data files an experiment's command names without static()
+    (the recipe's `extra.code` and `extra.data`): part of the key, so `nw show` lists them with its inputs."""
+    extra = (doc.get("recipe") or {}).get("extra") or {}
+    return [(what, str(name), str(h)) for part, what in (("code", "project script"), ("data", "project file"))
+            if isinstance(extra.get(part), dict) for name, h in extra[part].items()]
 
 
 def _missing_output(store: Any, h: str) -> dict[str, Any]:

@@ -55,6 +55,8 @@ def test_a_data_file_a_command_names_in_the_project_is_keyed_by_its_content(tmp_
     assert (out / "ref" / "n").read_text().strip() == "3"
     assert (out / "rel" / "v").read_text() == "2\n"
     assert set(_state(exp, tmp_path).values()) == {"cached"}
+    shown = nw("show", "rel", cwd=tmp_path)  # the record's keyed project files are listed with its inputs
+    assert "  project file ./data/lookup.tsv: " in shown.stdout, shown.stdout + shown.stderr
 
 
 def test_files_a_command_writes_or_only_tests_for_are_not_keyed_and_files_it_reads_are() -> None:
