@@ -18,6 +18,8 @@ and would make the step never hit.
 from __future__ import annotations
 
 import ast
+import bisect
+import collections
 import functools
 import hashlib
 import os
@@ -83,7 +85,8 @@ def _only_store_paths(command: str, store: str) -> bool:
 _DATA_NAME = re.compile(r"/|\.[A-Za-z][A-Za-z0-9_]*\Z")
 _REDIRECTED = re.compile(r"(?<![<>])[0-9&]?>>?\|?\s*([^\s;|&<>()'\"`]+)")
 # A command whose operands it writes (`tee log`, `touch STARTED`, `rm -f x`, `mkdir -p out`; group 1), or whose last
-# operand it writes (`cp a b`, `mv a b`, `ln -s a b`; group 2), at the start of a simple command; group 3: the operands.
+# operand it writes (`cp a b`, `mv a b`, `ln -s a b`, or the `-t DIR` value: `cp -t out/ a`; group 2), at the start of
+# a simple command; group 3: the operands. (`touch` keeps a file's content: one the command also reads stays keyed.)
 _WRITES = re.compile(r"(?:^|[|;&(`\n])[ \t]*(?:(tee|touch|rm|rmdir|mkdir|truncate)|(cp|mv|ln|install))"
                   r"((?:[ \t]+(?:'[^']*'|\"[^\"]*\"|[^\s;|&<>()`'\"]+))+)")
 _OPERAND = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")
@@ -101,6 +104,11 @@ _WRITE_OPTION = re.compile(r"(?:^|[\s;&|(`])(?:-o|--(?:out|output|save|dump|writ
                            r"(?:'([^']+)'|\"([^\"$`\\]+)\"|([^\s;|&<>()'\"`]+))")
 _SED = re.compile(r"(?:^|[|;&(`\n])[ \t]*sed((?:[ \t]+(?:'[^']*'|\"[^\"]*\"|[^\s;|&<>()`'\"]+))+)")
 _SED_IN_PLACE = re.compile(r"-[a-zA-Z]*i.*|--in-place(?:=.*)?")  # (`-i.bak`, `-Ei`, `--in-place=.orig`)
+# Programs whose `-o` is no output file (`unzip -o data/raw.zip`: overwrite, then the archive it reads; `grep -o`,
+# `ssh -o Opt=v`, `tar -x -o`): the word after it is not left out as written.
+_O_NOT_OUTPUT = re.compile(r"(?<![\w.-])(?:unzip|funzip|grep|egrep|fgrep|zgrep|rg|ssh|scp|sftp|tar|cpio|mount|set|"
+                           r"ls|ps|join)(?![\w.-])")
+_COMMAND_SEPARATOR = re.compile(r"[|;&(`\n]")
 
 
 def looks_like_data(word: str) -> bool:
@@ -120,19 +128,49 @@ def data_words(text: str) -> tuple[str, ...]:
     if "'" in text or '"' in text:
         found += [q for m in _QUOTED.finditer(text) for q in (m.group(1) or m.group(2),) if _DATA_NAME.search(q)]
     written = set(_REDIRECTED.findall(text)) if ">" in text else set()
+    once = []  # written by a spelling that may also read (an option's value, `sed -i`, `touch`), or only tested
     if _WRITER_NAME.search(text):
         for m in _WRITES.finditer(text):
-            operands = [w.strip("'\"") for w in _OPERAND.findall(m.group(3)) if w[0] != "-"]
-            written.update(operands if m.group(1) else operands[-1:])
-    once = []  # written by a spelling that may also read (an option's value, `sed -i`), or only tested
+            operands = [w.strip("'\"") for w in _OPERAND.findall(m.group(3))]
+            files = [w for w in operands if not w.startswith("-")]
+            if m.group(1) == "touch":
+                once += files
+            else:
+                written.update(files if m.group(1) else _destination(operands, files))
     if "-o" in text or "--" in text:
-        once += [m.group(1) or m.group(2) or m.group(3) for m in _WRITE_OPTION.finditer(text)]
+        readers = [r.start() for r in _O_NOT_OUTPUT.finditer(text)] if "-o" in text else []
+        cuts = [c.start() for c in _COMMAND_SEPARATOR.finditer(text)] if readers else []
+        once += [m.group(1) or m.group(2) or m.group(3) for m in _WRITE_OPTION.finditer(text)
+                 if not (readers and _o_of_reader(m, readers, cuts))]
     if "sed" in text:
         once += [w for m in _SED.finditer(text) for w in _sed_in_place(m.group(1))]
     if "[" in text or "test" in text:
         once += [m.group(1) or m.group(2) or m.group(3) for m in _TESTED.finditer(text)]
-    written.update(w for w in set(once) if text.count(w) == once.count(w))  # (named nowhere else)
+    if once:  # (named nowhere else; only a word found can matter)
+        counts = collections.Counter(once)
+        written.update(w for w in counts.keys() & set(found) if text.count(w) == counts[w])
     return tuple(dict.fromkeys(w for w in found if w not in written))
+
+
+def _destination(operands: list[str], files: list[str]) -> list[str]:
+    """What `cp`/`mv`/`ln`/`install` writes: the `-t DIR` (`--target-directory=DIR`) value, else its last operand."""
+    for n, w in enumerate(operands):
+        if w in ("-t", "--target-directory") and n + 1 < len(operands):
+            return [operands[n + 1]]
+        if w.startswith("--target-directory=") or (w.startswith("-t") and len(w) > 2 and w[1] != "-"):
+            return [w.split("=", 1)[1] if w.startswith("--") else w[2:]]
+    return files[-1:]
+
+
+def _o_of_reader(m: re.Match[str], readers: list[int], cuts: list[int]) -> bool:
+    """Whether a `_WRITE_OPTION` match is the `-o` of a program whose `-o` names no output: one of `readers` (where
+    `_O_NOT_OUTPUT` matched) lies in its simple command, between the last of `cuts` (separators) before it and it."""
+    if not m.group(0).lstrip(" \t\n;&|(`").startswith("-o"):
+        return False
+    n = bisect.bisect_left(cuts, m.start())
+    first = cuts[n - 1] if n else -1
+    k = bisect.bisect_left(readers, first + 1)
+    return k < len(readers) and readers[k] < m.start()
 
 
 def _sed_in_place(operands: str) -> list[str]:
@@ -169,7 +207,7 @@ def script_data_words(path: str) -> tuple[str, ...]:
         return data_candidates([data.decode("utf-8", "replace")])
     try:
         code = compile(data, path, "exec", dont_inherit=True)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # (too deeply nested: Python cannot run it either)
         return ()
     return data_candidates(pycode.strings(code), pycode.written_strings(code))
 

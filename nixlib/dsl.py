@@ -495,8 +495,10 @@ def _directories(pattern: re.Pattern[str], command: str) -> list[str]:
             if os.path.isabs(part):
                 found.append(part)
             elif pattern is _CD and found and not part.startswith(("$", "~", "-")):  # `cd {HERE} && cd src`
-                found += [os.path.join(d, part) for d in found]
-    return [os.path.normpath(d) for d in dict.fromkeys(found) if os.path.isdir(d)]
+                found = list(dict.fromkeys([*found, *(os.path.normpath(os.path.join(d, part)) for d in found)]))
+                if len(found) > 64:  # (each relative cd doubles them: keep those that exist, `cd build && cd ../x`)
+                    found = [d for d in found if os.path.isdir(d)]
+    return [d for d in dict.fromkeys(os.path.normpath(d) for d in found) if os.path.isdir(d)]
 
 
 class _Builder:

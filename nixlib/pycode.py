@@ -335,11 +335,13 @@ _WRITERS = frozenset({"to_csv", "to_parquet", "to_feather", "to_hdf", "to_excel"
                       "imsave", "export", "FileHandler", "RotatingFileHandler", "basicConfig"})
 # (df.to_csv("x.csv"), np.save("x"); torch.save(model, "ckpt.pt"), joblib.dump(m, "m.pkl"), cv2.imwrite("a.png", im):
 # a string argument of such a call at any position, also inside these calls that only build a path)
+# (not `with_suffix`: `Path(src).with_suffix(".parquet")` writes a file beside `src`, which it may well read)
 _PATH_BUILDERS = frozenset({"join", "Path", "PurePath", "PosixPath", "str", "fspath", "abspath", "expanduser",
-                            "format", "joinpath", "with_suffix"})
+                            "format", "joinpath"})
 _PATH_METHODS = _WRITING_METHODS | {"open"}
 _STORES = frozenset({"STORE_FAST", "STORE_NAME", "STORE_DEREF"})
 _LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_NAME", "LOAD_DEREF"})
+_CALLS = frozenset({"CALL", "CALL_KW"})  # (a call with keywords is CALL_KW from Python 3.13)
 _CALLING = frozenset({"PRECALL", "CALL", "CALL_KW", "CALL_FUNCTION", "CALL_METHOD", "KW_NAMES", "CACHE"})
 
 
@@ -358,7 +360,7 @@ def written_strings(code: types.CodeType, globs: dict[str, Any] | None = None) -
         c = stack.pop()
         stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
         ops = [i for i in dis.get_instructions(c) if i.opname not in ("CACHE", "PUSH_NULL", "PRECALL_NOP")]
-        arguments = _writer_arguments(ops)
+        arguments, placed = _writer_arguments(ops)
         assigned: dict[str, str] = {}  # a local name (a script's global) set to a string: `out = "x.json"`
         for n, ins in enumerate(ops):
             if ins.opname == "LOAD_CONST" and isinstance(ins.argval, str) and n + 1 < len(ops) \
@@ -371,7 +373,7 @@ def written_strings(code: types.CodeType, globs: dict[str, Any] | None = None) -
             if not isinstance(value, str) or not value:
                 continue
             before = ops[n - 1] if n else None
-            if n in arguments or (before is not None and before.argval in _WRITERS
+            if n in arguments or (before is not None and before.argval in _WRITERS and n - 1 not in placed
                                   and before.opname in ("LOAD_METHOD", "LOAD_ATTR", "LOAD_GLOBAL", "LOAD_NAME")):
                 found.add(value)
                 continue
@@ -389,30 +391,37 @@ def written_strings(code: types.CodeType, globs: dict[str, Any] | None = None) -
     return found
 
 
-def _writer_arguments(ops: list[Any]) -> set[int]:
-    """The indices of the instructions that load an argument of a call to a writer (`_WRITERS`), at any position
+def _writer_arguments(ops: list[Any]) -> tuple[set[int], set[int]]:
+    """(The indices of the instructions that load an argument of a call to a writer (`_WRITERS`), at any position
     (`torch.save(model.state_dict(), "ckpt.pt")`), or inside a call that only builds the path (`joblib.dump(m,
     os.path.join(OUT, "m.pkl"))`), but not inside another call (`np.save("a.npy", np.loadtxt("in.csv"))` reads
-    in.csv). Found by the source positions each instruction carries: a call's CALL spans from where its callee's
-    expression starts to its closing parenthesis."""
+    in.csv), nor a path it derives the written one from (`df.to_csv(src + ".bak")`, `f"{src}.out"`: the left
+    operand of an operator, the values of an f-string: `src` may be the file the code reads). Found by the source
+    positions each instruction carries: a call's CALL spans from where its callee's expression starts to its closing
+    parenthesis, an operator's from its left operand's start (its right operand's last instruction spans that one).
+    And the indices of the writers whose call was so found: for the others (code without column positions), only
+    the argument right after the writer's name counts (written_strings).)"""
     found: set[int] = set()
+    placed: set[int] = set()
     for i, ins in enumerate(ops):
         if ins.argval not in _WRITERS or ins.opname not in ("LOAD_METHOD", "LOAD_ATTR", "LOAD_GLOBAL", "LOAD_NAME"):
             continue
         start = _start(ins)
-        end = next((k for k in range(i + 1, len(ops)) if ops[k].opname == "CALL" and _start(ops[k]) == start), None)
+        end = next((k for k in range(i + 1, len(ops)) if ops[k].opname in _CALLS and _start(ops[k]) == start), None)
         if start is None or end is None:
             continue
-        nested = [_span(ops[k]) for k in range(i + 1, end) if ops[k].opname == "CALL"
-                  and _callee(ops, i + 1, k) not in _PATH_BUILDERS]
+        placed.add(i)
+        nested = [_span(ops[k]) for k in range(i + 1, end) if ops[k].opname == "BUILD_STRING"
+                  or (ops[k].opname in _CALLS and _callee(ops, i + 1, k) not in _PATH_BUILDERS)]
+        nested += [(_span(ops[k])[0], _span(ops[k - 1])[0]) for k in range(i + 2, end) if ops[k].opname == "BINARY_OP"]
         found.update(k for k in range(i + 1, end) if ops[k].opname in ("LOAD_CONST", *_LOADS, "LOAD_GLOBAL")
                      and not any(_inside(_span(ops[k]), outer) for outer in nested))
-    return found
+    return found, placed
 
 
 def _start(ins: Any) -> tuple[int, int] | None:
     p = ins.positions
-    return None if p is None or p.lineno is None else (p.lineno, p.col_offset)
+    return None if p is None or p.lineno is None or p.col_offset is None else (p.lineno, p.col_offset)
 
 
 def _span(ins: Any) -> tuple[Any, Any]:
@@ -421,7 +430,7 @@ def _span(ins: Any) -> tuple[Any, Any]:
 
 
 def _inside(inner: tuple[Any, Any], outer: tuple[Any, Any]) -> bool:
-    return None not in (*inner[0], *outer[0]) and outer[0] <= inner[0] and inner[1] <= outer[1]
+    return None not in (*inner[0], *inner[1], *outer[0], *outer[1]) and outer[0] <= inner[0] and inner[1] <= outer[1]
 
 
 def _callee(ops: list[Any], first: int, call: int) -> Any:
