@@ -293,8 +293,22 @@ def command_data(cls: type, command: str, declared: Callable[[], set[str]],
     """{"command:<name>": content hash} of the data files a command() names by absolute path without declaring them
     (`sort {HERE}/data/ref.tsv`; nixlib.codefiles.command_data_paths: not one it writes or only tests for), as
     named_data keys those a run() names, and as nw run keys them: editing one re-runs the task."""
-    words = codefiles.command_data_paths(command, settings.store_root())
+    words = codefiles.command_data_paths(command, settings.store_root(), command_dirs(cls, command))
     return _project_data(cls, words, declared, produced, "command") if words else {}
+
+
+def command_dirs(cls: type, command: str) -> list[str]:
+    """The project directories a command() changes into (`cd /proj && tool data/ref.fa`: nixlib.codefiles.
+    changed_directories) inside the directory Luigi runs in or the task module's: its relative paths name files
+    there, as nw run resolves them."""
+    if "cd" not in command and "pushd" not in command:  # (the common case)
+        return []
+    try:
+        bases = [os.getcwd(), *module_dirs(cls)]
+    except OSError:
+        bases = module_dirs(cls)
+    inside = tuple(b + os.sep for b in bases if b != "/")
+    return [d for d in codefiles.changed_directories(command) if (d + os.sep).startswith(inside)]
 
 
 def _project_data(cls: type, words: Iterable[str], declared: Callable[[], set[str]], produced: Callable[[], set[str]],

@@ -146,8 +146,11 @@ def _scripts(cls: type, kind: str, command: str, root: str, declared: Callable[[
     paths (its outputs, its plain inputs). `paths` receives their absolute paths."""
     if kind == "shell":  # (it runs in its output directory: only an absolute path names a project file)
         absolute = codefiles.command_paths(command, root)
-        return keying.named_code(absolute, keying.module_dirs(cls), declared(), command=True, paths=paths) \
-            if absolute else {}
+        if not absolute:
+            return {}
+        cds = keying.command_dirs(cls, command)  # (`cd /proj && python train.py`: relative to where it changes into)
+        words = absolute + [os.path.join(d, w) for d in cds for w in codefiles.words(command) if not os.path.isabs(w)]
+        return keying.named_code(words, keying.module_dirs(cls), declared(), command=True, paths=paths)
     words = [*keying.script_words(cls), *keying.module_files(cls)]
     return keying.named_code(words, keying.module_dirs(cls), declared(), paths=paths) if words else {}
 

@@ -525,3 +525,50 @@ def module_files(directory: str, name: str) -> list[str]:
     if not os.path.isfile(os.path.join(package, "__init__.py")):
         return []
     return sorted(os.path.join(d, f) for d, _, files in os.walk(package) for f in files if f.endswith(".py"))
+
+
+_CD = re.compile(r"(?:^|[\s;&|(`])(?:cd|pushd)[ \t]+(?:--[ \t]+)?(?:'([^']+)'|\"([^\"$`\\\\]+)\"|([^\s;|&<>()'\"`]+))")
+# (in double quotes `$` is allowed: `"${PYTHONPATH}:/abs/dir"` keeps the environment's; only absolute parts count)
+_PYTHONPATH = re.compile(r"(?:^|[\s;&|(`])PYTHONPATH=(?:'([^']+)'|\"([^\"`\\\\]+)\"|([^\s;|&<>()'\"`]+))")
+
+
+# `cd "$(dirname /p/experiment.py)"`, `cd $(dirname "/p/x")`: the directory of the path named
+_CD_DIRNAME = re.compile(r"(?:^|[\s;&|(`])(?:cd|pushd)[ \t]+(?:--[ \t]+)?\"?\$\(dirname[ \t]+(?:--[ \t]+)?"
+                         r"(?:'([^']+)'|\"([^\"$`\\\\]+)\"|([^\s;|&<>()'\"`]+))[ \t]*\)")
+
+
+def _directories(pattern: re.Pattern[str], command: str) -> list[str]:
+    """The absolute directories a command changes into (`cd DIR`, `pushd DIR`, `cd "$(dirname /p/x)"`, and a
+    relative `cd src` after one of those) or puts on Python's path (`PYTHONPATH=A:B`), as written (quoted or
+    not), that exist."""
+    if not ("cd" in command or "pushd" in command or "PYTHONPATH" in command):
+        return []
+    matches = list(pattern.finditer(command))
+    if pattern is _CD and "dirname" in command:
+        matches += list(_CD_DIRNAME.finditer(command))
+        matches.sort(key=lambda m: m.start())
+    found: list[str] = []
+    for m in matches:
+        parts = (m.group(1) or m.group(2) or m.group(3)).split(":") if pattern is _PYTHONPATH else \
+            [m.group(1) or m.group(2) or m.group(3)]
+        if m.re is _CD_DIRNAME:
+            parts = [os.path.dirname(parts[0])]
+        for part in parts:
+            if os.path.isabs(part):
+                found.append(part)
+            elif pattern is _CD and found and not part.startswith(("$", "~", "-")):  # `cd {HERE} && cd src`
+                found = list(dict.fromkeys([*found, *(os.path.normpath(os.path.join(d, part)) for d in found)]))
+                if len(found) > 64:  # (each relative cd doubles them: keep those that exist, `cd build && cd ../x`)
+                    found = [d for d in found if os.path.isdir(d)]
+    return [d for d in dict.fromkeys(os.path.normpath(d) for d in found) if os.path.isdir(d)]
+
+def changed_directories(command: str) -> list[str]:
+    """The existing directories a command changes into (`cd /p`, `pushd /p`, `cd "$(dirname /p/x)"`, a relative `cd
+    src` after one of those), where a front door whose steps run in their output directory (nw run, a Luigi
+    command()) resolves the relative paths that follow."""
+    return _directories(_CD, command)
+
+
+def python_path_directories(command: str) -> list[str]:
+    """The existing absolute directories a command puts on Python's path (`PYTHONPATH=A:B python -m pkg.mod`)."""
+    return _directories(_PYTHONPATH, command)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import re
 import runpy
 import sys
 import traceback
@@ -465,42 +464,6 @@ def _key_name(key: Any) -> str:
     return str(key)
 
 
-_CD = re.compile(r"(?:^|[\s;&|(`])(?:cd|pushd)[ \t]+(?:--[ \t]+)?(?:'([^']+)'|\"([^\"$`\\\\]+)\"|([^\s;|&<>()'\"`]+))")
-# (in double quotes `$` is allowed: `"${PYTHONPATH}:/abs/dir"` keeps the environment's; only absolute parts count)
-_PYTHONPATH = re.compile(r"(?:^|[\s;&|(`])PYTHONPATH=(?:'([^']+)'|\"([^\"`\\\\]+)\"|([^\s;|&<>()'\"`]+))")
-
-
-# `cd "$(dirname /p/experiment.py)"`, `cd $(dirname "/p/x")`: the directory of the path named
-_CD_DIRNAME = re.compile(r"(?:^|[\s;&|(`])(?:cd|pushd)[ \t]+(?:--[ \t]+)?\"?\$\(dirname[ \t]+(?:--[ \t]+)?"
-                         r"(?:'([^']+)'|\"([^\"$`\\\\]+)\"|([^\s;|&<>()'\"`]+))[ \t]*\)")
-
-
-def _directories(pattern: re.Pattern[str], command: str) -> list[str]:
-    """The absolute directories a command changes into (`cd DIR`, `pushd DIR`, `cd "$(dirname /p/x)"`, and a
-    relative `cd src` after one of those) or puts on Python's path (`PYTHONPATH=A:B`), as written (quoted or
-    not), that exist."""
-    if not ("cd" in command or "pushd" in command or "PYTHONPATH" in command):
-        return []
-    matches = list(pattern.finditer(command))
-    if pattern is _CD and "dirname" in command:
-        matches += list(_CD_DIRNAME.finditer(command))
-        matches.sort(key=lambda m: m.start())
-    found: list[str] = []
-    for m in matches:
-        parts = (m.group(1) or m.group(2) or m.group(3)).split(":") if pattern is _PYTHONPATH else \
-            [m.group(1) or m.group(2) or m.group(3)]
-        if m.re is _CD_DIRNAME:
-            parts = [os.path.dirname(parts[0])]
-        for part in parts:
-            if os.path.isabs(part):
-                found.append(part)
-            elif pattern is _CD and found and not part.startswith(("$", "~", "-")):  # `cd {HERE} && cd src`
-                found = list(dict.fromkeys([*found, *(os.path.normpath(os.path.join(d, part)) for d in found)]))
-                if len(found) > 64:  # (each relative cd doubles them: keep those that exist, `cd build && cd ../x`)
-                    found = [d for d in found if os.path.isdir(d)]
-    return [d for d in dict.fromkeys(os.path.normpath(d) for d in found) if os.path.isdir(d)]
-
-
 class _Builder:
     """Turns Steps into Recipes, naming each exactly once and resolving references by scanning."""
 
@@ -614,7 +577,7 @@ class _Builder:
         # train.py`, `cd {HERE}; python -m src.fit`, `PYTHONPATH={HERE} python -m src.fit`) first changes into the
         # project or puts it on Python's path: those files are keyed as if named by absolute path.
         inside = tuple(r + os.sep for r in self.code_roots)
-        cds = [d for d in _directories(_CD, command) if (d + os.sep).startswith(inside)]
+        cds = [d for d in codefiles.changed_directories(command) if (d + os.sep).startswith(inside)]
         code = self._code(command, words, cds)
         return self._relative(code), self._relative(self._data(command, cds, set(code)))
 
@@ -658,7 +621,7 @@ class _Builder:
             for d in cds:
                 found.update(self.code_files.named(relative, self.code_roots, set(found), cwd=d))
         modules = codefiles.command_modules(command)
-        for d in cds + _directories(_PYTHONPATH, command) if modules else ():
+        for d in cds + codefiles.python_path_directories(command) if modules else ():
             for p in codefiles.module_paths(modules, d):
                 if p.startswith(inside) and p not in found:
                     try:

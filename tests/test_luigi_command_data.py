@@ -78,3 +78,36 @@ def test_a_data_file_a_script_the_task_runs_names_is_keyed_by_content() -> None:
     Path("data/train.csv").write_text("a\nb\nc\n")
     luigi_cli("--module", "scripted", "Train")
     assert Path("out/model.txt").read_text() == "3"  # (before: the stale "2")
+
+
+CHANGES_DIR = '''
+import os
+import luigi
+from luigi_nixworkflow import NixTask
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Scored(NixTask):
+    def command(self):
+        return f"cd {HERE} && python3 score.py data/ref.tsv > {self.output()}/score"
+'''
+
+
+def test_a_command_that_changes_into_the_project_keys_the_files_it_names_relative_to_it() -> None:
+    """`cd {HERE} && python3 score.py data/ref.tsv` (a command() runs in its output directory, so a project's
+    command changes into the project first): neither score.py nor data/ref.tsv was keyed, so editing either served the
+    old result, where nw run keys both."""
+    Path("data").mkdir()
+    Path("data/ref.tsv").write_text("b\na\n")
+    Path("score.py").write_text("import sys\nprint(len(open(sys.argv[1]).read().split()))\n")
+    Path("cd_cmd.py").write_text(CHANGES_DIR)
+    luigi_cli("--module", "cd_cmd", "Scored")
+    (out,) = Path("nix-workflow-output").glob("Scored*")
+    assert (out / "score").read_text() == "2\n"
+    Path("data/ref.tsv").write_text("c\nb\na\n")
+    luigi_cli("--module", "cd_cmd", "Scored")
+    assert (out / "score").read_text() == "3\n"  # (before: the stale "2")
+    Path("score.py").write_text("import sys\nprint(10 * len(open(sys.argv[1]).read().split()))\n")
+    luigi_cli("--module", "cd_cmd", "Scored")
+    assert (out / "score").read_text() == "30\n"

@@ -1,6 +1,6 @@
 """Review of wave 15's keying heuristics (which project files key a step): each bug a regression test that failed
 before its fix, and the heuristics fuzzed (nixlib.codefiles.data_words, command_data_paths, script_data_words,
-nixlib.dsl._directories, nixlib.pycode.written_strings never fail and a path a call reads stays keyed)."""
+nixlib.codefiles.changed_directories, nixlib.pycode.written_strings never fail and a path a call reads stays keyed)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nixlib import codefiles, dsl, pycode
+from nixlib import codefiles, pycode
 from tests.helpers import nw
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -89,16 +89,16 @@ def test_many_relative_cds_do_not_hang_the_directory_walk(tmp_path: Path) -> Non
     """`cd /p && cd d0 && cd d1 ...`: each relative cd doubled the directories tried, so 40 of them never finished
     (nw run hung while building the experiment). Run in a child to fail rather than hang on the old code."""
     (tmp_path / "src" / "a").mkdir(parents=True)
-    probe = ("import sys\nfrom nixlib import dsl\n"
-             "print(dsl._directories(dsl._CD, sys.argv[1]))\n")
+    probe = ("import sys\nfrom nixlib import codefiles\n"
+             "print(codefiles.changed_directories(sys.argv[1]))\n")
     command = f"cd {tmp_path} && " + " && ".join(f"cd d{i}" for i in range(40)) + " && cd src && cd a"
     ran = subprocess.run([sys.executable, "-c", probe, command], capture_output=True, text=True, timeout=120,
                          cwd=os.getcwd())
     assert ran.returncode == 0, ran.stderr
     assert str(tmp_path) in ran.stdout
-    assert dsl._directories(dsl._CD, f"cd {tmp_path} && cd src && cd a") == \
+    assert codefiles.changed_directories(f"cd {tmp_path} && cd src && cd a") == \
         [str(tmp_path), str(tmp_path / "src"), str(tmp_path / "src" / "a")]
-    assert dsl._directories(dsl._CD, f"cd {tmp_path} && cd build && cd ../src") == \
+    assert codefiles.changed_directories(f"cd {tmp_path} && cd build && cd ../src") == \
         [str(tmp_path), str(tmp_path / "src")]
 
 
@@ -119,7 +119,7 @@ def test_data_words_and_command_data_paths_never_fail(text: str) -> None:
     assert all(isinstance(w, str) and w and w in text for w in found)
     paths = codefiles.command_data_paths(text, "/nix/store", ["/p"])
     assert all(os.path.isabs(p) and not p.startswith("/nix/store/") for p in paths)
-    for d in dsl._directories(dsl._CD, text) + dsl._directories(dsl._PYTHONPATH, text):
+    for d in codefiles.changed_directories(text) + codefiles.python_path_directories(text):
         assert os.path.isabs(d) and os.path.isdir(d)
 
 
