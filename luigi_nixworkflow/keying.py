@@ -323,7 +323,7 @@ def _project_data(cls: type, words: Iterable[str], declared: Callable[[], set[st
     inside = tuple(b + os.sep for b in bases if b != "/")
     candidates = dict.fromkeys(os.path.normpath(os.path.join(b, w)) for w in words
                                for b in ([cwd] if os.path.isabs(w) else bases))
-    candidates = {p: None for p in candidates if p.startswith(inside) and os.path.isfile(p)}
+    candidates = {p: None for p in codefiles.expand_globs(candidates) if p.startswith(inside) and os.path.isfile(p)}
     if not candidates:
         return {}
     root = settings.store_root()

@@ -21,6 +21,7 @@ import ast
 import bisect
 import collections
 import functools
+import glob
 import hashlib
 import os
 import re
@@ -194,6 +195,21 @@ def _sed_in_place(operands: str) -> list[str]:
 
 
 _NOT_DATA_SUFFIXES = CODE_SUFFIXES | {".log"}
+_GLOB = re.compile(r"[*?]|\[[^\]/]+\]")  # a shell or Python glob pattern in a path-like word
+_GLOB_LIMIT = 100_000  # (a pattern matching more keys the first ones, in sorted order)
+
+
+def expand_globs(words: Iterable[str]) -> list[str]:
+    """The words, each glob pattern among them (`data/*.csv`) replaced by the paths it matches now (sorted; hidden
+    files only when the pattern names them, as the shell does)."""
+    return [m for w in words for m in (_matches(w) if _GLOB.search(w) else (w,))]
+
+
+def _matches(pattern: str) -> list[str]:
+    try:
+        return sorted(glob.glob(pattern))[:_GLOB_LIMIT]
+    except (OSError, ValueError, re.error):  # (an unreadable directory, a malformed pattern: matches nothing here)
+        return []
 
 
 def script_data_words(path: str) -> tuple[str, ...]:
@@ -343,7 +359,9 @@ class CodeFiles:
         and each `keep` accepts (a front door's own rule, asked last: Luigi's, no store path). One walk for every
         front door (the Snakemake executor's shell commands, `run:` blocks and scripts; Luigi's task code), so the
         rule of what such a word keys cannot differ between them; hashes are memoised by stat signature (a large
-        reference is read once)."""
+        reference is read once). A glob (`cat {HERE}/data/*.csv`, `glob.glob("data/*.csv")` in a script) stands for
+        every file it matches now: adding, removing or editing one changes the key."""
+        candidates = expand_globs(candidates)
         words = [w for w in candidates if not os.path.abspath(w).startswith(outside)] if outside else candidates
         return {t: h for t, h in self.files_named(words, skip, roots).items()
                 if not is_program(t) and (keep is None or keep(t))}

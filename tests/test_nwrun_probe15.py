@@ -113,3 +113,23 @@ def test_a_data_file_a_project_script_opens_is_keyed_by_its_content(tmp_path: Pa
     assert (out / "train" / "n").read_text() == "3\n"
     assert (out / "ev" / "e").read_text() == "r2\n\n"
     assert _state(exp, tmp_path) == {"train": "cached", "ev": "cached"}
+
+
+def test_the_files_a_glob_in_a_command_matches_are_keyed_by_content(tmp_path: Path) -> None:
+    """`cat {HERE}/data/*.csv`: the pattern named no file, so editing, adding or removing a matched file served the old
+    result. Each file the glob matches now is keyed by content."""
+    proj = tmp_path / "proj"
+    (proj / "data").mkdir(parents=True)
+    (proj / "data" / "a.csv").write_text("1\n")
+    exp = proj / "experiment.py"
+    exp.write_text("from pathlib import Path\nfrom nixlib import output\nHERE = Path(__file__).parent\n"
+                   "total = output(f'cat {HERE}/data/*.csv | wc -l > $out/n')\n")
+    out = tmp_path / "nix-workflow-output" / "total" / "n"
+    assert nw("run", str(exp), cwd=tmp_path).returncode == 0 and out.read_text().strip() == "1"
+    (proj / "data" / "b.csv").write_text("2\n3\n")  # added
+    assert nw("run", str(exp), cwd=tmp_path).returncode == 0 and out.read_text().strip() == "3"
+    (proj / "data" / "a.csv").write_text("1\n4\n")  # edited
+    assert nw("run", str(exp), cwd=tmp_path).returncode == 0 and out.read_text().strip() == "4"
+    (proj / "data" / "b.csv").unlink()  # removed
+    assert nw("run", str(exp), cwd=tmp_path).returncode == 0 and out.read_text().strip() == "2"
+    assert _state(exp, tmp_path) == {"total": "cached"}
