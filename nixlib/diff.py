@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_REF = re.compile(r"@\{[^}]*\}")
+_REF = re.compile(r"@\{(?!(?:experiment|workdir|basedir|tmpdir|scriptdir)\})[^}]*\}")  # (not a relocated directory)
 _TEXT_LIMIT = 256 * 1024  # larger files are compared by hash only
 
 

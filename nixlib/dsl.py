@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import runpy
 import sys
 import traceback
@@ -551,7 +552,7 @@ class _Builder:
         inputs = [self._input(name, ref, path + [name]) for ref in refs]
         self._resources(name, step)
         env = self._env(name, step)
-        code, data = self._project_files(step.command) if step.pinned is None else ({}, {})
+        code, data, command = self._project_files(step.command, command) if step.pinned is None else ({}, {}, command)
         variables = hostenv.keyed(step.command, step.options) if step.pinned is None else {}
         extra = {**({"code": code} if code else {}), **({"data": data} if data else {}),
                  **({"environment": variables} if variables else {})}
@@ -564,13 +565,14 @@ class _Builder:
         self.workflow.where[name] = step.where
         return recipe
 
-    def _project_files(self, command: str) -> tuple[dict[str, str], dict[str, str]]:
+    def _project_files(self, command: str, keyed: str) -> tuple[dict[str, str], dict[str, str], str]:
         """({path: digest} of the project's code files, {path: content hash} of its data files) that the command
         names inside the experiment's directory without static(): editing one re-runs the step, as Luigi's and
-        Snakemake's front doors do. Named relative to that directory, so a clone keys the same."""
+        Snakemake's front doors do. Named relative to that directory, so a clone keys the same; and the `keyed`
+        command, with that directory relocated when it can be (_relocated)."""
         words = codefiles.command_paths(command, _root())
         if not words or not self.code_roots:
-            return {}, {}
+            return {}, {}, keyed
         if self.code_files is None:
             self.code_files = codefiles.CodeFiles(StatMemo.for_store(default_root()))
         # A step runs in $out, so a command that names a project file by a relative path (`cd {HERE} && python
@@ -579,7 +581,18 @@ class _Builder:
         inside = tuple(r + os.sep for r in self.code_roots)
         cds = [d for d in codefiles.changed_directories(command) if (d + os.sep).startswith(inside)]
         code = self._code(command, words, cds)
-        return self._relative(code), self._relative(self._data(command, cds, set(code)))
+        data = self._data(command, cds, set(code))
+        return self._relative(code), self._relative(data), self._relocated(keyed)
+
+    def _relocated(self, keyed: str) -> str:
+        """The keyed command with the experiment's directory written `@{experiment}`, so a checkout elsewhere (another
+        user's clone, another host) keys the step alike and is served its result, as the Snakemake executor relocates
+        its working directory: the project's files the command names are keyed by content, relative to it."""
+        store = _root()  # (a store inside the project: its references keep their path, they are replaced by keys)
+        parts = keyed.split(store)
+        for root in sorted(self.code_roots, key=len, reverse=True):
+            parts = [re.sub(re.escape(root) + r"(?![^/\s;|&<>()'\"`=,:])", "@{experiment}", p) for p in parts]
+        return store.join(parts)
 
     def _relative(self, found: dict[str, str]) -> dict[str, str]:
         bases = [r + os.sep for r in self.code_roots]

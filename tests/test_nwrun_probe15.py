@@ -133,3 +133,24 @@ def test_the_files_a_glob_in_a_command_matches_are_keyed_by_content(tmp_path: Pa
     (proj / "data" / "b.csv").unlink()  # removed
     assert nw("run", str(exp), cwd=tmp_path).returncode == 0 and out.read_text().strip() == "2"
     assert _state(exp, tmp_path) == {"total": "cached"}
+
+
+def test_a_checkout_elsewhere_is_served_the_results_of_another(tmp_path: Path) -> None:
+    """`python3 {HERE}/train.py {HERE}/t.csv` in two clones at different paths: the absolute path in the keyed command
+    made two keys, so the second clone ran again what the first had realised (a store shared by checkouts and hosts).
+    The experiment's directory is relocated in the key (the project files the command names are keyed by content,
+    relative to it): a clone whose files differ (data/x.csv) is not served the other's result."""
+    for clone in ("a", "b"):
+        proj = tmp_path / clone
+        (proj / "data").mkdir(parents=True)
+        (proj / "train.py").write_text("import sys\nprint(open(sys.argv[1]).read().strip())\n")
+        (proj / "t.csv").write_text("same\n")
+        (proj / "data" / "x.csv").write_text(f"{clone}\n")  # different content in each clone
+        (proj / "experiment.py").write_text(
+            "from pathlib import Path\nfrom nixlib import output\nHERE = Path(__file__).parent\n"
+            "m = output(f'python3 {HERE}/train.py {HERE}/t.csv > $out/x')\n"
+            "d = output(f'cat {HERE}/data/*.csv > $out/x')\n")
+        ran = nw("run", str(proj / "experiment.py"), cwd=proj)
+        assert ran.returncode == 0, ran.stderr
+        assert ("m: cached" in ran.stderr) is (clone == "b"), ran.stderr  # b is served a's result
+        assert (proj / "nix-workflow-output" / "d" / "x").read_text() == f"{clone}\n"
