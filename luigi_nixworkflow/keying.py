@@ -307,8 +307,7 @@ def command_dirs(cls: type, command: str) -> list[str]:
         bases = [os.getcwd(), *module_dirs(cls)]
     except OSError:
         bases = module_dirs(cls)
-    inside = tuple(b + os.sep for b in bases if b != "/")
-    return [d for d in codefiles.changed_directories(command) if (d + os.sep).startswith(inside)]
+    return codefiles.changed_directories(command, bases)
 
 
 def _project_data(cls: type, words: Iterable[str], declared: Callable[[], set[str]], produced: Callable[[], set[str]],

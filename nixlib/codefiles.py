@@ -383,8 +383,7 @@ class CodeFiles:
     def script_data(self, path: str) -> tuple[str, ...]:
         """The words of a project script that may name a data file it reads (script_data_words), memoised by the
         script's stat signature."""
-        st = os.stat(path)
-        signature = (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        signature = _signature(path)
         known = self._data.get(signature)
         if known is None:
             known = self._data[signature] = script_data_words(path)
@@ -395,8 +394,7 @@ class CodeFiles:
         directory or below (relative names resolved there, where such a script usually changes first), each
         followed once (`within`: the scripts on the way here, so two scripts naming each other end)."""
         here = os.path.dirname(os.path.abspath(path))
-        st = os.stat(path)
-        signature = (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        signature = _signature(path)
         candidates = self._shell.get(signature)
         if candidates is None:
             with open(path, "rb") as f:
@@ -416,8 +414,7 @@ class CodeFiles:
 
     def python_file(self, path: str) -> tuple[str, set[str]]:
         """(content hash, imported top-level names) of a local Python file, parsed once per content."""
-        st = os.stat(path)
-        signature = (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        signature = _signature(path)
         known = self._python.get(signature)
         if known is None:
             with open(path, "rb") as f:
@@ -580,11 +577,21 @@ def _directories(pattern: re.Pattern[str], command: str) -> list[str]:
                     found = [d for d in found if os.path.isdir(d)]
     return [d for d in dict.fromkeys(os.path.normpath(d) for d in found) if os.path.isdir(d)]
 
-def changed_directories(command: str) -> list[str]:
+def changed_directories(command: str, roots: Iterable[str] | None = None) -> list[str]:
     """The existing directories a command changes into (`cd /p`, `pushd /p`, `cd "$(dirname /p/x)"`, a relative `cd
-    src` after one of those), where a front door whose steps run in their output directory (nw run, a Luigi
-    command()) resolves the relative paths that follow."""
-    return _directories(_CD, command)
+    src` after one of those), inside one of `roots` when given (the project's), where a front door whose steps run
+    in their output directory (nw run, a Luigi command()) resolves the relative paths that follow."""
+    found = _directories(_CD, command)
+    if roots is None or not found:
+        return found
+    inside = tuple(r + os.sep for r in roots if r != "/")
+    return [d for d in found if (d + os.sep).startswith(inside)]
+
+
+def _signature(path: str) -> tuple[str, int, int, int, int]:
+    """What a file's memo entries are keyed by: its path, size, mtime, ctime and inode (an edit changes one)."""
+    st = os.stat(path)
+    return os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
 def python_path_directories(command: str) -> list[str]:

@@ -578,8 +578,7 @@ class _Builder:
         # A step runs in $out, so a command that names a project file by a relative path (`cd {HERE} && python
         # train.py`, `cd {HERE}; python -m src.fit`, `PYTHONPATH={HERE} python -m src.fit`) first changes into the
         # project or puts it on Python's path: those files are keyed as if named by absolute path.
-        inside = tuple(r + os.sep for r in self.code_roots)
-        cds = [d for d in codefiles.changed_directories(command) if (d + os.sep).startswith(inside)]
+        cds = codefiles.changed_directories(command, self.code_roots)
         code = self._code(command, words, cds)
         data = self._data(command, cds, set(code))
         return self._relative(code), self._relative(data), self._relocated(keyed)
