@@ -20,7 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nixlib import arguments
 from nixlib.errors import Interrupted, NixWorkflowError
+
+# The commands that evaluate an experiment: they take its arguments (--arg, --argstr, and the words after `--`).
+EXPERIMENT_COMMANDS = frozenset({"run", "dag", "status", "why", "pin", "checkpoints", "pull"})
 
 EPILOG = """\
 examples:
@@ -74,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
                      "$out as the step left it) under <store>/failed/ and print its path; never served, removed by "
                      "`nw gc` once older than --min-age")
     run.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
+    arguments.add_options(run)
     from nixlib import remotecli  # the remote cache's options and commands (docs/remote.md)
 
     remotecli.add_run_options(run)
@@ -82,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     slurm.add_run_options(run)
     remotecli.add_parsers(sub)
     run.epilog = ("examples:\n  nw run -n experiment.py              what would run, what is cached, what is pinned\n"
-                  "  nw run --force experiment.py fit     run step fit again although it is cached")
+                  "  nw run --force experiment.py fit     run step fit again although it is cached\n"
+                  "  nw run experiment.nix --arg lr 0.01  call the experiment (a function) with lr = 0.01\n"
+                  "  nw run experiment.py -- --lr 0.01    evaluate experiment.py with sys.argv[1:] = ['--lr', '0.01']")
     run.formatter_class = argparse.RawDescriptionHelpFormatter
     _query_parsers(sub)
 
@@ -96,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("-f", "--file", help="experiment file (default: the one the last `nw run` here ran)")
     cp.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
                     help="directory of output links and of the last-run summary (default: ./nix-workflow-output)")
+    arguments.add_options(cp)
     pin = sub.add_parser("pin", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_examples(
                          ("nw pin model_base", "the hash, and the line locking the step's output"),
                          ("nw pin model_base --checkpoint epoch-2", "the same for one of its checkpoints")),
@@ -109,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     pin.add_argument("-f", "--file", help="experiment file (default: the one the last `nw run` here ran)")
     pin.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
                      help="directory of output links and of the last-run summary (default: ./nix-workflow-output)")
+    arguments.add_options(pin)
     h = sub.add_parser("hash", help="print the Nix base32 SHA-256 of a path's NAR (as nix-hash --type sha256 --base32)",
                        description="Print the Nix base32 SHA-256 of each PATH's NAR serialisation, as `nix-hash "
                        "--type sha256 --base32 PATH` prints it: the hash a static input is pinned by and a store "
@@ -222,6 +231,7 @@ def _query_parsers(sub: Any) -> None:
     dag.add_argument("targets", nargs="*", default=[], metavar="TARGET",
                      help="only these steps (or a group's: models, every models.* step) and their upstream")
     dag.add_argument("--format", choices=("dot", "mermaid", "json"), default="dot", help="output format (default dot)")
+    arguments.add_options(dag)
     status = add("status", "each step's state against the store, without running anything",
                  "Evaluate the experiment and say for each step whether it is cached, would run, is pinned, is being "
                  "run by another process now (its lock is held), and whether it failed in the last `nw run` here.",
@@ -230,6 +240,7 @@ def _query_parsers(sub: Any) -> None:
     status.add_argument("targets", nargs="*", default=[], metavar="TARGET",
                         help="only these steps (or a group's: models, every models.* step) and their upstream")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    arguments.add_options(status)
     why = add("why", "why a step would run (or re-ran): which part of its recipe changed",
               "Compare a step's recipe now with the nearest realisation it had: the one of the last `nw run` here, "
               "else the last realisation of the same recipe, else the newest recorded under the same name. Names "
@@ -240,6 +251,7 @@ def _query_parsers(sub: Any) -> None:
     why.add_argument("step", metavar="STEP")
     why.add_argument("-f", "--file", help="experiment file (default: the one the last `nw run` here ran)")
     why.add_argument("--json", action="store_true", help="machine-readable output")
+    arguments.add_options(why)
     diff = add("diff", "compare two steps' recipes, env, inputs and output files",
                "A and B are step names of the last `nw run` here, output paths, or keys (a resolved key names one "
                "run of a step, so a step can be compared across runs). Prints the recipe parts that differ, then "
@@ -322,7 +334,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     arguments up to the main parser, which knows only its own usage."""
     parser = _parser()
     words = sys.argv[1:] if argv is None else argv
+    words, experiment_argv = arguments.split_argv(words, EXPERIMENT_COMMANDS)
     args, extra = parser.parse_known_args(words)
+    args.experiment_argv = experiment_argv
     if extra and isinstance(getattr(args, "targets", None), list) and not any(w.startswith("-") for w in extra):
         # `nw run experiment.py -j 4 model`: argparse gives `targets` (nargs="*") only the words right after the
         # file, and a step named after an option is no unknown argument but a target, wherever it stands
@@ -458,7 +472,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     configured_remote()  # a bad remote setting is an error before the store is made
     _check_store_for_commands()
     store = _store_or_empty() if args.dry_run else _store()
-    workflow = _load(args.file)
+    args.arguments = arguments.from_args(args)
+    workflow = _load(args.file, args.arguments)
     targets = workflow.select(args.targets)
     from nixlib import slurm
 
@@ -534,18 +549,22 @@ def _warn_unreached(workflow: Any, targets: list[str]) -> None:
               file=sys.stderr)
 
 
-def _load(file: str) -> Any:
-    """Evaluate experiment.py or experiment.nix into a Workflow (nothing runs, nothing is stored, no env is
-    built: `nw run` builds the envs of the steps it runs with _build_envs)."""
+def _load(file: str, given: arguments.Arguments = arguments.NONE) -> Any:
+    """Evaluate experiment.py or experiment.nix, with the arguments `given` (nixlib.arguments), into a Workflow
+    (nothing runs, nothing is stored, no env is built: `nw run` builds the envs of the steps it runs with
+    _build_envs)."""
     from nixlib import nix
 
-    if Path(file).suffix == ".nix":
-        from nixlib.nixfront import load
-    else:
-        from nixlib.dsl import load
+    given.check_for(file)
     deferred, nix.DEFER_BUILDS = nix.DEFER_BUILDS, True
     try:
-        return load(Path(file))
+        if Path(file).suffix == ".nix":
+            from nixlib.nixfront import load
+
+            return load(Path(file), given)
+        from nixlib.dsl import load as load_py
+
+        return load_py(Path(file), given.argv)
     finally:
         nix.DEFER_BUILDS = deferred
 
@@ -604,7 +623,7 @@ def _env_before_run(workflow: Any, broken: dict[str, NixWorkflowError]) -> Calla
 def cmd_dag(args: argparse.Namespace) -> int:
     from nixlib import dag, plan
 
-    workflow = _load(args.file)
+    workflow = _load(args.file, arguments.from_args(args))
     store = _store_or_empty()
     sys.stdout.write(dag.render(plan.states(store, workflow, workflow.select(args.targets), Path(args.out_link)),
                                 args.format))
@@ -614,7 +633,7 @@ def cmd_dag(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from nixlib import plan
 
-    workflow = _load(args.file)
+    workflow = _load(args.file, arguments.from_args(args))
     store = _store_or_empty()
     steps = plan.states(store, workflow, workflow.select(args.targets), Path(args.out_link))
     if args.json:
@@ -640,7 +659,7 @@ def cmd_why(args: argparse.Namespace) -> int:
         hint = plan.suggest(args.step, list(summary))
         raise NixWorkflowError(f"no step '{args.step}' in the last `nw run` here ({out_dir}).{hint} Give the "
                                f"experiment file: nw why {args.step} --file experiment.py")
-    workflow = _load(file)
+    workflow = _load(file, _arguments_of_last_run(args, entry))
     plan.check_targets(workflow, [args.step])
     sources = {h: str(s.source) for h, s in workflow.statics.items() if s.source is not None}
     report = plan.why(store, workflow.recipes[args.step], out_dir, sources)
@@ -947,9 +966,18 @@ def _step_of_last_run(args: argparse.Namespace, command: str) -> tuple[Any, Any]
     if not file:
         raise NixWorkflowError(f"no step '{args.step}' in the last `nw run` here ({args.out_link}). Give the "
                                f"experiment file: nw {command} {args.step} --file experiment.py")
-    workflow = _load(file)
+    workflow = _load(file, _arguments_of_last_run(args, entry))
     plan.check_targets(workflow, [args.step])
     return file, workflow.recipes[args.step]
+
+
+def _arguments_of_last_run(args: argparse.Namespace, entry: Any) -> arguments.Arguments:
+    """The experiment's arguments: those on the command line when given (or with --file), else those the last
+    `nw run` here evaluated it with."""
+    given = arguments.from_args(args)
+    if given or args.file or not isinstance(entry, dict):
+        return given
+    return arguments.from_json(entry.get("arguments"))
 
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import runpy
 import sys
 import traceback
 import types
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,8 +261,9 @@ class Workflow:
         return [n for n in self.recipes if n.startswith(target + ".")] or [target]
 
 
-def load(path: str | os.PathLike) -> Workflow:
-    """Evaluate experiment.py and turn its steps into recipes (nothing runs, nothing is stored)."""
+def load(path: str | os.PathLike, argv: Sequence[str] = ()) -> Workflow:
+    """Evaluate experiment.py with `argv` as its arguments (sys.argv[1:]; nw's words after `--`) and turn its steps
+    into recipes (nothing runs, nothing is stored)."""
     path = Path(path)
     check_readable(path, "experiment file")
     # `__file__` absolute, as `python experiment.py` makes it: `Path(__file__).parent / "train.py"` in a command
@@ -270,7 +271,7 @@ def load(path: str | os.PathLike) -> Workflow:
     path = path.absolute()
     forget()
     try:
-        with _as_script(path):
+        with _as_script(path, argv):
             namespace = runpy.run_path(str(path), run_name="__nixworkflow__")
     except NixWorkflowError:
         raise
@@ -278,10 +279,11 @@ def load(path: str | os.PathLike) -> Workflow:
         tb = traceback.extract_tb(e.__traceback__)
         frame = next((f for f in reversed(tb) if f.filename == str(path)), None)
         where = f"{frame.filename}:{frame.lineno}" if frame else str(path)
+        given = f"the arguments {' '.join(argv)}" if argv else "no command-line arguments"
         raise NixWorkflowError(f"{where}: evaluating the experiment failed: it exited (sys.exit({e.code!r})) instead "
-                               "of defining its steps. nw evaluates experiment.py with no command-line arguments "
-                               "(sys.argv is [experiment.py]); give parameters defaults, or read them from a file "
-                               "or environment variable.") from None
+                               f"of defining its steps. nw evaluated experiment.py with {given} (sys.argv[1:], the "
+                               "words after `--`: nw run experiment.py -- --lr 0.01); give parameters defaults, or "
+                               "pass them after `--`.") from None
     except Exception as e:  # the user's code failed: show where, not our internals
         if isinstance(e, SyntaxError) and e.filename:  # from compiling: its own position, not runpy's frame
             raise NixWorkflowError(f"{e.filename}:{e.lineno}: evaluating the experiment failed: SyntaxError: "
@@ -343,14 +345,14 @@ def _why_none(path: Path, workflow: Workflow) -> str:
 
 
 @contextmanager
-def _as_script(path: Path) -> Iterator[None]:
-    """Evaluate as `python experiment.py` would: sys.argv is [experiment.py] (not nw's own arguments, which an
-    argparse parser at module level would reject) and the experiment's directory comes first on sys.path, so
+def _as_script(path: Path, argv: Sequence[str] = ()) -> Iterator[None]:
+    """Evaluate as `python experiment.py ARGV…` would: sys.argv is [experiment.py, *argv] (not nw's own arguments,
+    which an argparse parser at module level would reject) and the experiment's directory comes first on sys.path, so
     `import params` finds params.py beside it from any working directory. Both are restored afterwards, and
     modules imported from that directory are forgotten, so a later evaluation in this process reads them anew."""
     saved_argv, saved_path = sys.argv, list(sys.path)
     before = set(sys.modules)
-    sys.argv = [str(path)]
+    sys.argv = [str(path), *argv]
     sys.path.insert(0, str(path.parent))
     try:
         yield

@@ -146,8 +146,10 @@ class Evaluation:
     deps: list[str]
 
 
-def evaluate(nix_file: Path, args: dict[str, Any], what: str, allow_unpinned: bool = False) -> Evaluation:
-    """`nix-instantiate --eval --strict --json` of `nix_file` called with `args` (as JSON).
+def evaluate(nix_file: Path, args: dict[str, Any], what: str, allow_unpinned: bool = False,
+             exprs: dict[str, str] | None = None) -> Evaluation:
+    """`nix-instantiate --eval --strict --json` of `nix_file` called with `args` (as JSON) and `exprs`, Nix
+    expressions by argument name (nix-instantiate's own --arg NAME EXPR: Nix parses them).
 
     The evaluation writes the `.drv` files of every derivation it touches (read-write mode),
     so they can be realised later. Files read are found from the guard's traces and Nix's
@@ -155,7 +157,8 @@ def evaluate(nix_file: Path, args: dict[str, Any], what: str, allow_unpinned: bo
     """
     argv = [tool("nix-instantiate", f"evaluate {what}"), "--eval", "--strict", "--json", "--read-write-mode",
             "--extra-experimental-features", "nix-command flakes",  # getFlake, for flake references
-            *search_path_args(), str(nix_file), "--argstr", "json", json.dumps(args)]
+            *search_path_args(), str(nix_file), "--argstr", "json", json.dumps(args),
+            *(w for name, expr in (exprs or {}).items() for w in ("--arg", name, expr))]
     env = environ(pinned=not allow_unpinned)
     proc = _run([*argv, "-vvvv"], env)
     if proc.returncode != 0:
@@ -229,12 +232,13 @@ def _explain(argv: list[str], env: dict[str, str], stderr: str) -> str:
         message = message.replace(_SHOW_TRACE_HINT, "").replace(UNPINNED_MARK, "").rstrip()
         if where and where not in message:
             message += f"\n\n       at {where}"
-    if "called without required argument" in message and str(LIB_DIR / "guard.nix") in message:
-        # Nix's position is nw's own call in guard.nix (with its source): the user's is the function's, named above
-        message = re.sub(r"\n\s*at " + re.escape(str(LIB_DIR / "guard.nix")) + r":\d+:\d+:?\n(?:\n?[ \t]+\d*\|[^\n]*)*",
-                         "", message).rstrip()
-        message += ("\n\nnw calls an experiment (or env file) that is a function with no arguments, as nix-build "
-                    "does without --arg: give every parameter a default, e.g. { lr ? 0.001 }: ...")
+    ours = "|".join(re.escape(str(LIB_DIR / f)) for f in ("guard.nix", "front.nix"))
+    if "called without required argument" in message and re.search(ours, message):
+        # Nix's position is nw's own call (with its source): the user's is the function's, named above
+        message = re.sub(r"\n\s*at (?:" + ours + r"):\d+:\d+:?\n(?:\n?[ \t]+\d*\|[^\n]*)*", "", message).rstrip()
+        message += ("\n\nnw calls an experiment that is a function with the parameters given as --arg NAME EXPR or "
+                    "--argstr NAME VALUE (as nix-build does), and an env file with none: give the parameter a default, "
+                    "e.g. { lr ? 0.001 }: ..., or pass it: nw run experiment.nix --arg lr 0.001")
     if UNPINNED_MARK in stderr or "was not found in the Nix search path" in message:
         message += ("\n\nPin every source: fetchTarball/fetchurl with sha256, fetchGit with rev, flakes with a "
                     "revision, and no <nixpkgs> (a channel). " + _unpinned_hint())

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nixlib import dsl, nix, statics
+from nixlib.arguments import NONE, Arguments
 from nixlib.env import Env, _system, allow_unpinned
 from nixlib.errors import NixWorkflowError, check_readable
 from nixlib.evalcache import EvalCache
@@ -41,17 +42,20 @@ class _Decl:
     where: str
 
 
-def load(path: str | os.PathLike) -> dsl.Workflow:
-    """Evaluate experiment.nix and turn its steps into recipes (nothing runs, nothing is stored)."""
+def load(path: str | os.PathLike, arguments: Arguments = NONE) -> dsl.Workflow:
+    """Evaluate experiment.nix (a function: called with `arguments`, nixlib.arguments) and turn its steps into
+    recipes (nothing runs, nothing is stored)."""
     path = Path(path).absolute()
     check_readable(path, "experiment file")
     _check_utf8(path)
     try:
-        value = _evaluate(path)
+        value = _evaluate(path, arguments)
     except UnicodeDecodeError as e:  # a file the experiment imports put non-UTF-8 bytes into a command or name
         raise NixWorkflowError(f"{path}: Nix's result of evaluating it is not UTF-8 text ({e.reason} at byte "
                                f"{e.start}): a file it imports holds non-UTF-8 bytes in a string. Save every .nix "
                                "file as UTF-8.") from None
+    if "unknownArgs" in value:
+        raise _unknown_arguments(path, value)
     if "notAttrs" in value:
         raise NixWorkflowError(f"{path}: an experiment must evaluate to an attribute set of steps (rec {{ name = "
                                f"output ...; }}), not a {value['notAttrs']}")
@@ -73,23 +77,46 @@ def _check_utf8(path: Path) -> None:
                                "as UTF-8") from None
 
 
-def _evaluate(path: Path) -> dict[str, Any]:
-    """The front.nix result for `path`, from the evaluation cache when no file it read has changed."""
-    unpinned = allow_unpinned()
+def _unknown_arguments(path: Path, value: dict[str, Any]) -> NixWorkflowError:
+    """A parameter given on the command line that the experiment does not take: nix-build would drop it silently,
+    and a misspelt `--arg lrr 0.1` would then run hours with the default."""
+    names = ", ".join(value["unknownArgs"])
+    if not value.get("isFunction"):
+        return NixWorkflowError(f"{path} is not a function, so it takes no parameter ({names}, given by --arg/--argstr)"
+                                ". Make it one whose parameters have defaults: { lr ? 0.001 }: { … }")
+    have = ", ".join(value.get("params", [])) or "none by name"
+    return NixWorkflowError(f"{path} takes no parameter {names} (given by --arg/--argstr); its parameters: {have}")
+
+
+def _evaluate(path: Path, arguments: Arguments) -> dict[str, Any]:
+    """The front.nix result for `path`, from the evaluation cache when no file it read has changed (and the
+    arguments are those it was made with)."""
+    uncached = allow_unpinned() or not arguments.cacheable()  # (an --arg that may read files unseen)
     try:
         request = {"what": "experiment", "file": str(path), "nix": nix.fingerprint(), "system": _system()}
+        if arguments.nix:
+            request["args"] = [list(a) for a in arguments.nix]
     except nix.NixMissing as e:
         raise nix.NixMissing(f"`nw run {path.name}` evaluates the experiment with Nix. {e}".replace(
             "Steps with host envs (no env, or env='host') still run without Nix.",
             "Experiments written in Python (experiment.py) with host envs still run without Nix.")) from None
     cache = EvalCache(default_root().absolute())
-    if not unpinned:
+    if not uncached:
         cached = cache.get(request, _contexts_exist)
         if cached is not None:
             return cached
-    args = {"file": str(path), "allowUnpinned": unpinned}
-    evaluation = nix.evaluate(nix.LIB_DIR / "front.nix", args, str(path), unpinned)
-    if not unpinned:
+    auto = {name: {"str": text} if kind == "argstr" else {"arg": f"nwArg{i}"}
+            for i, (kind, name, text) in enumerate(arguments.nix)}
+    exprs = {f"nwArg{i}": text for i, (kind, _, text) in enumerate(arguments.nix) if kind == "arg"}
+    args = {"file": str(path), "allowUnpinned": allow_unpinned(), "autoArgs": auto}
+    try:
+        evaluation = nix.evaluate(nix.LIB_DIR / "front.nix", args, str(path), allow_unpinned(), exprs)
+    except nix.NixFailed as e:
+        if exprs and "«string»" in str(e):  # (Nix names an --arg's expression so)
+            given = ", ".join(f"--arg {name} {text!r}" for kind, name, text in arguments.nix if kind == "arg")
+            raise nix.NixFailed(f"{e}\n\n«string» is an expression given on the command line: {given}") from None
+        raise
+    if not uncached:
         cache.put(request, evaluation.value, [str(path), str(nix.LIB_DIR), *evaluation.deps])
     return evaluation.value
 

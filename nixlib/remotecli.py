@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nixlib import arguments
 from nixlib.errors import NixWorkflowError
 
 REMOTE_HELP = "remote cache URL: s3://BUCKET/PREFIX[?endpoint=URL&region=R] or file:///DIR (default: " \
@@ -105,6 +106,7 @@ def add_parsers(sub: Any) -> None:
     pull.add_argument("what", nargs="+", metavar="FILE [TARGET...] | KEY...")
     _add_remote_options(pull)
     pull.add_argument("--allow-unpinned", action="store_true", help=argparse.SUPPRESS)
+    arguments.add_options(pull)
 
     key = sub.add_parser("key", help="make or inspect signing keys for remote caches",
                          description="Make an ed25519 key pair for signing pushed records, or print the public key "
@@ -208,7 +210,7 @@ def _pull_workflow(store: Any, target: Any, path: Path, args: argparse.Namespace
 
     if args.allow_unpinned:
         os.environ["NIX_WORKFLOW_ALLOW_UNPINNED"] = "1"
-    workflow = _load(str(path))
+    workflow = _load(str(path), arguments.from_args(args))
     engine = Engine(store)
     lines = []
     for recipe in topological(workflow.select(args.what[1:])):

@@ -188,7 +188,7 @@ def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argpa
         if results:
             faults.point("before-links")
             _link_outputs(store, workflow, results, out_dir, str(Path(args.file).absolute()),
-                          {r.name for r in targets})
+                          {r.name for r in targets}, getattr(args, "arguments", None))
     _report_forced(store, results)
     failed = [r for r, o in results.items() if isinstance(o, BaseException)]
     for r in failed:
@@ -275,9 +275,11 @@ def _ingest_statics(store: Store, workflow: Any) -> None:
 
 
 def _link_outputs(store: Store, workflow: Any, results: dict[Recipe, Result | BaseException], out_dir: Path,
-                  experiment: str | None = None, targets: set[str] | frozenset[str] = frozenset()) -> None:
+                  experiment: str | None = None, targets: set[str] | frozenset[str] = frozenset(),
+                  arguments: Any = None) -> None:
     """Point out_dir/NAME at each named step's output (a GC root) and record the run for `nw log`/`nw show`
-    (and, for `nw why`, the experiment file and the realisation each step had before this run). The steps named
+    (and, for `nw why`, the experiment file, the `arguments` it was evaluated with (nixlib.arguments) and the
+    realisation each step had before this run). The steps named
     on the command line (`targets`) are linked too, top-level or not (a step of an imported module, `shared.data`):
     the user asked for that result, and without a link `nw gc` removes it at once."""
     linked = set(getattr(workflow, "named", ())) | set(targets)
@@ -289,6 +291,8 @@ def _link_outputs(store: Store, workflow: Any, results: dict[Recipe, Result | Ba
         for recipe, outcome in results.items():
             summary[recipe.name] = _entry(store, linked, recipe, outcome, summary.get(recipe.name), out_dir,
                                           experiment)
+            if arguments:
+                summary[recipe.name]["arguments"] = arguments.as_json()
         tmp = out_dir / f".{LAST_RUN}.{os.getpid()}"
         tmp.write_text(json.dumps(summary, sort_keys=True))  # (no indent: the C encoder, twice as fast on 1,000 steps)
         os.replace(tmp, out_dir / LAST_RUN)

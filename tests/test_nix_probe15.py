@@ -125,6 +125,6 @@ def test_an_experiment_with_a_required_argument_is_reported_at_its_own_file(tmp_
     proc = nw("run", str(exp))
     assert proc.returncode == 1
     assert f"{exp}:1:1 called without required argument 'lr'" in proc.stderr
-    assert "give every parameter a default" in proc.stderr
-    assert "guard.nix" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "give the parameter a default" in proc.stderr and "--arg lr 0.001" in proc.stderr
+    assert "guard.nix" not in proc.stderr and "front.nix" not in proc.stderr and "Traceback" not in proc.stderr
     assert not (store_root / "realisations").exists() or not any((store_root / "realisations").iterdir())

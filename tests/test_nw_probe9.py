@@ -112,7 +112,7 @@ def test_experiment_function_without_defaults_says_how_to_fix_it(tmp_path: Path)
     exp.write_text(f"let {LIB} in\n{{ lr }}: rec {{\n  fit = output \"echo ${{toString lr}} > $out/x\";\n}}\n")
     proc = nw("run", "-n", str(exp))
     assert proc.returncode == 1 and "called without required argument 'lr'" in proc.stderr
-    assert "give every parameter a default" in proc.stderr, proc.stderr
+    assert "give the parameter a default" in proc.stderr and "--arg lr 0.001" in proc.stderr, proc.stderr
 
 
 def nix_delete(path: str) -> subprocess.CompletedProcess[str]:

@@ -1,11 +1,18 @@
 # Evaluates an experiment.nix for `nw run`: every top-level attribute must be a step (or a set or
 # list of steps at any depth, named `group.member`, `grid.0.1.32`); anything else is reported by name
 # (the first member that is not a step, for a set) so `nw` can refuse it.
-{ json }:
+# An experiment that is a function is called with the parameters given on nw's command line (nix-build's --arg and
+# --argstr): an --argstr's value comes in the JSON, an --arg's expression as nix-instantiate's own `--arg nwArgN EXPR`
+# (so Nix parses it, relative to the working directory, as nix-build does); the others keep their defaults.
+{ json, ... }@given:
 let
   args = builtins.fromJSON json;
   guard = import ./guard.nix { inherit (args) allowUnpinned; };
-  experiment = guard.import (/. + args.file);
+  raw = guard.importRaw (/. + args.file);
+  autoArgs = builtins.mapAttrs (n: a: if a ? str then a.str else given.${a.arg}) (args.autoArgs or { });
+  params = if builtins.isFunction raw then builtins.functionArgs raw else { };
+  unknownArgs = builtins.filter (n: !(params ? ${n})) (builtins.attrNames autoArgs);
+  experiment = if builtins.isFunction raw then raw (builtins.intersectAttrs params autoArgs) else raw;
   isStep = v: builtins.isAttrs v && v ? __nixworkflow;
   isDrv = v: builtins.isAttrs v && (v.type or null) == "derivation";
   article = t: if builtins.elem (builtins.substring 0 1 t) [ "a" "i" ] then "an ${t}" else "a ${t}";
@@ -39,7 +46,8 @@ let
     else { notStep = r.what; inherit pos; } // (if r.bad == "" then { } else { member = r.bad; });
 in
 # A list, not a set: toJSON would print a set with an `outPath` attribute as that string.
-if isStep experiment then { notAttrs = "single step (return a set: { name = output ...; })"; }
+if unknownArgs != [ ] then { inherit unknownArgs; params = builtins.attrNames params; isFunction = builtins.isFunction raw; }
+else if isStep experiment then { notAttrs = "single step (return a set: { name = output ...; })"; }
 else if builtins.isAttrs experiment then
   { attrs = map (n: describe n experiment.${n} // { name = n; }) (builtins.attrNames experiment); }
 else { notAttrs = builtins.typeOf experiment; }

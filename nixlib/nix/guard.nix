@@ -65,4 +65,6 @@ in
 {
   # Import a user file with the guard; a function is called with its defaults (as nix-build does).
   import = p: let v = overrides.import p; in if builtins.isFunction v then v { } else v;
+  # The same, not called: front.nix calls an experiment with the arguments given on nw's command line.
+  importRaw = overrides.import;
 }
