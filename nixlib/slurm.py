@@ -475,6 +475,9 @@ class SlurmAction:
             output.close()
 
 
+CHUNK = 1 << 20  # bytes of a job's output copied at a time
+
+
 class _Follower:
     """Appends what the job wrote to its output file since the last call to the step's log and echo."""
 
@@ -484,17 +487,24 @@ class _Follower:
         self.partial = b""
 
     def copy(self) -> None:
+        """In chunks: a step that prints hundreds of MB between two polls must not cost that much memory here."""
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
-                data = f.read()
+                while data := f.read(CHUNK):
+                    self._append(data)
         except FileNotFoundError:
             return
+        self.log.flush()
+
+    def _append(self, data: bytes) -> None:
         self.offset += len(data)
         self.log.write(data)
-        self.log.flush()
         if self.build.echo:
             *lines, self.partial = (self.partial + data).split(b"\n")
+            if len(self.partial) > CHUNK:  # (a line with no end in sight: echoed in pieces)
+                lines.append(self.partial)
+                self.partial = b""
             for line in lines:
                 self.build.echo(self.build.name, line.decode(errors="replace"))
 
