@@ -411,8 +411,11 @@ class SlurmAction:
                 f"--output={build.tmp / 'slurm-job.out'}", f"--chdir={build.out}", *self.sbatch_args(build.name),
                 str(script)]
         try:
+            # In a session of its own: Ctrl-C at the terminal reaches nw's whole process group, and an sbatch killed
+            # after Slurm accepted the job but before it printed the id would leave a job nobody cancels. Let it
+            # answer; nw then cancels the job it names (_wait sees the interrupt).
             proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300,
-                                  env=sbatch_environ())
+                                  env=sbatch_environ(), start_new_session=True)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise NixWorkflowError(f"step '{build.name}' could not be submitted to Slurm: sbatch failed ({e}); "
                                    "nothing was stored") from None

@@ -321,3 +321,29 @@ def _processes_with(marker: str) -> list[str]:
         if marker in cmd and "pytest" not in cmd:
             found.append(cmd)
     return found
+
+
+def test_ctrl_c_while_sbatch_answers_cancels_the_job_it_submitted(tmp_path: Path, sbatch_counter: SbatchCounter,
+                                                                   isolated: Path) -> None:
+    """Ctrl-C at the terminal signals nw's whole process group, sbatch included: an sbatch killed after Slurm
+    accepted the job but before it printed the id left that job to Slurm, cancelled by nobody (here it then failed to
+    launch in its removed build directory, JobLaunchFailure). A slow slurmctld answer is made here by an sbatch that
+    waits 3 s after submitting."""
+    marker = tmp_path / "submitted"
+    slow = sbatch_counter.bin / "sbatch"
+    real = shutil.which("sbatch", path=os.environ.get("PATH"))
+    slow.write_text(f'#!/bin/sh\nid=$({real} "$@") || exit $?\necho "$id" > {marker}\nsleep 3\necho "$id"\n')
+    exp = _experiment(tmp_path, "from nixlib import output\nslow = output('echo started > $out/v; sleep 61.75')\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO), **sbatch_counter.env)
+    proc = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", str(exp), "--slurm"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    _wait_for(marker.exists)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode != 0, err
+    cluster = sbatch_counter.cluster
+    job = marker.read_text().strip()
+    _wait_for(lambda: "JobState=PENDING" not in cluster.client("scontrol", "show", "job", "-o", job).stdout)
+    state = cluster.client("scontrol", "show", "job", "-o", job).stdout
+    assert "JobState=CANCELLED" in state, state  # cancelled by nw, not left to run (or fail) on its own
+    assert not _processes_with("61.75")
