@@ -97,6 +97,13 @@ _LEFT: dict[Path, list[Path]] = {}  # output path -> dead asides of it the sweep
 _DEAD_ASIDE = re.compile(rf"{re.escape(ASIDE)}(.+)\.[0-9a-f]{{8}}\.(\d+)@(.+)")
 
 
+def reset() -> None:
+    """Sweep each directory again at the next build: a worker process of this interpreter (`workers=2` in a
+    notebook, a service calling luigi.build) killed since the last sweep left asides there."""
+    _SWEPT.clear()
+    _LEFT.clear()
+
+
 def _settle_dead_asides(p: Path) -> None:
     """Settle the files runs of this host moved aside in `p`'s directory and never settled because they were
     killed: left, they lie next to the outputs forever, and a reader that lists the directory would read stale
@@ -245,6 +252,39 @@ def read_once(task: luigi.Task, dep: luigi.Task, outputs: dict[str, str], read: 
                 read[above] = (dep, None)
             elif outer[1] is not None and outer[0].task_id != dep.task_id:
                 raise _nested(task, outer[0], above, dep, p)
+
+
+def apart(task: luigi.Task, outputs: list[Path], read: dict[Path, tuple[Any, Any]]) -> None:
+    """Refuse to run `task` when one of its own outputs is inside an output directory of a legacy NixTask it
+    requires (`A` declares out/d, `B` writes out/d/extra.txt), is that output, or contains it: every check of the
+    required task restores its directory exactly as stored (removing the file `task` wrote there, put back when
+    `task` is checked: with several workers, a file vanishing under a reader), and moving `task`'s output aside
+    before its run() would take the required task's file with it. `read` is read_once's."""
+    for p in outputs:
+        other = read.get(p)
+        if other is not None:
+            if other[1] is not None:
+                raise _inside(task, other[0], p, p)
+            inner = next(q for q, (t, h) in read.items() if h is not None and t is other[0] and p in q.parents)
+            raise _inside(task, other[0], inner, p)
+        for above in p.parents:
+            outer = read.get(above)
+            if outer is not None and outer[1] is not None:
+                raise _inside(task, outer[0], above, p)
+
+
+def _inside(task: luigi.Task, dep: luigi.Task, theirs: Path, mine: Path) -> NixWorkflowError:
+    if theirs == mine:
+        where = f"declares the output {mine}, which {dep!r} (a task it requires) declares too"
+    elif theirs in mine.parents:
+        where = f"declares {mine}, inside the directory {theirs} that {dep!r} (a task it requires) declares"
+    else:
+        where = f"declares the directory {mine}, which holds {theirs} that {dep!r} (a task it requires) declares"
+    return NixWorkflowError(
+        f"task {task.task_id} {where}. Each task's declared output is restored from the store exactly as that task "
+        "made it whenever the task is checked, so one written into another's would be removed (or taken along) and "
+        "its record would not say which task made what is there. Declare the outputs side by side (write "
+        f"{mine.name} outside {dep!r}'s output, or have {dep!r} write it); nothing was run")
 
 
 def _nested(task: luigi.Task, outer: luigi.Task, directory: Path, inner: luigi.Task, p: Path) -> NixWorkflowError:

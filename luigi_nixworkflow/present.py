@@ -27,6 +27,7 @@ def reset() -> None:
     """Present every output again (task instances outlive a reset in Luigi's instance cache)."""
     _GENERATION[0] += 1
     _LINK_DIRS.clear()
+    legacy.reset()
 
 
 def generation() -> int:

@@ -82,6 +82,7 @@ def legacy_run(task: Any, build: Build, command: str) -> Mapping[str, Path]:
                 legacy.read_once(task, dep, found.outputs, read)
                 present.present(dep, found)
     outputs = legacy.paths(task)
+    legacy.apart(task, outputs, read)
     moved = legacy.move_aside(outputs)
     succeeded = False
     try:

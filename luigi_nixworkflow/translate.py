@@ -19,7 +19,7 @@ from luigi.task import flatten
 
 from luigi_nixworkflow import commands, keying, legacy, settings
 from luigi_nixworkflow.inputs import Pending, logical_name, step_inputs, unhashable, upstream
-from nixlib import codefiles, hostenv
+from nixlib import codefiles, hostenv, statics
 from nixlib.errors import NixWorkflowError
 from nixlib.names import check_step_name, name_problem
 from nixlib.recipe import Recipe, RunOptions
@@ -60,6 +60,7 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
         command, shell, inputs = commands.translate(task, root, local, deps, mentioned, runnable)
     elif kind == "legacy":
         written = legacy.paths(task)
+        _own_outputs_out(files, written, root)
         outputs = legacy.output_names(len(written))
         luigi_part["outputs"] = [logical_name(str(p)) for p in written]
         command, inputs = f"python {task.task_family}.run", []
@@ -89,6 +90,28 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
         extra["opaque"] = opaque
     return Recipe(name=task.task_id, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,
                   outputs=outputs, files=dict(sorted(files.items())), extra=extra, options=options, shell=shell)
+
+
+def _own_outputs_out(files: dict[str, str], written: list[Any], root: str) -> None:
+    """A plain task's directory input holding this task's own declared output (`Setup` declares out/, the task
+    writes out/b.txt) is keyed without it (statics.hashed_without): run() reads that directory with its output
+    moved aside, and keyed with it, the task's first result would change its own key (run again at the next
+    build, and at every build if what it writes differs each time)."""
+    if not files:
+        return
+    inside: dict[str, list[str]] = {}
+    for p in written:
+        for above in p.parents:
+            name = logical_name(str(above))
+            if files.get(name, "absent") != "absent":
+                inside.setdefault(name, []).append(str(p))
+    for name, own in inside.items():
+        real = os.path.realpath(name)
+        for key in [k for k in files if k == name or k.startswith(name + "/")]:
+            del files[key]
+        parts = statics.hashed_without(settings.engine(root).store.memo, real,
+                                       [os.path.join(real, os.path.relpath(p, os.path.abspath(name))) for p in own])
+        files.update((f"{name}/{rel}", h) for rel, h in parts.items())
 
 
 def _refuse_unhashable(task: NixTask) -> None:

@@ -60,6 +60,35 @@ def hashed(memo: StatMemo, real: str) -> tuple[str, dict[str, str]]:
     return h, (_linked(memo, real, links, {real}) if links else {})
 
 
+def hashed_without(memo: StatMemo, real: str, excluded: list[str]) -> dict[str, str]:
+    """{relative path: NAR hash} of the entries of directory `real` with `excluded` (absolute paths inside it)
+    left out: the entries beside each excluded path, and beside each directory above it, hashed one by one (an
+    excluded path keys alike whether it exists or not). For a reader that moves those paths aside before it reads
+    the tree (a Luigi task whose own output lies inside a plain task's directory input): it is keyed by what it
+    reads, and its own output, once written, does not change its key."""
+    out: dict[str, str] = {}
+    stack = [("", [tuple(os.path.relpath(e, real).split(os.sep)) for e in excluded])]
+    while stack:
+        rel, rests = stack.pop()
+        skip: dict[str, list[tuple[str, ...]]] = {}
+        for r in rests:
+            skip.setdefault(r[0], []).append(r[1:])
+        try:
+            names = sorted(os.listdir(os.path.join(real, rel)))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(rel, name)
+            full = os.path.join(real, path)
+            if name not in skip:
+                h, linked = hashed(memo, os.path.realpath(full))
+                out[path] = h
+                out.update((f"{path}/{r}", lh) for r, lh in linked.items())
+            elif () not in skip[name] and os.path.isdir(full) and not os.path.islink(full):
+                stack.append((path, skip[name]))
+    return out
+
+
 def _linked(memo: StatMemo, real: str, links: list[bytes], seen: set[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for rel, target in outward(real, links):
