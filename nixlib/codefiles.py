@@ -312,9 +312,10 @@ class CodeFiles:
         self._data: dict[tuple[str, int, int, int, int], tuple[str, ...]] = {}
 
     def named(self, candidates: Iterable[str], roots: Iterable[str], declared: set[str],
-              cwd: str | None = None) -> dict[str, str]:
+              cwd: str | None = None, imports: tuple[str, ...] = ()) -> dict[str, str]:
         """{absolute path: digest} of the candidates (paths as a step names them, relative ones resolved
-        against `cwd`) that are code files inside one of `roots`, and not among the `declared` absolute paths."""
+        against `cwd`) that are code files inside one of `roots`, and not among the `declared` absolute paths
+        (a Python file's digest with the project modules it imports from the `imports` directories too)."""
         inside = tuple(os.path.abspath(r) + os.sep for r in roots if os.path.abspath(r) != "/")
         found: dict[str, str] = {}
         for word in candidates:
@@ -325,7 +326,7 @@ class CodeFiles:
                 continue
             if os.path.splitext(path)[1].lower() in CODE_SUFFIXES or is_program(path):
                 try:
-                    found[path] = self.digest(path)
+                    found[path] = self.digest(path, imports=imports)
                 except UNREADABLE:  # unreadable: the step cannot read it either (an execute-only tool runs alike)
                     continue
         return found
@@ -366,8 +367,9 @@ class CodeFiles:
         return {t: h for t, h in self.files_named(words, skip, roots).items()
                 if not is_program(t) and (keep is None or keep(t))}
 
-    def digest(self, path: str, _within: frozenset[str] = frozenset()) -> str:
-        """A code file's digest: its content; a Python file's with the local modules it imports; a shell script's
+    def digest(self, path: str, _within: frozenset[str] = frozenset(), imports: tuple[str, ...] = ()) -> str:
+        """A code file's digest: its content; a Python file's with the local modules it imports (beside it, then
+        in the `imports` directories: PYTHONPATH's, an editable install's; nixlib.pyimports); a shell script's
         with the code files it names beside it or below (`cd "$(dirname "$0")"; python3 train.py`: editing
         train.py changes what `bash run.sh` does)."""
         if not path.endswith(".py"):
@@ -377,7 +379,14 @@ class CodeFiles:
             named = self._shell_named(path, _within | {os.path.abspath(path)})
             return digest([content, named]) if named else content
         script, names = self.python_file(path)
-        modules = local_modules(names, os.path.dirname(os.path.abspath(path)), self.python_file)
+        here = os.path.dirname(os.path.abspath(path))
+        modules = local_modules(names, here, self.python_file)
+        elsewhere: dict[str, str] = {}  # (relative to their directory: a clone elsewhere keys alike)
+        for directory in (d for d in imports if d != here):
+            wanted = {n for n in names if not module_files(here, n)}
+            elsewhere.update(local_modules(wanted, directory, self.python_file) if wanted else {})
+        if elsewhere:
+            return digest([script, modules, elsewhere])
         return digest([script, modules]) if modules else script
 
     def script_data(self, path: str) -> tuple[str, ...]:
@@ -597,3 +606,25 @@ def _signature(path: str) -> tuple[str, int, int, int, int]:
 def python_path_directories(command: str) -> list[str]:
     """The existing absolute directories a command puts on Python's path (`PYTHONPATH=A:B python -m pkg.mod`)."""
     return _directories(_PYTHONPATH, command)
+
+
+_FIELD_ACCESS = r"(?:\s*[.$@]\s*(\w+)\b(?!\s*\()|\s*\[\[?\s*[\"']?(\w+)[\"']?\s*\]\]?)"
+
+
+def fields_read(texts: Iterable[str], name: str) -> frozenset[str] | None:
+    """The fields that code texts (a script in any language, a format string) read of an object called `name`
+    (`resources`): by attribute or constant key, `snakemake.resources.mem_mb`, `snakemake@resources[["mem_mb"]]`,
+    `${snakemake_resources[mem_mb]}`, `{resources.mem_mb}`; an empty set when no text names it. None when some
+    text names it otherwise (`print(resources)`, `resources.get(key)`, `for r in resources`), so a caller keys
+    all of it. By text, so a comment naming it counts too (the safe side)."""
+    access = re.compile(re.escape(name) + _FIELD_ACCESS)
+    read: set[str] = set()
+    for text in texts:
+        start = text.find(name)
+        while start >= 0:
+            found = access.match(text, start)
+            if found is None:
+                return None
+            read.add(found.group(1) or found.group(2))
+            start = text.find(name, start + len(name))
+    return frozenset(read)

@@ -302,6 +302,50 @@ def _names(code: types.CodeType) -> list[str]:
     return names
 
 
+# Names through which code reads a function's locals without naming them: `locals()`, `vars()`, a frame's
+# `f_locals` (`sys._getframe(1)`, `inspect.currentframe().f_back`), code run from a string (`eval`, `exec`).
+FRAME_READERS = frozenset({"locals", "vars", "eval", "exec", "_getframe", "currentframe", "f_locals", "f_back",
+                            "inspect"})
+
+
+def parameter_reads(function: Any, name: str) -> frozenset[str] | None:
+    """The attributes and constant keys that a function's code (and the code nested in it: lambdas,
+    comprehensions) reads of its parameter or local `name`: {"mem_mb", "disk_mb"} for `resources.mem_mb` and
+    `resources["disk_mb"]`, an empty set when it never uses it. None when it may use it otherwise: passes it on
+    (`helper(resources)`), iterates, prints or reassigns it, or reads its locals by another way (`locals()`, a
+    frame's `f_locals`, `eval`), so a caller keys all of it."""
+    import dis
+
+    code = getattr(_function(function), "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return None
+    read: set[str] = set()
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+        if not FRAME_READERS.isdisjoint(c.co_names):
+            return None
+        ops = [i for i in dis.get_instructions(c) if i.opname not in ("CACHE", "EXTENDED_ARG")]
+        for n, ins in enumerate(ops):
+            arg = ins.argval
+            if arg != name and not (isinstance(arg, tuple) and name in arg):
+                continue
+            if ins.opname in ("MAKE_CELL", "COPY_FREE_VARS", "LOAD_CLOSURE"):  # handed to nested code, looked at there
+                continue
+            if ins.opname not in _LOADS or n + 1 >= len(ops):  # stored, deleted, a superinstruction: all of it
+                return None
+            after = ops[n + 1]
+            if after.opname == "LOAD_ATTR" and isinstance(after.argval, str):  # (a method: a name no resource has)
+                read.add(after.argval)
+            elif after.opname == "LOAD_CONST" and isinstance(after.argval, str) and n + 2 < len(ops) \
+                    and ops[n + 2].opname == "BINARY_SUBSCR":
+                read.add(after.argval)
+            else:
+                return None
+    return frozenset(read)
+
+
 def ordered_strings(functions: Iterable[Any]) -> list[str]:
     """The string constants of the functions' code (and the code nested in it) in the order each code object
     holds them, which is the order they are first written in: `[sys.executable, "-m", "pkg.tool"]` keeps "-m"

@@ -826,8 +826,10 @@ def tree_state(root: str, skip: str | None = None) -> dict[str, tuple[int, int]]
 
 
 def own_streams() -> set[tuple[int, int]]:
-    """(device, inode) of the regular files this process's stdout and stderr write to."""
+    """(device, inode) of the regular files this process's stdout and stderr write to: directly (`> run.log`), or
+    through the process reading them from a pipe (`snakemake ... 2>&1 | tee run.log`: the files tee writes)."""
     found = set()
+    pipes = set()
     for fd in (1, 2):
         try:
             st = os.fstat(fd)
@@ -835,6 +837,34 @@ def own_streams() -> set[tuple[int, int]]:
             continue
         if stat.S_ISREG(st.st_mode):
             found.add((st.st_dev, st.st_ino))
+        elif stat.S_ISFIFO(st.st_mode):
+            pipes.add(f"pipe:[{st.st_ino}]")
+    return found | pipe_files(pipes) if pipes else found
+
+
+def pipe_files(pipes: set[str]) -> set[tuple[int, int]]:
+    """(device, inode) of the regular files open in the processes whose standard input is one of `pipes` (as
+    /proc names them, `pipe:[123]`): what a `tee` reading this process's output writes. Other processes (this
+    one's jobs, which inherit its stdout) do not read from it; processes of other users are not readable."""
+    found: set[tuple[int, int]] = set()
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+    except OSError:  # (no /proc)
+        return found
+    for pid in pids:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/0") not in pipes:
+                continue
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                st = os.stat(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.add((st.st_dev, st.st_ino))
     return found
 
 

@@ -12,14 +12,14 @@ that config (a module rule's: the module's). Absolute working and
 Snakefile directories are replaced by placeholders, so a clone elsewhere keys the same.
 
 Threads and resources: a shell command keys on them through its text (`{threads}` is formatted
-into it); code that runs in Python or another language (script, notebook, wrapper, `run:`, template)
-can read `snakemake.threads`/`snakemake.resources` anywhere, which no analysis can rule out, so for
-those rules both are always keyed (except `tmpdir`, a host path, and the executor's own resources).
+into it); a `run:` block or a local script keys its threads when its code names them, and the resources it
+reads by name (`resources.mem_mb`), all of them when it uses the object otherwise (RecipeBuilder.job_values_read);
+a wrapper or template rule keys both (except `tmpdir`, a host path, and the executor's own resources).
 A Python `script:` is keyed with every local module it imports (a file or package next to it,
 transitively), since Snakemake puts the script's directory on its import path (nixlib.codefiles).
 
-What is deliberately not keyed: threads and resources of shell rules, the rule name (renaming a
-rule does not change what it computes), timestamps and host names.
+What is deliberately not keyed: threads and resources no code of the job reads (a shell rule's but through
+its text), the rule name (renaming a rule does not change what it computes), timestamps and host names.
 """
 
 from __future__ import annotations
@@ -163,6 +163,26 @@ def run_reads_config(rule: Any) -> bool:
     return bool(pydata.opaque_values(rule.run_func, _snakemakes))
 
 
+def run_reads_job(rule: Any) -> tuple[bool, frozenset[str] | None]:
+    """(whether a `run:` block may read its `threads`, the names of the `resources` it may read: None for any).
+    The block gets both as arguments; it reads them by name (`resources.mem_mb`, nixlib.pycode.parameter_reads),
+    in a `shell("sort -S {resources.mem_mb}M ...")` string, which shell() formats with the block's names, also a
+    module-level one it reads (`CMD = "bwa mem -t {threads}"`), or through its frame (`locals()`, a helper's
+    `sys._getframe(1)`): then all of them."""
+    function = rule.run_func
+    if function is None:
+        return True, None
+    strings: set[str] = set()
+    names: set[str] = set()
+    pycode.uses([function], strings=strings, attributes=names)
+    pydata.data_values(function, lambda value: None, strings)  # (only the strings: nothing rendered)
+    if not pycode.FRAME_READERS.isdisjoint(names):
+        return True, None
+    threads = pycode.parameter_reads(function, "threads") != frozenset() or any("threads" in s for s in strings)
+    own, named = pycode.parameter_reads(function, "resources"), codefiles.fields_read(strings, "resources")
+    return threads, None if own is None or named is None else own | named
+
+
 def _snakemakes(value: Any) -> bool:
     """Whether a value is one of Snakemake's own objects a Snakefile's code uses (`rules`, `checkpoints`, a logger),
     which reach the config only through a name run_reads_config looks for (`rules.x.rule.workflow.config`)."""
@@ -257,8 +277,12 @@ def reads_config(text: str) -> bool:
     """Whether a script's code (with the local code it imports or sources) may read the workflow config: it names
     `config` anywhere (`snakemake.config[...]`, `snakemake@config`, `${snakemake_config[x]}`, a comment) or uses
     its `snakemake` object other than by one of its other parts (`helpers.run(snakemake)`, `vars(snakemake)`)."""
-    if "config" in text:
-        return True
+    return "config" in text or hands_on_snakemake(text)
+
+
+def hands_on_snakemake(text: str) -> bool:
+    """Whether a script uses its `snakemake` object other than by one of its parts (`helpers.run(snakemake)`,
+    `vars(snakemake)`): whatever the object holds may be read."""
     text = _SNAKEMAKE_IMPORT.sub("", text)
     return any(not _SNAKEMAKE_PART.match(text, m.end()) for m in _SNAKEMAKE_WORD.finditer(text))
 
@@ -458,8 +482,14 @@ class RecipeBuilder:
         if kind != "shell":
             if self.may_read_config(job, kind, code):
                 meta["config"] = self.config_digest(job.rule)
-            meta["threads"] = job.threads
-            meta["resources"] = jsonable(internals.keyed_resources(job))
+            threads, read = self.job_values_read(job, kind, code)
+            if threads:
+                meta["threads"] = job.threads
+            resources = internals.keyed_resources(job)
+            if read is None or not read <= set(job.resources.keys()):  # (`resources.get`: a name no resource has)
+                meta["resources"] = jsonable(resources)
+            elif not read.isdisjoint(resources):
+                meta["resources"] = jsonable({k: v for k, v in resources.items() if k in read})
         repeats = getattr(job, "benchmark_repeats", None) if job.benchmark else None
         if isinstance(repeats, int) and repeats != 1:  # `repeat("bench/{s}.tsv", 3)`: one row per run in the file
             meta["benchmark_repeats"] = repeats
@@ -759,6 +789,19 @@ class RecipeBuilder:
         named.update(self.beside_script(local, base, words, declared))
         return digest([base, dict(sorted(named.items()))]) if named else base
 
+    def job_values_read(self, job: Any, kind: str, code: str | None) -> tuple[bool, frozenset[str] | None]:
+        """(whether the job's code may read its threads, the names of the resources it may read: None for any)
+        for a `run:` block (`run_reads_job`), a local script or notebook (`script_reads`); a wrapper, template or
+        remote script may read both. So a resource its code never reads (`mem_mb=lambda wc, attempt: 1000 *
+        attempt` under `--retries`, a `--set-resources` change) does not re-run it, as for a `shell:` command."""
+        if kind == "run":
+            return self.once(("run-reads", job.rule), lambda: run_reads_job(job.rule))
+        path = getattr(job.rule, kind, None) if kind in ("script", "notebook") else None
+        local = local_script(job, path) if path is not None else None
+        if local is None or code is None:
+            return True, None
+        return self.once(("script-reads", local, code), lambda: self.script_reads(job, local))[1:]
+
     def may_read_config(self, job: Any, kind: str, code: str | None) -> bool:
         """Whether the job's code can read the workflow config: a wrapper or a template always; a `run:` block unless
         neither it nor the code it uses names it (`run_reads_config`); a local script or notebook unless neither it
@@ -774,10 +817,11 @@ class RecipeBuilder:
         local = local_script(job, path) if path is not None else None
         if local is None or code is None:
             return True
-        return self.once(("reads-config", local, code), lambda: self.script_reads_config(job, local))
+        return self.once(("script-reads", local, code), lambda: self.script_reads(job, local))[0]
 
-    def script_reads_config(self, job: Any, local: str) -> bool:
-        """`reads_config` of a local script's text and of the local code it imports or names."""
+    def script_reads(self, job: Any, local: str) -> tuple[bool, bool, frozenset[str] | None]:
+        """(`reads_config`, whether it may read `snakemake.threads`, the resources it may read (None: any; see
+        `job_values_read`)) of a local script's text and of the local code it imports or names."""
         files = [local]
         here = os.path.dirname(os.path.abspath(local))
         if local.endswith(".py"):
@@ -791,14 +835,16 @@ class RecipeBuilder:
         files += list(self.code_files.named(words, self.where.roots(), declared))
         tails = [(w.rsplit("}", 1)[-1] if "scriptdir" in w else w).lstrip("/") for w in words]
         files += list(self.code_files.named([t for t in tails if t], [here], declared, cwd=here))
+        texts = []
         for f in dict.fromkeys(files):
             try:
-                text = Path(f).read_text(errors="replace")
+                texts.append(Path(f).read_text(errors="replace"))
             except OSError:
-                return True
-            if reads_config(text):
-                return True
-        return False
+                return True, True, None
+        if any(hands_on_snakemake(t) for t in texts):  # `helpers.run(snakemake)`: everything it holds
+            return True, True, None
+        return (any(reads_config(t) for t in texts), any("threads" in t for t in texts),
+                codefiles.fields_read(texts, "resources"))
 
     def beside_script(self, local: str, base: str, words: tuple[str, ...], declared: set[str]) -> dict[str, str]:
         """{"@{scriptdir}/<name>": digest} of the code files a script names relative to its own directory, as
