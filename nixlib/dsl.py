@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nixlib import codefiles, context, hostenv, nar, slurm, statics
+from nixlib import codefiles, context, hostenv, nar, pyimports, slurm, statics
 from nixlib import env as envmod
 from nixlib.command import CommandSyntaxError, CommandTooLong, normalise, shell_form
 from nixlib.errors import NixWorkflowError, check_readable
@@ -573,8 +573,8 @@ class _Builder:
         Snakemake's front doors do. Named relative to that directory, so a clone keys the same; and the `keyed`
         command, with that directory relocated when it can be (_relocated)."""
         words = codefiles.command_paths(command, _root())
-        if not words or not self.code_roots:
-            return {}, {}, keyed
+        if not (words or codefiles.command_modules(command)) or not self.code_roots:  # (`python -m pkg.train`: an
+            return {}, {}, keyed  # editable install's package is the project's code, though the command names no path)
         if self.code_files is None:
             self.code_files = codefiles.CodeFiles(StatMemo.for_store(default_root()))
         # A step runs in $out, so a command that names a project file by a relative path (`cd {HERE} && python
@@ -626,20 +626,23 @@ class _Builder:
 
     def _code(self, command: str, words: list[str], cds: list[str]) -> dict[str, str]:
         """{absolute path: digest} of the project's code files (a script, a `#!` tool; nixlib.codefiles) the
-        command names by absolute path inside the experiment's directory, or runs after changing into it."""
+        command names by absolute path inside the experiment's directory, or runs after changing into it, and the
+        project modules it runs (`python -m pkg.train`) or its scripts import, from the directories its Pythons
+        import from (PYTHONPATH, an editable install of the project; nixlib.pyimports)."""
         assert self.code_files is not None
-        found = self.code_files.named(words, self.code_roots, set())
+        imports = tuple(pyimports.import_dirs(command, self.code_roots, cds))  # (where its Pythons import from)
+        found = self.code_files.named(words, self.code_roots, set(), imports=imports)
         inside = tuple(r + os.sep for r in self.code_roots)
         if cds:
             relative = [w for w in codefiles.words(command) if not os.path.isabs(w)]
             for d in cds:
-                found.update(self.code_files.named(relative, self.code_roots, set(found), cwd=d))
+                found.update(self.code_files.named(relative, self.code_roots, set(found), cwd=d, imports=imports))
         modules = codefiles.command_modules(command)
-        for d in cds + codefiles.python_path_directories(command) if modules else ():
+        for d in imports if modules else ():
             for p in codefiles.module_paths(modules, d):
                 if p.startswith(inside) and p not in found:
                     try:
-                        found[p] = self.code_files.digest(p)
+                        found[p] = self.code_files.digest(p, imports=imports)
                     except codefiles.UNREADABLE:  # unreadable: the step cannot import it either
                         continue
         return found

@@ -1,0 +1,126 @@
+"""Where the Pythons a step's command runs import the project's own modules from, besides a script's directory.
+
+A project installed in development mode (`pip install -e .`, `uv pip install -e .`, `poetry install`) is imported
+through its interpreter's site-packages: a `.pth` file naming the project's source directory, or setuptools'
+`__editable___NAME_finder.py` mapping each package to it. A step running `python scripts/fit.py` (which imports
+`mlpkg.util`) or `python -m mlpkg.train` runs that source, so it is project code, keyed by content like a module
+next to the script; so is a module in a directory the command puts on PYTHONPATH. Only directories inside the
+project count: an installed package is part of the environment.
+
+The interpreters are found without running them: a word of the command that is a path to one (`.venv/bin/python`)
+or a `python`/`python3`/`python3.11` on PATH, and `python3` on PATH for a script run by its `#!` line. Their
+site-packages are those of their prefix (a venv's, beside its `pyvenv.cfg`) and the user's. Looking at more
+interpreters than run only adds project directories to look in: more keyed, never less.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import glob
+import os
+import re
+import shutil
+from collections.abc import Iterable
+
+from nixlib import codefiles
+
+_PYTHON_WORD = re.compile(r"(?<![^\s;&|(`'\"=])((?:[^\s;&|()`'\"<>]*/)?python(?:\d+(?:\.\d+)?)?)(?=[\s;&|)`'\"<>]|\Z)")
+_FINDER = re.compile(r"\b(__editable___[A-Za-z0-9_]+_finder)\b")
+_SITE_PATTERNS = ("lib/python3*/site-packages", "lib/python3*/dist-packages", "lib/python3/dist-packages",
+                  "local/lib/python3*/dist-packages")
+_EDITABLE: dict[tuple[str, int], tuple[str, ...]] = {}
+
+
+def import_dirs(command: str, roots: Iterable[str], cds: Iterable[str] = ()) -> list[str]:
+    """The directories inside the project (`roots`) that the Pythons `command` runs import project modules from:
+    those it changes into (`cds`), puts on PYTHONPATH, and those its interpreters' editable installs add."""
+    inside = tuple(os.path.abspath(r).rstrip(os.sep) + os.sep for r in roots)
+    found = [*cds, *codefiles.python_path_directories(command)]
+    if "python" in command or ".py" in command:
+        for python in interpreters(command):
+            found += [d for site in site_dirs(python) for d in editable_dirs(site)]
+    return [d for d in dict.fromkeys(os.path.abspath(d) for d in found) if (d + os.sep).startswith(inside)]
+
+
+def interpreters(command: str) -> list[str]:
+    """The Python interpreters a command may run: a word naming one by path, a bare `python…` on PATH, and PATH's
+    `python3` (a script run by its `#!/usr/bin/env python3` line)."""
+    return list(_interpreters(tuple(dict.fromkeys(_PYTHON_WORD.findall(command))), os.environ.get("PATH")))
+
+
+@functools.lru_cache(maxsize=256)
+def _interpreters(words: tuple[str, ...], path: str | None) -> tuple[str, ...]:
+    found = []
+    for word in [*words, "python3"]:
+        if os.sep not in word:
+            word = shutil.which(word, path=path) or ""
+        if os.path.isabs(word) and os.path.isfile(word):
+            found.append(word)
+    return tuple(dict.fromkeys(found))
+
+
+@functools.lru_cache(maxsize=64)
+def site_dirs(python: str) -> tuple[str, ...]:
+    """The site-packages directories of an interpreter: its prefix's (the venv's when it is one; also its real
+    executable's) and the user's (`pip install --user -e`)."""
+    prefixes = dict.fromkeys(os.path.dirname(os.path.dirname(p)) for p in (os.path.abspath(python),
+                                                                            os.path.realpath(python)))
+    patterns = [os.path.join(glob.escape(prefix), pattern) for prefix in prefixes for pattern in _SITE_PATTERNS]
+    patterns.append(os.path.join(glob.escape(os.path.expanduser("~")), ".local/lib/python3*/site-packages"))
+    return tuple(d for pattern in patterns for d in sorted(glob.glob(pattern)) if os.path.isdir(d))
+
+
+def editable_dirs(site: str) -> tuple[str, ...]:
+    """The directories the `.pth` files in `site` add to the import path: their directory lines, and the parents
+    of the packages setuptools' editable finders map (`MAPPING = {'mlpkg': '/p/src/mlpkg'}`). Memoised by the
+    directory's mtime, so installing or removing a project (pip writes its files anew) is seen at once."""
+    try:
+        key = (site, os.stat(site).st_mtime_ns)  # (installing or removing a package adds or removes a file there)
+        known = _EDITABLE.get(key)
+        if known is None:
+            names = sorted(n for n in os.listdir(site) if n.endswith(".pth"))
+            known = _EDITABLE[key] = tuple(dict.fromkeys(d for n in names for d in _pth_dirs(site, n)))
+    except OSError:
+        return ()
+    return known
+
+
+def _pth_dirs(site: str, name: str) -> list[str]:
+    try:
+        with open(os.path.join(site, name), encoding="utf-8", errors="replace") as f:
+            lines = f.read(1 << 20).splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in (raw.strip() for raw in lines):
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(("import ", "import\t")):
+            out += [d for finder in _FINDER.findall(line) for d in _finder_dirs(os.path.join(site, finder + ".py"))]
+            continue
+        directory = os.path.join(site, line)
+        if os.path.isdir(directory):
+            out.append(os.path.normpath(directory))
+    return out
+
+
+def _finder_dirs(path: str) -> list[str]:
+    """The parents of the package directories a setuptools editable finder's MAPPING names."""
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return []
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0] \
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        if isinstance(target, ast.Name) and target.id == "MAPPING" and node.value is not None:
+            try:
+                mapping = ast.literal_eval(node.value)
+            except ValueError:
+                return []
+            if isinstance(mapping, dict):
+                return [os.path.dirname(os.path.normpath(v)) for v in mapping.values() if isinstance(v, str)
+                        and os.path.isabs(v)]
+    return []
