@@ -36,7 +36,10 @@ CODE_SUFFIXES = frozenset({".py", ".r", ".rmd", ".sh", ".bash", ".zsh", ".pl", "
                            ".sed", ".js", ".mjs", ".ts", ".lua", ".m", ".do", ".sql", ".jar", ".ipynb", ".nf", ".wdl"})
 # Hashing a file this user cannot read raises one of these (nar: UnreadableFile); the step cannot read it either
 UNREADABLE = (OSError, UnstorableFile)
-SHELL_SUFFIXES = (".sh", ".bash", ".zsh")  # scripts whose named code files are keyed with them (CodeFiles.digest)
+# Scripts whose named code files beside them are keyed with them (CodeFiles.digest): every code file but Python's
+# (keyed with the modules it imports) and a jar; a file without a suffix that starts with `#!` too.
+_NOT_NAMING = frozenset({".py", ".jar"})
+_TAIL = re.compile(r"[$})][^/]*/|[})]")  # `$DIR/`, `${X%/*}/`, `$(dirname "$0")/` (split off: its tail is beside)
 MAX_SCRIPT_BYTES = 1 << 20  # a shell script's head read for the code files it names
 _SEPARATORS = r"\s;|&<>()'\"`=,:"  # what ends a path-like word of a shell command (an option's value after `=` too)
 _WORD = re.compile(f"[^{_SEPARATORS}]+")
@@ -283,6 +286,18 @@ def module_paths(names: Iterable[str], directory: str) -> list[str]:
     return [p for name in dict.fromkeys(names) for p in module_files(directory, name.split(".")[0])]
 
 
+def _names_code(path: str) -> bool:
+    """Whether a code file's digest includes the code files it names beside it (see CodeFiles._shell_named)."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix:
+        return suffix in CODE_SUFFIXES and suffix not in _NOT_NAMING
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"#!"
+    except OSError:
+        return False
+
+
 def looks_like_code(word: str) -> bool:
     """A word worth a stat: a path (it has a `/`) or a file name with a code suffix (a bare word is
     otherwise a program found on PATH, an option or an argument)."""
@@ -374,7 +389,7 @@ class CodeFiles:
         train.py changes what `bash run.sh` does)."""
         if not path.endswith(".py"):
             content = self.memo.hash(os.path.realpath(path))
-            if not path.lower().endswith(SHELL_SUFFIXES):
+            if not _names_code(path):
                 return content
             named = self._shell_named(path, _within | {os.path.abspath(path)})
             return digest([content, named]) if named else content
@@ -399,16 +414,23 @@ class CodeFiles:
         return known
 
     def _shell_named(self, path: str, within: frozenset[str]) -> dict[str, str]:
-        """{path relative to the script's directory: digest} of the code files a shell script names that lie in its
-        directory or below (relative names resolved there, where such a script usually changes first), each
-        followed once (`within`: the scripts on the way here, so two scripts naming each other end)."""
+        """{path relative to the script's directory: digest} of the code files a script (shell, R, Perl, Julia, …;
+        _names_code) names that lie in its directory or below (relative names resolved there, where such a script
+        usually changes first or which it names through its own location: `source "$(dirname "$0")/lib.sh"`,
+        `"$DIR/lib.sh"`, `"$FindBin::Bin/lib.pl"`, `file.path(here, "utils.R")`: the part after the last `$…/`,
+        `}` or `)`, and a path's last part), each followed once (`within`: the scripts on the way here, so two
+        scripts naming each other end). A name that only looks like a sibling's keys it all the same: more keyed,
+        never less."""
         here = os.path.dirname(os.path.abspath(path))
         signature = _signature(path)
         candidates = self._shell.get(signature)
         if candidates is None:
             with open(path, "rb") as f:
                 text = f.read(MAX_SCRIPT_BYTES).decode(errors="replace")
-            candidates = self._shell[signature] = tuple(w for w in words(text) if looks_like_code(w))
+            found_words = [w for w in words(text) if looks_like_code(w)]
+            tails = [t for w in found_words if "/" in w
+                     for t in (_TAIL.split(w)[-1].lstrip("/"), os.path.basename(w))]  # (`$FindBin::Bin/lib.pl`)
+            candidates = self._shell[signature] = tuple(dict.fromkeys(w for w in found_words + tails if w))
         found: dict[str, str] = {}
         for word in candidates:
             target = os.path.normpath(os.path.join(here, word))
