@@ -218,12 +218,17 @@ def _matches(pattern: str) -> list[str]:
 def script_data_words(path: str) -> tuple[str, ...]:
     """data_candidates of a project script: a Python script's string constants but those it writes
     (pycode.written_strings: `df.to_csv("out.csv")`, `torch.save(model, "ckpt.pt")`), any other script's text (an R
-    script's `read.csv("data/x.csv")`; data_words leaves out what a shell script writes). Unreadable or not Python
+    script's `read.csv("data/x.csv")`, a shell script's `"$DIR/data/ref.tsv"`; data_words leaves out what a shell
+    script writes). Unreadable or not Python
     that compiles: none (the step will say so when it runs)."""
     with open(path, "rb") as f:
         data = f.read()
     if not path.endswith(".py"):
-        return data_candidates([data.decode("utf-8", "replace")])
+        text = data.decode("utf-8", "replace")
+        # a path written through the script's own location (`"$DIR/data/ref.tsv"`, `"$(dirname "$0")/data/x"`): its
+        # tail, which the caller resolves beside the script
+        tails = [_TAIL.split(w)[-1].lstrip("/") for w in words(text) if w.startswith("/") or "$" in w]
+        return tuple(dict.fromkeys([*data_candidates([text]), *data_candidates([t for t in tails if t])]))
     try:
         code = compile(data, path, "exec", dont_inherit=True)
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # (too deeply nested: Python cannot run it either)

@@ -63,3 +63,21 @@ def test_a_scripts_digest_covers_the_code_files_it_names_beside_it(tmp_path: Pat
     before = files.digest(str(path))
     (tmp_path / sibling).write_text("f <- function(x) x + 1\n")
     assert CodeFiles(StatMemo(tmp_path / "memo2")).digest(str(path)) != before
+
+
+def test_a_data_file_a_shell_script_reads_through_its_own_location_is_keyed(tmp_path: Path) -> None:
+    """`cut -f2 "$DIR/data/ref.tsv"`, `wc -l < "$(dirname "$0")/data/ref.tsv"` in run.sh: editing the table served
+    the old result."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/ref.tsv").write_text("a\t1\nb\t2\n")
+    (tmp_path / "run.sh").write_text('#!/bin/bash\nDIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"\n'
+                                     'cut -f2 "$DIR/data/ref.tsv" > "$1/v"\nwc -l < "$(dirname "$0")/data/ref.tsv" '
+                                     '>> "$1/v"\n')
+    (tmp_path / "experiment.py").write_text(
+        f"from nixlib.dsl import output\ns = output('bash {tmp_path}/run.sh $out')\n")
+    nw("run", str(tmp_path / "experiment.py"), cwd=tmp_path, check=True)
+    result = tmp_path / "nix-workflow-output/s/v"
+    assert result.read_text() == "1\n2\n2\n"
+    (tmp_path / "data/ref.tsv").write_text("a\t5\n")
+    nw("run", str(tmp_path / "experiment.py"), cwd=tmp_path, check=True)
+    assert result.read_text() == "5\n1\n"
