@@ -421,18 +421,46 @@ def written_strings(code: types.CodeType, globs: dict[str, Any] | None = None) -
                                   and before.opname in ("LOAD_METHOD", "LOAD_ATTR", "LOAD_GLOBAL", "LOAD_NAME")):
                 found.add(value)
                 continue
-            after = ops[n + 1:n + 8]
-            if after and after[0].opname == "LOAD_CONST" and isinstance(after[0].argval, str) \
-                    and _WRITE_MODE.match(after[0].argval):
+            if _written_after(ops[n + 1:n + 8]):
                 found.add(value)
-                continue
-            rest = [i for i in after if i.opname not in _CALLING]
-            if rest and rest[0].opname in ("LOAD_METHOD", "LOAD_ATTR") and rest[0].argval in _PATH_METHODS:
-                mode = rest[1] if len(rest) > 1 else None
-                if rest[0].argval != "open" or (mode is not None and mode.opname == "LOAD_CONST"
-                                                and isinstance(mode.argval, str) and _WRITE_MODE.match(mode.argval)):
-                    found.add(value)
+        for run in _const_runs(ops):  # a path built of constants (`OUT / "runs" / "x.csv"`) written as a whole
+            end = run[-1] + 1
+            while end < len(ops) and ops[end].opname == "BINARY_OP" and ops[end].argrepr == "/":
+                end += 1
+            values = [ops[i].argval for i in run]
+            after = [i for i in ops[end:end + 9] if i.opname not in _CALLING or i.opname == "KW_NAMES"]
+            if any(v in found for v in values) or _written_after(ops[end:end + 7]) or _mode_next(after, c.co_consts):
+                found.update(_joins(values))
     return found
+
+
+def _mode_next(after: list[Any], consts: tuple[Any, ...]) -> bool:
+    """A writing mode given right after a call that built the path (`open(os.path.join(D, "r", "m.csv"), "a")`),
+    positional or as `mode=`, not another keyword's value (`sep="a"`). The keyword names: Python 3.11's KW_NAMES
+    (an index into `consts`), 3.12's constant tuple before CALL_KW."""
+    if not after or after[0].opname != "LOAD_CONST" or not isinstance(after[0].argval, str) \
+            or not _WRITE_MODE.match(after[0].argval):
+        return False
+    names: Any = None
+    if len(after) > 1 and after[1].opname == "KW_NAMES":
+        names = consts[after[1].arg] if isinstance(after[1].arg, int) and after[1].arg < len(consts) else ()
+    elif len(after) > 1 and after[1].opname == "LOAD_CONST" and isinstance(after[1].argval, tuple):
+        names = after[1].argval
+    return names is None or (isinstance(names, tuple) and names[-1:] == ("mode",))
+
+
+def _written_after(after: list[Any]) -> bool:
+    """Whether the instructions after a path's say it is written: a writing mode given with it (`open(p, "w")`), or a
+    Path method that writes (`.write_text`, `.touch`, `.open("a")`)."""
+    if after and after[0].opname == "LOAD_CONST" and isinstance(after[0].argval, str) \
+            and _WRITE_MODE.match(after[0].argval):
+        return True
+    rest = [i for i in after if i.opname not in _CALLING]
+    if not (rest and rest[0].opname in ("LOAD_METHOD", "LOAD_ATTR") and rest[0].argval in _PATH_METHODS):
+        return False
+    mode = rest[1] if len(rest) > 1 else None
+    return rest[0].argval != "open" or (mode is not None and mode.opname == "LOAD_CONST"
+                                        and isinstance(mode.argval, str) and bool(_WRITE_MODE.match(mode.argval)))
 
 
 def _writer_arguments(ops: list[Any]) -> tuple[set[int], set[int]]:
@@ -499,7 +527,47 @@ def _strings(code: types.CodeType) -> list[str]:
                 stack.append(k)
             elif isinstance(k, tuple):  # a constant list of arguments: ("Rscript", "plot.R")
                 found += [v for v in k if isinstance(v, str)]
+        found += _joined(c)
     return found
+
+
+def _joined(code: types.CodeType) -> list[str]:
+    """The paths a code object builds from consecutive string constants, as `HERE / "data" / "a.txt"`,
+    `os.path.join(HERE, "data", "b.txt")` or `.joinpath("data", "c.txt")` do: "data/a.txt" (and each shorter
+    tail of two parts or more), for a caller looking for the data files code reads beside it. Two constants
+    that only stand together (a list) give a path that names no file: looked for, never found."""
+    if sum(isinstance(k, str) for k in code.co_consts) < 2:
+        return []
+    import dis
+
+    ops = [i for i in dis.get_instructions(code) if i.opname not in ("CACHE", "EXTENDED_ARG")]
+    return [j for run in _const_runs(ops) for j in _joins([ops[i].argval for i in run])]
+
+
+def _const_runs(ops: list[Any]) -> list[list[int]]:
+    """The indices of each run of two or more one-line string constants loaded one after another, or joined by `/`
+    (`HERE / "data" / "a.txt"`; the arguments of `os.path.join(HERE, "data", "b.txt")`)."""
+    runs: list[list[int]] = []
+    run: list[int] = []
+    joined = False  # (the run so far: constants joined by `/`, else loaded one after another)
+    for n, ins in enumerate(ops):
+        if not (ins.opname == "LOAD_CONST" and isinstance(ins.argval, str) and ins.argval and "\n" not in ins.argval):
+            if not (ins.opname == "BINARY_OP" and ins.argrepr == "/"):
+                runs, run = runs + [run] if len(run) > 1 else runs, []
+            continue
+        divided = n + 1 < len(ops) and ops[n + 1].opname == "BINARY_OP" and ops[n + 1].argrepr == "/"
+        if run and (joined != divided or (not divided and run[-1] != n - 1)):  # (`open(D / "a", "w")`: "w" ends it)
+            runs, run = runs + [run] if len(run) > 1 else runs, []
+        if not run:
+            joined = divided
+        run.append(n)
+    return runs + [run] if len(run) > 1 else runs
+
+
+def _joins(parts: list[str]) -> list[str]:
+    """"a/b/c.txt" and "b/c.txt" for the parts ["a", "b", "c.txt"] (each tail of two parts or more)."""
+    parts = [p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts)]
+    return ["/".join(parts[i:]) for i in range(len(parts) - 1)]
 
 
 @functools.cache
