@@ -444,7 +444,7 @@ class SlurmAction:
                 state, exit_code = _state_of(fields)
                 output.copy()
                 news = _queue_news(job, fields)
-                never = _never_starts(job, fields) if state == "PENDING" else None
+                never = never_starts(job, fields) if state == "PENDING" else None
                 if never:  # a limit of the cluster's, not a queue: it would wait for ever (EnforcePartLimits=NO)
                     _note(build, log, f"nixworkflow: {never}")
                     raise StepFailed(build.name, never, str(build.log))
@@ -601,27 +601,79 @@ def _queue_news(job: str, fields: dict[str, str] | None) -> str:
 _PER_JOB_LIMIT = re.compile(r"(?:QOS|Assoc)Max\w*PerJob\w*")
 
 
-def _never_starts(job: str, fields: dict[str, str] | None) -> str | None:
-    """Why a pending job can never start as submitted, or None: Slurm's reason is a limit the job itself exceeds
-    (its partition's time or node limit, its QOS's or account's per-job limit). Unless the cluster rejects such a
+def cannot_start(reason: str) -> bool:
+    """Whether Slurm's reason for a pending job is a limit the job itself exceeds (its partition's time or node
+    limit, its QOS's or account's per-job limit): as submitted, it can never start."""
+    return reason in ("PartitionTimeLimit", "PartitionNodeLimit") or bool(_PER_JOB_LIMIT.fullmatch(reason))
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """Where a front door's user changes what a job asks for, named in the message of a job that can never start."""
+
+    time: str = "`time` (--slurm-time, or in the step's resources or under `slurm:` in nixworkflow.yaml)"
+    resources: str = "its resources (the --slurm-* options, the step's resources, `slurm:` in nixworkflow.yaml)"
+    partition: str = "another partition"
+
+
+def never_starts(job: str, fields: dict[str, str] | None, knobs: Knobs = Knobs()) -> str | None:
+    """Why a pending job can never start as submitted, or None (cannot_start). Unless the cluster rejects such a
     job at submission (EnforcePartLimits), Slurm keeps it pending for ever, and `nw run` would wait for ever."""
     fields = fields or {}
     reason, partition, limit = fields.get("Reason", ""), fields.get("Partition", ""), fields.get("TimeLimit", "")
-    where = f"partition {partition}" if partition not in ("", "(null)") else "its partition"
-    fix = "`time` (--slurm-time, or in the step's resources or under `slurm:` in nixworkflow.yaml)"
-    if reason == "PartitionTimeLimit":
-        why = (f"its time limit ({limit}) is longer than {where} allows (`sinfo -o '%P %l'` lists each partition's "
-               f"limit): lower {fix} or choose another partition")
-    elif reason == "PartitionNodeLimit":
-        why = (f"the nodes it asks for are outside the limits of {where} (`scontrol show partition`): change its "
-               "resources or choose another partition")
-    elif _PER_JOB_LIMIT.fullmatch(reason):
-        why = ("it asks for more than its QOS or account allows one job (`sacctmgr show qos`, `sacctmgr show "
-               "assoc`): lower its resources (the --slurm-* options, the step's resources, `slurm:` in "
-               "nixworkflow.yaml) or use another QOS or account")
-    else:
+    if not cannot_start(reason):
         return None
+    where = f"partition {partition}" if partition not in ("", "(null)") else "its partition"
+    if reason == "PartitionTimeLimit":
+        most = partition_max_time(partition) if where != "its partition" else ""
+        allows = f"MaxTime {most}" if most else "`sinfo -o '%P %l'` lists each partition's limit"
+        why = (f"its time limit ({limit}) is longer than {where} allows ({allows}): lower {knobs.time} or choose "
+               f"{knobs.partition}")
+    elif reason == "PartitionNodeLimit":
+        why = (f"the nodes it asks for are outside the limits of {where} (`scontrol show partition`): change "
+               f"{knobs.resources} or choose {knobs.partition}")
+    else:
+        why = ("it asks for more than its QOS or account allows one job (`sacctmgr show qos`, `sacctmgr show "
+               f"assoc`): lower {knobs.resources} or use another QOS or account")
     return f"Slurm job {job} can never start (Slurm's reason: {reason}): {why}; it was cancelled, nothing was stored"
+
+
+def partition_max_time(partition: str) -> str:
+    """A partition's MaxTime (`scontrol show partition`: `00:05:00`, `UNLIMITED`), "" when Slurm cannot say (a job
+    submitted to several partitions, scontrol failing). Asked only when a failure is reported."""
+    if not partition or "," in partition:
+        return ""
+    try:
+        proc = subprocess.run(["scontrol", "show", "partition", "-o", partition], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    found = re.search(r"(?:^|\s)MaxTime=(\S+)", proc.stdout) if proc.returncode == 0 else None
+    return found.group(1) if found else ""
+
+
+PENDING_BATCH = 1000  # job ids per `squeue -j` (one argument of the command line, well below its length limit)
+
+
+def pending_reasons(jobs: Iterable[str]) -> dict[str, str]:
+    """Slurm's reason for each of `jobs` still pending (`squeue -t PD`), asked in one call per PENDING_BATCH jobs,
+    whatever their number (one `scontrol show job` per job would load slurmctld); jobs no longer pending, unknown
+    to Slurm, or when squeue fails, are left out."""
+    ids = sorted(set(jobs))
+    reasons: dict[str, str] = {}
+    for i in range(0, len(ids), PENDING_BATCH):
+        batch = ids[i:i + PENDING_BATCH]
+        try:
+            proc = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i %r", "-j", ",".join(batch)],
+                                  capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        asked = set(batch)
+        for line in proc.stdout.splitlines():  # an id Slurm has forgotten makes squeue fail, but the others print
+            job, _, reason = line.strip().partition(" ")
+            if job in asked:
+                reasons[job] = reason.strip()
+    return reasons
 
 
 def job_node(job: str) -> str:

@@ -48,6 +48,7 @@ NOT_BACKENDS = ("local", "dryrun", "touch", PLUGIN)
 # What the Snakemake on a node needs to run a job in its env (the store holds the env evaluation cache);
 # the remote cache, pushing and link modes concern storing, which happens in the submitting process.
 ONWARD = ("store", "config", "env", "pure", "sandbox", "network")
+PENDING_POLL = 5.0  # seconds between two looks (one batched squeue) at the run's pending Slurm jobs
 
 _original: tuple[Any, Any] | None = None  # the plugin's own executor class and common settings
 _classes: dict[str, type] = {}
@@ -184,7 +185,9 @@ class BackendMixin:
         self._waiting: dict[Any, Outcome] = {}
         self._waiting_lock = threading.Lock()
         self._cancelled = threading.Event()  # stops a wait for Slurm to confirm a job (confirm)
-        self._in_backend: dict[Any, str] = {}  # job -> its id in the backend, while it may still run there
+        self._in_backend: dict[Any, SubmittedJobInfo] = {}  # job -> its submission, while it may still run there
+        self._never_started: set[str] = set()  # Slurm jobs failed here (never_started): the backend's reports dropped
+        self._watch_stop = threading.Event()  # stops watch_pending
         self._stopped = False  # stop_everything has run
         self._ended = threading.Event()  # set once, after a cancel, no job of ours runs in the backend any more
         super().__init__(workflow, logger)  # type: ignore[call-arg]
@@ -201,6 +204,8 @@ class BackendMixin:
         nodes = self.workflow.resource_settings.nodes
         self.serving = cf.ThreadPoolExecutor(max_workers=min(int(nodes or 1), 1024) + 4,
                                              thread_name_prefix="nixworkflow-backend")
+        if self.nixworkflow_backend == "slurm":
+            threading.Thread(target=self.watch_pending, name="nixworkflow-pending", daemon=True).start()
 
     def additional_general_args(self) -> str:
         passed = super().additional_general_args()  # type: ignore[misc]
@@ -335,17 +340,80 @@ class BackendMixin:
         super().report_job_submission(job_info)  # type: ignore[misc]
         if job_info.external_jobid is not None:  # in the backend until it is reported (and, if ours, confirmed)
             with self._waiting_lock:
-                self._in_backend[job_info.job] = str(job_info.external_jobid)
+                self._in_backend[job_info.job] = job_info
 
     def report_job_success(self, job_info: SubmittedJobInfo) -> None:
+        if self.failed_here(job_info):
+            return
         if not self.claimed(job_info, failed=False):
             self.forget(job_info)
             super().report_job_success(job_info)  # type: ignore[misc]
 
     def report_job_error(self, job_info: SubmittedJobInfo, msg: str | None = None, **kwargs: Any) -> None:
+        if not self.failed_here(job_info):
+            self.fail(job_info, msg, kwargs)
+
+    def fail(self, job_info: SubmittedJobInfo, msg: str | None, kwargs: dict[str, Any]) -> None:
         if not self.claimed(job_info, failed=True, msg=msg, kwargs=kwargs):
             self.forget(job_info)
             super().report_job_error(job_info, msg=msg, **kwargs)  # type: ignore[misc]
+
+    def failed_here(self, job_info: SubmittedJobInfo) -> bool:
+        """A job never_started failed: the backend's own later report of it (cancelled) is not passed on."""
+        with self._waiting_lock:
+            return job_info.external_jobid is not None and str(job_info.external_jobid) in self._never_started
+
+    async def check_active_jobs(self, active_jobs: list[SubmittedJobInfo]) -> Any:
+        """The backend's status check, without the jobs never_started has failed (it is not asked about them)."""
+        with self._waiting_lock:
+            gone = set(self._never_started)
+        async for job_info in super().check_active_jobs(  # type: ignore[misc]
+                [j for j in active_jobs if str(j.external_jobid) not in gone]):
+            yield job_info
+
+    def watch_pending(self) -> None:
+        """Every few seconds, one batched `squeue` over the run's jobs still in Slurm (not one query per job: with
+        many queued jobs that would load slurmctld): a job pending for a reason that means it can never start as
+        submitted (its partition's time limit, ...: nixlib.slurm.cannot_start) is failed (never_started). Slurm
+        keeps such a job pending for ever on a cluster with the default EnforcePartLimits=NO, and the Slurm plugin
+        would wait for it for ever, saying nothing."""
+        from nixlib import slurm
+
+        while not self._watch_stop.wait(PENDING_POLL):
+            with self._waiting_lock:
+                infos = {str(i.external_jobid): i for i in self._in_backend.values()}
+            if not infos:
+                continue
+            try:
+                for job_id, reason in slurm.pending_reasons(infos).items():
+                    if slurm.cannot_start(reason) and not self._watch_stop.is_set():
+                        self.never_started(infos[job_id])
+            except Exception:  # noqa: BLE001 - a failed look is retried at the next one
+                self.logger.debug("nixworkflow: looking at the pending Slurm jobs failed", exc_info=True)
+
+    def never_started(self, job_info: SubmittedJobInfo) -> None:
+        """Cancel a job Slurm can never start and fail it with nixlib.slurm's message (as `nw run --slurm` does),
+        naming the rule and what to change in Snakemake's terms. Nothing of it is stored: the submitting thread,
+        which holds the recipe's lock, gets a failure."""
+        from nixlib import slurm
+
+        job, job_id = job_info.job, str(job_info.external_jobid)
+        name = job.name if job.is_group() else job.rule.name
+        knobs = slurm.Knobs(time=f"`runtime` (in the rule's resources, --set-resources {name}:runtime=…, "
+                                 "--default-resources or the profile)",
+                            resources="its resources (the rule's resources, --set-resources, --default-resources "
+                                      "or the profile)",
+                            partition="another partition (`slurm_partition`)")
+        why = slurm.never_starts(job_id, slurm.job_fields(job_id), knobs)
+        if why is None:  # no longer pending for that reason (an administrator changed the limit)
+            return
+        with self._waiting_lock:
+            if self._cancelled.is_set():  # the run is being cancelled: its cancel ends and fails every job
+                return
+            self._never_started.add(job_id)  # from now on the backend neither asks for it nor reports it
+        slurm.cancel(job_id)
+        kind = "group" if job.is_group() else "rule"
+        self.fail(job_info, f"nixworkflow: {kind} {name} (jobid {job.jobid}): {why}. ", {})
 
     def forget(self, job_info: SubmittedJobInfo) -> None:
         """The backend has seen the job end: nothing to wait for on a cancel (ours are kept until confirmed)."""
@@ -378,6 +446,7 @@ class BackendMixin:
             return
         if self.serving is not None:
             self.serving.shutdown(wait=True)  # every job reported, its outputs stored
+        self._watch_stop.set()
         super().shutdown()  # type: ignore[misc]
         if self.local is not None:  # also the scheduler's local executor: its jobs' outputs stored before exit
             self.undo_local()
@@ -391,6 +460,7 @@ class BackendMixin:
             if self._stopped:
                 return
             self._stopped = True
+        self._watch_stop.set()
         self.end_backend_jobs()
         self._ended.set()
         with self._waiting_lock:
@@ -413,7 +483,7 @@ class BackendMixin:
         from nixlib import slurm
 
         with self._waiting_lock:
-            jobs = set(self._in_backend.values())
+            jobs = {str(i.external_jobid) for i in self._in_backend.values()}
             self._in_backend.clear()
         run = getattr(self, "run_uuid", None)  # the Slurm plugin names every job of a run by it
         if isinstance(run, str) and run:
