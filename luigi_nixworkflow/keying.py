@@ -30,7 +30,7 @@ from luigi.parameter import ParameterVisibility
 from luigi.task_register import Register
 
 from luigi_nixworkflow import settings, stepio
-from nixlib import codefiles, pycode, pydata
+from nixlib import codefiles, pycode, pydata, pyimports
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import digest
 from nixlib.runner import SEARCH_PATHS
@@ -349,27 +349,45 @@ def module_files(cls: type) -> list[str]:
         places = [os.getcwd(), *module_dirs(cls)]
     except OSError:
         places = module_dirs(cls)
+    places += import_dirs(cls, None)  # (the project's package installed in development mode: nixlib.pyimports)
     return [p for d in dict.fromkeys(places) for p in codefiles.module_paths(modules, d)]
 
 
+def import_dirs(cls: type, command: str | None, cds: Iterable[str] = ()) -> tuple[str, ...]:
+    """The project directories (inside the directory Luigi runs in or the task module's) that the Pythons a task
+    runs import its modules from besides a script's own directory (nixlib.pyimports): those of a command()'s
+    Pythons (`command`; the directories it changes into, `cds`, and PYTHONPATH= too), or, for the code of run()
+    and produce() (`command` None), those of the worker's own interpreter (`subprocess.run([sys.executable,
+    "scripts/fit.py"])`) and of PATH's python: an editable install of the project (a .pth line, setuptools'
+    finder) puts its package there."""
+    try:
+        bases = [os.getcwd(), *module_dirs(cls)]
+    except OSError:
+        bases = module_dirs(cls)
+    if command is None:
+        return tuple(pyimports.import_dirs("python", bases, pythons=(sys.executable,)))
+    return tuple(pyimports.import_dirs(command, bases, cds))
+
+
 def named_code(words: list[str], more_roots: list[str], declared: set[str], command: bool = False,
-               paths: list[str] | None = None) -> dict[str, str]:
+               paths: list[str] | None = None, imports: tuple[str, ...] = ()) -> dict[str, str]:
     """{name as written: digest} of the project's code files among `words` (nixlib.codefiles) that are not
     `declared` (the task's outputs, its plain inputs): inside the directory Luigi runs in or one of
     `more_roots` (a task module's), resolved against the former (or, failing that, the first of the latter).
     A `command` runs in its output directory, where only an absolute path names a project file: its words are
     codefiles.command_paths (the store's own paths are keyed as references, not here). `paths`, if given,
-    receives the absolute path of each (for script_data)."""
+    receives the absolute path of each (for script_data). A Python script is keyed with the project modules it
+    imports from the `imports` directories too (import_dirs: an editable install's, PYTHONPATH's)."""
     try:
         cwd = os.getcwd()
     except OSError:  # (the directory Luigi runs in was removed: only the module's directory is left)
         cwd = more_roots[0] if more_roots else "/"
     roots = [cwd, *more_roots]
     files = _code_files(settings.store_root())
-    found = files.named(words, roots, declared, cwd)
+    found = files.named(words, roots, declared, cwd, imports=imports)
     if more_roots and not command:
         found.update(files.named([w for w in words if not os.path.isabs(w)], roots, declared | set(found),
-                                 more_roots[0]))
+                                 more_roots[0], imports=imports))
     if paths is not None:
         paths += sorted(found)
     return {_written(path, cwd, more_roots): h for path, h in sorted(found.items())}

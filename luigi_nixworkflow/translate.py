@@ -169,13 +169,20 @@ def _scripts(cls: type, kind: str, command: str, root: str, declared: Callable[[
     paths (its outputs, its plain inputs). `paths` receives their absolute paths."""
     if kind == "shell":  # (it runs in its output directory: only an absolute path names a project file)
         absolute = codefiles.command_paths(command, root)
-        if not absolute:
+        modules = codefiles.command_modules(command)  # (`python -m pkg.train`: an editable install's package)
+        if not absolute and not modules:
             return {}
         cds = keying.command_dirs(cls, command)  # (`cd /proj && python train.py`: relative to where it changes into)
         words = absolute + [os.path.join(d, w) for d in cds for w in codefiles.words(command) if not os.path.isabs(w)]
-        return keying.named_code(words, keying.module_dirs(cls), declared(), command=True, paths=paths)
+        imports = keying.import_dirs(cls, command, cds)  # (where its Pythons import the project's package from)
+        words += [p for d in imports for p in codefiles.module_paths(modules, d)]
+        return keying.named_code(words, keying.module_dirs(cls), declared(), command=True, paths=paths,
+                                 imports=imports)
     words = [*keying.script_words(cls), *keying.module_files(cls)]
-    return keying.named_code(words, keying.module_dirs(cls), declared(), paths=paths) if words else {}
+    if not words:
+        return {}
+    return keying.named_code(words, keying.module_dirs(cls), declared(), paths=paths,
+                             imports=keying.import_dirs(cls, None))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -32,13 +32,17 @@ _SITE_PATTERNS = ("lib/python3*/site-packages", "lib/python3*/dist-packages", "l
 _EDITABLE: dict[tuple[str, int], tuple[str, ...]] = {}
 
 
-def import_dirs(command: str, roots: Iterable[str], cds: Iterable[str] = ()) -> list[str]:
+def import_dirs(command: str, roots: Iterable[str], cds: Iterable[str] = (), pythons: Iterable[str] = ()
+                ) -> list[str]:
     """The directories inside the project (`roots`) that the Pythons `command` runs import project modules from:
-    those it changes into (`cds`), puts on PYTHONPATH, and those its interpreters' editable installs add."""
+    those it changes into (`cds`), puts on PYTHONPATH, and those its interpreters' editable installs add; also
+    those of the `pythons` given (absolute paths of interpreters known to run the code without the command naming
+    them: Snakemake's own for a `script:`, a Luigi worker's `sys.executable` for the scripts a task starts)."""
     inside = tuple(os.path.abspath(r).rstrip(os.sep) + os.sep for r in roots)
     found = [*cds, *codefiles.python_path_directories(command)]
-    if "python" in command or ".py" in command:
-        for python in interpreters(command):
+    pythons = tuple(p for p in pythons if p and os.path.isabs(p))
+    if pythons or "python" in command or ".py" in command:
+        for python in dict.fromkeys([*pythons, *interpreters(command)]):
             found += [d for site in site_dirs(python) for d in editable_dirs(site)]
     return [d for d in dict.fromkeys(os.path.abspath(d) for d in found) if (d + os.sep).startswith(inside)]
 

@@ -36,7 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nixlib import base32, codefiles, pycode, pydata
+from nixlib import base32, codefiles, pycode, pydata, pyimports
 from nixlib.command import CommandSyntaxError, normalise
 from nixlib.env import ResolvedEnv
 from nixlib.errors import NixWorkflowError
@@ -76,7 +76,7 @@ def param_texts(value: Any) -> list[str]:
     return list(dict.fromkeys([*texts, *(w for t in texts for w in codefiles.data_words(t))])) if texts else []
 
 
-def run_digest(rule: Any, relocate: Any = None) -> tuple[str, tuple[str, ...], frozenset[str]]:
+def run_digest(rule: Any, relocate: Any = None) -> tuple[str, tuple[str, ...], frozenset[str], tuple[str, ...]]:
     """A `run:` block's key: its source, and the module-level code it uses (nixlib.pycode: the Snakefile's
     helper functions and classes, plain values, local modules), so editing a helper re-runs the rule; with the
     path-like words of the string constants of that code (`shell("python scripts/clean.py {input}")`), among
@@ -85,7 +85,9 @@ def run_digest(rule: Any, relocate: Any = None) -> tuple[str, tuple[str, ...], f
     nixlib.pydata): `TABLE = workflow.source_path("t.tsv")`, a copy in a new temporary directory every run, keys
     as its original's path (its content is keyed as the code files named are, below). Last,
     the top-level names of the modules that code imports inside functions (`import helpers` in the block),
-    whose local files are keyed by content per job (`RecipeBuilder.imported_modules`)."""
+    whose local files are keyed by content per job (`RecipeBuilder.imported_modules`), and the modules its
+    commands run with `python -m` (`shell("python -m pkg.train {output}")`, `[sys.executable, "-m", "pkg.train"]`),
+    whose files are found per job (`RecipeBuilder.code`)."""
     own = sha((rule.run_func_src or "").encode())
     strings: set[str] = set()
     imports: set[str] = set()
@@ -94,7 +96,9 @@ def run_digest(rule: Any, relocate: Any = None) -> tuple[str, tuple[str, ...], f
     data = relocate(data) if relocate is not None and data else data
     code = digest([own, uses, data]) if data else digest([own, uses]) if uses else own
     found = (w for text in sorted(strings) for w in codefiles.words(text) if codefiles.looks_like_code(w))
-    return code, tuple(dict.fromkeys(found)), frozenset(imports)
+    modules = [m for text in sorted(strings) for m in codefiles.command_modules(text)]
+    modules += codefiles.run_modules(pycode.ordered_strings([rule.run_func])) if rule.run_func is not None else []
+    return code, tuple(dict.fromkeys(found)), frozenset(imports), tuple(dict.fromkeys(modules))
 
 
 def local_script(job: Any, path: str) -> str | None:
@@ -699,9 +703,14 @@ class RecipeBuilder:
             return "wrapper", f"wrapper: {name}", self.wrapper_digest(job, name)
         if rule.template_engine is not None:
             return "template", f"template_engine: {rule.template_engine}", None
-        code, words, imports = self.once(("run", rule.run_func_src, rule.run_func),
-                                         lambda: run_digest(rule, self.where.values))
-        named = self.code_files.named(words, self.where.roots(), declared_paths(job)) if words else {}
+        code, words, imports, modules = self.once(("run", rule.run_func_src, rule.run_func),
+                                                  lambda: run_digest(rule, self.where.values))
+        # (its shell() commands' Pythons, and Snakemake's own: the project's package installed in development mode)
+        where = tuple(pyimports.import_dirs("python", self.where.roots(), pythons=(sys.executable,))) \
+            if words or modules else ()
+        words += tuple(p for d in dict.fromkeys([self.where.workdir, *where])
+                       for p in codefiles.module_paths(modules, d))
+        named = self.code_files.named(words, self.where.roots(), declared_paths(job), imports=where) if words else {}
         named.update(self.sourced(list(words), declared_paths(job)))
         named.update(self.imported_modules(rule, imports))
         if named:
@@ -737,12 +746,15 @@ class RecipeBuilder:
         """{logical path: digest} of the project's code files a shell command names without declaring them
         (`python scripts/clean.py {input}`, `./bin/tool`; nixlib.codefiles): editing one changes what the job
         computes, as editing the command does. So is a project module it runs with `python -m pkg.tool` (found
-        in the working directory, first on such a Python's import path): every .py file of its package."""
+        in the working directory, first on such a Python's import path): every .py file of its package. The
+        project's own package installed in development mode in the command's Python (an editable install's .pth or
+        finder; PYTHONPATH=: nixlib.pyimports) is looked for there too, for `-m` and for what its scripts import."""
         words = codefiles.words(command)
         modules = codefiles.command_modules(command)
-        if modules:
-            words += codefiles.module_paths(modules, self.where.workdir)
-        found = self.code_files.named(words, self.where.roots(), declared_paths(job))
+        imports = tuple(pyimports.import_dirs(command, self.where.roots()))
+        for directory in dict.fromkeys([self.where.workdir, *imports]) if modules else ():
+            words += codefiles.module_paths(modules, directory)
+        found = self.code_files.named(words, self.where.roots(), declared_paths(job), imports=imports)
         found.update(self.sourced(words, declared_paths(job)))
         return {self.where.path(path): h for path, h in sorted(found.items())}
 
@@ -779,8 +791,9 @@ class RecipeBuilder:
                 base = sha(f.read())
             if local is None:
                 return base
-        else:
-            base = self.code_files.digest(local)
+        else:  # (run by Snakemake's own interpreter: the project's package installed in development mode in it)
+            imports = tuple(pyimports.import_dirs("", self.where.roots(), pythons=(sys.executable,)))
+            base = self.code_files.digest(local, imports=imports)
             extra = self.path_modules(local, base)
             base = digest([base, extra]) if extra else base
         words = self.once(("script-words", local, base), lambda: script_words(local))
