@@ -11,6 +11,7 @@ import json
 import math
 import os
 import select
+import shlex
 import signal
 import sys
 import threading
@@ -659,7 +660,7 @@ def cmd_why(args: argparse.Namespace) -> int:
         hint = plan.suggest(args.step, list(summary))
         raise NixWorkflowError(f"no step '{args.step}' in the last `nw run` here ({out_dir}).{hint} Give the "
                                f"experiment file: nw why {args.step} --file experiment.py")
-    workflow = _load(file, _arguments_of_last_run(args, entry))
+    workflow = _load_as_last_run(file, args, entry)
     plan.check_targets(workflow, [args.step])
     sources = {h: str(s.source) for h, s in workflow.statics.items() if s.source is not None}
     report = plan.why(store, workflow.recipes[args.step], out_dir, sources)
@@ -966,9 +967,28 @@ def _step_of_last_run(args: argparse.Namespace, command: str) -> tuple[Any, Any]
     if not file:
         raise NixWorkflowError(f"no step '{args.step}' in the last `nw run` here ({args.out_link}). Give the "
                                f"experiment file: nw {command} {args.step} --file experiment.py")
-    workflow = _load(file, _arguments_of_last_run(args, entry))
+    workflow = _load_as_last_run(file, args, entry)
     plan.check_targets(workflow, [args.step])
     return file, workflow.recipes[args.step]
+
+
+def _load_as_last_run(file: str, args: argparse.Namespace, entry: Any) -> Any:
+    """_load with _arguments_of_last_run; an error says which arguments came from the last run's record (the user
+    gave none: `takes no parameter lr (given by --arg/--argstr)` alone would point at a command line without one)."""
+    from nixlib.lineage import LAST_RUN
+
+    given = arguments.from_args(args)
+    used = _arguments_of_last_run(args, entry)
+    try:
+        return _load(file, used)
+    except NixWorkflowError as e:
+        if not used or used == given:
+            raise
+        words = [f"--{kind} {name} {shlex.quote(text)}" for kind, name, text in used.nix]
+        words += ["--", *map(shlex.quote, used.argv)] if used.argv else []
+        raise NixWorkflowError(f"{str(e).rstrip('.')}. The arguments are those the last `nw run` here evaluated "
+                               f"{file} with ({' '.join(words)}), as recorded in {Path(args.out_link) / LAST_RUN}: "
+                               f"give others on the command line, or --file {file} for none.") from None
 
 
 def _arguments_of_last_run(args: argparse.Namespace, entry: Any) -> arguments.Arguments:

@@ -346,6 +346,74 @@ def parameter_reads(function: Any, name: str) -> frozenset[str] | None:
     return frozenset(read)
 
 
+def unseen_templates(function: Any, formatter: Callable[[str, Any], bool]) -> bool:
+    """Whether a function's code (or the code nested in it) calls a formatter that reads its caller's names
+    (`formatter(name, module-level value)`: Snakemake's shell()) with a template that is not text the code holds: a
+    string constant, a local set only to string constants, a module-level string (`CMD`, `lib.CMD`) or a constant
+    key of a module-level container (`config["cmd"]`). Any other template (`shell(open(t).read())`, a computed
+    one) may name any of the caller's locals (`{resources.mem_mb}`, `{threads}`): a caller keys all of them. Also
+    True when the formatter is used other than by a direct call, or code positions are missing."""
+    import dis
+
+    code = getattr(_function(function), "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return True
+    globs = getattr(_function(function), "__globals__", {})
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+        ops = [i for i in dis.get_instructions(c) if i.opname not in ("CACHE", "EXTENDED_ARG", "PUSH_NULL", "PRECALL",
+                                                                        "KW_NAMES")]
+        constant = {o.argval for o in ops if o.opname in _STORES | {"STORE_GLOBAL"}} - {
+            o.argval for n, o in enumerate(ops) if o.opname in _STORES | {"STORE_GLOBAL"}
+            and not (n and ops[n - 1].opname == "LOAD_CONST" and isinstance(ops[n - 1].argval, str))}
+        for i, ins in enumerate(ops):
+            if ins.opname not in ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_ATTR", "LOAD_METHOD", "LOAD_DEREF") \
+                    or not isinstance(ins.argval, str) or not formatter(ins.argval, globs.get(ins.argval)):
+                continue
+            start = _start(ins)
+            end = next((k for k in range(i + 1, len(ops)) if ops[k].opname in _CALLS and _start(ops[k]) == start),
+                       None)
+            if start is None or end is None:
+                return True
+            arguments = ops[i + 1:end]
+            if not arguments:
+                continue
+            if arguments[0].opname in ("LOAD_ATTR", "LOAD_METHOD") and _start(arguments[0]) == start:
+                continue  # (an attribute of it: `shell.executable("bash")` formats nothing)
+            first = _start(arguments[0])
+            if first is None or first < (ins.positions.end_lineno, ins.positions.end_col_offset):
+                return True
+            last = max(_span(o)[1] for o in arguments if _start(o) == first)
+            template = [o for o in arguments if _inside(_span(o), (first, last))]
+            if not _held_text(template, constant, globs):
+                return True
+    return False
+
+
+def _held_text(ops: list[Any], constant: set[str], globs: dict[str, Any]) -> bool:
+    """Whether the instructions that compute a template give text the code holds (see unseen_templates)."""
+    kinds = [o.opname for o in ops]
+    if kinds == ["LOAD_CONST"]:
+        return isinstance(ops[0].argval, str)
+    if len(ops) == 1 and kinds[0] in _LOADS and (ops[0].argval in constant or kinds[0] != "LOAD_NAME"):
+        return ops[0].argval in constant
+    if not ops or kinds[0] not in ("LOAD_GLOBAL", "LOAD_NAME") or ops[0].argval not in globs:
+        return False
+    value = globs[ops[0].argval]
+    if kinds == ["LOAD_GLOBAL"] or kinds == ["LOAD_NAME"]:
+        return isinstance(value, str)
+    if kinds[1:] == ["LOAD_ATTR"] and isinstance(value, types.ModuleType) and _user_module(value):
+        return isinstance(getattr(value, ops[1].argval, None), str)
+    if kinds[1:] == ["LOAD_CONST", "BINARY_SUBSCR"] and isinstance(value, (dict, list, tuple)):
+        try:
+            return isinstance(value[ops[1].argval], str)
+        except (KeyError, IndexError, TypeError):
+            return False
+    return False
+
+
 def ordered_strings(functions: Iterable[Any]) -> list[str]:
     """The string constants of the functions' code (and the code nested in it) in the order each code object
     holds them, which is the order they are first written in: `[sys.executable, "-m", "pkg.tool"]` keeps "-m"

@@ -84,7 +84,7 @@ def hashed_without(memo: StatMemo, real: str, excluded: list[str]) -> dict[str, 
                 h, linked = hashed(memo, os.path.realpath(full))
                 out[path] = h
                 out.update((f"{path}/{r}", lh) for r, lh in linked.items())
-            elif () not in skip[name] and os.path.isdir(full) and not os.path.islink(full):
+            elif () not in skip[name] and os.path.isdir(full):  # (a link to a directory too: read through it)
                 stack.append((path, skip[name]))
     return out
 

@@ -180,11 +180,39 @@ def run_reads_job(rule: Any) -> tuple[bool, frozenset[str] | None]:
     names: set[str] = set()
     pycode.uses([function], strings=strings, attributes=names)
     pydata.data_values(function, lambda value: None, strings)  # (only the strings: nothing rendered)
-    if not pycode.FRAME_READERS.isdisjoint(names):
-        return True, None
-    threads = pycode.parameter_reads(function, "threads") != frozenset() or any("threads" in s for s in strings)
+    if not pycode.FRAME_READERS.isdisjoint(names) or pycode.unseen_templates(function, _formats_locals):
+        return True, None  # (`shell(open("cmd.txt").read())`: a template no string of the code holds)
+    threads = pycode.parameter_reads(function, "threads") != frozenset() or any(
+        "threads" in s or THREAD_VARIABLES.search(s) for s in strings)
     own, named = pycode.parameter_reads(function, "resources"), codefiles.fields_read(strings, "resources")
     return threads, None if own is None or named is None else own | named
+
+
+# The variables Snakemake's shell() sets to the job's threads for the command it runs (also a script's: a `script:`
+# job runs by shell()): a command or code naming one reads the threads.
+THREAD_VARIABLES = re.compile(r"(?:OMP|GOTO|OPENBLAS|MKL|NUMEXPR)_NUM_THREADS|VECLIB_MAXIMUM_THREADS")
+
+
+def _formats_locals(name: str, value: Any) -> bool:
+    """Whether a name the code calls is Snakemake's shell() or format(), which format a template with the caller's
+    names (a `run:` block's `resources` and `threads`)."""
+    from snakemake import utils
+    from snakemake.shell import shell
+
+    return name == "shell" or value is shell or value is utils.format
+
+
+# A Python script's call of shell() or format() (not a method's `.format(`), and a template that is string literals
+# of its text (a script's shell() formats with its globals: `{snakemake.resources.mem_mb}`).
+_FORMAT_CALL = re.compile(r"(?<![\w.])(?:shell|format)\s*\(|\b(?:snakemake\.shell|utils\.format)\s*\(")
+_PY_LITERAL = r"""[rRuU]?(?:\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')"""
+_LITERAL_TEMPLATE = re.compile(rf"\s*(?:{_PY_LITERAL}\s*)+[,)]")
+
+
+def unseen_template(text: str) -> bool:
+    """Whether a Python script calls shell() or format() with a template that is not literal text of it
+    (`shell(open("cmd.txt").read())`, `shell(cmd)`): which part of `snakemake` it reads is then unknown."""
+    return any(not _LITERAL_TEMPLATE.match(text, m.end()) for m in _FORMAT_CALL.finditer(text))
 
 
 def _snakemakes(value: Any) -> bool:
@@ -483,6 +511,8 @@ class RecipeBuilder:
         }
         if code is not None:
             meta["code"] = code
+        if kind == "shell" and THREAD_VARIABLES.search(command):  # (`echo $OMP_NUM_THREADS`: Snakemake sets it)
+            meta["threads"] = job.threads
         if kind != "shell":
             if self.may_read_config(job, kind, code):
                 meta["config"] = self.config_digest(job.rule)
@@ -854,9 +884,10 @@ class RecipeBuilder:
                 texts.append(Path(f).read_text(errors="replace"))
             except OSError:
                 return True, True, None
-        if any(hands_on_snakemake(t) for t in texts):  # `helpers.run(snakemake)`: everything it holds
-            return True, True, None
-        return (any(reads_config(t) for t in texts), any("threads" in t for t in texts),
+        python = [t for f, t in zip(dict.fromkeys(files), texts, strict=True) if f.endswith((".py", ".ipynb"))]
+        if any(hands_on_snakemake(t) for t in texts) or any(unseen_template(t) for t in python):
+            return True, True, None  # `helpers.run(snakemake)`, `shell(open(t).read())`: everything it holds
+        return (any(reads_config(t) for t in texts), any("threads" in t or THREAD_VARIABLES.search(t) for t in texts),
                 codefiles.fields_read(texts, "resources"))
 
     def beside_script(self, local: str, base: str, words: tuple[str, ...], declared: set[str]) -> dict[str, str]:
