@@ -23,6 +23,7 @@ import collections
 import functools
 import glob
 import hashlib
+import json
 import os
 import re
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
@@ -33,7 +34,9 @@ from nixlib.statmemo import StatMemo
 from nixlib.trees import UnstorableFile
 
 CODE_SUFFIXES = frozenset({".py", ".r", ".rmd", ".sh", ".bash", ".zsh", ".pl", ".pm", ".rb", ".jl", ".awk",
-                           ".sed", ".js", ".mjs", ".ts", ".lua", ".m", ".do", ".sql", ".jar", ".ipynb", ".nf", ".wdl"})
+                           ".sed", ".js", ".mjs", ".ts", ".lua", ".m", ".do", ".sql", ".jar", ".ipynb", ".nf", ".wdl",
+                           ".mk"})
+MAKEFILES = ("GNUmakefile", "makefile", "Makefile")  # what `make` reads without -f, in its order
 # Hashing a file this user cannot read raises one of these (nar: UnreadableFile); the step cannot read it either
 UNREADABLE = (OSError, UnstorableFile)
 # Scripts whose named code files beside them are keyed with them (CodeFiles.digest): every code file but Python's
@@ -215,6 +218,26 @@ def _matches(pattern: str) -> list[str]:
         return []
 
 
+_MAGIC = re.compile(rb"^([ \t]*)[%!].*$", re.MULTILINE)  # IPython's `%matplotlib inline`, `!pip install …`
+
+
+def notebook_code(data: bytes) -> bytes:
+    """The Python source of a Jupyter notebook's code cells, one after another (IPython magics and shell escapes
+    made `pass`); empty if the file is no notebook JSON."""
+    try:
+        cells = json.loads(data).get("cells", [])
+    except (ValueError, AttributeError, RecursionError):
+        return b""
+    parts = []
+    for cell in cells if isinstance(cells, list) else ():
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            source = cell.get("source", "")
+            text = "".join(source) if isinstance(source, list) and all(isinstance(x, str) for x in source) \
+                else source if isinstance(source, str) else ""
+            parts.append(_MAGIC.sub(rb"\1pass", text.encode(errors="replace")))
+    return b"\n".join(parts)
+
+
 def script_data_words(path: str) -> tuple[str, ...]:
     """data_candidates of a project script: a Python script's string constants but those it writes
     (pycode.written_strings: `df.to_csv("out.csv")`, `torch.save(model, "ckpt.pt")`), any other script's text (an R
@@ -223,12 +246,18 @@ def script_data_words(path: str) -> tuple[str, ...]:
     that compiles: none (the step will say so when it runs)."""
     with open(path, "rb") as f:
         data = f.read()
-    if not path.endswith(".py"):
+    if path.endswith(".ipynb"):  # a notebook: its code cells' (`pd.read_csv("data/x.csv")`), as a Python script's
+        data = notebook_code(data)
+    elif not path.endswith(".py"):
         text = data.decode("utf-8", "replace")
+        written: set[str] = set()
+        if os.path.basename(path) in MAKEFILES or path.endswith(".mk"):  # a rule's targets are written: left out
+            written = {w for m in _MAKE_TARGETS.finditer(text) for w in m.group(1).split()}
         # a path written through the script's own location (`"$DIR/data/ref.tsv"`, `"$(dirname "$0")/data/x"`): its
         # tail, which the caller resolves beside the script
         tails = [_TAIL.split(w)[-1].lstrip("/") for w in words(text) if w.startswith("/") or "$" in w]
-        return tuple(dict.fromkeys([*data_candidates([text]), *data_candidates([t for t in tails if t])]))
+        return tuple(dict.fromkeys([*data_candidates([text], written),
+                                    *data_candidates([t for t in tails if t], written)]))
     try:
         code = compile(data, path, "exec", dont_inherit=True)
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # (too deeply nested: Python cannot run it either)
@@ -279,6 +308,164 @@ def run_modules(words: Sequence[str]) -> list[str]:
     return found
 
 
+# `make` (or `gmake`) starting a simple command, with its operands (group 1)
+_MAKE = re.compile(r"(?:^|[|;&(`\n])[ \t]*(?:[A-Za-z_]\w*=\S*[ \t]+)*(?:\S*/)?g?make(?![\w.-])"
+                   r"((?:[ \t]+(?:'[^']*'|\"[^\"]*\"|[^\s;|&<>()`'\"]+))*)")
+
+
+def make_files(command: str, cds: Sequence[str] = ()) -> list[str]:
+    """The makefiles the `make` runs of a command read: `-f FILE` (`--file=`, `--makefile=`), else the first of
+    MAKEFILES in its directory: `-C DIR` (`--directory=`), else a directory the command changes into (`cds`:
+    `cd /p && make`). Existing files only; the caller keys them as code (with the scripts their recipes run)."""
+    if "make" not in command:
+        return []
+    found: list[str] = []
+    for m in _MAKE.finditer(command):
+        operands = [w.strip("'\"") for w in _OPERAND.findall(m.group(1))]
+        directory, files, n = None, [], 0
+        while n < len(operands):
+            w, value = operands[n], operands[n + 1] if n + 1 < len(operands) else None
+            for short, longs, into in (("-C", ("--directory",), "d"), ("-f", ("--file", "--makefile"), "f")):
+                if w == short or w in longs:
+                    got, n = value, n + 1
+                elif w.startswith(short) and len(w) > 2:
+                    got = w[2:]
+                elif w.startswith(tuple(f"{x}=" for x in longs)):
+                    got = w.split("=", 1)[1]
+                else:
+                    continue
+                if got and into == "d":
+                    directory = got if directory is None else os.path.join(directory, got)
+                elif got:
+                    files.append(got)
+                break
+            n += 1
+        bases = [directory] if directory and os.path.isabs(directory) else \
+            [os.path.join(d, directory or "") for d in cds]
+        for base in bases:
+            if files:
+                found += [p for f in files for p in (os.path.normpath(os.path.join(base, f)),) if os.path.isfile(p)]
+            else:
+                found += [p for p in (os.path.join(base, n) for n in MAKEFILES) if os.path.isfile(p)][:1]
+    return [os.path.normpath(p) for p in dict.fromkeys(found)]
+
+
+# `python3 -c 'import helpers; …'` (also after other options: `python -u -c "…"`): the code, group 1, 2 or 3
+_INLINE = re.compile(r"(?:^|[\s;&|(`/])python[0-9.]*(?:[ \t]+-[A-Za-bd-z]+)*[ \t]+-c[ \t]*"
+                     r"(?:'([^']*)'|\"((?:[^\"\\]|\\.)*)\"|([^\s;|&<>()'\"`]+))")
+
+
+def inline_modules(command: str, directories: Iterable[str]) -> list[str]:
+    """The files of the project modules the Python code a command gives with `-c` imports (`cd /p && python3 -c
+    'import helpers; helpers.main()'`), found in `directories` (where its Python imports from: a directory it
+    changes into, PYTHONPATH's, an editable install's): a module, or every file of a package. The caller keys each
+    as code, with what it imports."""
+    if "-c" not in command or "python" not in command:
+        return []
+    names: set[str] = set()
+    for m in _INLINE.finditer(command):
+        code = m.group(1) if m.group(1) is not None else m.group(2) if m.group(2) is not None else m.group(3)
+        names |= imported_names(code.encode(errors="replace")) if "import" in code else set()
+    return [p for d in directories for n in sorted(names) for p in module_files(d, n)]
+
+
+# Hydra's config directory on the command line (`--config-path /p/conf`, `-cp conf`, `--config-dir=/p/extra`)
+_CONFIG_DIR_OPTION = re.compile(r"(?:^|[\s;&|(`])(?:--config-path|--config-dir|-cp|-cd)(?:[ \t]+|=)"
+                                r"(?:'([^']+)'|\"([^\"$`\\]+)\"|([^\s;|&<>()'\"`]+))")
+CONFIG_SUFFIXES = (".yaml", ".yml")  # what a config directory holds that the program reads (Hydra's)
+_CONFIG_LIMIT = 10_000  # (files of one config directory keyed at most)
+# Where Hydra, Lightning, W&B and MLflow write a run's files (a `.hydra/config.yaml`, an `hparams.yaml`), in the
+# current directory: below a config directory (`config_path="."` in a project the step changes into), never keyed
+_RUN_DIRS = frozenset({"outputs", "multirun", "lightning_logs", "wandb", "mlruns"})
+
+
+def command_config_dirs(command: str) -> list[str]:
+    """The config directories a command gives a Hydra app (`--config-path`, `--config-dir`, `-cp`, `-cd`), as
+    written: a program reads its configs there and writes nothing there (its runs go to `outputs/`)."""
+    if "-c" not in command:
+        return []
+    return [m.group(1) or m.group(2) or m.group(3) for m in _CONFIG_DIR_OPTION.finditer(command)]
+
+
+def script_config_dirs(path: str) -> tuple[str, ...]:
+    """The config directories a Python script names by a constant `config_path=`/`config_dir=` keyword
+    (`@hydra.main(config_path="conf", config_name="config")`, `initialize(config_path="../conf")`): relative to the
+    script's directory, as Hydra takes them. None for another script, or one that does not compile."""
+    if not path.endswith(".py"):
+        return ()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if b"config_path" not in data and b"config_dir" not in data:
+            return ()
+        tree = ast.parse(data)
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return ()
+    return tuple(dict.fromkeys(k.value.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+                               for k in node.keywords if k.arg in ("config_path", "config_dir")
+                               and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)
+                               and k.value.value))
+
+
+def config_files(directory: str) -> list[str]:
+    """The config files (CONFIG_SUFFIXES) under a config directory, at any depth, hidden ones left out, sorted: a
+    Hydra app composes its config from any of them (`model=vit` on its command line reads conf/model/vit.yaml), so
+    each is keyed by content and adding one re-runs the step too."""
+    found: list[str] = []
+    for d, dirs, files in os.walk(directory):
+        dirs[:] = sorted(x for x in dirs if not x.startswith(".") and x not in _RUN_DIRS)
+        found += [os.path.join(d, f) for f in sorted(files) if f.endswith(CONFIG_SUFFIXES) and not f.startswith(".")]
+        if len(found) >= _CONFIG_LIMIT:
+            break
+    return found[:_CONFIG_LIMIT]
+
+
+def config_includes(path: str, root: str) -> list[str]:
+    """The other config files a YAML config includes by name, existing ones only: the entries of a `defaults:` list
+    (Hydra, OmegaConf-style loaders: `- base`, `- model: resnet`, `- override /optim: adam`, beside it or under the
+    primary config's directory `root`) and `_base_`/`_BASE_` (mmcv, detectron2: a path relative to it). A file that
+    is no YAML mapping includes nothing."""
+    import yaml  # (here: most steps name no config; 20 ms at import)
+
+    try:
+        with open(path, "rb") as f:
+            text = f.read(MAX_SCRIPT_BYTES + 1)
+        if len(text) > MAX_SCRIPT_BYTES or not any(k in text for k in (b"defaults", b"_base_", b"_BASE_")):
+            return []
+        loaded = yaml.safe_load(text)
+    except (OSError, ValueError, RecursionError, MemoryError, yaml.YAMLError):
+        return []
+    if not isinstance(loaded, dict):
+        return []
+    names: list[str] = []
+    for key in ("_base_", "_BASE_"):
+        value = loaded.get(key)
+        names += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+    defaults = loaded.get("defaults")
+    for entry in defaults if isinstance(defaults, list) else ():
+        if isinstance(entry, str) and entry != "_self_":
+            names.append(entry)
+        elif isinstance(entry, dict):
+            for group, options in entry.items():
+                group = str(group).split()[-1].split("@")[0] if str(group).split() else ""
+                for option in options if isinstance(options, list) else [options]:
+                    if isinstance(option, str) and group:
+                        names.append(f"{group}/{option}")
+    here = os.path.dirname(os.path.abspath(path))
+    found = []
+    for name in names:
+        for base in dict.fromkeys([here, os.path.abspath(root)]):
+            target = os.path.normpath(os.path.join(base, name.lstrip("/") if name.startswith("/") else name))
+            for candidate in (target, *(target + s for s in CONFIG_SUFFIXES)):
+                if os.path.isfile(candidate):
+                    found.append(candidate)
+    return list(dict.fromkeys(found))
+
+
+# A rule's targets (`results/a.csv out/b.csv: data/in.csv`): what make writes, not data it reads
+_MAKE_TARGETS = re.compile(r"^([^\t#:=\n][^:=\n]*?)[ \t]*::?(?![=])", re.MULTILINE)
+
+
 def command_modules(command: str) -> list[str]:
     """The modules a shell command runs with `python -m NAME` (see run_modules)."""
     return run_modules(_WORD.findall(command)) if "-m" in command else []
@@ -293,6 +480,8 @@ def module_paths(names: Iterable[str], directory: str) -> list[str]:
 
 def _names_code(path: str) -> bool:
     """Whether a code file's digest includes the code files it names beside it (see CodeFiles._shell_named)."""
+    if os.path.basename(path) in MAKEFILES:
+        return True
     suffix = os.path.splitext(path)[1].lower()
     if suffix:
         return suffix in CODE_SUFFIXES and suffix not in _NOT_NAMING
@@ -330,6 +519,8 @@ class CodeFiles:
         self._python: dict[tuple[str, int, int, int, int], tuple[str, set[str]]] = {}
         self._shell: dict[tuple[str, int, int, int, int], tuple[str, ...]] = {}
         self._data: dict[tuple[str, int, int, int, int], tuple[str, ...]] = {}
+        self._configs: dict[tuple[str, int, int, int, int], tuple[str, ...]] = {}
+        self._includes: dict[tuple[tuple[str, int, int, int, int], str], list[str]] = {}
 
     def named(self, candidates: Iterable[str], roots: Iterable[str], declared: set[str],
               cwd: str | None = None, imports: tuple[str, ...] = ()) -> dict[str, str]:
@@ -397,17 +588,43 @@ class CodeFiles:
             if not _names_code(path):
                 return content
             named = self._shell_named(path, _within | {os.path.abspath(path)})
+            if path.endswith(".ipynb"):  # a notebook: what its code cells import too (nbconvert runs it beside it)
+                script, names = self.python_file(path)
+                modules, elsewhere = self._imported(names, os.path.dirname(os.path.abspath(path)), imports)
+                named = {**named, **{f"import:{k}": v for k, v in {**modules, **elsewhere}.items()}}
             return digest([content, named]) if named else content
         script, names = self.python_file(path)
-        here = os.path.dirname(os.path.abspath(path))
+        modules, elsewhere = self._imported(names, os.path.dirname(os.path.abspath(path)), imports)
+        if elsewhere:
+            return digest([script, modules, elsewhere])
+        return digest([script, modules]) if modules else script
+
+    def _imported(self, names: set[str], here: str, imports: tuple[str, ...]
+                  ) -> tuple[dict[str, str], dict[str, str]]:
+        """({path: content hash} of the project modules `names` are beside `here`, and of those not there that are in
+        the `imports` directories), each followed through what it imports."""
         modules = local_modules(names, here, self.python_file)
         elsewhere: dict[str, str] = {}  # (relative to their directory: a clone elsewhere keys alike)
         for directory in (d for d in imports if d != here):
             wanted = {n for n in names if not module_files(here, n)}
             elsewhere.update(local_modules(wanted, directory, self.python_file) if wanted else {})
-        if elsewhere:
-            return digest([script, modules, elsewhere])
-        return digest([script, modules]) if modules else script
+        return modules, elsewhere
+
+    def config_includes(self, path: str, root: str) -> list[str]:
+        """config_includes, memoised by the config's stat signature."""
+        key = (_signature(path), root)
+        known = self._includes.get(key)
+        if known is None:
+            known = self._includes[key] = config_includes(path, root)
+        return known
+
+    def config_dirs(self, path: str) -> tuple[str, ...]:
+        """script_config_dirs, memoised by the script's stat signature."""
+        signature = _signature(path)
+        known = self._configs.get(signature)
+        if known is None:
+            known = self._configs[signature] = script_config_dirs(path)
+        return known
 
     def script_data(self, path: str) -> tuple[str, ...]:
         """The words of a project script that may name a data file it reads (script_data_words), memoised by the
@@ -427,6 +644,17 @@ class CodeFiles:
         scripts naming each other end). A name that only looks like a sibling's keys it all the same: more keyed,
         never less."""
         here = os.path.dirname(os.path.abspath(path))
+        candidates = self._shell_candidates(path)
+        found: dict[str, str] = {}
+        for target in self._shell_targets(path, candidates, within):
+            try:
+                found[os.path.relpath(target, here)] = self.digest(target, within)
+            except UNREADABLE:  # unreadable: the script cannot run it either
+                continue
+        return dict(sorted(found.items()))
+
+    def _shell_candidates(self, path: str) -> tuple[str, ...]:
+        """The words of a script (its first MAX_SCRIPT_BYTES) that may name a code file beside it (_shell_named)."""
         signature = _signature(path)
         candidates = self._shell.get(signature)
         if candidates is None:
@@ -436,17 +664,41 @@ class CodeFiles:
             tails = [t for w in found_words if "/" in w
                      for t in (_TAIL.split(w)[-1].lstrip("/"), os.path.basename(w))]  # (`$FindBin::Bin/lib.pl`)
             candidates = self._shell[signature] = tuple(dict.fromkeys(w for w in found_words + tails if w))
-        found: dict[str, str] = {}
+        return candidates
+
+    @staticmethod
+    def _shell_targets(path: str, candidates: Iterable[str], within: Container[str]) -> list[str]:
+        """The existing code files among a script's candidate words, resolved in its directory (and not above it)."""
+        here = os.path.dirname(os.path.abspath(path))
+        found = []
         for word in candidates:
             target = os.path.normpath(os.path.join(here, word))
             if target in within or not target.startswith(here + os.sep) or not os.path.isfile(target):
                 continue
             if os.path.splitext(target)[1].lower() in CODE_SUFFIXES or is_program(target):
-                try:
-                    found[os.path.relpath(target, here)] = self.digest(target, within)
-                except UNREADABLE:  # unreadable: the script cannot run it either
-                    continue
-        return dict(sorted(found.items()))
+                found.append(target)
+        return list(dict.fromkeys(found))
+
+    def scripts_run(self, path: str) -> list[str]:
+        """The code files a script's digest follows through the ones it names beside it (_shell_named), at any depth
+        (`run.sh` running `python3 scripts/prep.py`, a Makefile's recipes): each may read data files of its own
+        (nixlib.dsl keys them as it keys the top script's). Not `path` itself; unreadable ones left out."""
+        found: list[str] = []
+        todo = [os.path.abspath(path)]
+        seen = set(todo)
+        while todo:
+            script = todo.pop(0)
+            if not _names_code(script):
+                continue
+            try:
+                targets = self._shell_targets(script, self._shell_candidates(script), seen)
+            except OSError:
+                continue
+            for target in targets:
+                seen.add(target)
+                found.append(target)
+                todo.append(target)
+        return found
 
     def python_file(self, path: str) -> tuple[str, set[str]]:
         """(content hash, imported top-level names) of a local Python file, parsed once per content."""
@@ -455,7 +707,8 @@ class CodeFiles:
         if known is None:
             with open(path, "rb") as f:
                 data = f.read()
-            known = self._python[signature] = (base32.encode(hashlib.sha256(data).digest()), imported_names(data))
+            source = notebook_code(data) if path.endswith(".ipynb") else data
+            known = self._python[signature] = (base32.encode(hashlib.sha256(data).digest()), imported_names(source))
         return known
 
 

@@ -475,6 +475,7 @@ class _Builder:
         self.code_roots = code_roots
         self.aliases = aliases or {}
         self.code_files: codefiles.CodeFiles | None = None
+        self.config_dirs: dict[str, list[str]] = {}  # a config directory -> its config files (codefiles.config_files)
         self.workflow = Workflow()
         self.names: dict[str, str] = {}  # hash32 -> step name
         self.scanner: context.Scanner[Step] = context.Scanner(_root())
@@ -610,19 +611,49 @@ class _Builder:
         relative to a directory the command changes into or to the script's own."""
         assert self.code_files is not None
         candidates = codefiles.command_data_paths(command, _root(), cds)
-        for script in sorted(code):
+        # (and those the scripts it runs run in turn: `bash run.sh` running `python3 scripts/prep.py`, a Makefile's
+        # recipes; relative to a directory the command changes into, or to any script's of the chain, where a
+        # `cd "$(dirname "$0")"` leaves them)
+        chains = {s: [s, *self.code_files.scripts_run(s)] for s in sorted(code)}
+        # Hydra's config directory (`--config-path {HERE}/conf`, `@hydra.main(config_path="conf")`): its configs
+        configs = [os.path.normpath(os.path.join(b, d)) for d in codefiles.command_config_dirs(command)
+                   for b in ([""] if os.path.isabs(d) else [*cds, *map(os.path.dirname, code)])]
+        for script, chain in ((s, c) for c in chains.values() for s in c):
             try:
                 words = self.code_files.script_data(script)
             except OSError:  # unreadable: the step cannot run it either
                 continue
-            bases = [*cds, os.path.dirname(script)]
+            bases = list(dict.fromkeys([*cds, os.path.dirname(script), *map(os.path.dirname, chain)]))
             candidates += [os.path.normpath(os.path.join(b, w)) for w in words
                            for b in ([""] if os.path.isabs(w) else bases)]
+            configs += [os.path.normpath(os.path.join(os.path.dirname(script), d))
+                        for d in self.code_files.config_dirs(script)]
+        candidates += [f for d in dict.fromkeys(configs) for f in self._config_files(d)]
         if not candidates:
             return {}
         store = os.path.realpath(_root()) + os.sep
-        return self.code_files.project_data(candidates, self.code_roots, code,
-                                            keep=lambda p: not os.path.realpath(p).startswith(store))
+        keep = lambda p: not os.path.realpath(p).startswith(store)  # noqa: E731
+        data = self.code_files.project_data(candidates, self.code_roots, code, keep=keep)
+        # a YAML config's includes (`defaults: [base, {model: resnet}]`, `_base_: ../base.yaml`), at any depth
+        todo = [(p, os.path.dirname(p)) for p in data if p.endswith(codefiles.CONFIG_SUFFIXES)]
+        while todo:
+            path, root = todo.pop()
+            more = [p for p in self.code_files.config_includes(path, root) if p not in data]
+            found = self.code_files.project_data(more, self.code_roots, code, keep=keep) if more else {}
+            data.update(found)
+            todo += [(p, root) for p in found if p.endswith(codefiles.CONFIG_SUFFIXES)]
+        return data
+
+    def _config_files(self, directory: str) -> list[str]:
+        """The config files of a config directory inside the experiment's (codefiles.config_files), listed once per
+        evaluation."""
+        if not any((directory + os.sep).startswith(r + os.sep) for r in self.code_roots):
+            return []
+        known = self.config_dirs.get(directory)
+        if known is None:
+            known = self.config_dirs[directory] = codefiles.config_files(directory) if os.path.isdir(directory) \
+                else []
+        return known
 
     def _code(self, command: str, words: list[str], cds: list[str]) -> dict[str, str]:
         """{absolute path: digest} of the project's code files (a script, a `#!` tool; nixlib.codefiles) the
@@ -638,6 +669,14 @@ class _Builder:
             for d in cds:
                 found.update(self.code_files.named(relative, self.code_roots, set(found), cwd=d, imports=imports))
         modules = codefiles.command_modules(command)
+        # `make -C {HERE} all`, `cd {HERE} && make`: the makefile (with the scripts its recipes run) is code
+        makefiles = [p for p in codefiles.make_files(command, cds) if p.startswith(inside) and p not in found]
+        for p in [*makefiles, *(codefiles.inline_modules(command, imports) if imports else ())]:
+            if p.startswith(inside) and p not in found:
+                try:
+                    found[p] = self.code_files.digest(p, imports=imports)
+                except codefiles.UNREADABLE:  # unreadable: the step cannot read it either
+                    continue
         for d in imports if modules else ():
             for p in codefiles.module_paths(modules, d):
                 if p.startswith(inside) and p not in found:
