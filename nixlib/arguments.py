@@ -14,6 +14,7 @@ the experiment as that run did.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -30,10 +31,13 @@ _LITERAL_TOKEN = re.compile(r'\s+|-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|"(?:[^"
 
 @dataclass(frozen=True)
 class Arguments:
-    """`nix`: (kind, name, text) in command-line order, kind "arg" or "argstr"; `argv`: experiment.py's words."""
+    """`nix`: (kind, name, text) in command-line order, kind "arg" or "argstr"; `argv`: experiment.py's words; `cwd`:
+    the directory they were given in (an --arg's relative path is Nix's from there, also when `nw why` evaluates the
+    recorded arguments elsewhere)."""
 
     nix: tuple[tuple[str, str, str], ...] = ()
     argv: tuple[str, ...] = ()
+    cwd: str | None = None
 
     def __bool__(self) -> bool:
         return bool(self.nix or self.argv)
@@ -45,6 +49,8 @@ class Arguments:
             doc["nix"] = [list(a) for a in self.nix]
         if self.argv:
             doc["argv"] = list(self.argv)
+        if self.nix and self.cwd:
+            doc["cwd"] = self.cwd
         return doc
 
     def cacheable(self) -> bool:
@@ -86,19 +92,34 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         "nix-build --argstr). experiment.py takes its own arguments after `--` (its sys.argv)")
 
 
-def split_argv(words: list[str], commands: frozenset[str]) -> tuple[list[str], list[str] | None]:
-    """nw's own words and, for one of `commands`, the experiment's words after the first `--` (None: no `--`)."""
-    if "--" not in words:
-        return words, None
-    cut = words.index("--")
-    if not any(w in commands for w in words[:cut]):
-        return words, None
-    return words[:cut], words[cut + 1:]
+def split_argv(words: list[str], commands: frozenset[str]) -> tuple[list[str], list[str] | None,
+                                                                   list[tuple[str, str, str]]]:
+    """For one of `commands`: nw's own words, the experiment's words after the first `--` that follows the experiment
+    file (None: no such `--`; `nw run -- -odd.py` keeps argparse's meaning), and the --arg/--argstr NAME VALUE
+    triples taken out first (a VALUE may start with `-`, which argparse would take for an option)."""
+    at = next((i for i, w in enumerate(words) if w in commands), None)
+    if at is None:
+        return words, None, []
+    own, given, n = words[:at + 1], [], at + 1
+    while n < len(words):
+        w = words[n]
+        if w == "--":
+            if any(not x.startswith("-") for x in own[at + 1:]):  # (after the file: the experiment's)
+                return own, words[n + 1:], given
+            return own + words[n:], None, given
+        if w in ("--arg", "--argstr") and n + 2 < len(words):
+            given.append((w[2:], words[n + 1], words[n + 2]))
+            n += 3
+            continue
+        own.append(w)
+        n += 1
+    return own, None, given
 
 
 def from_args(args: argparse.Namespace) -> Arguments:
     """The arguments the command line gave (checked: a NAME must be a Nix identifier, given once)."""
-    nix = [("arg", n, t) for n, t in getattr(args, "nix_arg", None) or []]
+    nix = list(getattr(args, "nix_given", None) or [])
+    nix += [("arg", n, t) for n, t in getattr(args, "nix_arg", None) or []]
     nix += [("argstr", n, t) for n, t in getattr(args, "nix_argstr", None) or []]
     seen: set[str] = set()
     for kind, name, _ in nix:
@@ -108,7 +129,7 @@ def from_args(args: argparse.Namespace) -> Arguments:
         if name in seen:
             raise NixWorkflowError(f"--{kind} {name}: parameter {name} is given twice")
         seen.add(name)
-    return Arguments(tuple(nix), tuple(getattr(args, "experiment_argv", None) or ()))
+    return Arguments(tuple(nix), tuple(getattr(args, "experiment_argv", None) or ()), os.getcwd() if nix else None)
 
 
 def from_json(doc: Any) -> Arguments:
@@ -122,4 +143,6 @@ def from_json(doc: Any) -> Arguments:
         nix = []
     if not (isinstance(argv, list) and all(isinstance(w, str) for w in argv)):
         argv = []
-    return Arguments(tuple(tuple(a) for a in nix), tuple(argv))  # type: ignore[misc]
+    cwd = doc.get("cwd")
+    return Arguments(tuple(tuple(a) for a in nix), tuple(argv),  # type: ignore[misc]
+                     cwd if isinstance(cwd, str) and os.path.isabs(cwd) else None)

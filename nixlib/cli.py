@@ -335,9 +335,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     arguments up to the main parser, which knows only its own usage."""
     parser = _parser()
     words = sys.argv[1:] if argv is None else argv
-    words, experiment_argv = arguments.split_argv(words, EXPERIMENT_COMMANDS)
+    words, experiment_argv, nix_given = arguments.split_argv(words, EXPERIMENT_COMMANDS)
     args, extra = parser.parse_known_args(words)
-    args.experiment_argv = experiment_argv
+    args.experiment_argv, args.nix_given = experiment_argv, nix_given
     if extra and isinstance(getattr(args, "targets", None), list) and not any(w.startswith("-") for w in extra):
         # `nw run experiment.py -j 4 model`: argparse gives `targets` (nargs="*") only the words right after the
         # file, and a step named after an option is no unknown argument but a target, wherever it stands

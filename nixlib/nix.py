@@ -130,10 +130,10 @@ def search_path_args() -> list[str]:
     return ["-I", f"nixworkflow={LIB_DIR}"]
 
 
-def _run(argv: Sequence[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run(argv: Sequence[str], env: dict[str, str], cwd: str | None = None) -> subprocess.CompletedProcess[str]:
     CALLS.add()
     try:
-        return subprocess.run(list(argv), env=env, text=True, capture_output=True, stdin=subprocess.DEVNULL)
+        return subprocess.run(list(argv), env=env, text=True, capture_output=True, stdin=subprocess.DEVNULL, cwd=cwd)
     except FileNotFoundError:
         raise NixMissing(f"Nix is needed, but `{argv[0]}` cannot be run. {INSTALL_HINT}") from None
 
@@ -147,9 +147,10 @@ class Evaluation:
 
 
 def evaluate(nix_file: Path, args: dict[str, Any], what: str, allow_unpinned: bool = False,
-             exprs: dict[str, str] | None = None) -> Evaluation:
+             exprs: dict[str, str] | None = None, cwd: str | None = None) -> Evaluation:
     """`nix-instantiate --eval --strict --json` of `nix_file` called with `args` (as JSON) and `exprs`, Nix
-    expressions by argument name (nix-instantiate's own --arg NAME EXPR: Nix parses them).
+    expressions by argument name (nix-instantiate's own --arg NAME EXPR: Nix parses them, a relative path in one
+    from `cwd`, the directory they were given in).
 
     The evaluation writes the `.drv` files of every derivation it touches (read-write mode),
     so they can be realised later. Files read are found from the guard's traces and Nix's
@@ -160,9 +161,9 @@ def evaluate(nix_file: Path, args: dict[str, Any], what: str, allow_unpinned: bo
             *search_path_args(), str(nix_file), "--argstr", "json", json.dumps(args),
             *(w for name, expr in (exprs or {}).items() for w in ("--arg", name, expr))]
     env = environ(pinned=not allow_unpinned)
-    proc = _run([*argv, "-vvvv"], env)
+    proc = _run([*argv, "-vvvv"], env, cwd)
     if proc.returncode != 0:
-        raise NixFailed(f"evaluating {what} with Nix failed:\n{_explain(argv, env, proc.stderr)}")
+        raise NixFailed(f"evaluating {what} with Nix failed:\n{_explain(argv, env, proc.stderr, cwd)}")
     deps, traces = _parse_log(proc.stderr)
     if traces:
         print("\n".join(traces), file=sys.stderr)
@@ -222,13 +223,13 @@ def _parse_log(stderr: str) -> tuple[list[str], list[str]]:
     return list(deps), traces
 
 
-def _explain(argv: list[str], env: dict[str, str], stderr: str) -> str:
+def _explain(argv: list[str], env: dict[str, str], stderr: str, cwd: str | None = None) -> str:
     """Nix's own error message (file and line included). Errors thrown by nixworkflow's library
     (`output` arguments, the unpinned-source guard) or by `throw` carry no position: for those,
     Nix is run again with --show-trace to find the innermost position in the user's files."""
     message = _error_block(stderr)
     if _SHOW_TRACE_HINT in message or UNPINNED_MARK in message:
-        where = _user_position(_run([*argv, "--show-trace"], env).stderr)
+        where = _user_position(_run([*argv, "--show-trace"], env, cwd).stderr)
         message = message.replace(_SHOW_TRACE_HINT, "").replace(UNPINNED_MARK, "").rstrip()
         if where and where not in message:
             message += f"\n\n       at {where}"

@@ -88,6 +88,26 @@ def _unknown_arguments(path: Path, value: dict[str, Any]) -> NixWorkflowError:
     return NixWorkflowError(f"{path} takes no parameter {names} (given by --arg/--argstr); its parameters: {have}")
 
 
+_COMMENT = re.compile(r"#[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
+def takes_any(text: str) -> bool:
+    """Whether a Nix file is a function whose parameter set ends in `...` (`{ lr ? 1, ... }@args:`): nix-build passes
+    such a function every --arg given, not only those it names. By its text (Nix tells no function's `...`)."""
+    text = _COMMENT.sub(" ", text).lstrip()
+    text = re.sub(r"^[A-Za-z_][\w'-]*\s*@\s*", "", text)
+    if not text.startswith("{"):
+        return False
+    depth = 0
+    for i, c in enumerate(text):
+        depth += (c == "{") - (c == "}")
+        if depth == 0:
+            head, rest = text[:i + 1], text[i + 1:].lstrip()
+            rest = re.sub(r"^@\s*[A-Za-z_][\w'-]*\s*", "", rest)
+            return rest.startswith(":") and re.search(r",\s*\.\.\.\s*\}$|^\{\s*\.\.\.\s*\}$", head) is not None
+    return False
+
+
 def _evaluate(path: Path, arguments: Arguments) -> dict[str, Any]:
     """The front.nix result for `path`, from the evaluation cache when no file it read has changed (and the
     arguments are those it was made with)."""
@@ -108,14 +128,18 @@ def _evaluate(path: Path, arguments: Arguments) -> dict[str, Any]:
     auto = {name: {"str": text} if kind == "argstr" else {"arg": f"nwArg{i}"}
             for i, (kind, name, text) in enumerate(arguments.nix)}
     exprs = {f"nwArg{i}": text for i, (kind, _, text) in enumerate(arguments.nix) if kind == "arg"}
-    args = {"file": str(path), "allowUnpinned": allow_unpinned(), "autoArgs": auto}
+    args = {"file": str(path), "allowUnpinned": allow_unpinned(), "autoArgs": auto,
+            "passAll": bool(auto) and takes_any(path.read_text(errors="replace"))}
     try:
-        evaluation = nix.evaluate(nix.LIB_DIR / "front.nix", args, str(path), allow_unpinned(), exprs)
+        evaluation = nix.evaluate(nix.LIB_DIR / "front.nix", args, str(path), allow_unpinned(), exprs, arguments.cwd)
     except nix.NixFailed as e:
-        if exprs and "«string»" in str(e):  # (Nix names an --arg's expression so)
-            given = ", ".join(f"--arg {name} {text!r}" for kind, name, text in arguments.nix if kind == "arg")
+        if not exprs:
+            raise
+        given = ", ".join(f"--arg {name} {text!r}" for kind, name, text in arguments.nix if kind == "arg")
+        if "«string»" in str(e):  # (Nix names an --arg's expression so)
             raise nix.NixFailed(f"{e}\n\n«string» is an expression given on the command line: {given}") from None
-        raise
+        raise nix.NixFailed(f"{e}\n\nThe experiment was called with {given}: an error in evaluating one of them is "
+                            "reported where the experiment uses it") from None
     if not uncached:
         cache.put(request, evaluation.value, [str(path), str(nix.LIB_DIR), *evaluation.deps])
     return evaluation.value

@@ -161,3 +161,45 @@ def test_only_literal_args_are_cacheable(text: str, literal: bool) -> None:
 def test_the_literal_check_never_fails_and_argstr_is_always_cacheable(text: str) -> None:
     arguments.Arguments((("arg", "x", text),)).cacheable()
     assert arguments.Arguments((("argstr", "x", text),)).cacheable()
+
+
+def test_a_function_with_an_ellipsis_takes_every_arg_and_a_value_may_start_with_a_dash(tmp_path: Path) -> None:
+    """`{ lr ? 0.001, ... }@args:` takes any --arg, as nix-build passes them all (it was refused as unknown), and an
+    --argstr value `-x` is a value (argparse took it for an option)."""
+    require_nix("nix-instantiate")
+    exp = tmp_path / "experiment.nix"
+    exp.write_text(f'{{ lr ? 0.001, ... }}@args:\nlet {LIB} in\n'
+                   '{ m = output "echo ${toString lr} ${args.extra or "none"} > $out/m.txt"; }\n')
+    nw("run", str(exp), "--argstr", "extra", "-x", "--arg", "lr", "2", cwd=tmp_path, check=True)
+    assert (tmp_path / "nix-workflow-output/m/m.txt").read_text() == "2 -x\n"
+
+
+def test_recorded_arguments_are_evaluated_from_the_directory_they_were_given_in(tmp_path: Path) -> None:
+    """An --arg's relative path is Nix's from where nw ran: `nw why` run elsewhere read another file (or none)."""
+    require_nix("nix-instantiate")
+    exp = tmp_path / "experiment.nix"
+    exp.write_text(NIX_EXPERIMENT)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "lr.txt").write_text("0.25")
+    nw("run", str(exp), "model", "--arg", "lr", "builtins.fromJSON (builtins.readFile ./lr.txt)", cwd=run_dir,
+       check=True)
+    why = nw("why", "model", "--out-link", str(run_dir / "nix-workflow-output"), cwd=tmp_path)
+    assert why.returncode == 0, why.stderr
+    assert "would not run" in why.stdout
+
+
+def test_an_arg_that_fails_where_the_experiment_uses_it_is_named(tmp_path: Path) -> None:
+    require_nix("nix-instantiate")
+    exp = tmp_path / "experiment.nix"
+    exp.write_text(NIX_EXPERIMENT)
+    proc = nw("run", str(exp), "--arg", "lr", "builtins.readFile ./missing", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "The experiment was called with --arg lr 'builtins.readFile ./missing'" in proc.stderr
+
+
+def test_a_double_dash_before_the_file_keeps_its_usual_meaning(tmp_path: Path) -> None:
+    exp = tmp_path / "experiment.py"
+    exp.write_text(PY_EXPERIMENT)
+    nw("run", "--", str(exp), cwd=tmp_path, check=True)
+    assert (tmp_path / "nix-workflow-output/model/m.txt").read_text() == "lr=0.001\n"

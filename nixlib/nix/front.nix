@@ -11,8 +11,11 @@ let
   raw = guard.importRaw (/. + args.file);
   autoArgs = builtins.mapAttrs (n: a: if a ? str then a.str else given.${a.arg}) (args.autoArgs or { });
   params = if builtins.isFunction raw then builtins.functionArgs raw else { };
-  unknownArgs = builtins.filter (n: !(params ? ${n})) (builtins.attrNames autoArgs);
-  experiment = if builtins.isFunction raw then raw (builtins.intersectAttrs params autoArgs) else raw;
+  # (a function with `...` takes them all, as nix-build passes them: args.passAll, read from the file's text)
+  passAll = (args.passAll or false) && builtins.isFunction raw;
+  unknownArgs = if passAll then [ ] else builtins.filter (n: !(params ? ${n})) (builtins.attrNames autoArgs);
+  experiment = if builtins.isFunction raw then raw (if passAll then autoArgs else builtins.intersectAttrs params autoArgs)
+    else raw;
   isStep = v: builtins.isAttrs v && v ? __nixworkflow;
   isDrv = v: builtins.isAttrs v && (v.type or null) == "derivation";
   article = t: if builtins.elem (builtins.substring 0 1 t) [ "a" "i" ] then "an ${t}" else "a ${t}";
