@@ -221,6 +221,22 @@ def _matches(pattern: str) -> list[str]:
 _MAGIC = re.compile(rb"^([ \t]*)[%!].*$", re.MULTILINE)  # IPython's `%matplotlib inline`, `!pip install …`
 
 
+def notebook_cells(data: bytes) -> list[object] | None:
+    """What running a Jupyter notebook depends on: its kernel's language and its code cells' sources, in order (not
+    its outputs, execution counts or markdown); None if the file is no notebook JSON (then it is keyed whole)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    cells = doc.get("cells") if isinstance(doc, dict) else None
+    if not isinstance(cells, list):
+        return None
+    meta = doc.get("metadata")
+    kernel = meta.get("kernelspec") if isinstance(meta, dict) else None
+    language = kernel.get("language") if isinstance(kernel, dict) else None
+    return [language, *(c.get("source") for c in cells if isinstance(c, dict) and c.get("cell_type") == "code")]
+
+
 def notebook_code(data: bytes) -> bytes:
     """The Python source of a Jupyter notebook's code cells, one after another (IPython magics and shell escapes
     made `pass`); empty if the file is no notebook JSON."""
@@ -589,9 +605,9 @@ class CodeFiles:
                 return content
             named = self._shell_named(path, _within | {os.path.abspath(path)})
             if path.endswith(".ipynb"):  # a notebook: what its code cells import too (nbconvert runs it beside it)
-                script, names = self.python_file(path)
+                content, names = self.python_file(path)  # (by its code cells: outputs an --inplace run writes,
                 modules, elsewhere = self._imported(names, os.path.dirname(os.path.abspath(path)), imports)
-                named = {**named, **{f"import:{k}": v for k, v in {**modules, **elsewhere}.items()}}
+                named = {**named, **{f"import:{k}": v for k, v in {**modules, **elsewhere}.items()}}  # no key)
             return digest([content, named]) if named else content
         script, names = self.python_file(path)
         modules, elsewhere = self._imported(names, os.path.dirname(os.path.abspath(path)), imports)
@@ -701,14 +717,18 @@ class CodeFiles:
         return found
 
     def python_file(self, path: str) -> tuple[str, set[str]]:
-        """(content hash, imported top-level names) of a local Python file, parsed once per content."""
+        """(content hash, imported top-level names) of a local Python file, parsed once per content. A notebook's
+        hash is its code cells' (notebook_cells): the outputs and execution counts a run writes into it
+        (`nbconvert --execute --inplace`) change no key, so such a step is served from the store next time."""
         signature = _signature(path)
         known = self._python.get(signature)
         if known is None:
             with open(path, "rb") as f:
                 data = f.read()
             source = notebook_code(data) if path.endswith(".ipynb") else data
-            known = self._python[signature] = (base32.encode(hashlib.sha256(data).digest()), imported_names(source))
+            cells = notebook_cells(data) if path.endswith(".ipynb") else None
+            keyed = data if cells is None else b"ipynb-code-cells\0" + json.dumps(cells).encode()
+            known = self._python[signature] = (base32.encode(hashlib.sha256(keyed).digest()), imported_names(source))
         return known
 
 
