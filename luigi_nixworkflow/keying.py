@@ -29,7 +29,7 @@ import luigi.configuration
 from luigi.parameter import ParameterVisibility
 from luigi.task_register import Register
 
-from luigi_nixworkflow import settings, stepio
+from luigi_nixworkflow import present, settings, stepio
 from nixlib import codefiles, pycode, pydata, pyimports
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import digest
@@ -364,9 +364,17 @@ def import_dirs(cls: type, command: str | None, cds: Iterable[str] = ()) -> tupl
         bases = [os.getcwd(), *module_dirs(cls)]
     except OSError:
         bases = module_dirs(cls)
-    if command is None:
-        return tuple(pyimports.import_dirs("python", bases, pythons=(sys.executable,)))
-    return tuple(pyimports.import_dirs(command, bases, cds))
+    if command is not None:
+        return tuple(pyimports.import_dirs(command, bases, cds))
+    key = (cls, tuple(bases), os.environ.get("PATH"))  # (the same for every task of a class: once per build)
+    known = _RUN_IMPORTS.get(key)
+    if known is None or known[0] != present.GENERATION[0]:
+        known = _RUN_IMPORTS[key] = (present.GENERATION[0], tuple(pyimports.import_dirs(
+            "python", bases, pythons=(sys.executable,))))
+    return known[1]
+
+
+_RUN_IMPORTS: dict[tuple[type, tuple[str, ...], str | None], tuple[int, tuple[str, ...]]] = {}
 
 
 def named_code(words: list[str], more_roots: list[str], declared: set[str], command: bool = False,
