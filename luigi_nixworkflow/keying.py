@@ -248,7 +248,9 @@ def script_words(cls: type) -> tuple[str, ...]:
     """String constants of the class's code (and its helpers') that may name a script it runs
     (`subprocess.run(["Rscript", "plot.R"])`): paths and names with a code suffix (nixlib.codefiles)."""
     own = {w for w in _uses(cls)[2] if codefiles.looks_like_code(w) and "\n" not in w}
-    return tuple(sorted(own | set(_reads(cls)[2])))  # (and module-level strings it reads: `SCRIPT = "x.py"`)
+    # (and module-level strings it reads: `SCRIPT = "x.py"`), not one it writes (pycode.written_strings: the notebook
+    # `papermill.execute_notebook("nb.ipynb", "out/ran.ipynb")` writes, whose first key would be its absence)
+    return tuple(sorted((own | set(_reads(cls)[2])) - _uses(cls)[5]))
 
 
 @functools.cache
@@ -327,8 +329,10 @@ def _project_data(cls: type, words: Iterable[str], declared: Callable[[], set[st
         return {}
     root = settings.store_root()
     skip = {os.path.abspath(p) for p in (*declared(), *produced())}
-    found = _code_files(root).project_data(candidates, bases, skip, tuple(p + os.sep for p in skip),
-                                           lambda p: not os.path.realpath(p).startswith(root + os.sep))
+    files, outside = _code_files(root), tuple(p + os.sep for p in skip)
+    keep = lambda p: not os.path.realpath(p).startswith(root + os.sep)  # noqa: E731
+    # (with the configs a YAML config among them includes: `defaults: [base, {optim: adam}]`)
+    found = files.with_includes(files.project_data(candidates, bases, skip, outside, keep), bases, skip, outside, keep)
     return {f"{tag}:{_written(p, cwd, more)}": h for p, h in sorted(found.items())}
 
 
@@ -351,6 +355,25 @@ def module_files(cls: type) -> list[str]:
         places = module_dirs(cls)
     places += import_dirs(cls, None)  # (the project's package installed in development mode: nixlib.pyimports)
     return [p for d in dict.fromkeys(places) for p in codefiles.module_paths(modules, d)]
+
+
+@functools.cache
+def _ordered_strings(cls: type) -> tuple[str, ...]:
+    return tuple(pycode.ordered_strings(_own_functions(cls), joined=False))
+
+
+def make_files(cls: type) -> list[str]:
+    """The makefiles the class's code runs make with (`subprocess.run(["make", "-C", "sub"])`, from where Luigi runs
+    or the task module's directory: nixlib.codefiles.code_make_files), keyed as code with the scripts their recipes
+    run (and, through script_data, the data those read)."""
+    strings = _ordered_strings(cls)
+    if not any("make" in s for s in strings):  # (the common case)
+        return []
+    try:
+        places = [os.getcwd(), *module_dirs(cls)]
+    except OSError:
+        places = module_dirs(cls)
+    return codefiles.code_make_files(strings, list(dict.fromkeys(places)))
 
 
 def import_dirs(cls: type, command: str | None, cds: Iterable[str] = ()) -> tuple[str, ...]:
@@ -402,20 +425,24 @@ def named_code(words: list[str], more_roots: list[str], declared: set[str], comm
 
 
 def script_data(cls: type, scripts: list[str], declared: Callable[[], set[str]],
-                produced: Callable[[], set[str]]) -> dict[str, str]:
+                produced: Callable[[], set[str]], command: str | None = None) -> dict[str, str]:
     """{"reads:<name>": content hash} of the data files the project scripts a task runs (named_code's `paths`) name by
     a literal path (nixlib.codefiles.script_data_words: `pd.read_csv("data/train.csv")` in scripts/train.py, not a
-    path it writes), relative to where Luigi runs, the task module's directory or the script's own: as named_data
-    keys those the task's own code names, and nw run those of the scripts a command runs."""
+    path it writes), relative to where Luigi runs, the task module's directory or the script's own, and so those the
+    scripts they run in turn do (`bash run.sh` running prep.py, a Makefile's recipes), and the configs of the Hydra
+    config directories they name (`config_path="conf"`) or a `command()` does (`--config-path {HERE}/conf`;
+    nixlib.codefiles.CodeFiles.chain_reads): as named_data keys those the task's own code names, and nw run those of
+    the scripts a command runs."""
     files = _code_files(settings.store_root())
-    words: list[str] = []
-    for script in scripts:
-        try:
-            found = files.script_data(script)
-        except OSError:  # unreadable: the task cannot run it either
-            continue
-        here = os.path.dirname(script)
-        words += [p for w in found for p in ((w,) if os.path.isabs(w) else (w, os.path.join(here, w)))]
+    try:
+        bases = list(dict.fromkeys([os.getcwd(), *module_dirs(cls)]))
+    except OSError:
+        bases = module_dirs(cls)
+    configs = codefiles.command_config_dirs(command) if command is not None else []
+    cds = command_dirs(cls, command) if command is not None else bases
+    config_dirs = [os.path.normpath(os.path.join(b, d)) for d in configs
+                   for b in ([""] if os.path.isabs(d) else [*cds, *map(os.path.dirname, scripts)])]
+    words = files.chain_reads(scripts, list(dict.fromkeys([*bases, *cds])), config_dirs, bases)
     return _project_data(cls, words, declared, produced, "reads") if words else {}
 
 

@@ -156,7 +156,8 @@ def _code_data(task: NixTask, declared: Callable[[], set[str]], deps: list[Any],
             out.update(str(t.path) for t in targets if isinstance(getattr(t, "path", None), str))
         return out
 
-    found = keying.script_data(type(task), scripts, declared, produced) if scripts else {}
+    found = keying.script_data(type(task), scripts, declared, produced, command) \
+        if scripts or (command is not None and codefiles.command_config_dirs(command)) else {}
     if command is not None:
         return {**found, **keying.command_data(type(task), command, declared, produced)}
     return {**found, **keying.named_data(type(task), declared, produced)}
@@ -176,9 +177,11 @@ def _scripts(cls: type, kind: str, command: str, root: str, declared: Callable[[
         words = absolute + [os.path.join(d, w) for d in cds for w in codefiles.words(command) if not os.path.isabs(w)]
         imports = keying.import_dirs(cls, command, cds)  # (where its Pythons import the project's package from)
         words += [p for d in imports for p in codefiles.module_paths(modules, d)]
+        # `make -C {HERE}/sub`: its makefile; `cd {HERE} && python3 -c 'import helpers'`: the modules it imports
+        words += [*codefiles.make_files(command, cds), *codefiles.inline_modules(command, [*imports, *cds])]
         return keying.named_code(words, keying.module_dirs(cls), declared(), command=True, paths=paths,
                                  imports=imports)
-    words = [*keying.script_words(cls), *keying.module_files(cls)]
+    words = [*keying.script_words(cls), *keying.module_files(cls), *keying.make_files(cls)]
     if not words:
         return {}
     return keying.named_code(words, keying.module_dirs(cls), declared(), paths=paths,

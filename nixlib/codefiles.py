@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 
 from nixlib import base32, pycode
@@ -482,6 +483,18 @@ def config_includes(path: str, root: str) -> list[str]:
 _MAKE_TARGETS = re.compile(r"^([^\t#:=\n][^:=\n]*?)[ \t]*::?(?![=])", re.MULTILINE)
 
 
+def code_make_files(strings: Sequence[str], cds: Sequence[str]) -> list[str]:
+    """make_files of Python code that runs make from the directories `cds` (where it runs): a shell command among its
+    string constants (`os.system("make -C sub all")`) or an argument list starting with `make` (`subprocess.run(["make",
+    "-C", "sub"])`: the constants in the order written, pycode.ordered_strings, the next 16 taken as its operands)."""
+    if not any("make" in s for s in strings):
+        return []
+    commands = [s for s in strings if "make" in s and os.path.basename(s) not in ("make", "gmake")]
+    commands += [" ".join(shlex.quote(w) for w in strings[i:i + 17]) for i, s in enumerate(strings)
+                 if os.path.basename(s) in ("make", "gmake")]
+    return list(dict.fromkeys(p for c in commands for p in make_files(c, cds)))
+
+
 def command_modules(command: str) -> list[str]:
     """The modules a shell command runs with `python -m NAME` (see run_modules)."""
     return run_modules(_WORD.findall(command)) if "-m" in command else []
@@ -551,7 +564,8 @@ class CodeFiles:
             path = os.path.normpath(os.path.join(cwd or os.getcwd(), word))
             if path in declared or path in found or not path.startswith(inside) or not os.path.isfile(path):
                 continue
-            if os.path.splitext(path)[1].lower() in CODE_SUFFIXES or is_program(path):
+            if os.path.splitext(path)[1].lower() in CODE_SUFFIXES or is_program(path) \
+                    or os.path.basename(path) in MAKEFILES:  # (`make -f {HERE}/Makefile`: make_files' too)
                 try:
                     found[path] = self.digest(path, imports=imports)
                 except UNREADABLE:  # unreadable: the step cannot read it either (an execute-only tool runs alike)
@@ -715,6 +729,51 @@ class CodeFiles:
                 found.append(target)
                 todo.append(target)
         return found
+
+    def chain_reads(self, scripts: Iterable[str], cds: Sequence[str] = (), config_dirs: Iterable[str] = (),
+                    roots: Iterable[str] = ()) -> list[str]:
+        """The absolute paths that may name a data file of the project a step reads through the project `scripts` it
+        runs (absolute paths): the script_data words of each and of the scripts it runs in turn at any depth
+        (scripts_run: `bash run.sh` running `python3 scripts/prep.py`, a Makefile's recipes), relative to a directory
+        the step changes into (`cds`), to its own or to any other script's of its chain (where a `cd "$(dirname
+        "$0")"` leaves them); and the config files (config_files) of the Hydra config directories the step names
+        (`config_dirs`: `--config-path /p/conf`, absolute) or its Python scripts do (`config_path="conf"`, relative
+        to the script), those inside `roots` only. The caller keys the existing project files among them
+        (project_data) with the configs their YAML configs include (with_includes)."""
+        found: list[str] = []
+        configs = list(config_dirs)
+        for top in scripts:
+            chain = [top, *self.scripts_run(top)]
+            for script in chain:
+                try:
+                    words = self.script_data(script)
+                except OSError:  # unreadable: the step cannot run it either
+                    continue
+                bases = list(dict.fromkeys([*cds, os.path.dirname(script), *map(os.path.dirname, chain)]))
+                found += [os.path.normpath(os.path.join(b, w)) for w in words
+                          for b in ([""] if os.path.isabs(w) else bases)]
+                here = os.path.dirname(script)
+                configs += [os.path.normpath(os.path.join(here, d)) for d in self.config_dirs(script)]
+        inside = tuple(os.path.abspath(r) + os.sep for r in roots if os.path.abspath(r) != "/")
+        for d in dict.fromkeys(configs):
+            if (d + os.sep).startswith(inside) and os.path.isdir(d):
+                found += config_files(d)
+        return list(dict.fromkeys(found))
+
+    def with_includes(self, data: dict[str, str], roots: Iterable[str], skip: set[str], outside: tuple[str, ...] = (),
+                      keep: Callable[[str], bool] | None = None) -> dict[str, str]:
+        """`data` ({absolute path: content hash}: a step's project data files, project_data) with, at any depth, the
+        configs its YAML configs include (config_includes: `defaults: [base, {optim: adam}]`, `_base_: ../b.yaml`),
+        resolved beside the including file or under the first config's directory, kept as project_data keeps them."""
+        data = dict(data)
+        todo = [(p, os.path.dirname(p)) for p in data if p.endswith(CONFIG_SUFFIXES)]
+        while todo:
+            path, root = todo.pop()
+            more = [p for p in self.config_includes(path, root) if p not in data]
+            found = self.project_data(more, roots, skip, outside, keep) if more else {}
+            data.update(found)
+            todo += [(p, root) for p in found if p.endswith(CONFIG_SUFFIXES)]
+        return data
 
     def python_file(self, path: str) -> tuple[str, set[str]]:
         """(content hash, imported top-level names) of a local Python file, parsed once per content. A notebook's

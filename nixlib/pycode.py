@@ -414,15 +414,16 @@ def _held_text(ops: list[Any], constant: set[str], globs: dict[str, Any]) -> boo
     return False
 
 
-def ordered_strings(functions: Iterable[Any]) -> list[str]:
+def ordered_strings(functions: Iterable[Any], joined: bool = True) -> list[str]:
     """The string constants of the functions' code (and the code nested in it) in the order each code object
     holds them, which is the order they are first written in: `[sys.executable, "-m", "pkg.tool"]` keeps "-m"
-    right before the module it names (codefiles.run_modules)."""
+    right before the module it names (codefiles.run_modules); with the paths runs of them build (_joined) unless
+    not `joined` (an argument list read as a command: codefiles.code_make_files)."""
     found: list[str] = []
     for f in functions:
         code = getattr(f, "__code__", None)
         if isinstance(code, types.CodeType):
-            found += _strings(code)
+            found += _strings(code, joined)
     return found
 
 
@@ -444,7 +445,9 @@ _WRITING_METHODS = frozenset({"write_text", "write_bytes", "touch", "mkdir", "un
 _WRITERS = frozenset({"to_csv", "to_parquet", "to_feather", "to_hdf", "to_excel", "to_pickle", "to_json",
                       "to_netcdf", "to_zarr", "savefig", "save", "savez", "savez_compressed", "savetxt", "to_file",
                       "dump", "save_pretrained", "save_model", "write_csv", "write_parquet", "write_json", "imwrite",
-                      "imsave", "export", "FileHandler", "RotatingFileHandler", "basicConfig"})
+                      "imsave", "export", "FileHandler", "RotatingFileHandler", "basicConfig", "execute_notebook"})
+# (writers whose first argument is read: papermill's execute_notebook(input_path, output_path, ...))
+_READS_FIRST = frozenset({"execute_notebook"})
 # (df.to_csv("x.csv"), np.save("x"); torch.save(model, "ckpt.pt"), joblib.dump(m, "m.pkl"), cv2.imwrite("a.png", im):
 # a string argument of such a call at any position, also inside these calls that only build a path)
 # (not `with_suffix`: `Path(src).with_suffix(".parquet")` writes a file beside `src`, which it may well read)
@@ -467,12 +470,13 @@ def written_strings(code: types.CodeType, globs: dict[str, Any] | None = None) -
     import dis  # (only for code that names a data path: codefiles.data_words)
 
     found: set[str] = set()
+    reads: set[str] = set()  # (what a writer reads: papermill's input notebook)
     stack = [code]
     while stack:
         c = stack.pop()
         stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
         ops = [i for i in dis.get_instructions(c) if i.opname not in ("CACHE", "PUSH_NULL", "PRECALL_NOP")]
-        arguments, placed = _writer_arguments(ops)
+        arguments, placed, read = _writer_arguments(ops)
         assigned: dict[str, str] = {}  # a local name (a script's global) set to a string: `out = "x.json"`
         for n, ins in enumerate(ops):
             if ins.opname == "LOAD_CONST" and isinstance(ins.argval, str) and n + 1 < len(ops) \
@@ -484,8 +488,11 @@ def written_strings(code: types.CodeType, globs: dict[str, Any] | None = None) -
                 value = assigned.get(ins.argval)
             if not isinstance(value, str) or not value:
                 continue
+            if n in read:
+                reads.add(value)
             before = ops[n - 1] if n else None
             if n in arguments or (before is not None and before.argval in _WRITERS and n - 1 not in placed
+                                  and before.argval not in _READS_FIRST
                                   and before.opname in ("LOAD_METHOD", "LOAD_ATTR", "LOAD_GLOBAL", "LOAD_NAME")):
                 found.add(value)
                 continue
@@ -499,7 +506,7 @@ def written_strings(code: types.CodeType, globs: dict[str, Any] | None = None) -
             after = [i for i in ops[end:end + 9] if i.opname not in _CALLING or i.opname == "KW_NAMES"]
             if any(v in found for v in values) or _written_after(ops[end:end + 7]) or _mode_next(after, c.co_consts):
                 found.update(_joins(values))
-    return found
+    return found - reads
 
 
 def _mode_next(after: list[Any], consts: tuple[Any, ...]) -> bool:
@@ -531,7 +538,7 @@ def _written_after(after: list[Any]) -> bool:
                                         and isinstance(mode.argval, str) and bool(_WRITE_MODE.match(mode.argval)))
 
 
-def _writer_arguments(ops: list[Any]) -> tuple[set[int], set[int]]:
+def _writer_arguments(ops: list[Any]) -> tuple[set[int], set[int], set[int]]:
     """(The indices of the instructions that load an argument of a call to a writer (`_WRITERS`), at any position
     (`torch.save(model.state_dict(), "ckpt.pt")`), or inside a call that only builds the path (`joblib.dump(m,
     os.path.join(OUT, "m.pkl"))`), but not inside another call (`np.save("a.npy", np.loadtxt("in.csv"))` reads
@@ -540,9 +547,11 @@ def _writer_arguments(ops: list[Any]) -> tuple[set[int], set[int]]:
     positions each instruction carries: a call's CALL spans from where its callee's expression starts to its closing
     parenthesis, an operator's from its left operand's start (its right operand's last instruction spans that one).
     And the indices of the writers whose call was so found: for the others (code without column positions), only
-    the argument right after the writer's name counts (written_strings).)"""
+    the argument right after the writer's name counts (written_strings). And those of the first argument of a writer
+    that reads it (_READS_FIRST: `execute_notebook("nb.ipynb", "nb.ipynb")` run in place reads it too).)"""
     found: set[int] = set()
     placed: set[int] = set()
+    read: set[int] = set()
     for i, ins in enumerate(ops):
         if ins.argval not in _WRITERS or ins.opname not in ("LOAD_METHOD", "LOAD_ATTR", "LOAD_GLOBAL", "LOAD_NAME"):
             continue
@@ -551,12 +560,19 @@ def _writer_arguments(ops: list[Any]) -> tuple[set[int], set[int]]:
         if start is None or end is None:
             continue
         placed.add(i)
+        first = _start(ops[i + 1]) if ins.argval in _READS_FIRST and i + 1 < end else None
+        if first is not None:  # (its first argument, to its last instruction starting where it starts, is read)
+            nested_first = (first, max(_span(ops[k])[1] for k in range(i + 1, end) if _start(ops[k]) == first))
+            read.update(k for k in range(i + 1, end) if _inside(_span(ops[k]), nested_first))
+        else:
+            nested_first = None
         nested = [_span(ops[k]) for k in range(i + 1, end) if ops[k].opname == "BUILD_STRING"
                   or (ops[k].opname in _CALLS and _callee(ops, i + 1, k) not in _PATH_BUILDERS)]
         nested += [(_span(ops[k])[0], _span(ops[k - 1])[0]) for k in range(i + 2, end) if ops[k].opname == "BINARY_OP"]
+        nested += [nested_first] if nested_first is not None else []
         found.update(k for k in range(i + 1, end) if ops[k].opname in ("LOAD_CONST", *_LOADS, "LOAD_GLOBAL")
                      and not any(_inside(_span(ops[k]), outer) for outer in nested))
-    return found, placed
+    return found, placed, read
 
 
 def _start(ins: Any) -> tuple[int, int] | None:
@@ -581,7 +597,7 @@ def _callee(ops: list[Any], first: int, call: int) -> Any:
     return names[-1] if names else None
 
 
-def _strings(code: types.CodeType) -> list[str]:
+def _strings(code: types.CodeType, joined: bool = True) -> list[str]:
     """The string constants of a code object and of the code nested in it (not in tuples: docstrings and
     names are strings too, but only a path is looked at by its user)."""
     found: list[str] = []
@@ -595,7 +611,7 @@ def _strings(code: types.CodeType) -> list[str]:
                 stack.append(k)
             elif isinstance(k, tuple):  # a constant list of arguments: ("Rscript", "plot.R")
                 found += [v for v in k if isinstance(v, str)]
-        found += _joined(c)
+        found += _joined(c) if joined else []
     return found
 
 
