@@ -731,7 +731,7 @@ class CodeFiles:
         return found
 
     def chain_reads(self, scripts: Iterable[str], cds: Sequence[str] = (), config_dirs: Iterable[str] = (),
-                    roots: Iterable[str] = ()) -> list[str]:
+                    roots: Iterable[str] = (), list_configs: Callable[[str], list[str]] | None = None) -> list[str]:
         """The absolute paths that may name a data file of the project a step reads through the project `scripts` it
         runs (absolute paths): the script_data words of each and of the scripts it runs in turn at any depth
         (scripts_run: `bash run.sh` running `python3 scripts/prep.py`, a Makefile's recipes), relative to a directory
@@ -739,7 +739,8 @@ class CodeFiles:
         "$0")"` leaves them); and the config files (config_files) of the Hydra config directories the step names
         (`config_dirs`: `--config-path /p/conf`, absolute) or its Python scripts do (`config_path="conf"`, relative
         to the script), those inside `roots` only. The caller keys the existing project files among them
-        (project_data) with the configs their YAML configs include (with_includes)."""
+        (project_data) with the configs their YAML configs include (with_includes). `list_configs` lists a config
+        directory (default config_files; nw run memoises it per evaluation)."""
         found: list[str] = []
         configs = list(config_dirs)
         for top in scripts:
@@ -757,7 +758,7 @@ class CodeFiles:
         inside = tuple(os.path.abspath(r) + os.sep for r in roots if os.path.abspath(r) != "/")
         for d in dict.fromkeys(configs):
             if (d + os.sep).startswith(inside) and os.path.isdir(d):
-                found += config_files(d)
+                found += (list_configs or config_files)(d)
         return list(dict.fromkeys(found))
 
     def with_includes(self, data: dict[str, str], roots: Iterable[str], skip: set[str], outside: tuple[str, ...] = (),

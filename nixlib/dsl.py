@@ -611,38 +611,19 @@ class _Builder:
         relative to a directory the command changes into or to the script's own."""
         assert self.code_files is not None
         candidates = codefiles.command_data_paths(command, _root(), cds)
-        # (and those the scripts it runs run in turn: `bash run.sh` running `python3 scripts/prep.py`, a Makefile's
-        # recipes; relative to a directory the command changes into, or to any script's of the chain, where a
-        # `cd "$(dirname "$0")"` leaves them)
-        chains = {s: [s, *self.code_files.scripts_run(s)] for s in sorted(code)}
-        # Hydra's config directory (`--config-path {HERE}/conf`, `@hydra.main(config_path="conf")`): its configs
+        # Hydra's config directory (`--config-path {HERE}/conf`; `@hydra.main(config_path="conf")` in a script, found
+        # by chain_reads with what the scripts it runs read, and those they run in turn: `bash run.sh` running
+        # `python3 scripts/prep.py`, a Makefile's recipes)
         configs = [os.path.normpath(os.path.join(b, d)) for d in codefiles.command_config_dirs(command)
                    for b in ([""] if os.path.isabs(d) else [*cds, *map(os.path.dirname, code)])]
-        for script, chain in ((s, c) for c in chains.values() for s in c):
-            try:
-                words = self.code_files.script_data(script)
-            except OSError:  # unreadable: the step cannot run it either
-                continue
-            bases = list(dict.fromkeys([*cds, os.path.dirname(script), *map(os.path.dirname, chain)]))
-            candidates += [os.path.normpath(os.path.join(b, w)) for w in words
-                           for b in ([""] if os.path.isabs(w) else bases)]
-            configs += [os.path.normpath(os.path.join(os.path.dirname(script), d))
-                        for d in self.code_files.config_dirs(script)]
-        candidates += [f for d in dict.fromkeys(configs) for f in self._config_files(d)]
+        candidates += self.code_files.chain_reads(sorted(code), cds, configs, self.code_roots, self._config_files)
         if not candidates:
             return {}
         store = os.path.realpath(_root()) + os.sep
         keep = lambda p: not os.path.realpath(p).startswith(store)  # noqa: E731
         data = self.code_files.project_data(candidates, self.code_roots, code, keep=keep)
         # a YAML config's includes (`defaults: [base, {model: resnet}]`, `_base_: ../base.yaml`), at any depth
-        todo = [(p, os.path.dirname(p)) for p in data if p.endswith(codefiles.CONFIG_SUFFIXES)]
-        while todo:
-            path, root = todo.pop()
-            more = [p for p in self.code_files.config_includes(path, root) if p not in data]
-            found = self.code_files.project_data(more, self.code_roots, code, keep=keep) if more else {}
-            data.update(found)
-            todo += [(p, root) for p in found if p.endswith(codefiles.CONFIG_SUFFIXES)]
-        return data
+        return self.code_files.with_includes(data, self.code_roots, code, keep=keep)
 
     def _config_files(self, directory: str) -> list[str]:
         """The config files of a config directory inside the experiment's (codefiles.config_files), listed once per
