@@ -30,7 +30,7 @@ from luigi.parameter import ParameterVisibility
 from luigi.task_register import Register
 
 from luigi_nixworkflow import present, settings, stepio
-from nixlib import codefiles, pycode, pydata, pyimports
+from nixlib import codefiles, configfiles, makefiles, pycode, pydata, pyimports
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import digest
 from nixlib.runner import SEARCH_PATHS
@@ -364,7 +364,7 @@ def _ordered_strings(cls: type) -> tuple[str, ...]:
 
 def make_files(cls: type) -> list[str]:
     """The makefiles the class's code runs make with (`subprocess.run(["make", "-C", "sub"])`, from where Luigi runs
-    or the task module's directory: nixlib.codefiles.code_make_files), keyed as code with the scripts their recipes
+    or the task module's directory: nixlib.makefiles.of_code), keyed as code with the scripts their recipes
     run (and, through script_data, the data those read)."""
     strings = _ordered_strings(cls)
     if not any("make" in s for s in strings):  # (the common case)
@@ -373,7 +373,7 @@ def make_files(cls: type) -> list[str]:
         places = [os.getcwd(), *module_dirs(cls)]
     except OSError:
         places = module_dirs(cls)
-    return codefiles.code_make_files(strings, list(dict.fromkeys(places)))
+    return makefiles.of_code(strings, list(dict.fromkeys(places)))
 
 
 def import_dirs(cls: type, command: str | None, cds: Iterable[str] = ()) -> tuple[str, ...]:
@@ -438,7 +438,7 @@ def script_data(cls: type, scripts: list[str], declared: Callable[[], set[str]],
         bases = list(dict.fromkeys([os.getcwd(), *module_dirs(cls)]))
     except OSError:
         bases = module_dirs(cls)
-    configs = codefiles.command_config_dirs(command) if command is not None else []
+    configs = configfiles.command_dirs(command) if command is not None else []
     cds = command_dirs(cls, command) if command is not None else bases
     config_dirs = [os.path.normpath(os.path.join(b, d)) for d in configs
                    for b in ([""] if os.path.isabs(d) else [*cds, *map(os.path.dirname, scripts)])]

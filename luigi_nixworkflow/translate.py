@@ -19,7 +19,7 @@ from luigi.task import flatten
 
 from luigi_nixworkflow import commands, keying, legacy, settings
 from luigi_nixworkflow.inputs import Pending, logical_name, step_inputs, unhashable, upstream
-from nixlib import codefiles, hostenv, statics
+from nixlib import codefiles, configfiles, hostenv, makefiles, statics
 from nixlib.errors import NixWorkflowError
 from nixlib.names import check_step_name, name_problem
 from nixlib.recipe import Recipe, RunOptions
@@ -157,7 +157,7 @@ def _code_data(task: NixTask, declared: Callable[[], set[str]], deps: list[Any],
         return out
 
     found = keying.script_data(type(task), scripts, declared, produced, command) \
-        if scripts or (command is not None and codefiles.command_config_dirs(command)) else {}
+        if scripts or (command is not None and configfiles.command_dirs(command)) else {}
     if command is not None:
         return {**found, **keying.command_data(type(task), command, declared, produced)}
     return {**found, **keying.named_data(type(task), declared, produced)}
@@ -178,7 +178,7 @@ def _scripts(cls: type, kind: str, command: str, root: str, declared: Callable[[
         imports = keying.import_dirs(cls, command, cds)  # (where its Pythons import the project's package from)
         words += [p for d in imports for p in codefiles.module_paths(modules, d)]
         # `make -C {HERE}/sub`: its makefile; `cd {HERE} && python3 -c 'import helpers'`: the modules it imports
-        words += [*codefiles.make_files(command, cds), *codefiles.inline_modules(command, [*imports, *cds])]
+        words += [*makefiles.of_command(command, cds), *codefiles.inline_modules(command, [*imports, *cds])]
         return keying.named_code(words, keying.module_dirs(cls), declared(), command=True, paths=paths,
                                  imports=imports)
     words = [*keying.script_words(cls), *keying.module_files(cls), *keying.make_files(cls)]

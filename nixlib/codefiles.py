@@ -26,10 +26,9 @@ import hashlib
 import json
 import os
 import re
-import shlex
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 
-from nixlib import base32, pycode
+from nixlib import base32, configfiles, makefiles, notebooks, pycode
 from nixlib.recipe import digest
 from nixlib.statmemo import StatMemo
 from nixlib.trees import UnstorableFile
@@ -37,7 +36,6 @@ from nixlib.trees import UnstorableFile
 CODE_SUFFIXES = frozenset({".py", ".r", ".rmd", ".sh", ".bash", ".zsh", ".pl", ".pm", ".rb", ".jl", ".awk",
                            ".sed", ".js", ".mjs", ".ts", ".lua", ".m", ".do", ".sql", ".jar", ".ipynb", ".nf", ".wdl",
                            ".mk"})
-MAKEFILES = ("GNUmakefile", "makefile", "Makefile")  # what `make` reads without -f, in its order
 # Hashing a file this user cannot read raises one of these (nar: UnreadableFile); the step cannot read it either
 UNREADABLE = (OSError, UnstorableFile)
 # Scripts whose named code files beside them are keyed with them (CodeFiles.digest): every code file but Python's
@@ -219,42 +217,6 @@ def _matches(pattern: str) -> list[str]:
         return []
 
 
-_MAGIC = re.compile(rb"^([ \t]*)[%!].*$", re.MULTILINE)  # IPython's `%matplotlib inline`, `!pip install …`
-
-
-def notebook_cells(data: bytes) -> list[object] | None:
-    """What running a Jupyter notebook depends on: its kernel's language and its code cells' sources, in order (not
-    its outputs, execution counts or markdown); None if the file is no notebook JSON (then it is keyed whole)."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    cells = doc.get("cells") if isinstance(doc, dict) else None
-    if not isinstance(cells, list):
-        return None
-    meta = doc.get("metadata")
-    kernel = meta.get("kernelspec") if isinstance(meta, dict) else None
-    language = kernel.get("language") if isinstance(kernel, dict) else None
-    return [language, *(c.get("source") for c in cells if isinstance(c, dict) and c.get("cell_type") == "code")]
-
-
-def notebook_code(data: bytes) -> bytes:
-    """The Python source of a Jupyter notebook's code cells, one after another (IPython magics and shell escapes
-    made `pass`); empty if the file is no notebook JSON."""
-    try:
-        cells = json.loads(data).get("cells", [])
-    except (ValueError, AttributeError, RecursionError):
-        return b""
-    parts = []
-    for cell in cells if isinstance(cells, list) else ():
-        if isinstance(cell, dict) and cell.get("cell_type") == "code":
-            source = cell.get("source", "")
-            text = "".join(source) if isinstance(source, list) and all(isinstance(x, str) for x in source) \
-                else source if isinstance(source, str) else ""
-            parts.append(_MAGIC.sub(rb"\1pass", text.encode(errors="replace")))
-    return b"\n".join(parts)
-
-
 def script_data_words(path: str) -> tuple[str, ...]:
     """data_candidates of a project script: a Python script's string constants but those it writes
     (pycode.written_strings: `df.to_csv("out.csv")`, `torch.save(model, "ckpt.pt")`), any other script's text (an R
@@ -264,12 +226,12 @@ def script_data_words(path: str) -> tuple[str, ...]:
     with open(path, "rb") as f:
         data = f.read()
     if path.endswith(".ipynb"):  # a notebook: its code cells' (`pd.read_csv("data/x.csv")`), as a Python script's
-        data = notebook_code(data)
+        data = notebooks.code(data)
     elif not path.endswith(".py"):
         text = data.decode("utf-8", "replace")
         written: set[str] = set()
-        if os.path.basename(path) in MAKEFILES or path.endswith(".mk"):  # a rule's targets are written: left out
-            written = {w for m in _MAKE_TARGETS.finditer(text) for w in m.group(1).split()}
+        if os.path.basename(path) in makefiles.NAMES or path.endswith(".mk"):  # a rule's targets are written: left out
+            written = makefiles.targets(text)
         # a path written through the script's own location (`"$DIR/data/ref.tsv"`, `"$(dirname "$0")/data/x"`): its
         # tail, which the caller resolves beside the script
         tails = [_TAIL.split(w)[-1].lstrip("/") for w in words(text) if w.startswith("/") or "$" in w]
@@ -325,48 +287,6 @@ def run_modules(words: Sequence[str]) -> list[str]:
     return found
 
 
-# `make` (or `gmake`) starting a simple command, with its operands (group 1)
-_MAKE = re.compile(r"(?:^|[|;&(`\n])[ \t]*(?:[A-Za-z_]\w*=\S*[ \t]+)*(?:\S*/)?g?make(?![\w.-])"
-                   r"((?:[ \t]+(?:'[^']*'|\"[^\"]*\"|[^\s;|&<>()`'\"]+))*)")
-
-
-def make_files(command: str, cds: Sequence[str] = ()) -> list[str]:
-    """The makefiles the `make` runs of a command read: `-f FILE` (`--file=`, `--makefile=`), else the first of
-    MAKEFILES in its directory: `-C DIR` (`--directory=`), else a directory the command changes into (`cds`:
-    `cd /p && make`). Existing files only; the caller keys them as code (with the scripts their recipes run)."""
-    if "make" not in command:
-        return []
-    found: list[str] = []
-    for m in _MAKE.finditer(command):
-        operands = [w.strip("'\"") for w in _OPERAND.findall(m.group(1))]
-        directory, files, n = None, [], 0
-        while n < len(operands):
-            w, value = operands[n], operands[n + 1] if n + 1 < len(operands) else None
-            for short, longs, into in (("-C", ("--directory",), "d"), ("-f", ("--file", "--makefile"), "f")):
-                if w == short or w in longs:
-                    got, n = value, n + 1
-                elif w.startswith(short) and len(w) > 2:
-                    got = w[2:]
-                elif w.startswith(tuple(f"{x}=" for x in longs)):
-                    got = w.split("=", 1)[1]
-                else:
-                    continue
-                if got and into == "d":
-                    directory = got if directory is None else os.path.join(directory, got)
-                elif got:
-                    files.append(got)
-                break
-            n += 1
-        bases = [directory] if directory and os.path.isabs(directory) else \
-            [os.path.join(d, directory or "") for d in cds]
-        for base in bases:
-            if files:
-                found += [p for f in files for p in (os.path.normpath(os.path.join(base, f)),) if os.path.isfile(p)]
-            else:
-                found += [p for p in (os.path.join(base, n) for n in MAKEFILES) if os.path.isfile(p)][:1]
-    return [os.path.normpath(p) for p in dict.fromkeys(found)]
-
-
 # `python3 -c 'import helpers; …'` (also after other options: `python -u -c "…"`): the code, group 1, 2 or 3
 _INLINE = re.compile(r"(?:^|[\s;&|(`/])python[0-9.]*(?:[ \t]+-[A-Za-bd-z]+)*[ \t]+-c[ \t]*"
                      r"(?:'([^']*)'|\"((?:[^\"\\]|\\.)*)\"|([^\s;|&<>()'\"`]+))")
@@ -386,115 +306,6 @@ def inline_modules(command: str, directories: Iterable[str]) -> list[str]:
     return [p for d in directories for n in sorted(names) for p in module_files(d, n)]
 
 
-# Hydra's config directory on the command line (`--config-path /p/conf`, `-cp conf`, `--config-dir=/p/extra`)
-_CONFIG_DIR_OPTION = re.compile(r"(?:^|[\s;&|(`])(?:--config-path|--config-dir|-cp|-cd)(?:[ \t]+|=)"
-                                r"(?:'([^']+)'|\"([^\"$`\\]+)\"|([^\s;|&<>()'\"`]+))")
-CONFIG_SUFFIXES = (".yaml", ".yml")  # what a config directory holds that the program reads (Hydra's)
-_CONFIG_LIMIT = 10_000  # (files of one config directory keyed at most)
-# Where Hydra, Lightning, W&B and MLflow write a run's files (a `.hydra/config.yaml`, an `hparams.yaml`), in the
-# current directory: below a config directory (`config_path="."` in a project the step changes into), never keyed
-_RUN_DIRS = frozenset({"outputs", "multirun", "lightning_logs", "wandb", "mlruns"})
-
-
-def command_config_dirs(command: str) -> list[str]:
-    """The config directories a command gives a Hydra app (`--config-path`, `--config-dir`, `-cp`, `-cd`), as
-    written: a program reads its configs there and writes nothing there (its runs go to `outputs/`)."""
-    if "-c" not in command:
-        return []
-    return [m.group(1) or m.group(2) or m.group(3) for m in _CONFIG_DIR_OPTION.finditer(command)]
-
-
-def script_config_dirs(path: str) -> tuple[str, ...]:
-    """The config directories a Python script names by a constant `config_path=`/`config_dir=` keyword
-    (`@hydra.main(config_path="conf", config_name="config")`, `initialize(config_path="../conf")`): relative to the
-    script's directory, as Hydra takes them. None for another script, or one that does not compile."""
-    if not path.endswith(".py"):
-        return ()
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-        if b"config_path" not in data and b"config_dir" not in data:
-            return ()
-        tree = ast.parse(data)
-    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
-        return ()
-    return tuple(dict.fromkeys(k.value.value for node in ast.walk(tree) if isinstance(node, ast.Call)
-                               for k in node.keywords if k.arg in ("config_path", "config_dir")
-                               and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)
-                               and k.value.value))
-
-
-def config_files(directory: str) -> list[str]:
-    """The config files (CONFIG_SUFFIXES) under a config directory, at any depth, hidden ones left out, sorted: a
-    Hydra app composes its config from any of them (`model=vit` on its command line reads conf/model/vit.yaml), so
-    each is keyed by content and adding one re-runs the step too."""
-    found: list[str] = []
-    for d, dirs, files in os.walk(directory):
-        dirs[:] = sorted(x for x in dirs if not x.startswith(".") and x not in _RUN_DIRS)
-        found += [os.path.join(d, f) for f in sorted(files) if f.endswith(CONFIG_SUFFIXES) and not f.startswith(".")]
-        if len(found) >= _CONFIG_LIMIT:
-            break
-    return found[:_CONFIG_LIMIT]
-
-
-def config_includes(path: str, root: str) -> list[str]:
-    """The other config files a YAML config includes by name, existing ones only: the entries of a `defaults:` list
-    (Hydra, OmegaConf-style loaders: `- base`, `- model: resnet`, `- override /optim: adam`, beside it or under the
-    primary config's directory `root`) and `_base_`/`_BASE_` (mmcv, detectron2: a path relative to it). A file that
-    is no YAML mapping includes nothing."""
-    import yaml  # (here: most steps name no config; 20 ms at import)
-
-    try:
-        with open(path, "rb") as f:
-            text = f.read(MAX_SCRIPT_BYTES + 1)
-        if len(text) > MAX_SCRIPT_BYTES or not any(k in text for k in (b"defaults", b"_base_", b"_BASE_")):
-            return []
-        loaded = yaml.safe_load(text)
-    except (OSError, ValueError, RecursionError, MemoryError, yaml.YAMLError):
-        return []
-    if not isinstance(loaded, dict):
-        return []
-    names: list[str] = []
-    for key in ("_base_", "_BASE_"):
-        value = loaded.get(key)
-        names += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
-    defaults = loaded.get("defaults")
-    for entry in defaults if isinstance(defaults, list) else ():
-        if isinstance(entry, str) and entry != "_self_":
-            names.append(entry)
-        elif isinstance(entry, dict):
-            for group, options in entry.items():
-                group = str(group).split()[-1].split("@")[0] if str(group).split() else ""
-                for option in options if isinstance(options, list) else [options]:
-                    if isinstance(option, str) and group:
-                        names.append(f"{group}/{option}")
-    here = os.path.dirname(os.path.abspath(path))
-    found = []
-    for name in names:
-        for base in dict.fromkeys([here, os.path.abspath(root)]):
-            target = os.path.normpath(os.path.join(base, name.lstrip("/") if name.startswith("/") else name))
-            for candidate in (target, *(target + s for s in CONFIG_SUFFIXES)):
-                if os.path.isfile(candidate):
-                    found.append(candidate)
-    return list(dict.fromkeys(found))
-
-
-# A rule's targets (`results/a.csv out/b.csv: data/in.csv`): what make writes, not data it reads
-_MAKE_TARGETS = re.compile(r"^([^\t#:=\n][^:=\n]*?)[ \t]*::?(?![=])", re.MULTILINE)
-
-
-def code_make_files(strings: Sequence[str], cds: Sequence[str]) -> list[str]:
-    """make_files of Python code that runs make from the directories `cds` (where it runs): a shell command among its
-    string constants (`os.system("make -C sub all")`) or an argument list starting with `make` (`subprocess.run(["make",
-    "-C", "sub"])`: the constants in the order written, pycode.ordered_strings, the next 16 taken as its operands)."""
-    if not any("make" in s for s in strings):
-        return []
-    commands = [s for s in strings if "make" in s and os.path.basename(s) not in ("make", "gmake")]
-    commands += [" ".join(shlex.quote(w) for w in strings[i:i + 17]) for i, s in enumerate(strings)
-                 if os.path.basename(s) in ("make", "gmake")]
-    return list(dict.fromkeys(p for c in commands for p in make_files(c, cds)))
-
-
 def command_modules(command: str) -> list[str]:
     """The modules a shell command runs with `python -m NAME` (see run_modules)."""
     return run_modules(_WORD.findall(command)) if "-m" in command else []
@@ -509,7 +320,7 @@ def module_paths(names: Iterable[str], directory: str) -> list[str]:
 
 def _names_code(path: str) -> bool:
     """Whether a code file's digest includes the code files it names beside it (see CodeFiles._shell_named)."""
-    if os.path.basename(path) in MAKEFILES:
+    if os.path.basename(path) in makefiles.NAMES:
         return True
     suffix = os.path.splitext(path)[1].lower()
     if suffix:
@@ -565,7 +376,7 @@ class CodeFiles:
             if path in declared or path in found or not path.startswith(inside) or not os.path.isfile(path):
                 continue
             if os.path.splitext(path)[1].lower() in CODE_SUFFIXES or is_program(path) \
-                    or os.path.basename(path) in MAKEFILES:  # (`make -f {HERE}/Makefile`: make_files' too)
+                    or os.path.basename(path) in makefiles.NAMES:  # (`make -f {HERE}/Makefile`)
                 try:
                     found[path] = self.digest(path, imports=imports)
                 except UNREADABLE:  # unreadable: the step cannot read it either (an execute-only tool runs alike)
@@ -641,19 +452,19 @@ class CodeFiles:
         return modules, elsewhere
 
     def config_includes(self, path: str, root: str) -> list[str]:
-        """config_includes, memoised by the config's stat signature."""
+        """configfiles.includes, memoised by the config's stat signature."""
         key = (_signature(path), root)
         known = self._includes.get(key)
         if known is None:
-            known = self._includes[key] = config_includes(path, root)
+            known = self._includes[key] = configfiles.includes(path, root)
         return known
 
     def config_dirs(self, path: str) -> tuple[str, ...]:
-        """script_config_dirs, memoised by the script's stat signature."""
+        """configfiles.script_dirs, memoised by the script's stat signature."""
         signature = _signature(path)
         known = self._configs.get(signature)
         if known is None:
-            known = self._configs[signature] = script_config_dirs(path)
+            known = self._configs[signature] = configfiles.script_dirs(path)
         return known
 
     def script_data(self, path: str) -> tuple[str, ...]:
@@ -736,11 +547,11 @@ class CodeFiles:
         runs (absolute paths): the script_data words of each and of the scripts it runs in turn at any depth
         (scripts_run: `bash run.sh` running `python3 scripts/prep.py`, a Makefile's recipes), relative to a directory
         the step changes into (`cds`), to its own or to any other script's of its chain (where a `cd "$(dirname
-        "$0")"` leaves them); and the config files (config_files) of the Hydra config directories the step names
+        "$0")"` leaves them); and the config files (configfiles.files_in) of the Hydra config directories the step names
         (`config_dirs`: `--config-path /p/conf`, absolute) or its Python scripts do (`config_path="conf"`, relative
         to the script), those inside `roots` only. The caller keys the existing project files among them
         (project_data) with the configs their YAML configs include (with_includes). `list_configs` lists a config
-        directory (default config_files; nw run memoises it per evaluation)."""
+        directory (default configfiles.files_in; nw run memoises it per evaluation)."""
         found: list[str] = []
         configs = list(config_dirs)
         for top in scripts:
@@ -758,35 +569,35 @@ class CodeFiles:
         inside = tuple(os.path.abspath(r) + os.sep for r in roots if os.path.abspath(r) != "/")
         for d in dict.fromkeys(configs):
             if (d + os.sep).startswith(inside) and os.path.isdir(d):
-                found += (list_configs or config_files)(d)
+                found += (list_configs or configfiles.files_in)(d)
         return list(dict.fromkeys(found))
 
     def with_includes(self, data: dict[str, str], roots: Iterable[str], skip: set[str], outside: tuple[str, ...] = (),
                       keep: Callable[[str], bool] | None = None) -> dict[str, str]:
         """`data` ({absolute path: content hash}: a step's project data files, project_data) with, at any depth, the
-        configs its YAML configs include (config_includes: `defaults: [base, {optim: adam}]`, `_base_: ../b.yaml`),
+        configs its YAML configs include (configfiles.includes: `defaults: [base, {optim: adam}]`, `_base_: ../b.yaml`),
         resolved beside the including file or under the first config's directory, kept as project_data keeps them."""
         data = dict(data)
-        todo = [(p, os.path.dirname(p)) for p in data if p.endswith(CONFIG_SUFFIXES)]
+        todo = [(p, os.path.dirname(p)) for p in data if p.endswith(configfiles.SUFFIXES)]
         while todo:
             path, root = todo.pop()
             more = [p for p in self.config_includes(path, root) if p not in data]
             found = self.project_data(more, roots, skip, outside, keep) if more else {}
             data.update(found)
-            todo += [(p, root) for p in found if p.endswith(CONFIG_SUFFIXES)]
+            todo += [(p, root) for p in found if p.endswith(configfiles.SUFFIXES)]
         return data
 
     def python_file(self, path: str) -> tuple[str, set[str]]:
         """(content hash, imported top-level names) of a local Python file, parsed once per content. A notebook's
-        hash is its code cells' (notebook_cells): the outputs and execution counts a run writes into it
+        hash is its code cells' (notebooks.cells): the outputs and execution counts a run writes into it
         (`nbconvert --execute --inplace`) change no key, so such a step is served from the store next time."""
         signature = _signature(path)
         known = self._python.get(signature)
         if known is None:
             with open(path, "rb") as f:
                 data = f.read()
-            source = notebook_code(data) if path.endswith(".ipynb") else data
-            cells = notebook_cells(data) if path.endswith(".ipynb") else None
+            source = notebooks.code(data) if path.endswith(".ipynb") else data
+            cells = notebooks.cells(data) if path.endswith(".ipynb") else None
             keyed = data if cells is None else b"ipynb-code-cells\0" + json.dumps(cells).encode()
             known = self._python[signature] = (base32.encode(hashlib.sha256(keyed).digest()), imported_names(source))
         return known

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nixlib import codefiles, context, hostenv, nar, pyimports, slurm, statics
+from nixlib import codefiles, configfiles, context, hostenv, makefiles, nar, pyimports, slurm, statics
 from nixlib import env as envmod
 from nixlib.command import CommandSyntaxError, CommandTooLong, normalise, shell_form
 from nixlib.errors import NixWorkflowError, check_readable
@@ -475,7 +475,7 @@ class _Builder:
         self.code_roots = code_roots
         self.aliases = aliases or {}
         self.code_files: codefiles.CodeFiles | None = None
-        self.config_dirs: dict[str, list[str]] = {}  # a config directory -> its config files (codefiles.config_files)
+        self.config_dirs: dict[str, list[str]] = {}  # a config directory -> its config files (configfiles.files_in)
         self.workflow = Workflow()
         self.names: dict[str, str] = {}  # hash32 -> step name
         self.scanner: context.Scanner[Step] = context.Scanner(_root())
@@ -614,7 +614,7 @@ class _Builder:
         # Hydra's config directory (`--config-path {HERE}/conf`; `@hydra.main(config_path="conf")` in a script, found
         # by chain_reads with what the scripts it runs read, and those they run in turn: `bash run.sh` running
         # `python3 scripts/prep.py`, a Makefile's recipes)
-        configs = [os.path.normpath(os.path.join(b, d)) for d in codefiles.command_config_dirs(command)
+        configs = [os.path.normpath(os.path.join(b, d)) for d in configfiles.command_dirs(command)
                    for b in ([""] if os.path.isabs(d) else [*cds, *map(os.path.dirname, code)])]
         candidates += self.code_files.chain_reads(sorted(code), cds, configs, self.code_roots, self._config_files)
         if not candidates:
@@ -626,13 +626,13 @@ class _Builder:
         return self.code_files.with_includes(data, self.code_roots, code, keep=keep)
 
     def _config_files(self, directory: str) -> list[str]:
-        """The config files of a config directory inside the experiment's (codefiles.config_files), listed once per
+        """The config files of a config directory inside the experiment's (configfiles.files_in), listed once per
         evaluation."""
         if not any((directory + os.sep).startswith(r + os.sep) for r in self.code_roots):
             return []
         known = self.config_dirs.get(directory)
         if known is None:
-            known = self.config_dirs[directory] = codefiles.config_files(directory) if os.path.isdir(directory) \
+            known = self.config_dirs[directory] = configfiles.files_in(directory) if os.path.isdir(directory) \
                 else []
         return known
 
@@ -651,8 +651,8 @@ class _Builder:
                 found.update(self.code_files.named(relative, self.code_roots, set(found), cwd=d, imports=imports))
         modules = codefiles.command_modules(command)
         # `make -C {HERE} all`, `cd {HERE} && make`: the makefile (with the scripts its recipes run) is code
-        makefiles = [p for p in codefiles.make_files(command, cds) if p.startswith(inside) and p not in found]
-        for p in [*makefiles, *(codefiles.inline_modules(command, imports) if imports else ())]:
+        run_by_make = [p for p in makefiles.of_command(command, cds) if p.startswith(inside) and p not in found]
+        for p in [*run_by_make, *(codefiles.inline_modules(command, imports) if imports else ())]:
             if p.startswith(inside) and p not in found:
                 try:
                     found[p] = self.code_files.digest(p, imports=imports)

@@ -418,7 +418,7 @@ def ordered_strings(functions: Iterable[Any], joined: bool = True) -> list[str]:
     """The string constants of the functions' code (and the code nested in it) in the order each code object
     holds them, which is the order they are first written in: `[sys.executable, "-m", "pkg.tool"]` keeps "-m"
     right before the module it names (codefiles.run_modules); with the paths runs of them build (_joined) unless
-    not `joined` (an argument list read as a command: codefiles.code_make_files)."""
+    not `joined` (an argument list read as a command: makefiles.of_code)."""
     found: list[str] = []
     for f in functions:
         code = getattr(f, "__code__", None)
