@@ -36,7 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nixlib import base32, codefiles, pycode, pydata, pyimports
+from nixlib import base32, codefiles, configfiles, makefiles, pycode, pydata, pyimports
 from nixlib.command import CommandSyntaxError, normalise
 from nixlib.env import ResolvedEnv
 from nixlib.errors import NixWorkflowError
@@ -293,6 +293,24 @@ def script_words(path: str) -> tuple[str, ...]:
         texts = [data.decode("utf-8", "replace")]
     found = (w for text in texts for w in codefiles.words(text) if codefiles.looks_like_code(w))
     return tuple(dict.fromkeys(found))
+
+
+def script_makefiles(path: str, workdir: str) -> list[str]:
+    """The makefiles a Python script runs make with (`subprocess.run(["make", "-C", "sub"])`, `os.system("make
+    -C sub")`), from the working directory where Snakemake runs it: nixlib.makefiles.of_code on its string
+    constants in the order written."""
+    if not path.endswith(".py"):
+        return []
+    with open(path, "rb") as f:
+        data = f.read()
+    if b"make" not in data:
+        return []
+    try:
+        code = compile(data, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):  # Snakemake will report it when it runs the script
+        return []
+    strings = pycode.ordered_strings([types.SimpleNamespace(__code__=code)], joined=False)
+    return makefiles.of_code(strings, [workdir])
 
 
 # What a script's `snakemake` object offers besides the config (Python, Julia, Rust `snakemake.x`, R `snakemake@x`,
@@ -612,10 +630,27 @@ class RecipeBuilder:
         command = command if known is job else job.shellcmd
         words = [w for w in codefiles.data_words(command or "")
                  if os.path.splitext(w)[1].lower() not in codefiles.CODE_SUFFIXES]
+        words += self.chain_words(job, command or "")
         if not words:
             return {}
         return {f"command:{self.where.path(t)}": h for t, h in self.undeclared_data(job)(words).items()
                 if not self.produced_by_a_rule(job, t)}
+
+    def chain_words(self, job: Any, command: str) -> list[str]:
+        """The absolute paths that may name a data file of the project a shell command reads through the project
+        scripts it runs (nixlib.codefiles.CodeFiles.chain_reads, as nw run and Luigi key them): what `python
+        scripts/prep.py` reads, and the scripts it runs in turn (`bash scripts/run.sh` running prep.py, a Makefile's
+        recipes), and the configs of the Hydra config directories the command (`--config-path conf`) or its Python
+        scripts (`config_path="conf"`) name; no code file (keyed as code)."""
+        scripts = sorted(self.shell_code_files(job, command))
+        named = configfiles.command_dirs(command)
+        if not scripts and not named:
+            return []
+        cds = self.shell_dirs(command)
+        configs = [os.path.normpath(os.path.join(b, d)) for d in named
+                   for b in ([""] if os.path.isabs(d) else [*cds, *map(os.path.dirname, scripts)])]
+        found = self.code_files.chain_reads(scripts, cds, configs, self.where.roots())
+        return [w for w in found if os.path.splitext(w)[1].lower() not in codefiles.CODE_SUFFIXES]
 
     def code_data(self, job: Any, kind: str) -> dict[str, str]:
         """{"reads:<path>": content hash} of the data files of the project a `run:` block (or the code it uses) or a
@@ -629,8 +664,8 @@ class RecipeBuilder:
         if kind == "run" and job.rule.run_func is not None:
             words = self.once(("run-data", job.rule), lambda: run_data_words(job.rule))
             here = None
-        elif kind == "script":
-            local = local_script(job, job.rule.script)
+        elif kind in ("script", "notebook"):
+            local = local_script(job, getattr(job.rule, kind))
             if local is None:
                 return {}
             st = os.stat(local)
@@ -639,18 +674,35 @@ class RecipeBuilder:
             here = os.path.dirname(os.path.abspath(local))
         else:
             return {}
-        if not words:
+        if not words and here is None:
             return {}
         walk = self.undeclared_data(job)
-        found = {self.where.path(t): (t, h) for t, h in walk(words).items()}
+        found = {self.where.path(t): (t, h) for t, h in walk(words).items()} if words else {}
         if here is not None:  # (a word that names a file where the job runs is that file's, not one beside the script)
             named = {os.path.abspath(w) for w in words}
             beside = [os.path.relpath(p) for w in words if not os.path.isabs(w)
                       for p in (os.path.join(here, w),) if os.path.abspath(p) not in named]
             for t, h in walk(beside).items():
                 found.setdefault("@{scriptdir}/" + os.path.relpath(t, here), (t, h))
+            # what the scripts it runs read (`subprocess.run(["bash", "scripts/run.sh"])` running prep.py, a
+            # Makefile's recipes) and the configs of its Hydra config directories (`config_path="conf"`)
+            known = {os.path.abspath(t) for t, _ in found.values()}
+            for t, h in walk(self.script_chain_words(job, local)).items():
+                if os.path.abspath(t) not in known:
+                    found.setdefault(self.where.path(t), (t, h))
         # (A file two words spell differently is asked about by the last spelling: produced_by_a_rule matches text.)
         return {f"reads:{name}": h for name, (t, h) in sorted(found.items()) if not self.produced_by_a_rule(job, t)}
+
+    def script_chain_words(self, job: Any, local: str) -> list[str]:
+        """chain_words for a local script or notebook: the absolute paths that may name a data file the project
+        scripts it runs read (those it names, the makefiles it runs make with) or its configs (a Hydra config
+        directory it or they name), nixlib.codefiles.CodeFiles.chain_reads; no code file (keyed as code)."""
+        roots = self.where.roots()
+        words = script_words(local) + tuple(script_makefiles(local, self.where.workdir))
+        declared = declared_paths(job) | {os.path.abspath(local)}
+        scripts = [os.path.abspath(local), *sorted(self.code_files.named(words, roots, declared))]
+        found = self.code_files.chain_reads(scripts, [self.where.workdir], (), roots)
+        return [w for w in found if os.path.splitext(w)[1].lower() not in codefiles.CODE_SUFFIXES]
 
     def undeclared_data(self, job: Any) -> Callable[[Iterable[str]], dict[str, str]]:
         """The walk from a job's words to the data files of the project they name without declaring them
@@ -666,7 +718,9 @@ class RecipeBuilder:
         roots = self.where.roots()
 
         def walk(words: Iterable[str]) -> dict[str, str]:
-            return self.code_files.project_data(words, roots, skip, outside)
+            # (with the configs a YAML config among them includes, at any depth: `defaults: [base, {optim: adam}]`)
+            found = self.code_files.project_data(words, roots, skip, outside)
+            return self.code_files.with_includes(found, roots, skip, outside) if found else found
         return walk
 
     def config_files(self, job: Any, kind: str) -> dict[str, str]:
@@ -779,14 +833,31 @@ class RecipeBuilder:
         in the working directory, first on such a Python's import path): every .py file of its package. The
         project's own package installed in development mode in the command's Python (an editable install's .pth or
         finder; PYTHONPATH=: nixlib.pyimports) is looked for there too, for `-m` and for what its scripts import."""
+        found = self.shell_code_files(job, command)
+        found.update(self.sourced(codefiles.words(command), declared_paths(job)))
+        return {self.where.path(path): h for path, h in sorted(found.items())}
+
+    def shell_code_files(self, job: Any, command: str) -> dict[str, str]:
+        """{absolute path: digest} of the project's code files a shell command runs (named_code, the copies in the
+        source cache aside): the scripts it names, the modules it runs with `-m`, the makefiles its `make` reads
+        (`make -C sub`, `cd sub && make`: nixlib.makefiles, with the scripts their recipes run) and the project modules
+        a `python -c 'import helpers; ...'` imports (codefiles.inline_modules), from the working directory, one it
+        changes into, PYTHONPATH or an editable install (nixlib.pyimports)."""
         words = codefiles.words(command)
         modules = codefiles.command_modules(command)
-        imports = tuple(pyimports.import_dirs(command, self.where.roots()))
+        roots = self.where.roots()
+        imports = tuple(pyimports.import_dirs(command, roots))
         for directory in dict.fromkeys([self.where.workdir, *imports]) if modules else ():
             words += codefiles.module_paths(modules, directory)
-        found = self.code_files.named(words, self.where.roots(), declared_paths(job), imports=imports)
-        found.update(self.sourced(words, declared_paths(job)))
-        return {self.where.path(path): h for path, h in sorted(found.items())}
+        cds = self.shell_dirs(command)
+        words += [*makefiles.of_command(command, cds), *codefiles.inline_modules(command, [*cds, *imports])]
+        return self.code_files.named(words, roots, declared_paths(job), imports=imports)
+
+    def shell_dirs(self, command: str) -> list[str]:
+        """The directories a shell command's programs run in: the working directory, and those it changes into
+        inside the project (`cd sub && make`; codefiles.changed_directories)."""
+        roots = self.where.roots()
+        return list(dict.fromkeys([self.where.workdir, *codefiles.changed_directories(command, roots)]))
 
     def sourced(self, texts: list[str], declared: set[str]) -> dict[str, str]:
         """{path: content hash} of the files among `texts` that are copies in Snakemake's runtime source cache
@@ -816,18 +887,21 @@ class RecipeBuilder:
         script, also the project's code files it names (`subprocess.run(["bash", "scripts/inner.sh"])`,
         `source("scripts/utils.R")`), by content, as for a shell command."""
         local = local_script(job, path)
-        if local is None or not local.endswith(".py"):
+        if local is None or not local.endswith((".py", ".ipynb")):
             with self.workflow.sourcecache.open(job._path_to_source_file(path), "rb") as f:
                 base = sha(f.read())
             if local is None:
                 return base
         else:  # (run by Snakemake's own interpreter: the project's package installed in development mode in it)
+            # (a notebook: by its code cells and the modules they import beside it, nixlib.notebooks; the outputs
+            # and markdown change nothing it computes)
             imports = tuple(pyimports.import_dirs("", self.where.roots(), pythons=(sys.executable,)))
             base = self.code_files.digest(local, imports=imports)
-            extra = self.path_modules(local, base)
+            extra = self.path_modules(local, base) if local.endswith(".py") else {}
             base = digest([base, extra]) if extra else base
         words = self.once(("script-words", local, base), lambda: script_words(local))
         declared = declared_paths(job) | {os.path.abspath(local)}
+        words += tuple(self.once(("script-make", local, base), lambda: script_makefiles(local, self.where.workdir)))
         named = {self.where.path(p): h for p, h in self.code_files.named(words, self.where.roots(), declared).items()}
         named.update(self.beside_script(local, base, words, declared))
         return digest([base, dict(sorted(named.items()))]) if named else base
