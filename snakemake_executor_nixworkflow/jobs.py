@@ -193,6 +193,19 @@ def run_reads_job(rule: Any) -> tuple[bool, frozenset[str] | None]:
 THREAD_VARIABLES = re.compile(r"(?:OMP|GOTO|OPENBLAS|MKL|NUMEXPR)_NUM_THREADS|VECLIB_MAXIMUM_THREADS")
 
 
+def run_reads_cores(rule: Any) -> bool:
+    """Whether a `run:` block may read the workflow's core count (`workflow.cores`, `-c`/`--cores`): by attribute, or
+    in a shell() template (`"make -j{workflow.cores}"`). A `shell:` command formats it into its text, which is
+    keyed; a script has no `workflow`."""
+    function = rule.run_func
+    if function is None:
+        return False
+    strings: set[str] = set()
+    names: set[str] = set()
+    pycode.uses([function], strings=strings, attributes=names)
+    return "cores" in names or any("cores" in s for s in strings)
+
+
 def _formats_locals(name: str, value: Any) -> bool:
     """Whether a name the code calls is Snakemake's shell() or format(), which format a template with the caller's
     names (a `run:` block's `resources` and `threads`)."""
@@ -542,6 +555,8 @@ class RecipeBuilder:
                 meta["resources"] = jsonable(resources)
             elif not read.isdisjoint(resources):
                 meta["resources"] = jsonable({k: v for k, v in resources.items() if k in read})
+        if kind == "run" and self.once(("run-cores", job.rule), lambda: run_reads_cores(job.rule)):
+            meta["cores"] = getattr(self.workflow, "cores", None)  # (`shell("make -j{workflow.cores}")`: -c's value)
         repeats = getattr(job, "benchmark_repeats", None) if job.benchmark else None
         if isinstance(repeats, int) and repeats != 1:  # `repeat("bench/{s}.tsv", 3)`: one row per run in the file
             meta["benchmark_repeats"] = repeats
