@@ -7,7 +7,10 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import types
 from collections.abc import Sequence
+
+from nixlib import pycode
 
 NAMES = ("GNUmakefile", "makefile", "Makefile")  # what `make` reads without -f, in its order
 _OPERAND = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")
@@ -68,6 +71,23 @@ def of_code(strings: Sequence[str], cds: Sequence[str]) -> list[str]:
     commands += [" ".join(shlex.quote(w) for w in strings[i:i + 17]) for i, s in enumerate(strings)
                  if os.path.basename(s) in ("make", "gmake")]
     return list(dict.fromkeys(p for c in commands for p in of_command(c, cds)))
+
+
+def of_script(path: str, cds: Sequence[str]) -> list[str]:
+    """of_code for a Python script a step runs from the directories `cds` (`subprocess.run(["make", "-C", "sub"])` in
+    scripts/build.py): its string constants in the order written. None for another file, or one that does not
+    compile (the step reports it when it runs the script)."""
+    if not path.endswith(".py"):
+        return []
+    with open(path, "rb") as f:
+        data = f.read()
+    if b"make" not in data:
+        return []
+    try:
+        code = compile(data, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    return of_code(pycode.ordered_strings([types.SimpleNamespace(__code__=code)], joined=False), cds)
 
 
 def targets(text: str) -> set[str]:

@@ -308,24 +308,6 @@ def script_words(path: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def script_makefiles(path: str, workdir: str) -> list[str]:
-    """The makefiles a Python script runs make with (`subprocess.run(["make", "-C", "sub"])`, `os.system("make
-    -C sub")`), from the working directory where Snakemake runs it: nixlib.makefiles.of_code on its string
-    constants in the order written."""
-    if not path.endswith(".py"):
-        return []
-    with open(path, "rb") as f:
-        data = f.read()
-    if b"make" not in data:
-        return []
-    try:
-        code = compile(data, path, "exec", dont_inherit=True)
-    except (SyntaxError, ValueError):  # Snakemake will report it when it runs the script
-        return []
-    strings = pycode.ordered_strings([types.SimpleNamespace(__code__=code)], joined=False)
-    return makefiles.of_code(strings, [workdir])
-
-
 # What a script's `snakemake` object offers besides the config (Python, Julia, Rust `snakemake.x`, R `snakemake@x`,
 # bash `snakemake_x` and `${snakemake[x]}`), and the modules of Snakemake a script imports from.
 _SNAKEMAKE_PARTS = ("input|output|params|wildcards|threads|resources|log|rule|scriptdir|bench_iteration|log_fmt_shell"
@@ -713,7 +695,7 @@ class RecipeBuilder:
         scripts it runs read (those it names, the makefiles it runs make with) or its configs (a Hydra config
         directory it or they name), nixlib.codefiles.CodeFiles.chain_reads; no code file (keyed as code)."""
         roots = self.where.roots()
-        words = script_words(local) + tuple(script_makefiles(local, self.where.workdir))
+        words = script_words(local) + tuple(makefiles.of_script(local, [self.where.workdir]))
         declared = declared_paths(job) | {os.path.abspath(local)}
         scripts = [os.path.abspath(local), *sorted(self.code_files.named(words, roots, declared))]
         found = self.code_files.chain_reads(scripts, [self.where.workdir], (), roots)
@@ -916,7 +898,8 @@ class RecipeBuilder:
             base = digest([base, extra]) if extra else base
         words = self.once(("script-words", local, base), lambda: script_words(local))
         declared = declared_paths(job) | {os.path.abspath(local)}
-        words += tuple(self.once(("script-make", local, base), lambda: script_makefiles(local, self.where.workdir)))
+        workdir = [self.where.workdir]
+        words += tuple(self.once(("script-make", local, base), lambda: makefiles.of_script(local, workdir)))
         named = {self.where.path(p): h for p, h in self.code_files.named(words, self.where.roots(), declared).items()}
         named.update(self.beside_script(local, base, words, declared))
         return digest([base, dict(sorted(named.items()))]) if named else base
