@@ -542,18 +542,24 @@ class CodeFiles:
         return found
 
     def chain_reads(self, scripts: Iterable[str], cds: Sequence[str] = (), config_dirs: Iterable[str] = (),
-                    roots: Iterable[str] = (), list_configs: Callable[[str], list[str]] | None = None) -> list[str]:
+                    roots: Iterable[str] = (), list_configs: Callable[[str], list[str]] | None = None,
+                    imports: tuple[str, ...] = ()) -> list[str]:
         """The absolute paths that may name a data file of the project a step reads through the project `scripts` it
         runs (absolute paths): the script_data words of each and of the scripts it runs in turn at any depth
         (scripts_run: `bash run.sh` running `python3 scripts/prep.py`, a Makefile's recipes), relative to a directory
         the step changes into (`cds`), to its own or to any other script's of its chain (where a `cd "$(dirname
         "$0")"` leaves them); and the config files (configfiles.files_in) of the Hydra config directories the step names
         (`config_dirs`: `--config-path /p/conf`, absolute) or its Python scripts do (`config_path="conf"`, relative
-        to the script), those inside `roots` only. The caller keys the existing project files among them
-        (project_data) with the configs their YAML configs include (with_includes). `list_configs` lists a config
-        directory (default configfiles.files_in; nw run memoises it per evaluation)."""
+        to the script), those inside `roots` only. A Python script's (or notebook's) words include those of the
+        project modules it imports (imported_files, as its digest follows them: `from mypkg.data import load` where
+        mypkg/data.py opens `HERE / "vocab.txt"` or `"data/labels.csv"`), relative to the module's own directory too.
+        The caller keys the existing project files among them (project_data) with the configs their YAML configs
+        include (with_includes). `list_configs` lists a config directory (default configfiles.files_in; nw run
+        memoises it per evaluation); `imports`: the directories the step's Pythons import from (pyimports.import_dirs).
+        """
         found: list[str] = []
         configs = list(config_dirs)
+        read: set[str] = set()  # (the modules whose words are in: a module two scripts import is read once)
         for top in scripts:
             chain = [top, *self.scripts_run(top)]
             for script in chain:
@@ -566,11 +572,39 @@ class CodeFiles:
                           for b in ([""] if os.path.isabs(w) else bases)]
                 here = os.path.dirname(script)
                 configs += [os.path.normpath(os.path.join(here, d)) for d in self.config_dirs(script)]
+                for module in self.imported_files(script, imports):
+                    if module in read:
+                        continue
+                    read.add(module)
+                    try:
+                        words = self.script_data(module)
+                    except OSError:  # unreadable: the step cannot import it either
+                        continue
+                    around = list(dict.fromkeys([os.path.dirname(module), *bases]))  # (`HERE / "vocab.txt"`)
+                    found += [os.path.normpath(os.path.join(b, w)) for w in words
+                              for b in ([""] if os.path.isabs(w) else around)]
         inside = tuple(os.path.abspath(r) + os.sep for r in roots if os.path.abspath(r) != "/")
         for d in dict.fromkeys(configs):
             if (d + os.sep).startswith(inside) and os.path.isdir(d):
                 found += (list_configs or configfiles.files_in)(d)
         return list(dict.fromkeys(found))
+
+    def imported_files(self, path: str, imports: tuple[str, ...] = ()) -> list[str]:
+        """The absolute paths of the project modules a Python script or notebook imports, as its digest follows them
+        (beside it, then in the `imports` directories; each followed through what it imports); none for any other
+        file, or an unreadable one."""
+        if not path.endswith((".py", ".ipynb")):
+            return []
+        here = os.path.dirname(os.path.abspath(path))
+        try:
+            _, names = self.python_file(path)
+            found = [os.path.join(here, rel) for rel in local_modules(names, here, self.python_file)]
+            wanted = {n for n in names if not module_files(here, n)}
+            for directory in (d for d in imports if d != here) if wanted else ():
+                found += [os.path.join(directory, rel) for rel in local_modules(wanted, directory, self.python_file)]
+        except UNREADABLE:  # (the step cannot import it either)
+            return []
+        return [os.path.normpath(p) for p in dict.fromkeys(found)]
 
     def with_includes(self, data: dict[str, str], roots: Iterable[str], skip: set[str], outside: tuple[str, ...] = (),
                       keep: Callable[[str], bool] | None = None) -> dict[str, str]:

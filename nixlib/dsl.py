@@ -476,6 +476,7 @@ class _Builder:
         self.aliases = aliases or {}
         self.code_files: codefiles.CodeFiles | None = None
         self.config_dirs: dict[str, list[str]] = {}  # a config directory -> its config files (configfiles.files_in)
+        self.chain_data: dict[tuple, dict[str, str]] = {}  # what the scripts a command runs read (_data)
         self.workflow = Workflow()
         self.names: dict[str, str] = {}  # hash32 -> step name
         self.scanner: context.Scanner[Step] = context.Scanner(_root())
@@ -582,8 +583,9 @@ class _Builder:
         # train.py`, `cd {HERE}; python -m src.fit`, `PYTHONPATH={HERE} python -m src.fit`) first changes into the
         # project or puts it on Python's path: those files are keyed as if named by absolute path.
         cds = codefiles.changed_directories(command, self.code_roots)
-        code = self._code(command, words, cds)
-        data = self._data(command, cds, set(code))
+        imports = tuple(pyimports.import_dirs(command, self.code_roots, cds))  # (where its Pythons import from)
+        code = self._code(command, words, cds, imports)
+        data = self._data(command, cds, set(code), imports)
         return self._relative(code), self._relative(data), self._relocated(keyed)
 
     def _relocated(self, keyed: str) -> str:
@@ -601,14 +603,15 @@ class _Builder:
         return dict(sorted({next(("./" + p[len(b):] for b in bases if p.startswith(b)), p): h
                             for p, h in found.items()}.items()))
 
-    def _data(self, command: str, cds: list[str], code: set[str]) -> dict[str, str]:
+    def _data(self, command: str, cds: list[str], code: set[str], imports: tuple[str, ...] = ()) -> dict[str, str]:
         """{absolute path: content hash} of the data files of the project the command names (by absolute path, or
         by a relative one after changing into the project) without static(): a reference, a lookup table, a
         config file. Never a code file (keyed as code), nor a file in the store (an output link's file is an
         upstream result: interpolate the step to depend on it). A file the command also writes is keyed by its
         content before the run: one more run, never a stale result. So is a data file a project script the command
         runs names by a literal path (`pd.read_csv("data/train.csv")` in train.py; codefiles.script_data_words),
-        relative to a directory the command changes into or to the script's own."""
+        relative to a directory the command changes into or to the script's own, and one a project module it imports
+        names (`open(HERE / "vocab.txt")` in mypkg/data.py, also relative to the module's directory)."""
         assert self.code_files is not None
         candidates = codefiles.command_data_paths(command, _root(), cds)
         # Hydra's config directory (`--config-path {HERE}/conf`; `@hydra.main(config_path="conf")` in a script, found
@@ -616,13 +619,23 @@ class _Builder:
         # `python3 scripts/prep.py`, a Makefile's recipes)
         configs = [os.path.normpath(os.path.join(b, d)) for d in configfiles.command_dirs(command)
                    for b in ([""] if os.path.isabs(d) else [*cds, *map(os.path.dirname, code)])]
-        candidates += self.code_files.chain_reads(sorted(code), cds, configs, self.code_roots, self._config_files)
+        # (the scripts' part once per evaluation: a sweep's steps run the same scripts, whose modules may be many)
+        key = (tuple(sorted(code)), tuple(cds), tuple(configs), imports)
+        chained = self.chain_data.get(key)
+        if chained is None:
+            chained = self.chain_data[key] = self._project_data(self.code_files.chain_reads(
+                sorted(code), cds, configs, self.code_roots, self._config_files, imports), code)
+        return {**self._project_data(candidates, code), **chained} if candidates else chained
+
+    def _project_data(self, candidates: list[str], code: set[str]) -> dict[str, str]:
+        """The project's data files among the candidates (codefiles.CodeFiles.project_data; no store file) with, at any
+        depth, the configs a YAML config among them includes (`defaults: [base]`, `_base_: ../b.yaml`)."""
+        assert self.code_files is not None
         if not candidates:
             return {}
         store = os.path.realpath(_root()) + os.sep
         keep = lambda p: not os.path.realpath(p).startswith(store)  # noqa: E731
         data = self.code_files.project_data(candidates, self.code_roots, code, keep=keep)
-        # a YAML config's includes (`defaults: [base, {model: resnet}]`, `_base_: ../base.yaml`), at any depth
         return self.code_files.with_includes(data, self.code_roots, code, keep=keep)
 
     def _config_files(self, directory: str) -> list[str]:
@@ -636,13 +649,12 @@ class _Builder:
                 else []
         return known
 
-    def _code(self, command: str, words: list[str], cds: list[str]) -> dict[str, str]:
+    def _code(self, command: str, words: list[str], cds: list[str], imports: tuple[str, ...]) -> dict[str, str]:
         """{absolute path: digest} of the project's code files (a script, a `#!` tool; nixlib.codefiles) the
         command names by absolute path inside the experiment's directory, or runs after changing into it, and the
         project modules it runs (`python -m pkg.train`) or its scripts import, from the directories its Pythons
         import from (PYTHONPATH, an editable install of the project; nixlib.pyimports)."""
         assert self.code_files is not None
-        imports = tuple(pyimports.import_dirs(command, self.code_roots, cds))  # (where its Pythons import from)
         found = self.code_files.named(words, self.code_roots, set(), imports=imports)
         inside = tuple(r + os.sep for r in self.code_roots)
         if cds:
