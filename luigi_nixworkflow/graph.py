@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import luigi
+from luigi.task import flatten
 
 from luigi_nixworkflow import registry
 
@@ -48,6 +49,28 @@ def memo(task: Any, name: str, stamp: str) -> Any:
     """A per-task memo entry (stamp, value), valid for the store root (or generation) it was made for."""
     known = task.__dict__.get(name)
     return known[1] if known is not None and known[0] == stamp else None
+
+
+def grouped(task: Any) -> list[Any]:
+    """The NixTasks `task` requires through plain tasks without outputs of their own (a WrapperTask, a task that
+    only groups, nested), which the key walks through (inputs.upstream) and plain Luigi would check and run. Not
+    behind a plain task with outputs: plain Luigi does not look behind one it finds complete."""
+    deps = task.nix_requires()
+    if all(registry.is_nix(d) for d in deps):  # the common case: nothing in between
+        return []
+    found: list[Any] = []
+    seen: set[str] = set()
+    stack = [d for d in deps if not registry.is_nix(d)]
+    while stack:
+        dep = stack.pop()
+        if dep.task_id in seen:
+            continue
+        seen.add(dep.task_id)
+        if registry.is_nix(dep):
+            found.append(dep)
+        elif not flatten(dep.output()):
+            stack.extend(flatten(dep.requires()))
+    return found
 
 
 def postorder(task: Any, unknown: Callable[[Any], bool]) -> list[Any]:

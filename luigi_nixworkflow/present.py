@@ -41,13 +41,20 @@ def stamp(root: str) -> str:
 
 
 def present_all(task: Any, root: str | None = None) -> None:
-    """Present this task's outputs and those of every NixTask it depends on, once per process."""
+    """Present this task's outputs and those of every NixTask it depends on, once per process: those it requires
+    and those behind a plain task without outputs it requires (a WrapperTask), whose files plain Luigi would make
+    again when they are gone (nothing plain Luigi finds complete lies between), as it keys them."""
     root = root or settings.store_root()
     now = stamp(root)
-    for t in graph.postorder(task, lambda t: graph.memo(t, PRESENTED, now) is None):
-        result = graph.memo(t, OWNED, now)
-        if result is not None:
-            present(t, result, root)
+    pending = [task]
+    while pending:
+        for t in graph.postorder(pending.pop(), lambda t: graph.memo(t, PRESENTED, now) is None):
+            result = graph.memo(t, OWNED, now)
+            if result is not None:
+                present(t, result, root)
+                # behind a WrapperTask (`All` requires Enrich(d) for each day): keyed through it, presented too
+                pending += [b for b in graph.grouped(t) if graph.memo(b, PRESENTED, now) is None
+                            and b.nix_result(root) is not None]
 
 
 def present(task: Any, result: Result, root: str | None = None) -> None:

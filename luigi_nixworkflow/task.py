@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -177,6 +178,9 @@ class NixTask(luigi.Task, metaclass=Instances):
         of = getattr(cls, "func", cls)  # (the range tools pass a functools.partial of the class)
         if isinstance(of, type) and shape.plain(of):
             return luigi.task.Task.bulk_complete.__func__(cls, parameter_tuples)  # type: ignore[attr-defined]
+        named = _range_parameter(sys._getframe(1))
+        if named is not None:  # `RangeDaily(of=T, param_name="date")`: each value is that parameter's
+            return [p for p in parameter_tuples if cls(**{named: p}).complete()]
         return luigi.task.MixinNaiveBulkComplete.bulk_complete.__func__(cls, parameter_tuples)  # type: ignore
 
     def deps(self) -> list[luigi.Task]:
@@ -368,6 +372,18 @@ class NixTask(luigi.Task, metaclass=Instances):
     def _provenance(self) -> dict[str, Any]:
         return {"front_door": "luigi", "task_id": self.task_id, "task_family": self.task_family,
                 "params": self.to_str_params(only_significant=True)}  # (never a private one)
+
+
+def _range_parameter(caller: Any) -> str | None:
+    """The parameter a range tool calling bulk_complete names with `param_name` (RangeDaily(of=T, param_name="date")):
+    Luigi passes each value alone, which MixinNaiveBulkComplete gives to T's first positional parameter, where the
+    range tool means `param_name` (plain Luigi's bulk_complete raises, and the range tool then instantiates
+    T(date=...) itself). None when not called by a range tool or when it names none (then both mean the first)."""
+    rng = caller.f_locals.get("self")
+    range_module = sys.modules.get("luigi.tools.range")
+    if range_module is None or not isinstance(rng, range_module.RangeBase):
+        return None
+    return rng.param_name or None
 
 
 def _own_run(cls: type) -> Any:

@@ -143,7 +143,8 @@ def _code_data(task: NixTask, declared: Callable[[], set[str]], deps: list[Any],
     keyed text), that the command names by an absolute path (keying.command_data), and those the project `scripts`
     it runs name (keying.script_data), except a file a task it requires declares as its output (keyed as that
     task's result, whether on disk yet or not) and one a parameter names (keyed as the parameter's already)."""
-    if command is None and not scripts and not keying.data_words(type(task)):  # (the common case: one memo lookup)
+    if command is None and not scripts and not keying.data_words(type(task)) \
+            and not keying.param_templates(type(task)):  # (the common case: two memo lookups)
         return {}
 
     def produced() -> set[str]:
@@ -160,7 +161,8 @@ def _code_data(task: NixTask, declared: Callable[[], set[str]], deps: list[Any],
         if scripts or (command is not None and configfiles.command_dirs(command)) else {}
     if command is not None:
         return {**found, **keying.command_data(type(task), command, declared, produced)}
-    return {**found, **keying.named_data(type(task), declared, produced)}
+    return {**found, **keying.named_data(type(task), declared, produced), **keying.template_data(task, declared,
+                                                                                                   produced)}
 
 
 def _scripts(cls: type, kind: str, command: str, root: str, declared: Callable[[], set[str]],
