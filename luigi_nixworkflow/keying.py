@@ -551,8 +551,9 @@ def script_data(cls: type, scripts: list[str], declared: Callable[[], set[str]],
     path it writes), relative to where Luigi runs, the task module's directory or the script's own, and so those the
     scripts they run in turn do (`bash run.sh` running prep.py, a Makefile's recipes), and the configs of the Hydra
     config directories they name (`config_path="conf"`) or a `command()` does (`--config-path {HERE}/conf`;
-    nixlib.codefiles.CodeFiles.chain_reads): as named_data keys those the task's own code names, and nw run those of
-    the scripts a command runs."""
+    nixlib.codefiles.CodeFiles.chain_reads), and those the project modules they import open, also from an editable
+    install or PYTHONPATH directory (import_dirs): as named_data keys those the task's own code names, and nw run those
+    of the scripts a command runs."""
     files = _code_files(settings.store_root())
     try:
         bases = list(dict.fromkeys([os.getcwd(), *module_dirs(cls)]))
@@ -562,7 +563,8 @@ def script_data(cls: type, scripts: list[str], declared: Callable[[], set[str]],
     cds = command_dirs(cls, command) if command is not None else bases
     config_dirs = [os.path.normpath(os.path.join(b, d)) for d in configs
                    for b in ([""] if os.path.isabs(d) else [*cds, *map(os.path.dirname, scripts)])]
-    words = files.chain_reads(scripts, list(dict.fromkeys([*bases, *cds])), config_dirs, bases)
+    imports = import_dirs(cls, command, cds if command is not None else ())  # (a module of an editable install)
+    words = files.chain_reads(scripts, list(dict.fromkeys([*bases, *cds])), config_dirs, bases, imports=imports)
     return _project_data(cls, words, declared, produced, "reads") if words else {}
 
 

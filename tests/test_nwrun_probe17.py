@@ -150,3 +150,36 @@ def test_luigi_a_data_file_a_module_its_scripts_import_opens_is_keyed() -> None:
     luigi_cli("--module", "pipe", "All")
     assert [(p / "o").read_text() for p in sorted(Path("nix-workflow-output").iterdir())] == ["v2\n", "v2\n"]
     assert "3 ran successfully" not in luigi_cli("--module", "pipe", "All")  # (unchanged: complete)
+
+
+LUIGI_PYTHONPATH_PIPE = '''
+import os
+import luigi
+from luigi_nixworkflow import NixTask
+HERE = os.path.dirname(os.path.abspath(__file__))
+class C(NixTask):
+    def command(self):
+        return f"PYTHONPATH={HERE}/src python3 {HERE}/scripts/fit.py > $out/o"
+'''
+
+
+def test_luigi_a_data_file_a_module_found_on_pythonpath_opens_is_keyed() -> None:
+    """A command() whose script imports the project package from PYTHONPATH=src (not beside the script): the package is
+    keyed as code, and now the vocab file its module opens is keyed too (Luigi's script_data passes the import
+    directories on to the shared walk). Before, editing src/mypkg/vocab.txt left the task complete with v1."""
+    from tests.luigi_run import luigi_cli
+
+    Path("src/mypkg").mkdir(parents=True)
+    Path("src/mypkg/__init__.py").write_text("")
+    Path("src/mypkg/data.py").write_text("from pathlib import Path\nHERE = Path(__file__).parent\n"
+                                         "def load():\n    return open(HERE / 'vocab.txt').read().strip()\n")
+    Path("src/mypkg/vocab.txt").write_text("v1\n")
+    Path("scripts").mkdir()
+    Path("scripts/fit.py").write_text("from mypkg.data import load\nprint(load())\n")
+    Path("pp.py").write_text(LUIGI_PYTHONPATH_PIPE)
+    luigi_cli("--module", "pp", "C")
+    out = Path("nix-workflow-output/C__99914b932b/o")  # (Luigi's task_id of C())
+    assert out.read_text() == "v1\n"
+    Path("src/mypkg/vocab.txt").write_text("v2\n")
+    luigi_cli("--module", "pp", "C")
+    assert out.read_text() == "v2\n"
