@@ -354,8 +354,13 @@ def is_program(path: str) -> bool:
 class CodeFiles:
     """Digests of code files, memoised by stat signature (a file edited while a run goes on is read again)."""
 
-    def __init__(self, memo: StatMemo) -> None:
+    def __init__(self, memo: StatMemo, evaluation: bool = False) -> None:
         self.memo = memo
+        # With `evaluation` (an instance that lives for one evaluation of an experiment: nw run's), the project modules
+        # found for the names a file imports are memoised per (names, directory): the 20 steps of a sweep running the
+        # same train.py walk the package it imports once. Not in a long-lived instance (a Snakemake run's, Luigi's):
+        # a module added or edited meanwhile must be seen.
+        self._modules: dict[tuple[frozenset[str], str], dict[str, str]] | None = {} if evaluation else None
         self._python: dict[tuple[str, int, int, int, int], tuple[str, set[str]]] = {}
         self._shell: dict[tuple[str, int, int, int, int], tuple[str, ...]] = {}
         self._data: dict[tuple[str, int, int, int, int], tuple[str, ...]] = {}
@@ -444,12 +449,22 @@ class CodeFiles:
                   ) -> tuple[dict[str, str], dict[str, str]]:
         """({path: content hash} of the project modules `names` are beside `here`, and of those not there that are in
         the `imports` directories), each followed through what it imports."""
-        modules = local_modules(names, here, self.python_file)
+        modules = self.local_modules(names, here)
         elsewhere: dict[str, str] = {}  # (relative to their directory: a clone elsewhere keys alike)
         for directory in (d for d in imports if d != here):
             wanted = {n for n in names if not module_files(here, n)}
-            elsewhere.update(local_modules(wanted, directory, self.python_file) if wanted else {})
+            elsewhere.update(self.local_modules(wanted, directory) if wanted else {})
         return modules, elsewhere
+
+    def local_modules(self, names: set[str], directory: str) -> dict[str, str]:
+        """local_modules of the names in `directory` (memoised per evaluation: see __init__)."""
+        if self._modules is None:
+            return local_modules(names, directory, self.python_file)
+        key = (frozenset(names), directory)
+        known = self._modules.get(key)
+        if known is None:
+            known = self._modules[key] = local_modules(names, directory, self.python_file)
+        return dict(known)
 
     def config_includes(self, path: str, root: str) -> list[str]:
         """configfiles.includes, memoised by the config's stat signature."""
@@ -598,10 +613,10 @@ class CodeFiles:
         here = os.path.dirname(os.path.abspath(path))
         try:
             _, names = self.python_file(path)
-            found = [os.path.join(here, rel) for rel in local_modules(names, here, self.python_file)]
+            found = [os.path.join(here, rel) for rel in self.local_modules(names, here)]
             wanted = {n for n in names if not module_files(here, n)}
             for directory in (d for d in imports if d != here) if wanted else ():
-                found += [os.path.join(directory, rel) for rel in local_modules(wanted, directory, self.python_file)]
+                found += [os.path.join(directory, rel) for rel in self.local_modules(wanted, directory)]
         except UNREADABLE:  # (the step cannot import it either)
             return []
         return [os.path.normpath(p) for p in dict.fromkeys(found)]
@@ -735,8 +750,12 @@ def local_modules(names: set[str], directory: str,
     file's (content hash, imported names)."""
     found: dict[str, str] = {}
     todo = [names]
+    seen: set[str] = set()  # (a name is listed once: the 200 modules of a package that import it list it once)
     while todo:
         for name in todo.pop():
+            if name in seen:
+                continue
+            seen.add(name)
             for path in module_files(directory, name):
                 rel = os.path.relpath(path, directory)
                 if rel not in found:

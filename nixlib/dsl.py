@@ -27,6 +27,7 @@ from nixlib import codefiles, configfiles, context, hostenv, makefiles, nar, pyi
 from nixlib import env as envmod
 from nixlib.command import CommandSyntaxError, CommandTooLong, normalise, shell_form
 from nixlib.errors import NixWorkflowError, check_readable
+from nixlib.lineage import OUT_DIR
 from nixlib.names import check_step_name, name_problem
 from nixlib.recipe import Input, Recipe, RunOptions, canonical_json
 from nixlib.slurm import SlurmOptions
@@ -458,6 +459,36 @@ def _attributes(value: Any) -> Iterable[tuple[str, Any]] | None:
     return None
 
 
+def _link_paths(paths: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """{path: (name, link)} of the paths under a directory of output links named as nw run names it by default
+    (`/p/nix-workflow-output/train/model.txt`: train, `/p/nix-workflow-output/train`), its last such part. Pure string
+    work (the link may not exist yet: the first run); a link of another --out-link directory is found by the store
+    path it leads to (_Builder._store_link)."""
+    found: dict[str, tuple[str, str]] = {}
+    marker = os.sep + OUT_DIR + os.sep
+    for p in paths:
+        at = p.rfind(marker)
+        if at < 0:
+            continue
+        name = p[at + len(marker):].split(os.sep, 1)[0]
+        if name:
+            found[p] = (name, p[:at + len(marker)] + name)
+    return found
+
+
+def _above(inputs: Sequence[Input]) -> set[str]:
+    """The names of the steps the inputs are, and of every step above them (a checkpoint's producer too)."""
+    names: set[str] = set()
+    todo = [i.step for i in inputs if i.step is not None]
+    while todo:
+        r = todo.pop()
+        if r.name in names:
+            continue
+        names.add(r.name)
+        todo += [*r.upstream(), *([r.producer] if getattr(r, "producer", None) is not None else [])]
+    return names
+
+
 def _key_name(key: Any) -> str:
     """A dict key as part of a step name: a tuple key (a sweep over `itertools.product`) by its parts, as the
     nested dicts of the same sweep are (`grid[(0.1, 32)]` → `grid.0.1.32`), not by its repr (`grid.(0.1, 32)`,
@@ -476,7 +507,10 @@ class _Builder:
         self.aliases = aliases or {}
         self.code_files: codefiles.CodeFiles | None = None
         self.config_dirs: dict[str, list[str]] = {}  # a config directory -> its config files (configfiles.files_in)
-        self.chain_data: dict[tuple, dict[str, str]] = {}  # what the scripts a command runs read (_data)
+        # what the scripts a command runs read (_data): ({path: hash} of project data files, of files in the store,
+        # {path: (name, link)} of those under an output-link directory)
+        self.chain_data: dict[tuple, tuple[dict[str, str], dict[str, str], dict[str, tuple[str, str]]]] = {}
+        self.store_links: dict[str, tuple[str, str] | None] = {}  # a file in the store -> the output link to it
         self.workflow = Workflow()
         self.names: dict[str, str] = {}  # hash32 -> step name
         self.scanner: context.Scanner[Step] = context.Scanner(_root())
@@ -556,7 +590,8 @@ class _Builder:
         inputs = [self._input(name, ref, path + [name]) for ref in refs]
         self._resources(name, step)
         env = self._env(name, step)
-        code, data, command = self._project_files(step.command, command) if step.pinned is None else ({}, {}, command)
+        code, data, command = self._project_files(step.command, command, name, step.where, inputs) \
+            if step.pinned is None else ({}, {}, command)
         variables = hostenv.keyed(step.command, step.options) if step.pinned is None else {}
         extra = {**({"code": code} if code else {}), **({"data": data} if data else {}),
                  **({"environment": variables} if variables else {})}
@@ -569,23 +604,26 @@ class _Builder:
         self.workflow.where[name] = step.where
         return recipe
 
-    def _project_files(self, command: str, keyed: str) -> tuple[dict[str, str], dict[str, str], str]:
+    def _project_files(self, command: str, keyed: str, name: str = "", where: str = "", inputs: Sequence[Input] = ()
+                       ) -> tuple[dict[str, str], dict[str, str], str]:
         """({path: digest} of the project's code files, {path: content hash} of its data files) that the command
         names inside the experiment's directory without static(): editing one re-runs the step, as Luigi's and
         Snakemake's front doors do. Named relative to that directory, so a clone keys the same; and the `keyed`
-        command, with that directory relocated when it can be (_relocated)."""
+        command, with that directory relocated when it can be (_relocated). Step `name` (at `where`, with `inputs`)
+        reading another step's result through its output link without depending on it is refused (_linked)."""
         words = codefiles.command_paths(command, _root())
         if not (words or codefiles.command_modules(command)) or not self.code_roots:  # (`python -m pkg.train`: an
             return {}, {}, keyed  # editable install's package is the project's code, though the command names no path)
         if self.code_files is None:
-            self.code_files = codefiles.CodeFiles(StatMemo.for_store(default_root()))
+            self.code_files = codefiles.CodeFiles(StatMemo.for_store(default_root()), evaluation=True)
         # A step runs in $out, so a command that names a project file by a relative path (`cd {HERE} && python
         # train.py`, `cd {HERE}; python -m src.fit`, `PYTHONPATH={HERE} python -m src.fit`) first changes into the
         # project or puts it on Python's path: those files are keyed as if named by absolute path.
         cds = codefiles.changed_directories(command, self.code_roots)
         imports = tuple(pyimports.import_dirs(command, self.code_roots, cds))  # (where its Pythons import from)
         code = self._code(command, words, cds, imports)
-        data = self._data(command, cds, set(code), imports)
+        plain, stored, links = self._data(command, cds, set(code), imports)
+        data = {**plain, **self._linked(name, where, inputs, stored, links, command, set(code), imports)}
         return self._relative(code), self._relative(data), self._relocated(keyed)
 
     def _relocated(self, keyed: str) -> str:
@@ -603,7 +641,8 @@ class _Builder:
         return dict(sorted({next(("./" + p[len(b):] for b in bases if p.startswith(b)), p): h
                             for p, h in found.items()}.items()))
 
-    def _data(self, command: str, cds: list[str], code: set[str], imports: tuple[str, ...] = ()) -> dict[str, str]:
+    def _data(self, command: str, cds: list[str], code: set[str], imports: tuple[str, ...] = ()
+              ) -> tuple[dict[str, str], dict[str, str], dict[str, tuple[str, str]]]:
         """{absolute path: content hash} of the data files of the project the command names (by absolute path, or
         by a relative one after changing into the project) without static(): a reference, a lookup table, a
         config file. Never a code file (keyed as code), nor a file in the store (an output link's file is an
@@ -611,7 +650,9 @@ class _Builder:
         content before the run: one more run, never a stale result. So is a data file a project script the command
         runs names by a literal path (`pd.read_csv("data/train.csv")` in train.py; codefiles.script_data_words),
         relative to a directory the command changes into or to the script's own, and one a project module it imports
-        names (`open(HERE / "vocab.txt")` in mypkg/data.py, also relative to the module's directory)."""
+        names (`open(HERE / "vocab.txt")` in mypkg/data.py, also relative to the module's directory). With
+        {path: hash} of the existing ones whose real path is in the store, and {path: (name, output link)} of those
+        under an output-link directory (`nix-workflow-output/train/model.txt`), for _linked to judge per step."""
         assert self.code_files is not None
         candidates = codefiles.command_data_paths(command, _root(), cds)
         # Hydra's config directory (`--config-path {HERE}/conf`; `@hydra.main(config_path="conf")` in a script, found
@@ -623,20 +664,109 @@ class _Builder:
         key = (tuple(sorted(code)), tuple(cds), tuple(configs), imports)
         chained = self.chain_data.get(key)
         if chained is None:
-            chained = self.chain_data[key] = self._project_data(self.code_files.chain_reads(
-                sorted(code), cds, configs, self.code_roots, self._config_files, imports), code)
-        return {**self._project_data(candidates, code), **chained} if candidates else chained
+            reads = self.code_files.chain_reads(sorted(code), cds, configs, self.code_roots, self._config_files,
+                                                imports)
+            chained = self.chain_data[key] = (*self._project_data(reads, code), _link_paths(reads))
+        if not candidates:
+            return chained
+        plain, stored = self._project_data(candidates, code)
+        return {**plain, **chained[0]}, {**stored, **chained[1]}, {**_link_paths(candidates), **chained[2]}
 
-    def _project_data(self, candidates: list[str], code: set[str]) -> dict[str, str]:
-        """The project's data files among the candidates (codefiles.CodeFiles.project_data; no store file) with, at any
-        depth, the configs a YAML config among them includes (`defaults: [base]`, `_base_: ../b.yaml`)."""
+    def _project_data(self, candidates: list[str], code: set[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """The project's data files among the candidates (codefiles.CodeFiles.project_data) with, at any depth, the
+        configs a YAML config among them includes (`defaults: [base]`, `_base_: ../b.yaml`); and apart, those whose
+        real path is in the store (a file an output link leads to), which _linked keys or not."""
         assert self.code_files is not None
         if not candidates:
-            return {}
+            return {}, {}
         store = os.path.realpath(_root()) + os.sep
         keep = lambda p: not os.path.realpath(p).startswith(store)  # noqa: E731
-        data = self.code_files.project_data(candidates, self.code_roots, code, keep=keep)
-        return self.code_files.with_includes(data, self.code_roots, code, keep=keep)
+        data = self.code_files.project_data(candidates, self.code_roots, code)
+        stored = {p: h for p, h in data.items() if not keep(p)}
+        plain = {p: h for p, h in data.items() if p not in stored}
+        return self.code_files.with_includes(plain, self.code_roots, code, keep=keep), stored
+
+    def _linked(self, name: str, where: str, inputs: Sequence[Input], stored: dict[str, str],
+                links: dict[str, tuple[str, str]], command: str, code: set[str], imports: tuple[str, ...]
+                ) -> dict[str, str]:
+        """{path: content hash} of the files in the store that step `name` reads and may key: those reached through
+        the output link of a step it depends on (interpolates, at any depth: the link is updated only when the run
+        ends, so this run may read the previous result; keyed, the step runs again once it shows the new one, never
+        stale), or of a name that is no step of this workflow (another experiment's result sharing the directory:
+        keyed by content as any data file). Not its own output link's (its previous result; not keyed, as before),
+        nor a store path named directly. A file under the output link of another step of this workflow it does not
+        depend on is refused, naming the file and that step: it would run before that step, and stay cached
+        whatever that step produces."""
+        if not stored and not links:
+            return {}
+        reads = dict(links)
+        for p in stored:
+            link = self._store_link(p)
+            if link is not None:
+                reads.setdefault(p, link)
+        steps = set(self.names.values())
+        above: set[str] | None = None
+        for path, (other, link) in reads.items():
+            other = self.workflow.same_as.get(other, other)
+            if other == name or other not in steps:
+                continue
+            if above is None:
+                above = _above(inputs)
+            if other not in above:
+                raise NixWorkflowError(self._link_problem(name, where, path, other, link, command, code, imports))
+        return {p: h for p, h in stored.items() if p in reads and self.workflow.same_as.get(reads[p][0], reads[p][0])
+                != name}
+
+    def _words(self, path: str) -> tuple[str, ...]:
+        assert self.code_files is not None
+        try:
+            return self.code_files.script_data(path)
+        except OSError:  # (unreadable)
+            return ()
+
+    def _store_link(self, path: str) -> tuple[str, str] | None:
+        """(name, link) of the output link a file in the store is reached through (the outermost symlink into the store
+        on its path, inside the experiment's directory: `out/train` of `out/train/model.txt`, whatever --out-link
+        named the directory); None for a path that names the store itself."""
+        if path not in self.store_links:
+            store = os.path.realpath(_root()) + os.sep
+            inside = tuple(r + os.sep for r in self.code_roots)
+            found, at = None, os.path.abspath(path)
+            while at.startswith(inside):
+                if os.path.islink(at) and os.path.realpath(at).startswith(store):
+                    found = (os.path.basename(at), at)
+                at = os.path.dirname(at)
+            self.store_links[path] = found
+        return self.store_links[path]
+
+    def _link_problem(self, name: str, where: str, path: str, other: str, link: str, command: str, code: set[str],
+                      imports: tuple[str, ...]) -> str:
+        """The error for step `name` reading `path`, under step `other`'s output `link`, without depending on it."""
+        assert self.code_files is not None
+        shown = self._relative({path: ""}).popitem()[0].removeprefix("./")
+        links = os.path.basename(os.path.dirname(link))  # (the link's name, else its directory: a glob `res/*/m.txt`)
+        named_in = "a script it runs"
+        files = [*sorted(code), *(s for c in sorted(code) for s in self.code_files.scripts_run(c)),
+                 *(m for c in sorted(code) for m in self.code_files.imported_files(c, imports))]
+        for needle in (f"{links}/{os.path.basename(link)}", f"{links}/"):
+            if needle in command:
+                named_in = "its command"
+                break
+            found = next((f for f in files if needle in " ".join(self._words(f))), None)
+            if found is not None:
+                named_in = self._relative({found: ""}).popitem()[0].removeprefix("./")
+                break
+        file = where.rsplit(":", 1)[0]
+        rest = "/" + os.path.relpath(path, link) if path != link else ""
+        var = other if other.isidentifier() else f"<the step {other}>"  # (a sweep's `sweep.1`: `{sweep[1]}`)
+        py, nix = f"`{{{var}}}{rest}` in experiment.py", f"`${{{var}}}{rest}` in experiment.nix"
+        form = nix if file.endswith(".nix") else py if file.endswith(".py") else f"{py}, {nix}"
+        return (f"step '{name}' ({where}) reads {shown} (named in {named_in}), under the output link of step "
+                f"'{other}', without depending on '{other}': it may run before '{other}' (links are updated when a "
+                f"run ends) and read its previous result or none, and would then stay cached whatever '{other}' "
+                f"produces. Interpolate that step so that it becomes the dependency, and read the file through it "
+                f"({form}{'' if named_in == 'its command' else ', passed to the script as an argument'}) instead of "
+                "through its output link; nothing was run.")
 
     def _config_files(self, directory: str) -> list[str]:
         """The config files of a config directory inside the experiment's (configfiles.files_in), listed once per
