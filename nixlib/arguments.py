@@ -129,6 +129,13 @@ def from_args(args: argparse.Namespace) -> Arguments:
         if name in seen:
             raise NixWorkflowError(f"--{kind} {name}: parameter {name} is given twice")
         seen.add(name)
+    for kind, name, text in nix:
+        try:
+            text.encode()
+        except UnicodeEncodeError:  # (bytes the shell passed that are no UTF-8: Nix took them for a broken JSON string)
+            raise NixWorkflowError(f"--{kind} {name} {text!r}: the value holds bytes that are not UTF-8 text (shown "
+                                   "as \\udcXX); Nix reads its parameters as UTF-8: give the value as UTF-8 text"
+                                   ) from None
     return Arguments(tuple(nix), tuple(getattr(args, "experiment_argv", None) or ()), os.getcwd() if nix else None)
 
 

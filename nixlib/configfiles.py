@@ -51,9 +51,18 @@ def script_dirs(path: str) -> tuple[str, ...]:
 def files_in(directory: str) -> list[str]:
     """The config files (SUFFIXES) under a config directory, at any depth, hidden ones left out, sorted: a
     Hydra app composes its config from any of them (`model=vit` on its command line reads conf/model/vit.yaml), so
-    each is keyed by content and adding one re-runs the step too."""
+    each is keyed by content and adding one re-runs the step too. A symlinked directory there is followed (`conf/model
+    -> ../shared/models`), each real directory once."""
     found: list[str] = []
-    for d, dirs, files in os.walk(directory):
+    seen: set[str] = set()  # (a symlinked directory is followed, as Hydra reads it; a loop once)
+    for d, dirs, files in os.walk(directory, followlinks=True):
+        real = os.path.realpath(d)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        if len(seen) > _CONFIG_LIMIT:  # (a link to `/` or a data tree: no config directory is that large)
+            break
         dirs[:] = sorted(x for x in dirs if not x.startswith(".") and x not in _RUN_DIRS)
         found += [os.path.join(d, f) for f in sorted(files) if f.endswith(SUFFIXES) and not f.startswith(".")]
         if len(found) >= _CONFIG_LIMIT:

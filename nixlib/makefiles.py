@@ -4,6 +4,7 @@ which make writes (not data it reads)."""
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shlex
@@ -15,46 +16,120 @@ from nixlib import pycode
 NAMES = ("GNUmakefile", "makefile", "Makefile")  # what `make` reads without -f, in its order
 _OPERAND = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")
 
-# `make` (or `gmake`) starting a simple command, with its operands (group 1)
-_MAKE = re.compile(r"(?:^|[|;&(`\n])[ \t]*(?:[A-Za-z_]\w*=\S*[ \t]+)*(?:\S*/)?g?make(?![\w.-])"
-                   r"((?:[ \t]+(?:'[^']*'|\"[^\"]*\"|[^\s;|&<>()`'\"]+))*)")
+# `make` (or `gmake`) starting a simple command, also after a wrapper (`time make`, `env X=1 make`, `nice make`, `{
+# make; }`): a word `make` after a blank counts (an `echo make -C sub` too: more keyed, never less), with its operands
+# (group 1)
+# (each part stops at a shell separator: no text takes longer than linear time)
+_MAKE = re.compile(r"(?:^|(?<=[|;&(`{!\s]))(?:[A-Za-z_]\w*=[^\s|;&()`{}<>]*[ \t]+)*(?:[^\s/|;&()`{}<>!'\"]*/)*"
+                   r"g?make(?![\w.-])((?:[ \t]+(?:'[^'\n]*'|\"[^\"\n]*\"|[^\s;|&<>()`'\"]+))*)")
+_VALUED = "CfIoWE"  # make's short options that take a value (`-C DIR`, `-fFILE`, `-sC DIR`: after flags)
+_LONG = {"--directory": "d", "--file": "f", "--makefile": "f"}
+MAX_BYTES = 1 << 20  # a makefile read for the makefiles it includes or runs make with
+_MAX_FOLLOWED = 256  # (makefiles followed through includes and recursive makes, at most)
+# `include a.mk b.mk`, `-include $(DEPS)`, `sinclude local.mk` (group 1: the names)
+_INCLUDE = re.compile(r"^ *(?:-|s)?include[ \t]+([^\n]*)", re.MULTILINE)
+# `TOP := ..`, `RULES ?= $(TOP)/rules`, `export X = y` (a variable an include line may name)
+_ASSIGN = re.compile(r"^ *(?:(?:export|override)[ \t]+)*([A-Za-z_][\w.-]*)[ \t]*(?::::?|::?|\?)?=[ \t]*([^\n]*)",
+                     re.MULTILINE)
+_VARIABLE = re.compile(r"\$[({]([A-Za-z_][\w.-]*)[)}]")
+_GLOB = re.compile(r"[*?[]")
 
 
 def of_command(command: str, cds: Sequence[str] = ()) -> list[str]:
     """The makefiles the `make` runs of a command read: `-f FILE` (`--file=`, `--makefile=`), else the first of
     NAMES in its directory: `-C DIR` (`--directory=`), else a directory the command changes into (`cds`:
-    `cd /p && make`). Existing files only; the caller keys them as code (with the scripts their recipes run)."""
+    `cd /p && make`); and, at any depth, the makefiles those include (`include ../common.mk`, relative to the
+    directory make runs in) and those their recipes run make with (`$(MAKE) -C src`). Existing files only; the
+    caller keys them as code (with the scripts their recipes run)."""
     if "make" not in command:
         return []
-    found: list[str] = []
+    todo = _run_by(command, cds)
+    found: dict[str, None] = {}
+    while todo and len(found) < _MAX_FOLLOWED:
+        path, base = todo.pop(0)
+        if path not in found:
+            found[path] = None
+            todo += _read_by(path, base)
+    return list(found)
+
+
+def _run_by(command: str, cds: Sequence[str]) -> list[tuple[str, str]]:
+    """(makefile, the directory make runs in) of each `make` a command runs (of_command), not followed."""
+    found: list[tuple[str, str]] = []
     for m in _MAKE.finditer(command):
-        operands = [w.strip("'\"") for w in _OPERAND.findall(m.group(1))]
-        directory, files, n = None, [], 0
-        while n < len(operands):
-            w, value = operands[n], operands[n + 1] if n + 1 < len(operands) else None
-            for short, longs, into in (("-C", ("--directory",), "d"), ("-f", ("--file", "--makefile"), "f")):
-                if w == short or w in longs:
-                    got, n = value, n + 1
-                elif w.startswith(short) and len(w) > 2:
-                    got = w[2:]
-                elif w.startswith(tuple(f"{x}=" for x in longs)):
-                    got = w.split("=", 1)[1]
-                else:
-                    continue
-                if got and into == "d":
-                    directory = got if directory is None else os.path.join(directory, got)
-                elif got:
-                    files.append(got)
-                break
-            n += 1
+        directory, files = _options([w.strip("'\"") for w in _OPERAND.findall(m.group(1))])
         bases = [directory] if directory and os.path.isabs(directory) else \
             [os.path.join(d, directory or "") for d in cds]
-        for base in bases:
+        for base in map(os.path.normpath, bases):
             if files:
-                found += [p for f in files for p in (os.path.normpath(os.path.join(base, f)),) if os.path.isfile(p)]
+                found += [(p, base) for f in files for p in (os.path.normpath(os.path.join(base, f)),)
+                          if os.path.isfile(p)]
             else:
-                found += [p for p in (os.path.join(base, n) for n in NAMES) if os.path.isfile(p)][:1]
-    return [os.path.normpath(p) for p in dict.fromkeys(found)]
+                found += [(p, base) for p in (os.path.join(base, n) for n in NAMES) if os.path.isfile(p)][:1]
+    return list(dict.fromkeys(found))
+
+
+def _options(operands: list[str]) -> tuple[str | None, list[str]]:
+    """(the directory `-C` options give, joined; the `-f` files) among a `make`'s operands."""
+    directory, files, n = None, [], 0
+    while n < len(operands):
+        w, kind, got = operands[n], None, ""
+        n += 1
+        if w.startswith("--"):
+            name, eq, got = w.partition("=")
+            kind = _LONG.get(name)
+            if kind and not eq and n < len(operands):
+                got, n = operands[n], n + 1
+        elif w.startswith("-"):
+            for i, c in enumerate(w[1:], 2):
+                if c in "jl":  # (-j4, -l2.5: an optional number of its own)
+                    break
+                if c in _VALUED:
+                    kind, got = {"C": "d", "f": "f"}.get(c), w[i:]
+                    if not got and n < len(operands):
+                        got, n = operands[n], n + 1
+                    break
+        if got and kind == "d":
+            directory = got if directory is None else os.path.join(directory, got)
+        elif got and kind == "f":
+            files.append(got)
+    return directory, files
+
+
+def _read_by(makefile: str, base: str) -> list[tuple[str, str]]:
+    """(makefile, the directory make runs in) of the makefiles a makefile that make runs in `base` reads in turn:
+    those its include lines name (relative to `base`, as make takes them, or to its own directory: more keyed, never
+    less; a simple variable it sets expanded, `$(TOP)/rules.mk` with an unknown one taken beside) and those its
+    recipes run make with (`$(MAKE) -C src`, run in `base`)."""
+    try:
+        with open(makefile, "rb") as f:
+            text = f.read(MAX_BYTES).decode(errors="replace")
+    except OSError:
+        return []
+    text = text.replace("\r\n", "\n").replace("\\\n", " ")
+    found: list[tuple[str, str]] = []
+    if "include" in text:
+        values = {"CURDIR": base}
+        for m in _ASSIGN.finditer(text):
+            value = _VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)), m.group(2).split("#")[0].strip())
+            if "$" not in value:
+                values[m.group(1)] = value
+        for line in _INCLUDE.findall(text):
+            for word in line.split("#")[0].split():
+                word = _VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)), word)
+                if "$" in word:
+                    word = re.split(r"[)}]", word)[-1].lstrip("/")
+                    if not word or "$" in word:
+                        continue
+                for d in dict.fromkeys([base, os.path.dirname(makefile)]):
+                    path = os.path.normpath(os.path.join(d, word))
+                    paths = sorted(glob.glob(os.path.join(glob.escape(d), word)))[:_MAX_FOLLOWED] \
+                        if _GLOB.search(word) else [path]
+                    found += [(os.path.normpath(p), base) for p in paths if os.path.isfile(p)]
+    recipes = "\n".join(line for line in text.split("\n") if line.startswith("\t") and "make" in line.lower())
+    if recipes:
+        found += _run_by(re.sub(r"\$[({]MAKE[)}]", "make", recipes), [base])
+    return found
 
 
 # A rule's targets (`results/a.csv out/b.csv: data/in.csv`): what make writes, not data it reads
@@ -79,8 +154,11 @@ def of_script(path: str, cds: Sequence[str]) -> list[str]:
     compile (the step reports it when it runs the script)."""
     if not path.endswith(".py"):
         return []
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:  # (unreadable, a directory: the step cannot run it either)
+        return []
     if b"make" not in data:
         return []
     try:
@@ -91,5 +169,7 @@ def of_script(path: str, cds: Sequence[str]) -> list[str]:
 
 
 def targets(text: str) -> set[str]:
-    """The targets of a Makefile's rules (`results/a.csv out/b.csv: data/in.csv`): files make writes."""
+    """The targets of a Makefile's rules (`results/a.csv out/b.csv: data/in.csv`): files make writes. (A recipe's
+    continued line, `\\` then `  data/x.csv -v a:b`, is of its recipe: joined first, as make does.)"""
+    text = text.replace("\r\n", "\n").replace("\\\n", " ")
     return {w for m in _TARGETS.finditer(text) for w in m.group(1).split()}

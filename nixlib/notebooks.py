@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 _MAGIC = re.compile(rb"^([ \t]*)[%!].*$", re.MULTILINE)  # IPython's `%matplotlib inline`, `!pip install …`
+_FUTURE = re.compile(rb"^([ \t]*)from[ \t]+__future__[ \t]+import\b.*$", re.MULTILINE)
+_CONTINUED = re.compile(rb"(?:else|elif|except|finally|case)\b")  # (a line going on with the statement before)
+_INCOMPLETE = ("never closed", "unterminated triple", "EOF", "expected an indented block")  # (a statement goes on)
+_MAX_CHUNK = 50  # (lines of a statement that does not compile taken together, at most)
 
 
 def cells(data: bytes) -> list[object] | None:
-    """What running a Jupyter notebook depends on: its kernel's language and its code cells' sources, in order (not
+    """What running a Jupyter notebook depends on: its kernel's language and name (`kernelspec`: the kernel nbconvert
+    and papermill start) and its code cells' sources, in order (not
     its outputs, execution counts or markdown); None if the file is no notebook JSON (then it is keyed whole)."""
     try:
         doc = json.loads(data)
@@ -23,7 +29,8 @@ def cells(data: bytes) -> list[object] | None:
     meta = doc.get("metadata")
     kernel = meta.get("kernelspec") if isinstance(meta, dict) else None
     language = kernel.get("language") if isinstance(kernel, dict) else None
-    return [language, *(c.get("source") for c in cells if isinstance(c, dict) and c.get("cell_type") == "code")]
+    name = kernel.get("name") if isinstance(kernel, dict) else None  # (the kernel nbconvert and papermill start)
+    return [language, name, *(c.get("source") for c in cells if isinstance(c, dict) and c.get("cell_type") == "code")]
 
 
 def code(data: bytes) -> bytes:
@@ -39,5 +46,42 @@ def code(data: bytes) -> bytes:
             source = cell.get("source", "")
             text = "".join(source) if isinstance(source, list) and all(isinstance(x, str) for x in source) \
                 else source if isinstance(source, str) else ""
-            parts.append(_MAGIC.sub(rb"\1pass", text.encode(errors="replace")))
+            parts.append(_python(_MAGIC.sub(rb"\1pass", text.encode(errors="replace"))))
     return b"\n".join(parts)
+
+
+def _python(cell: bytes) -> bytes:
+    """A code cell as Python that compiles, so that one cell that is none (a `%%bash` cell's shell lines, `files =
+    !ls`, `df.head?`, a top-level `await`) does not hide the imports and data files of every other (the cells are
+    compiled as one text): its top-level statements that compile, and of the others each line that compiles alone;
+    a late `from __future__` import made `pass`."""
+    cell = _FUTURE.sub(rb"\1pass", cell).replace(b"\xef\xbb\xbf", b"")  # (a BOM compiles at the start only)
+    if _compiles(cell) is None:
+        return cell
+    out: list[bytes] = []
+    chunk: list[bytes] = []
+    for line in [*cell.split(b"\n"), b"pass"]:  # (a last statement ends the last chunk)
+        if chunk and line[:1] not in b" \t#)]}" and not _CONTINUED.match(line):  # a statement starts here
+            text = b"\n".join(chunk)
+            error = _compiles(text)
+            if error is None:
+                out.append(text)
+            elif len(chunk) < _MAX_CHUNK and any(m in error for m in _INCOMPLETE):
+                chunk.append(line)  # (a string or bracket still open: the statement goes on)
+                continue
+            else:
+                out += [x.strip() for x in chunk if x.strip() and _compiles(x.strip()) is None]
+            chunk = []
+        chunk.append(line)
+    return b"\n".join(out)
+
+
+def _compiles(source: bytes) -> str | None:
+    """None if Python source compiles, else why not."""
+    try:
+        with warnings.catch_warnings():  # (a `"\d"` or `x is 1` in a cell: not the user's business here)
+            warnings.simplefilter("ignore")
+            compile(source, "<cell>", "exec", dont_inherit=True)
+        return None
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as e:
+        return str(e) or type(e).__name__

@@ -114,7 +114,7 @@ def _finder_dirs(path: str) -> list[str]:
     try:
         with open(path, "rb") as f:
             tree = ast.parse(f.read())
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):  # (no finder setuptools wrote)
         return []
     for node in tree.body:
         target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0] \
@@ -122,7 +122,7 @@ def _finder_dirs(path: str) -> list[str]:
         if isinstance(target, ast.Name) and target.id == "MAPPING" and node.value is not None:
             try:
                 mapping = ast.literal_eval(node.value)
-            except ValueError:
+            except (ValueError, TypeError, RecursionError, MemoryError):  # (`{[]: 1}`: unhashable, TypeError)
                 return []
             if isinstance(mapping, dict):
                 return [os.path.dirname(os.path.normpath(v)) for v in mapping.values() if isinstance(v, str)
