@@ -230,7 +230,7 @@ def script_data_words(path: str) -> tuple[str, ...]:
     elif not path.endswith(".py"):
         text = data.decode("utf-8", "replace")
         written: set[str] = set()
-        if os.path.basename(path) in makefiles.NAMES or path.endswith(".mk"):  # a rule's targets are written: left out
+        if _makefile(path, data):  # a rule's targets are written: left out
             written = makefiles.targets(text)
         # a path written through the script's own location (`"$DIR/data/ref.tsv"`, `"$(dirname "$0")/data/x"`): its
         # tail, which the caller resolves beside the script
@@ -242,6 +242,15 @@ def script_data_words(path: str) -> tuple[str, ...]:
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # (too deeply nested: Python cannot run it either)
         return ()
     return data_candidates(pycode.strings(code), pycode.written_strings(code))
+
+
+def _makefile(path: str, data: bytes) -> bool:
+    """Whether a project file read for its data words is a makefile: by its name (`Makefile`, `rules.mk`,
+    `config.mak`), or one a step's code is only because make reads it (makefiles.Read, `include Makefile.common`:
+    no code suffix, no `#!` script or binary)."""
+    suffix = os.path.splitext(path)[1].lower()
+    return os.path.basename(path) in makefiles.NAMES or suffix in (".mk", ".mak", ".make") or \
+        (suffix not in CODE_SUFFIXES and data[:2] != b"#!" and data[:4] != b"\x7fELF")
 
 
 def command_data_paths(command: str, store_root: str, directories: Iterable[str] = ()) -> list[str]:
@@ -323,13 +332,16 @@ def _names_code(path: str) -> bool:
     if os.path.basename(path) in makefiles.NAMES:
         return True
     suffix = os.path.splitext(path)[1].lower()
-    if suffix:
-        return suffix in CODE_SUFFIXES and suffix not in _NOT_NAMING
+    if suffix in CODE_SUFFIXES:
+        return suffix not in _NOT_NAMING
     try:
         with open(path, "rb") as f:
-            return f.read(2) == b"#!"
+            head = f.read(4)
     except OSError:
         return False
+    # no suffix: a `#!` script; another suffix: a file keyed as code only because make reads it (makefiles.Read,
+    # `include Makefile.common`: its recipes run scripts), or a `#!` script, not a binary
+    return head[:2] == b"#!" if not suffix else head != b"\x7fELF"
 
 
 def looks_like_code(word: str) -> bool:
@@ -360,7 +372,8 @@ class CodeFiles:
         # found for the names a file imports are memoised per (names, directory): the 20 steps of a sweep running the
         # same train.py walk the package it imports once. Not in a long-lived instance (a Snakemake run's, Luigi's):
         # a module added or edited meanwhile must be seen.
-        self._modules: dict[tuple[frozenset[str], str], dict[str, str]] | None = {} if evaluation else None
+        self._modules: dict[tuple[frozenset[str], str, tuple[tuple[str, str], ...]], dict[str, str]] | None = \
+            {} if evaluation else None
         self._python: dict[tuple[str, int, int, int, int], tuple[str, set[str]]] = {}
         self._shell: dict[tuple[str, int, int, int, int], tuple[str, ...]] = {}
         self._data: dict[tuple[str, int, int, int, int], tuple[str, ...]] = {}
@@ -371,7 +384,8 @@ class CodeFiles:
               cwd: str | None = None, imports: tuple[str, ...] = ()) -> dict[str, str]:
         """{absolute path: digest} of the candidates (paths as a step names them, relative ones resolved
         against `cwd`) that are code files inside one of `roots`, and not among the `declared` absolute paths
-        (a Python file's digest with the project modules it imports from the `imports` directories too)."""
+        (a Python file's digest with the project modules it imports from the `imports` directories too). A
+        makefile makefiles.of_command found (makefiles.Read: `include Makefile.common`) is code whatever its name."""
         inside = tuple(os.path.abspath(r) + os.sep for r in roots if os.path.abspath(r) != "/")
         found: dict[str, str] = {}
         for word in candidates:
@@ -381,7 +395,8 @@ class CodeFiles:
             if path in declared or path in found or not path.startswith(inside) or not os.path.isfile(path):
                 continue
             if os.path.splitext(path)[1].lower() in CODE_SUFFIXES or is_program(path) \
-                    or os.path.basename(path) in makefiles.NAMES:  # (`make -f {HERE}/Makefile`)
+                    or os.path.basename(path) in makefiles.NAMES or isinstance(word, makefiles.Read):
+                # (`make -f {HERE}/Makefile`; a makefile make reads, makefiles.of_command: `include config.mak`)
                 try:
                     found[path] = self.digest(path, imports=imports)
                 except UNREADABLE:  # unreadable: the step cannot read it either (an execute-only tool runs alike)
@@ -460,7 +475,7 @@ class CodeFiles:
         """local_modules of the names in `directory` (memoised per evaluation: see __init__)."""
         if self._modules is None:
             return local_modules(names, directory, self.python_file)
-        key = (frozenset(names), directory)
+        key = (frozenset(names), directory, getattr(directory, "packages", ()))  # (a MappedDir: its mapping too)
         known = self._modules.get(key)
         if known is None:
             known = self._modules[key] = local_modules(names, directory, self.python_file)
@@ -764,13 +779,41 @@ def local_modules(names: set[str], directory: str,
     return dict(sorted(found.items()))
 
 
+class MappedDir(str):
+    """A directory the project's modules are imported from (nixlib.pyimports) that also maps some module names to
+    where their code is, as setuptools' editable finder does (`MAPPING = {'mlpkg': '/p/lib'}`: a `package_dir`
+    rename; `{'ns.pkg': '/p/src/ns/pkg'}`: a package under a PEP 420 namespace): `packages`, (name, absolute path)
+    pairs. Compares as its path; module_files looks the mapped names up first."""
+
+    packages: tuple[tuple[str, str], ...]
+
+    def __new__(cls, path: str, packages: Iterable[tuple[str, str]]) -> MappedDir:
+        made = super().__new__(cls, path)
+        made.packages = tuple(sorted(set(packages)))
+        return made
+
+    def __getnewargs__(self) -> tuple[str, tuple[tuple[str, str], ...]]:  # (pickled, copied: with its mapping)
+        return str(self), self.packages
+
+
 def module_files(directory: str, name: str) -> list[str]:
-    """The files of local module `name`: `name.py`, or every .py file of package `name/`."""
+    """The files of local module `name`: `name.py`, or every .py file of package `name/`; in a MappedDir, also
+    those of each package (or module file) it maps `name` or a dotted name under it to (`ns.pkg`: `import ns.pkg`),
+    __init__.py or not."""
+    mapped = [p for key, target in getattr(directory, "packages", ()) if key.split(".")[0] == name
+              for p in _package_files(target, namespace=True)]
     single = os.path.join(directory, name + ".py")
     if os.path.isfile(single):
-        return [single]
-    package = os.path.join(directory, name)
-    if not os.path.isfile(os.path.join(package, "__init__.py")):
+        return list(dict.fromkeys([single, *mapped]))
+    return list(dict.fromkeys([*_package_files(os.path.join(directory, name)), *mapped]))
+
+
+def _package_files(package: str, namespace: bool = False) -> list[str]:
+    """Every .py file of a package directory (one with an __init__.py, or any directory with `namespace`); a module
+    file itself."""
+    if package.endswith(".py"):
+        return [package] if os.path.isfile(package) else []
+    if not (os.path.isdir(package) if namespace else os.path.isfile(os.path.join(package, "__init__.py"))):
         return []
     return sorted(os.path.join(d, f) for d, _, files in os.walk(package) for f in files if f.endswith(".py"))
 

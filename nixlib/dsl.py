@@ -661,7 +661,9 @@ class _Builder:
         configs = [os.path.normpath(os.path.join(b, d)) for d in configfiles.command_dirs(command)
                    for b in ([""] if os.path.isabs(d) else [*cds, *map(os.path.dirname, code)])]
         # (the scripts' part once per evaluation: a sweep's steps run the same scripts, whose modules may be many)
-        key = (tuple(sorted(code)), tuple(cds), tuple(configs), imports)
+        # (a MappedDir compares as its path: its mapping is part of what its modules are)
+        key = (tuple(sorted(code)), tuple(cds), tuple(configs), imports,
+               tuple(getattr(d, "packages", ()) for d in imports))
         chained = self.chain_data.get(key)
         if chained is None:
             reads = self.code_files.chain_reads(sorted(code), cds, configs, self.code_roots, self._config_files,

@@ -35,6 +35,14 @@ _VARIABLE = re.compile(r"\$[({]([A-Za-z_][\w.-]*)[)}]")
 _GLOB = re.compile(r"[*?[]")
 
 
+class Read(str):
+    """A path of_command found that make reads (a Makefile, `-f build.rules`, an included `Makefile.common` or
+    `config.mak`): code whatever its name (nixlib.codefiles.CodeFiles.named keys it as such; another word without a
+    code suffix is not code)."""
+
+    __slots__ = ()
+
+
 def of_command(command: str, cds: Sequence[str] = ()) -> list[str]:
     """The makefiles the `make` runs of a command read: `-f FILE` (`--file=`, `--makefile=`), else the first of
     NAMES in its directory: `-C DIR` (`--directory=`), else a directory the command changes into (`cds`:
@@ -50,7 +58,7 @@ def of_command(command: str, cds: Sequence[str] = ()) -> list[str]:
         if path not in found:
             found[path] = None
             todo += _read_by(path, base)
-    return list(found)
+    return [Read(p) for p in found]
 
 
 def _run_by(command: str, cds: Sequence[str]) -> list[tuple[str, str]]:

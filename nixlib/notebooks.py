@@ -13,12 +13,18 @@ _FUTURE = re.compile(rb"^([ \t]*)from[ \t]+__future__[ \t]+import\b.*$", re.MULT
 _CONTINUED = re.compile(rb"(?:else|elif|except|finally|case)\b")  # (a line going on with the statement before)
 _INCOMPLETE = ("never closed", "unterminated triple", "EOF", "expected an indented block")  # (a statement goes on)
 _MAX_CHUNK = 50  # (lines of a statement that does not compile taken together, at most)
+# Cell tags that change what running a notebook does: papermill injects its parameters after the cell tagged
+# `parameters` (at the top without one); nbclient (nbconvert, papermill) goes on after an error in a cell tagged
+# `raises-exception` and skips one tagged `skip-execution`.
+BEHAVIOUR_TAGS = frozenset({"parameters", "raises-exception", "skip-execution"})
 
 
 def cells(data: bytes) -> list[object] | None:
     """What running a Jupyter notebook depends on: its kernel's language and name (`kernelspec`: the kernel nbconvert
-    and papermill start) and its code cells' sources, in order (not
-    its outputs, execution counts or markdown); None if the file is no notebook JSON (then it is keyed whole)."""
+    and papermill start) and its code cells' sources, in order, with the cell tags that change what runs
+    (BEHAVIOUR_TAGS; a markdown cell's too, where it stands: papermill injects after any cell tagged `parameters`)
+    (not its outputs, execution counts, other metadata or markdown); None if the file is no notebook JSON (then it is
+    keyed whole)."""
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError):
@@ -30,7 +36,20 @@ def cells(data: bytes) -> list[object] | None:
     kernel = meta.get("kernelspec") if isinstance(meta, dict) else None
     language = kernel.get("language") if isinstance(kernel, dict) else None
     name = kernel.get("name") if isinstance(kernel, dict) else None  # (the kernel nbconvert and papermill start)
-    return [language, name, *(c.get("source") for c in cells if isinstance(c, dict) and c.get("cell_type") == "code")]
+    out: list[object] = [language, name]
+    for c in cells:
+        if not isinstance(c, dict):
+            continue
+        code = c.get("cell_type") == "code"
+        meta = c.get("metadata")
+        tags = meta.get("tags") if isinstance(meta, dict) else None
+        tags = sorted({t for t in tags if isinstance(t, str) and t in BEHAVIOUR_TAGS}) if isinstance(tags, list) \
+            else []
+        if tags:  # (a cell without such a tag keys as before: its source alone)
+            out.append({"source": c.get("source") if code else None, "tags": tags})
+        elif code:
+            out.append(c.get("source"))
+    return out
 
 
 def code(data: bytes) -> bytes:

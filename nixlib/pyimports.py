@@ -29,7 +29,8 @@ _PYTHON_WORD = re.compile(r"(?<![^\s;&|(`'\"=])((?:[^\s;&|()`'\"<>]*/)?python(?:
 _FINDER = re.compile(r"\b(__editable___[A-Za-z0-9_]+_finder)\b")
 _SITE_PATTERNS = ("lib/python3*/site-packages", "lib/python3*/dist-packages", "lib/python3/dist-packages",
                   "local/lib/python3*/dist-packages")
-_EDITABLE: dict[tuple[str, int], tuple[str, ...]] = {}
+# site directory -> (its mtime, (each .pth and finder file read, its _stat), the directories they add)
+_EDITABLE: dict[str, tuple[int, tuple[tuple[str, object], ...], tuple[str, ...]]] = {}
 
 
 def import_dirs(command: str, roots: Iterable[str], cds: Iterable[str] = (), pythons: Iterable[str] = ()
@@ -44,7 +45,18 @@ def import_dirs(command: str, roots: Iterable[str], cds: Iterable[str] = (), pyt
     if pythons or "python" in command or ".py" in command:
         for python in dict.fromkeys([*pythons, *interpreters(command)]):
             found += [d for site in site_dirs(python) for d in editable_dirs(site)]
-    return [d for d in dict.fromkeys(os.path.abspath(d) for d in found) if (d + os.sep).startswith(inside)]
+    return [d for d in _merged(os.path.abspath(d) if type(d) is str else d for d in found)
+            if (d + os.sep).startswith(inside)]
+
+
+def _merged(directories: Iterable[str]) -> list[str]:
+    """The directories, each once, in order: one named twice (a .pth line, finders) with every mapping it has
+    (codefiles.MappedDir)."""
+    merged: dict[str, str] = {}
+    for d in directories:
+        packages = [*getattr(merged.get(d), "packages", ()), *getattr(d, "packages", ())]
+        merged[d] = codefiles.MappedDir(d, packages) if packages else d
+    return list(merged.values())
 
 
 def interpreters(command: str) -> list[str]:
@@ -77,22 +89,39 @@ def site_dirs(python: str) -> tuple[str, ...]:
 
 def editable_dirs(site: str) -> tuple[str, ...]:
     """The directories the `.pth` files in `site` add to the import path: their directory lines, and the parents
-    of the packages setuptools' editable finders map (`MAPPING = {'mlpkg': '/p/src/mlpkg'}`). Memoised by the
-    directory's mtime, so installing or removing a project (pip writes its files anew) is seen at once."""
+    of the packages setuptools' editable finders map (`MAPPING = {'mlpkg': '/p/src/mlpkg'}`; codefiles.MappedDir).
+    Memoised by the directory's mtime, so installing or removing a project (pip writes its files anew) is seen at
+    once, and by the stat of each .pth and finder file read, so one edited in place is seen too by a long-lived
+    process (a Luigi worker, the Snakemake executor)."""
     try:
-        key = (site, os.stat(site).st_mtime_ns)  # (installing or removing a package adds or removes a file there)
-        known = _EDITABLE.get(key)
-        if known is None:
-            names = sorted(n for n in os.listdir(site) if n.endswith(".pth"))
-            known = _EDITABLE[key] = tuple(dict.fromkeys(d for n in names for d in _pth_dirs(site, n)))
+        mtime = os.stat(site).st_mtime_ns  # (installing or removing a package adds or removes a file there)
+        known = _EDITABLE.get(site)
+        if known is not None and known[0] == mtime and all(_stat(p) == sig for p, sig in known[1]):
+            return known[2]
+        names = sorted(n for n in os.listdir(site) if n.endswith(".pth"))
+        read: list[tuple[str, object]] = []  # (each file's stat, taken before it is read)
+        dirs = tuple(_merged(d for n in names for d in _pth_dirs(site, n, read)))
+        _EDITABLE[site] = (mtime, tuple(read), dirs)
     except OSError:
         return ()
-    return known
+    return dirs
 
 
-def _pth_dirs(site: str, name: str) -> list[str]:
+def _stat(path: str) -> object:
+    """What an edit of a file changes: its size, mtime, ctime and inode (None if it is gone)."""
     try:
-        with open(os.path.join(site, name), encoding="utf-8", errors="replace") as f:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
+def _pth_dirs(site: str, name: str, read: list[tuple[str, object]] | None = None) -> list[str]:
+    path = os.path.join(site, name)
+    if read is not None:
+        read.append((path, _stat(path)))
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
             lines = f.read(1 << 20).splitlines()
     except OSError:
         return []
@@ -101,7 +130,11 @@ def _pth_dirs(site: str, name: str) -> list[str]:
         if not line or line.startswith("#"):
             continue
         if line.startswith(("import ", "import\t")):
-            out += [d for finder in _FINDER.findall(line) for d in _finder_dirs(os.path.join(site, finder + ".py"))]
+            for finder in _FINDER.findall(line):
+                finder = os.path.join(site, finder + ".py")
+                if read is not None:
+                    read.append((finder, _stat(finder)))
+                out += _finder_dirs(finder)
             continue
         directory = os.path.join(site, line)
         if os.path.isdir(directory):
@@ -110,7 +143,10 @@ def _pth_dirs(site: str, name: str) -> list[str]:
 
 
 def _finder_dirs(path: str) -> list[str]:
-    """The parents of the package directories a setuptools editable finder's MAPPING names."""
+    """The parents of the package directories a setuptools editable finder's MAPPING names, each a
+    codefiles.MappedDir mapping the names to those directories: a package whose directory is named otherwise
+    (`{'mlpkg': '/p/lib'}`, package_dir) or a dotted name (`{'ns.pkg': '/p/src/ns/pkg'}`, under a namespace) is
+    found by its name."""
     try:
         with open(path, "rb") as f:
             tree = ast.parse(f.read())
@@ -124,7 +160,12 @@ def _finder_dirs(path: str) -> list[str]:
                 mapping = ast.literal_eval(node.value)
             except (ValueError, TypeError, RecursionError, MemoryError):  # (`{[]: 1}`: unhashable, TypeError)
                 return []
-            if isinstance(mapping, dict):
-                return [os.path.dirname(os.path.normpath(v)) for v in mapping.values() if isinstance(v, str)
-                        and os.path.isabs(v)]
+            if not isinstance(mapping, dict):
+                return []
+            parents: dict[str, list[tuple[str, str]]] = {}
+            for name, target in mapping.items():
+                if isinstance(name, str) and isinstance(target, str) and os.path.isabs(target):
+                    target = os.path.normpath(target)
+                    parents.setdefault(os.path.dirname(target), []).append((name, target))
+            return [codefiles.MappedDir(parent, packages) for parent, packages in parents.items()]
     return []
