@@ -29,6 +29,7 @@ import functools
 import hashlib
 import os
 import re
+import shlex
 import sys
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -36,14 +37,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nixlib import base32, codefiles, configfiles, makefiles, pycode, pydata, pyimports
+from nixlib import base32, codefiles, configfiles, hostenv, makefiles, pycode, pydata, pyimports
 from nixlib.command import CommandSyntaxError, normalise
 from nixlib.env import ResolvedEnv
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import Recipe, RunOptions, digest
 from nixlib.statmemo import StatMemo
 from snakemake_executor_nixworkflow import internals
-from snakemake_executor_nixworkflow.runtime import deployed_software
+from snakemake_executor_nixworkflow.runtime import SNAKEMAKE_VARS, deployed_software
 
 # Output flags whose files are not plain products of the job: a pipe or service is never a file
 # at rest, and an `update` output's old content is an input the key cannot see.
@@ -135,6 +136,16 @@ def run_strings(rule: Any) -> list[str]:
     strings: set[str] = set()
     pycode.uses([rule.run_func], strings=strings)
     return sorted(strings)
+
+
+def run_commands(rule: Any) -> tuple[str, ...]:
+    """The string constants of a `run:` block and the module-level code it uses that may be commands its `shell()`
+    calls run (a space in them, or `make`): searched as a `shell:` command is for the code it runs and what that
+    reads (`shell("make -C sub")`, `shell("bash scripts/run.sh {input}")` running prep.py, `python3 -c 'import
+    helpers'`, `cd tools && python3 prep.py`)."""
+    if rule.run_func is None:
+        return ()
+    return tuple(t for t in run_strings(rule) if "make" in t or any(c.isspace() for c in t.strip()))
 
 
 # Names through which code of the Snakefile reaches the workflow config: `config`, `workflow.config`, or a lookup
@@ -548,6 +559,9 @@ class RecipeBuilder:
         variables = self.declared_variables(job, kind)
         if variables:
             meta["envvars"] = variables
+        variables = self.host_variables(job, kind, options)
+        if variables:
+            meta["variables"] = variables
         return Recipe(
             name=job.rule.name,
             command=scratch(self.where.text(command)),
@@ -573,6 +587,25 @@ class RecipeBuilder:
             return {}
         text = self.code_text(job, kind)
         return {n: sha(f"{n}={os.environ.get(n, '')}".encode()) for n in names if text is None or n in text}
+
+    def host_variables(self, job: Any, kind: str, options: RunOptions) -> dict[str, str]:
+        """{name: digest of its value, or "unset"} of the host variables the job's shell commands expand (`$SCALE`,
+        `${GENOME_BUILD:-hg19}` in a `shell:` command or in a `run:` block's `shell()` string; nixlib.hostenv, as nw
+        run and Luigi key them): Snakemake hands its environment to the job, so `SCALE=3 snakemake` computes
+        something else than `SCALE=2 snakemake`. Not the Snakefile's `envvars:` (declared_variables), nor what
+        Snakemake sets for each job (its threads' variables, TMPDIR), nor where or as whom it runs (HOME, PATH, …),
+        nor any of a pure job's (it sees none of them)."""
+        if kind == "shell":
+            known, text = self.last_shellcmd
+            text = text if known is job else job.shellcmd
+        elif kind == "run" and job.rule.run_func is not None:
+            text = "\n".join(self.once(("run-commands", job.rule), lambda: run_commands(job.rule)))
+        else:
+            return {}
+        if not text or ("$" not in text and "((" not in text):
+            return {}
+        declared = set(getattr(self.workflow, "envvars", None) or ())
+        return {n: h for n, h in hostenv.keyed(text, options).items() if n not in declared and n not in SNAKEMAKE_VARS}
 
     def code_text(self, job: Any, kind: str) -> str | None:
         """The text of the job's own code (None where it cannot be read here: a wrapper, a remote script)."""
@@ -627,6 +660,8 @@ class RecipeBuilder:
         command = command if known is job else job.shellcmd
         words = [w for w in codefiles.data_words(command or "")
                  if os.path.splitext(w)[1].lower() not in codefiles.CODE_SUFFIXES]
+        cds = self.shell_dirs(command or "")[1:]  # (`cd sub && tool in.txt`: sub/in.txt)
+        words += [os.path.join(d, w) for d in cds for w in words if not os.path.isabs(w)]
         words += self.chain_words(job, command or "")
         if not words:
             return {}
@@ -660,6 +695,10 @@ class RecipeBuilder:
         key is computed). Hashes are memoised by stat signature."""
         if kind == "run" and job.rule.run_func is not None:
             words = self.once(("run-data", job.rule), lambda: run_data_words(job.rule))
+            # (what the scripts its shell() commands run read: `shell("python3 scripts/prep.py ...")` opening a table)
+            chained = [w for c in self.once(("run-commands", job.rule), lambda: run_commands(job.rule))
+                       for w in self.chain_words(job, c)]
+            words = (*words, *(w for w in dict.fromkeys(chained) if w not in words)) if chained else words
             here = None
         elif kind in ("script", "notebook"):
             local = local_script(job, getattr(job.rule, kind))
@@ -792,6 +831,8 @@ class RecipeBuilder:
         words += tuple(p for d in dict.fromkeys([self.where.workdir, *where])
                        for p in codefiles.module_paths(modules, d))
         named = self.code_files.named(words, self.where.roots(), declared_paths(job), imports=where) if words else {}
+        for command in self.once(("run-commands", rule), lambda: run_commands(rule)):
+            named.update(self.shell_code_files(job, command))  # (`shell("make -C sub")`, `cd tools && python3 x.py`)
         named.update(self.sourced(list(words), declared_paths(job)))
         named.update(self.imported_modules(rule, imports))
         if named:
@@ -848,12 +889,20 @@ class RecipeBuilder:
             words += codefiles.module_paths(modules, directory)
         cds = self.shell_dirs(command)
         words += [*makefiles.of_command(command, cds), *codefiles.inline_modules(command, [*cds, *imports])]
-        return self.code_files.named(words, roots, declared_paths(job), imports=imports)
+        declared = declared_paths(job)
+        found = self.code_files.named(words, roots, declared, imports=imports)
+        relative = [w for w in codefiles.words(command) if not os.path.isabs(w)] if len(cds) > 1 else []
+        for d in cds[1:] if relative else ():  # (`cd tools && python3 prep.py`: prep.py is tools/prep.py)
+            found.update(self.code_files.named(relative, roots, declared | set(found), cwd=d, imports=imports))
+        return found
 
     def shell_dirs(self, command: str) -> list[str]:
         """The directories a shell command's programs run in: the working directory, and those it changes into
-        inside the project (`cd sub && make`; codefiles.changed_directories)."""
+        inside the project (`cd sub && make`, relative to the working directory where the command starts;
+        codefiles.changed_directories)."""
         roots = self.where.roots()
+        if "cd" in command or "pushd" in command:  # (the job's shell starts in the working directory)
+            command = f"cd {shlex.quote(self.where.workdir)} && {command}"
         return list(dict.fromkeys([self.where.workdir, *codefiles.changed_directories(command, roots)]))
 
     def sourced(self, texts: list[str], declared: set[str]) -> dict[str, str]:
