@@ -828,7 +828,7 @@ _CD_DIRNAME = re.compile(r"(?:^|[\s;&|(`])(?:cd|pushd)[ \t]+(?:--[ \t]+)?\"?\$\(
                          r"(?:'([^']+)'|\"([^\"$`\\\\]+)\"|([^\s;|&<>()'\"`]+))[ \t]*\)")
 
 
-def _directories(pattern: re.Pattern[str], command: str) -> list[str]:
+def _directories(pattern: re.Pattern[str], command: str, cwd: str | None = None) -> list[str]:
     """The absolute directories a command changes into (`cd DIR`, `pushd DIR`, `cd "$(dirname /p/x)"`, and a
     relative `cd src` after one of those) or puts on Python's path (`PYTHONPATH=A:B`), as written (quoted or
     not), that exist."""
@@ -847,6 +847,8 @@ def _directories(pattern: re.Pattern[str], command: str) -> list[str]:
         for part in parts:
             if os.path.isabs(part):
                 found.append(part)
+            elif cwd is not None and pattern is _PYTHONPATH and part and not part.startswith(("$", "~")):
+                found.append(os.path.join(cwd, part))
             elif pattern is _CD and found and not part.startswith(("$", "~", "-")):  # `cd {HERE} && cd src`
                 found = list(dict.fromkeys([*found, *(os.path.normpath(os.path.join(d, part)) for d in found)]))
                 if len(found) > 64:  # (each relative cd doubles them: keep those that exist, `cd build && cd ../x`)
@@ -870,9 +872,11 @@ def _signature(path: str) -> tuple[str, int, int, int, int]:
     return os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
-def python_path_directories(command: str) -> list[str]:
-    """The existing absolute directories a command puts on Python's path (`PYTHONPATH=A:B python -m pkg.mod`)."""
-    return _directories(_PYTHONPATH, command)
+def python_path_directories(command: str, cwd: str | None = None) -> list[str]:
+    """The existing absolute directories a command puts on Python's path (`PYTHONPATH=A:B python -m pkg.mod`); with
+    `cwd` (where a front door's commands start: Snakemake's working directory), a relative one
+    too (`PYTHONPATH=src`)."""
+    return _directories(_PYTHONPATH, command, cwd)
 
 
 _FIELD_ACCESS = r"(?:\s*[.$@]\s*(\w+)\b(?!\s*\()|\s*\[\[?\s*[\"']?(\w+)[\"']?\s*\]\]?)"

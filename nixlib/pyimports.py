@@ -33,14 +33,16 @@ _SITE_PATTERNS = ("lib/python3*/site-packages", "lib/python3*/dist-packages", "l
 _EDITABLE: dict[str, tuple[int, tuple[tuple[str, object], ...], tuple[str, ...]]] = {}
 
 
-def import_dirs(command: str, roots: Iterable[str], cds: Iterable[str] = (), pythons: Iterable[str] = ()
-                ) -> list[str]:
+def import_dirs(command: str, roots: Iterable[str], cds: Iterable[str] = (), pythons: Iterable[str] = (),
+                cwd: str | None = None) -> list[str]:
     """The directories inside the project (`roots`) that the Pythons `command` runs import project modules from:
     those it changes into (`cds`), puts on PYTHONPATH, and those its interpreters' editable installs add; also
     those of the `pythons` given (absolute paths of interpreters known to run the code without the command naming
-    them: Snakemake's own for a `script:`, a Luigi worker's `sys.executable` for the scripts a task starts)."""
+    them: Snakemake's own for a `script:`, a Luigi worker's `sys.executable` for the scripts a task starts). `cwd`:
+    where the command starts, for a relative PYTHONPATH (Snakemake's working directory; nw run's steps start in
+    $out)."""
     inside = tuple(os.path.abspath(r).rstrip(os.sep) + os.sep for r in roots)
-    found = [*cds, *codefiles.python_path_directories(command)]
+    found = [*cds, *codefiles.python_path_directories(command, cwd)]
     pythons = tuple(p for p in pythons if p and os.path.isabs(p))
     if pythons or "python" in command or ".py" in command:
         for python in dict.fromkeys([*pythons, *interpreters(command)]):

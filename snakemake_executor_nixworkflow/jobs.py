@@ -681,7 +681,9 @@ class RecipeBuilder:
         cds = self.shell_dirs(command)
         configs = [os.path.normpath(os.path.join(b, d)) for d in named
                    for b in ([""] if os.path.isabs(d) else [*cds, *map(os.path.dirname, scripts)])]
-        found = self.code_files.chain_reads(scripts, cds, configs, self.where.roots())
+        # (a module found through PYTHONPATH= or an editable install)
+        imports = tuple(pyimports.import_dirs(command, self.where.roots(), cwd=self.where.workdir))
+        found = self.code_files.chain_reads(scripts, cds, configs, self.where.roots(), imports=imports)
         return [w for w in found if os.path.splitext(w)[1].lower() not in codefiles.CODE_SUFFIXES]
 
     def code_data(self, job: Any, kind: str) -> dict[str, str]:
@@ -737,7 +739,8 @@ class RecipeBuilder:
         words = script_words(local) + tuple(makefiles.of_script(local, [self.where.workdir]))
         declared = declared_paths(job) | {os.path.abspath(local)}
         scripts = [os.path.abspath(local), *sorted(self.code_files.named(words, roots, declared))]
-        found = self.code_files.chain_reads(scripts, [self.where.workdir], (), roots)
+        imports = tuple(pyimports.import_dirs("", roots, pythons=(sys.executable,)))  # (run by Snakemake's Python)
+        found = self.code_files.chain_reads(scripts, [self.where.workdir], (), roots, imports=imports)
         return [w for w in found if os.path.splitext(w)[1].lower() not in codefiles.CODE_SUFFIXES]
 
     def undeclared_data(self, job: Any) -> Callable[[Iterable[str]], dict[str, str]]:
@@ -884,8 +887,8 @@ class RecipeBuilder:
         words = codefiles.words(command)
         modules = codefiles.command_modules(command)
         roots = self.where.roots()
-        imports = tuple(pyimports.import_dirs(command, roots))
-        for directory in dict.fromkeys([self.where.workdir, *imports]) if modules else ():
+        imports = tuple(pyimports.import_dirs(command, roots, cwd=self.where.workdir))
+        for directory in dict.fromkeys([*imports, self.where.workdir]) if modules else ():  # (a MappedDir first)
             words += codefiles.module_paths(modules, directory)
         cds = self.shell_dirs(command)
         words += [*makefiles.of_command(command, cds), *codefiles.inline_modules(command, [*cds, *imports])]

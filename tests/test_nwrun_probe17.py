@@ -183,3 +183,35 @@ def test_luigi_a_data_file_a_module_found_on_pythonpath_opens_is_keyed() -> None
     Path("src/mypkg/vocab.txt").write_text("v2\n")
     luigi_cli("--module", "pp", "C")
     assert out.read_text() == "v2\n"
+
+
+def test_snakemake_a_data_file_a_module_found_on_pythonpath_opens_is_keyed(tmp_path: Path) -> None:
+    """`shell: "PYTHONPATH=src python3 scripts/fit.py > {output}"`, fit.py importing src/mypkg/data.py, which opens
+    `HERE / "vocab.txt"`: the package was keyed as code, but the executor did not hand the import directories to the
+    shared walk, so after editing src/mypkg/vocab.txt and deleting the output the old text was restored."""
+    import re
+
+    import pytest
+    pytest.importorskip("snakemake")
+    from tests.test_snakemake import ok, snakemake
+    from tests.test_snakemake_semantics import wipe, write
+
+    module = ("from pathlib import Path\nHERE = Path(__file__).parent\n"
+              "def load():\n    return open(HERE / 'vocab.txt').read().strip()\n")
+    wf = write(tmp_path / "wf", {
+        "Snakefile": 'rule a:\n    output: "out/a.txt"\n'
+                     '    shell: "PYTHONPATH=src python3 scripts/fit.py > {output}"\n',
+        "src/mypkg/__init__.py": "", "src/mypkg/data.py": module, "src/mypkg/vocab.txt": "v1\n",
+        "scripts/fit.py": "from mypkg.data import load\nprint(load())\n"})
+    ok(snakemake(wf))
+    assert (wf / "out/a.txt").read_text() == "v1\n"
+    (wf / "src/mypkg/vocab.txt").write_text("v2\n")
+    wipe(wf, "out/a.txt")
+    proc = ok(snakemake(wf))
+    assert not re.findall(r"restored the outputs of rule (\w+)\b", proc.stdout + proc.stderr), proc.stderr
+    assert (wf / "out/a.txt").read_text() == "v2\n"
+    (wf / "src/mypkg/data.py").write_text(module.replace(".strip()", ".strip().upper()"))  # the package's code
+    wipe(wf, "out/a.txt")
+    proc = ok(snakemake(wf))
+    assert not re.findall(r"restored the outputs of rule (\w+)\b", proc.stdout + proc.stderr), proc.stderr
+    assert (wf / "out/a.txt").read_text() == "V2\n"
