@@ -29,7 +29,7 @@ import luigi.configuration
 from luigi.parameter import ParameterVisibility
 from luigi.task_register import Register
 
-from luigi_nixworkflow import present, settings, stepio
+from luigi_nixworkflow import present, settings, stepio, templates
 from nixlib import codefiles, configfiles, makefiles, pycode, pydata, pyimports
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import digest
@@ -290,100 +290,19 @@ def named_data(cls: type, declared: Callable[[], set[str]], produced: Callable[[
     return _project_data(cls, words, declared, produced, "reads") if words else {}
 
 
-_NOT_OPENED_IN = frozenset({"output", "requires", "complete", "deps", "on_success", "on_failure"})
-_TEMPLATE_PIECE = tuple[str, str, str, str]  # (parameter, "strftime" or "", its argument, conversion + "|" + spec)
-
-
 @functools.cache
-def param_templates(cls: type) -> tuple[tuple[str | _TEMPLATE_PIECE, ...], ...]:
-    """Paths the class's methods (not output(), requires() or complete()) build from string constants and the task's
-    own parameters, `f"data/{self.date:%Y-%m-%d}.csv"`, `f"raw/{self.date.strftime('%Y%m%d')}.json"`, also joined
-    with constants (`os.path.join("data", f"{self.name}.csv")`), and do not write (`open(p, "w")`, `df.to_csv(p)`):
-    each a tuple of its pieces, a constant or a parameter to format. Pure and memoised per class; which of them name
-    a file is looked at per task (template_data), as data_words' literal paths are."""
+def param_templates(cls: type) -> tuple[templates.Template, ...]:
+    """Paths the class's methods (not output(), requires() or complete()) build from string constants, the task's
+    own parameters and luigi.cfg values, and do not write (`open(p, "w")`, `df.to_csv(p)`):
+    `f"data/{self.date:%Y-%m-%d}.csv"`, `"data/" + self.name + ".csv"`, `"data/%s.csv" % self.name`,
+    `"data/{}.csv".format(self.date)`, `os.path.join`, `Path("data") / self.name`, through locals and project
+    helpers (luigi_nixworkflow.templates). Pure and memoised per class; which of them name a file is looked at per
+    task (template_data), as data_words' literal paths are."""
     try:
         trees = _sources(cls)
     except NixWorkflowError:
         return ()
-    params = {name for name, _ in cls.get_params()}
-    found: dict[tuple[Any, ...], None] = {}
-    for tree in trees:
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.ClassDef):
-                continue
-            for fn in node.body:
-                if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef) and fn.name not in _NOT_OPENED_IN:
-                    written = _written_nodes(fn)
-                    for sub in ast.walk(fn):
-                        if id(sub) not in written and isinstance(sub, ast.JoinedStr | ast.Call):
-                            pieces = _template(sub, params)
-                            if pieces is not None and any(not isinstance(x, str) for x in pieces):
-                                found[pieces] = None
-    return tuple(found)
-
-
-def _template(node: ast.expr, params: set[str]) -> tuple[str | _TEMPLATE_PIECE, ...] | None:
-    """A path template's pieces (param_templates), or None: anything but constants and `self.<parameter>`."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return (node.value,) if node.value and not any(c.isspace() for c in node.value) else None
-    if isinstance(node, ast.Call):  # os.path.join(...) of constants and templates
-        if getattr(node.func, "attr", None) != "join" or not isinstance(node.func, ast.Attribute) or \
-                not isinstance(node.func.value, ast.Attribute) or node.keywords or not node.args:
-            return None
-        joined: list[str | _TEMPLATE_PIECE] = []
-        for i, a in enumerate(node.args):
-            part = _template(a, params)
-            if part is None:
-                return None
-            joined += [*(["/"] if i else []), *part]
-        return tuple(joined)
-    if not isinstance(node, ast.JoinedStr):
-        return None
-    pieces: list[str | _TEMPLATE_PIECE] = []
-    for v in node.values:
-        if isinstance(v, ast.Constant):
-            if not isinstance(v.value, str) or any(c.isspace() for c in v.value):
-                return None
-            pieces.append(v.value)
-            continue
-        if not isinstance(v, ast.FormattedValue):
-            return None
-        spec = ""
-        if v.format_spec is not None:
-            if not all(isinstance(s, ast.Constant) for s in v.format_spec.values):  # type: ignore[attr-defined]
-                return None
-            spec = "".join(str(s.value) for s in v.format_spec.values)  # type: ignore[attr-defined]
-        value, method, argument = v.value, "", ""
-        if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "strftime" \
-                and len(value.args) == 1 and isinstance(value.args[0], ast.Constant) and not value.keywords:
-            value, method, argument = value.func.value, "strftime", str(value.args[0].value)
-        if not (isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) and value.value.id == "self"
-                and value.attr in params):
-            return None
-        pieces.append((value.attr, method, argument, f"{chr(v.conversion) if v.conversion > 0 else ''}|{spec}"))
-    return tuple(pieces)
-
-
-def _written_nodes(fn: ast.AST) -> set[int]:
-    """The ids of the expressions a function writes to (`open(p, "w")`, `df.to_csv(p)`, `p.write_text(...)`) and
-    of everything inside them."""
-    out: set[int] = set()
-    for call in ast.walk(fn):
-        if not isinstance(call, ast.Call):
-            continue
-        name = getattr(call.func, "attr", getattr(call.func, "id", None))
-        args: list[ast.expr] = []
-        if name == "open" and call.args:
-            mode = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == "mode"),
-                                                                None)
-            if isinstance(mode, ast.Constant) and isinstance(mode.value, str) and set(mode.value) & set("wax"):
-                args = call.args[:1]
-        elif name in pycode._WRITERS:  # (df.to_csv(p), np.save(p), torch.save(m, p))
-            args = list(call.args)
-        elif name in ("write_text", "write_bytes", "mkdir", "touch") and isinstance(call.func, ast.Attribute):
-            args = [call.func.value]
-        out.update(id(n) for a in args for n in ast.walk(a))
-    return out
+    return templates.of_class(cls, trees, _own_classes(cls))
 
 
 def template_data(task: luigi.Task, declared: Callable[[], set[str]],
@@ -394,20 +313,10 @@ def template_data(task: luigi.Task, declared: Callable[[], set[str]],
     words = []
     for pieces in param_templates(type(task)):
         try:
-            words.append("".join(p if isinstance(p, str) else _formatted(task, p) for p in pieces))
-        except Exception:  # noqa: BLE001 - a value this spec cannot format names no file: nothing to key
+            words.append(templates.formatted(task, pieces))
+        except Exception:  # noqa: BLE001 - a value this template cannot format names no file: nothing to key
             continue
     return _project_data(type(task), words, declared, produced, "reads") if words else {}
-
-
-def _formatted(task: luigi.Task, piece: _TEMPLATE_PIECE) -> str:
-    name, method, argument, how = piece
-    value = getattr(task, name)
-    if method:
-        value = value.strftime(argument)
-    conversion, spec = how.split("|", 1)
-    value = {"s": str, "r": repr, "a": ascii}.get(conversion, lambda v: v)(value)
-    return format(value, spec)
 
 
 def command_data(cls: type, command: str, declared: Callable[[], set[str]],
