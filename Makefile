@@ -1,7 +1,7 @@
-# The two commands: `make demo` runs the showcase pipeline, `make test` runs every test.
+# The two commands: `make demo` runs the showcase pipeline, `make test` runs the test suite (`make test-long` the rest).
 PY := .venv/bin/python
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test test-long lint bench
 
 setup:
 	@bash scripts/setup.sh
@@ -11,7 +11,12 @@ demo: setup
 
 test: setup
 	.venv/bin/ruff check .
-	.venv/bin/pytest -n 3 -q -rs --durations=20  # 3 workers on 2 cores: most tests wait on real tools (Slurm, Snakemake)
+	.venv/bin/pytest -n 3 -q -rs --durations=20 -m "not long"  # 3 workers on 2 cores: most tests wait on real tools
+
+# The long integration tests (marked `long`: long Snakemake and Slurm runs) that `make test` leaves out to stay under
+# ~20 minutes on 2 cores; `make test test-long` runs every test.
+test-long: setup
+	.venv/bin/pytest -n 3 -q -rs --durations=20 -m long
 
 lint: setup
 	.venv/bin/ruff check .

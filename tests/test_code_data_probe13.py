@@ -186,6 +186,7 @@ def _restored(proc: subprocess.CompletedProcess[str]) -> set[str]:
     return set(re.findall(r"restored the outputs of rule (\w+)\b", proc.stdout + proc.stderr))
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_snakemake_a_data_file_a_run_block_or_script_names_by_a_literal_path_is_keyed_by_content(
         tmp_path: Path) -> None:
     """`shell("cat config/adapters.fa {input} > {output}")` and `open("config/x.tsv")` in a `run:` block, and

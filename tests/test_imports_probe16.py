@@ -229,6 +229,7 @@ rule script:
 '''
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_snakemake_run_blocks_using_the_editable_project_package_rerun_after_an_edit(tmp_path: Path) -> None:
     """`run:` blocks calling the editable-installed package: a function imported at the Snakefile's top, a module
     imported inside the block, and `shell()` calls running `python -m mlpkg.train` or a script importing mlpkg: the

@@ -119,6 +119,7 @@ rule b:
 '''
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_snakemake_a_data_file_a_run_block_reads_through_a_module_level_name_is_keyed(tmp_path: Path) -> None:
     """`TABLE = "config/table.tsv"` at the top of the Snakefile, opened by a `run:` block (or a helper it calls):
     editing the table and deleting the outputs re-runs both jobs with the new content (the old outputs were

@@ -187,6 +187,7 @@ rule shell:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_command_naming_a_thread_variable_keys_the_threads(tmp_path: Path, log: Path) -> None:
     """Snakemake's shell() sets OMP_NUM_THREADS, MKL_NUM_THREADS, … to the job's threads. A `run:` block's
     `shell("... $OMP_NUM_THREADS ...")` (and a `shell:` command naming one) reads them, but neither names `threads`:

@@ -118,6 +118,7 @@ with open(snakemake.output[0], "w") as o:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_config_change_re_runs_only_the_scripts_and_run_blocks_that_read_the_config(tmp_path: Path,
                                                                                      log: Path) -> None:
     """The whole workflow config was keyed for every `script:` and `run:` job: changing one hyperparameter (or

@@ -69,6 +69,7 @@ def fake_conda(tmp_path: Path) -> dict[str, str]:
     return {"PATH": f"{base / 'bin'}:{os.environ['PATH']}"}
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_conda_pin_file_is_part_of_the_key_under_sdm_conda(tmp_path: Path) -> None:
     """With `--sdm conda`, Snakemake installs a rule's env from its pin file (`envs/tools.linux-64.pin.txt`: exact
     package versions) when there is one, and re-runs the rule when the pin file changes (its software-env

@@ -112,6 +112,7 @@ def test_symlink_mode_restores_outputs_whose_relative_links_would_resolve_inside
     assert verify.returncode == 0 and " 0 corrupt" in verify.stdout + verify.stderr, verify.stdout + verify.stderr
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_spawned_job_restores_its_directory_over_the_link_an_earlier_symlink_mode_run_left(tmp_path: Path) -> None:
     """A checkpoint with a `run:` block (or a shadow rule) is prepared by the Snakemake process it spawns, so a
     restore on the scheduler's path finds its previous output still in place. After a run in symlink mode, that

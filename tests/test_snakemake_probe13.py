@@ -68,6 +68,7 @@ def restored(proc: subprocess.CompletedProcess[str]) -> set[str]:
     return set(re.findall(r"restored the outputs of rule (\w+)\b", proc.stdout + proc.stderr))
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_file_named_through_workflow_source_path_is_keyed_by_its_path_and_content(tmp_path: Path) -> None:
     """Jobs naming a file by `workflow.source_path(...)` (a param the command runs, an input, a param naming a
     data file, a module-level variable a `run:` block formats) were keyed with the path of Snakemake's
@@ -123,6 +124,7 @@ rule b:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_module_level_value_a_run_blocks_shell_formats_is_keyed(tmp_path: Path) -> None:
     """`run: shell("trim {EXTRA} ...")` formats EXTRA from the Snakefile's globals. A plain value (a string,
     a number, a small dict) used only in such a format field was keyed by the paths in it only: after editing

@@ -100,6 +100,7 @@ def test_options_whose_order_is_meaning_are_not_reordered_in_the_key(tmp_path: P
     assert (wf / "out/a.txt").read_text() == second.replace("'", "") + "\n"
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_run_block_s_shell_calls_are_keyed_with_the_snakefile_s_shell_prefix(tmp_path: Path) -> None:
     """`shell.prefix(...)` in the Snakefile is prepended to every `shell()` call, a `run:` block's too (its
     Snakemake process reads the Snakefile). It was keyed for `shell:` rules only: after the prefix changed

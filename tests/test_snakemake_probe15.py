@@ -88,6 +88,7 @@ rule plain:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_run_block_reading_the_config_through_a_snakefile_object_re_runs_when_it_changes(tmp_path: Path,
                                                                                            log: Path) -> None:
     """`settings = Settings(config)` at the top of the Snakefile, read in `run:` blocks as `settings.lr` (the
@@ -132,6 +133,7 @@ rule b:
 '''
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_dataclass_instance_of_the_snakefile_is_keyed_by_its_values(tmp_path: Path, log: Path) -> None:
     """A dataclass defined in the Snakefile (`OPTS = Opts(3)`) read by a `run:` block: its class has no function
     written by the user (the dataclass module generates `__init__`) and no module (a Snakefile is run without a

@@ -51,6 +51,7 @@ rule count:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_run_block_reading_a_source_path_copy_through_a_module_level_name_is_cached(tmp_path: Path,
                                                                                       log: Path) -> None:
     """`TABLE = workflow.source_path("table.tsv")` at the top of the Snakefile, opened by a `run:` block: the value
@@ -184,6 +185,7 @@ rule s:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_module_level_path_object_a_run_block_reads_is_keyed_by_content(tmp_path: Path, log: Path) -> None:
     """`TABLE = Path("config/t.tsv")` at the top of the Snakefile (the modern spelling of `TABLE = "config/t.tsv"`),
     read by a `run:` block: a Path was keyed by value only, its file's content not at all, so after editing the

@@ -107,6 +107,7 @@ rule deco:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_shell_rules_key_makefiles_script_chains_python_c_modules_and_hydra_configs(tmp_path: Path, log: Path
                                                                                      ) -> None:
     where = write(tmp_path / "wf", SHELL)
@@ -174,6 +175,7 @@ rule deco:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_script_rules_key_yaml_includes_script_chains_makefiles_and_hydra_configs(tmp_path: Path, log: Path
                                                                                    ) -> None:
     where = write(tmp_path / "wf", SCRIPTS)

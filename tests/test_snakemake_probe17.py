@@ -140,6 +140,7 @@ rule cd:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_run_blocks_key_the_makefiles_modules_and_data_of_what_their_shell_calls_run(tmp_path: Path, log: Path
                                                                                      ) -> None:
     """A `run:` block's `shell("python3 scripts/prep.py ...")` keyed prep.py but not the table it opens; `bash

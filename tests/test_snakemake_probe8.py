@@ -85,6 +85,7 @@ rule r:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_run_block_reading_a_sample_sheet_table_is_keyed_by_its_values(tmp_path: Path, log: Path) -> None:
     """`samples = pd.read_csv(...)` at the top of the Snakefile, read by a `run:` block: nixlib.pycode cannot
     digest a DataFrame and left it out, so after editing a cell the old output was restored."""
@@ -119,6 +120,7 @@ rule r2:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_script_a_run_block_runs_through_shell_is_keyed_by_content(tmp_path: Path, log: Path) -> None:
     """`run: shell("python3 scripts/clean.py ...")`, or `shell("python3 {CLEAN} ...")` with the path in a
     module-level variable the shell formats at run time: the script was keyed when named by a `shell:` command
@@ -153,6 +155,7 @@ rule r:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_an_instance_of_a_snakefile_class_a_run_block_uses_is_keyed(tmp_path: Path, log: Path) -> None:
     """`scaler = Scaler(2)` at module level, used as `scaler.apply(...)` in a `run:` block: nixlib.pycode keys
     neither an instance nor (not being named) its class, so a changed argument or method served the old output.
@@ -185,6 +188,7 @@ rule r:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_large_module_level_dict_a_run_block_reads_is_keyed(tmp_path: Path, log: Path) -> None:
     """nixlib.pycode leaves a module-level value of more than 64 KB of JSON out of a digest (data, not code):
     a `run:` block reading such a dict served the old output after one of its values changed."""
@@ -223,6 +227,7 @@ rule b:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_local_module_a_run_block_imports_inside_it_is_keyed(tmp_path: Path, log: Path) -> None:
     """`import helpers` inside a `run:` block (not at the top of the Snakefile, where pycode follows it): the
     module was not keyed, so after editing helpers.py the old outputs were restored."""

@@ -60,6 +60,7 @@ def sheet(condition_of_s50: str) -> str:
     return "\n".join(rows) + "\n"
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_sample_sheet_nan_params_and_a_whole_table_param(tmp_path: Path, log: Path) -> None:
     """An empty sample-sheet cell gives a NaN param, which JSON cannot hold: the key computation raised
     ("Out of range float values are not JSON compliant") and every such job failed with a traceback. A

@@ -95,6 +95,7 @@ def test_misses_run_on_slurm_once_and_a_rerun_submits_nothing(tmp_path: Path, sl
     assert outputs(wf) == first
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_sbatch_options_from_the_environment_cannot_run_a_second_copy(tmp_path: Path, slurm: SbatchCounter) -> None:
     """The Slurm plugin runs sbatch with Snakemake's environment, where SBATCH_ARRAY_INX is --array (three tasks
     writing one output) and SBATCH_REQUEUE --requeue: the backend drops them. One job, one task, not requeueable."""
@@ -274,6 +275,7 @@ def test_a_local_rule_runs_here_in_its_env_is_stored_and_restored(tmp_path: Path
     assert outputs(wf) == first
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 @pytest.mark.slow  # about 90 s: the Slurm plugin polls every 1, 11, 21... s while a job of the chain runs
 def test_showcase_runs_on_slurm_and_reruns_with_no_submission(tmp_path: Path, slurm: SbatchCounter) -> None:
     require_nix("nix-instantiate")
