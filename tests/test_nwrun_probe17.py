@@ -3,22 +3,10 @@ failed before its fix, and checks that an unchanged re-run is served."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tests.helpers import nw
-
-
-def _state(exp: Path, cwd: Path) -> dict[str, str]:
-    status = nw("status", str(exp), "--json", cwd=cwd)
-    assert status.returncode == 0, status.stderr
-    return {s["name"]: s["state"] for s in json.loads(status.stdout)}
-
-
-def _run(exp: Path, cwd: Path) -> None:
-    ran = nw("run", str(exp), cwd=cwd)
-    assert ran.returncode == 0, ran.stdout + ran.stderr
-
+from tests.test_nwrun_probe16 import _run, _state
 
 _HEAD = "from pathlib import Path\nfrom nixlib import output\nHERE = Path(__file__).parent\n"
 

@@ -4,43 +4,17 @@ and an unchanged re-run is restored from the store. Each test failed before its 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.test_snakemake import executions, ok, snakemake
+from tests.test_snakemake_probe16c import NOTE, check, edit
 from tests.test_snakemake_semantics import wipe, write
 
 pytest.importorskip("snakemake")
 
 pytestmark = pytest.mark.slow
-
-NOTE = "import os\nopen(os.environ['NW_TEST_LOG'], 'a').write('{name}\\n')\n"
-
-
-def edit(path: str, old: str, new: str) -> Callable[[Path], None]:
-    def apply(where: Path) -> None:
-        text = (where / path).read_text()
-        assert old in text
-        (where / path).write_text(text.replace(old, new, 1))
-    return apply
-
-
-def check(where: Path, log: Path, rules: set[str], edits: list[tuple[str, Callable[[Path], None], set[str]]]
-          ) -> None:
-    """First run runs every rule; an unchanged re-run runs none; each edit re-runs exactly its rules."""
-    def run() -> set[str]:
-        before = executions(log)
-        wipe(where, "out")
-        ok(snakemake(where))
-        return set((executions(log) - before).elements())
-    assert run() == rules
-    assert run() == set(), "an unchanged re-run must be restored from the store"
-    for label, apply, wanted in edits:
-        apply(where)
-        assert run() == wanted, f"after editing {label}"
-
 
 RELATIVE_CD = {
     "Snakefile": '''
