@@ -8,6 +8,7 @@ second would be silently stale. Every front door whose commands see that environ
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from nixlib.command import expanded_variables
 from nixlib.recipe import RunOptions, digest
@@ -32,7 +33,12 @@ def keyed(command: str, options: RunOptions) -> dict[str, str]:
     SEED=1, must not be served to a run without SEED; a shell variable of the command itself, `for f in …; do … $f`,
     keys as unset). None of a pure step's (it sees only an allow-list of host variables, none of them keyed), nor
     the variables that say where, or as whom, a step runs (`_UNKEYED`)."""
+    return named(expanded_variables(command), options) if not options.pure else {}
+
+
+def named(names: Iterable[str], options: RunOptions) -> dict[str, str]:
+    """`keyed` for variables named otherwise than by a command's expansion (`os.environ["SEED"]` in a script)."""
     if options.pure:
         return {}
-    names = sorted(n for n in expanded_variables(command) if n not in _UNKEYED and not n.startswith(_UNKEYED_PREFIXES))
+    names = sorted(n for n in set(names) if n not in _UNKEYED and not n.startswith(_UNKEYED_PREFIXES))
     return {n: digest(f"{n}={os.environ[n]}") if n in os.environ else "unset" for n in names}

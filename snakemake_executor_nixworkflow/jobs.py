@@ -37,8 +37,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nixlib import base32, codefiles, configfiles, hostenv, makefiles, pycode, pydata, pyimports
-from nixlib.command import CommandSyntaxError, normalise
+from nixlib import base32, codefiles, configfiles, hostenv, makefiles, notebooks, pycode, pydata, pyimports
+from nixlib.command import CommandSyntaxError, expanded_variables, normalise
 from nixlib.env import ResolvedEnv
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import Recipe, RunOptions, digest
@@ -146,6 +146,60 @@ def run_commands(rule: Any) -> tuple[str, ...]:
     if rule.run_func is None:
         return ()
     return tuple(t for t in run_strings(rule) if "make" in t or any(c.isspace() for c in t.strip()))
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def run_variables(rule: Any) -> frozenset[str]:
+    """The names of the environment variables a `run:` block, or the module-level code it uses, may read by name
+    (`os.environ["SCALE"]`, `os.getenv("SCALE", "1")`, `os.environ.get(VAR)` with `VAR = "SCALE"`): the string
+    constants of the code that reads the environment (nixlib.pycode, as Luigi keys a task's run())."""
+    if rule.run_func is None:
+        return frozenset()
+    environ: set[str] = set()
+    pycode.uses([rule.run_func], environ=environ)
+    return frozenset(n for n in environ if _NAME.fullmatch(n))
+
+
+# How scripts in other languages read a variable by name: R's `Sys.getenv("SCALE")` (`Sys.getenv(c("A", "B"))`),
+# Julia's `ENV["SCALE"]` and `get(ENV, "SCALE", "1")`, Rust's `env::var("SCALE")`.
+_R_GETENV = re.compile(r"\bSys\.getenv\s*\(((?:[^()]|\([^()]*\))*)\)")
+_QUOTED_NAME = re.compile(r"""["']([A-Za-z_][A-Za-z0-9_]*)["']""")
+_OTHER_GETENV = re.compile(r"""(?:\bENV\s*(?:\[|,)|\benv::var(?:_os)?\s*\()\s*["']([A-Za-z_][A-Za-z0-9_]*)["']""")
+_SHELL_SUFFIXES = ("", ".sh", ".bash", ".zsh", ".ksh")
+_DOLLAR_NAME = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+_MAKE_NAME = re.compile(r"\$[({]([A-Za-z_][A-Za-z0-9_]*)[)}]")  # (make reads the environment's variables too)
+
+
+def read_variables(path: str, data: bytes) -> frozenset[str]:
+    """The names of the environment variables a code file may read by name: a Python script's (or notebook's)
+    string constants where it reads the environment (nixlib.pycode, as for a `run:` block) and the variables
+    the commands among its strings expand (`shell("tool --scale $SCALE")`); R's, Julia's and Rust's by their
+    getenv forms; a shell script's expansions (`$SCALE`, `${SCALE:-1}`: nixlib.command.expanded_variables).
+    A conservative textual scan: a name too many only keys it. A name computed at run time
+    (`os.environ[name]`, `Sys.getenv(var)`) cannot be seen."""
+    text = data.decode("utf-8", "replace")
+    names = {n for m in _R_GETENV.finditer(text) for n in _QUOTED_NAME.findall(m.group(1))}
+    names.update(_OTHER_GETENV.findall(text))
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in (".py", ".ipynb"):
+        source = notebooks.code(data) if suffix == ".ipynb" else data
+        try:
+            code = compile(source, path, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError):  # (Snakemake reports it when it runs the script): every quoted name
+            return frozenset(names | (set(_QUOTED_NAME.findall(text)) if "environ" in text or "getenv" in text
+                                      else set()))
+        environ: set[str] = set()
+        strings: set[str] = set()
+        pycode.uses([types.FunctionType(code, {})], strings=strings, environ=environ)
+        names.update(n for n in environ if _NAME.fullmatch(n))
+        names.update(n for t in strings if "$" in t for n in expanded_variables(t))
+    elif os.path.basename(path) in ("Makefile", "makefile", "GNUmakefile") or suffix == ".mk":  # `$(SCALE)`
+        names.update(_MAKE_NAME.findall(text))
+    elif suffix in _SHELL_SUFFIXES:  # (`$X` in single quotes or after a comment's apostrophe too: only keyed)
+        names.update(expanded_variables(text), _DOLLAR_NAME.findall(text))
+    return frozenset(n for n in names if not n.startswith("snakemake"))  # (a bash script's `${snakemake_input[0]}`)
 
 
 # Names through which code of the Snakefile reaches the workflow config: `config`, `workflow.config`, or a lookup
@@ -511,6 +565,7 @@ class RecipeBuilder:
         self._configs: dict[int, tuple[Any, str]] = {}  # id(config) -> (config, digest): the object kept alive
         self._digests: dict[Any, Any] = {}
         self.last_shellcmd: tuple[Any, str | None] = (None, None)  # (job, its formatted shell command)
+        self.last_code_files: tuple[Any, tuple[str, ...]] = (None, ())  # (job, the code files its command runs)
 
     def config_digest(self, rule: Any = None) -> str:
         """Digest of the config the rule's code sees: a rule of a `module` (or `use rule ... from`) reads the
@@ -559,7 +614,7 @@ class RecipeBuilder:
         variables = self.declared_variables(job, kind)
         if variables:
             meta["envvars"] = variables
-        variables = self.host_variables(job, kind, options)
+        variables = self.host_variables(job, kind, options, code)
         if variables:
             meta["variables"] = variables
         return Recipe(
@@ -588,24 +643,57 @@ class RecipeBuilder:
         text = self.code_text(job, kind)
         return {n: sha(f"{n}={os.environ.get(n, '')}".encode()) for n in names if text is None or n in text}
 
-    def host_variables(self, job: Any, kind: str, options: RunOptions) -> dict[str, str]:
+    def host_variables(self, job: Any, kind: str, options: RunOptions, code: str | None = None) -> dict[str, str]:
         """{name: digest of its value, or "unset"} of the host variables the job's shell commands expand (`$SCALE`,
         `${GENOME_BUILD:-hg19}` in a `shell:` command or in a `run:` block's `shell()` string; nixlib.hostenv, as nw
         run and Luigi key them): Snakemake hands its environment to the job, so `SCALE=3 snakemake` computes
         something else than `SCALE=2 snakemake`. Not the Snakefile's `envvars:` (declared_variables), nor what
         Snakemake sets for each job (its threads' variables, TMPDIR), nor where or as whom it runs (HOME, PATH, …),
-        nor any of a pure job's (it sees none of them)."""
+        nor any of a pure job's (it sees none of them).
+
+        So are those its code reads by name (`read_variables`): a `run:` block's Python (`os.environ["SCALE"]`,
+        `os.getenv("SCALE")`, in the block or a helper it uses: `run_variables`), a local script's (Python, R's
+        `Sys.getenv("SCALE")`, a bash script's `$SCALE`) with the local code it imports or names, and the project
+        scripts a shell command runs (`python3 scripts/prep.py` reading `os.environ["SCALE"]`)."""
+        if options.pure:
+            return {}
+        names: set[str] = set()
+        rule = job.rule
         if kind == "shell":
             known, text = self.last_shellcmd
             text = text if known is job else job.shellcmd
-        elif kind == "run" and job.rule.run_func is not None:
-            text = "\n".join(self.once(("run-commands", job.rule), lambda: run_commands(job.rule)))
+            known, files = self.last_code_files
+            files = files if known is job else self.shell_code_files(job, text or "")
+            names.update(self.files_variables(files))
+        elif kind == "run" and rule.run_func is not None:
+            text = "\n".join(self.once(("run-commands", rule), lambda: run_commands(rule)))
+            names.update(self.once(("run-variables", rule), lambda: run_variables(rule)))
+            for command in self.once(("run-commands", rule), lambda: run_commands(rule)):
+                names.update(self.files_variables(self.shell_code_files(job, command)))
+        elif kind in ("script", "notebook"):
+            text = None
+            local = local_script(job, getattr(rule, kind))
+            if local is not None and code is not None:
+                names.update(self.once(("script-variables", local, code),
+                                       lambda: self.files_variables(self.script_files(job, local))))
         else:
             return {}
-        if not text or ("$" not in text and "((" not in text):
-            return {}
+        if text and ("$" in text or "((" in text):
+            names.update(expanded_variables(text))
         declared = set(getattr(self.workflow, "envvars", None) or ())
-        return {n: h for n, h in hostenv.keyed(text, options).items() if n not in declared and n not in SNAKEMAKE_VARS}
+        return {n: h for n, h in hostenv.named(names, options).items() if n not in declared and n not in SNAKEMAKE_VARS}
+
+    def files_variables(self, files: Iterable[str]) -> frozenset[str]:
+        """`read_variables` of code files, memoised by each file's stat signature."""
+        names: set[str] = set()
+        for f in files:
+            try:
+                st = os.stat(f)
+            except OSError:
+                continue
+            names.update(self.once(("variables", f, st.st_size, st.st_mtime_ns, st.st_ino),
+                                   lambda f=f: read_variables(f, Path(f).read_bytes())))
+        return frozenset(names)
 
     def code_text(self, job: Any, kind: str) -> str | None:
         """The text of the job's own code (None where it cannot be read here: a wrapper, a remote script)."""
@@ -875,6 +963,7 @@ class RecipeBuilder:
         project's own package installed in development mode in the command's Python (an editable install's .pth or
         finder; PYTHONPATH=: nixlib.pyimports) is looked for there too, for `-m` and for what its scripts import."""
         found = self.shell_code_files(job, command)
+        self.last_code_files = (job, tuple(found))  # (the variables they read: host_variables)
         found.update(self.sourced(codefiles.words(command), declared_paths(job)))
         return {self.where.path(path): h for path, h in sorted(found.items())}
 
@@ -989,6 +1078,22 @@ class RecipeBuilder:
     def script_reads(self, job: Any, local: str) -> tuple[bool, bool, frozenset[str] | None]:
         """(`reads_config`, whether it may read `snakemake.threads`, the resources it may read (None: any; see
         `job_values_read`)) of a local script's text and of the local code it imports or names."""
+        files = self.script_files(job, local)
+        texts = []
+        for f in files:
+            try:
+                texts.append(Path(f).read_text(errors="replace"))
+            except OSError:
+                return True, True, None
+        python = [t for f, t in zip(files, texts, strict=True) if f.endswith((".py", ".ipynb"))]
+        if any(hands_on_snakemake(t) for t in texts) or any(unseen_template(t) for t in python):
+            return True, True, None  # `helpers.run(snakemake)`, `shell(open(t).read())`: everything it holds
+        return (any(reads_config(t) for t in texts), any("threads" in t or THREAD_VARIABLES.search(t) for t in texts),
+                codefiles.fields_read(texts, "resources"))
+
+    def script_files(self, job: Any, local: str) -> list[str]:
+        """A local script and the local code it imports (modules beside it or in the directories it puts on
+        `sys.path`) or names (`source("scripts/utils.R")`, `subprocess.run(["bash", "scripts/inner.sh"])`)."""
         files = [local]
         here = os.path.dirname(os.path.abspath(local))
         if local.endswith(".py"):
@@ -1002,17 +1107,7 @@ class RecipeBuilder:
         files += list(self.code_files.named(words, self.where.roots(), declared))
         tails = [(w.rsplit("}", 1)[-1] if "scriptdir" in w else w).lstrip("/") for w in words]
         files += list(self.code_files.named([t for t in tails if t], [here], declared, cwd=here))
-        texts = []
-        for f in dict.fromkeys(files):
-            try:
-                texts.append(Path(f).read_text(errors="replace"))
-            except OSError:
-                return True, True, None
-        python = [t for f, t in zip(dict.fromkeys(files), texts, strict=True) if f.endswith((".py", ".ipynb"))]
-        if any(hands_on_snakemake(t) for t in texts) or any(unseen_template(t) for t in python):
-            return True, True, None  # `helpers.run(snakemake)`, `shell(open(t).read())`: everything it holds
-        return (any(reads_config(t) for t in texts), any("threads" in t or THREAD_VARIABLES.search(t) for t in texts),
-                codefiles.fields_read(texts, "resources"))
+        return list(dict.fromkeys(files))
 
     def beside_script(self, local: str, base: str, words: tuple[str, ...], declared: set[str]) -> dict[str, str]:
         """{"@{scriptdir}/<name>": digest} of the code files a script names relative to its own directory, as
