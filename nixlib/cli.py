@@ -724,9 +724,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _term_as_interrupt() -> None:
-    """SIGTERM stops a run exactly like Ctrl-C."""
+    """SIGTERM stops a run exactly like Ctrl-C, and so does SIGHUP (the terminal or ssh session closed), as in Nix:
+    by default it killed nw at once, leaving its steps running unwatched and nothing recorded. An ignored SIGHUP
+    (`nohup nw run ...`) stays ignored."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+            signal.signal(signal.SIGHUP, _raise_interrupt)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

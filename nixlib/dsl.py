@@ -692,8 +692,9 @@ class _Builder:
                 links: dict[str, tuple[str, str]], command: str, code: set[str], imports: tuple[str, ...]
                 ) -> dict[str, str]:
         """{path: content hash} of the files in the store that step `name` reads and may key: those reached through
-        the output link of a step it depends on (interpolates, at any depth: the link is updated only when the run
-        ends, so this run may read the previous result; keyed, the step runs again once it shows the new one, never
+        the output link of a step it depends on (interpolates, at any depth: nw run links a step as it finishes,
+        before its dependants start, but only in the run's --out-link directory and when the name can be linked, so
+        the link read may still show an older result; keyed, the step runs again once it shows the new one, never
         stale), or of a name that is no step of this workflow (another experiment's result sharing the directory:
         keyed by content as any data file). Not its own output link's (its previous result; not keyed, as before),
         nor a store path named directly. A file under the output link of another step of this workflow it does not
@@ -764,8 +765,8 @@ class _Builder:
         py, nix = f"`{{{var}}}{rest}` in experiment.py", f"`${{{var}}}{rest}` in experiment.nix"
         form = nix if file.endswith(".nix") else py if file.endswith(".py") else f"{py}, {nix}"
         return (f"step '{name}' ({where}) reads {shown} (named in {named_in}), under the output link of step "
-                f"'{other}', without depending on '{other}': it may run before '{other}' (links are updated when a "
-                f"run ends) and read its previous result or none, and would then stay cached whatever '{other}' "
+                f"'{other}', without depending on '{other}': it may run before '{other}' (a link is updated as its "
+                f"step finishes) and read its previous result or none, and would then stay cached whatever '{other}' "
                 f"produces. Interpolate that step so that it becomes the dependency, and read the file through it "
                 f"({form}{'' if named_in == 'its command' else ', passed to the script as an argument'}) instead of "
                 "through its output link; nothing was run.")

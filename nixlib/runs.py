@@ -7,6 +7,7 @@ module does everything after evaluation.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -174,10 +175,17 @@ def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argpa
 
         engine.action = slurm.action_from_args(args, (r.name for r in topological(targets))) or engine.action
     journal = RunJournal(out_dir, store.root, engine, topological(targets))  # what `nw view` shows live
+    linked = set(getattr(workflow, "named", ())) | {r.name for r in targets}
+
+    def on_event(kind: str, recipe: Recipe, info: Any) -> None:
+        if kind in ("done", "cached") and isinstance(info, Result):
+            _link_now(store, out_dir, linked, recipe, info)  # before its dependants start, and before "done" shows
+        progress.event(kind, recipe, info)
+
     results: dict[Recipe, Result | BaseException] = {}
     try:
         results = engine.run_graph(targets, jobs=args.jobs, keep_going=args.keep_going,
-                                   on_event=journal.wrap(progress.event),
+                                   on_event=journal.wrap(on_event),
                                    force=getattr(args, "force", []))
     except Interrupted as e:
         results = e.results  # what finished before the interrupt is linked and recorded all the same
@@ -272,6 +280,18 @@ def _ingest_statics(store: Store, workflow: Any) -> None:
         if h != static.hash:
             raise NixWorkflowError(f"{static.where}: {static.source} changed while being read (hash {h}, expected "
                                    f"{static.hash}); run again")
+
+
+def _link_now(store: Store, out_dir: Path, linked: set[str], recipe: Recipe, result: Result) -> None:
+    """Link a named step's output as soon as it succeeds or is served, not only when the run ends: the results of a
+    long pipeline's finished steps can be looked at while it runs, and a run that ends without its end-of-run
+    linking (killed, SIGKILL, OOM, the machine going down) leaves them rooted: `nw gc` would otherwise remove hours
+    of work once their temp roots died with the process. Atomic (store.link_output), and a GC root at once. A name
+    that cannot be linked is left to the end of the run (_link_outputs), which warns or fails as it always did."""
+    if recipe.name not in linked or "out" not in result.outputs or name_problem(recipe.name) is not None:
+        return
+    with contextlib.suppress(NixWorkflowError, OSError):  # (never stops a running pipeline; said at its end)
+        store.link_output(str(out_dir.absolute()), recipe.name, str(store.object_path(result.outputs["out"])))
 
 
 def _link_outputs(store: Store, workflow: Any, results: dict[Recipe, Result | BaseException], out_dir: Path,

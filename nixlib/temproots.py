@@ -1,10 +1,10 @@
 """Temp roots: what a live process uses is kept by `nw gc` for as long as the process lives (as in Nix).
 
-Output links keep results only once a run ends, so a running pipeline registers everything it looks up
-or produces here first. Each process keeps one file, `<store>/temproots/<host>-<pid>-<random>`, created
-under the store's gc guard and held with an exclusive flock for the process's life; it appends one name
-per line: object hashes and realisation keys (both 52-character base32, so one list serves both; a
-listed realisation keeps its record, its outputs and their whole upstream).
+Output links keep a step's result once it has finished (nw run links each step as it ends), so a running
+pipeline registers everything it looks up or produces here first. Each process keeps one file,
+`<store>/temproots/<host>-<pid>-<random>`, created under the store's gc guard and held with an exclusive flock
+for the process's life; it appends one name per line: object hashes and realisation keys (both 52-character
+base32, so one list serves both; a listed realisation keeps its record, its outputs and their whole upstream).
 
 The protocol that closes "gc planned, then a process found the object, then gc deleted it": a name is
 appended while the process holds the gc guard shared, and only then does the process read the record or

@@ -167,6 +167,7 @@ def playground(tmp_path: Path) -> Path:
 def test_random_arguments_exit_cleanly(playground: Path, argv: list[str]) -> None:
     err = io.StringIO()
     term = signal.getsignal(signal.SIGTERM)  # `nw run` makes SIGTERM an interrupt: not for pytest's process
+    hup = signal.getsignal(signal.SIGHUP)  # (and SIGHUP)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NIX_WORKFLOW_STORE", str(playground / "nw-store"))  # `--store` rewrites it: restored after
         mp.delenv("NIX_WORKFLOW_ALLOW_UNPINNED", raising=False)
@@ -177,5 +178,6 @@ def test_random_arguments_exit_cleanly(playground: Path, argv: list[str]) -> Non
             code = e.code
         finally:
             signal.signal(signal.SIGTERM, term)
+            signal.signal(signal.SIGHUP, hup)
     assert code in (0, 1, 2), (argv, code, err.getvalue())
     assert "Traceback" not in err.getvalue() and "internal error" not in err.getvalue(), (argv, err.getvalue())
