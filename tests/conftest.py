@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# A suite started in the background by a shell without job control (`make test &` in a script) inherits SIGINT
+# ignored, and so would every `nw`, snakemake and luigi process a test starts: the Ctrl-C tests would then test
+# nothing but the inheritance. Children get the default disposition when this process handles SIGINT itself.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 NIX_CONFIG = "build-users-group =\nsubstituters =\nsandbox = false\nexperimental-features = nix-command flakes"
 
