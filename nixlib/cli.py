@@ -241,6 +241,8 @@ def _query_parsers(sub: Any) -> None:
     status.add_argument("targets", nargs="*", default=[], metavar="TARGET",
                         help="only these steps (or a group's: models, every models.* step) and their upstream")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--remote", metavar="URL", help="remote cache to ask too (default: $NIX_WORKFLOW_REMOTE, else "
+                        "`remote:` in nixworkflow.yaml): a step it has is 'to fetch'; nothing is downloaded")
     arguments.add_options(status)
     why = add("why", "why a step would run (or re-ran): which part of its recipe changed",
               "Compare a step's recipe now with the nearest realisation it had: the one of the last `nw run` here, "
@@ -427,8 +429,9 @@ def _store_or_empty() -> Any:
     root = default_root().absolute()
     if os.path.lexists(root):
         return _store()
-    print(f"nw: there is no store at {root} yet ({_store_origin()}): nothing is cached, so every step would run",
-          file=sys.stderr)
+    remote = " or be fetched from the remote cache" if os.environ.get("NIX_WORKFLOW_REMOTE") else ""
+    print(f"nw: there is no store at {root} yet ({_store_origin()}): nothing is cached, so every step would run"
+          f"{remote}", file=sys.stderr)
     _EMPTY.append(tempfile.TemporaryDirectory(prefix="nw-no-store-"))
     store = Store(Path(_EMPTY[-1].name) / "store")
     store.stands_for = root
@@ -633,10 +636,12 @@ def cmd_dag(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from nixlib import plan
+    from nixlib.remotecli import configure
 
     workflow = _load(args.file, arguments.from_args(args))
+    configure(args, Path(args.file).parent)  # a step on the remote cache is "to fetch", as `nw run` would fetch it
     store = _store_or_empty()
-    steps = plan.states(store, workflow, workflow.select(args.targets), Path(args.out_link))
+    steps = plan.states(store, workflow, workflow.select(args.targets), Path(args.out_link), remote=True)
     if args.json:
         print(json.dumps([s.as_json() for s in steps], indent=2, sort_keys=True))
         return 0

@@ -14,12 +14,13 @@ import functools
 import getpass
 import os
 import secrets
+import signal
 import socket
 import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -604,8 +605,9 @@ class _Scheduler:
                         recipe = running.pop(fut)
                         self._finish(recipe, fut.exception() or fut.result())
             except KeyboardInterrupt:
-                CHILDREN.terminate()
-                pool.shutdown(wait=True, cancel_futures=True)
+                with second_interrupt_kills():  # a second Ctrl-C kills the steps: it never abandons them
+                    CHILDREN.terminate()
+                    pool.shutdown(wait=True, cancel_futures=True)
                 raise Interrupted(_interrupted(running.values()), self._stopped(running)) from None
         for r in self.order:
             if r not in self.results:
@@ -684,6 +686,31 @@ class _Scheduler:
     def _skip(self, recipe: Recipe, why: str) -> None:
         self.results[recipe] = NixWorkflowError(f"step '{recipe.name}' was not run: {why}")
         self.on_event("skipped", recipe, why)
+
+
+@contextlib.contextmanager
+def second_interrupt_kills() -> Iterator[None]:
+    """While an interrupted run stops its steps (SIGTERM, up to 5 s of grace, then SIGKILL): a further Ctrl-C or
+    SIGTERM SIGKILLs every step's process group at once, as Nix and Snakemake do, instead of raising a
+    KeyboardInterrupt inside the stopping, which left the worker threads to be waited for until a step that ignores
+    SIGTERM ended on its own, and escaped as a bare KeyboardInterrupt: the summary unwritten, finished steps unlinked.
+    Signal handlers can only be set in the main thread (the only one a KeyboardInterrupt is raised in)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def kill(signum: int, frame: Any) -> None:
+        with contextlib.suppress(OSError):  # (os.write: print() may be inside a write to stderr right now)
+            os.write(2, b"nw: interrupted again: killing the running steps now\n")
+        CHILDREN.kill()
+
+    saved = {sig: signal.signal(sig, kill) for sig in (signal.SIGINT, signal.SIGTERM)
+             if signal.getsignal(sig) is not signal.SIG_IGN}  # (ignored, as in a background job: kept so)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def _note_log(error: BaseException) -> None:

@@ -118,9 +118,11 @@ def find(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> Found:
         return _by_content(store, what, path, out_dir)
     close = difflib.get_close_matches(what, list(summary), n=3, cutoff=0.6)  # a typo of a step name
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint += _unfinished_run(store, what, out_dir)
     if name_problem(what) is None and os.path.lexists(out_dir / what):  # the link of a step renamed or removed
-        hint += (f" {out_dir / what} is an output link left by an earlier run (the last run has no step '{what}'): "
-                 f"`nw show {out_dir / what}` shows what produced it.")
+        hint += (f" {out_dir / what} is an output link left by an earlier run, or by a run that has not finished (one "
+                 f"still going on, or one killed before it wrote its summary): the last run here that finished has no "
+                 f"step '{what}'. `nw show {out_dir / what}` shows what produced it.")
     where = f"./{OUT_DIR}/" if str(out_dir) == OUT_DIR else f"{out_dir}/"
     other = ("" if str(out_dir) != OUT_DIR else " (a run with `--out-link DIR` keeps its summary in DIR: add "
              "`--out-link DIR` here too)")
@@ -185,6 +187,30 @@ def _journalled(store: Store, what: str, out_dir: Path) -> Found | None:
             raise NixWorkflowError(f"'{what}' is a Luigi task family with {len(named)} tasks in {_run_text(doc)}: "
                                    f"{listed}. Give one task's task_id (or its output link).")
     return None
+
+
+def _unfinished_run(store: Store, what: str, out_dir: Path) -> str:
+    """Why a step the last-run summary lacks is not found, when the newest `nw run` here that has it has not ended:
+    the summary (and the output links) are written only when a run ends, so a step of a run still going on, or of
+    one that was killed, is unknown to `nw show` until then. An empty string otherwise."""
+    from nixlib.view.history import journals, live
+
+    for doc in journals(out_dir, store.trusted):
+        name = step_named(what, out_dir, doc["steps"]) if doc.get("tool") == "nw run" else None
+        if name is None:
+            continue
+        if doc.get("ended") is not None:
+            return ""
+        entry = doc["steps"][name]
+        status = entry.get("status") if isinstance(entry, dict) else None
+        had = f"step '{name}'{f' ({status} there)' if isinstance(status, str) else ''}"
+        run = f"run {doc.get('id')}, process {doc.get('pid')}"
+        if live(doc):
+            return (f" A `nw run` here that has not ended yet ({run}) has {had}: `nw show` reads the summary that a "
+                    "run writes when it ends, with its output links; `nw view` shows the run live.")
+        return (f" The last `nw run` here that had {had} ({run}) did not finish: it was killed before it could write "
+                "its summary and output links, so nothing of that run is known by name; run it again.")
+    return ""
 
 
 def _run_text(doc: dict[str, Any]) -> str:

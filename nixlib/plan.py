@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nixlib import locks
-from nixlib.engine import Engine
+from nixlib import checkpoints, locks
+from nixlib.engine import Engine, Result
 from nixlib.errors import NixWorkflowError
 from nixlib.lineage import last_run
 from nixlib.recipe import Recipe, topological
@@ -23,6 +23,7 @@ from nixlib.store import Store
 
 # Each state, as `nw status` and `nw dag` name it.
 CACHED, RUN, PINNED, PINNED_MISSING, RUNNING = "cached", "to run", "pinned", "pinned, missing", "running elsewhere"
+FETCH = "to fetch"  # not in the store, but on the configured remote cache: a run substitutes it, runs nothing
 
 
 @dataclass
@@ -53,17 +54,67 @@ def local_engine(store: Store) -> Engine:
     return engine
 
 
-def states(store: Store, workflow: Any, targets: list[Recipe], out_dir: Path) -> list[StepState]:
-    """The state of `targets` and everything upstream, dependencies first."""
+def states(store: Store, workflow: Any, targets: list[Recipe], out_dir: Path, remote: bool = False) -> list[StepState]:
+    """The state of `targets` and everything upstream, dependencies first. With `remote`, a step missing locally
+    that the configured remote cache has is FETCH (and the steps below it are judged with its outputs), as `nw run`
+    would substitute it; only records are read from the remote and nothing is stored."""
     engine = local_engine(store)
+    asker = _RemoteRecords.configured(store) if remote else None
     summary = last_run(out_dir)
     result = []
     for recipe in topological(targets):
-        result.append(_state(store, engine, recipe, recipe.name in workflow.named, summary.get(recipe.name)))
+        result.append(_state(store, engine, recipe, recipe.name in workflow.named, summary.get(recipe.name), asker))
     return result
 
 
-def _state(store: Store, engine: Engine, recipe: Recipe, top: bool, entry: Any) -> StepState:
+class _RemoteRecords:
+    """Asks the configured remote cache whether it has a realisation, as `nw run`'s substitution would find it: a
+    record signed by a trusted key that passes validation, whose every object is on the remote (or already here).
+    Only the record is downloaded (into memory), never an object; the store is not touched. A remote that cannot
+    be reached costs one warning, and the states are then the local store's."""
+
+    def __init__(self, store: Store, remote: Any) -> None:
+        self.store, self.remote = store, remote
+
+    @classmethod
+    def configured(cls, store: Store) -> _RemoteRecords | None:
+        if not os.environ.get("NIX_WORKFLOW_REMOTE"):  # (nixlib.remote and its libraries load only when one is)
+            return None
+        from nixlib import remote
+
+        try:
+            configured = remote.configured()
+        except NixWorkflowError as e:  # a bad setting: `nw run` refuses it; a query still answers for the store
+            remote.warn(f"the remote cache is not asked: {e}")
+            return None
+        return cls(store, configured) if configured is not None and configured.trusted else None
+
+    def find(self, rk: str) -> tuple[dict[str, Any], str] | None:
+        """(the remote's record of `rk`, the trusted key that signed it), or None."""
+        from nixlib import records, remote
+        from nixlib.remotes import RemoteDown
+
+        if self.remote.down or not records.is_name(rk):
+            return None
+        try:
+            found = self.remote.fetch_record(rk)
+            if found is None:
+                return None
+            doc, signer = found
+            suffixes = dict.fromkeys((self.remote.suffix, ".nar.xz", ".nar"))
+            for h in doc["outputs"].values():
+                if not self.store.has(h) and not any(self.remote.backend.exists(f"nar/{h}{x}") for x in suffixes):
+                    return None  # `nw run` would reject it and run the step
+        except RemoteDown as e:
+            self.remote.down = True
+            remote.warn(f"remote {self.remote.url} could not be asked ({str(e)[:300]}); the states shown are those "
+                        "of the local store (a step the remote has is shown as to run)")
+            return None
+        return doc, signer
+
+
+def _state(store: Store, engine: Engine, recipe: Recipe, top: bool, entry: Any,
+           asker: _RemoteRecords | None = None) -> StepState:
     hit = engine.lookup(recipe)
     ups = [u.name for u in recipe.upstream()]
     last = entry if isinstance(entry, dict) else {}
@@ -86,6 +137,13 @@ def _state(store: Store, engine: Engine, recipe: Recipe, top: bool, entry: Any) 
     if lock_held(store, rk):
         return StepState(state=RUNNING, resolved_key=rk, why="another process holds its lock and is running it now",
                          **common)
+    found = asker.find(rk) if asker is not None and not isinstance(recipe, checkpoints.CheckpointRecipe) else None
+    if found is not None:
+        doc, signer = found
+        engine._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))  # the steps below it
+        return StepState(state=FETCH, resolved_key=rk, why=f"not in the store, but on the remote {asker.remote.url} "
+                         f"(signed by {signer}): a run fetches it instead of running it",
+                         outputs=dict(doc["outputs"]), **common)
     kept = store.kept_state(rk) if recipe.options.resumable else None
     resumes = f"; it resumes from its $state kept from an unfinished run ({kept})" if kept else ""
     return StepState(state=RUN, resolved_key=rk, why="no realisation of its recipe with these inputs is in the "

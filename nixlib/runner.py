@@ -97,32 +97,48 @@ class _Children:
 
     def __init__(self) -> None:
         self.procs: set[subprocess.Popen] = set()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # (re-entrant: kill() runs in a signal handler, maybe inside terminate())
         self.stopping = threading.Event()
+        self.killing = threading.Event()  # a second interrupt: SIGKILL at once, no grace
 
     def add(self, proc: subprocess.Popen) -> None:
         with self.lock:
             self.procs.add(proc)
         if self.stopping.is_set():
-            _signal_group(proc, signal.SIGTERM)
+            _signal_group(proc, signal.SIGKILL if self.killing.is_set() else signal.SIGTERM)
 
     def discard(self, proc: subprocess.Popen) -> None:
         with self.lock:
             self.procs.discard(proc)
 
     def terminate(self, grace: float = 5.0) -> None:
-        """SIGTERM every group, then SIGKILL what is still alive after `grace` seconds."""
+        """SIGTERM every group, then SIGKILL every group whose step has not ended after `grace` seconds (at once
+        after kill()). A step ends once every process of its group has (run_shell discards it then), not when its
+        shell does: a shell that dies of the SIGTERM leaves a program it started that ignores SIGTERM (a Python
+        script) holding the step's output pipe, and that group, too, must get its SIGKILL."""
         self.stopping.set()
         with self.lock:
             procs = list(self.procs)
         for proc in procs:
             _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + grace
+        while True:
+            with self.lock:
+                left = [p for p in procs if p in self.procs]
+            if not left or self.killing.is_set() or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        for proc in left:
+            _signal_group(proc, signal.SIGKILL)
+
+    def kill(self) -> None:
+        """SIGKILL every group now (a second Ctrl-C while stopping: no grace for steps that ignore SIGTERM)."""
+        self.stopping.set()
+        self.killing.set()
+        with self.lock:
+            procs = list(self.procs)
         for proc in procs:
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
+            _signal_group(proc, signal.SIGKILL)
 
 
 CHILDREN = _Children()

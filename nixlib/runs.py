@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nixlib import faults, locks, temproots
-from nixlib.engine import Engine, Result
+from nixlib.engine import Engine, Result, second_interrupt_kills
 from nixlib.errors import Interrupted, NixWorkflowError, StepFailed
 from nixlib.lineage import LAST_RUN
 from nixlib.names import name_problem
@@ -183,20 +183,23 @@ def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argpa
         progress.event(kind, recipe, info)
 
     results: dict[Recipe, Result | BaseException] = {}
+    stopping: Any = contextlib.nullcontext()
     try:
         results = engine.run_graph(targets, jobs=args.jobs, keep_going=args.keep_going,
                                    on_event=journal.wrap(on_event),
                                    force=getattr(args, "force", []))
     except Interrupted as e:
         results = e.results  # what finished before the interrupt is linked and recorded all the same
+        stopping = second_interrupt_kills()  # and another Ctrl-C meanwhile does not cut that short
         raise
     finally:
-        progress.finish()
-        journal.finish()
-        if results:
-            faults.point("before-links")
-            _link_outputs(store, workflow, results, out_dir, str(Path(args.file).absolute()),
-                          {r.name for r in targets}, getattr(args, "arguments", None))
+        with stopping:
+            progress.finish()
+            journal.finish()
+            if results:
+                faults.point("before-links")
+                _link_outputs(store, workflow, results, out_dir, str(Path(args.file).absolute()),
+                              {r.name for r in targets}, getattr(args, "arguments", None))
     _report_forced(store, results)
     failed = [r for r, o in results.items() if isinstance(o, BaseException)]
     for r in failed:
@@ -226,19 +229,22 @@ def _dry_run(store: Store, workflow: Any, targets: list[Recipe], out_dir: Path, 
     """`nw run --dry-run`: each step's state, nothing run and nothing stored (statics are not even ingested)."""
     from nixlib import plan
 
-    steps = plan.states(store, workflow, targets, out_dir)
+    steps = plan.states(store, workflow, targets, out_dir, remote=True)
     forced = {r.name for r in force}
     for s in steps:
-        if s.name in forced and s.state == plan.CACHED:
-            s.state, s.why = plan.RUN, "forced (--force), although its realisation is in the store"
+        if s.name in forced and s.state in (plan.CACHED, plan.FETCH):
+            where = "in the store" if s.state == plan.CACHED else "on the remote"
+            s.state, s.why = plan.RUN, f"forced (--force), although its realisation is {where}"
     if as_json:
         print(json.dumps([s.as_json() for s in steps], indent=2, sort_keys=True))
         return 0
+    shown = {plan.RUN: "would run", plan.FETCH: "would fetch"}
     for s in steps:
-        print(f"{'would run' if s.state == plan.RUN else s.state:<17} {s.name}  ({s.why})")
-    counts = {state: sum(s.state == state for s in steps) for state in (plan.RUN, plan.CACHED, plan.PINNED)}
-    print(f"nw: dry run: {counts[plan.RUN]} would run, {counts[plan.CACHED]} cached, {counts[plan.PINNED]} pinned; "
-          "nothing was run", file=sys.stderr)
+        print(f"{shown.get(s.state, s.state):<17} {s.name}  ({s.why})")
+    counts = {state: sum(s.state == state for s in steps) for state in (plan.RUN, plan.FETCH, plan.CACHED, plan.PINNED)}
+    fetched = f"{counts[plan.FETCH]} would be fetched from the remote, " if counts[plan.FETCH] else ""
+    print(f"nw: dry run: {counts[plan.RUN]} would run, {fetched}{counts[plan.CACHED]} cached, {counts[plan.PINNED]} "
+          "pinned; nothing was run", file=sys.stderr)
     return 0
 
 
