@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 
 from nixlib import base32, configfiles, makefiles, notebooks, pycode
@@ -466,9 +467,11 @@ class CodeFiles:
         the `imports` directories), each followed through what it imports."""
         modules = self.local_modules(names, here)
         elsewhere: dict[str, str] = {}  # (relative to their directory: a clone elsewhere keys alike)
-        for directory in (d for d in imports if d != here):
-            wanted = {n for n in names if not module_files(here, n)}
-            elsewhere.update(self.local_modules(wanted, directory) if wanted else {})
+        # (a namespace package beside it is looked for further: each directory with a `mypkg/` adds to it)
+        wanted = {n for n in names if not module_files(here, n, namespace=False)}
+        for directory in (d for d in imports if d != here) if wanted else ():
+            for rel, h in self.local_modules(wanted, directory).items():
+                elsewhere.setdefault(rel, h)  # (`mypkg/util.py` in two of them: Python imports the first)
         return modules, elsewhere
 
     def local_modules(self, names: set[str], directory: str) -> dict[str, str]:
@@ -629,7 +632,7 @@ class CodeFiles:
         try:
             _, names = self.python_file(path)
             found = [os.path.join(here, rel) for rel in self.local_modules(names, here)]
-            wanted = {n for n in names if not module_files(here, n)}
+            wanted = {n for n in names if not module_files(here, n, namespace=False)}
             for directory in (d for d in imports if d != here) if wanted else ():
                 found += [os.path.join(directory, rel) for rel in self.local_modules(wanted, directory)]
         except UNREADABLE:  # (the step cannot import it either)
@@ -796,16 +799,22 @@ class MappedDir(str):
         return str(self), self.packages
 
 
-def module_files(directory: str, name: str) -> list[str]:
+def module_files(directory: str, name: str, namespace: bool = True) -> list[str]:
     """The files of local module `name`: `name.py`, or every .py file of package `name/`; in a MappedDir, also
     those of each package (or module file) it maps `name` or a dotted name under it to (`ns.pkg`: `import ns.pkg`),
-    __init__.py or not."""
+    __init__.py or not. With `namespace`, a directory `name/` without an __init__.py is a portion of an implicit
+    namespace package (PEP 420: `import mypkg.util` finds mypkg/util.py in every directory of the import path that
+    has a `mypkg/`): its importable .py files, unless it is installed code (site-packages, the Nix store) or `name`
+    is the standard library's (a regular package found anywhere wins)."""
     mapped = [p for key, target in getattr(directory, "packages", ()) if key.split(".")[0] == name
               for p in _package_files(target, namespace=True)]
     single = os.path.join(directory, name + ".py")
     if os.path.isfile(single):
         return list(dict.fromkeys([single, *mapped]))
-    return list(dict.fromkeys([*_package_files(os.path.join(directory, name)), *mapped]))
+    found = _package_files(os.path.join(directory, name))
+    if not found and namespace and name not in sys.stdlib_module_names and not _installed(directory):
+        found = _namespace_files(os.path.join(directory, name))
+    return list(dict.fromkeys([*found, *mapped]))
 
 
 def _package_files(package: str, namespace: bool = False) -> list[str]:
@@ -816,6 +825,28 @@ def _package_files(package: str, namespace: bool = False) -> list[str]:
     if not (os.path.isdir(package) if namespace else os.path.isfile(os.path.join(package, "__init__.py"))):
         return []
     return sorted(os.path.join(d, f) for d, _, files in os.walk(package) for f in files if f.endswith(".py"))
+
+
+def _installed(directory: str) -> bool:
+    """Whether a directory holds installed code, never the project's: a site-packages or dist-packages directory (or
+    one below), or the Nix store."""
+    parts = os.path.abspath(directory).split(os.sep)
+    store = os.environ.get("NIX_STORE_DIR", "/nix/store").rstrip(os.sep)
+    return "site-packages" in parts or "dist-packages" in parts or (os.path.abspath(directory) + os.sep).startswith(
+        store + os.sep)
+
+
+def _namespace_files(package: str) -> list[str]:
+    """The .py files Python can import from a namespace package's directory (one without an __init__.py, not a module
+    file beside it): those named as modules (`util.py`), in it and in the subdirectories named as packages, at any
+    depth (`.git`, `my-data` are no package: not walked)."""
+    if not os.path.isdir(package):
+        return []
+    found = []
+    for d, dirs, files in os.walk(package):
+        dirs[:] = sorted(n for n in dirs if n.isidentifier())
+        found += [os.path.join(d, f) for f in sorted(files) if f.endswith(".py") and f[:-3].isidentifier()]
+    return found
 
 
 _CD = re.compile(r"(?:^|[\s;&|(`])(?:cd|pushd)[ \t]+(?:--[ \t]+)?(?:'([^']+)'|\"([^\"$`\\\\]+)\"|([^\s;|&<>()'\"`]+))")

@@ -23,7 +23,7 @@ _OPERAND = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")
 _MAKE = re.compile(r"(?:^|(?<=[|;&(`{!\s]))(?:[A-Za-z_]\w*=[^\s|;&()`{}<>]*[ \t]+)*(?:[^\s/|;&()`{}<>!'\"]*/)*"
                    r"g?make(?![\w.-])((?:[ \t]+(?:'[^'\n]*'|\"[^\"\n]*\"|[^\s;|&<>()`'\"]+))*)")
 _VALUED = "CfIoWE"  # make's short options that take a value (`-C DIR`, `-fFILE`, `-sC DIR`: after flags)
-_LONG = {"--directory": "d", "--file": "f", "--makefile": "f"}
+_LONG = {"--directory": "d", "--file": "f", "--makefile": "f", "--include-dir": "I"}
 MAX_BYTES = 1 << 20  # a makefile read for the makefiles it includes or runs make with
 _MAX_FOLLOWED = 256  # (makefiles followed through includes and recursive makes, at most)
 # `include a.mk b.mk`, `-include $(DEPS)`, `sinclude local.mk` (group 1: the names)
@@ -33,6 +33,8 @@ _ASSIGN = re.compile(r"^ *(?:(?:export|override)[ \t]+)*([A-Za-z_][\w.-]*)[ \t]*
                      re.MULTILINE)
 _VARIABLE = re.compile(r"\$[({]([A-Za-z_][\w.-]*)[)}]")
 _GLOB = re.compile(r"[*?[]")
+# `cd sub`, `cd "$(CURDIR)/sub"` in a recipe line (group 1, 2 or 3: the directory)
+_CD = re.compile(r"(?:^|[\s;&|(`{])(?:cd|pushd)[ \t]+(?:--[ \t]+)?(?:'([^']+)'|\"([^\"]+)\"|([^\s;|&<>()'\"`]+))")
 
 
 class Read(str):
@@ -47,39 +49,44 @@ def of_command(command: str, cds: Sequence[str] = ()) -> list[str]:
     """The makefiles the `make` runs of a command read: `-f FILE` (`--file=`, `--makefile=`), else the first of
     NAMES in its directory: `-C DIR` (`--directory=`), else a directory the command changes into (`cds`:
     `cd /p && make`); and, at any depth, the makefiles those include (`include ../common.mk`, relative to the
-    directory make runs in) and those their recipes run make with (`$(MAKE) -C src`). Existing files only; the
-    caller keys them as code (with the scripts their recipes run)."""
+    directory make runs in, or in a directory `-I DIR` / `--include-dir=DIR` names) and those their recipes run make
+    with (`$(MAKE) -C src`, `cd src && $(MAKE)`). Existing files only; the caller keys them as code (with the scripts
+    their recipes run)."""
     if "make" not in command:
         return []
     todo = _run_by(command, cds)
     found: dict[str, None] = {}
     while todo and len(found) < _MAX_FOLLOWED:
-        path, base = todo.pop(0)
+        path, base, include_dirs = todo.pop(0)
         if path not in found:
             found[path] = None
-            todo += _read_by(path, base)
+            todo += _read_by(path, base, include_dirs)
     return [Read(p) for p in found]
 
 
-def _run_by(command: str, cds: Sequence[str]) -> list[tuple[str, str]]:
-    """(makefile, the directory make runs in) of each `make` a command runs (of_command), not followed."""
-    found: list[tuple[str, str]] = []
+def _run_by(command: str, cds: Sequence[str], include_dirs: tuple[str, ...] = ()
+            ) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(makefile, the directory make runs in, the directories its include lines are looked for in besides, as written:
+    its `-I DIR`, then those of the make running it, which make hands on in MAKEFLAGS) of each `make` a command runs
+    (of_command), not followed."""
+    found: list[tuple[str, str, tuple[str, ...]]] = []
     for m in _MAKE.finditer(command):
-        directory, files = _options([w.strip("'\"") for w in _OPERAND.findall(m.group(1))])
+        directory, files, includes = _options([w.strip("'\"") for w in _OPERAND.findall(m.group(1))])
         bases = [directory] if directory and os.path.isabs(directory) else \
             [os.path.join(d, directory or "") for d in cds]
+        dirs = tuple(dict.fromkeys([*includes, *include_dirs]))
         for base in map(os.path.normpath, bases):
             if files:
-                found += [(p, base) for f in files for p in (os.path.normpath(os.path.join(base, f)),)
+                found += [(p, base, dirs) for f in files for p in (os.path.normpath(os.path.join(base, f)),)
                           if os.path.isfile(p)]
             else:
-                found += [(p, base) for p in (os.path.join(base, n) for n in NAMES) if os.path.isfile(p)][:1]
+                found += [(p, base, dirs) for p in (os.path.join(base, n) for n in NAMES) if os.path.isfile(p)][:1]
     return list(dict.fromkeys(found))
 
 
-def _options(operands: list[str]) -> tuple[str | None, list[str]]:
-    """(the directory `-C` options give, joined; the `-f` files) among a `make`'s operands."""
-    directory, files, n = None, [], 0
+def _options(operands: list[str]) -> tuple[str | None, list[str], list[str]]:
+    """(the directory `-C` options give, joined; the `-f` files; the `-I` directories) among a `make`'s operands."""
+    directory, files, includes, n = None, [], [], 0
     while n < len(operands):
         w, kind, got = operands[n], None, ""
         n += 1
@@ -93,7 +100,7 @@ def _options(operands: list[str]) -> tuple[str | None, list[str]]:
                 if c in "jl":  # (-j4, -l2.5: an optional number of its own)
                     break
                 if c in _VALUED:
-                    kind, got = {"C": "d", "f": "f"}.get(c), w[i:]
+                    kind, got = {"C": "d", "f": "f", "I": "I"}.get(c), w[i:]
                     if not got and n < len(operands):
                         got, n = operands[n], n + 1
                     break
@@ -101,42 +108,53 @@ def _options(operands: list[str]) -> tuple[str | None, list[str]]:
             directory = got if directory is None else os.path.join(directory, got)
         elif got and kind == "f":
             files.append(got)
-    return directory, files
+        elif got and kind == "I":
+            includes.append(got)
+    return directory, files, includes
 
 
-def _read_by(makefile: str, base: str) -> list[tuple[str, str]]:
-    """(makefile, the directory make runs in) of the makefiles a makefile that make runs in `base` reads in turn:
-    those its include lines name (relative to `base`, as make takes them, or to its own directory: more keyed, never
-    less; a simple variable it sets expanded, `$(TOP)/rules.mk` with an unknown one taken beside) and those its
-    recipes run make with (`$(MAKE) -C src`, run in `base`)."""
+def _read_by(makefile: str, base: str, include_dirs: tuple[str, ...] = ()) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(makefile, the directory make runs in, the include directories) of the makefiles a makefile that make runs in
+    `base` reads in turn: those its include lines name (relative to `base`, as make takes them, or to its own
+    directory: more keyed, never less; then in the `include_dirs`, `-I DIR`, relative to `base` as make takes them
+    after `-C`, in a sub-make too; a simple variable it sets expanded,
+    `$(TOP)/rules.mk` with an unknown one taken beside) and those its recipes run make with (`$(MAKE) -C src`, run in
+    `base`; `cd src && $(MAKE)`, `cd $(SUB); make all`: in the directory the recipe line changes into)."""
     try:
         with open(makefile, "rb") as f:
             text = f.read(MAX_BYTES).decode(errors="replace")
     except OSError:
         return []
     text = text.replace("\r\n", "\n").replace("\\\n", " ")
-    found: list[tuple[str, str]] = []
-    if "include" in text:
-        values = {"CURDIR": base}
-        for m in _ASSIGN.finditer(text):
-            value = _VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)), m.group(2).split("#")[0].strip())
-            if "$" not in value:
-                values[m.group(1)] = value
-        for line in _INCLUDE.findall(text):
-            for word in line.split("#")[0].split():
-                word = _VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)), word)
-                if "$" in word:
-                    word = re.split(r"[)}]", word)[-1].lstrip("/")
-                    if not word or "$" in word:
-                        continue
-                for d in dict.fromkeys([base, os.path.dirname(makefile)]):
-                    path = os.path.normpath(os.path.join(d, word))
-                    paths = sorted(glob.glob(os.path.join(glob.escape(d), word)))[:_MAX_FOLLOWED] \
-                        if _GLOB.search(word) else [path]
-                    found += [(os.path.normpath(p), base) for p in paths if os.path.isfile(p)]
-    recipes = "\n".join(line for line in text.split("\n") if line.startswith("\t") and "make" in line.lower())
-    if recipes:
-        found += _run_by(re.sub(r"\$[({]MAKE[)}]", "make", recipes), [base])
+    found: list[tuple[str, str, tuple[str, ...]]] = []
+    recipes = [line for line in text.split("\n") if line.startswith("\t") and "make" in line.lower()]
+    if not ("include" in text or recipes):
+        return []
+    values = {"CURDIR": base}
+    for m in _ASSIGN.finditer(text):
+        value = _VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)), m.group(2).split("#")[0].strip())
+        if "$" not in value:
+            values[m.group(1)] = value
+    for line in _INCLUDE.findall(text):
+        for word in line.split("#")[0].split():
+            word = _VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)), word)
+            if "$" in word:
+                word = re.split(r"[)}]", word)[-1].lstrip("/")
+                if not word or "$" in word:
+                    continue
+            for d in dict.fromkeys([base, os.path.dirname(makefile), *(os.path.join(base, i) for i in include_dirs)]):
+                path = os.path.normpath(os.path.join(d, word))
+                paths = sorted(glob.glob(os.path.join(glob.escape(d), word)))[:_MAX_FOLLOWED] \
+                    if _GLOB.search(word) else [path]
+                found += [(os.path.normpath(p), base, include_dirs) for p in paths if os.path.isfile(p)]
+    for line in recipes:  # (each line runs in a shell of its own, in `base`)
+        line = _VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)), re.sub(r"\$[({]MAKE[)}]", "make", line))
+        cds = [base]
+        for m in _CD.finditer(line) if "cd" in line else ():
+            d = m.group(1) or m.group(2) or m.group(3)
+            if "$" not in d and not d.startswith(("~", "-")):
+                cds = list(dict.fromkeys([*cds, *(os.path.normpath(os.path.join(c, d)) for c in cds)]))[:64]
+        found += _run_by(line, cds, include_dirs)
     return found
 
 

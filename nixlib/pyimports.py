@@ -26,7 +26,9 @@ from collections.abc import Iterable
 from nixlib import codefiles
 
 _PYTHON_WORD = re.compile(r"(?<![^\s;&|(`'\"=])((?:[^\s;&|()`'\"<>]*/)?python(?:\d+(?:\.\d+)?)?)(?=[\s;&|)`'\"<>]|\Z)")
-_FINDER = re.compile(r"\b(__editable___[A-Za-z0-9_]+_finder)\b")
+# (setuptools' finder; hatchling's editables redirector, dev-mode-exact; scikit-build-core's redirect, both names)
+_FINDER = re.compile(r"\b(__editable___[A-Za-z0-9_]+_finder|_editable_impl_[A-Za-z0-9_]+|_editable_skbc_[A-Za-z0-9_]+|"
+                     r"_[A-Za-z0-9_]+_editable)\b")
 _SITE_PATTERNS = ("lib/python3*/site-packages", "lib/python3*/dist-packages", "lib/python3/dist-packages",
                   "local/lib/python3*/dist-packages")
 # site directory -> (its mtime, (each .pth and finder file read, its _stat), the directories they add)
@@ -148,26 +150,54 @@ def _finder_dirs(path: str) -> list[str]:
     """The parents of the package directories a setuptools editable finder's MAPPING names, each a
     codefiles.MappedDir mapping the names to those directories: a package whose directory is named otherwise
     (`{'mlpkg': '/p/lib'}`, package_dir) or a dotted name (`{'ns.pkg': '/p/src/ns/pkg'}`, under a namespace) is
-    found by its name."""
+    found by its name. Likewise the modules hatchling's editables redirector maps (dev-mode-exact: `F.map_module(
+    'mlpkg', '/p/src/mlpkg/__init__.py')`) and those scikit-build-core's redirect maps (`install({'mlpkg':
+    '/p/src/mlpkg/__init__.py', 'mlpkg.util': '/p/src/mlpkg/util.py'}, ...)`: its Python sources)."""
     try:
         with open(path, "rb") as f:
             tree = ast.parse(f.read())
     except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):  # (no finder setuptools wrote)
         return []
+    parents: dict[str, list[tuple[str, str]]] = {}
+
+    def add(name: object, target: object, source: bool = False) -> None:
+        if isinstance(name, str) and isinstance(target, str) and os.path.isabs(target):
+            target = os.path.normpath(target)
+            levels = 1
+            if source:  # (a module's source file: a package by its directory, the parent above its dotted name)
+                if not target.endswith(".py"):
+                    return
+                target = os.path.dirname(target) if os.path.basename(target) == "__init__.py" else target
+                levels = name.count(".") + 1
+            parent = target
+            for _ in range(levels):
+                parent = os.path.dirname(parent)
+            parents.setdefault(parent, []).append((name, target))
+
     for node in tree.body:
         target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0] \
             if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
         if isinstance(target, ast.Name) and target.id == "MAPPING" and node.value is not None:
-            try:
-                mapping = ast.literal_eval(node.value)
-            except (ValueError, TypeError, RecursionError, MemoryError):  # (`{[]: 1}`: unhashable, TypeError)
-                return []
+            mapping = _literal(node.value)
             if not isinstance(mapping, dict):
                 return []
-            parents: dict[str, list[tuple[str, str]]] = {}
             for name, target in mapping.items():
-                if isinstance(name, str) and isinstance(target, str) and os.path.isabs(target):
-                    target = os.path.normpath(target)
-                    parents.setdefault(os.path.dirname(target), []).append((name, target))
-            return [codefiles.MappedDir(parent, packages) for parent, packages in parents.items()]
-    return []
+                add(name, target)
+            break
+        call = node.value if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) else None
+        called = getattr(call.func, "attr", getattr(call.func, "id", None)) if call is not None else None
+        if call is not None and called == "map_module" and len(call.args) == 2:  # (editables)
+            add(_literal(call.args[0]), _literal(call.args[1]), source=True)
+        elif call is not None and called == "install" and call.args:  # (scikit-build-core)
+            mapping = _literal(call.args[0])
+            for name, target in mapping.items() if isinstance(mapping, dict) else ():
+                add(name, target, source=True)
+    return [codefiles.MappedDir(parent, packages) for parent, packages in parents.items()]
+
+
+def _literal(node: ast.expr) -> object:
+    """A literal's value; None for another expression (`{[]: 1}`: unhashable, TypeError)."""
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        return None

@@ -406,7 +406,7 @@ def path_module_dirs(script: str, roots: list[str]) -> list[tuple[str, tuple[str
         return []
     here = os.path.dirname(os.path.abspath(script))
     names = {n for n in codefiles.imported_names(data)
-             if n not in sys.stdlib_module_names and not codefiles.module_files(here, n)}
+             if n not in sys.stdlib_module_names and not codefiles.module_files(here, n, namespace=False)}
     out = []
     for directory in import_dirs(here, roots) if names else []:
         found = tuple(sorted(n for n in names if codefiles.module_files(directory, n)))
