@@ -309,13 +309,9 @@ def template_data(task: luigi.Task, declared: Callable[[], set[str]],
                   produced: Callable[[], set[str]]) -> dict[str, str]:
     """{"reads:<name>": content hash} of the data files the task's code names by a path built from its parameters
     (param_templates, formatted with this task's values: `f"data/{self.date:%Y-%m-%d}.csv"` is data/2024-01-02.csv
-    for that day), as named_data keys a literal path: editing that day's file re-runs that day's task."""
-    words = []
-    for pieces in param_templates(type(task)):
-        try:
-            words.append(templates.formatted(task, pieces))
-        except Exception:  # noqa: BLE001 - a value this template cannot format names no file: nothing to key
-            continue
+    for that day; in a loop over `self.names`, one path per name), as named_data keys a literal path: editing that
+    day's file re-runs that day's task."""
+    words = [path for pieces in param_templates(type(task)) for path in templates.paths(task, pieces)]
     return _project_data(type(task), words, declared, produced, "reads") if words else {}
 
 

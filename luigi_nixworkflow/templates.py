@@ -13,15 +13,21 @@ import types
 from pathlib import PurePath
 from typing import Any
 
+import luigi
 import luigi.configuration
 
 from nixlib import pycode
 
 Value = tuple[Any, ...]  # ("p", parameter, "" | "strftime" | "isoformat" | "str", strftime's argument) | ("c", text)
+#                          | ("i", parameter, as "p", argument, loop variable): an item of a list/tuple/interval
+#                            parameter a loop or comprehension ranges over (`for name in self.names`)
 #                          | ("cfg", section, option, default or None): luigi.cfg's get_config().get(...)
+#                          | ("conf", Config class, parameter): a luigi.Config class's value (`Paths().root`)
 Piece = str | tuple[Any, ...]  # a constant, or ("f", Value, conversion, spec) | ("str", Value) (an operand of `+`)
 #                                | ("fs", Value) (of `/`, os.path.join, Path()) | ("%", format, single, (Value, ...))
 #                                | ("fmt", format, (Value, ...), ((name, Value), ...)) (str.format)
+#                                | ("alt", (Template, ...)): one of several (a helper's `if`/`else`, a local assigned
+#                                  in two branches); of_class keeps each alternative as a template of its own
 Template = tuple[Piece, ...]
 
 NOT_OPENED_IN = frozenset({"output", "requires", "complete", "deps", "on_success", "on_failure"})
@@ -31,11 +37,14 @@ _FOLDS = {"dirname": os.path.dirname, "abspath": os.path.abspath, "realpath": os
 _COPIES = frozenset({"copy", "copy2", "copyfile", "copytree", "move", "rename", "replace", "symlink", "link"})
 # (shutil's and os's: what they write is args[1])
 _BUDGET = 40  # names and helpers followed per template (a cycle, `x = f(x)`, ends there)
+_ITEMS = 10_000  # paths one template may name for one task (its loops' items multiplied): beyond, none is keyed
+_WHOLE = frozenset({"sorted", "list", "tuple", "set", "frozenset", "reversed"})  # (a loop over `sorted(self.names)`)
 
 
 class _Scope:
-    """What the names of one function mean: its locals assigned once, the parameters a helper was called with (each
-    an expression of the caller's scope), and its module's globals."""
+    """What the names of one function mean: its locals (each plain assignment of a name that no loop or `+=`
+    assigns: one, or several to choose from), its loop variables over a parameter (`for name in self.names`), the
+    parameters a helper was called with (each an expression of the caller's scope), and its module's globals."""
 
     def __init__(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, globs: dict[str, Any], params: frozenset[str],
                  self_name: str | None, bound: dict[str, tuple[ast.expr, _Scope]] | None = None, depth: int = 0):
@@ -47,16 +56,44 @@ class _Scope:
                 stores.setdefault(node.id, []).append(node)
         arguments = {a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs,
                                      *filter(None, (fn.args.vararg, fn.args.kwarg)))}
-        self.locals: dict[str, ast.expr] = {}
+        self.locals: dict[str, list[ast.expr]] = {}
+        self.loops: dict[str, str] = {}
         self.unknown = arguments - set(self.bound)
+        assigned: dict[int, ast.expr] = {}
+        iterated: dict[int, ast.expr] = {}
         for node in ast.walk(fn):
             value = node.value if isinstance(node, ast.Assign) and len(node.targets) == 1 else \
                 node.value if isinstance(node, ast.AnnAssign) else None
             target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
-            if value is not None and isinstance(target, ast.Name) and len(stores.get(target.id, ())) == 1 \
-                    and target.id not in arguments:
-                self.locals[target.id] = value
-        self.unknown |= set(stores) - set(self.locals)
+            if value is not None and isinstance(target, ast.Name):
+                assigned[id(target)] = value
+            if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension) and isinstance(node.target, ast.Name):
+                iterated[id(node.target)] = node.iter
+        for name, nodes in stores.items():
+            if name in arguments:
+                continue
+            if all(id(n) in assigned for n in nodes):
+                values = [assigned[id(n)] for n in nodes]
+                if not any(isinstance(m, ast.Name) and m.id == name for v in values for m in ast.walk(v)):
+                    self.locals[name] = values  # (not `p = p + "/x"`: which value it has where is not followed)
+            elif all(id(n) in iterated for n in nodes):
+                over = {self._iterated(iterated[id(n)]) for n in nodes}
+                if len(over) == 1 and None not in over:
+                    self.loops[name] = over.pop()  # type: ignore[assignment]
+        self.unknown |= set(stores) - set(self.locals) - set(self.loops)
+
+    def _iterated(self, node: ast.expr) -> str | None:
+        """The parameter a loop ranges over: `self.names`, `self.interval.dates()`, `sorted(self.names)`."""
+        if isinstance(node, ast.Call) and not node.keywords and isinstance(node.func, ast.Name) \
+                and node.func.id in _WHOLE and len(node.args) == 1:
+            node = node.args[0]
+        elif isinstance(node, ast.Call) and not node.args and not node.keywords \
+                and isinstance(node.func, ast.Attribute) and node.func.attr == "dates":
+            node = node.func.value
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == self.self_name \
+                and self.self_name is not None and node.attr in self.params:
+            return node.attr
+        return None
 
 
 def of_class(cls: type, trees: tuple[ast.Module, ...], classes: list[type]) -> tuple[Template, ...]:
@@ -92,26 +129,32 @@ def _collect(node: ast.AST, scope: _Scope, written: set[int], found: dict[Templa
         if isinstance(child, ast.JoinedStr | ast.BinOp | ast.Call):
             pieces = _template(child, scope, [_BUDGET])
             if pieces is not None:
-                if _path_like(pieces):
-                    found[pieces] = None
+                for one in _alternatives(pieces):
+                    if _path_like(one):
+                        found[one] = None
                 continue
         _collect(child, scope, written, found)
+
+
+def _alternatives(pieces: Template) -> list[Template]:
+    """A template with a choice ("alt") as each template it may be (`if old: return f"old/{d}"`), at most 64."""
+    out: list[Template] = [()]
+    for p in pieces:
+        if isinstance(p, tuple) and p[0] == "alt":
+            out = [o + a for o in out for alt in p[1] for a in _alternatives(alt)][:64]
+        else:
+            out = [o + (p,) for o in out]
+    return out
 
 
 def _path_like(pieces: Template) -> bool:
     """A template with a piece formatted from the task's parameters or luigi.cfg, and constant text that a path has:
     a directory or a suffix (also in a format string or strftime's argument)."""
-    text, dynamic = [], False
-    for p in pieces:
-        if isinstance(p, str):
-            text.append(p)
-            continue
-        values = [p[1]] if p[0] in ("f", "str", "fs") else list(p[3]) if p[0] == "%" else \
-            [*p[2], *(v for _, v in p[3])]
-        text += [p[1]] if p[0] in ("%", "fmt") else [p[3]] if p[0] == "f" else []
-        text += [v[3] for v in values if v[0] == "p" and v[2] == "strftime"]
-        dynamic = dynamic or any(v[0] != "c" for v in values)
-    return dynamic and any("/" in t or "." in t for t in text)
+    text = [p if isinstance(p, str) else p[1] if p[0] in ("%", "fmt") else p[3] if p[0] == "f" else ""
+            for p in pieces]
+    values = _values(pieces)
+    text += [v[3] for v in values if v[0] in ("p", "i") and v[2] == "strftime"]
+    return any(v[0] != "c" for v in values) and any("/" in t or "." in t for t in text)
 
 
 def _template(node: ast.expr, scope: _Scope, budget: list[int]) -> Template | None:
@@ -143,8 +186,15 @@ def _name(name: str, scope: _Scope, budget: list[int], how: Any) -> Any:
     if name in scope.bound:
         node, outer = scope.bound[name]
         return how(node, outer, budget)
+    if name in scope.loops:
+        return ("i", scope.loops[name], "", "", name) if how is _value else None
     if name in scope.locals:
-        return how(scope.locals[name], scope, budget)
+        values = scope.locals[name]
+        if len(values) == 1:
+            return how(values[0], scope, budget)
+        if how is not _template:
+            return None
+        return _choice([_template(v, scope, budget) for v in values])
     if name in scope.unknown or name not in scope.globs:
         return None
     value = scope.globs[name]
@@ -153,6 +203,13 @@ def _name(name: str, scope: _Scope, budget: list[int], how: Any) -> Any:
     if not isinstance(value, str):
         return None
     return (value,) if how is _template else ("c", value)
+
+
+def _choice(options: list[Template | None]) -> Template | None:
+    """One of several templates (a local assigned in two branches, a helper's returns): those that are templates;
+    a path from the others is not known (not keyed, as before)."""
+    known = list(dict.fromkeys(o for o in options if o is not None))
+    return None if not known else known[0] if len(known) == 1 else (("alt", tuple(known)),)
 
 
 def _fstring(node: ast.JoinedStr, scope: _Scope, budget: list[int]) -> Template | None:
@@ -284,7 +341,7 @@ def _is_path(node: ast.expr, scope: _Scope, budget: list[int]) -> bool:
             bound, outer = scope.bound[node.id]
             return _is_path(bound, outer, budget)
         if node.id in scope.locals:
-            return _is_path(scope.locals[node.id], scope, budget)
+            return all(_is_path(v, scope, budget) for v in scope.locals[node.id])
         return node.id not in scope.unknown and isinstance(scope.globs.get(node.id), PurePath)
     return False
 
@@ -298,6 +355,10 @@ def _value(node: ast.expr, scope: _Scope, budget: list[int]) -> Value | None:
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == scope.self_name \
             and node.attr in scope.params and scope.self_name not in scope.locals:
         return ("p", node.attr, "", "")
+    if isinstance(node, ast.Attribute):
+        config = _config_class(node.value, scope, budget)
+        return ("conf", config, node.attr) if config is not None and node.attr in dict(config.get_params()) \
+            else None
     if isinstance(node, ast.Name):
         return _name(node.id, scope, budget, _value)
     if isinstance(node, ast.Constant):
@@ -308,19 +369,19 @@ def _value(node: ast.expr, scope: _Scope, budget: list[int]) -> Value | None:
     func = node.func
     if isinstance(func, ast.Name) and func.id == "str" and len(node.args) == 1 and not node.keywords:
         inner = _value(node.args[0], scope, budget)
-        return ("p", inner[1], "str", "") if inner is not None and inner[0] == "p" and not inner[2] else \
-            inner if inner is not None and inner[0] == "c" else None
+        return (inner[0], inner[1], "str", "", *inner[4:]) if inner is not None and inner[0] in ("p", "i") \
+            and not inner[2] else inner if inner is not None and inner[0] == "c" else None
     if not isinstance(func, ast.Attribute) or node.keywords:
         return None
     if func.attr in ("strftime", "isoformat"):
         inner = _value(func.value, scope, budget)
-        if inner is None or inner[0] != "p" or inner[2]:
+        if inner is None or inner[0] not in ("p", "i") or inner[2]:
             return None
         if func.attr == "isoformat" and not node.args:
-            return ("p", inner[1], "isoformat", "")
+            return (inner[0], inner[1], "isoformat", "", *inner[4:])
         if func.attr == "strftime" and len(node.args) == 1 and isinstance(node.args[0], ast.Constant) \
                 and isinstance(node.args[0].value, str) and not any(c.isspace() for c in node.args[0].value):
-            return ("p", inner[1], "strftime", node.args[0].value)
+            return (inner[0], inner[1], "strftime", node.args[0].value, *inner[4:])
         return None
     if func.attr == "get" and isinstance(func.value, ast.Call) and not func.value.args \
             and (getattr(func.value.func, "attr", None) or getattr(func.value.func, "id", None)) == "get_config" \
@@ -331,9 +392,31 @@ def _value(node: ast.expr, scope: _Scope, budget: list[int]) -> Value | None:
     return None
 
 
+def _config_class(node: ast.expr, scope: _Scope, budget: list[int]) -> type | None:
+    """The luigi.Config class `node` makes an instance of without arguments (`Paths()`, `conf.Paths()`, a local
+    `paths = Paths()`), else None."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return None
+    if isinstance(node, ast.Name) and node.id in scope.locals and len(scope.locals[node.id]) == 1 \
+            and node.id not in scope.bound:
+        node = scope.locals[node.id][0]
+    if not isinstance(node, ast.Call) or node.args or node.keywords:
+        return None
+    func, target = node.func, None
+    if isinstance(func, ast.Name) and func.id not in scope.bound and func.id not in scope.locals \
+            and func.id not in scope.unknown:
+        target = scope.globs.get(func.id)
+    elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id not in scope.unknown \
+            and isinstance(scope.globs.get(func.value.id), types.ModuleType):
+        target = getattr(scope.globs[func.value.id], func.attr, None)
+    return target if isinstance(target, type) and issubclass(target, luigi.Config) else None
+
+
 def _inlined(node: ast.Call, scope: _Scope, budget: list[int]) -> Template | None:
-    """A call of a module-level project function whose body is (a docstring,) assignments and one `return` of a
-    template over its parameters (`def raw_path(day): return f"data/{day:%Y-%m-%d}.csv"`), with its arguments."""
+    """A call of a module-level project function whose body is (a docstring,) assignments, calls and `if`/`else`
+    around `return`s of templates over its parameters (`def raw_path(day): return f"data/{day:%Y-%m-%d}.csv"`), with
+    its arguments: each path it may return (those it returns from elsewhere are not known)."""
     func = node.func
     target: Any = None
     if isinstance(func, ast.Name) and func.id not in scope.bound and func.id not in scope.locals \
@@ -362,7 +445,8 @@ def _inlined(node: ast.Call, scope: _Scope, budget: list[int]) -> Template | Non
             return None
         inner.bound[n] = bound.get(n) or (defaults[n], inner)
     inner.unknown -= set(names)
-    return _template(fn.body[-1].value, inner, budget)  # type: ignore[attr-defined,arg-type]
+    returns = [r.value for r in ast.walk(fn) if isinstance(r, ast.Return) and r.value is not None]
+    return _choice([_template(r, inner, budget) for r in returns])  # (each path it may return)
 
 
 @functools.lru_cache(maxsize=256)
@@ -380,12 +464,17 @@ def _function_tree(fn: types.FunctionType) -> ast.FunctionDef | None:
     node = tree.body[0] if tree.body else None
     if not isinstance(node, ast.FunctionDef) or node.decorator_list or not node.body:
         return None
-    body = node.body[1:] if isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant) \
-        else node.body
-    if not body or not isinstance(body[-1], ast.Return) or body[-1].value is None \
-            or not all(isinstance(s, ast.Assign | ast.AnnAssign) for s in body[:-1]):
+    if not _plain(node.body) or not any(isinstance(r, ast.Return) and r.value is not None for r in ast.walk(node)):
         return None
     return node
+
+
+def _plain(body: list[ast.stmt]) -> bool:
+    """Statements a helper _inlined follows may have: assignments, calls (`os.makedirs(...)`, a docstring), `if`/
+    `else`, `return` and `raise`; not a loop, `with`, `try` or a nested function (what it returns there is not
+    followed)."""
+    return all(isinstance(s, ast.Assign | ast.AnnAssign | ast.Expr | ast.Return | ast.Raise | ast.Pass)
+               or isinstance(s, ast.If) and _plain(s.body) and _plain(s.orelse) for s in body)
 
 
 def _written_nodes(fn: ast.AST, scope: _Scope) -> set[int]:
@@ -414,8 +503,8 @@ def _written_nodes(fn: ast.AST, scope: _Scope) -> set[int]:
         for a in args:
             for n in ast.walk(a):
                 out.add(id(n))
-                if isinstance(n, ast.Name) and n.id in scope.locals:
-                    out.update(id(m) for m in ast.walk(scope.locals[n.id]))
+                if isinstance(n, ast.Name) and len(scope.locals.get(n.id, ())) == 1:  # (`p = ...` twice: which
+                    out.update(id(m) for m in ast.walk(scope.locals[n.id][0]))     # one is written is not known)
     return out
 
 
@@ -427,42 +516,81 @@ def _mode(node: ast.expr | None) -> str | None:
     return None
 
 
-def formatted(task: Any, pieces: Template) -> str:
-    """A template formatted with the task's values, as its code formats them (an error where its code's would
-    fail)."""
-    return "".join(p if isinstance(p, str) else _piece(task, p) for p in pieces)
+def paths(task: Any, pieces: Template) -> list[str]:
+    """The paths a template names for a task: formatted once, or, where it holds loop variables, once for each item
+    (each combination) of the parameters they range over (`for name in self.names: open(f"data/{name}.csv")`); a
+    value its code could not format names no file (skipped), nor does a template naming more than _ITEMS."""
+    loops = sorted({(v[1], v[4]) for v in _values(pieces) if v[0] == "i"})
+    if not loops:
+        try:
+            return [formatted(task, pieces)]
+        except Exception:  # noqa: BLE001 - a value this template cannot format names no file
+            return []
+    combinations: list[dict[tuple[str, str], Any]] = [{}]
+    for loop in loops:
+        try:
+            items = list(getattr(task, loop[0]))
+        except Exception:  # noqa: BLE001 - not iterable: the loop never ran as written
+            return []
+        if len(combinations) * len(items) > _ITEMS:
+            return []
+        combinations = [{**c, loop: item} for c in combinations for item in items]
+    out = []
+    for c in combinations:
+        try:
+            out.append(formatted(task, pieces, c))
+        except Exception:  # noqa: BLE001
+            continue
+    return out
 
 
-def _piece(task: Any, piece: tuple[Any, ...]) -> str:
+def _values(pieces: Template) -> list[Value]:
+    out: list[Value] = []
+    for p in pieces:
+        if isinstance(p, str):
+            continue
+        out += [p[1]] if p[0] in ("f", "str", "fs") else list(p[3]) if p[0] == "%" else [*p[2], *(v for _, v in p[3])]
+    return out
+
+
+def formatted(task: Any, pieces: Template, items: dict[tuple[str, str], Any] | None = None) -> str:
+    """A template formatted with the task's values (and `items`, the item each loop variable stands for), as its
+    code formats them (an error where its code's would fail)."""
+    return "".join(p if isinstance(p, str) else _piece(task, p, items or {}) for p in pieces)
+
+
+def _piece(task: Any, piece: tuple[Any, ...], items: dict[tuple[str, str], Any]) -> str:
     kind = piece[0]
     if kind == "f":
-        value = _evaluate(task, piece[1])
+        value = _evaluate(task, piece[1], items)
         value = {"s": str, "r": repr, "a": ascii}.get(piece[2], lambda v: v)(value)
         return format(value, piece[3])
     if kind == "str":
-        value = _evaluate(task, piece[1])
+        value = _evaluate(task, piece[1], items)
         if not isinstance(value, str):
             raise TypeError("only a str concatenates")
         return value
     if kind == "fs":
-        return os.fspath(_evaluate(task, piece[1]))
+        return os.fspath(_evaluate(task, piece[1], items))
     if kind == "%":
-        values = [_evaluate(task, v) for v in piece[3]]
+        values = [_evaluate(task, v, items) for v in piece[3]]
         return str(piece[1] % (values[0] if piece[2] else tuple(values)))
     if kind == "fmt":
-        return str(piece[1].format(*(_evaluate(task, v) for v in piece[2]),
-                                   **{k: _evaluate(task, v) for k, v in piece[3]}))
+        return str(piece[1].format(*(_evaluate(task, v, items) for v in piece[2]),
+                                   **{k: _evaluate(task, v, items) for k, v in piece[3]}))
     raise ValueError(kind)
 
 
-def _evaluate(task: Any, value: Value) -> Any:
+def _evaluate(task: Any, value: Value, items: dict[tuple[str, str], Any]) -> Any:
     if value[0] == "c":
         return value[1]
     if value[0] == "cfg":
         cfg = luigi.configuration.get_config()
         return cfg.get(value[1], value[2]) if value[3] is None else cfg.get(value[1], value[2], value[3])
-    _, name, method, argument = value
-    v = getattr(task, name)
+    if value[0] == "conf":
+        return getattr(value[1](), value[2])
+    name, method, argument = value[1:4]
+    v = items[(name, value[4])] if value[0] == "i" else getattr(task, name)
     if method == "strftime":
         return v.strftime(argument)
     if method == "isoformat":
