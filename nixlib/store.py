@@ -778,6 +778,10 @@ class Store:
                 f"cannot put the output link {link} (to {target}): {e.strerror or e}. Something other than an output "
                 "link is at that name; move it away and run again (the result itself is stored and stays cached)."
             ) from None
+        # Registered again (its entry is checked: two syscalls, only when a link is written): a gc that ran while
+        # the directory was gone dropped the entry as stale, and the directory may be back since (remade by this
+        # run's journal or another link), so the memo of _root_dir alone would leave this link unrooted.
+        self.add_root_dir(directory)
 
     def _root_dir(self, directory: str) -> None:
         if directory not in self._rooted_dirs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -206,3 +207,33 @@ def test_show_of_a_step_whose_run_has_not_ended_says_so(tmp_path: Path) -> None:
         proc.kill()
     show = nw("show", "slow")
     assert show.returncode == 1 and "did not finish" in show.stderr and "killed" in show.stderr, show.stderr
+
+
+# ---- 4. an output-link directory removed while a run goes on, and a gc meanwhile -----------------------------------
+
+
+def test_a_link_written_after_its_directory_was_removed_and_remade_is_rooted(tmp_path: Path, store_root: Path) -> None:
+    """A run links its first step (the directory is registered as a GC root once per process); the user removes
+    nix-workflow-output/ and a gc drops the now stale root entry; the directory comes back (the run's journal remakes
+    it) and the next step is linked there. Before, the per-process memo skipped registering it again: once the run
+    ended (its temp roots gone) a gc removed the next step's result under its link (CI saw it as
+    test_gc_loop_beside_nw_run_keeps_the_cached_input_it_uses failing once per-step linking landed)."""
+    from nixlib import temproots
+    from nixlib.store import Store
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for d, text in ((first, "1\n"), (second, "2\n")):
+        d.mkdir()
+        (d / "v").write_text(text)
+    store = Store(store_root)
+    a, b = store.ingest(first), store.ingest(second)
+    temproots.of(store.root).add([a, b])  # as a running run's results are
+    links = str((tmp_path / "work" / "nix-workflow-output").absolute())
+    store.link_output(links, "a", str(store.object_path(a)))
+    shutil.rmtree(links)
+    nw("gc", "--min-age", "0", check=True)  # drops the stale root entry (this process's temp roots keep a and b)
+    os.makedirs(links)  # back, as the run's journal (`.nw-runs`) remakes it
+    store.link_output(links, "b", str(store.object_path(b)))
+    temproots.of(store.root).release()  # the run ends: only the links keep its results now
+    nw("gc", "--min-age", "0", check=True)
+    assert (Path(links) / "b" / "v").read_text() == "2\n", "the result under the new link was collected"
