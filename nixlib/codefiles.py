@@ -842,11 +842,17 @@ def _namespace_files(package: str) -> list[str]:
     depth (`.git`, `my-data` are no package: not walked)."""
     if not os.path.isdir(package):
         return []
-    found = []
+    found, seen = [], 0
     for d, dirs, files in os.walk(package):
+        seen += len(dirs) + len(files)
+        if seen > NAMESPACE_ENTRIES:  # a data directory named like an imported package (`datasets/`), walked at
+            return []                 # every evaluation: not code (as before namespace packages were followed)
         dirs[:] = sorted(n for n in dirs if n.isidentifier())
         found += [os.path.join(d, f) for f in sorted(files) if f.endswith(".py") and f[:-3].isidentifier()]
     return found
+
+
+NAMESPACE_ENTRIES = 20_000  # entries a namespace package's directories may hold in all before it counts as data
 
 
 _CD = re.compile(r"(?:^|[\s;&|(`])(?:cd|pushd)[ \t]+(?:--[ \t]+)?(?:'([^']+)'|\"([^\"$`\\\\]+)\"|([^\s;|&<>()'\"`]+))")

@@ -226,6 +226,27 @@ def test_module_files_of_a_namespace_package(tmp_path: Path) -> None:
     assert rel("site-packages", "ns") == []  # (installed code, not the project's)
 
 
+
+def test_a_big_data_directory_named_like_an_import_is_not_walked_as_a_namespace_package(tmp_path: Path,
+                                                                                      monkeypatch: pytest.MonkeyPatch
+                                                                                      ) -> None:
+    """`import datasets` (an installed library) beside a `datasets/` directory of data (class folders named like
+    identifiers, thousands of files): it is no code of the project, and walking it at every evaluation costs seconds.
+    Past a bound of entries the directory counts as data (not keyed), as before namespace packages were followed;
+    a namespace package within the bound keeps every module (the bound is lowered here to keep the test small)."""
+    from nixlib import codefiles
+    monkeypatch.setattr(codefiles, "NAMESPACE_ENTRIES", 50, raising=False)
+    for c in range(5):
+        for i in range(12):
+            (tmp_path / "p/datasets" / f"n0{c}" / f"img{i}.jpg").parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "p/datasets" / f"n0{c}" / f"img{i}.jpg").write_bytes(b"x")
+    (tmp_path / "p/datasets/loader.py").write_text("")
+    _write(tmp_path, {"p/ns/a.py": "", "p/ns/sub/b.py": ""})
+    assert codefiles.module_files(str(tmp_path / "p"), "datasets") == []
+    assert sorted(os.path.relpath(p, tmp_path) for p in codefiles.module_files(str(tmp_path / "p"), "ns")) == \
+        ["p/ns/a.py", "p/ns/sub/b.py"]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 3. Editable installs by hatchling (default and dev-mode-exact) and scikit-build-core
 
