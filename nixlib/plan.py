@@ -101,10 +101,8 @@ class _RemoteRecords:
             if found is None:
                 return None
             doc, signer = found
-            suffixes = dict.fromkeys((self.remote.suffix, ".nar.xz", ".nar"))
-            for h in doc["outputs"].values():
-                if not self.store.has(h) and not any(self.remote.backend.exists(f"nar/{h}{x}") for x in suffixes):
-                    return None  # `nw run` would reject it and run the step
+            if any(not self.store.has(h) and not self.remote.has_object(h) for h in doc["outputs"].values()):
+                return None  # `nw run` would reject it and run the step
         except RemoteDown as e:
             self.remote.down = True
             remote.warn(f"remote {self.remote.url} could not be asked ({str(e)[:300]}); the states shown are those "

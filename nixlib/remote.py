@@ -330,11 +330,19 @@ class Remote:
             transfer.finish(ok)
             force_remove(scratch)
 
+    def _object_keys(self, h: str) -> list[str]:
+        """Where object `h` may be on the remote: packed as this remote packs, or as another writer did."""
+        return [f"nar/{h}{suffix}" for suffix in dict.fromkeys((self.suffix, ".nar.xz", ".nar"))]
+
+    def has_object(self, h: str) -> bool:
+        """Whether the remote holds object `h` (nothing is downloaded; RemoteDown if it cannot be asked)."""
+        return any(self.backend.exists(key) for key in self._object_keys(h))
+
     def _open_object(self, h: str) -> tuple[Stream, str]:
-        for suffix in dict.fromkeys((self.suffix, ".nar.xz", ".nar")):
-            stream = self.backend.get(f"nar/{h}{suffix}")
+        for key in self._object_keys(h):
+            stream = self.backend.get(key)
             if stream is not None:
-                return stream, f"nar/{h}{suffix}"
+                return stream, key
         raise Rejected(f"its object {h} is missing from the remote")
 
     def _reject_object(self, h: str) -> None:
