@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nixlib import base32, faults, nar, narread, records, remote_lease, signing, temproots
-from nixlib.errors import NixWorkflowError
+from nixlib.errors import Interrupted, NixWorkflowError
 from nixlib.recipe import canonical_json
 from nixlib.remote_progress import Transfer
 from nixlib.remotes import Backend, RemoteDown, Stream, open_backend
+from nixlib.runner import CHILDREN
 from nixlib.store import Store, force_remove
 
 if TYPE_CHECKING:
@@ -259,7 +260,9 @@ class Remote:
                 told = True
                 print(f"nw: {remote_lease.holder(lease)} is building {rk[:12]}… (lease on {self.url}); waiting "
                       "for its result", file=sys.stderr, flush=True)
-            time.sleep(min(remote_lease.poll_interval(), max(deadline - time.monotonic(), 0.0)))
+            if CHILDREN.stopping.wait(min(remote_lease.poll_interval(), max(deadline - time.monotonic(), 0.0))):
+                # (`nw run`'s steps wait in threads, which Ctrl-C does not reach: the stop is this event)
+                raise Interrupted(f"interrupted while waiting for {remote_lease.holder(lease)} to build {rk[:12]}…")
 
     def _may_lease(self) -> bool:
         """Only a process that will push its result leases: others would make hosts wait for nothing."""

@@ -1,0 +1,71 @@
+"""nw run probe 20 (lead): Ctrl-C while a step waits for another host's lease on the remote cache. Through the real
+`nw` CLI and a file:// remote (the wait is the same for S3: tests/test_remote.py runs leases on both)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, tree_snapshot
+from tests.test_remote import (
+    Host,
+    Remote,
+    keys,  # noqa: F401 - a fixture used here
+    lease_experiment,
+    put_lease,
+    ran,
+    resolved_key,
+)
+
+
+@pytest.fixture
+def file_remote(tmp_path: Path) -> Remote:
+    return Remote("file", tmp_path, None)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_stops_a_wait_for_another_hosts_lease(tmp_path: Path, file_remote: Remote, keys: dict[str, str],  # noqa: F811
+                                                    jobs: str) -> None:
+    """A step whose key another host has leased waits for that host's result (up to NIX_WORKFLOW_LEASE_WAIT, an hour
+    by default, asking every NIX_WORKFLOW_LEASE_POLL seconds). Ctrl-C then kept nw waiting, with `-j 2` until the lease
+    expired: the waiting thread slept through the stop. It must end nw at once, run nothing and store nothing."""
+    exp, count, go = lease_experiment(tmp_path)
+    go.touch()
+    rk = resolved_key(Host(tmp_path, "scratch", file_remote, keys["k1.pub"]), exp)
+    put_lease(file_remote, rk, time.time() + 3600)  # a live lease whose holder never delivers
+    b = Host(tmp_path, "b", file_remote, keys["k1.pub"])
+    proc = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", str(exp), "-j", jobs, "--remote",
+                             file_remote.url], cwd=b.cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=str(REPO), **b.env, NIX_WORKFLOW_LEASE_POLL="120"))
+    assert proc.stderr is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    said = ""
+    try:
+        while "waiting for its result" not in said:
+            said += lines.get(timeout=60)
+        before = tree_snapshot(b.store)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)  # (the next poll would be 120 s away, the lease's end an hour)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"nw -j {jobs} still waited for the lease 30 s after Ctrl-C:\n{said}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    time.sleep(0.2)  # (the reader thread drains the rest of stderr)
+    while not lines.empty():
+        said += lines.get()
+    assert proc.returncode != 0, said
+    assert "interrupted" in said and "Traceback" not in said, said
+    assert ran(count) == ["data"]  # only the scratch host's run: b ran nothing
+    assert tree_snapshot(b.store) == before  # and stored nothing
