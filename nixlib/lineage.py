@@ -110,7 +110,7 @@ def find(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> Found:
             doc = doc if doc is not None and doc.get("recipe_key") == what else None  # (a pointer to another step's)
         if doc is not None:
             return Found(doc["name"], doc)
-    journalled = _journalled(store, what, out_dir)
+    journalled = _journalled(store, what, out_dir) or _of_unfinished_run(store, what, out_dir)
     if journalled is not None:
         return journalled
     path = Path(what)
@@ -186,6 +186,30 @@ def _journalled(store: Store, what: str, out_dir: Path) -> Found | None:
             listed = ", ".join(named[:10]) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
             raise NixWorkflowError(f"'{what}' is a Luigi task family with {len(named)} tasks in {_run_text(doc)}: "
                                    f"{listed}. Give one task's task_id (or its output link).")
+    return None
+
+
+def _of_unfinished_run(store: Store, what: str, out_dir: Path) -> Found | None:
+    """A step done or served in a `nw run` here that has not ended (one still going on, or one killed), which the
+    last-run summary, written when a run ends, does not have: found by the key the run's journal names, its record
+    read from the store (as a Luigi task's is). None when the newest `nw run` that has the step ended, or had not
+    finished it (then _unfinished_run says why it is not found)."""
+    from nixlib.view.history import journals, live
+
+    root = os.path.realpath(store.root)
+    for doc in journals(out_dir, store.trusted):
+        name = step_named(what, out_dir, doc["steps"]) if doc.get("tool") == "nw run" else None
+        if name is None:
+            continue
+        entry = doc["steps"][name]
+        same_store = isinstance(doc.get("store"), str) and os.path.realpath(doc["store"]) == root
+        if doc.get("ended") is not None or not same_store or not isinstance(entry, dict) \
+                or entry.get("status") not in ("done", "cached"):
+            return None
+        found = _of_journal(store, name, entry, doc)
+        found.run = f"run {doc.get('id')} here, " + ("which is still going on" if live(doc) else
+                                                     "which was killed before it ended")
+        return _named(found, doc["steps"])
     return None
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, tree_snapshot
+from tests.helpers import REPO, nw, tree_snapshot
+from tests.test_nwrun_probe18 import _wait_for
 from tests.test_remote import (
     Host,
     Remote,
@@ -69,3 +71,39 @@ def test_ctrl_c_stops_a_wait_for_another_hosts_lease(tmp_path: Path, file_remote
     assert "interrupted" in said and "Traceback" not in said, said
     assert ran(count) == ["data"]  # only the scratch host's run: b ran nothing
     assert tree_snapshot(b.store) == before  # and stored nothing
+
+
+def test_show_of_a_step_finished_in_a_run_that_has_not_ended(tmp_path: Path) -> None:
+    """`nw show quick` while the run that made it goes on (its slow step still running), and after that run was
+    killed, said "no step or path named 'quick'": the summary it reads is written when a run ends. quick is done and
+    linked by then; it is now shown from the store's record under the key the run's journal names."""
+    started = tmp_path / "started"
+    exp = tmp_path / "exp.py"
+    exp.write_text("from nixlib import output\nquick = output('echo q > $out/q')\n"
+                   f"slow = output(f'cat {{quick}}/q > /dev/null; echo $$ > {started}; sleep 60; echo d > $out/d')\n")
+    proc = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", str(exp)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    group = _wait_for(started)[0]
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # (the run's journal is written by a thread, a moment after the step is done)
+            show = nw("show", "quick")
+            if show.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert show.returncode == 0, show.stderr
+        assert "step:         quick" in show.stdout and "still going on" in show.stdout, show.stdout
+        command = next(line for line in show.stdout.splitlines() if line.startswith("command:"))
+        assert "echo q" in command and "$out/q" in command, show.stdout  # its record: the command that made it
+        slow = nw("show", "slow")  # not finished: still says why it is not found
+        assert slow.returncode == 1 and "has not ended yet" in slow.stderr, slow.stderr
+        proc.kill()  # SIGKILL: no summary
+        proc.wait()
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(group, signal.SIGKILL)
+        proc.kill()
+    show = nw("show", "quick")
+    assert show.returncode == 0 and "killed before it ended" in show.stdout, (show.stdout, show.stderr)
+    log = nw("log", "quick")
+    assert log.returncode == 0, log.stderr
