@@ -30,9 +30,9 @@ from luigi.parameter import ParameterVisibility
 from luigi.task_register import Register
 
 from luigi_nixworkflow import present, settings, stepio, templates
-from nixlib import codefiles, configfiles, makefiles, pycode, pydata, pyimports
+from nixlib import codefiles, configfiles, envreads, hostenv, makefiles, pycode, pydata, pyimports
 from nixlib.errors import NixWorkflowError
-from nixlib.recipe import digest
+from nixlib.recipe import RunOptions, digest
 from nixlib.runner import SEARCH_PATHS
 
 _CONFIG_VALUES: dict[type, dict[str, Any]] = {}  # per process: luigi.cfg is read once, as Luigi does
@@ -707,6 +707,41 @@ def environment(cls: type) -> dict[str, str]:
                 and _VARIABLE.fullmatch(name):
             out["$" + name] = digest(value)
     return out
+
+
+def scripts_environment(cls: type, scripts: list[str], command: str | None, options: RunOptions) -> dict[str, str]:
+    """{name: digest of its value, or "unset"} of the host variables the project `scripts` a task runs (absolute
+    paths: translate's `_scripts`) read by name, with the scripts those run and the project modules they import
+    (nixlib.envreads: `$SCALE` in the run.sh a command() runs, `Sys.getenv("SCALE")` in the fit.R run() runs with
+    subprocess): the scripts see the worker's environment, so SCALE=3 computes otherwise than SCALE=2 while their
+    text, keyed by `runs`, is the same. Keyed as nw run and the Snakemake executor key them (nixlib.hostenv.named:
+    none of a pure task's), with the worker's own environment (stepio.outside), as `environment` keys run()'s."""
+    if not scripts:
+        return {}
+    imports = import_dirs(cls, command, command_dirs(cls, command) if command is not None else ())
+    key = (tuple(map(_stat_signature, scripts)), imports, tuple(getattr(d, "packages", ()) for d in imports))
+    known = _SCRIPT_NAMES.get(key)
+    if known is None or known[0] != present.GENERATION[0]:
+        if len(_SCRIPT_NAMES) >= 1024:  # (a long-lived interpreter whose scripts were edited many times)
+            _SCRIPT_NAMES.clear()
+        known = _SCRIPT_NAMES[key] = (present.GENERATION[0], envreads.scripts_variables(
+            _code_files(settings.store_root()), scripts, imports))
+    return hostenv.named(known[1], options, stepio.outside()) if known[1] else {}
+
+
+# (scripts, import directories) -> (build generation, the variables they read): the tasks of a build running the same
+# scripts are scanned once (the modules they import looked for once), and again at the next build (one added or edited)
+# or once a script is edited
+_SCRIPT_NAMES: dict[tuple, tuple[int, frozenset[str]]] = {}
+
+
+def _stat_signature(path: str) -> tuple[str, int, int, int]:
+    """A file's path with its size, mtime and inode (an edit changes one); a missing one's path alone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path, -1, -1, -1
+    return path, st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def config_sections(cls: type) -> dict[str, dict[str, str]]:

@@ -86,6 +86,9 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
     expanded = hostenv.keyed(command, options) if kind == "shell" else {}
     if expanded:  # `$SEED` in command(): the worker's environment is what the step sees
         luigi_part["command_environment"] = expanded
+    read = keying.scripts_environment(cls, ran, command if kind == "shell" else None, options)
+    if read:  # `$SCALE` in the run.sh it runs (nixlib.envreads); a task whose scripts read none keeps its key
+        luigi_part["runs_environment"] = read
     if opaque:
         extra["opaque"] = opaque
     return Recipe(name=task.task_id, command=command, inputs=inputs, env=env.identity, env_paths=env.paths,

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nixlib import codefiles, configfiles, context, hostenv, makefiles, nar, pyimports, slurm, statics
+from nixlib import codefiles, configfiles, context, envreads, hostenv, makefiles, nar, pyimports, slurm, statics
 from nixlib import env as envmod
-from nixlib.command import CommandSyntaxError, CommandTooLong, normalise, shell_form
+from nixlib.command import CommandSyntaxError, CommandTooLong, expanded_variables, normalise, shell_form
 from nixlib.errors import NixWorkflowError, check_readable
 from nixlib.lineage import OUT_DIR
 from nixlib.names import check_step_name, name_problem
@@ -511,6 +511,7 @@ class _Builder:
         # {path: (name, link)} of those under an output-link directory)
         self.chain_data: dict[tuple, tuple[dict[str, str], dict[str, str], dict[str, tuple[str, str]]]] = {}
         self.store_links: dict[str, tuple[str, str] | None] = {}  # a file in the store -> the output link to it
+        self.read_names: dict[tuple, frozenset[str]] = {}  # the scripts a command runs -> the variables they read
         self.workflow = Workflow()
         self.names: dict[str, str] = {}  # hash32 -> step name
         self.scanner: context.Scanner[Step] = context.Scanner(_root())
@@ -590,9 +591,12 @@ class _Builder:
         inputs = [self._input(name, ref, path + [name]) for ref in refs]
         self._resources(name, step)
         env = self._env(name, step)
-        code, data, command = self._project_files(step.command, command, name, step.where, inputs) \
-            if step.pinned is None else ({}, {}, command)
-        variables = hostenv.keyed(step.command, step.options) if step.pinned is None else {}
+        code, data, command, read = self._project_files(step.command, command, name, step.where, inputs) \
+            if step.pinned is None else ({}, {}, command, frozenset())
+        # the host variables its command expands (`$SCALE`) and those the project scripts it runs read by name
+        # (`os.environ["SCALE"]` in train.py: nixlib.envreads): the step sees them, its code's text does not change
+        variables = hostenv.named(expanded_variables(step.command) | read, step.options) \
+            if step.pinned is None else {}
         extra = {**({"code": code} if code else {}), **({"data": data} if data else {}),
                  **({"environment": variables} if variables else {})}
         try:
@@ -605,15 +609,17 @@ class _Builder:
         return recipe
 
     def _project_files(self, command: str, keyed: str, name: str = "", where: str = "", inputs: Sequence[Input] = ()
-                       ) -> tuple[dict[str, str], dict[str, str], str]:
+                       ) -> tuple[dict[str, str], dict[str, str], str, frozenset[str]]:
         """({path: digest} of the project's code files, {path: content hash} of its data files) that the command
         names inside the experiment's directory without static(): editing one re-runs the step, as Luigi's and
         Snakemake's front doors do. Named relative to that directory, so a clone keys the same; and the `keyed`
-        command, with that directory relocated when it can be (_relocated). Step `name` (at `where`, with `inputs`)
-        reading another step's result through its output link without depending on it is refused (_linked)."""
+        command, with that directory relocated when it can be (_relocated); and the names of the environment
+        variables those code files read (nixlib.envreads). Step `name` (at `where`, with `inputs`) reading another
+        step's result through its output link without depending on it is refused (_linked)."""
         words = codefiles.command_paths(command, _root())
-        if not (words or codefiles.command_modules(command)) or not self.code_roots:  # (`python -m pkg.train`: an
-            return {}, {}, keyed  # editable install's package is the project's code, though the command names no path)
+        # (`python -m pkg.train`: an editable install's package is the project's code, though the command names no path)
+        if not (words or codefiles.command_modules(command)) or not self.code_roots:
+            return {}, {}, keyed, frozenset()
         if self.code_files is None:
             self.code_files = codefiles.CodeFiles(StatMemo.for_store(default_root()), evaluation=True)
         # A step runs in $out, so a command that names a project file by a relative path (`cd {HERE} && python
@@ -624,7 +630,19 @@ class _Builder:
         code = self._code(command, words, cds, imports)
         plain, stored, links = self._data(command, cds, set(code), imports)
         data = {**plain, **self._linked(name, where, inputs, stored, links, command, set(code), imports)}
-        return self._relative(code), self._relative(data), self._relocated(keyed)
+        read = self._read_variables(sorted(code), imports)
+        return self._relative(code), self._relative(data), self._relocated(keyed), read
+
+    def _read_variables(self, code: list[str], imports: tuple[str, ...]) -> frozenset[str]:
+        """The names of the environment variables the project's code files a command runs (absolute paths) read
+        (nixlib.envreads), with the scripts they run and the modules they import: once per evaluation for a sweep's
+        steps running the same scripts."""
+        assert self.code_files is not None
+        key = (tuple(code), imports, tuple(getattr(d, "packages", ()) for d in imports))
+        known = self.read_names.get(key)
+        if known is None:
+            known = self.read_names[key] = envreads.scripts_variables(self.code_files, code, imports)
+        return known
 
     def _relocated(self, keyed: str) -> str:
         """The keyed command with the experiment's directory written `@{experiment}`, so a checkout elsewhere (another

@@ -8,7 +8,7 @@ second would be silently stale. Every front door whose commands see that environ
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from nixlib.command import expanded_variables
 from nixlib.recipe import RunOptions, digest
@@ -36,9 +36,12 @@ def keyed(command: str, options: RunOptions) -> dict[str, str]:
     return named(expanded_variables(command), options) if not options.pure else {}
 
 
-def named(names: Iterable[str], options: RunOptions) -> dict[str, str]:
-    """`keyed` for variables named otherwise than by a command's expansion (`os.environ["SEED"]` in a script)."""
+def named(names: Iterable[str], options: RunOptions, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`keyed` for variables named otherwise than by a command's expansion (`os.environ["SEED"]` in a script:
+    nixlib.envreads), with their values in `environ` (default os.environ: a Luigi task yielded inside another's run()
+    passes the worker's own, which that run() has replaced by its step's while it runs)."""
     if options.pure:
         return {}
+    environ = os.environ if environ is None else environ
     names = sorted(n for n in set(names) if n not in _UNKEYED and not n.startswith(_UNKEYED_PREFIXES))
-    return {n: digest(f"{n}={os.environ[n]}") if n in os.environ else "unset" for n in names}
+    return {n: digest(f"{n}={environ[n]}") if n in environ else "unset" for n in names}

@@ -37,9 +37,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nixlib import base32, codefiles, configfiles, hostenv, makefiles, notebooks, pycode, pydata, pyimports
+from nixlib import base32, codefiles, configfiles, envreads, hostenv, makefiles, pycode, pydata, pyimports
 from nixlib.command import CommandSyntaxError, expanded_variables, normalise
 from nixlib.env import ResolvedEnv
+from nixlib.envreads import read_variables  # noqa: F401 - (this module's name for it before nixlib had it)
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import Recipe, RunOptions, digest
 from nixlib.statmemo import StatMemo
@@ -160,46 +161,6 @@ def run_variables(rule: Any) -> frozenset[str]:
     environ: set[str] = set()
     pycode.uses([rule.run_func], environ=environ)
     return frozenset(n for n in environ if _NAME.fullmatch(n))
-
-
-# How scripts in other languages read a variable by name: R's `Sys.getenv("SCALE")` (`Sys.getenv(c("A", "B"))`),
-# Julia's `ENV["SCALE"]` and `get(ENV, "SCALE", "1")`, Rust's `env::var("SCALE")`.
-_R_GETENV = re.compile(r"\bSys\.getenv\s*\(((?:[^()]|\([^()]*\))*)\)")
-_QUOTED_NAME = re.compile(r"""["']([A-Za-z_][A-Za-z0-9_]*)["']""")
-_OTHER_GETENV = re.compile(r"""(?:\bENV\s*(?:\[|,)|\benv::var(?:_os)?\s*\()\s*["']([A-Za-z_][A-Za-z0-9_]*)["']""")
-_SHELL_SUFFIXES = ("", ".sh", ".bash", ".zsh", ".ksh")
-_DOLLAR_NAME = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
-_MAKE_NAME = re.compile(r"\$[({]([A-Za-z_][A-Za-z0-9_]*)[)}]")  # (make reads the environment's variables too)
-
-
-def read_variables(path: str, data: bytes) -> frozenset[str]:
-    """The names of the environment variables a code file may read by name: a Python script's (or notebook's)
-    string constants where it reads the environment (nixlib.pycode, as for a `run:` block) and the variables
-    the commands among its strings expand (`shell("tool --scale $SCALE")`); R's, Julia's and Rust's by their
-    getenv forms; a shell script's expansions (`$SCALE`, `${SCALE:-1}`: nixlib.command.expanded_variables).
-    A conservative textual scan: a name too many only keys it. A name computed at run time
-    (`os.environ[name]`, `Sys.getenv(var)`) cannot be seen."""
-    text = data.decode("utf-8", "replace")
-    names = {n for m in _R_GETENV.finditer(text) for n in _QUOTED_NAME.findall(m.group(1))}
-    names.update(_OTHER_GETENV.findall(text))
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix in (".py", ".ipynb"):
-        source = notebooks.code(data) if suffix == ".ipynb" else data
-        try:
-            code = compile(source, path, "exec", dont_inherit=True)
-        except (SyntaxError, ValueError):  # (Snakemake reports it when it runs the script): every quoted name
-            return frozenset(names | (set(_QUOTED_NAME.findall(text)) if "environ" in text or "getenv" in text
-                                      else set()))
-        environ: set[str] = set()
-        strings: set[str] = set()
-        pycode.uses([types.FunctionType(code, {})], strings=strings, environ=environ)
-        names.update(n for n in environ if _NAME.fullmatch(n))
-        names.update(n for t in strings if "$" in t for n in expanded_variables(t))
-    elif os.path.basename(path) in ("Makefile", "makefile", "GNUmakefile") or suffix == ".mk":  # `$(SCALE)`
-        names.update(_MAKE_NAME.findall(text))
-    elif suffix in _SHELL_SUFFIXES:  # (`$X` in single quotes or after a comment's apostrophe too: only keyed)
-        names.update(expanded_variables(text), _DOLLAR_NAME.findall(text))
-    return frozenset(n for n in names if not n.startswith("snakemake"))  # (a bash script's `${snakemake_input[0]}`)
 
 
 # Names through which code of the Snakefile reaches the workflow config: `config`, `workflow.config`, or a lookup
@@ -651,7 +612,7 @@ class RecipeBuilder:
         Snakemake sets for each job (its threads' variables, TMPDIR), nor where or as whom it runs (HOME, PATH, …),
         nor any of a pure job's (it sees none of them).
 
-        So are those its code reads by name (`read_variables`): a `run:` block's Python (`os.environ["SCALE"]`,
+        So are those its code reads by name (nixlib.envreads): a `run:` block's Python (`os.environ["SCALE"]`,
         `os.getenv("SCALE")`, in the block or a helper it uses: `run_variables`), a local script's (Python, R's
         `Sys.getenv("SCALE")`, a bash script's `$SCALE`) with the local code it imports or names, and the project
         scripts a shell command runs (`python3 scripts/prep.py` reading `os.environ["SCALE"]`)."""
@@ -664,12 +625,12 @@ class RecipeBuilder:
             text = text if known is job else job.shellcmd
             known, files = self.last_code_files
             files = files if known is job else self.shell_code_files(job, text or "")
-            names.update(self.files_variables(files))
+            names.update(self.chain_variables(files, text or ""))
         elif kind == "run" and rule.run_func is not None:
             text = "\n".join(self.once(("run-commands", rule), lambda: run_commands(rule)))
             names.update(self.once(("run-variables", rule), lambda: run_variables(rule)))
             for command in self.once(("run-commands", rule), lambda: run_commands(rule)):
-                names.update(self.files_variables(self.shell_code_files(job, command)))
+                names.update(self.chain_variables(self.shell_code_files(job, command), command))
         elif kind in ("script", "notebook"):
             text = None
             local = local_script(job, getattr(rule, kind))
@@ -683,17 +644,21 @@ class RecipeBuilder:
         declared = set(getattr(self.workflow, "envvars", None) or ())
         return {n: h for n, h in hostenv.named(names, options).items() if n not in declared and n not in SNAKEMAKE_VARS}
 
-    def files_variables(self, files: Iterable[str]) -> frozenset[str]:
-        """`read_variables` of code files, memoised by each file's stat signature."""
-        names: set[str] = set()
-        for f in files:
-            try:
-                st = os.stat(f)
-            except OSError:
-                continue
-            names.update(self.once(("variables", f, st.st_size, st.st_mtime_ns, st.st_ino),
-                                   lambda f=f: read_variables(f, Path(f).read_bytes())))
-        return frozenset(names)
+    def chain_variables(self, files: Iterable[str], command: str) -> frozenset[str]:
+        """The variables the code files a shell command runs read by name, with those of the scripts they run and of
+        the project modules their Python imports (nixlib.envreads.scripts_variables: `python3 scripts/prep.py`
+        importing helpers.py, which reads FACTOR), but Snakemake's own."""
+        if not files:
+            return frozenset()
+        imports = tuple(pyimports.import_dirs(command, self.where.roots(), cwd=self.where.workdir))
+        return frozenset(n for n in envreads.scripts_variables(self.code_files, files, imports)
+                         if not n.startswith("snakemake"))
+
+    @staticmethod
+    def files_variables(files: Iterable[str]) -> frozenset[str]:
+        """The variables code files read by name (nixlib.envreads, memoised by each file's stat signature), but
+        Snakemake's own (a bash script's `${snakemake_input[0]}`)."""
+        return frozenset(n for n in envreads.files_variables(files) if not n.startswith("snakemake"))
 
     def code_text(self, job: Any, kind: str) -> str | None:
         """The text of the job's own code (None where it cannot be read here: a wrapper, a remote script)."""

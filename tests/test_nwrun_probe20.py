@@ -107,3 +107,29 @@ def test_show_of_a_step_finished_in_a_run_that_has_not_ended(tmp_path: Path) -> 
     assert show.returncode == 0 and "killed before it ended" in show.stdout, (show.stdout, show.stderr)
     log = nw("log", "quick")
     assert log.returncode == 0, log.stderr
+
+
+def test_snakemake_keys_a_variable_read_in_a_module_the_shell_commands_script_imports(
+        tmp_path: Path, log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`shell: "python3 scripts/prep.py {output}"` where prep.py imports helpers.py, which reads FACTOR: Snakemake
+    keyed the variables prep.py reads by name, not those of the modules it imports (nw run and Luigi follow them:
+    nixlib.envreads.scripts_variables), so the FACTOR=2 result was served under FACTOR=3."""
+    pytest.importorskip("snakemake")
+    from tests.test_gaps_probe17 import counted_snakemake
+    from tests.test_snakemake_semantics import write as write_in
+
+    where = write_in(tmp_path / "wf", {
+        "scripts/prep.py": "import sys\nfrom helpers import factor\nopen(sys.argv[1], 'w').write(factor() + '\\n')\n",
+        "scripts/helpers.py": "import os\n\n\ndef factor():\n    return os.environ.get('FACTOR', '1')\n",
+        "Snakefile": '''
+rule prep:
+    output: "out/prep.txt"
+    shell: "python3 scripts/prep.py {output} && echo prep >> $NW_TEST_LOG"
+'''})
+    run = counted_snakemake(where, log, "prep")
+    monkeypatch.setenv("FACTOR", "2")
+    assert run() == 1
+    assert run() == 0, "an unchanged re-run must be restored from the store"
+    monkeypatch.setenv("FACTOR", "3")
+    assert run() == 1, "the FACTOR=2 result was served under FACTOR=3"
+    assert (where / "out/prep.txt").read_text() == "3\n"
