@@ -51,12 +51,30 @@ def memo(task: Any, name: str, stamp: str) -> Any:
     return known[1] if known is not None and known[0] == stamp else None
 
 
+def unknown_of(task: Any, name: str, stamp: str) -> list[Any]:
+    """postorder(task, lambda t: memo(t, name, stamp) is None): `task` and the NixTasks it needs whose memo `name` is
+    not made for `stamp` yet, dependencies first. The common case (every task it requires has it already: each
+    Work of a cached graph once its Data was looked up) is checked here with one dict read per dependency, before
+    any walk; that check runs for every task at each of complete()'s three walks (recipe, lookup, presentation)."""
+    for d in task.nix_requires():
+        known = getattr(d, "__dict__", _NO_MEMO).get(name)
+        if (known is None or known[0] != stamp or known[1] is None) and registry.is_nix(d):
+            return postorder(task, lambda t: memo(t, name, stamp) is None)
+    return [task]
+
+
+_NO_MEMO: dict[str, Any] = {}
+
+
 def grouped(task: Any) -> list[Any]:
     """The NixTasks `task` requires through plain tasks without outputs of their own (a WrapperTask, a task that
     only groups, nested), which the key walks through (inputs.upstream) and plain Luigi would check and run. Not
     behind a plain task with outputs: plain Luigi does not look behind one it finds complete."""
     deps = task.nix_requires()
-    if all(registry.is_nix(d) for d in deps):  # the common case: nothing in between
+    for d in deps:
+        if not registry.is_nix(d):
+            break
+    else:  # the common case: nothing in between
         return []
     found: list[Any] = []
     seen: set[str] = set()

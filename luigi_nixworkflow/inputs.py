@@ -43,9 +43,12 @@ def upstream(root: str, deps: list[luigi.Task], classes: set[type] | None = None
     never looks behind a complete task, so a cleaned-up intermediate file is legitimate). `classes`, if given,
     receives the classes of the tasks walked (keyed by their results: keying.named_tasks leaves their code out)."""
     if classes is not None:
-        classes.update(type(dep) for dep in deps)
-    if all(registry.is_nix(dep) for dep in deps):  # the common case: no plain task to look through
-        return list({dep.task_id: dep for dep in deps}.values()), {}, {}, []
+        classes.update(map(type, deps))
+    for dep in deps:
+        if not registry.is_nix(dep):
+            break
+    else:  # the common case: no plain task to look through
+        return list({dep.task_id: dep for dep in deps}.values()) if len(deps) > 1 else list(deps), {}, {}, []
     nix: dict[str, NixTask] = {}
     files: dict[str, str] = {}
     local: dict[str, str] = {}

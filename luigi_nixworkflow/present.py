@@ -21,12 +21,14 @@ GENERATION = _GENERATION  # read as GENERATION[0] where a function call per task
 PRESENTED = "_nw_presented"  # task attribute: (stamp, True) once presented
 OWNED = "_nw_owned"  # task attribute: (stamp, Result) once the store is known to hold its result
 _LINK_DIRS: dict[tuple[str, str], str] = {}  # (working directory, out_link) -> the absolute link directory
+_STAMPS: dict[str, str] = {}  # store root -> stamp(root) of this generation (asked several times per task)
 
 
 def reset() -> None:
     """Present every output again (task instances outlive a reset in Luigi's instance cache)."""
     _GENERATION[0] += 1
     _LINK_DIRS.clear()
+    _STAMPS.clear()
     legacy.reset()
 
 
@@ -37,7 +39,10 @@ def generation() -> int:
 
 def stamp(root: str) -> str:
     """What a per-task memo of this process is valid for: the store root, until the next reset()."""
-    return f"{root}#{_GENERATION[0]}"
+    found = _STAMPS.get(root)
+    if found is None:  # (the string is the same until reset(), which clears these)
+        found = _STAMPS[root] = f"{root}#{_GENERATION[0]}"
+    return found
 
 
 def present_all(task: Any, root: str | None = None) -> None:
@@ -48,7 +53,7 @@ def present_all(task: Any, root: str | None = None) -> None:
     now = stamp(root)
     pending = [task]
     while pending:
-        for t in graph.postorder(pending.pop(), lambda t: graph.memo(t, PRESENTED, now) is None):
+        for t in graph.unknown_of(pending.pop(), PRESENTED, now):
             result = graph.memo(t, OWNED, now)
             if result is not None:
                 present(t, result, root)
@@ -60,12 +65,12 @@ def present_all(task: Any, root: str | None = None) -> None:
 def present(task: Any, result: Result, root: str | None = None) -> None:
     """Link each output (a GC root) and restore a legacy task's files where they differ from the store."""
     root = root or settings.store_root()
-    store = settings.engine(root).store
     objects = f"{root}/store"  # (store.object_path, without building a Path per output)
-    for name, h in sorted(result.outputs.items()):
+    outputs = result.outputs
+    for name, h in sorted(outputs.items()) if len(outputs) > 1 else outputs.items():
         link_output(task.task_id if name == "out" else f"{task.task_id}.{name}", f"{objects}/{h}", root)
     if shape.kind(type(task)) == "legacy":
-        for path in legacy.restore(task, store, result.outputs):
+        for path in legacy.restore(task, settings.engine(root).store, outputs):
             logger.info("nixworkflow: %s: restored %s from the store", task.task_id, path)
     task.__dict__[PRESENTED] = (stamp(root), True)
     if shape.is_dynamic(type(task)):  # what its run() yielded is not in requires(): present it too

@@ -148,8 +148,8 @@ class NixTask(luigi.Task, metaclass=Instances):
             return luigi.task.Task.complete(self)
         if self.__dict__.get(steps.STORING):  # (steps.complete_on_run: its products are stored if this says so)
             return True
-        if settings.settings().forced(self.task_family) and self.task_id not in _FORCED:
-            return False
+        if settings.settings().force and settings.settings().forced(self.task_family) and self.task_id not in _FORCED:
+            return False  # (force names no family in most runs: task_family is then not asked)
         root = settings.store_root()
         result = self.nix_result(root)
         if result is None:
@@ -319,7 +319,7 @@ class NixTask(luigi.Task, metaclass=Instances):
         known = graph.memo(self, "_nw_recipe", now)
         if known is not None:
             return known
-        for up in graph.postorder(self, lambda t: graph.memo(t, "_nw_recipe", now) is None)[:-1]:
+        for up in graph.unknown_of(self, "_nw_recipe", now)[:-1]:
             up._nw_build(root, strict=False)
         return self._nw_build(root, strict)
 
@@ -357,17 +357,18 @@ class NixTask(luigi.Task, metaclass=Instances):
         if self.__dict__.get("_nw_busy") or self.nix_recipe(root=root) is None:
             return None
         engine = settings.engine(root)
-        for task in graph.postorder(self, lambda t: graph.memo(t, OWNED, now) is None):
+        for task in graph.unknown_of(self, OWNED, now):
             recipe = graph.memo(task, "_nw_recipe", now)
             result = engine.lookup(recipe) if recipe is not None else None
             if result is None or (shape.is_dynamic(type(task)) and dynamic.stale(result.record)):
                 return None
-            task._remember(result, root)
+            task._remember(result, root, now)
         return graph.memo(self, OWNED, now)
 
-    def _remember(self, result: Result, root: str | None = None) -> None:
+    def _remember(self, result: Result, root: str | None = None, now: str | None = None) -> None:
+        """Note the store's result of this task (`now`: present.stamp(root), if the caller has it)."""
         registry.remember_owner(result.outputs["out"], self)
-        self.__dict__[OWNED] = (present.stamp(root or settings.store_root()), result)
+        self.__dict__[OWNED] = (now or present.stamp(root or settings.store_root()), result)
 
     def _provenance(self) -> dict[str, Any]:
         return {"front_door": "luigi", "task_id": self.task_id, "task_family": self.task_family,

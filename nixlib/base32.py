@@ -23,7 +23,7 @@ def encode(data: bytes) -> str:
     Two characters (10 bits) per step from a table: every key and record digest is one of these."""
     n = encoded_length(len(data))
     value = int.from_bytes(data, "little")
-    pairs = "".join([_PAIRS[(value >> (10 * k)) & 1023] for k in range((n + 1) // 2 - 1, -1, -1)])
+    pairs = "".join([_PAIRS[(value >> shift) & 1023] for shift in range(10 * ((n + 1) // 2 - 1), -1, -10)])
     return pairs[n % 2:]  # an odd count: the leading group of the last pair is the zero above the top
 
 

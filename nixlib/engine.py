@@ -87,7 +87,12 @@ class Engine:
         for i in recipe.inputs:
             if i.step is None:
                 continue
-            up = self.lookup(i.step)
+            # An upstream found before is taken from the memo lookup() would answer from, without calling it again:
+            # lookup may be wrapped (nw view's journal notes each call), and a note of that hit was made when it
+            # was found, so a cached graph's 1,000 checks do not each pass through the wrapper twice.
+            up = self._results.get(id(i.step))
+            if up is None:
+                up = self.lookup(i.step)
             if up is None:
                 return None
             if i.output not in up.outputs:

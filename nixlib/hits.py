@@ -42,6 +42,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 import threading
 from collections.abc import Callable, Container, Iterator, Mapping
 from pathlib import Path
@@ -57,6 +58,7 @@ _VERSION = 5  # 3: shards by the key's last character (the first of a 52-charact
 MAX_ENTRIES = 2_000  # per shard (32 shards): above this, a save keeps the newest (~900 kB, ~2 ms to read)
 MAX_LISTED = 256  # an object with more entries than this is re-checked by a full scan, not from a listing
 _LIMIT = 64 << 20  # a shard file larger than this is not one we wrote
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # (what os.fsencode uses)
 _BY_ROOT: dict[str, HitMemo] = {}
 _REGISTRY_LOCK = threading.Lock()
 
@@ -107,8 +109,8 @@ def objects_unchanged(e: Entry, objects_dir: str, owners: Container[int] | None 
         path = f"{objects_dir}/{h}"
         listing = listings.get(h)
         try:
-            if listing:
-                current = rescan(path, [os.fsencode(r) for r in listing], owners)
+            if listing:  # (os.fsencode of each entry, without a call per entry)
+                current = rescan(path, [r.encode(_FS_ENCODING, _FS_ERRORS) for r in listing], owners)
             else:
                 scanned = scan(path, owners=owners)
                 current = "" if scanned.foreign else scanned.signature

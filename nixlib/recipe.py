@@ -133,8 +133,10 @@ class Recipe:
     def document(self, ref: Callable[[Input], str]) -> dict[str, Any]:
         """The keyed document, with each reference rendered by `ref`."""
         command = self.command
-        for i in sorted(self.inputs, key=lambda i: len(i.token), reverse=True):
-            command = command.replace(i.token, "@{" + ref(i) + "}")
+        inputs = self.inputs
+        rendered = {id(i): "@{" + ref(i) + "}" for i in inputs}  # (each reference rendered once)
+        for i in sorted(inputs, key=lambda i: len(i.token), reverse=True) if len(inputs) > 1 else inputs:
+            command = command.replace(i.token, rendered[id(i)])
         doc = {
             "v": VERSION,
             "command": command,
@@ -146,7 +148,7 @@ class Recipe:
         # Inputs the command does not mention (a Python step reads its inputs itself; a Luigi
         # requires() that the command never interpolates) must still key the step. Only added
         # when present, so every recipe without such inputs keeps its key.
-        unmentioned = sorted({"@{" + ref(i) + "}" for i in self.inputs if i.token not in self.command})
+        unmentioned = sorted({rendered[id(i)] for i in inputs if i.token not in self.command})
         if unmentioned:
             doc["uses"] = unmentioned
         # What counts as success is part of what a step means: a step that may leave its output empty

@@ -55,11 +55,13 @@ class TempRoots:
     def add(self, names: Iterable[str], guarded: bool = False) -> None:
         """Register `names` (object hashes or realisation keys) before they are used. `guarded`: the
         caller already holds the store's gc guard (shared), e.g. while ingesting and recording."""
-        new = [n for n in names if n not in self._known]
+        known = self._known
+        new = [n for n in names if n not in known]
         if not new:
             return
         with self._lock:
-            new = [n for n in dict.fromkeys(new) if n not in self._known]
+            # (one name, as a lookup registers: no de-duplication to do)
+            new = [n for n in (new if len(new) == 1 else dict.fromkeys(new)) if n not in known]
             if not new:
                 return
             if guarded:
