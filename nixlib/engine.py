@@ -139,6 +139,12 @@ class Engine:
             return None
         return self._remember(Result(ref, key, dict(doc["outputs"]), cached=True, record=doc))
 
+    def assume_realised(self, recipe: Recipe, rk: str, doc: Mapping[str, Any]) -> Result:
+        """For a plan only (`nw run -n`, `nw status`): take `recipe` as realised by the record `doc` that another
+        source holds (a remote's, not fetched), so the steps below it are judged against its outputs. An engine that
+        realises never calls this: it looks records up, and fetches them, itself."""
+        return self._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))
+
     def _remember(self, result: Result) -> Result:
         self._results[id(result.recipe)] = result
         return result

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nixlib import checkpoints, locks
-from nixlib.engine import Engine, Result
+from nixlib.engine import Engine
 from nixlib.errors import NixWorkflowError
 from nixlib.lineage import last_run
 from nixlib.recipe import Recipe, topological
@@ -138,7 +138,7 @@ def _state(store: Store, engine: Engine, recipe: Recipe, top: bool, entry: Any,
     found = asker.find(rk) if asker is not None and not isinstance(recipe, checkpoints.CheckpointRecipe) else None
     if found is not None:
         doc, signer = found
-        engine._remember(Result(recipe, rk, dict(doc["outputs"]), cached=True, record=doc))  # the steps below it
+        engine.assume_realised(recipe, rk, doc)  # the steps below it are judged against its outputs
         return StepState(state=FETCH, resolved_key=rk, why=f"not in the store, but on the remote {asker.remote.url} "
                          f"(signed by {signer}): a run fetches it instead of running it",
                          outputs=dict(doc["outputs"]), **common)
