@@ -19,8 +19,11 @@ import luigi.configuration
 from nixlib import pycode
 
 Value = tuple[Any, ...]  # ("p", parameter, "" | "strftime" | "isoformat" | "str", strftime's argument) | ("c", text)
-#                          | ("i", parameter, as "p", argument, loop variable): an item of a list/tuple/interval
-#                            parameter a loop or comprehension ranges over (`for name in self.names`)
+#                          | ("i", source, as "p", argument, loop, index): (a part of) an item of a list/tuple/
+#                            interval parameter a loop or comprehension ranges over (`for name in self.names`; source
+#                            a parameter, ("enumerate", source, start), ("zip", (source, ...)) or ("items"|"keys"|
+#                            "values", source); loop its target's names, index where in the item unpacking puts it:
+#                            `for i, (a, b) in enumerate(self.pairs)`: b is ("enumerate", "pairs", 0) at (1, 1))
 #                          | ("cfg", section, option, default or None): luigi.cfg's get_config().get(...)
 #                          | ("conf", Config class, parameter): a luigi.Config class's value (`Paths().root`)
 Piece = str | tuple[Any, ...]  # a constant, or ("f", Value, conversion, spec) | ("str", Value) (an operand of `+`)
@@ -39,17 +42,21 @@ _COPIES = frozenset({"copy", "copy2", "copyfile", "copytree", "move", "rename", 
 _BUDGET = 40  # names and helpers followed per template (a cycle, `x = f(x)`, ends there)
 _ITEMS = 10_000  # paths one template may name for one task (its loops' items multiplied): beyond, none is keyed
 _WHOLE = frozenset({"sorted", "list", "tuple", "set", "frozenset", "reversed"})  # (a loop over `sorted(self.names)`)
+_WALKS = 64  # helper bodies _followed walks per class (each call that hands one the task's values walks it once)
 
 
 class _Scope:
     """What the names of one function mean: its locals (each plain assignment of a name that no loop or `+=`
-    assigns: one, or several to choose from), its loop variables over a parameter (`for name in self.names`), the
-    parameters a helper was called with (each an expression of the caller's scope), and its module's globals."""
+    assigns: one, or several to choose from), its loop variables over a parameter (`for name in self.names`, `for i,
+    name in enumerate(self.names)`), the parameters a helper was called with (each an expression of the caller's
+    scope), the attributes the task sets on self (`self.paths = Paths()`: _Members) and its module's globals."""
 
     def __init__(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, globs: dict[str, Any], params: frozenset[str],
-                 self_name: str | None, bound: dict[str, tuple[ast.expr, _Scope]] | None = None, depth: int = 0):
+                 self_name: str | None, bound: dict[str, tuple[ast.expr, _Scope]] | None = None, depth: int = 0,
+                 members: _Members | None = None):
         self.globs, self.params, self.self_name, self.depth = globs, params, self_name, depth
         self.bound = bound or {}
+        self.members = members
         stores: dict[str, list[ast.AST]] = {}
         for node in ast.walk(fn):
             if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
@@ -57,53 +64,150 @@ class _Scope:
         arguments = {a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs,
                                      *filter(None, (fn.args.vararg, fn.args.kwarg)))}
         self.locals: dict[str, list[ast.expr]] = {}
-        self.loops: dict[str, str] = {}
+        self.loops: dict[str, tuple[Any, str, tuple[int, ...]]] = {}
         self.unknown = arguments - set(self.bound)
         assigned: dict[int, ast.expr] = {}
-        iterated: dict[int, ast.expr] = {}
+        iterated: dict[int, tuple[ast.expr, str, tuple[int, ...]]] = {}
         for node in ast.walk(fn):
             value = node.value if isinstance(node, ast.Assign) and len(node.targets) == 1 else \
                 node.value if isinstance(node, ast.AnnAssign) else None
             target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
             if value is not None and isinstance(target, ast.Name):
                 assigned[id(target)] = value
-            if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension) and isinstance(node.target, ast.Name):
-                iterated[id(node.target)] = node.iter
+            if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+                unpacked = _unpacked(node.target)
+                loop = ",".join(name.id for name, _ in unpacked)
+                iterated.update((id(name), (node.iter, loop, index)) for name, index in unpacked)
         for name, nodes in stores.items():
-            if name in arguments:
-                continue
-            if all(id(n) in assigned for n in nodes):
+            if name not in arguments and all(id(n) in assigned for n in nodes):
                 values = [assigned[id(n)] for n in nodes]
                 if not any(isinstance(m, ast.Name) and m.id == name for v in values for m in ast.walk(v)):
                     self.locals[name] = values  # (not `p = p + "/x"`: which value it has where is not followed)
-            elif all(id(n) in iterated for n in nodes):
-                over = {self._iterated(iterated[id(n)]) for n in nodes}
-                if len(over) == 1 and None not in over:
-                    self.loops[name] = over.pop()  # type: ignore[assignment]
+        for name, nodes in stores.items():  # (after the locals: `names = self.names; for n in names`)
+            if name not in arguments and name not in self.locals and all(id(n) in iterated for n in nodes):
+                over = {(self._iterated(iterated[id(n)][0], [_BUDGET]), *iterated[id(n)][1:]) for n in nodes}
+                if len(over) == 1 and next(iter(over))[0] is not None:
+                    self.loops[name] = over.pop()
         self.unknown |= set(stores) - set(self.locals) - set(self.loops)
 
-    def _iterated(self, node: ast.expr) -> str | None:
-        """The parameter a loop ranges over: `self.names`, `self.interval.dates()`, `sorted(self.names)`."""
-        if isinstance(node, ast.Call) and not node.keywords and isinstance(node.func, ast.Name) \
-                and node.func.id in _WHOLE and len(node.args) == 1:
-            node = node.args[0]
-        elif isinstance(node, ast.Call) and not node.args and not node.keywords \
-                and isinstance(node.func, ast.Attribute) and node.func.attr == "dates":
-            node = node.func.value
+    def _iterated(self, node: ast.expr, budget: list[int]) -> Any:
+        """What a loop ranges over, as paths() takes its items from the task: a parameter (`self.names`,
+        `self.interval.dates()`, `sorted(self.names)`, a local or a helper's argument that is one),
+        `enumerate(...)`, `zip(...)`, a DictParameter's `.items()` / `.keys()` / `.values()`; else None."""
+        budget[0] -= 1
+        if budget[0] < 0:
+            return None
+        if isinstance(node, ast.Name):
+            if node.id in self.bound:
+                bound, outer = self.bound[node.id]
+                return outer._iterated(bound, budget)
+            values = self.locals.get(node.id, ())
+            return self._iterated(values[0], budget) if len(values) == 1 else None
+        if isinstance(node, ast.Call) and any(isinstance(a, ast.Starred) for a in node.args):
+            return None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in self.locals \
+                and node.func.id not in self.bound:
+            name, args = node.func.id, node.args
+            if name in _WHOLE and len(args) == 1 and not node.keywords:
+                return self._iterated(args[0], budget)
+            if name == "enumerate" and len(args) in (1, 2) and not node.keywords:
+                start = args[1].value if len(args) == 2 and isinstance(args[1], ast.Constant) else 0 if \
+                    len(args) == 1 else None
+                inner = self._iterated(args[0], budget)
+                return None if inner is None or not isinstance(start, int) else ("enumerate", inner, start)
+            if name == "zip" and args and all(k.arg == "strict" for k in node.keywords):
+                inner = tuple(self._iterated(a, budget) for a in args)
+                return None if None in inner else ("zip", inner)
+            return None
+        if isinstance(node, ast.Call) and not node.args and not node.keywords \
+                and isinstance(node.func, ast.Attribute) and node.func.attr in ("dates", "items", "keys", "values"):
+            inner = self._iterated(node.func.value, budget)
+            return inner if node.func.attr == "dates" or inner is None else (node.func.attr, inner)
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == self.self_name \
                 and self.self_name is not None and node.attr in self.params:
             return node.attr
         return None
 
 
+def _unpacked(target: ast.expr, index: tuple[int, ...] = ()) -> list[tuple[ast.Name, tuple[int, ...]]]:
+    """The names a loop's target assigns, each with where in the item it takes its value: `name` at (), `i, name`
+    at (0,) and (1,), `i, (a, b)` at (0,), (1, 0), (1, 1); a starred or attribute target: none of its names."""
+    if isinstance(target, ast.Name):
+        return [(target, index)]
+    if isinstance(target, ast.Tuple | ast.List) and not any(isinstance(e, ast.Starred) for e in target.elts):
+        return [one for i, e in enumerate(target.elts) for one in _unpacked(e, (*index, i))]
+    return []
+
+
+class _Members:
+    """The attributes a task's own classes set on self (`self.paths = Paths()` in __init__, `self.root =
+    Paths().root`: one plain assignment in all their methods, with the scope it is made in) and its class attributes
+    (`paths = Paths()`, `root = "data"`), which `self.<name>` stands for where it is not a parameter."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.assigned: dict[str, list[tuple[ast.expr, _Scope]]] = {}
+        self.other: set[str] = set()
+
+    def add(self, fn: ast.AST, scope: _Scope) -> None:
+        """The assignments to self's attributes in one method (any other store to one: not known)."""
+        single: set[int] = set()
+        for node in ast.walk(fn):
+            target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else \
+                node.target if isinstance(node, ast.AnnAssign) and node.value is not None else None
+            if self._own(target, scope):
+                single.add(id(target))
+                self.assigned.setdefault(target.attr, []).append((node.value, scope))  # type: ignore[union-attr]
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load) and id(node) not in single \
+                    and self._own(node, scope):
+                self.other.add(node.attr)
+
+    @staticmethod
+    def _own(node: ast.AST | None, scope: _Scope) -> bool:
+        return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and scope.self_name is not None \
+            and node.value.id == scope.self_name
+
+    def of(self, name: str) -> tuple[ast.expr, _Scope] | None:
+        """The expression `self.<name>` was assigned once, with its method's scope, else None."""
+        if name in self.other:
+            return None
+        found = self.assigned.get(name, [])
+        return found[0] if len(found) == 1 else None
+
+    def static(self, name: str) -> Any:
+        """The class attribute `name` if no method assigns it (a luigi.Config instance, a str, a path), else None."""
+        if name in self.other or name in self.assigned:
+            return None
+        try:
+            value = inspect.getattr_static(self.cls, name)
+        except AttributeError:
+            return None
+        return value if isinstance(value, luigi.Config | str | PurePath) else None
+
+
+def _member(node: ast.expr, scope: _Scope) -> tuple[ast.expr, _Scope] | Any | None:
+    """What `self.<name>` (not a parameter) stands for: (its one assigned expression, its scope), a class attribute
+    (_Members.static), else None."""
+    if not isinstance(node, ast.Attribute) or not isinstance(node.value, ast.Name) or scope.members is None \
+            or scope.self_name is None or node.value.id != scope.self_name or node.attr in scope.params \
+            or scope.self_name in scope.locals or scope.self_name in scope.bound:
+        return None
+    return scope.members.of(node.attr) or scope.members.static(node.attr)
+
+
 def of_class(cls: type, trees: tuple[ast.Module, ...], classes: list[type]) -> tuple[Template, ...]:
     """The templates of the methods of `classes` (the class and its own bases, `trees` their sources) other than
     output(), requires(), complete() and the like: the outermost expressions that build a path from constants, the
-    task's parameters (`self.date`, `self.date.strftime("%Y%m%d")`, `self.date.isoformat()`, `str(self.n)`) and
-    luigi.cfg values, by an f-string, `+`, `%`, `.format()`, `os.path.join`, `Path(...) / ...`, through locals
-    assigned once and module-level project helpers that return such a path, and that it does not write."""
+    task's parameters (`self.date`, `self.date.strftime("%Y%m%d")`, `self.date.isoformat()`, `str(self.n)`, an item
+    of one a loop ranges over) and luigi.cfg values, by an f-string, `+`, `%`, `.format()`, `os.path.join`,
+    `Path(...) / ...`, through locals assigned once, attributes set on self once (`self.paths = Paths()`) or in the
+    class, module-level project helpers that return such a path, and the bodies of the project functions and methods
+    they call with such values (`self.load(self.names)`: _followed), and that it does not write."""
     params = frozenset(name for name, _ in cls.get_params())
     found: dict[Template, None] = {}
+    members = _Members(cls)
+    methods: list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, _Scope]] = []
     for c, tree in zip(classes, trees, strict=True):
         module = sys.modules.get(c.__module__)
         globs = vars(module) if module is not None else {}
@@ -111,21 +215,28 @@ def of_class(cls: type, trees: tuple[ast.Module, ...], classes: list[type]) -> t
             if not isinstance(node, ast.ClassDef):
                 continue
             for fn in node.body:
-                if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef) or fn.name in NOT_OPENED_IN:
+                if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
                     continue
                 first = (fn.args.posonlyargs + fn.args.args)[:1]
-                scope = _Scope(fn, globs, params, first[0].arg if first else None)
-                try:
-                    _collect(fn, scope, _written_nodes(fn, scope), found)
-                except RecursionError:
-                    continue
+                scope = _Scope(fn, globs, params, first[0].arg if first else None, members=members)
+                members.add(fn, scope)
+                if fn.name not in NOT_OPENED_IN:
+                    methods.append((fn, scope))
+    walks = [_WALKS]
+    for fn, scope in methods:
+        try:
+            _collect(fn, scope, _written_nodes(fn, scope), found, walks)
+        except RecursionError:
+            continue
     return tuple(found)
 
 
-def _collect(node: ast.AST, scope: _Scope, written: set[int], found: dict[Template, None]) -> None:
+def _collect(node: ast.AST, scope: _Scope, written: set[int], found: dict[Template, None], walks: list[int]) -> None:
     for child in ast.iter_child_nodes(node):
         if id(child) in written:
             continue
+        if isinstance(child, ast.Call):
+            _followed(child, scope, found, walks)
         if isinstance(child, ast.JoinedStr | ast.BinOp | ast.Call):
             pieces = _template(child, scope, [_BUDGET])
             if pieces is not None:
@@ -133,7 +244,58 @@ def _collect(node: ast.AST, scope: _Scope, written: set[int], found: dict[Templa
                     if _path_like(one):
                         found[one] = None
                 continue
-        _collect(child, scope, written, found)
+        _collect(child, scope, written, found, walks)
+
+
+def _followed(call: ast.Call, scope: _Scope, found: dict[Template, None], walks: list[int]) -> None:
+    """The templates in the body of a project function or a method of the task that a call hands the task, a
+    parameter, a loop's item or a path to (`self.load(self.names)`, `read_all(self)`, `self.read_one(name)` in a
+    loop): its parameters stand for the call's arguments, `self` for the task (a loop in the helper over an argument
+    ranges over the parameter it is). Three calls deep at most, _WALKS bodies per class."""
+    if scope.depth >= 3 or walks[0] <= 0 or not (call.args or call.keywords) \
+            or any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+        return
+    target, method = _callee(call.func, scope)
+    fn = _helper_tree(target) if target is not None else None
+    if fn is None:
+        return
+    names = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
+    args = [ast.Name(id=scope.self_name, ctx=ast.Load()), *call.args] if method else list(call.args)
+    if len(args) > len(names):
+        return
+    bound = {n: (a, scope) for n, a in zip(names, args, strict=False)}
+    keywords = {*names, *(a.arg for a in fn.args.kwonlyargs)}
+    bound.update((k.arg, (k.value, scope)) for k in call.keywords if k.arg in keywords)
+    self_name = next((n for n, (a, _) in bound.items() if isinstance(a, ast.Name) and a.id == scope.self_name
+                      and scope.self_name is not None and scope.self_name not in scope.locals
+                      and scope.self_name not in scope.bound), None)
+    if self_name is not None:
+        del bound[self_name]
+    walks[0] -= 1
+    inner = _Scope(fn, target.__globals__, scope.params, self_name, bound, scope.depth + 1,
+                   scope.members if self_name is not None else None)
+    _collect(fn, inner, _written_nodes(fn, inner), found, walks)
+
+
+def _callee(func: ast.expr, scope: _Scope) -> tuple[types.FunctionType | None, bool]:
+    """The project function a call calls (`helper(...)`, `mod.helper(...)`) or the task's method (`self.load(...)`:
+    True, it is handed self), else (None, False)."""
+    target: Any = None
+    if isinstance(func, ast.Name) and func.id not in scope.bound and func.id not in scope.locals \
+            and func.id not in scope.unknown:
+        target = scope.globs.get(func.id)
+    elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id not in scope.unknown \
+            and isinstance(scope.globs.get(func.value.id), types.ModuleType):
+        target = getattr(scope.globs[func.value.id], func.attr, None)
+    elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and scope.members is not None \
+            and scope.self_name is not None and func.value.id == scope.self_name \
+            and scope.self_name not in scope.locals and scope.self_name not in scope.bound:
+        static = inspect.getattr_static(scope.members.cls, func.attr, None)
+        if isinstance(static, staticmethod):
+            target = static.__func__
+        elif isinstance(static, types.FunctionType):
+            return static, True
+    return (target, False) if isinstance(target, types.FunctionType) else (None, False)
 
 
 def _alternatives(pieces: Template) -> list[Template]:
@@ -172,6 +334,11 @@ def _template(node: ast.expr, scope: _Scope, budget: list[int]) -> Template | No
         return _fstring(node, scope, budget)
     if isinstance(node, ast.BinOp):
         return _operator(node, scope, budget)
+    member = _member(node, scope)
+    if isinstance(member, tuple):
+        return _template(member[0], member[1], budget)
+    if isinstance(member, str | PurePath):
+        return (os.fspath(member),) if os.fspath(member) else ()
     if isinstance(node, ast.Attribute) and node.attr == "parent" and _is_path(node.value, scope, budget):
         inner = _template(node.value, scope, budget)
         return (os.path.dirname("".join(inner)),) if inner is not None and _constant(inner) else None
@@ -187,7 +354,8 @@ def _name(name: str, scope: _Scope, budget: list[int], how: Any) -> Any:
         node, outer = scope.bound[name]
         return how(node, outer, budget)
     if name in scope.loops:
-        return ("i", scope.loops[name], "", "", name) if how is _value else None
+        source, loop, index = scope.loops[name]
+        return ("i", source, "", "", loop, index) if how is _value else None
     if name in scope.locals:
         values = scope.locals[name]
         if len(values) == 1:
@@ -336,6 +504,9 @@ def _is_path(node: ast.expr, scope: _Scope, budget: list[int]) -> bool:
         return _is_path(node.left, scope, budget)
     if isinstance(node, ast.Attribute) and node.attr == "parent":
         return _is_path(node.value, scope, budget)
+    member = _member(node, scope)
+    if member is not None:
+        return _is_path(member[0], member[1], budget) if isinstance(member, tuple) else isinstance(member, PurePath)
     if isinstance(node, ast.Name):
         if node.id in scope.bound:
             bound, outer = scope.bound[node.id]
@@ -355,6 +526,11 @@ def _value(node: ast.expr, scope: _Scope, budget: list[int]) -> Value | None:
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == scope.self_name \
             and node.attr in scope.params and scope.self_name not in scope.locals:
         return ("p", node.attr, "", "")
+    member = _member(node, scope)
+    if isinstance(member, tuple):  # (`self.root = Paths().root` in __init__)
+        return _value(member[0], member[1], budget)
+    if isinstance(member, str):
+        return ("c", member) if not any(c.isspace() for c in member) else None
     if isinstance(node, ast.Attribute):
         config = _config_class(node.value, scope, budget)
         return ("conf", config, node.attr) if config is not None and node.attr in dict(config.get_params()) \
@@ -394,13 +570,20 @@ def _value(node: ast.expr, scope: _Scope, budget: list[int]) -> Value | None:
 
 def _config_class(node: ast.expr, scope: _Scope, budget: list[int]) -> type | None:
     """The luigi.Config class `node` makes an instance of without arguments (`Paths()`, `conf.Paths()`, a local
-    `paths = Paths()`), else None."""
+    `paths = Paths()`, a helper's argument, an instance set on self or in the class), else None."""
     budget[0] -= 1
     if budget[0] < 0:
         return None
-    if isinstance(node, ast.Name) and node.id in scope.locals and len(scope.locals[node.id]) == 1 \
-            and node.id not in scope.bound:
-        node = scope.locals[node.id][0]
+    if isinstance(node, ast.Name) and node.id in scope.bound:
+        bound, outer = scope.bound[node.id]
+        return _config_class(bound, outer, budget)
+    if isinstance(node, ast.Name) and node.id in scope.locals and len(scope.locals[node.id]) == 1:
+        return _config_class(scope.locals[node.id][0], scope, budget)
+    member = _member(node, scope)  # (`self.paths = Paths()` in __init__, `paths = Paths()` in the class)
+    if isinstance(member, tuple):
+        return _config_class(member[0], member[1], budget)
+    if isinstance(member, luigi.Config):
+        return type(member)
     if not isinstance(node, ast.Call) or node.args or node.keywords:
         return None
     func, target = node.func, None
@@ -452,6 +635,17 @@ def _inlined(node: ast.Call, scope: _Scope, budget: list[int]) -> Template | Non
 @functools.lru_cache(maxsize=256)
 def _function_tree(fn: types.FunctionType) -> ast.FunctionDef | None:
     """The parsed function if it is a project helper of the shape _inlined follows, else None."""
+    node = _helper_tree(fn)
+    if node is None or not _plain(node.body) \
+            or not any(isinstance(r, ast.Return) and r.value is not None for r in ast.walk(node)):
+        return None
+    return node
+
+
+@functools.lru_cache(maxsize=256)
+def _helper_tree(fn: types.FunctionType) -> ast.FunctionDef | None:
+    """The parsed function if it is the project's (not the standard library's, Luigi's or an installed package's)
+    and undecorated, else None."""
     module = (fn.__module__ or "").split(".")[0]
     file = getattr(fn.__code__, "co_filename", "")
     if module in sys.stdlib_module_names or module in ("luigi", "luigi_nixworkflow") or "site-packages" in file \
@@ -463,8 +657,6 @@ def _function_tree(fn: types.FunctionType) -> ast.FunctionDef | None:
         return None
     node = tree.body[0] if tree.body else None
     if not isinstance(node, ast.FunctionDef) or node.decorator_list or not node.body:
-        return None
-    if not _plain(node.body) or not any(isinstance(r, ast.Return) and r.value is not None for r in ast.walk(node)):
         return None
     return node
 
@@ -518,18 +710,19 @@ def _mode(node: ast.expr | None) -> str | None:
 
 def paths(task: Any, pieces: Template) -> list[str]:
     """The paths a template names for a task: formatted once, or, where it holds loop variables, once for each item
-    (each combination) of the parameters they range over (`for name in self.names: open(f"data/{name}.csv")`); a
-    value its code could not format names no file (skipped), nor does a template naming more than _ITEMS."""
-    loops = sorted({(v[1], v[4]) for v in _values(pieces) if v[0] == "i"})
+    (each combination) of the parameters their loops range over (`for name in self.names: open(f"data/{name}.csv")`,
+    `for i, name in enumerate(self.names)`, `for a, b in zip(self.xs, self.ys)`); a value its code could not format
+    names no file (skipped), nor does a template naming more than _ITEMS."""
+    loops = sorted({(v[1], v[4]) for v in _values(pieces) if v[0] == "i"}, key=repr)
     if not loops:
         try:
             return [formatted(task, pieces)]
         except Exception:  # noqa: BLE001 - a value this template cannot format names no file
             return []
-    combinations: list[dict[tuple[str, str], Any]] = [{}]
+    combinations: list[dict[tuple[Any, str], Any]] = [{}]
     for loop in loops:
         try:
-            items = list(getattr(task, loop[0]))
+            items = _items(task, loop[0])
         except Exception:  # noqa: BLE001 - not iterable: the loop never ran as written
             return []
         if len(combinations) * len(items) > _ITEMS:
@@ -544,6 +737,19 @@ def paths(task: Any, pieces: Template) -> list[str]:
     return out
 
 
+def _items(task: Any, source: Any) -> list[Any]:
+    """The items a loop over `source` (Value "i") takes for this task, as Python's enumerate(), zip() and a dict's
+    items() give them."""
+    if isinstance(source, str):
+        return list(getattr(task, source))
+    if source[0] == "enumerate":
+        return list(enumerate(_items(task, source[1]), source[2]))
+    if source[0] == "zip":
+        return list(zip(*(_items(task, s) for s in source[1]), strict=False))
+    whole = getattr(task, source[1]) if isinstance(source[1], str) else dict(_items(task, source[1]))
+    return list(getattr(whole, source[0])())  # (items, keys, values)
+
+
 def _values(pieces: Template) -> list[Value]:
     out: list[Value] = []
     for p in pieces:
@@ -553,13 +759,13 @@ def _values(pieces: Template) -> list[Value]:
     return out
 
 
-def formatted(task: Any, pieces: Template, items: dict[tuple[str, str], Any] | None = None) -> str:
+def formatted(task: Any, pieces: Template, items: dict[tuple[Any, str], Any] | None = None) -> str:
     """A template formatted with the task's values (and `items`, the item each loop variable stands for), as its
     code formats them (an error where its code's would fail)."""
     return "".join(p if isinstance(p, str) else _piece(task, p, items or {}) for p in pieces)
 
 
-def _piece(task: Any, piece: tuple[Any, ...], items: dict[tuple[str, str], Any]) -> str:
+def _piece(task: Any, piece: tuple[Any, ...], items: dict[tuple[Any, str], Any]) -> str:
     kind = piece[0]
     if kind == "f":
         value = _evaluate(task, piece[1], items)
@@ -581,7 +787,15 @@ def _piece(task: Any, piece: tuple[Any, ...], items: dict[tuple[str, str], Any])
     raise ValueError(kind)
 
 
-def _evaluate(task: Any, value: Value, items: dict[tuple[str, str], Any]) -> Any:
+def _part(item: Any, index: tuple[int, ...]) -> Any:
+    """The part of a loop's item a target unpacks (`for i, (a, b) in ...`: b is item[1][1]); an error where the
+    item does not unpack as written, as Python's would be."""
+    for i in index:
+        item = tuple(item)[i]
+    return item
+
+
+def _evaluate(task: Any, value: Value, items: dict[tuple[Any, str], Any]) -> Any:
     if value[0] == "c":
         return value[1]
     if value[0] == "cfg":
@@ -590,7 +804,7 @@ def _evaluate(task: Any, value: Value, items: dict[tuple[str, str], Any]) -> Any
     if value[0] == "conf":
         return getattr(value[1](), value[2])
     name, method, argument = value[1:4]
-    v = items[(name, value[4])] if value[0] == "i" else getattr(task, name)
+    v = _part(items[(name, value[4])], value[5]) if value[0] == "i" else getattr(task, name)
     if method == "strftime":
         return v.strftime(argument)
     if method == "isoformat":

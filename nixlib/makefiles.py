@@ -29,7 +29,7 @@ _MAX_FOLLOWED = 256  # (makefiles followed through includes and recursive makes,
 # `include a.mk b.mk`, `-include $(DEPS)`, `sinclude local.mk` (group 1: the names)
 _INCLUDE = re.compile(r"^ *(?:-|s)?include[ \t]+([^\n]*)", re.MULTILINE)
 # `TOP := ..`, `RULES ?= $(TOP)/rules`, `export X = y` (a variable an include line may name)
-_ASSIGN = re.compile(r"^ *(?:(?:export|override)[ \t]+)*([A-Za-z_][\w.-]*)[ \t]*(?::::?|::?|\?)?=[ \t]*([^\n]*)",
+_ASSIGN = re.compile(r"^ *(?:(?:export|override)[ \t]+)*([A-Za-z_][\w.-]*)[ \t]*(::?:?|\?|\+)?=[ \t]*([^\n]*)",
                      re.MULTILINE)
 _VARIABLE = re.compile(r"\$[({]([A-Za-z_][\w.-]*)[)}]")
 _GLOB = re.compile(r"[*?[]")
@@ -50,11 +50,12 @@ def of_command(command: str, cds: Sequence[str] = ()) -> list[str]:
     NAMES in its directory: `-C DIR` (`--directory=`), else a directory the command changes into (`cds`:
     `cd /p && make`); and, at any depth, the makefiles those include (`include ../common.mk`, relative to the
     directory make runs in, or in a directory `-I DIR` / `--include-dir=DIR` names) and those their recipes run make
-    with (`$(MAKE) -C src`, `cd src && $(MAKE)`). Existing files only; the caller keys them as code (with the scripts
-    their recipes run)."""
+    with (`$(MAKE) -C src`, `cd src && $(MAKE)`, `for d in $(SUBDIRS); do $(MAKE) -C $$d; done`, `$(SUBDIRS):` /
+    `$(MAKE) -C $@`; a shell loop over words in the command is unrolled too). Existing files only; the caller keys
+    them as code (with the scripts their recipes run)."""
     if "make" not in command:
         return []
-    todo = _run_by(command, cds)
+    todo = [r for one in (_unrolled(command) if "for" in command else [command]) for r in _run_by(one, cds)]
     found: dict[str, None] = {}
     while todo and len(found) < _MAX_FOLLOWED:
         path, base, include_dirs = todo.pop(0)
@@ -127,14 +128,10 @@ def _read_by(makefile: str, base: str, include_dirs: tuple[str, ...] = ()) -> li
         return []
     text = text.replace("\r\n", "\n").replace("\\\n", " ")
     found: list[tuple[str, str, tuple[str, ...]]] = []
-    recipes = [line for line in text.split("\n") if line.startswith("\t") and "make" in line.lower()]
-    if not ("include" in text or recipes):
+    if "include" not in text and not any(line.startswith("\t") and "make" in line.lower()
+                                         for line in text.split("\n")):
         return []
-    values = {"CURDIR": base}
-    for m in _ASSIGN.finditer(text):
-        value = _VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)), m.group(2).split("#")[0].strip())
-        if "$" not in value:
-            values[m.group(1)] = value
+    values = _values(text, base)
     for line in _INCLUDE.findall(text):
         for word in line.split("#")[0].split():
             word = _VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)), word)
@@ -147,15 +144,143 @@ def _read_by(makefile: str, base: str, include_dirs: tuple[str, ...] = ()) -> li
                 paths = sorted(glob.glob(os.path.join(glob.escape(d), word)))[:_MAX_FOLLOWED] \
                     if _GLOB.search(word) else [path]
                 found += [(os.path.normpath(p), base, include_dirs) for p in paths if os.path.isfile(p)]
-    for line in recipes:  # (each line runs in a shell of its own, in `base`)
-        line = _VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)), re.sub(r"\$[({]MAKE[)}]", "make", line))
-        cds = [base]
-        for m in _CD.finditer(line) if "cd" in line else ():
-            d = m.group(1) or m.group(2) or m.group(3)
-            if "$" not in d and not d.startswith(("~", "-")):
-                cds = list(dict.fromkeys([*cds, *(os.path.normpath(os.path.join(c, d)) for c in cds)]))[:64]
-        found += _run_by(line, cds, include_dirs)
+    for line, targets in _recipes(text, values):  # (each line runs in a shell of its own, in `base`)
+        for one in _expanded(line, values, base, targets):
+            cds = [base]
+            for m in _CD.finditer(one) if "cd" in one else ():
+                d = m.group(1) or m.group(2) or m.group(3)
+                if "$" not in d and not d.startswith(("~", "-")):
+                    cds = list(dict.fromkeys([*cds, *(os.path.normpath(os.path.join(c, d)) for c in cds)]))[:64]
+            found += _run_by(one, cds, include_dirs)
     return found
+
+
+def _values(text: str, base: str) -> dict[str, str]:
+    """The variables a makefile sets that _read_by can expand (`TOP := ..`, `SUBDIRS = a b`, `SUBDIRS += c`,
+    `DIRS := $(wildcard */)`: make's functions _functions knows, run in `base`); one whose value holds anything else
+    (`$(shell ...)`, an unknown variable) is left out."""
+    values = {"CURDIR": base}
+    for m in _ASSIGN.finditer(text):
+        value = _functions(_VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)),
+                                         m.group(3).split("#")[0].strip()), base)
+        if "$" not in value:
+            values[m.group(1)] = f"{values[m.group(1)]} {value}" if m.group(2) == "+" and m.group(1) in values \
+                else value
+    return values
+
+
+def _recipes(text: str, values: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """(recipe line, the targets of its rule, expanded) of each recipe line that may run make: `$@` in
+    `$(SUBDIRS):` / `\t$(MAKE) -C $@` (GNU make's manual's recursive make) is each of them."""
+    out: list[tuple[str, list[str]]] = []
+    targets: list[str] = []
+    for line in text.split("\n"):
+        if line.startswith("\t"):
+            if "make" in line.lower():
+                out.append((line, targets))
+        elif line.strip() and not line.lstrip().startswith("#"):
+            m = _TARGETS.match(line)
+            words = _VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)), m.group(1)).split() if m else []
+            targets = [w for w in words if "$" not in w and "%" not in w and not w.startswith(".")][:64]
+    return out
+
+
+def _expanded(line: str, values: dict[str, str], base: str, targets: Sequence[str] = ()) -> list[str]:
+    """A recipe line as the shell runs it: `$(MAKE)` as make, the makefile's variables and functions expanded, `$$`
+    as `$`, `$@` as each of its rule's `targets`, a shell loop over words (`for d in $(SUBDIRS); do $(MAKE) -C $$d;
+    done`) as its body once for each (at most 64 lines)."""
+    line = re.sub(r"\$[({]MAKE[)}]", "make", line.replace("$$", "\0"))
+    line = _functions(_VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)), line), base)
+    lines = [line.replace("$@", t) for t in targets] if "$@" in line and targets else [line]
+    out: list[str] = []
+    for one in (x.replace("\0", "$") for x in lines):
+        out += _unrolled(one, base) if "for" in one else [one]
+    return out[:64]
+
+
+# `for d in a b c; do BODY; done` (group 1: the variable, 2: the words, 3: the body)
+_FOR = re.compile(r"\bfor[ \t]+([A-Za-z_]\w*)[ \t]+in[ \t]+([^;|&()`<>\n]*?)[ \t]*(?:;|\n)[ \t]*do\b"
+                  r"([^\n]*?)(?:;[ \t]*)?\bdone\b")
+
+
+def _unrolled(line: str, base: str | None = None) -> list[str]:
+    """A shell line with its `for VAR in WORDS; do BODY; done` loops written out: the line once per word, the loop
+    replaced by its body with `$VAR`, `${VAR}` as the word (each loop of the line in turn; a glob, `for d in */`,
+    as the shell expands it in `base`, the directory a recipe runs in; words holding `$`, or a glob without `base`,
+    are not known and left out)."""
+    m = _FOR.search(line)
+    if m is None:
+        return [line]
+    var, body = m.group(1), m.group(3)
+    words = [w for w in _OPERAND.findall(m.group(2)) if "$" not in w]
+    words = [x for w in words for x in (_shell_glob(w, base) if _GLOB.search(w) and w[0] not in "'\"" else
+                                        [w.strip("'\"")])][:64]
+    pattern = re.compile(r"\$(?:\{" + var + r"\}|" + var + r"(?!\w))")
+    out: list[str] = []
+    for w in words:
+        out += _unrolled(line[:m.start()] + pattern.sub(w.replace("\\", "\\\\"), body) + line[m.end():], base)
+        if len(out) >= 64:
+            break
+    return out[:64]
+
+
+def _shell_glob(word: str, base: str | None) -> list[str]:
+    """The words a shell glob (`*/`, `sub*`) expands to in `base`, relative as written; none without `base`."""
+    if base is None or os.path.isabs(word):
+        return []
+    return [os.path.relpath(p, base) + ("/" if p.endswith("/") else "")
+            for p in sorted(glob.glob(os.path.join(glob.escape(base), word)))[:_MAX_FOLLOWED]]
+
+
+# make's functions _functions expands: `$(wildcard */)`, `$(dir $(wildcard */Makefile))`, `$(patsubst %/,%,X)`
+_FUNCTION = re.compile(r"\$\((wildcard|dir|notdir|sort|strip|patsubst|addprefix|addsuffix)[ \t]+([^$()]*)\)")
+_FOREACH = re.compile(r"\$\(foreach[ \t]+([A-Za-z_][\w.-]*),([^$(),]*),((?:[^()]|\([^()]*\))*)\)")
+
+
+def _functions(text: str, base: str) -> str:
+    """`text` with the calls of make's functions that name directories and files (_FUNCTION, innermost first, and
+    `$(foreach d,a b,$(MAKE) -C $(d);)`) expanded as make would in `base`; others are left as written."""
+    for _ in range(8):
+        if "$(" not in text:
+            break
+        new = _FOREACH.sub(lambda m: " ".join(m.group(3).replace(f"$({m.group(1)})", w).replace(
+            f"${{{m.group(1)}}}", w) for w in m.group(2).split()[:64]), _FUNCTION.sub(lambda m: _function(
+                m.group(1), m.group(2), base), text))
+        if new == text:
+            break
+        text = new
+    return text
+
+
+def _function(name: str, args: str, base: str) -> str:
+    """One call of make's functions (_FUNCTION) with arguments free of `$`."""
+    if name == "wildcard":
+        return " ".join(os.path.relpath(p, base) + ("/" if p.endswith("/") else "") for w in args.split()
+                        for p in sorted(glob.glob(os.path.join(glob.escape(base), w)))[:_MAX_FOLLOWED])
+    words = args.split()
+    if name == "dir":
+        return " ".join((os.path.dirname(w) or ".") + "/" for w in words)
+    if name == "notdir":
+        return " ".join(os.path.basename(w) for w in words)
+    if name in ("sort", "strip"):
+        return " ".join(sorted(set(words)) if name == "sort" else words)
+    parts = args.split(",", 2)
+    if name in ("addprefix", "addsuffix") and len(parts) == 2:
+        return " ".join(parts[0] + w if name == "addprefix" else w + parts[0] for w in parts[1].split())
+    if name == "patsubst" and len(parts) == 3:  # (PATTERN,REPLACEMENT,TEXT)
+        return " ".join(_patsubst(parts[0].strip(), parts[1].strip(), w) for w in parts[2].split())
+    return f"$({name} {args})"  # (not known: left as written)
+
+
+def _patsubst(pattern: str, replacement: str, word: str) -> str:
+    """make's $(patsubst) of one word, for a pattern holding one `%` (else the word if it equals the pattern)."""
+    if "%" not in pattern:
+        return replacement if word == pattern else word
+    prefix, _, suffix = pattern.partition("%")
+    if word.startswith(prefix) and word.endswith(suffix) and len(word) >= len(prefix) + len(suffix):
+        stem = word[len(prefix):len(word) - len(suffix)]
+        return replacement.replace("%", stem, 1)
+    return word
 
 
 # A rule's targets (`results/a.csv out/b.csv: data/in.csv`): what make writes, not data it reads

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import functools
 import glob
+import json
 import os
 import re
 import shutil
@@ -26,9 +27,12 @@ from collections.abc import Iterable
 from nixlib import codefiles
 
 _PYTHON_WORD = re.compile(r"(?<![^\s;&|(`'\"=])((?:[^\s;&|()`'\"<>]*/)?python(?:\d+(?:\.\d+)?)?)(?=[\s;&|)`'\"<>]|\Z)")
-# (setuptools' finder; hatchling's editables redirector, dev-mode-exact; scikit-build-core's redirect, both names)
+# (setuptools' finder; hatchling's editables redirector, dev-mode-exact; scikit-build-core's redirect, both names;
+# meson-python's loader, `_NAME_editable_loader`)
 _FINDER = re.compile(r"\b(__editable___[A-Za-z0-9_]+_finder|_editable_impl_[A-Za-z0-9_]+|_editable_skbc_[A-Za-z0-9_]+|"
-                     r"_[A-Za-z0-9_]+_editable)\b")
+                     r"_[A-Za-z0-9_]+_editable(?:_loader)?)\b")
+_MESON_PLAN = os.path.join("meson-info", "intro-install_plan.json")  # (in meson-python's build directory)
+_MESON_PLAN_BYTES = 16 << 20
 _SITE_PATTERNS = ("lib/python3*/site-packages", "lib/python3*/dist-packages", "lib/python3/dist-packages",
                   "local/lib/python3*/dist-packages")
 # site directory -> (its mtime, (each .pth and finder file read, its _stat), the directories they add)
@@ -138,7 +142,7 @@ def _pth_dirs(site: str, name: str, read: list[tuple[str, object]] | None = None
                 finder = os.path.join(site, finder + ".py")
                 if read is not None:
                     read.append((finder, _stat(finder)))
-                out += _finder_dirs(finder)
+                out += _finder_dirs(finder, read)
             continue
         directory = os.path.join(site, line)
         if os.path.isdir(directory):
@@ -146,13 +150,16 @@ def _pth_dirs(site: str, name: str, read: list[tuple[str, object]] | None = None
     return out
 
 
-def _finder_dirs(path: str) -> list[str]:
+def _finder_dirs(path: str, read: list[tuple[str, object]] | None = None) -> list[str]:
     """The parents of the package directories a setuptools editable finder's MAPPING names, each a
     codefiles.MappedDir mapping the names to those directories: a package whose directory is named otherwise
     (`{'mlpkg': '/p/lib'}`, package_dir) or a dotted name (`{'ns.pkg': '/p/src/ns/pkg'}`, under a namespace) is
     found by its name. Likewise the modules hatchling's editables redirector maps (dev-mode-exact: `F.map_module(
     'mlpkg', '/p/src/mlpkg/__init__.py')`) and those scikit-build-core's redirect maps (`install({'mlpkg':
-    '/p/src/mlpkg/__init__.py', 'mlpkg.util': '/p/src/mlpkg/util.py'}, ...)`: its Python sources)."""
+    '/p/src/mlpkg/__init__.py', 'mlpkg.util': '/p/src/mlpkg/util.py'}, ...)`: its Python sources), and those
+    meson-python's editable loader maps (`install('mlpkg', {'mlpkg'}, '/p/build/cp311', [...], False)`: the sources
+    its build directory's install plan installs, _meson_sources; the plan is added to `read`, as a rebuild that
+    changes it is seen)."""
     try:
         with open(path, "rb") as f:
             tree = ast.parse(f.read())
@@ -160,10 +167,10 @@ def _finder_dirs(path: str) -> list[str]:
         return []
     parents: dict[str, list[tuple[str, str]]] = {}
 
-    def add(name: object, target: object, source: bool = False) -> None:
+    def add(name: object, target: object, source: bool = False, dotted: bool = False) -> None:
         if isinstance(name, str) and isinstance(target, str) and os.path.isabs(target):
             target = os.path.normpath(target)
-            levels = 1
+            levels = name.count(".") + 1 if dotted else 1  # (a package directory: the parent above its dotted name)
             if source:  # (a module's source file: a package by its directory, the parent above its dotted name)
                 if not target.endswith(".py"):
                     return
@@ -188,11 +195,45 @@ def _finder_dirs(path: str) -> list[str]:
         called = getattr(call.func, "attr", getattr(call.func, "id", None)) if call is not None else None
         if call is not None and called == "map_module" and len(call.args) == 2:  # (editables)
             add(_literal(call.args[0]), _literal(call.args[1]), source=True)
-        elif call is not None and called == "install" and call.args:  # (scikit-build-core)
+        elif call is not None and called == "install" and call.args:  # (scikit-build-core; meson-python)
             mapping = _literal(call.args[0])
             for name, target in mapping.items() if isinstance(mapping, dict) else ():
                 add(name, target, source=True)
+            for name, target in _meson_sources(call.args, read) if not isinstance(mapping, dict) else ():
+                add(name, target, source=target.endswith(".py"), dotted=True)
     return [codefiles.MappedDir(parent, packages) for parent, packages in parents.items()]
+
+
+def _meson_sources(args: list[ast.expr], read: list[tuple[str, object]] | None) -> list[tuple[str, str]]:
+    """(module name, source) of the Python sources meson-python's editable loader imports: its `install(...)` names
+    the build directory (`install(package, names, build_dir, cmd, verbose)`; before 0.16 without `package`), whose
+    meson-info/intro-install_plan.json maps each file meson installs to its destination; those installed into
+    `{py_purelib}` or `{py_platlib}` as a .py file (`py.install_sources`) or a directory (`install_subdir`) are the
+    package's modules, by the dotted name of their destination."""
+    build = next((a for a in map(_literal, args[:3]) if isinstance(a, str) and os.path.isabs(a)), None)
+    if build is None:
+        return []
+    plan_path = os.path.join(build, _MESON_PLAN)
+    if read is not None:
+        read.append((plan_path, _stat(plan_path)))
+    try:
+        with open(plan_path, "rb") as f:
+            plan = json.loads(f.read(_MESON_PLAN_BYTES))
+    except (OSError, ValueError, RecursionError):
+        return []
+    found: list[tuple[str, str]] = []
+    for entries in plan.values() if isinstance(plan, dict) else ():
+        for source, entry in entries.items() if isinstance(entries, dict) else ():
+            destination = entry.get("destination") if isinstance(entry, dict) else None
+            parts = destination.replace("\\", "/").split("/") if isinstance(destination, str) else []
+            if len(parts) < 2 or parts[0] not in ("{py_purelib}", "{py_platlib}") or not os.path.isabs(source):
+                continue
+            name = ".".join(parts[1:])
+            if source.endswith(".py") and name.endswith(".py"):
+                found.append((name[:-3].removesuffix(".__init__"), source))
+            elif os.path.isdir(source) and all(p.isidentifier() for p in parts[1:]):
+                found.append((name, source))
+    return found
 
 
 def _literal(node: ast.expr) -> object:
