@@ -178,17 +178,23 @@ def test_dry_run_and_status_say_what_the_remote_has_would_be_fetched(tmp_path: P
 # ---- 3. `nw show STEP` while its run goes on, or after it was killed ---------------------------------------------
 
 
-def test_show_of_a_step_whose_run_has_not_ended_says_so(tmp_path: Path) -> None:
-    """`nw show slow` during the run (or after the run was killed) said only "no step or path named 'slow'" (or,
-    with a link there, that the link was left by an earlier run): the summary `nw show` reads is written when a run
-    ends. Now it names the run that has not ended, or says that the run was killed before it finished."""
+def quick_then_slow_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`nw run` of quick, then slow (60 s), started in the background once slow runs: nw's process and slow's
+    process group (the caller kills both)."""
     started = tmp_path / "started"
     exp = tmp_path / "exp.py"
     exp.write_text("from nixlib import output\nquick = output('echo q > $out/q')\n"
                    f"slow = output(f'cat {{quick}}/q > /dev/null; echo $$ > {started}; sleep 60; echo d > $out/d')\n")
     proc = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", str(exp)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    group = _wait_for(started)[0]
+    return proc, _wait_for(started)[0]
+
+
+def test_show_of_a_step_whose_run_has_not_ended_says_so(tmp_path: Path) -> None:
+    """`nw show slow` during the run (or after the run was killed) said only "no step or path named 'slow'" (or,
+    with a link there, that the link was left by an earlier run): the summary `nw show` reads is written when a run
+    ends. Now it names the run that has not ended, or says that the run was killed before it finished."""
+    proc, group = quick_then_slow_run(tmp_path)
     try:
         deadline = time.monotonic() + 30
         while True:  # (the run's journal is written by a thread, a moment after the run starts)

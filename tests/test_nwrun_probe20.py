@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, nw, tree_snapshot
-from tests.test_nwrun_probe18 import _wait_for
+from tests.test_nwrun_probe18 import quick_then_slow_run
 from tests.test_remote import (
     Host,
     Remote,
@@ -77,13 +77,7 @@ def test_show_of_a_step_finished_in_a_run_that_has_not_ended(tmp_path: Path) -> 
     """`nw show quick` while the run that made it goes on (its slow step still running), and after that run was
     killed, said "no step or path named 'quick'": the summary it reads is written when a run ends. quick is done and
     linked by then; it is now shown from the store's record under the key the run's journal names."""
-    started = tmp_path / "started"
-    exp = tmp_path / "exp.py"
-    exp.write_text("from nixlib import output\nquick = output('echo q > $out/q')\n"
-                   f"slow = output(f'cat {{quick}}/q > /dev/null; echo $$ > {started}; sleep 60; echo d > $out/d')\n")
-    proc = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", str(exp)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    group = _wait_for(started)[0]
+    proc, group = quick_then_slow_run(tmp_path)
     try:
         deadline = time.monotonic() + 30
         while True:  # (the run's journal is written by a thread, a moment after the step is done)
