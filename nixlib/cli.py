@@ -248,8 +248,8 @@ def _query_parsers(sub: Any) -> None:
               "Compare a step's recipe now with the nearest realisation it had: the one of the last `nw run` here, "
               "else the last realisation of the same recipe, else the newest recorded under the same name. Names "
               "the parts that differ: command, env paths, an input's content or recipe, an environment variable the "
-              "command expands ($SEED: set, unset or another value), another parameter. A step "
-              "that is cached now but re-ran in the last run is compared with the realisation it had before.",
+              "command expands or a script it runs reads ($SEED: set, unset or another value), another parameter. "
+              "A step that is cached now but re-ran in the last run is compared with the realisation it had before.",
               "nw why model_base            (the experiment file of the last run here is used)")
     why.add_argument("step", metavar="STEP")
     why.add_argument("-f", "--file", help="experiment file (default: the one the last `nw run` here ran)")
@@ -338,6 +338,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = _parser()
     words = sys.argv[1:] if argv is None else argv
     words, experiment_argv, nix_given = arguments.split_argv(words, EXPERIMENT_COMMANDS)
+    _misplaced_option(parser, words)
     args, extra = parser.parse_known_args(words)
     args.experiment_argv, args.nix_given = experiment_argv, nix_given
     if extra and isinstance(getattr(args, "targets", None), list) and not any(w.startswith("-") for w in extra):
@@ -350,6 +351,30 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         (parser if before_command else sub.choices[args.cmd]).error(f"unrecognized arguments: {' '.join(extra)}")
     return args
+
+
+def _misplaced_option(parser: argparse.ArgumentParser, words: list[str]) -> None:
+    """`nw -n run experiment.py`, `nw -j 2 run …`: an option of a command given before it. argparse said only
+    `unrecognized arguments: -n`, or for an option with a value `invalid choice: '2'` (the value taken for the
+    command): say which command it belongs to and show the command line with the option moved after it."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    at = next((i for i, w in enumerate(words) if w in sub.choices), None)
+    if at is None:
+        return
+    command = sub.choices[words[at]]
+    i = 0
+    while i < at:
+        flag = words[i].split("=", 1)[0]
+        if flag.startswith("-") and flag not in parser._option_string_actions:
+            action = command._option_string_actions.get(flag)
+            if action is None:
+                return  # not the command's either: argparse's own message names it
+            end = i + 2 if action.nargs != 0 and "=" not in words[i] and i + 1 < at else i + 1
+            fixed = [*words[:i], *words[end:at + 1], *words[i:end], *words[at + 1:]]
+            parser.error(f"{flag} is an option of `nw {words[at]}`, not of nw itself: put it after the command: "
+                         f"nw {' '.join(fixed)}")
+        i += 2 if words[i] in ("--store",) else 1
+    return
 
 
 def _use_store(store_dir: str | None) -> None:
@@ -784,11 +809,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         *[f"  {p}" for p in env.get("paths", [])],
         *([f"  before it: {'; '.join(deployed)} (deployed by Snakemake's --sdm, not pinned by Nix)"]
           if (deployed := (doc.get("provenance") or {}).get("deployed")) else []),
-        "inputs:" if doc["inputs"] or doc.get("files") or project else "inputs:       none",
+        "inputs:" if doc["inputs"] or doc.get("files") or project or _keyed_variables(doc) else "inputs:       none",
         *[f"  {(found.step_name(i.get('resolved_key'), i.get('step')) if i.get('step') else None) or 'static'}: "
           f"{store.object_path(i['object'])}" for i in doc["inputs"]],
         *[f"  {name}: {h}" for name, h in doc.get("files", {}).items()],
         *[f"  {what} {name}: {h} (keyed by content, not stored)" for what, name, h in project],
+        *[f"  variable ${name}: "
+          + ("not set (keyed as unset)" if h == "unset" else "set (keyed by a digest of its value)")
+          for name, h in _keyed_variables(doc)],
         f"ran:          {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(doc['start']))} for "
         f"{doc['duration']:.3f} s on {doc['host']} as {doc['user']} (exit {doc['exit']}, {doc['tool']})",
         f"log:          {doc['log']}" + (f" (on {doc['host']}, where it ran: substituted, not run here)"
@@ -806,6 +834,14 @@ def _project_files(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
     extra = (doc.get("recipe") or {}).get("extra") or {}
     return [(what, str(name), str(h)) for part, what in (("code", "project script"), ("data", "project file"))
             if isinstance(extra.get(part), dict) for name, h in extra[part].items()]
+
+
+def _keyed_variables(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, digest or "unset") of the variables of nw's environment the step's key holds (the recipe's
+    `extra.environment`: those its command expands or its scripts read): `SCALE=3 nw run` re-runs it, so `nw show`
+    says which, as it lists the project files keyed by content."""
+    env = ((doc.get("recipe") or {}).get("extra") or {}).get("environment")
+    return sorted((str(k), str(v)) for k, v in env.items()) if isinstance(env, dict) else []
 
 
 def _missing_output(store: Any, h: str) -> dict[str, Any]:

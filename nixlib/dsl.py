@@ -107,6 +107,27 @@ class Checkpoint(Step):
         return self
 
 
+# A script copied into a store by content (Nix's `${./train.py}`, `static("train.py")`) keeps its text, which its key
+# covers, but not the values of the variables it reads.
+_NIX_SOURCE = re.compile(re.escape(os.environ.get("NIX_STORE_DIR", "/nix/store").rstrip("/"))
+                         + r"/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+")
+
+
+def _stored_scripts_variables(command: str, refs: Iterable[context.Ref[Any]]) -> frozenset[str]:
+    """The environment variables the scripts a command runs from a store read by name (nixlib.envreads): a file
+    Nix copied into /nix/store (`python3 ${./train.py}`: /nix/store/<hash>-train.py) or a static() file (by its
+    source, which it holds the bytes of). Their content is keyed, but `SCALE=3 nw run` must not be served what
+    `SCALE=2` made, as for a script the command names in the project."""
+    files = [m.group(0) for m in _NIX_SOURCE.finditer(command)]
+    files += [str(s.source) for r in refs if r.target is None
+              and (s := _STATICS.get(str(r.obj))) is not None and s.source is not None]
+    names: set[str] = set()
+    for f in dict.fromkeys(files):
+        if os.path.isfile(f):  # (not a package's directory: `${pkgs.hello}/bin/hello` names a tool, not project code)
+            names.update(envreads.file_variables(f))  # (by its suffix, else its `#!` line; memoised by stat)
+    return frozenset(names)
+
+
 class Static(str):
     """A static input: its future store path, plus where it comes from."""
 
@@ -282,8 +303,8 @@ def load(path: str | os.PathLike, argv: Sequence[str] = ()) -> Workflow:
         where = f"{frame.filename}:{frame.lineno}" if frame else str(path)
         given = f"the arguments {' '.join(argv)}" if argv else "no command-line arguments"
         raise NixWorkflowError(f"{where}: evaluating the experiment failed: it exited (sys.exit({e.code!r})) instead "
-                               f"of defining its steps. nw evaluated experiment.py with {given} (sys.argv[1:], the "
-                               "words after `--`: nw run experiment.py -- --lr 0.01); give parameters defaults, or "
+                               f"of defining its steps. nw evaluated {path.name} with {given} (sys.argv[1:], the "
+                               f"words after `--`: nw run {path.name} -- --lr 0.01); give parameters defaults, or "
                                "pass them after `--`.") from None
     except Exception as e:  # the user's code failed: show where, not our internals
         if isinstance(e, SyntaxError) and e.filename:  # from compiling: its own position, not runpy's frame
@@ -595,6 +616,7 @@ class _Builder:
             if step.pinned is None else ({}, {}, command, frozenset())
         # the host variables its command expands (`$SCALE`) and those the project scripts it runs read by name
         # (`os.environ["SCALE"]` in train.py: nixlib.envreads): the step sees them, its code's text does not change
+        read |= _stored_scripts_variables(step.command, refs)
         variables = hostenv.named(expanded_variables(step.command) | read, step.options) \
             if step.pinned is None else {}
         extra = {**({"code": code} if code else {}), **({"data": data} if data else {}),

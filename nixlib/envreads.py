@@ -45,14 +45,30 @@ def read_variables(path: str, data: bytes) -> frozenset[str]:
     text = data.decode("utf-8", "replace")
     names = {n for m in _R_GETENV.finditer(text) for n in _QUOTED_NAME.findall(m.group(1))}
     names.update(_OTHER_GETENV.findall(text))
-    suffix = os.path.splitext(path)[1].lower()
+    suffix = os.path.splitext(path)[1].lower() or _language(data)
     if suffix in (".py", ".ipynb"):
         names.update(_python_variables(path, data, text, suffix))
-    elif os.path.basename(path) in _MAKEFILES or suffix == ".mk":
+    elif os.path.basename(path).endswith(_MAKEFILES) or suffix == ".mk":  # (also a store copy: <hash>-Makefile)
         names.update(_MAKE_NAME.findall(text))
     elif suffix in _SHELL_SUFFIXES:
         names.update(expanded_variables(text), _DOLLAR_NAME.findall(text))
     return frozenset(names)
+
+
+def _language(data: bytes) -> str:
+    """The suffix a program without one would have, by its `#!` line: ".py" for `#!/usr/bin/env python3` (the
+    showcase's `tools/train`, read as shell it had no `$SCALE` and SCALE=3 was served SCALE=2's result), "" (shell)
+    for a shell's or a text without one, ".bin" for a binary (no names: its bytes are not code to scan) and ".other"
+    for another interpreter's (R's, Julia's and Rust's forms are looked for in every file)."""
+    if data.startswith(b"#!"):
+        words = data[2:data.find(b"\n") if b"\n" in data else None].split()
+        words = [w for w in words[1:] if not w.startswith(b"-")] if words[:1] and words[0].endswith(b"/env") \
+            else words
+        program = os.path.basename(words[0]) if words else b""
+        if program.startswith(b"python"):
+            return ".py"
+        return "" if program in (b"sh", b"bash", b"dash", b"zsh", b"ksh") else ".other"
+    return ".bin" if b"\0" in data[:4096] else ""
 
 
 def _python_variables(path: str, data: bytes, text: str, suffix: str) -> set[str]:

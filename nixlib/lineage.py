@@ -116,6 +116,16 @@ def find(store: Store, what: str, out_dir: Path = Path(OUT_DIR)) -> Found:
     path = Path(what)
     if os.path.lexists(path):
         return _by_content(store, what, path, out_dir)
+    if nar.is_nar_hash(what) and what not in summary:  # a key of another store, or one `nw gc` removed
+        if store.has(what):  # an object's name, not a key: found by its path, which is matched by content
+            return _by_content(store, what, store.object_path(what), out_dir)
+        raise NixWorkflowError(f"no realisation has key {what} in the store at {store.root} (neither as resolved key "
+                               "nor as recipe key): it may be a key of another store (give --store DIR), one `nw gc` "
+                               "removed, or mistyped. `nw show STEP` and `nw show --json STEP` print a step's keys.")
+    if os.sep in what and not os.path.lexists(out_dir / what) and name_problem(what) is not None:
+        raise NixWorkflowError(f"{what} does not exist: give an existing file a step produced (under ./{OUT_DIR}/ "
+                               "or copied elsewhere: it is found by content), a step name from the last `nw run` here, "
+                               "or a key.")
     close = difflib.get_close_matches(what, list(summary), n=3, cutoff=0.6)  # a typo of a step name
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     hint += _unfinished_run(store, what, out_dir)

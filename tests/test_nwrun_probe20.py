@@ -127,3 +127,28 @@ rule prep:
     monkeypatch.setenv("FACTOR", "3")
     assert run() == 1, "the FACTOR=2 result was served under FACTOR=3"
     assert (where / "out/prep.txt").read_text() == "3\n"
+
+
+@pytest.mark.parametrize("how", ["path", "static"])
+def test_a_python_program_without_a_suffix_is_scanned_for_the_variables_it_reads(tmp_path: Path, how: str) -> None:
+    """A project program `tools/train` (`#!/usr/bin/env python3`, no suffix, as the showcase's tools) reading
+    os.environ["SCALE"] was scanned as a shell script (no `$SCALE` in it), or, copied into the store by static(), not
+    scanned at all: SCALE=3 was served what SCALE=2 made. Its `#!` line says it is Python."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "train").write_text('#!/usr/bin/env python3\nimport os\nimport sys\n'
+                                 'open(sys.argv[1], "w").write(os.environ.get("SCALE", "1") + "\\n")\n')
+    (tools / "train").chmod(0o755)
+    head = "from pathlib import Path\nfrom nixlib import output, static\nHERE = Path(__file__).parent\n"
+    run = "f'{HERE}/tools/train $out/r'" if how == "path" else "f'python3 {static(\"tools/train\")} $out/r'"
+    (tmp_path / "experiment.py").write_text(head + f"a = output({run})\n")
+
+    def result(scale: str) -> tuple[str, str]:
+        r = nw("run", "experiment.py", cwd=tmp_path, env={"SCALE": scale})
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout + r.stderr, (tmp_path / "nix-workflow-output/a/r").read_text()
+
+    assert result("2")[1] == "2\n"
+    said, made = result("3")
+    assert made == "3\n", f"SCALE=3 was served the SCALE=2 result:\n{said}"
+    assert "done 0 · cached 1" in result("3")[0]  # the same value: served
