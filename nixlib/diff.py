@@ -111,17 +111,17 @@ def _environment_differences(a: Any, b: Any) -> list[str]:
     for name in sorted(set(old) | set(new)):
         was, now = old.get(name), new.get(name)
         if was is None:
-            lines.append(f"environment variable ${name} the command uses is keyed now "
+            lines.append(f"environment variable ${name} the step uses is keyed now "
                          f"({'not set' if now == 'unset' else 'set'}; it was not keyed before)")
         elif now is None:
-            lines.append(f"environment variable ${name} is no longer keyed (the command no longer expands it, or "
-                         "the step is pure)")
+            lines.append(f"environment variable ${name} is no longer keyed (neither the command nor a script it runs "
+                         "reads it now, or the step is pure)")
         elif was == "unset" and now != "unset":
-            lines.append(f"environment variable ${name} the command uses is set now (it was not)")
+            lines.append(f"environment variable ${name} the step uses is set now (it was not)")
         elif now == "unset" and was != "unset":
-            lines.append(f"environment variable ${name} the command uses is no longer set")
+            lines.append(f"environment variable ${name} the step uses is no longer set")
         elif was != now:
-            lines.append(f"environment variable ${name} the command uses has another value")
+            lines.append(f"environment variable ${name} the step uses has another value")
     return lines
 
 

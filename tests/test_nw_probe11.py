@@ -81,7 +81,7 @@ def test_an_environment_variable_the_command_expands_is_keyed(tmp_path: Path) ->
     first = nw("run", str(exp), cwd=tmp_path, env={"SEED": "1"})
     assert first.returncode == 0 and result.read_text() == "seed=1\n", first.stderr
     why = nw("why", "seeded", cwd=tmp_path, env={"SEED": "2"})
-    assert "environment variable $SEED the command uses has another value" in why.stdout, why.stdout + why.stderr
+    assert "environment variable $SEED the step uses has another value" in why.stdout, why.stdout + why.stderr
     second = nw("run", str(exp), cwd=tmp_path, env={"SEED": "2"})
     assert second.returncode == 0 and result.read_text() == "seed=2\n", second.stderr
     assert "seeded: done" in second.stderr and "quoted: cached" in second.stderr, second.stderr

@@ -22,7 +22,7 @@ def test_why_never_says_an_unset_variable_is_set(tmp_path: Path, monkeypatch: py
     assert why.returncode == 0, why.stderr
     assert "command differs" in why.stdout, why.stdout
     assert "is set now" not in why.stdout, why.stdout
-    assert "environment variable $SEED the command uses is keyed now (not set; it was not keyed before)" \
+    assert "environment variable $SEED the step uses is keyed now (not set; it was not keyed before)" \
         in why.stdout, why.stdout
 
 
