@@ -26,6 +26,7 @@ Value = tuple[Any, ...]  # ("p", parameter, "" | "strftime" | "isoformat" | "str
 #                            `for i, (a, b) in enumerate(self.pairs)`: b is ("enumerate", "pairs", 0) at (1, 1))
 #                          | ("cfg", section, option, default or None): luigi.cfg's get_config().get(...)
 #                          | ("conf", Config class, parameter): a luigi.Config class's value (`Paths().root`)
+#                          | ("sub", Value, Value): an item of a value (`self.files["raw"]`, `self.names[0]`)
 Piece = str | tuple[Any, ...]  # a constant, or ("f", Value, conversion, spec) | ("str", Value) (an operand of `+`)
 #                                | ("fs", Value) (of `/`, os.path.join, Path()) | ("%", format, single, (Value, ...))
 #                                | ("fmt", format, (Value, ...), ((name, Value), ...)) (str.format)
@@ -58,12 +59,18 @@ class _Scope:
         self.bound = bound or {}
         self.members = members
         stores: dict[str, list[ast.AST]] = {}
+        defined: dict[str, list[ast.FunctionDef]] = {}
         for node in ast.walk(fn):
             if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
                 stores.setdefault(node.id, []).append(node)
+            elif isinstance(node, ast.FunctionDef) and node is not fn:
+                defined.setdefault(node.name, []).append(node)
         arguments = {a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs,
                                      *filter(None, (fn.args.vararg, fn.args.kwarg)))}
         self.locals: dict[str, list[ast.expr]] = {}
+        # (the functions defined once in it, `def path_of(n): ...` in run(), a name nothing else assigns)
+        self.nested = {name: nodes[0] for name, nodes in defined.items() if len(nodes) == 1 and name not in stores
+                       and name not in arguments}
         self.loops: dict[str, tuple[Any, str, tuple[int, ...]]] = {}
         self.unknown = arguments - set(self.bound)
         assigned: dict[int, ast.expr] = {}
@@ -85,10 +92,19 @@ class _Scope:
                     self.locals[name] = values  # (not `p = p + "/x"`: which value it has where is not followed)
         for name, nodes in stores.items():  # (after the locals: `names = self.names; for n in names`)
             if name not in arguments and name not in self.locals and all(id(n) in iterated for n in nodes):
-                over = {(self._iterated(iterated[id(n)][0], [_BUDGET]), *iterated[id(n)][1:]) for n in nodes}
+                over = {self._over(*iterated[id(n)]) for n in nodes}
                 if len(over) == 1 and next(iter(over))[0] is not None:
                     self.loops[name] = over.pop()
         self.unknown |= set(stores) - set(self.locals) - set(self.loops)
+
+    def _over(self, node: ast.expr, loop: str, index: tuple[int, ...]) -> tuple[Any, str, tuple[int, ...]]:
+        """A loop variable's (source, loop, index): `for i in range(len(self.names))` is the index of `for i, _ in
+        enumerate(self.names)` (so `self.names[i]` is its item: _indexed)."""
+        whole = _ranged(node)
+        if whole is None:
+            return self._iterated(node, [_BUDGET]), loop, index
+        inner = self._iterated(whole, [_BUDGET])
+        return (None if inner is None else ("enumerate", inner, 0)), loop, (0, *index)
 
     def _iterated(self, node: ast.expr, budget: list[int]) -> Any:
         """What a loop ranges over, as paths() takes its items from the task: a parameter (`self.names`,
@@ -127,6 +143,16 @@ class _Scope:
                 and self.self_name is not None and node.attr in self.params:
             return node.attr
         return None
+
+
+def _ranged(node: ast.expr) -> ast.expr | None:
+    """X of `range(len(X))` (what a loop over the indexes of X takes), else None."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range" \
+            and len(node.args) == 1 and not node.keywords and isinstance(node.args[0], ast.Call) \
+            and isinstance(node.args[0].func, ast.Name) and node.args[0].func.id == "len" \
+            and len(node.args[0].args) == 1 and not node.args[0].keywords:
+        return node.args[0].args[0]
+    return None
 
 
 def _unpacked(target: ast.expr, index: tuple[int, ...] = ()) -> list[tuple[ast.Name, tuple[int, ...]]]:
@@ -193,7 +219,23 @@ def _member(node: ast.expr, scope: _Scope) -> tuple[ast.expr, _Scope] | Any | No
             or scope.self_name is None or node.value.id != scope.self_name or node.attr in scope.params \
             or scope.self_name in scope.locals or scope.self_name in scope.bound:
         return None
-    return scope.members.of(node.attr) or scope.members.static(node.attr)
+    return scope.members.of(node.attr) or scope.members.static(node.attr) or _property(node.attr, scope)
+
+
+def _property(name: str, scope: _Scope) -> tuple[ast.expr, _Scope] | None:
+    """What `self.<name>` stands for where it is a `@property` (or functools.cached_property) of the task whose
+    getter is a project function returning one expression (`return f"data/{self.name}.csv"`): that expression, in
+    the getter's scope (its self the task), else None."""
+    members = scope.members
+    static = inspect.getattr_static(members.cls, name, None) if members is not None and scope.depth < 3 else None
+    getter = _unwrapped(static.fget if isinstance(static, property) else getattr(static, "func", None)
+                        if isinstance(static, functools.cached_property) else None)
+    fn = _helper_tree(getter) if isinstance(getter, types.FunctionType) else None
+    returns = [r.value for r in ast.walk(fn) if isinstance(r, ast.Return) and r.value is not None] if fn else []
+    if fn is None or len(returns) != 1 or not _plain(fn.body) or not fn.args.args:
+        return None
+    inner = _Scope(fn, getter.__globals__, scope.params, fn.args.args[0].arg, depth=scope.depth + 1, members=members)
+    return returns[0], inner
 
 
 def of_class(cls: type, trees: tuple[ast.Module, ...], classes: list[type]) -> tuple[Template, ...]:
@@ -237,6 +279,10 @@ def _collect(node: ast.AST, scope: _Scope, written: set[int], found: dict[Templa
             continue
         if isinstance(child, ast.Call):
             _followed(child, scope, found, walks)
+            for listed in _listed(child, scope):
+                for one in _alternatives(listed):
+                    if _path_like(one):
+                        found[one] = None
         if isinstance(child, ast.JoinedStr | ast.BinOp | ast.Call):
             pieces = _template(child, scope, [_BUDGET])
             if pieces is not None:
@@ -248,17 +294,18 @@ def _collect(node: ast.AST, scope: _Scope, written: set[int], found: dict[Templa
 
 
 def _followed(call: ast.Call, scope: _Scope, found: dict[Template, None], walks: list[int]) -> None:
-    """The templates in the body of a project function or a method of the task that a call hands the task, a
-    parameter, a loop's item or a path to (`self.load(self.names)`, `read_all(self)`, `self.read_one(name)` in a
-    loop): its parameters stand for the call's arguments, `self` for the task (a loop in the helper over an argument
-    ranges over the parameter it is). Three calls deep at most, _WALKS bodies per class."""
+    """The templates in the body of a project function, a method of the task or a function nested in the method
+    that a call hands the task, a parameter, a loop's item or a path to (`self.load(self.names)`, `read_all(self)`,
+    `self.read_one(name)` in a loop, `load(name)` defined in run()): its parameters stand for the call's arguments,
+    `self` for the task (a loop in the helper over an argument ranges over the parameter it is). Three calls deep
+    at most, _WALKS bodies per class."""
     if scope.depth >= 3 or walks[0] <= 0 or not (call.args or call.keywords) \
             or any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
         return
-    target, method = _callee(call.func, scope)
-    fn = _helper_tree(target) if target is not None else None
-    if fn is None:
+    callee = _callee(call.func, scope)
+    if callee is None:
         return
+    fn, globs, method, closure = callee
     names = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
     args = [ast.Name(id=scope.self_name, ctx=ast.Load()), *call.args] if method else list(call.args)
     if len(args) > len(names):
@@ -272,15 +319,74 @@ def _followed(call: ast.Call, scope: _Scope, found: dict[Template, None], walks:
     if self_name is not None:
         del bound[self_name]
     walks[0] -= 1
-    inner = _Scope(fn, target.__globals__, scope.params, self_name, bound, scope.depth + 1,
-                   scope.members if self_name is not None else None)
+    inner = _inner(fn, globs, scope, bound, self_name, closure)
     _collect(fn, inner, _written_nodes(fn, inner), found, walks)
 
 
-def _callee(func: ast.expr, scope: _Scope) -> tuple[types.FunctionType | None, bool]:
-    """The project function a call calls (`helper(...)`, `mod.helper(...)`) or the task's method (`self.load(...)`:
-    True, it is handed self), else (None, False)."""
+def _inner(fn: ast.FunctionDef, globs: dict[str, Any], scope: _Scope, bound: dict[str, tuple[ast.expr, _Scope]],
+           self_name: str | None, closure: _Scope | None) -> _Scope:
+    """The scope of a helper's body called from `scope` with `bound` arguments; a function nested in a method
+    (`closure`) also sees that method's names it does not assign itself (`self`, its locals, its loop variables)."""
+    if closure is not None and self_name is None:
+        self_name = closure.self_name
+    members = scope.members if self_name is not None else None
+    inner = _Scope(fn, globs, scope.params, self_name, bound, scope.depth + 1, members)
+    if closure is not None:
+        own = set(inner.bound) | set(inner.locals) | set(inner.loops) | inner.unknown
+        if self_name in own - set(bound):
+            inner.self_name, inner.members = None, None
+        inner.bound.update((n, (ast.Name(id=n, ctx=ast.Load()), closure))
+                           for n in (*closure.bound, *closure.locals, *closure.loops) if n not in own)
+        inner.unknown |= closure.unknown - own  # (run()'s own names that are not known shadow the module's)
+        inner.nested = {**closure.nested, **inner.nested}
+    return inner
+
+
+def _listed(call: ast.Call, scope: _Scope) -> list[Template]:
+    """The files a listing of a directory built from the task's values names, as glob patterns (keyed as what they
+    match when the key is computed: a file added, edited or removed there changes it): `Path(d).iterdir()`,
+    `os.listdir(d)`, `os.scandir(d)` (d/*), `Path(d).glob(pattern)` (d/pattern), `Path(d).rglob(pattern)`,
+    `os.walk(d)` and `glob.glob(pattern, recursive=True)` (four directories deep); else none."""
+    func = call.func
+    if not isinstance(func, ast.Attribute) or any(isinstance(a, ast.Starred) for a in call.args):
+        return []
+    module = isinstance(func.value, ast.Name) and func.value.id not in scope.unknown \
+        and isinstance(scope.globs.get(func.value.id), types.ModuleType)
+    budget = [_BUDGET]
+    if module and func.attr in ("glob", "iglob") and call.args \
+            and any(k.arg == "recursive" for k in call.keywords):
+        pattern = _template(call.args[0], scope, budget)
+        return [] if pattern is None else _deep(pattern)
+    where, pattern, deep = None, None, False
+    if module and func.attr in ("listdir", "scandir", "walk") and len(call.args) == 1:
+        where, pattern, deep = call.args[0], ("*",), func.attr == "walk"
+    elif not module and func.attr == "iterdir" and not call.args:
+        where, pattern = func.value, ("*",)
+    elif not module and func.attr in ("glob", "rglob") and len(call.args) == 1 and _is_path(func.value, scope, budget):
+        where, pattern, deep = func.value, _template(call.args[0], scope, budget), func.attr == "rglob"
+    directory = _template(where, scope, budget) if where is not None and pattern is not None else None
+    if directory is None or pattern is None:
+        return []
+    return _deep((*directory, "/**/", *pattern)) if deep else [(*directory, "/", *pattern)]
+
+
+def _deep(pattern: Template) -> list[Template]:
+    """A recursive glob pattern (`**/` in its constant text) as the patterns for zero to three directories between
+    (what a plain glob matches)."""
+    if not any(isinstance(p, str) and "**/" in p for p in pattern):
+        return [pattern]
+    return [tuple(p.replace("**/", "*/" * n) if isinstance(p, str) else p for p in pattern) for n in range(4)]
+
+
+def _callee(func: ast.expr, scope: _Scope) -> tuple[ast.FunctionDef, dict[str, Any], bool, _Scope | None] | None:
+    """The function a call calls, parsed, with its globals, whether it is handed self (`self.load(...)`, a method of
+    the task) and the scope it is nested in (`load(name)` for a `def load(n)` in the method): a project function
+    (`helper(...)`, `mod.helper(...)`, also one decorated with functools.wraps or lru_cache: the function it
+    wraps), a method or staticmethod of the task, or a function nested in the calling method; else None."""
+    if isinstance(func, ast.Name) and func.id in scope.nested and func.id not in scope.bound:
+        return scope.nested[func.id], scope.globs, False, scope
     target: Any = None
+    method = False
     if isinstance(func, ast.Name) and func.id not in scope.bound and func.id not in scope.locals \
             and func.id not in scope.unknown:
         target = scope.globs.get(func.id)
@@ -290,12 +396,25 @@ def _callee(func: ast.expr, scope: _Scope) -> tuple[types.FunctionType | None, b
     elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and scope.members is not None \
             and scope.self_name is not None and func.value.id == scope.self_name \
             and scope.self_name not in scope.locals and scope.self_name not in scope.bound:
-        static = inspect.getattr_static(scope.members.cls, func.attr, None)
-        if isinstance(static, staticmethod):
-            target = static.__func__
-        elif isinstance(static, types.FunctionType):
-            return static, True
-    return (target, False) if isinstance(target, types.FunctionType) else (None, False)
+        target = inspect.getattr_static(scope.members.cls, func.attr, None)
+        if isinstance(target, staticmethod):
+            target = target.__func__
+        else:
+            method = True
+    target = _unwrapped(target)
+    fn = _helper_tree(target) if isinstance(target, types.FunctionType) else None
+    return None if fn is None else (fn, target.__globals__, method, None)
+
+
+def _unwrapped(target: Any) -> Any:
+    """The function a decorator that keeps it as `__wrapped__` wraps (functools.wraps, lru_cache, cache,
+    contextmanager), else `target`."""
+    if target is None or not hasattr(target, "__wrapped__"):
+        return target
+    try:
+        return inspect.unwrap(target)
+    except ValueError:  # (a cycle of __wrapped__)
+        return target
 
 
 def _alternatives(pieces: Template) -> list[Template]:
@@ -526,6 +645,8 @@ def _value(node: ast.expr, scope: _Scope, budget: list[int]) -> Value | None:
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == scope.self_name \
             and node.attr in scope.params and scope.self_name not in scope.locals:
         return ("p", node.attr, "", "")
+    if isinstance(node, ast.Subscript):
+        return _indexed(node, scope, budget)
     member = _member(node, scope)
     if isinstance(member, tuple):  # (`self.root = Paths().root` in __init__)
         return _value(member[0], member[1], budget)
@@ -568,6 +689,25 @@ def _value(node: ast.expr, scope: _Scope, budget: list[int]) -> Value | None:
     return None
 
 
+def _indexed(node: ast.Subscript, scope: _Scope, budget: list[int]) -> Value | None:
+    """`self.names[i]` in a loop `for i in range(len(self.names))`: that loop's item (as `name` of `for i, name in
+    enumerate(self.names)`); else an item of a value by a key or index (`self.names[0]`, `self.files["raw"]`,
+    `self.files[kind]`: ("sub", container, key))."""
+    key, outer = node.slice, scope
+    while isinstance(key, ast.Name) and key.id in outer.bound:  # (a helper handed the loop's index)
+        key, outer = outer.bound[key.id]
+    loop = outer.loops.get(key.id) if isinstance(key, ast.Name) else None
+    if loop is not None and isinstance(loop[0], tuple) and loop[0][0] == "enumerate" and loop[0][2] == 0 \
+            and loop[2] == (0,) and scope._iterated(node.value, budget) == loop[0][1]:
+        return ("i", loop[0], "", "", loop[1], (1,))
+    container = _value(node.value, scope, budget)
+    if container is None or container[0] == "c":
+        return None
+    index = ("c", node.slice.value) if isinstance(node.slice, ast.Constant) \
+        and isinstance(node.slice.value, int | str) else _value(node.slice, scope, budget)
+    return None if index is None else ("sub", container, index)
+
+
 def _config_class(node: ast.expr, scope: _Scope, budget: list[int]) -> type | None:
     """The luigi.Config class `node` makes an instance of without arguments (`Paths()`, `conf.Paths()`, a local
     `paths = Paths()`, a helper's argument, an instance set on self or in the class), else None."""
@@ -597,22 +737,14 @@ def _config_class(node: ast.expr, scope: _Scope, budget: list[int]) -> type | No
 
 
 def _inlined(node: ast.Call, scope: _Scope, budget: list[int]) -> Template | None:
-    """A call of a module-level project function whose body is (a docstring,) assignments, calls and `if`/`else`
-    around `return`s of templates over its parameters (`def raw_path(day): return f"data/{day:%Y-%m-%d}.csv"`), with
-    its arguments: each path it may return (those it returns from elsewhere are not known)."""
-    func = node.func
-    target: Any = None
-    if isinstance(func, ast.Name) and func.id not in scope.bound and func.id not in scope.locals \
-            and func.id not in scope.unknown:
-        target = scope.globs.get(func.id)
-    elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
-            and isinstance(scope.globs.get(func.value.id), types.ModuleType) and func.value.id not in scope.unknown:
-        target = getattr(scope.globs[func.value.id], func.attr, None)
-    if not isinstance(target, types.FunctionType) or scope.depth >= 3:
+    """A call of a project function (module-level, decorated with functools.wraps or lru_cache, or nested in the
+    method) whose body is (a docstring,) assignments, calls and `if`/`else` around `return`s of templates over its
+    parameters (`def raw_path(day): return f"data/{day:%Y-%m-%d}.csv"`), with its arguments: each path it may
+    return (those it returns from elsewhere are not known)."""
+    callee = _callee(node.func, scope) if scope.depth < 3 else None
+    if callee is None or callee[2] or not _inlinable(callee[0]):
         return None
-    fn = _function_tree(target)
-    if fn is None:
-        return None
+    fn, globs, _, closure = callee
     names = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
     if len(node.args) > len(names) or fn.args.vararg or fn.args.kwarg or fn.args.kwonlyargs:
         return None
@@ -622,30 +754,27 @@ def _inlined(node: ast.Call, scope: _Scope, budget: list[int]) -> Template | Non
             return None
         bound[k.arg] = (k.value, scope)
     defaults = dict(zip(names[len(names) - len(fn.args.defaults):], fn.args.defaults, strict=True))
-    inner = _Scope(fn, target.__globals__, frozenset(), None, {}, scope.depth + 1)
+    if any(n not in bound and n not in defaults for n in names):
+        return None
+    inner = _Scope(fn, globs, frozenset(), None, {}, scope.depth + 1) if closure is None else \
+        _inner(fn, globs, scope, {}, None, closure)
     for n in names:
-        if n not in bound and n not in defaults:
-            return None
         inner.bound[n] = bound.get(n) or (defaults[n], inner)
     inner.unknown -= set(names)
     returns = [r.value for r in ast.walk(fn) if isinstance(r, ast.Return) and r.value is not None]
     return _choice([_template(r, inner, budget) for r in returns])  # (each path it may return)
 
 
-@functools.lru_cache(maxsize=256)
-def _function_tree(fn: types.FunctionType) -> ast.FunctionDef | None:
-    """The parsed function if it is a project helper of the shape _inlined follows, else None."""
-    node = _helper_tree(fn)
-    if node is None or not _plain(node.body) \
-            or not any(isinstance(r, ast.Return) and r.value is not None for r in ast.walk(node)):
-        return None
-    return node
+def _inlinable(fn: ast.FunctionDef) -> bool:
+    """Whether a helper has the shape _inlined follows: a plain body (_plain) with a `return` of a value."""
+    return _plain(fn.body) and any(isinstance(r, ast.Return) and r.value is not None for r in ast.walk(fn))
 
 
 @functools.lru_cache(maxsize=256)
 def _helper_tree(fn: types.FunctionType) -> ast.FunctionDef | None:
-    """The parsed function if it is the project's (not the standard library's, Luigi's or an installed package's)
-    and undecorated, else None."""
+    """The parsed function if it is the project's (not the standard library's, Luigi's or an installed package's),
+    else None. A decorated one is the function itself (a decorator that registers it) or the one a wrapper keeps as
+    `__wrapped__` (_unwrapped): its body is what runs with the call's arguments."""
     module = (fn.__module__ or "").split(".")[0]
     file = getattr(fn.__code__, "co_filename", "")
     if module in sys.stdlib_module_names or module in ("luigi", "luigi_nixworkflow") or "site-packages" in file \
@@ -656,7 +785,7 @@ def _helper_tree(fn: types.FunctionType) -> ast.FunctionDef | None:
     except (OSError, TypeError, SyntaxError, ValueError):
         return None
     node = tree.body[0] if tree.body else None
-    if not isinstance(node, ast.FunctionDef) or node.decorator_list or not node.body:
+    if not isinstance(node, ast.FunctionDef) or not node.body:
         return None
     return node
 
@@ -756,7 +885,12 @@ def _values(pieces: Template) -> list[Value]:
         if isinstance(p, str):
             continue
         out += [p[1]] if p[0] in ("f", "str", "fs") else list(p[3]) if p[0] == "%" else [*p[2], *(v for _, v in p[3])]
-    return out
+    return [one for v in out for one in _flat(v)]
+
+
+def _flat(value: Value) -> list[Value]:
+    """A value and those it is made of (an item's container and key: `self.files[name]` in a loop)."""
+    return [value, *_flat(value[1]), *_flat(value[2])] if value[0] == "sub" else [value]
 
 
 def formatted(task: Any, pieces: Template, items: dict[tuple[Any, str], Any] | None = None) -> str:
@@ -803,6 +937,8 @@ def _evaluate(task: Any, value: Value, items: dict[tuple[Any, str], Any]) -> Any
         return cfg.get(value[1], value[2]) if value[3] is None else cfg.get(value[1], value[2], value[3])
     if value[0] == "conf":
         return getattr(value[1](), value[2])
+    if value[0] == "sub":
+        return _evaluate(task, value[1], items)[_evaluate(task, value[2], items)]
     name, method, argument = value[1:4]
     v = _part(items[(name, value[4])], value[5]) if value[0] == "i" else getattr(task, name)
     if method == "strftime":
