@@ -385,16 +385,10 @@ def _callee(func: ast.expr, scope: _Scope) -> tuple[ast.FunctionDef, dict[str, A
     wraps), a method or staticmethod of the task, or a function nested in the calling method; else None."""
     if isinstance(func, ast.Name) and func.id in scope.nested and func.id not in scope.bound:
         return scope.nested[func.id], scope.globs, False, scope
-    target: Any = None
+    target: Any = _global(func, scope)
     method = False
-    if isinstance(func, ast.Name) and func.id not in scope.bound and func.id not in scope.locals \
-            and func.id not in scope.unknown:
-        target = scope.globs.get(func.id)
-    elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id not in scope.unknown \
-            and isinstance(scope.globs.get(func.value.id), types.ModuleType):
-        target = getattr(scope.globs[func.value.id], func.attr, None)
-    elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and scope.members is not None \
-            and scope.self_name is not None and func.value.id == scope.self_name \
+    if target is None and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
+            and scope.members is not None and scope.self_name is not None and func.value.id == scope.self_name \
             and scope.self_name not in scope.locals and scope.self_name not in scope.bound:
         target = inspect.getattr_static(scope.members.cls, func.attr, None)
         if isinstance(target, staticmethod):
@@ -404,6 +398,18 @@ def _callee(func: ast.expr, scope: _Scope) -> tuple[ast.FunctionDef, dict[str, A
     target = _unwrapped(target)
     fn = _helper_tree(target) if isinstance(target, types.FunctionType) else None
     return None if fn is None else (fn, target.__globals__, method, None)
+
+
+def _global(func: ast.expr, scope: _Scope) -> Any:
+    """What a called name means at module level: a global of the code (`helper`, `Paths`) that no local or bound
+    name hides, or an attribute of a module it imported (`mod.helper`); else None."""
+    if isinstance(func, ast.Name) and func.id not in scope.bound and func.id not in scope.locals \
+            and func.id not in scope.unknown:
+        return scope.globs.get(func.id)
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id not in scope.unknown \
+            and isinstance(scope.globs.get(func.value.id), types.ModuleType):
+        return getattr(scope.globs[func.value.id], func.attr, None)
+    return None
 
 
 def _unwrapped(target: Any) -> Any:
@@ -726,13 +732,7 @@ def _config_class(node: ast.expr, scope: _Scope, budget: list[int]) -> type | No
         return type(member)
     if not isinstance(node, ast.Call) or node.args or node.keywords:
         return None
-    func, target = node.func, None
-    if isinstance(func, ast.Name) and func.id not in scope.bound and func.id not in scope.locals \
-            and func.id not in scope.unknown:
-        target = scope.globs.get(func.id)
-    elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id not in scope.unknown \
-            and isinstance(scope.globs.get(func.value.id), types.ModuleType):
-        target = getattr(scope.globs[func.value.id], func.attr, None)
+    target = _global(node.func, scope)
     return target if isinstance(target, type) and issubclass(target, luigi.Config) else None
 
 
