@@ -364,6 +364,44 @@ def is_program(path: str) -> bool:
     return head == b"\x7fELF" or head[:2] == b"#!"
 
 
+def sys_path_module_dirs(script: str, roots: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """[(directory, module names found there)] of a Python script that names `sys.path`: its imports that are
+    neither beside it nor in the standard library, found in the directories such a line may add (sys_path_dirs)."""
+    with open(script, "rb") as f:
+        data = f.read()
+    if b"sys.path" not in data:
+        return []
+    here = os.path.dirname(os.path.abspath(script))
+    names = {n for n in imported_names(data)
+             if n not in sys.stdlib_module_names and not module_files(here, n, namespace=False)}
+    out = []
+    for directory in sys_path_dirs(here, roots) if names else []:
+        found = tuple(sorted(n for n in names if module_files(directory, n)))
+        if found:
+            out.append((directory, found))
+    return out
+
+
+def sys_path_dirs(here: str, roots: list[str]) -> list[str]:
+    """Directories a script in `here` may add to its import path by a relative line: its parents up to the
+    project root containing it (else its parent), their non-hidden subdirectories, and each root's."""
+    bounds = [r for r in roots if here.startswith(r.rstrip(os.sep) + os.sep)] or [os.path.dirname(here)]
+    parents: list[str] = []
+    d = here
+    while d != os.path.dirname(d) and not any(d == b for b in bounds):
+        d = os.path.dirname(d)
+        parents.append(d)
+    out: list[str] = []
+    for d in dict.fromkeys([*parents, *roots]):
+        out.append(d)
+        try:
+            with os.scandir(d) as entries:
+                out += sorted(e.path for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+        except OSError:
+            continue
+    return [d for d in dict.fromkeys(out) if d != here]
+
+
 class CodeFiles:
     """Digests of code files, memoised by stat signature (a file edited while a run goes on is read again)."""
 
@@ -380,13 +418,18 @@ class CodeFiles:
         self._data: dict[tuple[str, int, int, int, int], tuple[str, ...]] = {}
         self._configs: dict[tuple[str, int, int, int, int], tuple[str, ...]] = {}
         self._includes: dict[tuple[tuple[str, int, int, int, int], str], list[str]] = {}
+        self._sys_path: dict[tuple[tuple[str, int, int, int, int], tuple[str, ...]],
+                             list[tuple[str, tuple[str, ...]]]] = {}
 
     def named(self, candidates: Iterable[str], roots: Iterable[str], declared: set[str],
               cwd: str | None = None, imports: tuple[str, ...] = ()) -> dict[str, str]:
         """{absolute path: digest} of the candidates (paths as a step names them, relative ones resolved
         against `cwd`) that are code files inside one of `roots`, and not among the `declared` absolute paths
         (a Python file's digest with the project modules it imports from the `imports` directories too). A
-        makefile makefiles.of_command found (makefiles.Read: `include Makefile.common`) is code whatever its name."""
+        makefile makefiles.of_command found (makefiles.Read: `include Makefile.common`) is code whatever its name.
+        A Python script that puts a directory on `sys.path` itself is keyed with the project modules it imports from
+        there too (sys_path_modules)."""
+        roots = list(roots)
         inside = tuple(os.path.abspath(r) + os.sep for r in roots if os.path.abspath(r) != "/")
         found: dict[str, str] = {}
         for word in candidates:
@@ -400,9 +443,29 @@ class CodeFiles:
                 # (`make -f {HERE}/Makefile`; a makefile make reads, makefiles.of_command: `include config.mak`)
                 try:
                     found[path] = self.digest(path, imports=imports)
+                    extra = self.sys_path_modules(path, roots) if path.endswith(".py") else {}
                 except UNREADABLE:  # unreadable: the step cannot read it either (an execute-only tool runs alike)
                     continue
+                if extra:
+                    found[path] = digest([found[path], extra])
         return found
+
+    def sys_path_modules(self, path: str, roots: list[str]) -> dict[str, str]:
+        """{path relative to the script's directory: content hash} of the project modules a Python script imports
+        from a directory it puts on `sys.path` itself (`sys.path.insert(0, os.path.join(os.path.dirname(__file__),
+        "..", "lib"))`): project code as a module beside it is, so editing one re-runs the step. Only for a script
+        naming `sys.path`; where its imports were found (sys_path_module_dirs) is memoised by its stat signature,
+        the modules' digests are not (an edited module must be seen)."""
+        key = (_signature(path), tuple(roots))
+        hits = self._sys_path.get(key)
+        if hits is None:
+            hits = self._sys_path[key] = sys_path_module_dirs(path, roots)
+        here = os.path.dirname(os.path.abspath(path))
+        out: dict[str, str] = {}
+        for directory, names in hits:
+            found = self.local_modules(set(names), directory)
+            out.update((os.path.relpath(os.path.join(directory, rel), here), h) for rel, h in found.items())
+        return dict(sorted(out.items()))
 
     def files_named(self, texts: Iterable[str], declared: set[str], roots: Iterable[str] | None = None
                     ) -> dict[str, str]:

@@ -149,6 +149,23 @@ def run_commands(rule: Any) -> tuple[str, ...]:
     return tuple(t for t in run_strings(rule) if "make" in t or any(c.isspace() for c in t.strip()))
 
 
+def run_command(job: Any, command: str) -> str | None:
+    """A `run:` block's `shell()` template formatted as Snakemake's shell() formats it for this job (its input,
+    output, params, wildcards, log, threads, resources, config), or None where it names anything else (a local
+    variable of the block) or is no template at all."""
+    if "{" not in command:
+        return command
+    from snakemake.utils import format as snakemake_format
+
+    values = {"input": job.input, "output": job.output, "params": job.params, "wildcards": job.wildcards,
+              "log": job.log, "threads": job.threads, "resources": job.resources, "rule": job.rule.name,
+              "config": rule_config(job.rule) or {}}
+    try:
+        return snakemake_format(command, **values)
+    except Exception:  # (a name only the block's frame holds, a literal brace: nothing more is found)
+        return None
+
+
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -356,44 +373,6 @@ def hands_on_snakemake(text: str) -> bool:
     `vars(snakemake)`): whatever the object holds may be read."""
     text = _SNAKEMAKE_IMPORT.sub("", text)
     return any(not _SNAKEMAKE_PART.match(text, m.end()) for m in _SNAKEMAKE_WORD.finditer(text))
-
-
-def path_module_dirs(script: str, roots: list[str]) -> list[tuple[str, tuple[str, ...]]]:
-    """[(directory, module names found there)] for `RecipeBuilder.path_modules`: the imports of a script that
-    names `sys.path` which are neither next to it nor in the standard library, found in `import_dirs`."""
-    with open(script, "rb") as f:
-        data = f.read()
-    if b"sys.path" not in data:
-        return []
-    here = os.path.dirname(os.path.abspath(script))
-    names = {n for n in codefiles.imported_names(data)
-             if n not in sys.stdlib_module_names and not codefiles.module_files(here, n, namespace=False)}
-    out = []
-    for directory in import_dirs(here, roots) if names else []:
-        found = tuple(sorted(n for n in names if codefiles.module_files(directory, n)))
-        if found:
-            out.append((directory, found))
-    return out
-
-
-def import_dirs(here: str, roots: list[str]) -> list[str]:
-    """Directories a script in `here` may add to its import path by a relative line: its parents up to the
-    project root containing it (else its parent), their non-hidden subdirectories, and each root's."""
-    bounds = [r for r in roots if here.startswith(r.rstrip(os.sep) + os.sep)] or [os.path.dirname(here)]
-    parents: list[str] = []
-    d = here
-    while d != os.path.dirname(d) and not any(d == b for b in bounds):
-        d = os.path.dirname(d)
-        parents.append(d)
-    out: list[str] = []
-    for d in dict.fromkeys([*parents, *roots]):
-        out.append(d)
-        try:
-            with os.scandir(d) as entries:
-                out += sorted(e.path for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
-        except OSError:
-            continue
-    return [d for d in dict.fromkeys(out) if d != here]
 
 
 def gist(message: str) -> str:
@@ -630,7 +609,8 @@ class RecipeBuilder:
             text = "\n".join(self.once(("run-commands", rule), lambda: run_commands(rule)))
             names.update(self.once(("run-variables", rule), lambda: run_variables(rule)))
             for command in self.once(("run-commands", rule), lambda: run_commands(rule)):
-                names.update(self.chain_variables(self.shell_code_files(job, command), command))
+                files = {*self.shell_code_files(job, command), *self.declared_scripts(job, command)}
+                names.update(self.chain_variables(files, command))
         elif kind in ("script", "notebook"):
             text = None
             local = local_script(job, getattr(rule, kind))
@@ -727,7 +707,7 @@ class RecipeBuilder:
         scripts/prep.py` reads, and the scripts it runs in turn (`bash scripts/run.sh` running prep.py, a Makefile's
         recipes), and the configs of the Hydra config directories the command (`--config-path conf`) or its Python
         scripts (`config_path="conf"`) name; no code file (keyed as code)."""
-        scripts = sorted(self.shell_code_files(job, command))
+        scripts = sorted({*self.shell_code_files(job, command), *self.declared_scripts(job, command)})
         named = configfiles.command_dirs(command)
         if not scripts and not named:
             return []
@@ -889,6 +869,7 @@ class RecipeBuilder:
         named = self.code_files.named(words, self.where.roots(), declared_paths(job), imports=where) if words else {}
         for command in self.once(("run-commands", rule), lambda: run_commands(rule)):
             named.update(self.shell_code_files(job, command))  # (`shell("make -C sub")`, `cd tools && python3 x.py`)
+            named.update(self.formatted_code_files(job, command, named))
         named.update(self.sourced(list(words), declared_paths(job)))
         named.update(self.imported_modules(rule, imports))
         if named:
@@ -928,9 +909,46 @@ class RecipeBuilder:
         project's own package installed in development mode in the command's Python (an editable install's .pth or
         finder; PYTHONPATH=: nixlib.pyimports) is looked for there too, for `-m` and for what its scripts import."""
         found = self.shell_code_files(job, command)
-        self.last_code_files = (job, tuple(found))  # (the variables they read: host_variables)
+        declared = self.declared_scripts(job, command)
+        self.last_code_files = (job, (*found, *declared))  # (the variables they read: host_variables)
         found.update(self.sourced(codefiles.words(command), declared_paths(job)))
+        # (a script declared as an input is keyed by its content there; what it imports or runs beside it is not)
+        found.update((p, h) for p, h in declared.items() if h != self.plain_digest(p))
         return {self.where.path(path): h for path, h in sorted(found.items())}
+
+    def formatted_code_files(self, job: Any, command: str, known: Mapping[str, str]) -> dict[str, str]:
+        """{absolute path: digest} of the code files a `run:` block's `shell()` command runs through its job's
+        values (`shell("python3 {input.script} ...")`, `{params.script}`), which its template does not name: a
+        script among its inputs or a file a param names is keyed by its content there, so it counts here only for
+        what its digest holds beyond (the local modules it imports, the scripts it runs beside it); any other
+        (`{config[tool]}`) by its digest. Nothing when the template cannot be formatted with the job's values."""
+        formatted = run_command(job, command)
+        if formatted is None or formatted == command:
+            return {}
+        keyed = {os.path.abspath(str(f)) for f in job.input}
+        keyed.update(os.path.abspath(t) for _, value in job.params._allitems() for t in param_texts(value))
+        found = {**self.shell_code_files(job, formatted), **self.declared_scripts(job, formatted)}
+        return {p: h for p, h in found.items()
+                if p not in known and (p not in keyed or h != self.plain_digest(p))}
+
+    def plain_digest(self, path: str) -> str:
+        """What CodeFiles.digest gives a code file that imports, sources and runs nothing beside it: its content's."""
+        if path.endswith(".py"):
+            return self.code_files.python_file(path)[0]
+        return self.memo.hash(os.path.realpath(path))
+
+    def declared_scripts(self, job: Any, command: str) -> dict[str, str]:
+        """{absolute path: digest (CodeFiles.digest)} of the code files among the job's inputs a shell command runs
+        (`input: script="scripts/run.py"` with `python3 {input.script}`): their content is keyed as an input's, but
+        the local modules they import, the scripts they run beside them, the data they read by a literal path and
+        the variables they read are theirs as they are any undeclared script's (shell_code_files)."""
+        inputs = {os.path.abspath(str(f)) for f in job.input}
+        if not inputs:
+            return {}
+        roots = self.where.roots()
+        imports = tuple(pyimports.import_dirs(command, roots, cwd=self.where.workdir))
+        found = self.code_files.named(codefiles.words(command), roots, declared_paths(job) - inputs, imports=imports)
+        return {p: h for p, h in found.items() if p in inputs}
 
     def shell_code_files(self, job: Any, command: str) -> dict[str, str]:
         """{absolute path: digest} of the project's code files a shell command runs (named_code, the copies in the
@@ -1064,7 +1082,7 @@ class RecipeBuilder:
         if local.endswith(".py"):
             modules = codefiles.local_modules(self.code_files.python_file(local)[1], here, self.code_files.python_file)
             files += [os.path.join(here, rel) for rel in modules]
-            for directory, found in path_module_dirs(local, self.where.roots()):
+            for directory, found in codefiles.sys_path_module_dirs(local, self.where.roots()):
                 modules = codefiles.local_modules(set(found), directory, self.code_files.python_file)
                 files += [os.path.join(directory, rel) for rel in modules]
         words = script_words(local)
@@ -1093,7 +1111,8 @@ class RecipeBuilder:
         names: the script's directory's parents up to the project's root (the working or Snakefile directory;
         else one level up), their subdirectories, and the working directory's. Where they were found is
         computed once per script content; the modules' digests on every call (memoised by stat)."""
-        hits = self.once(("path-modules", script, base), lambda: path_module_dirs(script, self.where.roots()))
+        hits = self.once(("path-modules", script, base),
+                         lambda: codefiles.sys_path_module_dirs(script, self.where.roots()))
         out: dict[str, str] = {}
         for directory, names in hits:
             found = codefiles.local_modules(set(names), directory, self.code_files.python_file)
