@@ -33,7 +33,10 @@ def luigi_cli(*args: str, ok: bool = True) -> str:
     """`luigi --module ... --local-scheduler` in the working directory (which is on PYTHONPATH); its output.
     A new process each time, as a user's next run is (code digests are memoised per process)."""
     env = dict(os.environ, PYTHONPATH=f"{Path.cwd()}{os.pathsep}{REPO}")
-    proc = subprocess.run([LUIGI, *args, "--local-scheduler"], env=env, text=True, capture_output=True, timeout=300)
+    # (--no-lock: Luigi refuses to start while a process with the same command line runs, "Pid(s) … already running",
+    # and tests side by side under pytest -n may share one)
+    proc = subprocess.run([LUIGI, *args, "--local-scheduler", "--no-lock"], env=env, text=True, capture_output=True,
+                          timeout=300)
     out = proc.stdout + proc.stderr
     assert ("This progress looks :)" in out) is ok, out[-3000:]
     return out
