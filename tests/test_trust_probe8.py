@@ -215,4 +215,4 @@ def test_a_recipe_pointer_to_another_steps_realisation_is_not_followed(tmp_path:
     store.set_last(b["recipe_key"], c["resolved_key"])  # a buggy writer's pointer to c's realisation
     shown = nw("show", b["recipe_key"])
     assert "step:         c" not in shown.stdout, shown.stdout
-    assert shown.returncode == 1 and "no step or path named" in shown.stderr
+    assert shown.returncode == 1 and f"no realisation has key {b['recipe_key']}" in shown.stderr, shown.stderr
