@@ -29,6 +29,7 @@ from nixlib.command import CommandSyntaxError, CommandTooLong, expanded_variable
 from nixlib.errors import NixWorkflowError, check_readable
 from nixlib.lineage import OUT_DIR
 from nixlib.names import check_step_name, name_problem
+from nixlib.nix import STORE_DIR
 from nixlib.recipe import Input, Recipe, RunOptions, canonical_json
 from nixlib.slurm import SlurmOptions
 from nixlib.statmemo import StatMemo
@@ -109,7 +110,7 @@ class Checkpoint(Step):
 
 # A script copied into a store by content (Nix's `${./train.py}`, `static("train.py")`) keeps its text, which its key
 # covers, but not the values of the variables it reads.
-_NIX_SOURCE = re.compile(re.escape(os.environ.get("NIX_STORE_DIR", "/nix/store").rstrip("/"))
+_NIX_SOURCE = re.compile(re.escape(STORE_DIR.rstrip("/"))
                          + r"/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+")
 
 

@@ -40,7 +40,6 @@ from typing import Any
 from nixlib import base32, codefiles, configfiles, envreads, hostenv, makefiles, pycode, pydata, pyimports
 from nixlib.command import CommandSyntaxError, expanded_variables, normalise
 from nixlib.env import ResolvedEnv
-from nixlib.envreads import read_variables  # noqa: F401 - (this module's name for it before nixlib had it)
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import Recipe, RunOptions, digest
 from nixlib.statmemo import StatMemo

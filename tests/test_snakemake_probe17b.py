@@ -131,6 +131,6 @@ def test_other_languages_name_the_variables_they_read(tmp_path: Path, name: str,
                                                       ) -> None:
     """R's `Sys.getenv`, Julia's `ENV` and a Makefile's `$(SCALE)` (make reads the environment) name the variables
     a script reads (no R or Julia here to run one with snakemake: the scan itself)."""
-    from snakemake_executor_nixworkflow.jobs import read_variables
+    from nixlib.envreads import read_variables
 
     assert read_variables(str(tmp_path / name), text.encode()) >= wanted
