@@ -24,7 +24,10 @@ Anything else is a miss of the memo, never of the store: the full check runs and
 reports an invalid record, or quarantines a corrupt object, exactly as before). So the memo saves
 the validation, not the checks that can find a change.
 
-A shard is believed only in the boot that wrote it (nixlib.boot), as the stat memo's entries are.
+A shard is believed only in the boot that wrote it (nixlib.boot), as the stat memo's entries are, and each
+entry only while its text still ends with its seal, a digest over its key and the rest of its text: a settled
+entry is served from its own fields, so an entry edited to name another step's objects, or moved under another
+key, must read as no entry at all (like a record's digest, this catches accidents and edits, not a forger).
 
 The memo is believed, so it is private to its user like the stat memo: one directory per host,
 `<root>/cache/<uid>/hits.<host>/` (in a directory only that user can write; else under
@@ -51,10 +54,11 @@ from typing import Any
 from nixlib import boot
 from nixlib.statmemo import StatMemo, rescan, scan, user_cache_dir
 
-_VERSION = 5  # 3: shards by the key's last character (the first of a 52-character key is only ever 0 or 1);
+_VERSION = 6  # 3: shards by the key's last character (the first of a 52-character key is only ever 0 or 1);
 # 4: each entry stored as its own JSON text, parsed when its key is first asked for; 5: a header line, then one
 # line per entry (`key<TAB>entry JSON`): a full shard (2,000 entries, ~1 MB) is split into lines in ~2 ms, where
-# parsing it as one JSON document took ~2.8 ms, and a 1,000-task check of a long-used store reads all 32 shards
+# parsing it as one JSON document took ~2.8 ms, and a 1,000-task check of a long-used store reads all 32 shards;
+# 6: each entry's text ends with its seal (`_seal`), a digest over its key and the rest of its text
 MAX_ENTRIES = 2_000  # per shard (32 shards): above this, a save keeps the newest (~900 kB, ~2 ms to read)
 MAX_LISTED = 256  # an object with more entries than this is re-checked by a full scan, not from a listing
 _LIMIT = 64 << 20  # a shard file larger than this is not one we wrote
@@ -210,7 +214,7 @@ class _Shard:
         e = self._entries.get(key)  # type: ignore[union-attr]
         if key in self._used:  # parsed and checked when first got, or made by this process
             return e  # type: ignore[return-value]
-        e = _parse(e)
+        e = _parse(e, key)
         if not _well_formed(e):
             return None
         with self._lock:
@@ -222,7 +226,7 @@ class _Shard:
         if self._entries is None:
             self._load()
         with self._lock:
-            if _parse(self._entries.get(key)) != e:  # type: ignore[union-attr]
+            if _parse(self._entries.get(key), key) != e:  # type: ignore[union-attr]
                 self._entries[key] = e  # type: ignore[index]
                 self._changed[key] = e
             self._used.add(key)
@@ -262,16 +266,34 @@ class _Shard:
                 self._changed.clear()
 
 
-def _parse(e: Any) -> Any:
-    """An entry as stored (its JSON text) parsed; anything else as it is. Entries stay text until asked for:
-    a shard holds up to MAX_ENTRIES of them, of which a run may use a few, and text is read far faster than
-    nested lists and dicts, which would also all be walked by every full garbage collection of the process."""
+def _parse(e: Any, key: str) -> Any:
+    """An entry of `key` as stored (its sealed JSON text) parsed; anything else as it is; None for text whose seal
+    does not match (see `_sealed`). Entries stay text until asked for: a shard holds up to MAX_ENTRIES of them, of
+    which a run may use a few, and text is read far faster than nested lists and dicts, which would also all be
+    walked by every full garbage collection of the process."""
     if type(e) is not str:
         return e
+    cut = e.rfind(",")
+    if cut < 0 or e[cut:] != f',"{_seal(key, e[:cut])}"]':
+        return None  # changed since it was written (by hand, a bad copy, a damaged disk), or moved to another key
     try:
-        return json.loads(e)
+        return json.loads(e[:cut] + "]")
     except (ValueError, RecursionError):
         return None
+
+
+def _seal(key: str, text: str) -> str:
+    """The digest that ends an entry's text: over its key and the rest of its text. A settled entry is served from
+    its fields alone (its record is only lstat'ed), so its outputs are believed as they stand in the shard: an
+    entry edited to name another step's objects, or moved to another key, must read as no entry at all. (Like a
+    record's digest, it catches accidents and edits, not a forger: the shard is private to its user.)"""
+    return hashlib.sha256(f"{key}\t{text}".encode()).hexdigest()[:32]
+
+
+def _sealed(key: str, e: Entry) -> str:
+    """An entry's text as a shard stores it: its JSON list with its seal as one more, last, element."""
+    body = json.dumps(e, separators=(",", ":"))[:-1]
+    return f'{body},"{_seal(key, body)}"]'
 
 
 def _well_formed(e: Any) -> bool:
@@ -312,11 +334,10 @@ def _read(path: Path) -> tuple[dict[str, Entry | str], tuple[int, ...] | None]:
 
 
 def _encode(entries: Mapping[str, Entry | str]) -> bytes:
-    """A shard file: a JSON header line (version, boot), then `key<TAB>entry JSON` per line (JSON text holds no raw
-    tab or newline, and a key is 52 base32 characters)."""
+    """A shard file: a JSON header line (version, boot), then `key<TAB>sealed entry JSON` per line (JSON text holds
+    no raw tab or newline, and a key is 52 base32 characters). Text read from the file is written back as it was."""
     header = json.dumps({"v": _VERSION, "boot": boot.boot_id()}, separators=(",", ":"))
-    lines = [header, *(f"{k}\t{v if type(v) is str else json.dumps(v, separators=(',', ':'))}"
-                       for k, v in entries.items())]
+    lines = [header, *(f"{k}\t{v if type(v) is str else _sealed(k, v)}" for k, v in entries.items())]
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -23,10 +23,26 @@ from nixlib.store import Store
 
 
 def check_inputs_intact(store: Store, recipe: Recipe, realised: Mapping[str, str], build: Build) -> None:
-    """Fail the step if it changed one of its input objects (which is then quarantined)."""
+    """Fail the step if it changed one of its input objects (which is then quarantined), or if one is gone.
+
+    Gone counts as changed: a step that changed its input, read the changed bytes and then removed the object
+    (its owner may, in the sticky store/) would otherwise be recorded as the result of the true input, and served
+    once that input is rebuilt. Nothing else removes an input while the step runs: every front door registers
+    its inputs as temp roots before the step starts, so `nw gc` keeps them, and a lookup only quarantines an
+    object that no longer hashes to its name."""
     for h in dict.fromkeys(i.obj or realised.get(i.token) for i in recipe.inputs):
-        if h is None or not os.path.lexists(store.object_path(h)):
-            continue  # gone (a concurrent gc, or never an object here): nothing served from it
+        if h is None:
+            continue
+        if not os.path.lexists(store.object_path(h)):
+            raise StepFailed(
+                recipe.name,
+                f"its input object {h} was removed while it ran (store objects are read-only, but their owner may "
+                "remove them; a lookup elsewhere also moves one that was changed to quarantine/), so what it read "
+                "cannot be vouched for; nothing of this step was stored. The step "
+                "that produced the input runs again next time. Copy an input to $out or $TMPDIR before changing "
+                "or removing it, or run the step with sandbox=True, where inputs are mounted read-only",
+                str(build.log),
+            )
         if not store.has(h):
             raise StepFailed(
                 recipe.name,
