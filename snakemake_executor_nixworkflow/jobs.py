@@ -605,11 +605,14 @@ class RecipeBuilder:
             files = files if known is job else self.shell_code_files(job, text or "")
             names.update(self.chain_variables(files, text or ""))
         elif kind == "run" and rule.run_func is not None:
-            text = "\n".join(self.once(("run-commands", rule), lambda: run_commands(rule)))
+            # (`$SCALE` in any string of the block: an f-string's piece `" $SCALE"` is no command of its own)
+            text = "\n".join(s for s in self.once(("run-strings", rule), lambda: run_strings(rule)) if "$" in s)
             names.update(self.once(("run-variables", rule), lambda: run_variables(rule)))
-            for command in self.once(("run-commands", rule), lambda: run_commands(rule)):
+            commands = self.run_shell_commands(job)
+            for command in commands:
                 files = {*self.shell_code_files(job, command), *self.declared_scripts(job, command)}
                 names.update(self.chain_variables(files, command))
+            names.update(self.chain_variables(self.run_scripts(job), "\n".join(commands)))
         elif kind in ("script", "notebook"):
             text = None
             local = local_script(job, getattr(rule, kind))
@@ -700,13 +703,14 @@ class RecipeBuilder:
         return {f"command:{self.where.path(t)}": h for t, h in self.undeclared_data(job)(words).items()
                 if not self.produced_by_a_rule(job, t)}
 
-    def chain_words(self, job: Any, command: str) -> list[str]:
+    def chain_words(self, job: Any, command: str, scripts: Iterable[str] = ()) -> list[str]:
         """The absolute paths that may name a data file of the project a shell command reads through the project
         scripts it runs (nixlib.codefiles.CodeFiles.chain_reads, as nw run and Luigi key them): what `python
         scripts/prep.py` reads, and the scripts it runs in turn (`bash scripts/run.sh` running prep.py, a Makefile's
         recipes), and the configs of the Hydra config directories the command (`--config-path conf`) or its Python
-        scripts (`config_path="conf"`) name; no code file (keyed as code)."""
-        scripts = sorted({*self.shell_code_files(job, command), *self.declared_scripts(job, command)})
+        scripts (`config_path="conf"`) name; no code file (keyed as code). `scripts`: more scripts it runs (a `run:`
+        block's run_scripts)."""
+        scripts = sorted({*self.shell_code_files(job, command), *self.declared_scripts(job, command), *scripts})
         named = configfiles.command_dirs(command)
         if not scripts and not named:
             return []
@@ -730,8 +734,9 @@ class RecipeBuilder:
         if kind == "run" and job.rule.run_func is not None:
             words = self.once(("run-data", job.rule), lambda: run_data_words(job.rule))
             # (what the scripts its shell() commands run read: `shell("python3 scripts/prep.py ...")` opening a table)
-            chained = [w for c in self.once(("run-commands", job.rule), lambda: run_commands(job.rule))
-                       for w in self.chain_words(job, c)]
+            commands = self.run_shell_commands(job)
+            chained = [w for c in commands for w in self.chain_words(job, c)]
+            chained += self.chain_words(job, "\n".join(commands), self.run_scripts(job))
             words = (*words, *(w for w in dict.fromkeys(chained) if w not in words)) if chained else words
             here = None
         elif kind in ("script", "notebook"):
@@ -869,6 +874,8 @@ class RecipeBuilder:
         for command in self.once(("run-commands", rule), lambda: run_commands(rule)):
             named.update(self.shell_code_files(job, command))  # (`shell("make -C sub")`, `cd tools && python3 x.py`)
             named.update(self.formatted_code_files(job, command, named))
+        # (`shell(f"python3 {input.script} ...")`, a `.format()`ed command: any script among its inputs or params)
+        named.update((p, h) for p, h in self.run_scripts(job).items() if p not in named and h != self.plain_digest(p))
         named.update(self.sourced(list(words), declared_paths(job)))
         named.update(self.imported_modules(rule, imports))
         if named:
@@ -929,6 +936,33 @@ class RecipeBuilder:
         found = {**self.shell_code_files(job, formatted), **self.declared_scripts(job, formatted)}
         return {p: h for p, h in found.items()
                 if p not in known and (p not in keyed or h != self.plain_digest(p))}
+
+    def run_shell_commands(self, job: Any) -> list[str]:
+        """The commands a `run:` block's `shell()` calls may run (run_commands), each also as formatted with the job's
+        values where its template names them (`shell("python3 {input.script} {output}")`: run_command), so the
+        scripts they run are found by their paths."""
+        out: list[str] = []
+        for command in self.once(("run-commands", job.rule), lambda: run_commands(job.rule)):
+            formatted = run_command(job, command)
+            out += [command] if formatted is None or formatted == command else [command, formatted]
+        return list(dict.fromkeys(out))
+
+    def run_scripts(self, job: Any) -> dict[str, str]:
+        """{absolute path: digest (CodeFiles.digest)} of the code files among a `run:` block job's inputs and the files
+        its params name (`input: script="tools/a.py"`): the block may run any of them through a command it builds
+        with an f-string or `.format()` (`shell(f"python3 {input.script} {output}")`), which no template of its code
+        names, so each is taken as run (the safe side) and keyed with what it imports, runs, and reads (data files by
+        a literal path, environment variables), as a script a template names is."""
+        candidates = [str(f) for f in job.input]
+        candidates += [t for _, value in job.params._allitems() for t in param_texts(value)]
+        # (a code suffix, or none: a program; a data file, `.csv`, `.bam`, is not opened to find out)
+        candidates = [os.path.abspath(c) for c in candidates
+                      if os.path.splitext(c)[1].lower() in codefiles.CODE_SUFFIXES or not os.path.splitext(c)[1]]
+        if not candidates:
+            return {}
+        roots = self.where.roots()
+        imports = tuple(pyimports.import_dirs("python", roots, pythons=(sys.executable,)))
+        return self.code_files.named(candidates, roots, declared_paths(job) - set(candidates), imports=imports)
 
     def plain_digest(self, path: str) -> str:
         """What CodeFiles.digest gives a code file that imports, sources and runs nothing beside it: its content's."""
