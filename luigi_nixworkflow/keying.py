@@ -14,6 +14,7 @@ import enum
 import functools
 import inspect
 import linecache
+import logging
 import math
 import os
 import re
@@ -37,6 +38,7 @@ from nixlib.runner import SEARCH_PATHS
 
 _CONFIG_VALUES: dict[type, dict[str, Any]] = {}  # per process: luigi.cfg is read once, as Luigi does
 _MODULE_TREES: dict[str, tuple[str, ast.Module]] = {}  # source file -> (its text, parsed): see _class_source
+logger = logging.getLogger("luigi-interface")
 _SKIP_MODULES = frozenset({"luigi", "luigi_nixworkflow"})
 _STEP_VARIABLES = frozenset({*SEARCH_PATHS, "TMPDIR", "out", "state"})  # what the runner sets for each step
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -302,6 +304,7 @@ def param_templates(cls: type) -> tuple[templates.Template, ...]:
         trees = _sources(cls)
     except NixWorkflowError:
         return ()
+    _warn_unfollowed(cls, trees)  # (here: asked of every legacy task, once per class)
     return templates.of_class(cls, trees, _own_classes(cls))
 
 
@@ -313,6 +316,23 @@ def template_data(task: luigi.Task, declared: Callable[[], set[str]],
     day's file re-runs that day's task."""
     words = [path for pieces in param_templates(type(task)) for path in templates.paths(task, pieces)]
     return _project_data(type(task), words, declared, produced, "reads") if words else {}
+
+
+def _warn_unfollowed(cls: type, trees: tuple[ast.Module, ...]) -> None:
+    """Warns once per class of each read of a path built from the task's parameters that the key cannot follow
+    (templates.unfollowed): editing that file would not re-run the task, so the user must declare it."""
+    if settings.of_class(cls, "version") is not None:  # (the user keys what the walk cannot see)
+        return
+    try:
+        found = templates.unfollowed(cls, trees, _own_classes(cls))
+    except RecursionError:
+        return
+    if found:
+        logger.warning("nixworkflow: %s reads a file by a path the key cannot follow (%s): editing that file will "
+                       "not re-run it. Declare the file (a plain task's LocalTarget it requires, or static() from "
+                       "luigi_nixworkflow), build the path with an f-string, os.path.join or a project helper of the "
+                       "task's values, or set `version` on the class and change it with the data.",
+                       cls.__name__, "; ".join(found))
 
 
 def command_data(cls: type, command: str, declared: Callable[[], set[str]],

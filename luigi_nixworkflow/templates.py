@@ -16,7 +16,7 @@ from typing import Any
 import luigi
 import luigi.configuration
 
-from nixlib import pycode
+from nixlib import codefiles, pycode
 
 Value = tuple[Any, ...]  # ("p", parameter, "" | "strftime" | "isoformat" | "str", strftime's argument) | ("c", text)
 #                          | ("i", source, as "p", argument, loop, index): (a part of) an item of a list/tuple/
@@ -27,6 +27,8 @@ Value = tuple[Any, ...]  # ("p", parameter, "" | "strftime" | "isoformat" | "str
 #                          | ("cfg", section, option, default or None): luigi.cfg's get_config().get(...)
 #                          | ("conf", Config class, parameter): a luigi.Config class's value (`Paths().root`)
 #                          | ("sub", Value, Value): an item of a value (`self.files["raw"]`, `self.names[0]`)
+#                          | ("m", Value, "strftime" | "isoformat" | "str", argument): one applied to an item or a
+#                            config value (`self.days[0].strftime("%Y%m%d")`)
 Piece = str | tuple[Any, ...]  # a constant, or ("f", Value, conversion, spec) | ("str", Value) (an operand of `+`)
 #                                | ("fs", Value) (of `/`, os.path.join, Path()) | ("%", format, single, (Value, ...))
 #                                | ("fmt", format, (Value, ...), ((name, Value), ...)) (str.format)
@@ -232,10 +234,19 @@ def _property(name: str, scope: _Scope) -> tuple[ast.expr, _Scope] | None:
                         if isinstance(static, functools.cached_property) else None)
     fn = _helper_tree(getter) if isinstance(getter, types.FunctionType) else None
     returns = [r.value for r in ast.walk(fn) if isinstance(r, ast.Return) and r.value is not None] if fn else []
-    if fn is None or len(returns) != 1 or not _plain(fn.body) or not fn.args.args:
+    if fn is None or not returns or not _plain(fn.body) or not fn.args.args:
         return None
     inner = _Scope(fn, getter.__globals__, scope.params, fn.args.args[0].arg, depth=scope.depth + 1, members=members)
-    return returns[0], inner
+    return _either(returns), inner
+
+
+def _either(returns: list[ast.expr]) -> ast.expr:
+    """One expression for what a function's several `return`s may give (`if self.archived: return "archive"`,
+    `return "current"`): `a if ... else b` chained, which _template reads as a choice of each."""
+    either = returns[-1]
+    for r in reversed(returns[:-1]):
+        either = ast.IfExp(test=ast.Constant(value=True), body=r, orelse=either)
+    return either
 
 
 def of_class(cls: type, trees: tuple[ast.Module, ...], classes: list[type]) -> tuple[Template, ...]:
@@ -273,6 +284,95 @@ def of_class(cls: type, trees: tuple[ast.Module, ...], classes: list[type]) -> t
     return tuple(found)
 
 
+_READERS = frozenset({"open", "read_text", "read_bytes", "read_csv", "read_table", "read_parquet", "read_json",
+                      "read_excel", "read_pickle", "read_feather", "load", "loadtxt", "genfromtxt", "safe_load"})
+
+
+def unfollowed(cls: type, trees: tuple[ast.Module, ...], classes: list[type]) -> list[str]:
+    """Reads in the class's methods (not output(), requires(), ...) of a path built from the task's parameters that
+    of_class cannot follow (`open(self.layout.path_for(self.day))` with `self.layout` made in `__init__`, a helper of
+    an installed package): `Class.method() line N: <the path expression>` each. Their files are not in the key, so
+    the caller warns, naming the declaration that keys them (static(), a plain task's LocalTarget, `version`)."""
+    params = frozenset(name for name, _ in cls.get_params())
+    members = _Members(cls)
+    methods: list[tuple[type, ast.FunctionDef | ast.AsyncFunctionDef, _Scope]] = []
+    for c, tree in zip(classes, trees, strict=True):
+        module = sys.modules.get(c.__module__)
+        globs = vars(module) if module is not None else {}
+        for node in ast.walk(tree):
+            for fn in node.body if isinstance(node, ast.ClassDef) else ():
+                if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                    first = (fn.args.posonlyargs + fn.args.args)[:1]
+                    scope = _Scope(fn, globs, params, first[0].arg if first else None, members=members)
+                    members.add(fn, scope)
+                    owner = next((k for k in cls.__mro__ if fn.name in vars(k)), None)
+                    if fn.name not in NOT_OPENED_IN and owner is c:  # (not one a subclass overrides)
+                        methods.append((c, fn, scope))
+    out = []
+    for c, fn, scope in methods:
+        try:
+            start = inspect.getsourcelines(c)[1] - 1  # (the tree is the class's source: its lines from 1)
+        except (OSError, TypeError):
+            start = 0
+        written = _written_nodes(fn, scope)
+        for call in ast.walk(fn):
+            where = _read_path(call) if isinstance(call, ast.Call) and id(call) not in written else None
+            if where is None or id(where) in written or not _mentions_params(where, scope) or _io(where, scope):
+                continue
+            try:
+                pieces = _template(where, scope, [_BUDGET])
+            except RecursionError:
+                pieces = None
+            if pieces is None or not any(_path_like(one) for one in _alternatives(pieces)):
+                out.append(f"{c.__name__}.{fn.name}() line {where.lineno + start}: {ast.unparse(where)}")
+    return list(dict.fromkeys(out))
+
+
+def _read_path(call: ast.Call) -> ast.expr | None:
+    """The path a call reads: `open(p)` (not to write), `p.open()`, `p.read_text()`, `pd.read_csv(p)`, …; else
+    None."""
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    if name not in _READERS or any(isinstance(a, ast.Starred) for a in call.args):
+        return None
+    if isinstance(func, ast.Attribute) and name in ("open", "read_text", "read_bytes") and (
+            name != "open" or not call.args or _mode(call.args[0]) is not None):
+        mode = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "mode"), None)
+        return None if set(_mode(mode) or "") & set("wax") else func.value
+    mode = call.args[1] if name == "open" and len(call.args) > 1 else \
+        next((k.value for k in call.keywords if k.arg == "mode"), None)
+    if set(_mode(mode) or "") & set("wax") or not call.args:
+        return None
+    return call.args[0]
+
+
+def _mentions_params(node: ast.expr, scope: _Scope, depth: int = 0) -> bool:
+    """Whether an expression reads a parameter of the task (`self.day`), also through a local assigned from one."""
+    for n in ast.walk(node):
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == scope.self_name \
+                and n.attr in scope.params:
+            return True
+        if isinstance(n, ast.Name) and depth < 3 and n.id in scope.locals \
+                and any(_mentions_params(v, scope, depth + 1) for v in scope.locals[n.id]):
+            return True
+        if isinstance(n, ast.Name) and n.id in scope.loops:
+            return True
+    return False
+
+
+def _io(node: ast.expr, scope: _Scope) -> bool:
+    """Whether a read path is a parameter as it is (`open(self.path)`, `str(self.path)`: keying.param_files keys the
+    file it names) or is made from the task's inputs or outputs (`self.input().path`: keyed as such)."""
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("str", "Path") \
+            and len(node.args) == 1:
+        node = node.args[0]
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == scope.self_name \
+            and node.attr in scope.params:
+        return True
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in ("input", "output")
+               for n in ast.walk(node))
+
+
 def _collect(node: ast.AST, scope: _Scope, written: set[int], found: dict[Template, None], walks: list[int]) -> None:
     for child in ast.iter_child_nodes(node):
         if id(child) in written:
@@ -307,7 +407,9 @@ def _followed(call: ast.Call, scope: _Scope, found: dict[Template, None], walks:
         return
     fn, globs, method, closure = callee
     names = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
-    args = [ast.Name(id=scope.self_name, ctx=ast.Load()), *call.args] if method else list(call.args)
+    if isinstance(method, _Object):  # (its self is the object: _Object)
+        own, names = names[0], names[1:]
+    args = [ast.Name(id=scope.self_name, ctx=ast.Load()), *call.args] if method is True else list(call.args)
     if len(args) > len(names):
         return
     bound = {n: (a, scope) for n, a in zip(names, args, strict=False)}
@@ -320,7 +422,16 @@ def _followed(call: ast.Call, scope: _Scope, found: dict[Template, None], walks:
         del bound[self_name]
     walks[0] -= 1
     inner = _inner(fn, globs, scope, bound, self_name, closure)
+    if isinstance(method, _Object):
+        _as_object(inner, own, method)
     _collect(fn, inner, _written_nodes(fn, inner), found, walks)
+
+
+def _as_object(inner: _Scope, own: str, obj: _Object) -> None:
+    """Makes a method's scope one of another object's: `own` (its self) is that object, and no name is a task
+    parameter (`self.root` is the object's root)."""
+    inner.self_name, inner.members, inner.params = own, obj, frozenset()
+    inner.unknown.discard(own)
 
 
 def _inner(fn: ast.FunctionDef, globs: dict[str, Any], scope: _Scope, bound: dict[str, tuple[ast.expr, _Scope]],
@@ -343,10 +454,11 @@ def _inner(fn: ast.FunctionDef, globs: dict[str, Any], scope: _Scope, bound: dic
 
 
 def _listed(call: ast.Call, scope: _Scope) -> list[Template]:
-    """The files a listing of a directory built from the task's values names, as glob patterns (keyed as what they
-    match when the key is computed: a file added, edited or removed there changes it): `Path(d).iterdir()`,
-    `os.listdir(d)`, `os.scandir(d)` (d/*), `Path(d).glob(pattern)` (d/pattern), `Path(d).rglob(pattern)`,
-    `os.walk(d)` and `glob.glob(pattern, recursive=True)` (four directories deep); else none."""
+    """The files a listing of a directory built from the task's values names, as listing words (nixlib.codefiles.
+    listing_word: keyed as what that same call yields when the key is computed, so a file added, edited or removed
+    there changes it, a hidden one and one at any depth where the call yields it): `Path(d).iterdir()`,
+    `os.listdir(d)`, `os.scandir(d)`, `os.walk(d)`, `Path(d).glob(pattern)`, `Path(d).rglob(pattern)`,
+    `glob.glob(pattern, recursive=True)`; else none (a plain `glob.glob(pattern)` is a template of its own)."""
     func = call.func
     if not isinstance(func, ast.Attribute) or any(isinstance(a, ast.Starred) for a in call.args):
         return []
@@ -354,28 +466,23 @@ def _listed(call: ast.Call, scope: _Scope) -> list[Template]:
         and isinstance(scope.globs.get(func.value.id), types.ModuleType)
     budget = [_BUDGET]
     if module and func.attr in ("glob", "iglob") and call.args \
-            and any(k.arg == "recursive" for k in call.keywords):
+            and any(k.arg == "recursive" and not (isinstance(k.value, ast.Constant) and not k.value.value)
+                    for k in call.keywords):
         pattern = _template(call.args[0], scope, budget)
-        return [] if pattern is None else _deep(pattern)
-    where, pattern, deep = None, None, False
+        return [] if pattern is None else [(*pattern, codefiles.LISTED, "recursive")]
+    where, pattern, how = None, None, ""
     if module and func.attr in ("listdir", "scandir", "walk") and len(call.args) == 1:
-        where, pattern, deep = call.args[0], ("*",), func.attr == "walk"
+        where, pattern, how = call.args[0], (), "walk" if func.attr == "walk" else "entries"
     elif not module and func.attr == "iterdir" and not call.args:
-        where, pattern = func.value, ("*",)
+        where, pattern, how = func.value, (), "entries"
     elif not module and func.attr in ("glob", "rglob") and len(call.args) == 1 and _is_path(func.value, scope, budget):
-        where, pattern, deep = func.value, _template(call.args[0], scope, budget), func.attr == "rglob"
+        where, how = func.value, "pathglob" if func.attr == "glob" else "rglob"
+        pattern = _template(call.args[0], scope, budget)
+        pattern = None if pattern == () else pattern
     directory = _template(where, scope, budget) if where is not None and pattern is not None else None
     if directory is None or pattern is None:
         return []
-    return _deep((*directory, "/**/", *pattern)) if deep else [(*directory, "/", *pattern)]
-
-
-def _deep(pattern: Template) -> list[Template]:
-    """A recursive glob pattern (`**/` in its constant text) as the patterns for zero to three directories between
-    (what a plain glob matches)."""
-    if not any(isinstance(p, str) and "**/" in p for p in pattern):
-        return [pattern]
-    return [tuple(p.replace("**/", "*/" * n) if isinstance(p, str) else p for p in pattern) for n in range(4)]
+    return [(*directory, codefiles.LISTED, how, *(("/", *pattern) if pattern else ()))]
 
 
 def _callee(func: ast.expr, scope: _Scope) -> tuple[ast.FunctionDef, dict[str, Any], bool, _Scope | None] | None:
@@ -386,7 +493,7 @@ def _callee(func: ast.expr, scope: _Scope) -> tuple[ast.FunctionDef, dict[str, A
     if isinstance(func, ast.Name) and func.id in scope.nested and func.id not in scope.bound:
         return scope.nested[func.id], scope.globs, False, scope
     target: Any = _global(func, scope)
-    method = False
+    method: bool | _Object = False
     if target is None and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
             and scope.members is not None and scope.self_name is not None and func.value.id == scope.self_name \
             and scope.self_name not in scope.locals and scope.self_name not in scope.bound:
@@ -395,9 +502,61 @@ def _callee(func: ast.expr, scope: _Scope) -> tuple[ast.FunctionDef, dict[str, A
             target = target.__func__
         else:
             method = True
+    if target is None and isinstance(func, ast.Attribute):  # (`LAYOUT.path_for(day)`, `self.layout.path_for(day)`)
+        obj = _instance(func.value, scope)
+        target = inspect.getattr_static(type(obj), func.attr, None) if obj is not None else None
+        if isinstance(target, staticmethod):
+            target = target.__func__
+        elif isinstance(target, types.FunctionType):
+            method = _Object(obj)
     target = _unwrapped(target)
     fn = _helper_tree(target) if isinstance(target, types.FunctionType) else None
+    if fn is not None and isinstance(method, _Object) and not (fn.args.posonlyargs + fn.args.args):
+        return None
     return None if fn is None else (fn, target.__globals__, method, None)
+
+
+class _Object:
+    """Another object whose method a task calls (`LAYOUT.path_for(self.day)` of a module-level `LAYOUT =
+    Layout("daily")`, `self.layout.path_for(...)` of a class attribute): `self.<name>` in that method is the
+    object's attribute as it is (a str, a path, a luigi.Config; _member), never a task parameter."""
+
+    def __init__(self, obj: Any) -> None:
+        self.obj, self.cls = obj, type(obj)
+
+    def of(self, name: str) -> None:
+        return None
+
+    def static(self, name: str) -> Any:
+        value = self.raw(name)
+        return value if isinstance(value, luigi.Config | str | PurePath) else None
+
+    def raw(self, name: str) -> Any:
+        try:
+            return inspect.getattr_static(self.obj, name)
+        except AttributeError:
+            return None
+
+
+def _instance(node: ast.expr, scope: _Scope) -> Any:
+    """The project object `node` names, whose method a call calls: a module-level one (`LAYOUT`) or an attribute of
+    self that no method assigns (a class attribute of the task, or of another _Object); else None."""
+    value: Any = None
+    if isinstance(node, ast.Name) and node.id not in scope.bound and node.id not in scope.locals \
+            and node.id not in scope.unknown and node.id != scope.self_name:
+        value = scope.globs.get(node.id)
+    elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and scope.members is not None \
+            and scope.self_name is not None and node.value.id == scope.self_name and node.attr not in scope.params \
+            and scope.self_name not in scope.locals and scope.self_name not in scope.bound:
+        members = scope.members
+        if isinstance(members, _Object):
+            value = members.raw(node.attr)
+        elif node.attr not in members.other and node.attr not in members.assigned:
+            value = inspect.getattr_static(members.cls, node.attr, None)
+    plain = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType, property,
+             staticmethod, classmethod, functools.cached_property, luigi.Task, luigi.Parameter, str, bytes, int,
+             float, PurePath)
+    return None if value is None or isinstance(value, plain) else value
 
 
 def _global(func: ast.expr, scope: _Scope) -> Any:
@@ -413,14 +572,64 @@ def _global(func: ast.expr, scope: _Scope) -> Any:
 
 
 def _unwrapped(target: Any) -> Any:
-    """The function a decorator that keeps it as `__wrapped__` wraps (functools.wraps, lru_cache, cache,
-    contextmanager), else `target`."""
-    if target is None or not hasattr(target, "__wrapped__"):
-        return target
+    """The function a decorator wraps: one that keeps it as `__wrapped__` (functools.wraps, lru_cache, cache,
+    contextmanager), or a project wrapper that only hands its arguments on (_passed_on); else `target`."""
+    for _ in range(8):  # (decorators stacked on one function)
+        if target is None:
+            return target
+        if hasattr(target, "__wrapped__"):
+            try:
+                target = inspect.unwrap(target)
+            except ValueError:  # (a cycle of __wrapped__)
+                return target
+            continue
+        inner = _passed_on(target)
+        if inner is None:
+            return target
+        target = inner
+    return target
+
+
+def _passed_on(wrapper: Any) -> types.FunctionType | None:
+    """The function a decorator's wrapper without functools.wraps calls with its own arguments, as they came
+    (`def wrapper(*args, **kwargs): log(...); return fn(*args, **kwargs)`, `fn` a function of its closure): what
+    runs with the call's arguments and what it returns is that function's. A wrapper that changes them or what is
+    returned (`return "data/" + fn(*args)`): None (not followed)."""
+    code = getattr(wrapper, "__code__", None)
+    if not isinstance(wrapper, types.FunctionType) or not wrapper.__closure__ or code is None:
+        return None
+    cells = {name: cell.cell_contents for name, cell in zip(code.co_freevars, wrapper.__closure__, strict=True)
+             if _filled(cell) and isinstance(cell.cell_contents, types.FunctionType)}
+    fn = _helper_tree(wrapper) if cells else None
+    if fn is None or fn.args.posonlyargs or fn.args.args or fn.args.kwonlyargs or fn.args.vararg is None:
+        return None
+    star, double = fn.args.vararg.arg, fn.args.kwarg.arg if fn.args.kwarg else None
+    returns = [r.value for r in ast.walk(fn) if isinstance(r, ast.Return)]
+    stored = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    called = {_handed_on(r, star, double) for r in returns}
+    if not returns or len(called) != 1 or None in called or stored & {star, double}:
+        return None
+    return cells.get(called.pop())  # type: ignore[arg-type]
+
+
+def _handed_on(node: ast.expr | None, star: str, double: str | None) -> str | None:
+    """The name `node` calls if it is `name(*star, **double)` (the wrapper's own arguments), else None."""
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        return None
+    args_ok = len(node.args) == 1 and isinstance(node.args[0], ast.Starred) \
+        and isinstance(node.args[0].value, ast.Name) and node.args[0].value.id == star
+    kwargs_ok = not node.keywords if double is None else len(node.keywords) == 1 \
+        and node.keywords[0].arg is None and isinstance(node.keywords[0].value, ast.Name) \
+        and node.keywords[0].value.id == double
+    return node.func.id if args_ok and kwargs_ok else None
+
+
+def _filled(cell: Any) -> bool:
     try:
-        return inspect.unwrap(target)
-    except ValueError:  # (a cycle of __wrapped__)
-        return target
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
 
 
 def _alternatives(pieces: Template) -> list[Template]:
@@ -440,7 +649,7 @@ def _path_like(pieces: Template) -> bool:
     text = [p if isinstance(p, str) else p[1] if p[0] in ("%", "fmt") else p[3] if p[0] == "f" else ""
             for p in pieces]
     values = _values(pieces)
-    text += [v[3] for v in values if v[0] in ("p", "i") and v[2] == "strftime"]
+    text += [v[3] for v in values if v[0] in ("p", "i", "m") and v[2] == "strftime"]
     return any(v[0] != "c" for v in values) and any("/" in t or "." in t for t in text)
 
 
@@ -459,6 +668,8 @@ def _template(node: ast.expr, scope: _Scope, budget: list[int]) -> Template | No
         return _fstring(node, scope, budget)
     if isinstance(node, ast.BinOp):
         return _operator(node, scope, budget)
+    if isinstance(node, ast.IfExp):  # (`a if c else b`, a property's several returns: _either)
+        return _choice([_template(node.body, scope, budget), _template(node.orelse, scope, budget)])
     member = _member(node, scope)
     if isinstance(member, tuple):
         return _template(member[0], member[1], budget)
@@ -627,6 +838,8 @@ def _is_path(node: ast.expr, scope: _Scope, budget: list[int]) -> bool:
         return (func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)) in _PATHS
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
         return _is_path(node.left, scope, budget)
+    if isinstance(node, ast.IfExp):
+        return _is_path(node.body, scope, budget) and _is_path(node.orelse, scope, budget)
     if isinstance(node, ast.Attribute) and node.attr == "parent":
         return _is_path(node.value, scope, budget)
     member = _member(node, scope)
@@ -672,19 +885,23 @@ def _value(node: ast.expr, scope: _Scope, budget: list[int]) -> Value | None:
     func = node.func
     if isinstance(func, ast.Name) and func.id == "str" and len(node.args) == 1 and not node.keywords:
         inner = _value(node.args[0], scope, budget)
+        if inner is not None and inner[0] in ("sub", "conf", "cfg", "m"):
+            return ("m", inner, "str", "")
         return (inner[0], inner[1], "str", "", *inner[4:]) if inner is not None and inner[0] in ("p", "i") \
             and not inner[2] else inner if inner is not None and inner[0] == "c" else None
     if not isinstance(func, ast.Attribute) or node.keywords:
         return None
     if func.attr in ("strftime", "isoformat"):
         inner = _value(func.value, scope, budget)
-        if inner is None or inner[0] not in ("p", "i") or inner[2]:
+        if inner is None or inner[0] not in ("p", "i", "sub", "conf", "cfg") or inner[0] in ("p", "i") and inner[2]:
             return None
+        # (an item, `self.days[0].strftime(...)`, or a config value: applied to what it evaluates to, "m")
+        head = (inner[0], inner[1]) if inner[0] in ("p", "i") else ("m", inner)
         if func.attr == "isoformat" and not node.args:
-            return (inner[0], inner[1], "isoformat", "", *inner[4:])
+            return (*head, "isoformat", "", *inner[4:])
         if func.attr == "strftime" and len(node.args) == 1 and isinstance(node.args[0], ast.Constant) \
                 and isinstance(node.args[0].value, str) and not any(c.isspace() for c in node.args[0].value):
-            return (inner[0], inner[1], "strftime", node.args[0].value, *inner[4:])
+            return (*head, "strftime", node.args[0].value, *inner[4:])
         return None
     if func.attr == "get" and isinstance(func.value, ast.Call) and not func.value.args \
             and (getattr(func.value.func, "attr", None) or getattr(func.value.func, "id", None)) == "get_config" \
@@ -742,10 +959,11 @@ def _inlined(node: ast.Call, scope: _Scope, budget: list[int]) -> Template | Non
     parameters (`def raw_path(day): return f"data/{day:%Y-%m-%d}.csv"`), with its arguments: each path it may
     return (those it returns from elsewhere are not known)."""
     callee = _callee(node.func, scope) if scope.depth < 3 else None
-    if callee is None or callee[2] or not _inlinable(callee[0]):
+    if callee is None or callee[2] is True or not _inlinable(callee[0]):
         return None
-    fn, globs, _, closure = callee
+    fn, globs, method, closure = callee
     names = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
+    own = names.pop(0) if isinstance(method, _Object) else None
     if len(node.args) > len(names) or fn.args.vararg or fn.args.kwarg or fn.args.kwonlyargs:
         return None
     bound = {n: (a, scope) for n, a in zip(names, node.args, strict=False)}
@@ -761,6 +979,8 @@ def _inlined(node: ast.Call, scope: _Scope, budget: list[int]) -> Template | Non
     for n in names:
         inner.bound[n] = bound.get(n) or (defaults[n], inner)
     inner.unknown -= set(names)
+    if own is not None:
+        _as_object(inner, own, method)  # type: ignore[arg-type]
     returns = [r.value for r in ast.walk(fn) if isinstance(r, ast.Return) and r.value is not None]
     return _choice([_template(r, inner, budget) for r in returns])  # (each path it may return)
 
@@ -890,7 +1110,8 @@ def _values(pieces: Template) -> list[Value]:
 
 def _flat(value: Value) -> list[Value]:
     """A value and those it is made of (an item's container and key: `self.files[name]` in a loop)."""
-    return [value, *_flat(value[1]), *_flat(value[2])] if value[0] == "sub" else [value]
+    return [value, *_flat(value[1]), *_flat(value[2])] if value[0] == "sub" else \
+        [value, *_flat(value[1])] if value[0] == "m" else [value]
 
 
 def formatted(task: Any, pieces: Template, items: dict[tuple[Any, str], Any] | None = None) -> str:
@@ -940,7 +1161,8 @@ def _evaluate(task: Any, value: Value, items: dict[tuple[Any, str], Any]) -> Any
     if value[0] == "sub":
         return _evaluate(task, value[1], items)[_evaluate(task, value[2], items)]
     name, method, argument = value[1:4]
-    v = _part(items[(name, value[4])], value[5]) if value[0] == "i" else getattr(task, name)
+    v = _part(items[(name, value[4])], value[5]) if value[0] == "i" else _evaluate(task, name, items) \
+        if value[0] == "m" else getattr(task, name)
     if method == "strftime":
         return v.strftime(argument)
     if method == "isoformat":

@@ -28,6 +28,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from pathlib import Path
 
 from nixlib import base32, configfiles, makefiles, notebooks, pycode
 from nixlib.recipe import digest
@@ -205,10 +206,45 @@ _GLOB = re.compile(r"[*?]|\[[^\]/]+\]")  # a shell or Python glob pattern in a p
 _GLOB_LIMIT = 100_000  # (a pattern matching more keys the first ones, in sorted order)
 
 
+LISTED = "/\x00"  # "<directory>/\x00<how>[/<pattern>]": a listing word (listing_word); no path holds a NUL
+
+
+def listing_word(directory: str, how: str, pattern: str = "") -> str:
+    """A word expand_globs replaces by what one listing API yields now, exactly as the code's call would: `entries`
+    (os.listdir, os.scandir, Path.iterdir: the directory's entries, hidden ones too), `walk` (os.walk: every file
+    below it at any depth, hidden ones and those in hidden directories too), `pathglob`/`rglob` (Path(directory).
+    glob(pattern) / .rglob(pattern): pathlib's `*` matches hidden names), `recursive` (glob.glob(directory,
+    recursive=True): `directory` is the whole pattern; glob's `*` and `**` skip hidden names)."""
+    return f"{directory}{LISTED}{how}" + (f"/{pattern}" if pattern else "")
+
+
 def expand_globs(words: Iterable[str]) -> list[str]:
     """The words, each glob pattern among them (`data/*.csv`) replaced by the paths it matches now (sorted; hidden
-    files only when the pattern names them, as the shell does)."""
-    return [m for w in words for m in (_matches(w) if _GLOB.search(w) else (w,))]
+    files only when the pattern names them, as the shell does), each listing word (listing_word) by what its
+    listing yields now."""
+    return [m for w in words for m in (_listing(w) if LISTED in w else _matches(w) if _GLOB.search(w) else (w,))]
+
+
+def _listing(word: str) -> list[str]:
+    """What a listing word's API yields now (sorted, at most _GLOB_LIMIT): the same call the code makes, so a
+    hidden file or one at any depth is there exactly when the code would read it."""
+    directory, _, rest = word.partition(LISTED)
+    how, _, pattern = rest.partition("/")
+    try:
+        if how == "entries":
+            found = [os.path.join(directory, n) for n in os.listdir(directory)]
+        elif how == "walk":
+            found = [os.path.join(top, n) for top, _, names in os.walk(directory) for n in names]
+        elif how in ("pathglob", "rglob") and pattern:
+            matched = Path(directory).glob(pattern) if how == "pathglob" else Path(directory).rglob(pattern)
+            found = [str(p) for p in matched]
+        elif how == "recursive":
+            found = glob.glob(directory, recursive=True)
+        else:
+            return []
+    except (OSError, ValueError, NotImplementedError, re.error):  # (gone, unreadable, a malformed pattern)
+        return []
+    return sorted(found)[:_GLOB_LIMIT]
 
 
 def _matches(pattern: str) -> list[str]:
