@@ -21,7 +21,7 @@ _OPERAND = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")
 # (group 1)
 # (each part stops at a shell separator: no text takes longer than linear time)
 _MAKE = re.compile(r"(?:^|(?<=[|;&(`{!\s]))(?:[A-Za-z_]\w*=[^\s|;&()`{}<>]*[ \t]+)*(?:[^\s/|;&()`{}<>!'\"]*/)*"
-                   r"g?make(?![\w.-])((?:[ \t]+(?:'[^'\n]*'|\"[^\"\n]*\"|[^\s;|&<>()`'\"]+))*)")
+                   r"g?make(?![\w.-])((?:[ \t]+(?:'[^'\n]*'|\"[^\"\n]*\"|[^\s;|&<>()`'\"])+)*)")
 _VALUED = "CfIoWE"  # make's short options that take a value (`-C DIR`, `-fFILE`, `-sC DIR`: after flags)
 _LONG = {"--directory": "d", "--file": "f", "--makefile": "f", "--include-dir": "I"}
 MAX_BYTES = 1 << 20  # a makefile read for the makefiles it includes or runs make with
@@ -58,31 +58,81 @@ def of_command(command: str, cds: Sequence[str] = ()) -> list[str]:
     todo = [r for one in (_unrolled(command) if "for" in command else [command]) for r in _run_by(one, cds)]
     found: dict[str, None] = {}
     while todo and len(found) < _MAX_FOLLOWED:
-        path, base, include_dirs = todo.pop(0)
+        path, base, include_dirs, assigned = todo.pop(0)
         if path not in found:
             found[path] = None
-            todo += _read_by(path, base, include_dirs)
+            todo += _read_by(path, base, include_dirs, dict(assigned))
     return [Read(p) for p in found]
 
 
-def _run_by(command: str, cds: Sequence[str], include_dirs: tuple[str, ...] = ()
-            ) -> list[tuple[str, str, tuple[str, ...]]]:
+Make = tuple[str, str, tuple[str, ...], tuple[tuple[str, str], ...]]  # (makefile, the directory make runs in, its
+# include directories, the variables its command line sets: _run_by)
+
+
+def _run_by(command: str, cds: Sequence[str], include_dirs: tuple[str, ...] = (),
+            assigned: dict[str, str] | None = None) -> list[Make]:
     """(makefile, the directory make runs in, the directories its include lines are looked for in besides, as written:
-    its `-I DIR`, then those of the make running it, which make hands on in MAKEFLAGS) of each `make` a command runs
-    (of_command), not followed."""
-    found: list[tuple[str, str, tuple[str, ...]]] = []
+    its `-I DIR`, then those of the make running it, which make hands on in MAKEFLAGS; the variables set on its command
+    line, `make SUBDIRS="a b"`, with those of the make running it, which MAKEFLAGS hands on too) of each `make` a
+    command runs (of_command), not followed. A directory only make's run can tell (`-C $$d` in a loop over
+    `$(shell ls)`, `-C $@` of targets from the environment) is each directory below where it would run that holds a
+    makefile (_below): more keyed, never less."""
+    found: list[Make] = []
     for m in _MAKE.finditer(command):
-        directory, files, includes = _options([w.strip("'\"") for w in _OPERAND.findall(m.group(1))])
-        bases = [directory] if directory and os.path.isabs(directory) else \
-            [os.path.join(d, directory or "") for d in cds]
+        operands = _words(m.group(1))
+        directory, files, includes = _options(operands)
+        variables = tuple({**(assigned or {}), **_assignments(operands)}.items())
+        if directory and "$" in directory:
+            bases = [b for d in cds for b in _below(os.path.normpath(d))]
+            files = []
+        else:
+            bases = [directory] if directory and os.path.isabs(directory) else \
+                [os.path.join(d, directory or "") for d in cds]
         dirs = tuple(dict.fromkeys([*includes, *include_dirs]))
         for base in map(os.path.normpath, bases):
             if files:
-                found += [(p, base, dirs) for f in files for p in (os.path.normpath(os.path.join(base, f)),)
+                found += [(p, base, dirs, variables) for f in files for p in (os.path.normpath(os.path.join(base, f)),)
                           if os.path.isfile(p)]
             else:
-                found += [(p, base, dirs) for p in (os.path.join(base, n) for n in NAMES) if os.path.isfile(p)][:1]
+                found += [(p, base, dirs, variables) for p in (os.path.join(base, n) for n in NAMES)
+                          if os.path.isfile(p)][:1]
     return list(dict.fromkeys(found))
+
+
+def _words(text: str) -> list[str]:
+    """A make's operands as the shell splits them (`SUBDIRS="one two"` is one word, its quotes removed)."""
+    try:
+        return shlex.split(text)
+    except ValueError:  # (an unbalanced quote: the shell refuses it; taken as written)
+        return [w.strip("'\"") for w in _OPERAND.findall(text)]
+
+
+_ASSIGNED = re.compile(r"([A-Za-z_][\w.-]*)(?::{0,2}|\+)=(.*)", re.DOTALL)  # `SUBDIRS=a b` on make's command line
+
+
+def _assignments(operands: list[str]) -> dict[str, str]:
+    """The variables a `make`'s command line sets (`make -C build SUBDIRS="one two" OUT=x`), free of `$`: they
+    override the makefile's own assignments (_values)."""
+    out: dict[str, str] = {}
+    for w in operands:
+        m = _ASSIGNED.fullmatch(w) if "=" in w and not w.startswith("-") else None
+        if m and "$" not in m.group(2):
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def _below(base: str) -> list[str]:
+    """The directories below `base` (three levels deep at most, hidden ones left out) that hold a makefile: where a
+    sub-make whose directory only make's run can tell may run."""
+    out: list[str] = []
+    for here, dirs, files in os.walk(base):
+        deep = here[len(base):].count(os.sep) >= 3
+        dirs[:] = [] if deep else sorted(d for d in dirs if not d.startswith("."))
+        if here != base and any(n in files for n in NAMES):
+            out.append(here)
+        if len(out) >= _MAX_FOLLOWED:
+            break
+    return out
 
 
 def _options(operands: list[str]) -> tuple[str | None, list[str], list[str]]:
@@ -114,24 +164,28 @@ def _options(operands: list[str]) -> tuple[str | None, list[str], list[str]]:
     return directory, files, includes
 
 
-def _read_by(makefile: str, base: str, include_dirs: tuple[str, ...] = ()) -> list[tuple[str, str, tuple[str, ...]]]:
+def _read_by(makefile: str, base: str, include_dirs: tuple[str, ...] = (), assigned: dict[str, str] | None = None
+             ) -> list[Make]:
     """(makefile, the directory make runs in, the include directories) of the makefiles a makefile that make runs in
     `base` reads in turn: those its include lines name (relative to `base`, as make takes them, or to its own
     directory: more keyed, never less; then in the `include_dirs`, `-I DIR`, relative to `base` as make takes them
     after `-C`, in a sub-make too; a simple variable it sets expanded,
     `$(TOP)/rules.mk` with an unknown one taken beside) and those its recipes run make with (`$(MAKE) -C src`, run in
-    `base`; `cd src && $(MAKE)`, `cd $(SUB); make all`: in the directory the recipe line changes into)."""
+    `base`; `cd src && $(MAKE)`, `cd $(SUB); make all`: in the directory the recipe line changes into; `cd $$d`, a
+    directory only make's run can tell: each below `base` with a makefile). `assigned`: the variables set on the
+    command line of the make that reads it (_run_by)."""
     try:
         with open(makefile, "rb") as f:
             text = f.read(MAX_BYTES).decode(errors="replace")
     except OSError:
         return []
     text = text.replace("\r\n", "\n").replace("\\\n", " ")
-    found: list[tuple[str, str, tuple[str, ...]]] = []
+    found: list[Make] = []
     if "include" not in text and not any(line.startswith("\t") and "make" in line.lower()
                                          for line in text.split("\n")):
         return []
-    values = _values(text, base)
+    values = _values(text, base, assigned or {})
+    variables = tuple((assigned or {}).items())
     for line in _INCLUDE.findall(text):
         for word in line.split("#")[0].split():
             word = _VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)), word)
@@ -143,24 +197,29 @@ def _read_by(makefile: str, base: str, include_dirs: tuple[str, ...] = ()) -> li
                 path = os.path.normpath(os.path.join(d, word))
                 paths = sorted(glob.glob(os.path.join(glob.escape(d), word)))[:_MAX_FOLLOWED] \
                     if _GLOB.search(word) else [path]
-                found += [(os.path.normpath(p), base, include_dirs) for p in paths if os.path.isfile(p)]
+                found += [(os.path.normpath(p), base, include_dirs, variables) for p in paths if os.path.isfile(p)]
     for line, targets in _recipes(text, values):  # (each line runs in a shell of its own, in `base`)
         for one in _expanded(line, values, base, targets):
             cds = [base]
             for m in _CD.finditer(one) if "cd" in one else ():
                 d = m.group(1) or m.group(2) or m.group(3)
-                if "$" not in d and not d.startswith(("~", "-")):
+                if "$" in d:  # (`cd $$d && $(MAKE)` over words only make's run can tell)
+                    cds = list(dict.fromkeys([*cds, *_below(base)]))[:_MAX_FOLLOWED]
+                elif not d.startswith(("~", "-")):
                     cds = list(dict.fromkeys([*cds, *(os.path.normpath(os.path.join(c, d)) for c in cds)]))[:64]
-            found += _run_by(one, cds, include_dirs)
+            found += _run_by(one, cds, include_dirs, assigned)
     return found
 
 
-def _values(text: str, base: str) -> dict[str, str]:
+def _values(text: str, base: str, assigned: dict[str, str]) -> dict[str, str]:
     """The variables a makefile sets that _read_by can expand (`TOP := ..`, `SUBDIRS = a b`, `SUBDIRS += c`,
     `DIRS := $(wildcard */)`: make's functions _functions knows, run in `base`); one whose value holds anything else
-    (`$(shell ...)`, an unknown variable) is left out."""
-    values = {"CURDIR": base}
+    (`$(shell ...)`, an unknown variable) is left out. Those `assigned` on make's command line win over the
+    makefile's, unless it sets them with `override`, as in make."""
+    values = {"CURDIR": base, **assigned}
     for m in _ASSIGN.finditer(text):
+        if m.group(1) in assigned and "override" not in m.group(0)[:m.start(1) - m.start(0)]:
+            continue
         value = _functions(_VARIABLE.sub(lambda v: values.get(v.group(1), v.group(0)),
                                          m.group(3).split("#")[0].strip()), base)
         if "$" not in value:
@@ -203,18 +262,24 @@ _FOR = re.compile(r"\bfor[ \t]+([A-Za-z_]\w*)[ \t]+in[ \t]+([^;|&()`<>\n]*?)[ \t
                   r"([^\n]*?)(?:;[ \t]*)?\bdone\b")
 
 
+_UNKNOWN = "${NW_UNKNOWN}"  # a loop word only the shell's run can tell (_unrolled), as _run_by sees one
+
+
 def _unrolled(line: str, base: str | None = None) -> list[str]:
     """A shell line with its `for VAR in WORDS; do BODY; done` loops written out: the line once per word, the loop
     replaced by its body with `$VAR`, `${VAR}` as the word (each loop of the line in turn; a glob, `for d in */`,
     as the shell expands it in `base`, the directory a recipe runs in; words holding `$`, or a glob without `base`,
-    are not known and left out)."""
+    are not known: the body is written once more with _UNKNOWN for the variable)."""
     m = _FOR.search(line)
     if m is None:
         return [line]
     var, body = m.group(1), m.group(3)
-    words = [w for w in _OPERAND.findall(m.group(2)) if "$" not in w]
+    written = _OPERAND.findall(m.group(2))
+    words = [w for w in written if "$" not in w]
     words = [x for w in words for x in (_shell_glob(w, base) if _GLOB.search(w) and w[0] not in "'\"" else
                                         [w.strip("'\"")])][:64]
+    if any("$" in w or (base is None and _GLOB.search(w)) for w in written):
+        words.insert(0, _UNKNOWN)  # (a word only the run can tell: its body once more, for _run_by to answer)
     pattern = re.compile(r"\$(?:\{" + var + r"\}|" + var + r"(?!\w))")
     out: list[str] = []
     for w in words:

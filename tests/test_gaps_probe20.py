@@ -87,8 +87,8 @@ rule make:
 def test_which_sub_makes_loops_over_directories_run(tmp_path: Path) -> None:
     """Pure logic: the makefiles of_command finds through shell loops (in a recipe, `$${x}` too, over a shell glob
     `mod*/`, and in the command itself), `$(foreach ...)`, `$(SUBDIRS):` / `$(MAKE) -C $@`, and make's functions
-    naming directories; a loop over words it cannot know (`$(shell ...)`) follows nothing, and no other directory's
-    Makefile is found."""
+    naming directories; a loop over words it cannot know (`$(shell ...)`) follows every makefile below (session 22:
+    it followed nothing, and an edit there was served stale), and no other directory's Makefile is found."""
     from nixlib import makefiles
     root = _write(tmp_path / "p", {
         "a/Makefile": "SUBDIRS = x\nSUBDIRS += y\nall:\n\tfor d in $(SUBDIRS); do $(MAKE) -C $$d; done\n",
@@ -110,7 +110,7 @@ def test_which_sub_makes_loops_over_directories_run(tmp_path: Path) -> None:
     assert rel(f"make -C {root}/a") == ["a/Makefile", "a/x/Makefile", "a/x/deep/Makefile", "a/y/Makefile"]
     assert rel(f"make -C {root}/b") == ["b/Makefile", "b/s/Makefile", "b/t/Makefile"]
     assert rel(f"make -C {root}/c") == ["c/Makefile", "c/m/Makefile", "c/n/Makefile"]
-    assert rel(f"make -C {root}/d") == ["d/Makefile"]
+    assert rel(f"make -C {root}/d") == ["d/Makefile", "d/k/Makefile"]
     assert rel("for d in f g; do make -C $d; done", [str(root / "e")]) == ["e/f/Makefile", "e/g/Makefile"]
     assert rel(f"make -C {root}/g") == ["g/Makefile", "g/mod1/Makefile", "g/mod2/Makefile"]  # (a shell glob)
 
