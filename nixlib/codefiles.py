@@ -478,13 +478,19 @@ class CodeFiles:
                     or os.path.basename(path) in makefiles.NAMES or isinstance(word, makefiles.Read):
                 # (`make -f {HERE}/Makefile`; a makefile make reads, makefiles.of_command: `include config.mak`)
                 try:
-                    found[path] = self.digest(path, imports=imports)
-                    extra = self.sys_path_modules(path, roots) if path.endswith(".py") else {}
+                    found[path] = self.code_digest(path, roots, imports)
                 except UNREADABLE:  # unreadable: the step cannot read it either (an execute-only tool runs alike)
                     continue
-                if extra:
-                    found[path] = digest([found[path], extra])
         return found
+
+    def code_digest(self, path: str, roots: Iterable[str], imports: tuple[str, ...] = ()) -> str:
+        """A code file's digest (digest) with, for a Python file that puts a directory on `sys.path` itself, the
+        project modules it imports from there (sys_path_modules): one rule for a script named by path (named) and a
+        module found another way (`python -m pkg.train`, a module inline code imports; nw run's dsl), so neither
+        misses an edit under the directory it adds."""
+        found = self.digest(path, imports=imports)
+        extra = self.sys_path_modules(path, list(roots)) if path.endswith(".py") else {}
+        return digest([found, extra]) if extra else found
 
     def sys_path_modules(self, path: str, roots: list[str]) -> dict[str, str]:
         """{path relative to the script's directory: content hash} of the project modules a Python script imports

@@ -841,14 +841,14 @@ class _Builder:
         for p in [*run_by_make, *(codefiles.inline_modules(command, imports) if imports else ())]:
             if p.startswith(inside) and p not in found:
                 try:
-                    found[p] = self.code_files.digest(p, imports=imports)
+                    found[p] = self.code_files.code_digest(p, self.code_roots, imports)
                 except codefiles.UNREADABLE:  # unreadable: the step cannot read it either
                     continue
         for d in imports if modules else ():
             for p in codefiles.module_paths(modules, d):
                 if p.startswith(inside) and p not in found:
                     try:
-                        found[p] = self.code_files.digest(p, imports=imports)
+                        found[p] = self.code_files.code_digest(p, self.code_roots, imports)
                     except codefiles.UNREADABLE:  # unreadable: the step cannot import it either
                         continue
         return found

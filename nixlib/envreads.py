@@ -14,6 +14,7 @@ at run time (`os.environ[name]`, `Sys.getenv(var)`) cannot be seen.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import types
@@ -79,12 +80,164 @@ def _python_variables(path: str, data: bytes, text: str, suffix: str) -> set[str
         code = compile(source, path, "exec", dont_inherit=True)
     except (SyntaxError, ValueError):
         return set(_QUOTED_NAME.findall(text)) if "environ" in text or "getenv" in text else set()
-    environ: set[str] = set()
     strings: set[str] = set()
-    pycode.uses([types.FunctionType(code, {})], strings=strings, environ=environ)
-    names = {n for n in environ if _NAME.fullmatch(n)}
+    pycode.uses([types.FunctionType(code, {})], strings=strings)
+    names = {n for n in _environ_names(ast.parse(source, path)) if _NAME.fullmatch(n)}
     names.update(n for t in strings if "$" in t for n in expanded_variables(t))
     return names
+
+
+_ENVIRONS = frozenset({"environ", "environb"})
+_GETENVS = frozenset({"getenv", "getenvb"})
+_LOOKUPS = frozenset({"get", "setdefault", "pop", "__getitem__", "__contains__"})  # environ's methods taking a name
+_WRITES = frozenset({"update", "__setitem__", "__delitem__"})  # (set values the host's do not decide)
+
+
+def _environ_names(tree: ast.AST) -> set[str]:
+    """The variables a parsed Python file reads by name: the literal names its lookups spell (`os.environ["SCALE"]`,
+    `os.environ.get("SCALE", "unset")` (not "unset"), `os.getenv("SCALE")`, `os.environ.setdefault("SCALE", "1")`,
+    `"SCALE" in os.environ`), or that a name the lookup uses is only ever bound to (`VAR = "SCALE"`,
+    `for v in ("A", "B")`, `for v in VARS` with `VARS = ("A", "B")`). Where a lookup's name is computed in a way this
+    cannot follow (`os.getenv(f"X_{i}")`, a parameter, an imported constant), or the environment is used whole
+    (`dict(os.environ)`, `env = os.environ.copy()`, `f(os.environ)`, `map(os.getenv, names)`), every name-like
+    string constant of the file is taken as read instead: more keyed, never less."""
+    parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+    bound = _literal_bindings(tree)
+    environs, getenvs = set(_ENVIRONS), set(_GETENVS)
+    for node in ast.walk(tree):  # (`from os import environ as env`, `from os import getenv`)
+        if isinstance(node, ast.ImportFrom) and node.module == "os":
+            environs.update(a.asname or a.name for a in node.names if a.name in _ENVIRONS)
+            getenvs.update(a.asname or a.name for a in node.names if a.name in _GETENVS)
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        used = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+        if used is None or not isinstance(getattr(node, "ctx", None), ast.Load):
+            continue
+        if used in environs if isinstance(node, ast.Name) else used in _ENVIRONS:
+            values = _environ_use(node, parents, bound)
+        elif used in getenvs if isinstance(node, ast.Name) else used in _GETENVS:
+            call = parents.get(id(node))
+            values = _values(_argument(call), bound) if isinstance(call, ast.Call) and call.func is node else None
+        else:
+            continue
+        if values is None:  # (computed, or the environment used whole: the conservative scan)
+            return {c.value for c in ast.walk(tree) if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+        names.update(values)
+    return names
+
+
+def _environ_use(node: ast.expr, parents: dict[int, ast.AST], bound: dict[str, set[str] | None]) -> set[str] | None:
+    """The names the use of the environment object `node` looks up (_values of the expression naming the variable),
+    none for a use reading none (a plain assignment or `del` of `os.environ["X"]`, `os.environ.update(...)`), None
+    for a use that may read any (passed whole, copied, iterated) or whose name cannot be told."""
+    parent = parents.get(id(node))
+    if isinstance(parent, ast.Subscript) and parent.value is node:
+        if isinstance(parent.ctx, (ast.Store, ast.Del)) and not isinstance(parents.get(id(parent)), ast.AugAssign):
+            return set()
+        return _values(parent.slice, bound)
+    if isinstance(parent, ast.Compare) and node in parent.comparators:
+        at = parent.comparators.index(node)
+        if isinstance(parent.ops[at], (ast.In, ast.NotIn)):
+            return _values(parent.left if at == 0 else parent.comparators[at - 1], bound)
+        return None
+    if isinstance(parent, ast.Attribute) and parent.value is node:
+        call = parents.get(id(parent))
+        if isinstance(call, ast.Call) and call.func is parent:
+            if parent.attr in _WRITES:
+                return set()
+            if parent.attr in _LOOKUPS:
+                return _values(_argument(call), bound)
+    return None
+
+
+def _argument(call: ast.Call) -> ast.expr | None:
+    """A lookup call's first argument (the variable's name), or its `key=`."""
+    if call.args and not isinstance(call.args[0], ast.Starred):
+        return call.args[0]
+    return next((k.value for k in call.keywords if k.arg == "key"), None)
+
+
+def _values(expr: ast.expr | None, bound: dict[str, set[str] | None]) -> set[str] | None:
+    """The names `expr` may be: a string constant's, those a name is only ever bound to (_literal_bindings); None
+    when it cannot be told."""
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, (str, bytes)):
+        return {expr.value if isinstance(expr.value, str) else expr.value.decode("utf-8", "replace")}
+    if isinstance(expr, ast.Name):
+        return bound.get(expr.id)
+    return None
+
+
+def _literal_bindings(tree: ast.AST) -> dict[str, set[str] | None]:
+    """{identifier: every string it is bound to anywhere in the file}, None for one bound otherwise even once (a
+    parameter, an import, a computed value, an unpacking): by name, whatever the scope (a name bound to "A" in one
+    function and "B" in another may be either: both keyed). A loop's name over literal strings (`for v in ("A",
+    "B")`, `for v in VARS` with `VARS = ["A", "B"]` its only binding) is bound to each."""
+    binds: dict[str, list[tuple[str, object]]] = {}
+
+    def other(target: ast.AST) -> None:
+        for t in ast.walk(target):
+            if isinstance(t, ast.Name):
+                binds.setdefault(t.id, []).append(("other", None))
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.NamedExpr)):
+            value = None if isinstance(node, ast.AugAssign) else node.value
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if not isinstance(t, ast.Name):
+                    other(t)
+                elif isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    binds.setdefault(t.id, []).append(("str", {value.value}))
+                elif _literal_strings(value) is not None:
+                    binds.setdefault(t.id, []).append(("seq", _literal_strings(value)))
+                else:
+                    binds.setdefault(t.id, []).append(("other", None))
+        elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+            if isinstance(node.target, ast.Name):
+                binds.setdefault(node.target.id, []).append(("for", node.iter))
+            else:
+                other(node.target)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                binds.setdefault((alias.asname or alias.name).split(".")[0], []).append(("other", None))
+        elif isinstance(node, ast.arg):
+            binds.setdefault(node.arg, []).append(("other", None))
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:
+                if item.optional_vars is not None:
+                    other(item.optional_vars)
+        elif isinstance(node, ast.ExceptHandler) and node.name or \
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.MatchAs, ast.MatchStar)) \
+                and node.name:
+            binds.setdefault(node.name, []).append(("other", None))
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Del):
+            binds.setdefault(node.id, []).append(("other", None))
+
+    def sequence(name: str) -> set[str] | None:
+        kinds = binds.get(name, [("other", None)])
+        if any(k != "seq" for k, _ in kinds):
+            return None
+        return {v for _, values in kinds for v in values}  # type: ignore[attr-defined]
+
+    out: dict[str, set[str] | None] = {}
+    for name, kinds in binds.items():
+        values: set[str] | None = set()
+        for kind, what in kinds:
+            items = what if kind == "str" else (_literal_strings(what) if not isinstance(what, ast.Name)
+                                                else sequence(what.id)) if kind == "for" else None
+            if items is None or values is None:
+                values = None
+                break
+            values |= items  # type: ignore[operator]
+        out[name] = values
+    return out
+
+
+def _literal_strings(expr: object) -> set[str] | None:
+    """The strings of a tuple, list or set literal holding only string constants; None for anything else."""
+    if isinstance(expr, (ast.Tuple, ast.List, ast.Set)) and \
+            all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in expr.elts):
+        return {e.value for e in expr.elts}  # type: ignore[attr-defined]
+    return None
 
 
 # {(absolute path, size, mtime, ctime, inode): names}: a file is scanned once per content in a process (a sweep's
