@@ -612,13 +612,18 @@ class RecipeBuilder:
             for command in commands:
                 files = {*self.shell_code_files(job, command), *self.declared_scripts(job, command)}
                 names.update(self.chain_variables(files, command))
-            names.update(self.chain_variables(self.run_scripts(job), "\n".join(commands)))
+            names.update(self.chain_variables(self.input_scripts(job), "\n".join(commands)))
         elif kind in ("script", "notebook"):
             text = None
             local = local_script(job, getattr(rule, kind))
             if local is not None and code is not None:
                 names.update(self.once(("script-variables", local, code),
                                        lambda: self.files_variables(self.script_files(job, local))))
+                # (and those of the scripts it runs, named or among its inputs, with what they run and import:
+                # `subprocess.run(["bash", "tools/prep.sh"])` running inner.py, whose module reads $SCALE)
+                runs = [*self.once(("script-runs", local, code), lambda: self.script_files(job, local)[1:]),
+                        *self.input_scripts(job)]
+                names.update(self.script_chain_variables(runs))
         else:
             return {}
         if text and ("$" in text or "((" in text):
@@ -633,6 +638,17 @@ class RecipeBuilder:
         if not files:
             return frozenset()
         imports = tuple(pyimports.import_dirs(command, self.where.roots(), cwd=self.where.workdir))
+        return frozenset(n for n in envreads.scripts_variables(self.code_files, files, imports)
+                         if not n.startswith("snakemake"))
+
+    def script_chain_variables(self, files: Iterable[str]) -> frozenset[str]:
+        """chain_variables for the code files a local script runs (by Snakemake's Python, or a `python3` whose
+        imports the project's editable install or PYTHONPATH may extend): what each reads, with the scripts it runs
+        and the project modules it imports, memoised per file by nixlib.envreads."""
+        files = list(dict.fromkeys(files))
+        if not files:
+            return frozenset()
+        imports = tuple(pyimports.import_dirs("python", self.where.roots(), pythons=(sys.executable,)))
         return frozenset(n for n in envreads.scripts_variables(self.code_files, files, imports)
                          if not n.startswith("snakemake"))
 
@@ -709,7 +725,7 @@ class RecipeBuilder:
         scripts/prep.py` reads, and the scripts it runs in turn (`bash scripts/run.sh` running prep.py, a Makefile's
         recipes), and the configs of the Hydra config directories the command (`--config-path conf`) or its Python
         scripts (`config_path="conf"`) name; no code file (keyed as code). `scripts`: more scripts it runs (a `run:`
-        block's run_scripts)."""
+        block's or a script's input_scripts)."""
         scripts = sorted({*self.shell_code_files(job, command), *self.declared_scripts(job, command), *scripts})
         named = configfiles.command_dirs(command)
         if not scripts and not named:
@@ -736,7 +752,7 @@ class RecipeBuilder:
             # (what the scripts its shell() commands run read: `shell("python3 scripts/prep.py ...")` opening a table)
             commands = self.run_shell_commands(job)
             chained = [w for c in commands for w in self.chain_words(job, c)]
-            chained += self.chain_words(job, "\n".join(commands), self.run_scripts(job))
+            chained += self.chain_words(job, "\n".join(commands), self.input_scripts(job))
             words = (*words, *(w for w in dict.fromkeys(chained) if w not in words)) if chained else words
             here = None
         elif kind in ("script", "notebook"):
@@ -775,8 +791,10 @@ class RecipeBuilder:
         roots = self.where.roots()
         words = script_words(local) + tuple(makefiles.of_script(local, [self.where.workdir]))
         declared = declared_paths(job) | {os.path.abspath(local)}
-        scripts = [os.path.abspath(local), *sorted(self.code_files.named(words, roots, declared))]
         imports = tuple(pyimports.import_dirs("", roots, pythons=(sys.executable,)))  # (run by Snakemake's Python)
+        # (with the scripts among its inputs and params it may run: `subprocess.run([sys.executable, input.tool])`)
+        scripts = [os.path.abspath(local), *sorted({*self.code_files.named(words, roots, declared),
+                                                    *self.input_scripts(job)})]
         found = self.code_files.chain_reads(scripts, [self.where.workdir], (), roots, imports=imports)
         return [w for w in found if os.path.splitext(w)[1].lower() not in codefiles.CODE_SUFFIXES]
 
@@ -875,7 +893,7 @@ class RecipeBuilder:
             named.update(self.shell_code_files(job, command))  # (`shell("make -C sub")`, `cd tools && python3 x.py`)
             named.update(self.formatted_code_files(job, command, named))
         # (`shell(f"python3 {input.script} ...")`, a `.format()`ed command: any script among its inputs or params)
-        named.update((p, h) for p, h in self.run_scripts(job).items() if p not in named and h != self.plain_digest(p))
+        named.update((p, h) for p, h in self.input_scripts(job).items() if p not in named and h != self.plain_digest(p))
         named.update(self.sourced(list(words), declared_paths(job)))
         named.update(self.imported_modules(rule, imports))
         if named:
@@ -947,12 +965,14 @@ class RecipeBuilder:
             out += [command] if formatted is None or formatted == command else [command, formatted]
         return list(dict.fromkeys(out))
 
-    def run_scripts(self, job: Any) -> dict[str, str]:
-        """{absolute path: digest (CodeFiles.digest)} of the code files among a `run:` block job's inputs and the files
-        its params name (`input: script="tools/a.py"`): the block may run any of them through a command it builds
-        with an f-string or `.format()` (`shell(f"python3 {input.script} {output}")`), which no template of its code
-        names, so each is taken as run (the safe side) and keyed with what it imports, runs, and reads (data files by
-        a literal path, environment variables), as a script a template names is."""
+    def input_scripts(self, job: Any) -> dict[str, str]:
+        """{absolute path: digest (CodeFiles.digest)} of the code files among a `run:` block's or a local script's
+        job's inputs and the files its params name (`input: script="tools/a.py"`): the block may run any of them
+        through a command it builds with an f-string or `.format()` (`shell(f"python3 {input.script} {output}")`),
+        which no template of its code names, and a script through subprocess (`subprocess.run([sys.executable,
+        snakemake.input.tool])`, R's `system2("python3", snakemake@input[["tool"]])`), so each is taken as run (the
+        safe side) and keyed with what it imports, runs, and reads (data files by a literal path, environment
+        variables), as a script a template or a script's text names is."""
         candidates = [str(f) for f in job.input]
         candidates += [t for _, value in job.params._allitems() for t in param_texts(value)]
         # (a code suffix, or none: a program; a data file, `.csv`, `.bam`, is not opened to find out)
@@ -1057,8 +1077,14 @@ class RecipeBuilder:
         declared = declared_paths(job) | {os.path.abspath(local)}
         workdir = [self.where.workdir]
         words += tuple(self.once(("script-make", local, base), lambda: makefiles.of_script(local, workdir)))
-        named = {self.where.path(p): h for p, h in self.code_files.named(words, self.where.roots(), declared).items()}
+        imports = tuple(pyimports.import_dirs("python", self.where.roots(), pythons=(sys.executable,)))
+        named = {self.where.path(p): h
+                 for p, h in self.code_files.named(words, self.where.roots(), declared, imports=imports).items()}
         named.update(self.beside_script(local, base, words, declared))
+        # (an input or param script it may run, `subprocess.run([sys.executable, snakemake.input.tool])`: its content
+        # is keyed as an input's; what it imports or runs beside it is keyed here)
+        named.update((self.where.path(p), h) for p, h in self.input_scripts(job).items()
+                     if p != os.path.abspath(local) and h != self.plain_digest(p))
         return digest([base, dict(sorted(named.items()))]) if named else base
 
     def job_values_read(self, job: Any, kind: str, code: str | None) -> tuple[bool, frozenset[str] | None]:
