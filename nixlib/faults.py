@@ -13,7 +13,9 @@ where its owner placed it), ingested, record-temp-written, realisation-written, 
 recorded, before-links (nw run only). Restoring a stored output into the working tree (nixlib.trees.place, for
 Luigi and Snakemake): place-staged (the copy made under its temporary name), place-aside (a directory in the way
 renamed aside, the copy not yet renamed into place); restore-placed (the Snakemake executor, after each output is
-in place, before a symlink-mode one is registered again as a gc root).
+in place, before a symlink-mode one is registered again as a gc root). Removing a tree (nixlib.trees.remove, `nw gc`
+on a dead run's `tmp/` entry): remove-unlock (a directory opened without following links, before its mode is
+changed through that descriptor).
 """
 
 from __future__ import annotations

@@ -248,8 +248,19 @@ def _moved_aside(store: Store, path: Path) -> Path:
     """A directory object is first renamed to a hidden staging name of this process, then removed file by file: a
     kill or Ctrl-C midway then leaves no opened, half-removed tree under an object name (verify would call it
     corrupt and a lookup would quarantine it, kept forever) but a leftover the next gc removes
-    (trees.dead_stage_leftovers). A rename within store/ needs no write permission on the sealed tree."""
-    if path.parent != store.root / "store" or not records.is_name(path.name) or not path.is_dir() or path.is_symlink():
+    (trees.dead_stage_leftovers). A rename within store/ needs no write permission on the sealed tree.
+
+    Only our own object: where store/ belongs to this user (its first user made it, no `sudo nw verify`), the
+    rename of another user's object would succeed, but not the removal of its sealed tree, and the object would
+    stay under a hidden name of ours, gone from its own name, that no gc of ours can remove and verify calls
+    unexpected. Left under its name, it is reported as another user's to remove. (Root can remove any tree.)"""
+    if path.parent != store.root / "store" or not records.is_name(path.name):
+        return path
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return path
+    if not stat.S_ISDIR(st.st_mode) or os.geteuid() not in (0, st.st_uid):  # (root can remove any tree)
         return path
     hidden = path.with_name(trees.stage_name())
     try:

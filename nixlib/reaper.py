@@ -136,13 +136,21 @@ def _become_subreaper() -> bool:
 
 def _start_watchdog(marker: str) -> int | None:
     """Start the watchdog; returns the write end of its stdin (None if it cannot start: then a killed
-    runner's steps are not stopped, but nothing else changes)."""
+    runner's steps are not stopped, but nothing else changes). It runs this very interpreter binary: by its path,
+    else as /proc/self/exe, for a user who cannot reach it by its path (an interpreter under a directory only root
+    may enter, started for that user through setpriv or sudo: it ran, but its children cannot run it again by name,
+    and a SIGKILLed run's steps used to go on, unwatched, beside the run that took them over)."""
     env = {k: v for k, v in os.environ.items() if k != marker}
-    try:
-        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHDOG, marker], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/", env=env,
-                                start_new_session=True, close_fds=True)
-    except OSError:
+    proc = None
+    for interpreter in (sys.executable, "/proc/self/exe"):
+        try:
+            proc = subprocess.Popen([interpreter, "-I", "-S", "-c", _WATCHDOG, marker], stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/", env=env,
+                                    start_new_session=True, close_fds=True)
+            break
+        except OSError:
+            continue
+    if proc is None:
         return None
     assert proc.stdin is not None
     fd = os.dup(proc.stdin.fileno())  # non-inheritable (PEP 446): steps never hold the write end

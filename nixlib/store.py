@@ -203,19 +203,26 @@ class Store:
         except PermissionError:
             pass
         try:
-            st = os.lstat(src)
+            pfd = os.open(src, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)  # every chmod reaches this inode, never
+        except OSError:                                                   # a symlink swapped in for it (trees.remove)
+            return None
+        try:
+            st = os.fstat(pfd)
             if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
                 return None
-            os.chmod(src, st.st_mode | stat.S_IWUSR)
+            held = f"/proc/self/fd/{pfd}"
+            os.chmod(held, st.st_mode | stat.S_IWUSR)
             try:
                 os.rename(src, dest)
             except OSError:
-                os.chmod(src, st.st_mode)
+                os.chmod(held, st.st_mode)
                 return None
-            os.chmod(dest, st.st_mode)
+            os.chmod(held, st.st_mode)
             return dest
         except OSError:
             return None
+        finally:
+            os.close(pfd)
 
     def ingest(self, path: str | os.PathLike, move: bool = False, label: str | None = None, links: int = 1) -> str:
         """Add a file or tree to the store; returns its NAR hash. `move` consumes `path` (same filesystem);
@@ -822,34 +829,57 @@ class ChangedWhileStored(NixWorkflowError):
             "the processes it starts, and run it again.")
 
 
+SETTLE_SECONDS = 3.0
+"""How long a store subdirectory another user has just made may stay short of 1777 before it is refused: its
+maker creates it (mode 0755 under the usual umask) and makes it 1777 right after (Store._ensure_layout)."""
+
+
 def _check_shared_dir(path: Path) -> None:
     """Refuse a store subdirectory that another user made unusable or made to point elsewhere (it was there before
     we looked, so whoever ran first chose it): a symlink or non-directory of another user, or a directory of another
     user that not everyone may add to (1777, like /tmp). Else every write into it would fail half-way through a run
-    with a bare "Permission denied", or go where that user chose."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return  # (the writability checks that follow say what is wrong)
+    with a bare "Permission denied", or go where that user chose.
+
+    A directory made in the last few seconds that is not 1777 yet is waited for (up to SETTLE_SECONDS): two users'
+    first runs on a fresh shared store race to make its subdirectories, and the loser used to see the winner's new
+    directory between its mkdir and its chmod, and refuse the whole store."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return  # (the writability checks that follow say what is wrong)
+        why, st = _shared_dir_fault(path, st)
+        if why is None:
+            return
+        if not (stat.S_ISDIR(st.st_mode) and time.time() - st.st_ctime < SETTLE_SECONDS
+                and time.monotonic() < deadline):
+            break
+        time.sleep(0.01)
+    # (chmod of a symlink or a file would not help: only a directory can be made 1777)
+    chmod = f", or `sudo chmod 1777 {path}`" if stat.S_ISDIR(st.st_mode) else ""
+    raise NixWorkflowError(
+        f"{path} {why}, and it belongs to {trust.user_name(st.st_uid)}: every directory of a shared store must "
+        "be a real directory that every user may add to and nobody may empty, so nw will not use this store. "
+        f"Ask that user or the store's administrator to remove it (nw creates it again){chmod}; or use a "
+        "private store with --store DIR or NIX_WORKFLOW_STORE=DIR.")
+
+
+def _shared_dir_fault(path: Path, st: os.stat_result) -> tuple[str | None, os.stat_result]:
+    """What is wrong with store subdirectory `path` (lstat `st`) for this user, or None (see _check_shared_dir),
+    with the stat of what was judged (the target of our own symlink)."""
     mine = (os.getuid(), 0)
     if stat.S_ISLNK(st.st_mode) and st.st_uid in mine:
         try:
             st = os.stat(path)  # our own (or root's) link to a directory elsewhere, e.g. a bigger disk: judge that
         except OSError:
-            return
-    why = None
+            return None, st
     if not stat.S_ISDIR(st.st_mode):
-        why = "is not a directory" + (" but a symlink" if stat.S_ISLNK(st.st_mode) else "")
-    elif st.st_uid not in mine and stat.S_IMODE(st.st_mode) & 0o1777 != 0o1777:
-        why = f"is a directory of mode {oct(stat.S_IMODE(st.st_mode))}, not 1777 (world-writable with the sticky bit)"
-    if why is not None:
-        # (chmod of a symlink or a file would not help: only a directory can be made 1777)
-        chmod = f", or `sudo chmod 1777 {path}`" if stat.S_ISDIR(st.st_mode) else ""
-        raise NixWorkflowError(
-            f"{path} {why}, and it belongs to {trust.user_name(st.st_uid)}: every directory of a shared store must "
-            "be a real directory that every user may add to and nobody may empty, so nw will not use this store. "
-            f"Ask that user or the store's administrator to remove it (nw creates it again){chmod}; or use a "
-            "private store with --store DIR or NIX_WORKFLOW_STORE=DIR.")
+        return "is not a directory" + (" but a symlink" if stat.S_ISLNK(st.st_mode) else ""), st
+    if st.st_uid not in mine and stat.S_IMODE(st.st_mode) & 0o1777 != 0o1777:
+        mode = oct(stat.S_IMODE(st.st_mode))
+        return f"is a directory of mode {mode}, not 1777 (world-writable with the sticky bit)", st
+    return None, st
 
 
 def _is_real_dir(path: str) -> bool:

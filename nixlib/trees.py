@@ -32,6 +32,7 @@ from nixlib.errors import NixWorkflowError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # never follow, never block on a FIFO
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC  # the entry itself, even a symlink; needs no permission on it
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _KEEP_OPEN = 64
 _FICLONE = 0x40049409
@@ -109,7 +110,11 @@ class DirChain:
 
     def push(self, name: str | bytes) -> int:
         """Open subdirectory `name` of the current directory (never through a symlink) and enter it."""
-        self.fds.append(os.open(name, _DIR_FLAGS, dir_fd=self.fds[-1]))
+        return self.enter(os.open(name, _DIR_FLAGS, dir_fd=self.fds[-1]))
+
+    def enter(self, fd: int) -> int:
+        """Enter a subdirectory of the current directory already opened as `fd` (the chain owns it now)."""
+        self.fds.append(fd)
         self.ids.append(None)
         if len(self.fds) - self.closed > _KEEP_OPEN:
             i = self.closed
@@ -177,26 +182,43 @@ def _names(fd: int) -> tuple[list[str], list[str]]:
 # ---- removal ------------------------------------------------------------------------------
 
 
-def _unlock(name: str, fd: int) -> None:
-    """Make a directory we are about to empty listable and writable (it may have been sealed read-only)."""
+def _open_unlocked(name: str | os.PathLike, fd: int | None = None) -> int | None:
+    """Open directory `name` (relative to `fd`, if given) for emptying, made listable and writable first if it was
+    sealed read-only; None if `name` is not a directory (then it is unlinked like a file).
+
+    Never through a symlink, and the chmod and the open reach the very inode looked at: both go through one O_PATH
+    descriptor (which needs no permission on the directory itself), never through the name again. Whoever can
+    rename entries beside `name` (the user who planted another user's dead tmp/ entry) could otherwise swap the
+    directory for a symlink between a check and a chmod by name, and the remover (root, or the victim running
+    `nw gc`) would make a file of its own choosing writable: a sealed store object, say."""
+    pfd = os.open(name, _PATH_FLAGS, dir_fd=fd)
     try:
-        os.chmod(name, 0o700, dir_fd=fd)
-    except PermissionError:
-        pass  # not ours: removing may still work (root, or it was writable anyway)
+        st = os.fstat(pfd)
+        if not stat.S_ISDIR(st.st_mode):
+            return None
+        if (st.st_mode & stat.S_IRWXU) != stat.S_IRWXU:
+            faults.point("remove-unlock")
+            try:
+                os.chmod(f"/proc/self/fd/{pfd}", 0o700)  # the inode held open, not a path
+            except PermissionError:
+                pass  # not ours: removing may still work (root, or it was writable anyway)
+        return os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    finally:
+        os.close(pfd)
 
 
 def remove(path: str | os.PathLike) -> None:
-    """Remove a file or tree, even a sealed read-only one, at any depth; a missing path is not an error."""
+    """Remove a file or tree, even a sealed read-only one, at any depth; a missing path is not an error.
+    Nothing is ever followed through a symlink, even one swapped in for a directory while it is removed
+    (`_open_unlocked`): what is removed, and made writable to be removed, is only ever inside the tree."""
     try:
-        st = os.lstat(path)
+        top = _open_unlocked(path)
     except FileNotFoundError:
         return
-    if not stat.S_ISDIR(st.st_mode):
+    if top is None:
         os.unlink(path)
         return
-    if (st.st_mode & stat.S_IRWXU) != stat.S_IRWXU:
-        os.chmod(path, 0o700)
-    with DirChain(path) as chain:
+    with DirChain(path, top) as chain:
         dirs, others = _names(chain.fd)
         todo: list[list[str]] = [dirs]
         names: list[str] = []  # name of each entered directory below the root
@@ -205,8 +227,11 @@ def remove(path: str | os.PathLike) -> None:
         while todo:
             if todo[-1]:
                 name = todo[-1].pop()
-                _unlock(name, chain.fd)
-                chain.push(name)
+                sub = _open_unlocked(name, chain.fd)
+                if sub is None:  # replaced by a file or symlink since it was listed
+                    os.unlink(name, dir_fd=chain.fd)
+                    continue
+                chain.enter(sub)
                 names.append(name)
                 dirs, others = _names(chain.fd)
                 for other in others:
