@@ -177,7 +177,9 @@ def _input_differences(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> 
             lines.append(f"input {n} differs: {_source(a)} → {_source(b)}")
             continue
         if b["step"] and a["recipe_key"] != b["recipe_key"]:
-            lines.append(f"{what}: its recipe differs (`nw why {b['step']}` tells how)")
+            same = b["object"] is not None and a["object"] == b["object"]  # (keys resolve through content)
+            lines.append(f"{what}: its recipe differs (`nw why {b['step']}` tells how)" + (
+                ", but it produced the same content: not a reason this step re-runs" if same else ""))
         if b["object"] is None:
             lines.append(f"{what} is not realised yet: it runs first, and whether this step re-runs depends on "
                          "what it produces")

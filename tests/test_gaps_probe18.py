@@ -70,6 +70,7 @@ def _check_nw_run(root: Path, edits: list[tuple[str, str]], unrelated: list[tupl
         assert "cached 1" in run(), f"re-ran after editing {name}, which nothing reads"
 
 
+@pytest.mark.long  # (~45 s: in `make test-long`; `make test` keeps the nw run variant)
 def test_snakemake_keys_the_makefiles_and_scripts_of_sub_makes_and_include_dirs(tmp_path: Path, log: Path) -> None:
     """`make -C build` whose recipes run `cd one && $(MAKE)` and `cd $(THREE); make part`, and `make -I mk -C incl`
     (incl/Makefile: `include rules.mk`, found in incl/mk): one/Makefile, one/gen.py, three/Makefile, three/part.sh

@@ -62,6 +62,7 @@ def test_nw_run_keys_the_sub_makes_a_recipe_runs_in_a_loop_over_directories(tmp_
     assert (root / "nix-workflow-output/step/v").read_text() == SUBDIR_RESULT
 
 
+@pytest.mark.long  # (~45 s: in `make test-long`; `make test` keeps the nw run variant)
 def test_snakemake_keys_the_sub_makes_a_recipe_runs_in_a_loop_over_directories(tmp_path: Path, log: Path) -> None:
     """The same make run by a Snakemake rule's shell command (`make -s -C build`), through the real Snakemake CLI:
     stale after editing a sub-make's Makefile or script."""
@@ -243,6 +244,7 @@ class Native(NixTask):
 '''
 
 
+@pytest.mark.long  # (~45 s of real `luigi` runs: `make test-long`; test_luigi_probe21.py and 22 run in `make test`)
 def test_luigi_keys_paths_of_unpacked_loops_helper_loops_and_config_instances_on_self() -> None:
     """`for i, name in enumerate(self.names): open(f"data/{name}.csv")`, `for name, day in zip(self.names,
     self.days)`, `for a, b in self.pairs`, a loop in a method the task calls with its parameter
