@@ -10,6 +10,7 @@ and `trusted_public_keys` (docs/remote.md). Everything here is memoised per proc
 
 from __future__ import annotations
 
+import configparser
 import logging
 import os
 import sys
@@ -22,7 +23,7 @@ import luigi
 from luigi_nixworkflow import journal
 from nixlib import env as envmod
 from nixlib.config import FILENAME as CONFIG_FILE
-from nixlib.config import Config, find_config, load_config
+from nixlib.config import Config, check_push_flag, check_remote_url, find_config, load_config
 from nixlib.engine import Engine
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import RunOptions
@@ -57,9 +58,15 @@ class nixworkflow:  # noqa: N801 - named after its luigi.cfg section
                 return variable
             return cfg.get("nixworkflow", key, default)
 
+        _check_keys(cfg)
         force = get("force", "") or ""
+        out_link = get("out_link", "nix-workflow-output") or ""
+        if out_link and out_link.lower() != "none" and os.path.exists(out_link) and not os.path.isdir(out_link):
+            # (Store.link_output's makedirs raised a raw "[Errno 17] File exists" out of every complete())
+            raise NixWorkflowError(f"[nixworkflow] out_link (or NIX_WORKFLOW_OUT_LINK) names {out_link}, which is a "
+                                   "file; outputs are linked in a directory: name another, or 'none' for no links")
         return cls(store=get("store", None) or None, config=get("config", None) or None, env=get("env", None) or None,
-                   out_link=get("out_link", "nix-workflow-output") or "",
+                   out_link=out_link,
                    force=tuple(f.strip() for f in force.replace(",", " ").split() if f.strip()))
 
     def forced(self, family: str) -> bool:
@@ -89,6 +96,19 @@ def reset() -> None:
     _EXPORTED.clear()
 
 
+def _check_keys(cfg: Any) -> None:
+    """A key of [nixworkflow] that nothing reads is an error naming it: a misspelt `forced` or `out-dir` was
+    silently ignored (Luigi itself accepts `out-link` for `out_link`, so both spellings are known)."""
+    if not isinstance(cfg, configparser.ConfigParser) or not cfg.has_section("nixworkflow"):
+        return
+    known = {"store", "config", "env", "out_link", "force", *_REMOTE_KEYS}
+    defaults = set(cfg.defaults())
+    unknown = sorted(k for k in cfg.options("nixworkflow") if k not in defaults and k.replace("-", "_") not in known)
+    if unknown:
+        raise NixWorkflowError(f"luigi.cfg [nixworkflow]: unknown key {unknown[0]!r}; the keys are "
+                               f"{', '.join(sorted(known))} (docs/luigi.md, docs/remote.md)")
+
+
 _REMOTE_KEYS = {"remote": "NIX_WORKFLOW_REMOTE", "push": "NIX_WORKFLOW_PUSH",
                 "secret_key_file": "NIX_WORKFLOW_SECRET_KEY_FILE", "trusted_public_keys": "NIX_WORKFLOW_TRUSTED_KEYS"}
 _EXPORTED: dict[str, str] = {}
@@ -99,10 +119,16 @@ def export_remote_settings() -> None:
     variables the engine reads (docs/remote.md), unless the variable is set (the environment wins, as for every
     key here); worker processes inherit them. A relative key file is taken from the working directory."""
     cfg = luigi.configuration.get_config()
+    check_remote_url(os.environ.get("NIX_WORKFLOW_REMOTE"), "NIX_WORKFLOW_REMOTE")
+    check_push_flag(os.environ.get("NIX_WORKFLOW_PUSH"), "NIX_WORKFLOW_PUSH")
     for key, variable in _REMOTE_KEYS.items():
         value = (cfg.get("nixworkflow", key, None) or "").strip()
         if not value or os.environ.get(variable):
             continue
+        if key == "remote":
+            check_remote_url(value, "luigi.cfg [nixworkflow] remote")
+        if key == "push":
+            check_push_flag(value, "luigi.cfg [nixworkflow] push")
         if key == "secret_key_file":
             value = str(Path(value).expanduser().absolute())
         os.environ[variable] = _EXPORTED[variable] = value
@@ -243,7 +269,8 @@ def _config(cls: type) -> Any:
     if configured:
         path = Path(configured)
         if not path.is_file():
-            raise NixWorkflowError(f"[nixworkflow] config names {configured}, which does not exist")
+            what = "is a directory, not a nixworkflow.yaml file" if path.is_dir() else "does not exist"
+            raise NixWorkflowError(f"[nixworkflow] config names {configured}, which {what}")
     else:
         module = getattr(sys.modules.get(cls.__module__), "__file__", None)
         candidates = ([find_config(Path(module).parent)] if module else []) + [find_config(os.getcwd())]

@@ -6,23 +6,38 @@ pays for another's dependencies.
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import os
-import select
-import shlex
 import signal
 import sys
-import threading
-import time
-import traceback
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-from nixlib import arguments
-from nixlib.errors import Interrupted, NixWorkflowError
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    """Ctrl-C while the `nw` script is still importing this module: a KeyboardInterrupt there comes out as a
+    traceback (main's handler is not on the stack yet); one line and exit status 130, as main reports it."""
+    os.write(2, b"nw: interrupted\n")
+    os._exit(130)
+
+
+# Only as the `nw` script or `python -m nixlib.cli` (never in a process that merely imports nixlib.cli, such as a
+# test run); main() puts Python's own handler back first thing.
+if (__name__ == "__main__" or os.path.basename(getattr(sys.modules.get("__main__"), "__file__", None) or "") == "nw") \
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import argparse  # noqa: E402 - after the handler above: an interrupt during these imports is one line
+import json  # noqa: E402
+import math  # noqa: E402
+import select  # noqa: E402
+import shlex  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from nixlib import arguments  # noqa: E402
+from nixlib.errors import Interrupted, NixWorkflowError  # noqa: E402
 
 # The commands that evaluate an experiment: they take its arguments (--arg, --argstr, and the words after `--`).
 EXPERIMENT_COMMANDS = frozenset({"run", "dag", "status", "why", "pin", "checkpoints", "pull"})
@@ -306,8 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     an OSError no command explained: the path, the reason and the operation); 2 bad arguments (argparse);
     130 interrupted; 70 an internal error — a bug in nw, printed with its traceback and a request to report it,
     never disguised as a user error."""
-    args = _parse(argv)
     try:
+        if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        args = _parse(argv)  # in the try: Ctrl-C while argparse builds the parsers is one line too
         sub_store = getattr(args, "store_sub", None)
         _use_store(sub_store if sub_store is not None else args.store)
         return COMMANDS[args.cmd](args)

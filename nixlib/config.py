@@ -70,6 +70,38 @@ _LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TAGS = frozenset(k for k in yaml.SafeLoader.yaml_constructors if k) | {"tag:yaml.org,2002:merge"}
 
 
+
+def remote_url_problem(url: str) -> str | None:
+    """Why a remote cache URL (or its `?endpoint=`) cannot be parsed, or None. Checked where each front door
+    takes the URL (--remote, NIX_WORKFLOW_REMOTE, `remote:`, luigi.cfg, --nixworkflow-remote): urllib raises a bare
+    ValueError ("Invalid IPv6 URL", a port that is not a number) deep inside the remote's opening otherwise."""
+    from urllib.parse import parse_qs, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        for endpoint in parse_qs(parts.query).get("endpoint", []):
+            urlsplit(endpoint).port  # noqa: B018 - parsing the port is the check
+    except ValueError as e:
+        return f"{url!r} is not a valid URL ({e}); write s3://BUCKET/PREFIX[?endpoint=URL] or file:///DIRECTORY"
+    return None
+
+
+PUSH_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
+
+
+def check_push_flag(value: str | None, origin: str) -> None:
+    """Raise a NixWorkflowError naming ORIGIN if VALUE is not a push setting the remote understands (it reads 1,
+    true or yes as on and anything else as off: `push = on` or `maybe` silently pushed nothing)."""
+    if value is not None and value.strip().lower() not in PUSH_WORDS:
+        raise NixWorkflowError(f"{origin}: {value!r} is not true or false (write true, false, yes, no, 1 or 0)")
+
+
+def check_remote_url(url: str | None, origin: str) -> None:
+    """Raise a NixWorkflowError naming ORIGIN (the option, variable or file) if URL cannot be parsed."""
+    problem = remote_url_problem(url) if url else None
+    if problem:
+        raise NixWorkflowError(f"{origin}: {problem}")
+
 class ConfigError(NixWorkflowError):
     """A malformed nixworkflow.yaml; the message names the file, line and key."""
 
@@ -421,11 +453,11 @@ class _Reader:
     def remote(self, node: yaml.Node) -> dict[str, Any]:
         """`remote: URL`, or a mapping with url, push, trusted-public-keys and secret-key-file (a local path)."""
         if isinstance(node, yaml.ScalarNode):
-            return {"url": self.scalar(node, "remote", str, "a remote URL (s3://BUCKET/PREFIX or file:///DIR)")}
+            return {"url": self.url(node, "remote")}
         fields = self.mapping(node, "remote", REMOTE_KEYS)
         if "url" not in fields:
             raise self.fail(node, "remote", "needs url (s3://BUCKET/PREFIX or file:///DIR)")
-        out: dict[str, Any] = {"url": self.scalar(fields["url"][1], "remote.url", str, "a remote URL")}
+        out: dict[str, Any] = {"url": self.url(fields["url"][1], "remote.url")}
         if "push" in fields:
             out["push"] = self.scalar(fields["push"][1], "remote.push", bool, "true or false")
         if "trusted-public-keys" in fields:
@@ -435,6 +467,14 @@ class _Reader:
             out["secret-key-file"] = self.local(self.scalar(fields["secret-key-file"][1], "remote.secret-key-file",
                                                             str, "a path to a secret key file"))
         return out
+
+    def url(self, node: yaml.Node, key: str) -> str:
+        """A remote URL that parses (`http://[` made urllib raise ValueError, a traceback, wherever it was opened)."""
+        url = self.scalar(node, key, str, "a remote URL (s3://BUCKET/PREFIX or file:///DIR)")
+        problem = remote_url_problem(url)
+        if problem:
+            raise self.fail(node, key, problem)
+        return url
 
     def steps(self, node: yaml.Node, cfg: Config) -> dict[str, str]:
         if not isinstance(node, yaml.MappingNode):

@@ -127,8 +127,11 @@ def add_parsers(sub: Any) -> None:
 def configure(args: argparse.Namespace, directory: Path) -> None:
     """Apply `remote:` from DIRECTORY/nixworkflow.yaml (defaults) and the command line (overrides)."""
     from nixlib import remote
-    from nixlib.config import find_config, load_config, mentions
+    from nixlib.config import check_push_flag, check_remote_url, find_config, load_config, mentions
 
+    check_remote_url(getattr(args, "remote", None), "--remote")
+    check_remote_url(os.environ.get(remote.ENV_URL), remote.ENV_URL)
+    check_push_flag(os.environ.get(remote.ENV_PUSH), remote.ENV_PUSH)
     path = find_config(directory)
     if path is not None and mentions(path, "remote"):  # `nw run FILE.py` otherwise never reads the file
         cfg = load_config(path).remote

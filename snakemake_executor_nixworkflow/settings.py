@@ -169,7 +169,24 @@ class ExecutorSettings(ExecutorSettingsBase):
         executor, but after it has parsed these settings: so a backend is put in place here."""
         from snakemake_executor_nixworkflow import backend
 
+        self.check_remote()
         backend.activate(self.backend)
+
+    def check_remote(self) -> None:
+        """A remote URL or push setting that cannot be used is a SetupError naming the option or variable, before
+        Snakemake builds the DAG (`http://[` raised a bare ValueError with a traceback from deep in nixlib)."""
+        import os
+
+        from nixlib.config import check_push_flag, check_remote_url
+        from nixlib.errors import NixWorkflowError
+
+        try:
+            check_remote_url(self.remote, "--nixworkflow-remote (or SNAKEMAKE_NIXWORKFLOW_REMOTE)")
+            if not self.remote:
+                check_remote_url(os.environ.get("NIX_WORKFLOW_REMOTE"), "NIX_WORKFLOW_REMOTE")
+            check_push_flag(os.environ.get("NIX_WORKFLOW_PUSH"), "NIX_WORKFLOW_PUSH")
+        except NixWorkflowError as e:
+            raise SetupError(f"nixworkflow: {e}") from None
 
 
 # The nixworkflow settings of a run whose `workflow.executor_settings` are the backend plugin's own (which the
