@@ -176,6 +176,7 @@ class _Members:
         self.cls = cls
         self.assigned: dict[str, list[tuple[ast.expr, _Scope]]] = {}
         self.other: set[str] = set()
+        self.mutated: set[str] = set()  # (`self.layout.root = ...`: what `self.layout` holds is changed)
 
     def add(self, fn: ast.AST, scope: _Scope) -> None:
         """The assignments to self's attributes in one method (any other store to one: not known)."""
@@ -190,6 +191,8 @@ class _Members:
             if isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load) and id(node) not in single \
                     and self._own(node, scope):
                 self.other.add(node.attr)
+            if isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load) and self._own(node.value, scope):
+                self.mutated.add(node.value.attr)  # type: ignore[attr-defined]
 
     @staticmethod
     def _own(node: ast.AST | None, scope: _Scope) -> bool:
@@ -317,14 +320,19 @@ def unfollowed(cls: type, trees: tuple[ast.Module, ...], classes: list[type]) ->
         written = _written_nodes(fn, scope)
         for call in ast.walk(fn):
             where = _read_path(call) if isinstance(call, ast.Call) and id(call) not in written else None
-            if where is None or id(where) in written or not _mentions_params(where, scope) or _io(where, scope):
+            if where is None or id(where) in written or _io(where, scope):
                 continue
             try:
                 pieces = _template(where, scope, [_BUDGET])
             except RecursionError:
                 pieces = None
-            if pieces is None or not any(_path_like(one) for one in _alternatives(pieces)):
-                out.append(f"{c.__name__}.{fn.name}() line {where.lineno + start}: {ast.unparse(where)}")
+            line = f"{c.__name__}.{fn.name}() line {where.lineno + start}: {ast.unparse(where)}"
+            unknown = _unknown_branches(pieces) if pieces is not None else []
+            if unknown:  # (a property or helper with a branch it cannot follow: the others are keyed)
+                out.append(f"{line} (a branch: {'; '.join(unknown)})")
+            elif _mentions_params(where, scope) and (
+                    pieces is None or not any(_path_like(one) for one in _alternatives(pieces))):
+                out.append(line)
     return list(dict.fromkeys(out))
 
 
@@ -407,7 +415,7 @@ def _followed(call: ast.Call, scope: _Scope, found: dict[Template, None], walks:
         return
     fn, globs, method, closure = callee
     names = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
-    if isinstance(method, _Object):  # (its self is the object: _Object)
+    if isinstance(method, _Object | _Built):  # (its self is the object: _Object, _Built)
         own, names = names[0], names[1:]
     args = [ast.Name(id=scope.self_name, ctx=ast.Load()), *call.args] if method is True else list(call.args)
     if len(args) > len(names):
@@ -422,12 +430,12 @@ def _followed(call: ast.Call, scope: _Scope, found: dict[Template, None], walks:
         del bound[self_name]
     walks[0] -= 1
     inner = _inner(fn, globs, scope, bound, self_name, closure)
-    if isinstance(method, _Object):
+    if isinstance(method, _Object | _Built):
         _as_object(inner, own, method)
     _collect(fn, inner, _written_nodes(fn, inner), found, walks)
 
 
-def _as_object(inner: _Scope, own: str, obj: _Object) -> None:
+def _as_object(inner: _Scope, own: str, obj: _Object | _Built) -> None:
     """Makes a method's scope one of another object's: `own` (its self) is that object, and no name is a task
     parameter (`self.root` is the object's root)."""
     inner.self_name, inner.members, inner.params = own, obj, frozenset()
@@ -504,14 +512,16 @@ def _callee(func: ast.expr, scope: _Scope) -> tuple[ast.FunctionDef, dict[str, A
             method = True
     if target is None and isinstance(func, ast.Attribute):  # (`LAYOUT.path_for(day)`, `self.layout.path_for(day)`)
         obj = _instance(func.value, scope)
-        target = inspect.getattr_static(type(obj), func.attr, None) if obj is not None else None
+        built = _built(func.value, scope) if obj is None else None  # (`self.layout = Layout(self.root)` in __init__)
+        owner = type(obj) if obj is not None else built.cls if built is not None else None
+        target = inspect.getattr_static(owner, func.attr, None) if owner is not None else None
         if isinstance(target, staticmethod):
             target = target.__func__
         elif isinstance(target, types.FunctionType):
-            method = _Object(obj)
+            method = _Object(obj) if obj is not None else built  # type: ignore[assignment]
     target = _unwrapped(target)
     fn = _helper_tree(target) if isinstance(target, types.FunctionType) else None
-    if fn is not None and isinstance(method, _Object) and not (fn.args.posonlyargs + fn.args.args):
+    if fn is not None and isinstance(method, _Object | _Built) and not (fn.args.posonlyargs + fn.args.args):
         return None
     return None if fn is None else (fn, target.__globals__, method, None)
 
@@ -536,6 +546,68 @@ class _Object:
             return inspect.getattr_static(self.obj, name)
         except AttributeError:
             return None
+
+
+class _Built(_Members):
+    """An object the task builds from its values (`self.layout = Layout(self.root, kind="hourly")` in `__init__`),
+    whose method a task calls: `self.<name>` in that method is what its
+    class's methods assign to it once (`self.base = os.path.join(root, kind)` in `__init__`, whose parameters stand
+    for the constructor call's arguments, in the scope that call is made in) or a class attribute (_Members)."""
+
+
+def _built(node: ast.expr, scope: _Scope) -> _Built | None:
+    """The object `node` stands for when it is a project class called with arguments (`self.layout`, or a helper's
+    argument that is it, assigned once from `Layout(self.root, kind="hourly")` and none of its attributes set by the
+    task: `self.layout.root = ...`), its `__init__` the project's own (not a dataclass's generated one: not
+    followed, so still warned about); else None. (A local `layout = Layout(...)` is not followed: what run() sets
+    on it later is not seen.)"""
+    budget = _BUDGET
+    while budget > 0:
+        budget -= 1
+        if isinstance(node, ast.Name) and node.id in scope.bound:
+            node, scope = scope.bound[node.id]
+        elif isinstance(node, ast.Attribute) and scope.members is not None \
+                and node.attr not in getattr(scope.members, "mutated", ()) \
+                and isinstance(member := _member(node, scope), tuple):
+            node, scope = member
+        else:
+            break
+    if not isinstance(node, ast.Call) or scope.depth >= 3 or any(isinstance(a, ast.Starred) for a in node.args) \
+            or any(k.arg is None for k in node.keywords):
+        return None
+    cls = _global(node.func, scope)
+    if not isinstance(cls, type) or issubclass(cls, luigi.Task | luigi.Config | luigi.Parameter):
+        return None
+    init = _unwrapped(inspect.getattr_static(cls, "__init__", None))
+    fn = _helper_tree(init) if isinstance(init, types.FunctionType) else None
+    names = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)][1:] if fn is not None else []
+    if fn is None or not (fn.args.posonlyargs + fn.args.args) or len(node.args) > len(names):
+        return None
+    built = _Built(cls)
+    inner = _Scope(fn, init.__globals__, frozenset(), (fn.args.posonlyargs + fn.args.args)[0].arg, {},
+                   scope.depth + 1, built)
+    inner.bound.update((n, (a, scope)) for n, a in zip(names, node.args, strict=False))
+    inner.bound.update((k.arg, (k.value, scope)) for k in node.keywords if k.arg in names)
+    defaults = dict(zip(names[len(names) - len(fn.args.defaults):], fn.args.defaults, strict=True))
+    inner.bound.update((n, (d, inner)) for n, d in defaults.items() if n not in inner.bound)
+    inner.unknown -= set(inner.bound)
+    built.add(fn, inner)
+    for method, globs in _other_methods(cls, fn):  # (an attribute any other method assigns too: not known)
+        first = (method.args.posonlyargs + method.args.args)[:1]
+        built.add(method, _Scope(method, globs, frozenset(), first[0].arg if first else None, members=built))
+    return built
+
+
+def _other_methods(cls: type, init: ast.FunctionDef) -> list[tuple[ast.FunctionDef, dict[str, Any]]]:
+    """The methods of a project class and its project bases, other than the `__init__` _built binds."""
+    out = []
+    for c in cls.__mro__:
+        for value in vars(c).values():
+            fn = _unwrapped(value.__func__ if isinstance(value, staticmethod | classmethod) else value)
+            tree = _helper_tree(fn) if isinstance(fn, types.FunctionType) else None
+            if tree is not None and tree is not init:
+                out.append((tree, fn.__globals__))
+    return out
 
 
 def _instance(node: ast.expr, scope: _Scope) -> Any:
@@ -669,7 +741,8 @@ def _template(node: ast.expr, scope: _Scope, budget: list[int]) -> Template | No
     if isinstance(node, ast.BinOp):
         return _operator(node, scope, budget)
     if isinstance(node, ast.IfExp):  # (`a if c else b`, a property's several returns: _either)
-        return _choice([_template(node.body, scope, budget), _template(node.orelse, scope, budget)])
+        return _choice([_template(node.body, scope, budget), _template(node.orelse, scope, budget)],
+                       [node.body, node.orelse], scope)
     member = _member(node, scope)
     if isinstance(member, tuple):
         return _template(member[0], member[1], budget)
@@ -698,7 +771,7 @@ def _name(name: str, scope: _Scope, budget: list[int], how: Any) -> Any:
             return how(values[0], scope, budget)
         if how is not _template:
             return None
-        return _choice([_template(v, scope, budget) for v in values])
+        return _choice([_template(v, scope, budget) for v in values], values, scope)
     if name in scope.unknown or name not in scope.globs:
         return None
     value = scope.globs[name]
@@ -709,11 +782,28 @@ def _name(name: str, scope: _Scope, budget: list[int], how: Any) -> Any:
     return (value,) if how is _template else ("c", value)
 
 
-def _choice(options: list[Template | None]) -> Template | None:
-    """One of several templates (a local assigned in two branches, a helper's returns): those that are templates;
-    a path from the others is not known (not keyed, as before)."""
+def _choice(options: list[Template | None], nodes: list[ast.expr], scope: _Scope) -> Template | None:
+    """One of several templates (a local assigned in two branches, a helper's returns): those that are templates.
+    A path from the others is not known, so it is not keyed: the choice names their expressions (a third item of
+    "alt") for unfollowed() to warn of, unless it is a constant (`return None`) or the task's parameter or input
+    as it is (keyed as such: _io)."""
     known = list(dict.fromkeys(o for o in options if o is not None))
-    return None if not known else known[0] if len(known) == 1 else (("alt", tuple(known)),)
+    unknown = tuple(dict.fromkeys(ast.unparse(n) for o, n in zip(options, nodes, strict=True)
+                                  if o is None and not isinstance(n, ast.Constant) and not _io(n, scope)))
+    if not known:
+        return None
+    if unknown:
+        return (("alt", tuple(known), unknown),)
+    return known[0] if len(known) == 1 else (("alt", tuple(known)),)
+
+
+def _unknown_branches(pieces: Template) -> list[str]:
+    """The expressions of the branches of a template's choices that are not known (_choice), nested ones too."""
+    out: list[str] = []
+    for p in pieces:
+        if isinstance(p, tuple) and p[0] == "alt":
+            out += [*(p[2] if len(p) > 2 else ()), *(u for alt in p[1] for u in _unknown_branches(alt))]
+    return list(dict.fromkeys(out))
 
 
 def _fstring(node: ast.JoinedStr, scope: _Scope, budget: list[int]) -> Template | None:
@@ -963,7 +1053,7 @@ def _inlined(node: ast.Call, scope: _Scope, budget: list[int]) -> Template | Non
         return None
     fn, globs, method, closure = callee
     names = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
-    own = names.pop(0) if isinstance(method, _Object) else None
+    own = names.pop(0) if isinstance(method, _Object | _Built) else None
     if len(node.args) > len(names) or fn.args.vararg or fn.args.kwarg or fn.args.kwonlyargs:
         return None
     bound = {n: (a, scope) for n, a in zip(names, node.args, strict=False)}
@@ -982,7 +1072,7 @@ def _inlined(node: ast.Call, scope: _Scope, budget: list[int]) -> Template | Non
     if own is not None:
         _as_object(inner, own, method)  # type: ignore[arg-type]
     returns = [r.value for r in ast.walk(fn) if isinstance(r, ast.Return) and r.value is not None]
-    return _choice([_template(r, inner, budget) for r in returns])  # (each path it may return)
+    return _choice([_template(r, inner, budget) for r in returns], returns, inner)  # (each path it may return)
 
 
 def _inlinable(fn: ast.FunctionDef) -> bool:
