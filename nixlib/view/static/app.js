@@ -173,6 +173,7 @@ function showPanel(node) {
   panel.replaceChildren();
   const members = node.data("members") || [];
   if (members.length) panel.dataset.shown = `${members[0].name}|${members[0].status}`; // re-drawn on a change only
+  panel.dataset.run = state.run ? state.run.id : ""; // the run it shows: another run's graph re-draws or clears it
   if (node.data("kind") === "o") {
     panel.append(el("h2", { text: members.map((m) => m.name).join(" = ") }));
     panel.append(el("p", { class: "hint", text: `${members.length} step(s) produced these identical bytes.` }));
@@ -232,7 +233,7 @@ function renderDetails(box, d) {
   const inputs = el("ul", { class: "plain" });
   for (const i of d.inputs) {
     const li = el("li");
-    if (i.step) li.append(el("a", { class: "link", text: `${i.step}/${i.output || "out"}`, onclick: () => selectByName(i.step) }), " ");
+    if (i.step) li.append(el("a", { class: "link", text: `${i.step}/${i.output || "out"}`, onclick: () => selectInput(i) }), " ");
     else li.append("static ");
     li.append(el("span", { class: "hash", text: i.object }));
     inputs.append(li);
@@ -259,9 +260,14 @@ function reveal(node) { // scroll the graph to a node only if it is out of view
   if (p.x < 0 || p.y < 0 || p.x > w || p.y > h) cy.center(node);
 }
 
-function selectByName(name) {
-  const node = cy.nodes().filter((n) => (n.data("members") || []).some((m) => m.name === name));
-  if (node.length) { highlight(node.first()); reveal(node.first()); }
+// an input's producer: the realisation that made it (by its key, else by the object it made), not merely the first
+// node of that name (the store view holds every realisation of a step: an older one made other bytes)
+function selectInput(input) {
+  const has = (pred) => cy.nodes().filter((n) => (n.data("members") || []).some(pred));
+  const node = [has((m) => input.resolved_key && m.resolved_key === input.resolved_key),
+    has((m) => m.name === input.step && Object.values(m.outputs || {}).includes(input.object)),
+    has((m) => m.name === input.step)].find((c) => c.length);
+  if (node) { highlight(node.first()); reveal(node.first()); }
 }
 
 // ---- file browser of an output object --------------------------------------------------------------------------------
@@ -365,7 +371,7 @@ function setView(view) {
 $("view-recipe").onclick = () => setView("recipe");
 $("view-content").onclick = () => setView("content");
 $("group").onchange = (ev) => { state.group = ev.target.checked; state.expanded.clear(); draw(); };
-$("run").onchange = (ev) => { state.runId = ev.target.value; state.chosen = true; state.selected = null; loadRun(); };
+$("run").onchange = (ev) => { state.runId = ev.target.value; state.chosen = true; loadRun(); };
 
 function runLabel(r) {
   if (r.id === "store" || r.id === "last") return r.label;
@@ -381,7 +387,7 @@ async function loadRuns() {
   select.replaceChildren(...state.runs.map((r) => el("option", { value: r.id, text: runLabel(r) })));
   if (!state.chosen || !state.runs.some((r) => r.id === current)) state.runId = state.runs[0].id; // follow the newest run
   select.value = state.runId;
-  if (state.runId !== current) { state.selected = null; await loadRun(); }
+  if (state.runId !== current) await loadRun();
 }
 
 async function loadRun() {
@@ -395,13 +401,21 @@ async function loadRun() {
     state.run = null; $("message").hidden = false; $("message").textContent = String(e.message); return;
   }
   draw();
-  if (state.selected) {
-    const node = cy.$id(state.selected);
-    const step = node.length ? (node.data("members") || [])[0] : null;
-    const shown = $("panel").dataset.shown;
-    if (step && shown !== `${step.name}|${step.status}`) { showPanel(node); }
-    if (step) $("panel").dataset.shown = `${step.name}|${step.status}`;
-  }
+  const panel = $("panel");
+  const node = state.selected ? cy.$id(state.selected) : cy.collection();
+  const step = node.length ? (node.data("members") || [])[0] : null;
+  if (panel.dataset.run !== undefined && panel.dataset.run !== state.run.id) { // it shows another run's step:
+    if (step) showPanel(node); else clearPanel(); // this run's step of that name, or nothing
+  } else if (step && panel.dataset.shown !== `${step.name}|${step.status}`) showPanel(node);
+}
+
+const HINT = [...$("panel").childNodes].map((n) => n.cloneNode(true));
+function clearPanel() {
+  clearInterval(state.logTimer);
+  const panel = $("panel");
+  panel.replaceChildren(...HINT.map((n) => n.cloneNode(true)));
+  delete panel.dataset.run; delete panel.dataset.shown;
+  state.selected = null;
 }
 
 let tick = 0;
