@@ -56,19 +56,6 @@ def held_locks(root: Path) -> list[Path]:
     return [p for p in (root / "locks").glob("*.lock") if p.stem != "gc" and lock_held(store, p.stem)]
 
 
-@pytest.fixture
-def reap() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes a test started: resumed and killed (their whole session) if still alive at the end."""
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            for sig in (signal.SIGCONT, signal.SIGKILL):
-                try:
-                    os.killpg(p.pid, sig)
-                except ProcessLookupError:
-                    pass
-            p.wait(10)
 
 
 def verify_clean() -> None:

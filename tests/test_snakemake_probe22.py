@@ -30,7 +30,10 @@ def counted(where: Path, log: Path, *args: str) -> Callable[..., Counter[str]]:
     def run(*more: str) -> Counter[str]:
         before = executions(log)
         wipe(where, "out")
-        ok(snakemake(where, *args, *more))
+        proc = ok(snakemake(where, *args, *more))
+        last = where.parent / "last-run.txt"  # (the last two runs' output, for a failing test's message)
+        previous = last.read_text().split("=====")[-1] if last.exists() else ""
+        last.write_text(previous + "=====" + proc.stdout + proc.stderr)
         return executions(log) - before
     return run
 

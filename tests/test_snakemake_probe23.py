@@ -10,30 +10,19 @@ value of the variable, served the old result."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.test_snakemake import executions, ok, snakemake
-from tests.test_snakemake_semantics import wipe, write
+from tests.test_snakemake_probe22 import counted
+from tests.test_snakemake_semantics import write
 
 pytest.importorskip("snakemake")
 
 pytestmark = pytest.mark.slow
 
 
-def counted(where: Path, log: Path, *args: str) -> Callable[..., Counter[str]]:
-    """A function running the real snakemake in `where` after removing out/: how many times each job ran."""
-    def run(*more: str) -> Counter[str]:
-        before = executions(log)
-        wipe(where, "out")
-        proc = ok(snakemake(where, *args, *more))
-        last = where.parent / "last-run.txt"
-        previous = last.read_text().split("=====")[-1] if last.exists() else ""
-        last.write_text(previous + "=====" + proc.stdout + proc.stderr)
-        return executions(log) - before
-    return run
 
 
 # ---------------------------------------------------------------------------------------------------------------

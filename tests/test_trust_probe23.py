@@ -44,15 +44,6 @@ def shared() -> Iterator[SharedStore]:
                         os.kill(int(line.split(":")[0]), signal.SIGKILL)
 
 
-@pytest.fixture
-def reap() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes a test started in their own sessions: killed (their whole session group) if still running."""
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
 
 
 def start(shared: SharedStore, who: str, *args: str, extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
