@@ -70,7 +70,6 @@ _LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TAGS = frozenset(k for k in yaml.SafeLoader.yaml_constructors if k) | {"tag:yaml.org,2002:merge"}
 
 
-
 def remote_url_problem(url: str) -> str | None:
     """Why a remote cache URL (or its `?endpoint=`) cannot be parsed, or None. Checked where each front door
     takes the URL (--remote, NIX_WORKFLOW_REMOTE, `remote:`, luigi.cfg, --nixworkflow-remote): urllib raises a bare
@@ -89,6 +88,12 @@ def remote_url_problem(url: str) -> str | None:
 PUSH_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
 
 
+def push_on(value: str | None) -> bool:
+    """Whether a push setting (NIX_WORKFLOW_PUSH, luigi.cfg `push`) turns pushing on: the one reading of PUSH_WORDS
+    for the engine and the remote (check_push_flag refuses a word outside it where the setting is taken)."""
+    return PUSH_WORDS.get((value or "").strip().lower(), False)
+
+
 def check_push_flag(value: str | None, origin: str) -> None:
     """Raise a NixWorkflowError naming ORIGIN if VALUE is not a push setting the remote understands (it reads 1,
     true or yes as on and anything else as off: `push = on` or `maybe` silently pushed nothing)."""
@@ -101,6 +106,7 @@ def check_remote_url(url: str | None, origin: str) -> None:
     problem = remote_url_problem(url) if url else None
     if problem:
         raise NixWorkflowError(f"{origin}: {problem}")
+
 
 class ConfigError(NixWorkflowError):
     """A malformed nixworkflow.yaml; the message names the file, line and key."""

@@ -420,7 +420,9 @@ def _interrupted(running: Iterable[Recipe]) -> str:
 def configured_remote() -> Any:
     """The remote cache NIX_WORKFLOW_REMOTE configures, or None; its module is imported only when one is."""
     if not os.environ.get("NIX_WORKFLOW_REMOTE"):
-        if os.environ.get("NIX_WORKFLOW_PUSH", "").lower() in ("1", "true", "yes"):  # else silently nothing pushed
+        from nixlib.config import push_on  # (only here, without a remote: the engine's import stays light)
+
+        if push_on(os.environ.get("NIX_WORKFLOW_PUSH")):  # else silently nothing pushed
             raise NixWorkflowError("pushing is on (--push, --nixworkflow-push, push: in nixworkflow.yaml or "
                                    "NIX_WORKFLOW_PUSH=1) but no remote is configured: pass --remote URL "
                                    "(--nixworkflow-remote URL for snakemake) or set NIX_WORKFLOW_REMOTE, or turn "

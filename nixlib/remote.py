@@ -626,8 +626,9 @@ def configured() -> Remote | None:
     with _CACHE_LOCK:
         if key not in _CACHE:
             url, trusted, secret, push, compression = key
-            _CACHE[key] = Remote(url, trusted, secret or None, push.lower() in ("1", "true", "yes"),
-                                 compression or "xz")
+            from nixlib.config import push_on  # (once per setting)
+
+            _CACHE[key] = Remote(url, trusted, secret or None, push_on(push), compression or "xz")
         remote = _CACHE[key]
     if remote is not None and not remote.trusted:
         warn(f"remote {remote.url} is configured but no trusted public keys are ({ENV_TRUSTED} or "
