@@ -155,6 +155,7 @@ NAMESPACE_UNRELATED = [("scripts/other/x.py", "X = 2\n"), ("scripts/mypkg/my-dat
 NAMESPACE_RESULT = "22 lib!\n"
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_snakemake_keys_a_namespace_package_beside_a_script(tmp_path: Path, log: Path) -> None:
     """`PYTHONPATH=lib python3 scripts/fit.py` (a shell command) and `script: "scripts/fit.py"` importing
     `mypkg.util` and `from mypkg import extra`, mypkg a namespace package (scripts/mypkg/ and lib/mypkg/, no

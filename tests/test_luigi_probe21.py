@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.luigi_run import luigi_cli, runs
 
 
@@ -259,6 +261,7 @@ class Listed21(NixTask):
 '''
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_luigi_keys_the_directories_a_task_lists_by_its_parameters() -> None:
     """`glob.glob(f"data/{self.month:%Y-%m}/*.csv")`, `Path("regions", self.region).iterdir()`,
     `os.listdir(os.path.join("shared", self.region))` and `Path(f"logs/{self.region}").glob("*.log")`: a file edited,
@@ -345,6 +348,7 @@ class External21(NixTask):
 '''
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_luigi_keys_dict_lookups_walked_directories_and_external_inputs() -> None:
     """`open(f"data/{self.files[self.kind]}.csv")` (a dict parameter looked up by another parameter),
     `self.names[0]`, `os.walk(f"tree/{self.region}")` and `glob.glob(f"deep/{self.region}/**/*.txt",

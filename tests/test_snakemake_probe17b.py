@@ -72,6 +72,7 @@ rule plain:
 READERS = {"script", "bash", "block", "helper", "command"}
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_variable_code_reads_by_name_is_keyed(tmp_path: Path, log: Path) -> None:
     """Snakemake hands its environment to every job: a `script:` reading `os.environ["SCALE"]` (or a module it
     imports reading `os.getenv("FACTOR")`), a bash script's `${SCALE:-1}`, a `run:` block's `os.getenv("SCALE")`

@@ -90,6 +90,7 @@ rule plain:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_snakemake_keys_what_a_script_declared_as_an_input_imports_runs_and_reads(
         tmp_path: Path, log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`input: s="tools/imp.py"` with `shell: "python3 {input.s} ..."`: the script's content was keyed (as an input's)
@@ -207,6 +208,7 @@ rule c:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_snakemake_keys_what_a_run_block_shell_runs_through_its_input_or_params(tmp_path: Path, log: Path) -> None:
     """`run: shell("python3 {input.s} > {output}")` and `shell("python3 {params.s} ...")`: the script's content was
     keyed (as an input's, as a param's file) but the template names no file, so the module it imports was not:

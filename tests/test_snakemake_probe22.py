@@ -78,6 +78,7 @@ rule e:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_snakemake_keys_data_and_variables_a_run_block_script_named_through_job_values_reads(
         tmp_path: Path, log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`run: shell("python3 {input.script} {output}")` (also an f-string, a `.format()`ed command, a script named by a

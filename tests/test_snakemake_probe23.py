@@ -61,6 +61,7 @@ rule b:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_snakemake_keys_what_a_script_run_by_a_script_through_subprocess_imports_reads_and_expands(
         tmp_path: Path, log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A `script:` running `[sys.executable, snakemake.input.tool]` (an input script importing a module beside it)
