@@ -163,13 +163,17 @@ def _store_variable() -> str | bytes | None:
     return _RAW_ENVIRON.get(b"NIX_WORKFLOW_STORE")
 
 
+STORE_SETTING = "the `store` key of [nixworkflow] in luigi.cfg (or NIX_WORKFLOW_STORE=DIR)"
+"""How a Luigi user chooses the store, for the store's own errors (nixlib's Store takes it as `setting`)."""
+
+
 def engine(root: str | None = None) -> Engine:
     """One engine per store root and process: its memo of realised results serves every complete()."""
     root = root or store_root()
     found = _ENGINES.get(root)
     if found is None:
         export_remote_settings()  # the engine asks the remote NIX_WORKFLOW_REMOTE names on a local miss
-        found = _ENGINES[root] = Engine(Store(root), echo=_echo)
+        found = _ENGINES[root] = Engine(Store(root, setting=STORE_SETTING), echo=_echo)
         journal.attach(found, settings().out_link)  # nw view: this process's tasks and their states, live
     return found
 

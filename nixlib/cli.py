@@ -395,17 +395,13 @@ def _misplaced_option(parser: argparse.ArgumentParser, words: list[str]) -> None
 
 
 def _use_store(store_dir: str | None) -> None:
-    """Point NIX_WORKFLOW_STORE at --store DIR. A missing parent is refused: a typo must not create a new store
-    somewhere unexpected (the store itself is created on first use, like the default one)."""
+    """Point NIX_WORKFLOW_STORE at --store DIR (created on first use, with any missing directory above it, as the
+    variable's store is: the store checks the path and names the setting in its errors)."""
     if store_dir is None:
         return
     if not store_dir:
         raise NixWorkflowError("--store needs a directory (got an empty string)")
-    root = Path(store_dir).absolute()
-    if not root.exists() and not root.parent.exists():  # a parent that is a file: the store says so, with advice
-        raise NixWorkflowError(f"--store {store_dir}: the directory it would be created in, {root.parent}, does not "
-                               f"exist. Fix the path, or create it first (mkdir -p {root.parent}).")
-    os.environ["NIX_WORKFLOW_STORE"] = str(root)
+    os.environ["NIX_WORKFLOW_STORE"] = str(Path(store_dir).absolute())
 
 
 def _os_error(e: OSError) -> str:
@@ -434,14 +430,19 @@ def _stdout_closed() -> bool:
     return closed
 
 
-def _store() -> Any:
-    """The store, created if it does not exist yet (`nw run`, which stores results)."""
+STORE_SETTING = "--store DIR or NIX_WORKFLOW_STORE=DIR"
+"""How an nw user chooses the store, for the store's own errors (Store's `setting`)."""
+
+
+def _store(writable: bool = True) -> Any:
+    """The store, created if it does not exist yet (`nw run`, which stores results). `writable=False`: for a
+    command that only reads it (show, log, lineage, diff, why), which works on a store it cannot write."""
     from nixlib.store import Store
 
-    return Store()
+    return Store(setting=STORE_SETTING, writable=writable)
 
 
-def _existing_store(doing: str) -> Any:
+def _existing_store(doing: str, writable: bool = True) -> Any:
     """The store, for a command that reads results already in it (show, log, gc, verify, …): one that does not
     exist is an error naming its path (a typo in NIX_WORKFLOW_STORE or --store must not create an empty store
     and then report that nothing is in it)."""
@@ -451,14 +452,14 @@ def _existing_store(doing: str) -> Any:
     if not os.path.lexists(root):
         raise NixWorkflowError(f"there is no store at {root} ({_store_origin()}), so there is nothing to {doing}: "
                                "nothing has been run with it yet (`nw run` creates it). If your results are in "
-                               "another store, name it with --store DIR or NIX_WORKFLOW_STORE=DIR.")
-    return _store()
+                               f"another store, name it with {STORE_SETTING}.")
+    return _store(writable)
 
 
 _EMPTY: list[Any] = []  # the scratch directory of the stand-in for a store that does not exist (removed at exit)
 
 
-def _store_or_empty() -> Any:
+def _store_or_empty(writable: bool = True) -> Any:
     """The store, for a command that says what a run would do or what a step has made so far (status, dag, why,
     run -n, checkpoints, pin). When it does not exist yet the natural answer is that nothing is cached, every step
     would run and none has published or realised anything: that is computed against an empty
@@ -470,12 +471,12 @@ def _store_or_empty() -> Any:
 
     root = default_root().absolute()
     if os.path.lexists(root):
-        return _store()
+        return _store(writable)
     remote = " or be fetched from the remote cache" if os.environ.get("NIX_WORKFLOW_REMOTE") else ""
     print(f"nw: there is no store at {root} yet ({_store_origin()}): nothing is cached, so every step would run"
           f"{remote}", file=sys.stderr)
     _EMPTY.append(tempfile.TemporaryDirectory(prefix="nw-no-store-"))
-    store = Store(Path(_EMPTY[-1].name) / "store")
+    store = Store(Path(_EMPTY[-1].name) / "store", setting=STORE_SETTING)
     store.stands_for = root
     return store
 
@@ -574,7 +575,7 @@ def _check_store_for_commands() -> None:
         raise NixWorkflowError(f"the store root {root!r} contains {shown}: every step's $out and every step output "
                                "a command interpolates is a path under it, and the shell splits or expands such a "
                                "path where a command leaves it unquoted (`echo 1 > $out/x`), so the steps would fail. "
-                               "Use a store path of plain characters (--store DIR or NIX_WORKFLOW_STORE=DIR); "
+                               f"Use a store path of plain characters ({STORE_SETTING}); "
                                "nothing was run.")
 
 
@@ -698,7 +699,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     from nixlib import plan
     from nixlib.lineage import last_run
 
-    store = _store_or_empty()
+    store = _store_or_empty(writable=False)  # (a query: it works on a store it cannot write)
     out_dir = Path(args.out_link)
     summary = last_run(out_dir)
     entry = summary.get(args.step)
@@ -724,7 +725,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from nixlib import diff
     from nixlib.lineage import find_record
 
-    store = _existing_store("compare")
+    store = _existing_store("compare", writable=False)
     docs = [find_record(store, what, Path(args.out_link)) for what in (args.a, args.b)]
     sides = [diff.side_of_record(d, f"{w} ({d['name']})") for d, w in zip(docs, (args.a, args.b), strict=True)]
     recipe = diff.recipe_differences(*sides)
@@ -788,7 +789,7 @@ def _record(args: argparse.Namespace) -> tuple[Any, Any]:
     """The store and what NAME|PATH names (lineage.Found): by the step's record in the last run, not its bytes."""
     from nixlib.lineage import find
 
-    store = _existing_store({"show": "show", "lineage": "trace", "log": "print"}[args.cmd])
+    store = _existing_store({"show": "show", "lineage": "trace", "log": "print"}[args.cmd], writable=False)
     return store, find(store, args.what, Path(args.out_link))
 
 

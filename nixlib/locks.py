@@ -97,7 +97,7 @@ def open_fd(path: Path) -> int:
     from nixlib.errors import NixWorkflowError
 
     raise NixWorkflowError(f"cannot open any lock file for {path}: {'; '.join(errors)}. Ask the store's "
-                           "administrator to remove the lock file, or use a private store (--store DIR).")
+                           "administrator to remove the lock file, or use a private store (NIX_WORKFLOW_STORE=DIR).")
 
 
 class FlockLock:

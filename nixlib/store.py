@@ -25,7 +25,7 @@ from typing import Any
 
 import filelock
 
-from nixlib import context, faults, hits, locks, nar, records, statmemo, trees, trust
+from nixlib import context, faults, hits, locks, nar, records, statmemo, temproots, trees, trust
 from nixlib.errors import NixWorkflowError
 from nixlib.statmemo import StatMemo, scan, user_cache_dir
 
@@ -35,6 +35,8 @@ SUBDIRS = ("store", "realisations", "recipes", "origins", "state", "tmp", "locks
 # every directory `nw gc` reads is made and checked with the layout, never left for another user to plant first)
 LINK_MODES = ("auto", "reflink", "copy", "hardlink", "symlink")
 _FICLONE = 0x40049409
+DEFAULT_SETTING = "NIX_WORKFLOW_STORE=DIR"
+"""How a user chooses the store, for a caller that does not say (each front door passes its own way: Store)."""
 
 
 def default_root() -> Path:
@@ -91,12 +93,83 @@ def _report_invalid(path: Path | str, why: str, prefix: str = "ignoring invalid 
         print(message, file=sys.stderr)
 
 
-class Store:
-    """A store root and the operations on it; cheap to construct, safe to share across threads."""
+def check_root(root: Path, setting: str = DEFAULT_SETTING) -> None:
+    """Refuse a store root that cannot be used, creating nothing: a file, or a path beneath one; a store that does
+    not exist and cannot be made (the nearest existing directory above it is read-only or not writable); an
+    existing store on a read-only filesystem. Store runs it before it makes the store directory; a front door that
+    takes the setting long before it opens the store (Snakemake's settings) runs it there, so the error comes first
+    and names `setting`, the user's way to choose the store (see Store). Missing directories above the store are
+    created with it, as Nix creates a `--store` path and Luigi and Snakemake their outputs' directories: every
+    front door treats every way of naming the store alike."""
+    root = Path(root).absolute()
+    if os.path.lexists(root) and not root.is_dir() or _file_above(root):
+        raise _not_a_directory(root, setting)
+    if root.is_dir():
+        if _read_only_fs(root):
+            raise _unwritable(root, OSError(errno.EROFS, os.strerror(errno.EROFS)), setting)
+        return
+    existing = root.parent
+    while not existing.is_dir() and existing != existing.parent:
+        existing = existing.parent
+    if _read_only_fs(existing):
+        raise _cannot_create(root, OSError(errno.EROFS, os.strerror(errno.EROFS)), setting, existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise _cannot_create(root, OSError(errno.EACCES, os.strerror(errno.EACCES)), setting, existing)
 
-    def __init__(self, root: str | os.PathLike | None = None) -> None:
+
+def _file_above(root: Path) -> bool:
+    """True if a directory above `root` is a file (nothing can be created beneath it)."""
+    path = root.parent
+    while not os.path.lexists(path) and path != path.parent:
+        path = path.parent
+    return not path.is_dir()
+
+
+def _not_a_directory(root: Path, setting: str) -> NixWorkflowError:
+    """The store root, or a directory above it, is a file: `sudo mkdir` cannot fix that, so say which path it is
+    and how to choose another store."""
+    path = root
+    while not os.path.lexists(path) and path != path.parent:
+        path = path.parent
+    what = "is a file" if path == root else f"lies under {path}, which is a file"
+    return NixWorkflowError(f"cannot use {root} as the store: it {what}, not a directory. Choose another location "
+                            f"with {setting} (or move the file out of the way).")
+
+
+def _cannot_create(root: Path, e: OSError, setting: str, where: Path | None = None) -> NixWorkflowError:
+    return NixWorkflowError(
+        f"cannot create the store at {root}: {_reason(e, where or root.parent)}. Create it once with "
+        f"`sudo mkdir -m 1777 -p {root}` (world-writable with the sticky bit, like /tmp), or choose another "
+        f"location with {setting}.")
+
+
+def _unwritable(root: Path, e: OSError, setting: str) -> NixWorkflowError:
+    if e.errno == errno.EROFS or _read_only_fs(root):
+        return NixWorkflowError(
+            f"the store at {root} is on a read-only filesystem, and this command needs to write to it. Remount it "
+            f"read-write, or use a store on a writable filesystem ({setting}); the commands that only read a store "
+            "(nw show, log, lineage, diff, why) work on a read-only one.")
+    return NixWorkflowError(
+        f"the store at {root} is not writable ({e.strerror}). A shared store must be created with "
+        f"`sudo mkdir -m 1777 -p {root}`; to use a private store instead choose one with {setting}.")
+
+
+class Store:
+    """A store root and the operations on it; cheap to construct, safe to share across threads.
+
+    `setting` says how the user of the calling front door chooses the store (nw: `--store DIR`; Snakemake:
+    `--nixworkflow-store DIR`; Luigi: luigi.cfg's `store`), so an error about the store names the user's own
+    way to fix it: nixlib never imports the adapters, they pass it. `writable=False` opens an existing store
+    for reading only (nw show, log, lineage, diff, why): nothing is created in it, and a store this user cannot
+    write (a read-only mount, another user's store) is still read. Such a store object must not be written to;
+    its lookups still treat a corrupt object as absent (it is only not moved to quarantine/)."""
+
+    def __init__(self, root: str | os.PathLike | None = None, *, setting: str = DEFAULT_SETTING,
+                 writable: bool = True) -> None:
         self.root = Path(root or default_root()).absolute()
-        self._ensure_layout()
+        self.setting = setting
+        self.read_only = False
+        self._ensure_layout(writable)
         self.memo = StatMemo.for_store(self.root)
         self.hits = hits.of(self.root)  # verified hits: read on the first lookup, written at exit
         self._rooted_dirs: set[str] = set()  # output-link directories registered as GC roots (link_output)
@@ -105,21 +178,18 @@ class Store:
 
     # ---- layout -------------------------------------------------------------------------
 
-    def _ensure_layout(self) -> None:
+    def _ensure_layout(self, writable: bool = True) -> None:
+        """Create the store directory (and any missing directory above it) and its subdirectories, and check
+        them. For a reader (`writable` False) of a store it cannot write, only the checks: the store is then
+        read-only for this process."""
         if not self.root.is_dir():
-            try:
-                self.root.mkdir(parents=True)
-                self.root.chmod(0o1777)
-            except FileExistsError:
-                pass  # another process created it first; checked below like any existing root
-            except NotADirectoryError:
-                raise self._not_a_directory() from None
-            except OSError as e:
-                raise NixWorkflowError(
-                    f"cannot create the store at {self.root}: {e.strerror}. Create it once with "
-                    f"`sudo mkdir -m 1777 -p {self.root}` (world-writable with the sticky bit, like /tmp), "
-                    "or choose another location with --store DIR or NIX_WORKFLOW_STORE=DIR."
-                ) from None
+            self._create_root()
+        if not writable and self.unwritable_reason() is not None:
+            self.read_only = True
+            temproots.of(self.root).reading_only = True  # (a lookup's temp root could not be written)
+            for sub in SUBDIRS:
+                _check_shared_dir(self.root / sub, self.setting, reading=True)
+            return
         for sub in SUBDIRS:
             path = self.root / sub
             if not path.is_dir():
@@ -132,7 +202,7 @@ class Store:
                     raise self._not_a_directory() from None
                 except OSError as e:
                     raise self._unwritable(e) from None
-            _check_shared_dir(path)
+            _check_shared_dir(path, self.setting)
         try:  # placeholders name paths beneath this regular file: never a writable location
             context.seal_placeholders(self.root)
         except OSError as e:
@@ -140,24 +210,32 @@ class Store:
         if not os.access(self.root / "tmp", os.W_OK | os.X_OK):
             raise self._unwritable(OSError(errno.EACCES, "permission denied"))
 
+    def _create_root(self) -> None:
+        """Make the store directory (1777, like /tmp) and any missing directory above it (as `mkdir -p` would)."""
+        check_root(self.root, self.setting)
+        try:
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir()
+            self.root.chmod(0o1777)
+        except FileExistsError:
+            pass  # another process created it first; checked below like any existing root
+        except OSError as e:  # (check_root found none of these: something changed meanwhile)
+            raise _cannot_create(self.root, e, self.setting) from None
+
+    def unwritable_reason(self) -> str | None:
+        """Why this user cannot add to the store (a read-only filesystem, permissions), or None if it can."""
+        if _read_only_fs(self.root):
+            return "it is on a read-only filesystem"
+        for path in (self.root, *(self.root / sub for sub in SUBDIRS)):
+            if os.path.isdir(path) and not os.access(path, os.W_OK | os.X_OK):
+                return f"permission denied on {path}"
+        return None
+
     def _not_a_directory(self) -> NixWorkflowError:
-        """The store root, or a directory above it, is a file: `sudo mkdir` cannot fix that, so say which path
-        it is and how to choose another store."""
-        path = self.root
-        while not os.path.lexists(path) and path != path.parent:
-            path = path.parent
-        what = "is a file" if path == self.root else f"lies under {path}, which is a file"
-        return NixWorkflowError(
-            f"cannot use {self.root} as the store: it {what}, not a directory. Choose another location with "
-            "--store DIR or NIX_WORKFLOW_STORE=DIR (or move the file out of the way)."
-        )
+        return _not_a_directory(self.root, self.setting)
 
     def _unwritable(self, e: OSError) -> NixWorkflowError:
-        return NixWorkflowError(
-            f"the store at {self.root} is not writable ({e.strerror}). A shared store must be created with "
-            f"`sudo mkdir -m 1777 -p {self.root}`; to use a private store instead pass --store DIR or set "
-            "NIX_WORKFLOW_STORE=DIR."
-        )
+        return _unwritable(self.root, e, self.setting)
 
     # ---- objects ------------------------------------------------------------------------
 
@@ -193,6 +271,8 @@ class Store:
         cannot be moved (another user's object in the sticky store/: `has` still treats it as absent, and
         only its owner or root can move it). Moving a directory to another parent needs write permission on
         the directory itself, so a sealed one we own is opened (u+w) for the move and sealed again."""
+        if self.read_only:
+            return None  # (a store opened for reading it cannot write: the object is still treated as absent)
         src = self.object_path(h)
         dest = self.root / "quarantine" / f"{h}.{int(time.time())}.{secrets.token_hex(3)}"
         try:
@@ -834,7 +914,7 @@ SETTLE_SECONDS = 3.0
 maker creates it (mode 0755 under the usual umask) and makes it 1777 right after (Store._ensure_layout)."""
 
 
-def _check_shared_dir(path: Path) -> None:
+def _check_shared_dir(path: Path, setting: str = DEFAULT_SETTING, reading: bool = False) -> None:
     """Refuse a store subdirectory that another user made unusable or made to point elsewhere (it was there before
     we looked, so whoever ran first chose it): a symlink or non-directory of another user, or a directory of another
     user that not everyone may add to (1777, like /tmp). Else every write into it would fail half-way through a run
@@ -842,7 +922,10 @@ def _check_shared_dir(path: Path) -> None:
 
     A directory made in the last few seconds that is not 1777 yet is waited for (up to SETTLE_SECONDS): two users'
     first runs on a fresh shared store race to make its subdirectories, and the loser used to see the winner's new
-    directory between its mkdir and its chmod, and refuse the whole store."""
+    directory between its mkdir and its chmod, and refuse the whole store.
+
+    `reading` (a store opened only to read, which this user cannot write): a directory others may not add to is
+    no fault then (nothing is added), but one that is no real directory still is (it points reads elsewhere)."""
     deadline = time.monotonic() + SETTLE_SECONDS
     while True:
         try:
@@ -850,7 +933,7 @@ def _check_shared_dir(path: Path) -> None:
         except OSError:
             return  # (the writability checks that follow say what is wrong)
         why, st = _shared_dir_fault(path, st)
-        if why is None:
+        if why is None or (reading and stat.S_ISDIR(st.st_mode)):  # (a mode fault: a directory, not 1777)
             return
         if not (stat.S_ISDIR(st.st_mode) and time.time() - st.st_ctime < SETTLE_SECONDS
                 and time.monotonic() < deadline):
@@ -862,7 +945,7 @@ def _check_shared_dir(path: Path) -> None:
         f"{path} {why}, and it belongs to {trust.user_name(st.st_uid)}: every directory of a shared store must "
         "be a real directory that every user may add to and nobody may empty, so nw will not use this store. "
         f"Ask that user or the store's administrator to remove it (nw creates it again){chmod}; or use a "
-        "private store with --store DIR or NIX_WORKFLOW_STORE=DIR.")
+        f"private store (choose one with {setting}).")
 
 
 def _shared_dir_fault(path: Path, st: os.stat_result) -> tuple[str | None, os.stat_result]:
@@ -880,6 +963,24 @@ def _shared_dir_fault(path: Path, st: os.stat_result) -> tuple[str | None, os.st
         mode = oct(stat.S_IMODE(st.st_mode))
         return f"is a directory of mode {mode}, not 1777 (world-writable with the sticky bit)", st
     return None, st
+
+
+def _read_only_fs(path: Path) -> bool:
+    """True if `path` (or, when it does not exist, the nearest directory above it) is on a read-only filesystem."""
+    while not os.path.exists(path) and path != path.parent:
+        path = path.parent
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _reason(e: OSError, where: Path) -> str:
+    """The reason of an OSError about creating something in `where`, in words (a read-only filesystem, whose
+    EROFS is easy to mistake for a permission problem, named as such)."""
+    if e.errno == errno.EROFS or _read_only_fs(where):
+        return f"{where} is on a read-only filesystem"
+    return e.strerror or str(e)
 
 
 def _is_real_dir(path: str) -> bool:

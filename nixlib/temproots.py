@@ -51,10 +51,13 @@ class TempRoots:
         self._guard_id: tuple[int, int] | None = None
         self._known: set[str] = set()
         self._guard_path = f"{root}/locks/gc.lock"  # (a string: a cached lookup registers one key per step)
+        self.reading_only = False  # a store this process cannot write, opened to read (Store's `writable`)
 
     def add(self, names: Iterable[str], guarded: bool = False) -> None:
         """Register `names` (object hashes or realisation keys) before they are used. `guarded`: the
         caller already holds the store's gc guard (shared), e.g. while ingesting and recording."""
+        if self.reading_only:
+            return  # (none can be written there: a query that reads what its owner's `nw gc` removes finds it absent)
         known = self._known
         new = [n for n in names if n not in known]
         if not new:

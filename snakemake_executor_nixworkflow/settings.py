@@ -26,6 +26,10 @@ class SetupError(WorkflowError):
     __traceback__ = property(lambda self: None, lambda self, value: None)  # type: ignore[assignment]
 
 
+STORE_SETTING = "--nixworkflow-store DIR (or SNAKEMAKE_NIXWORKFLOW_STORE=DIR, or NIX_WORKFLOW_STORE=DIR)"
+"""How a Snakemake user chooses the store, for the store's own errors (nixlib's Store takes it as `setting`)."""
+
+
 @dataclass
 class ExecutorSettings(ExecutorSettingsBase):
     """What a user of `snakemake --executor nixworkflow` can set; nothing here enters a recipe key."""
@@ -170,7 +174,20 @@ class ExecutorSettings(ExecutorSettingsBase):
         from snakemake_executor_nixworkflow import backend
 
         self.check_remote()
+        self.check_store()
         backend.activate(self.backend)
+
+    def check_store(self) -> None:
+        """A store that cannot be used (a file; missing parent directories, which nw and Luigi refuse too; a
+        read-only filesystem) is a SetupError naming --nixworkflow-store, before Snakemake builds the DAG: the
+        store's own error would name only NIX_WORKFLOW_STORE (the executor opens it with nixlib's defaults)."""
+        from nixlib.errors import NixWorkflowError
+        from nixlib.store import check_root, default_root
+
+        try:
+            check_root(Path(self.store or default_root()), STORE_SETTING)
+        except NixWorkflowError as e:
+            raise SetupError(f"nixworkflow: {e}") from None
 
     def check_remote(self) -> None:
         """A remote URL or push setting that cannot be used is a SetupError naming the option or variable, before

@@ -63,3 +63,15 @@ def migrated_pair(template: str, where: Path, name: str, migrated: bool) -> Modu
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def clean_failure(proc: subprocess.CompletedProcess[str], *words: str) -> str:
+    """Assert a non-zero exit (not 70, nw's "a bug" status) with one clear error that says WORDS and no traceback,
+    raw errno or escaped ValueError; return the output."""
+    out = proc.stdout + proc.stderr
+    assert proc.returncode not in (0, 70), out
+    for bad in ("Traceback", "[Errno", 'File "', "ValueError"):
+        assert bad not in out, out
+    for word in words:
+        assert word in out, out
+    return out

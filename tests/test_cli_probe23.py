@@ -23,19 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nixlib.errors import NixWorkflowError
-from tests.helpers import REPO, nw
+from tests.helpers import REPO, clean_failure, nw
 
 EXPERIMENT = 'from nixlib import output\na = output("echo hi > $out/x")\n'
-
-
-def clean_failure(proc: subprocess.CompletedProcess[str], *words: str) -> None:
-    """A non-zero exit with one clear error that says WORDS, and no traceback or raw errno."""
-    out = proc.stdout + proc.stderr
-    assert proc.returncode not in (0, 70), out
-    for bad in ("Traceback", "[Errno", "ValueError"):
-        assert bad not in out, out
-    for word in words:
-        assert word in out, out
 
 
 # ---- nw: a remote URL that does not parse -----------------------------------------------------------------

@@ -244,14 +244,6 @@ def test_store_that_is_a_file(shared: Path) -> None:
     assert Path("afile").read_text() == "not a store\n"
 
 
-def test_store_whose_parent_does_not_exist(shared: Path, tmp_path: Path) -> None:
-    """A typo in --store used to create the whole missing path and run there."""
-    Path("exp.py").write_text(EXPERIMENT)
-    missing = tmp_path / "no" / "such" / "store"
-    fails_cleanly(shared, "--store", str(missing), "run", "exp.py", names=f"{missing.parent}, does not exist")
-    assert not (tmp_path / "no").exists()
-
-
 def test_os_error_escaping_a_command_names_the_path(shared: Path) -> None:
     """--out-link naming a file: the run's mkdir failed with a traceback; now one line with the path and the
     operation. The step itself is cached, so the store is unchanged."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from nixlib.errors import NixWorkflowError
 
@@ -65,9 +65,25 @@ class Backend(Protocol):
         """Remove `key` if present (used only for leases, never for objects or records)."""
 
 
+def split_url(text: str, remote: str | None = None) -> SplitResult:
+    """urlsplit(`text`); a NixWorkflowError naming the remote URL if urllib cannot parse it. `remote`: the remote
+    URL `text` is the ?endpoint= of, named with it (an endpoint's port is checked too: boto3 would use it)."""
+    try:
+        parts = urlsplit(text)
+        if remote is not None:
+            parts.port  # noqa: B018 - parsing the port is the check ("Port could not be cast to integer value")
+    except ValueError as e:
+        part = f": endpoint {text!r}" if remote is not None else ""
+        raise NixWorkflowError(f"remote {remote or text!r}{part} is not a valid URL ({e}); write "
+                               "s3://BUCKET/PREFIX[?endpoint=URL] or file:///DIRECTORY") from None
+    return parts
+
+
 def open_backend(url: str) -> Backend:
-    """The backend for a remote URL: `s3://bucket/prefix[?endpoint=URL&region=R]` or `file:///dir`."""
-    parts = urlsplit(url)
+    """The backend for a remote URL: `s3://bucket/prefix[?endpoint=URL&region=R]` or `file:///dir`. A URL urllib
+    cannot parse is a NixWorkflowError naming it (its bare ValueError, "Invalid IPv6 URL", escaped as a traceback
+    from every caller that did not check the URL first)."""
+    parts = split_url(url)
     if parts.scheme == "s3":
         try:
             from nixlib.remotes.s3 import S3Backend

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from nixlib import faults
 from nixlib.errors import NixWorkflowError
-from nixlib.remotes import Progress, RemoteDown, Stream
+from nixlib.remotes import Progress, RemoteDown, Stream, split_url
 
 PART = int(os.environ.get("NIX_WORKFLOW_S3_PART_SIZE") or 16 << 20)  # S3's minimum part is 5 MiB
 SINGLE_PUT_MAX = int(os.environ.get("NIX_WORKFLOW_S3_SINGLE_PUT_MAX") or 64 << 20)
@@ -42,7 +42,7 @@ def _query(url: str, query: str) -> dict[str, str]:
                                "once")
     found = {k: v[0] for k, v in parsed.items()}
     endpoint = found.get("endpoint")
-    if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
+    if endpoint is not None and split_url(endpoint, url).scheme not in ("http", "https"):
         raise NixWorkflowError(f"remote {url!r}: endpoint {endpoint!r} is not an http:// or https:// URL "
                                "(e.g. ?endpoint=http://minio:9000)")
     return found
