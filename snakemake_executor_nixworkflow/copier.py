@@ -87,6 +87,11 @@ class Copier:
                 self._broken = True
         return self._proc
 
+    def pid(self) -> int | None:
+        """The helper's process id while it runs: a cancelled run stops its jobs' processes, never this one,
+        which may be writing a restored output (it ends when `close` ends its input)."""
+        return self._proc.pid if self._proc is not None else None
+
     def submit(self, src: str | os.PathLike, dest: str | os.PathLike, link: str) -> int | None:
         """Ask for a copy; None when the helper is unavailable (copy in-process then)."""
         proc = self._start()

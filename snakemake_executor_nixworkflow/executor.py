@@ -45,9 +45,9 @@ from nixlib import faults, trees
 from nixlib.engine import Engine, Result
 from nixlib.env import ResolvedEnv
 from nixlib.errors import NixWorkflowError, StepFailed
-from nixlib.reaper import mark_runner_environ
+from nixlib.reaper import StuckProcesses, mark_runner_environ, reap_marked
 from nixlib.recipe import Recipe, RunOptions
-from nixlib.runner import Build, append_log
+from nixlib.runner import Build, append_log, open_log
 from nixlib.store import Store, copy_tree, disk_full, force_remove
 from snakemake_executor_nixworkflow import internals, journal
 from snakemake_executor_nixworkflow.copier import Copier
@@ -69,7 +69,7 @@ from snakemake_executor_nixworkflow.runtime import (
     sandbox_readable,
     unpinned_warning,
 )
-from snakemake_executor_nixworkflow.settings import ExecutorSettings, SetupError, settings_of
+from snakemake_executor_nixworkflow.settings import STORE_SETTING, ExecutorSettings, SetupError, settings_of
 
 common_settings = CommonSettings(
     non_local_exec=False,
@@ -125,7 +125,10 @@ class Executor(LocalExecutor):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        mark_runner_environ()  # every job process Snakemake starts from now on dies with this executor
+        # Every job process Snakemake starts from now on carries this marker: it dies with this executor, and a
+        # cancelled run stops them all by it (`stop_jobs`).
+        self.marker = mark_runner_environ()
+        self.cancelling = threading.Event()  # set by `cancel`: no job that is still running from then on is stored
         self.settings: ExecutorSettings = settings_of(self.workflow)  # a backend keeps them apart from its own
         s = self.settings
         if s.store is not None:  # nixlib.env keeps its evaluation cache and GC roots under the same root
@@ -133,7 +136,7 @@ class Executor(LocalExecutor):
         export_remote_settings(s)
         forced = RunOptions(pure=s.pure, sandbox=s.sandbox, network=True if s.network else None)
         try:
-            self.store = Store(s.store)
+            self.store = Store(s.store, setting=STORE_SETTING)  # (its errors name Snakemake's option)
             self.engine = Engine(self.store)
             if s.link_mode == "reflink":
                 self.check_reflinks()
@@ -398,6 +401,7 @@ class Executor(LocalExecutor):
                 self.cached_or_run(job, run_wrapper, *args)
             return
         try:
+            self.refuse_cancelled(job)  # (a job the pool starts after Ctrl-C)
             env, options = self.env_of(job)
             run = self.runner(job, args, env, options)
             if self.settings.no_cache or not cacheable(job):
@@ -515,10 +519,13 @@ class Executor(LocalExecutor):
         realisation): such a checkpoint cannot be restored, since Snakemake's DAG is re-evaluated from it."""
 
         def act(build: Build, command: str) -> Mapping[str, Path]:
+            self.refuse_cancelled(job)
+            self.start_log(job, build, command)
             link_state(job, build.state)
             workdir, skip = self.recipes.where.workdir, str(self.store.root)
             before = tree_state(workdir, skip) if internals.is_checkpoint(job) else None
             run()
+            self.refuse_cancelled(job)  # its processes were killed by `cancel`, whatever their exit said
             if before is not None:
                 extra = undeclared(before, tree_state(workdir, skip), self.declared())
                 if extra:
@@ -546,12 +553,27 @@ class Executor(LocalExecutor):
             if not build.linked:  # (else `store` sets `done` once the store has the objects: see below)
                 done.set()  # Snakemake's part is over; what follows happens while its next job runs
             with append_log(build.log) as log:
-                log.write(f"snakemake job {job.jobid} (rule {job.rule.name}) in {self.recipes.where.workdir}\n"
-                          f"$ {job.shellcmd if job.rule.shellcmd is not None else command}\n"
-                          "(its output went to Snakemake's console and the rule's log files)\n")
+                log.write("ended: its command succeeded\n")
             return staged
 
         return act
+
+    def start_log(self, job: Any, build: Build, command: str) -> None:
+        """The job's log in the store (`logs/<key>.log`, what `nw view` and `nw log` show), written as the job
+        starts, so a running job shows what runs and where its output goes. Its output itself goes to Snakemake's
+        console and the rule's `log:` files, as with the local executor (Snakemake's shell() writes there)."""
+        logs = ", ".join(str(f) for f in job.log)
+        with open_log(build.log) as log:
+            log.write((f"snakemake job {job.jobid} (rule {job.rule.name}) in {self.recipes.where.workdir}\n"
+                       f"$ {job.shellcmd if job.rule.shellcmd is not None else command}\n"
+                       "(its output goes to Snakemake's console"
+                       + (f" and the rule's log files: {logs})\n" if logs else ")\n")).encode())
+
+    def refuse_cancelled(self, job: Any) -> None:
+        """Fail a job the run was cancelled around (Ctrl-C): it is not stored, whatever its processes did."""
+        if self.cancelling.is_set():
+            raise NixWorkflowError(f"rule {job.rule.name} (jobid {job.jobid}) was cancelled on user request (Ctrl-C) "
+                                   "before it ended; nothing of it was stored, and the next run runs it again")
 
     def failing_checks(self, job: Any) -> str | None:
         """Why Snakemake's post-processing of this finished job (dag.check_and_touch_output) may fail it, or None.
@@ -752,11 +774,40 @@ class Executor(LocalExecutor):
             self.copier.close()
 
     def cancel(self) -> None:
-        super().cancel()
+        """Snakemake's scheduler on Ctrl-C ("Terminating processes on user request"): stop every running job.
+        The local executor's cancel only waits for its threads, relying on the terminal's SIGINT reaching the
+        jobs' processes too (same process group); a SIGINT sent to Snakemake alone, or a job that outlives its
+        shell, would run on to its end and be stored as a success. So every process of this run's jobs (found
+        by the run's marker: grandchildren and processes that left the group included) is killed first; each
+        running job then fails, and nothing of it is stored (`refuse_cancelled`): the engine removes its
+        scratch directory and releases its lock, and Snakemake handles its outputs as for any failed job."""
+        self.cancelling.set()
+        self.stop_jobs()
+        swept = threading.Event()
+        threading.Thread(target=self.sweep, args=(swept,), daemon=True, name="nixworkflow-cancel").start()
+        try:
+            super().cancel()  # waits for the jobs' threads, which now fail
+        finally:
+            swept.set()
         self.storing.shutdown(wait=False, cancel_futures=True)
         self.runtime.close()
         if hasattr(self, "copier"):
             self.copier.close()
+
+    def sweep(self, swept: threading.Event) -> None:
+        """Kill job processes again until the jobs' threads have ended: a thread that was about to start its job's
+        command when `cancel` began would otherwise start it after the first kill, and Snakemake would wait for it."""
+        while not swept.wait(0.5):
+            self.stop_jobs()
+
+    def stop_jobs(self) -> None:
+        """Kill every process of this run's jobs (not the copying helper, which ends with its input)."""
+        helper = self.copier.pid() if hasattr(self, "copier") else None
+        try:
+            reap_marked(self.marker, exclude=() if helper is None else (helper,))
+        except StuckProcesses as e:
+            self.logger.warning(f"nixworkflow: processes {e} of this run's jobs had not ended 30 s after being "
+                                "killed (uninterruptible I/O?); check them with ps before running again")
 
 
 def dangling_links(path: str, restored_link: bool = False) -> list[str]:
