@@ -30,7 +30,7 @@ import luigi.configuration
 from luigi.parameter import ParameterVisibility
 from luigi.task_register import Register
 
-from luigi_nixworkflow import present, settings, stepio, templates
+from luigi_nixworkflow import class_templates, present, settings, stepio, templates, unfollowed
 from nixlib import codefiles, configfiles, envreads, hostenv, makefiles, pycode, pydata, pyimports
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import RunOptions, digest
@@ -298,14 +298,14 @@ def param_templates(cls: type) -> tuple[templates.Template, ...]:
     own parameters and luigi.cfg values, and do not write (`open(p, "w")`, `df.to_csv(p)`):
     `f"data/{self.date:%Y-%m-%d}.csv"`, `"data/" + self.name + ".csv"`, `"data/%s.csv" % self.name`,
     `"data/{}.csv".format(self.date)`, `os.path.join`, `Path("data") / self.name`, through locals and project
-    helpers (luigi_nixworkflow.templates). Pure and memoised per class; which of them name a file is looked at per
+    helpers (luigi_nixworkflow.class_templates). Pure and memoised per class; which of them name a file is looked at per
     task (template_data), as data_words' literal paths are."""
     try:
         trees = _sources(cls)
     except NixWorkflowError:
         return ()
     _warn_unfollowed(cls, trees)  # (here: asked of every legacy task, once per class)
-    return templates.of_class(cls, trees, _own_classes(cls))
+    return class_templates.of_class(cls, trees, _own_classes(cls))
 
 
 def template_data(task: luigi.Task, declared: Callable[[], set[str]],
@@ -320,11 +320,11 @@ def template_data(task: luigi.Task, declared: Callable[[], set[str]],
 
 def _warn_unfollowed(cls: type, trees: tuple[ast.Module, ...]) -> None:
     """Warns once per class of each read of a path built from the task's parameters that the key cannot follow
-    (templates.unfollowed): editing that file would not re-run the task, so the user must declare it."""
+    (unfollowed.unfollowed): editing that file would not re-run the task, so the user must declare it."""
     if settings.of_class(cls, "version") is not None:  # (the user keys what the walk cannot see)
         return
     try:
-        found = templates.unfollowed(cls, trees, _own_classes(cls))
+        found = unfollowed.unfollowed(cls, trees, _own_classes(cls))
     except RecursionError:
         return
     if found:

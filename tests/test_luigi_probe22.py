@@ -258,7 +258,7 @@ class Unfollowed22(NixTask):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.layout = Layout("daily")
+        self.layout = Layout("daily"); self.layout.root = "daily"  # (changed after it is made: not followed)
 
     def output(self):
         return luigi.LocalTarget("out/unfollowed.txt")

@@ -1,0 +1,83 @@
+"""Reads of a path built from the task's parameters that the key cannot follow (unfollowed): a file that is
+read but not keyed would be served stale after an edit, so keying warns of each, naming the line and how to declare
+it, rather than guess."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import sys
+
+from luigi_nixworkflow.class_templates import NOT_OPENED_IN
+from luigi_nixworkflow.expressions import is_io, template_of
+from luigi_nixworkflow.io_calls import read_path, written_nodes
+from luigi_nixworkflow.scopes import BUDGET, Members, Scope
+from luigi_nixworkflow.templates import alternatives, path_like, unknown_branches
+
+
+def unfollowed(cls: type, trees: tuple[ast.Module, ...], classes: list[type]) -> list[str]:
+    """Reads in the class's methods (not output(), requires(), ...) of a path built from the task's parameters that
+    of_class cannot follow (`open(self.layout.path_for(self.day))` with `self.layout` made in `__init__`, a helper of
+    an installed package): `Class.method() line N: <the path expression>` each. Their files are not in the key, so
+    the caller warns, naming the declaration that keys them (static(), a plain task's LocalTarget, `version`)."""
+    params = frozenset(name for name, _ in cls.get_params())
+    members = Members(cls)
+    methods: list[tuple[type, ast.FunctionDef | ast.AsyncFunctionDef, Scope]] = []
+    for c, tree in zip(classes, trees, strict=True):
+        module = sys.modules.get(c.__module__)
+        globs = vars(module) if module is not None else {}
+        for node in ast.walk(tree):
+            for fn in node.body if isinstance(node, ast.ClassDef) else ():
+                if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                    first = (fn.args.posonlyargs + fn.args.args)[:1]
+                    scope = Scope(fn, globs, params, first[0].arg if first else None, members=members)
+                    members.add(fn, scope)
+                    owner = next((k for k in cls.__mro__ if fn.name in vars(k)), None)
+                    if fn.name not in NOT_OPENED_IN and owner is c:  # (not one a subclass overrides)
+                        methods.append((c, fn, scope))
+    out = []
+    for c, fn, scope in methods:
+        try:
+            start = inspect.getsourcelines(c)[1] - 1  # (the tree is the class's source: its lines from 1)
+        except (OSError, TypeError):
+            start = 0
+        written = written_nodes(fn, scope)
+        for call in ast.walk(fn):
+            where = read_path(call) if isinstance(call, ast.Call) and id(call) not in written else None
+            if where is None or id(where) in written or is_io(where, scope):
+                continue
+            try:
+                pieces = template_of(where, scope, [BUDGET])
+            except RecursionError:
+                pieces = None
+            line = f"{c.__name__}.{fn.name}() line {where.lineno + start}: {ast.unparse(where)}"
+            unknown = unknown_branches(pieces) if pieces is not None else []
+            if unknown:  # (a property or helper with a branch it cannot follow: the others are keyed)
+                out.append(f"{line} (a branch: {'; '.join(unknown)})")
+            elif _mentions_params(where, scope) and (
+                    pieces is None or not any(path_like(one) for one in alternatives(pieces))):
+                out.append(line)
+    return list(dict.fromkeys(out))
+
+
+def _mentions_params(node: ast.expr, scope: Scope, depth: int = 0) -> bool:
+    """Whether an expression reads a parameter of the task (`self.day`), also through a local assigned from one."""
+    for n in ast.walk(node):
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == scope.self_name \
+                and n.attr in scope.params:
+            return True
+        if isinstance(n, ast.Name) and depth < 3 and n.id in scope.locals \
+                and any(_mentions_params(v, scope, depth + 1) for v in scope.locals[n.id]):
+            return True
+        if isinstance(n, ast.Name) and n.id in scope.loops:
+            return True
+        if depth < 3 and _own_member(n, scope) and any(  # (`self.loader`, made from the parameters in __init__)
+                _mentions_params(v, s, depth + 1) for v, s in scope.members.assigned.get(n.attr, ())):  # type: ignore[union-attr, attr-defined]
+            return True
+    return False
+
+
+def _own_member(node: ast.AST, scope: Scope) -> bool:
+    """Whether `node` is `self.<name>` for an attribute the task's methods assign (Members.assigned)."""
+    return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and scope.members is not None \
+        and node.value.id == scope.self_name and node.attr in scope.members.assigned
