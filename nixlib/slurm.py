@@ -531,9 +531,10 @@ def nix_paths(build: Build, command: str) -> list[str]:
 
 
 def job_script(build: Build, command: str) -> str:
-    """The batch script: exec the argv a local run would use with exactly its environment (`env -i`), once it
+    """The batch script: run the argv a local run would use with exactly its environment (`env -i`), once it
     has noted that it started and checked that the node has the step's /nix/store paths (else a failure that
-    says so, not a `command not found` the command never caused)."""
+    says so, not a `command not found` the command never caused); then kill what the step left running
+    (reap_script) and exit with the command's status."""
     from nixlib.runner import argv_for
 
     env = {k: v for k, v in build.environ().items() if k not in FROM_JOB and not _of_another_job(k)}
@@ -555,7 +556,31 @@ def job_script(build: Build, command: str) -> str:
             f"cd {shlex.quote(str(build.out))} || exit 1\n"
             f": > {shlex.quote(str(build.tmp / STARTED))}\n"
             f"{check}"
-            f"exec /usr/bin/env -i {assigns} {from_job} {argv}\n")
+            f"/usr/bin/env -i {assigns} {from_job} {argv}\n"
+            "status=$?\n"
+            f"{reap_script(build.marker)}"
+            'exit "$status"\n')
+
+
+REAP_ROUNDS = 50  # a process that forks as fast as it is killed is given up on after this many scans of /proc
+
+
+def reap_script(marker: str) -> str:
+    """Shell lines that SIGKILL, on the node, every process of this user still carrying the step's marker (its
+    environment variable, nixlib.reaper) once the step's command has ended, before the batch script exits: a
+    `setsid` daemon the step left behind, which Slurm does not end under proctrack/linuxproc or pgid, would
+    otherwise keep writing into $out after Slurm said COMPLETED, into the object stored from it (a local run
+    reaps it the same way). Only the user's own processes are read (`-O`), each with one grep."""
+    return ("PATH=/usr/bin:/bin:$PATH rounds=0\n"
+            f"while [ $rounds -lt {REAP_ROUNDS} ]; do\n"
+            "  left=\n"
+            "  for e in /proc/[0-9]*/environ; do\n"
+            f"    [ -O \"$e\" ] && grep -qsz '^{marker}=' \"$e\" || continue\n"
+            "    p=${e#/proc/}; kill -9 \"${p%/environ}\" 2>/dev/null && left=1\n"
+            "  done\n"
+            '  [ -n "$left" ] || break\n'
+            "  rounds=$((rounds + 1)); sleep 0.1\n"
+            "done\n")
 
 
 def job_state(job: str) -> tuple[str, str]:
