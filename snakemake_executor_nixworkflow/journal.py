@@ -30,7 +30,9 @@ def attach(executor: Any) -> RunJournal | None:
         for j in jobs:
             name = job_name(j)
             journal.add(name, {producers[str(f)] for f in j.input if str(f) in producers} - {name})
-        journal.watch(executor.engine)
+        # a job failing once Ctrl-C cancelled the run was stopped, not failed: it reads interrupted, as in nw run
+        cancelling = getattr(executor, "cancelling", None)
+        journal.watch(executor.engine, stopping=cancelling.is_set if cancelling is not None else None)
         atexit.register(journal.finish)
         return journal
     except Exception as e:  # noqa: BLE001 - the viewer's journal must never stop a run

@@ -17,6 +17,7 @@ import socket
 import stat
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from nixlib import records
 from nixlib.lineage import last_run
@@ -210,37 +211,42 @@ class ViewData:
     # ---- objects ------------------------------------------------------------------------
 
     def _locate(self, obj: str, rel: str) -> tuple[Path, os.stat_result]:
-        """The entry `rel` inside object `obj`, walked without following symlinks; Refused for anything else."""
+        """The entry `rel` inside object `obj`, walked without following symlinks; Refused for anything else.
+        `rel`'s components are file names as bytes (a name need not be UTF-8: the server decodes the request's
+        percent-encoded bytes with surrogateescape, as `ref` in a listing encodes them)."""
         obj = _name(obj, "object")
         if not self.store.has(obj):
             raise Refused(404, f"object {obj} is not in the store (or does not re-hash to its name)")
         path = self.store.object_path(obj)
-        parts = [p for p in rel.split("/") if p]
+        try:
+            parts = [os.fsdecode(p.encode("utf-8", "surrogateescape")) for p in rel.split("/") if p]
+        except UnicodeError:
+            raise Refused(400, "a path inside an object must be percent-encoded bytes") from None
         if any(p in (".", "..") or "\0" in p for p in parts):
             raise Refused(400, "a path inside an object may not contain '.' or '..' components")
         st = os.lstat(path)
         for n, part in enumerate(parts):
             if not stat.S_ISDIR(st.st_mode):
-                raise Refused(400, f"{'/'.join(parts[:n]) or 'the object'} is not a directory")
+                raise Refused(400, f"{readable('/'.join(parts[:n])) or 'the object'} is not a directory")
             path = path / part
             try:
                 st = os.lstat(path)
             except OSError:
-                raise Refused(404, f"no {'/'.join(parts[:n + 1])} in object {obj}") from None
+                raise Refused(404, f"no {readable('/'.join(parts[:n + 1]))} in object {obj}") from None
         return path, st
 
     def files(self, obj: str, rel: str) -> dict[str, Any]:
         """A directory listing, or a preview of a file (text, table, JSON, image) inside an object."""
         path, st = self._locate(obj, rel)
         if stat.S_ISLNK(st.st_mode):
-            return {"type": "symlink", "target": os.readlink(path)}  # shown, never followed
+            return {"type": "symlink", "target": readable(os.readlink(path))}  # shown, never followed
         if stat.S_ISDIR(st.st_mode):
             entries = []
             with os.scandir(path) as it:
                 for e in it:
                     est = e.stat(follow_symlinks=False)
                     kind = "dir" if stat.S_ISDIR(est.st_mode) else "symlink" if stat.S_ISLNK(est.st_mode) else "file"
-                    entries.append({"name": e.name, "type": kind, "size": est.st_size})
+                    entries.append({"name": readable(e.name), "ref": ref(e.name), "type": kind, "size": est.st_size})
             return {"type": "dir", "entries": sorted(entries, key=lambda e: (e["type"] != "dir", e["name"]))}
         return self._preview(path, st, rel)
 
@@ -282,6 +288,17 @@ class ViewData:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise Refused(400, "not a regular file")
             return f.read(limit)
+
+
+def readable(name: str) -> str:
+    """A file name as the page shows it: its bytes as UTF-8, any other byte as \\xNN (JSON cannot carry the lone
+    surrogates a non-UTF-8 name decodes to: the page would show U+FFFD and could not ask for the file)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def ref(name: str) -> str:
+    """A file name as the page sends it back in `path`: its bytes percent-encoded (see `_locate`)."""
+    return quote(os.fsencode(name), safe="")
 
 
 def _status(entry: dict[str, Any], live: bool) -> str:

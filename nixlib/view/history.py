@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from nixlib import pids
+from nixlib.errors import Interrupted
 
 RUNS_DIR = ".nw-runs"
 # Front doors that call the engine themselves journal in their working directory: Luigi in .nw-runs (its output-link
@@ -153,10 +154,12 @@ class RunJournal:
             on_event(kind, recipe, info)
         return both
 
-    def watch(self, engine: Any) -> None:
+    def watch(self, engine: Any, stopping: Callable[[], bool] | None = None) -> None:
         """Follow `engine` (for front doors that call lookup/realise themselves): a lookup that misses adds its
         step as pending, one that hits marks a step not yet started cached; realise() reports running, then
-        done, cached or failed. The engine behaves exactly as before; a journal error is swallowed."""
+        done, cached or failed, or interrupted when the run was stopped around it (Ctrl-C: an Interrupted or
+        KeyboardInterrupt, or any error once `stopping()`, the front door's "cancelled" flag, is true), as
+        `nw run` says of a step it stopped. The engine behaves exactly as before; a journal error is swallowed."""
         lookup, realise = engine.lookup, engine.realise
 
         def journaled_lookup(recipe: Any) -> Any:
@@ -173,7 +176,7 @@ class RunJournal:
             try:
                 result = realise(recipe, *args, **kwargs)
             except BaseException as e:
-                self.event("failed", recipe, e)
+                self.event("interrupted" if _stopped(e, stopping) else "failed", recipe, e)
                 raise
             self.event("cached" if result.cached else "done", recipe, result)
             return result
@@ -309,6 +312,16 @@ class RunJournal:
                 for path in (self.dir / name, *((self.dir / name).with_suffix(s) for s in (".updates", ".events"))):
                     with contextlib.suppress(OSError):
                         path.unlink()
+
+
+def _stopped(error: BaseException, stopping: Callable[[], bool] | None) -> bool:
+    """Whether a step's error is its run being stopped (Ctrl-C) rather than the step failing."""
+    if isinstance(error, (Interrupted, KeyboardInterrupt)):
+        return True
+    try:
+        return bool(stopping and stopping())
+    except Exception:  # noqa: BLE001 - a journal detail must never fail a run
+        return False
 
 
 def _not_run(steps: dict[str, Any]) -> dict[str, str]:

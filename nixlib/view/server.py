@@ -51,7 +51,9 @@ class Handler(BaseHTTPRequestHandler):
         if not self._host_ok():
             return self._send(HTTPStatus.FORBIDDEN, b"forbidden host\n", "text/plain")
         url = urlsplit(self.path)
-        query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        # surrogateescape: a percent-encoded byte that is not UTF-8 (a file name in Latin-1 inside an object) reaches
+        # the file system as that byte (os.fsencode), not as U+FFFD naming no file
+        query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True, errors="surrogateescape").items()}
         try:
             if url.path in ASSETS:
                 name, ctype = ASSETS[url.path]

@@ -136,9 +136,9 @@ function draw() {
     cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 60, animate: false }).run();
     fit();
   }
-  const counts = {};
-  for (const n of state.run ? state.run.nodes : []) counts[n.status] = (counts[n.status] || 0) + 1;
-  $("counts").textContent = Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(" · ") || "";
+  const counts = Object.fromEntries(Object.keys(COLORS).map((k) => [k, 0])); // the legend's order: a live run's
+  for (const n of state.run ? state.run.nodes : []) counts[n.status] = (counts[n.status] || 0) + 1; // line stays put
+  $("counts").textContent = Object.entries(counts).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(" · ");
   $("message").hidden = m.elements.length > 0;
   $("message").textContent = "No steps in this run.";
   $("live").hidden = !(state.run && state.run.live);
@@ -172,7 +172,9 @@ function showPanel(node) {
   const panel = $("panel");
   panel.replaceChildren();
   const members = node.data("members") || [];
-  if (members.length) panel.dataset.shown = `${members[0].name}|${members[0].status}`; // re-drawn on a change only
+  if (members.length) { // re-drawn on a change only; `step` finds its node again if that node's id changes
+    panel.dataset.shown = `${members[0].name}|${members[0].status}`; panel.dataset.step = members[0].name;
+  }
   panel.dataset.run = state.run ? state.run.id : ""; // the run it shows: another run's graph re-draws or clears it
   if (node.data("kind") === "o") {
     panel.append(el("h2", { text: members.map((m) => m.name).join(" = ") }));
@@ -272,41 +274,42 @@ function selectInput(input) {
 
 // ---- file browser of an output object --------------------------------------------------------------------------------
 
+// A path inside an object is a list of {name, ref}: `name` is what the page shows, `ref` the file name's bytes
+// percent-encoded as the server hands them out (a name need not be UTF-8: a string would turn such a byte into
+// U+FFFD and ask for a file that does not exist). Refs go into the query as they are.
+const pathQuery = (object, parts) => q({ object }) + "&path=" + parts.map((p) => p.ref).join("/");
+const pathText = (parts) => parts.map((p) => p.name).join("/");
+
 function fileBrowser(object) {
   const box = el("div", { class: "files" });
-  const go = (path) => {
-    api("/api/files?" + q({ object, path })).then((f) => {
-      box.replaceChildren(crumbs(path, go));
+  const go = (parts) => {
+    api("/api/files?" + pathQuery(object, parts)).then((f) => {
+      box.replaceChildren(crumbs(parts, go));
       if (f.type === "dir") {
         const ul = el("ul", { class: "plain" });
         for (const e of f.entries) {
-          const child = path ? `${path}/${e.name}` : e.name;
+          const child = [...parts, { name: e.name, ref: e.ref }];
           ul.append(el("li", {}, el("a", { class: "link", text: e.name + (e.type === "dir" ? "/" : ""), onclick: () => go(child) }),
             el("span", { class: "hash", text: e.type === "file" ? `  ${e.size} B` : e.type === "symlink" ? "  (symlink)" : "" })));
         }
         if (!f.entries.length) ul.append(el("li", { text: "(empty)" }));
         box.append(ul);
-      } else box.append(preview(f, object, path));
-    }).catch((e) => box.replaceChildren(crumbs(path, go), el("p", { class: "error", text: String(e.message) })));
+      } else box.append(preview(f, object, parts));
+    }).catch((e) => box.replaceChildren(crumbs(parts, go), el("p", { class: "error", text: String(e.message) })));
   };
-  go("");
+  go([]);
   return box;
 }
 
-function crumbs(path, go) {
-  const c = el("div", { class: "crumbs" }, el("a", { class: "link", text: "out", onclick: () => go("") }));
-  let acc = "";
-  for (const part of path.split("/").filter(Boolean)) {
-    acc = acc ? `${acc}/${part}` : part;
-    const target = acc;
-    c.append(" / ", el("a", { class: "link", text: part, onclick: () => go(target) }));
-  }
+function crumbs(parts, go) {
+  const c = el("div", { class: "crumbs" }, el("a", { class: "link", text: "out", onclick: () => go([]) }));
+  parts.forEach((part, i) => c.append(" / ", el("a", { class: "link", text: part.name, onclick: () => go(parts.slice(0, i + 1)) })));
   return c;
 }
 
-function preview(f, object, path) {
+function preview(f, object, parts) {
   if (f.type === "symlink") return el("p", { text: `symbolic link → ${f.target} (not followed)` });
-  if (f.preview === "image") return el("img", { class: "preview", alt: path, src: "/api/raw?" + q({ object, path }) });
+  if (f.preview === "image") return el("img", { class: "preview", alt: pathText(parts), src: "/api/raw?" + pathQuery(object, parts) });
   if (f.preview === "binary") return el("p", { text: `binary file, ${f.size} bytes` });
   if (f.preview === "table") {
     const t = el("table", { class: "preview" });
@@ -402,11 +405,19 @@ async function loadRun() {
   }
   draw();
   const panel = $("panel");
-  const node = state.selected ? cy.$id(state.selected) : cy.collection();
+  let node = state.selected ? cy.$id(state.selected) : cy.collection();
+  if (!node.length && state.selected && panel.dataset.step !== undefined) { // its node's id changed (Content view:
+    node = nodeOfStep(panel.dataset.step); // a step that finished joins its output object's node): follow the step
+    if (node.length) highlight(node, false);
+  }
   const step = node.length ? (node.data("members") || [])[0] : null;
   if (panel.dataset.run !== undefined && panel.dataset.run !== state.run.id) { // it shows another run's step:
     if (step) showPanel(node); else clearPanel(); // this run's step of that name, or nothing
   } else if (step && panel.dataset.shown !== `${step.name}|${step.status}`) showPanel(node);
+}
+
+function nodeOfStep(name) {
+  return cy.nodes().filter((n) => (n.data("members") || []).some((m) => m.name === name)).first();
 }
 
 const HINT = [...$("panel").childNodes].map((n) => n.cloneNode(true));
@@ -414,7 +425,7 @@ function clearPanel() {
   clearInterval(state.logTimer);
   const panel = $("panel");
   panel.replaceChildren(...HINT.map((n) => n.cloneNode(true)));
-  delete panel.dataset.run; delete panel.dataset.shown;
+  delete panel.dataset.run; delete panel.dataset.shown; delete panel.dataset.step;
   state.selected = null;
 }
 
