@@ -690,11 +690,12 @@ class _Scheduler:
             if not self.waiting[d] and d not in self.results:
                 self.ready.append(d)
 
-    def _skip_dependants(self, recipe: Recipe) -> None:
+    def _skip_dependants(self, recipe: Recipe, what: str = "failed") -> None:
+        """Skip what depends on `recipe` (which failed), and what depends on those (which were not run)."""
         for d in self.dependants.get(id(recipe), []):
             if d not in self.results:
-                self._skip(d, f"it depends on '{recipe.name}', which failed")
-                self._skip_dependants(d)
+                self._skip(d, f"it depends on '{recipe.name}', which {what}")
+                self._skip_dependants(d, "was not run")
 
     def _skip(self, recipe: Recipe, why: str) -> None:
         self.results[recipe] = NixWorkflowError(f"step '{recipe.name}' was not run: {why}")

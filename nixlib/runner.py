@@ -229,6 +229,7 @@ def run_shell(build: Build, command: str) -> None:
             assert proc.stdout is not None
             for line in proc.stdout:
                 log.write(line)
+                log.flush()  # (a running step's log is read live: nw view's tail, `nw log` of a running step)
                 if build.echo:
                     build.echo(build.name, line.decode(errors="replace").rstrip("\n"))
             code = proc.wait()

@@ -1,0 +1,52 @@
+"""Probe 24 (lead, from helper view24's live-run probe): what `nw run` reports while and after steps run.
+
+- A running step's log in the store held only its `$ command` line until the step ended or printed 8 KiB (the
+  output was written through a buffer), so `nw view`'s live log tail and `nw log` of a running step showed nothing.
+- A step skipped because the step it depends on was itself skipped was said to depend on a step "which failed".
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers import REPO, nw
+
+
+def _logs_saying(store: Path, text: str) -> list[Path]:
+    logs = store / "logs"
+    return [p for p in logs.glob("*.log") if text in p.read_text(errors="replace")] if logs.is_dir() else []
+
+
+def test_a_running_steps_log_shows_its_output_as_it_comes(store_root: Path) -> None:
+    Path("exp.py").write_text("from nixlib import output\n"
+                              "slow = output('echo first-line-of-slow; sleep 60; echo x > $out/x')\n")
+    proc = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", "exp.py"], env=dict(
+        os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 40  # (the step sleeps 60 s after its first line: the log must show it before)
+        while not _logs_saying(store_root, "first-line-of-slow\n") and time.monotonic() < deadline:
+            assert proc.poll() is None, "the run ended early"
+            time.sleep(0.2)
+        shown = _logs_saying(store_root, "first-line-of-slow\n")
+        assert shown and proc.poll() is None, "the running step's log did not show its first line"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+
+
+def test_a_step_after_a_skipped_step_names_it_as_not_run(store_root: Path) -> None:
+    Path("exp.py").write_text("from nixlib import output\n"
+                              "a = output('exit 3')\n"
+                              "b = output(f'cat {a}/x > $out/b')\n"
+                              "c = output(f'cat {b}/b > $out/c')\n")
+    proc = nw("run", "-k", "exp.py")
+    assert proc.returncode != 0
+    assert "it depends on 'a', which failed" in proc.stderr, proc.stderr
+    assert "it depends on 'b', which was not run" in proc.stderr, proc.stderr
+    assert "'b', which failed" not in proc.stderr, proc.stderr
