@@ -12,6 +12,7 @@ cached (nixlib.evalcache) by the content of every local file it read.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class _Decl:
     record: dict[str, Any]
     attr: str
     where: str
+    nameless: bool = False  # (a step no top-level attribute holds: `where` is that of the named step using it)
 
 
 def load(path: str | os.PathLike, arguments: Arguments = NONE) -> dsl.Workflow:
@@ -150,7 +152,7 @@ def _contexts_exist(value: Any) -> bool:
     try:
         records = [d["step"] for d in value["attrs"] if "step" in d]
         records += [r for d in value["attrs"] if "group" in d for r in d["group"].values()]
-        return all(os.path.exists(p) for r in records for p in r["context"] + r["env"])
+        return all(os.path.exists(p) for r in records for p in r["context"] + r["env"] + r.get("steps", []))
     except (TypeError, KeyError, AttributeError):
         return False
 
@@ -224,6 +226,9 @@ class _Translator:
 
     def workflow(self) -> dsl.Workflow:
         dsl.forget()
+        todo = list(self.decls.values())
+        while todo:  # (before any command is translated: a reference without string context may name one of them)
+            todo += self._learn(todo.pop())
         named = {attr: self.step(decl, []) for attr, decl in self.decls.items()}
         # (project scripts and data files keyed as experiment.py's are)
         return dsl.build(named, code_roots=dsl.project_roots(self.path.parent))
@@ -263,7 +268,8 @@ class _Translator:
             if token is None:
                 raise NixWorkflowError(
                     f"step '{decl.attr}' ({decl.where}) uses a step that is not a top-level attribute of "
-                    f"{self.path.name} (bound in a `let`?). Make it an attribute of the set the file returns.")
+                    f"{self.path.name} and whose reference lost its string context (unsafeDiscardStringContext?), "
+                    "so nw cannot find it. Make it an attribute of the set the file returns.")
             return str(self.step(self.by_token[token], path)) + text[len(token):]
         return _STEP_TOKEN.sub(placeholder, command)
 
@@ -281,7 +287,8 @@ class _Translator:
             if token is None:
                 raise NixWorkflowError(
                     f"step '{decl.attr}' ({decl.where}) uses checkpoint '{name}' of a step that is not a top-level "
-                    f"attribute of {self.path.name} (bound in a `let`?). Make it an attribute of the set the file "
+                    f"attribute of {self.path.name} and whose reference lost its string context "
+                    "(unsafeDiscardStringContext?), so nw cannot find it. Make it an attribute of the set the file "
                     "returns.")
             producer = self.step(self.by_token[token], path)
             pin = None if m.group(1) == "none" else m.group(1)
@@ -289,6 +296,27 @@ class _Translator:
             pos = m.end() + len(name) + len(token)
         out.append(command[pos:])
         return "".join(out)
+
+    def _learn(self, decl: _Decl) -> list[_Decl]:
+        """Add the steps `decl`'s command interpolates that no top-level attribute holds (bound in a `let`, or made
+        by a function): lib.nix describes each in a Nix store file its outPath's string context names, so they run
+        as experiment.py's unnamed upstream steps do (nw names them step-…, and links none). Returns the new ones."""
+        new: list[_Decl] = []
+        for file in decl.record.get("steps", []):
+            try:
+                record = json.loads(Path(file).read_text())
+            except (OSError, ValueError) as e:
+                raise NixWorkflowError(f"step '{decl.attr}' ({decl.where}): cannot read the description Nix wrote "
+                                       f"of a step it uses ({file}: {getattr(e, 'strerror', None) or e}); run again "
+                                       "(the Nix store's garbage collector may have removed it)") from None
+            if record["token"] not in self.by_token:
+                name = record.get("name")
+                where = decl.where if decl.nameless else f"{decl.where}, a step that '{decl.attr}' uses"
+                if name is not None:
+                    check_step_name(name, where)
+                self.by_token[record["token"]] = _Decl(record, name or "(unnamed)", where, nameless=True)
+                new.append(self.by_token[record["token"]])
+        return new
 
     def _token_in(self, text: str) -> str | None:
         """The known token a match starts with (the regex's name part may run into the text after it)."""

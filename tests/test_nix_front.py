@@ -140,9 +140,6 @@ rec {{
 BAD = {
     "not a step": (f"let {LIB} in {{ a = output \"echo a > $out/a\"; helper = x: x; n = 3; }}\n",
                    ["'helper' (", "is a function", "'n' (", "is an int", "exp.nix:1"]),
-    "hidden step": (f"let {LIB}\n  hidden = output \"echo h > $out/h\";\n"
-                    "in { a = output \"cat ${hidden}/h > $out/a\"; }\n",
-                    ["step 'a'", "not a top-level attribute", "bound in a `let`?"]),
     "syntax error": (f"let {LIB} in {{\n  a = output \"echo a\"\n  b = 1;\n}}\n",
                      ["syntax error", "exp.nix:3:"]),
     "channel": (f"let {LIB}\n  pkgs = import <nixpkgs> {{}};\nin {{ a = output \"${{pkgs.hello}}/bin/hello\"; }}\n",

@@ -59,8 +59,11 @@ let
     import = p: if inStore p then builtins.import p else dep p (builtins.scopedImport overrides p);
     scopedImport = extra: p: builtins.scopedImport (overrides // extra) p;
     inherit fetchTarball fetchGit fetchMercurial;
-    builtins = builtins // guarded // { inherit (overrides) import scopedImport; };
+    builtins = guardedBuiltins;
   };
+  # (`builtins.builtins` is `builtins` itself in Nix: without the self-reference, `builtins.builtins.readFile ./x`
+  # read a file untraced, and the evaluation cache served a result made from its old content)
+  guardedBuiltins = builtins // guarded // { inherit (overrides) import scopedImport; builtins = guardedBuiltins; };
 in
 {
   # Import a user file with the guard; a function is called with its defaults (as nix-build does).

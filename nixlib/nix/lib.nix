@@ -23,7 +23,9 @@
 #
 # A step evaluates to a set whose `outPath` is a token: interpolating a step into another
 # step's command copies the token, which is how `nw` finds the dependency (Python maps each
-# token to its step and computes the recipe key, so a step keys the same as in experiment.py).
+# token to its step and computes the recipe key, so a step keys the same as in experiment.py). The token carries
+# the string context of a store file describing the step (written when a command interpolates it), so a step
+# bound in a `let`, which no top-level attribute holds, reaches `nw` through the commands using it.
 # Tools interpolated into a command (`${train}`) are in the command's string context: `nw`
 # realises them before running and records their `.drv` paths as the step's environment.
 let
@@ -42,6 +44,11 @@ let
 
   isHash = h: isString h && match "[0-9abcdfghijklmnpqrsvwxyz]{52}" h != null;
   flag = a: n: default: let v = a.${n} or default; in if isBool v then v else fail "output: ${n} must be true or false";
+  # A step's description in the Nix store (lib.nix writes it when another step's command interpolates the step).
+  stepFileName = "nixworkflow-step.json";
+  isStepFile = p: match ".*-${stepFileName}" p != null;
+  # A value without string context: resources are nw's, not Nix's, and the step file may refer to no build output.
+  plain = v: builtins.fromJSON (unsafeDiscardStringContext (toJSON v));
   toList = v: if v == null then [ ] else if isList v then v else [ v ];
   envPath = d: unsafeDiscardStringContext (if isAttrs d && d ? drvPath then d.drvPath else toString d);
 
@@ -54,7 +61,7 @@ let
       hash = a.hash or null;
       record = {
         cmd = unsafeDiscardStringContext cmd;
-        context = attrNames (getContext cmd);
+        context = filter (p: !(isStepFile p)) (attrNames (getContext cmd));
         env = map envPath (toList (a.env or null));
         inherit name hash;
         pure = flag a "pure" false;
@@ -77,7 +84,15 @@ let
     else if name != null && !(isString name) then fail "output: name must be a string"
     # The options are checked here, when the step is created, not when nw prints it: an error then has the
     # position of the `output` call in the user's file (Nix reports none for a throw while printing).
-    else builtins.deepSeq [ record resources ] (let step = { outPath = token; __nixworkflow = record // { inherit token resources; }; checkpoint = checkpoint step; };
+    else builtins.deepSeq [ record resources ] (let
+      # The steps this command interpolates, as the files describing them (their outPaths' string context): how nw
+      # finds a step bound in a `let` that no top-level attribute holds.
+      steps = filter isStepFile (attrNames (getContext cmd));
+      described = record // { inherit token steps; resources = plain resources; };
+      # (written only when a command interpolates this step: outPath is lazy)
+      file = builtins.toFile stepFileName (toJSON (described // { steps = map builtins.storePath steps; }));
+      step = { outPath = token + builtins.substring 0 0 file; __nixworkflow = described;
+        checkpoint = checkpoint step; };
     in step);
 
   # A checkpoint reference names its producer by the producer's token (which it ends with); the name
@@ -95,7 +110,7 @@ let
     if hash == null && (!r.checkpoints || r.hash != null) then
       fail ("checkpoint \"${name}\" of a step that publishes none: declare the step with checkpoints = true; "
         + "(a step pinned with hash publishes none; pin the checkpoint itself with { name; hash; })")
-    else { outPath = "/nix-workflow-checkpoint/${pin}/${toString (stringLength name)}:${name}${r.token}"; };
+    else { outPath = "/nix-workflow-checkpoint/${pin}/${toString (stringLength name)}:${name}${step.outPath}"; };
 
   # A static input is named by its content hash; the path (when given) travels inside the token,
   # length-prefixed, so a static bound in a `let` still reaches `nw` through the commands using it. So does
