@@ -18,7 +18,9 @@ Who does what:
 - every Snakemake the backend starts for a job passes it on with the backend's own arguments, except
   that each `--executor X` becomes `--executor nixworkflow --nixworkflow-backend X` (Slurm's
   `slurm-jobstep`), and the innermost one, which runs the job, uses `--executor nixworkflow
-  --nixworkflow-no-cache`: the job runs in its rule's Nix env, and the submitting process stores it.
+  --nixworkflow-no-cache`: the job runs in its rule's Nix env, and the submitting process stores it. On the
+  node, the Snakemake slurm-jobstep kills whatever the job left running (found by its marker) before it ends,
+  so nothing writes into the outputs after Slurm says the job completed.
 - jobs Snakemake runs on the submitting host in a cluster run (`localrules`, `localrule: True`, rules without
   code) go to nixworkflow's local executor, the one that restored the hits (`internals.run_local_jobs_with`):
   looked up, run in their env here and stored under the recipe's lock, as with `--executor nixworkflow`.
@@ -39,6 +41,7 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
 from nixlib.errors import NixWorkflowError
+from nixlib.reaper import StuckProcesses, mark_runner_environ, reap_marked
 from nixlib.slurm import CANCEL_WAIT
 from snakemake_executor_nixworkflow import internals
 from snakemake_executor_nixworkflow.settings import ExecutorSettings, SetupError, register, settings_of
@@ -190,11 +193,13 @@ class BackendMixin:
         self._watch_stop = threading.Event()  # stops watch_pending
         self._stopped = False  # stop_everything has run
         self._ended = threading.Event()  # set once, after a cancel, no job of ours runs in the backend any more
+        self.node_marker = ""  # on the node: the marker every process of the job carries (mark_job_processes)
         super().__init__(workflow, logger)  # type: ignore[call-arg]
 
     def __post_init__(self, *args: Any, **kwargs: Any) -> None:
         super().__post_init__(*args, **kwargs)  # type: ignore[misc]
         if not self.workflow.is_main_process:  # a Snakemake the backend started: it only passes the job on
+            self.mark_job_processes()
             return
         from snakemake_executor_nixworkflow.executor import Executor
 
@@ -206,6 +211,26 @@ class BackendMixin:
                                              thread_name_prefix="nixworkflow-backend")
         if self.nixworkflow_backend == "slurm":
             threading.Thread(target=self.watch_pending, name="nixworkflow-pending", daemon=True).start()
+
+    def mark_job_processes(self) -> None:
+        """On the node (the Snakemake slurm-jobstep runs inside the Slurm job): every process of the job from now
+        on (its srun, the Snakemake that runs the job, what the job starts) carries this process's runner marker,
+        so that `end_leftovers` finds a `setsid` daemon the job left behind, which Slurm's proctrack/linuxproc or
+        pgid does not track."""
+        self.node_marker = mark_runner_environ() if self.nixworkflow_backend == "slurm-jobstep" else ""
+
+    def end_leftovers(self) -> None:
+        """Kill what the job left running on the node before this Snakemake, and so the Slurm job, ends: the
+        submitting process stores the outputs once Slurm says the job completed, and a daemon still running then
+        would write into them (in the shared working directory; with --nixworkflow-link-mode hardlink into the
+        stored object itself). As `nw run --slurm`'s job script does (nixlib.slurm.reap_script)."""
+        if not self.node_marker:
+            return
+        try:
+            reap_marked(self.node_marker)
+        except StuckProcesses as e:
+            self.logger.warning(f"nixworkflow: processes {e} the job left running had not ended 30 s after being "
+                                "killed (uninterruptible I/O?)")
 
     def additional_general_args(self) -> str:
         passed = super().additional_general_args()  # type: ignore[misc]
@@ -343,6 +368,7 @@ class BackendMixin:
                 self._in_backend[job_info.job] = job_info
 
     def report_job_success(self, job_info: SubmittedJobInfo) -> None:
+        self.end_leftovers()  # (on the node: the job's srun has ended)
         if self.failed_here(job_info):
             return
         if not self.claimed(job_info, failed=False):
@@ -350,6 +376,7 @@ class BackendMixin:
             super().report_job_success(job_info)  # type: ignore[misc]
 
     def report_job_error(self, job_info: SubmittedJobInfo, msg: str | None = None, **kwargs: Any) -> None:
+        self.end_leftovers()
         if not self.failed_here(job_info):
             self.fail(job_info, msg, kwargs)
 
@@ -448,6 +475,7 @@ class BackendMixin:
             self.serving.shutdown(wait=True)  # every job reported, its outputs stored
         self._watch_stop.set()
         super().shutdown()  # type: ignore[misc]
+        self.end_leftovers()
         if self.local is not None:  # also the scheduler's local executor: its jobs' outputs stored before exit
             self.undo_local()
             self.local.shutdown()
