@@ -58,6 +58,10 @@ arguments; 130 interrupted (Ctrl-C or SIGTERM: running steps are stopped, nothin
 70 a bug in nw (printed with its traceback).
 """
 
+# Which store a command uses, for the --help of the commands that write one (`nw run`, `nw gc`).
+STORE_HELP = ("The store is --store DIR (before or after the command), else $NIX_WORKFLOW_STORE, else "
+              "/nix-workflow; `nw run` creates it on first use.")
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nw", description="Run pipelines with Nix-pinned runtimes, lineage and "
@@ -70,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an experiment.py or experiment.nix",
                          description="Evaluate the experiment, then realise its steps (or only TARGETs and what "
                          "they need). Steps already in the store are served, not re-run. Each named step's output "
-                         "is linked at ./nix-workflow-output/NAME and kept by `nw gc`.")
+                         "is linked at ./nix-workflow-output/NAME and kept by `nw gc`. " + STORE_HELP)
     run.add_argument("file", help="experiment.py or experiment.nix")
     run.add_argument("targets", nargs="*", default=[], metavar="TARGET",
                      help="step names, or a group's (models: every models.* step); default: every top-level step")
@@ -120,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
                     help="directory of output links and of the last-run summary (default: ./nix-workflow-output)")
     arguments.add_options(cp)
+    cp.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
     pin = sub.add_parser("pin", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_examples(
                          ("nw pin model_base", "the hash, and the line locking the step's output"),
                          ("nw pin model_base --checkpoint epoch-2", "the same for one of its checkpoints")),
@@ -134,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     pin.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
                      help="directory of output links and of the last-run summary (default: ./nix-workflow-output)")
     arguments.add_options(pin)
+    pin.add_argument("--store", dest="store_sub", metavar="DIR", help=argparse.SUPPRESS)
     h = sub.add_parser("hash", help="print the Nix base32 SHA-256 of a path's NAR (as nix-hash --type sha256 --base32)",
                        description="Print the Nix base32 SHA-256 of each PATH's NAR serialisation, as `nix-hash "
                        "--type sha256 --base32 PATH` prints it: the hash a static input is pinned by and a store "
@@ -170,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
                         description="Remove objects, records and logs that no output link keeps alive, and the "
                         "leftovers of dead processes. A kept output keeps its whole lineage; whatever a running "
                         "`nw run`, Snakemake executor or Luigi worker has looked up or produced is kept while it "
-                        "runs (temp roots), so gc is safe beside running pipelines.")
+                        "runs (temp roots), so gc is safe beside running pipelines. " + STORE_HELP)
     gc.add_argument("-n", "--dry-run", action="store_true", help="only list what would be removed")
     gc.add_argument("--min-age", type=_seconds, default=3600, metavar="SECONDS",
                     help="also keep objects and records younger than this, an extra safety margin (default: 3600; "

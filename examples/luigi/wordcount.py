@@ -3,8 +3,10 @@
     InputText (external: one text file per day, under data/text/) -> WordCount (per interval)
 
 InputText stays a plain ExternalTask: the files it names are keyed by content, so editing one
-text re-counts the interval and nothing else ever does.
+text re-counts the interval and nothing else ever does. As in Luigi's example, the texts are yours
+to deliver (the interval's end is exclusive: 2024-01-01 and 2024-01-02 here):
 
+    mkdir -p data/text && echo "the cat sat" > data/text/2024-01-01.txt && echo "the dog" > data/text/2024-01-02.txt
     PYTHONPATH=examples/luigi:. luigi --module wordcount WordCount \
         --date-interval 2024-01-01-2024-01-03 --local-scheduler
 """
