@@ -98,12 +98,15 @@ def add_parsers(sub: Any) -> None:
     push.add_argument("--out-link", default="nix-workflow-output", metavar="DIR", help=argparse.SUPPRESS)
 
     pull = sub.add_parser("pull", help="download verified realisations from a remote cache (runs nothing)",
+                          usage="nw pull [options] "
+                          "(FILE [TARGET ...] | KEY [KEY ...])",
                           description="Fetch results from a remote cache into the store without running anything: "
                           "every step of an experiment (or TARGETs and what they need) that the remote has, or "
                           "realisations by resolved key with their lineage. Each record must be signed by a trusted "
                           "key and each object must re-hash to its name; anything else is skipped with a warning.",
                           epilog=PULL_EPILOG, formatter_class=fmt)
-    pull.add_argument("what", nargs="+", metavar="FILE [TARGET...] | KEY...")
+    pull.add_argument("what", nargs="+", metavar="FILE [TARGET...] | KEY...",
+                      help="an experiment and the steps to fetch (default: all), or resolved keys")
     _add_remote_options(pull)
     pull.add_argument("--allow-unpinned", action="store_true", help=argparse.SUPPRESS)
     arguments.add_options(pull)

@@ -134,6 +134,19 @@ CWD_NOTE = (" Steps run with their output directory ($out) as the working direct
             "experiment.nix) and reference upstream steps by interpolating them.")
 
 
+NOT_FOUND_NOTE = (" Exit status 127 means the shell did not find a command: a step's PATH holds its env's tools "
+                  "(Env(...) in experiment.py, the string context of its command in experiment.nix) in front of the "
+                  "host's, and with pure=True the env's alone, so add the tool's package to the step's env.")
+
+
+def _failure_note(outcome: object) -> str:
+    """The hint after a failed step's error: a command not found (exit status 127), or a missing file (most often a
+    relative path meant from the project, not from $out); none for any other failure, where it would be noise."""
+    if isinstance(outcome, StepFailed) and "exited with status 127" in str(outcome):
+        return NOT_FOUND_NOTE
+    return CWD_NOTE if _missing_file(outcome) else ""
+
+
 def _missing_file(outcome: object) -> bool:
     """A step that exited non-zero after its log said a file was missing: then the working-directory note helps
     (most often a relative path meant from the project, not from $out); for any other failure it is noise."""
@@ -205,7 +218,7 @@ def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argpa
     for r in failed:
         outcome = results[r]
         if not str(outcome).endswith("which failed") and "was not run" not in str(outcome):
-            note = CWD_NOTE if _missing_file(outcome) else ""
+            note = _failure_note(outcome)
             print(f"error: {outcome}{note}", file=sys.stderr)
     return 1 if failed else 0
 

@@ -50,3 +50,15 @@ def test_a_step_after_a_skipped_step_names_it_as_not_run(store_root: Path) -> No
     assert "it depends on 'a', which failed" in proc.stderr, proc.stderr
     assert "it depends on 'b', which was not run" in proc.stderr, proc.stderr
     assert "'b', which failed" not in proc.stderr, proc.stderr
+
+
+def test_a_command_not_found_is_hinted_as_such_not_as_a_relative_path(store_root: Path) -> None:
+    """Exit status 127 (the shell found no such command, as in a pure step whose env lacks the tool) came with the
+    hint about relative data paths and $out as the working directory, which sent the user the wrong way."""
+    Path("exp.py").write_text("from nixlib import output\n"
+                              "a = output('no-such-tool-nw24 --in data.csv > $out/a')\n")
+    proc = nw("run", "exp.py")
+    assert proc.returncode == 1, proc.stderr
+    assert "exited with status 127" in proc.stderr, proc.stderr
+    assert "did not find a command" in proc.stderr, proc.stderr
+    assert "relative path such as" not in proc.stderr, proc.stderr
