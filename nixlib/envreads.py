@@ -8,8 +8,11 @@ here the names the code files a step runs read, and keys their values with nixli
 name, an unset variable apart from an empty one; none for a pure step, which sees none of them). A step whose code
 reads no variable keeps the key it had.
 
-A conservative textual scan: a name too many only keys it (one more run, never a stale result). A name computed
-at run time (`os.environ[name]`, `Sys.getenv(var)`) cannot be seen.
+A conservative scan: a name too many only keys it (one more run, never a stale result). Python is read for the names
+its lookups spell, the same way in a script file (its syntax tree: _environ_reads) and in live code that is only at
+hand as objects (a Luigi task's methods, a Snakemake `run:` block, with the helpers they use: code_variables over
+their bytecode, called by nixlib.pycode.uses); where a use cannot be followed, every string constant of the code
+counts. A name computed at run time (`os.environ[f"X_{i}"]`, `Sys.getenv(var)`) with no constant for it cannot be seen.
 """
 
 from __future__ import annotations
@@ -38,22 +41,34 @@ _MAKEFILES = ("Makefile", "makefile", "GNUmakefile")
 
 def read_variables(path: str, data: bytes) -> frozenset[str]:
     """The names of the environment variables a code file (at `path`, holding `data`) may read by name: a Python
-    script's (or notebook's) string constants where it reads the environment (nixlib.pycode: `os.environ["SCALE"]`,
-    `os.getenv("SCALE", "1")`, `os.environ.get(VAR)` with `VAR = "SCALE"`) and the variables the commands among its
+    script's (or notebook's) lookups (_environ_names: `os.environ["SCALE"]`, `os.getenv("SCALE", "1")` (not "1"),
+    `os.environ.get(VAR)` with `VAR = "SCALE"`) and the variables the commands among its
     strings expand (`subprocess.run("tool --scale $SCALE", shell=True)`); R's, Julia's and Rust's by their getenv
     forms; a makefile's `$(SCALE)`; a shell script's expansions (`$SCALE`, `${SCALE:-1}`:
     nixlib.command.expanded_variables, and every `$NAME`, even in single quotes or a comment: only keyed)."""
+    return _scan(path, data)[0]
+
+
+# What a file's scan found: (the names it reads, whether its Python hands the environment on or looks a name up
+# that cannot be told (_environ_reads: None), the name-like string constants of its Python code).
+_Scan = tuple[frozenset[str], bool, frozenset[str]]
+
+
+def _scan(path: str, data: bytes) -> _Scan:
+    """read_variables, with what files_variables needs to spread a Python file's unfollowed use to the other Python
+    files of the same step."""
     text = data.decode("utf-8", "replace")
     names = {n for m in _R_GETENV.finditer(text) for n in _QUOTED_NAME.findall(m.group(1))}
     names.update(_OTHER_GETENV.findall(text))
     suffix = os.path.splitext(path)[1].lower() or _language(data)
     if suffix in (".py", ".ipynb"):
-        names.update(_python_variables(path, data, text, suffix))
-    elif os.path.basename(path).endswith(_MAKEFILES) or suffix == ".mk":  # (also a store copy: <hash>-Makefile)
+        found, unfollowed, constants = _python_variables(path, data, text, suffix)
+        return frozenset(names | found), unfollowed, constants
+    if os.path.basename(path).endswith(_MAKEFILES) or suffix == ".mk":  # (also a store copy: <hash>-Makefile)
         names.update(_MAKE_NAME.findall(text))
     elif suffix in _SHELL_SUFFIXES:
         names.update(expanded_variables(text), _DOLLAR_NAME.findall(text))
-    return frozenset(names)
+    return frozenset(names), False, frozenset()
 
 
 def _language(data: bytes) -> str:
@@ -72,19 +87,28 @@ def _language(data: bytes) -> str:
     return ".bin" if b"\0" in data[:4096] else ""
 
 
-def _python_variables(path: str, data: bytes, text: str, suffix: str) -> set[str]:
-    """read_variables of a Python script or notebook. One that does not compile (its run reports it) names every
-    quoted name as read when it mentions the environment at all: more keyed, never less."""
+def _python_variables(path: str, data: bytes, text: str, suffix: str) -> tuple[set[str], bool, frozenset[str]]:
+    """_scan of a Python script or notebook. One that does not compile (its run reports it) names every quoted name
+    as read when it mentions the environment at all: more keyed, never less."""
     source = notebooks.code(data) if suffix == ".ipynb" else data
     try:
         code = compile(source, path, "exec", dont_inherit=True)
     except (SyntaxError, ValueError):
-        return set(_QUOTED_NAME.findall(text)) if "environ" in text or "getenv" in text else set()
+        quoted = frozenset(_QUOTED_NAME.findall(text))
+        return (set(quoted), True, quoted) if "environ" in text or "getenv" in text else (set(), False, quoted)
     strings: set[str] = set()
     pycode.uses([types.FunctionType(code, {})], strings=strings)
-    names = {n for n in _environ_names(ast.parse(source, path)) if _NAME.fullmatch(n)}
+    tree = ast.parse(source, path)
+    constants = frozenset(n for n in _constants(tree) if _NAME.fullmatch(n))
+    reads = _environ_reads(tree)
+    names = set(constants) if reads is None else {n for n in reads if _NAME.fullmatch(n)}
     names.update(n for t in strings if "$" in t for n in expanded_variables(t))
-    return names
+    return names, reads is None, constants
+
+
+def _constants(tree: ast.AST) -> set[str]:
+    """The string constants of a parsed file."""
+    return {c.value for c in ast.walk(tree) if isinstance(c, ast.Constant) and isinstance(c.value, str)}
 
 
 _ENVIRONS = frozenset({"environ", "environb"})
@@ -94,13 +118,19 @@ _WRITES = frozenset({"update", "__setitem__", "__delitem__"})  # (set values the
 
 
 def _environ_names(tree: ast.AST) -> set[str]:
+    """_environ_reads, or every string constant of the file where it cannot tell."""
+    reads = _environ_reads(tree)
+    return _constants(tree) if reads is None else reads
+
+
+def _environ_reads(tree: ast.AST) -> set[str] | None:
     """The variables a parsed Python file reads by name: the literal names its lookups spell (`os.environ["SCALE"]`,
     `os.environ.get("SCALE", "unset")` (not "unset"), `os.getenv("SCALE")`, `os.environ.setdefault("SCALE", "1")`,
     `"SCALE" in os.environ`), or that a name the lookup uses is only ever bound to (`VAR = "SCALE"`,
     `for v in ("A", "B")`, `for v in VARS` with `VARS = ("A", "B")`). Where a lookup's name is computed in a way this
     cannot follow (`os.getenv(f"X_{i}")`, a parameter, an imported constant), or the environment is used whole
     (`dict(os.environ)`, `env = os.environ.copy()`, `f(os.environ)`, `map(os.getenv, names)`), every name-like
-    string constant of the file is taken as read instead: more keyed, never less."""
+    string constant of the file is taken as read instead (None here): more keyed, never less."""
     parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
     bound = _literal_bindings(tree)
     environs, getenvs = set(_ENVIRONS), set(_GETENVS)
@@ -121,7 +151,7 @@ def _environ_names(tree: ast.AST) -> set[str]:
         else:
             continue
         if values is None:  # (computed, or the environment used whole: the conservative scan)
-            return {c.value for c in ast.walk(tree) if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+            return None
         names.update(values)
     return names
 
@@ -242,17 +272,23 @@ def _literal_strings(expr: object) -> set[str] | None:
 
 # {(absolute path, size, mtime, ctime, inode): names}: a file is scanned once per content in a process (a sweep's
 # steps run the same script; a Snakemake run asks for each job), and again once it is edited (its signature changes).
-_MEMO: dict[tuple[str, int, int, int, int], frozenset[str]] = {}
+_MEMO: dict[tuple[str, int, int, int, int], _Scan] = {}
 _MEMO_LIMIT = 4096
 
 
 def file_variables(path: str) -> frozenset[str]:
     """read_variables of the file at `path`, memoised by its stat signature; none for a missing or unreadable file
     (the step cannot run it either)."""
+    return _file_scan(path)[0]
+
+
+def _file_scan(path: str) -> _Scan:
+    """_scan of the file at `path`, memoised by its stat signature (file_variables)."""
+    nothing: _Scan = (frozenset(), False, frozenset())
     try:
         st = os.stat(path)
     except OSError:
-        return frozenset()
+        return nothing
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     known = _MEMO.get(key)
     if known is None:
@@ -260,18 +296,22 @@ def file_variables(path: str) -> frozenset[str]:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError:
-            return frozenset()
+            return nothing
         if len(_MEMO) >= _MEMO_LIMIT:  # (a long-lived process that saw many files: bounded memory)
             _MEMO.clear()
-        known = _MEMO[key] = read_variables(path, data)
+        known = _MEMO[key] = _scan(path, data)
     return known
 
 
 def files_variables(paths: Iterable[str]) -> frozenset[str]:
-    """The names the code files at `paths` read (file_variables), together."""
-    names: set[str] = set()
-    for path in paths:
-        names.update(file_variables(path))
+    """The names the code files at `paths` read (file_variables), together. When one Python file among them uses
+    the environment in a way its scan cannot follow, the name-like string constants of all of them are taken as
+    read: the use may be fed from another (`ENV = os.environ` in config.py read as `ENV.get("SCALE")` in train.py
+    importing it, `def env(name): return os.environ[name]` called as `env("SCALE")`, `helpers.run(os.environ)`)."""
+    scans = [_file_scan(p) for p in paths]
+    names = {n for found, _, _ in scans for n in found}
+    if any(unfollowed for _, unfollowed, _ in scans):
+        names.update(n for _, _, constants in scans for n in constants)
     return frozenset(names)
 
 
@@ -287,3 +327,146 @@ def scripts_variables(code_files: CodeFiles, scripts: Iterable[str], imports: tu
         files += [script, *code_files.scripts_run(script)]
     files += [m for f in list(files) for m in code_files.imported_files(f, imports)]
     return files_variables(dict.fromkeys(files))
+
+
+# The bytecode form of the scan above, for code that is only at hand as live objects (a Luigi task's methods and
+# the helpers they use, a Snakemake `run:` block: nixlib.pycode.uses walks them): the same lookups, read off the
+# instructions. Instructions that only move the stack or mark a place are skipped.
+_SKIPPED = frozenset({"CACHE", "EXTENDED_ARG", "PRECALL", "NOP", "PUSH_NULL", "KW_NAMES", "RESUME", "NOT_TAKEN"})
+_CALLS = frozenset({"CALL", "CALL_FUNCTION", "CALL_METHOD"})
+_SUBSCRIPTS = frozenset({"BINARY_SUBSCR"})
+_NOT_SIMPLE = frozenset({"LOAD_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR", "LOAD_BUILD_CLASS", "LOAD_ASSERTION_ERROR"})
+
+
+def code_variables(code: types.CodeType, globs: dict) -> tuple[set[str] | None, set[str]]:
+    """(The variables a live code object (and the code nested in it) reads by name, the globals whose current
+    values gave some of them), as _environ_names reads a parsed file: a literal name a lookup spells
+    (`os.environ["SCALE"]`, `os.environ.get("SCALE", "1")` (not "1"), `os.getenv("SCALE")`, `"SCALE" in
+    os.environ`), or a module-level string it names (`os.environ.get(VAR)` with `VAR = "SCALE"`). The environment
+    is found by its attribute name (`os.environ`, `os.getenv`) or by value: a global that is os.environ or
+    os.getenv, also one imported from another module (`from config import ENV`, `config.ENV.get("X")`). None for
+    the names when a use cannot be followed (a name computed or passed in, the environment copied, iterated or
+    handed on, a local alias): the caller then takes every string constant as read, as before."""
+    environs, getenvs = _aliases(code, globs)
+    names: set[str] = set()
+    relied: set[str] = set()
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+        if (environs | getenvs).isdisjoint((*c.co_names, *c.co_varnames, *c.co_freevars, *c.co_cellvars)):
+            continue
+        import dis
+
+        ops = [i for i in dis.get_instructions(c) if i.opname not in _SKIPPED]
+        for at, op in enumerate(ops):
+            if op.opname == "IMPORT_FROM" and op.argval in _ENVIRONS | _GETENVS:  # (`from os import environ as e`
+                return None, relied  # in a function: a local alias, not followed)
+            if not op.opname.startswith("LOAD_") or op.argval not in environs | getenvs or op.opname == "LOAD_CONST":
+                continue
+            found = _environ_op(ops, at, globs, relied) if op.argval in environs else \
+                _call_argument(ops, at, globs, relied)
+            if found is None:
+                return None, relied
+            names.update(found)
+    return names, relied
+
+
+def _aliases(code: types.CodeType, globs: dict) -> tuple[set[str], set[str]]:
+    """The names through which code reaches the environment object and getenv: their own, and those of globals
+    (or attributes of modules it names) that are them (`ENV = os.environ` in config.py, `from config import
+    ENV`)."""
+    environs, getenvs = set(_ENVIRONS), set(_GETENVS)
+    whole = (os.environ, getattr(os, "environb", os.environ))
+    readers = (os.getenv, getattr(os, "getenvb", os.getenv))
+    every: list[str] = []
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        every += c.co_names
+        stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+    modules = [v for n in set(every) if isinstance(v := globs.get(n), types.ModuleType)]
+    for name in set(every):
+        values = [globs.get(name), *(getattr(m, name, None) for m in modules)]
+        if any(any(v is w for w in whole) for v in values):
+            environs.add(name)
+        if any(any(v is r for r in readers) for v in values):
+            getenvs.add(name)
+    return environs, getenvs
+
+
+def _name_value(op: object, globs: dict, relied: set[str]) -> set[str] | None:
+    """The name an instruction pushes as a variable's name: a string constant's, a module-level string's (noted
+    in `relied`: its value now, checked against the code that rebinds it); None for any other."""
+    kind, value = getattr(op, "opname", ""), getattr(op, "argval", None)
+    if kind == "LOAD_CONST" and isinstance(value, (str, bytes)):
+        return {value if isinstance(value, str) else value.decode("utf-8", "replace")}
+    if kind in ("LOAD_GLOBAL", "LOAD_NAME") and isinstance(globs.get(value), str):
+        relied.add(value)
+        return {globs[value]}
+    return None
+
+
+def _environ_op(ops: list, at: int, globs: dict, relied: set[str]) -> set[str] | None:
+    """The names the use of the environment object loaded by `ops[at]` reads (a subscript, `in`, a lookup
+    method; none for a write), None for any other use."""
+    after = ops[at + 1:at + 3]
+    if any(o.is_jump_target for o in after):
+        return None
+    if len(after) == 2 and (key := _name_value(after[0], globs, relied)) is not None:
+        following = after[1].opname
+        if following in ("STORE_SUBSCR", "DELETE_SUBSCR"):
+            return set()
+        if following in _SUBSCRIPTS or following in ("COPY", "DUP_TOP_TWO") or \
+                following == "BINARY_OP" and after[1].argrepr == "[]":
+            return key
+        return None
+    if after and after[0].opname in ("CONTAINS_OP", "COMPARE_OP") and str(after[0].argval) in ("0", "1", "in",
+                                                                                              "not in"):
+        plain = ops[at].opname != "LOAD_ATTR"  # (`environ` by its own name, else `os.environ`: `os` loaded before)
+        left = ops[at - 1] if plain else ops[at - 2] if at >= 2 and _simple(ops[at - 1]) else None
+        if left is None or ops[at].is_jump_target or not plain and ops[at - 1].is_jump_target:
+            return None
+        return _name_value(left, globs, relied)
+    if after and after[0].opname in ("LOAD_ATTR", "LOAD_METHOD"):
+        if after[0].argval in _WRITES:
+            return set()
+        if after[0].argval in _LOOKUPS:
+            return _call_argument(ops, at + 1, globs, relied)
+    return None
+
+
+def _call_argument(ops: list, at: int, globs: dict, relied: set[str]) -> set[str] | None:
+    """The name a call of the function loaded by `ops[at]` (getenv, environ.get) looks up: a literal first
+    argument, alone or followed by one plain value (`os.getenv("SCALE", "1")`, `.get("SCALE", default)`); None
+    for any other call (a computed name, an expression as the default: not told apart here)."""
+    after = ops[at + 1:at + 4]
+    if not after or any(o.is_jump_target for o in after) or (key := _name_value(after[0], globs, relied)) is None:
+        return None
+    if len(after) >= 2 and after[1].opname in _CALLS and after[1].arg == 1:
+        return key
+    if len(after) == 3 and _simple(after[1]) and after[2].opname in _CALLS and after[2].arg == 2:
+        return key
+    return None
+
+
+def _simple(op: object) -> bool:
+    """Whether an instruction pushes one plain value of its own (a constant, a variable), not a part of an
+    expression."""
+    kind = getattr(op, "opname", "")
+    return kind.startswith("LOAD_") and kind not in _NOT_SIMPLE and not (kind == "LOAD_GLOBAL" and op.arg & 1)
+
+
+def stored_globals(codes: Iterable[types.CodeType]) -> set[str]:
+    """The global names code (and the code nested in it) binds (`global VAR; VAR = "OTHER"`): a module-level
+    string code_variables took by its current value may be another when the step runs."""
+    import dis
+
+    out: set[str] = set()
+    stack = list(codes)
+    while stack:
+        c = stack.pop()
+        stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+        out.update(i.argval for i in dis.get_instructions(c)
+                   if i.opname in ("STORE_GLOBAL", "DELETE_GLOBAL", "STORE_NAME", "DELETE_NAME"))
+    return out

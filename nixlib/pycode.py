@@ -50,7 +50,6 @@ from nixlib.recipe import canonical_json, digest
 _OWN_PACKAGES = frozenset({"nixlib", "luigi_nixworkflow", "snakemake_executor_nixworkflow"})
 MAX_VALUE = 65536  # characters of canonical JSON: a module-level value larger than this is data, not code
 _Walk = list[tuple[types.CodeType, dict[str, Any]]]
-_ENVIRON_READERS = frozenset({"environ", "getenv", "environb", "getenvb"})  # names of code that reads variables
 _CONFIG_READERS = frozenset({"get_config"})  # names of code that reads luigi.cfg directly
 
 # A front door's names for modules, set before any digest: Luigi's adapter names the script run as `__main__`
@@ -75,8 +74,8 @@ def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: Fals
     """({qualified name: "def:"/"class:"/"value:" + digest}, classes `stop` accepted) for the user code
     `functions` (functions, methods, or any callable wrapping one) use, transitively. `strings`, if given,
     receives the string constants of all that code (paths of the scripts it runs: nixlib.codefiles); `environ`
-    the string constants of the code that reads the environment (`os.environ["SCALE"]`, `os.getenv("SCALE")`):
-    the names of the variables it may read; `attributes` the global and attribute names all that code uses
+    the names of the environment variables that code may read (`os.environ["SCALE"]`, `os.getenv("SCALE")`:
+    _environ_names); `attributes` the global and attribute names all that code uses
     (`self.priority` read in run() or in a helper it calls); `written` the paths that code writes rather than
     reads (`written_strings`). `relocate`, if given, maps the plain form of each value keyed (strings, lists,
     dicts) before it is digested: a front door replaces the checkout's absolute paths (and temporary copies of
@@ -88,6 +87,7 @@ def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: Fals
     for f in starts:
         todo += _closure(f, found, stopped, stop, relocate)
     walked: set[int] = set()
+    reads: list[tuple[types.CodeType, dict[str, Any], list[str]]] = []
     while todo:
         code, globs = todo.pop()
         if id(code) in walked:
@@ -100,9 +100,8 @@ def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: Fals
         names = _names(code)
         if attributes is not None:
             attributes.update(names)
-        if environ is not None and not _ENVIRON_READERS.isdisjoint(names):
-            environ.update(_strings(code))
-            environ.update(_global_strings(names, globs))  # `os.environ.get(VAR)` with `VAR = "SCALE"`
+        if environ is not None:
+            reads.append((code, globs, names))
         if strings is not None and not _CONFIG_READERS.isdisjoint(names):
             strings.update(_global_strings(names, globs))  # `get_config().get(SECTION, "scale")`
         for name in dict.fromkeys(names):
@@ -111,7 +110,33 @@ def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: Fals
                 todo += _in_modules(value, set(names) - {name}, found, stopped, stop, relocate)
             elif name in globs:
                 todo += _visit(globs.get("__name__", "?"), globs, {name}, found, stopped, stop, relocate)
+    if environ is not None:
+        environ.update(_environ_names(reads))
     return dict(sorted(found.items())), tuple(stopped)
+
+
+def _environ_names(reads: list[tuple[types.CodeType, dict[str, Any], list[str]]]) -> set[str]:
+    """The environment variables the walked code reads by name (nixlib.envreads.code_variables, the scan script
+    files get too: `os.environ.get("SCALE", "1")` keys SCALE, not "1"). Where one use cannot be followed (a name
+    passed to a helper, `os.environ.copy()`, a module-level name another function rebinds), every string constant
+    of all the walked code, and the module-level strings it names, may be one: more keyed, never less."""
+    from nixlib import envreads  # (envreads reads scripts with this module: imported when first used)
+
+    names: set[str] = set()
+    relied: set[str] = set()
+    for code, globs, _ in reads:
+        found, through = envreads.code_variables(code, globs)
+        if found is None:
+            break
+        names.update(found)
+        relied.update(through)
+    else:
+        if not relied or relied.isdisjoint(envreads.stored_globals(c for c, _, _ in reads)):
+            return names
+    for code, globs, used in reads:
+        names.update(_strings(code, joined=False))  # (a joined path names no variable)
+        names.update(_global_strings(used, globs))  # `for v in VARS: os.environ[v]` with `VARS = ("A", "B")`
+    return names
 
 
 def _in_modules(module: types.ModuleType, names: set[str], found: dict[str, str], stopped: dict[type, None],
