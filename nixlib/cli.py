@@ -589,7 +589,8 @@ def _warn_unreached(workflow: Any, targets: list[str]) -> None:
     """Name the steps a whole-experiment run leaves out (defined, but no top-level name reaches them), and the
     names that hold the very step another name holds (a sweep whose members coincide): those are no step of
     their own, so no output link, `nw show` or target has them, which the user should hear about."""
-    same = getattr(workflow, "same_as", {})
+    renamed = getattr(workflow, "renamed", set())  # (a variable holding a step named otherwise: no second name)
+    same = {a: b for a, b in getattr(workflow, "same_as", {}).items() if a not in renamed}
     if same:
         shown = ", ".join(f"{a} is {b}" for a, b in list(same.items())[:5]) + (" …" if len(same) > 5 else "")
         print(f"warning: {len(same)} name(s) hold the same step as another name (the same command, env and "

@@ -253,6 +253,7 @@ class Workflow:
     resources: dict[str, SlurmOptions] = field(default_factory=dict)  # step -> its own Slurm resources (checked)
     where: dict[str, str] = field(default_factory=dict)  # step -> file:line that defined it
     same_as: dict[str, str] = field(default_factory=dict)  # a name that holds the very step another name has
+    renamed: set[str] = field(default_factory=set)  # of those, the one variable of a step given its own `name=`
 
     def unreached(self) -> list[str]:
         """Steps defined but neither top-level nor needed by one (kept in an object, a set, a function's local):
@@ -555,6 +556,7 @@ class _Builder:
                                        f"{same}); step names must be unique: rename one of them.")
             self.names[step.hash32] = step.name
         owner = {name: step for step in _DEFINED.values() if step.name is not None for name in [step.name]}
+        held: set[str] = set()  # steps a variable already holds
         for var, step in named.items():
             if step.hash32 not in self.names:  # a dict key or Nix attribute becomes the name: `models.../x`
                 check_step_name(var, step.where)
@@ -562,6 +564,9 @@ class _Builder:
                 self.names[step.hash32] = var
             elif self.names[step.hash32] != var:  # the same command, env and options as another name's: one step
                 self.workflow.same_as[var] = self.names[step.hash32]
+                if step.name is not None and step.hash32 not in held:  # (`a = output(..., name="alpha")`)
+                    self.workflow.renamed.add(var)
+            held.add(step.hash32)
             self.workflow.named.append(self.names[step.hash32])
         self.workflow.named = list(dict.fromkeys(self.workflow.named))
         taken = set(self.names.values())

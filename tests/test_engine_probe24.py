@@ -62,3 +62,15 @@ def test_a_command_not_found_is_hinted_as_such_not_as_a_relative_path(store_root
     assert "exited with status 127" in proc.stderr, proc.stderr
     assert "did not find a command" in proc.stderr, proc.stderr
     assert "relative path such as" not in proc.stderr, proc.stderr
+
+
+def test_a_step_named_otherwise_than_its_variable_is_no_second_name(store_root: Path) -> None:
+    """`a = output(..., name="alpha")` warned that "1 name(s) hold the same step as another name ... a is alpha", as
+    if two names shared one step; only a second name holding the same step (`b = a`) is worth the warning."""
+    Path("exp.py").write_text("from nixlib import output\na = output('echo 1 > $out/x', name='alpha')\n")
+    proc = nw("run", "exp.py")
+    assert proc.returncode == 0, proc.stderr
+    assert "hold the same step" not in proc.stderr, proc.stderr
+    Path("exp.py").write_text(Path("exp.py").read_text() + "b = a\n")
+    proc = nw("run", "exp.py")
+    assert "1 name(s) hold the same step as another name" in proc.stderr and "b is alpha" in proc.stderr, proc.stderr
