@@ -23,7 +23,6 @@ import collections
 import concurrent.futures as cf
 import functools
 import os
-import shlex
 import shutil
 import stat
 import subprocess
@@ -45,7 +44,7 @@ from nixlib import faults, trees
 from nixlib.engine import Engine, Result
 from nixlib.env import ResolvedEnv
 from nixlib.errors import NixWorkflowError, StepFailed
-from nixlib.reaper import StuckProcesses, mark_runner_environ, reap_marked
+from nixlib.reaper import StuckProcesses, inherited_markers, mark_runner_environ, new_marker, none_left, reap_marked
 from nixlib.recipe import Recipe, RunOptions
 from nixlib.runner import Build, append_log, open_log
 from nixlib.store import Store, copy_tree, disk_full, force_remove
@@ -478,20 +477,65 @@ class Executor(LocalExecutor):
                 f"inputs, code and env, it wrote different content to {shown} than the recorded realisation "
                 f"{result.resolved_key}; the new result replaces it")
 
-    def runner(self, job: Any, args: tuple | None, env: ResolvedEnv, options: RunOptions) -> Callable[[], None]:
-        """A callable that runs the job the way the local executor would, but inside `env`."""
+    def runner(self, job: Any, args: tuple | None, env: ResolvedEnv, options: RunOptions) -> JobRun:
+        """A callable that runs the job the way the local executor would, but inside `env`, and returns once
+        every process of it has ended (`run_reaped`)."""
         from snakemake.shell import shell
 
+        marker = new_marker()  # carried by every process of this job alone (`job_shell`)
         if args is None:  # run: blocks and shadow rules: a Snakemake process per job, started by the env's sh
-            wrapper = with_state(job, self.runtime.shell(env, options, "/bin/sh"), options)
-            return lambda: self.cached_or_run(job, self.spawn_in_env, job, wrapper, options.sandbox)
-        if self.runtime.is_plain(env, options) and not options.resumable:  # spare every job an extra exec
-            return lambda: self.cached_or_run(job, run_wrapper, *args)
-        base = job.resources.get("shell_exec") or shell.get_executable()
-        if base and not os.path.isabs(base):
-            base = shutil.which(base) or base
-        wrapper = with_state(job, self.runtime.shell(env, options, base), options)
-        return lambda: self.cached_or_run(job, run_wrapper, *with_shell_exec(args, job.resources, wrapper))
+            def launch() -> None:
+                wrapper = self.job_shell(job, env, options, "/bin/sh", marker)
+                self.cached_or_run(job, self.spawn_in_env, job, wrapper, options.sandbox)
+        else:
+            base = job.resources.get("shell_exec") or shell.get_executable()
+            if base and not os.path.isabs(base):
+                base = shutil.which(base) or base
+
+            def launch() -> None:
+                wrapper = self.job_shell(job, env, options, base, marker)
+                self.cached_or_run(job, run_wrapper, *with_shell_exec(args, job.resources, wrapper))
+        return JobRun(functools.partial(self.run_reaped, job, marker, launch))
+
+    def job_shell(self, job: Any, env: ResolvedEnv, options: RunOptions, base: str | None, marker: str) -> str:
+        """The job's own wrapper of its shell (its `shell_exec`): Snakemake's shell() takes its environment from
+        the process-wide os.environ, shared by the jobs' threads, so only the shell it runs can give a job a
+        variable of its own: the job's reaper marker (beside the run's, which stays for Ctrl-C), and for a
+        resumable job its `$state` link (see `link_state`). Costs one exec of sh per job, env or not."""
+        exports = {marker: "1"}
+        if options.resumable:
+            exports["state"] = str(job_dir(job) / "state")
+        return self.runtime.shell(env, options, base, job_dir(job), exports, tuple(inherited_markers(os.environ)))
+
+    def run_reaped(self, job: Any, marker: str, launch: Callable[[], None], log: Path | None = None) -> None:
+        """Run the job, then kill what it left running (a `cmd &`, a `setsid` daemon) before its outputs are
+        staged or stored, as `nw run` does for a step: such a process would go on writing into the outputs, or,
+        hard-linked, into the stored object. The job still succeeds, as with `nw run`, with a note in `log` and
+        on the console; processes that survive SIGKILL fail it, and nothing of it is stored."""
+        try:
+            launch()
+        finally:
+            self.end_leftovers(job, marker, log)
+
+    def end_leftovers(self, job: Any, marker: str, log: Path | None) -> None:
+        """Kill every process that carries the job's marker (`run_reaped`); the common case, none, is told
+        without scanning /proc."""
+        if none_left(marker):
+            return
+        try:
+            killed = reap_marked(marker)
+        except StuckProcesses as e:
+            raise NixWorkflowError(f"rule {job.rule.name} (jobid {job.jobid}): processes it started ({e}) did not end "
+                                   "after SIGKILL (stuck in the kernel?), so its outputs were not stored") from None
+        if not killed:
+            return
+        note = (f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}): killed {len(killed)} process(es) the job "
+                "left running when its command exited; a job ends when all of its processes end: wait for background "
+                "jobs (`wait`) before the command ends")
+        self.logger.warning(note)
+        if log is not None:
+            with append_log(log) as f:
+                f.write(note + "\n")
 
     def spawn_in_env(self, job: Any, wrapper: str, sandbox: bool = False) -> None:
         """Start the job's own Snakemake process through the env's shell. In the sandbox, where nothing of the
@@ -524,7 +568,9 @@ class Executor(LocalExecutor):
             link_state(job, build.state)
             workdir, skip = self.recipes.where.workdir, str(self.store.root)
             before = tree_state(workdir, skip) if internals.is_checkpoint(job) else None
-            run()
+            if isinstance(run, JobRun):
+                run.log = build.log  # what it kills is noted in the job's log
+            run()  # (returns once every process of the job has ended: `run_reaped`)
             self.refuse_cancelled(job)  # its processes were killed by `cancel`, whatever their exit said
             if before is not None:
                 extra = undeclared(before, tree_state(workdir, skip), self.declared())
@@ -980,6 +1026,18 @@ def unshare_benchmark(job: Any) -> None:
         os.unlink(path)
 
 
+class JobRun:
+    """A job's run (`Executor.runner`), called without arguments; `log`, the job's log in the store when it has
+    one (set by `Executor.action`), is where `run_reaped` notes the processes it killed."""
+
+    def __init__(self, run: Callable[[Path | None], None]) -> None:
+        self.run = run
+        self.log: Path | None = None
+
+    def __call__(self) -> None:
+        self.run(self.log)
+
+
 class ShellPath(str):
     """The wrapper's path as a `shell_exec` resource. Snakemake 9.27 writes it into the preamble of Python
     `script:` files as `shell.executable({shell_exec})`, without quotes; formatted, this path is a Python
@@ -1003,30 +1061,22 @@ def with_resumable(job: Any, options: RunOptions) -> RunOptions:
     return replace(options, resumable=True)
 
 
-_STATE_LINKS = Path(tempfile.mkdtemp(prefix="nixworkflow-state-"))
-atexit.register(force_remove, _STATE_LINKS)
+_JOB_DIRS = Path(tempfile.mkdtemp(prefix="nixworkflow-jobs-"))
+atexit.register(force_remove, _JOB_DIRS)
 
 
-def with_state(job: Any, wrapper: str, options: RunOptions) -> str:
-    """For a resumable job, a wrapper (named like the shell it wraps, so Snakemake still adds its strict mode
-    for bash) that sets `$state` to a per-job link, which `link_state` points at the job's state directory
-    once the engine has made it (its path depends on the resolved key)."""
-    if not options.resumable:
-        return wrapper
-    d = _STATE_LINKS / str(job.jobid)
-    d.mkdir(exist_ok=True)
-    path = d / os.path.basename(wrapper)
-    path.write_text(f"#!/bin/sh\nstate={shlex.quote(str(d / 'state'))}; export state\n"
-                    f"exec {shlex.quote(wrapper)} \"$@\"\n")
-    path.chmod(0o755)
-    return str(path)
+def job_dir(job: Any) -> Path:
+    """A directory of the job's own (its shell wrapper, its `$state` link), by job id: unique in the run."""
+    return _JOB_DIRS / str(job.jobid)
 
 
 def link_state(job: Any, state: Path | None) -> None:
-    """Point the job's `$state` link (see `with_state`) at the state directory the engine made."""
+    """Point the job's `$state` link (exported by its wrapper: `job_shell`) at the state directory the engine made
+    (its path depends on the resolved key, known only then)."""
     if state is None:
         return
-    link = _STATE_LINKS / str(job.jobid) / "state"
+    link = job_dir(job) / "state"
+    link.parent.mkdir(parents=True, exist_ok=True)
     tmp = link.with_name(".state.tmp")
     force_remove(tmp)
     os.symlink(state, tmp)

@@ -7,18 +7,18 @@ RULE:nix_env=NAME`), the `steps:` entry for the rule name in nixworkflow.yaml,
 Snakemake's `shell()` starts every shell:, script: and wrapper: command with
 `Popen(cmd, shell=True, executable=resources.shell_exec or the default shell, env=os.environ+...)`.
 `os.environ` is process-wide, so it cannot carry a per-job PATH in a threaded executor; the
-per-job `shell_exec` resource can. For each (env, options, shell) we write a tiny `sh` script
-named like the shell it wraps (so Snakemake still adds `set -euo pipefail` for bash) that puts
-the env's `bin/` (and pkg-config/man paths) in front of PATH, or in pure mode replaces the
-environment by an allow-list, optionally enters nixlib's bubblewrap sandbox, and then execs the
-shell (the env's own `bash`/`sh` when it has one). Spawned jobs (`run:` blocks, shadow rules)
-use the same kind of script as the shell that starts their Snakemake process.
+per-job `shell_exec` resource can. For each job we write a tiny `sh` script, named like the shell
+it wraps (so Snakemake still adds `set -euo pipefail` for bash), that gives the job its own reaper
+marker (so what it leaves running is killed when it ends), puts the env's `bin/` (and
+pkg-config/man paths) in front of PATH, or in pure mode replaces the environment by an
+allow-list, optionally enters nixlib's bubblewrap sandbox, and then execs the shell (the env's
+own `bash`/`sh` when it has one). Spawned jobs (`run:` blocks, shadow rules) use the same kind
+of script as the shell that starts their Snakemake process.
 """
 
 from __future__ import annotations
 
 import atexit
-import hashlib
 import os
 import re
 import shlex
@@ -258,38 +258,36 @@ class Runtime:
 
     # ---- processes ----------------------------------------------------------------------
 
-    def is_plain(self, env: ResolvedEnv, options: RunOptions) -> bool:
-        """True when a job sees exactly the host's environment (no env paths, not pure, no sandbox)."""
-        return not (env.paths or options.pure or options.sandbox)
-
-    def shell(self, env: ResolvedEnv, options: RunOptions, base: str | None) -> str:
-        """Path of the wrapper that runs the shell `base` inside `env` with `options`."""
+    def shell(self, env: ResolvedEnv, options: RunOptions, base: str | None, where: Path,
+              exports: dict[str, str], keep: tuple[str, ...] = ()) -> str:
+        """Path of a job's own wrapper, in its directory `where`, that sets `exports` (the job's reaper marker,
+        its `$state`) and runs the shell `base` inside `env` with `options`; a pure job also keeps the variables
+        `keep` (the reaper markers it inherits: the run's, an enclosing step's). One exec, however many of these."""
         base = base or "/bin/sh"
         name = os.path.basename(base)
         own = [f"{p}/bin/{name}" for p in env.paths if os.access(f"{p}/bin/{name}", os.X_OK)]
-        text = self.script(env, options, own[0] if own else base)
-        path = self._dir / hashlib.sha256(text.encode()).hexdigest()[:24] / name
-        with self._lock:
-            if not path.exists():
-                path.parent.mkdir(exist_ok=True)
-                tmp = path.with_name(f".{name}.tmp")
-                tmp.write_text(text)
-                tmp.chmod(0o755)
-                os.replace(tmp, path)
+        text = self.script(env, options, own[0] if own else base, exports, keep)
+        where.mkdir(parents=True, exist_ok=True)
+        path = where / name
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        os.replace(tmp, path)
         return str(path)
 
-    def script(self, env: ResolvedEnv, options: RunOptions, shell: str) -> str:
+    def script(self, env: ResolvedEnv, options: RunOptions, shell: str, exports: dict[str, str] | None = None,
+               keep: tuple[str, ...] = ()) -> str:
         argv = self.sandboxed([shell], options)
         search = {var: [f"{p}/{sub}" for p in env.paths if os.path.isdir(f"{p}/{sub}")]
                   for var, sub in SEARCH_PATHS.items() if sub is not None}
-        lines = ["#!/bin/sh"]
+        exports = exports or {}
+        lines = ["#!/bin/sh"] + [f"{var}={shlex.quote(value)}; export {var}" for var, value in exports.items()]
         if options.pure:
-            own = ("state",) if options.resumable else ()  # set by the executor's per-job wrapper
-            keep = " ".join(dict.fromkeys(PURE_ALLOW + SNAKEMAKE_VARS + self.keep_vars + own))
+            kept = " ".join(dict.fromkeys(PURE_ALLOW + SNAKEMAKE_VARS + self.keep_vars + tuple(exports) + keep))
             assigns = [shlex.quote(f"{var}={':'.join(dirs)}") for var, dirs in search.items() if dirs]
             lines += [
                 "set -- " + " ".join(shlex.quote(a) for a in argv) + ' "$@"',
-                f"for v in {keep}; do",
+                f"for v in {kept}; do",
                 '  eval "if [ -n \\"\\${$v+x}\\" ]; then set -- \\"$v=\\${$v}\\" \\"\\$@\\"; fi"',
                 "done",
                 "exec /usr/bin/env -i " + " ".join(assigns + ([] if search["PATH"] else ["PATH="])) + ' "$@"',

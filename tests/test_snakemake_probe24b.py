@@ -7,7 +7,8 @@ job's outputs in the shared working directory after the submitting process had s
 that are not what the store holds (`nw show` no longer knew them), and with `--nixworkflow-link-mode hardlink`
 (the stored object is the output's inode) it changed the stored object itself. Now the Snakemake the Slurm plugin
 starts on the node (slurm-jobstep) marks the job's processes and kills every one still marked when the job's srun
-has ended, before that Snakemake (and so the Slurm job) ends, as `nw run --slurm`'s job script does."""
+has ended, before that Snakemake (and so the Slurm job) ends, as `nw run --slurm`'s job script does. The local
+executor had the same bug (its tests failed before the fix, see below)."""
 
 from __future__ import annotations
 
@@ -89,20 +90,78 @@ def test_slurm_a_daemon_a_job_left_behind_never_changes_its_outputs_or_the_store
     assert outputs(wf) == EXPECTED
 
 
+def local(wf: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The local `snakemake --executor nixworkflow` (real CLI) in `wf`."""
+    argv = [sys.executable, "-m", "snakemake", "-c", "2", "--nocolor", "--executor", "nixworkflow", *args]
+    return subprocess.run(argv, cwd=wf, env=dict(os.environ, PYTHONPATH=str(REPO)), text=True,
+                          capture_output=True, timeout=240)
+
+
+def job_logs(store: Path) -> str:
+    """The jobs' logs in the store (`nw log`), all of them."""
+    return "".join(p.read_text() for p in sorted((store / "logs").glob("*.log")))
+
+
+# The local executor used to leave these daemons alive: they wrote into the outputs after they were stored (copy
+# mode: the working directory no longer held what the store did) or, hard-linked, into the stored object (later
+# found corrupt and quarantined). Jobs ran through Snakemake's shell() in threads sharing one run-wide marker, reaped
+# only on Ctrl-C. Now every job's wrapper gives its processes a marker of their own, killed when the job ends.
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="local --executor nixworkflow: a job's leftover daemon is not killed when the "
-                   "job ends (jobs run through Snakemake's shell() in threads that share one runner marker; no "
-                   "per-job marker or reap), so it writes into the outputs after they were stored, and with "
-                   "--nixworkflow-link-mode hardlink into the stored object")
 @pytest.mark.parametrize("mode", ["copy", "hardlink"])
 def test_local_a_daemon_a_job_left_behind_never_changes_its_outputs_or_the_store(
         tmp_path: Path, isolated: Path, mode: str) -> None:
     wf = workflow(tmp_path / "wf", DAEMONS)
-    argv = [sys.executable, "-m", "snakemake", "-c", "2", "--nocolor", "--executor", "nixworkflow",
-            "--nixworkflow-link-mode", mode]
-    proc = subprocess.run(argv, cwd=wf, env=dict(os.environ, PYTHONPATH=str(REPO)), text=True,
-                          capture_output=True, timeout=240)
+    proc = local(wf, "--nixworkflow-link-mode", mode)
     assert proc.returncode == 0, proc.stderr
     time.sleep(4)  # a daemon that lived on has written by now
     assert stored_objects(isolated) == EXPECTED
     assert outputs(wf) == EXPECTED
+    assert job_logs(isolated).count("left running when its command exited") == 2  # noted, as `nw run` does
+
+
+# script:, run: (its own Snakemake process) and shell: jobs, in the host env and in pure mode (which clears the
+# environment: the markers must survive it). Pure mode has no PATH: tools by absolute path.
+OTHER_KINDS = """
+rule all:
+    input: "out/s.txt", "out/r.txt", "out/p.txt"
+
+rule s:
+    output: "out/s.txt"
+    script: "daemon.py"
+
+rule r:
+    output: "out/r.txt"
+    run:
+        shell("echo early > {output}; /usr/bin/setsid /bin/sh -c '/bin/sleep 2; echo late >> {output}' "
+              "> /dev/null 2>&1 < /dev/null &")
+
+rule p:
+    output: "out/p.txt"
+    shell: "echo early > {output}; /usr/bin/setsid /bin/sh -c '/bin/sleep 2; echo late >> {output}' "
+           "> /dev/null 2>&1 < /dev/null &"
+"""
+
+DAEMON_SCRIPT = """
+import subprocess, sys
+out = snakemake.output[0]
+with open(out, "w") as f:
+    f.write("early\\n")
+code = f"import time; time.sleep(2); open({out!r}, 'a').write('late\\\\n')"
+subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdin=subprocess.DEVNULL,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pure", [False, True])
+def test_local_daemons_of_script_run_and_pure_jobs_are_killed_when_their_job_ends(
+        tmp_path: Path, isolated: Path, pure: bool) -> None:
+    wf = workflow(tmp_path / "wf", OTHER_KINDS)
+    (wf / "daemon.py").write_text(DAEMON_SCRIPT)
+    proc = local(wf, "--nixworkflow-link-mode", "hardlink", *(["--nixworkflow-pure"] if pure else []))
+    assert proc.returncode == 0, proc.stderr
+    time.sleep(4)  # a daemon that lived on has written by now
+    expected = {f"out/{name}.txt": b"early\n" for name in "prs"}
+    assert stored_objects(isolated) == expected
+    assert outputs(wf) == expected
+    assert job_logs(isolated).count("left running when its command exited") == 3
