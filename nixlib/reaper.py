@@ -221,11 +221,16 @@ def reap_marked(marker: str, exclude: Collection[int] = (), also: Callable[[], s
     shell whose `sleep` died first would otherwise `echo late > $out/x` before its own SIGKILL)."""
     skip = {os.getpid(), *exclude}
     stopped: list[int] = []
-    for _ in range(50):  # one may have forked before it was stopped: look again until nothing new
-        marked = _marked_since(marker)
+    unsettled_rounds = 0
+    for _ in range(50 + UNSETTLED_ROUNDS):  # one may have forked before it was stopped: look until nothing new
+        marked, unsettled = _marked_since(marker)
         named = also() if also is not None else set()
         new = [pid for pid in (set(marked) | named) - skip - set(stopped) if _alive(pid)]
         if not new:
+            if unsettled - skip and unsettled_rounds < UNSETTLED_ROUNDS:  # (one mid-exec may be the step's)
+                unsettled_rounds += 1
+                time.sleep(0.004)
+                continue
             break
         halted = [pid for pid in new if _signal(pid, signal.SIGSTOP)]
         stopped += _still_ours(halted, marker, marked, also)
@@ -247,9 +252,22 @@ def none_left(marker: str) -> bool:
         return False
     for pid in children:
         st = _stat(pid)
-        if st is not None and (st[0] in (b"Z", b"X") or _has_marker(pid, marker)):
+        if st is not None and (st[0] in (b"Z", b"X") or _marker_or_unknown(pid, marker)):
             return False
     return True
+
+
+def _marker_or_unknown(pid: int, marker: str) -> bool:
+    """Whether a process carries `marker`, or its environment cannot be read now: a process in the middle of an
+    exec (a step's daemon just after its shell exited) can show none for an instant, and must not pass for one
+    without the marker."""
+    try:
+        environ = read_proc(f"{_PROC}/{pid}/environ")
+    except FileNotFoundError:
+        return False  # (gone)
+    except OSError:
+        return True
+    return not environ or b"\0" + marker.encode() + b"=" in b"\0" + environ
 
 
 def _still_ours(halted: list[int], marker: str, marked: dict[int, int],
@@ -277,20 +295,41 @@ def _stop_then_kill(pids: list[int]) -> list[int]:
     return [pid for pid in stopped if _signal(pid, signal.SIGKILL)]
 
 
-def _marked_since(marker: str) -> dict[int, int]:
+UNSETTLED_ROUNDS = 25  # looks again (4 ms apart) while a process shows no environment: ~0.1-0.2 s at most
+
+
+def _marked_since(marker: str) -> tuple[dict[int, int], set[int]]:
     """Processes whose environment (as they were executed) carries the marker variable, with each one's start
-    time read before its environment: a pid with the same start time later is still the process that carried it."""
+    time read before its environment: a pid with the same start time later is still the process that carried it.
+    Also the live orphans (adopted by us, the subreaper, or by init) whose environment reads empty: a process in
+    the middle of an exec (a step's daemon exec'ing `setsid` as its shell exits) shows none for an instant, so it
+    may be one of them."""
     found: dict[int, int] = {}
+    unsettled: set[int] = set()
     try:
         entries = os.listdir(_PROC)
     except OSError:
-        return found
+        return found, unsettled
     for entry in entries:
         if entry.isdigit():
-            start = _start(int(entry))
-            if start is not None and _has_marker(int(entry), marker):
-                found[int(entry)] = start
-    return found
+            pid = int(entry)
+            st = _stat(pid)
+            if st is None:
+                continue
+            environ = _environ(pid)
+            if environ is not None and b"\0" + marker.encode() + b"=" in b"\0" + environ:
+                found[pid] = st[4]
+            elif environ == b"" and st[0] not in (b"Z", b"X") and pid > 2 and st[1] in (os.getpid(), 1):
+                unsettled.add(pid)  # (an orphan, adopted by us or by init: a step's daemon; not init, no kthread)
+    return found, unsettled
+
+
+def _environ(pid: int) -> bytes | None:
+    """A process's environment as it was executed (b"" for none, or mid-exec), None if it cannot be read."""
+    try:
+        return read_proc(f"{_PROC}/{pid}/environ")
+    except OSError:
+        return None
 
 
 def _start(pid: int) -> int | None:
@@ -354,7 +393,20 @@ def _fast_clear(marker: str, group: int) -> bool:
 
 
 def _children() -> list[int] | None:
-    """This process's children (every thread's list), or None without /proc/PID/task/TID/children."""
+    """This process's children (every thread's list), or None when that cannot be told: no
+    /proc/PID/task/TID/children, or the list changed while it was read. The kernel reads that list by position,
+    so a child exiting (or one forked) meanwhile can shift it and skip another child: a daemon a step left behind
+    would then be missed and go on writing into what was stored. So it is read twice, and only two equal readings
+    are believed; the callers then scan /proc instead."""
+    first = _children_once()
+    if first is None:
+        return None
+    second = _children_once()
+    return first if second is not None and sorted(second) == sorted(first) else None
+
+
+def _children_once() -> list[int] | None:
+    """One reading of this process's children (every thread's list), or None without the lists."""
     out: list[int] = []
     try:
         tasks = os.listdir(f"{_PROC}/self/task")

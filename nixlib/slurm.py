@@ -563,6 +563,7 @@ def job_script(build: Build, command: str) -> str:
 
 
 REAP_ROUNDS = 50  # a process that forks as fast as it is killed is given up on after this many scans of /proc
+UNSETTLED_ROUNDS = 10  # scans (0.05 s apart) while one of the user's processes shows no environment (mid-exec)
 
 
 def reap_script(marker: str) -> str:
@@ -570,15 +571,23 @@ def reap_script(marker: str) -> str:
     environment variable, nixlib.reaper) once the step's command has ended, before the batch script exits: a
     `setsid` daemon the step left behind, which Slurm does not end under proctrack/linuxproc or pgid, would
     otherwise keep writing into $out after Slurm said COMPLETED, into the object stored from it (a local run
-    reaps it the same way). Only the user's own processes are read (`-O`), each with one grep."""
-    return ("PATH=/usr/bin:/bin:$PATH rounds=0\n"
+    reaps it the same way). Only the user's own processes are read (`-O`), each with one grep. A live process
+    whose environment reads empty may be in the middle of an exec (the daemon exec'ing `setsid` as the step's
+    shell exits), so the scan is repeated a few times while there is one (nixlib.reaper does the same)."""
+    return ("PATH=/usr/bin:/bin:$PATH rounds=0 unsettled=0\n"
             f"while [ $rounds -lt {REAP_ROUNDS} ]; do\n"
-            "  left=\n"
+            "  left= empty=\n"
             "  for e in /proc/[0-9]*/environ; do\n"
-            f"    [ -O \"$e\" ] && grep -qsz '^{marker}=' \"$e\" || continue\n"
-            "    p=${e#/proc/}; kill -9 \"${p%/environ}\" 2>/dev/null && left=1\n"
+            "    [ -O \"$e\" ] || continue\n"
+            "    p=${e#/proc/}; p=${p%/environ}\n"
+            f"    if grep -qsz '^{marker}=' \"$e\"; then kill -9 \"$p\" 2>/dev/null && left=1; continue; fi\n"
+            "    grep -qsz . \"$e\" && continue\n"
+            "    read -r st < \"/proc/$p/stat\" 2>/dev/null || continue\n"
+            "    set -- ${st##*) }  # (state, ppid: not a zombie, not init, not a kernel thread)\n"
+            "    case $1 in Z*|X*) continue ;; esac; [ \"$2\" = 2 ] || [ \"$p\" -le 2 ] || empty=1\n"
             "  done\n"
-            '  [ -n "$left" ] || break\n'
+            f'  if [ -z "$left" ]; then [ -n "$empty" ] && [ $unsettled -lt {UNSETTLED_ROUNDS} ] || break\n'
+            "    unsettled=$((unsettled + 1)); sleep 0.05; continue; fi\n"
             "  rounds=$((rounds + 1)); sleep 0.1\n"
             "done\n")
 

@@ -19,6 +19,7 @@ of script as the shell that starts their Snakemake process.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import re
 import shlex
@@ -262,32 +263,53 @@ class Runtime:
               exports: dict[str, str], keep: tuple[str, ...] = ()) -> str:
         """Path of a job's own wrapper, in its directory `where`, that sets `exports` (the job's reaper marker,
         its `$state`) and runs the shell `base` inside `env` with `options`; a pure job also keeps the variables
-        `keep` (the reaper markers it inherits: the run's, an enclosing step's). One exec, however many of these."""
+        `keep` (the reaper markers it inherits: the run's, an enclosing step's). One exec, however many of these.
+
+        The job's wrapper is a symlink to a script shared by every job of that env and shell (written once), which
+        reads the job's variables from `job.env` beside the link (`$0`'s directory). Writing an executable per job
+        would fail jobs at random with "Text file busy": a process another job's thread forks while the file is
+        open for writing holds that descriptor until it execs, and exec of a file open for writing fails."""
         base = base or "/bin/sh"
         name = os.path.basename(base)
         own = [f"{p}/bin/{name}" for p in env.paths if os.access(f"{p}/bin/{name}", os.X_OK)]
-        text = self.script(env, options, own[0] if own else base, exports, keep)
+        shared = self._shared(self.script(env, options, own[0] if own else base, keep), name)
         where.mkdir(parents=True, exist_ok=True)
-        path = where / name
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(text)
-        tmp.chmod(0o755)
-        os.replace(tmp, path)
+        (where / "job.env").write_text("".join(f"{var}={shlex.quote(value)}; export {var}\n"
+                                               for var, value in exports.items())
+                                       + f"NW_JOB_VARS={shlex.quote(' '.join(exports))}\n")
+        link = where / name
+        tmp = where / f".{name}.tmp"
+        force_remove(tmp)
+        os.symlink(shared, tmp)
+        os.replace(tmp, link)
+        return str(link)
+
+    def _shared(self, text: str, name: str) -> str:
+        """The script `text`, written once per content under this run's directory, named `name` (the shell it
+        wraps: Snakemake adds its strict mode for bash by that name)."""
+        path = self._dir / hashlib.sha256(text.encode()).hexdigest()[:24] / name
+        with self._lock:
+            if not path.exists():
+                path.parent.mkdir(exist_ok=True)
+                tmp = path.with_name(f".{name}.tmp")
+                tmp.write_text(text)
+                tmp.chmod(0o755)
+                os.replace(tmp, path)
         return str(path)
 
-    def script(self, env: ResolvedEnv, options: RunOptions, shell: str, exports: dict[str, str] | None = None,
-               keep: tuple[str, ...] = ()) -> str:
+    def script(self, env: ResolvedEnv, options: RunOptions, shell: str, keep: tuple[str, ...] = ()) -> str:
+        """The wrapper's text: the job's variables first (`job.env` beside the path it was run by, which names
+        them in NW_JOB_VARS, so a pure job keeps them), then the env and the shell."""
         argv = self.sandboxed([shell], options)
         search = {var: [f"{p}/{sub}" for p in env.paths if os.path.isdir(f"{p}/{sub}")]
                   for var, sub in SEARCH_PATHS.items() if sub is not None}
-        exports = exports or {}
-        lines = ["#!/bin/sh"] + [f"{var}={shlex.quote(value)}; export {var}" for var, value in exports.items()]
+        lines = ["#!/bin/sh", '. "${0%/*}/job.env"']
         if options.pure:
-            kept = " ".join(dict.fromkeys(PURE_ALLOW + SNAKEMAKE_VARS + self.keep_vars + tuple(exports) + keep))
+            kept = " ".join(dict.fromkeys(PURE_ALLOW + SNAKEMAKE_VARS + self.keep_vars + keep))
             assigns = [shlex.quote(f"{var}={':'.join(dirs)}") for var, dirs in search.items() if dirs]
             lines += [
                 "set -- " + " ".join(shlex.quote(a) for a in argv) + ' "$@"',
-                f"for v in {kept}; do",
+                f"for v in {kept} $NW_JOB_VARS; do",
                 '  eval "if [ -n \\"\\${$v+x}\\" ]; then set -- \\"$v=\\${$v}\\" \\"\\$@\\"; fi"',
                 "done",
                 "exec /usr/bin/env -i " + " ".join(assigns + ([] if search["PATH"] else ["PATH="])) + ' "$@"',

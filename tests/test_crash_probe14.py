@@ -248,6 +248,7 @@ def _sleeping(pid: int) -> bool:
         return False
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_ctrl_c_while_snakemake_restores_cached_jobs_is_one_clear_message(workflow: Path, store_root: Path) -> None:
     """Ctrl-C while the executor restores hits before Snakemake's scheduler starts (a long phase for a big cached
     workflow) printed two Python tracebacks (CancelledError, KeyboardInterrupt) and left Snakemake's lock, so the

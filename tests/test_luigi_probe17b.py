@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.luigi_run import luigi_cli, runs
 
 # ---- `+`, `%`, `.format()`, str() and .isoformat() ---------------------------------------------------------------
@@ -66,6 +68,7 @@ class Formatted(NixTask):
 '''
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_paths_built_with_plus_percent_and_format_are_keyed() -> None:
     """run() opens `"data/" + self.name + ".csv"`, `"data/%s.csv" % self.name`, `"data/part_%03d.csv" % (self.n,)`,
     `"data/{}.csv".format(self.date)`, `"data/" + self.date.isoformat() + ".extra"` and `"data/" + str(self.date) +

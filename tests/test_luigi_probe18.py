@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.luigi_run import luigi_cli, runs
 
 # ---- a loop or comprehension over a ListParameter / DateIntervalParameter ----------------------------------------
@@ -91,6 +93,7 @@ class Native(NixTask):
 '''
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_paths_built_in_a_loop_over_a_list_or_interval_parameter_are_keyed() -> None:
     """`for name in self.names: open(f"data/{name}.csv")`, a comprehension over `sorted(self.names)`, `for d in
     self.date_interval: open(d.strftime("logs/%Y-%m-%d.log"))`, and the same in a produce(out) task: the loop
@@ -202,6 +205,7 @@ class NativeConf(NixTask):
 '''
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_paths_from_a_config_class_or_a_branching_helper_are_keyed() -> None:
     """`open(f"{Paths().root}/lookup.csv")` and `os.path.join(Paths().root, self.name + ".txt")` with `class
     Paths(luigi.Config)` (its value was keyed, the file it names was not), and helpers that assign locals and choose

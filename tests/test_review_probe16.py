@@ -73,6 +73,7 @@ shell(snakemake.config["script_command"])
 TEMPLATES["config.yaml"] += 'script_command: "echo mem={snakemake.resources.mem_mb} > {snakemake.output[0]}"\n'
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_shell_template_the_code_does_not_hold_keys_every_resource_and_threads(tmp_path: Path, log: Path) -> None:
     """`shell(open("templates/mem.txt").read())`, `shell(config["command"])` in a `run:` block (or a script): the
     template Snakemake's shell() formats with the job's `resources` and `threads` is text the job's code does not

@@ -119,6 +119,7 @@ def snakemake_slurm(sbatch_counter: SbatchCounter) -> SbatchCounter:
     return sbatch_counter
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 @pytest.mark.parametrize("extra", ["--requeue", "--array=0-2"])
 def test_slurm_extra_that_would_run_a_second_copy_is_refused(tmp_path: Path, snakemake_slurm: SbatchCounter,
                                                             isolated: Path, extra: str) -> None:

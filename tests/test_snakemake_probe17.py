@@ -47,6 +47,7 @@ rule words:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_shell_rules_changing_into_a_relative_directory_key_what_they_run_and_read_there(tmp_path: Path, log: Path
                                                                                           ) -> None:
     """A `shell:` command starts in the working directory, so `cd tools && python3 prep.py` runs tools/prep.py (with

@@ -109,6 +109,7 @@ rule c:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_forcerun_until_and_omit_from_store_the_forced_result_and_run_only_what_is_asked(
         tmp_path: Path, log: Path) -> None:
     """`--until b` runs a and b only, `--omit-from b` a only; a forced job (`--forcerun a`, `-R a`) runs and its new

@@ -152,6 +152,7 @@ subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdin=sub
 """
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 @pytest.mark.slow
 @pytest.mark.parametrize("pure", [False, True])
 def test_local_daemons_of_script_run_and_pure_jobs_are_killed_when_their_job_ends(
@@ -165,3 +166,27 @@ def test_local_daemons_of_script_run_and_pure_jobs_are_killed_when_their_job_end
     assert stored_objects(isolated) == expected
     assert outputs(wf) == expected
     assert job_logs(isolated).count("left running when its command exited") == 3
+
+
+def test_a_jobs_shell_wrapper_is_no_executable_written_for_it(tmp_path: Path) -> None:
+    """Each job's wrapper (its `shell_exec`, carrying its own reaper marker) was an executable file written per
+    job while other jobs' threads forked: a child forked meanwhile holds the file open for writing until it execs,
+    and Snakemake's exec of that wrapper then failed the job with "[Errno 26] Text file busy" (seen in CI). A job's
+    wrapper is now a symlink to a script shared by its env and shell, written once, with the job's variables in a
+    plain file it reads; run here for real, it sets the job's marker and `$state`."""
+    from nixlib.env import HOST
+    from nixlib.recipe import RunOptions
+    from snakemake_executor_nixworkflow.runtime import Runtime
+
+    runtime = Runtime(None, None, RunOptions(), str(tmp_path), tmp_path / "store")
+    try:
+        paths = [Path(runtime.shell(HOST, RunOptions(), "/bin/sh", tmp_path / f"job{i}",
+                                    {f"NW_STEP_{i}": "1", "state": f"/s/{i}"})) for i in range(2)]
+        assert all(p.is_symlink() for p in paths)
+        assert paths[0].resolve() == paths[1].resolve()  # one script, written once
+        for i, path in enumerate(paths):
+            out = subprocess.run([str(path), "-c", 'echo "$NW_STEP_' + str(i) + ' $state"'], capture_output=True,
+                                 text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+            assert out.stdout == f"1 /s/{i}\n", out.stderr
+    finally:
+        runtime.close()

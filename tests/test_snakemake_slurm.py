@@ -121,6 +121,7 @@ def test_slurm_requeue_is_refused_before_anything_is_submitted(tmp_path: Path) -
     assert "Traceback" not in proc.stderr and not (wf / "out").exists()
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_failing_job_stores_nothing_and_is_reported_by_the_slurm_plugin(tmp_path: Path, slurm: SbatchCounter,
                                                                            isolated: Path) -> None:
     wf = workflow(tmp_path / "wf", 'rule bad:\n    output: "out/bad.txt"\n'

@@ -72,6 +72,7 @@ def test_latin1_file_names_are_listed_and_served_by_their_bytes(isolated: Path) 
             assert "error" in json.loads(body)
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_the_page_lists_previews_and_shows_latin1_named_files(page: Any, isolated: Path) -> None:  # noqa: F811
     cwd = Path.cwd()
     latin1_output(cwd)
