@@ -42,6 +42,7 @@ def counted_snakemake(where: Path, log: Path, word: str) -> Callable[[], int]:
     return run
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_snakemake_keys_the_makefiles_a_makefile_includes_whatever_their_names(tmp_path: Path, log: Path) -> None:
     """`make -C build/sub` whose Makefile includes ../Makefile.common and ../config.mak: the Snakemake executor
     dropped both (no code suffix), and editing either served the old result."""

@@ -23,6 +23,7 @@ pytest.importorskip("snakemake")
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_hardlink_mode_restores_a_spawned_job_over_its_own_link_without_leaving_a_temporary_link(
         tmp_path: Path) -> None:
     """A shadow rule or a checkpoint with a `run:` block is prepared by the Snakemake process it spawns, so when

@@ -210,6 +210,7 @@ PAPERMILL = ("import json, os, sys\n"
              "json.dump(nb, open(a[1], 'w'))\n")
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_notebook_rule_is_keyed_by_its_code_cells_and_the_modules_and_data_they_use(tmp_path: Path, log: Path
                                                                                        ) -> None:
     import sys

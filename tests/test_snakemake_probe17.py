@@ -157,6 +157,7 @@ rule loop:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_host_variable_a_shell_command_expands_is_keyed(tmp_path: Path, log: Path) -> None:
     """Snakemake hands its environment to every job, so `SCALE=3 snakemake` writes `scale=3` where `SCALE=2
     snakemake` wrote `scale=2`; the variable was keyed only when the Snakefile declared it under `envvars:`, so the
