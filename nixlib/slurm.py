@@ -571,23 +571,28 @@ def reap_script(marker: str) -> str:
     environment variable, nixlib.reaper) once the step's command has ended, before the batch script exits: a
     `setsid` daemon the step left behind, which Slurm does not end under proctrack/linuxproc or pgid, would
     otherwise keep writing into $out after Slurm said COMPLETED, into the object stored from it (a local run
-    reaps it the same way). Only the user's own processes are read (`-O`), each with one grep. A live process
-    whose environment reads empty may be in the middle of an exec (the daemon exec'ing `setsid` as the step's
-    shell exits), so the scan is repeated a few times while there is one (nixlib.reaper does the same)."""
+    reaps it the same way). One `grep -l` reads every environment per scan (a grep per process took seconds on a
+    loaded node, time a daemon could use to write); only the user's own processes are killed (`-O`). A live
+    process whose environment reads empty may be in the middle of an exec (the daemon exec'ing `setsid` as the
+    step's shell exits), so the scan is repeated a few times while there is one (nixlib.reaper does the same)."""
     return ("PATH=/usr/bin:/bin:$PATH rounds=0 unsettled=0\n"
             f"while [ $rounds -lt {REAP_ROUNDS} ]; do\n"
             "  left= empty=\n"
-            "  for e in /proc/[0-9]*/environ; do\n"
-            "    [ -O \"$e\" ] || continue\n"
+            f"  for e in $(grep -lsz '^{marker}=' /proc/[0-9]*/environ); do\n"
             "    p=${e#/proc/}; p=${p%/environ}\n"
-            f"    if grep -qsz '^{marker}=' \"$e\"; then kill -9 \"$p\" 2>/dev/null && left=1; continue; fi\n"
-            "    grep -qsz . \"$e\" && continue\n"
-            "    read -r st < \"/proc/$p/stat\" 2>/dev/null || continue\n"
-            "    set -- ${st##*) }  # (state, ppid: not a zombie, not init, not a kernel thread)\n"
-            "    case $1 in Z*|X*) continue ;; esac; [ \"$2\" = 2 ] || [ \"$p\" -le 2 ] || empty=1\n"
+            "    [ -O \"$e\" ] && kill -9 \"$p\" 2>/dev/null && left=1\n"
             "  done\n"
-            f'  if [ -z "$left" ]; then [ -n "$empty" ] && [ $unsettled -lt {UNSETTLED_ROUNDS} ] || break\n'
-            "    unsettled=$((unsettled + 1)); sleep 0.05; continue; fi\n"
+            "  if [ -z \"$left\" ]; then\n"
+            "    for e in $(grep -Lsz . /proc/[0-9]*/environ); do  # (a process that ends meanwhile is not listed)\n"
+            "      [ -O \"$e\" ] || continue\n"
+            "      p=${e#/proc/}; p=${p%/environ}\n"
+            "      read -r st < \"/proc/$p/stat\" 2>/dev/null || continue\n"
+            "      set -- ${st##*) }  # (state, ppid: not a zombie, not init, not a kernel thread)\n"
+            "      case $1 in Z*|X*) continue ;; esac; [ \"$2\" = 2 ] || [ \"$p\" -le 2 ] || empty=1\n"
+            "    done\n"
+            f'    [ -n "$empty" ] && [ $unsettled -lt {UNSETTLED_ROUNDS} ] || break\n'
+            "    unsettled=$((unsettled + 1)); sleep 0.05; continue\n"
+            "  fi\n"
             "  rounds=$((rounds + 1)); sleep 0.1\n"
             "done\n")
 

@@ -38,6 +38,17 @@ def _exp(tmp_path: Path, text: str) -> Path:
     return exp
 
 
+def _running(word: str) -> bool:
+    """Whether a live process's command line names `word` (the daemon's shell, found without its pid)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if word.encode() in cmdline.read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
 # ---- Slurm ------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("daemon", ["sleep 2; echo late >> v; echo evil > w", "exec 3>>v; sleep 2; echo late >&3"],
@@ -53,10 +64,11 @@ def test_slurm_a_daemon_the_job_left_behind_never_changes_what_was_stored(
     exp = _exp(tmp_path, f"d = output('echo early > v; setsid sh -c \"{daemon}; touch {late}\" "
                          "</dev/null >/dev/null 2>&1 & echo done')\n")
     nw("run", str(exp), "-q", "--slurm", env=sbatch_counter.env, check=True)
-    deadline = time.monotonic() + 6  # the daemon, if it lives, is done after 2 s
-    while not late.exists() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 10  # the daemon, if it lives, is done 2 s after it started
+    while _running(str(late)) and time.monotonic() < deadline:
         time.sleep(0.2)
     out = Path("nix-workflow-output/d")
+    assert not late.exists(), "the daemon the step left behind was not killed"
     assert sorted(p.name for p in out.iterdir()) == ["v"] and (out / "v").read_text() == "early\n"
     again = nw("run", str(exp), "-q", "--slurm", env=sbatch_counter.env, check=True)
     assert sbatch_counter.count() == 1, again.stderr  # a hit: the stored object is unchanged
