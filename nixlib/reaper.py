@@ -190,14 +190,19 @@ def reap(marker: str, group: int, deadline: float = 30.0) -> int:
     killed: set[tuple[int, int]] = set()
     end = time.monotonic() + deadline
     delay = 0.001
+    unsettled_rounds = 0
     while True:
         if os.path.lexists(f"{_PROC}/{group}"):
             group = -1  # the number was reused (pid_max can be small): group and session no longer name the step
         if _fast_clear(marker, group):
             break
-        alive, zombies = _members(marker, group, killed)
+        alive, zombies, unsettled = _members(marker, group, killed)
         _reap_adopted(zombies)
         if not alive:
+            if unsettled and unsettled_rounds < UNSETTLED_ROUNDS:  # (one mid-exec may be the step's)
+                unsettled_rounds += 1
+                time.sleep(0.004)
+                continue
             break
         starts = dict(alive)
         killed.update((pid, starts[pid]) for pid in _stop_then_kill(list(starts)))
@@ -245,16 +250,7 @@ def none_left(marker: str) -> bool:
     costs milliseconds per step): a step's process whose parent exited was re-parented to us, one whose parent
     lives descends from such a child, which carries the marker too. False when that cannot be told (not a
     subreaper, no children list) or a child is a zombie (it may have forked one just before exiting)."""
-    if not _RUNNER.subreaper or _RUNNER.pid != os.getpid():
-        return False
-    children = _children()
-    if children is None:
-        return False
-    for pid in children:
-        st = _stat(pid)
-        if st is not None and (st[0] in (b"Z", b"X") or _marker_or_unknown(pid, marker)):
-            return False
-    return True
+    return _children_clear(marker, -1, zombie_clear=False)
 
 
 def _marker_or_unknown(pid: int, marker: str) -> bool:
@@ -267,7 +263,7 @@ def _marker_or_unknown(pid: int, marker: str) -> bool:
         return False  # (gone)
     except OSError:
         return True
-    return not environ or b"\0" + marker.encode() + b"=" in b"\0" + environ
+    return not environ or _carries(environ, marker)
 
 
 def _still_ours(halted: list[int], marker: str, marked: dict[int, int],
@@ -317,11 +313,24 @@ def _marked_since(marker: str) -> tuple[dict[int, int], set[int]]:
             if st is None:
                 continue
             environ = _environ(pid)
-            if environ is not None and b"\0" + marker.encode() + b"=" in b"\0" + environ:
+            if environ is not None and _carries(environ, marker):
                 found[pid] = st[4]
-            elif environ == b"" and st[0] not in (b"Z", b"X") and pid > 2 and st[1] in (os.getpid(), 1):
-                unsettled.add(pid)  # (an orphan, adopted by us or by init: a step's daemon; not init, no kthread)
+            elif environ == b"" and st[0] not in (b"Z", b"X") and _orphan(pid, st):
+                unsettled.add(pid)
     return found, unsettled
+
+
+def _carries(environ: bytes, marker: str) -> bool:
+    """Whether an environment (as /proc/PID/environ shows it) holds the marker variable."""
+    return b"\0" + marker.encode() + b"=" in b"\0" + environ
+
+
+def _orphan(pid: int, st: tuple[bytes, int, int, int, int]) -> bool:
+    """Adopted by us, as a step's daemon is once its shell exits (by init when we are no subreaper); not init
+    itself and no kernel thread (both show no environment)."""
+    me = os.getpid()
+    subreaper = _RUNNER.subreaper and _RUNNER.pid == me
+    return pid > 2 and (st[1] == me or (st[1] == 1 and not subreaper))
 
 
 def _environ(pid: int) -> bytes | None:
@@ -366,9 +375,8 @@ def _wait_dead(pids: list[int], deadline: float) -> None:
 
 def _fast_clear(marker: str, group: int) -> bool:
     """True when nothing of the step can be left: its group is empty and none of our children (orphans come
-    to us, the subreaper) carries its marker. Without subreaper we cannot tell cheaply: False."""
-    if not _RUNNER.subreaper or _RUNNER.pid != os.getpid():
-        return False
+    to us, the subreaper) carries its marker or shows no environment (mid-exec). Without subreaper we cannot tell
+    cheaply: False."""
     if group > 0:
         try:
             os.killpg(group, 0)
@@ -377,6 +385,17 @@ def _fast_clear(marker: str, group: int) -> bool:
             pass
         except PermissionError:
             return False
+    return _children_clear(marker, group, zombie_clear=True)
+
+
+def _children_clear(marker: str, group: int, zombie_clear: bool) -> bool:
+    """Whether none of this subreaper's children can be a live process of the step: in its group or session
+    (`group` > 0), carrying its marker, or with an environment that cannot be read now (a process mid-exec shows
+    none for an instant). A zombie of another group counts as clear only with `zombie_clear` (a caller that has
+    no group to tell the step's from others' takes a zombie as a reason to scan). False when this process is no
+    subreaper or its children cannot be listed."""
+    if not _RUNNER.subreaper or _RUNNER.pid != os.getpid():
+        return False
     children = _children()
     if children is None:
         return False
@@ -385,9 +404,12 @@ def _fast_clear(marker: str, group: int) -> bool:
         if st is None:
             continue
         state, _, pgid, sid, _ = st
-        if pgid == group or sid == group:
+        if group > 0 and group in (pgid, sid):
             return False  # alive, or a zombie of the step to collect
-        if state not in (b"Z", b"X") and _has_marker(pid, marker):
+        if state in (b"Z", b"X"):
+            if not zombie_clear:
+                return False
+        elif _marker_or_unknown(pid, marker):
             return False
     return True
 
@@ -452,11 +474,13 @@ def working_inside(path: str) -> bool:
 
 
 def _members(marker: str, group: int, killed: set[tuple[int, int]]
-             ) -> tuple[list[tuple[int, int]], list[int]]:
-    """Scan /proc: (live processes of the step as (pid, start time), zombies of ours that belong to it)."""
+             ) -> tuple[list[tuple[int, int]], list[int], set[int]]:
+    """Scan /proc: (live processes of the step as (pid, start time), zombies of ours that belong to it, live
+    orphans showing no environment, which may be the step's caught mid-exec: see _marked_since)."""
     me = os.getpid()
     alive: list[tuple[int, int]] = []
     zombies: list[int] = []
+    unsettled: set[int] = set()
     for entry in os.listdir(_PROC):
         if not entry.isdigit() or int(entry) == me:
             continue
@@ -469,9 +493,13 @@ def _members(marker: str, group: int, killed: set[tuple[int, int]]
         if state in (b"Z", b"X"):
             if ours and ppid == me:
                 zombies.append(pid)
-        elif ours or _has_marker(pid, marker):
+            continue
+        environ = b"" if ours else _environ(pid)
+        if ours or (environ is not None and _carries(environ, marker)):
             alive.append((pid, start))
-    return alive, zombies
+        elif environ == b"" and _orphan(pid, st):
+            unsettled.add(pid)
+    return alive, zombies, unsettled
 
 
 def _reap_adopted(pids: list[int]) -> None:
@@ -495,10 +523,8 @@ def _stat(pid: int) -> tuple[bytes, int, int, int, int] | None:
 
 
 def _has_marker(pid: int, marker: str) -> bool:
-    try:
-        return b"\0" + marker.encode() + b"=" in b"\0" + read_proc(f"{_PROC}/{pid}/environ")
-    except OSError:
-        return False
+    environ = _environ(pid)
+    return environ is not None and _carries(environ, marker)
 
 
 def _signal_group(group: int, sig: int) -> None:

@@ -1,7 +1,7 @@
 """Trust probe (wave 25): reaping what a step left running must be quick on a busy node.
 
-Real processes, the real shell lines a Slurm job script runs (nixlib.slurm.reap_script). The rule probed: a
-daemon the step left behind is killed before it can write into what is about to be stored."""
+Real processes, the real `nw` CLI and the real shell lines a Slurm job script runs (nixlib.slurm.reap_script).
+The rule probed: a daemon the step left behind is killed before it can write into what is about to be stored."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from nixlib import nar
 from nixlib.slurm import reap_script
+from tests.helpers import nw
 
 MARKER = "NWREAP_PROBE25"
 
@@ -37,3 +39,28 @@ def test_the_slurm_job_scripts_reaping_kills_a_daemon_before_it_writes_on_a_node
         for d in decoys:
             d.kill()
             d.wait()
+
+
+# The daemon shows no environment for 30 ms (a real exec shows none for an instant; here it runs `env -i sh`),
+# then exec's itself with the step's marker again and writes into $out (its working directory) by name. The step's
+# shell exits while it shows none.
+MID_EXEC = ("echo early > $out/v; m=$(/usr/bin/env | /bin/sed -n 's/^\\(NW_STEP_[0-9a-f]*\\)=.*/\\1/p'); "
+            "/usr/bin/setsid /usr/bin/env -i /bin/sh -c "
+            "\"touch {flag}; /bin/sleep 0.03; exec /usr/bin/env $m=1 /bin/sh -c '/bin/sleep 1; echo late >> v'\" "
+            "</dev/null >/dev/null 2>&1 & "
+            "while [ ! -e {flag} ]; do /bin/sleep 0.005; done")
+
+
+def test_nw_run_kills_a_daemon_its_step_left_that_shows_no_environment_when_the_step_ends(
+        tmp_path: Path, isolated: Path) -> None:
+    """nw run's reaping took a process adopted from the step that showed no environment (as one in the middle of
+    an exec does) for one without the step's marker, found the step clear and stored its $out; the daemon then
+    wrote into the stored object. It now looks again while such a process is there (~0.1 s at most)."""
+    exp = tmp_path / "exp.py"
+    exp.write_text("from nixlib import output\n"
+                   f"d = output({MID_EXEC.format(flag=tmp_path / 'flag')!r}, name='d')\n")
+    nw("run", str(exp), "-q", check=True)
+    obj = Path("nix-workflow-output/d").resolve()
+    time.sleep(1.5)  # (had it lived, it wrote by now)
+    assert (obj / "v").read_text() == "early\n"
+    assert nar.nar_hash(obj) == obj.name  # the stored object is exactly what was hashed
