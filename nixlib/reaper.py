@@ -24,9 +24,15 @@ hashed, or into `$state` while a re-run of the same recipe uses it. Three mechan
   SIGKILL, the pipe reaches EOF and the watchdog kills every process with the runner's
   marker. A runner that exits normally says goodbye first and the watchdog just exits.
 
-What escapes: a process that clears its environment (`env -i`) *and* leaves the step's
-session; processes of other users (a setuid program). cgroups would close that gap; they need
-delegation from systemd that a plain user process does not have.
+- **Reaping by place** (`reap_inside`, after `reap`): a process that clears its environment
+  (`env -i`) *and* leaves the step's session carries no marker, but it is still one of the runner's
+  descendants (the subreaper's); one that works in, holds open or maps the step's build directory
+  is killed too, as those are the only ways it could write into what is about to be stored.
+
+What escapes: such a process that works elsewhere (it writes by name into a directory that is gone
+once the output is stored); processes of other users (a setuid program); processes the step did
+not start. cgroups would close that gap; they need delegation from systemd that a plain user
+process does not have.
 """
 
 from __future__ import annotations
@@ -449,28 +455,85 @@ def working_inside(path: str) -> bool:
     told). A process that escaped a step's reaping (`setsid env -i …`, no marker, its own session) is still
     ours as the subreaper's adopted orphan; one whose working directory is a step's build directory would write
     into the next step's $out were that directory reused (engine._Scratch asks before reusing one)."""
-    if not _RUNNER.subreaper or _RUNNER.pid != os.getpid():
+    pids = _descendants()
+    if pids is None:
         return True
+    inside = _prefix(path)
+    return any(_cwd_inside(pid, inside) for pid in pids)
+
+
+def reap_inside(path: str, deadline: float = 30.0) -> int:
+    """Kill every process descended from this runner that works in `path` (a finished step's build directory,
+    holding its $out and $TMPDIR) or holds a file under it open or mapped; returns how many. Run once the step's
+    marked processes were reaped: one that also cleared its environment (`setsid env -i …`) carries no marker,
+    but is still ours to find as the subreaper's adopted orphan (or its descendant), and such a process is the
+    only kind that could write into what is about to be stored (once the directory is renamed into the store, a
+    path by name no longer reaches it; a working directory, a descriptor or a mapping does). A process some other
+    running step started never works in this step's directory (its name is random). Nothing is found without
+    subreaper or children lists."""
+    inside = _prefix(path)
+    end = time.monotonic() + deadline
+    killed: list[int] = []
+    for _ in range(50):  # one may fork as it is found: look until none is left
+        found = [pid for pid in _descendants() or () if _cwd_inside(pid, inside) or _holds_inside(pid, inside)]
+        if not found:
+            break
+        stopped = _stop_then_kill(found)
+        killed += stopped
+        _wait_dead(stopped, max(0.0, end - time.monotonic()))
+        _reap_adopted(stopped)
+    return len(killed)
+
+
+def _prefix(path: str) -> bytes:
+    return os.fsencode(path.rstrip(os.sep) + os.sep)
+
+
+def _descendants() -> list[int] | None:
+    """Every live process descended from this one (children lists, thread by thread), or None when that cannot
+    be told (no subreaper, no children lists). As the subreaper, the orphans of every step are among them."""
+    if not _RUNNER.subreaper or _RUNNER.pid != os.getpid():
+        return None
     todo = _children()
     if todo is None:
-        return True
-    inside = os.fsencode(path.rstrip(os.sep) + os.sep)
-    seen: set[int] = set()
+        return None
+    seen: list[int] = []
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
-        seen.add(pid)
+        seen.append(pid)
         try:
-            if (os.readlink(f"{_PROC}/{pid}/cwd").encode() + b"/").startswith(inside):
-                return True
             tasks = os.listdir(f"{_PROC}/{pid}/task")
         except OSError:
-            continue  # gone, a zombie, or another user's (then not one of the step's: it ran as us)
+            continue  # gone, or another user's (then not one of the step's: it ran as us)
         for tid in tasks:
             with contextlib.suppress(OSError):
                 todo += [int(p) for p in read_proc(f"{_PROC}/{pid}/task/{tid}/children").split()]
-    return False
+    return seen
+
+
+def _cwd_inside(pid: int, inside: bytes) -> bool:
+    try:
+        return (os.fsencode(os.readlink(f"{_PROC}/{pid}/cwd")) + b"/").startswith(inside)
+    except OSError:
+        return False  # gone, or a zombie
+
+
+def _holds_inside(pid: int, inside: bytes) -> bool:
+    """Whether a process has a file (or directory) under `inside` open, or a file of it mapped."""
+    fds = f"{_PROC}/{pid}/fd"
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(fds):
+            with contextlib.suppress(OSError):
+                if (os.fsencode(os.readlink(f"{fds}/{fd}")) + b"/").startswith(inside):
+                    return True
+    try:
+        maps = read_proc(f"{_PROC}/{pid}/maps")
+    except OSError:
+        return False
+    return any(line.split(maxsplit=5)[5:] and line.split(maxsplit=5)[5].startswith(inside)
+               for line in maps.splitlines())
 
 
 def _members(marker: str, group: int, killed: set[tuple[int, int]]

@@ -149,22 +149,22 @@ def test_an_unreadable_file_copied_into_the_store_is_a_clear_error(shared: Share
 
 @pytest.mark.nix
 def test_an_escaped_process_writing_while_the_output_is_hashed_is_never_served(tmp_path: Path) -> None:
-    """A step starts a process that escapes its reaping (`setsid env -i`, docs/trust.md) holding a descriptor of
-    $out/f, and appends to it once the file is sealed, while the engine hashes it. The object was published
-    under the hash of what was read and the stat memo vouched for the bytes there after the write, so every
-    later lookup served (as "cached") an object whose bytes were not its name. Now the object must scan as it
-    did before it was hashed, or it is quarantined and the step fails."""
-    done_marker, escaped = tmp_path / "written", tmp_path / "escaped"
-    writer = (f'touch {escaped}; while [ $(stat -L -c %a /proc/$$/fd/3) != 444 ]; do :; done; sleep 0.02; '
+    """A process that is no descendant of the run (so no reaping finds it: here a server started beforehand, as a
+    daemon some step talks to would be) is asked by the step to append to $out/f once the file is sealed, while the
+    engine hashes it. (A descendant that escapes the marker, `setsid env -i`, is now killed before the hashing:
+    test_trust_probe25.) The object was published under the hash of what was read and the stat memo vouched for
+    the bytes there after the write, so every later lookup served (as "cached") an object whose bytes were not
+    its name. Now the object must scan as it did before it was hashed, or it is quarantined and the step fails."""
+    done_marker, escaped, request = tmp_path / "written", tmp_path / "escaped", tmp_path / "request"
+    server = (f'until [ -s {request} ]; do sleep 0.01; done; exec 3>>"$(cat {request})"; touch {escaped}; '
+              f'while [ $(stat -L -c %a /proc/$$/fd/3) != 444 ]; do :; done; sleep 0.02; '
               f'echo late >&3; touch {done_marker}')
-    command = (f"head -c 200000000 /dev/zero > $out/f; [ -e {done_marker} ] || {{ (exec 3>>$out/f; setsid env -i "
-               f"/bin/sh -c '{writer}' </dev/null >/dev/null 2>&1 &); until [ -e {escaped} ]; do sleep 0.01; done; }}")
+    writer = subprocess.Popen(["/bin/sh", "-c", server], start_new_session=True, stdin=subprocess.DEVNULL)
+    command = (f"head -c 200000000 /dev/zero > $out/f; [ -e {done_marker} ] || {{ echo $out/f > {request}; "
+               f"until [ -e {escaped} ]; do sleep 0.01; done; }}")
     Path("cmd.sh").write_text(command)
     first = _run("a = output(open('cmd.sh').read())\n")
-    for _ in range(100):
-        if done_marker.exists():
-            break
-        subprocess.run(["sleep", "0.05"], check=True)
+    writer.wait(timeout=30)
     assert done_marker.exists()
     if first.returncode:
         assert "changed while it was being stored" in first.stderr and "Errno" not in first.stderr, first.stderr

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from nixlib import nar
 from nixlib.slurm import reap_script
@@ -62,5 +65,36 @@ def test_nw_run_kills_a_daemon_its_step_left_that_shows_no_environment_when_the_
     nw("run", str(exp), "-q", check=True)
     obj = Path("nix-workflow-output/d").resolve()
     time.sleep(1.5)  # (had it lived, it wrote by now)
+    assert (obj / "v").read_text() == "early\n"
+    assert nar.nar_hash(obj) == obj.name  # the stored object is exactly what was hashed
+
+
+# Daemons that clear their environment (no marker) and leave the step's session, then write into $out 1 s later:
+# by name in their working directory, through a descriptor opened before (from /), through a shared mapping. Each
+# touches {flag} once it runs without the marker, and the step's shell waits for that before it exits.
+NO_MARKER = {
+    "cwd": "setsid /usr/bin/env -i /bin/sh -c 'touch {flag}; /bin/sleep 1; echo late >> v'",
+    "open-fd": "exec 3>>v; setsid /usr/bin/env -i /bin/sh -c 'cd /; touch {flag}; /bin/sleep 1; echo late >&3'",
+    "mmap": ("setsid /usr/bin/env -i {python} -c 'import mmap, os, time; f = open(\"v\", \"r+b\"); "
+             "m = mmap.mmap(f.fileno(), 0); f.close(); os.chdir(\"/\"); open(\"{flag}\", \"w\").close(); "
+             "time.sleep(1); m[0:5] = b\"late\\n\"'"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(NO_MARKER))
+def test_nw_run_kills_a_daemon_without_the_steps_marker_that_works_in_or_holds_its_output(
+        tmp_path: Path, isolated: Path, how: str) -> None:
+    """`setsid env -i …` carries none of the step's markers, so the reaping by marker missed it and it wrote into
+    the stored object (as root a read-only object is no obstacle). It is still a descendant of `nw run` (the
+    subreaper), and it works in, holds open or maps the step's build directory: it is killed before storing."""
+    flag = tmp_path / "flag"
+    daemon = NO_MARKER[how].format(python=sys.executable, flag=flag)
+    command = (f"echo early > v; {daemon} </dev/null >/dev/null 2>&1 & "
+               f"while [ ! -e {flag} ]; do /bin/sleep 0.005; done")
+    exp = tmp_path / "exp.py"
+    exp.write_text(f"from nixlib import output\nd = output({command!r}, name='d')\n")
+    nw("run", str(exp), "-q", check=True)
+    obj = Path("nix-workflow-output/d").resolve()
+    time.sleep(2)  # (had it lived, it wrote by now)
     assert (obj / "v").read_text() == "early\n"
     assert nar.nar_hash(obj) == obj.name  # the stored object is exactly what was hashed
