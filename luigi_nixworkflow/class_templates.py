@@ -11,7 +11,7 @@ from luigi_nixworkflow.callees import as_object, callee_of, inner_scope
 from luigi_nixworkflow.expressions import template_of
 from luigi_nixworkflow.io_calls import written_nodes
 from luigi_nixworkflow.listings import listings_of
-from luigi_nixworkflow.other_objects import Built, LiveObject, attribute_of
+from luigi_nixworkflow.other_objects import Built, LiveObject, attribute_of, built_object
 from luigi_nixworkflow.scopes import BUDGET, Members, Scope
 from luigi_nixworkflow.templates import Template, alternatives, path_like
 
@@ -58,6 +58,8 @@ def _collect(node: ast.AST, scope: Scope, written: set[int], found: dict[Templat
     for child in ast.iter_child_nodes(node):
         if id(child) in written:
             continue
+        if isinstance(child, ast.withitem) and isinstance(child.context_expr, ast.Call) and scope.depth < 3:
+            _implicit(child.context_expr, "__enter__", scope, found, walks)  # (`with Loader(self.region) as x:`)
         if isinstance(child, ast.Call):
             _followed(child, scope, found, walks)
             for listed in listings_of(child, scope):
@@ -87,6 +89,7 @@ def _followed(call: ast.Call, scope: Scope, found: dict[Template, None], walks: 
         return
     callee = callee_of(call.func, scope)
     if callee is None:
+        _constructed(call, scope, found, walks)
         return
     fn, globs, method, closure = callee
     if not (call.args or call.keywords) and not isinstance(method, Built):
@@ -109,4 +112,29 @@ def _followed(call: ast.Call, scope: Scope, found: dict[Template, None], walks: 
     inner = inner_scope(fn, globs, scope, bound, self_name, closure)
     if isinstance(method, LiveObject | Built):
         as_object(inner, own, method)
+    _collect(fn, inner, written_nodes(fn, inner), found, walks)
+
+
+def _constructed(call: ast.Call, scope: Scope, found: dict[Template, None], walks: list[int]) -> None:
+    """The templates in the `__init__` (and a dataclass's `__post_init__`) of a project class a call makes from the
+    task's values (`Loader(self.region)`, whose constructor opens `f"regions/{region}.csv"`): its parameters stand
+    for the call's arguments, its self for the object (other_objects.built_object)."""
+    built = built_object(call, scope) if call.args or call.keywords else None
+    if built is None or built.init is None or built.scope is None:
+        return
+    walks[0] -= 1
+    _collect(built.init, built.scope, written_nodes(built.init, built.scope), found, walks)
+    _implicit(call, "__post_init__", scope, found, walks)
+
+
+def _implicit(call: ast.Call, name: str, scope: Scope, found: dict[Template, None], walks: list[int]) -> None:
+    """The templates in a method Python calls for the code (`__post_init__` after a dataclass's `__init__`,
+    `__enter__` of `with Loader(self.region) as x:`) of the object a call makes (other_objects.built_object)."""
+    callee = callee_of(ast.Attribute(value=call, attr=name, ctx=ast.Load()), scope) if walks[0] > 0 else None
+    if callee is None or not isinstance(callee[2], Built):
+        return
+    walks[0] -= 1
+    fn, globs, built = callee[0], callee[1], callee[2]
+    inner = inner_scope(fn, globs, scope, {}, None, None)
+    as_object(inner, (fn.args.posonlyargs + fn.args.args)[0].arg, built)
     _collect(fn, inner, written_nodes(fn, inner), found, walks)

@@ -50,6 +50,7 @@ class Built(Members):
     `scope` is that `__init__`'s scope, whose self is the object (attribute_of reads `obj.<name>` in it)."""
 
     scope: Scope | None = None
+    init: ast.FunctionDef | None = None
 
 
 def built_object(node: ast.expr, scope: Scope) -> Built | None:
@@ -75,17 +76,28 @@ def built_object(node: ast.expr, scope: Scope) -> Built | None:
         return None
     built = Built(cls)
     inner = Scope(fn, globs, frozenset(), (fn.args.posonlyargs + fn.args.args)[0].arg, {}, scope.depth + 1, built)
-    built.scope = inner
-    inner.bound.update((n, (a, scope)) for n, a in zip(names, node.args, strict=False))
-    inner.bound.update((k.arg, (k.value, scope)) for k in node.keywords if k.arg in names)
-    defaults = dict(zip(names[len(names) - len(fn.args.defaults):], fn.args.defaults, strict=True))
-    inner.bound.update((n, (d, inner)) for n, d in defaults.items() if n not in inner.bound)
+    built.scope, built.init = inner, fn
+    inner.bound.update(_arguments(fn, node, scope, names, inner))
     inner.unknown -= set(inner.bound)
     built.add(fn, inner)
     for method, globs in _other_methods(cls, fn):  # (an attribute any other method assigns too: not known)
         first = (method.args.posonlyargs + method.args.args)[:1]
         built.add(method, Scope(method, globs, frozenset(), first[0].arg if first else None, members=built))
     return built
+
+
+def _arguments(fn: ast.FunctionDef, call: ast.Call, scope: Scope, names: list[str],
+               inner: Scope) -> dict[str, tuple[ast.expr, Scope]]:
+    """What each parameter of a constructor stands for: the call's argument (positional, or by keyword: also a
+    keyword-only one, `Paths(root=self.root)` of `def __init__(self, *, root)` or a `kw_only` dataclass), else its
+    default (read in the constructor's own scope)."""
+    keyword_only = [a.arg for a in fn.args.kwonlyargs]
+    bound = {n: (a, scope) for n, a in zip(names, call.args, strict=False)}
+    bound.update((k.arg, (k.value, scope)) for k in call.keywords if k.arg in names or k.arg in keyword_only)
+    defaults = dict(zip(names[len(names) - len(fn.args.defaults):], fn.args.defaults, strict=True))
+    defaults.update((n, d) for n, d in zip(keyword_only, fn.args.kw_defaults, strict=True) if d is not None)
+    bound.update((n, (d, inner)) for n, d in defaults.items() if n not in bound)
+    return bound
 
 
 def _constructed(node: ast.expr, scope: Scope) -> tuple[ast.expr, Scope]:
@@ -98,6 +110,9 @@ def _constructed(node: ast.expr, scope: Scope) -> tuple[ast.expr, Scope]:
             node, scope = scope.bound[node.id]
         elif isinstance(node, ast.Name) and len(scope.locals.get(node.id, ())) == 1 and node.id not in scope.escaped:
             node = scope.locals[node.id][0]
+        elif isinstance(node, ast.Name) and node.id in scope.entered and node.id not in scope.escaped \
+                and _enters_itself(scope.entered[node.id], scope):
+            node = scope.entered[node.id]
         elif isinstance(node, ast.Attribute) and scope.members is not None \
                 and node.attr not in getattr(scope.members, "mutated", ()) \
                 and isinstance(member := member_of(node, scope), tuple):
@@ -107,6 +122,19 @@ def _constructed(node: ast.expr, scope: Scope) -> tuple[ast.expr, Scope]:
     return node, scope
 
 
+def _enters_itself(node: ast.expr, scope: Scope) -> bool:
+    """Whether `with node as x:` binds x to the object `node` makes: a project class whose `__enter__` (its own or a
+    project base's) ends in `return self` and returns nothing else (a file it opens, a copy: not followed)."""
+    cls = global_of(node.func, scope) if isinstance(node, ast.Call) else None
+    enter = unwrapped(inspect.getattr_static(cls, "__enter__", None)) if isinstance(cls, type) else None
+    fn = helper_tree(enter) if isinstance(enter, types.FunctionType) else None
+    first = (fn.args.posonlyargs + fn.args.args)[:1] if fn is not None else []
+    if fn is None or not first or not fn.body or not isinstance(fn.body[-1], ast.Return):
+        return False
+    return all(isinstance(r.value, ast.Name) and r.value.id == first[0].arg
+               for r in ast.walk(fn) if isinstance(r, ast.Return))
+
+
 _CONSTANTS = (str, int, float, bool, type(None))
 
 
@@ -114,7 +142,7 @@ def _generated_init(cls: type, init: Any) -> tuple[ast.FunctionDef, dict[str, An
     """A dataclass's generated `__init__` (it has no source), as the source it stands for: `def __init__(self, root,
     kind="daily"): self.root = root; self.kind = kind`, one assignment per field it sets. A default that is not a
     constant (a default_factory, an object) is a name nothing binds, so a path built from it is not known; keyword-
-    only fields are not followed. Else None."""
+    only fields (`kw_only=True`, after `KW_ONLY`) are keyword-only parameters. Else None."""
     owner = next((c for c in cls.__mro__ if "__init__" in vars(c)), None)
     if owner is None or "__dataclass_fields__" not in vars(owner) or getattr(init, "__code__", None) is None \
             or init.__code__.co_filename != "<string>":
@@ -124,10 +152,13 @@ def _generated_init(cls: type, init: Any) -> tuple[ast.FunctionDef, dict[str, An
     except (TypeError, ValueError):
         return None
     fields = {f.name for f in dataclasses.fields(owner) if f.init}
-    if any(p.kind is not p.POSITIONAL_OR_KEYWORD for p in parameters):
+    if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in parameters):
         return None
     args = [p.name + ("" if p.default is p.empty else f"={p.default!r}" if type(p.default) in _CONSTANTS
                       else "=_no_default_known_") for p in parameters]
+    keyword_only = next((i for i, p in enumerate(parameters) if p.kind is p.KEYWORD_ONLY), None)
+    if keyword_only is not None:  # (`kw_only=True`, fields after `KW_ONLY`: `def __init__(self, region, *, name)`)
+        args.insert(keyword_only, "*")
     body = [f"self.{p.name} = {p.name}" for p in parameters if p.name in fields] or ["pass"]
     tree = ast.parse(f"def __init__(self, {', '.join(args)}):\n    " + "\n    ".join(body)).body[0]
     module = sys.modules.get(owner.__module__)

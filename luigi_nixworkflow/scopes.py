@@ -73,6 +73,11 @@ class Scope:
                     self.loops[name] = over.pop()
         self.unknown |= set(stores) - set(self.locals) - set(self.loops)
         self.escaped = _escaped(fn)
+        # (`with Loader(self.path) as x:`, x assigned nowhere else: what it holds is what `__enter__` returns, so
+        # it stays unknown here and other_objects follows it only where that is the object itself)
+        self.entered = {item.optional_vars.id: item.context_expr for item in ast.walk(fn)
+                        if isinstance(item, ast.withitem) and isinstance(item.optional_vars, ast.Name)
+                        and len(stores.get(item.optional_vars.id, ())) == 1 and item.optional_vars.id not in arguments}
 
     def _over(self, node: ast.expr, loop: str, index: tuple[int, ...]) -> tuple[Any, str, tuple[int, ...]]:
         """A loop variable's (source, loop, index): `for i in range(len(self.names))` is the index of `for i, _ in

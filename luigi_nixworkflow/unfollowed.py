@@ -7,11 +7,13 @@ from __future__ import annotations
 import ast
 import inspect
 import sys
+import types
 
 from luigi_nixworkflow.class_templates import NOT_OPENED_IN
 from luigi_nixworkflow.expressions import is_io, template_of
 from luigi_nixworkflow.io_calls import read_path, written_nodes
-from luigi_nixworkflow.scopes import BUDGET, Members, Scope
+from luigi_nixworkflow.project_functions import helper_tree, unwrapped
+from luigi_nixworkflow.scopes import BUDGET, Members, Scope, global_of
 from luigi_nixworkflow.templates import alternatives, path_like, unknown_branches
 
 
@@ -71,10 +73,22 @@ def _mentions_params(node: ast.expr, scope: Scope, depth: int = 0) -> bool:
             return True
         if isinstance(n, ast.Name) and n.id in scope.loops:
             return True
+        if isinstance(n, ast.Name) and depth < 3 and n.id not in scope.locals and _entered_object(n.id, scope) \
+                and _mentions_params(scope.entered[n.id], scope, depth + 1):  # (`with Loader(self.day) as x`)
+            return True
         if depth < 3 and _own_member(n, scope) and any(  # (`self.loader`, made from the parameters in __init__)
                 _mentions_params(v, s, depth + 1) for v, s in scope.members.assigned.get(n.attr, ())):  # type: ignore[union-attr, attr-defined]
             return True
     return False
+
+
+def _entered_object(name: str, scope: Scope) -> bool:
+    """Whether `name` is bound by `with <a project class>(...) as name:`, its `__enter__` the project's (not `with
+    open(...) as f`, whose file the key follows by the open() call itself, nor a library's context manager)."""
+    entered = scope.entered.get(name)
+    cls = global_of(entered.func, scope) if isinstance(entered, ast.Call) else None
+    enter = unwrapped(inspect.getattr_static(cls, "__enter__", None)) if isinstance(cls, type) else None
+    return isinstance(enter, types.FunctionType) and helper_tree(enter) is not None
 
 
 def _own_member(node: ast.AST, scope: Scope) -> bool:
