@@ -18,14 +18,18 @@ counts. A name computed at run time (`os.environ[f"X_{i}"]`, `Sys.getenv(var)`) 
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import re
 import types
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from nixlib import notebooks, pycode
-from nixlib.codefiles import CodeFiles
+from nixlib import notebooks
 from nixlib.command import expanded_variables
+
+if TYPE_CHECKING:  # (codefiles imports nixlib.pycode, which imports this module: only the type here)
+    from nixlib.codefiles import CodeFiles
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # How scripts in other languages read a variable by name: R's `Sys.getenv("SCALE")` (`Sys.getenv(c("A", "B"))`),
@@ -96,13 +100,13 @@ def _python_variables(path: str, data: bytes, text: str, suffix: str) -> tuple[s
     except (SyntaxError, ValueError):
         quoted = frozenset(_QUOTED_NAME.findall(text))
         return (set(quoted), True, quoted) if "environ" in text or "getenv" in text else (set(), False, quoted)
-    strings: set[str] = set()
-    pycode.uses([types.FunctionType(code, {})], strings=strings)
+    strings = [k for c in nested_code(code) for t in c.co_consts for k in (t if isinstance(t, tuple) else (t,))
+               if isinstance(k, str)]  # (also a constant argument list's: `["sh", "-c", "tool $SCALE"]`)
     tree = ast.parse(source, path)
     constants = frozenset(n for n in _constants(tree) if _NAME.fullmatch(n))
     reads = _environ_reads(tree)
     names = set(constants) if reads is None else {n for n in reads if _NAME.fullmatch(n)}
-    names.update(n for t in strings if "$" in t for n in expanded_variables(t))
+    names.update(expanded_names(strings))
     return names, reads is None, constants
 
 
@@ -338,61 +342,174 @@ _SUBSCRIPTS = frozenset({"BINARY_SUBSCR"})
 _NOT_SIMPLE = frozenset({"LOAD_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR", "LOAD_BUILD_CLASS", "LOAD_ASSERTION_ERROR"})
 
 
-def code_variables(code: types.CodeType, globs: dict) -> tuple[set[str] | None, set[str]]:
-    """(The variables a live code object (and the code nested in it) reads by name, the globals whose current
-    values gave some of them), as _environ_names reads a parsed file: a literal name a lookup spells
-    (`os.environ["SCALE"]`, `os.environ.get("SCALE", "1")` (not "1"), `os.getenv("SCALE")`, `"SCALE" in
-    os.environ`), or a module-level string it names (`os.environ.get(VAR)` with `VAR = "SCALE"`). The environment
-    is found by its attribute name (`os.environ`, `os.getenv`) or by value: a global that is os.environ or
-    os.getenv, also one imported from another module (`from config import ENV`, `config.ENV.get("X")`). None for
-    the names when a use cannot be followed (a name computed or passed in, the environment copied, iterated or
-    handed on, a local alias): the caller then takes every string constant as read, as before."""
-    environs, getenvs = _aliases(code, globs)
-    names: set[str] = set()
-    relied: set[str] = set()
+def nested_code(code: types.CodeType) -> list[types.CodeType]:
+    """A code object and the code nested in it (functions, lambdas, comprehensions, classes), outer first: the one
+    walk of live code (nixlib.pycode follows the names it uses, this module the environment reads in it)."""
+    found: list[types.CodeType] = []
     stack = [code]
     while stack:
         c = stack.pop()
+        found.append(c)
         stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
-        if (environs | getenvs).isdisjoint((*c.co_names, *c.co_varnames, *c.co_freevars, *c.co_cellvars)):
+    return found
+
+
+def expanded_names(strings: Iterable[str]) -> set[str]:
+    """The variables the commands or templates among code's strings expand (`subprocess.run("tool $SCALE",
+    shell=True)`, `os.path.expandvars("$DATA/x")`): read when they run, whatever else the code does."""
+    return {n for t in strings if "$" in t for n in expanded_variables(t)}
+
+
+def code_names(code: types.CodeType) -> list[str]:
+    """The global and attribute names a code object and the code nested in it use."""
+    return [n for c in nested_code(code) for n in c.co_names]
+
+
+# The modules whose namespace holds the environment (`posix.environ` is os.environ's bytes-keyed source): code that
+# reaches into one by a string (`getattr(os, name)`, `vars(os)`, `os.__dict__`) may read it.
+_OS_MODULES = frozenset({"os", "posix", "nt"})
+_NAMESPACES = frozenset({"__dict__", "__getattribute__", "__getattr__"})
+_ENVIRON_NAMES = _ENVIRONS | _GETENVS
+
+
+def code_variables(code: types.CodeType, globs: dict, cells: dict[str, Any] | None = None
+                   ) -> tuple[set[str] | None, set[str]]:
+    """(The variables a live code object (and the code nested in it) reads by name, the globals whose current
+    values gave some of them), as _environ_names reads a parsed file: a literal name a lookup spells
+    (`os.environ["SCALE"]`, `os.environ.get("SCALE", "1")` (not "1"), `os.getenv("SCALE")`, `"SCALE" in
+    os.environ`, `getattr(os, "environ")["SCALE"]`), or a module-level string it names (`os.environ.get(VAR)` with
+    `VAR = "SCALE"`). The environment is found by its attribute name (`os.environ`, `os.getenv`) or by value: a
+    global, or a value the function closes over (`cells`: {free variable: value}, a factory's `make(os.environ)`),
+    that is os.environ, os.getenv or one of os.environ's methods, also one imported from another module (`from
+    config import ENV`, `config.ENV.get("X")`). None for the names when a use cannot be followed (a name computed or
+    passed in, the environment copied, iterated or handed on, a local alias, the os module handed on or reached by
+    a string: `getattr(os, name)`, `vars(os)`): the caller then takes every string constant as read, as before."""
+    environs, getenvs, modules, bound = _aliases(code, globs, cells or {})
+    names: set[str] = set()
+    relied: set[str] = set()
+    for c in nested_code(code):
+        names.update(expanded_names(k for k in c.co_consts if isinstance(k, str)))
+        used = (*c.co_names, *c.co_varnames, *c.co_freevars, *c.co_cellvars)
+        if (environs | getenvs | modules | bound.keys()).isdisjoint(used) and _ENVIRON_NAMES.isdisjoint(c.co_consts):
             continue
         import dis
 
         ops = [i for i in dis.get_instructions(c) if i.opname not in _SKIPPED]
+        modules.update(_module_stores(ops))
         for at, op in enumerate(ops):
-            if op.opname == "IMPORT_FROM" and op.argval in _ENVIRONS | _GETENVS:  # (`from os import environ as e`
+            if op.opname == "IMPORT_FROM" and op.argval in _ENVIRON_NAMES:  # (`from os import environ as e`
                 return None, relied  # in a function: a local alias, not followed)
-            if not op.opname.startswith("LOAD_") or op.argval not in environs | getenvs or op.opname == "LOAD_CONST":
+            if op.opname.startswith("LOAD_") and op.opname != "LOAD_CONST" and op.argval in bound:  # (`P()`, with
+                names.update(bound[op.argval])  # `P = partial(os.getenv, "X")`: its name whatever the use)
                 continue
-            found = _environ_op(ops, at, globs, relied) if op.argval in environs else \
-                _call_argument(ops, at, globs, relied)
+            if op.opname == "LOAD_CONST":
+                if op.argval in _ENVIRON_NAMES and not _getattr_of_module(ops, at - 1, modules):
+                    return None, relied  # (the environment named by a string: `vars(os)["environ"]`)
+                continue
+            if not op.opname.startswith("LOAD_") or op.argval not in environs | getenvs | modules:
+                continue
+            if op.argval in environs:
+                found = _environ_op(ops, at, globs, relied)
+            elif op.argval in getenvs:
+                found = _call_argument(ops, at, globs, relied)
+            else:
+                found = _module_op(ops, at, globs, relied)
             if found is None:
                 return None, relied
             names.update(found)
     return names, relied
 
 
-def _aliases(code: types.CodeType, globs: dict) -> tuple[set[str], set[str]]:
-    """The names through which code reaches the environment object and getenv: their own, and those of globals
-    (or attributes of modules it names) that are them (`ENV = os.environ` in config.py, `from config import
-    ENV`)."""
-    environs, getenvs = set(_ENVIRONS), set(_GETENVS)
+def _aliases(code: types.CodeType, globs: dict, cells: dict[str, Any]
+             ) -> tuple[set[str], set[str], set[str], dict[str, set[str]]]:
+    """The names through which code reaches the environment object, getenv and the os module, and those bound to a
+    lookup of given names (`P = partial(os.getenv, "X")`): their own, and those of globals (or attributes of modules
+    it names, or of the class a method is defined in: `env = os.environ` in its body) and of the values it closes
+    over (`cells`) that are them (`ENV = os.environ` in config.py, `from config import ENV`, `GET = os.environ.get`:
+    a lookup, as getenv; `COPY = os.environ.copy`: the environment used whole)."""
+    environs, getenvs, modules, bound = set(_ENVIRONS), set(_GETENVS), set(_OS_MODULES), {}
+    every = set(code_names(code))
+    holders = [v for n in every if isinstance(v := globs.get(n), types.ModuleType)] + _owners(code, globs)
+    values = [(n, v) for n in every for v in (globs.get(n), *(getattr(h, n, None) for h in holders))]
+    for name, value in [*values, *cells.items()]:
+        kind = _kind(value)
+        if isinstance(kind, set):
+            bound.setdefault(name, set()).update(kind)
+        else:
+            (environs if kind == "environ" else getenvs if kind == "getenv" else modules if kind == "module"
+             else set()).add(name)
+    return environs, getenvs, modules, bound
+
+
+def _owners(code: types.CodeType, globs: dict) -> list[type]:
+    """The module-level class a method's code is defined in (by its qualified name, `Task.run`): `self.env` may be
+    its class attribute."""
+    path = getattr(code, "co_qualname", "").split(".")[:-1]
+    owner: Any = globs.get(path[0]) if path and "<locals>" not in path else None
+    for part in path[1:]:
+        owner = getattr(owner, part, None)
+    return [owner] if isinstance(owner, type) else []
+
+
+def _kind(value: object) -> str | set[str] | None:
+    """"environ" for os.environ (environb) or a method of it that is no lookup by name, "getenv" for getenv or a
+    lookup method (`os.environ.get`), "module" for the modules that hold them (os, posix), the name a partial of a
+    lookup binds ({"X"} for `partial(os.getenv, "X")`), else None. (A partial handing the environment on
+    (`partial(f, os.environ)`) is the environment used whole.)"""
     whole = (os.environ, getattr(os, "environb", os.environ))
-    readers = (os.getenv, getattr(os, "getenvb", os.getenv))
-    every: list[str] = []
-    stack = [code]
-    while stack:
-        c = stack.pop()
-        every += c.co_names
-        stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
-    modules = [v for n in set(every) if isinstance(v := globs.get(n), types.ModuleType)]
-    for name in set(every):
-        values = [globs.get(name), *(getattr(m, name, None) for m in modules)]
-        if any(any(v is w for w in whole) for v in values):
-            environs.add(name)
-        if any(any(v is r for r in readers) for v in values):
-            getenvs.add(name)
-    return environs, getenvs
+    if any(value is w for w in whole):
+        return "environ"
+    if any(value is r for r in (os.getenv, getattr(os, "getenvb", os.getenv))):
+        return "getenv"
+    if isinstance(value, types.MethodType) and any(value.__self__ is w for w in whole):
+        return "getenv" if value.__name__ in _LOOKUPS else "environ"
+    if isinstance(value, types.ModuleType) and value.__name__ in _OS_MODULES:
+        return "module"
+    if isinstance(value, functools.partial):
+        if any(_kind(v) is not None for v in (*value.args, *value.keywords.values())):
+            return "environ"
+        kind = _kind(value.func)
+        if kind == "getenv" and value.args:
+            first = value.args[0]
+            return {first if isinstance(first, str) else bytes(first).decode("utf-8", "replace")} \
+                if isinstance(first, (str, bytes)) else "environ"
+        return "environ" if kind is not None else None
+    return None
+
+
+def _module_stores(ops: list) -> set[str]:
+    """The local names code binds the os module to itself (`import os as o` in a function)."""
+    return {ops[i + 1].argval for i, o in enumerate(ops[:-1]) if o.opname == "IMPORT_NAME"
+            and o.argval.split(".")[0] in _OS_MODULES and ops[i + 1].opname.startswith("STORE_")}
+
+
+def _getattr_of_module(ops: list, at: int, modules: set[str]) -> bool:
+    """Whether `ops[at]` loads the os module as the first argument of `getattr(os, "<constant>")`."""
+    return 1 <= at < len(ops) - 2 and ops[at - 1].opname in ("LOAD_GLOBAL", "LOAD_NAME") \
+        and ops[at - 1].argval == "getattr" and ops[at].argval in modules and ops[at].opname.startswith("LOAD_") \
+        and ops[at + 1].opname == "LOAD_CONST" and isinstance(ops[at + 1].argval, str) \
+        and ops[at + 2].opname in _CALLS and ops[at + 2].arg == 2 \
+        and not any(o.is_jump_target for o in ops[at:at + 3])
+
+
+def _module_op(ops: list, at: int, globs: dict, relied: set[str]) -> set[str] | None:
+    """The names read through the os module loaded by `ops[at]`: none for an attribute (`os.path`; `os.environ` is
+    looked at as the environment's own use), the lookup's for `getattr(os, "environ")` (or "getenv"), None for any
+    other use: handed on (`vars(os)`, `getattr(os, name)`, `m = os`) or its namespace (`os.__dict__`)."""
+    after = ops[at + 1] if at + 1 < len(ops) else None
+    if after is not None and after.opname in ("LOAD_ATTR", "LOAD_METHOD") and not after.is_jump_target:
+        return None if after.argval in _NAMESPACES else set()
+    if not _getattr_of_module(ops, at, {ops[at].argval}):
+        return None
+    name, call = ops[at + 1].argval, at + 2
+    if name in _ENVIRONS:  # (the call's result is the environment: its use after it, but `"X" in` is not told)
+        follows = ops[call + 1] if call + 1 < len(ops) else None
+        if follows is not None and follows.opname in ("CONTAINS_OP", "COMPARE_OP"):
+            return None
+        return _environ_op(ops, call, globs, relied)
+    if name in _GETENVS:
+        return _call_argument(ops, call, globs, relied)
+    return None if name in _NAMESPACES else set()
 
 
 def _name_value(op: object, globs: dict, relied: set[str]) -> set[str] | None:

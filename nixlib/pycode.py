@@ -45,11 +45,12 @@ from collections.abc import Callable, Iterable
 from pathlib import PurePath
 from typing import Any
 
+from nixlib import envreads
 from nixlib.recipe import canonical_json, digest
 
 _OWN_PACKAGES = frozenset({"nixlib", "luigi_nixworkflow", "snakemake_executor_nixworkflow"})
 MAX_VALUE = 65536  # characters of canonical JSON: a module-level value larger than this is data, not code
-_Walk = list[tuple[types.CodeType, dict[str, Any]]]
+_Walk = list[tuple[types.CodeType, dict[str, Any], dict[str, Any]]]  # (code, its globals, the values it closes over)
 _CONFIG_READERS = frozenset({"get_config"})  # names of code that reads luigi.cfg directly
 
 # A front door's names for modules, set before any digest: Luigi's adapter names the script run as `__main__`
@@ -83,16 +84,16 @@ def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: Fals
     found: dict[str, str] = {}
     stopped: dict[type, None] = {}
     starts = [f for f in map(_function, functions) if f is not None]
-    todo: _Walk = [(f.__code__, f.__globals__) for f in starts]
+    todo: _Walk = [_walked(f) for f in starts]
     for f in starts:
         todo += _closure(f, found, stopped, stop, relocate)
-    walked: set[int] = set()
-    reads: list[tuple[types.CodeType, dict[str, Any], list[str]]] = []
+    walked: set[tuple[int, ...]] = set()
+    reads: list[tuple[types.CodeType, dict[str, Any], dict[str, Any], list[str]]] = []
     while todo:
-        code, globs = todo.pop()
-        if id(code) in walked:
+        code, globs, cells = todo.pop()
+        if (seen := (id(code), *map(id, cells.values()))) in walked:  # (a factory's code, once per closure)
             continue
-        walked.add(id(code))
+        walked.add(seen)
         if strings is not None:
             strings.update(_strings(code))
         if written is not None:
@@ -101,7 +102,7 @@ def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: Fals
         if attributes is not None:
             attributes.update(names)
         if environ is not None:
-            reads.append((code, globs, names))
+            reads.append((code, globs, cells, names))
         if strings is not None and not _CONFIG_READERS.isdisjoint(names):
             strings.update(_global_strings(names, globs))  # `get_config().get(SECTION, "scale")`
         for name in dict.fromkeys(names):
@@ -115,26 +116,40 @@ def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: Fals
     return dict(sorted(found.items())), tuple(stopped)
 
 
-def _environ_names(reads: list[tuple[types.CodeType, dict[str, Any], list[str]]]) -> set[str]:
+def _walked(function: types.FunctionType) -> tuple[types.CodeType, dict[str, Any], dict[str, Any]]:
+    """A function's code to walk, with its globals and the values it closes over by name (a function a factory made
+    from `make(os.environ)` reads the environment through its cell: envreads.code_variables)."""
+    return function.__code__, function.__globals__, _cells(function)
+
+
+def _cells(function: types.FunctionType) -> dict[str, Any]:
+    """{free variable: the value it holds} of a function's closure."""
+    cells: dict[str, Any] = {}
+    for name, cell in zip(function.__code__.co_freevars, function.__closure__ or (), strict=False):
+        with contextlib.suppress(ValueError):  # (a cell not yet filled)
+            cells[name] = cell.cell_contents
+    return cells
+
+
+def _environ_names(reads: list[tuple[types.CodeType, dict[str, Any], dict[str, Any], list[str]]]) -> set[str]:
     """The environment variables the walked code reads by name (nixlib.envreads.code_variables, the scan script
     files get too: `os.environ.get("SCALE", "1")` keys SCALE, not "1"). Where one use cannot be followed (a name
     passed to a helper, `os.environ.copy()`, a module-level name another function rebinds), every string constant
     of all the walked code, and the module-level strings it names, may be one: more keyed, never less."""
-    from nixlib import envreads  # (envreads reads scripts with this module: imported when first used)
-
     names: set[str] = set()
     relied: set[str] = set()
-    for code, globs, _ in reads:
-        found, through = envreads.code_variables(code, globs)
+    for code, globs, cells, _ in reads:
+        found, through = envreads.code_variables(code, globs, cells)
         if found is None:
             break
         names.update(found)
         relied.update(through)
     else:
-        if not relied or relied.isdisjoint(envreads.stored_globals(c for c, _, _ in reads)):
+        if not relied or relied.isdisjoint(envreads.stored_globals(c for c, _, _, _ in reads)):
             return names
-    for code, globs, used in reads:
-        names.update(_strings(code, joined=False))  # (a joined path names no variable)
+    for code, globs, _, used in reads:
+        strings = _strings(code, joined=False)  # (a joined path names no variable)
+        names.update(strings, envreads.expanded_names(strings))
         names.update(_global_strings(used, globs))  # `for v in VARS: os.environ[v]` with `VARS = ("A", "B")`
     return names
 
@@ -172,21 +187,23 @@ def _visit(module: str, globs: dict[str, Any], names: set[str], found: dict[str,
             key = qualified(value)
             if key not in found and _user_class(value):
                 found[key] = "class:" + class_digest(value)
-                more += [(f.__code__, f.__globals__) for f in _members(value) if _user_code(f.__code__)]
+                more += [_walked(f) for f in _members(value) if _user_code(f.__code__)]
             continue
         if isinstance(value, functools.partial):  # `norm = partial(clean, lower=True)`: its function and arguments
             key = f"{module_name(module)}.{name}"
             if key not in found:
                 found[key] = "partial:" + _partial_digest(value)
-                more += [(f.__code__, f.__globals__) for f in _partial_functions(value) if _user_code(f.__code__)]
+                more += [_walked(f) for f in _partial_functions(value) if _user_code(f.__code__)]
             continue
         function = _function(value)
         if function is not None:
             key = qualified(function)
             if key not in found and _user_code(function.__code__):
                 found[key] = "def:" + function_digest(function)
-                more.append((function.__code__, function.__globals__))
+                more.append(_walked(function))
                 more += _closure(function, found, stopped, stop, relocate)
+            elif function.__closure__ and _user_code(function.__code__):  # (the same code closing over other
+                more.append(_walked(function))  # values, `make({})` and `make(os.environ)`: read with its own cells)
             continue
         key = f"{module_name(module)}.{name}"
         value_digest = None if key in found or callable(value) else _value_digest(value, _home(globs), relocate)
@@ -201,13 +218,9 @@ def _closure(function: types.FunctionType, found: dict[str, str], stopped: dict[
     factory makes (`def make_export(sep): class Export(NixTask): ... sep.join(row) ...`) has one source for every
     call, so only the closure tells `make_export(",")` from `make_export(";")`. (`__class__`, the cell `super()`
     uses, is the class itself.)"""
-    values: dict[str, Any] = {}
     if not function.__closure__ or not _user_code(function.__code__):
         return []
-    for name, cell in zip(function.__code__.co_freevars, function.__closure__, strict=False):
-        if name != "__class__":
-            with contextlib.suppress(ValueError):  # (a cell not yet filled)
-                values[f"{function.__qualname__}.{name}"] = cell.cell_contents
+    values = {f"{function.__qualname__}.{n}": v for n, v in _cells(function).items() if n != "__class__"}
     return _visit(function.__module__ or "?", values, set(values), found, stopped, stop, relocate) if values else []
 
 
@@ -316,15 +329,7 @@ def _function(value: Any) -> types.FunctionType | None:
     return value if isinstance(value, types.FunctionType) else None
 
 
-def _names(code: types.CodeType) -> list[str]:
-    """The global and attribute names a code object and the code nested in it use."""
-    names: list[str] = []
-    stack = [code]
-    while stack:
-        c = stack.pop()
-        names += c.co_names
-        stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
-    return names
+_names = envreads.code_names  # (the one walk of nested code: envreads', which reads it for the environment)
 
 
 # Names through which code reads a function's locals without naming them: `locals()`, `vars()`, a frame's
