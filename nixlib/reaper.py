@@ -458,20 +458,20 @@ def working_inside(path: str) -> bool:
     pids = _descendants()
     if pids is None:
         return True
-    inside = _prefix(path)
+    inside = [os.fsencode(path.rstrip(os.sep) + os.sep)]
     return any(_cwd_inside(pid, inside) for pid in pids)
 
 
-def reap_inside(path: str, deadline: float = 30.0) -> int:
-    """Kill every process descended from this runner that works in `path` (a finished step's build directory,
-    holding its $out and $TMPDIR) or holds a file under it open or mapped; returns how many. Run once the step's
-    marked processes were reaped: one that also cleared its environment (`setsid env -i …`) carries no marker,
-    but is still ours to find as the subreaper's adopted orphan (or its descendant), and such a process is the
-    only kind that could write into what is about to be stored (once the directory is renamed into the store, a
-    path by name no longer reaches it; a working directory, a descriptor or a mapping does). A process some other
-    running step started never works in this step's directory (its name is random). Nothing is found without
-    subreaper or children lists."""
-    inside = _prefix(path)
+def reap_inside(paths: Collection[str], deadline: float = 30.0) -> int:
+    """Kill every process descended from this runner that works in one of `paths` (a finished step's build
+    directory, holding its $out and $TMPDIR; a job's output files and directories) or holds one of them, or a file
+    under one, open or mapped; returns how many. Run once the step's marked processes were reaped: one that also
+    cleared its environment (`setsid env -i …`) carries no marker, but is still ours to find as the subreaper's
+    adopted orphan (or its descendant), and such a process is the only kind that could write into what is about
+    to be stored (once a build directory is renamed into the store, a path by name no longer reaches it; a working
+    directory, a descriptor or a mapping does). A process another running step started does not work in this
+    step's paths. Nothing is found without subreaper or children lists."""
+    inside = [os.fsencode(p.rstrip(os.sep) + os.sep) for p in paths]
     end = time.monotonic() + deadline
     killed: list[int] = []
     for _ in range(50):  # one may fork as it is found: look until none is left
@@ -485,8 +485,10 @@ def reap_inside(path: str, deadline: float = 30.0) -> int:
     return len(killed)
 
 
-def _prefix(path: str) -> bytes:
-    return os.fsencode(path.rstrip(os.sep) + os.sep)
+def _under(path: bytes, inside: list[bytes]) -> bool:
+    """Whether `path` is one of `inside` (each ending in a slash) or under one."""
+    path += b"/"
+    return any(path.startswith(prefix) for prefix in inside)
 
 
 def _descendants() -> list[int] | None:
@@ -513,27 +515,30 @@ def _descendants() -> list[int] | None:
     return seen
 
 
-def _cwd_inside(pid: int, inside: bytes) -> bool:
+def _cwd_inside(pid: int, inside: list[bytes]) -> bool:
     try:
-        return (os.fsencode(os.readlink(f"{_PROC}/{pid}/cwd")) + b"/").startswith(inside)
+        return _under(os.fsencode(os.readlink(f"{_PROC}/{pid}/cwd")), inside)
     except OSError:
         return False  # gone, or a zombie
 
 
-def _holds_inside(pid: int, inside: bytes) -> bool:
-    """Whether a process has a file (or directory) under `inside` open, or a file of it mapped."""
+def _holds_inside(pid: int, inside: list[bytes]) -> bool:
+    """Whether a process has one of `inside`, or a file or directory under one, open or mapped."""
     fds = f"{_PROC}/{pid}/fd"
     with contextlib.suppress(OSError):
         for fd in os.listdir(fds):
             with contextlib.suppress(OSError):
-                if (os.fsencode(os.readlink(f"{fds}/{fd}")) + b"/").startswith(inside):
+                if _under(os.fsencode(os.readlink(f"{fds}/{fd}")), inside):
                     return True
     try:
         maps = read_proc(f"{_PROC}/{pid}/maps")
     except OSError:
         return False
-    return any(line.split(maxsplit=5)[5:] and line.split(maxsplit=5)[5].startswith(inside)
-               for line in maps.splitlines())
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and _under(fields[5], inside):
+            return True
+    return False
 
 
 def _members(marker: str, group: int, killed: set[tuple[int, int]]

@@ -44,7 +44,15 @@ from nixlib import faults, trees
 from nixlib.engine import Engine, Result
 from nixlib.env import ResolvedEnv
 from nixlib.errors import NixWorkflowError, StepFailed
-from nixlib.reaper import StuckProcesses, inherited_markers, mark_runner_environ, new_marker, none_left, reap_marked
+from nixlib.reaper import (
+    StuckProcesses,
+    inherited_markers,
+    mark_runner_environ,
+    new_marker,
+    none_left,
+    reap_inside,
+    reap_marked,
+)
 from nixlib.recipe import Recipe, RunOptions
 from nixlib.runner import Build, append_log, open_log
 from nixlib.store import Store, copy_tree, disk_full, force_remove
@@ -518,18 +526,18 @@ class Executor(LocalExecutor):
             self.end_leftovers(job, marker, log)
 
     def end_leftovers(self, job: Any, marker: str, log: Path | None) -> None:
-        """Kill every process that carries the job's marker (`run_reaped`); the common case, none, is told
-        without scanning /proc."""
-        if none_left(marker):
-            return
+        """Kill every process that carries the job's marker (`run_reaped`; the common case, none, is told
+        without scanning /proc), then every one of ours that still holds open, maps or works in one of the job's
+        outputs (one that cleared its environment, `setsid env -i …`, carries no marker: reaper.reap_inside)."""
         try:
-            killed = reap_marked(marker)
+            killed = 0 if none_left(marker) else len(reap_marked(marker))
+            killed += reap_inside(job_places(job))
         except StuckProcesses as e:
             raise NixWorkflowError(f"rule {job.rule.name} (jobid {job.jobid}): processes it started ({e}) did not end "
                                    "after SIGKILL (stuck in the kernel?), so its outputs were not stored") from None
         if not killed:
             return
-        note = (f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}): killed {len(killed)} process(es) the job "
+        note = (f"nixworkflow: rule {job.rule.name} (jobid {job.jobid}): killed {killed} process(es) the job "
                 "left running when its command exited; a job ends when all of its processes end: wait for background "
                 "jobs (`wait`) before the command ends")
         self.logger.warning(note)
@@ -1063,6 +1071,13 @@ def with_resumable(job: Any, options: RunOptions) -> RunOptions:
 
 _JOB_DIRS = Path(tempfile.mkdtemp(prefix="nixworkflow-jobs-"))
 atexit.register(force_remove, _JOB_DIRS)
+
+
+def job_places(job: Any) -> list[str]:
+    """Where only the job's own processes work: its outputs and logs (files or directories), its shadow
+    directory and its job directory, as absolute paths."""
+    places = [*job.output, *job.log, *filter(None, [getattr(job, "shadow_dir", None)])]
+    return [os.path.abspath(str(p)) for p in places] + [str(job_dir(job))]
 
 
 def job_dir(job: Any) -> Path:
