@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 import types
 
-from luigi_nixworkflow.expressions import is_path, template_of
+from luigi_nixworkflow.expressions import is_path, template_of, value_of
 from luigi_nixworkflow.scopes import BUDGET, Scope
 from luigi_nixworkflow.templates import Template
 from nixlib import codefiles
@@ -39,7 +39,19 @@ def listings_of(call: ast.Call, scope: Scope) -> list[Template]:
         where, how = func.value, "pathglob" if func.attr == "glob" else "rglob"
         pattern = template_of(call.args[0], scope, budget)
         pattern = None if pattern == () else pattern
-    directory = template_of(where, scope, budget) if where is not None and pattern is not None else None
+    directory = _directory(where, scope, budget) if where is not None and pattern is not None else None
     if directory is None or pattern is None:
         return []
     return [(*directory, codefiles.LISTED, how, *(("/", *pattern) if pattern else ()))]
+
+
+def _directory(where: ast.expr, scope: Scope, budget: list[int]) -> Template | None:
+    """The template of a listed directory: a path built from the task's values, or the value itself
+    (`os.listdir(self.src)`, `os.walk(self.data_dir)`, `os.listdir(Paths().raw)`): a directory parameter is the most
+    common listing of all, and template_of takes a bare value for no path (it has no directory or suffix of its
+    own), so such a listing was keyed by nothing and an edit there was served stale."""
+    directory = template_of(where, scope, budget)
+    if directory is not None:
+        return directory
+    value = value_of(where, scope, budget)
+    return None if value is None or value[0] == "c" else (("fs", value),)

@@ -12,6 +12,7 @@ import types
 from luigi_nixworkflow.class_templates import NOT_OPENED_IN
 from luigi_nixworkflow.expressions import is_io, template_of
 from luigi_nixworkflow.io_calls import read_path, written_nodes
+from luigi_nixworkflow.listings import listings_of
 from luigi_nixworkflow.project_functions import helper_tree, unwrapped
 from luigi_nixworkflow.scopes import BUDGET, Members, Scope, global_of
 from luigi_nixworkflow.templates import alternatives, path_like, unknown_branches
@@ -44,9 +45,10 @@ def unfollowed(cls: type, trees: tuple[ast.Module, ...], classes: list[type]) ->
         except (OSError, TypeError):
             start = 0
         written = written_nodes(fn, scope)
+        listed = _listed_directories(fn, scope)
         for call in ast.walk(fn):
             where = read_path(call) if isinstance(call, ast.Call) and id(call) not in written else None
-            if where is None or id(where) in written or is_io(where, scope):
+            if where is None or id(where) in written or is_io(where, scope) or _entry_of(where, listed):
                 continue
             try:
                 pieces = template_of(where, scope, [BUDGET])
@@ -95,3 +97,41 @@ def _own_member(node: ast.AST, scope: Scope) -> bool:
     """Whether `node` is `self.<name>` for an attribute the task's methods assign (Members.assigned)."""
     return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and scope.members is not None \
         and node.value.id == scope.self_name and node.attr in scope.members.assigned
+
+
+def _listed_directories(fn: ast.AST, scope: Scope) -> set[str]:
+    """The directories (as dumped expressions) the method lists in a way the key follows (listings.listings_of:
+    `os.listdir(self.src)`, `Path(self.src).glob("*.csv")`): each file of them is keyed by that listing."""
+    out: set[str] = set()
+    for call in ast.walk(fn):
+        if isinstance(call, ast.Call) and listings_of(call, scope):
+            func = call.func
+            where = call.args[0] if call.args and isinstance(func, ast.Attribute) and func.attr in (
+                "listdir", "scandir", "walk") else func.value if isinstance(func, ast.Attribute) else None
+            for one in (where, *_path_argument(where)):
+                if one is not None:
+                    out.add(ast.dump(one))
+    return out
+
+
+def _path_argument(node: ast.expr | None) -> list[ast.expr]:
+    """`d` of `Path(d)` (a listing's directory given either way)."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name | ast.Attribute) and len(node.args) == 1 \
+            and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr) in ("Path", "PurePath"):
+        return [node.args[0]]
+    return []
+
+
+def _entry_of(where: ast.expr, listed: set[str]) -> bool:
+    """Whether a read path is an entry of a directory the method lists (`os.path.join(self.src, name)` for a `name`
+    of `os.listdir(self.src)`, `Path(self.src) / name`): that listing keys every file in it, so no warning."""
+    if not listed:
+        return False
+    if isinstance(where, ast.Call) and isinstance(where.func, ast.Attribute) and where.func.attr == "join" \
+            and len(where.args) >= 2:
+        first = where.args[0]
+    elif isinstance(where, ast.BinOp) and isinstance(where.op, ast.Div):
+        first = where.left
+    else:
+        return False
+    return any(ast.dump(one) in listed for one in (first, *_path_argument(first)))
