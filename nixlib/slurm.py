@@ -534,7 +534,7 @@ def job_script(build: Build, command: str) -> str:
     """The batch script: run the argv a local run would use with exactly its environment (`env -i`), once it
     has noted that it started and checked that the node has the step's /nix/store paths (else a failure that
     says so, not a `command not found` the command never caused); then kill what the step left running
-    (reap_script) and exit with the command's status."""
+    (reap_script, reap_place_script) and exit with the command's status."""
     from nixlib.runner import argv_for
 
     env = {k: v for k, v in build.environ().items() if k not in FROM_JOB and not _of_another_job(k)}
@@ -559,6 +559,7 @@ def job_script(build: Build, command: str) -> str:
             f"/usr/bin/env -i {assigns} {from_job} {argv}\n"
             "status=$?\n"
             f"{reap_script(build.marker)}"
+            f"{reap_place_script(str(build.out))}"
             'exit "$status"\n')
 
 
@@ -593,6 +594,26 @@ def reap_script(marker: str) -> str:
             f'    [ -n "$empty" ] && [ $unsettled -lt {UNSETTLED_ROUNDS} ] || break\n'
             "    unsettled=$((unsettled + 1)); sleep 0.05; continue\n"
             "  fi\n"
+            "  rounds=$((rounds + 1)); sleep 0.1\n"
+            "done\n")
+
+
+def reap_place_script(out: str) -> str:
+    """Shell lines that SIGKILL, on the node, every process still working in $out or holding open or mapping a file
+    of it, after reap_script: one that also cleared its environment (`setsid env -i …`) carries no marker, but a
+    working directory, a descriptor or a mapping is how it would still write into the object stored from $out. One
+    `find` lists every process's working directory and descriptors and one `grep -l` their mappings; $out is the
+    step's own build directory (a random name), so nothing else works there. The script itself leaves it first."""
+    return (f"cd / && NW_OUT={shlex.quote(out)} && export NW_OUT && rounds=0\n"
+            f"while [ $rounds -lt {REAP_ROUNDS} ]; do\n"
+            "  left=\n"
+            "  for p in $({ find /proc/[0-9]*/cwd /proc/[0-9]*/fd -maxdepth 1 -type l -printf '%p\\t%l\\n' "
+            "2>/dev/null | awk -F '\\t' '$2 == ENVIRON[\"NW_OUT\"] || index($2, ENVIRON[\"NW_OUT\"] \"/\") == 1 "
+            "{ split($1, a, \"/\"); print a[3] }'; grep -lsF \"$NW_OUT/\" /proc/[0-9]*/maps | cut -d/ -f3; } "
+            "| sort -u); do\n"
+            "    [ \"$p\" != $$ ] && [ -O \"/proc/$p\" ] && kill -9 \"$p\" 2>/dev/null && left=1\n"
+            "  done\n"
+            "  [ -n \"$left\" ] || break\n"
             "  rounds=$((rounds + 1)); sleep 0.1\n"
             "done\n")
 

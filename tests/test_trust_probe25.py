@@ -15,7 +15,12 @@ import pytest
 
 from nixlib import nar
 from nixlib.slurm import reap_script
+from tests import slurm_cluster as cluster_fixtures
 from tests.helpers import nw
+from tests.slurm_cluster import SbatchCounter
+
+slurm_cluster = cluster_fixtures.slurm_cluster  # the fixtures, for pytest to find
+sbatch_counter = cluster_fixtures.sbatch_counter
 
 MARKER = "NWREAP_PROBE25"
 
@@ -98,3 +103,21 @@ def test_nw_run_kills_a_daemon_without_the_steps_marker_that_works_in_or_holds_i
     time.sleep(2)  # (had it lived, it wrote by now)
     assert (obj / "v").read_text() == "early\n"
     assert nar.nar_hash(obj) == obj.name  # the stored object is exactly what was hashed
+
+
+def test_slurm_kills_daemons_without_the_steps_marker_that_work_in_or_hold_its_output(
+        tmp_path: Path, sbatch_counter: SbatchCounter, isolated: Path) -> None:
+    """nw run --slurm: the job script killed what still carried the step's marker; two daemons that cleared their
+    environment (one writing by name in $out, one through a descriptor from /) lived on and wrote into the stored
+    object. The job script now also kills what works in or holds open $out on the node."""
+    flags = [tmp_path / "flag-cwd", tmp_path / "flag-fd"]
+    daemons = [NO_MARKER["cwd"].format(flag=flags[0]), NO_MARKER["open-fd"].format(flag=flags[1])]
+    command = "echo early > v; " + "".join(f"{d} </dev/null >/dev/null 2>&1 & " for d in daemons) + \
+        " ".join(f"while [ ! -e {f} ]; do /bin/sleep 0.005; done;" for f in flags)
+    exp = tmp_path / "exp.py"
+    exp.write_text(f"from nixlib import output\nd = output({command!r}, name='d')\n")
+    nw("run", str(exp), "-q", "--slurm", env=sbatch_counter.env, check=True)
+    obj = Path("nix-workflow-output/d").resolve()
+    time.sleep(2)  # (had they lived, they wrote by now)
+    assert (obj / "v").read_text() == "early\n"
+    assert nar.nar_hash(obj) == obj.name
