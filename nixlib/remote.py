@@ -36,7 +36,7 @@ from nixlib import base32, faults, nar, narread, records, remote_lease, signing,
 from nixlib.errors import Interrupted, NixWorkflowError
 from nixlib.recipe import canonical_json
 from nixlib.remote_progress import Transfer
-from nixlib.remotes import Backend, RemoteDown, Stream, open_backend
+from nixlib.remotes import Backend, Grew, NotAFile, Progress, RemoteDown, Stream, open_backend
 from nixlib.runner import CHILDREN
 from nixlib.store import Store, force_remove
 
@@ -141,12 +141,28 @@ class Remote:
 
     def _record_bytes(self, key: str) -> bytes | None:
         """The remote's `key` (a record), at most one byte past records.MAX_BYTES (so a caller tells a record too
-        large), or None if absent. Raises RemoteDown."""
-        stream = self.backend.get(key)
+        large), or None if absent. Rejected if it is no file (NotAFile: a FIFO, a device) or states a size no
+        record has (nothing of it is read). Raises RemoteDown."""
+        stream = self._get(key)
         if stream is None:
             return None
         with contextlib.closing(stream):
-            return stream.read(records.MAX_BYTES + 1)
+            if stream.size is not None and stream.size > records.MAX_BYTES:
+                raise Rejected(f"its record {key} is {stream.size} bytes, larger than any record "
+                               f"({records.MAX_BYTES} bytes at most)")
+            try:
+                return stream.read(records.MAX_BYTES + 1)
+            except Grew as e:
+                raise Rejected(f"its record {key} is not a finished file: {e}") from None
+
+    def _get(self, key: str) -> Stream | None:
+        """The backend's stream of `key`, or None if absent; Rejected (naming the key) if what is there is not a
+        regular file: it is never read (a FIFO blocked every pull for ever, /dev/zero read without end)."""
+        try:
+            return self.backend.get(key)
+        except NotAFile as e:
+            raise Rejected(f"{self.url.split('?')[0]}/{key} is {e}, not a regular file (planted or damaged on the "
+                           "remote)") from None
 
     def _note_sizes(self, sizes: Any) -> None:
         """Remember the NAR sizes a verified record signs (`nar_sizes`), which cap the download of each object
@@ -315,6 +331,9 @@ class Remote:
                 except Rejected:
                     self._reject_object(h)
                     raise
+                except Grew as e:
+                    self._reject_object(h)
+                    raise Rejected(f"object {key} is not a finished file: {e}") from None
                 except RemoteDown:
                     raise  # reading the remote failed (Stream.read): not this store's disk
                 except OSError as e:
@@ -343,7 +362,11 @@ class Remote:
 
     def _open_object(self, h: str) -> tuple[Stream, str]:
         for key in self._object_keys(h):
-            stream = self.backend.get(key)
+            try:
+                stream = self._get(key)
+            except Rejected:
+                self._reject_object(h)  # a push replaces it with the good copy
+                raise
             if stream is not None:
                 return stream, key
         raise Rejected(f"its object {h} is missing from the remote")
@@ -390,7 +413,10 @@ class Remote:
         """True if the remote's `key` is not a record any key holder signed: not a JSON object, no signature, or a
         signature in the name of this host's key or a trusted key that does not verify under it. A record signed
         by a key this host does not know is left alone (hosts that trust that key use it)."""
-        data = self._record_bytes(key)
+        try:
+            data = self._record_bytes(key)
+        except Rejected:  # a FIFO, a device, a giant: no record; a good one replaces it (if it can)
+            return True
         if data is None:
             return False
         try:
@@ -434,7 +460,7 @@ class Remote:
             transfer = Transfer("pushing", f"{self.url.split('?')[0]}/{key}", packed.stat().st_size)
             sent = False
             try:
-                done = self.backend.put(str(packed), key, replace=repair, progress=transfer.add)
+                done = self._put(str(packed), key, repair, transfer.add)
                 sent = True
             finally:
                 transfer.finish(sent)
@@ -475,9 +501,20 @@ class Remote:
         scratch = store.new_tmp("push")
         try:
             (scratch / "record").write_bytes(data)
-            return self.backend.put(str(scratch / "record"), key, replace=replace)
+            return self._put(str(scratch / "record"), key, replace)
         finally:
             force_remove(scratch)
+
+    def _put(self, path: str, key: str, replace: bool, progress: Progress | None = None) -> bool:
+        """backend.put; False, with a warning naming the key, where a replacement (of a record or object that is
+        no file) finds a directory there: the push of that one key fails, the remote stays in use (it was taken
+        for down, so the rest of the run neither substituted nor pushed anything)."""
+        try:
+            return self.backend.put(path, key, replace=replace, progress=progress)
+        except NotAFile as e:
+            warn(f"not pushing {self.url.split('?')[0]}/{key}: the remote holds {e} under that name (planted or "
+                 "damaged); remove it there to push this result")
+            return False
 
     # ---- closures (nw push / nw pull) ---------------------------------------------------
 

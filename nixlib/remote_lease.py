@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from nixlib import boot, pids
-from nixlib.remotes import Backend, RemoteDown
+from nixlib.remotes import Backend, Grew, NotAFile, RemoteDown
 
 
 def _seconds(variable: str, default: float) -> float:
@@ -107,11 +107,17 @@ class Lease:
 def read(backend: Backend, rk: str) -> dict[str, Any] | None:
     """The lease on `rk`, or None. A lease that cannot be parsed counts as absent (leases are never trusted for
     anything but waiting, and a garbled one must not make a host wait)."""
-    stream = backend.get(f"leases/{rk}.json")
+    try:
+        stream = backend.get(f"leases/{rk}.json")
+    except NotAFile:  # (a FIFO or device planted as a lease: never read, counts as absent)
+        return None
     if stream is None:
         return None
     with contextlib.closing(stream):
-        data = stream.read(4096)
+        try:
+            data = stream.read(4096)
+        except Grew:  # (being written as it is read: counts as absent, like any garbled lease)
+            return None
     try:
         doc = json.loads(data)
         if not math.isfinite(float(doc["expires"])):  # (`Infinity` would make every host wait its longest)

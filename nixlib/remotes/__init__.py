@@ -19,6 +19,19 @@ class RemoteDown(Exception):
     without it after one warning."""
 
 
+class NotAFile(Exception):
+    """What a remote holds under a key is not a regular file: a FIFO, device, socket, directory or symbolic link
+    planted (or left) in a `file://` remote. Reading it could block for ever (a FIFO nobody writes) or never end
+    (/dev/zero), so it is never opened for reading: the caller treats the key as one that failed verification
+    (a warning naming the key; the step is built locally). The message names what it is ("a FIFO")."""
+
+
+class Grew(Exception):
+    """A file read from a `file://` remote has more bytes than it had when it was opened: something keeps writing
+    it (uploads are published whole, so no upload does), and reading on could never end. The caller treats the
+    key as one that failed verification."""
+
+
 class Stream:
     """A download: read(n) and close(), its size when the backend knows it, and an optional per-read callback
     (transfer progress) so callers need not wrap every stream they are handed. A read that fails (a share
@@ -26,16 +39,23 @@ class Stream:
     failed request: the remote failed us, which costs a warning, never the run (it was a raw OSError that
     failed `nw run` with "Input/output error")."""
 
-    def __init__(self, raw: Any, size: int | None, where: str = "") -> None:
+    def __init__(self, raw: Any, size: int | None, where: str = "", bounded: bool = False) -> None:
         self.raw, self.size, self.where = raw, size, where
         self.on_read: Callable[[int], None] | None = None
+        self._left = size if bounded else None  # bytes the file had when it was opened, minus those given
 
     def read(self, n: int = -1) -> bytes:
+        if self._left is not None:  # at most one byte past the size: it tells a file that grew (Grew)
+            n = self._left + 1 if n < 0 else min(n, self._left + 1)
         try:
             data = self.raw.read(n)
         except Exception as e:  # noqa: BLE001 - OSError from a file, the client library's transfer errors
             why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)[:200]
             raise RemoteDown(f"reading {self.where or 'a download'} failed: {why}") from None
+        if self._left is not None:
+            self._left -= len(data)
+            if self._left < 0:
+                raise Grew(f"it grew past the {self.size} bytes it had when it was opened (still being written?)")
         if self.on_read is not None:
             self.on_read(len(data))
         return data

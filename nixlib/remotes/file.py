@@ -14,11 +14,24 @@ import errno
 import os
 import secrets
 import socket
+import stat
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from nixlib import faults
-from nixlib.remotes import Progress, RemoteDown, Stream
+from nixlib.remotes import NotAFile, Progress, RemoteDown, Stream
+
+# No blocking open (a FIFO nobody writes), no controlling tty. Symbolic links are followed (a remote directory
+# put together from links to files elsewhere is a fine one); what they lead to is checked with fstat, so a link to
+# /dev/zero or to a FIFO is refused as what it leads to (and a loop as a symbolic link).
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISLNK, "a symbolic link"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, for the warning ("a FIFO")."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
 class FileBackend:
@@ -34,18 +47,53 @@ class FileBackend:
         return self.root / key
 
     def _check_root(self) -> None:
-        if not self.root.is_dir():
-            raise RemoteDown(f"{self.root} is not a directory (not mounted? create it with mkdir -p {self.root})")
+        """RemoteDown saying why the remote's directory cannot be used, if it cannot: a symbolic link that loops
+        or cannot be searched is no missing mount (and `mkdir -p`, advised for one, fails on a loop)."""
+        try:
+            st = os.stat(self.root)
+        except FileNotFoundError:
+            raise RemoteDown(f"{self.root} does not exist (not mounted? create it with mkdir -p {self.root})") from None
+        except OSError as e:
+            raise RemoteDown(f"{self.root} cannot be reached: {e.strerror}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise RemoteDown(f"{self.root} is not a directory")
 
     def get(self, key: str) -> Stream | None:
+        """Open `key` for reading, refusing (NotAFile) anything but a regular file. The name is opened without
+        blocking (a FIFO nobody writes would block open(2) for ever), and what was opened is checked with fstat,
+        not lstat before the open (a swap between the two would win); the stream then gives at most the file's
+        size at that moment (a file that keeps growing is never read without end)."""
+        path = self._path(key)
         try:
-            f = open(self._path(key), "rb")  # noqa: SIM115 - the caller closes the stream
-            return Stream(f, os.fstat(f.fileno()).st_size, str(self._path(key)))
+            fd = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
             self._check_root()
             return None
         except OSError as e:
-            raise RemoteDown(f"cannot read {self._path(key)}: {e.strerror}") from None
+            self._refuse_special(path)  # ELOOP: a symbolic link that loops; ENXIO: a socket
+            self._check_root()  # (the remote's own directory: say so, not a key under it)
+            raise RemoteDown(f"cannot read {path}: {e.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise NotAFile(_kind(st.st_mode))
+            os.set_blocking(fd, True)
+            f = os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+        return Stream(f, st.st_size, str(path), bounded=True)
+
+    @staticmethod
+    def _refuse_special(path: Path) -> None:
+        """NotAFile if `path` itself (not following it) is something other than a regular file; nothing if it is
+        one or cannot be looked at (then the failure to open it is the remote's: a permission, a loop above it)."""
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            return
+        if not stat.S_ISREG(mode):
+            raise NotAFile(_kind(mode))
 
     def exists(self, key: str) -> bool:
         if os.path.lexists(self._path(key)):
@@ -90,7 +138,10 @@ class FileBackend:
 
     def _publish(self, tmp: Path, dest: Path, replace: bool) -> bool:
         if replace:
-            os.replace(tmp, dest)
+            try:
+                os.replace(tmp, dest)
+            except IsADirectoryError:  # (a directory planted under the name: one key's problem, not the remote's)
+                raise NotAFile("a directory") from None
             return True
         try:
             os.link(tmp, dest)
