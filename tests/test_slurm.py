@@ -215,6 +215,7 @@ def test_yaml_resources_reach_each_job_and_hits_never_reach_slurm(tmp_path: Path
     assert sbatch_counter.count() == 2 and "cached 2" in again.stderr, again.stderr
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_precedence_cli_step_over_cli_over_yaml_step_over_yaml(tmp_path: Path, sbatch_counter: SbatchCounter) -> None:
     yaml_text = "slurm:\n  cpus: 1\n  steps:\n    big: {cpus: 2}\n"
     exp = _resource_experiment(tmp_path, yaml_text)

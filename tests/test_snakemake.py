@@ -388,6 +388,7 @@ rule out:
 '''
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_run_block_is_keyed_with_the_helpers_it_calls(tmp_path: Path, log: Path) -> None:
     """Editing a Snakefile function or constant a `run:` block uses re-runs the rule (before, the result of
     the old helper was restored); editing a comment restores it."""
@@ -421,6 +422,7 @@ rule clean:
 '''
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_code_files_a_shell_command_names_are_keyed(tmp_path: Path, log: Path) -> None:
     """A script the command runs without declaring it (and a local module it imports, and an executable called
     by path) is keyed by content: editing it re-runs the job (before, the old script's result was restored);

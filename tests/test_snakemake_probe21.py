@@ -148,6 +148,7 @@ open(os.environ["NW_TEST_LOG"], "a").write("x\\n")
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_snakemake_keys_modules_a_shell_run_script_imports_from_a_directory_it_puts_on_sys_path(
         tmp_path: Path, log: Path) -> None:
     """The standard layout (workflow/Snakefile, workflow/rules/*.smk, workflow/scripts, workflow/lib): `python3

@@ -153,6 +153,7 @@ open(snakemake.output[0], "w").write(text)
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_config_only_a_script_reads_an_included_rule_and_a_module_rule(tmp_path: Path, log: Path) -> None:
     """The snakemake-workflows layout (workflow/Snakefile, rules/*.smk, scripts/, config/): a config value
     only a script reads (Snakemake itself does not re-run for it) re-runs the script's jobs once their

@@ -64,6 +64,7 @@ rule check:
 '''
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_shadow_rule_without_code_behaves_as_with_the_local_executor(tmp_path: Path) -> None:
     """A shadow rule with no shell/run code crashed the executor (`Value after * must be an iterable`); it
     must end as with the local executor, which spawns it like any shadow rule."""
@@ -358,6 +359,7 @@ def cores(wf: Path, n: int, *extra: str) -> None:
     ok(snakemake(wf, "-c", str(n), *extra))
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_threads_and_resources_of_run_and_script_rules_are_keyed(tmp_path: Path) -> None:
     """After a `-c 1` run and deleting the outputs, `-c 3` (or `--set-resources`) must not restore what
     `run:`/`script:` code computed from the old threads or resources."""

@@ -247,6 +247,7 @@ rule gather:
 """
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_local_rule_runs_here_in_its_env_is_stored_and_restored(tmp_path: Path, slurm: SbatchCounter) -> None:
     """Snakemake runs `localrules` with its own local executor in a cluster run; with nixworkflow they go
     through nixworkflow's: in their Nix env (`nwtool` exists only there), on this host (no Slurm job), stored

@@ -19,6 +19,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers import REPO, nw
 from tests.test_luigi_processes import LUIGI, STRICT
 from tests.test_view import api, get, graph, view_server, wait_for
@@ -68,6 +70,7 @@ def test_an_output_quarantined_or_removed_after_its_run_is_not_shown_as_availabl
         assert get(f"{base}api/files?object={b}&path=")[0] == 404
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_the_page_marks_a_missing_output_and_offers_no_file_browser(page: Any, isolated: Path) -> None:  # noqa: F811
     cwd, root = Path.cwd(), isolated
     (cwd / "experiment.py").write_text(PIPELINE)
