@@ -123,7 +123,7 @@ const cy = cytoscape({
 });
 window.nwView = { cy, state }; // for tests and the curious: the graph and the page state
 
-function draw() {
+function draw(polled = false) {
   const m = model();
   const signature = JSON.stringify([state.view, m.elements.map((e) => e.id).sort(), m.edges.map((e) => e.id).sort()]);
   if (signature === state.signature) { // same shape: update colours and labels in place, no relayout
@@ -133,8 +133,11 @@ function draw() {
     cy.elements().remove();
     cy.add(m.elements.map((e) => ({ group: "nodes", data: { id: e.id, label: e.label, status: e.status, kind: e.kind, members: e.members } })));
     cy.add(m.edges.map((e) => ({ group: "edges", data: e })));
+    const moved = polled && state.fitted && (cy.zoom() !== state.fitted.zoom || cy.pan().x !== state.fitted.pan.x ||
+      cy.pan().y !== state.fitted.pan.y); // the user zoomed or panned this run's graph: a live run's new shape
+    const viewport = moved ? { zoom: cy.zoom(), pan: { ...cy.pan() } } : null; // (Content view) keeps their view
     cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 60, animate: false }).run();
-    fit();
+    if (viewport) cy.viewport(viewport); else fit();
   }
   const counts = Object.fromEntries(Object.keys(COLORS).map((k) => [k, 0])); // the legend's order: a live run's
   for (const n of state.run ? state.run.nodes : []) counts[n.status] = (counts[n.status] || 0) + 1; // line stays put
@@ -361,6 +364,7 @@ $("export-svg").onclick = () => {
 function fit() { // whole graph in view, but a small graph is not blown up past a readable size
   cy.fit(undefined, 30);
   if (cy.zoom() > 1.4) { cy.zoom(1.4); cy.center(); }
+  state.fitted = { zoom: cy.zoom(), pan: { ...cy.pan() } };
 }
 $("fit").onclick = fit;
 
@@ -394,8 +398,8 @@ async function loadRuns() {
 }
 
 async function loadRun() {
+  const first = !state.run || state.run.id !== state.runId;
   try {
-    const first = !state.run || state.run.id !== state.runId;
     state.run = await api("/api/run?" + q({ id: state.runId }));
     if (first && state.run.nodes.length > AUTO_GROUP) { // a big graph opens grouped; untick "group" to see all
       state.group = true; state.expanded.clear(); $("group").checked = true;
@@ -403,7 +407,7 @@ async function loadRun() {
   } catch (e) {
     state.run = null; $("message").hidden = false; $("message").textContent = String(e.message); return;
   }
-  draw();
+  draw(!first);
   const panel = $("panel");
   let node = state.selected ? cy.$id(state.selected) : cy.collection();
   if (!node.length && state.selected && panel.dataset.step !== undefined) { // its node's id changed (Content view:
