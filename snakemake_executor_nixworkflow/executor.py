@@ -1075,8 +1075,10 @@ atexit.register(force_remove, _JOB_DIRS)
 
 def job_places(job: Any) -> list[str]:
     """Where only the job's own processes work: its outputs and logs (files or directories), its shadow
-    directory and its job directory, as absolute paths."""
-    places = [*job.output, *job.log, *filter(None, [getattr(job, "shadow_dir", None)])]
+    directory and its job directory, as absolute paths. Not a `pipe()` or `service()` output: the job that reads
+    it runs beside this one, in its group, and holds it open."""
+    outputs = [f for f in job.output if not is_flagged(f, "pipe") and not is_flagged(f, "service")]
+    places = [*outputs, *job.log, *filter(None, [getattr(job, "shadow_dir", None)])]
     return [os.path.abspath(str(p)) for p in places] + [str(job_dir(job))]
 
 

@@ -26,7 +26,7 @@ SAMPLE = [
     "same_wildcard", "unpack_dict", "unpack_list", "no_temp", "shell", "globwildcards", "keyword_list",
     "ruledeps", "local_import", "touch", "config", "update_config", "config_replacing", "wildcard_keyword",
     "temp_expand", "wildcard_count_ambiguity", "name_override", "multiple_includes", "empty_include",
-    "yaml_config", "lazy_resources",
+    "yaml_config", "lazy_resources", "pipes_simple", "pipes_multiple",
     # keyword arguments translated to options (--until, --default-resources) and cases that must fail
     "until", "default_resources", "test09", "ensure_nonempty_fail",
 ]
