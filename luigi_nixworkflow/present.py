@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from luigi_nixworkflow import dynamic, graph, legacy, registry, settings, shape
+from luigi_nixworkflow import claims, dynamic, graph, legacy, registry, settings, shape
 from nixlib.engine import Result
 
 logger = logging.getLogger("luigi-interface")
@@ -30,6 +30,7 @@ def reset() -> None:
     _LINK_DIRS.clear()
     _STAMPS.clear()
     legacy.reset()
+    claims.reset()
 
 
 def generation() -> int:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from luigi.task import flatten
 
-from luigi_nixworkflow import commands, keying, legacy, settings
+from luigi_nixworkflow import claims, commands, keying, legacy, settings
 from luigi_nixworkflow.inputs import Pending, logical_name, step_inputs, unhashable, upstream
 from nixlib import codefiles, configfiles, hostenv, makefiles, statics
 from nixlib.errors import NixWorkflowError
@@ -60,6 +60,7 @@ def build(task: NixTask, root: str, kind: str, runnable: bool = False) -> Recipe
         command, shell, inputs = commands.translate(task, root, local, deps, mentioned, runnable)
     elif kind == "legacy":
         written = legacy.paths(task)
+        claims.claim(task, written)  # (another task of this build declaring one of them fails the build)
         _own_outputs_out(files, written, root)
         outputs = legacy.output_names(len(written))
         luigi_part["outputs"] = [logical_name(str(p)) for p in written]

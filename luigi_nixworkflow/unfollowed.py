@@ -48,7 +48,8 @@ def unfollowed(cls: type, trees: tuple[ast.Module, ...], classes: list[type]) ->
         listed = _listed_directories(fn, scope)
         for call in ast.walk(fn):
             where = read_path(call) if isinstance(call, ast.Call) and id(call) not in written else None
-            if where is None or id(where) in written or is_io(where, scope) or _entry_of(where, listed):
+            if where is None or id(where) in written or is_io(where, scope) or _entry_of(where, listed) \
+                    or _parameter_item(where, scope):
                 continue
             try:
                 pieces = template_of(where, scope, [BUDGET])
@@ -135,3 +136,46 @@ def _entry_of(where: ast.expr, listed: set[str]) -> bool:
     else:
         return False
     return any(ast.dump(one) in listed for one in (first, *_path_argument(first)))
+
+
+def _parameter_item(node: ast.expr, scope: Scope, depth: int = 0) -> bool:
+    """Whether a read path is an item of a parameter as it is: `open(name)` for `for name in self.files` (a
+    ListParameter of paths; also of `enumerate`, `zip`, a DictParameter's `.values()` / `.items()`), `self.files[0]`,
+    `self.files["raw"]`, or a local assigned one. keying.param_files keys every string of a significant parameter's
+    value that names a file, so that file is followed, as `open(self.path)` is (expressions.is_io)."""
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("str", "Path") \
+            and len(node.args) == 1:
+        node = node.args[0]
+    if isinstance(node, ast.Subscript):
+        inner = node.value
+        return is_io(inner, scope) and not _calls(inner) or _parameter_item(inner, scope, depth)
+    if not isinstance(node, ast.Name):
+        return False
+    if node.id in scope.loops:
+        source, _, index = scope.loops[node.id]
+        return _keyed_source(source, index)
+    values = scope.locals.get(node.id, ())
+    return depth < 3 and len(values) == 1 and _parameter_item(values[0], scope, depth + 1)
+
+
+def _calls(node: ast.expr) -> bool:
+    """Whether an expression calls something (`self.input()[0]` is an input, keyed as one, not a parameter item)."""
+    return any(isinstance(n, ast.Call) for n in ast.walk(node))
+
+
+def _keyed_source(source: object, index: tuple[int, ...]) -> bool:
+    """Whether the loop item at `index` of `source` (scopes.Scope._iterated: a parameter's name, or ("enumerate",
+    inner, start), ("zip", (inner, ...)), ("items" | "values" | "keys", inner)) is (in) a parameter value's string, as
+    codefiles.strings_in finds them: never an enumerate count, nor a mapping's key."""
+    if isinstance(source, str):
+        return True
+    if not isinstance(source, tuple) or not source:
+        return False
+    kind = source[0]
+    if kind == "values":
+        return _keyed_source(source[1], index)
+    if kind in ("items", "enumerate"):
+        return bool(index) and index[0] == 1 and _keyed_source(source[1], index[1:])
+    if kind == "zip":
+        return bool(index) and index[0] < len(source[1]) and _keyed_source(source[1][index[0]], index[1:])
+    return False

@@ -81,8 +81,8 @@ def test_an_output_inside_a_required_tasks_directory_is_refused() -> None:
     assert "inside the directory" in out
     out = luigi_cli("--module", "inside", "Around", ok=False)
     assert "declares the directory" in out and "Up()" in out and "up.txt" in out and "Traceback" not in out, out[-3000:]
-    assert runs() == {"A": 1, "Up": 1}
-    assert Path("out/e/up.txt").read_text() == "up"
+    assert runs() == {}  # (the clash is found while Luigi schedules: neither task runs)
+    assert not Path("out/e/up.txt").exists()
 
 
 # ---- what a worker killed with kill -9 moved aside, in a long-lived interpreter -------------------------------------

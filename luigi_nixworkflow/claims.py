@@ -1,0 +1,125 @@
+"""Which task of this build declares each legacy output path: two tasks, one file, refused before either runs.
+
+Two NixTasks of one build with different task ids may declare the same LocalTarget path (`Part(v=1)` and
+`Part(v=2)` whose output() ignores `v`; `[Clean] min_qty=2` in luigi.cfg reaching Clean() but not the copy of
+`min_qty` that `@requires(Clean)` makes in Summarize), or one may declare a directory and the other a file inside
+it. There is one file on disk: every check restores each task's stored result there in turn, and a task reading it
+reads whichever was put there last while its record says which it read. Every legacy task's recipe is built (by
+its own complete() or a dependant's) before the task is restored or run, also one a run() yields, so each recipe
+claims its paths here (translate.build) and the second claimant fails, whatever branches of the graph they are in.
+
+Cost: one dict lookup per declared path, and one per directory above it not yet listed (a directory already
+listed had its own ancestors checked then), so a build's claims are O(outputs). reset() starts each build afresh.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import luigi.configuration
+
+from nixlib.errors import NixWorkflowError
+
+_OWNER: dict[str, Any] = {}  # declared output path -> the task declaring it, in this build
+_BELOW: dict[str, tuple[Any, str]] = {}  # directory above a declared path -> (a task, its path below it)
+_REFUSED: dict[str, NixWorkflowError] = {}  # task id -> the clash it is in (its run() builds its recipe again)
+
+
+def reset() -> None:
+    """Forget the claims (each luigi.build starts afresh: a task may have changed its output() since)."""
+    _OWNER.clear()
+    _BELOW.clear()
+    _REFUSED.clear()
+
+
+def claim(task: Any, paths: list[Path]) -> None:
+    """Note that `task` declares `paths` (absolute, distinct, not nested: legacy.paths); raise when another task
+    of this build declares one of them, a directory holding one, or a path inside one. The first claimant was
+    scheduled already (the clash shows at the second's complete()), so its run() (which claims again) is refused
+    too: neither runs, and what needs either is not run."""
+    refused = _REFUSED.get(task.task_id)
+    if refused is not None:
+        raise refused
+    for p in paths:
+        try:
+            _claim(task, os.fspath(p))
+        except _Clash as e:
+            for t in e.tasks:
+                _REFUSED.setdefault(t.task_id, e)
+            raise
+
+
+def _claim(task: Any, p: str) -> None:
+    """Check first, then note: a refused claim leaves no half-noted state behind."""
+    other = _OWNER.get(p)
+    if other is not None:
+        if other.task_id != task.task_id:
+            raise _same(other, task, p)
+        return  # (its recipe built again: run() builds it afresh)
+    below = _BELOW.get(p)
+    if below is not None and below[0].task_id != task.task_id:
+        raise _nested(task, p, *below)
+    above = []
+    d, parent = p, os.path.dirname(p)
+    while parent != d and parent not in _BELOW:
+        d = parent
+        owner = _OWNER.get(d)
+        if owner is not None and owner.task_id != task.task_id:
+            raise _nested(owner, d, task, p)
+        above.append(d)
+        parent = os.path.dirname(d)
+    _OWNER[p] = task
+    for d in above:
+        _BELOW[d] = (task, p)
+
+
+class _Clash(NixWorkflowError):
+    """Two tasks of this build declaring one path (or one inside the other)."""
+
+    def __init__(self, message: str, *tasks: Any) -> None:
+        super().__init__(message)
+        self.tasks = tasks
+
+
+def _same(one: Any, other: Any, p: str) -> _Clash:
+    first, second = sorted((one, other), key=repr)  # (the same message whichever was checked first)
+    differ = _differing(first, second)
+    names = ", ".join(differ) or "the parameters that tell the two tasks apart"
+    fix = f"Make output() depend on {names} (a path that contains {'them' if len(differ) != 1 else 'it'})"
+    in_cfg = [n for n in differ if _in_cfg(second.task_family, n)]
+    if in_cfg:
+        fix += (f", or give {', '.join(in_cfg)} {'their values' if len(in_cfg) > 1 else 'its value'} in one place: "
+                f"luigi.cfg's [{second.task_family}] section sets it, but a task that copies {second.task_family}'s "
+                "parameters with @requires or @inherits reads its own section, not this one (set it there too, or "
+                "pass it on explicitly)")
+    return _Clash(
+        f"{first!r} and {second!r}, which both declare the output {p}, are two tasks of this build: there is one "
+        "file at that path, so each check of one puts its own stored result there in place of the other's, and a "
+        f"task that requires either reads whichever is there while its record says which. {fix}. "
+        "Neither is run from now on", first, second)
+
+
+def _in_cfg(section: str, name: str) -> bool:
+    """True if luigi.cfg sets parameter `name` in `section` (as Luigi reads it: `min_qty` or `min-qty`)."""
+    config = luigi.configuration.get_config()
+    return any(config.has_option(section, n) for n in (name, name.replace("_", "-")))
+
+
+def _differing(first: Any, second: Any) -> list[str]:
+    """The parameters (by name) whose values tell two tasks of one family apart; [] for different families."""
+    if first.task_family != second.task_family:
+        return []
+    a, b = first.param_kwargs, second.param_kwargs
+    return [n for n in a if n in b and a[n] != b[n]]
+
+
+def _nested(outer: Any, directory: str, inner: Any, p: str) -> _Clash:
+    return _Clash(
+        f"{outer!r} and {inner!r} are two tasks of this build whose outputs are one inside the other: {outer!r} "
+        f"declares the directory {directory}, and {inner!r} declares {p} inside the directory. Each check of a task "
+        "restores its declared output exactly as that task made it, so the file would be removed and put back in "
+        "turn, and a task that requires either would read whichever copy is there while its record says which. Declare "
+        f"the outputs side by side (the file outside the directory, or have {outer!r} write it). Neither is run from "
+        "now on", outer, inner)
