@@ -36,7 +36,17 @@ from nixlib import base32, faults, nar, narread, records, remote_lease, signing,
 from nixlib.errors import Interrupted, NixWorkflowError
 from nixlib.recipe import canonical_json
 from nixlib.remote_progress import Transfer
-from nixlib.remotes import Backend, Grew, NotAFile, Progress, RemoteDown, Stream, open_backend
+from nixlib.remotes import (
+    Backend,
+    Grew,
+    NotAFile,
+    Progress,
+    RemoteDown,
+    Stream,
+    UnreadableKey,
+    UnsafeDirectory,
+    open_backend,
+)
 from nixlib.runner import CHILDREN
 from nixlib.store import Store, force_remove
 
@@ -62,6 +72,11 @@ def warn(message: str) -> None:
             return
         _warned.add(message)
     print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+class UnsafeRemote(NixWorkflowError):
+    """A push that would write through a directory of a `file://` remote that is a symbolic link (UnsafeDirectory):
+    `nw run` warns and goes on, `nw push` fails with it."""
 
 
 class Rejected(Exception):
@@ -95,6 +110,7 @@ class Remote:
             raise NixWorkflowError(f"{ENV_COMPRESSION}={compression!r}: choose xz or none")
         self.suffix = ".nar.xz" if compression == "xz" else ".nar"
         self.down = False
+        self.leases_refused = False  # leases/ is a symbolic link or no directory: no leasing, no waiting
         self._missing: set[str] = set()
         self._bad_objects: set[str] = set()
         self._sizes: dict[str, int] = {}  # object -> its NAR size, as a verified record signs it (_note_sizes)
@@ -163,6 +179,8 @@ class Remote:
         except NotAFile as e:
             raise Rejected(f"{self.url.split('?')[0]}/{key} is {e}, not a regular file (planted or damaged on the "
                            "remote)") from None
+        except UnreadableKey as e:  # (one file of another user's: it took the whole remote down for the run)
+            raise Rejected(f"{self.url.split('?')[0]}/{key} cannot be read: {e}") from None
 
     def _note_sizes(self, sizes: Any) -> None:
         """Remember the NAR sizes a verified record signs (`nar_sizes`), which cap the download of each object
@@ -259,14 +277,16 @@ class Remote:
             first = False
             if self._take_lease(store, rk, replace=False):
                 return None
-            lease = remote_lease.read(self.backend, rk)
-            if lease is None:
+            if self.leases_refused:
+                return None  # (leases/ is a link: what it holds is no lease of the remote's)
+            lease, found = remote_lease.inspect(self.backend, rk)
+            if lease is None or not remote_lease.live(lease):
+                # garbled, or a crashed holder's: take it over (file://: atomically; one of several takers wins)
+                if found is not None and self._take_lease(store, rk, replace=True, stale=found):
+                    return None
                 vanished += 1
                 if self._may_lease() and vanished < 3:
-                    continue  # released just now: look for its record, then try again
-                return None
-            if not remote_lease.live(lease):
-                self._take_lease(store, rk, replace=True)  # a crashed holder's: take it over (not atomic)
+                    continue  # released just now, or another host took it over: look again
                 return None
             if time.monotonic() >= deadline:
                 warn(f"waited {remote_lease.longest_wait():.0f} s for {remote_lease.holder(lease)} to build {rk} "
@@ -280,17 +300,29 @@ class Remote:
                 # (`nw run`'s steps wait in threads, which Ctrl-C does not reach: the stop is this event)
                 raise Interrupted(f"interrupted while waiting for {remote_lease.holder(lease)} to build {rk[:12]}…")
 
-    def _may_lease(self) -> bool:
-        """Only a process that will push its result leases: others would make hosts wait for nothing."""
-        return self.push_enabled and self.secret is not None
+    def _unsafe(self, e: UnsafeDirectory) -> str:
+        """The one warning (or `nw push` error) for a directory of the remote that a write would go through."""
+        return (f"remote {self.url}: {e}; nothing is written through it (planted by someone who can write the "
+                "remote?), so no lease or push that needs it is made and steps are built here: replace it with a "
+                "directory")
 
-    def _take_lease(self, store: Store, rk: str, replace: bool) -> bool:
+    def _may_lease(self) -> bool:
+        """Only a process that will push its result leases: others would make hosts wait for nothing. Nor one
+        that found `leases/` unsafe to write through (UnsafeDirectory)."""
+        return self.push_enabled and self.secret is not None and not self.leases_refused
+
+    def _take_lease(self, store: Store, rk: str, replace: bool, stale: Any = None) -> bool:
         if not self._may_lease():
             return False
         scratch = store.new_tmp("lease")
         lease = remote_lease.Lease(self.backend, scratch, rk)
         try:
-            taken = lease.take(replace)
+            taken = lease.take(replace, None if stale is remote_lease.PRESENT else stale)
+        except UnsafeDirectory as e:  # (leases/ or tmp/ is a link: no lease is written through it, steps are built)
+            force_remove(scratch)
+            self.leases_refused = True
+            warn(self._unsafe(e))
+            return False
         except BaseException:
             force_remove(scratch)
             raise
@@ -386,6 +418,8 @@ class Remote:
                 self.push(store, doc)
             except RemoteDown as e:
                 self._went_down(e)
+            except UnsafeRemote as e:
+                warn(str(e))  # (as the lease's: one warning per run)
             except NixWorkflowError as e:
                 warn(f"not pushing to {self.url}: {e}")
         finally:
@@ -508,13 +542,17 @@ class Remote:
     def _put(self, path: str, key: str, replace: bool, progress: Progress | None = None) -> bool:
         """backend.put; False, with a warning naming the key, where a replacement (of a record or object that is
         no file) finds a directory there: the push of that one key fails, the remote stays in use (it was taken
-        for down, so the rest of the run neither substituted nor pushed anything)."""
+        for down, so the rest of the run neither substituted nor pushed anything). A directory of the remote that
+        is a symbolic link (UnsafeDirectory) is a NixWorkflowError naming it: this push stops (its record is not
+        pushed, as it would name an object the remote lacks), `nw run` warns and goes on, `nw push` fails."""
         try:
             return self.backend.put(path, key, replace=replace, progress=progress)
         except NotAFile as e:
             warn(f"not pushing {self.url.split('?')[0]}/{key}: the remote holds {e} under that name (planted or "
                  "damaged); remove it there to push this result")
             return False
+        except UnsafeDirectory as e:  # (after_build warns once per directory, and the record is not pushed)
+            raise UnsafeRemote(self._unsafe(e)) from None
 
     # ---- closures (nw push / nw pull) ---------------------------------------------------
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from nixlib import boot, pids
-from nixlib.remotes import Backend, Grew, NotAFile, RemoteDown
+from nixlib.remotes import Backend, Grew, NotAFile, RemoteDown, UnreadableKey, UnsafeDirectory
 
 
 def _seconds(variable: str, default: float) -> float:
@@ -71,18 +71,25 @@ class Lease:
         return json.dumps({"host": socket.gethostname(), "boot": boot.boot_id(), "pid": os.getpid(), "user": user,
                            "token": self.token, "expires": time.time() + lifetime()}).encode()
 
-    def _write(self, replace: bool) -> bool:
+    def _write(self, replace: bool, stale: Any = None) -> bool:
+        """Publish this lease: put-if-absent, or over a lease (`replace`: renewing this one's, or taking over one
+        found expired or garbled). `stale`: the identity of the lease found, which a backend that can
+        (file://: `take_over`) replaces only if it is still there, so one of several takers wins."""
         path = self.scratch / f"lease-{self.token}"
         try:
             path.write_bytes(self._body())
+            take_over = getattr(self.backend, "take_over", None)
+            if replace and stale is not None and take_over is not None:
+                return take_over(str(path), self.key, stale)
             return self.backend.put(str(path), self.key, replace=replace)
         finally:
             with contextlib.suppress(OSError):
                 path.unlink()
 
-    def take(self, replace: bool = False) -> bool:
-        """Create the lease (put-if-absent; `replace`: take over an expired one) and keep renewing it."""
-        if not self._write(replace):
+    def take(self, replace: bool = False, stale: Any = None) -> bool:
+        """Create the lease (put-if-absent; `replace`: take over an expired or garbled one, `stale` as in _write)
+        and keep renewing it."""
+        if not self._write(replace, stale):
             return False
         self._thread = threading.Thread(target=self._renew, name=f"nw-lease-{self.rk[:8]}", daemon=True)
         self._thread.start()
@@ -90,7 +97,8 @@ class Lease:
 
     def _renew(self) -> None:
         while not self._stop.wait(lifetime() / 3):
-            with contextlib.suppress(RemoteDown, OSError):  # a missed renewal at worst lets another host build too
+            # (a missed renewal at worst lets another host build too)
+            with contextlib.suppress(RemoteDown, UnsafeDirectory, OSError):
                 self._write(replace=True)
 
     def release(self) -> None:
@@ -98,33 +106,56 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        with contextlib.suppress(RemoteDown, OSError):
+        with contextlib.suppress(RemoteDown, UnsafeDirectory, OSError):
             current = read(self.backend, self.rk)
             if current is not None and current.get("token") == self.token:
                 self.backend.delete(self.key)
 
 
+MAX_AHEAD = 86400.0  # seconds: no holder states an expiry further ahead than this (or than two of its lifetimes)
+
+PRESENT = object()  # inspect()'s identity of a lease that is there but that the backend cannot identify (S3)
+
+
 def read(backend: Backend, rk: str) -> dict[str, Any] | None:
     """The lease on `rk`, or None. A lease that cannot be parsed counts as absent (leases are never trusted for
     anything but waiting, and a garbled one must not make a host wait)."""
+    return inspect(backend, rk)[0]
+
+
+def inspect(backend: Backend, rk: str) -> tuple[dict[str, Any] | None, Any]:
+    """(the lease on `rk` or None, as read(); which file was read, if one was: its Stream.ident and the bytes read
+    (for a backend's take_over), or PRESENT where the backend cannot tell, or None if there is none or it is no
+    file). A garbled lease (None, with an identity)
+    is taken over like an expired one: it made every pushing host build without a lease, for ever. So is one
+    stating an expiry no holder writes (`Infinity`, or further ahead than MAX_AHEAD or two lifetimes), which made
+    every host wait for its longest wait."""
     try:
         stream = backend.get(f"leases/{rk}.json")
-    except NotAFile:  # (a FIFO or device planted as a lease: never read, counts as absent)
-        return None
+    except (NotAFile, UnreadableKey):  # (a FIFO, a device, another user's 000 file: never read, counts as absent)
+        return None, None
     if stream is None:
-        return None
+        return None, None
     with contextlib.closing(stream):
         try:
             data = stream.read(4096)
         except Grew:  # (being written as it is read: counts as absent, like any garbled lease)
-            return None
+            return None, PRESENT
+    return _parse(data), PRESENT if stream.ident is None else (stream.ident, data)
+
+
+def _parse(data: bytes) -> dict[str, Any] | None:
+    """A lease's document, or None if it is garbled or states an expiry no holder writes."""
     try:
         doc = json.loads(data)
-        if not math.isfinite(float(doc["expires"])):  # (`Infinity` would make every host wait its longest)
+        if not isinstance(doc, dict):
             return None
-        return doc if isinstance(doc, dict) else None
-    except (ValueError, TypeError, KeyError, OverflowError):
+        expires = float(doc["expires"])
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return None
+    if not math.isfinite(expires) or expires - time.time() > max(MAX_AHEAD, 2 * lifetime()):
+        return None
+    return doc
 
 
 def live(doc: dict[str, Any] | None) -> bool:

@@ -26,6 +26,18 @@ class NotAFile(Exception):
     (a warning naming the key; the step is built locally). The message names what it is ("a FIFO")."""
 
 
+class UnsafeDirectory(Exception):
+    """A directory of a `file://` remote that a push would write through (`tmp/`, `nar/`, `realisations/`,
+    `leases/`) is a symbolic link or no directory: planted by someone who can write the remote, it would make the
+    pusher create and rename files wherever it leads (~/.ssh, a checkout), as the pushing user. Nothing is written
+    through it: the caller skips that push with one warning naming the directory, and the run goes on."""
+
+
+class UnreadableKey(Exception):
+    """One key of a `file://` remote cannot be opened (EACCES: a file of another user's, mode 000). The key, not
+    the remote, failed us: the caller treats it as one that failed verification and builds that step locally."""
+
+
 class Grew(Exception):
     """A file read from a `file://` remote has more bytes than it had when it was opened: something keeps writing
     it (uploads are published whole, so no upload does), and reading on could never end. The caller treats the
@@ -39,8 +51,10 @@ class Stream:
     failed request: the remote failed us, which costs a warning, never the run (it was a raw OSError that
     failed `nw run` with "Input/output error")."""
 
-    def __init__(self, raw: Any, size: int | None, where: str = "", bounded: bool = False) -> None:
+    def __init__(self, raw: Any, size: int | None, where: str = "", bounded: bool = False,
+                 ident: Any = None) -> None:
         self.raw, self.size, self.where = raw, size, where
+        self.ident = ident  # which file this is, where the backend can tell (file://: device and inode)
         self.on_read: Callable[[int], None] | None = None
         self._left = size if bounded else None  # bytes the file had when it was opened, minus those given
 

@@ -16,17 +16,26 @@ import secrets
 import socket
 import stat
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from nixlib import faults
-from nixlib.remotes import NotAFile, Progress, RemoteDown, Stream
+from nixlib.remotes import NotAFile, Progress, RemoteDown, Stream, UnreadableKey, UnsafeDirectory
 
 # No blocking open (a FIFO nobody writes), no controlling tty. Symbolic links are followed (a remote directory
 # put together from links to files elsewhere is a fine one); what they lead to is checked with fstat, so a link to
 # /dev/zero or to a FIFO is refused as what it leads to (and a loop as a symbolic link).
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+# The directories a push writes into: never followed if they are links (FileBackend.put).
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISLNK, "a symbolic link"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _ident(st: os.stat_result) -> tuple[int, int, int, int]:
+    """Which file this is (a Stream's ident): its inode, and its size and mtime, as an inode freed by one file is
+    soon given to the next (a lease renamed aside, then the new lease written)."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _kind(mode: int) -> str:
@@ -62,7 +71,8 @@ class FileBackend:
         """Open `key` for reading, refusing (NotAFile) anything but a regular file. The name is opened without
         blocking (a FIFO nobody writes would block open(2) for ever), and what was opened is checked with fstat,
         not lstat before the open (a swap between the two would win); the stream then gives at most the file's
-        size at that moment (a file that keeps growing is never read without end)."""
+        size at that moment (a file that keeps growing is never read without end). A file this user may not open,
+        in a directory it may search, is UnreadableKey: that key's problem, not the remote's."""
         path = self._path(key)
         try:
             fd = os.open(path, _READ_FLAGS)
@@ -72,6 +82,8 @@ class FileBackend:
         except OSError as e:
             self._refuse_special(path)  # ELOOP: a symbolic link that loops; ENXIO: a socket
             self._check_root()  # (the remote's own directory: say so, not a key under it)
+            if e.errno in (errno.EACCES, errno.EPERM) and os.access(path.parent, os.X_OK):
+                raise UnreadableKey(e.strerror) from None  # this one file, in a directory we may search
             raise RemoteDown(f"cannot read {path}: {e.strerror}") from None
         try:
             st = os.fstat(fd)
@@ -82,7 +94,7 @@ class FileBackend:
         except BaseException:
             os.close(fd)
             raise
-        return Stream(f, st.st_size, str(path), bounded=True)
+        return Stream(f, st.st_size, str(path), bounded=True, ident=_ident(st))
 
     @staticmethod
     def _refuse_special(path: Path) -> None:
@@ -102,56 +114,161 @@ class FileBackend:
         return False
 
     def put(self, path: str, key: str, replace: bool = False, progress: Progress | None = None) -> bool:
+        """Write `key` from the local file `path`. Every file is created, linked and renamed relative to directory
+        descriptors opened without following symbolic links (the remote's root is resolved once), so a `tmp/`,
+        `nar/`, `realisations/` or `leases/` replaced by a link to the pusher's ~/.ssh or checkout is refused
+        (UnsafeDirectory) instead of having files created and renamed there as the pushing user."""
+        *parents, name = key.split("/")
+        with contextlib.ExitStack() as fds:
+            root = self._open_root(fds)
+            dest_fd = self._subdir(fds, root, parents, create=True)
+            tmp_fd = self._subdir(fds, root, ["tmp"], create=True)
+            tmp = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(6)}"
+            try:
+                self._write_tmp(path, tmp, tmp_fd, progress)
+                return self._publish(tmp, tmp_fd, name, dest_fd, replace)
+            except OSError as e:
+                raise RemoteDown(f"cannot write {self._path(key)}: {e.strerror}") from None
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=tmp_fd)
+
+    @staticmethod
+    def _write_tmp(path: str, tmp: str, tmp_fd: int, progress: Progress | None) -> None:
+        """Copy `path` to the new file `tmp` in `tmp_fd` (O_EXCL|O_NOFOLLOW: never an existing name or a link),
+        flushed and read-only."""
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=tmp_fd)
+        with open(path, "rb") as src, os.fdopen(fd, "wb") as out:
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+                faults.point("remote-upload-partial")
+            out.flush()
+            os.fsync(out.fileno())
+            os.fchmod(out.fileno(), 0o444)
+
+    def _open_root(self, fds: contextlib.ExitStack) -> int:
+        """A descriptor of the remote's directory, resolved once (the root itself may be a link: a mount point's)."""
         self._check_root()
-        dest = self._path(key)
-        tmpdir = self.root / "tmp"
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmpdir.mkdir(exist_ok=True)
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
-            raise RemoteDown(f"cannot write to {self.root}: {e.strerror}") from None
-        tmp = tmpdir / f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(6)}"
+            raise RemoteDown(f"{self.root} cannot be reached: {e.strerror}") from None
+        fds.callback(os.close, fd)
+        return fd
+
+    def _subdir(self, fds: contextlib.ExitStack, root: int, parts: list[str], create: bool) -> int | None:
+        """A descriptor of the directory `parts` under `root`, each step opened with O_NOFOLLOW|O_DIRECTORY (made
+        first if `create`; None if it is missing and not `create`). UnsafeDirectory names a step that is a symbolic
+        link or no directory; RemoteDown if it cannot be made or opened (a read-only share, no permission)."""
+        fd, done = root, []
+        for part in parts:
+            done.append(part)
+            where = self.root.joinpath(*done)
+            if create:
+                try:
+                    os.mkdir(part, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                except OSError as e:
+                    raise RemoteDown(f"cannot write to {self.root}: cannot create {where}: {e.strerror}") from None
+            try:
+                fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if create:
+                    raise RemoteDown(f"cannot write to {self.root}: {where} vanished as it was made") from None
+                return None
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafeDirectory(self._unsafe(fd, part, where)) from None
+                raise RemoteDown(f"cannot write to {self.root}: cannot open {where}: {e.strerror}") from None
+            fds.callback(os.close, fd)
+        return fd
+
+    @staticmethod
+    def _unsafe(parent: int, part: str, where: Path) -> str:
+        """Why `where` is refused, naming it and where a link leads."""
         try:
-            with open(path, "rb") as src, open(tmp, "xb") as out:
-                while chunk := src.read(1 << 20):
-                    out.write(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
-                    faults.point("remote-upload-partial")
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, 0o444)
-            return self._publish(tmp, dest, replace)
-        except OSError as e:
-            raise RemoteDown(f"cannot write {dest}: {e.strerror}") from None
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            target = os.readlink(part, dir_fd=parent)
+        except OSError:
+            return f"{where} is not a directory"
+        return f"{where} is a symbolic link (to {target}), which a push would write through, outside the remote"
+
+    def take_over(self, path: str, key: str, stale: tuple[Any, bytes]) -> bool:
+        """Replace `key` with the local file `path` only if `key` is still the file `stale` (the Stream.ident of a
+        lease found expired or garbled, and the bytes read from it): of several hosts taking over one stale lease,
+        one wins. The stale file is renamed aside (atomic: it is gone from the name, or another taker moved it
+        first); if what was moved is not it (another taker's new lease: another identity, or other bytes, each
+        lease holding a random token), it is put back, and this one loses. The new lease is then published with
+        link(2), which refuses a name another taker published first."""
+        *parents, name = key.split("/")
+        with contextlib.ExitStack() as fds:
+            root = self._open_root(fds)
+            dest_fd = self._subdir(fds, root, parents, create=True)
+            tmp_fd = self._subdir(fds, root, ["tmp"], create=True)
+            aside = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(6)}.stale"
+            try:
+                try:
+                    os.rename(name, aside, src_dir_fd=dest_fd, dst_dir_fd=tmp_fd)
+                except FileNotFoundError:  # another taker moved it first: race it for the name
+                    return self.put(path, key)
+                if not self._is(tmp_fd, aside, *stale):  # another taker's fresh lease: give it back
+                    with contextlib.suppress(FileExistsError):
+                        os.link(aside, name, src_dir_fd=tmp_fd, dst_dir_fd=dest_fd, follow_symlinks=False)
+                    return False
+            except OSError as e:
+                raise RemoteDown(f"cannot take over {self._path(key)}: {e.strerror}") from None
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(aside, dir_fd=tmp_fd)
+        return self.put(path, key)
+
+    @staticmethod
+    def _is(dir_fd: int, name: str, ident: Any, data: bytes) -> bool:
+        """Whether `name` in `dir_fd` is the file `ident` that held `data` (never following a link, never blocking)."""
+        try:
+            fd = os.open(name, _READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+        except OSError:
+            return False
+        with os.fdopen(fd, "rb") as f:
+            return _ident(os.fstat(fd)) == tuple(ident) and f.read(len(data) + 1) == data
 
     def delete(self, key: str) -> None:
-        try:
-            os.unlink(self._path(key))
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            raise RemoteDown(f"cannot remove {self._path(key)}: {e.strerror}") from None
+        *parents, name = key.split("/")
+        with contextlib.ExitStack() as fds:
+            parent = self._subdir(fds, self._open_root(fds), parents, create=False)
+            if parent is None:
+                return
+            try:
+                os.unlink(name, dir_fd=parent)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise RemoteDown(f"cannot remove {self._path(key)}: {e.strerror}") from None
 
-    def _publish(self, tmp: Path, dest: Path, replace: bool) -> bool:
+    @staticmethod
+    def _publish(tmp: str, tmp_fd: int, name: str, dest_fd: int, replace: bool) -> bool:
+        """Make `tmp` visible as `name` (link(2): first writer wins; `replace`: rename over it). rename(2) and
+        link(2) act on the name itself, never on where a link planted under it leads."""
         if replace:
             try:
-                os.replace(tmp, dest)
+                os.replace(tmp, name, src_dir_fd=tmp_fd, dst_dir_fd=dest_fd)
             except IsADirectoryError:  # (a directory planted under the name: one key's problem, not the remote's)
                 raise NotAFile("a directory") from None
             return True
         try:
-            os.link(tmp, dest)
+            os.link(tmp, name, src_dir_fd=tmp_fd, dst_dir_fd=dest_fd, follow_symlinks=False)
             return True
         except FileExistsError:
             return False
         except OSError as e:
             if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
                 raise
-        if os.path.lexists(dest):  # no hard links here: check, then rename (see the module docstring)
+        try:  # no hard links here: check, then rename (see the module docstring)
+            os.stat(name, dir_fd=dest_fd, follow_symlinks=False)
             return False
-        os.rename(tmp, dest)
+        except FileNotFoundError:
+            pass
+        os.rename(tmp, name, src_dir_fd=tmp_fd, dst_dir_fd=dest_fd)
         return True
