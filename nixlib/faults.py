@@ -15,7 +15,8 @@ Luigi and Snakemake): place-staged (the copy made under its temporary name), pla
 renamed aside, the copy not yet renamed into place); restore-placed (the Snakemake executor, after each output is
 in place, before a symlink-mode one is registered again as a gc root). Removing a tree (nixlib.trees.remove, `nw gc`
 on a dead run's `tmp/` entry): remove-unlock (a directory opened without following links, before its mode is
-changed through that descriptor).
+changed through that descriptor). Remotes: remote-upload-partial (part of an upload written), remote-objects-pushed
+(a push's objects uploaded, its record not yet), remote-object-read (each part of an object a pull reads).
 """
 
 from __future__ import annotations

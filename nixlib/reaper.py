@@ -496,15 +496,15 @@ def _descendants() -> list[int] | None:
     be told (no subreaper, no children lists). As the subreaper, the orphans of every step are among them."""
     if not _RUNNER.subreaper or _RUNNER.pid != os.getpid():
         return None
-    todo = _children()
-    if todo is None:
-        return None
-    seen: list[int] = []
+    todo = next((c for c in (_children() for _ in range(3)) if c is not None), None)
+    if todo is None:  # the list kept changing (jobs starting and ending beside): from every process's parent
+        return _descendants_by_parent()
+    seen: dict[int, None] = {}  # (ordered, for a stable kill order)
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
-        seen.append(pid)
+        seen[pid] = None
         try:
             tasks = os.listdir(f"{_PROC}/{pid}/task")
         except OSError:
@@ -512,7 +512,23 @@ def _descendants() -> list[int] | None:
         for tid in tasks:
             with contextlib.suppress(OSError):
                 todo += [int(p) for p in read_proc(f"{_PROC}/{pid}/task/{tid}/children").split()]
-    return seen
+    return list(seen)
+
+
+def _descendants_by_parent() -> list[int]:
+    """Every live process descended from this one, from one scan of /proc (each process's parent): slower than
+    the children lists, but not misled by a list that changes while it is read."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir(_PROC):
+        if entry.isdigit() and (st := _stat(int(entry))) is not None:
+            kids.setdefault(st[1], []).append(int(entry))
+    found: list[int] = []
+    todo = list(kids.get(os.getpid(), ()))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += kids.get(pid, ())
+    return found
 
 
 def _cwd_inside(pid: int, inside: list[bytes]) -> bool:

@@ -349,7 +349,12 @@ class Remote:
         stream, key = self._open_object(h)
         scratch = store.new_tmp("pull")
         transfer = Transfer("pulling", f"{self.url.split('?')[0]}/{key}", stream.size)
-        stream.on_read = transfer.add  # progress on a terminal, for large objects
+
+        def on_read(n: int) -> None:
+            transfer.add(n)  # progress on a terminal, for large objects
+            faults.point("remote-object-read")  # (tests: a pull killed with part of an object read)
+
+        stream.on_read = on_read
         ok = False
         try:
             with contextlib.closing(stream):

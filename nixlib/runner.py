@@ -252,7 +252,8 @@ def _reap(build: Build, group: int, log: BinaryIO) -> None:
     that was still writing when the step's command exited): what carries its marker, then what still works in or
     holds open its build directory (one that cleared its environment: reaper.reap_inside)."""
     try:
-        killed = reaper.reap(build.marker, group) + reaper.reap_inside([str(build.tmp)])
+        place = [str(build.tmp)]  # first: a leftover without the marker would write while reap() looks again
+        killed = reaper.reap_inside(place) + reaper.reap(build.marker, group) + reaper.reap_inside(place)
     except reaper.StuckProcesses as e:
         raise StepFailed(build.name, f"processes it started ({e}) did not end after SIGKILL (stuck in the kernel?), "
                          "so its outputs were not stored", str(build.log)) from None

@@ -558,6 +558,7 @@ def job_script(build: Build, command: str) -> str:
             f"{check}"
             f"/usr/bin/env -i {assigns} {from_job} {argv}\n"
             "status=$?\n"
+            f"{reap_place_script(str(build.out))}"  # (first: what has no marker would write while reap_script looks)
             f"{reap_script(build.marker)}"
             f"{reap_place_script(str(build.out))}"
             'exit "$status"\n')

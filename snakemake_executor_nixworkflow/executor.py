@@ -530,8 +530,9 @@ class Executor(LocalExecutor):
         without scanning /proc), then every one of ours that still holds open, maps or works in one of the job's
         outputs (one that cleared its environment, `setsid env -i …`, carries no marker: reaper.reap_inside)."""
         try:
-            killed = 0 if none_left(marker) else len(reap_marked(marker))
-            killed += reap_inside(job_places(job))
+            places = job_places(job)  # first: a leftover without the marker would write while the scan looks again
+            killed = reap_inside(places) + (0 if none_left(marker) else len(reap_marked(marker)))
+            killed += reap_inside(places)
         except StuckProcesses as e:
             raise NixWorkflowError(f"rule {job.rule.name} (jobid {job.jobid}): processes it started ({e}) did not end "
                                    "after SIGKILL (stuck in the kernel?), so its outputs were not stored") from None

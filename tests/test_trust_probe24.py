@@ -171,39 +171,18 @@ def test_remote_a_truncated_object_under_a_valid_record_is_rejected_and_repaired
 
 def test_remote_a_pull_killed_mid_object_leaves_nothing_and_the_next_run_pulls_it_whole(
         tmp_path: Path, keys: dict[str, str]) -> None:
-    """B's download of the object is SIGKILLed half-way (the object is served through a FIFO that the test feeds
-    half of, then B is killed while it waits for the rest). Nothing of the half may be stored or served: the next
-    run pulls the object whole and verifies it."""
+    """B's download of the object is SIGKILLed with part of it read (NIX_WORKFLOW_FAULT=remote-object-read: this
+    used to be a FIFO the test fed half of, which a pull now refuses as no file, test_remote_probe25). Nothing of
+    the part may be stored or served: the next run pulls the object whole and verifies it."""
     remote = Remote("file", tmp_path, None)
     exp, count = experiment(tmp_path)
     a, b = Host(tmp_path, "a", remote, keys["k1.pub"]), Host(tmp_path, "b", remote, keys["k1.pub"])
     a.run(exp, "--push", "--secret-key-file", keys["k1"], step="data")
-    (obj,) = [k for k in remote.keys() if k.startswith("nar/")]
-    path = remote.dir / obj
-    whole = path.read_bytes()
-    path.chmod(0o644)
-    path.unlink()
-    os.mkfifo(path)
-    env = dict(os.environ, PYTHONPATH=str(REPO), **b.env)
-    proc = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", str(exp), "data", "-q", "--remote",
-                             remote.url], cwd=b.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        with open(path, "wb") as fifo:  # blocks until B opens the object
-            fifo.write(whole[:len(whole) // 2])
-            fifo.flush()
-            time.sleep(1)  # B reads the half and waits for more
-            proc.kill()
-            proc.wait(30)
-    except BrokenPipeError:
-        pass
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -9
+    env = dict(os.environ, PYTHONPATH=str(REPO), NIX_WORKFLOW_FAULT="remote-object-read", **b.env)
+    proc = subprocess.run([sys.executable, "-m", "nixlib.cli", "run", str(exp), "data", "-q", "--remote", remote.url],
+                          cwd=b.cwd, env=env, capture_output=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
     assert not (b.store / "realisations").exists() or not any((b.store / "realisations").rglob("*.json"))
-    path.unlink()
-    path.write_bytes(whole)
     second = b.run(exp, step="data")
     assert ran(count) == ["data"], second.stderr  # substituted, not built
     assert (b.cwd / "nix-workflow-output/data/d/f").read_text() == "abc"
