@@ -24,7 +24,7 @@ hashed, or into `$state` while a re-run of the same recipe uses it. Three mechan
   SIGKILL, the pipe reaches EOF and the watchdog kills every process with the runner's
   marker. A runner that exits normally says goodbye first and the watchdog just exits.
 
-- **Reaping by place** (`reap_inside`, after `reap`): a process that clears its environment
+- **Reaping by place** (`reap_inside`, before and after `reap`: `reap_leftovers`): a process that clears its environment
   (`env -i`) *and* leaves the step's session carries no marker, but it is still one of the runner's
   descendants (the subreaper's); one that works in, holds open or maps the step's build directory
   is killed too, as those are the only ways it could write into what is about to be stored.
@@ -219,6 +219,20 @@ def reap(marker: str, group: int, deadline: float = 30.0) -> int:
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
     return len(killed)
+
+
+def reap_leftovers(marker: str, places: Collection[str], group: int | None = None) -> int:
+    """Kill everything a finished step left running; returns how many. By place first (reap_inside): a leftover
+    without the marker (`setsid env -i …`) shows an empty environment, so the reaping by marker looks again while
+    it is there, time in which it could write into what is about to be stored. Then by marker: with the step's
+    process `group` (nw run: reap), or by marker alone (the common case, none left, told from our children: a job
+    run through another program, Snakemake's shell()). By place again: one forked meanwhile."""
+    killed = reap_inside(places)
+    if group is not None:
+        killed += reap(marker, group)
+    elif not none_left(marker):
+        killed += len(reap_marked(marker))
+    return killed + reap_inside(places)
 
 
 def reap_marked(marker: str, exclude: Collection[int] = (), also: Callable[[], set[int]] | None = None,
@@ -465,7 +479,7 @@ def working_inside(path: str) -> bool:
 def reap_inside(paths: Collection[str], deadline: float = 30.0) -> int:
     """Kill every process descended from this runner that works in one of `paths` (a finished step's build
     directory, holding its $out and $TMPDIR; a job's output files and directories) or holds one of them, or a file
-    under one, open or mapped; returns how many. Run once the step's marked processes were reaped: one that also
+    under one, open or mapped; returns how many (reap_leftovers runs it around the reaping by marker): one that also
     cleared its environment (`setsid env -i …`) carries no marker, but is still ours to find as the subreaper's
     adopted orphan (or its descendant), and such a process is the only kind that could write into what is about
     to be stored (once a build directory is renamed into the store, a path by name no longer reaches it; a working

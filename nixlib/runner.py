@@ -249,11 +249,10 @@ def run_shell(build: Build, command: str) -> None:
 
 def _reap(build: Build, group: int, log: BinaryIO) -> None:
     """Kill what the step left running and say so in its log (its output may be incomplete: a process
-    that was still writing when the step's command exited): what carries its marker, then what still works in or
-    holds open its build directory (one that cleared its environment: reaper.reap_inside)."""
+    that was still writing when the step's command exited): what carries its marker or still works in or holds
+    open its build directory (one that cleared its environment: reaper.reap_leftovers)."""
     try:
-        place = [str(build.tmp)]  # first: a leftover without the marker would write while reap() looks again
-        killed = reaper.reap_inside(place) + reaper.reap(build.marker, group) + reaper.reap_inside(place)
+        killed = reaper.reap_leftovers(build.marker, [str(build.tmp)], group)
     except reaper.StuckProcesses as e:
         raise StepFailed(build.name, f"processes it started ({e}) did not end after SIGKILL (stuck in the kernel?), "
                          "so its outputs were not stored", str(build.log)) from None

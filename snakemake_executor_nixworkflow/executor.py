@@ -49,8 +49,7 @@ from nixlib.reaper import (
     inherited_markers,
     mark_runner_environ,
     new_marker,
-    none_left,
-    reap_inside,
+    reap_leftovers,
     reap_marked,
 )
 from nixlib.recipe import Recipe, RunOptions
@@ -526,13 +525,10 @@ class Executor(LocalExecutor):
             self.end_leftovers(job, marker, log)
 
     def end_leftovers(self, job: Any, marker: str, log: Path | None) -> None:
-        """Kill every process that carries the job's marker (`run_reaped`; the common case, none, is told
-        without scanning /proc), then every one of ours that still holds open, maps or works in one of the job's
-        outputs (one that cleared its environment, `setsid env -i …`, carries no marker: reaper.reap_inside)."""
+        """Kill every process that carries the job's marker (`run_reaped`), or that still holds open, maps or works
+        in one of the job's outputs (one that cleared its environment carries no marker): reaper.reap_leftovers."""
         try:
-            places = job_places(job)  # first: a leftover without the marker would write while the scan looks again
-            killed = reap_inside(places) + (0 if none_left(marker) else len(reap_marked(marker)))
-            killed += reap_inside(places)
+            killed = reap_leftovers(marker, job_places(job))
         except StuckProcesses as e:
             raise NixWorkflowError(f"rule {job.rule.name} (jobid {job.jobid}): processes it started ({e}) did not end "
                                    "after SIGKILL (stuck in the kernel?), so its outputs were not stored") from None

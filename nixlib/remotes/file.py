@@ -118,12 +118,9 @@ class FileBackend:
         descriptors opened without following symbolic links (the remote's root is resolved once), so a `tmp/`,
         `nar/`, `realisations/` or `leases/` replaced by a link to the pusher's ~/.ssh or checkout is refused
         (UnsafeDirectory) instead of having files created and renamed there as the pushing user."""
-        *parents, name = key.split("/")
         with contextlib.ExitStack() as fds:
-            root = self._open_root(fds)
-            dest_fd = self._subdir(fds, root, parents, create=True)
-            tmp_fd = self._subdir(fds, root, ["tmp"], create=True)
-            tmp = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(6)}"
+            name, dest_fd, tmp_fd = self._write_dirs(fds, key)
+            tmp = _scratch_name()
             try:
                 self._write_tmp(path, tmp, tmp_fd, progress)
                 return self._publish(tmp, tmp_fd, name, dest_fd, replace)
@@ -202,12 +199,9 @@ class FileBackend:
         first); if what was moved is not it (another taker's new lease: another identity, or other bytes, each
         lease holding a random token), it is put back, and this one loses. The new lease is then published with
         link(2), which refuses a name another taker published first."""
-        *parents, name = key.split("/")
         with contextlib.ExitStack() as fds:
-            root = self._open_root(fds)
-            dest_fd = self._subdir(fds, root, parents, create=True)
-            tmp_fd = self._subdir(fds, root, ["tmp"], create=True)
-            aside = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(6)}.stale"
+            name, dest_fd, tmp_fd = self._write_dirs(fds, key)
+            aside = _scratch_name() + ".stale"
             try:
                 try:
                     os.rename(name, aside, src_dir_fd=dest_fd, dst_dir_fd=tmp_fd)
@@ -223,6 +217,13 @@ class FileBackend:
                 with contextlib.suppress(OSError):
                     os.unlink(aside, dir_fd=tmp_fd)
         return self.put(path, key)
+
+    def _write_dirs(self, fds: contextlib.ExitStack, key: str) -> tuple[str, int, int]:
+        """(key's file name, its directory's descriptor, tmp/'s descriptor), each directory opened (made if
+        missing) without following links, closed with `fds`."""
+        *parents, name = key.split("/")
+        root = self._open_root(fds)
+        return name, self._subdir(fds, root, parents, create=True), self._subdir(fds, root, ["tmp"], create=True)
 
     @staticmethod
     def _is(dir_fd: int, name: str, ident: Any, data: bytes) -> bool:
@@ -272,3 +273,8 @@ class FileBackend:
             pass
         os.rename(tmp, name, src_dir_fd=tmp_fd, dst_dir_fd=dest_fd)
         return True
+
+
+def _scratch_name() -> str:
+    """A name in tmp/ no other host or process picks."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(6)}"
