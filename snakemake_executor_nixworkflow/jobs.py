@@ -350,14 +350,39 @@ def script_words(path: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-# What a script's `snakemake` object offers besides the config (Python, Julia, Rust `snakemake.x`, R `snakemake@x`,
-# bash `snakemake_x` and `${snakemake[x]}`), and the modules of Snakemake a script imports from.
+# What a script's `snakemake` object offers (Python, Julia, Rust `snakemake.x`, R `snakemake@x`, bash `snakemake_x`
+# and `${snakemake[x]}`; which part of the config it reads: config_keys_read), and the modules of Snakemake a script
+# imports from.
 _SNAKEMAKE_PARTS = ("input|output|params|wildcards|threads|resources|log|rule|scriptdir|bench_iteration|log_fmt_shell"
-                    "|report_href|source|shell|utils|io|script|exceptions|logging")
+                    "|report_href|source|shell|utils|io|script|exceptions|logging|config")
 _SNAKEMAKE_WORD = re.compile(r"(?<!\w)snakemake(?!\w(?<!_))")
 _SNAKEMAKE_PART = re.compile(rf"(?:\s*[.@]\s*|_)(?:{_SNAKEMAKE_PARTS})(?!\w)|\[")
 _SNAKEMAKE_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+snakemake(?:\.\w+)*[ \t]+import[ \t]+snakemake"
                                r"|import[ \t]+snakemake)[ \t]*(?:#.*)?$", re.MULTILINE)
+
+
+# A script's read of one top-level config key by a constant name: Python's or Julia's `snakemake.config["k"]` and
+# `snakemake.config.get("k"`, R's `snakemake@config[["k"]]`. Not R's `$k` (it matches a key by prefix) nor bash's
+# `${snakemake_config[k]}`: those, like every other mention of `config`, key the whole config.
+_QUOTED_KEY = r"""(?P<{0}>["'])(?P<{1}>[^"'\\\n]*)(?P={0})"""
+_CONFIG_KEY = re.compile(
+    r"(?<![\w.@])snakemake\s*\.\s*config\s*(?:\[\s*" + _QUOTED_KEY.format("q1", "k1") + r"\s*\]"
+    r"|\.\s*get\s*\(\s*" + _QUOTED_KEY.format("q2", "k2") + r"\s*[,)])"
+    r"|(?<![\w.@])snakemake\s*@\s*config\s*\[\[\s*" + _QUOTED_KEY.format("q3", "k3") + r"\s*\]\]")
+
+
+def config_keys_read(texts: Iterable[str]) -> frozenset[str] | None:
+    """The top-level config keys a script (with the local code it imports or names) reads, when each of its
+    mentions of `config` is a read of one key by a constant name (`_CONFIG_KEY`); None when one is anything else
+    (`cfg = snakemake.config`, `for k in snakemake.config`, a comment, R's `$`): then it may read all of it. So
+    adding a sample to `samples:` re-runs no script that reads only `snakemake.config["threshold"]`."""
+    keys: set[str] = set()
+    for text in texts:
+        found = list(_CONFIG_KEY.finditer(text))
+        if len(found) != text.count("config"):  # (each match names `config` exactly once)
+            return None
+        keys.update(next(v for n, v in m.groupdict().items() if n.startswith("k") and v is not None) for m in found)
+    return frozenset(keys)
 
 
 def reads_config(text: str) -> bool:
@@ -501,20 +526,23 @@ class RecipeBuilder:
         cache = getattr(getattr(workflow, "sourcecache", None), "runtime_cache_path", None)
         cache = os.fspath(cache) if isinstance(cache, str | os.PathLike) else None
         self.where = Relocator(workdir or os.getcwd(), str(workflow.basedir), cache)
-        self._configs: dict[int, tuple[Any, str]] = {}  # id(config) -> (config, digest): the object kept alive
+        self._configs: dict[tuple[int, Any], tuple[Any, str]] = {}  # (id(config), keys) -> (config, digest): the
+        # object kept alive
         self._digests: dict[Any, Any] = {}
         self.last_shellcmd: tuple[Any, str | None] = (None, None)  # (job, its formatted shell command)
         self.last_code_files: tuple[Any, tuple[str, ...]] = (None, ())  # (job, the code files its command runs)
 
-    def config_digest(self, rule: Any = None) -> str:
-        """Digest of the config the rule's code sees: a rule of a `module` (or `use rule ... from`) reads the
-        module's own config (its `config:` dict), not the workflow's, so a module config edit must re-run it."""
+    def config_digest(self, rule: Any = None, keys: frozenset[str] | None = None) -> str:
+        """Digest of the config the rule's code sees (of only its top-level `keys`, present or not, when given): a
+        rule of a `module` (or `use rule ... from`) reads the module's own config (its `config:` dict), not the
+        workflow's, so a module config edit must re-run it."""
         config = rule_config(rule) if rule is not None else None
         if config is None:
             config = self.workflow.config
-        if id(config) not in self._configs:
-            self._configs[id(config)] = (config, digest(self.where.values(jsonable(dict(config)))))
-        return self._configs[id(config)][1]
+        if (id(config), keys) not in self._configs:
+            value = dict(config) if keys is None else [[k, config[k]] if k in config else [k] for k in sorted(keys)]
+            self._configs[(id(config), keys)] = (config, digest(self.where.values(jsonable(value))))
+        return self._configs[(id(config), keys)][1]
 
     def recipe(self, job: Any, env: ResolvedEnv, options: RunOptions,
                produced: Mapping[str, Path] | None = None) -> Recipe:
@@ -532,8 +560,9 @@ class RecipeBuilder:
         if kind == "shell" and THREAD_VARIABLES.search(command):  # (`echo $OMP_NUM_THREADS`: Snakemake sets it)
             meta["threads"] = job.threads
         if kind != "shell":
-            if self.may_read_config(job, kind, code):
-                meta["config"] = self.config_digest(job.rule)
+            read = self.config_read(job, kind, code)
+            if read is None or read:
+                meta["config"] = self.config_digest(job.rule, read)
             threads, read = self.job_values_read(job, kind, code)
             if threads:
                 meta["threads"] = job.threads
@@ -1100,37 +1129,41 @@ class RecipeBuilder:
             return True, None
         return self.once(("script-reads", local, code), lambda: self.script_reads(job, local))[1:]
 
-    def may_read_config(self, job: Any, kind: str, code: str | None) -> bool:
-        """Whether the job's code can read the workflow config: a wrapper or a template always; a `run:` block unless
-        neither it nor the code it uses names it (`run_reads_config`); a local script or notebook unless neither it
-        nor the local code it imports (modules beside it or in the directories it puts on `sys.path`) or names
-        (`source("scripts/utils.R")`) ever names the config or hands on its `snakemake` object whole
-        (`reads_config`). So changing a config value another rule reads (a model's learning rate) re-runs, as with
-        plain Snakemake, no plotting script or `run:` block that never reads the config."""
+    def config_read(self, job: Any, kind: str, code: str | None) -> frozenset[str] | None:
+        """The top-level config keys the job's code can read (None: any of them, an empty set: none). A wrapper or a
+        template may read any; a `run:` block any unless neither it nor the code it uses names the config
+        (`run_reads_config`); a local script or notebook none unless it, or the local code it imports (modules
+        beside it or in the directories it puts on `sys.path`) or names (`source("scripts/utils.R")`), names the
+        config or hands on its `snakemake` object whole (`reads_config`), and only the keys it reads by constant
+        name when it reads it no other way (`config_keys_read`). So changing a config value another rule reads (a
+        model's learning rate, the list of samples) re-runs, as with plain Snakemake, no plotting script or `run:`
+        block that never reads it."""
         if kind == "run":
-            return self.once(("run-config", job.rule), lambda: run_reads_config(job.rule))
+            return None if self.once(("run-config", job.rule), lambda: run_reads_config(job.rule)) else frozenset()
         if kind not in ("script", "notebook"):
-            return True
+            return None
         path = getattr(job.rule, kind, None)
         local = local_script(job, path) if path is not None else None
         if local is None or code is None:
-            return True
+            return None
         return self.once(("script-reads", local, code), lambda: self.script_reads(job, local))[0]
 
-    def script_reads(self, job: Any, local: str) -> tuple[bool, bool, frozenset[str] | None]:
-        """(`reads_config`, whether it may read `snakemake.threads`, the resources it may read (None: any; see
-        `job_values_read`)) of a local script's text and of the local code it imports or names."""
+    def script_reads(self, job: Any, local: str) -> tuple[frozenset[str] | None, bool, frozenset[str] | None]:
+        """(the config keys it may read (`config_read`), whether it may read `snakemake.threads`, the resources it
+        may read (None: any; see `job_values_read`)) of a local script's text and of the local code it imports or
+        names."""
         files = self.script_files(job, local)
         texts = []
         for f in files:
             try:
                 texts.append(Path(f).read_text(errors="replace"))
             except OSError:
-                return True, True, None
+                return None, True, None
         python = [t for f, t in zip(files, texts, strict=True) if f.endswith((".py", ".ipynb"))]
         if any(hands_on_snakemake(t) for t in texts) or any(unseen_template(t) for t in python):
-            return True, True, None  # `helpers.run(snakemake)`, `shell(open(t).read())`: everything it holds
-        return (any(reads_config(t) for t in texts), any("threads" in t or THREAD_VARIABLES.search(t) for t in texts),
+            return None, True, None  # `helpers.run(snakemake)`, `shell(open(t).read())`: everything it holds
+        config = config_keys_read(texts) if any(reads_config(t) for t in texts) else frozenset()
+        return (config, any("threads" in t or THREAD_VARIABLES.search(t) for t in texts),
                 codefiles.fields_read(texts, "resources"))
 
     def script_files(self, job: Any, local: str) -> list[str]:
