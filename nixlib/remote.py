@@ -281,7 +281,7 @@ class Remote:
                 return None  # (leases/ is a link: what it holds is no lease of the remote's)
             lease, found = remote_lease.inspect(self.backend, rk)
             if lease is None or not remote_lease.live(lease):
-                # garbled, or a crashed holder's: take it over (file://: atomically; one of several takers wins)
+                # garbled, or a crashed holder's: take it over (atomically on file:// and on S3 with If-Match)
                 if found is not None and self._take_lease(store, rk, replace=True, stale=found):
                     return None
                 vanished += 1

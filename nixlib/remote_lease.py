@@ -73,8 +73,9 @@ class Lease:
 
     def _write(self, replace: bool, stale: Any = None) -> bool:
         """Publish this lease: put-if-absent, or over a lease (`replace`: renewing this one's, or taking over one
-        found expired or garbled). `stale`: the identity of the lease found, which a backend that can
-        (file://: `take_over`) replaces only if it is still there, so one of several takers wins."""
+        found expired or garbled). `stale`: the identity of the lease found, which a backend that can (`take_over`:
+        file:// by rename and link, S3 by a write conditional on the ETag read) replaces only if it is still there,
+        so one of several takers wins."""
         path = self.scratch / f"lease-{self.token}"
         try:
             path.write_bytes(self._body())
@@ -114,7 +115,11 @@ class Lease:
 
 MAX_AHEAD = 86400.0  # seconds: no holder states an expiry further ahead than this (or than two of its lifetimes)
 
-PRESENT = object()  # inspect()'s identity of a lease that is there but that the backend cannot identify (S3)
+PRESENT = object()  # inspect()'s identity of a lease that is there but that the backend cannot identify
+# inspect()'s identity of something under a lease's name that is no regular file (file://: a FIFO, a directory, a
+# symbolic link, planted or left there): no holder writes one, and, never replaced, it made that key unleasable for
+# ever (every pushing host built without a lease). The backend's take_over moves it aside only if it still is one.
+NOT_A_FILE: tuple[None, bytes] = (None, b"")
 
 
 def read(backend: Backend, rk: str) -> dict[str, Any] | None:
@@ -124,15 +129,17 @@ def read(backend: Backend, rk: str) -> dict[str, Any] | None:
 
 
 def inspect(backend: Backend, rk: str) -> tuple[dict[str, Any] | None, Any]:
-    """(the lease on `rk` or None, as read(); which file was read, if one was: its Stream.ident and the bytes read
-    (for a backend's take_over), or PRESENT where the backend cannot tell, or None if there is none or it is no
-    file). A garbled lease (None, with an identity)
+    """(the lease on `rk` or None, as read(); which file was read, if one was: its Stream.ident (file://: inode,
+    size and mtime; S3: the ETag) and the bytes read (for a backend's take_over), or PRESENT where the backend cannot
+    tell, NOT_A_FILE for no regular file, or None if there is none). A garbled lease (None, with an identity)
     is taken over like an expired one: it made every pushing host build without a lease, for ever. So is one
     stating an expiry no holder writes (`Infinity`, or further ahead than MAX_AHEAD or two lifetimes), which made
     every host wait for its longest wait."""
     try:
         stream = backend.get(f"leases/{rk}.json")
-    except (NotAFile, UnreadableKey):  # (a FIFO, a device, another user's 000 file: never read, counts as absent)
+    except NotAFile:  # (a FIFO, a directory, a link: never read; garbled, so taken over: see NOT_A_FILE)
+        return None, NOT_A_FILE
+    except UnreadableKey:  # (another user's 000 file: never read, counts as absent)
         return None, None
     if stream is None:
         return None, None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -75,3 +77,20 @@ def clean_failure(proc: subprocess.CompletedProcess[str], *words: str) -> str:
     for word in words:
         assert word in out, out
     return out
+
+
+@contextlib.contextmanager
+def bound(source: str, target: Path) -> Iterator[None]:
+    """`source` (a /proc file: no regular file behaves as it does) bind-mounted over the regular file `target`
+    while the block runs: what reads `target` without following links (a file:// remote's) meets it. Root only, as
+    the suite runs in CI."""
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("a bind mount needs root")
+    target.touch()
+    subprocess.run(["mount", "--bind", source, str(target)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(target)], check=True)

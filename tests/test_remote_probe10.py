@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import nw
+from tests.helpers import bound, nw
 from tests.test_remote import Host, Remote, experiment, keys, ran  # noqa: F401 - fixture used here
 
 
@@ -27,22 +28,21 @@ def test_a_remote_file_that_fails_mid_read_is_a_warning_not_a_failed_run(tmp_pat
     """A share that fails while a file is read (EIO, ESTALE: an NFS server gone mid-transfer) failed `nw run` with
     "cannot unpack … Input/output error" (an object) or a raw "Input/output error (in read…)" (a record), though a
     remote that fails us must cost one warning, the steps then running locally. /proc/self/mem opens but fails
-    every read at offset 0 with EIO: a real read error on a real file."""
+    every read at offset 0 with EIO: a real read error on a real file (bind-mounted over each key: reads of a
+    file:// remote follow no link)."""
     remote, exp, count = pushed_remote(tmp_path, keys)
     for kind in ("nar", "realisations"):
-        for p in (remote.dir / kind).iterdir():
-            os.rename(p, p.with_name(p.name + ".good"))
-            p.symlink_to("/proc/self/mem")
-        pulled = Host(tmp_path, f"c-{kind}", remote, keys["k1.pub"]).nw("pull", str(exp), "--remote", remote.url)
-        assert pulled.returncode == 1 and "unavailable" in pulled.stderr and "Traceback" not in pulled.stderr
-        b = Host(tmp_path, f"b-{kind}", remote, keys["k1.pub"])
-        result = b.run(exp, check=False)
+        with contextlib.ExitStack() as mounts:
+            for p in list((remote.dir / kind).iterdir()):
+                mounts.enter_context(bound(f"/proc/{os.getpid()}/mem", p))
+            pulled = Host(tmp_path, f"c-{kind}", remote, keys["k1.pub"]).nw("pull", str(exp), "--remote", remote.url)
+            assert pulled.returncode == 1 and "unavailable" in pulled.stderr and "Traceback" not in pulled.stderr
+            b = Host(tmp_path, f"b-{kind}", remote, keys["k1.pub"])
+            result = b.run(exp, check=False)
         assert result.returncode == 0, result.stderr
         assert result.stderr.count("is unavailable") == 1 and "Input/output error" in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
         assert len(ran(count)) == (4 if kind == "nar" else 6)  # built locally
-        for p in (remote.dir / kind).glob("*.good"):
-            os.replace(p, p.with_name(p.name.removesuffix(".good")))
 
 
 def forge_memo(store: Path, obj: Path) -> None:

@@ -10,7 +10,6 @@ a real unprivileged Unix user (tests/unixusers.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -22,25 +21,10 @@ import pytest
 from tests import test_remote as remote_fixtures
 from tests.helpers import nw
 from tests.test_remote import Host, Remote, experiment, ran
+from tests.test_remote_probe25 import HANG, _run, _show
 from tests.unixusers import as_user, env, find_python, named_user, require_root
 
 keys = remote_fixtures.keys  # the fixture, for pytest to find
-
-HANG = 60  # seconds: far beyond any of these runs; a hang is a TimeoutExpired
-
-
-def _run(host: Host, exp: Path, *extra: str, step: str | None = None) -> str:
-    """`nw run` on `host` with the remote (stderr); fails the test if it hangs or fails."""
-    proc = nw("run", str(exp), *([step] if step else []), "-q", "--remote", host.remote.url, *extra, cwd=host.cwd,
-              env=host.env, timeout=HANG)
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc.stderr
-
-
-def _show(host: Host, step: str) -> dict:
-    return json.loads(host.nw("show", step, "--json", check=True).stdout)
-
 
 def _victim(tmp_path: Path) -> tuple[Path, list[str], int]:
     """A directory of the pushing user's (it stands for ~/.ssh): its entries and its mtime, to tell any file

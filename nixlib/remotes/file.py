@@ -22,12 +22,14 @@ from urllib.parse import unquote, urlsplit
 from nixlib import faults
 from nixlib.remotes import NotAFile, Progress, RemoteDown, Stream, UnreadableKey, UnsafeDirectory
 
-# No blocking open (a FIFO nobody writes), no controlling tty. Symbolic links are followed (a remote directory
-# put together from links to files elsewhere is a fine one); what they lead to is checked with fstat, so a link to
-# /dev/zero or to a FIFO is refused as what it leads to (and a loop as a symbolic link).
-_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+# No blocking open (a FIFO nobody writes), no controlling tty, and no symbolic link followed: a link planted under
+# nar/, realisations/ or leases/ (to /dev/zero, a FIFO, another user's file) is refused as a symbolic link, never
+# read through; what was opened is then checked with fstat (a FIFO, a device, a directory).
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC
 # The directories a push writes into: never followed if they are links (FileBackend.put).
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# The directories a read goes through: the same, without needing read permission on them (search is enough).
+_LOOKUP_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISLNK, "a symbolic link"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
@@ -68,23 +70,32 @@ class FileBackend:
             raise RemoteDown(f"{self.root} is not a directory")
 
     def get(self, key: str) -> Stream | None:
-        """Open `key` for reading, refusing (NotAFile) anything but a regular file. The name is opened without
-        blocking (a FIFO nobody writes would block open(2) for ever), and what was opened is checked with fstat,
-        not lstat before the open (a swap between the two would win); the stream then gives at most the file's
-        size at that moment (a file that keeps growing is never read without end). A file this user may not open,
-        in a directory it may search, is UnreadableKey: that key's problem, not the remote's."""
+        """Open `key` for reading, refusing (NotAFile) anything but a regular file. It is opened relative to its
+        directory's descriptor, each directory below the root opened without following links, and the file itself
+        with O_NOFOLLOW: a symbolic link planted in the remote (to /dev/zero, a FIFO, a file elsewhere) is refused,
+        as `put` refuses to write through one. The name is opened without blocking (a FIFO nobody writes would
+        block open(2) for ever), and what was opened is checked with fstat, not lstat before the open (a swap
+        between the two would win); the stream then gives at most the file's size at that moment (a file that
+        keeps growing is never read without end). A file this user may not open, in a directory it may search, is
+        UnreadableKey: that key's problem, not the remote's."""
+        *parents, name = key.split("/")
         path = self._path(key)
-        try:
-            fd = os.open(path, _READ_FLAGS)
-        except FileNotFoundError:
-            self._check_root()
-            return None
-        except OSError as e:
-            self._refuse_special(path)  # ELOOP: a symbolic link that loops; ENXIO: a socket
-            self._check_root()  # (the remote's own directory: say so, not a key under it)
-            if e.errno in (errno.EACCES, errno.EPERM) and os.access(path.parent, os.X_OK):
-                raise UnreadableKey(e.strerror) from None  # this one file, in a directory we may search
-            raise RemoteDown(f"cannot read {path}: {e.strerror}") from None
+        with contextlib.ExitStack() as fds:
+            try:
+                parent = self._subdir(fds, self._open_root(fds), parents, create=False, flags=_LOOKUP_FLAGS)
+            except UnsafeDirectory as e:  # (nar/ itself a link: what it leads to is not the remote's)
+                raise NotAFile(str(e)) from None
+            if parent is None:
+                return None
+            try:
+                fd = os.open(name, _READ_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                return None
+            except OSError as e:
+                self._refuse_special(parent, name)  # ELOOP: a symbolic link; ENXIO: a socket
+                if e.errno in (errno.EACCES, errno.EPERM) and os.access(path.parent, os.X_OK):
+                    raise UnreadableKey(e.strerror) from None  # this one file, in a directory we may search
+                raise RemoteDown(f"cannot read {path}: {e.strerror}") from None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -97,13 +108,17 @@ class FileBackend:
         return Stream(f, st.st_size, str(path), bounded=True, ident=_ident(st))
 
     @staticmethod
-    def _refuse_special(path: Path) -> None:
-        """NotAFile if `path` itself (not following it) is something other than a regular file; nothing if it is
-        one or cannot be looked at (then the failure to open it is the remote's: a permission, a loop above it)."""
+    def _refuse_special(parent: int, name: str) -> None:
+        """NotAFile if `name` in `parent` itself (not following it) is something other than a regular file (a
+        symbolic link is named with where it leads); nothing if it is one or cannot be looked at (then the failure
+        to open it is the remote's: a permission)."""
         try:
-            mode = os.lstat(path).st_mode
+            mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
         except OSError:
             return
+        if stat.S_ISLNK(mode):
+            with contextlib.suppress(OSError):
+                raise NotAFile(f"a symbolic link (to {os.readlink(name, dir_fd=parent)[:200]})")
         if not stat.S_ISREG(mode):
             raise NotAFile(_kind(mode))
 
@@ -155,10 +170,13 @@ class FileBackend:
         fds.callback(os.close, fd)
         return fd
 
-    def _subdir(self, fds: contextlib.ExitStack, root: int, parts: list[str], create: bool) -> int | None:
+    def _subdir(self, fds: contextlib.ExitStack, root: int, parts: list[str], create: bool,
+                flags: int = _DIR_FLAGS) -> int | None:
         """A descriptor of the directory `parts` under `root`, each step opened with O_NOFOLLOW|O_DIRECTORY (made
-        first if `create`; None if it is missing and not `create`). UnsafeDirectory names a step that is a symbolic
-        link or no directory; RemoteDown if it cannot be made or opened (a read-only share, no permission)."""
+        first if `create`; None if it is missing and not `create`; `flags`: _LOOKUP_FLAGS for a read).
+        UnsafeDirectory names a step that is a symbolic link or no directory; RemoteDown if it cannot be made or
+        opened (a read-only share, no permission)."""
+        doing = "write to" if flags == _DIR_FLAGS else "read"
         fd, done = root, []
         for part in parts:
             done.append(part)
@@ -171,34 +189,38 @@ class FileBackend:
                 except OSError as e:
                     raise RemoteDown(f"cannot write to {self.root}: cannot create {where}: {e.strerror}") from None
             try:
-                fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                fd = os.open(part, flags, dir_fd=fd)
             except FileNotFoundError:
                 if create:
                     raise RemoteDown(f"cannot write to {self.root}: {where} vanished as it was made") from None
                 return None
             except OSError as e:
                 if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise UnsafeDirectory(self._unsafe(fd, part, where)) from None
-                raise RemoteDown(f"cannot write to {self.root}: cannot open {where}: {e.strerror}") from None
+                    raise UnsafeDirectory(self._unsafe(fd, part, where, doing)) from None
+                raise RemoteDown(f"cannot {doing} {self.root}: cannot open {where}: {e.strerror}") from None
             fds.callback(os.close, fd)
         return fd
 
     @staticmethod
-    def _unsafe(parent: int, part: str, where: Path) -> str:
+    def _unsafe(parent: int, part: str, where: Path, doing: str = "write to") -> str:
         """Why `where` is refused, naming it and where a link leads."""
         try:
             target = os.readlink(part, dir_fd=parent)
         except OSError:
-            return f"{where} is not a directory"
+            return f"under {where}, which is not a directory" if doing == "read" else f"{where} is not a directory"
+        if doing == "read":
+            return f"under a symbolic link ({where} leads to {target})"
         return f"{where} is a symbolic link (to {target}), which a push would write through, outside the remote"
 
     def take_over(self, path: str, key: str, stale: tuple[Any, bytes]) -> bool:
         """Replace `key` with the local file `path` only if `key` is still the file `stale` (the Stream.ident of a
-        lease found expired or garbled, and the bytes read from it): of several hosts taking over one stale lease,
-        one wins. The stale file is renamed aside (atomic: it is gone from the name, or another taker moved it
-        first); if what was moved is not it (another taker's new lease: another identity, or other bytes, each
-        lease holding a random token), it is put back, and this one loses. The new lease is then published with
-        link(2), which refuses a name another taker published first."""
+        lease found expired or garbled, and the bytes read from it; ident None: what was found is no regular file,
+        a FIFO, directory or link planted or left under the name, which made that key unleasable for ever): of
+        several hosts taking over one stale lease, one wins. The stale entry is renamed aside into tmp/ (atomic: it
+        is gone from the name, or another taker moved it first; rename(2) moves a link or a directory itself, never
+        what a link leads to); if what was moved is not it (another taker's new lease: another identity, or other
+        bytes, each lease holding a random token; or a regular file where none was), it is put back, and this one
+        loses. The new lease is then published with link(2), which refuses a name another taker published first."""
         with contextlib.ExitStack() as fds:
             name, dest_fd, tmp_fd = self._write_dirs(fds, key)
             aside = _scratch_name() + ".stale"
@@ -214,8 +236,7 @@ class FileBackend:
             except OSError as e:
                 raise RemoteDown(f"cannot take over {self._path(key)}: {e.strerror}") from None
             finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(aside, dir_fd=tmp_fd)
+                _discard(tmp_fd, aside)
         return self.put(path, key)
 
     def _write_dirs(self, fds: contextlib.ExitStack, key: str) -> tuple[str, int, int]:
@@ -227,7 +248,13 @@ class FileBackend:
 
     @staticmethod
     def _is(dir_fd: int, name: str, ident: Any, data: bytes) -> bool:
-        """Whether `name` in `dir_fd` is the file `ident` that held `data` (never following a link, never blocking)."""
+        """Whether `name` in `dir_fd` is the file `ident` that held `data` (never following a link, never blocking);
+        `ident` None: whether it is anything but a regular file (every lease is one)."""
+        if ident is None:
+            try:
+                return not stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+            except OSError:
+                return False
         try:
             fd = os.open(name, _READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
         except OSError:
@@ -273,6 +300,18 @@ class FileBackend:
             pass
         os.rename(tmp, name, src_dir_fd=tmp_fd, dst_dir_fd=dest_fd)
         return True
+
+
+def _discard(dir_fd: int, name: str) -> None:
+    """Remove `name` (moved aside into tmp/) from `dir_fd` if it is still there: a file, FIFO, socket or link (only
+    the link: unlink(2) never reaches what it leads to) is unlinked, an empty directory removed; a directory with
+    something in it is left in tmp/ under its `….stale` name, for whoever planted it to look at (nothing under it is
+    ever deleted, in case it leads outside the remote)."""
+    with contextlib.suppress(OSError):
+        os.unlink(name, dir_fd=dir_fd)
+        return
+    with contextlib.suppress(OSError):
+        os.rmdir(name, dir_fd=dir_fd)
 
 
 def _scratch_name() -> str:

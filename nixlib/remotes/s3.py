@@ -4,7 +4,9 @@ is tested against; credentials and endpoint come the usual AWS ways: environment
 
 Writes are conditional (`If-None-Match: *`), so on servers that support it (AWS S3 since 2024, SeaweedFS,
 MinIO, Ceph RGW) the first writer of a name wins atomically and a later writer's upload is dropped. A server
-that ignores the condition gets check-then-put: a race may keep the later of two valid uploads. Uploads are
+that ignores the condition gets check-then-put: a race may keep the later of two valid uploads. A stale lease
+(expired or garbled) is taken over with `If-Match: ETAG` of the lease read, so of several takers one wins (a server
+that ignores If-Match gets a plain replace: they may both build). Uploads are
 atomic on S3: a single PUT is visible whole or not at all, and a multipart upload (objects over 64 MiB, sent
 in 16 MiB parts so memory stays bounded) is invisible until it is completed and is aborted on any failure.
 """
@@ -50,7 +52,9 @@ def _query(url: str, query: str) -> dict[str, str]:
 
 class S3Backend:
     guarantee = ("first writer wins atomically where the server honours conditional writes (If-None-Match: *; "
-                 "AWS S3, SeaweedFS, MinIO); elsewhere check-then-put (a race may keep the later of two valid uploads)")
+                 "AWS S3, SeaweedFS, MinIO), and one of several hosts taking over a stale lease wins (If-Match: its "
+                 "ETag); elsewhere check-then-put (a race may keep the later of two valid uploads, and two takers of a "
+                 "lease may both build)")
 
     def __init__(self, url: str) -> None:
         import boto3
@@ -96,7 +100,8 @@ class S3Backend:
     def get(self, key: str) -> Stream | None:
         try:
             found = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-            return Stream(found["Body"], found.get("ContentLength"), f"s3://{self.bucket}/{self._key(key)}")
+            return Stream(found["Body"], found.get("ContentLength"), f"s3://{self.bucket}/{self._key(key)}",
+                          ident=found.get("ETag"))
         except Exception as e:  # noqa: BLE001 - every botocore failure is either "absent" or "down"
             if self._absent(e):
                 return None
@@ -129,6 +134,29 @@ class S3Backend:
             if isinstance(e, self._errors.ClientError) and e.response.get("Error", {}).get("Code") in (
                     "PreconditionFailed", "ConditionalRequestConflict"):
                 return False  # another writer was first: theirs stands
+            raise self._down(e) from None
+
+    def take_over(self, path: str, key: str, stale: tuple[Any, bytes]) -> bool:
+        """Replace `key` (a lease found expired or garbled) with the small local file `path` only if it is still the
+        object read (`stale`: its ETag, as Stream.ident, and its bytes): a PUT with `If-Match: ETAG`, which the
+        server refuses (412) once another taker has replaced it, so of several hosts taking over one stale lease
+        one wins. Gone meanwhile (released, or deleted): race for the name with put-if-absent. A server that
+        ignores If-Match (or has no ETag) gets a plain replace: two takers may then both build."""
+        etag = stale[0]
+        if not etag:
+            return self.put(path, key, replace=True)
+        try:
+            with open(path, "rb") as f:
+                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=f, IfMatch=etag)
+            return True
+        except Exception as e:  # noqa: BLE001
+            code = str(e.response.get("Error", {}).get("Code")) if isinstance(e, self._errors.ClientError) else ""
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                return False  # another taker replaced it first: theirs stands
+            if self._absent(e):
+                return self.put(path, key)
+            if code in ("NotImplemented", "501"):  # (no conditional writes here: as before, a plain replace)
+                return self.put(path, key, replace=True)
             raise self._down(e) from None
 
     def delete(self, key: str) -> None:
