@@ -152,7 +152,7 @@ def code_digest(cls: type) -> str:
     uses = _uses(cls)[0]
     if uses:  # (a class that uses no module-level helper keeps the digest it had before helpers were keyed)
         parts.append({"uses": uses})
-    data, modules, _, full, _ = _reads(cls)
+    data, modules, _, full, _, _ = _reads(cls)
     if data:  # (likewise: only a class that reads such data gets the extra part)
         parts.append({"data": data})
     if modules:
@@ -202,21 +202,27 @@ def _literal(node: ast.expr | None) -> bool:
 
 
 @functools.cache
-def _reads(cls: type) -> tuple[dict[str, Any], frozenset[str], tuple[str, ...], frozenset[str], frozenset[str]]:
+def _reads(cls: type) -> tuple[dict[str, Any], frozenset[str], tuple[str, ...], frozenset[str], frozenset[str],
+                               tuple[type, ...]]:
     """What the class's code reads beyond the code pycode keys (nixlib.pydata): module-level data (a pandas
     table loaded at import, a dict too large to count as code, an instance of a project class), the modules it
     imports inside its methods (`def run(self): import helpers`), and the module-level strings it reads that may
     name a script it runs (`SCRIPT = "scripts/clean.py"` run as `subprocess.run(["python", SCRIPT])`), and the
     full names of the modules it imports inside its methods, relative imports resolved (`from . import helpers`);
-    last, every module-level string it reads (`LOOKUP = "data/lookup.csv"`: data_words)."""
+    then every module-level string it reads (`LOOKUP = "data/lookup.csv"`: data_words); last, the task and Config
+    classes it imports by name inside its methods (`def requires(self): from pipeline import Raw`), whose modules
+    are then not keyed whole for them (pydata.data_values `held`): they are keyed as the classes the code names at
+    module level are (_task_names, config_classes)."""
     strings: set[str] = set()
     imports: set[str] = set()
     full: set[str] = set()
     data: dict[str, Any] = {}
+    held: set[type] = set()
     for f in _own_functions(cls):
-        data.update(pydata.data_values(f, pydata.render, strings, imports, stop=_is_task, modules=full))
+        data.update(pydata.data_values(f, pydata.render, strings, imports, stop=_is_task, modules=full, held=held))
     words = tuple(sorted(w for w in strings if codefiles.looks_like_code(w) and "\n" not in w))
-    return dict(sorted(data.items())), frozenset(imports), words, frozenset(full), frozenset(strings)
+    return (dict(sorted(data.items())), frozenset(imports), words, frozenset(full), frozenset(strings),
+            tuple(sorted(held, key=pycode.qualified)))
 
 
 def _imported_files(cls: type, names: frozenset[str]) -> dict[str, str]:
@@ -603,7 +609,8 @@ def config_classes(cls: type) -> list[type[luigi.Config]]:
     # walks every registered class's subclasses (tens of ms per process for a large registry).
     found = [c for c in Register._reg if isinstance(c, type) and c.__name__ in names and luigi.Config in c.__mro__
              and c.__module__.split(".")[0] not in _SKIP_MODULES]
-    reached = [c for c in _uses(cls)[1] if luigi.Config in c.__mro__]  # (also those only its helpers read)
+    # (also those only its helpers read, and those its methods import: `from settings import Paths as P`)
+    reached = [c for c in (*_uses(cls)[1], *_reads(cls)[5]) if luigi.Config in c.__mro__]
     return list(dict.fromkeys([*declared, *found, *reached]))
 
 
@@ -838,7 +845,7 @@ def _task_names(cls: type) -> tuple[tuple[type, ...], tuple[str, ...]]:
     """The user's task classes the code of `cls` names, and its significant TaskParameters (fixed per class)."""
     params = tuple(name for name, p in cls.get_params() if p.significant and isinstance(p, luigi.TaskParameter)) \
         if _is_task(cls) else ()
-    return tuple(c for c in _uses(cls)[1] if _named_task(c)), params
+    return tuple(dict.fromkeys(c for c in (*_uses(cls)[1], *_reads(cls)[5]) if _named_task(c))), params
 
 
 def _named_task(c: type) -> bool:

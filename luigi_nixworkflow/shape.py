@@ -127,6 +127,32 @@ def wrap_run(own: Callable[..., Any], through_store: Callable[[Any], Any]) -> Ca
     return run
 
 
+SUCCESS_EARLY = "_nw_success_early"  # task attribute: its own on_success() is being called before the storing
+SUCCEEDED = "_nw_succeeded"  # task attribute: (what on_success() returned, what it raised) when called before storing
+
+
+def wrap_on_success(own: Callable[..., Any]) -> Callable[..., Any]:
+    """on_success() as Luigi calls it, once run() returned: a legacy task's own on_success() was called already,
+    before its outputs were stored (steps.success_before_storing), so what it writes into them (a `_SUCCESS` marker
+    in an output directory) is part of the stored result; Luigi then gets what that call returned or raised. Called
+    otherwise (a task served from the store, run as plain Luigi, a store-native one), it is the task's own."""
+
+    @functools.wraps(own)
+    def on_success(self: Any) -> Any:
+        if self.__dict__.get(SUCCESS_EARLY):  # (the early call, and a super().on_success() inside it)
+            return own(self)
+        done = self.__dict__.pop(SUCCEEDED, None)
+        if done is None:
+            return own(self)
+        returned, raised = done
+        if raised is not None:
+            raise raised
+        return returned
+
+    on_success._nw_wrapper = True  # type: ignore[attr-defined]
+    return on_success
+
+
 @functools.cache
 def is_dynamic(cls: type) -> bool:
     """A legacy task whose run() yields (dynamic dependencies). Fixed per class, as its kind is."""

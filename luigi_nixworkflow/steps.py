@@ -89,6 +89,7 @@ def legacy_run(task: Any, build: Build, command: str) -> Mapping[str, Path]:
         in_step(task, build, command, "run()", lambda: run_own(task))
         legacy.check_written(task, outputs, settings.of_class(type(task), "allow_empty"), str(build.log))
         complete_on_run(task, str(build.log))
+        success_before_storing(task)
         succeeded = True
     finally:
         legacy.settle(moved, succeeded)
@@ -112,6 +113,26 @@ def complete_on_run(task: Any, log: str) -> None:
     if not done:
         raise StepFailed(task.task_id, "its run() returned but its complete() still says it is not complete "
                          "([worker] check_complete_on_run), so Luigi fails it; nothing is stored", log)
+
+
+def success_before_storing(task: Any) -> None:
+    """Call the task's own on_success() now, with run()'s files in place and before they are stored, as Luigi would
+    right after run() returned: what it writes into the declared outputs (`open(os.path.join(self.output().path,
+    "_SUCCESS"), "w")`, a marker a complete() override or a reader looks for) is then part of the stored result.
+    Stored without it, each restore of the directory removed the marker, so the task ran at every build and what
+    required it failed ("Unfulfilled dependency at run time"). What it returns or raises goes to Luigi when Luigi
+    calls on_success() (shape.wrap_on_success): one that raises fails the task there, its result stored, as plain
+    Luigi's files stay."""
+    if not getattr(type(task).on_success, "_nw_wrapper", False):
+        return
+    task.__dict__[shape.SUCCESS_EARLY] = True
+    try:
+        done: tuple[Any, BaseException | None] = (task.on_success(), None)
+    except Exception as e:
+        done = (None, e)
+    finally:
+        task.__dict__.pop(shape.SUCCESS_EARLY, None)
+    task.__dict__[shape.SUCCEEDED] = done
 
 
 def run_own(task: Any) -> Any:

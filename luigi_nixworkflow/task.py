@@ -111,6 +111,9 @@ class NixTask(luigi.Task, metaclass=Instances):
         own_complete = _own_complete(cls)
         if own_complete is not None:
             cls.complete = _wrap_complete(own_complete)  # type: ignore[method-assign]
+        own_success = _own_method(cls, "on_success")
+        if own_success is not None:
+            cls.on_success = shape.wrap_on_success(own_success)  # type: ignore[method-assign]
 
     @classmethod
     def get_params(cls) -> list[tuple[str, luigi.Parameter]]:
@@ -426,11 +429,17 @@ def _external(cls: type) -> bool:
 def _own_complete(cls: type) -> Any:
     """The complete() override the class would use that is not yet wrapped (its own, or one a base or mixin
     brings), or None when it uses NixTask's (or Luigi's default, which NixTask replaces)."""
+    return _own_method(cls, "complete")
+
+
+def _own_method(cls: type, name: str) -> Any:
+    """The override of Luigi's Task method `name` the class would use that is not yet wrapped (its own, or one a
+    base or mixin brings), or None when it uses NixTask's or Luigi's own."""
     for c in cls.__mro__:
-        found = c.__dict__.get("complete")
+        found = c.__dict__.get(name)
         if found is None or c is NixTask:  # (NixTask's own must not hide a later base's: `luigi.WrapperTask`)
             continue
-        if found is luigi.task.Task.complete or getattr(found, "_nw_wrapper", False):
+        if found is getattr(luigi.task.Task, name) or getattr(found, "_nw_wrapper", False):
             return None
         return found
     return None

@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import ast
 import functools
+import itertools
+import ntpath
 import os
+import pathlib
+import posixpath
 import re
 import types
 from collections.abc import Iterable
@@ -49,8 +53,26 @@ def read_variables(path: str, data: bytes) -> frozenset[str]:
     `os.environ.get(VAR)` with `VAR = "SCALE"`) and the variables the commands among its
     strings expand (`subprocess.run("tool --scale $SCALE", shell=True)`); R's, Julia's and Rust's by their getenv
     forms; a makefile's `$(SCALE)`; a shell script's expansions (`$SCALE`, `${SCALE:-1}`:
-    nixlib.command.expanded_variables, and every `$NAME`, even in single quotes or a comment: only keyed)."""
-    return _scan(path, data)[0]
+    nixlib.command.expanded_variables, and every `$NAME`, even in single quotes or a comment: only keyed). Python
+    that iterates the environment (`os.environ.items()`) reads every variable set now (_present)."""
+    return _present(_scan(path, data)[0])
+
+
+# Among a scan's names: the script iterates the environment (`{k: v for k, v in os.environ.items() if
+# k.startswith("APP_")}`), so every variable may change its result. Replaced by the variables set when the step is
+# keyed (_present), not when the file was scanned: the scan is memoised, the environment may change after it.
+_WHOLE = "*"
+_ITERATIONS = frozenset({"items", "keys", "values"})
+
+
+def _present(names: Iterable[str]) -> frozenset[str]:
+    """`names`, with _WHOLE replaced by the names of the variables the environment has now: a new one (APP_NEW)
+    joins the key, a removed one leaves it, so the key changes as what the iteration sees does."""
+    names = set(names)
+    if _WHOLE in names:
+        names.discard(_WHOLE)
+        names.update(n for n in os.environ if _NAME.fullmatch(n))
+    return frozenset(names)
 
 
 # What a file's scan found: (the names it reads, whether its Python hands the environment on or looks a name up
@@ -106,8 +128,41 @@ def _python_variables(path: str, data: bytes, text: str, suffix: str) -> tuple[s
     constants = frozenset(n for n in _constants(tree) if _NAME.fullmatch(n))
     reads = _environ_reads(tree)
     names = set(constants) if reads is None else {n for n in reads if _NAME.fullmatch(n)}
-    names.update(expanded_names(strings))
+    names.update(expanded_names(strings), ["HOME"] if _reads_home(tree) else [], [_WHOLE] if _iterates(tree) else [])
     return names, reads is None, constants
+
+
+def _iterates(tree: ast.AST) -> bool:
+    """Whether a parsed file iterates the environment: `os.environ.items()` (keys, values), `for name in
+    os.environ`, a comprehension over it. (Other whole uses, `dict(os.environ)` handed to a subprocess, key every
+    string constant instead: the scripts the subprocess runs are scanned themselves.)"""
+    parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+    environs = _environ_aliases(tree)[0]
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Name) and node.id in environs
+                or isinstance(node, ast.Attribute) and node.attr in _ENVIRONS):
+            continue
+        parent = parents.get(id(node))
+        if isinstance(parent, ast.Attribute) and parent.attr in _ITERATIONS or \
+                isinstance(parent, (ast.For, ast.AsyncFor, ast.comprehension)) and parent.iter is node:
+            return True
+    return False
+
+
+def _reads_home(tree: ast.AST) -> bool:
+    """Whether a parsed file expands `~` or asks for the home directory: `os.path.expanduser("~/data")` (also
+    imported under another name: `from os.path import expanduser as eu`), `Path("~/x").expanduser()`,
+    `Path.home()`. On POSIX these read HOME (the passwd entry only when HOME is unset: its absence is keyed)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and any(a.name == "expanduser" for a in node.names):
+            return True
+        if isinstance(node, ast.Attribute) and node.attr == "expanduser":
+            return True
+        if isinstance(node, ast.Attribute) and node.attr == "home":
+            owner = node.value
+            if (owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")).endswith("Path"):
+                return True
+    return False
 
 
 def _constants(tree: ast.AST) -> set[str]:
@@ -137,11 +192,7 @@ def _environ_reads(tree: ast.AST) -> set[str] | None:
     string constant of the file is taken as read instead (None here): more keyed, never less."""
     parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
     bound = _literal_bindings(tree)
-    environs, getenvs = set(_ENVIRONS), set(_GETENVS)
-    for node in ast.walk(tree):  # (`from os import environ as env`, `from os import getenv`)
-        if isinstance(node, ast.ImportFrom) and node.module == "os":
-            environs.update(a.asname or a.name for a in node.names if a.name in _ENVIRONS)
-            getenvs.update(a.asname or a.name for a in node.names if a.name in _GETENVS)
+    environs, getenvs = _environ_aliases(tree)
     names: set[str] = set()
     for node in ast.walk(tree):
         used = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
@@ -158,6 +209,17 @@ def _environ_reads(tree: ast.AST) -> set[str] | None:
             return None
         names.update(values)
     return names
+
+
+def _environ_aliases(tree: ast.AST) -> tuple[set[str], set[str]]:
+    """The names a parsed file calls the environment and getenv by: their own, and those it imports them as (`from
+    os import environ as env`, `from os import getenv`)."""
+    environs, getenvs = set(_ENVIRONS), set(_GETENVS)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "os":
+            environs.update(a.asname or a.name for a in node.names if a.name in _ENVIRONS)
+            getenvs.update(a.asname or a.name for a in node.names if a.name in _GETENVS)
+    return environs, getenvs
 
 
 def _environ_use(node: ast.expr, parents: dict[int, ast.AST], bound: dict[str, set[str] | None]) -> set[str] | None:
@@ -283,7 +345,7 @@ _MEMO_LIMIT = 4096
 def file_variables(path: str) -> frozenset[str]:
     """read_variables of the file at `path`, memoised by its stat signature; none for a missing or unreadable file
     (the step cannot run it either)."""
-    return _file_scan(path)[0]
+    return _present(_file_scan(path)[0])
 
 
 def _file_scan(path: str) -> _Scan:
@@ -316,7 +378,7 @@ def files_variables(paths: Iterable[str]) -> frozenset[str]:
     names = {n for found, _, _ in scans for n in found}
     if any(unfollowed for _, unfollowed, _ in scans):
         names.update(n for _, _, constants in scans for n in constants)
-    return frozenset(names)
+    return _present(names)
 
 
 def scripts_variables(code_files: CodeFiles, scripts: Iterable[str], imports: tuple[str, ...] = ()
@@ -384,12 +446,14 @@ def code_variables(code: types.CodeType, globs: dict, cells: dict[str, Any] | No
     config import ENV`, `config.ENV.get("X")`). None for the names when a use cannot be followed (a name computed or
     passed in, the environment copied, iterated or handed on, a local alias, the os module handed on or reached by
     a string: `getattr(os, name)`, `vars(os)`): the caller then takes every string constant as read, as before."""
-    environs, getenvs, modules, bound = _aliases(code, globs, cells or {})
+    environs, getenvs, modules, bound, hidden = _aliases(code, globs, cells or {})
     names: set[str] = set()
     relied: set[str] = set()
     for c in nested_code(code):
         names.update(expanded_names(k for k in c.co_consts if isinstance(k, str)))
         used = (*c.co_names, *c.co_varnames, *c.co_freevars, *c.co_cellvars)
+        if not hidden.isdisjoint(used):  # (`CFG["env"]["X"]` with `CFG = {"env": os.environ}`: not followed)
+            return None, relied
         if (environs | getenvs | modules | bound.keys()).isdisjoint(used) and _ENVIRON_NAMES.isdisjoint(c.co_consts):
             continue
         import dis
@@ -421,13 +485,14 @@ def code_variables(code: types.CodeType, globs: dict, cells: dict[str, Any] | No
 
 
 def _aliases(code: types.CodeType, globs: dict, cells: dict[str, Any]
-             ) -> tuple[set[str], set[str], set[str], dict[str, set[str]]]:
-    """The names through which code reaches the environment object, getenv and the os module, and those bound to a
-    lookup of given names (`P = partial(os.getenv, "X")`): their own, and those of globals (or attributes of modules
-    it names, or of the class a method is defined in: `env = os.environ` in its body) and of the values it closes
-    over (`cells`) that are them (`ENV = os.environ` in config.py, `from config import ENV`, `GET = os.environ.get`:
-    a lookup, as getenv; `COPY = os.environ.copy`: the environment used whole)."""
-    environs, getenvs, modules, bound = set(_ENVIRONS), set(_GETENVS), set(_OS_MODULES), {}
+             ) -> tuple[set[str], set[str], set[str], dict[str, set[str]], set[str]]:
+    """The names through which code reaches the environment object, getenv and the os module, those bound to a
+    lookup of given names (`P = partial(os.getenv, "X")`), and those of containers the environment hides in
+    (`CFG = {"env": os.environ}`: _holds): their own, and those of globals (or attributes of modules it names, or
+    of the class a method is defined in: `env = os.environ` in its body) and of the values it closes over (`cells`)
+    that are them (`ENV = os.environ` in config.py, `from config import ENV`, `ENV = dict(os.environ)`: _copied,
+    `GET = os.environ.get`: a lookup, as getenv; `COPY = os.environ.copy`: the environment used whole)."""
+    environs, getenvs, modules, bound, hidden = set(_ENVIRONS), set(_GETENVS), set(_OS_MODULES), {}, set()
     every = set(code_names(code))
     holders = [v for n in every if isinstance(v := globs.get(n), types.ModuleType)] + _owners(code, globs)
     values = [(n, v) for n in every for v in (globs.get(n), *(getattr(h, n, None) for h in holders))]
@@ -437,8 +502,8 @@ def _aliases(code: types.CodeType, globs: dict, cells: dict[str, Any]
             bound.setdefault(name, set()).update(kind)
         else:
             (environs if kind == "environ" else getenvs if kind == "getenv" else modules if kind == "module"
-             else set()).add(name)
-    return environs, getenvs, modules, bound
+             else hidden if kind == "hidden" else set()).add(name)
+    return environs, getenvs, modules, bound, hidden
 
 
 def _owners(code: types.CodeType, globs: dict) -> list[type]:
@@ -451,13 +516,14 @@ def _owners(code: types.CodeType, globs: dict) -> list[type]:
     return [owner] if isinstance(owner, type) else []
 
 
-def _kind(value: object) -> str | set[str] | None:
-    """"environ" for os.environ (environb) or a method of it that is no lookup by name, "getenv" for getenv or a
-    lookup method (`os.environ.get`), "module" for the modules that hold them (os, posix), the name a partial of a
-    lookup binds ({"X"} for `partial(os.getenv, "X")`), else None. (A partial handing the environment on
+def _kind(value: object, depth: int = 3) -> str | set[str] | None:
+    """"environ" for os.environ (environb), a copy of it (_copied) or a method of it that is no lookup by name,
+    "getenv" for getenv or a lookup method (`os.environ.get`), "module" for the modules that hold them (os, posix),
+    the name a partial of a lookup binds ({"X"} for `partial(os.getenv, "X")`), "hidden" for a container or object
+    holding one of these (_holds, `depth` levels down), else None. (A partial handing the environment on
     (`partial(f, os.environ)`) is the environment used whole.)"""
     whole = (os.environ, getattr(os, "environb", os.environ))
-    if any(value is w for w in whole):
+    if any(value is w for w in whole) or _copied(value):
         return "environ"
     if any(value is r for r in (os.getenv, getattr(os, "getenvb", os.getenv))):
         return "getenv"
@@ -474,7 +540,71 @@ def _kind(value: object) -> str | set[str] | None:
             return {first if isinstance(first, str) else bytes(first).decode("utf-8", "replace")} \
                 if isinstance(first, (str, bytes)) else "environ"
         return "environ" if kind is not None else None
-    return None
+    return "hidden" if depth and _holds(value, depth) else None
+
+
+_HELD = 256  # (the values looked into, in all: a large container is data, not where code keeps the environment)
+
+
+def _copied(value: object) -> bool:
+    """Whether a dict is a copy of the environment made at import (`dict(os.environ)`, `os.environ.copy()`,
+    `{**os.environ}`, `dict(os.environ, X="1")`): it holds more than half of the variables the environment now has,
+    with their values. Its lookups are the environment's (`ENV["X"]` reads X as it was when the step started);
+    another dict that happens to look so only has its constant keys keyed (more keyed, never less)."""
+    if not isinstance(value, dict) or not value or len(value) > 2 * len(os.environ) + 64:
+        return False
+    shared = sum(1 for k, v in value.items() if isinstance(k, str) and os.environ.get(k) == v)
+    return 2 * shared > len(os.environ)
+
+
+def _holds(value: object, depth: int) -> bool:
+    """Whether a container (dict, list, tuple, set) or a plain object's attributes (`SimpleNamespace(env=...)`, a
+    dataclass, an instance whose `__init__` set `self.env = os.environ`), `depth` levels down, hold the
+    environment, getenv or a copy: its reads (`CFG["env"]["X"]`, `NS.env.get("X")`) are not followed, so the code
+    using it counts as using the environment in a way that cannot be told. At most _HELD values are looked at."""
+    todo, budget = [(value, depth)], _HELD
+    while todo and budget > 0:
+        current, left = todo.pop()
+        for item in itertools.islice(_contents(current), budget):
+            budget -= 1
+            if _kind(item, 0) is not None:
+                return True
+            if left > 1:
+                todo.append((item, left - 1))
+    return False
+
+
+def _contents(value: object) -> Iterable[object]:
+    """The values a container or a plain object holds; none for a module, class, function or string (modules and
+    classes are looked into by name elsewhere)."""
+    if isinstance(value, dict):
+        return value.values()
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return value
+    if isinstance(value, (types.ModuleType, type, str, bytes)) or callable(value):
+        return ()
+    try:
+        return list(vars(value).values())
+    except Exception:  # (no __dict__, or one that cannot be read: nothing seen through it)
+        return ()
+
+
+def reads_home(code: types.CodeType, globs: dict, cells: dict[str, Any] | None = None) -> bool:
+    """_reads_home of live code (and the code nested in it): it names `expanduser`, or `home` beside a Path class
+    (`Path.home()`, `pathlib.Path.home()`), or uses a global or closed-over value that is one of them
+    (`eu = os.path.expanduser`, `from pathlib import Path as P` used as `P.home()`)."""
+    names = set(code_names(code))
+    values = [globs.get(n) for n in names] + list((cells or {}).values())
+    if "expanduser" in names or any(_home_reader(v) for v in values):
+        return True
+    return "home" in names and (any(n.endswith("Path") for n in names) or any(
+        isinstance(v, type) and issubclass(v, pathlib.PurePath) for v in values))
+
+
+def _home_reader(value: object) -> bool:
+    """Whether a value is a function that reads HOME: expanduser (os.path's, posixpath's, a Path's) or Path.home."""
+    readers = (os.path.expanduser, posixpath.expanduser, ntpath.expanduser, pathlib.Path.expanduser)
+    return any(value is r for r in readers) or getattr(value, "__func__", None) is pathlib.Path.home.__func__
 
 
 def _module_stores(ops: list) -> set[str]:
@@ -545,6 +675,9 @@ def _environ_op(ops: list, at: int, globs: dict, relied: set[str]) -> set[str] |
         if left is None or ops[at].is_jump_target or not plain and ops[at - 1].is_jump_target:
             return None
         return _name_value(left, globs, relied)
+    if after and after[0].opname == "GET_ITER" or after and after[0].opname in ("LOAD_ATTR", "LOAD_METHOD") \
+            and after[0].argval in _ITERATIONS:  # (`for k in os.environ`, `os.environ.items()`: _present)
+        return set(_present([_WHOLE]))
     if after and after[0].opname in ("LOAD_ATTR", "LOAD_METHOD"):
         if after[0].argval in _WRITES:
             return set()

@@ -135,8 +135,9 @@ def _environ_names(reads: list[tuple[types.CodeType, dict[str, Any], dict[str, A
     """The environment variables the walked code reads by name (nixlib.envreads.code_variables, the scan script
     files get too: `os.environ.get("SCALE", "1")` keys SCALE, not "1"). Where one use cannot be followed (a name
     passed to a helper, `os.environ.copy()`, a module-level name another function rebinds), every string constant
-    of all the walked code, and the module-level strings it names, may be one: more keyed, never less."""
-    names: set[str] = set()
+    of all the walked code, and the module-level strings it names, may be one: more keyed, never less. HOME too for
+    code that expands `~` or asks for the home directory (envreads.reads_home: `os.path.expanduser`, `Path.home()`)."""
+    names = {"HOME"} if any(envreads.reads_home(c, g, cells) for c, g, cells, _ in reads) else set()
     relied: set[str] = set()
     for code, globs, cells, _ in reads:
         found, through = envreads.code_variables(code, globs, cells)

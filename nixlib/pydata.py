@@ -17,6 +17,7 @@ import math
 import os
 import re
 import string
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import PurePath
 from types import CodeType, ModuleType
@@ -27,7 +28,7 @@ from nixlib import codefiles, pycode
 
 def data_values(function: Any, render: Callable[[Any], Any], strings: set[str] | None = None,
                 imports: set[str] | None = None, stop: Callable[[type], bool] = lambda c: False,
-                modules: set[str] | None = None) -> dict[str, Any]:
+                modules: set[str] | None = None, held: set[type] | None = None) -> dict[str, Any]:
     """{module.name: value} of the module-level data `function` and the user code it calls read that
     nixlib.pycode leaves out of a digest: a pandas table or numpy array (`samples = pd.read_csv(...)` read as
     `samples.loc[wildcards.s, "cond"]` in a `run:` block), a container too large to be code (a dict of 10,000
@@ -39,7 +40,11 @@ def data_values(function: Any, render: Callable[[Any], Any], strings: set[str] |
     `strings`, if given, receives the module-level strings that code reads (`SCRIPT = "scripts/clean.py"` run as
     `shell("python {SCRIPT} ...")`): paths of code files it may run; `imports` the modules it imports (top-level
     names); `modules` the same by full name, relative imports resolved (imported_modules). A class
-    `stop` accepts (an upstream Luigi task, keyed by its result) is not walked into, as in pycode.uses."""
+    `stop` accepts (an upstream Luigi task, keyed by its result) is not walked into, as in pycode.uses.
+    `held`, if given, receives such classes the code imports by name inside it (`from pipeline import Raw` in a
+    Luigi task's `requires()`, the usual way around a circular import): the caller keys each of them (by result, or
+    by code), so such an import does not list its module in `imports` or `modules`. Listed, the whole module file
+    was keyed, and editing any other task in it re-ran this one and everything after it (_unheld)."""
     found: dict[str, Any] = {}
     todo = [(function.__code__, function.__globals__)] if hasattr(function, "__code__") else []
     walked: set[tuple[int, int]] = set()
@@ -48,10 +53,13 @@ def data_values(function: Any, render: Callable[[Any], Any], strings: set[str] |
         if (id(code), id(globs)) not in walked:
             walked.add((id(code), id(globs)))
             todo += _data_in(code, globs, found, strings if strings is not None else set(), render, stop)
+            package = globs.get("__package__")
+            keep = _all_imports if held is None else functools.partial(_unheld, package=package, stop=stop,
+                                                                         held=held)
             if imports is not None:
-                imports.update(imported(code))
+                imports.update(imported(code, keep))
             if modules is not None:
-                modules.update(imported_modules(code, globs.get("__package__")))
+                modules.update(imported_modules(code, package, keep))
     return dict(sorted(found.items()))
 
 
@@ -104,23 +112,33 @@ def _state(value: Any) -> dict[str, Any]:
     return state
 
 
-def imported(code: Any) -> set[str]:
-    """Top-level names of the modules a code object and the code nested in it import (`import helpers`,
-    `from helpers.io import f`: "helpers"), by its bytecode."""
-    names: set[str] = set()
-    stack = [code]
-    while stack:
-        c = stack.pop()
-        names.update(str(i.argval).split(".")[0] for i in dis.get_instructions(c) if i.opname == "IMPORT_NAME")
-        stack += [k for k in c.co_consts if isinstance(k, CodeType)]
-    return names - {""}
+ImportFilter = Callable[[str, int, tuple[Any, ...]], bool]
 
 
-def imported_modules(code: Any, package: str | None) -> set[str]:
-    """Full names of the modules a code object and the code nested in it import, by its bytecode: a relative
-    import resolved against `package` (`from . import helpers` in `proj.tasks`: "proj" and "proj.helpers"), and
-    for `from m import a` also "m.a" (`a` may be a submodule). A relative import without a package is left out."""
-    names: set[str] = set()
+def _all_imports(name: str, level: int, fromlist: tuple[Any, ...]) -> bool:
+    return True
+
+
+def _unheld(name: str, level: int, fromlist: tuple[Any, ...], package: str | None, stop: Callable[[type], bool],
+            held: set[type]) -> bool:
+    """False (and the classes added to `held`) for `from m import A, B` where m is imported already and each name
+    is a user class `stop` accepts (a Luigi task or Config class, which the caller keys itself); else True. A module
+    not imported yet (an import inside a run() that has not run) cannot be looked into: its file stays keyed."""
+    full = codefiles.absolute_module(name, level, package)
+    module = sys.modules.get(full) if full else None
+    if module is None or not fromlist or "*" in fromlist:
+        return True
+    found = [getattr(module, a, None) for a in fromlist]
+    if not all(isinstance(c, type) and pycode.user_class(c) and stop(c) for c in found):
+        return True
+    held.update(c for c in found if isinstance(c, type))
+    return False
+
+
+def _import_sites(code: Any) -> list[tuple[str, int, tuple[Any, ...]]]:
+    """(module name as written, level, fromlist) of each import statement of a code object and the code nested in
+    it, by its bytecode."""
+    sites = []
     stack = [code]
     while stack:
         c = stack.pop()
@@ -130,11 +148,29 @@ def imported_modules(code: Any, package: str | None) -> set[str]:
                 continue
             level = instructions[i - 2].argval if i >= 2 and instructions[i - 2].opname == "LOAD_CONST" else 0
             fromlist = instructions[i - 1].argval if i >= 1 and instructions[i - 1].opname == "LOAD_CONST" else None
-            name = codefiles.absolute_module(str(ins.argval), level if isinstance(level, int) else 0, package)
-            if name:
-                names.add(name)
-                names.update(f"{name}.{a}" for a in fromlist or () if isinstance(a, str) and a != "*")
+            sites.append((str(ins.argval), level if isinstance(level, int) else 0,
+                          tuple(fromlist) if isinstance(fromlist, tuple) else ()))
         stack += [k for k in c.co_consts if isinstance(k, CodeType)]
+    return sites
+
+
+def imported(code: Any, keep: ImportFilter = _all_imports) -> set[str]:
+    """Top-level names of the modules a code object and the code nested in it import (`import helpers`,
+    `from helpers.io import f`: "helpers"), by its bytecode; only the imports `keep` accepts."""
+    return {name.split(".")[0] for name, level, fromlist in _import_sites(code) if keep(name, level, fromlist)} - {""}
+
+
+def imported_modules(code: Any, package: str | None, keep: ImportFilter = _all_imports) -> set[str]:
+    """Full names of the modules a code object and the code nested in it import, by its bytecode: a relative
+    import resolved against `package` (`from . import helpers` in `proj.tasks`: "proj" and "proj.helpers"), and
+    for `from m import a` also "m.a" (`a` may be a submodule). A relative import without a package is left out,
+    and so is one `keep` refuses."""
+    names: set[str] = set()
+    for written, level, fromlist in _import_sites(code):
+        name = codefiles.absolute_module(written, level, package)
+        if name and keep(written, level, fromlist):
+            names.add(name)
+            names.update(f"{name}.{a}" for a in fromlist if isinstance(a, str) and a != "*")
     return names
 
 
