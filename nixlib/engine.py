@@ -672,10 +672,7 @@ class _Scheduler:
                                 f"'{ref.checkpoint}'")
                 self._skip_dependants(ref)
             else:
-                self._finish(ref, NixWorkflowError(
-                    f"step '{ref.producer.name}' finished without publishing checkpoint '{ref.checkpoint}' (for its "
-                    f"current inputs), which step(s) {', '.join(d.name for d in self.dependants.get(id(ref), []))} "
-                    "use: check the checkpoint's name (`nw checkpoints STEP` lists what it published)"))
+                self._finish(ref, NixWorkflowError(_unpublished(ref, ended, self.dependants.get(id(ref), []))))
 
     def _finish(self, recipe: Recipe, outcome: Result | BaseException) -> None:
         self.results[recipe] = outcome
@@ -737,3 +734,18 @@ def _note_log(error: BaseException) -> None:
         with contextlib.suppress(OSError):
             st = os.stat(log)
             error.log_signature = [st.st_ino, st.st_size, st.st_mtime_ns]  # type: ignore[attr-defined]
+
+
+def _unpublished(ref: Recipe, ended: Result, users: list[Recipe]) -> str:
+    """Why checkpoint `ref` is missing though its producer succeeded: the producer ran and published no such name,
+    or it was not run here but served (from this store, or pulled from a remote cache) without that checkpoint."""
+    using = f"which step(s) {', '.join(d.name for d in users)} use"
+    producer = ref.producer.name  # type: ignore[union-attr]
+    if ended.cached:
+        return (f"step '{producer}' did not run now but was served from the store, which holds no checkpoint "
+                f"'{ref.checkpoint}' of it (for its current inputs), {using}: check the checkpoint's name (`nw "
+                f"checkpoints {producer}` lists what it published); if it was pulled from a remote cache that lacks "
+                "the checkpoint, push the checkpoints from the host that ran it (`nw push` with no step pushes them "
+                f"too) and pull again, or run it again here with `nw run --force FILE {producer}`")
+    return (f"step '{producer}' finished without publishing checkpoint '{ref.checkpoint}' (for its current inputs), "
+            f"{using}: check the checkpoint's name (`nw checkpoints STEP` lists what it published)")

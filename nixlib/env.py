@@ -424,6 +424,7 @@ def _realised(drvs: list[str], explicit: list[str], where: str) -> ResolvedEnv:
             count = len(drvs) + len(plain)
             print(f"nw: building the env at {where} with Nix ({count} store path{'s' * (count != 1)})",
                   file=sys.stderr, flush=True)
+            _make_gcroot_dir(root.parent)
             nix.realise([*drvs, *plain], root, f"the env at {where}")
             outputs = [out for drv in drvs for out in nix.drv_outputs(drv).values()]
         resolved = ResolvedEnv(identity, tuple(dict.fromkeys(outputs + plain)))
@@ -441,14 +442,19 @@ def _gcroot(key: str) -> Path:
     """Where the Nix GC root of an env lives: `<store root>/nix-gcroots/<host>/<identity digest>`.
 
     Per host, because each host's Nix registers (and collects) its own roots: a store shared over
-    NFS must not make one host believe an env is rooted because another host rooted it."""
-    directory = _root() / GCROOTS / socket.gethostname()
+    NFS must not make one host believe an env is rooted because another host rooted it. Only the path: its
+    directory is made when an env is built (_make_gcroot_dir), so that a query (`nw status`, `nw dag`, `nw run -n`)
+    which evaluates envs without building them leaves a store that does not exist yet uncreated."""
+    return _root() / GCROOTS / socket.gethostname() / key
+
+
+def _make_gcroot_dir(directory: Path) -> None:
+    """Make the per-host GC-root directory and its parent (1777: every user of a shared store roots envs there)."""
     for d in (directory.parent, directory):
         if not d.is_dir():
             d.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(OSError):
                 d.chmod(0o1777)
-    return directory / key
 
 
 def clear_memo() -> None:

@@ -130,6 +130,15 @@ def test_a_checkpoint_never_published_fails_its_dependants_clearly(tmp_path: Pat
     assert (Path("nix-workflow-output") / "train" / "model").read_text() == "final\n"
     assert not (Path("nix-workflow-output") / "evaluate").exists()
 
+    # train is served now, not run: it "finished without publishing" nothing in this run (a producer pulled from a
+    # remote cache that lacks the checkpoint said so too, misleading the user): the message says what happened
+    again = nw("run", "-j", "2", str(exp))
+    assert again.returncode == 1
+    assert "finished without publishing" not in again.stderr, again.stderr
+    assert "step 'train' did not run now but was served from the store, which holds no checkpoint 'epoch-9'" \
+        in again.stderr, again.stderr
+    assert "nw run --force FILE train" in again.stderr
+
 
 SHOWCASE_TOOLS = REPO / "examples" / "showcase" / "tools"
 
