@@ -14,16 +14,22 @@ listed had its own ancestors checked then), so a build's claims are O(outputs). 
 
 from __future__ import annotations
 
+import functools
 import os
+import traceback
 from pathlib import Path
 from typing import Any
 
 import luigi.configuration
+import luigi.worker
+from luigi.task import flatten
 
+from luigi_nixworkflow import legacy, registry
 from nixlib.errors import NixWorkflowError
 
 _OWNER: dict[str, Any] = {}  # declared output path -> the task declaring it, in this build
 _BELOW: dict[str, tuple[Any, str]] = {}  # directory above a declared path -> (a task, its path below it)
+_WALKED: set[str] = set()  # task ids whose claims this scheduling process made (parallel scheduling)
 _REFUSED: dict[str, NixWorkflowError] = {}  # task id -> the clash it is in (its run() builds its recipe again)
 
 
@@ -32,6 +38,7 @@ def reset() -> None:
     _OWNER.clear()
     _BELOW.clear()
     _REFUSED.clear()
+    _WALKED.clear()
 
 
 def claim(task: Any, paths: list[Path]) -> None:
@@ -123,3 +130,91 @@ def _nested(outer: Any, directory: str, inner: Any, p: str) -> _Clash:
         "turn, and a task that requires either would read whichever copy is there while its record says which. Declare "
         f"the outputs side by side (the file outside the directory, or have {outer!r} write it). Neither is run from "
         "now on", outer, inner)
+
+
+# ---- parallel scheduling: complete() runs in a process pool, whose claims this process never sees ---------------
+
+_PARALLEL = [False]  # True while Luigi's Worker.add checks completeness in a process pool (parallel_scheduling)
+
+
+def install() -> None:
+    """Wrap Luigi's Worker.add and Worker._add once (idempotent). With `[core] parallel_scheduling`, each complete()
+    runs in a pool process, so what its recipe claimed there is lost and two clashing tasks could both run (each in
+    a process that never saw the other). The scheduling process then claims each task's paths itself as Luigi takes
+    its answer (_add runs here, before anything runs; the task processes of `--workers` are forked from here after
+    scheduling, so its refusals reach their run()). A Luigi without these hooks keeps the in-process check only."""
+    worker = getattr(luigi.worker, "Worker", None)
+    if worker is None or not hasattr(worker, "add") or not hasattr(worker, "_add"):
+        return
+    if not getattr(worker.add, "_nw_wrapper", False):
+        worker.add = _wrap_add(worker.add)
+    if not getattr(worker._add, "_nw_wrapper", False):
+        worker._add = _wrap_answer(worker._add)
+
+
+def _wrap_add(original: Any) -> Any:
+    @functools.wraps(original)
+    def add(self: Any, task: Any, multiprocess: bool = False, processes: int = 0) -> Any:
+        before, _PARALLEL[0] = _PARALLEL[0], bool(multiprocess)
+        try:
+            return original(self, task, multiprocess, processes)
+        finally:
+            _PARALLEL[0] = before
+
+    add._nw_wrapper = True  # type: ignore[attr-defined]
+    return add
+
+
+def _wrap_answer(original: Any) -> Any:
+    @functools.wraps(original)
+    def _add(self: Any, task: Any, is_complete: Any) -> Any:
+        if _PARALLEL[0]:
+            is_complete = claim_here(task, is_complete)
+        return original(self, task, is_complete)
+
+    _add._nw_wrapper = True  # type: ignore[attr-defined]
+    return _add
+
+
+def claim_here(task: Any, is_complete: Any) -> Any:
+    """`is_complete`, or Luigi's wrapper of a complete() error (logged as its one paragraph by failures.py: the task
+    and what needs it are not run) when claiming in this process finds a clash. The task is claimed with every legacy
+    NixTask upstream of it, as its complete() claimed them while building its recipe, whatever it answered: a task
+    found complete has its upstream tasks scheduled by nobody, and one whose complete() failed on a clash (seen in
+    the pool process) would otherwise leave the other claimant free to run here."""
+    try:
+        for t in _upstream(task):
+            paths = _declared(t)
+            if paths:
+                claim(t, paths)
+    except _Clash:
+        return is_complete if is_complete not in (True, False) else \
+            luigi.worker.TracebackWrapper(traceback.format_exc())
+    return is_complete
+
+
+def _upstream(task: Any) -> list[Any]:
+    """The task and the tasks upstream of it, through plain tasks as recipes key them (inputs.upstream), that no
+    earlier answer of this build walked (each task is walked once per build: O(tasks) in all)."""
+    found, stack = [], [task]
+    while stack:
+        t = stack.pop()
+        if t.task_id in _WALKED:
+            continue
+        _WALKED.add(t.task_id)
+        found.append(t)
+        try:
+            stack.extend(t.nix_requires() if registry.is_nix(t) else flatten(t.requires()))
+        except Exception:  # noqa: BLE001 - its own complete() or deps() reports it
+            continue
+    return found
+
+
+def _declared(task: Any) -> list[Path]:
+    """The paths a legacy NixTask the store holds declares ([] for any other task: it claims nothing)."""
+    try:
+        if not registry.is_nix(task) or task.nix_kind() != "legacy":
+            return []
+        return legacy.paths(task)
+    except Exception:  # noqa: BLE001 - its own complete() reports a bad output()
+        return []

@@ -228,6 +228,12 @@ def restore(task: luigi.Task, store: Store, outputs: dict[str, str], link_mode: 
     return restored
 
 
+def differing(task: luigi.Task, store: Store, outputs: dict[str, str]) -> list[Path]:
+    """The declared outputs whose files no longer hold what the store holds for them (changed after storing)."""
+    return [p for name, p in zip(output_names(len(outputs)), paths(task), strict=True)
+            if not _holds(store, p, outputs[name])]
+
+
 def read_once(task: luigi.Task, dep: luigi.Task, outputs: dict[str, str], read: dict[Path, tuple[Any, Any]]) -> None:
     """Refuse to run `task` when two of the tasks it requires declare one output path with different stored content
     (`A(v=1)` and `A(v=2)` whose output() does not depend on `v`), or one inside the other (a directory output of one

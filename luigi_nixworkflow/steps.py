@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import luigi
 import luigi.worker
 
 from luigi_nixworkflow import children, dynamic, legacy, present, registry, settings, shape, stepio
@@ -133,6 +134,31 @@ def success_before_storing(task: Any) -> None:
     finally:
         task.__dict__.pop(shape.SUCCESS_EARLY, None)
     task.__dict__[shape.SUCCEEDED] = done
+
+
+def unstored_after_success(task: Any, result: Any) -> None:
+    """Warn when the class's SUCCESS event handlers changed a declared output of a task that just ran (or was served
+    from the store by its run()): Luigi fires SUCCESS after run() and on_success(), after the outputs were stored, so
+    a `_SUCCESS` marker a handler writes into an output directory is not in the stored result, and the next check
+    restores the output without it. The handlers are not called early instead: a handler tells others the task
+    succeeded (a notification, a scheduler's record), which it must not do before its result is stored, and calling
+    them early means skipping Luigi's own call. Only classes with a SUCCESS handler pay for the comparison."""
+    if not _success_handlers(task):
+        return
+    changed = legacy.differing(task, settings.engine().store, result.outputs)
+    if changed:
+        logger.warning(
+            "nixworkflow: %s: a SUCCESS event handler changed %s after the result was stored: the change (a "
+            "`_SUCCESS` marker written into an output directory, say) is not part of the stored result, so the next "
+            "build restores the output as stored, without it, and a complete() or a task that looks for it finds it "
+            "missing. Write such a file in run(), or in the task's own on_success(), which runs before the outputs "
+            "are stored", task.task_id, ", ".join(map(str, changed)))
+
+
+def _success_handlers(task: Any) -> bool:
+    """True if a SUCCESS event handler is registered for the task's class or a base of it."""
+    return any(isinstance(task, c) and callbacks.get(luigi.Event.SUCCESS)
+               for c, callbacks in luigi.Task._event_callbacks.items())
 
 
 def run_own(task: Any) -> Any:

@@ -23,6 +23,7 @@ import luigi.interface
 from luigi.task import flatten, getpaths
 
 from luigi_nixworkflow import (
+    claims,
     commands,
     dynamic,
     failures,
@@ -160,6 +161,14 @@ class NixTask(luigi.Task, metaclass=Instances):
             return False
         present.present_all(self, root)
         return True
+
+    def trigger_event(self, event: str, *args: Any, **kwargs: Any) -> None:
+        """Luigi's, then for SUCCESS a warning if the class's handlers changed a stored output (steps.py)."""
+        super().trigger_event(event, *args, **kwargs)
+        if event == luigi.Event.SUCCESS and self.nix_kind() == "legacy" and self.nix_managed():
+            known = self.__dict__.get(OWNED)
+            if known is not None:
+                steps.unstored_after_success(self, known[1])
 
     def on_failure(self, exception: BaseException) -> Any:
         """What the scheduler shows for a failure (luigid's page, error e-mails): for nixworkflow's own errors
@@ -565,3 +574,4 @@ def _each_build_afresh() -> None:
 
 _each_build_afresh()
 failures.install()
+claims.install()

@@ -43,8 +43,9 @@ def data_values(function: Any, render: Callable[[Any], Any], strings: set[str] |
     `stop` accepts (an upstream Luigi task, keyed by its result) is not walked into, as in pycode.uses.
     `held`, if given, receives such classes the code imports by name inside it (`from pipeline import Raw` in a
     Luigi task's `requires()`, the usual way around a circular import): the caller keys each of them (by result, or
-    by code), so such an import does not list its module in `imports` or `modules`. Listed, the whole module file
-    was keyed, and editing any other task in it re-ran this one and everything after it (_unheld)."""
+    by code), so such an import does not list its module in `imports` or `modules`; so does `import pipeline` whose
+    every use there is `pipeline.Raw` with Raw such a class. Listed, the whole module file was keyed, and editing any
+    other task in it re-ran this one and everything after it (_unheld)."""
     found: dict[str, Any] = {}
     todo = [(function.__code__, function.__globals__)] if hasattr(function, "__code__") else []
     walked: set[tuple[int, int]] = set()
@@ -112,32 +113,40 @@ def _state(value: Any) -> dict[str, Any]:
     return state
 
 
-ImportFilter = Callable[[str, int, tuple[Any, ...]], bool]
+ImportFilter = Callable[[str, int, tuple[Any, ...], tuple[str, ...] | None], bool]
 
 
-def _all_imports(name: str, level: int, fromlist: tuple[Any, ...]) -> bool:
+def _all_imports(name: str, level: int, fromlist: tuple[Any, ...], attrs: tuple[str, ...] | None) -> bool:
     return True
 
 
-def _unheld(name: str, level: int, fromlist: tuple[Any, ...], package: str | None, stop: Callable[[type], bool],
-            held: set[type]) -> bool:
-    """False (and the classes added to `held`) for `from m import A, B` where m is imported already and each name
-    is a user class `stop` accepts (a Luigi task or Config class, which the caller keys itself); else True. A module
-    not imported yet (an import inside a run() that has not run) cannot be looked into: its file stays keyed."""
+def _unheld(name: str, level: int, fromlist: tuple[Any, ...], attrs: tuple[str, ...] | None, package: str | None,
+            stop: Callable[[type], bool], held: set[type]) -> bool:
+    """False (and the classes added to `held`) for `from m import A, B`, or `import m` whose every use in that code is
+    `m.A` or `m.B` (`attrs`), where m is imported already and each name is a user class `stop` accepts (a Luigi task
+    or Config class, which the caller keys itself); else True. A module not imported yet (an import inside a run()
+    that has not run) cannot be looked into: its file stays keyed."""
+    names = fromlist or attrs or ()
     full = codefiles.absolute_module(name, level, package)
     module = sys.modules.get(full) if full else None
-    if module is None or not fromlist or "*" in fromlist:
+    if module is None or not names or "*" in names:
         return True
-    found = [getattr(module, a, None) for a in fromlist]
+    found = [getattr(module, a, None) for a in names]
     if not all(isinstance(c, type) and pycode.user_class(c) and stop(c) for c in found):
         return True
     held.update(c for c in found if isinstance(c, type))
     return False
 
 
-def _import_sites(code: Any) -> list[tuple[str, int, tuple[Any, ...]]]:
-    """(module name as written, level, fromlist) of each import statement of a code object and the code nested in
-    it, by its bytecode."""
+_FAST_NAMES = ("LOAD_FAST", "LOAD_FAST_CHECK")  # a plain read of a function's local (3.11, 3.12+)
+_ATTRIBUTE = ("LOAD_ATTR", "LOAD_METHOD")  # `m.A` and `m.A()` (3.11; 3.12+ reads both as LOAD_ATTR)
+
+
+def _import_sites(code: Any) -> list[tuple[str, int, tuple[Any, ...], tuple[str, ...] | None]]:
+    """(module name as written, level, fromlist, attributes) of each import statement of a code object and the code
+    nested in it, by its bytecode. `attributes`: for `import m` (or `import m as x`) bound to a local of a function,
+    the attributes every read of that local takes (`m.A()`, `m.B`), or None when the module is used otherwise (a
+    function of it called is an attribute too, but the caller looks at what each attribute is)."""
     sites = []
     stack = [code]
     while stack:
@@ -148,16 +157,38 @@ def _import_sites(code: Any) -> list[tuple[str, int, tuple[Any, ...]]]:
                 continue
             level = instructions[i - 2].argval if i >= 2 and instructions[i - 2].opname == "LOAD_CONST" else 0
             fromlist = instructions[i - 1].argval if i >= 1 and instructions[i - 1].opname == "LOAD_CONST" else None
-            sites.append((str(ins.argval), level if isinstance(level, int) else 0,
-                          tuple(fromlist) if isinstance(fromlist, tuple) else ()))
+            fromlist = tuple(fromlist) if isinstance(fromlist, tuple) else ()
+            attrs = _attributes_used(instructions, i) if not fromlist and "." not in str(ins.argval) else None
+            sites.append((str(ins.argval), level if isinstance(level, int) else 0, fromlist, attrs))
         stack += [k for k in c.co_consts if isinstance(k, CodeType)]
     return sites
+
+
+def _attributes_used(instructions: list[dis.Instruction], at: int) -> tuple[str, ...] | None:
+    """The attributes taken of the local that the `import m` at `at` binds, if every other mention of that local in
+    the code object is a plain read followed by an attribute (`m.A`); else None (passed on, rebound, a closure's)."""
+    if at + 1 >= len(instructions) or instructions[at + 1].opname != "STORE_FAST":
+        return None
+    local, store = instructions[at + 1].argval, at + 1
+    attrs: list[str] = []
+    for j, ins in enumerate(instructions):
+        if j == store or "FAST" not in ins.opname:
+            continue
+        mentioned = ins.argval == local or (isinstance(ins.argval, tuple) and local in ins.argval)
+        if not mentioned:
+            continue
+        after = instructions[j + 1] if j + 1 < len(instructions) else None
+        if ins.opname not in _FAST_NAMES or after is None or after.opname not in _ATTRIBUTE:
+            return None
+        attrs.append(str(after.argval))
+    return tuple(dict.fromkeys(attrs)) or None
 
 
 def imported(code: Any, keep: ImportFilter = _all_imports) -> set[str]:
     """Top-level names of the modules a code object and the code nested in it import (`import helpers`,
     `from helpers.io import f`: "helpers"), by its bytecode; only the imports `keep` accepts."""
-    return {name.split(".")[0] for name, level, fromlist in _import_sites(code) if keep(name, level, fromlist)} - {""}
+    return {name.split(".")[0] for name, level, fromlist, attrs in _import_sites(code)
+            if keep(name, level, fromlist, attrs)} - {""}
 
 
 def imported_modules(code: Any, package: str | None, keep: ImportFilter = _all_imports) -> set[str]:
@@ -166,9 +197,9 @@ def imported_modules(code: Any, package: str | None, keep: ImportFilter = _all_i
     for `from m import a` also "m.a" (`a` may be a submodule). A relative import without a package is left out,
     and so is one `keep` refuses."""
     names: set[str] = set()
-    for written, level, fromlist in _import_sites(code):
+    for written, level, fromlist, attrs in _import_sites(code):
         name = codefiles.absolute_module(written, level, package)
-        if name and keep(written, level, fromlist):
+        if name and keep(written, level, fromlist, attrs):
             names.add(name)
             names.update(f"{name}.{a}" for a in fromlist if isinstance(a, str) and a != "*")
     return names
