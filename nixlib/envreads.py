@@ -604,7 +604,11 @@ def reads_home(code: types.CodeType, globs: dict, cells: dict[str, Any] | None =
 def _home_reader(value: object) -> bool:
     """Whether a value is a function that reads HOME: expanduser (os.path's, posixpath's, a Path's) or Path.home."""
     readers = (os.path.expanduser, posixpath.expanduser, ntpath.expanduser, pathlib.Path.expanduser)
-    return any(value is r for r in readers) or getattr(value, "__func__", None) is pathlib.Path.home.__func__
+    if any(value is r for r in readers):
+        return True
+    # (only a bound method is looked into: an arbitrary object's getattr may run its code, and Snakemake's `rules`
+    # proxy raises for any name it does not know)
+    return isinstance(value, types.MethodType) and value.__func__ is pathlib.Path.home.__func__
 
 
 def _module_stores(ops: list) -> set[str]:

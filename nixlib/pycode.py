@@ -71,16 +71,19 @@ def qualified(obj: Any) -> str:
 def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: False,
          strings: set[str] | None = None, environ: set[str] | None = None,
          attributes: set[str] | None = None, written: set[str] | None = None,
-         relocate: Callable[[Any], Any] | None = None) -> tuple[dict[str, str], tuple[type, ...]]:
+         relocate: Callable[[Any], Any] | None = None, codes: _Walk | None = None
+         ) -> tuple[dict[str, str], tuple[type, ...]]:
     """({qualified name: "def:"/"class:"/"value:" + digest}, classes `stop` accepted) for the user code
     `functions` (functions, methods, or any callable wrapping one) use, transitively. `strings`, if given,
     receives the string constants of all that code (paths of the scripts it runs: nixlib.codefiles); `environ`
     the names of the environment variables that code may read (`os.environ["SCALE"]`, `os.getenv("SCALE")`:
     _environ_names); `attributes` the global and attribute names all that code uses
     (`self.priority` read in run() or in a helper it calls); `written` the paths that code writes rather than
-    reads (`written_strings`). `relocate`, if given, maps the plain form of each value keyed (strings, lists,
-    dicts) before it is digested: a front door replaces the checkout's absolute paths (and temporary copies of
-    its files) in it by placeholders, so `TABLE = workflow.source_path("t.tsv")` keys alike in every run."""
+    reads (`written_strings`); `codes` each (code object, its globals, its closed-over values) walked, for a caller
+    that reads the bytecode itself (a Snakemake `run:` block's config keys). `relocate`, if given, maps the plain
+    form of each value keyed (strings, lists, dicts) before it is digested: a front door replaces the checkout's
+    absolute paths (and temporary copies of its files) in it by placeholders, so `TABLE =
+    workflow.source_path("t.tsv")` keys alike in every run."""
     found: dict[str, str] = {}
     stopped: dict[type, None] = {}
     starts = [f for f in map(_function, functions) if f is not None]
@@ -94,6 +97,8 @@ def uses(functions: Iterable[Any], stop: Callable[[type], bool] = lambda c: Fals
         if (seen := (id(code), *map(id, cells.values()))) in walked:  # (a factory's code, once per closure)
             continue
         walked.add(seen)
+        if codes is not None:
+            codes.append((code, globs, cells))
         if strings is not None:
             strings.update(_strings(code))
         if written is not None:
@@ -377,6 +382,128 @@ def parameter_reads(function: Any, name: str) -> frozenset[str] | None:
     return frozenset(read)
 
 
+def global_keys(code: types.CodeType, name: str) -> frozenset[str] | None:
+    """The constant keys a code object (and the code nested in it) reads of the module-level mapping `name`:
+    {"a", "b", "c"} for `config["a"]`, `config.get("b", 0)` and `"c" in config`, an empty set when it names it
+    nowhere. None when one use is anything else (`cfg = config`, `helper(config)`, `config[k]`, `config["a"] =
+    1`, `for k in config`, a local or attribute of that name): it may then read any key, so a caller keys all."""
+    import dis
+
+    keys: set[str] = set()
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+        if name not in (*c.co_names, *c.co_varnames, *c.co_cellvars, *c.co_freevars):
+            continue
+        ops = [i for i in dis.get_instructions(c) if i.opname not in ("CACHE", "EXTENDED_ARG", "PRECALL", "PUSH_NULL")]
+        for n, ins in enumerate(ops):
+            if ins.argval == name or (isinstance(ins.argval, tuple) and name in ins.argval):
+                key = _constant_key(ops, n)
+                if key is None:
+                    return None
+                keys.add(key)
+    return frozenset(keys)
+
+
+def _constant_key(ops: list[Any], at: int) -> str | None:
+    """The key of the read of a global mapping loaded at `at` (see global_keys), or None for any other use. A
+    `.get` counts only with its constant key alone as first argument and at most one simple default after it."""
+    def op(k: int, *names: str) -> Any:
+        return ops[k] if 0 <= k < len(ops) and ops[k].opname in names else None
+
+    if op(at, "LOAD_GLOBAL", "LOAD_NAME") is None:
+        return None
+    key = op(at + 1, "LOAD_CONST")
+    if key is not None and isinstance(key.argval, str) and (op(at + 2, "BINARY_SUBSCR") or (
+            op(at + 2, "BINARY_OP") and ops[at + 2].argrepr == "[]")):  # (Python 3.14 subscripts by BINARY_OP)
+        return key.argval
+    key = op(at - 1, "LOAD_CONST")
+    if key is not None and isinstance(key.argval, str) and op(at + 1, "CONTAINS_OP"):
+        return key.argval
+    key = op(at + 2, "LOAD_CONST")
+    if not (op(at + 1, "LOAD_METHOD", "LOAD_ATTR") and ops[at + 1].argval == "get" and key is not None
+            and isinstance(key.argval, str)):
+        return None
+    call = op(at + 3, "CALL")
+    if call is not None and call.arg == 1:
+        return key.argval
+    default = op(at + 3, "LOAD_CONST", "LOAD_FAST", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "BUILD_MAP", "BUILD_LIST")
+    simple = default is not None and (default.opname.startswith("LOAD_") or default.arg == 0)  # (a name, `{}`, `[]`)
+    call = op(at + 4, "CALL")
+    return key.argval if simple and call is not None and call.arg == 2 else None
+
+
+def unfollowed_code(codes: _Walk, skip: Callable[[Any], bool] = lambda value: False, limit: int = 100_000) -> bool:
+    """Whether the code `uses` walked (`codes`) reads a value that holds user code `uses` does not walk, so a caller
+    reading that code's bytecode (global_keys) does not see all it runs: an instance of a user class (`HELP.n()`:
+    its methods), or, inside a container or an object (`STEPS = {"n": n}` called as `STEPS["n"]()`, a class's `FS =
+    [n]`, a namespace, a defaultdict's factory), a user function, method or class. Values of globals, of attributes
+    the code names of user modules and classes, and of its closures are looked into; `skip`: objects the caller
+    knows hold none (Snakemake's `rules`). True too past `limit` values (a caller keys all)."""
+    for code, globs, cells in codes:
+        names = set(_names(code))
+        todo = [(globs[n], False) for n in names if n in globs] + [(v, False) for v in cells.values()]
+        seen: set[int] = set()
+        while todo:
+            value, inside = todo.pop()
+            if id(value) in seen or skip(value):
+                continue
+            seen.add(id(value))
+            if len(seen) > limit or _user_instance(value) or inside and _is_user_code(value):
+                return True
+            todo += [(v, True) for v in _held(value)]
+            if isinstance(value, types.ModuleType) and _user_module(value) or isinstance(value, type):
+                todo += [(v, False) for n in names if (v := _static(value, n)) is not None]
+    return False
+
+
+def _is_user_code(value: Any) -> bool:
+    """Whether a value is a user function, method, partial of one, or user class."""
+    if isinstance(value, type):
+        return _user_class(value)
+    function = _function(getattr(value, "__func__", value))
+    return function is not None and _user_code(function.__code__)
+
+
+def _user_instance(value: Any) -> bool:
+    """Whether a value is an instance of a user class (not a class, function or module itself)."""
+    return not isinstance(value, type | types.FunctionType | types.ModuleType) and _user_type(type(value))
+
+
+@functools.cache
+def _user_type(cls: type) -> bool:
+    try:
+        return _user_class(cls)
+    except Exception:  # noqa: BLE001 - an odd class (a proxy): taken as the user's, the safe side
+        return True
+
+
+def _held(value: Any) -> list[Any]:
+    """The values inside a container or an object's attributes (a defaultdict's factory too)."""
+    if isinstance(value, dict):
+        return [*value.keys(), *value.values(), getattr(value, "default_factory", None)]
+    if isinstance(value, list | tuple | set | frozenset):
+        return list(value)
+    if isinstance(value, functools.partial):
+        return [*value.args, *value.keywords.values()]
+    if isinstance(value, types.FunctionType):  # (its defaults: `def run(steps=STEPS)`)
+        return [*(value.__defaults__ or ()), *(value.__kwdefaults__ or {}).values()]
+    if isinstance(value, type | types.ModuleType):
+        return []
+    state = getattr(value, "__dict__", None)
+    return list(state.values()) if isinstance(state, dict) else []
+
+
+def _static(owner: Any, name: str) -> Any:
+    """An attribute of a module or class (along its MRO) as stored, without running a descriptor, or None."""
+    for space in getattr(owner, "__mro__", (owner,)):
+        state = getattr(space, "__dict__", {})
+        if name in state:
+            return state[name]
+    return None
+
+
 def unseen_templates(function: Any, formatter: Callable[[str, Any], bool]) -> bool:
     """Whether a function's code (or the code nested in it) calls a formatter that reads its caller's names
     (`formatter(name, module-level value)`: Snakemake's shell()) with a template that is not text the code holds: a
@@ -384,12 +511,18 @@ def unseen_templates(function: Any, formatter: Callable[[str, Any], bool]) -> bo
     key of a module-level container (`config["cmd"]`). Any other template (`shell(open(t).read())`, a computed
     one) may name any of the caller's locals (`{resources.mem_mb}`, `{threads}`): a caller keys all of them. Also
     True when the formatter is used other than by a direct call, or code positions are missing."""
-    import dis
-
     code = getattr(_function(function), "__code__", None)
     if not isinstance(code, types.CodeType):
         return True
-    globs = getattr(_function(function), "__globals__", {})
+    return code_unseen_templates(code, getattr(_function(function), "__globals__", {}), formatter)
+
+
+def code_unseen_templates(code: types.CodeType, globs: dict[str, Any], formatter: Callable[[str, Any], bool]
+                          ) -> bool:
+    """unseen_templates of a code object (and the code nested in it) that looks names up in `globs`: a helper
+    `uses` walked, which a caller checks as it checks its own function."""
+    import dis
+
     stack = [code]
     while stack:
         c = stack.pop()

@@ -94,12 +94,25 @@ def run_digest(rule: Any, relocate: Any = None) -> tuple[str, tuple[str, ...], f
     imports: set[str] = set()
     uses = pycode.uses([rule.run_func], strings=strings, relocate=relocate)[0] if rule.run_func is not None else {}
     data = pydata.data_values(rule.run_func, jsonable, strings, imports) if rule.run_func is not None else {}
+    for held in (uses, data):
+        held.pop(_config_name(rule), None)
     data = relocate(data) if relocate is not None and data else data
     code = digest([own, uses, data]) if data else digest([own, uses]) if uses else own
     found = (w for text in sorted(strings) for w in codefiles.words(text) if codefiles.looks_like_code(w))
     modules = [m for text in sorted(strings) for m in codefiles.command_modules(text)]
     modules += codefiles.run_modules(pycode.ordered_strings([rule.run_func])) if rule.run_func is not None else []
     return code, tuple(dict.fromkeys(found)), frozenset(imports), tuple(dict.fromkeys(modules))
+
+
+def _config_name(rule: Any) -> str | None:
+    """The name under which nixlib.pycode and nixlib.pydata key a `run:` block's `config` (`snakefile.config`): left
+    out of its code digest when the job is keyed on the config its code reads (run_config_read: only the keys it
+    reads, when known), so a key it never reads does not re-run it that way either."""
+    globs = getattr(rule.run_func, "__globals__", None) or {}
+    config = rule_config(rule)
+    if config is None or globs.get("config") is not config or run_config_read(rule) == frozenset():
+        return None
+    return f"{pycode.module_name(globs.get('__name__', '?'))}.config"
 
 
 def local_script(job: Any, path: str) -> str | None:
@@ -185,28 +198,96 @@ _CONFIG_NAMES = frozenset({"config", "workflow", "globals", "locals", "vars", "e
                            "__globals__", "modules"})
 
 
-def run_reads_config(rule: Any) -> bool:
-    """Whether a `run:` block, or the module-level code it uses (nixlib.pycode), may read the workflow config: it
-    names `config` (`config["lr"]`, `helper(config)`, an f-string), `workflow` or a computed lookup, or a string of
-    it does (`shell("tool {config[ref]}")`, which shell() formats with the block's names), or it reads a module-level
-    object no key holds by value (nixlib.pydata.opaque_values: `settings = Settings(config)` holding an object
-    built from it). A value the block reads from a module-level name computed from the config (`SEEDS =
-    config["seeds"]`, an instance of plain attributes) is keyed by value by run_digest."""
-    if rule.run_func is None:
-        return True
+def run_config_read(rule: Any) -> frozenset[str] | None:
+    """The top-level config keys a `run:` block, with the module-level code it uses (nixlib.pycode), may read: an
+    empty set when it never names `config`, the keys when it reads it only by constant ones (run_config_keys), None
+    (all of it) when it names `workflow` or a computed lookup, or reads a module-level value that is the config
+    under another name (`CFG = config`, _binds) or an object no key holds by value (nixlib.pydata.opaque_values:
+    `settings = Settings(config)` holding an object built from it). A value the block reads from a module-level name
+    computed from the config (`SEEDS = config["seeds"]`, an instance of plain attributes) is keyed by value by
+    run_digest. So adding a sample re-runs no block that reads only `config["threshold"]`."""
+    function = rule.run_func
+    if function is None:
+        return None
     strings: set[str] = set()
     names: set[str] = set()
-    pycode.uses([rule.run_func], strings=strings, attributes=names)
-    if not _CONFIG_NAMES.isdisjoint(names) or any("config" in s for s in strings):
-        return True
-    globs = rule.run_func.__globals__
+    codes: list[tuple[types.CodeType, dict[str, Any], dict[str, Any]]] = []
+    pycode.uses([function], strings=strings, attributes=names, codes=codes)
+    globs = function.__globals__
     config = globs.get("config")
-    if isinstance(config, Mapping) and any(_binds(globs[n], parts) for parts in [_parts(config)]
-                                           for n in names if n in globs):
-        return True
+    if not (_CONFIG_NAMES - {"config"}).isdisjoint(names) or isinstance(config, Mapping) and any(
+            _binds(globs[n], parts) for parts in [_parts(config)] for n in names - {"config"} if n in globs):
+        return None
     # A module-level object no key holds whole (`settings = Settings(config)` keeping an object built from it,
     # `OmegaConf.create(config)`) may hold what it was built from: Snakemake's own objects (`rules`, `logger`) not.
-    return bool(pydata.opaque_values(rule.run_func, _snakemakes))
+    if pydata.opaque_values(function, _snakemakes):
+        return None
+    if "config" not in names and not any("config" in s for s in strings):
+        return frozenset()
+    return run_config_keys(rule, codes)
+
+
+def run_config_keys(rule: Any, codes: list[tuple[types.CodeType, dict[str, Any], dict[str, Any]]]
+                    ) -> frozenset[str] | None:
+    """The top-level config keys the code of a `run:` block (`codes`: it and the code it uses, walked by
+    nixlib.pycode.uses) reads, when each use of the config is certain: `config["k"]`, `config.get("k", ...)` or
+    `"k" in config` (pycode.global_keys) of the config the rule's job is keyed on, and each string mentioning it is
+    a template reading one key by a constant name (`shell("tool {config[ref]}")`: shell() formats with the caller's
+    names). None (all of it) at any doubt: another mention, a `config` of another module, a template the code does
+    not hold (`shell(open("cmd.txt").read())`, an f-string), a module-level string or a config value holding a
+    template of the config (`shell(config["cmd"])` with `cmd: "tool {config[ref]}"`)."""
+    config = rule_config(rule)
+    if config is None or rule.run_func.__globals__.get("config") is not config \
+            or pycode.unfollowed_code(codes, _snakemakes):  # (`STEPS["n"]()`: code whose reads are not seen here)
+        return None
+    keys: set[str] = set()
+    for code, globs, _ in codes:
+        read = pycode.global_keys(code, "config")
+        texts = pycode.ordered_strings([types.SimpleNamespace(__code__=code)], joined=False)  # (nested code's too)
+        held = _template_keys(texts, "config")
+        if read is None or held is None:
+            return None
+        if (read or held) and globs.get("config") is not config:
+            return None
+        keys |= read | held
+    if any(pycode.code_unseen_templates(code, globs, _formats_locals) for code, globs, _ in codes):
+        return None
+    module: set[str] = set()
+    pydata.data_values(rule.run_func, lambda value: None, module)  # (only the strings: nothing rendered)
+    held = _template_keys(module, "{config")
+    if held is None or _template_keys(_texts(config), "{config") != frozenset():
+        return None
+    return frozenset(keys | held)
+
+
+# A format field of a template reading one config key by a constant name: `{config[ref]}`, `{config[ref]:>4}`,
+# `{config[db][host]}` (a digit index, `{config[0]}`, is an int key: see _template_keys).
+_CONFIG_FIELD = re.compile(r"\{config\[([^\][{}]+)\]")
+
+
+def _template_keys(texts: Iterable[str], mention: str) -> frozenset[str] | None:
+    """The config keys the `texts` read as templates (`{config[k]}`), or None when one of them mentions the config
+    (`mention`: "config", or only as a template field, "{config") other than as such a field, or by a number."""
+    keys: set[str] = set()
+    for text in texts:
+        found = _CONFIG_FIELD.findall(text)
+        if text.count(mention) != len(found) or any(k.isdigit() for k in found):
+            return None
+        keys.update(found)
+    return frozenset(keys)
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """The strings in a config (its keys and values, at any depth)."""
+    todo = [value]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, Mapping):
+            todo += [*value.keys(), *value.values()]
+        elif isinstance(value, list | tuple | set):
+            todo += list(value)
 
 
 def run_reads_job(rule: Any) -> tuple[bool, frozenset[str] | None]:
@@ -272,7 +353,7 @@ def unseen_template(text: str) -> bool:
 
 def _snakemakes(value: Any) -> bool:
     """Whether a value is one of Snakemake's own objects a Snakefile's code uses (`rules`, `checkpoints`, a logger),
-    which reach the config only through a name run_reads_config looks for (`rules.x.rule.workflow.config`)."""
+    which reach the config only through a name run_config_read looks for (`rules.x.rule.workflow.config`)."""
     return (type(value).__module__ or "").split(".")[0] in ("snakemake", "logging")
 
 
@@ -1131,15 +1212,15 @@ class RecipeBuilder:
 
     def config_read(self, job: Any, kind: str, code: str | None) -> frozenset[str] | None:
         """The top-level config keys the job's code can read (None: any of them, an empty set: none). A wrapper or a
-        template may read any; a `run:` block any unless neither it nor the code it uses names the config
-        (`run_reads_config`); a local script or notebook none unless it, or the local code it imports (modules
-        beside it or in the directories it puts on `sys.path`) or names (`source("scripts/utils.R")`), names the
-        config or hands on its `snakemake` object whole (`reads_config`), and only the keys it reads by constant
-        name when it reads it no other way (`config_keys_read`). So changing a config value another rule reads (a
-        model's learning rate, the list of samples) re-runs, as with plain Snakemake, no plotting script or `run:`
-        block that never reads it."""
+        template may read any; a `run:` block none unless it or the code it uses names the config, and only the
+        keys it reads by constant name when it reads it no other way (`run_config_read`); a local script or
+        notebook none unless it, or the local code it imports (modules beside it or in the directories it puts on
+        `sys.path`) or names (`source("scripts/utils.R")`), names the config or hands on its `snakemake` object
+        whole (`reads_config`), and only the keys it reads by constant name when it reads it no other way
+        (`config_keys_read`). So changing a config value another rule reads (a model's learning rate, the list of
+        samples) re-runs, as with plain Snakemake, no plotting script or `run:` block that never reads it."""
         if kind == "run":
-            return None if self.once(("run-config", job.rule), lambda: run_reads_config(job.rule)) else frozenset()
+            return self.once(("run-config", job.rule), lambda: run_config_read(job.rule))
         if kind not in ("script", "notebook"):
             return None
         path = getattr(job.rule, kind, None)
