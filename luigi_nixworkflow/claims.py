@@ -29,7 +29,7 @@ from nixlib.errors import NixWorkflowError
 
 _OWNER: dict[str, Any] = {}  # declared output path -> the task declaring it, in this build
 _BELOW: dict[str, tuple[Any, str]] = {}  # directory above a declared path -> (a task, its path below it)
-_WALKED: set[str] = set()  # task ids whose claims this scheduling process made (parallel scheduling)
+_WALKED: dict[str, bool] = {}  # task id -> whether walked as reached by a recipe (parallel scheduling: _upstream)
 _REFUSED: dict[str, NixWorkflowError] = {}  # task id -> the clash it is in (its run() builds its recipe again)
 
 
@@ -194,17 +194,24 @@ def claim_here(task: Any, is_complete: Any) -> Any:
 
 
 def _upstream(task: Any) -> list[Any]:
-    """The task and the tasks upstream of it, through plain tasks as recipes key them (inputs.upstream), that no
-    earlier answer of this build walked (each task is walked once per build: O(tasks) in all)."""
-    found, stack = [], [task]
+    """The task and the tasks upstream of it that its recipe reaches (inputs.upstream: from a NixTask the store
+    manages, through plain tasks), that no earlier answer of this build walked (each task is walked once per build:
+    O(tasks) in all). Not past a plain task no such recipe reached, nor an unmanaged NixTask: their complete() built
+    no recipe, and a requires() Luigi never calls may go on for ever (`Task(n - 1)` below a task found complete)."""
+    found, stack = [], [(task, False)]
     while stack:
-        t = stack.pop()
-        if t.task_id in _WALKED:
-            continue
-        _WALKED.add(t.task_id)
-        found.append(t)
+        t, reached = stack.pop()
+        if _WALKED.get(t.task_id, -1) >= reached:  # (walked already, as far: a plain task first seen unreached is
+            continue  # walked again once a recipe reaches it)
+        if t.task_id not in _WALKED:
+            found.append(t)
+        _WALKED[t.task_id] = reached
         try:
-            stack.extend(t.nix_requires() if registry.is_nix(t) else flatten(t.requires()))
+            nix = registry.is_nix(t)
+            if nix and t.nix_managed():
+                stack.extend((u, True) for u in t.nix_requires())
+            elif not nix and reached:
+                stack.extend((u, True) for u in flatten(t.requires()))
         except Exception:  # noqa: BLE001 - its own complete() or deps() reports it
             continue
     return found

@@ -5,11 +5,14 @@ per process, so each run is a new `luigi` process."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.luigi_run import luigi_cli, runs
+from tests.helpers import REPO
+from tests.luigi_run import LUIGI, luigi_cli, runs
 from tests.test_luigi_probe25c import CLASH
 from tests.test_luigi_probe26 import PIPELINE as PIPELINE_26
 
@@ -209,3 +212,43 @@ def test_a_marker_a_success_handler_writes_into_an_output_is_warned_of() -> None
     out = luigi_cli("--module", "marked", "All")  # cached: no SUCCESS event, no warning, the stored result restored
     assert "SUCCESS event handler" not in out and runs() == {"Parts": 1, "mark": 1, "elsewhere": 1}
     assert sorted(p.name for p in Path("out/parts").iterdir()) == ["part-0", "part-1"]
+
+
+# A task graph Luigi only ever explores where complete() says no: below a complete task, requires() goes on for ever
+# (`Ladder(n - 1)` down to minus infinity), as in Luigi's own worker_parallel_scheduling_test.
+LADDER = '''
+import os
+
+import luigi
+from luigi_nixworkflow import NixTask
+
+
+class Ladder(NixTask):
+    n = luigi.IntParameter()
+
+    def complete(self):
+        return self.n <= 0 or os.path.exists(f"done-{self.n}")
+
+    def requires(self):
+        return [Ladder(self.n - 1)]
+
+    def run(self):
+        open(f"done-{self.n}", "w").close()
+'''
+
+
+def test_parallel_scheduling_walks_no_requires_luigi_never_calls() -> None:
+    """The scheduling process's claims walked requires() of every answered task, complete or not, so a graph that
+    goes on below a complete task (Luigi never asks) was walked for ever: `luigi --workers 1` with parallel
+    scheduling hung (3 of Luigi's own parallel-scheduling tests timed out). It walks now only what a recipe reaches
+    (from a NixTask the store manages, through plain tasks): this unmanaged task (no output) is not walked into."""
+    Path("ladder.py").write_text(LADDER)
+    Path("luigi.cfg").write_text("[core]\nparallel_scheduling=true\n")
+    env = dict(os.environ, PYTHONPATH=f"{Path.cwd()}{os.pathsep}{REPO}")
+    try:
+        proc = subprocess.run([LUIGI, "--module", "ladder", "Ladder", "--n", "3", "--local-scheduler", "--no-lock"],
+                              env=env, text=True, capture_output=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("luigi did not finish: the claims walked an endless requires() chain")
+    out = proc.stdout + proc.stderr
+    assert "This progress looks :)" in out, out[-3000:]
