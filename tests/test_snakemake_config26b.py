@@ -73,7 +73,7 @@ rule absent:
 }
 
 
-@pytest.mark.slow
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_run_block_is_keyed_on_the_config_keys_it_reads(tmp_path: Path, log: Path) -> None:
     wf = write(tmp_path / "wf", FILES)
     ok(snakemake(wf))

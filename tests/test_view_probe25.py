@@ -7,10 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.test_view import start_waiting_run
 from tests.test_view_browser import browser, page, served, wait_js  # noqa: F401 - fixtures
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_live_content_view_keeps_the_users_zoom_and_pan_when_a_step_joins_its_output(
         page: Any, isolated: Path) -> None:  # noqa: F811
     """In the Content view a running step is a node of its own and joins its output object's node once done, so
