@@ -256,7 +256,7 @@ class FileBackend:
             except OSError:
                 return False
         try:
-            fd = os.open(name, _READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
         except OSError:
             return False
         with os.fdopen(fd, "rb") as f:
