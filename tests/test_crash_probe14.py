@@ -206,8 +206,13 @@ def stored_then_deleted(mode: str, res: Path) -> None:
     res.mkdir()
 
 
-@pytest.mark.parametrize("mode", ["copy", "hardlink", "symlink"])
-@pytest.mark.parametrize("fault", ["place-staged", "place-staged:2", "place-staged:3"])
+_RESTORE_FAULTS = ["place-staged", "place-staged:2", "place-staged:3"]
+_RESTORE_MODES = ["copy", "hardlink", "symlink"]
+
+
+@pytest.mark.parametrize(("fault", "mode"), [  # one fault per link mode here, every pair in make test-long
+    pytest.param(f, m, marks=() if i == j else pytest.mark.long)  # (make test keeps the suite under 20 minutes)
+    for j, m in enumerate(_RESTORE_MODES) for i, f in enumerate(_RESTORE_FAULTS)])
 def test_snakemake_restore_killed_mid_copy_leaves_nothing_beside_the_outputs(workflow: Path, store_root: Path,
                                                                             mode: str, fault: str) -> None:
     """Killed while restoring an output (its copy, hard link or symlink made under a temporary name, not yet

@@ -12,6 +12,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO
 from tests.luigi_run import LUIGI
 
@@ -173,6 +175,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_hydra_config_directory_of_a_script_the_task_runs_is_keyed() -> None:
     """run() runs `htrain.py model=big`, whose `@main(config_path="conf", ...)` composes conf/config.yaml and
     conf/model/big.yaml; a command() runs the same, and another names `--config-path {HERE}/conf2`: editing a config

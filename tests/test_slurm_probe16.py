@@ -60,7 +60,8 @@ def _job_state(counter: SbatchCounter, job: str) -> str:
     return counter.cluster.client("scontrol", "show", "job", "-o", job).stdout
 
 
-@pytest.mark.parametrize("cache", ["", ", nix_cache=0"], ids=["cached", "uncached"])
+@pytest.mark.parametrize("cache", [  # uncached: in `make test-long` (make test keeps the suite under 20 min)
+    "", pytest.param(", nix_cache=0", marks=pytest.mark.long)], ids=["cached", "uncached"])
 def test_snakemake_job_over_its_partitions_time_limit_fails_instead_of_waiting_for_ever(
         tmp_path: Path, snakemake_slurm: SbatchCounter, short_partition: str, isolated: Path, cache: str) -> None:
     """`slurm_partition=short16, runtime=10` on a partition with MaxTime=1: Slurm keeps the job pending (reason

@@ -21,12 +21,12 @@ pytest.importorskip("snakemake")
 pytestmark = pytest.mark.slow
 
 SAMPLE = [
-    "test01", "test02", "test03", "test05", "test06", "test07", "test13",
+    "test01", "test02", "test03", "test06", "test07", "test13",
     "issue956", "set_threads", "set_resources_complex_cli", "ancient_cli", "subpath", "params",
     "same_wildcard", "unpack_dict", "unpack_list", "no_temp", "shell", "globwildcards", "keyword_list",
     "ruledeps", "local_import", "touch", "config", "update_config", "config_replacing", "wildcard_keyword",
     "temp_expand", "wildcard_count_ambiguity", "name_override", "multiple_includes", "empty_include",
-    "yaml_config", "lazy_resources", "pipes_simple", "pipes_multiple",
+    "yaml_config", "lazy_resources", "pipes_simple",
     # keyword arguments translated to options (--until, --default-resources) and cases that must fail
     "until", "default_resources", "test09", "ensure_nonempty_fail",
 ]
@@ -48,7 +48,10 @@ def test_the_sample_is_large_enough() -> None:
     assert len(set(SAMPLE)) >= 30
 
 
-@pytest.mark.parametrize("name", SAMPLE)
+LONG_SAMPLE = ["test05", "pipes_multiple"]  # slower (13-21 s): in `make test-long`, so make test stays under 20 minutes
+
+
+@pytest.mark.parametrize("name", SAMPLE + [pytest.param(n, marks=pytest.mark.long) for n in LONG_SAMPLE])
 def test_snakemake_workflow(name: str, cases: dict[str, compat.Case], tmp_path: Path) -> None:
     case = cases.get(name)
     assert case is not None, f"{name} is no longer a test of this Snakemake release: update SAMPLE"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.test_snakemake import ok, snakemake
 
 SNAKEFILE = '''
@@ -25,6 +27,7 @@ rule plain:
 '''
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_run_block_reading_workflow_cores_is_keyed_by_it(tmp_path: Path) -> None:
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
     ok(snakemake(tmp_path, "-c", "1"))

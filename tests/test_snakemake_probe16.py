@@ -83,6 +83,7 @@ with open(snakemake.output[0], "w") as f:
 }
 
 
+@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
 def test_a_job_that_succeeded_at_its_second_attempt_is_restored_when_its_code_never_reads_resources(
         tmp_path: Path, log: Path) -> None:
     """`--retries 1` with `mem_mb=lambda wc, attempt: 1000 * attempt`: a `run:` block and a script that never read
