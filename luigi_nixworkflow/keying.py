@@ -30,7 +30,7 @@ import luigi.configuration
 from luigi.parameter import ParameterVisibility
 from luigi.task_register import Register
 
-from luigi_nixworkflow import class_templates, present, settings, stepio, templates, unfollowed
+from luigi_nixworkflow import class_templates, present, settings, shape, stepio, templates, unfollowed
 from nixlib import codefiles, configfiles, envreads, hostenv, makefiles, pycode, pydata, pyimports
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import RunOptions, digest
@@ -631,8 +631,11 @@ def _uses(cls: type) -> tuple[dict[str, str], tuple[type, ...], frozenset[str], 
 
 
 def _own_classes(cls: type) -> list[type]:
-    """The class and its own base classes: not Luigi's, not ours, not object."""
-    return [c for c in cls.__mro__ if c is not object and c.__module__.split(".")[0] not in _SKIP_MODULES]
+    """The class and its own base classes: not Luigi's, not ours, not object, nor the copy `luigi.task.externalize`
+    makes of a class (shape.externalized: it has the source of the class it copies, which would be keyed twice, so
+    the copy of a store-native task had a key of its own and never found the result its original stored)."""
+    return [c for c in cls.__mro__ if c is not object and c.__module__.split(".")[0] not in _SKIP_MODULES
+            and not shape.externalized(c)]
 
 
 @functools.cache

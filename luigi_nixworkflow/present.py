@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from luigi.task import flatten
+
 from luigi_nixworkflow import claims, dynamic, graph, legacy, registry, settings, shape
 from nixlib.engine import Result
 
@@ -74,10 +76,24 @@ def present(task: Any, result: Result, root: str | None = None) -> None:
         for path in legacy.restore(task, settings.engine(root).store, outputs):
             logger.info("nixworkflow: %s: restored %s from the store", task.task_id, path)
     task.__dict__[PRESENTED] = (stamp(root), True)
+    for sub in delegated(task):  # its run() ran them, as plain Luigi does again when their files are gone
+        if sub.nix_result(root) is not None:
+            present_all(sub, root)
     if shape.is_dynamic(type(task)):  # what its run() yielded is not in requires(): present it too
         for yielded, _ in dynamic.yielded(result.record):
             if registry.is_nix(yielded) and yielded.nix_result() is not None:
                 present_all(yielded)
+
+
+def delegated(task: Any) -> list[Any]:
+    """The NixTasks a `luigi.util.delegates` task runs inside its own run() (`subtasks()`): each is stored as its own
+    result when that run() calls its run(), but the scheduler never sees it, so nothing else presents it. Plain Luigi
+    re-runs the delegating task when its files are gone, and its run() writes the subtasks' files again; served from
+    the store, it must restore them too, or a re-build after deleting outputs leaves the subtasks' files missing."""
+    deps = getattr(type(task), "deps", None)
+    if getattr(deps, "__module__", None) != "luigi.util" or "delegates." not in getattr(deps, "__qualname__", ""):
+        return []
+    return [t for t in flatten(task.subtasks()) if registry.is_nix(t)]
 
 
 def link_output(name: str, obj: str | os.PathLike[str], root: str | None = None) -> None:

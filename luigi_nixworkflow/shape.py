@@ -62,6 +62,26 @@ def plain(cls: type) -> str | None:
     return None
 
 
+def externalized(cls: type) -> bool:
+    """True for the copy `luigi.task.externalize(SomeTask)` makes of a class: a subclass hidden from the registry whose
+    run() is None (so Luigi never runs it). It names the same data as the class it copies: a store-native task's
+    copy is keyed as that class is and is complete when the store holds its result (a legacy task's copy runs as
+    plain Luigi, as an ExternalTask: complete when its files exist, keyed by content where NixTasks read them)."""
+    own = vars(cls)
+    return (own.get("_visible_in_registry") is False and "run" in own and own["run"] is None
+            and own.get("__wrapped__") in cls.__bases__
+            and all(n in _EXTERNALIZED_COPY or n.startswith("_nw_") for n in own))
+
+
+# Everything a class `luigi.task.externalize` makes has of its own (wraps' attributes, the registry flag, run = None,
+# and what Luigi and this adapter memoise on a class: `_unconsumed_params`, `_nw_*`): a class with any other attribute
+# of its own is a user's class, keyed by its own source.
+_EXTERNALIZED_COPY = frozenset({"__abstractmethods__", "__annotations__", "__doc__", "__module__", "__name__",
+                                "__qualname__", "__wrapped__", "_abc_impl", "_namespace_at_class_time",
+                                "_visible_in_registry", "run", "__dict__", "__weakref__",
+                                "_unconsumed_params"})
+
+
 @functools.cache
 def kind(cls: type) -> str:
     """"shell", "python" or "legacy" (the class's own run() and output()); a mix is an error naming the fix."""
@@ -73,6 +93,10 @@ def kind(cls: type) -> str:
     if plain(cls):
         return "legacy"  # runs as plain Luigi (legacy.unmanaged): nothing for the store to run or hold
     if own_run:
+        if (shell or python) and getattr(inspect.unwrap(cls.run), "__module__", None) == "luigi.util":
+            raise NixWorkflowError(f"NixTask {name} defines {'command()' if shell else 'produce()'}, and a decorator "
+                                   "of luigi.util (delegates, copies) gives it a run(): such a task needs the plain "
+                                   "Luigi shape, run() with output() (LocalTargets), as the decorator expects")
         if shell or python:
             raise NixWorkflowError(f"NixTask {name} defines run() and {'command()' if shell else 'produce()'}: keep "
                                    "one. run() with output() is the plain Luigi shape; command()/produce() the "
