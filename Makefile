@@ -28,5 +28,5 @@ bench: setup
 # store; writes docs/snakemake-compat.md and fails on a regression (a sample runs in `make test`).
 .PHONY: compat
 compat: setup
-	$(PY) -m tests.snakemake_compat
-luigi-compat: setup ; $(PY) -m tests.luigi_compat
+	$(PY) -m tests.snakemake_compat $(ARGS)  # ARGS="--only NAME,NAME": just those cases
+luigi-compat: setup ; $(PY) -m tests.luigi_compat $(ARGS)  # ARGS="--only MODULE,MODULE"
