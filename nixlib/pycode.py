@@ -190,10 +190,7 @@ def _visit(module: str, globs: dict[str, Any], names: set[str], found: dict[str,
             if stop(value):
                 stopped[value] = None
                 continue
-            key = qualified(value)
-            if key not in found and _user_class(value):
-                found[key] = "class:" + class_digest(value)
-                more += [_walked(f) for f in _members(value) if _user_code(f.__code__)]
+            more += _class_code(value, found, stopped, stop, relocate, own=value.__module__ == module)
             continue
         if isinstance(value, functools.partial):  # `norm = partial(clean, lower=True)`: its function and arguments
             key = f"{module_name(module)}.{name}"
@@ -203,19 +200,145 @@ def _visit(module: str, globs: dict[str, Any], names: set[str], found: dict[str,
             continue
         function = _function(value)
         if function is not None:
-            key = qualified(function)
-            if key not in found and _user_code(function.__code__):
-                found[key] = "def:" + function_digest(function)
-                more.append(_walked(function))
-                more += _closure(function, found, stopped, stop, relocate)
-            elif function.__closure__ and _user_code(function.__code__):  # (the same code closing over other
-                more.append(_walked(function))  # values, `make({})` and `make(os.environ)`: read with its own cells)
+            if _user_code(function.__code__):
+                more += _function_code(function, f"{module_name(module)}.{name}", found, stopped, stop, relocate)
             continue
         key = f"{module_name(module)}.{name}"
-        value_digest = None if key in found or callable(value) else _value_digest(value, _home(globs), relocate)
+        if key in found:
+            continue
+        factory = isinstance(value, dict) and getattr(value, "default_factory", None) is not None
+        value_digest = None if callable(value) or factory else _value_digest(value, _home(globs), relocate)
         if value_digest is not None:
             found[key] = "value:" + value_digest
+        else:  # (`STEPS = {"n": n}` called as `STEPS["n"]()`, `HELP = Helper()` as `HELP.n()`)
+            more += _held_code(value, key, found, stopped, stop, relocate)
     return more
+
+
+def _function_code(function: types.FunctionType, name: str, found: dict[str, str], stopped: dict[type, None],
+                   stop: Callable[[type], bool], relocate: Callable[[Any], Any] | None = None) -> _Walk:
+    """Key a user function by its code under its qualified name, or under `name` (the name it is bound to) when
+    another function of that qualified name was keyed first (two module-level lambdas, `F = lambda: ...` and `G =
+    lambda: ...`, are both `<lambda>`: the second was neither keyed nor walked); return its code to walk, with what
+    its closure and its default arguments hold (`def run(steps=STEPS)`). (`uses` walks each code once per closure.)"""
+    key, value = qualified(function), "def:" + function_digest(function)
+    if found.setdefault(key, value) != value:
+        found.setdefault(name, value)
+    more = [_walked(function), *_closure(function, found, stopped, stop, relocate)]
+    defaults = [*(function.__defaults__ or ()), *(function.__kwdefaults__ or {}).values()]
+    if any(_value_digest(d) is None for d in defaults):
+        more += _held_code(defaults, f"{key}.__defaults__", found, stopped, stop, relocate)
+    return more
+
+
+def _class_code(cls: type, found: dict[str, str], stopped: dict[type, None], stop: Callable[[type], bool],
+                relocate: Callable[[Any], Any] | None = None, own: bool = False) -> _Walk:
+    """Key a user class by its members and return its methods' code to walk, with the code its class attributes
+    hold (`class Steps: FS = [n]`). `own`: defined in the module that names it (a class of attributes only, in a
+    Snakefile, which is in no module _user_class can look at)."""
+    key = qualified(cls)
+    if key in found or not (own or _user_class(cls)):
+        return []
+    found[key] = "class:" + class_digest(cls)
+    more = [_walked(f) for f in _members(cls) if _user_code(f.__code__)]
+    attributes = [a for c in cls.__mro__ if c is cls or c is not object and _user_class(c) for n, a in vars(c).items()
+                  if not n.startswith("__") and not _functions_of(a) and _value_digest(a) is None]
+    return more + (_held_code(attributes, f"{key}.__attributes__", found, stopped, stop, relocate) if attributes
+                   else [])
+
+
+HELD_VALUES = 20_000  # values looked at in one module-level value for the user code it holds (_held_code)
+
+
+def _held_code(value: Any, key: str, found: dict[str, str], stopped: dict[type, None], stop: Callable[[type], bool],
+               relocate: Callable[[Any], Any] | None = None) -> _Walk:
+    """Key a value no plain digest holds (_value_digest) by the user code inside it and return that code to walk:
+    a function in a dict, list, tuple, set or namespace (`STEPS = {"n": n}` called as `STEPS["n"]()`, `FS =
+    [lambda: ...]`), a defaultdict's factory, a partial's function and arguments, a bound method, an instance of
+    a user class (`HELP = Helper()` used as `HELP.n()`: its class and its attributes), nested in any of these. The
+    key is the value's form (_held_form: the code by digest, plain values by value, other objects by type), so
+    editing the code or which key holds which function re-runs the step. A value holding no user code adds no key,
+    as before (a library object: nixlib.pydata keys the data it can). Library objects are not looked into (their
+    state is not the user's and seldom stable): code held there is what unfollowed_code reports."""
+    parts: list[Any] = []
+    form = _held_form(value, parts, [HELD_VALUES], stop, stopped)
+    if not parts:
+        return []
+    text = canonical_json(relocate(form) if relocate is not None else form)
+    found[key] = "held:" + digest(text)
+    more: _Walk = []
+    for part in parts:
+        if isinstance(part, type):
+            more += _class_code(part, found, stopped, stop, relocate)
+        else:
+            more += _function_code(part, f"{key}.{part.__qualname__}", found, stopped, stop, relocate)
+    return more
+
+
+def _held_form(value: Any, parts: list[Any], budget: list[int], stop: Callable[[type], bool],
+               stopped: dict[type, None], depth: int = 0) -> Any:
+    """The JSON form of a value for _held_code, adding to `parts` the user functions and classes found in it."""
+    budget[0] -= 1
+    if budget[0] < 0 or depth > 40:
+        return "..."
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+
+    def again(v: Any) -> Any:
+        return _held_form(v, parts, budget, stop, stopped, depth + 1)
+
+    scalar = _scalar(value)
+    if scalar is not None:
+        return scalar
+    if isinstance(value, type):
+        if stop(value):
+            stopped[value] = None
+        elif _user_type(value):
+            parts.append(value)
+            return {"class": qualified(value), "digest": class_digest(value)}
+        return {"type": getattr(value, "__qualname__", "?")}
+    if isinstance(value, functools.partial):
+        return {"partial": [again(value.func), [again(a) for a in value.args],
+                            [[k, again(v)] for k, v in sorted(value.keywords.items())]]}
+    if isinstance(value, types.MethodType):
+        return {"method": again(value.__func__), "self": again(value.__self__)}
+    function = _function(value) if callable(value) and not _user_instance(value) else None
+    if function is not None:
+        if not _user_code(function.__code__):
+            return {"function": f"{function.__module__}.{function.__qualname__}"}
+        parts.append(function)
+        return {"def": function_digest(function), "cells": [[n, again(v)] for n, v in sorted(_cells(function).items())
+                                                            if n != "__class__"]}
+    if isinstance(value, dict):
+        form = {"dict": [[again(k), again(v)] for k, v in value.items()]}
+        factory = getattr(value, "default_factory", None)
+        return {**form, "factory": again(factory)} if factory is not None else form
+    if isinstance(value, list | tuple):
+        return [again(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return {"set": sorted((again(v) for v in value), key=canonical_json)}
+    if isinstance(value, types.SimpleNamespace | argparse.Namespace):
+        return {"namespace": again(vars(value))}
+    if _user_instance(value):
+        if stop(type(value)):
+            stopped[type(value)] = None
+            return {"stopped": qualified(type(value))}
+        parts.append(type(value))
+        return {"instance": qualified(type(value)), "digest": class_digest(type(value)),
+                "state": again(instance_state(value))}
+    return {"object": getattr(type(value), "__qualname__", "?")}
+
+
+def instance_state(value: Any) -> dict[str, Any]:
+    """An instance's attributes: its `__dict__`, and those its classes keep in `__slots__` (a
+    `@dataclass(slots=True)` instance has no `__dict__`: `SETTINGS = Settings(threshold=0.9)`)."""
+    state = dict(getattr(value, "__dict__", None) or {})
+    for cls in type(value).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in [slots] if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and hasattr(value, name):
+                state.setdefault(name, getattr(value, name))
+    return state
 
 
 def _closure(function: types.FunctionType, found: dict[str, str], stopped: dict[type, None],
@@ -434,13 +557,20 @@ def _constant_key(ops: list[Any], at: int) -> str | None:
     return key.argval if simple and call is not None and call.arg == 2 else None
 
 
-def unfollowed_code(codes: _Walk, skip: Callable[[Any], bool] = lambda value: False, limit: int = 100_000) -> bool:
+def unfollowed_code(codes: _Walk, skip: Callable[[Any], bool] = lambda value: False, limit: int = 100_000,
+                    files: set[str] | None = None) -> bool:
     """Whether the code `uses` walked (`codes`) reads a value that holds user code `uses` does not walk, so a caller
     reading that code's bytecode (global_keys) does not see all it runs: an instance of a user class (`HELP.n()`:
     its methods), or, inside a container or an object (`STEPS = {"n": n}` called as `STEPS["n"]()`, a class's `FS =
     [n]`, a namespace, a defaultdict's factory), a user function, method or class. Values of globals, of attributes
     the code names of user modules and classes, and of its closures are looked into; `skip`: objects the caller
-    knows hold none (Snakemake's `rules`). True too past `limit` values (a caller keys all)."""
+    knows hold none (Snakemake's `rules`). True too past `limit` values (a caller keys all). Code `uses` did walk
+    (_held_code: a function in a dict, an instance's methods) is seen: only what it could not follow counts (code
+    held in a library object, or past its bounds). `files`, if given, receives the files that unwalked code was
+    compiled from (past `limit`: those of all the walked code), which a caller keys whole by their text since it
+    cannot key that code by itself; the whole walk is then done rather than stopping at the first."""
+    walked = {id(c) for c, _, _ in codes}
+    unfollowed = False
     for code, globs, cells in codes:
         names = set(_names(code))
         todo = [(globs[n], False) for n in names if n in globs] + [(v, False) for v in cells.values()]
@@ -450,12 +580,40 @@ def unfollowed_code(codes: _Walk, skip: Callable[[Any], bool] = lambda value: Fa
             if id(value) in seen or skip(value):
                 continue
             seen.add(id(value))
-            if len(seen) > limit or _user_instance(value) or inside and _is_user_code(value):
+            if len(seen) > limit:
+                if files is not None:
+                    files.update(c.co_filename for c, _, _ in codes if _user_code(c))
                 return True
+            if _user_instance(value) and _unwalked(type(value), walked) \
+                    or inside and _is_user_code(value) and _unwalked(value, walked):
+                if files is None:
+                    return True
+                unfollowed = True
+                files.update(_code_files(type(value) if _user_instance(value) else value))
             todo += [(v, True) for v in _held(value)]
             if isinstance(value, types.ModuleType) and _user_module(value) or isinstance(value, type):
                 todo += [(v, False) for n in names if (v := _static(value, n)) is not None]
-    return False
+    return unfollowed
+
+
+def _code_files(value: Any) -> set[str]:
+    """The files a user function's or class's code was compiled from (a class's: its methods', or its module's)."""
+    if isinstance(value, type):
+        found = {f.__code__.co_filename for f in _members(value) if _user_code(f.__code__)}
+        module = sys.modules.get(value.__module__ or "")
+        file = getattr(module, "__file__", None) if module is not None else None
+        return found | ({file} if isinstance(file, str) else set())
+    function = _function(getattr(value, "__func__", value))
+    return {function.__code__.co_filename} if function is not None else set()
+
+
+def _unwalked(value: Any, walked: set[int]) -> bool:
+    """Whether a user function (method, partial of one) or class has code (a class: a method) `uses` did not walk
+    (`walked`: the ids of the code objects it walked)."""
+    if isinstance(value, type):
+        return any(_user_code(f.__code__) and id(f.__code__) not in walked for f in _members(value))
+    function = _function(getattr(value, "__func__", value))
+    return function is None or id(function.__code__) not in walked
 
 
 def _is_user_code(value: Any) -> bool:

@@ -93,24 +93,12 @@ def _data_in(code: Any, globs: dict[str, Any], found: dict[str, Any], strings: s
             if name in formatted:  # unless only a format field names it (`shell("tool {OPTS} ...")`)
                 found[key] = render(value)
         elif pycode.user_class(type(value)) and not stop(type(value)):  # an instance: class code, stable state
-            state = render(_state(value))
+            state = render(pycode.instance_state(value))
             found[key] = {"class": pycode.class_digest(type(value)),
                           **({"state": state} if " at 0x" not in repr(state) else {})}
             more += [(f.__code__, f.__globals__) for f in pycode.members(type(value))
                      if pycode.user_code(f.__code__)]
     return more
-
-
-def _state(value: Any) -> dict[str, Any]:
-    """An instance's attributes: its `__dict__`, and those its classes keep in `__slots__` (a
-    `@dataclass(slots=True)` instance has no `__dict__`: `SETTINGS = Settings(threshold=0.9)`)."""
-    state = dict(getattr(value, "__dict__", {}))
-    for cls in type(value).__mro__:
-        slots = cls.__dict__.get("__slots__", ())
-        for name in [slots] if isinstance(slots, str) else slots:
-            if name not in ("__dict__", "__weakref__") and hasattr(value, name):
-                state.setdefault(name, getattr(value, name))
-    return state
 
 
 ImportFilter = Callable[[str, int, tuple[Any, ...], tuple[str, ...] | None], bool]
@@ -358,5 +346,5 @@ def _whole(value: Any, skip: Callable[[Any], bool], seen: frozenset[int] = froze
     if isinstance(value, list | tuple | set | frozenset):
         return all(_whole(v, skip, bound) for v in value)
     if not seen and pycode.user_class(type(value)):
-        return all(_whole(v, skip, bound) for v in _state(value).values())
+        return all(_whole(v, skip, bound) for v in pycode.instance_state(value).values())
     return False
