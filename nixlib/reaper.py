@@ -490,6 +490,8 @@ def reap_inside(paths: Collection[str], deadline: float = 30.0) -> int:
     killed: list[int] = []
     for _ in range(50):  # one may fork as it is found: look until none is left
         found = [pid for pid in _descendants() or () if _cwd_inside(pid, inside) or _holds_inside(pid, inside)]
+        if found and any(_fork_of_ours(pid) for pid in found):
+            found = [pid for pid in _past_exec(found) if _cwd_inside(pid, inside) or _holds_inside(pid, inside)]
         if not found:
             break
         stopped = _stop_then_kill(found)
@@ -497,6 +499,33 @@ def reap_inside(paths: Collection[str], deadline: float = 30.0) -> int:
         _wait_dead(stopped, max(0.0, end - time.monotonic()))
         _reap_adopted(stopped)
     return len(killed)
+
+
+EXEC_WAIT = 0.5  # seconds a fork of this process gets to exec before it counts as holding what it inherited
+
+
+def _fork_of_ours(pid: int) -> bool:
+    """Whether a process is a child of this one still running this process's program with its command line: a
+    fork another thread made to start a program (another job's shell) that has not exec'd yet. It holds a copy
+    of every descriptor this process had open, a file an in-process job (a Snakemake template, a `run:` block in
+    a thread) was writing included, until its exec closes them."""
+    st = _stat(pid)
+    if st is None or st[1] != os.getpid():
+        return False
+    try:
+        return (os.readlink(f"{_PROC}/{pid}/exe") == os.readlink(f"{_PROC}/self/exe")
+                and read_proc(f"{_PROC}/{pid}/cmdline") == read_proc(f"{_PROC}/self/cmdline"))
+    except OSError:
+        return False
+
+
+def _past_exec(pids: list[int]) -> list[int]:
+    """`pids` once the forks of ours among them have exec'd (or EXEC_WAIT passed: a fork that never execs, a
+    `multiprocessing` worker, is judged as it is), so what they hold is theirs, not a copy of ours."""
+    end = time.monotonic() + EXEC_WAIT
+    while any(_fork_of_ours(pid) for pid in pids) and time.monotonic() < end:
+        time.sleep(0.002)
+    return pids
 
 
 def _under(path: bytes, inside: list[bytes]) -> bool:

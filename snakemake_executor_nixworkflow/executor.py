@@ -96,8 +96,9 @@ HELPER_BATCH = 48
 HELPER_MODES = ("auto", "copy", "reflink")
 Handed = tuple[str, Path, str, int]  # (object hash, destination, link mode, the helper's request id)
 # A restore in progress: the hit (None: a rule without code), the copies handed out, the formatted command, and
-# the job's products (computed once per job: `products` builds a Path per file).
-Started = tuple[Result | None, list[Handed], str | None, dict[str, Path]]
+# the job's products (computed once per job: `products` builds a Path per file), and when its restore began (the
+# start of its Snakemake metadata record: `internals.write_record`).
+Started = tuple[Result | None, list[Handed], str | None, dict[str, Path], float]
 
 
 def export_remote_settings(s: ExecutorSettings) -> None:
@@ -295,7 +296,8 @@ class Executor(LocalExecutor):
                 or internals.snakemake_cached(self.workflow, job):
             return None
         if job.is_norun:  # e.g. `rule all` once everything it asks for is there: nothing runs
-            return None if job.output or job.log else (None, [], None, {})
+            return None if job.output or job.log else (None, [], None, {}, time.time())
+        began = time.time()
         try:
             await internals.reevaluate(job)
             if not cacheable(job):
@@ -310,14 +312,14 @@ class Executor(LocalExecutor):
                 return None
             await internals.prepare_upfront(job)
             handed = self.start_copies(job, previous, copier, produced)
-            return previous, handed, shellcmd if formatted is job else None, produced
+            return previous, handed, shellcmd if formatted is job else None, produced, began
         except Exception as e:  # noqa: BLE001 - any trouble: the scheduler's path reports it properly
             self._left(job, e)
             return None
 
     async def _complete(self, job: Any, started: Started, lines: list[str]) -> bool:
         """Finish a job `_begin` started: its outputs in place, Snakemake's post-processing, the DAG update."""
-        result, handed, shellcmd, produced = started
+        result, handed, shellcmd, produced, began = started
         try:
             if result is not None:
                 self.await_copies(handed)
@@ -325,7 +327,7 @@ class Executor(LocalExecutor):
                 if line is None:
                     return False
                 lines.append(line)
-            await internals.postprocess_upfront(job, shellcmd)
+            await internals.postprocess_upfront(job, shellcmd, began)
         except Exception as e:  # noqa: BLE001 - e.g. a failed output check: reported by the scheduler's path
             self._left(job, e)
             return False
@@ -489,6 +491,11 @@ class Executor(LocalExecutor):
         every process of it has ended (`run_reaped`)."""
         from snakemake.shell import shell
 
+        if job.is_template_engine and args is not None:
+            # Snakemake renders the template itself, in this process: the job starts no process, so there is
+            # nothing of it to reap, and reaping by place would kill another job's process forked from this one
+            # while the rendered output was open (a fork holds every descriptor until it execs).
+            return JobRun(lambda _log: self.cached_or_run(job, run_wrapper, *args))
         marker = new_marker()  # carried by every process of this job alone (`job_shell`)
         if args is None:  # run: blocks and shadow rules: a Snakemake process per job, started by the env's sh
             def launch() -> None:

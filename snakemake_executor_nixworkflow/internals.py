@@ -211,7 +211,7 @@ async def prepare_upfront(job: Any) -> None:
     await job.prepare()
 
 
-async def postprocess_upfront(job: Any, shellcmd: str | None = None) -> None:
+async def postprocess_upfront(job: Any, shellcmd: str | None = None, began: float | None = None) -> None:
     """Post-process a job whose outputs are in place as the scheduler does after a successful run: log and
     touch handling, the output check, protection, Snakemake's metadata record. With Snakemake's file-based
     metadata (its default), the record is written by `write_record` instead of `Persistence.finished`: the
@@ -220,7 +220,8 @@ async def postprocess_upfront(job: Any, shellcmd: str | None = None) -> None:
     Snakemake's post-processing. The stand-in for `finished` is set on the persistence object only while this
     job's `postprocess` runs: Snakemake post-processes jobs one at a time, on the scheduler's thread (its
     `_finish_jobs` loop, under its lock), which is also where the restoring pass runs, so no other job's
-    post-processing can see it."""
+    post-processing can see it. `began`, when the restore began, is the record's start time: such a job has no
+    incomplete marker of this run to take it from."""
     persistence = job.dag.workflow.persistence
     lean = lean_records(job.dag.workflow)
     if lean:
@@ -231,7 +232,7 @@ async def postprocess_upfront(job: Any, shellcmd: str | None = None) -> None:
         if lean:
             del persistence.finished
     if lean:
-        await write_record(persistence, job, job.shellcmd if shellcmd is None else shellcmd)
+        await write_record(persistence, job, job.shellcmd if shellcmd is None else shellcmd, began)
 
 
 async def _recorded_later(job: Any) -> None:
@@ -248,12 +249,15 @@ def lean_records(workflow: Any) -> bool:
             and workflow.execution_settings.keep_metadata)
 
 
-async def write_record(persistence: Any, job: Any, shellcmd: str | None) -> None:
+async def write_record(persistence: Any, job: Any, shellcmd: str | None, began: float | None = None) -> None:
     """`Persistence.finished(job)` of Snakemake 9.27's file backend, field for field (tests/test_snakemake_records.py
     compares the files both write): per output, the rule's code, input, log, params, command, conda env, software stack
     hash, job hash, start (the incomplete marker's mtime, else the previous record's, else now) and end
     (the output's mtime) times and the input checksums, merged into the output's previous record, written
-    as the backend's own writer writes it (`write_json`); then the output's incomplete marker is removed."""
+    as the backend's own writer writes it (`write_json`); then the output's incomplete marker is removed.
+    A job restored before scheduling passes `began`, when its restore began, and starts then (never after its
+    end): Snakemake's fallbacks would give it the previous record's start, a past run's (a runtime of days in
+    `--report`), or the time of this write, after the restored output's mtime (a negative runtime)."""
     from snakemake.persistence import RECORD_FORMAT_VERSION
 
     persistence._clear_cache()
@@ -271,7 +275,8 @@ async def write_record(persistence: Any, job: Any, shellcmd: str | None) -> None
         checksums = {str(infile): await infile.checksum(persistence.max_checksum_file_size) for infile in job.input}
         previous = persistence._read_record(key)
         record = dict(previous.items()) if previous is not None else {**RECORD_DEFAULTS}
-        record.update(common, starttime=persistence._get_recorded_starttime(key) or fallback_time, endtime=endtime,
+        start = min(began, endtime) if began is not None else persistence._get_recorded_starttime(key) or fallback_time
+        record.update(common, starttime=start, endtime=endtime,
                       input_checksums={k: v for k, v in checksums.items() if v is not None})
         write_json(persistence, key, record)
     for f in job.output:
