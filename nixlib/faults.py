@@ -9,8 +9,9 @@ which widens a race window so that a test can make the other side's move land in
 a point costs one dict lookup: the variables are read once, at import.
 
 Points (in the order a step passes them): step-ran, ingest-staged (inside the object publication code,
-where its owner placed it), ingested, record-temp-written, realisation-written, origins-written,
-recorded, before-links (nw run only). Restoring a stored output into the working tree (nixlib.trees.place, for
+where its owner placed it), ingested, origins-indexed (its origins index entries written, its record not
+yet), record-temp-written, realisation-written and origins-written (one place: both are written), recorded,
+before-links (nw run only). Restoring a stored output into the working tree (nixlib.trees.place, for
 Luigi and Snakemake): place-staged (the copy made under its temporary name), place-aside (a directory in the way
 renamed aside, the copy not yet renamed into place); restore-placed (the Snakemake executor, after each output is
 in place, before a symlink-mode one is registered again as a gc root). Removing a tree (nixlib.trees.remove, `nw gc`

@@ -604,8 +604,15 @@ class Store:
     def record_realisation(self, doc: dict[str, Any]) -> None:
         """Write a realisation, index its outputs by object, and point its recipe at it. The caller holds the
         key's lock and found nothing servable, so any existing record of ours is replaced (a dangling or
-        invalid record is repaired by the re-run). The indexes are best effort: records are the truth."""
+        invalid record is repaired by the re-run). The indexes are best effort: records are the truth.
+
+        The origins entries are written before the record: a kill between leaves an entry naming no realisation,
+        which readers skip and gc removes, never a record that `nw why` cannot find its producer by (nor one `nw
+        verify` calls a missing index entry) until the next `nw gc`."""
         rk = doc["resolved_key"]
+        for h in doc["outputs"].values():
+            self._index_origin(h, rk)
+        faults.point("origins-indexed")
         try:
             written = self.write_record("realisations", rk, doc, replace=True)
         except OSError as e:  # (write_record handles another user's file itself: this is the disk failing us)
@@ -614,9 +621,7 @@ class Store:
                 f"{e.strerror or e}. Nothing was recorded, so nothing of this run is served and the step runs again "
                 "next time; free some space (or fix the store's filesystem) and run again.") from None
         faults.point("realisation-written")
-        for h in doc["outputs"].values():
-            self._index_origin(h, rk)
-        faults.point("origins-written")
+        faults.point("origins-written")  # (the record and its index entries are written: kept for the crash tests)
         with contextlib.suppress(OSError):
             if not (doc["recipe_key"] == rk and written is not None and self._link_recipe(written, rk)):
                 self.set_last(doc["recipe_key"], rk, doc["recipe"])

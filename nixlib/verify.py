@@ -127,6 +127,10 @@ def _objects(c: _Check) -> None:
         path = d / h
         if trees.stage_in_use(h):  # being published by an ingest, or removed by a gc, right now: not a problem
             continue
+        if h.startswith(trees.STAGE_PREFIX):  # a dead process's: never an object name, so never served
+            c.tidy(f"{path}: an object a killed process was publishing, never served (`nw gc` removes it)",
+                   _remover(c, path, "staging leftover"))
+            continue
         c.report.objects += 1
         if not records.is_name(h):
             c.problem(f"unexpected entry {path}: not an object name", _remover(c, path, "entry"))
@@ -217,9 +221,9 @@ def _realisations(c: _Check) -> None:
 
 
 def _valid_now(c: _Check, rk: str) -> bool:
-    """Whether `rk` has a valid realisation: one seen by `_realisations`, or one a live run recorded since (it writes
-    the realisation before its index entries, so an index entry read after that scan may name a realisation it did
-    not see: re-read it before calling the entry stale; --repair removed the live run's fresh entries)."""
+    """Whether `rk` has a valid realisation: one seen by `_realisations`, or one a live run recorded since (an index
+    entry read after that scan may name a realisation it did not see: re-read it before calling the entry stale;
+    --repair removed the live run's fresh entries)."""
     if rk not in c.valid and records.is_name(rk):
         docs = [d for d in c.store._valid_records("realisations", rk)
                 if all(c.store.has(h) for h in d["outputs"].values())]
@@ -229,8 +233,9 @@ def _valid_now(c: _Check, rk: str) -> bool:
 
 
 def _being_recorded(c: _Check, rk: str) -> bool:
-    """Whether a live process holds `rk`'s lock now: a run records a realisation and then its index entries under
-    it, so a missing index entry of a locked key is one being written, not a problem."""
+    """Whether a live process holds `rk`'s lock now: a run writes a realisation's index entries and then the record
+    under it, so an index entry of a locked key without its record yet is one being written, not stale (and a
+    missing entry of a locked key, recorded by a store of an older version in the other order, not a problem)."""
     return locks.held(c.store.root / "locks" / f"{rk}.lock")
 
 
@@ -251,6 +256,8 @@ def _origins(c: _Check) -> None:
             continue
         for rk in _names(d / name):
             if _valid_now(c, rk) and any(h in doc["outputs"].values() for doc in c.valid[rk]):
+                continue
+            if _being_recorded(c, rk) and not _valid_now(c, rk):  # written before its record, under the key's lock
                 continue
             entry = d / name / rk
             owner = _owner(entry)
