@@ -11,6 +11,7 @@ command -v hyperfine >/dev/null || need_apt+=(hyperfine)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)          # the `nw view` browser tests (Playwright)
 [ -x /usr/sbin/slurmctld ] || need_apt+=(slurm-wlm)     # the `--slurm` tests: a one-node Slurm cluster
 [ -x /usr/sbin/munged ] || need_apt+=(munge)             # (started by tests/slurm_cluster.py as root)
+command -v rsync >/dev/null || need_apt+=(rsync)         # snakemake-storage-plugin-fs (tests/test_snakemake_storage27.py)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2

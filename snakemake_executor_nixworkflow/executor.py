@@ -127,6 +127,18 @@ class Unstored(NixWorkflowError):
     `Executor.failing_checks`). The job itself is Snakemake's to judge, as with the local executor."""
 
 
+def unrestore(produced: Mapping[str, Path]) -> None:
+    """Remove the products of a job whose restore was interrupted (Ctrl-C) before Snakemake recorded it
+    finished: left in place, they would be taken for up to date with no metadata record (so a later edit of
+    the rule's code would not re-run it), where the local executor leaves a file it wrote either recorded or
+    marked incomplete. They are whole store objects, so the next run simply restores them again."""
+    for path in produced.values():
+        try:
+            trees.remove(path)
+        except OSError:
+            pass
+
+
 class Executor(LocalExecutor):
     """`snakemake --executor nixworkflow`: pinned envs, lineage and a content-addressed cache per job."""
 
@@ -172,6 +184,7 @@ class Executor(LocalExecutor):
         # What every job handed to this executor declares: a finished checkpoint leaves the DAG once Snakemake
         # re-evaluates it, while the files it wrote may still appear in another checkpoint's walk (`declared`).
         self.handed: set[str] = set()
+        self.unkeyed_rules: set[str] = set()  # rules reading a storage input with retrieve=False (warned once)
         self.upfront = self.restore_upfront()
 
     def check_reflinks(self) -> None:
@@ -268,6 +281,7 @@ class Executor(LocalExecutor):
         done: list[Any] = []
         pending: collections.deque[tuple[Any, Started]] = collections.deque()
         lines: list[str] = []
+        batch = await self.retrieved(batch, quick)
         copier = self.copier if len(batch) >= HELPER_BATCH else None
         try:
             for job in batch:
@@ -283,8 +297,9 @@ class Executor(LocalExecutor):
                 if await self._complete(job_, started_, lines):
                     done.append(job_)
         finally:
-            for _, (_, handed, _, _) in pending:
+            for _, (_, handed, _, produced, _) in pending:  # only when interrupted: none was finished
                 self.await_copies(handed, settle=False)
+                unrestore(produced)
             if lines:
                 self.logger.info("\n".join(lines))
         return done
@@ -300,7 +315,7 @@ class Executor(LocalExecutor):
         began = time.time()
         try:
             await internals.reevaluate(job)
-            if not cacheable(job):
+            if not cacheable(job) or unretrieved_inputs(job):
                 return None
             produced = products(job, self.recipes.where)
             self.handed.update(declared_names(produced))
@@ -317,9 +332,44 @@ class Executor(LocalExecutor):
             self._left(job, e)
             return None
 
+    async def retrieved(self, batch: list[Any], quick: bool) -> list[Any]:
+        """The jobs of `batch` to look up, their storage-plugin inputs (`storage.s3(...)`,
+        `--default-storage-provider`) brought up to date in `.snakemake/storage/` first, as Snakemake's scheduler
+        does for the jobs it is about to run (all at once: whether a file may be fetched on demand depends on how
+        many jobs read it). A job's key is computed from those local copies, and one kept from an earlier run
+        (`--keep-storage-local-copies`, `keep_local=True`) may be older than the object in storage: keying it would
+        restore the result of the old bytes. Jobs with storage inputs are left to the scheduler's path (which
+        retrieves, then looks them up) on the scheduler's thread (`quick`), where a download must not stall the
+        run, and when the retrieval fails (the scheduler then reports it)."""
+        remote = [job for job in batch if any(f.is_storage for f in job.input)]
+        if not remote:
+            return batch
+        if not quick:
+            try:
+                await self.dag.retrieve_storage_inputs(jobs=remote, also_missing_internal=True)
+                return batch
+            except Exception as e:  # noqa: BLE001 - the scheduler's path retrieves again and reports it
+                self.logger.debug(f"nixworkflow: jobs with storage inputs left to the scheduler: {e}")
+        left = set(remote)
+        return [job for job in batch if job not in left]
+
+    def unkeyable(self, job: Any) -> bool:
+        """Whether the job reads a storage input it declares with `retrieve=False` (it reads the object from
+        storage itself): its bytes are never here to key, and keying its name alone would serve the result of
+        an object since changed. Such a job runs as with the local executor, and nothing of it is stored;
+        said once per rule."""
+        names = unretrieved_inputs(job)
+        if names and job.rule.name not in self.unkeyed_rules:
+            self.unkeyed_rules.add(job.rule.name)
+            self.logger.warning(f"nixworkflow: rule {job.rule.name} reads {', '.join(names)} from storage itself "
+                                "(retrieve=False), so its content cannot be keyed: its jobs run as with the local "
+                                "executor and are not stored (drop retrieve=False to cache them)")
+        return bool(names)
+
     async def _complete(self, job: Any, started: Started, lines: list[str]) -> bool:
         """Finish a job `_begin` started: its outputs in place, Snakemake's post-processing, the DAG update."""
         result, handed, shellcmd, produced, began = started
+        reported = len(lines)
         try:
             if result is not None:
                 self.await_copies(handed)
@@ -331,6 +381,10 @@ class Executor(LocalExecutor):
         except Exception as e:  # noqa: BLE001 - e.g. a failed output check: reported by the scheduler's path
             self._left(job, e)
             return False
+        except BaseException:  # Ctrl-C (cancelled): without its metadata record the job is not finished
+            del lines[reported:]
+            unrestore(produced)
+            raise
         await internals.mark_finished(self.dag, job)
         return True
 
@@ -412,7 +466,7 @@ class Executor(LocalExecutor):
             self.refuse_cancelled(job)  # (a job the pool starts after Ctrl-C)
             env, options = self.env_of(job)
             run = self.runner(job, args, env, options)
-            if self.settings.no_cache or not cacheable(job):
+            if self.settings.no_cache or not cacheable(job) or self.unkeyable(job):
                 run()
                 return
             self.realise(job, self.recipes.recipe(job, env, options), run)
@@ -707,9 +761,13 @@ class Executor(LocalExecutor):
     def link_mode(self, job: Any, path: Path) -> str:
         """How a product is shared with the store. Protected outputs are always copies: Snakemake's
         protect() chmods through symlinks and gives every file of a directory the directory's mode,
-        which would change a shared store object (its executable bits are part of its hash)."""
+        which would change a shared store object (its executable bits are part of its hash). So are the
+        local copies of storage-plugin outputs (`.snakemake/storage/...`, uploaded then usually deleted): an
+        upload follows a link, and the fs plugin's rsync gives the object the store file's read-only mode and
+        its old mtime (older than the job's inputs: every later run would run the job again)."""
         mode = self.settings.link_mode
-        if mode in ("hardlink", "symlink") and str(path) in {str(f) for f in job.protected_output}:
+        if mode in ("hardlink", "symlink") and (str(path) in {str(f) for f in job.protected_output}
+                                                or str(path) in storage_outputs(job)):
             return "copy"
         return mode
 
@@ -975,6 +1033,17 @@ def pipe_files(pipes: set[str]) -> set[tuple[int, int]]:
             if stat.S_ISREG(st.st_mode):
                 found.add((st.st_dev, st.st_ino))
     return found
+
+
+def storage_outputs(job: Any) -> set[str]:
+    """The local paths (in `.snakemake/storage/`) of a job's outputs and benchmark that a storage plugin uploads."""
+    files = [*job.output, *([job.benchmark] if job.benchmark else [])]
+    return {str(f) for f in files if getattr(f, "is_storage", False)}
+
+
+def unretrieved_inputs(job: Any) -> list[str]:
+    """The job's storage inputs Snakemake does not retrieve (`storage.x(..., retrieve=False)`), by their query."""
+    return [f.storage_object.print_query for f in job.input if f.is_storage and f.should_not_be_retrieved_from_storage]
 
 
 def declared_names(produced: Mapping[str, Path]) -> list[str]:

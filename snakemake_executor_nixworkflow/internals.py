@@ -226,10 +226,12 @@ async def postprocess_upfront(job: Any, shellcmd: str | None = None, began: floa
     lean = lean_records(job.dag.workflow)
     if lean:
         persistence.finished = _recorded_later  # this call only: the instance attribute shadows the method
+    elif began is not None:
+        persistence.finished = _starting_at(persistence, began)  # (another backend: Snakemake's db, a plugin)
     try:
         await job.postprocess(store_in_storage=True, handle_log=True, handle_touch=True, ignore_missing_output=False)
     finally:
-        if lean:
+        if lean or began is not None:
             del persistence.finished
     if lean:
         await write_record(persistence, job, job.shellcmd if shellcmd is None else shellcmd, began)
@@ -237,6 +239,29 @@ async def postprocess_upfront(job: Any, shellcmd: str | None = None, began: floa
 
 async def _recorded_later(job: Any) -> None:
     """Stands in for `Persistence.finished` inside `postprocess_upfront` (write_record follows)."""
+
+
+def _starting_at(persistence: Any, began: float) -> Callable[[Any], Awaitable[None]]:
+    """`Persistence.finished` of a backend `write_record` does not stand in for (`--persistence-backend db`),
+    with the start time of a job restored before scheduling: when its restore began, never after its end (the
+    output's mtime). Snakemake's `finished` takes the start from the incomplete marker, which such a job has not
+    got, so it would fall back to the previous record's (a past run's start: a runtime of hours in `--report`)
+    or to the time of the write, after the restored output's mtime (a negative runtime). Its own
+    `_get_recorded_starttime` is shadowed for this one call (same single-threaded post-processing as above)."""
+
+    async def finished(job: Any) -> None:
+        starts = {}
+        for f in job.output:
+            end = (await f.mtime()).local_or_storage() if await f.exists() else began
+            starts[persistence._get_key(f)] = min(began, end)
+        recorded = persistence._get_recorded_starttime
+        persistence._get_recorded_starttime = lambda key: starts[key] if key in starts else recorded(key)
+        try:
+            await type(persistence).finished(persistence, job)
+        finally:
+            del persistence._get_recorded_starttime
+
+    return finished
 
 
 def lean_records(workflow: Any) -> bool:
