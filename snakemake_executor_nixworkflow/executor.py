@@ -66,6 +66,7 @@ from snakemake_executor_nixworkflow.jobs import (
     mistyped,
     products,
     provenance,
+    unretrieved_inputs,
 )
 from snakemake_executor_nixworkflow.runtime import (
     Runtime,
@@ -315,7 +316,7 @@ class Executor(LocalExecutor):
         began = time.time()
         try:
             await internals.reevaluate(job)
-            if not cacheable(job) or unretrieved_inputs(job):
+            if not cacheable(job):
                 return None
             produced = products(job, self.recipes.where)
             self.handed.update(declared_names(produced))
@@ -466,7 +467,7 @@ class Executor(LocalExecutor):
             self.refuse_cancelled(job)  # (a job the pool starts after Ctrl-C)
             env, options = self.env_of(job)
             run = self.runner(job, args, env, options)
-            if self.settings.no_cache or not cacheable(job) or self.unkeyable(job):
+            if self.settings.no_cache or self.unkeyable(job) or not cacheable(job):
                 run()
                 return
             self.realise(job, self.recipes.recipe(job, env, options), run)
@@ -1039,11 +1040,6 @@ def storage_outputs(job: Any) -> set[str]:
     """The local paths (in `.snakemake/storage/`) of a job's outputs and benchmark that a storage plugin uploads."""
     files = [*job.output, *([job.benchmark] if job.benchmark else [])]
     return {str(f) for f in files if getattr(f, "is_storage", False)}
-
-
-def unretrieved_inputs(job: Any) -> list[str]:
-    """The job's storage inputs Snakemake does not retrieve (`storage.x(..., retrieve=False)`), by their query."""
-    return [f.storage_object.print_query for f in job.input if f.is_storage and f.should_not_be_retrieved_from_storage]
 
 
 def declared_names(produced: Mapping[str, Path]) -> list[str]:

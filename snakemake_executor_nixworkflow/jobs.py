@@ -558,7 +558,15 @@ def cacheable(job: Any) -> bool:
         return False
     if any(job.is_pipe_or_service_input(f) for f in job.input):
         return False
+    if unretrieved_inputs(job):  # (its input's bytes are never here to key: the executor warns, once per rule)
+        return False
     return str(job.resources.get("nix_cache", "1")).lower() not in ("0", "false", "no", "off")
+
+
+def unretrieved_inputs(job: Any) -> list[str]:
+    """The job's storage inputs Snakemake does not retrieve (`storage.x(..., retrieve=False)`), by their query."""
+    return [f.storage_object.print_query for f in job.input
+            if getattr(f, "is_storage", False) and f.should_not_be_retrieved_from_storage]
 
 
 class Relocator:
