@@ -33,19 +33,23 @@ slurm_cluster = cluster_fixtures.slurm_cluster  # the fixtures, for pytest to fi
 sbatch_counter = cluster_fixtures.sbatch_counter
 __all__ = ["slurm"]
 
-# A file output and a directory output; each job leaves a daemon (its own session) that writes 2 s later.
+# A file output and a directory output; each job leaves a daemon (its own session) that writes once the test opens
+# its gate (`../gate`, made after the run ended): a daemon that wrote while its job still ran (a loaded machine can
+# take seconds to end a job) wrote into the job's outputs, which is no escape; only one that outlived its job can.
 DAEMONS = """
 rule all:
     input: "out/v.txt", "out/d"
 
 rule v:
     output: "out/v.txt"
-    shell: "echo early > {output}; setsid sh -c 'sleep 2; echo late >> {output}' > /dev/null 2>&1 < /dev/null &"
+    shell: "echo early > {output}; setsid sh -c 'until [ -e ../gate ]; do sleep 0.1; done; echo late >> {output}' "
+           "> /dev/null 2>&1 < /dev/null &"
 
 rule d:
     output: directory("out/d")
     shell: "mkdir -p {output}; echo early > {output}/a; "
-           "setsid sh -c 'sleep 2; echo evil > {output}/w' > /dev/null 2>&1 < /dev/null &"
+           "setsid sh -c 'until [ -e ../gate ]; do sleep 0.1; done; echo evil > {output}/w' "
+           "> /dev/null 2>&1 < /dev/null &"
 """
 
 EXPECTED = {"out/v.txt": b"early\n", "out/d/a": b"early\n"}
@@ -71,6 +75,24 @@ def stored_objects(store: Path) -> dict[str, bytes]:
     return found
 
 
+def left_running(wf: Path) -> list[str]:
+    """The command lines of live processes working in `wf` (a daemon of one of its jobs that outlived the run)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.readlink(f"/proc/{entry}/cwd").startswith(str(wf)):
+                found.append(Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+def open_gate(wf: Path) -> None:
+    """Let every daemon still alive write (see DAEMONS) and end, and give it the time to."""
+    (wf.parent / "gate").touch()
+    time.sleep(1.5)
+
+
 @pytest.mark.long
 @pytest.mark.parametrize("mode", ["copy", "hardlink"])
 def test_slurm_a_daemon_a_job_left_behind_never_changes_its_outputs_or_the_store(
@@ -79,7 +101,9 @@ def test_slurm_a_daemon_a_job_left_behind_never_changes_its_outputs_or_the_store
     proc = snakemake(wf, slurm, "--nixworkflow-link-mode", mode)
     assert proc.returncode == 0, proc.stderr
     assert slurm.count() == 2, proc.stderr
-    time.sleep(4)  # a daemon that lived on has written by now
+    survivors = left_running(wf)
+    open_gate(wf)
+    assert survivors == []
     assert stored_objects(isolated) == EXPECTED
     assert outputs(wf) == EXPECTED
 
@@ -113,7 +137,9 @@ def test_local_a_daemon_a_job_left_behind_never_changes_its_outputs_or_the_store
     wf = workflow(tmp_path / "wf", DAEMONS)
     proc = local(wf, "--nixworkflow-link-mode", mode)
     assert proc.returncode == 0, proc.stderr
-    time.sleep(4)  # a daemon that lived on has written by now
+    survivors = left_running(wf)
+    open_gate(wf)
+    assert survivors == []
     assert stored_objects(isolated) == EXPECTED
     assert outputs(wf) == EXPECTED
     assert job_logs(isolated).count("left running when its command exited") == 2  # noted, as `nw run` does
@@ -132,13 +158,13 @@ rule s:
 rule r:
     output: "out/r.txt"
     run:
-        shell("echo early > {output}; /usr/bin/setsid /bin/sh -c '/bin/sleep 2; echo late >> {output}' "
-              "> /dev/null 2>&1 < /dev/null &")
+        shell("echo early > {output}; /usr/bin/setsid /bin/sh -c 'until [ -e ../gate ]; do /bin/sleep 0.1; done; "
+              "echo late >> {output}' > /dev/null 2>&1 < /dev/null &")
 
 rule p:
     output: "out/p.txt"
-    shell: "echo early > {output}; /usr/bin/setsid /bin/sh -c '/bin/sleep 2; echo late >> {output}' "
-           "> /dev/null 2>&1 < /dev/null &"
+    shell: "echo early > {output}; /usr/bin/setsid /bin/sh -c 'until [ -e ../gate ]; do /bin/sleep 0.1; done; "
+           "echo late >> {output}' > /dev/null 2>&1 < /dev/null &"
 """
 
 DAEMON_SCRIPT = """
@@ -146,7 +172,8 @@ import subprocess, sys
 out = snakemake.output[0]
 with open(out, "w") as f:
     f.write("early\\n")
-code = f"import time; time.sleep(2); open({out!r}, 'a').write('late\\\\n')"
+code = ("import os, time\\nwhile not os.path.exists('../gate'): time.sleep(0.1)\\n"
+        f"open({out!r}, 'a').write('late\\\\n')")
 subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdin=subprocess.DEVNULL,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 """
@@ -161,7 +188,9 @@ def test_local_daemons_of_script_run_and_pure_jobs_are_killed_when_their_job_end
     (wf / "daemon.py").write_text(DAEMON_SCRIPT)
     proc = local(wf, "--nixworkflow-link-mode", "hardlink", *(["--nixworkflow-pure"] if pure else []))
     assert proc.returncode == 0, proc.stderr
-    time.sleep(4)  # a daemon that lived on has written by now
+    survivors = left_running(wf)
+    open_gate(wf)
+    assert survivors == []
     expected = {f"out/{name}.txt": b"early\n" for name in "prs"}
     assert stored_objects(isolated) == expected
     assert outputs(wf) == expected
