@@ -153,9 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("show", "show a step's recipe, command, env, inputs and timings"),
                        ("lineage", "show the upstream tree a step or file came from"),
                        ("log", "print the log of a step's last run")):
-        q = sub.add_parser(name, help=text, description=text + ". NAME|PATH is a step name from the last `nw run` "
-                           "here, a Luigi task_id (or family with one task) of the last Luigi run here, a path under "
-                           "./nix-workflow-output/, a file a step produced, or a key.",
+        q = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ". NAME|PATH is a step name "
+                           "from the last `nw run` here, a Luigi task_id (or family with one task) of the last Luigi "
+                           "run here, a path under ./nix-workflow-output/, a file a step produced, or a key.",
                            epilog=_examples(*_QUERY_EXAMPLES[name]),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         q.add_argument("what", metavar="NAME|PATH")
@@ -327,10 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     an OSError no command explained: the path, the reason and the operation); 2 bad arguments (argparse);
     130 interrupted; 70 an internal error — a bug in nw, printed with its traceback and a request to report it,
     never disguised as a user error."""
+    command = ""
     try:
         if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
             signal.signal(signal.SIGINT, signal.default_int_handler)
         args = _parse(argv)  # in the try: Ctrl-C while argparse builds the parsers is one line too
+        command = args.cmd
         sub_store = getattr(args, "store_sub", None)
         _use_store(sub_store if sub_store is not None else args.store)
         return COMMANDS[args.cmd](args)
@@ -348,10 +350,31 @@ def main(argv: list[str] | None = None) -> int:
             return 1  # `nw show x | head`: the reader has gone; nothing to report
         print(f"error: {_os_error(e)}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in REMOTE_EXTRA:
+            return _internal_error()
+        print(f"error: {_missing_extra(e.name or '', command)}", file=sys.stderr)
+        return 1
     except Exception:  # noqa: BLE001 - a bug: show it in full, but as a bug, with a clean exit code
-        print(f"nw: internal error (a bug in nw, not in your input). Please report it with the command you ran "
-              f"and this output:\n{traceback.format_exc()}", file=sys.stderr, end="")
-        return 70
+        return _internal_error()
+
+
+REMOTE_EXTRA = ("cryptography", "boto3", "botocore")  # the `remote` extra of pyproject.toml
+
+
+def _missing_extra(module: str, command: str) -> str:
+    """The error for an optional dependency that is not installed (`pip install nixworkflow` without the `remote`
+    extra, then `nw key generate`): which command needed which package and the install line, not a traceback
+    that asks to report a bug in nw."""
+    return (f"`nw {command}` needs the Python package {module.split('.')[0]} (the remote cache's signatures and "
+            "transfers), which is not installed: pip install 'nixworkflow[remote]' (boto3, cryptography)")
+
+
+def _internal_error() -> int:
+    """Exit 70 with the traceback of the exception being handled: a bug in nw, never disguised as a user error."""
+    print(f"nw: internal error (a bug in nw, not in your input). Please report it with the command you ran "
+          f"and this output:\n{traceback.format_exc()}", file=sys.stderr, end="")
+    return 70
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

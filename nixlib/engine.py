@@ -309,11 +309,13 @@ class Engine:
 
     def _checkpoint(self, recipe: Recipe, rk: str, realised: Mapping[str, str], command: str, start: float,
                     provenance: Mapping[str, Any], name: str, path: Path) -> None:
-        """Seal published checkpoint `name` into the store with its own realisation (checkpoint_key(rk, name))."""
+        """Seal published checkpoint `name` into the store with its own realisation (checkpoint_key(rk, name)),
+        under that key's lock as every realisation is recorded (taken before the gc guard, as a pull of it does):
+        `nw verify` tells a fresh origins entry, written before its record, from a stale one by that lock."""
         what = None if recipe.options.allow_empty else _emptiness(path)
         if what:
             raise NixWorkflowError(f"it is empty ({what})")
-        with self.store.gc_guard():
+        with self.store.lock(checkpoints.checkpoint_key(rk, name)), self.store.gc_guard():
             h = self.store.ingest(path, label=f"checkpoint '{name}' of step '{recipe.name}'")
             step_doc = self._record(recipe, rk, realised, command, {"out": h}, start, time.time(), provenance)
             doc = checkpoints.checkpoint_record(step_doc, name, h)

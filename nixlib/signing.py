@@ -9,7 +9,8 @@ interchangeable keys:
     public key:       NAME:BASE64(32-byte public key)
     signature:        NAME:BASE64(64-byte Ed25519 signature)
 
-The crypto is the `cryptography` library's (OpenSSL); nothing here is hand-written crypto.
+The crypto is the `cryptography` library's (OpenSSL); nothing here is hand-written crypto. It is imported only
+when a key is made, read or used (`nixworkflow[remote]`): `nw run` with no remote runs without it.
 """
 
 from __future__ import annotations
@@ -19,14 +20,19 @@ import binascii
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from nixlib.errors import NixWorkflowError
 
-_RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+
+def _raw() -> tuple[Any, Any]:
+    """The raw public key encoding (its import is the first use of `cryptography`)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.Encoding.Raw, serialization.PublicFormat.Raw
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class SecretKey:
 
     def public(self) -> str:
         """The matching public key line (`NAME:BASE64`), as in a `trusted-public-keys` list."""
-        return f"{self.name}:{base64.b64encode(self.key.public_key().public_bytes(*_RAW)).decode()}"
+        return f"{self.name}:{base64.b64encode(self.key.public_key().public_bytes(*_raw())).decode()}"
 
 
 def _split(text: str, what: str, size: int, secret: bool = False) -> tuple[str, bytes]:
@@ -62,14 +68,18 @@ def generate(name: str) -> SecretKey:
     """A fresh key pair named `name` (e.g. `cache.example.org-1`: the name says whose key it is)."""
     if not name or ":" in name or any(c.isspace() for c in name):
         raise NixWorkflowError(f"key name {name!r} must be non-empty, without ':' or spaces (e.g. 'lab-cache-1')")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     return SecretKey(name, Ed25519PrivateKey.generate())
 
 
 def secret_text(key: SecretKey) -> str:
     """The secret key file's content (Nix's format: seed + public key)."""
+    from cryptography.hazmat.primitives import serialization
+
     seed = key.key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                                  serialization.NoEncryption())
-    return f"{key.name}:{base64.b64encode(seed + key.key.public_key().public_bytes(*_RAW)).decode()}"
+    return f"{key.name}:{base64.b64encode(seed + key.key.public_key().public_bytes(*_raw())).decode()}"
 
 
 def load_secret(path: str | os.PathLike) -> SecretKey:
@@ -80,8 +90,10 @@ def load_secret(path: str | os.PathLike) -> SecretKey:
         reason = e.strerror if isinstance(e, OSError) else "not ASCII text"
         raise NixWorkflowError(f"cannot read the secret key file {path}: {reason}") from None
     name, raw = _split(text, f"the secret key file {path}", 64, secret=True)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.from_private_bytes(raw[:32])
-    if key.public_key().public_bytes(*_RAW) != raw[32:]:
+    if key.public_key().public_bytes(*_raw()) != raw[32:]:
         raise NixWorkflowError(f"secret key file {path}: its public half does not match its seed (damaged file?)")
     return SecretKey(name, key)
 
@@ -91,12 +103,14 @@ def parse_public_keys(text: str) -> dict[str, list[Ed25519PublicKey]]:
     Two keys listed under one name (a key regenerated under its old name, both listed while records signed by
     either are around) are both trusted: one silently replaced the other, so records signed by the first
     were ignored as "not by a trusted key"."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     keys: dict[str, list[Ed25519PublicKey]] = {}
     for item in text.replace(",", " ").split():
         name, raw = _split(item, "trusted public key", 32)
         same = keys.setdefault(name, [])
         key = Ed25519PublicKey.from_public_bytes(raw)
-        if all(k.public_bytes(*_RAW) != raw for k in same):
+        if all(k.public_bytes(*_raw()) != raw for k in same):
             same.append(key)
     return keys
 
@@ -106,6 +120,8 @@ def verify(message: bytes, signature: object, trusted: dict[str, list[Ed25519Pub
     signature, or not a signature at all: never an exception, the record is simply not believed)."""
     if not isinstance(signature, str):
         return None
+    from cryptography.exceptions import InvalidSignature
+
     name, _, data = signature.partition(":")
     try:
         raw = base64.b64decode(data, validate=True)

@@ -66,6 +66,7 @@ from snakemake_executor_nixworkflow.jobs import (
     mistyped,
     products,
     provenance,
+    switch,
     unretrieved_inputs,
 )
 from snakemake_executor_nixworkflow.runtime import (
@@ -378,6 +379,7 @@ class Executor(LocalExecutor):
                 if line is None:
                     return False
                 lines.append(line)
+            await faults.suspend("restore-settled")  # (tests: a Ctrl-C between the outputs and their record)
             await internals.postprocess_upfront(job, shellcmd, began)
         except Exception as e:  # noqa: BLE001 - e.g. a failed output check: reported by the scheduler's path
             self._left(job, e)
@@ -422,14 +424,17 @@ class Executor(LocalExecutor):
         return any(self.runtime.options(name).sandbox for name in names)
 
     def check_envs(self) -> None:
-        """Fail before any job runs if a rule of this run names an env the config does not define. Only
-        literal `nix_env` values are checked here: a resource function is evaluated by Snakemake when its
-        job is about to run (its upstream files may not exist yet), and an unknown env then fails that job.
+        """Fail before any job runs if a rule of this run names an env the config does not define, or gives
+        `nix_cache`/`nix_resumable` a value that is no switch. Only literal values are checked here: a resource
+        function is evaluated by Snakemake when its job is about to run (its upstream files may not exist yet), and
+        an unknown env or a bad switch then fails that job.
         Notes in `host_rules` the rules of this run whose env is the host's tools (not pinned: warned once)."""
         names: dict[str | None, str] = {self.runtime.default_env: "the default env"}
         chosen: dict[Any, str | None] = {}  # rule -> its env, for rules with code whose env is known now
         for job in self.dag.needrun_jobs():
             for j in (job if job.is_group() else [job]):
+                for resource in ("nix_cache", "nix_resumable"):  # (a typo'd switch: refused before any job runs)
+                    switch(j.rule.name, resource, internals.static_resource(j.rule, resource), default=False)
                 literal = internals.static_resource(j.rule, "nix_env")
                 name = self.runtime.choose(literal, j.rule.name)
                 names.setdefault(name, f"rule {j.rule.name}")
@@ -1130,7 +1135,7 @@ class ShellPath(str):
 def with_resumable(job: Any, options: RunOptions) -> RunOptions:
     """A rule asks for a persistent `$state` with the resource `nix_resumable=1` (keyed by the job's resolved
     key: a changed input starts afresh). Not with the sandbox, which would not let the job write to it."""
-    if str(job.resources.get("nix_resumable", "0")).lower() in ("0", "false", "no", "off", ""):
+    if not switch(job.rule.name, "nix_resumable", job.resources.get("nix_resumable"), default=False):
         return options
     if options.sandbox:
         raise NixWorkflowError(f"rule {job.rule.name} asks for nix_resumable, which is not available inside the "

@@ -560,7 +560,23 @@ def cacheable(job: Any) -> bool:
         return False
     if unretrieved_inputs(job):  # (its input's bytes are never here to key: the executor warns, once per rule)
         return False
-    return str(job.resources.get("nix_cache", "1")).lower() not in ("0", "false", "no", "off")
+    return switch(job.rule.name, "nix_cache", job.resources.get("nix_cache"), default=True)
+
+
+SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+                 "off": False}
+
+
+def switch(rule: str, resource: str, value: Any, default: bool) -> bool:
+    """A rule's on/off resource (`nix_cache`, `nix_resumable`): 1/0, true/false, yes/no, on/off (any case), `default`
+    when unset. Anything else is refused: `nix_cache="maybe"` was taken as on, `nix_resumable="maybe"` too."""
+    if value is None or value == "":
+        return default
+    found = SWITCH_VALUES.get(str(value).strip().lower())
+    if found is None:
+        raise NixWorkflowError(f"rule {rule}: resource {resource}={value!r} is not a switch: use 1 or 0 (also "
+                               "true/false, yes/no, on/off)")
+    return found
 
 
 def unretrieved_inputs(job: Any) -> list[str]:

@@ -69,8 +69,8 @@ class ExecutorSettings(ExecutorSettingsBase):
     link_mode: str = field(
         default="auto",
         metadata={
-            "help": "How cached outputs are put back into the working directory: auto (reflink where the "
-            "filesystem can, else copy), copy, reflink, hardlink (read-only files shared with the store) or "
+            "help": "How cached outputs are put back into the working directory (default: auto): auto (reflink "
+            "where the filesystem can, else copy), copy, reflink, hardlink (read-only files shared with the store) or "
             "symlink (into the read-only store; each link is a GC root for nw gc, the other modes' files are not).",
             "env_var": True,
             "required": False,

@@ -1,6 +1,6 @@
 """Snakemake's database metadata backend (`--persistence-backend db`) and Ctrl-C with the executor.
 
-Two gaps closed here (the first test failed before its fix; the Ctrl-C one is a race, see its docstring):
+Two gaps closed by smkdb27 (the Ctrl-C one is tested deterministically in tests/test_crash28.py):
 - with the db backend, the metadata record of a job restored before scheduling started when a past run started
   (a runtime of hours) or, with no previous record, after its end (a negative runtime in `--report`): the start
   time fix for Snakemake's file backend (`internals.write_record`) did not reach Snakemake's own `finished`;
@@ -12,20 +12,13 @@ The rest pins what matched the local executor: re-runs, `--summary`, `--detailed
 
 from __future__ import annotations
 
-import base64
-import os
-import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
 from tests.test_snakemake import executions, ok, snakemake
 from tests.test_snakemake_semantics import write
 
@@ -128,64 +121,3 @@ def test_db_backend_reads_restored_jobs_records_as_the_local_executors(tmp_path:
     ok(snakemake(where, *DB, "--drop-metadata"))  # a runs (new params), b and c are restored
     assert executions(log) == Counter({"a": 2, "b": 1, "c": 1})
     assert records(where)["out/a.txt"]["params"] == first["out/a.txt"]["params"]  # not updated, as locally
-
-
-def file_records(where: Path) -> set[str]:
-    """The outputs Snakemake's file backend has a metadata record of (each named by its path in base64)."""
-    return {base64.urlsafe_b64decode(p.name).decode() for p in (where / ".snakemake/metadata").iterdir()}
-
-
-MANY = 600
-
-FAN = {
-    "Snakefile": f'''
-rule all:
-    input: "out/slow.txt", expand("out/f/{{i}}.txt", i=range({MANY}))
-rule slow:
-    output: "out/slow.txt"
-    shell: 'sleep 2; echo slow > {{output}}'
-rule f:
-    output: "out/f/{{i}}.txt"
-    shell: 'echo {{wildcards.i}} > {{output}}'
-''',
-}
-
-
-@pytest.mark.long  # (runs in `make test-long`: make test keeps the suite under 20 minutes)
-def test_ctrl_c_while_restoring_leaves_only_recorded_outputs_and_the_next_run_restores_the_rest(
-        tmp_path: Path) -> None:
-    """SIGINT to Snakemake (`--keep-incomplete`, the file backend: its records are written fastest, so the copies
-    run furthest ahead of them) while it restores hundreds of jobs from the store
-    before scheduling: one paragraph, no traceback (before: `ValueError: too many values to unpack`); every output
-    left in the working directory has its metadata record (before: the outputs of jobs copied back but not yet
-    post-processed stayed, with none, so Snakemake took them for up to date and would never re-run them for a
-    code change); the next run restores exactly the rest, giving the files of an uninterrupted run. The interrupt
-    must land while copies are ahead of records: a script run of this (without pytest) hit it 3 of 3 times on the
-    old code, this test did not in 4 runs of it, so it pins the fixed behaviour rather than proving the old bug."""
-    where = write(tmp_path / "wf", FAN)
-    ok(snakemake(where, timeout=600))
-    whole = outputs(where)
-    assert len(whole) == MANY + 1
-    argv = [sys.executable, "-m", "snakemake", "-c", "2", "--nocolor", "--executor", "nixworkflow",
-            "--keep-incomplete"]
-    # (no NIX_CONFIG: host tools only, and there the copies run ahead of the records, as on a user's machine)
-    env = {k: v for k, v in os.environ.items() if k != "NIX_CONFIG"} | {"PYTHONPATH": str(REPO)}
-    for at in (30, 60, 120, 240):  # a race: the interrupt must land while copies are ahead of records
-        wipe(where)
-        shutil.rmtree(where / ".snakemake/metadata")
-        proc = subprocess.Popen(argv, cwd=where, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while not (where / f"out/f/{at}.txt").exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.002)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
-        left = outputs(where)
-        assert proc.returncode != 0 and len(left) < MANY + 1, out[-2000:]
-        assert "Traceback" not in out and "interrupted while restoring cached jobs" in out, out[-3000:]
-        assert set(left) <= file_records(where), (at, len(left), sorted(set(left) - file_records(where))[:5])
-        assert all(whole[name] == text for name, text in left.items())
-    again = ok(snakemake(where))
-    assert f"{MANY + 1 - len(left)} job(s) restored from the store before scheduling" in again.stderr
-    assert outputs(where) == whole and set(file_records(where)) == set(whole)
-    assert "Nothing to be done" in ok(snakemake(where, "--rerun-incomplete")).stderr
