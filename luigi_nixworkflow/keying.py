@@ -620,14 +620,26 @@ def _uses(cls: type) -> tuple[dict[str, str], tuple[type, ...], frozenset[str], 
     """The module-level code the class's methods (and its own base classes') use, the Luigi task and Config
     classes they name (a task named there, an upstream one, is keyed by its result, not its code), the
     string constants of all that code, those of the code that reads environment variables, and the global and
-    attribute names all that code uses, and the paths it writes (pycode.written_strings)."""
+    attribute names all that code uses, and the paths it writes (pycode.written_strings). Code held where `uses`
+    cannot follow it keys the text of its file (pycode.unfollowed_texts)."""
     strings: set[str] = set()
     environ: set[str] = set()
     attributes: set[str] = set()
     written: set[str] = set()
+    codes: list[Any] = []
     found, stopped = pycode.uses(_own_functions(cls), stop=_is_task, strings=strings, environ=environ,
-                                 attributes=attributes, written=written)
+                                 attributes=attributes, written=written, codes=codes)
+    found.update(pycode.unfollowed_texts(codes, _holds_no_code))  # (code it cannot walk: its file's whole text)
     return found, stopped, frozenset(strings), frozenset(environ), frozenset(attributes), frozenset(written)
+
+
+def _holds_no_code(value: Any) -> bool:
+    """Values whose code a task's key need not follow (pycode.unfollowed_texts): task and Config classes and
+    instances (keyed by their results or values: `TASKS = [Clean, Plot]` iterated in requires()), and Luigi's own
+    objects."""
+    if isinstance(value, type):
+        return _is_task(value)
+    return isinstance(value, luigi.task.Task) or (type(value).__module__ or "").split(".")[0] in ("luigi", "logging")
 
 
 def _own_classes(cls: type) -> list[type]:

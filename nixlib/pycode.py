@@ -34,6 +34,8 @@ import decimal
 import enum
 import fractions
 import functools
+import gc
+import hashlib
 import importlib.util
 import json
 import os
@@ -41,11 +43,12 @@ import re
 import sys
 import sysconfig
 import types
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import PurePath
 from typing import Any
 
-from nixlib import envreads
+from nixlib import base32, envreads
 from nixlib.recipe import canonical_json, digest
 
 _OWN_PACKAGES = frozenset({"nixlib", "luigi_nixworkflow", "snakemake_executor_nixworkflow"})
@@ -202,6 +205,9 @@ def _visit(module: str, globs: dict[str, Any], names: set[str], found: dict[str,
         if function is not None:
             if _user_code(function.__code__):
                 more += _function_code(function, f"{module_name(module)}.{name}", found, stopped, stop, relocate)
+                attributes = _function_attributes(value)  # (`@functools.singledispatch`: its `registry`)
+                more += _held_code(attributes, f"{module_name(module)}.{name}.__attributes__", found, stopped, stop,
+                                   relocate) if attributes else []
             continue
         key = f"{module_name(module)}.{name}"
         if key in found:
@@ -258,8 +264,11 @@ def _held_code(value: Any, key: str, found: dict[str, str], stopped: dict[type, 
     a user class (`HELP = Helper()` used as `HELP.n()`: its class and its attributes), nested in any of these. The
     key is the value's form (_held_form: the code by digest, plain values by value, other objects by type), so
     editing the code or which key holds which function re-runs the step. A value holding no user code adds no key,
-    as before (a library object: nixlib.pydata keys the data it can). Library objects are not looked into (their
-    state is not the user's and seldom stable): code held there is what unfollowed_code reports."""
+    as before (a library object: nixlib.pydata keys the data it can). A library object's `__dict__` is not looked
+    into (its state is not the user's and seldom stable): code held there is what unfollowed_code reports. One that
+    keeps no `__dict__` (a deque, a MappingProxyType, a ContextVar, a weak reference: _holdings) is looked into by
+    what it holds, and keyed by that when it holds user code (else by its type, as before), as is an enum member's
+    value (`N = enum.member(n)`)."""
     parts: list[Any] = []
     form = _held_form(value, parts, [HELD_VALUES], stop, stopped)
     if not parts:
@@ -287,7 +296,10 @@ def _held_form(value: Any, parts: list[Any], budget: list[int], stop: Callable[[
     def again(v: Any) -> Any:
         return _held_form(v, parts, budget, stop, stopped, depth + 1)
 
-    scalar = _scalar(value)
+    try:
+        scalar = _scalar(value)
+    except TypeError:  # an enum member whose value is no plain value (`N = enum.member(n)`: a function)
+        return {"enum": qualified(type(value)), "name": value.name, "value": again(value.value)}
     if scalar is not None:
         return scalar
     if isinstance(value, type):
@@ -326,7 +338,31 @@ def _held_form(value: Any, parts: list[Any], budget: list[int], stop: Callable[[
         parts.append(type(value))
         return {"instance": qualified(type(value)), "digest": class_digest(type(value)),
                 "state": again(instance_state(value))}
-    return {"object": getattr(type(value), "__qualname__", "?")}
+    name = {"object": getattr(type(value), "__qualname__", "?")}
+    found = len(parts)
+    holds = [again(v) for v in _holdings(value)]  # (a deque, a MappingProxyType, a ContextVar, a weak reference)
+    return {**name, "holds": holds} if len(parts) > found else name
+
+
+def _holdings(value: Any) -> list[Any]:
+    """What a library object that keeps no `__dict__` holds: a weak reference its target, any other object what it
+    reports to the garbage collector (gc.get_referents: a C-implemented container's items, `__slots__` values),
+    which is all an object can hold without a `__dict__`, so user code kept in one (`collections.deque([n])`,
+    `types.MappingProxyType({"n": n})`, `itertools.cycle([n])`) is found whatever its type. A module, code or
+    frame holds no value of its own (a module's names are looked up by name); an object with a `__dict__` is left
+    to its caller (its state is seldom stable: _held_form keys it by type, unfollowed_code looks into it)."""
+    if isinstance(value, weakref.ref):
+        target = value()
+        return [] if target is None else [target]
+    if isinstance(value, types.ModuleType | types.CodeType | types.FrameType):
+        return []
+    try:
+        if isinstance(getattr(value, "__dict__", None), dict):
+            return []
+    except Exception:  # noqa: BLE001 - an object whose attribute access fails: looked into as one without
+        pass
+    kind = type(value)
+    return [v for v in gc.get_referents(value) if v is not kind]
 
 
 def instance_state(value: Any) -> dict[str, Any]:
@@ -557,14 +593,19 @@ def _constant_key(ops: list[Any], at: int) -> str | None:
     return key.argval if simple and call is not None and call.arg == 2 else None
 
 
+_NO_CODE = (str, bytes, int, float, complex, bool, type(None))  # values that cannot hold code
+
+
 def unfollowed_code(codes: _Walk, skip: Callable[[Any], bool] = lambda value: False, limit: int = 100_000,
                     files: set[str] | None = None) -> bool:
     """Whether the code `uses` walked (`codes`) reads a value that holds user code `uses` does not walk, so a caller
     reading that code's bytecode (global_keys) does not see all it runs: an instance of a user class (`HELP.n()`:
     its methods), or, inside a container or an object (`STEPS = {"n": n}` called as `STEPS["n"]()`, a class's `FS =
-    [n]`, a namespace, a defaultdict's factory), a user function, method or class. Values of globals, of attributes
+    [n]`, a namespace, a defaultdict's factory, an object's `__dict__`, what a library object without one holds:
+    _holdings), a user function, method or class. Values of globals, of attributes
     the code names of user modules and classes, and of its closures are looked into; `skip`: objects the caller
-    knows hold none (Snakemake's `rules`). True too past `limit` values (a caller keys all). Code `uses` did walk
+    knows hold none (Snakemake's `rules`). True too past `limit` values (a caller keys all), plain scalars not
+    counted (`BIG = list(range(100_000))` is data, no reason to key all). Code `uses` did walk
     (_held_code: a function in a dict, an instance's methods) is seen: only what it could not follow counts (code
     held in a library object, or past its bounds). `files`, if given, receives the files that unwalked code was
     compiled from (past `limit`: those of all the walked code), which a caller keys whole by their text since it
@@ -590,10 +631,29 @@ def unfollowed_code(codes: _Walk, skip: Callable[[Any], bool] = lambda value: Fa
                     return True
                 unfollowed = True
                 files.update(_code_files(type(value) if _user_instance(value) else value))
-            todo += [(v, True) for v in _held(value)]
+            todo += [(v, True) for v in _held(value) if not isinstance(v, _NO_CODE)]  # (data holds no code)
             if isinstance(value, types.ModuleType) and _user_module(value) or isinstance(value, type):
                 todo += [(v, False) for n in names if (v := _static(value, n)) is not None]
     return unfollowed
+
+
+def unfollowed_texts(codes: _Walk, skip: Callable[[Any], bool] = lambda value: False) -> dict[str, str]:
+    """{"unfollowed:" + n: digest of the text} of each file holding user code the walked `codes` may run that `uses`
+    could not walk, so not key by itself (unfollowed_code: a function kept in a library object's own state, a
+    `queue.Queue`'s deque, that the code calls through): the whole file is keyed, so editing that code re-runs the
+    step (as would editing anything else in that file: the safe side). By content, not path (a checkout moved keys
+    alike). `skip`: objects the caller knows hold none (unfollowed_code)."""
+    files: set[str] = set()
+    if not unfollowed_code(codes, skip, files=files):
+        return {}
+    texts: list[str] = []
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                texts.append(base32.encode(hashlib.sha256(f.read()).digest()))
+        except OSError:  # (code compiled from no file: `<string>`; its text cannot be read, its bytecode was seen)
+            texts.append("unreadable:" + os.path.basename(path))
+    return {f"unfollowed:{n}": t for n, t in enumerate(sorted(texts))}
 
 
 def _code_files(value: Any) -> set[str]:
@@ -645,12 +705,24 @@ def _held(value: Any) -> list[Any]:
         return list(value)
     if isinstance(value, functools.partial):
         return [*value.args, *value.keywords.values()]
-    if isinstance(value, types.FunctionType):  # (its defaults: `def run(steps=STEPS)`)
-        return [*(value.__defaults__ or ()), *(value.__kwdefaults__ or {}).values()]
+    if isinstance(value, types.FunctionType):  # (its defaults, `def run(steps=STEPS)`, and attributes)
+        return [*(value.__defaults__ or ()), *(value.__kwdefaults__ or {}).values(),
+                *(v for n, v in vars(value).items() if not n.startswith("__"))]
     if isinstance(value, type | types.ModuleType):
         return []
-    state = getattr(value, "__dict__", None)
-    return list(state.values()) if isinstance(state, dict) else []
+    state = getattr(value, "__dict__", None) if not isinstance(value, weakref.ref) else None
+    return list(state.values()) if isinstance(state, dict) else _holdings(value)
+
+
+def _function_attributes(value: Any) -> list[Any]:
+    """The values a function (or the wrapper a decorator returned) keeps as attributes and no plain digest holds:
+    `@functools.singledispatch` keeps the functions registered for each type in its `registry` (a
+    MappingProxyType), which its call runs. (Not `__wrapped__` and the other names a wrapper copies: the function
+    it wraps is keyed as itself.)"""
+    state = getattr(value, "__dict__", None) if isinstance(value, types.FunctionType) else None
+    if not isinstance(state, dict):
+        return []
+    return [v for n, v in state.items() if not n.startswith("__") and _value_digest(v) is None]
 
 
 def _static(owner: Any, name: str) -> Any:

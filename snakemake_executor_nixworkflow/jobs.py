@@ -98,31 +98,13 @@ def run_digest(rule: Any, relocate: Any = None) -> tuple[str, tuple[str, ...], f
     data = pydata.data_values(rule.run_func, jsonable, strings, imports) if rule.run_func is not None else {}
     for held in (uses, data):
         held.pop(_config_name(rule), None)
-    uses.update(unfollowed_texts(codes))
+    uses.update(pycode.unfollowed_texts(codes, _snakemakes))
     data = relocate(data) if relocate is not None and data else data
     code = digest([own, uses, data]) if data else digest([own, uses]) if uses else own
     found = (w for text in sorted(strings) for w in codefiles.words(text) if codefiles.looks_like_code(w))
     modules = [m for text in sorted(strings) for m in codefiles.command_modules(text)]
     modules += codefiles.run_modules(pycode.ordered_strings([rule.run_func])) if rule.run_func is not None else []
     return code, tuple(dict.fromkeys(found)), frozenset(imports), tuple(dict.fromkeys(modules))
-
-
-def unfollowed_texts(codes: list[tuple[types.CodeType, dict[str, Any], dict[str, Any]]]) -> dict[str, str]:
-    """{"unfollowed:" + n: digest of the text} of each file holding user code the block may run that nixlib.pycode
-    could not walk, so not key by itself (pycode.unfollowed_code: a Snakefile function kept in a library object
-    the block calls through): the whole file is keyed, so editing that code re-runs the block (as would editing
-    anything else in that file: the safe side). By content, not path (a checkout moved keys alike)."""
-    files: set[str] = set()
-    if not pycode.unfollowed_code(codes, _snakemakes, files=files):
-        return {}
-    texts: list[str] = []
-    for path in files:
-        try:
-            with open(path, "rb") as f:
-                texts.append(sha(f.read()))
-        except OSError:  # (code compiled from no file: `<string>`; its text cannot be read, its bytecode was seen)
-            texts.append("unreadable:" + os.path.basename(path))
-    return {f"unfollowed:{n}": t for n, t in enumerate(sorted(texts))}
 
 
 def _config_name(rule: Any) -> str | None:
