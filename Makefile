@@ -30,3 +30,10 @@ bench: setup
 compat: setup
 	$(PY) -m tests.snakemake_compat $(ARGS)  # ARGS="--only NAME,NAME": just those cases
 luigi-compat: setup ; $(PY) -m tests.luigi_compat $(ARGS)  # ARGS="--only MODULE,MODULE"
+
+# The test functions of Snakemake's own tests/tests.py that `make compat` does not run (several runs, edits between
+# them, the API, state checked afterwards), by Snakemake's own pytest: as is, then with run()'s default executor
+# switched to nixworkflow; writes docs/snakemake-pytest-compat.md and fails on a regression (a sample in `make test`).
+.PHONY: compat-pytest
+compat-pytest: setup
+	$(PY) -m tests.snakemake_pytest_compat $(ARGS)  # ARGS="--only NAME,NAME", "--chunk I/N" or "-j N"

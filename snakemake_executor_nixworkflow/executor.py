@@ -379,6 +379,8 @@ class Executor(LocalExecutor):
                 if line is None:
                     return False
                 lines.append(line)
+            elif job.is_norun:
+                internals.log_started(job)  # (a restored job has its one line instead)
             await faults.suspend("restore-settled")  # (tests: a Ctrl-C between the outputs and their record)
             await internals.postprocess_upfront(job, shellcmd, began)
         except Exception as e:  # noqa: BLE001 - e.g. a failed output check: reported by the scheduler's path
@@ -389,6 +391,8 @@ class Executor(LocalExecutor):
             unrestore(produced)
             raise
         await internals.mark_finished(self.dag, job)
+        if result is None and job.is_norun:
+            internals.log_finished(job)
         return True
 
     def _left(self, job: Any, why: Any) -> None:

@@ -373,6 +373,21 @@ def snakemake_cached(workflow: Any, job: Any) -> bool:
     return workflow.workflow_settings.cache is not None and bool(getattr(job.rule, "cache", None))
 
 
+def log_started(job: Any) -> None:
+    """Print a job as the scheduler prints each job it starts (`localrule all:`, its input, jobid, reason,
+    resources), for a job with nothing to run that the restoring pass finishes itself: tools reading the log (log
+    handler plugins, Snakemake's own tests) saw no such job start or finish, so a run counted one job fewer."""
+    job.log_info()
+
+
+def log_finished(job: Any) -> None:
+    """The scheduler's `Finished jobid: N (Rule: R)` record (the JOB_FINISHED event), for such a job."""
+    from snakemake.logging import LogEvent, logger
+
+    logger.info(f"Finished jobid: {job.jobid} (Rule: {job.rule.name})",
+                extra=dict(event=LogEvent.JOB_FINISHED, job_id=job.jobid))
+
+
 def count_finished(scheduler: Any, n: int, show: bool = False) -> None:
     """Add jobs finished outside the scheduler to its progress count ("x of y steps done"); `show` prints the
     progress line as the scheduler does after each job it finishes (it printed its own before the hook ran)."""
