@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tests import sdist
+from tests.procs import run_group
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nixworkflow" / "luigi-src"
@@ -167,7 +167,6 @@ class TestTimeout(BaseException):  # noqa: N818 - not an Exception: Luigi's work
 
 
 def _alarm(signum: int, frame: object) -> None:
-    import signal
 
     signal.alarm(5)  # again, should the code under test swallow this one
     raise TestTimeout(f"the test ran for more than {TEST_TIMEOUT} s (stopped by tests/luigi_compat.py)")
@@ -282,20 +281,7 @@ def read_report(report: Path, run: Run) -> None:
 
 def execute(argv: list[str], workdir: Path, env: dict[str, str]) -> tuple[int | None, str]:
     """Run pytest to its exit (None: timed out), its output in a file; whatever it left running is killed."""
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(argv, cwd=workdir, env=env, text=True, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            code: int | None = proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            code = None
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        out.seek(0)
-        return code, out.read()
+    return run_group(argv, workdir, env, TIMEOUT)
 
 
 def run_case(tests: Path, module: str, scratch: Path) -> Outcome:

@@ -29,7 +29,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from tests import sdist
+from tests.procs import run_group
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nixworkflow" / "snakemake-src"
@@ -343,23 +343,10 @@ def snakemake(case: Case, workdir: Path, store: Path, executor: bool, config_fil
 
 
 def execute(argv: list[str], workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str] | None:
-    """Run Snakemake to its exit (None: timed out), its output in a file rather than a pipe: a job process
-    Snakemake leaves behind (a `pipe()` reader whose writer failed, in `pipes_fail`) would hold a pipe open
-    after Snakemake exited. Whatever is left of its process group afterwards is killed."""
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(argv, cwd=workdir, env=env, text=True, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            code = proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            code = None
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        out.seek(0)
-        return None if code is None else subprocess.CompletedProcess(argv, code, out.read())
+    """Run Snakemake to its exit (None: timed out; tests/procs.py: a job process it leaves behind, a `pipe()`
+    reader whose writer failed in `pipes_fail`, is killed)."""
+    code, output = run_group(argv, workdir, env, TIMEOUT)
+    return None if code is None else subprocess.CompletedProcess(argv, code, output)
 
 
 ERROR_BLOCK = re.compile(r"^Error in rule (\S+):\n((?:[ \t]+.*(?:\n|$))*)", re.M)

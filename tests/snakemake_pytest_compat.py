@@ -29,7 +29,6 @@ import concurrent.futures as cf
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from pathlib import Path
 
 from tests import sdist
 from tests import snakemake_compat as compat
+from tests.procs import run_group
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "snakemake-pytest-compat.md"
@@ -250,20 +250,7 @@ def run_pytest(tests: Path, name: str, mode: str, scratch: Path, shim: Path) -> 
 
 
 def execute(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int | None, str]:
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, text=True, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            code: int | None = proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            code = None
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        out.seek(0)
-        return code, out.read()
+    return run_group(argv, cwd, env, TIMEOUT)
 
 
 def run_test(tests: Path, chosen: Selected, scratch: Path, shim: Path) -> Outcome:
