@@ -95,7 +95,9 @@ def add_parsers(sub: Any) -> None:
     push.add_argument("what", nargs="*", metavar="WHAT")
     _add_remote_options(push, secret_help="key that signs the records (default: $NIX_WORKFLOW_SECRET_KEY_FILE, "
                         "else `secret-key-file:` under `remote:`)")
-    push.add_argument("--out-link", default="nix-workflow-output", metavar="DIR", help=argparse.SUPPRESS)
+    push.add_argument("--out-link", default="nix-workflow-output", metavar="DIR",
+                      help="the output-link directory of the run whose steps to push, as given to `nw run --out-link` "
+                      "(default: nix-workflow-output); its last-run summary names the steps when none are given")
 
     pull = sub.add_parser("pull", help="download verified realisations from a remote cache (runs nothing)",
                           usage="nw pull [options] "

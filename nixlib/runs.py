@@ -226,6 +226,9 @@ def run_workflow(store: Store, workflow: Any, targets: list[Recipe], args: argpa
 def check_out_dir(out_dir: Path) -> None:
     """Refuse, before any step runs, an output-link directory that cannot be created or written: otherwise the
     failure would come after every step ran, and no output would be linked (or kept by `nw gc`)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NixWorkflowError(f"the output-link directory {out_dir} is a file, not a directory; nothing was run. "
+                               "Move it away or choose another with --out-link DIR.")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".nw-probe.{os.getpid()}"

@@ -95,3 +95,18 @@ def test_a_snakemake_switch_resource_that_is_no_switch_is_refused_before_any_job
     assert "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "a.txt").exists()
     assert not list((tmp_path / "store").glob("realisations/*"))
+
+
+def test_nw_run_out_link_naming_a_file_says_so(tmp_path: Path) -> None:
+    """`nw run --out-link FILE` said "cannot be written (File exists)", which reads as a permission problem; it names
+    the real one now, before any step runs, and leaves the file alone."""
+    (tmp_path / "e.py").write_text('from nixlib import output\nx = output("echo hi > $out/a")\n')
+    (tmp_path / "f").write_text("mine\n")
+    env = dict(os.environ, NIX_WORKFLOW_STORE=str(tmp_path / "store"))
+    r = subprocess.run([sys.executable, "-m", "nixlib.cli", "run", "e.py", "--out-link", "f"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "the output-link directory f is a file, not a directory; nothing was run" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert (tmp_path / "f").read_text() == "mine\n"
+    assert not list((tmp_path / "store").glob("realisations/*"))
