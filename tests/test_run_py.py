@@ -124,10 +124,10 @@ def test_interrupt_stops_steps_and_leaves_store_unchanged(tmp_path: Path, store_
 
 
 def test_kill_9_leaves_nothing_served_and_next_run_completes(tmp_path: Path, store_root: Path) -> None:
-    started = tmp_path / "started"
+    started, gate = tmp_path / "started", tmp_path / "gate"  # (the step ends only once the test opens the gate)
     exp = tmp_path / "exp.py"
-    write(exp, f"from nixlib import output\nslow = output('touch {started}; echo partial > $out/p; sleep 2; "
-               "echo done > $out/d')\n")
+    write(exp, f"from nixlib import output\nslow = output('touch {started}; echo partial > $out/p; "
+               f"until [ -e {gate} ]; do sleep 0.1; done; echo done > $out/d')\n")
     proc = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", str(exp)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(REPO)))
     _wait_for(started)
@@ -135,6 +135,7 @@ def test_kill_9_leaves_nothing_served_and_next_run_completes(tmp_path: Path, sto
     proc.wait()
     assert not list((store_root / "store").iterdir())
     assert not list((store_root / "realisations").iterdir())
+    gate.touch()
     nw("run", str(exp), check=True)
     assert Path("nix-workflow-output/slow/d").read_text() == "done\n"
     assert Path("nix-workflow-output/slow/p").read_text() == "partial\n"

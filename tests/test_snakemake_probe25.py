@@ -7,6 +7,7 @@ holds open, or works in, one of the job's outputs: it is killed before the outpu
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -15,7 +16,10 @@ import pytest
 from tests.test_snakemake_probe24b import local, outputs, stored_objects, workflow
 
 # A file output written through a descriptor opened before (from /), a directory output by name from inside it.
-# Each daemon touches ../flag-* once it runs without the job's marker; the job's shell waits for that.
+# Each daemon touches FLAG-<rule> once it runs without the job's marker; the job's shell waits for that. It writes
+# only once the test opens its gate (FLAG-gate, an absolute path: the daemons work elsewhere), after the run ended:
+# one that wrote while its job still ran (a loaded machine can take seconds to end a job) wrote into the job's
+# outputs, which is no escape; only one that outlived its job can.
 NO_MARKER = """
 rule all:
     input: "out/v.txt", "out/d"
@@ -23,17 +27,38 @@ rule all:
 rule v:
     output: "out/v.txt"
     shell: "echo early > {output}; exec 3>>{output}; "
-           "setsid /usr/bin/env -i /bin/sh -c 'cd /; touch FLAG-v; /bin/sleep 1; echo late >&3' "
+           "setsid /usr/bin/env -i /bin/sh -c 'cd /; touch FLAG-v; until [ -e FLAG-gate ]; do /bin/sleep 0.1; done; "
+           "echo late >&3' "
            "> /dev/null 2>&1 < /dev/null & "
            "while [ ! -e FLAG-v ]; do /bin/sleep 0.005; done"
 
 rule d:
     output: directory("out/d")
     shell: "mkdir -p {output}; echo early > {output}/a; cd {output}; "
-           "setsid /usr/bin/env -i /bin/sh -c 'touch FLAG-d; /bin/sleep 1; echo evil > w' "
+           "setsid /usr/bin/env -i /bin/sh -c 'touch FLAG-d; until [ -e FLAG-gate ]; do /bin/sleep 0.1; done; "
+           "echo evil > w' "
            "> /dev/null 2>&1 < /dev/null & "
            "while [ ! -e FLAG-d ]; do /bin/sleep 0.005; done"
 """
+
+
+def left_running(token: str) -> list[str]:
+    """The command lines of live processes that name `token` (a daemon of a job that outlived the run: the daemons
+    change directory and clear their environment, but their command line names the flags directory)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and token.encode() in (cmdline := Path(f"/proc/{entry}/cmdline").read_bytes()):
+                found.append(cmdline.replace(b"\0", b" ").decode())
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+def open_gate(flags: Path) -> None:
+    """Let every daemon still alive write (see NO_MARKER) and end, and give it the time to."""
+    (flags / "gate").touch()
+    time.sleep(1.5)
 
 
 @pytest.mark.slow
@@ -45,7 +70,9 @@ def test_local_a_daemon_without_the_jobs_marker_never_changes_its_outputs_or_the
     wf = workflow(tmp_path / "wf", NO_MARKER.replace("FLAG-", f"{flags}/"))
     proc = local(wf, "--nixworkflow-link-mode", mode)
     assert proc.returncode == 0, proc.stderr
-    time.sleep(2)  # a daemon that lived on has written by now
+    survivors = left_running(str(flags))
+    open_gate(flags)
+    assert survivors == []
     expected = {"out/v.txt": b"early\n", "out/d/a": b"early\n"}
     assert outputs(wf) == expected
     assert stored_objects(isolated) == expected

@@ -9,7 +9,6 @@ that works in, holds open or maps one of the job's outputs, as `nw run --slurm`'
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from tests import slurm_cluster as cluster_fixtures
 from tests.slurm_cluster import SbatchCounter
 from tests.test_snakemake_probe24b import outputs, stored_objects
-from tests.test_snakemake_probe25 import NO_MARKER
+from tests.test_snakemake_probe25 import NO_MARKER, left_running, open_gate
 from tests.test_snakemake_slurm import slurm, snakemake, workflow
 
 pytest.importorskip("snakemake_executor_plugin_slurm")
@@ -37,7 +36,9 @@ def test_slurm_a_daemon_without_the_jobs_marker_never_changes_its_outputs_or_the
     proc = snakemake(wf, slurm, "--nixworkflow-link-mode", mode)
     assert proc.returncode == 0, proc.stderr
     assert slurm.count() == 2, proc.stderr
-    time.sleep(2)  # a daemon that lived on has written by now
+    survivors = left_running(str(flags))  # (the node is this machine)
+    open_gate(flags)
+    assert survivors == []
     expected = {"out/v.txt": b"early\n", "out/d/a": b"early\n"}
     assert outputs(wf) == expected
     assert stored_objects(isolated) == expected

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -46,6 +47,12 @@ def wait_until(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-unt
             return True
         time.sleep(0.02)
     return condition()
+
+
+def err_text(err: TextIO) -> str:
+    """What a process wrote so far to `err`, a file opened "w+" for its stderr."""
+    err.seek(0)
+    return err.read()
 
 
 def experiment(tmp_path: Path, body: str) -> Path:
@@ -87,11 +94,14 @@ def test_strict_mode_can_be_switched_off_inside_a_command(tmp_path: Path) -> Non
 
 # ---- a step ends when all of its processes end ----------------------------------------------------
 
+GATE_WAIT = "until [ -e {gate} ]; do sleep 0.1; done"
 LEFTOVERS = {
-    # each opens its file before the step's command exits and writes into it 0.5 s later
-    "background": "( exec 3>>late; sleep 0.5; echo late >&3; : {mark} ) >/dev/null 2>&1 &",
-    "setsid-daemon": "setsid sh -c 'exec 3>>late; sleep 0.5; echo late >&3' {mark} >/dev/null 2>&1 &",
-    "double-fork": "( ( exec 3>>late; sleep 0.5; echo late >&3; : {mark} ) & ) >/dev/null 2>&1",
+    # each opens its file before the step's command exits and writes into it once the test opens its gate, after
+    # the run (one that wrote while the step still ran, on a loaded machine that takes long to end it, wrote into
+    # the step's output: no escape)
+    "background": f"( exec 3>>late; {GATE_WAIT}; echo late >&3; : {{mark}} ) >/dev/null 2>&1 &",
+    "setsid-daemon": f"setsid sh -c 'exec 3>>late; {GATE_WAIT}; echo late >&3' {{mark}} >/dev/null 2>&1 &",
+    "double-fork": f"( ( exec 3>>late; {GATE_WAIT}; echo late >&3; : {{mark}} ) & ) >/dev/null 2>&1",
 }
 
 
@@ -100,14 +110,16 @@ def test_leftover_processes_are_killed_before_the_output_is_stored(tmp_path: Pat
                                                                     kind: str) -> None:
     if kind == "setsid-daemon" and shutil.which("setsid") is None:
         pytest.skip("setsid (util-linux) is not installed")
-    mark = marker()
-    command = f"echo early > $out/early; : > late; {LEFTOVERS[kind].format(mark=mark)}"
+    mark, gate = marker(), tmp_path / "gate"
+    command = f"echo early > $out/early; : > late; {LEFTOVERS[kind].format(mark=mark, gate=gate)}"
     exp = experiment(tmp_path, f"w = output('''{command}''', name='w')\n")
     nw("run", str(exp), check=True)
-    assert marked(mark) == []  # the step's processes all ended before `nw run` returned
+    survivors = marked(mark)
+    gate.touch()
+    time.sleep(1.5)  # (a surviving writer would write now)
+    assert survivors == []  # the step's processes all ended before `nw run` returned
     out = Path("nix-workflow-output/w")
     obj = out.resolve()
-    time.sleep(0.7)  # long enough for a surviving writer to have written
     assert nar.nar_hash(obj) == obj.name  # the stored object is exactly what was hashed
     verify = nw("verify", check=True)
     assert "0 problem(s)" in verify.stdout + verify.stderr
@@ -221,15 +233,16 @@ def test_keep_fds_are_inherited_by_the_steps_processes(tmp_path: Path) -> None:
 def test_the_key_lock_stays_held_while_an_escaped_process_of_a_killed_step_lives(tmp_path: Path) -> None:
     """A process that hides from the reaper (no marker: `env -i`; own session: `setsid`) still holds the step's
     per-key lock, which it inherited: a re-run after `kill -9` of `nw` waits for it instead of running the same
-    recipe beside it."""
+    recipe beside it. The escaped process ends only once the test opens its gate, after the re-run said it waits
+    (or ended: it then ran beside it)."""
     if shutil.which("setsid") is None:
         pytest.skip("setsid (util-linux) is not installed")
-    started, go, ended = tmp_path / "started", tmp_path / "go", tmp_path / "ended"
+    started, go, ended, gate = tmp_path / "started", tmp_path / "go", tmp_path / "ended", tmp_path / "gate"
     exp = experiment(tmp_path, f"""s = output('''
 if [ -e {go} ]; then
   test -e {ended} && echo after > $out/order || echo beside > $out/order
 else
-  env -i setsid sh -c 'sleep 2; touch {ended}' >/dev/null 2>&1 < /dev/null &
+  env -i setsid sh -c 'until [ -e {gate} ]; do sleep 0.1; done; touch {ended}' >/dev/null 2>&1 < /dev/null &
   echo started > {started}
   sleep 30
 fi''', name='s')
@@ -243,8 +256,15 @@ fi''', name='s')
         runner.send_signal(signal.SIGKILL)
         runner.wait()
     go.touch()
-    assert not ended.exists(), "the escaped process ended before the re-run started: the test proves nothing"
-    nw("run", str(exp), check=True)
+    try:
+        with open(tmp_path / "rerun.err", "w+") as err:
+            rerun = subprocess.Popen([sys.executable, "-m", "nixlib.cli", "run", str(exp)], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=err, text=True)
+            assert wait_until(lambda: rerun.poll() is not None or "waits for process" in err_text(err), 60)
+            gate.touch()  # the escaped process ends: the lock is free
+            assert rerun.wait(timeout=60) == 0, err_text(err)
+    finally:
+        gate.touch()
     assert Path("nix-workflow-output/s/order").read_text() == "after\n"
 
 

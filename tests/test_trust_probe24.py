@@ -51,24 +51,31 @@ def _running(word: str) -> bool:
 
 # ---- Slurm ------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("daemon", ["sleep 2; echo late >> v; echo evil > w", "exec 3>>v; sleep 2; echo late >&3"],
-                         ids=["by-name", "open-fd"])
+GATE_WAIT = "until [ -e {gate} ]; do sleep 0.1; done"  # (the test opens the gate once the run has ended)
+
+
+@pytest.mark.parametrize("daemon", [f"{GATE_WAIT}; echo late >> v; echo evil > w",
+                                    f"exec 3>>v; {GATE_WAIT}; echo late >&3"], ids=["by-name", "open-fd"])
 def test_slurm_a_daemon_the_job_left_behind_never_changes_what_was_stored(
         tmp_path: Path, sbatch_counter: SbatchCounter, isolated: Path, daemon: str) -> None:
     """The job's command exits 0 while a `setsid` daemon it started keeps writing into $out (by name, or through
     a descriptor it opened before the step ended). The test cluster uses proctrack/linuxproc, which does not track
     it, so Slurm says COMPLETED. The stored object must be what the step had produced when it ended and never
     change: a re-run is a hit serving it (before the fix the daemon wrote into the stored object, the re-run found
-    it changed and ran the step again, and the run's output link showed `late` once the daemon wrote)."""
-    late = tmp_path / "late-done"
-    exp = _exp(tmp_path, f"d = output('echo early > v; setsid sh -c \"{daemon}; touch {late}\" "
+    it changed and ran the step again, and the run's output link showed `late` once the daemon wrote). The daemon
+    writes only once the test opens its gate, after the run: one that wrote while its job still ran (a loaded
+    machine can take seconds to end a job) wrote into the step's output, which is no escape."""
+    late, gate = tmp_path / "late-done", tmp_path / "gate"
+    exp = _exp(tmp_path, f"d = output('echo early > v; setsid sh -c \"{daemon.format(gate=gate)}; touch {late}\" "
                          "</dev/null >/dev/null 2>&1 & echo done')\n")
     nw("run", str(exp), "-q", "--slurm", env=sbatch_counter.env, check=True)
-    deadline = time.monotonic() + 10  # the daemon, if it lives, is done 2 s after it started
-    while _running(str(late)) and time.monotonic() < deadline:
+    survived = _running(str(gate))  # (the node is this machine)
+    gate.touch()
+    deadline = time.monotonic() + 10  # a daemon that lived on is done moments after the gate opened
+    while _running(str(gate)) and time.monotonic() < deadline:
         time.sleep(0.2)
     out = Path("nix-workflow-output/d")
-    assert not late.exists(), "the daemon the step left behind was not killed"
+    assert not survived and not late.exists(), "the daemon the step left behind was not killed"
     assert sorted(p.name for p in out.iterdir()) == ["v"] and (out / "v").read_text() == "early\n"
     again = nw("run", str(exp), "-q", "--slurm", env=sbatch_counter.env, check=True)
     assert sbatch_counter.count() == 1, again.stderr  # a hit: the stored object is unchanged
