@@ -94,3 +94,17 @@ def bound(source: str, target: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["umount", str(target)], check=True)
+
+
+def left_running(token: str) -> list[str]:
+    """The command lines of live processes that name `token` (a daemon a step or job left that outlived its run:
+    the tests' daemons may change directory and clear their environment, but their command line names the test's
+    gate or flags directory)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and token.encode() in (cmdline := Path(f"/proc/{entry}/cmdline").read_bytes()):
+                found.append(cmdline.replace(b"\0", b" ").decode())
+        except OSError:
+            continue  # gone meanwhile
+    return found

@@ -6,7 +6,6 @@ step wrote before it ended (a step ends when all of its processes have ended or 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from nixlib import context, nar
 from nixlib.engine import Engine, Result
 from nixlib.recipe import Input, Recipe
 from nixlib.store import Store
+from tests.helpers import left_running
 
 # kind -> (command with {up} = the upstream's output dir or "", does it succeed?)
 KINDS = {
@@ -48,18 +48,6 @@ def pipeline(kinds: list[str], links: list[bool], root: str, gate: Path) -> list
         inputs = [Input(token, step=up)] if up else []
         steps.append((Recipe(name=f"s{n}", command=command, inputs=inputs), kind))
     return steps
-
-
-def left_running(token: str) -> list[str]:
-    """The command lines of live processes that name `token` (a background writer that outlived its step)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            if entry.isdigit() and token.encode() in (cmdline := Path(f"/proc/{entry}/cmdline").read_bytes()):
-                found.append(cmdline.replace(b"\0", b" ").decode())
-        except OSError:
-            continue  # gone meanwhile
-    return found
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

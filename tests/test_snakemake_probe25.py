@@ -7,12 +7,12 @@ holds open, or works in, one of the job's outputs: it is killed before the outpu
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import left_running
 from tests.test_snakemake_probe24b import local, outputs, stored_objects, workflow
 
 # A file output written through a descriptor opened before (from /), a directory output by name from inside it.
@@ -40,19 +40,6 @@ rule d:
            "> /dev/null 2>&1 < /dev/null & "
            "while [ ! -e FLAG-d ]; do /bin/sleep 0.005; done"
 """
-
-
-def left_running(token: str) -> list[str]:
-    """The command lines of live processes that name `token` (a daemon of a job that outlived the run: the daemons
-    change directory and clear their environment, but their command line names the flags directory)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            if entry.isdigit() and token.encode() in (cmdline := Path(f"/proc/{entry}/cmdline").read_bytes()):
-                found.append(cmdline.replace(b"\0", b" ").decode())
-        except OSError:
-            continue  # gone meanwhile
-    return found
 
 
 def open_gate(flags: Path) -> None:

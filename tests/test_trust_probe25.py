@@ -16,26 +16,13 @@ import pytest
 from nixlib import nar
 from nixlib.slurm import reap_script
 from tests import slurm_cluster as cluster_fixtures
-from tests.helpers import nw
+from tests.helpers import left_running, nw
 from tests.slurm_cluster import SbatchCounter
 
 slurm_cluster = cluster_fixtures.slurm_cluster  # the fixtures, for pytest to find
 sbatch_counter = cluster_fixtures.sbatch_counter
 
 MARKER = "NWREAP_PROBE25"
-
-
-def left_running(token: str) -> list[str]:
-    """The command lines of live processes that name `token` (a daemon a step left that outlived the run: the
-    daemons here change directory and clear their environment, but their command line names the test's gate)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            if entry.isdigit() and token.encode() in (cmdline := Path(f"/proc/{entry}/cmdline").read_bytes()):
-                found.append(cmdline.replace(b"\0", b" ").decode())
-        except OSError:
-            continue  # gone meanwhile
-    return found
 
 
 def open_gate(gate: Path) -> list[str]:
