@@ -12,7 +12,9 @@ a copy of Luigi's `test/` folder (its tests name `test/testconfig/...` relative 
    migration docs/luigi.md describes. Luigi's own classes keep Luigi's bases: its modules are imported before
    the swap, so `ExternalTask`, `WrapperTask`, `RangeDaily` & co. are unchanged.
 
-Both runs alias the `mock` package Luigi's tests import to `unittest.mock` (of which it is the backport).
+Both runs alias the `mock` package Luigi's tests import to `unittest.mock` (of which it is the backport). The
+processes the command-line tests start (`./bin/luigi`, `python -m luigi`, `python test/...py`) get the same through
+a `sitecustomize` in the working directory (_subprocess_setup).
 Results are compared per test id: a test that passes as shipped and fails (or errors, or is missing) with
 NixTask is a regression, unless BY_DESIGN explains it. `python -m tests.luigi_compat` runs every module and
 writes docs/luigi-compat.md; `--only MODULE,MODULE` runs just those and prints their rows; `--table` writes the
@@ -243,10 +245,12 @@ def run_module(tests: Path, module: str, where: Path, nix: bool) -> Run:
     """pytest on one of Luigi's test modules, in `where` (a copy of test/ beside a fresh store)."""
     where.mkdir(parents=True)
     shutil.copytree(tests, where / "test", ignore=shutil.ignore_patterns("contrib", "__pycache__"))
+    _subprocess_setup(where)
     (where / "store").mkdir()
     report = where / "report.xml"
     env = dict(os.environ, NIX_WORKFLOW_STORE=str(where / "store"), PYTHONDONTWRITEBYTECODE="1",
-               PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+               PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+               PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
     env.pop("NIX_WORKFLOW_FORCE", None)
     env[MODE] = "nix" if nix else "shipped"
     argv = [sys.executable, "-m", "pytest", "-p", "tests.luigi_compat", "-p", "no:cacheprovider", "-p", "no:xdist",
@@ -261,6 +265,21 @@ def run_module(tests: Path, module: str, where: Path, nix: bool) -> Run:
         return run
     read_report(report, run)
     return run
+
+
+# Luigi's command-line tests start `./bin/luigi` (in Luigi's repository, not its source distribution), `python -m
+# luigi` and `python test/...py` with `.` on PYTHONPATH: these start-up files give those processes what the pytest
+# process has (the `mock` alias; in the NixTask run, luigi.Task as NixTask), so they run and are migrated too.
+BIN_LUIGI = "#!/usr/bin/env python\nfrom luigi.cmdline import luigi_run\n\nluigi_run()\n"
+SITECUSTOMIZE = "from tests import luigi_compat\n\nluigi_compat._install()\n"
+
+
+def _subprocess_setup(where: Path) -> None:
+    """`bin/luigi` and a `sitecustomize` (imported by every Python started with `where` on its path) in `where`."""
+    (where / "bin").mkdir()
+    (where / "bin" / "luigi").write_text(BIN_LUIGI)
+    (where / "bin" / "luigi").chmod(0o755)
+    (where / "sitecustomize.py").write_text(SITECUSTOMIZE)
 
 
 def read_report(report: Path, run: Run) -> None:
@@ -338,7 +357,10 @@ def table(outcomes: list[Outcome], version: str) -> str:
         "`luigi_nixworkflow.NixTask` before the test modules are imported (a pytest plugin, `-p "
         "tests.luigi_compat`), so every task class the tests define on `luigi.Task` is migrated by its base "
         "class alone; Luigi's own classes (`ExternalTask`, `WrapperTask`, the range tasks) keep Luigi's bases. "
-        "Both runs alias the `mock` package Luigi's tests import to `unittest.mock`.",
+        "Both runs alias the `mock` package Luigi's tests import to `unittest.mock`. The command-line tests start "
+        "`./bin/luigi` (Luigi's repository has it; written here), `python -m luigi` and `python test/...py`: a "
+        "`sitecustomize` in the working directory gives those processes the alias and, in the NixTask run, the "
+        "migration too.",
         "",
         HEADER,
         "|---|---|---|---|---|---|",
