@@ -245,7 +245,7 @@ def run_module(tests: Path, module: str, where: Path, nix: bool) -> Run:
     """pytest on one of Luigi's test modules, in `where` (a copy of test/ beside a fresh store)."""
     where.mkdir(parents=True)
     shutil.copytree(tests, where / "test", ignore=shutil.ignore_patterns("contrib", "__pycache__"))
-    _subprocess_setup(where)
+    _subprocess_setup(where, tests.parent)
     (where / "store").mkdir()
     report = where / "report.xml"
     env = dict(os.environ, NIX_WORKFLOW_STORE=str(where / "store"), PYTHONDONTWRITEBYTECODE="1",
@@ -274,8 +274,15 @@ BIN_LUIGI = "#!/usr/bin/env python\nfrom luigi.cmdline import luigi_run\n\nluigi
 SITECUSTOMIZE = "from tests import luigi_compat\n\nluigi_compat._install()\n"
 
 
-def _subprocess_setup(where: Path) -> None:
-    """`bin/luigi` and a `sitecustomize` (imported by every Python started with `where` on its path) in `where`."""
+def _subprocess_setup(where: Path, source: Path) -> None:
+    """`bin/luigi` and a `sitecustomize` (imported by every Python started with `where` on its path) in `where`, and
+    what the command-line tests run from the source root (`source`): the `deps`/`deps_tree` scripts by path (only
+    the scripts: the package is the installed one) and the examples they name."""
+    for script in ("deps.py", "deps_tree.py"):
+        (where / "luigi" / "tools").mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / "luigi" / "tools" / script, where / "luigi" / "tools" / script)
+    if (source / "examples").is_dir():
+        shutil.copytree(source / "examples", where / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     (where / "bin").mkdir()
     (where / "bin" / "luigi").write_text(BIN_LUIGI)
     (where / "bin" / "luigi").chmod(0o755)
