@@ -85,20 +85,28 @@ def remote_url_problem(url: str) -> str | None:
     return None
 
 
-PUSH_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
+SWITCH_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+                "off": False}
+
+
+def switch_word(value: object) -> bool | None:
+    """The one reading of an on/off setting (NIX_WORKFLOW_PUSH, luigi.cfg `push`, a Snakemake rule's `nix_cache`):
+    1/true/yes/on and 0/false/no/off in any case, None for any other word, which callers refuse naming where it
+    was set (`push = maybe` silently pushed nothing, `nix_cache="maybe"` silently cached)."""
+    return SWITCH_WORDS.get(str(value).strip().lower())
 
 
 def push_on(value: str | None) -> bool:
-    """Whether a push setting (NIX_WORKFLOW_PUSH, luigi.cfg `push`) turns pushing on: the one reading of PUSH_WORDS
-    for the engine and the remote (check_push_flag refuses a word outside it where the setting is taken)."""
-    return PUSH_WORDS.get((value or "").strip().lower(), False)
+    """Whether a push setting turns pushing on (unset or empty: off; check_push_flag refuses other words where the
+    setting is taken)."""
+    return bool(value and value.strip() and switch_word(value))
 
 
 def check_push_flag(value: str | None, origin: str) -> None:
-    """Raise a NixWorkflowError naming ORIGIN if VALUE is not a push setting the remote understands (it reads 1,
-    true or yes as on and anything else as off: `push = on` or `maybe` silently pushed nothing)."""
-    if value is not None and value.strip().lower() not in PUSH_WORDS:
-        raise NixWorkflowError(f"{origin}: {value!r} is not true or false (write true, false, yes, no, 1 or 0)")
+    """Raise a NixWorkflowError naming ORIGIN if VALUE is not a push setting (switch_word; empty: off)."""
+    if value is not None and value.strip() and switch_word(value) is None:
+        raise NixWorkflowError(f"{origin}: {value!r} is not true or false (write true, false, yes, no, on, off, "
+                               "1 or 0)")
 
 
 def check_remote_url(url: str | None, origin: str) -> None:

@@ -381,7 +381,7 @@ class Executor(LocalExecutor):
                 lines.append(line)
             elif job.is_norun:  # (a restored job has its one line instead)
                 await internals.reevaluate(job)  # (its resources, which it prints, may read input sizes)
-                internals.log_started(job)
+                job.log_info()  # (as the scheduler prints a job it starts: internals.log_finished)
             await faults.suspend("restore-settled")  # (tests: a Ctrl-C between the outputs and their record)
             await internals.postprocess_upfront(job, shellcmd, began)
         except Exception as e:  # noqa: BLE001 - e.g. a failed output check: reported by the scheduler's path

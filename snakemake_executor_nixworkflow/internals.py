@@ -373,15 +373,11 @@ def snakemake_cached(workflow: Any, job: Any) -> bool:
     return workflow.workflow_settings.cache is not None and bool(getattr(job.rule, "cache", None))
 
 
-def log_started(job: Any) -> None:
-    """Print a job as the scheduler prints each job it starts (`localrule all:`, its input, jobid, reason,
-    resources), for a job with nothing to run that the restoring pass finishes itself: tools reading the log (log
-    handler plugins, Snakemake's own tests) saw no such job start or finish, so a run counted one job fewer."""
-    job.log_info()
-
-
 def log_finished(job: Any) -> None:
-    """The scheduler's `Finished jobid: N (Rule: R)` record (the JOB_FINISHED event), for such a job."""
+    """The scheduler's `Finished jobid: N (Rule: R)` record (the JOB_FINISHED event), for a job with nothing to run
+    that the restoring pass finishes itself (printed, as the scheduler does, with `job.log_info()`): tools reading
+    the log (log handler plugins, Snakemake's own tests) saw no such job start or finish, so a run counted one job
+    fewer."""
     from snakemake.logging import LogEvent, logger
 
     logger.info(f"Finished jobid: {job.jobid} (Rule: {job.rule.name})",

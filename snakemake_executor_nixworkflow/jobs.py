@@ -39,6 +39,7 @@ from typing import Any
 
 from nixlib import base32, codefiles, configfiles, envreads, hostenv, makefiles, pycode, pydata, pyimports
 from nixlib.command import CommandSyntaxError, expanded_variables, normalise
+from nixlib.config import switch_word
 from nixlib.env import ResolvedEnv
 from nixlib.errors import NixWorkflowError
 from nixlib.recipe import Recipe, RunOptions, digest
@@ -545,16 +546,12 @@ def cacheable(job: Any) -> bool:
     return switch(job.rule.name, "nix_cache", job.resources.get("nix_cache"), default=True)
 
 
-SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
-                 "off": False}
-
-
 def switch(rule: str, resource: str, value: Any, default: bool) -> bool:
-    """A rule's on/off resource (`nix_cache`, `nix_resumable`): 1/0, true/false, yes/no, on/off (any case), `default`
-    when unset. Anything else is refused: `nix_cache="maybe"` was taken as on, `nix_resumable="maybe"` too."""
+    """A rule's on/off resource (`nix_cache`, `nix_resumable`), read as nixlib.config.switch_word reads every on/off
+    setting, `default` when unset; any other word is refused (`nix_cache="maybe"` was taken as on)."""
     if value is None or value == "":
         return default
-    found = SWITCH_VALUES.get(str(value).strip().lower())
+    found = switch_word(value)
     if found is None:
         raise NixWorkflowError(f"rule {rule}: resource {resource}={value!r} is not a switch: use 1 or 0 (also "
                                "true/false, yes/no, on/off)")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import os
-import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from luigi.mock import MockTarget
 
 from luigi_nixworkflow import NixTask
 from tests import luigi_compat as compat
+from tests import sdist
 from tests.luigi_run import build
 
 # ---- a task that says when it is done in its own complete() and declares no output() -------------------------
@@ -194,13 +194,7 @@ SAMPLE = ["task_test", "util_test", "task_bulk_complete_test", "task_forwarded_a
 def test_luigi_test_suite_sample_has_no_regression(tmp_path: Path) -> None:
     """A few of Luigi's own test modules, as shipped and with every luigi.Task a NixTask: each test that passes as
     shipped passes with NixTask too (or fails for a documented reason, tests/luigi_compat.py)."""
-    try:
-        tests = compat.source_tests()
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-        why = f"Luigi's source distribution cannot be downloaded here: {e}"
-        if os.environ.get("NW_REQUIRE_LUIGI_TESTS") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
+    tests = sdist.tests_or_skip(compat.source_tests, "Luigi", "NW_REQUIRE_LUIGI_TESTS")
     with cf.ThreadPoolExecutor(2) as pool:
         outcomes = list(pool.map(lambda m: compat.run_case(tests, m, tmp_path / m), SAMPLE))
     for o in outcomes:

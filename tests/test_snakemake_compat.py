@@ -8,12 +8,11 @@ with the local executor is a broken baseline (a failure too: the comparison woul
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests import sdist
 from tests import snakemake_compat as compat
 
 pytest.importorskip("snakemake")
@@ -34,13 +33,7 @@ SAMPLE = [
 
 @pytest.fixture(scope="session")
 def cases() -> dict[str, compat.Case]:
-    try:
-        tests = compat.source_tests()
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-        why = f"Snakemake's source distribution cannot be downloaded here: {e}"
-        if os.environ.get("NW_REQUIRE_SNAKEMAKE_TESTS") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
+    tests = sdist.tests_or_skip(compat.source_tests, "Snakemake", "NW_REQUIRE_SNAKEMAKE_TESTS")
     return {c.name: c for c in compat.cases(tests)}
 
 

@@ -9,12 +9,11 @@ realisation in the test's store, or the comparison would prove nothing.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests import sdist
 from tests import snakemake_pytest_compat as runner
 
 pytest.importorskip("snakemake")
@@ -26,13 +25,7 @@ SAMPLE = ["test_temp", "test_checkpoint_rerun", "test_failed_intermediate"]
 
 @pytest.fixture(scope="session")
 def selection() -> dict[str, runner.Selected]:
-    try:
-        tests = runner.source_tests()
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-        why = f"Snakemake's source distribution cannot be downloaded here: {e}"
-        if os.environ.get("NW_REQUIRE_SNAKEMAKE_TESTS") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
+    tests = sdist.tests_or_skip(runner.source_tests, "Snakemake", "NW_REQUIRE_SNAKEMAKE_TESTS")
     return {s.name: s for s in runner.selection(tests)}
 
 
